@@ -1,0 +1,14 @@
+//! ferrite drivers: everything that talks to the kernel.
+//!
+//! One [`executor::Reactor`] per shard owns an io_uring ring (or the epoll fallback), runs
+//! `!Send` tasks, and completes the operations in [`ops`]. Buffers ([`buffer::IoBuf`]) move
+//! through the ring by value. Block devices implement [`blockdev::BlockDevice`].
+
+pub mod buffer;
+pub mod error;
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed, `!Send` future running on the current shard.
+pub type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;

@@ -1,0 +1,145 @@
+//! The narrow volume interface the SCSI layer uses (DESIGN §1).
+//!
+//! Methods return `!Send` futures: they run on the calling shard's reactor. A volume object
+//! itself is `Send + Sync` and may be shared by connections on every shard.
+
+use std::fmt;
+
+use drivers::buffer::IoBuf;
+use drivers::error::IoError;
+use drivers::LocalBoxFuture;
+
+/// Fixed shape of a volume as a SCSI logical unit sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VolumeGeometry {
+    /// Logical block size: 512 or 4096.
+    pub logical_block_bytes: u32,
+    /// Physical block size: equal to the logical size, or 4096 over 512 logical (512e).
+    pub physical_block_bytes: u32,
+    /// Number of logical blocks.
+    pub capacity_blocks: u64,
+    /// The volume can deallocate blocks (UNMAP, WRITE SAME with UNMAP).
+    pub thin_provisioned: bool,
+    /// Deallocated blocks read back as zeros (LBPRZ).
+    pub unmapped_reads_zero: bool,
+}
+
+impl VolumeGeometry {
+    /// Capacity in bytes.
+    #[must_use]
+    pub fn capacity_bytes(&self) -> u64 {
+        self.capacity_blocks * u64::from(self.logical_block_bytes)
+    }
+}
+
+/// Why a volume operation failed. The SCSI layer maps each to sense data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeError {
+    /// The LBA range lies (partly) past the end of the volume.
+    OutOfRange,
+    /// A block failed its checksum or the device reported a medium error at this LBA.
+    Medium { lba: u64 },
+    /// The pool has no space for the write (space allocation failed).
+    NoSpace,
+    /// The buffer length is not a whole number of blocks or does not match the request.
+    BadLength,
+    /// The volume is read-only (a snapshot).
+    ReadOnly,
+    /// A device error that is not a medium error.
+    Io(IoError),
+}
+
+impl fmt::Display for VolumeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VolumeError::OutOfRange => write!(f, "LBA range out of range"),
+            VolumeError::Medium { lba } => write!(f, "unrecovered read error at LBA {lba}"),
+            VolumeError::NoSpace => write!(f, "no space left in pool"),
+            VolumeError::BadLength => write!(f, "buffer length is not a whole number of blocks"),
+            VolumeError::ReadOnly => write!(f, "volume is read-only"),
+            VolumeError::Io(e) => write!(f, "device error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for VolumeError {}
+
+impl From<IoError> for VolumeError {
+    fn from(err: IoError) -> VolumeError {
+        match err {
+            IoError::NoSpace => VolumeError::NoSpace,
+            other => VolumeError::Io(other),
+        }
+    }
+}
+
+/// Result alias for volume operations.
+pub type VolResult<T> = Result<T, VolumeError>;
+
+/// Outcome of COMPARE AND WRITE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareOutcome {
+    /// The data matched and the write was applied.
+    Written,
+    /// The first differing byte, counted from the start of the compared range; nothing written.
+    Miscompare { offset_bytes: u64 },
+}
+
+/// Provisioning state of a run of blocks (GET LBA STATUS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LbaStatus {
+    /// True when the blocks are mapped (hold data); false when deallocated.
+    pub mapped: bool,
+    /// Number of consecutive blocks from the queried LBA with the same state (at least 1).
+    pub run_blocks: u64,
+}
+
+/// The volume interface. Buffers are whole logical blocks; `lba` counts logical blocks.
+pub trait BlockVolume: Send + Sync {
+    /// Shape of the volume.
+    fn geometry(&self) -> VolumeGeometry;
+
+    /// Reads `buf.len()` bytes starting at `lba` into `buf`.
+    fn read(&self, lba: u64, buf: IoBuf) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)>;
+
+    /// Writes `buf` at `lba`. With `fua` the data is durable when the future completes.
+    fn write(&self, lba: u64, buf: IoBuf, fua: bool) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)>;
+
+    /// Deallocates `blocks` blocks from `lba`; they read as zeros afterwards when
+    /// `unmapped_reads_zero`.
+    fn unmap(&self, lba: u64, blocks: u64) -> LocalBoxFuture<'_, VolResult<()>>;
+
+    /// Makes `blocks` blocks from `lba` read as zeros (may deallocate them).
+    fn write_zeroes(&self, lba: u64, blocks: u64) -> LocalBoxFuture<'_, VolResult<()>>;
+
+    /// Makes every completed write durable.
+    fn flush(&self) -> LocalBoxFuture<'_, VolResult<()>>;
+
+    /// Atomically compares `compare` with the data at `lba` and, when equal, writes `write`
+    /// there. Atomic against every other write to the same blocks.
+    fn compare_and_write(
+        &self,
+        lba: u64,
+        compare: IoBuf,
+        write: IoBuf,
+        fua: bool,
+    ) -> LocalBoxFuture<'_, VolResult<CompareOutcome>>;
+
+    /// Provisioning state at `lba`.
+    fn lba_status(&self, lba: u64) -> LocalBoxFuture<'_, VolResult<LbaStatus>>;
+
+    /// Switches the volatile write cache (SCSI WCE). With it off every write is durable when
+    /// it completes.
+    fn set_write_cache(&self, enabled: bool);
+
+    /// Current write-cache state.
+    fn write_cache(&self) -> bool;
+}
+
+/// Checks that `[lba, lba + blocks)` lies inside a volume of `capacity_blocks`.
+pub fn check_range(capacity_blocks: u64, lba: u64, blocks: u64) -> VolResult<()> {
+    match lba.checked_add(blocks) {
+        Some(end) if end <= capacity_blocks => Ok(()),
+        _ => Err(VolumeError::OutOfRange),
+    }
+}
