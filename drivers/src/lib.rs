@@ -4,8 +4,16 @@
 //! `!Send` tasks, and completes the operations in [`ops`]. Buffers ([`buffer::IoBuf`]) move
 //! through the ring by value. Block devices implement [`blockdev::BlockDevice`].
 
+pub mod atomic_waker;
+pub mod blockdev;
 pub mod buffer;
+mod epoll;
 pub mod error;
+pub mod executor;
+pub mod mailbox;
+pub mod ops;
+pub mod ring;
+pub mod shard;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,0 +1,66 @@
+//! Block devices: one trait, several backends.
+//!
+//! - [`uring`]: a regular file or block device opened with O_DIRECT, driven through the
+//!   current shard's ring (fixed files, fixed buffers);
+//! - [`memory`]: RAM;
+//! - [`fault`]: a deterministic, seeded wrapper that injects errors, latency, bit flips, torn
+//!   writes and power cuts;
+//! - [`sync`]: pread/pwrite on the blocking pool, for the epoll fallback.
+//!
+//! Offsets and lengths are in bytes and must be multiples of `logical_block_bytes`; buffers
+//! must be 4 KiB aligned (every [`IoBuf`] is).
+
+use crate::buffer::IoBuf;
+use crate::error::IoResult;
+use crate::LocalBoxFuture;
+
+/// Fixed facts about a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Human-readable name (path or kind).
+    pub name: String,
+    /// Usable size.
+    pub size_bytes: u64,
+    /// Smallest addressable unit (BLKSSZGET for block devices, 512 or 4096 for files).
+    pub logical_block_bytes: u32,
+    /// Atomic write unit (BLKPBSZGET for block devices).
+    pub physical_block_bytes: u32,
+    /// The device can deallocate ranges (discard / punch hole).
+    pub supports_discard: bool,
+}
+
+/// The block device interface. Futures run on the calling shard; the device object itself is
+/// shared by every shard.
+pub trait BlockDevice: Send + Sync {
+    /// Fixed facts.
+    fn info(&self) -> &DeviceInfo;
+
+    /// Reads `buf.len()` bytes at `offset_bytes` into `buf` (all or error).
+    fn read(&self, buf: IoBuf, offset_bytes: u64) -> LocalBoxFuture<'_, (IoResult<()>, IoBuf)>;
+
+    /// Writes all of `buf` at `offset_bytes` (all or error). Not durable until a flush
+    /// completes after it.
+    fn write(&self, buf: IoBuf, offset_bytes: u64) -> LocalBoxFuture<'_, (IoResult<()>, IoBuf)>;
+
+    /// Makes every write completed before this call durable.
+    fn flush(&self) -> LocalBoxFuture<'_, IoResult<()>>;
+
+    /// Deallocates a range; it reads back as zeros.
+    fn discard(&self, offset_bytes: u64, len_bytes: u64) -> LocalBoxFuture<'_, IoResult<()>>;
+
+    /// Makes a range read back as zeros.
+    fn write_zeroes(&self, offset_bytes: u64, len_bytes: u64) -> LocalBoxFuture<'_, IoResult<()>>;
+}
+
+/// Checks alignment and bounds of a request against `info`.
+///
+/// # Errors
+/// [`crate::error::IoError::InvalidInput`] when misaligned or past the end.
+pub fn check_request(info: &DeviceInfo, offset_bytes: u64, len_bytes: u64) -> IoResult<()> {
+    let block = u64::from(info.logical_block_bytes);
+    let end = offset_bytes.checked_add(len_bytes);
+    if offset_bytes % block != 0 || len_bytes % block != 0 || end.is_none_or(|e| e > info.size_bytes) {
+        return Err(crate::error::IoError::InvalidInput(libc::EINVAL));
+    }
+    Ok(())
+}
