@@ -4,4 +4,6 @@
 //! (memory, file, pool) implements it.
 
 pub mod block_volume;
+pub mod device_volume;
 pub mod memory_volume;
+pub mod range_lock;
