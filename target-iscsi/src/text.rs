@@ -27,7 +27,7 @@ pub enum TextError {
     /// A key longer than [`MAX_KEY_LEN`].
     KeyTooLong(usize),
     /// A key with characters outside letters, digits and `.-+@_#`, or not starting with a
-    /// capital letter.
+    /// letter.
     InvalidKey,
     /// A value longer than [`MAX_VALUE_LEN`].
     ValueTooLong(usize),
@@ -84,7 +84,9 @@ fn valid_key(key: &str) -> Result<(), TextError> {
     if key.len() > MAX_KEY_LEN {
         return Err(TextError::KeyTooLong(key.len()));
     }
-    let first_ok = key.as_bytes().first().is_some_and(u8::is_ascii_uppercase);
+    // RFC 7143 asks for a leading capital, but RFC 7144 defines `iSCSIProtocolLevel` and
+    // RFC 7145 `iSERHelloRequired`: accept any leading letter.
+    let first_ok = key.as_bytes().first().is_some_and(u8::is_ascii_alphabetic);
     let chars_ok = key
         .bytes()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'+' | b'@' | b'_' | b'#'));
@@ -438,7 +440,8 @@ mod tests {
     fn rejects_malformed() {
         assert_eq!(parse_pairs(b"NoEquals\0"), Err(TextError::MissingEquals));
         assert_eq!(parse_pairs(b"=v\0"), Err(TextError::EmptyKey));
-        assert_eq!(parse_pairs(b"lower=v\0"), Err(TextError::InvalidKey));
+        assert_eq!(parse_pairs(b"1abc=v\0"), Err(TextError::InvalidKey));
+        assert!(parse_pairs(b"iSCSIProtocolLevel=1\0").is_ok());
         assert_eq!(parse_pairs(b"Bad Key=v\0"), Err(TextError::InvalidKey));
         assert_eq!(parse_pairs(b"K=\xff\0"), Err(TextError::NotUtf8));
         let long_key = format!("K{}=v\0", "a".repeat(63));
