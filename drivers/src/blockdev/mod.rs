@@ -7,12 +7,25 @@
 //!   writes and power cuts;
 //! - [`sync`]: pread/pwrite on the blocking pool, for the epoll fallback.
 //!
+//! [`open_device`] picks the file-backed backend that suits the current shard.
+//!
 //! Offsets and lengths are in bytes and must be multiples of `logical_block_bytes`; buffers
 //! must be 4 KiB aligned (every [`IoBuf`] is).
 
+use std::path::Path;
+use std::sync::Arc;
+
 use crate::buffer::IoBuf;
-use crate::error::IoResult;
+use crate::error::{IoError, IoResult};
+use crate::executor::{self, BackendChoice, BackendKind};
 use crate::LocalBoxFuture;
+
+pub mod fault;
+mod file;
+pub mod memory;
+pub mod prng;
+pub mod sync;
+pub mod uring;
 
 /// Fixed facts about a device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +73,33 @@ pub fn check_request(info: &DeviceInfo, offset_bytes: u64, len_bytes: u64) -> Io
     let block = u64::from(info.logical_block_bytes);
     let end = offset_bytes.checked_add(len_bytes);
     if offset_bytes % block != 0 || len_bytes % block != 0 || end.is_none_or(|e| e > info.size_bytes) {
-        return Err(crate::error::IoError::InvalidInput(libc::EINVAL));
+        return Err(IoError::InvalidInput(libc::EINVAL));
     }
     Ok(())
+}
+
+/// Opens a file or block device with the backend `choice` asks for: [`uring::UringDevice`] for
+/// [`BackendChoice::Uring`], [`sync::SyncDevice`] for [`BackendChoice::Epoll`], and for
+/// [`BackendChoice::Auto`] whichever matches the current shard's backend (the reactor already
+/// logged which one it runs).
+///
+/// # Errors
+/// [`IoError::Unsupported`] when io_uring is asked for on a shard running the epoll fallback;
+/// otherwise as for [`uring::UringDevice::open`].
+///
+/// # Panics
+/// When no reactor runs on this thread.
+pub fn open_device(path: &Path, choice: BackendChoice) -> IoResult<Arc<dyn BlockDevice>> {
+    let kind = executor::backend_kind();
+    let use_uring = match choice {
+        BackendChoice::Auto => kind == BackendKind::Uring,
+        BackendChoice::Uring if kind == BackendKind::Epoll => return Err(IoError::Unsupported(libc::ENOSYS)),
+        BackendChoice::Uring => true,
+        BackendChoice::Epoll => false,
+    };
+    if use_uring {
+        Ok(Arc::new(uring::UringDevice::open(path)?))
+    } else {
+        Ok(Arc::new(sync::SyncDevice::open(path)?))
+    }
 }

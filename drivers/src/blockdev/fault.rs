@@ -1,0 +1,760 @@
+//! [`FaultDevice`]: a deterministic, seeded fault-injecting wrapper for the crash simulator.
+//!
+//! The wrapped device holds the **durable image**. Writes, discards and write-zeroes are not
+//! sent to it directly: they are appended to an ordered log of unflushed operations that sits
+//! above it, and reads see the durable image with the log overlaid in order. A flush destages
+//! the log entries that existed when it started into the durable image, then flushes the inner
+//! device. A [`FaultDevice::power_cut`] decides the fate of every unflushed entry according to
+//! a [`PowerCutMode`] (lost, kept, or torn at a sector boundary, from the seed), applies the
+//! survivors to the durable image, and fails every further operation with
+//! [`IoError::Injected`] until [`FaultDevice::restart`].
+//!
+//! The log is bounded by [`FaultConfig::max_unflushed_ops`]: beyond it the oldest entries are
+//! destaged on their own, as a drive's cache writes back without being asked.
+//!
+//! Besides power cuts, [`FaultRule`]s inject errors, bit flips and torn writes on chosen
+//! operations, and [`Latency`] delays every operation. Everything random comes from
+//! [`SplitMix64`] streams derived from [`FaultConfig::seed`]; nothing reads the clock or iterates
+//! a hash map, so the same seed and the same sequence of operations give the same faults.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use crate::blockdev::prng::SplitMix64;
+use crate::blockdev::{check_request, BlockDevice, DeviceInfo};
+use crate::buffer::IoBuf;
+use crate::error::{IoError, IoResult};
+use crate::executor;
+use crate::LocalBoxFuture;
+
+/// Mixed into the seed for the power-cut stream, so tear decisions do not depend on how many
+/// probabilistic faults were drawn before the cut.
+const CUT_STREAM_SALT: u64 = 0x5eed_c07f_a11e_d0ff;
+
+/// The kind of a block operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OpKind {
+    /// [`BlockDevice::read`].
+    Read,
+    /// [`BlockDevice::write`].
+    Write,
+    /// [`BlockDevice::flush`].
+    Flush,
+    /// [`BlockDevice::discard`].
+    Discard,
+    /// [`BlockDevice::write_zeroes`].
+    WriteZeroes,
+}
+
+impl OpKind {
+    const COUNT: usize = 5;
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// When a rule fires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// On every operation of the rule's kind.
+    Always,
+    /// On the `n`th operation of the rule's kind (1-based, counted since the device was made).
+    Nth(u64),
+    /// On each operation of the rule's kind with this probability (parts per million).
+    Probability {
+        /// Chance per operation, out of 1 000 000.
+        per_million: u32,
+    },
+    /// On operations whose byte range overlaps `[offset_bytes, offset_bytes + len_bytes)`.
+    Overlaps {
+        /// Start of the range.
+        offset_bytes: u64,
+        /// Length of the range.
+        len_bytes: u64,
+    },
+}
+
+/// What a rule does when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The operation fails with [`IoError::Injected`] and has no effect.
+    Error,
+    /// One bit is flipped: in the data returned by a read, or in the data a write stores (the
+    /// caller's buffer is left intact). `offset_bytes` is a device offset (the flip happens
+    /// only when the request covers it); `None` picks a byte of the request from the seed.
+    /// `bit` is 0..=7; `None` picks one from the seed.
+    FlipBit {
+        /// Device byte offset to corrupt, or a seeded choice inside the request.
+        offset_bytes: Option<u64>,
+        /// Bit of that byte, or a seeded choice.
+        bit: Option<u8>,
+    },
+    /// Writes only: a seeded prefix of whole tear units (possibly none) lands, the rest does
+    /// not. With `silent` the write reports success (a lost tail only checksums can catch);
+    /// otherwise it fails with [`IoError::Injected`].
+    TornWrite {
+        /// Report success despite the lost tail.
+        silent: bool,
+    },
+}
+
+/// One fault-injection rule: on operations of kind `op` matching `trigger`, inject `fault`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultRule {
+    /// Operation kind the rule watches.
+    pub op: OpKind,
+    /// When it fires.
+    pub trigger: Trigger,
+    /// What it does.
+    pub fault: Fault,
+}
+
+impl FaultRule {
+    /// Shorthand for a rule.
+    #[must_use]
+    pub fn new(op: OpKind, trigger: Trigger, fault: Fault) -> FaultRule {
+        FaultRule { op, trigger, fault }
+    }
+}
+
+/// Delay added before every operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Latency {
+    /// No delay.
+    #[default]
+    None,
+    /// Yield to the shard's other tasks this many times (deterministic interleaving).
+    Yields(u32),
+    /// Yield a seeded number of times in `0..=max`.
+    RandomYields {
+        /// Upper bound of the yield count.
+        max: u32,
+    },
+    /// Sleep on the reactor's timer (wall-clock; not deterministic in interleaving).
+    Sleep(Duration),
+}
+
+/// Settings of a [`FaultDevice`].
+#[derive(Debug, Clone)]
+pub struct FaultConfig {
+    /// Seed of every random decision.
+    pub seed: u64,
+    /// Rules, evaluated in order on every operation.
+    pub rules: Vec<FaultRule>,
+    /// Delay before every operation.
+    pub latency: Latency,
+    /// Granularity of torn writes and power-cut tears; `None` means the inner device's
+    /// logical block size. Must be a multiple of it.
+    pub tear_unit_bytes: Option<u32>,
+    /// Bound on the unflushed log; older entries are destaged beyond it.
+    pub max_unflushed_ops: usize,
+}
+
+impl Default for FaultConfig {
+    fn default() -> Self {
+        FaultConfig {
+            seed: 0,
+            rules: Vec::new(),
+            latency: Latency::None,
+            tear_unit_bytes: None,
+            max_unflushed_ops: 4096,
+        }
+    }
+}
+
+/// What a power cut does to the writes not yet covered by a completed flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerCutMode {
+    /// Every unflushed operation is lost.
+    DropAll,
+    /// Each unflushed operation is independently kept, lost, or torn (a prefix of whole tear
+    /// units lands), as the seed dictates.
+    TearRandom,
+    /// Every unflushed operation survives.
+    KeepAll,
+}
+
+/// The fate of one unflushed operation at a power cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Reached the durable image entirely.
+    Kept,
+    /// Lost entirely.
+    Dropped,
+    /// Only the first `kept_bytes` (a whole number of tear units, neither 0 nor all) landed.
+    Torn {
+        /// Length of the prefix that landed.
+        kept_bytes: u64,
+    },
+}
+
+/// One unflushed operation and what the power cut did to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnflushedOutcome {
+    /// Write, Discard or WriteZeroes.
+    pub op: OpKind,
+    /// Where it started.
+    pub offset_bytes: u64,
+    /// Its length.
+    pub len_bytes: u64,
+    /// What happened to it.
+    pub fate: Fate,
+}
+
+/// Result of a power cut: one outcome per unflushed operation, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PowerCutReport {
+    /// Outcomes in submission order.
+    pub outcomes: Vec<UnflushedOutcome>,
+}
+
+/// Counters of what the device injected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultStats {
+    /// Operations seen, per [`OpKind`] (indexed in declaration order).
+    pub ops: [u64; OpKind::COUNT],
+    /// Operations failed by a [`Fault::Error`] rule.
+    pub errors_injected: u64,
+    /// Bits flipped on read or write.
+    pub bit_flips: u64,
+    /// Writes torn by a [`Fault::TornWrite`] rule.
+    pub torn_writes: u64,
+    /// Operations refused because the power was cut.
+    pub refused_after_cut: u64,
+    /// Power cuts.
+    pub power_cuts: u64,
+    /// Unflushed operations kept / lost / torn by power cuts.
+    pub cut_kept: u64,
+    /// See `cut_kept`.
+    pub cut_dropped: u64,
+    /// See `cut_kept`.
+    pub cut_torn: u64,
+    /// Log entries moved to the durable image by flushes or by the log bound.
+    pub destaged: u64,
+}
+
+impl FaultStats {
+    /// Operations of `kind` seen so far.
+    #[must_use]
+    pub fn ops_of(&self, kind: OpKind) -> u64 {
+        self.ops[kind.index()]
+    }
+}
+
+/// One unflushed operation. `data` is `None` for discards and write-zeroes (they read as
+/// zeros).
+struct LogEntry {
+    seq: u64,
+    op: OpKind,
+    offset_bytes: u64,
+    len_bytes: u64,
+    data: Option<Box<[u8]>>,
+}
+
+/// A copy of the part of a log entry a read overlaps: position in the read buffer and the
+/// bytes to lay over it (`None` = zeros).
+struct Overlay {
+    pos: usize,
+    len: usize,
+    data: Option<Vec<u8>>,
+}
+
+/// Faults chosen for one operation.
+#[derive(Default)]
+struct Decision {
+    error: bool,
+    flips: Vec<(u64, u8)>,
+    torn: Option<bool>,
+}
+
+struct State {
+    rng: SplitMix64,
+    cut_rng: SplitMix64,
+    log: VecDeque<LogEntry>,
+    next_seq: u64,
+    cut: bool,
+    stats: FaultStats,
+    /// One destager at a time (flush, log bound, power cut), so entries reach the durable
+    /// image in order; the others wait here.
+    destaging: bool,
+    destage_waiters: VecDeque<Waker>,
+}
+
+/// A fault-injecting wrapper around another device (normally a [`super::memory::MemoryDevice`]).
+pub struct FaultDevice {
+    inner: Arc<dyn BlockDevice>,
+    info: DeviceInfo,
+    config: FaultConfig,
+    tear_unit_bytes: u64,
+    state: Mutex<State>,
+}
+
+impl FaultDevice {
+    /// Wraps `inner`, whose current content is the initial durable image.
+    ///
+    /// # Panics
+    /// When the configuration is invalid (a programmer error): a tear unit that is not a
+    /// multiple of the logical block size, a torn-write rule on an operation other than write,
+    /// a bit-flip rule on an operation other than read or write, or a zero log bound.
+    #[must_use]
+    pub fn new(inner: Arc<dyn BlockDevice>, config: FaultConfig) -> FaultDevice {
+        let inner_info = inner.info().clone();
+        let logical = inner_info.logical_block_bytes;
+        let tear_unit = config.tear_unit_bytes.unwrap_or(logical);
+        assert!(tear_unit >= logical && tear_unit % logical == 0, "tear unit must be a multiple of the logical block");
+        assert!(config.max_unflushed_ops > 0, "the unflushed log needs room for one entry");
+        for rule in &config.rules {
+            match rule.fault {
+                Fault::Error => {}
+                Fault::FlipBit { bit, .. } => {
+                    assert!(matches!(rule.op, OpKind::Read | OpKind::Write), "bit flips apply to reads and writes");
+                    assert!(bit.is_none_or(|b| b < 8), "bit index is 0..=7");
+                }
+                Fault::TornWrite { .. } => assert_eq!(rule.op, OpKind::Write, "torn writes apply to writes"),
+            }
+        }
+        let info = DeviceInfo { name: format!("fault({})", inner_info.name), ..inner_info };
+        let state = State {
+            rng: SplitMix64::new(config.seed),
+            cut_rng: SplitMix64::new(config.seed ^ CUT_STREAM_SALT),
+            log: VecDeque::new(),
+            next_seq: 0,
+            cut: false,
+            stats: FaultStats::default(),
+            destaging: false,
+            destage_waiters: VecDeque::new(),
+        };
+        FaultDevice { inner, info, config, tear_unit_bytes: u64::from(tear_unit), state: Mutex::new(state) }
+    }
+
+    /// The wrapped device (the durable image).
+    #[must_use]
+    pub fn inner(&self) -> &Arc<dyn BlockDevice> {
+        &self.inner
+    }
+
+    /// Counters so far.
+    #[must_use]
+    pub fn stats(&self) -> FaultStats {
+        self.lock().stats
+    }
+
+    /// Operations not yet covered by a completed flush.
+    #[must_use]
+    pub fn unflushed_ops(&self) -> usize {
+        self.lock().log.len()
+    }
+
+    /// True between a power cut and the next [`FaultDevice::restart`].
+    #[must_use]
+    pub fn is_cut(&self) -> bool {
+        self.lock().cut
+    }
+
+    /// Cuts the power. From this call on every operation fails with [`IoError::Injected`];
+    /// the unflushed log is resolved per `mode` into the durable image (waiting for a destage
+    /// in progress to stop first), and the inner device is flushed. After it returns and after
+    /// [`FaultDevice::restart`], reads show exactly the durable image.
+    ///
+    /// # Errors
+    /// When the inner device fails while the surviving operations are applied.
+    pub async fn power_cut(&self, mode: PowerCutMode) -> IoResult<PowerCutReport> {
+        self.lock().cut = true;
+        let _gate = self.destage_gate().await;
+        let (entries, decisions) = {
+            let mut st = self.lock();
+            st.stats.power_cuts += 1;
+            let entries: Vec<LogEntry> = st.log.drain(..).collect();
+            let decisions: Vec<Fate> =
+                entries.iter().map(|e| self.decide_fate(&mut st.cut_rng, mode, e.len_bytes)).collect();
+            for fate in &decisions {
+                match fate {
+                    Fate::Kept => st.stats.cut_kept += 1,
+                    Fate::Dropped => st.stats.cut_dropped += 1,
+                    Fate::Torn { .. } => st.stats.cut_torn += 1,
+                }
+            }
+            (entries, decisions)
+        };
+        let mut report = PowerCutReport::default();
+        for (entry, fate) in entries.iter().zip(decisions) {
+            let kept_bytes = match fate {
+                Fate::Kept => entry.len_bytes,
+                Fate::Dropped => 0,
+                Fate::Torn { kept_bytes } => kept_bytes,
+            };
+            self.apply_to_inner(entry, kept_bytes).await?;
+            report.outcomes.push(UnflushedOutcome {
+                op: entry.op,
+                offset_bytes: entry.offset_bytes,
+                len_bytes: entry.len_bytes,
+                fate,
+            });
+        }
+        self.inner.flush().await?;
+        Ok(report)
+    }
+
+    /// Powers the device back on: operations are accepted again. The content is the durable
+    /// image left by the last power cut.
+    pub fn restart(&self) {
+        self.lock().cut = false;
+    }
+
+    fn decide_fate(&self, rng: &mut SplitMix64, mode: PowerCutMode, len_bytes: u64) -> Fate {
+        match mode {
+            PowerCutMode::DropAll => Fate::Dropped,
+            PowerCutMode::KeepAll => Fate::Kept,
+            PowerCutMode::TearRandom => {
+                let units = len_bytes.div_ceil(self.tear_unit_bytes);
+                match rng.below(3) {
+                    0 => Fate::Kept,
+                    1 => Fate::Dropped,
+                    _ if units < 2 => {
+                        if rng.below(2) == 0 { Fate::Kept } else { Fate::Dropped }
+                    }
+                    _ => Fate::Torn { kept_bytes: (1 + rng.below(units - 1)) * self.tear_unit_bytes },
+                }
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn delay(&self) {
+        let yields = match self.config.latency {
+            Latency::None => 0,
+            Latency::Yields(n) => n,
+            Latency::RandomYields { max } => {
+                u32::try_from(self.lock().rng.below(u64::from(max) + 1)).unwrap_or(max)
+            }
+            Latency::Sleep(d) => {
+                executor::sleep(d).await;
+                0
+            }
+        };
+        for _ in 0..yields {
+            executor::yield_now().await;
+        }
+    }
+
+    /// Counts the operation, refuses it after a cut, and evaluates the rules.
+    fn admit(&self, st: &mut State, op: OpKind, offset_bytes: u64, len_bytes: u64) -> IoResult<Decision> {
+        if st.cut {
+            st.stats.refused_after_cut += 1;
+            return Err(IoError::Injected);
+        }
+        st.stats.ops[op.index()] += 1;
+        let nth = st.stats.ops[op.index()];
+        let mut decision = Decision::default();
+        for rule in self.config.rules.iter().filter(|r| r.op == op) {
+            let fires = match rule.trigger {
+                Trigger::Always => true,
+                Trigger::Nth(n) => nth == n,
+                Trigger::Probability { per_million } => st.rng.chance_per_million(per_million),
+                Trigger::Overlaps { offset_bytes: start, len_bytes: len } => {
+                    len_bytes > 0 && offset_bytes < start.saturating_add(len) && start < offset_bytes + len_bytes
+                }
+            };
+            if !fires {
+                continue;
+            }
+            match rule.fault {
+                Fault::Error => decision.error = true,
+                Fault::TornWrite { silent } => decision.torn = Some(silent),
+                Fault::FlipBit { offset_bytes: at, bit } => {
+                    let at = match at {
+                        Some(at) if at >= offset_bytes && at < offset_bytes + len_bytes => at,
+                        Some(_) => continue,
+                        None if len_bytes == 0 => continue,
+                        None => offset_bytes + st.rng.below(len_bytes),
+                    };
+                    let bit = bit.unwrap_or_else(|| (st.rng.below(8)) as u8);
+                    decision.flips.push((at, bit));
+                }
+            }
+        }
+        if decision.error {
+            st.stats.errors_injected += 1;
+        }
+        Ok(decision)
+    }
+
+    /// Appends an unflushed entry; returns how many entries exceed the log bound.
+    fn append(&self, st: &mut State, op: OpKind, offset_bytes: u64, len_bytes: u64, data: Option<Box<[u8]>>) -> usize {
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        st.log.push_back(LogEntry { seq, op, offset_bytes, len_bytes, data });
+        st.log.len().saturating_sub(self.config.max_unflushed_ops)
+    }
+
+    /// Writes the first `kept_bytes` of `entry` into the durable image.
+    async fn apply_to_inner(&self, entry: &LogEntry, kept_bytes: u64) -> IoResult<()> {
+        if kept_bytes == 0 {
+            return Ok(());
+        }
+        match &entry.data {
+            Some(data) => {
+                let kept = usize::try_from(kept_bytes).map_err(|_| IoError::InvalidInput(libc::EINVAL))?;
+                let buf = IoBuf::from_slice(&data[..kept]);
+                self.inner.write(buf, entry.offset_bytes).await.0
+            }
+            None if entry.op == OpKind::Discard => self.inner.discard(entry.offset_bytes, kept_bytes).await,
+            None => self.inner.write_zeroes(entry.offset_bytes, kept_bytes).await,
+        }
+    }
+
+    /// Moves log entries into the durable image, oldest first: those with `seq < upto_seq`,
+    /// or (with `upto_seq == None`) the oldest ones beyond the log bound. Stops with
+    /// [`IoError::Injected`] if the power is cut meanwhile.
+    async fn destage(&self, upto_seq: Option<u64>) -> IoResult<()> {
+        let _gate = self.destage_gate().await;
+        loop {
+            let (seq, entry) = {
+                let st = self.lock();
+                if st.cut {
+                    return Err(IoError::Injected);
+                }
+                let Some(front) = st.log.front() else { return Ok(()) };
+                let due = match upto_seq {
+                    Some(upto) => front.seq < upto,
+                    None => st.log.len() > self.config.max_unflushed_ops,
+                };
+                if !due {
+                    return Ok(());
+                }
+                // Copy it out: it stays in the log (and visible to reads) until it is durable.
+                let copy = LogEntry {
+                    seq: front.seq,
+                    op: front.op,
+                    offset_bytes: front.offset_bytes,
+                    len_bytes: front.len_bytes,
+                    data: front.data.clone(),
+                };
+                (front.seq, copy)
+            };
+            self.apply_to_inner(&entry, entry.len_bytes).await?;
+            let mut st = self.lock();
+            // Only the gate holder removes entries, so the front is still ours.
+            assert_eq!(st.log.front().map(|e| e.seq), Some(seq), "destaged entry left the log");
+            st.log.pop_front();
+            st.stats.destaged += 1;
+        }
+    }
+
+    fn destage_gate(&self) -> DestageGate<'_> {
+        DestageGate { device: self }
+    }
+
+    /// Lays the unflushed log (oldest first) over the part of a read it overlaps.
+    fn overlays(st: &State, offset_bytes: u64, len_bytes: u64) -> Vec<Overlay> {
+        let end = offset_bytes + len_bytes;
+        st.log
+            .iter()
+            .filter(|e| e.offset_bytes < end && offset_bytes < e.offset_bytes + e.len_bytes)
+            .map(|e| {
+                let start = e.offset_bytes.max(offset_bytes);
+                let stop = (e.offset_bytes + e.len_bytes).min(end);
+                let len = (stop - start) as usize;
+                let data = e.data.as_ref().map(|d| {
+                    let from = (start - e.offset_bytes) as usize;
+                    d[from..from + len].to_vec()
+                });
+                Overlay { pos: (start - offset_bytes) as usize, len, data }
+            })
+            .collect()
+    }
+
+    async fn read_impl(&self, buf: IoBuf, offset_bytes: u64) -> (IoResult<()>, IoBuf) {
+        let len_bytes = buf.len() as u64;
+        if let Err(e) = check_request(&self.info, offset_bytes, len_bytes) {
+            return (Err(e), buf);
+        }
+        self.delay().await;
+        let (decision, overlays) = {
+            let mut st = self.lock();
+            match self.admit(&mut st, OpKind::Read, offset_bytes, len_bytes) {
+                Err(e) => return (Err(e), buf),
+                Ok(d) if d.error => return (Err(IoError::Injected), buf),
+                Ok(d) => {
+                    st.stats.bit_flips += d.flips.len() as u64;
+                    (d, FaultDevice::overlays(&st, offset_bytes, len_bytes))
+                }
+            }
+        };
+        let (res, mut buf) = self.inner.read(buf, offset_bytes).await;
+        if res.is_err() {
+            return (res, buf);
+        }
+        for o in overlays {
+            match o.data {
+                Some(data) => buf[o.pos..o.pos + o.len].copy_from_slice(&data),
+                None => buf[o.pos..o.pos + o.len].fill(0),
+            }
+        }
+        for (at, bit) in decision.flips {
+            buf[(at - offset_bytes) as usize] ^= 1 << bit;
+        }
+        (Ok(()), buf)
+    }
+
+    async fn write_impl(&self, buf: IoBuf, offset_bytes: u64) -> (IoResult<()>, IoBuf) {
+        let len_bytes = buf.len() as u64;
+        if let Err(e) = check_request(&self.info, offset_bytes, len_bytes) {
+            return (Err(e), buf);
+        }
+        self.delay().await;
+        let (res, excess) = {
+            let mut st = self.lock();
+            let decision = match self.admit(&mut st, OpKind::Write, offset_bytes, len_bytes) {
+                Err(e) => return (Err(e), buf),
+                Ok(d) if d.error => return (Err(IoError::Injected), buf),
+                Ok(d) => d,
+            };
+            let mut data: Box<[u8]> = buf[..].into();
+            for (at, bit) in &decision.flips {
+                data[(at - offset_bytes) as usize] ^= 1 << bit;
+            }
+            st.stats.bit_flips += decision.flips.len() as u64;
+            let mut res = Ok(());
+            let mut kept_bytes = len_bytes;
+            if let Some(silent) = decision.torn {
+                st.stats.torn_writes += 1;
+                let units = len_bytes.div_ceil(self.tear_unit_bytes);
+                kept_bytes = (st.rng.below(units) * self.tear_unit_bytes).min(len_bytes);
+                if !silent {
+                    res = Err(IoError::Injected);
+                }
+            }
+            let excess = if kept_bytes == 0 {
+                0
+            } else {
+                let kept = kept_bytes as usize;
+                let data = if kept == data.len() { data } else { data[..kept].into() };
+                self.append(&mut st, OpKind::Write, offset_bytes, kept_bytes, Some(data))
+            };
+            (res, excess)
+        };
+        if excess > 0 {
+            if let Err(e) = self.destage(None).await {
+                return (Err(e), buf);
+            }
+        }
+        (res, buf)
+    }
+
+    async fn zero_impl(&self, op: OpKind, offset_bytes: u64, len_bytes: u64) -> IoResult<()> {
+        check_request(&self.info, offset_bytes, len_bytes)?;
+        self.delay().await;
+        let excess = {
+            let mut st = self.lock();
+            let decision = self.admit(&mut st, op, offset_bytes, len_bytes)?;
+            if decision.error {
+                return Err(IoError::Injected);
+            }
+            if len_bytes == 0 { 0 } else { self.append(&mut st, op, offset_bytes, len_bytes, None) }
+        };
+        if excess > 0 {
+            self.destage(None).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush_impl(&self) -> IoResult<()> {
+        self.delay().await;
+        let upto = {
+            let mut st = self.lock();
+            let decision = self.admit(&mut st, OpKind::Flush, 0, 0)?;
+            if decision.error {
+                return Err(IoError::Injected);
+            }
+            st.next_seq
+        };
+        self.destage(Some(upto)).await?;
+        self.inner.flush().await?;
+        if self.lock().cut {
+            return Err(IoError::Injected);
+        }
+        Ok(())
+    }
+}
+
+/// Future of the destage gate; resolves to a guard that reopens it on drop.
+struct DestageGate<'a> {
+    device: &'a FaultDevice,
+}
+
+/// Holder of the destage gate.
+struct DestageGuard<'a> {
+    device: &'a FaultDevice,
+}
+
+impl<'a> Future for DestageGate<'a> {
+    type Output = DestageGuard<'a>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<DestageGuard<'a>> {
+        let mut st = self.device.lock();
+        if st.destaging {
+            st.destage_waiters.push_back(cx.waker().clone());
+            Poll::Pending
+        } else {
+            st.destaging = true;
+            Poll::Ready(DestageGuard { device: self.device })
+        }
+    }
+}
+
+impl Drop for DestageGuard<'_> {
+    fn drop(&mut self) {
+        let waiters: Vec<Waker> = {
+            let mut st = self.device.lock();
+            st.destaging = false;
+            st.destage_waiters.drain(..).collect()
+        };
+        for w in waiters {
+            w.wake();
+        }
+    }
+}
+
+impl BlockDevice for FaultDevice {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn read(&self, buf: IoBuf, offset_bytes: u64) -> LocalBoxFuture<'_, (IoResult<()>, IoBuf)> {
+        Box::pin(self.read_impl(buf, offset_bytes))
+    }
+
+    fn write(&self, buf: IoBuf, offset_bytes: u64) -> LocalBoxFuture<'_, (IoResult<()>, IoBuf)> {
+        Box::pin(self.write_impl(buf, offset_bytes))
+    }
+
+    fn flush(&self) -> LocalBoxFuture<'_, IoResult<()>> {
+        Box::pin(self.flush_impl())
+    }
+
+    fn discard(&self, offset_bytes: u64, len_bytes: u64) -> LocalBoxFuture<'_, IoResult<()>> {
+        Box::pin(self.zero_impl(OpKind::Discard, offset_bytes, len_bytes))
+    }
+
+    fn write_zeroes(&self, offset_bytes: u64, len_bytes: u64) -> LocalBoxFuture<'_, IoResult<()>> {
+        Box::pin(self.zero_impl(OpKind::WriteZeroes, offset_bytes, len_bytes))
+    }
+}
+
+impl std::fmt::Debug for FaultDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultDevice")
+            .field("info", &self.info)
+            .field("config", &self.config)
+            .field("unflushed_ops", &self.unflushed_ops())
+            .finish()
+    }
+}

@@ -1,0 +1,329 @@
+//! An open regular file or block device, its geometry, and whole-length transfers on it.
+//!
+//! Shared by the file-backed devices ([`super::uring::UringDevice`], [`super::sync::SyncDevice`]):
+//! opening with O_DIRECT, probing the logical/physical block size, the size and discard
+//! support, and the loops that turn the (possibly short) transfers of [`crate::ops`] into
+//! all-or-error ones.
+
+use std::fs::OpenOptions;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+
+use crate::blockdev::DeviceInfo;
+use crate::buffer::IoBuf;
+use crate::error::{IoError, IoResult};
+use crate::ops::{self, FallocateMode, FileRef};
+
+/// Retries of an operation that keeps failing with EINTR/EAGAIN before giving up.
+const MAX_RETRIES: u32 = 16;
+/// Size of the zero buffer used when the kernel cannot zero a range itself.
+const ZERO_CHUNK_BYTES: u64 = 1 << 20;
+/// Physical block size assumed for regular files (the atomic unit of common file systems).
+const FILE_PHYSICAL_BLOCK_BYTES: u32 = 4096;
+
+// BLKGETSIZE64 = _IOR(0x12, 114, size_t); BLKSSZGET and BLKPBSZGET are "bad" ioctls (no size
+// encoded), taken from libc.
+nix::ioctl_read!(blk_getsize64, 0x12, 114, u64);
+nix::ioctl_read_bad!(blk_sszget, libc::BLKSSZGET, libc::c_int);
+nix::ioctl_read_bad!(blk_pbszget, libc::BLKPBSZGET, libc::c_uint);
+
+/// What the descriptor refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileKind {
+    /// A regular file: flush is fdatasync, discard is a punched hole.
+    Regular,
+    /// A block device: flush is fsync, discard and zeroing go through blkdev_fallocate.
+    Block,
+}
+
+/// An open file or block device and its probed geometry.
+pub(crate) struct DeviceFile {
+    fd: OwnedFd,
+    kind: FileKind,
+    direct: bool,
+    info: DeviceInfo,
+}
+
+impl DeviceFile {
+    /// Opens an existing file or block device for reading and writing.
+    pub(crate) fn open(path: &Path) -> IoResult<DeviceFile> {
+        let (fd, direct) = open_fd(path, None)?;
+        DeviceFile::probe(path, fd, direct)
+    }
+
+    /// Creates (or reuses) a regular file and sets its size to `size_bytes` (sparse).
+    pub(crate) fn create(path: &Path, size_bytes: u64) -> IoResult<DeviceFile> {
+        let (fd, direct) = open_fd(path, Some(size_bytes))?;
+        DeviceFile::probe(path, fd, direct)
+    }
+
+    fn probe(path: &Path, fd: OwnedFd, direct: bool) -> IoResult<DeviceFile> {
+        let meta = std::fs::File::from(fd.try_clone()?).metadata()?;
+        let name = path.display().to_string();
+        let (kind, info) = if meta.file_type().is_block_device() {
+            (FileKind::Block, block_device_info(fd.as_raw_fd(), name)?)
+        } else if meta.file_type().is_file() {
+            (FileKind::Regular, regular_file_info(fd.as_raw_fd(), name, meta.len(), direct))
+        } else {
+            return Err(IoError::InvalidInput(libc::ENODEV));
+        };
+        if info.size_bytes == 0 {
+            return Err(IoError::InvalidInput(libc::EINVAL));
+        }
+        Ok(DeviceFile { fd, kind, direct, info })
+    }
+
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    pub(crate) fn kind(&self) -> FileKind {
+        self.kind
+    }
+
+    pub(crate) fn is_direct(&self) -> bool {
+        self.direct
+    }
+
+    pub(crate) fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+}
+
+/// Opens with O_DIRECT, falling back to buffered I/O (with one log line) where the file system
+/// refuses it (EINVAL, for example tmpfs before Linux 6.6). `create` carries the size to give a
+/// newly created file.
+fn open_fd(path: &Path, create: Option<u64>) -> IoResult<(OwnedFd, bool)> {
+    let open = |direct: bool| {
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(true).create(create.is_some());
+        let flags = if direct { libc::O_DIRECT | libc::O_CLOEXEC } else { libc::O_CLOEXEC };
+        opts.custom_flags(flags);
+        opts.open(path)
+    };
+    let (file, direct) = match open(true) {
+        Ok(file) => (file, true),
+        Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
+            eprintln!(
+                "ferrite: {} does not support O_DIRECT; using buffered I/O (data reaches the \
+                 device only on flush)",
+                path.display()
+            );
+            (open(false)?, false)
+        }
+        Err(err) => return Err(IoError::from(err)),
+    };
+    if let Some(size_bytes) = create {
+        file.set_len(size_bytes)?;
+    }
+    Ok((OwnedFd::from(file), direct))
+}
+
+fn block_device_info(fd: RawFd, name: String) -> IoResult<DeviceInfo> {
+    let mut size_bytes: u64 = 0;
+    let mut logical: libc::c_int = 0;
+    let mut physical: libc::c_uint = 0;
+    // SAFETY: each ioctl writes one integer of the declared type into a live local.
+    unsafe {
+        blk_getsize64(fd, &mut size_bytes)?;
+        blk_sszget(fd, &mut logical)?;
+        blk_pbszget(fd, &mut physical)?;
+    }
+    let logical_block_bytes = u32::try_from(logical)
+        .ok()
+        .filter(|b| b.is_power_of_two() && *b >= 512)
+        .ok_or(IoError::InvalidInput(libc::EINVAL))?;
+    let physical_block_bytes = if physical.is_power_of_two() && physical >= logical_block_bytes {
+        physical
+    } else {
+        logical_block_bytes
+    };
+    Ok(DeviceInfo {
+        name,
+        size_bytes: size_bytes - size_bytes % u64::from(logical_block_bytes),
+        logical_block_bytes,
+        physical_block_bytes,
+        supports_discard: block_device_discards(fd),
+    })
+}
+
+/// Reads `/sys/dev/block/MAJ:MIN/queue/discard_max_bytes`; a device that cannot discard says 0.
+fn block_device_discards(fd: RawFd) -> bool {
+    // SAFETY: fstat writes into a zeroed, live stat buffer; the result is checked.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return false;
+    }
+    let path = format!(
+        "/sys/dev/block/{}:{}/queue/discard_max_bytes",
+        libc::major(st.st_rdev),
+        libc::minor(st.st_rdev)
+    );
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .is_some_and(|max| max > 0)
+}
+
+fn regular_file_info(fd: RawFd, name: String, len_bytes: u64, direct: bool) -> DeviceInfo {
+    let logical_block_bytes = if direct { direct_io_alignment(fd) } else { 512 };
+    DeviceInfo {
+        name,
+        size_bytes: len_bytes - len_bytes % u64::from(logical_block_bytes),
+        logical_block_bytes,
+        physical_block_bytes: FILE_PHYSICAL_BLOCK_BYTES.max(logical_block_bytes),
+        supports_discard: punch_hole_supported(fd, len_bytes),
+    }
+}
+
+/// The file offset alignment O_DIRECT needs: `statx(STATX_DIOALIGN)` where the kernel reports
+/// it (Linux 6.1+), otherwise `st_blksize`; clamped to a power of two in 512..=4096.
+fn direct_io_alignment(fd: RawFd) -> u32 {
+    // SAFETY: statx is plain old data; all-zero is a valid value.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: AT_EMPTY_PATH with an empty C string queries `fd` itself; statx writes only into
+    // the live buffer.
+    let rc = unsafe {
+        libc::statx(fd, c"".as_ptr(), libc::AT_EMPTY_PATH, libc::STATX_DIOALIGN, &mut stx)
+    };
+    let reported = if rc == 0 && stx.stx_mask & libc::STATX_DIOALIGN != 0 {
+        stx.stx_dio_offset_align
+    } else {
+        0
+    };
+    let align = if reported != 0 {
+        reported
+    } else {
+        // SAFETY: fstat writes into a zeroed, live stat buffer; the result is checked.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
+        if ok { u32::try_from(st.st_blksize).unwrap_or(4096) } else { 4096 }
+    };
+    if align.is_power_of_two() { align.clamp(512, 4096) } else { 4096 }
+}
+
+/// Probes FALLOC_FL_PUNCH_HOLE past the end of the file, where it changes nothing.
+fn punch_hole_supported(fd: RawFd, len_bytes: u64) -> bool {
+    let Ok(past_end) = libc::off_t::try_from(len_bytes.next_multiple_of(4096) + 4096) else {
+        return false;
+    };
+    // SAFETY: plain syscall on our descriptor; KEEP_SIZE and an offset past EOF leave the
+    // file's contents and size untouched.
+    let rc = unsafe {
+        libc::fallocate(
+            fd,
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            past_end,
+            4096,
+        )
+    };
+    rc == 0
+}
+
+/// Reads exactly `buf.len()` bytes at `offset_bytes`: retries EINTR/EAGAIN, finishes short
+/// reads with aligned bounce buffers, and reports end of file as [`IoError::Short`].
+pub(crate) async fn read_full(file: FileRef, mut buf: IoBuf, offset_bytes: u64) -> (IoResult<()>, IoBuf) {
+    let want = buf.len();
+    let mut done = 0usize;
+    let mut retries = 0;
+    while done < want {
+        let res = if done == 0 {
+            let (res, back) = ops::read_at(file, buf, offset_bytes).await;
+            buf = back;
+            res
+        } else {
+            let (res, tail) = ops::read_at(file, IoBuf::zeroed(want - done), offset_bytes + done as u64).await;
+            if let Ok(n) = res {
+                buf[done..done + n].copy_from_slice(&tail[..n]);
+            }
+            res
+        };
+        match res {
+            Ok(0) => return (Err(IoError::Short { expected_bytes: want, done_bytes: done }), buf),
+            Ok(n) => done += n,
+            Err(IoError::Retry(_)) if retries < MAX_RETRIES => retries += 1,
+            Err(e) => return (Err(e), buf),
+        }
+    }
+    (Ok(()), buf)
+}
+
+/// Writes all of `buf` at `offset_bytes`: retries EINTR/EAGAIN and finishes short writes with
+/// aligned bounce buffers.
+pub(crate) async fn write_full(file: FileRef, mut buf: IoBuf, offset_bytes: u64) -> (IoResult<()>, IoBuf) {
+    let want = buf.len();
+    let mut done = 0usize;
+    let mut retries = 0;
+    while done < want {
+        let res = if done == 0 {
+            let (res, back) = ops::write_at(file, buf, offset_bytes).await;
+            buf = back;
+            res
+        } else {
+            let tail = IoBuf::from_slice(&buf[done..]);
+            ops::write_at(file, tail, offset_bytes + done as u64).await.0
+        };
+        match res {
+            Ok(0) => return (Err(IoError::Short { expected_bytes: want, done_bytes: done }), buf),
+            Ok(n) => done += n,
+            Err(IoError::Retry(_)) if retries < MAX_RETRIES => retries += 1,
+            Err(e) => return (Err(e), buf),
+        }
+    }
+    (Ok(()), buf)
+}
+
+/// Makes `[offset, offset + len)` read as zeros: FALLOC_FL_ZERO_RANGE (for block devices the
+/// kernel turns it into REQ_OP_WRITE_ZEROES, writing zeros itself where the device lacks it),
+/// or written zero buffers where the file system does not support it.
+pub(crate) async fn zero_range(file: FileRef, offset_bytes: u64, len_bytes: u64) -> IoResult<()> {
+    if len_bytes == 0 {
+        return Ok(());
+    }
+    match ops::fallocate(file, FallocateMode::ZeroRange, offset_bytes, len_bytes).await {
+        Err(IoError::Unsupported(_)) => {
+            write_zero_buffers(file, offset_bytes, len_bytes).await
+        }
+        other => other,
+    }
+}
+
+/// Deallocates `[offset, offset + len)` so it reads as zeros: FALLOC_FL_PUNCH_HOLE (for block
+/// devices the kernel issues a write-zeroes that may unmap, which unlike BLKDISCARD guarantees
+/// zeros on read-back), falling back to [`zero_range`].
+pub(crate) async fn punch_range(file: FileRef, offset_bytes: u64, len_bytes: u64) -> IoResult<()> {
+    if len_bytes == 0 {
+        return Ok(());
+    }
+    match ops::fallocate(file, FallocateMode::PunchHole, offset_bytes, len_bytes).await {
+        Err(IoError::Unsupported(_)) => zero_range(file, offset_bytes, len_bytes).await,
+        other => other,
+    }
+}
+
+async fn write_zero_buffers(file: FileRef, offset_bytes: u64, len_bytes: u64) -> IoResult<()> {
+    let chunk = usize::try_from(len_bytes.min(ZERO_CHUNK_BYTES)).unwrap_or(1 << 20);
+    let mut zeros = IoBuf::zeroed(chunk);
+    let mut done = 0u64;
+    while done < len_bytes {
+        let step = (len_bytes - done).min(ZERO_CHUNK_BYTES);
+        zeros.set_len(usize::try_from(step).unwrap_or(chunk));
+        let (res, back) = write_full(file, zeros, offset_bytes + done).await;
+        zeros = back;
+        res?;
+        done += step;
+    }
+    Ok(())
+}
+
+/// Flush of a file: fdatasync for regular files (metadata other than the size is not needed
+/// to read the data back), fsync for block devices.
+pub(crate) async fn flush(file: FileRef, kind: FileKind) -> IoResult<()> {
+    match kind {
+        FileKind::Regular => ops::fdatasync(file).await,
+        FileKind::Block => ops::fsync(file).await,
+    }
+}
