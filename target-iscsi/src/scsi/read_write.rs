@@ -1,0 +1,55 @@
+//! READ and WRITE (6)/(10)/(12)/(16) (SBC-4 5.14-5.17, 5.39-5.42).
+
+use drivers::buffer::IoBuf;
+
+use super::cdb::BlockIo;
+use super::limits;
+use super::logical_unit::{volume_sense, LogicalUnit};
+use super::sense::Sense;
+use super::status::ScsiResult;
+
+/// Byte of the TRANSFER LENGTH field in a CDB of `cdb_bytes`.
+pub(super) fn length_field(cdb_bytes: u8) -> u16 {
+    match cdb_bytes {
+        6 => 4,
+        10 => 7,
+        12 => 6,
+        _ => 10,
+    }
+}
+
+impl LogicalUnit {
+    /// Checks range and transfer length of a block command.
+    pub(super) fn check_block_io(&self, io: BlockIo) -> Result<(), Sense> {
+        if io.blocks > limits::max_transfer_blocks(self.block_bytes()) {
+            return Err(Sense::invalid_field_in_cdb(length_field(io.cdb_bytes), None));
+        }
+        self.check_range(io.lba, u64::from(io.blocks))
+    }
+
+    /// Reads `blocks` blocks from `lba` into a new buffer.
+    pub(super) async fn read_blocks(&self, lba: u64, blocks: u64) -> Result<IoBuf, Sense> {
+        let buf = IoBuf::zeroed(self.bytes_of(blocks)?);
+        let (res, buf) = self.volume.read(lba, buf).await;
+        res.map_err(volume_sense)?;
+        Ok(buf)
+    }
+
+    /// READ.
+    pub(super) async fn read(&self, io: BlockIo) -> ScsiResult {
+        self.check_block_io(io)?;
+        if io.blocks == 0 {
+            return Ok(None);
+        }
+        Ok(Some(self.read_blocks(io.lba, u64::from(io.blocks)).await?))
+    }
+
+    /// WRITE; FUA makes it durable before completion.
+    pub(super) async fn write(&self, io: BlockIo, data: Option<IoBuf>) -> ScsiResult {
+        self.check_block_io(io)?;
+        let Some(buf) = data else { return Ok(None) };
+        let (res, _buf) = self.volume.write(io.lba, buf, io.fua).await;
+        res.map_err(volume_sense)?;
+        Ok(None)
+    }
+}

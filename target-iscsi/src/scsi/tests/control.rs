@@ -1,0 +1,1 @@
+//! INQUIRY, VPD, mode pages, unit attentions, opcodes and target routing.

@@ -1,0 +1,1 @@
+//! Persistent and SPC-2 reservations.

@@ -1,0 +1,81 @@
+//! WRITE SAME (10)/(16) (SBC-4 5.46, 5.47), executed as bounded pieces with a yield between
+//! them.
+
+use drivers::buffer::IoBuf;
+
+use super::cdb::WriteSameCdb;
+use super::limits;
+use super::logical_unit::{volume_sense, LogicalUnit};
+use super::read_write::length_field;
+use super::sense::Sense;
+use super::status::ScsiResult;
+use super::yield_now::yield_now;
+
+impl LogicalUnit {
+    /// WRITE SAME: one block (or zeros with NDOB) repeated over the range; with UNMAP and a
+    /// zero block, the range is deallocated.
+    pub(super) async fn write_same(&self, ws: WriteSameCdb, data: Option<IoBuf>) -> ScsiResult {
+        let g = self.geometry();
+        if ws.anchor {
+            return Err(Sense::invalid_field_in_cdb(1, Some(4)).into());
+        }
+        if ws.unmap && !g.thin_provisioned {
+            return Err(Sense::invalid_field_in_cdb(1, Some(3)).into());
+        }
+        let len_at = length_field(ws.cdb_bytes);
+        if ws.blocks == 0 || u64::from(ws.blocks) > limits::MAX_WRITE_SAME_BLOCKS {
+            return Err(Sense::invalid_field_in_cdb(len_at, None).into());
+        }
+        self.check_range(ws.lba, u64::from(ws.blocks))?;
+        let zero = data.as_ref().is_none_or(|d| d.iter().all(|b| *b == 0));
+        let blocks = u64::from(ws.blocks);
+        if zero {
+            let deallocate = ws.unmap && g.unmapped_reads_zero;
+            return self.zero_range(ws.lba, blocks, deallocate).await;
+        }
+        let Some(block) = data else { return Ok(None) };
+        self.repeat_block(ws.lba, blocks, &block).await
+    }
+
+    /// Zeroes (or, with `deallocate`, unmaps) `blocks` blocks from `lba` in pieces.
+    pub(super) async fn zero_range(&self, lba: u64, blocks: u64, deallocate: bool) -> ScsiResult {
+        let piece = limits::piece_blocks(self.block_bytes());
+        let mut done = 0;
+        while done < blocks {
+            let n = piece.min(blocks - done);
+            let res = if deallocate {
+                self.volume.unmap(lba + done, n).await
+            } else {
+                self.volume.write_zeroes(lba + done, n).await
+            };
+            res.map_err(volume_sense)?;
+            done += n;
+            if done < blocks {
+                yield_now().await;
+            }
+        }
+        Ok(None)
+    }
+
+    async fn repeat_block(&self, lba: u64, blocks: u64, block: &[u8]) -> ScsiResult {
+        let bs = block.len();
+        let piece = limits::piece_blocks(self.block_bytes()).min(blocks);
+        let mut buf = IoBuf::zeroed(self.bytes_of(piece)?);
+        for chunk in buf.chunks_mut(bs) {
+            chunk.copy_from_slice(block);
+        }
+        let mut done = 0;
+        while done < blocks {
+            let n = piece.min(blocks - done);
+            buf.set_len(self.bytes_of(n)?);
+            let (res, back) = self.volume.write(lba + done, buf, false).await;
+            res.map_err(volume_sense)?;
+            buf = back;
+            done += n;
+            if done < blocks {
+                yield_now().await;
+            }
+        }
+        Ok(None)
+    }
+}
