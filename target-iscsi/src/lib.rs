@@ -7,3 +7,4 @@ pub mod login;
 pub mod negotiation;
 pub mod pdu;
 pub mod text;
+pub mod scsi;
