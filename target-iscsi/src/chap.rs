@@ -17,7 +17,6 @@ use std::fmt;
 
 use md5::Md5;
 use sha2::Sha256;
-use sha3::Digest as _;
 use sha3::Sha3_256;
 
 use crate::text::{encode_hex, parse_binary, parse_number, TextBuilder};
@@ -94,9 +93,7 @@ impl ChapAlgorithm {
 /// The first algorithm of the initiator's CHAP_A list that this target supports.
 #[must_use]
 pub fn choose_algorithm(chap_a: &str) -> Option<ChapAlgorithm> {
-    chap_a
-        .split(',')
-        .find_map(|v| parse_number(v).ok().and_then(ChapAlgorithm::from_code))
+    chap_a.split(',').find_map(|v| parse_number(v).ok().and_then(ChapAlgorithm::from_code))
 }
 
 /// A CHAP name and secret.
@@ -337,10 +334,14 @@ impl ChapExchange {
 mod tests {
     use super::*;
     use crate::text::{encode_base64, parse_pairs};
+    use sha3::Digest as _;
 
     fn creds(mutual: bool) -> ChapCredentials {
         ChapCredentials {
-            initiator: ChapSecret { username: "alice".into(), secret: b"initiator-secret".to_vec() },
+            initiator: ChapSecret {
+                username: "alice".into(),
+                secret: b"initiator-secret".to_vec(),
+            },
             mutual: mutual.then(|| ChapSecret {
                 username: "target-user".into(),
                 secret: b"target-secret-xy".to_vec(),
@@ -421,7 +422,8 @@ mod tests {
         let r = Md5::digest(&input).to_vec();
         for enc in [encode_hex(&r), encode_base64(&r)] {
             let mut out = TextBuilder::new();
-            let reply = ChapReply { name: Some("alice"), response: Some(&enc), ..ChapReply::default() };
+            let reply =
+                ChapReply { name: Some("alice"), response: Some(&enc), ..ChapReply::default() };
             ex.verify(&c, &reply, &mut out).expect("authenticates");
             assert!(out.is_empty());
         }
@@ -432,10 +434,12 @@ mod tests {
         let c = creds(false);
         let ex = ChapExchange::with_challenge(ChapAlgorithm::Md5, 7, vec![0x11; 16]);
         let wrong = encode_hex(&ChapAlgorithm::Md5.response(7, b"wrong", &[0x11; 16]));
-        let reply = ChapReply { name: Some("alice"), response: Some(&wrong), ..ChapReply::default() };
+        let reply =
+            ChapReply { name: Some("alice"), response: Some(&wrong), ..ChapReply::default() };
         assert_eq!(ex.verify(&c, &reply, &mut TextBuilder::new()), Err(ChapError::BadResponse));
         let right = encode_hex(&ChapAlgorithm::Md5.response(7, b"initiator-secret", &[0x11; 16]));
-        let reply = ChapReply { name: Some("mallory"), response: Some(&right), ..ChapReply::default() };
+        let reply =
+            ChapReply { name: Some("mallory"), response: Some(&right), ..ChapReply::default() };
         assert_eq!(ex.verify(&c, &reply, &mut TextBuilder::new()), Err(ChapError::UnknownUser));
         let reply = ChapReply { name: Some("alice"), response: Some("zz"), ..ChapReply::default() };
         assert_eq!(

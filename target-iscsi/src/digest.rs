@@ -25,7 +25,7 @@ pub enum DigestKind {
 impl DigestKind {
     /// Bytes the digest adds after the segment it covers.
     #[must_use]
-    pub const fn len(self) -> usize {
+    pub const fn len_bytes(self) -> usize {
         match self {
             Self::None => 0,
             Self::Crc32c => DIGEST_LEN,
@@ -196,8 +196,8 @@ mod tests {
 
     #[test]
     fn digest_kind_lengths() {
-        assert_eq!(DigestKind::None.len(), 0);
-        assert_eq!(DigestKind::Crc32c.len(), 4);
+        assert_eq!(DigestKind::None.len_bytes(), 0);
+        assert_eq!(DigestKind::Crc32c.len_bytes(), 4);
         assert_eq!(DigestKind::Crc32c.as_str(), "CRC32C");
     }
 }

@@ -307,7 +307,9 @@ impl Login {
             .ok_or(Failure(LoginStatus::MissingParameter))?;
         let session_type = match get("SessionType") {
             None => SessionType::Normal,
-            Some(v) => SessionType::parse(v).ok_or(Failure(LoginStatus::SessionTypeNotSupported))?,
+            Some(v) => {
+                SessionType::parse(v).ok_or(Failure(LoginStatus::SessionTypeNotSupported))?
+            }
         };
         let leading = req.tsih == 0;
         if session_type == SessionType::Discovery && !leading {
@@ -366,9 +368,7 @@ fn security_stage(
     let (security, operational): (Vec<KeyValue<'_>>, Vec<KeyValue<'_>>) =
         pairs.iter().partition(|kv| is_security_key(kv.key));
     authenticate(est, &security, out)?;
-    est.negotiator
-        .negotiate(&operational, req.csg, out)
-        .map_err(|e| Failure(e.login_status()))?;
+    est.negotiator.negotiate(&operational, req.csg, out).map_err(|e| Failure(e.login_status()))?;
     if req.transit && matches!(est.auth, Auth::Done) {
         transit(est, req, out, reply)?;
     } else if req.transit && matches!(est.auth, Auth::NeedMethod) && est.chap.is_none() {
@@ -557,10 +557,8 @@ mod tests {
     fn chap_creds(mutual: bool) -> ChapCredentials {
         ChapCredentials {
             initiator: ChapSecret { username: "user".into(), secret: b"initiator-pass".to_vec() },
-            mutual: mutual.then(|| ChapSecret {
-                username: "tgt".into(),
-                secret: b"target-pass-1".to_vec(),
-            }),
+            mutual: mutual
+                .then(|| ChapSecret { username: "tgt".into(), secret: b"target-pass-1".to_vec() }),
         }
     }
 
@@ -958,7 +956,8 @@ mod tests {
         let t = format!("InitiatorName={INITIATOR};TargetName={TARGET};MaxBurstLength=65536");
         let r = step(&mut l, &c, req(Stage::LoginOperationalNegotiation, None), &t);
         assert_eq!(r.outcome, LoginOutcome::Continue);
-        let r = step(&mut l, &c, req(Stage::LoginOperationalNegotiation, None), "MaxBurstLength=65536");
+        let r =
+            step(&mut l, &c, req(Stage::LoginOperationalNegotiation, None), "MaxBurstLength=65536");
         assert_eq!(r.outcome, LoginOutcome::Fail(LoginStatus::InitiatorError));
     }
 
@@ -1013,7 +1012,8 @@ mod tests {
                 ("TargetAddress".to_owned(), "[fe80::1]:3261,2".to_owned()),
             ]
         );
-        let other = send_targets(&c, &portals[..1], "iqn.2024-01.org.example:other", SendTargetsScope::All);
+        let other =
+            send_targets(&c, &portals[..1], "iqn.2024-01.org.example:other", SendTargetsScope::All);
         let names: Vec<String> = parse_all(&other)
             .into_iter()
             .filter(|(k, _)| k == "TargetName")
@@ -1031,7 +1031,10 @@ mod tests {
         assert!(hidden.is_empty());
         assert_eq!(SendTargetsScope::parse("All", None), Some(SendTargetsScope::All));
         assert_eq!(SendTargetsScope::parse("All", Some(TARGET)), None);
-        assert_eq!(SendTargetsScope::parse("", Some(TARGET)), Some(SendTargetsScope::Named(TARGET)));
+        assert_eq!(
+            SendTargetsScope::parse("", Some(TARGET)),
+            Some(SendTargetsScope::Named(TARGET))
+        );
     }
 
     /// Parses a text that may repeat keys (SendTargets responses repeat TargetAddress).

@@ -450,15 +450,13 @@ impl Negotiator {
         let l = self.limits;
         let s = &mut self.session;
         match key {
-            "HeaderDigest" => {
-                match pick_digest(value, l.header_digest) {
-                    Some(d) => {
-                        self.connection.header_digest = d;
-                        Answer::Value(d.as_str().into())
-                    }
-                    None => reject(),
+            "HeaderDigest" => match pick_digest(value, l.header_digest) {
+                Some(d) => {
+                    self.connection.header_digest = d;
+                    Answer::Value(d.as_str().into())
                 }
-            }
+                None => reject(),
+            },
             "DataDigest" => match pick_digest(value, l.data_digest) {
                 Some(d) => {
                     self.connection.data_digest = d;
@@ -466,11 +464,12 @@ impl Negotiator {
                 }
                 None => reject(),
             },
-            "MaxConnections" => min_u64(value, 1, 65535, u64::from(l.max_connections))
-                .map_or_else(reject, |v| {
+            "MaxConnections" => {
+                min_u64(value, 1, 65535, u64::from(l.max_connections)).map_or_else(reject, |v| {
                     s.max_connections = to_u16(v);
                     Answer::Value(v.to_string())
-                }),
+                })
+            }
             "InitialR2T" => parse_bool(value).map_or_else(reject, |v| {
                 s.initial_r2t = v || l.initial_r2t;
                 Answer::Value(bool_str(s.initial_r2t).into())
@@ -492,11 +491,13 @@ impl Negotiator {
                 Answer::Value(bool_str(s.rdma_extensions).into())
             }),
             "MaxBurstLength" => {
-                min_u64(value, MIN_SEGMENT, MAX_SEGMENT, u64::from(l.max_burst_length))
-                    .map_or_else(reject, |v| {
+                min_u64(value, MIN_SEGMENT, MAX_SEGMENT, u64::from(l.max_burst_length)).map_or_else(
+                    reject,
+                    |v| {
                         s.max_burst_length = to_u32(v);
                         Answer::Value(v.to_string())
-                    })
+                    },
+                )
             }
             "FirstBurstLength" => {
                 if s.initial_r2t && !s.immediate_data {
@@ -505,43 +506,31 @@ impl Negotiator {
                 }
                 // FirstBurstLength MUST NOT exceed MaxBurstLength.
                 let ours = l.first_burst_length.min(s.max_burst_length);
-                min_u64(value, MIN_SEGMENT, MAX_SEGMENT, u64::from(ours)).map_or_else(
-                    reject,
-                    |v| {
-                        s.first_burst_length = to_u32(v);
-                        Answer::Value(v.to_string())
-                    },
-                )
+                min_u64(value, MIN_SEGMENT, MAX_SEGMENT, u64::from(ours)).map_or_else(reject, |v| {
+                    s.first_burst_length = to_u32(v);
+                    Answer::Value(v.to_string())
+                })
             }
             "DefaultTime2Wait" => number_in(value, 0, 3600).map_or_else(reject, |v| {
                 let r = v.max(u64::from(l.default_time2wait_s));
                 s.default_time2wait_s = to_u16(r);
                 Answer::Value(r.to_string())
             }),
-            "DefaultTime2Retain" => {
-                min_u64(value, 0, 3600, u64::from(l.default_time2retain_s)).map_or_else(
-                    reject,
-                    |v| {
-                        s.default_time2retain_s = to_u16(v);
-                        Answer::Value(v.to_string())
-                    },
-                )
-            }
-            "MaxOutstandingR2T" => {
-                min_u64(value, 1, 65535, u64::from(l.max_outstanding_r2t)).map_or_else(
-                    reject,
-                    |v| {
-                        s.max_outstanding_r2t = to_u16(v);
-                        Answer::Value(v.to_string())
-                    },
-                )
-            }
-            "ErrorRecoveryLevel" => {
-                min_u64(value, 0, 2, u64::from(l.error_recovery_level)).map_or_else(reject, |v| {
+            "DefaultTime2Retain" => min_u64(value, 0, 3600, u64::from(l.default_time2retain_s))
+                .map_or_else(reject, |v| {
+                    s.default_time2retain_s = to_u16(v);
+                    Answer::Value(v.to_string())
+                }),
+            "MaxOutstandingR2T" => min_u64(value, 1, 65535, u64::from(l.max_outstanding_r2t))
+                .map_or_else(reject, |v| {
+                    s.max_outstanding_r2t = to_u16(v);
+                    Answer::Value(v.to_string())
+                }),
+            "ErrorRecoveryLevel" => min_u64(value, 0, 2, u64::from(l.error_recovery_level))
+                .map_or_else(reject, |v| {
                     s.error_recovery_level = u8::try_from(v).unwrap_or(0);
                     Answer::Value(v.to_string())
-                })
-            }
+                }),
             "iSCSIProtocolLevel" => {
                 min_u64(value, 0, 31, ISCSI_PROTOCOL_LEVEL).map_or_else(reject, |v| {
                     s.iscsi_protocol_level = u8::try_from(v).unwrap_or(0);
@@ -652,7 +641,9 @@ impl Negotiator {
         let s = &mut self.session;
         match key {
             "MaxBurstLength" => {
-                if let Some(v) = min_u64(value, MIN_SEGMENT, MAX_SEGMENT, u64::from(l.max_burst_length)) {
+                if let Some(v) =
+                    min_u64(value, MIN_SEGMENT, MAX_SEGMENT, u64::from(l.max_burst_length))
+                {
                     s.max_burst_length = to_u32(v);
                 }
             }
@@ -812,11 +803,9 @@ mod tests {
     fn boolean_and_or() {
         // Target: InitialR2T=No (OR), ImmediateData=Yes (AND), in-order Yes (OR).
         let mut n = normal();
-        let r = run(
-            &mut n,
-            "InitialR2T=No;ImmediateData=No;DataPDUInOrder=No;DataSequenceInOrder=No",
-        )
-        .expect("ok");
+        let r =
+            run(&mut n, "InitialR2T=No;ImmediateData=No;DataPDUInOrder=No;DataSequenceInOrder=No")
+                .expect("ok");
         assert_eq!(answer(&r, "InitialR2T").as_deref(), Some("No"));
         assert_eq!(answer(&r, "ImmediateData").as_deref(), Some("No"));
         assert_eq!(answer(&r, "DataPDUInOrder").as_deref(), Some("Yes"));
@@ -898,7 +887,8 @@ mod tests {
     #[test]
     fn declaratives_recorded_without_answer() {
         let mut n = normal();
-        let r = run(&mut n, "InitiatorName=iqn.x:y;InitiatorAlias=host;TargetName=iqn.t:0").expect("ok");
+        let r = run(&mut n, "InitiatorName=iqn.x:y;InitiatorAlias=host;TargetName=iqn.t:0")
+            .expect("ok");
         assert!(r.is_empty());
         assert_eq!(n.session().initiator_name.as_deref(), Some("iqn.x:y"));
         assert_eq!(n.session().initiator_alias.as_deref(), Some("host"));
@@ -917,7 +907,8 @@ mod tests {
     #[test]
     fn obsolete_marker_keys() {
         let mut n = normal();
-        let r = run(&mut n, "IFMarker=No;OFMarker=Yes;IFMarkInt=2048~4096;OFMarkInt=1").expect("ok");
+        let r =
+            run(&mut n, "IFMarker=No;OFMarker=Yes;IFMarkInt=2048~4096;OFMarkInt=1").expect("ok");
         assert_eq!(answer(&r, "IFMarker").as_deref(), Some("No"));
         assert_eq!(answer(&r, "OFMarker").as_deref(), Some("No"));
         assert_eq!(answer(&r, "IFMarkInt").as_deref(), Some("Reject"));

@@ -863,9 +863,7 @@ impl ScsiCommand {
             .ok_or(PduError::InvalidField("reserved task attribute"))?;
         let expected_data_transfer_length = bhs.u32_at(20);
         if !read && !write && expected_data_transfer_length != 0 {
-            return Err(PduError::InvalidField(
-                "Expected Data Transfer Length without R or W bit",
-            ));
+            return Err(PduError::InvalidField("Expected Data Transfer Length without R or W bit"));
         }
         if !write && data_segment_length != 0 {
             return Err(PduError::Protocol("immediate data on a command without W bit"));
@@ -2348,7 +2346,6 @@ pub fn encode_sense_segment(sense: &[u8], out: &mut Vec<u8>) -> u32 {
     u32::from(len) + 2
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2552,7 +2549,11 @@ mod tests {
         target_roundtrip(TargetPdu::ScsiDataIn(ScsiDataIn {
             final_bit: true,
             acknowledge: false,
-            status: Some(DataInStatus { status: 0, residual: Residual::Underflow(100), stat_sn: 41 }),
+            status: Some(DataInStatus {
+                status: 0,
+                residual: Residual::Underflow(100),
+                stat_sn: 41,
+            }),
             lun: 0,
             itt: 6,
             ttt: RESERVED_TAG,
@@ -2736,11 +2737,20 @@ mod tests {
         };
         assert!(ScsiCommand::parse(&cmd.encode(), LIMIT).is_ok());
         let edtl = ScsiCommand { expected_data_transfer_length: 512, ..cmd };
-        assert!(matches!(ScsiCommand::parse(&edtl.encode(), LIMIT), Err(PduError::InvalidField(_))));
+        assert!(matches!(
+            ScsiCommand::parse(&edtl.encode(), LIMIT),
+            Err(PduError::InvalidField(_))
+        ));
         let immediate = ScsiCommand { data_segment_length: 512, read: true, ..cmd };
-        assert!(matches!(ScsiCommand::parse(&immediate.encode(), LIMIT), Err(PduError::Protocol(_))));
+        assert!(matches!(
+            ScsiCommand::parse(&immediate.encode(), LIMIT),
+            Err(PduError::Protocol(_))
+        ));
         let not_final = ScsiCommand { final_bit: false, read: true, ..cmd };
-        assert!(matches!(ScsiCommand::parse(&not_final.encode(), LIMIT), Err(PduError::Protocol(_))));
+        assert!(matches!(
+            ScsiCommand::parse(&not_final.encode(), LIMIT),
+            Err(PduError::Protocol(_))
+        ));
         let mut attr = cmd.encode();
         attr.bytes[1] |= 0x07;
         assert!(matches!(ScsiCommand::parse(&attr, LIMIT), Err(PduError::InvalidField(_))));
@@ -2841,16 +2851,14 @@ mod tests {
         assert!(matches!(TaskMgmtRequest::parse(&b), Err(PduError::UnexpectedSegment(_))));
         b.set_lengths(0, 0);
         b.bytes[1] = 0x80 | 0x7f;
-        assert_eq!(
-            TaskMgmtRequest::parse(&b).map(|t| t.function),
-            Ok(TmfFunction::Other(0x7f))
-        );
+        assert_eq!(TaskMgmtRequest::parse(&b).map(|t| t.function), Ok(TmfFunction::Other(0x7f)));
     }
 
     #[test]
     fn ahs_extended_cdb_and_bidi() {
         let ext: Vec<u8> = (16u8..32).collect();
-        let ahs = Ahs { extended_cdb: Some(&ext), bidi_read_expected_data_transfer_length: Some(4096) };
+        let ahs =
+            Ahs { extended_cdb: Some(&ext), bidi_read_expected_data_transfer_length: Some(4096) };
         let mut bytes = Vec::new();
         let words = ahs.encode(&mut bytes);
         assert_eq!(usize::from(words) * 4, bytes.len());

@@ -349,7 +349,11 @@ impl TextAssembler {
     ///
     /// # Errors
     /// [`TextError::TooLong`] when the bound is crossed; the buffer is then cleared.
-    pub fn push(&mut self, segment: &[u8], continue_bit: bool) -> Result<Option<Vec<u8>>, TextError> {
+    pub fn push(
+        &mut self,
+        segment: &[u8],
+        continue_bit: bool,
+    ) -> Result<Option<Vec<u8>>, TextError> {
         if self.buf.len() + segment.len() > self.limit_bytes {
             self.buf.clear();
             return Err(TextError::TooLong { limit_bytes: self.limit_bytes });
@@ -518,7 +522,10 @@ mod tests {
         let mut b = TextBuilder::new();
         b.push("TargetName", "iqn.2024-01.org.ferrite:t0");
         b.push("TargetAddress", "10.0.0.1:3260,1");
-        assert_eq!(b.as_bytes(), b"TargetName=iqn.2024-01.org.ferrite:t0\0TargetAddress=10.0.0.1:3260,1\0");
+        assert_eq!(
+            b.as_bytes(),
+            b"TargetName=iqn.2024-01.org.ferrite:t0\0TargetAddress=10.0.0.1:3260,1\0"
+        );
         let bytes = b.into_bytes();
         let p = parse_pairs(&bytes).expect("valid");
         assert_eq!(p[1].value, "10.0.0.1:3260,1");
