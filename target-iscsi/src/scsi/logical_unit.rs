@@ -108,7 +108,7 @@ impl LogicalUnit {
     pub fn new(config: LunConfig, volume: Arc<dyn BlockVolume>) -> Result<LogicalUnit, LunError> {
         let g = volume.geometry();
         let lbs = g.logical_block_bytes;
-        if !(lbs == 512 || lbs == 4096) || g.physical_block_bytes < lbs || g.physical_block_bytes % lbs != 0 {
+        if !(lbs == 512 || lbs == 4096) || g.physical_block_bytes < lbs || !g.physical_block_bytes.is_multiple_of(lbs) {
             return Err(LunError::BadGeometry(g));
         }
         let naa_body = config.naa_id.unwrap_or_else(|| {
