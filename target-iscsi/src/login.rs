@@ -1037,6 +1037,46 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Hostile login texts split over PDUs never panic, and every reply respects the
+        /// 8192-byte login segment limit.
+        #[test]
+        fn login_never_panics(
+            control in proptest::prelude::any::<u16>(),
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000),
+            prefix in proptest::sample::select(vec![
+                "",
+                "InitiatorName=iqn.2024-01.org.example:host1\0TargetName=iqn.2024-01.org.ferrite:disk0\0",
+                "InitiatorName=iqn.2024-01.org.example:host1\0TargetName=iqn.2024-01.org.ferrite:secure\0AuthMethod=CHAP\0",
+                "InitiatorName=iqn.2024-01.org.example:host1\0SessionType=Discovery\0",
+            ]),
+        ) {
+            let c = config();
+            let mut l = Login::new();
+            let mut data = prefix.as_bytes().to_vec();
+            data.extend_from_slice(&body);
+            let pieces = data.len().div_ceil(4).max(1);
+            for (i, chunk) in data.chunks(pieces).enumerate() {
+                let bits = control >> (i * 4);
+                let csg = if bits & 1 == 0 {
+                    Stage::SecurityNegotiation
+                } else {
+                    Stage::LoginOperationalNegotiation
+                };
+                let transit = bits & 2 != 0;
+                let mut r = req(csg, transit.then_some(Stage::FullFeaturePhase));
+                r.continue_bit = !transit && bits & 4 != 0;
+                r.data_segment_length = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+                let reply = l.step(&c, &r, chunk);
+                proptest::prop_assert!(reply.text.len() <= 8192);
+                proptest::prop_assert_eq!(reply.response.data_segment_length as usize, reply.text.len());
+                if !matches!(reply.outcome, LoginOutcome::Continue) {
+                    break;
+                }
+            }
+        }
+    }
+
     /// Parses a text that may repeat keys (SendTargets responses repeat TargetAddress).
     fn parse_all(t: &[u8]) -> Vec<(String, String)> {
         t.split(|&b| b == 0)
