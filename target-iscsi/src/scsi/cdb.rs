@@ -152,18 +152,38 @@ pub struct ModeSelectCdb {
 #[allow(missing_docs)]
 pub enum Command {
     TestUnitReady,
-    RequestSense { desc: bool, allocation_length: u32 },
-    Inquiry { evpd: bool, page_code: u8, allocation_length: u32 },
+    RequestSense {
+        desc: bool,
+        allocation_length: u32,
+    },
+    Inquiry {
+        evpd: bool,
+        page_code: u8,
+        allocation_length: u32,
+    },
     ModeSense(ModeSenseCdb),
     ModeSelect(ModeSelectCdb),
-    StartStopUnit { immed: bool, power_condition: u8, loej: bool, start: bool },
+    StartStopUnit {
+        immed: bool,
+        power_condition: u8,
+        loej: bool,
+        start: bool,
+    },
     /// RESERVE(6)/(10), SPC-2.
     Reserve,
     /// RELEASE(6)/(10), SPC-2.
     Release,
-    ReadCapacity10 { pmi: bool, lba: u32 },
-    ReadCapacity16 { allocation_length: u32 },
-    GetLbaStatus { lba: u64, allocation_length: u32 },
+    ReadCapacity10 {
+        pmi: bool,
+        lba: u32,
+    },
+    ReadCapacity16 {
+        allocation_length: u32,
+    },
+    GetLbaStatus {
+        lba: u64,
+        allocation_length: u32,
+    },
     Read(BlockIo),
     Write(BlockIo),
     WriteAndVerify(BlockIo, ByteCheck),
@@ -173,12 +193,35 @@ pub enum Command {
     PreFetch(BlockRange),
     SynchronizeCache(BlockRange),
     WriteSame(WriteSameCdb),
-    Unmap { anchor: bool, parameter_list_length: u32 },
-    PersistentReserveIn { service_action: u8, allocation_length: u32 },
-    PersistentReserveOut { service_action: u8, scope: u8, pr_type: u8, parameter_list_length: u32 },
-    ReportLuns { select: u8, allocation_length: u32 },
-    ReportSupportedOpcodes { rctd: bool, options: u8, opcode: u8, service_action: u16, allocation_length: u32 },
-    ReportSupportedTmfs { repd: bool, allocation_length: u32 },
+    Unmap {
+        anchor: bool,
+        parameter_list_length: u32,
+    },
+    PersistentReserveIn {
+        service_action: u8,
+        allocation_length: u32,
+    },
+    PersistentReserveOut {
+        service_action: u8,
+        scope: u8,
+        pr_type: u8,
+        parameter_list_length: u32,
+    },
+    ReportLuns {
+        select: u8,
+        allocation_length: u32,
+    },
+    ReportSupportedOpcodes {
+        rctd: bool,
+        options: u8,
+        opcode: u8,
+        service_action: u16,
+        allocation_length: u32,
+    },
+    ReportSupportedTmfs {
+        repd: bool,
+        allocation_length: u32,
+    },
 }
 
 /// How a command touches the medium, for the reservation conflict tables.
@@ -283,7 +326,11 @@ pub fn parse(cdb: &[u8]) -> Result<Command, Sense> {
             if b.bit(1, 0x02) {
                 return Err(Sense::invalid_field_in_cdb(1, Some(1)));
             }
-            Command::Inquiry { evpd: b.bit(1, 0x01), page_code: b.u8(2), allocation_length: b.be16(3) }
+            Command::Inquiry {
+                evpd: b.bit(1, 0x01),
+                page_code: b.u8(2),
+                allocation_length: b.be16(3),
+            }
         }
         op::MODE_SENSE_6 | op::MODE_SENSE_10 => {
             let ten = b.u8(0) == op::MODE_SENSE_10;

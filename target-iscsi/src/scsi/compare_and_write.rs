@@ -22,11 +22,20 @@ impl LogicalUnit {
         self.check_range(io.lba, u64::from(io.blocks))?;
         let Some(mut compare) = data else { return Ok(None) };
         let half = self.bytes_of(u64::from(io.blocks))?;
-        let write = IoBuf::from_slice(compare.get(half..2 * half).ok_or_else(Sense::internal_target_failure)?);
+        let write = IoBuf::from_slice(
+            compare.get(half..2 * half).ok_or_else(Sense::internal_target_failure)?,
+        );
         compare.set_len(half);
-        match self.volume.compare_and_write(io.lba, compare, write, io.fua).await.map_err(volume_sense)? {
+        match self
+            .volume
+            .compare_and_write(io.lba, compare, write, io.fua)
+            .await
+            .map_err(volume_sense)?
+        {
             CompareOutcome::Written => Ok(None),
-            CompareOutcome::Miscompare { offset_bytes } => Err(Sense::miscompare(offset_bytes).into()),
+            CompareOutcome::Miscompare { offset_bytes } => {
+                Err(Sense::miscompare(offset_bytes).into())
+            }
         }
     }
 
@@ -40,7 +49,12 @@ impl LogicalUnit {
             for (n, d) in new.iter_mut().zip(data.iter()) {
                 *n |= *d;
             }
-            match self.volume.compare_and_write(io.lba, old, new, io.fua).await.map_err(volume_sense)? {
+            match self
+                .volume
+                .compare_and_write(io.lba, old, new, io.fua)
+                .await
+                .map_err(volume_sense)?
+            {
                 CompareOutcome::Written => return Ok(None),
                 CompareOutcome::Miscompare { .. } => {}
             }

@@ -22,7 +22,12 @@ pub(super) fn ascii_field(dst: &mut [u8], s: &str) {
 
 /// Standard INQUIRY data for a LU with `vendor`/`product`/`revision`; `peripheral` is byte 0.
 #[must_use]
-pub fn standard_inquiry(peripheral: u8, vendor: &str, product: &str, revision: &str) -> [u8; STANDARD_INQUIRY_BYTES] {
+pub fn standard_inquiry(
+    peripheral: u8,
+    vendor: &str,
+    product: &str,
+    revision: &str,
+) -> [u8; STANDARD_INQUIRY_BYTES] {
     let mut d = [0u8; STANDARD_INQUIRY_BYTES];
     d[0] = peripheral;
     d[2] = 0x06; // SPC-4
@@ -40,7 +45,13 @@ pub fn standard_inquiry(peripheral: u8, vendor: &str, product: &str, revision: &
 
 impl LogicalUnit {
     /// INQUIRY: standard data or a VPD page.
-    pub(super) fn inquiry(&self, nexus: &ItNexus, evpd: bool, page_code: u8, allocation_length: u32) -> ScsiResult {
+    pub(super) fn inquiry(
+        &self,
+        nexus: &ItNexus,
+        evpd: bool,
+        page_code: u8,
+        allocation_length: u32,
+    ) -> ScsiResult {
         let alloc = allocation_length as usize;
         if evpd {
             let page = self.vpd_page(nexus, page_code)?;
@@ -54,7 +65,12 @@ impl LogicalUnit {
     }
 
     /// REQUEST SENSE: the oldest pending unit attention (cleared), or NO SENSE.
-    pub(super) fn request_sense(&self, nexus: &ItNexus, desc: bool, allocation_length: u32) -> Option<IoBuf> {
+    pub(super) fn request_sense(
+        &self,
+        nexus: &ItNexus,
+        desc: bool,
+        allocation_length: u32,
+    ) -> Option<IoBuf> {
         let sense = self.take_unit_attention(nexus.nexus_id).unwrap_or_else(Sense::no_sense);
         data_in(&sense.encode(desc), allocation_length as usize)
     }

@@ -38,8 +38,12 @@ impl std::fmt::Display for LunError {
                 "unsupported block sizes: {} logical, {} physical",
                 g.logical_block_bytes, g.physical_block_bytes
             ),
-            LunError::StateFile { path, error } => write!(f, "cannot read {}: {error}", path.display()),
-            LunError::StateFormat { path, error } => write!(f, "bad state file {}: {error}", path.display()),
+            LunError::StateFile { path, error } => {
+                write!(f, "cannot read {}: {error}", path.display())
+            }
+            LunError::StateFormat { path, error } => {
+                write!(f, "bad state file {}: {error}", path.display())
+            }
         }
     }
 }
@@ -108,7 +112,10 @@ impl LogicalUnit {
     pub fn new(config: LunConfig, volume: Arc<dyn BlockVolume>) -> Result<LogicalUnit, LunError> {
         let g = volume.geometry();
         let lbs = g.logical_block_bytes;
-        if !(lbs == 512 || lbs == 4096) || g.physical_block_bytes < lbs || !g.physical_block_bytes.is_multiple_of(lbs) {
+        if !(lbs == 512 || lbs == 4096)
+            || g.physical_block_bytes < lbs
+            || !g.physical_block_bytes.is_multiple_of(lbs)
+        {
             return Err(LunError::BadGeometry(g));
         }
         let naa_body = config.naa_id.unwrap_or_else(|| {
@@ -171,7 +178,9 @@ impl LogicalUnit {
     fn fail(&self, err: ScsiError) -> CommandResult {
         match err {
             ScsiError::Check(s) => self.check_condition(&s),
-            ScsiError::ReservationConflict => CommandResult::status(ScsiStatus::ReservationConflict),
+            ScsiError::ReservationConflict => {
+                CommandResult::status(ScsiStatus::ReservationConflict)
+            }
             ScsiError::Busy => CommandResult::status(ScsiStatus::Busy),
         }
     }
@@ -183,7 +192,12 @@ impl LogicalUnit {
     ///
     /// The transport solicits `min(expected_bytes, data_out_bytes)` and reports the rest as
     /// a residual. A unit attention returned here is consumed.
-    pub fn prepare(&self, nexus: &ItNexus, cdb: &[u8], expected_bytes: u64) -> Result<Prepared, CommandResult> {
+    pub fn prepare(
+        &self,
+        nexus: &ItNexus,
+        cdb: &[u8],
+        expected_bytes: u64,
+    ) -> Result<Prepared, CommandResult> {
         let cmd = self.admit(nexus, cdb).map_err(|e| self.fail(e))?;
         let bs = self.block_bytes();
         let need = cmd.data_out_bytes(bs);
@@ -200,7 +214,12 @@ impl LogicalUnit {
 
     /// Executes one command. `data_out` holds at least the bytes `prepare` asked for (extra
     /// bytes are ignored).
-    pub async fn execute(&self, nexus: &ItNexus, cdb: &[u8], data_out: Option<IoBuf>) -> CommandResult {
+    pub async fn execute(
+        &self,
+        nexus: &ItNexus,
+        cdb: &[u8],
+        data_out: Option<IoBuf>,
+    ) -> CommandResult {
         let cmd = match self.admit(nexus, cdb) {
             Ok(c) => c,
             Err(e) => return self.fail(e),
@@ -218,10 +237,16 @@ impl LogicalUnit {
         let op = cdb_bytes.first().copied().unwrap_or(0xFF);
         let fast = matches!(
             op,
-            opcode::READ_10 | opcode::READ_16 | opcode::WRITE_10 | opcode::WRITE_16 | opcode::READ_12 | opcode::WRITE_12
+            opcode::READ_10
+                | opcode::READ_16
+                | opcode::WRITE_10
+                | opcode::WRITE_16
+                | opcode::READ_12
+                | opcode::WRITE_12
         );
         if !fast || self.attention.load(Ordering::Acquire) {
-            let exempt = matches!(op, opcode::INQUIRY | opcode::REPORT_LUNS | opcode::REQUEST_SENSE);
+            let exempt =
+                matches!(op, opcode::INQUIRY | opcode::REPORT_LUNS | opcode::REQUEST_SENSE);
             let mut ua = lock(&self.unit_attentions);
             if ua.see(nexus) && self.config.unit_attention_on_new_nexus {
                 ua.push(nexus.nexus_id, Sense::ua_power_on_reset());
@@ -244,12 +269,16 @@ impl LogicalUnit {
     async fn run(&self, nexus: &ItNexus, cmd: &Command, data_out: Option<IoBuf>) -> ScsiResult {
         let need = cmd.data_out_bytes(self.block_bytes());
         let data = take_data_out(data_out, need)?;
-        if writes_medium(cmd) && (self.config.read_only || self.software_write_protect.load(Ordering::Relaxed)) {
+        if writes_medium(cmd)
+            && (self.config.read_only || self.software_write_protect.load(Ordering::Relaxed))
+        {
             return Err(Sense::write_protected().into());
         }
         match *cmd {
             Command::TestUnitReady | Command::StartStopUnit { .. } => Ok(None),
-            Command::RequestSense { desc, allocation_length } => Ok(self.request_sense(nexus, desc, allocation_length)),
+            Command::RequestSense { desc, allocation_length } => {
+                Ok(self.request_sense(nexus, desc, allocation_length))
+            }
             Command::Inquiry { evpd, page_code, allocation_length } => {
                 self.inquiry(nexus, evpd, page_code, allocation_length)
             }
@@ -258,8 +287,12 @@ impl LogicalUnit {
             Command::Reserve => self.reserve_spc2(nexus),
             Command::Release => self.release_spc2(nexus),
             Command::ReadCapacity10 { pmi, lba } => self.read_capacity_10(pmi, lba),
-            Command::ReadCapacity16 { allocation_length } => self.read_capacity_16(allocation_length),
-            Command::GetLbaStatus { lba, allocation_length } => self.get_lba_status(lba, allocation_length).await,
+            Command::ReadCapacity16 { allocation_length } => {
+                self.read_capacity_16(allocation_length)
+            }
+            Command::GetLbaStatus { lba, allocation_length } => {
+                self.get_lba_status(lba, allocation_length).await
+            }
             Command::Read(io) => self.read(io).await,
             Command::Write(io) => self.write(io, data).await,
             Command::WriteAndVerify(io, check) => self.write_and_verify(io, check, data).await,
@@ -269,23 +302,36 @@ impl LogicalUnit {
             Command::PreFetch(r) => self.pre_fetch(r),
             Command::SynchronizeCache(r) => self.synchronize_cache(r).await,
             Command::WriteSame(ws) => self.write_same(ws, data).await,
-            Command::Unmap { anchor, .. } => self.unmap(anchor, data.as_deref().unwrap_or(&[])).await,
+            Command::Unmap { anchor, .. } => {
+                self.unmap(anchor, data.as_deref().unwrap_or(&[])).await
+            }
             Command::PersistentReserveIn { service_action, allocation_length } => {
                 self.persistent_reserve_in(service_action, allocation_length)
             }
-            Command::PersistentReserveOut { service_action, scope, pr_type, .. } => self.persistent_reserve_out(
-                nexus,
-                service_action,
-                scope,
-                pr_type,
-                data.as_deref().unwrap_or(&[]),
-            ),
+            Command::PersistentReserveOut { service_action, scope, pr_type, .. } => self
+                .persistent_reserve_out(
+                    nexus,
+                    service_action,
+                    scope,
+                    pr_type,
+                    data.as_deref().unwrap_or(&[]),
+                ),
             Command::ReportLuns { select, allocation_length } => {
                 super::report_luns::report_luns(&[self.config.lun], select, allocation_length)
             }
-            Command::ReportSupportedOpcodes { rctd, options, opcode, service_action, allocation_length } => {
-                self.report_supported_opcodes(rctd, options, opcode, service_action, allocation_length)
-            }
+            Command::ReportSupportedOpcodes {
+                rctd,
+                options,
+                opcode,
+                service_action,
+                allocation_length,
+            } => self.report_supported_opcodes(
+                rctd,
+                options,
+                opcode,
+                service_action,
+                allocation_length,
+            ),
             Command::ReportSupportedTmfs { repd, allocation_length } => {
                 Ok(super::opcodes::report_supported_tmfs(repd, allocation_length))
             }
@@ -433,4 +479,3 @@ fn take_data_out(data_out: Option<IoBuf>, need: u64) -> Result<Option<IoBuf>, Sc
     buf.set_len(need);
     Ok(Some(buf))
 }
-

@@ -20,6 +20,8 @@ pub mod capacity;
 pub mod cdb;
 pub mod compare_and_write;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod inquiry;
 pub mod limits;
 pub mod logical_unit;

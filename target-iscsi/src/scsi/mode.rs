@@ -202,7 +202,12 @@ impl ModePages {
 
     /// Validates a MODE SELECT parameter list and, when valid, applies it to the current
     /// values (and the saved ones with SP). Returns whether the current values changed.
-    pub fn select(&mut self, cdb: &ModeSelectCdb, list: &[u8], block_bytes: u32) -> Result<bool, Sense> {
+    pub fn select(
+        &mut self,
+        cdb: &ModeSelectCdb,
+        list: &[u8],
+        block_bytes: u32,
+    ) -> Result<bool, Sense> {
         if cdb.sp && self.saved.is_none() {
             return Err(Sense::saving_parameters_not_supported(1, 0));
         }
@@ -245,7 +250,10 @@ impl ModePages {
                 bd[len_at + 3],
             ]);
             if len != 0 && len != block_bytes {
-                return Err(Sense::invalid_field_in_parameter_list((header_bytes + len_at) as u16, None));
+                return Err(Sense::invalid_field_in_parameter_list(
+                    (header_bytes + len_at) as u16,
+                    None,
+                ));
             }
         }
         let mut next = self.current.clone();
@@ -257,14 +265,16 @@ impl ModePages {
                 return Err(Sense::invalid_field_in_parameter_list(at(0), Some(6)));
             }
             let code = list[off] & 0x3F;
-            let len = usize::from(*list.get(off + 1).ok_or_else(Sense::parameter_list_length_error)?);
+            let len =
+                usize::from(*list.get(off + 1).ok_or_else(Sense::parameter_list_length_error)?);
             let (Some(cur), Some(m)) = (next.page_mut(code), mask.page(code)) else {
                 return Err(Sense::invalid_field_in_parameter_list(at(0), Some(5)));
             };
             if len + 2 != cur.len() {
                 return Err(Sense::invalid_field_in_parameter_list(at(1), None));
             }
-            let new = list.get(off..off + 2 + len).ok_or_else(Sense::parameter_list_length_error)?;
+            let new =
+                list.get(off..off + 2 + len).ok_or_else(Sense::parameter_list_length_error)?;
             for i in 2..new.len() {
                 let diff = (new[i] ^ cur[i]) & !m[i];
                 if diff != 0 {
@@ -352,8 +362,14 @@ mod tests {
 
     #[test]
     fn unknown_page_and_saved_without_support() {
-        assert_eq!(pages().sense(&sense6(0, 0x19, true), dev()), Err(Sense::invalid_field_in_cdb(2, Some(5))));
-        assert_eq!(pages().sense(&sense6(3, PAGE_ALL, true), dev()), Err(Sense::saving_parameters_not_supported(2, 7)));
+        assert_eq!(
+            pages().sense(&sense6(0, 0x19, true), dev()),
+            Err(Sense::invalid_field_in_cdb(2, Some(5)))
+        );
+        assert_eq!(
+            pages().sense(&sense6(3, PAGE_ALL, true), dev()),
+            Err(Sense::saving_parameters_not_supported(2, 7))
+        );
         let cdb = ModeSenseCdb { subpage_code: 1, ..sense6(0, PAGE_CONTROL, true) };
         assert_eq!(pages().sense(&cdb, dev()), Err(Sense::invalid_field_in_cdb(3, None)));
     }
@@ -372,7 +388,8 @@ mod tests {
         l
     }
 
-    const SELECT: ModeSelectCdb = ModeSelectCdb { ten: false, pf: true, sp: false, parameter_list_length: 0 };
+    const SELECT: ModeSelectCdb =
+        ModeSelectCdb { ten: false, pf: true, sp: false, parameter_list_length: 0 };
 
     #[test]
     fn select_changes_changeable_bits() {
@@ -404,7 +421,10 @@ mod tests {
         let mut caching = p.current.caching.to_vec();
         caching[1] = 0x0A;
         caching.truncate(12);
-        assert_eq!(p.select(&SELECT, &select6(&caching), 512), Err(Sense::invalid_field_in_parameter_list(5, None)));
+        assert_eq!(
+            p.select(&SELECT, &select6(&caching), 512),
+            Err(Sense::invalid_field_in_parameter_list(5, None))
+        );
         assert_eq!(
             p.select(&SELECT, &select6(&[0x19, 2, 0, 0]), 512),
             Err(Sense::invalid_field_in_parameter_list(4, Some(5)))
@@ -413,14 +433,20 @@ mod tests {
         let cut = &select6(&p.current.control.clone())[..10];
         assert_eq!(p.select(&SELECT, cut, 512), Err(Sense::parameter_list_length_error()));
         let no_pf = ModeSelectCdb { pf: false, ..SELECT };
-        assert_eq!(p.select(&no_pf, &select6(&[]), 512), Err(Sense::invalid_field_in_cdb(1, Some(4))));
+        assert_eq!(
+            p.select(&no_pf, &select6(&[]), 512),
+            Err(Sense::invalid_field_in_cdb(1, Some(4)))
+        );
     }
 
     #[test]
     fn select_checks_block_descriptor_length() {
         let mut p = pages();
         let mut l = vec![0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0x10, 0];
-        assert_eq!(p.select(&SELECT, &l, 512), Err(Sense::invalid_field_in_parameter_list(8, None)));
+        assert_eq!(
+            p.select(&SELECT, &l, 512),
+            Err(Sense::invalid_field_in_parameter_list(8, None))
+        );
         l[10] = 0x02;
         assert_eq!(p.select(&SELECT, &l, 512), Ok(false));
     }
@@ -429,7 +455,10 @@ mod tests {
     fn save_requires_support_and_stores() {
         let mut p = pages();
         let sp = ModeSelectCdb { sp: true, ..SELECT };
-        assert_eq!(p.select(&sp, &select6(&[]), 512), Err(Sense::saving_parameters_not_supported(1, 0)));
+        assert_eq!(
+            p.select(&sp, &select6(&[]), 512),
+            Err(Sense::saving_parameters_not_supported(1, 0))
+        );
         p.saved = Some(PageSet::defaults());
         let mut caching = p.current.caching;
         caching[2] = 0;

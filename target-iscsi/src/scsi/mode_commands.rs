@@ -29,7 +29,12 @@ impl LogicalUnit {
     }
 
     /// MODE SELECT (6)/(10).
-    pub(super) fn mode_select(&self, nexus: &ItNexus, cdb: &ModeSelectCdb, list: &[u8]) -> ScsiResult {
+    pub(super) fn mode_select(
+        &self,
+        nexus: &ItNexus,
+        cdb: &ModeSelectCdb,
+        list: &[u8],
+    ) -> ScsiResult {
         let (changed, current, saved) = {
             let mut mode = lock(&self.mode);
             mode.current.set_write_cache(self.volume.write_cache());

@@ -22,7 +22,13 @@ pub struct ItNexus {
 impl ItNexus {
     /// Builds a nexus with the port names in the iSCSI format.
     #[must_use]
-    pub fn new(nexus_id: u64, initiator_name: &str, isid: [u8; 6], target_name: &str, tpgt: u16) -> ItNexus {
+    pub fn new(
+        nexus_id: u64,
+        initiator_name: &str,
+        isid: [u8; 6],
+        target_name: &str,
+        tpgt: u16,
+    ) -> ItNexus {
         let isid_hex: String = isid.iter().map(|b| format!("{b:02x}")).collect();
         ItNexus {
             nexus_id,
@@ -50,7 +56,10 @@ impl NexusKey {
     /// The identity of `nexus`.
     #[must_use]
     pub fn of(nexus: &ItNexus) -> NexusKey {
-        NexusKey { initiator_port: nexus.initiator_port.clone(), target_port: nexus.target_port.clone() }
+        NexusKey {
+            initiator_port: nexus.initiator_port.clone(),
+            target_port: nexus.target_port.clone(),
+        }
     }
 
     /// True when this identity is `nexus`.

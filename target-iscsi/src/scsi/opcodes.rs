@@ -75,11 +75,27 @@ pub const COMMANDS: &[CommandInfo] = &[
     c(op::PRE_FETCH_16, &[0x90, 0, F, F, F, F, F, F, F, F, F, F, F, F, 0, 0]),
     c(op::SYNCHRONIZE_CACHE_16, &[0x91, 0, F, F, F, F, F, F, F, F, F, F, F, F, 0, 0]),
     c(op::WRITE_SAME_16, &[0x93, 0xF9, F, F, F, F, F, F, F, F, F, F, F, F, 0, 0]),
-    sa(op::SERVICE_ACTION_IN_16, op::SA_READ_CAPACITY_16, &[0x9E, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, F, F, F, F, 0, 0]),
-    sa(op::SERVICE_ACTION_IN_16, op::SA_GET_LBA_STATUS, &[0x9E, 0x1F, F, F, F, F, F, F, F, F, F, F, F, F, 0, 0]),
+    sa(
+        op::SERVICE_ACTION_IN_16,
+        op::SA_READ_CAPACITY_16,
+        &[0x9E, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, F, F, F, F, 0, 0],
+    ),
+    sa(
+        op::SERVICE_ACTION_IN_16,
+        op::SA_GET_LBA_STATUS,
+        &[0x9E, 0x1F, F, F, F, F, F, F, F, F, F, F, F, F, 0, 0],
+    ),
     c(op::REPORT_LUNS, &[0xA0, 0, F, 0, 0, 0, F, F, F, F, 0, 0]),
-    sa(op::MAINTENANCE_IN, op::SA_REPORT_SUPPORTED_OPCODES, &[0xA3, 0x1F, 0x87, F, F, F, F, F, F, F, 0, 0]),
-    sa(op::MAINTENANCE_IN, op::SA_REPORT_SUPPORTED_TMFS, &[0xA3, 0x1F, 0x80, 0, 0, 0, F, F, F, F, 0, 0]),
+    sa(
+        op::MAINTENANCE_IN,
+        op::SA_REPORT_SUPPORTED_OPCODES,
+        &[0xA3, 0x1F, 0x87, F, F, F, F, F, F, F, 0, 0],
+    ),
+    sa(
+        op::MAINTENANCE_IN,
+        op::SA_REPORT_SUPPORTED_TMFS,
+        &[0xA3, 0x1F, 0x80, 0, 0, 0, F, F, F, F, 0, 0],
+    ),
     c(op::READ_12, &[0xA8, 0xF8, F, F, F, F, F, F, F, F, 0, 0]),
     c(op::WRITE_12, &[0xAA, 0xF8, F, F, F, F, F, F, F, F, 0, 0]),
     c(op::WRITE_AND_VERIFY_12, &[0xAE, 0xF6, F, F, F, F, F, F, F, F, 0, 0]),
@@ -133,7 +149,8 @@ pub fn report_supported_opcodes(
         1 if has_sa => return Err(Sense::invalid_field_in_cdb(2, Some(2)).into()),
         2 if !has_sa => return Err(Sense::invalid_field_in_cdb(2, Some(2)).into()),
         1..=3 => supported(thin).find(|c| {
-            c.opcode == opcode && (!has_sa || c.service_action.map(u16::from) == Some(service_action))
+            c.opcode == opcode
+                && (!has_sa || c.service_action.map(u16::from) == Some(service_action))
         }),
         _ => return Err(Sense::invalid_field_in_cdb(2, Some(2)).into()),
     };
@@ -174,7 +191,14 @@ impl LogicalUnit {
         service_action: u16,
         allocation_length: u32,
     ) -> ScsiResult {
-        report_supported_opcodes(self.geometry().thin_provisioned, rctd, options, opcode, service_action, allocation_length)
+        report_supported_opcodes(
+            self.geometry().thin_provisioned,
+            rctd,
+            options,
+            opcode,
+            service_action,
+            allocation_length,
+        )
     }
 }
 

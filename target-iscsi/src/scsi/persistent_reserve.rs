@@ -9,7 +9,11 @@ use super::status::{data_in, ScsiResult};
 
 impl LogicalUnit {
     /// PERSISTENT RESERVE IN.
-    pub(super) fn persistent_reserve_in(&self, service_action: u8, allocation_length: u32) -> ScsiResult {
+    pub(super) fn persistent_reserve_in(
+        &self,
+        service_action: u8,
+        allocation_length: u32,
+    ) -> ScsiResult {
         let d = lock(&self.reservations)
             .persistent_reserve_in(service_action, self.config.pr_state_path.is_some())?;
         Ok(data_in(&d, allocation_length as usize))

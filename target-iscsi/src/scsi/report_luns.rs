@@ -72,8 +72,12 @@ mod tests {
         assert_eq!(d[8 + 8 + 1], 3);
         let d = report_luns(&[0, 3], 1, 64).ok().flatten().map(|b| b.to_vec()).unwrap_or_default();
         assert_eq!(d, vec![0; 8]);
-        assert!(matches!(report_luns(&[0], 3, 64), Err(ScsiError::Check(s)) if s == Sense::invalid_field_in_cdb(2, None)));
-        assert!(matches!(report_luns(&[0], 0, 15), Err(ScsiError::Check(s)) if s == Sense::invalid_field_in_cdb(6, None)));
+        assert!(
+            matches!(report_luns(&[0], 3, 64), Err(ScsiError::Check(s)) if s == Sense::invalid_field_in_cdb(2, None))
+        );
+        assert!(
+            matches!(report_luns(&[0], 0, 15), Err(ScsiError::Check(s)) if s == Sense::invalid_field_in_cdb(6, None))
+        );
         let d = report_luns(&[0, 1, 2], 0, 16).ok().flatten().map(|b| b.len());
         assert_eq!(d, Some(16));
     }

@@ -87,7 +87,9 @@ impl PrType {
     fn others_may_read(self) -> bool {
         matches!(
             self,
-            PrType::WriteExclusive | PrType::WriteExclusiveRegistrantsOnly | PrType::WriteExclusiveAllRegistrants
+            PrType::WriteExclusive
+                | PrType::WriteExclusiveRegistrantsOnly
+                | PrType::WriteExclusiveAllRegistrants
         )
     }
 }
@@ -199,7 +201,9 @@ impl Reservations {
     /// True when any reservation or registration exists (fast-path flag).
     #[must_use]
     pub fn active(&self) -> bool {
-        self.spc2_holder.is_some() || !self.pr.registrations.is_empty() || self.pr.reservation.is_some()
+        self.spc2_holder.is_some()
+            || !self.pr.registrations.is_empty()
+            || self.pr.reservation.is_some()
     }
 
     fn registration_index(&self, key: &NexusKey) -> Option<usize> {
@@ -311,7 +315,12 @@ impl Reservations {
                 if p.aptpl && !aptpl_supported {
                     return Err(Sense::invalid_field_in_parameter_list(20, Some(0)).into());
                 }
-                self.register(nexus, &key, p, service_action == sa::REGISTER_AND_IGNORE_EXISTING_KEY)
+                self.register(
+                    nexus,
+                    &key,
+                    p,
+                    service_action == sa::REGISTER_AND_IGNORE_EXISTING_KEY,
+                )
             }
             _ => {
                 let me = self.check_registered(&key, p.key)?;
@@ -343,7 +352,13 @@ impl Reservations {
         }
     }
 
-    fn register(&mut self, nexus: &ItNexus, key: &NexusKey, p: ProutParams, ignore: bool) -> PrResult {
+    fn register(
+        &mut self,
+        nexus: &ItNexus,
+        key: &NexusKey,
+        p: ProutParams,
+        ignore: bool,
+    ) -> PrResult {
         let mut notices = Vec::new();
         match self.registration_index(key) {
             None => {
@@ -446,9 +461,10 @@ impl Reservations {
 
     /// Removes every registration with `sa_key` except `keep`; returns the removed ones.
     fn remove_key(&mut self, sa_key: u64, keep: &NexusKey) -> Vec<Registration> {
-        let (gone, kept): (Vec<Registration>, Vec<Registration>) = std::mem::take(&mut self.pr.registrations)
-            .into_iter()
-            .partition(|r| r.key == sa_key && !r.covers(keep));
+        let (gone, kept): (Vec<Registration>, Vec<Registration>) =
+            std::mem::take(&mut self.pr.registrations)
+                .into_iter()
+                .partition(|r| r.key == sa_key && !r.covers(keep));
         self.pr.registrations = kept;
         gone
     }
@@ -456,7 +472,9 @@ impl Reservations {
     fn preempt(&mut self, me: usize, key: &NexusKey, sa_key: u64, pr_type: PrType) -> PrResult {
         let mut notices = Vec::new();
         let preempted = |gone: &[Registration]| {
-            gone.iter().map(|r| Notice { to: r.clone(), sense: Sense::ua_registrations_preempted() }).collect::<Vec<_>>()
+            gone.iter()
+                .map(|r| Notice { to: r.clone(), sense: Sense::ua_registrations_preempted() })
+                .collect::<Vec<_>>()
         };
         match self.pr.reservation.clone() {
             Some(res) if res.pr_type.all_registrants() && sa_key == 0 => {
@@ -467,7 +485,9 @@ impl Reservations {
                 self.pr.reservation = Some(PersistentReservation { holder: key.clone(), pr_type });
                 notices.extend(preempted(&gone));
             }
-            Some(res) if !res.pr_type.all_registrants() && self.holder_key(&res) == Some(sa_key) => {
+            Some(res)
+                if !res.pr_type.all_registrants() && self.holder_key(&res) == Some(sa_key) =>
+            {
                 let gone = self.remove_key(sa_key, key);
                 let changed = res.pr_type != pr_type;
                 self.pr.reservation = Some(PersistentReservation { holder: key.clone(), pr_type });
@@ -519,7 +539,9 @@ impl Reservations {
         let tid_len = u32::from_be_bytes([list[20], list[21], list[22], list[23]]) as usize;
         let key = NexusKey::of(nexus);
         let me = self.check_registered(&key, res_key)?;
-        let Some(res) = self.pr.reservation.clone() else { return Err(ScsiError::ReservationConflict) };
+        let Some(res) = self.pr.reservation.clone() else {
+            return Err(ScsiError::ReservationConflict);
+        };
         if res.pr_type.all_registrants() || res.holder != key {
             return Err(ScsiError::ReservationConflict);
         }
@@ -576,7 +598,11 @@ impl Reservations {
 
     /// PERSISTENT RESERVE IN data for `service_action` (0 READ KEYS, 1 READ RESERVATION,
     /// 2 REPORT CAPABILITIES, 3 READ FULL STATUS).
-    pub fn persistent_reserve_in(&self, service_action: u8, ptpl_capable: bool) -> Result<Vec<u8>, Sense> {
+    pub fn persistent_reserve_in(
+        &self,
+        service_action: u8,
+        ptpl_capable: bool,
+    ) -> Result<Vec<u8>, Sense> {
         let gen = self.pr.generation.to_be_bytes();
         let mut d = Vec::new();
         match service_action {
@@ -591,7 +617,11 @@ impl Reservations {
                 d.extend_from_slice(&gen);
                 d.extend_from_slice(&[0; 4]);
                 if let Some(res) = &self.pr.reservation {
-                    let key = if res.pr_type.all_registrants() { 0 } else { self.holder_key(res).unwrap_or(0) };
+                    let key = if res.pr_type.all_registrants() {
+                        0
+                    } else {
+                        self.holder_key(res).unwrap_or(0)
+                    };
                     d.extend_from_slice(&key.to_be_bytes());
                     d.extend_from_slice(&[0; 5]);
                     d.push(res.pr_type.code());
@@ -609,7 +639,8 @@ impl Reservations {
                 d.extend_from_slice(&gen);
                 d.extend_from_slice(&[0; 4]);
                 for r in &self.pr.registrations {
-                    let holder = self.is_holder(&r.nexus) || self.pr.reservation.as_ref().is_some_and(|res| r.covers(&res.holder));
+                    let holder = self.is_holder(&r.nexus)
+                        || self.pr.reservation.as_ref().is_some_and(|res| r.covers(&res.holder));
                     let tid = iscsi_transport_id(&r.nexus.initiator_port);
                     d.extend_from_slice(&r.key.to_be_bytes());
                     d.extend_from_slice(&[0; 4]);

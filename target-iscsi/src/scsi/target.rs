@@ -52,7 +52,13 @@ impl ScsiTarget {
     }
 
     /// Pre-flight of a command to `lun` (see [`LogicalUnit::prepare`]).
-    pub fn prepare(&self, nexus: &ItNexus, lun: u64, cdb: &[u8], expected_bytes: u64) -> Result<Prepared, CommandResult> {
+    pub fn prepare(
+        &self,
+        nexus: &ItNexus,
+        lun: u64,
+        cdb: &[u8],
+        expected_bytes: u64,
+    ) -> Result<Prepared, CommandResult> {
         if cdb.first() == Some(&opcode::REPORT_LUNS) {
             return match cdb::parse(cdb) {
                 Ok(_) => Ok(Prepared { direction: DataDirection::In, data_out_bytes: 0 }),
@@ -71,7 +77,13 @@ impl ScsiTarget {
     }
 
     /// Executes a command addressed to `lun`.
-    pub async fn execute(&self, nexus: &ItNexus, lun: u64, cdb: &[u8], data_out: Option<IoBuf>) -> CommandResult {
+    pub async fn execute(
+        &self,
+        nexus: &ItNexus,
+        lun: u64,
+        cdb: &[u8],
+        data_out: Option<IoBuf>,
+    ) -> CommandResult {
         if cdb.first() == Some(&opcode::REPORT_LUNS) {
             return self.report_luns(cdb);
         }
@@ -84,7 +96,9 @@ impl ScsiTarget {
     fn report_luns(&self, cdb: &[u8]) -> CommandResult {
         let luns: Vec<u64> = self.lun_numbers().collect();
         let res = match cdb::parse(cdb) {
-            Ok(Command::ReportLuns { select, allocation_length }) => report_luns(&luns, select, allocation_length),
+            Ok(Command::ReportLuns { select, allocation_length }) => {
+                report_luns(&luns, select, allocation_length)
+            }
             Ok(_) => Err(Sense::invalid_opcode().into()),
             Err(s) => Err(s.into()),
         };
@@ -102,10 +116,13 @@ impl ScsiTarget {
                 let d = standard_inquiry(NO_LOGICAL_UNIT, "", "", "");
                 CommandResult::good(data_in(&d, allocation_length as usize))
             }
-            Ok(Command::RequestSense { desc, allocation_length }) => {
-                CommandResult::good(data_in(&Sense::lun_not_supported().encode(desc), allocation_length as usize))
+            Ok(Command::RequestSense { desc, allocation_length }) => CommandResult::good(data_in(
+                &Sense::lun_not_supported().encode(desc),
+                allocation_length as usize,
+            )),
+            Err(s) if cdb.first() == Some(&opcode::INQUIRY) => {
+                CommandResult::check_condition(&s, false)
             }
-            Err(s) if cdb.first() == Some(&opcode::INQUIRY) => CommandResult::check_condition(&s, false),
             _ => CommandResult::check_condition(&Sense::lun_not_supported(), false),
         }
     }

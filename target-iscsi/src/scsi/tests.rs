@@ -40,7 +40,13 @@ pub(super) fn lu(logical: u32, physical: u32) -> Arc<LogicalUnit> {
 }
 
 pub(super) fn nexus(id: u64) -> ItNexus {
-    ItNexus::new(id, &format!("iqn.2024-01.host:h{id}"), [0x40, 0, 0, 0, 0, id as u8], "iqn.2024-01.io.ferrite:t1", 1)
+    ItNexus::new(
+        id,
+        &format!("iqn.2024-01.host:h{id}"),
+        [0x40, 0, 0, 0, 0, id as u8],
+        "iqn.2024-01.io.ferrite:t1",
+        1,
+    )
 }
 
 /// Runs prepare + execute like a transport that sends exactly what the CDB needs.

@@ -61,7 +61,12 @@ impl UnitAttentions {
     }
 
     /// Queues `sense` for every known nexus whose identity satisfies `select`, except `except`.
-    pub fn push_where(&mut self, except: Option<u64>, sense: Sense, select: impl Fn(&NexusKey) -> bool) {
+    pub fn push_where(
+        &mut self,
+        except: Option<u64>,
+        sense: Sense,
+        select: impl Fn(&NexusKey) -> bool,
+    ) {
         let ids: Vec<u64> = self
             .known
             .iter()

@@ -43,7 +43,10 @@ pub fn parse_unmap_list(list: &[u8], capacity_blocks: u64) -> Result<Vec<UnmapDe
             .map_err(|_| Sense::lba_out_of_range())?;
         total += u64::from(blocks);
         if total > u64::from(limits::MAX_UNMAP_LBA_COUNT) {
-            return Err(Sense::invalid_field_in_parameter_list(u16::try_from(8 + 16 * i + 8).unwrap_or(u16::MAX), None));
+            return Err(Sense::invalid_field_in_parameter_list(
+                u16::try_from(8 + 16 * i + 8).unwrap_or(u16::MAX),
+                None,
+            ));
         }
         out.push(UnmapDescriptor { lba, blocks });
     }

@@ -14,15 +14,21 @@ pub(super) fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
 
 impl LogicalUnit {
     /// Reads the range and compares it as `check` says.
-    async fn verify_range(&self, io: BlockIo, check: ByteCheck, data: Option<&[u8]>) -> Result<(), Sense> {
+    async fn verify_range(
+        &self,
+        io: BlockIo,
+        check: ByteCheck,
+        data: Option<&[u8]>,
+    ) -> Result<(), Sense> {
         let medium = self.read_blocks(io.lba, u64::from(io.blocks)).await?;
         let bs = self.block_bytes() as usize;
         let diff = match (check, data) {
             (ByteCheck::Medium, _) | (_, None) => None,
             (ByteCheck::Compare, Some(d)) => first_difference(&medium, d),
-            (ByteCheck::CompareOneBlock, Some(d)) => {
-                medium.chunks(bs).enumerate().find_map(|(i, blk)| first_difference(blk, d).map(|o| i * bs + o))
-            }
+            (ByteCheck::CompareOneBlock, Some(d)) => medium
+                .chunks(bs)
+                .enumerate()
+                .find_map(|(i, blk)| first_difference(blk, d).map(|o| i * bs + o)),
         };
         match diff {
             Some(offset) => Err(Sense::miscompare(offset as u64)),
@@ -31,7 +37,12 @@ impl LogicalUnit {
     }
 
     /// VERIFY with BYTCHK 0, 1 or 3.
-    pub(super) async fn verify(&self, io: BlockIo, check: ByteCheck, data: Option<IoBuf>) -> ScsiResult {
+    pub(super) async fn verify(
+        &self,
+        io: BlockIo,
+        check: ByteCheck,
+        data: Option<IoBuf>,
+    ) -> ScsiResult {
         self.check_block_io(io)?;
         if io.blocks == 0 {
             return Ok(None);
@@ -41,7 +52,12 @@ impl LogicalUnit {
     }
 
     /// WRITE AND VERIFY: a durable write, then a read-back (compared with BYTCHK 1).
-    pub(super) async fn write_and_verify(&self, io: BlockIo, check: ByteCheck, data: Option<IoBuf>) -> ScsiResult {
+    pub(super) async fn write_and_verify(
+        &self,
+        io: BlockIo,
+        check: ByteCheck,
+        data: Option<IoBuf>,
+    ) -> ScsiResult {
         self.check_block_io(io)?;
         let Some(buf) = data else { return Ok(None) };
         let (res, buf) = self.volume.write(io.lba, buf, true).await;

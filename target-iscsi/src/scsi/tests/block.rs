@@ -69,7 +69,8 @@ fn short_data_out_is_refused_before_transfer_and_at_execute() {
     let r = lu.prepare(&n, &cdb10(op::WRITE_10, 0, 2), 512);
     let r = r.err().unwrap_or_else(|| CommandResult::good(None));
     check(&r, 5, 0x0E, 0x03);
-    let r = block_on(lu.execute(&n, &cdb10(op::WRITE_10, 0, 2), Some(IoBuf::from_slice(&[0; 512]))));
+    let r =
+        block_on(lu.execute(&n, &cdb10(op::WRITE_10, 0, 2), Some(IoBuf::from_slice(&[0; 512]))));
     check(&r, 5, 0x0E, 0x03);
     // Longer Data-Out than needed: prepare asks for exactly the CDB's bytes.
     let p = lu.prepare(&n, &cdb10(op::WRITE_10, 0, 1), 4096).ok();
@@ -171,7 +172,10 @@ fn write_same_repeats_the_block_across_pieces() {
     let lu = lu(512, 512);
     let n = nexus(1);
     good(&run(&lu, &n, &ws10(1, 3, 0), Some(&[0x42; 512])));
-    assert_eq!(good(&run(&lu, &n, &cdb10(op::READ_10, 0, 5), None)), [vec![0; 512], vec![0x42; 1536], vec![0; 512]].concat());
+    assert_eq!(
+        good(&run(&lu, &n, &cdb10(op::READ_10, 0, 5), None)),
+        [vec![0; 512], vec![0x42; 1536], vec![0; 512]].concat()
+    );
     // Longer than one piece (8 MiB = 16384 blocks of 512) would need a bigger volume; check
     // piece arithmetic on the whole volume instead.
     let mut c = cdb16(op::WRITE_SAME_16, 0, BLOCKS as u32);

@@ -154,7 +154,20 @@ fn saved_mode_pages_persist_across_restart() {
 
 fn rsoc(rctd: bool, options: u8, opcode: u8, sa: u16) -> [u8; 12] {
     let s = sa.to_be_bytes();
-    [op::MAINTENANCE_IN, 0x0C, u8::from(rctd) << 7 | options, opcode, s[0], s[1], 0, 0, 0x40, 0, 0, 0]
+    [
+        op::MAINTENANCE_IN,
+        0x0C,
+        u8::from(rctd) << 7 | options,
+        opcode,
+        s[0],
+        s[1],
+        0,
+        0,
+        0x40,
+        0,
+        0,
+        0,
+    ]
 }
 
 #[test]
@@ -186,9 +199,19 @@ fn report_supported_opcodes_all_one_and_timeouts() {
 #[test]
 fn report_supported_tmfs() {
     let lu = lu(512, 512);
-    let d = good(&run(&lu, &nexus(1), &[op::MAINTENANCE_IN, 0x0D, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0], None));
+    let d = good(&run(
+        &lu,
+        &nexus(1),
+        &[op::MAINTENANCE_IN, 0x0D, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0],
+        None,
+    ));
     assert_eq!(d, vec![0xDA, 0, 0, 0]);
-    let d = good(&run(&lu, &nexus(1), &[op::MAINTENANCE_IN, 0x0D, 0x80, 0, 0, 0, 0, 0, 0, 16, 0, 0], None));
+    let d = good(&run(
+        &lu,
+        &nexus(1),
+        &[op::MAINTENANCE_IN, 0x0D, 0x80, 0, 0, 0, 0, 0, 0, 16, 0, 0],
+        None,
+    ));
     assert_eq!((d.len(), d[3]), (16, 0x0C));
 }
 

@@ -64,8 +64,14 @@ fn register_unregister_and_generation() {
 #[test]
 fn access_table_for_all_six_types() {
     // (type, registered reads, registered writes, unregistered reads, unregistered writes)
-    let table = [(1, true, false, true, false), (3, false, false, false, false), (5, true, true, true, false),
-        (6, true, true, false, false), (7, true, true, true, false), (8, true, true, false, false)];
+    let table = [
+        (1, true, false, true, false),
+        (3, false, false, false, false),
+        (5, true, true, true, false),
+        (6, true, true, false, false),
+        (7, true, true, true, false),
+        (8, true, true, false, false),
+    ];
     for (t, rr, rw, ur, uw) in table {
         let lu = lu(512, 512);
         let (a, b) = (nexus(1), nexus(2));
@@ -100,7 +106,7 @@ fn reserve_conflicts_release_type_mismatch_and_ownership() {
     assert_eq!(out(&lu, &b, RESERVE, 3, 0xB, 0).status, ScsiStatus::ReservationConflict);
     check(&out(&lu, &a, RELEASE, 1, 0xA, 0), 5, 0x26, 0x04);
     good(&out(&lu, &b, RELEASE, 3, 0xB, 0)); // not the holder: no-op
-    // Unregistering the holder releases a non-all-registrants reservation.
+                                             // Unregistering the holder releases a non-all-registrants reservation.
     good(&out(&lu, &a, REGISTER, 0, 0xA, 0));
     assert_eq!(prin(&lu, &b, 1)[4..8], [0, 0, 0, 0]);
     // All registrants: survives the creator unregistering.
@@ -148,7 +154,12 @@ fn clear_and_report_capabilities_and_full_status() {
     good(&out(&lu, &a, CLEAR, 0, 0xA, 0));
     check(&run(&lu, &b, &[op::TEST_UNIT_READY, 0, 0, 0, 0, 0], None), 6, 0x2A, 0x03);
     assert_eq!(keys(&lu, &a).1, Vec::<u64>::new());
-    check(&run(&lu, &a, &[op::PERSISTENT_RESERVE_IN, 4, 0, 0, 0, 0, 0, 0x10, 0, 0], None), 5, 0x24, 0);
+    check(
+        &run(&lu, &a, &[op::PERSISTENT_RESERVE_IN, 4, 0, 0, 0, 0, 0, 0x10, 0, 0], None),
+        5,
+        0x24,
+        0,
+    );
 }
 
 #[test]
@@ -210,9 +221,15 @@ fn spc2_reserve_release_conflicts_and_reset() {
     let (a, b) = (nexus(1), nexus(2));
     good(&run(&lu, &a, &[op::RESERVE_6, 0, 0, 0, 0, 0], None));
     good(&run(&lu, &a, &[op::RESERVE_6, 0, 0, 0, 0, 0], None));
-    assert_eq!(run(&lu, &b, &[op::RESERVE_6, 0, 0, 0, 0, 0], None).status, ScsiStatus::ReservationConflict);
+    assert_eq!(
+        run(&lu, &b, &[op::RESERVE_6, 0, 0, 0, 0, 0], None).status,
+        ScsiStatus::ReservationConflict
+    );
     good(&run(&lu, &b, &[op::RELEASE_6, 0, 0, 0, 0, 0], None));
-    assert_eq!(run(&lu, &b, &[op::MODE_SENSE_6, 0, 0x3F, 0, 255, 0], None).status, ScsiStatus::ReservationConflict);
+    assert_eq!(
+        run(&lu, &b, &[op::MODE_SENSE_6, 0, 0x3F, 0, 255, 0], None).status,
+        ScsiStatus::ReservationConflict
+    );
     good(&run(&lu, &b, &[op::INQUIRY, 0, 0, 0, 36, 0], None));
     good(&run(&lu, &a, &[op::MODE_SENSE_6, 0, 0x3F, 0, 255, 0], None));
     good(&run(&lu, &a, &[op::RELEASE_10, 0, 0, 0, 0, 0, 0, 0, 0, 0], None));
@@ -226,5 +243,8 @@ fn spc2_reserve_release_conflicts_and_reset() {
     good(&run(&lu, &b, &[op::RELEASE_6, 0, 0, 0, 0, 0], None));
     check(&run(&lu, &a, &[op::TEST_UNIT_READY, 0, 0, 0, 0, 0], None), 6, 0x29, 0x03);
     good(&out(&lu, &a, REGISTER, 0, 0, 0xA));
-    assert_eq!(run(&lu, &a, &[op::RESERVE_6, 0, 0, 0, 0, 0], None).status, ScsiStatus::ReservationConflict);
+    assert_eq!(
+        run(&lu, &a, &[op::RESERVE_6, 0, 0, 0, 0, 0], None).status,
+        ScsiStatus::ReservationConflict
+    );
 }
