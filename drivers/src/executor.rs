@@ -304,16 +304,20 @@ impl Reactor {
         }
         let _reset = Reset;
         let mut future = std::pin::pin!(future);
-        let main_waker = Waker::from(Arc::new(TaskWaker {
+        let main_task = Arc::new(TaskWaker {
             id: MAIN_TASK,
             generation: 0,
             owner_thread: thread_mark(),
             queued: AtomicBool::new(false),
             remote: Arc::clone(&self.core.remote),
-        }));
+        });
+        let main_waker = Waker::from(Arc::clone(&main_task));
         self.core.main_woken.set(true);
         loop {
             if self.core.main_woken.replace(false) {
+                // Re-arm before polling, as run_task does for spawned tasks: otherwise only
+                // the first wake of the block_on future is delivered and later ones are lost.
+                main_task.queued.store(false, Ordering::Release);
                 let mut cx = Context::from_waker(&main_waker);
                 if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
                     return out;
@@ -803,6 +807,29 @@ mod tests {
             }
         }));
         t.join().expect("thread");
+    }
+
+    #[test]
+    fn block_on_future_is_woken_more_than_once() {
+        let r = reactor();
+        let out = r.block_on(async {
+            let handles: Vec<_> = (0..4u32)
+                .map(|i| {
+                    spawn(async move {
+                        for _ in 0..=i {
+                            yield_now().await;
+                        }
+                        i
+                    })
+                })
+                .collect();
+            let mut sum = 0;
+            for h in handles {
+                sum += h.await;
+            }
+            sum
+        });
+        assert_eq!(out, 6);
     }
 
     #[test]
