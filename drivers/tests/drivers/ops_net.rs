@@ -1,0 +1,127 @@
+//! Socket operations, timeout, cancel, close and nop of `ops` over 127.0.0.1.
+
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use drivers::buffer::IoBuf;
+use drivers::error::IoError;
+use drivers::executor::{self, BackendChoice};
+use drivers::ops;
+
+use crate::support::{pattern, reactor, BACKENDS};
+
+/// A connected (client, server) pair over loopback.
+async fn connected_pair() -> (OwnedFd, OwnedFd) {
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    let listener = ops::tcp_listen(any).expect("listen");
+    let addr = ops::local_addr(listener.as_raw_fd()).expect("local address");
+    let accept = executor::spawn(async move {
+        let res = ops::accept(listener.as_raw_fd()).await;
+        ops::close(listener).await.expect("close listener");
+        res
+    });
+    let client = ops::connect(addr).await.expect("connect");
+    let (server, peer) = accept.await.expect("accept");
+    assert_eq!(peer.map(|p| p.ip()), Some(addr.ip()));
+    ops::set_nodelay(client.as_raw_fd()).expect("nodelay");
+    (client, server)
+}
+
+#[test]
+fn tcp_send_recv_sendmsg_send_zc_and_close() {
+    for backend in BACKENDS {
+        let Some(r) = reactor(backend) else { continue };
+        r.block_on(async {
+            let (client, server) = connected_pair().await;
+            let c = client.as_raw_fd();
+            let s = server.as_raw_fd();
+
+            // send / recv_exact
+            let hello = pattern(40, 3000);
+            let (res, _) = ops::send(c, IoBuf::from_slice(&hello), 0..3000).await;
+            assert_eq!(res.expect("send"), 3000);
+            let (res, got) = ops::recv_exact(s, IoBuf::zeroed(3000), 0..3000).await;
+            res.expect("recv_exact");
+            assert_eq!(&got[..], &hello[..]);
+
+            // sendmsg: three parts with sub-ranges, delivered in order
+            let parts: Vec<(IoBuf, std::ops::Range<usize>)> = (0..3u64)
+                .map(|i| (IoBuf::from_slice(&pattern(50 + i, 1000)), 100..900))
+                .collect();
+            let expected: Vec<u8> = parts.iter().flat_map(|(b, r)| b[r.clone()].to_vec()).collect();
+            let (res, _) = ops::send_all(c, parts).await;
+            res.expect("send_all over sendmsg");
+            let (res, got) = ops::recv_exact(s, IoBuf::zeroed(expected.len()), 0..expected.len()).await;
+            res.expect("recv sendmsg payload");
+            assert_eq!(&got[..], &expected[..]);
+            let (res, _) = ops::sendmsg(c, vec![(IoBuf::from_slice(b"ab"), 0..2), (IoBuf::from_slice(b"cd"), 0..2)]).await;
+            assert_eq!(res.expect("sendmsg"), 4);
+            let (res, got) = ops::recv_exact(s, IoBuf::zeroed(4), 0..4).await;
+            res.expect("recv");
+            assert_eq!(&got[..], b"abcd");
+
+            // send_zc from a registered pool buffer; the buffer comes back after the notification
+            let pool = executor::buffer_pool();
+            let mut zc = pool.get().expect("pool buffer");
+            zc.set_len(8192);
+            zc.copy_from_slice(&pattern(60, 8192));
+            let mut sent = 0;
+            while sent < 8192 {
+                let (res, back) = ops::send_zc(c, zc, sent..8192).await;
+                zc = back;
+                sent += res.expect("send_zc");
+            }
+            let (res, got) = ops::recv_exact(s, IoBuf::zeroed(8192), 0..8192).await;
+            res.expect("recv zero-copy payload");
+            assert_eq!(&got[..], &zc[..]);
+
+            // recv into a sub-range and the reply path
+            let (res, _) = ops::send(s, IoBuf::from_slice(b"pong"), 0..4).await;
+            assert_eq!(res.expect("reply"), 4);
+            let (res, got) = ops::recv_exact(c, IoBuf::zeroed(16), 10..14).await;
+            res.expect("recv into a sub-range");
+            assert_eq!(&got[10..14], b"pong");
+
+            // close: the peer sees end of stream
+            ops::close(client).await.expect("close");
+            let (res, _) = ops::recv(s, IoBuf::zeroed(16), 0..16).await;
+            assert_eq!(res.expect("recv after peer close"), 0);
+            ops::close(server).await.expect("close server");
+        });
+    }
+}
+
+#[test]
+fn timeout_and_nop() {
+    for backend in BACKENDS {
+        let Some(r) = reactor(backend) else { continue };
+        r.block_on(async {
+            ops::nop().await.expect("nop");
+            let start = Instant::now();
+            ops::timeout(Duration::from_millis(20)).await.expect("timeout");
+            assert!(start.elapsed() >= Duration::from_millis(20), "timeout completed early");
+        });
+    }
+}
+
+#[test]
+fn cancel_fd_cancels_a_pending_recv() {
+    // On the epoll fallback cancel_fd only forgets the descriptor's readiness (nothing is
+    // queued in a kernel ring to cancel), so this behaviour is io_uring's.
+    let Some(r) = reactor(BackendChoice::Uring) else { return };
+    r.block_on(async {
+        let (client, server) = connected_pair().await;
+        let s = server.as_raw_fd();
+        let pending = executor::spawn(async move { ops::recv(s, IoBuf::zeroed(4096), 0..4096).await.0 });
+        while executor::ops_in_flight() == 0 {
+            executor::yield_now().await;
+        }
+        let cancelled = ops::cancel_fd(s).await.expect("cancel_fd");
+        assert!(cancelled >= 1, "the pending recv must be found");
+        assert_eq!(pending.await, Err(IoError::Canceled));
+        assert_eq!(ops::cancel_fd(s).await.expect("cancel nothing"), 0);
+        drop(client);
+        drop(server);
+    });
+}
