@@ -75,6 +75,7 @@ impl Default for ReactorConfig {
     }
 }
 
+#[expect(clippy::large_enum_variant, reason = "one per shard, created once and never moved")]
 pub(crate) enum Backend {
     Uring(Ring),
     Epoll(EpollDriver),

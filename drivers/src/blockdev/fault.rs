@@ -306,16 +306,24 @@ impl FaultDevice {
         let inner_info = inner.info().clone();
         let logical = inner_info.logical_block_bytes;
         let tear_unit = config.tear_unit_bytes.unwrap_or(logical);
-        assert!(tear_unit >= logical && tear_unit % logical == 0, "tear unit must be a multiple of the logical block");
+        assert!(
+            tear_unit >= logical && tear_unit.is_multiple_of(logical),
+            "tear unit must be a multiple of the logical block"
+        );
         assert!(config.max_unflushed_ops > 0, "the unflushed log needs room for one entry");
         for rule in &config.rules {
             match rule.fault {
                 Fault::Error => {}
                 Fault::FlipBit { bit, .. } => {
-                    assert!(matches!(rule.op, OpKind::Read | OpKind::Write), "bit flips apply to reads and writes");
+                    assert!(
+                        matches!(rule.op, OpKind::Read | OpKind::Write),
+                        "bit flips apply to reads and writes"
+                    );
                     assert!(bit.is_none_or(|b| b < 8), "bit index is 0..=7");
                 }
-                Fault::TornWrite { .. } => assert_eq!(rule.op, OpKind::Write, "torn writes apply to writes"),
+                Fault::TornWrite { .. } => {
+                    assert_eq!(rule.op, OpKind::Write, "torn writes apply to writes");
+                }
             }
         }
         let info = DeviceInfo { name: format!("fault({})", inner_info.name), ..inner_info };
@@ -329,7 +337,13 @@ impl FaultDevice {
             destaging: false,
             destage_waiters: VecDeque::new(),
         };
-        FaultDevice { inner, info, config, tear_unit_bytes: u64::from(tear_unit), state: Mutex::new(state) }
+        FaultDevice {
+            inner,
+            info,
+            config,
+            tear_unit_bytes: u64::from(tear_unit),
+            state: Mutex::new(state),
+        }
     }
 
     /// The wrapped device (the durable image).
@@ -370,8 +384,10 @@ impl FaultDevice {
             let mut st = self.lock();
             st.stats.power_cuts += 1;
             let entries: Vec<LogEntry> = st.log.drain(..).collect();
-            let decisions: Vec<Fate> =
-                entries.iter().map(|e| self.decide_fate(&mut st.cut_rng, mode, e.len_bytes)).collect();
+            let decisions: Vec<Fate> = entries
+                .iter()
+                .map(|e| self.decide_fate(&mut st.cut_rng, mode, e.len_bytes))
+                .collect();
             for fate in &decisions {
                 match fate {
                     Fate::Kept => st.stats.cut_kept += 1,
@@ -416,9 +432,15 @@ impl FaultDevice {
                     0 => Fate::Kept,
                     1 => Fate::Dropped,
                     _ if units < 2 => {
-                        if rng.below(2) == 0 { Fate::Kept } else { Fate::Dropped }
+                        if rng.below(2) == 0 {
+                            Fate::Kept
+                        } else {
+                            Fate::Dropped
+                        }
                     }
-                    _ => Fate::Torn { kept_bytes: (1 + rng.below(units - 1)) * self.tear_unit_bytes },
+                    _ => {
+                        Fate::Torn { kept_bytes: (1 + rng.below(units - 1)) * self.tear_unit_bytes }
+                    }
                 }
             }
         }
@@ -446,7 +468,13 @@ impl FaultDevice {
     }
 
     /// Counts the operation, refuses it after a cut, and evaluates the rules.
-    fn admit(&self, st: &mut State, op: OpKind, offset_bytes: u64, len_bytes: u64) -> IoResult<Decision> {
+    fn admit(
+        &self,
+        st: &mut State,
+        op: OpKind,
+        offset_bytes: u64,
+        len_bytes: u64,
+    ) -> IoResult<Decision> {
         if st.cut {
             st.stats.refused_after_cut += 1;
             return Err(IoError::Injected);
@@ -460,7 +488,9 @@ impl FaultDevice {
                 Trigger::Nth(n) => nth == n,
                 Trigger::Probability { per_million } => st.rng.chance_per_million(per_million),
                 Trigger::Overlaps { offset_bytes: start, len_bytes: len } => {
-                    len_bytes > 0 && offset_bytes < start.saturating_add(len) && start < offset_bytes + len_bytes
+                    len_bytes > 0
+                        && offset_bytes < start.saturating_add(len)
+                        && start < offset_bytes + len_bytes
                 }
             };
             if !fires {
@@ -488,7 +518,14 @@ impl FaultDevice {
     }
 
     /// Appends an unflushed entry; returns how many entries exceed the log bound.
-    fn append(&self, st: &mut State, op: OpKind, offset_bytes: u64, len_bytes: u64, data: Option<Box<[u8]>>) -> usize {
+    fn append(
+        &self,
+        st: &mut State,
+        op: OpKind,
+        offset_bytes: u64,
+        len_bytes: u64,
+        data: Option<Box<[u8]>>,
+    ) -> usize {
         let seq = st.next_seq;
         st.next_seq += 1;
         st.log.push_back(LogEntry { seq, op, offset_bytes, len_bytes, data });
@@ -502,11 +539,14 @@ impl FaultDevice {
         }
         match &entry.data {
             Some(data) => {
-                let kept = usize::try_from(kept_bytes).map_err(|_| IoError::InvalidInput(libc::EINVAL))?;
+                let kept =
+                    usize::try_from(kept_bytes).map_err(|_| IoError::InvalidInput(libc::EINVAL))?;
                 let buf = IoBuf::from_slice(&data[..kept]);
                 self.inner.write(buf, entry.offset_bytes).await.0
             }
-            None if entry.op == OpKind::Discard => self.inner.discard(entry.offset_bytes, kept_bytes).await,
+            None if entry.op == OpKind::Discard => {
+                self.inner.discard(entry.offset_bytes, kept_bytes).await
+            }
             None => self.inner.write_zeroes(entry.offset_bytes, kept_bytes).await,
         }
     }
@@ -659,7 +699,11 @@ impl FaultDevice {
             if decision.error {
                 return Err(IoError::Injected);
             }
-            if len_bytes == 0 { 0 } else { self.append(&mut st, op, offset_bytes, len_bytes, None) }
+            if len_bytes == 0 {
+                0
+            } else {
+                self.append(&mut st, op, offset_bytes, len_bytes, None)
+            }
         };
         if excess > 0 {
             self.destage(None).await?;

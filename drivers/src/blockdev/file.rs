@@ -200,9 +200,17 @@ fn direct_io_alignment(fd: RawFd) -> u32 {
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
         let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
-        if ok { u32::try_from(st.st_blksize).unwrap_or(4096) } else { 4096 }
+        if ok {
+            u32::try_from(st.st_blksize).unwrap_or(4096)
+        } else {
+            4096
+        }
     };
-    if align.is_power_of_two() { align.clamp(512, 4096) } else { 4096 }
+    if align.is_power_of_two() {
+        align.clamp(512, 4096)
+    } else {
+        4096
+    }
 }
 
 /// Probes FALLOC_FL_PUNCH_HOLE past the end of the file, where it changes nothing.
@@ -213,19 +221,18 @@ fn punch_hole_supported(fd: RawFd, len_bytes: u64) -> bool {
     // SAFETY: plain syscall on our descriptor; KEEP_SIZE and an offset past EOF leave the
     // file's contents and size untouched.
     let rc = unsafe {
-        libc::fallocate(
-            fd,
-            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-            past_end,
-            4096,
-        )
+        libc::fallocate(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, past_end, 4096)
     };
     rc == 0
 }
 
 /// Reads exactly `buf.len()` bytes at `offset_bytes`: retries EINTR/EAGAIN, finishes short
 /// reads with aligned bounce buffers, and reports end of file as [`IoError::Short`].
-pub(crate) async fn read_full(file: FileRef, mut buf: IoBuf, offset_bytes: u64) -> (IoResult<()>, IoBuf) {
+pub(crate) async fn read_full(
+    file: FileRef,
+    mut buf: IoBuf,
+    offset_bytes: u64,
+) -> (IoResult<()>, IoBuf) {
     let want = buf.len();
     let mut done = 0usize;
     let mut retries = 0;
@@ -235,7 +242,8 @@ pub(crate) async fn read_full(file: FileRef, mut buf: IoBuf, offset_bytes: u64) 
             buf = back;
             res
         } else {
-            let (res, tail) = ops::read_at(file, IoBuf::zeroed(want - done), offset_bytes + done as u64).await;
+            let (res, tail) =
+                ops::read_at(file, IoBuf::zeroed(want - done), offset_bytes + done as u64).await;
             if let Ok(n) = res {
                 buf[done..done + n].copy_from_slice(&tail[..n]);
             }
@@ -253,7 +261,11 @@ pub(crate) async fn read_full(file: FileRef, mut buf: IoBuf, offset_bytes: u64) 
 
 /// Writes all of `buf` at `offset_bytes`: retries EINTR/EAGAIN and finishes short writes with
 /// aligned bounce buffers.
-pub(crate) async fn write_full(file: FileRef, mut buf: IoBuf, offset_bytes: u64) -> (IoResult<()>, IoBuf) {
+pub(crate) async fn write_full(
+    file: FileRef,
+    mut buf: IoBuf,
+    offset_bytes: u64,
+) -> (IoResult<()>, IoBuf) {
     let want = buf.len();
     let mut done = 0usize;
     let mut retries = 0;
@@ -284,9 +296,7 @@ pub(crate) async fn zero_range(file: FileRef, offset_bytes: u64, len_bytes: u64)
         return Ok(());
     }
     match ops::fallocate(file, FallocateMode::ZeroRange, offset_bytes, len_bytes).await {
-        Err(IoError::Unsupported(_)) => {
-            write_zero_buffers(file, offset_bytes, len_bytes).await
-        }
+        Err(IoError::Unsupported(_)) => write_zero_buffers(file, offset_bytes, len_bytes).await,
         other => other,
     }
 }

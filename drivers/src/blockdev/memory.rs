@@ -36,7 +36,12 @@ impl MemoryDevice {
     /// of at least 512, or the size is zero or not a multiple of it, or exceeds the chunk table.
     #[must_use]
     pub fn new(size_bytes: u64, logical_block_bytes: u32) -> MemoryDevice {
-        MemoryDevice::with_geometry(size_bytes, logical_block_bytes, 4096.max(logical_block_bytes), DEFAULT_CHUNK_BYTES)
+        MemoryDevice::with_geometry(
+            size_bytes,
+            logical_block_bytes,
+            4096.max(logical_block_bytes),
+            DEFAULT_CHUNK_BYTES,
+        )
     }
 
     /// A device with explicit physical block and chunk sizes.
@@ -51,11 +56,23 @@ impl MemoryDevice {
         physical_block_bytes: u32,
         chunk_bytes: usize,
     ) -> MemoryDevice {
-        assert!(logical_block_bytes.is_power_of_two() && logical_block_bytes >= 512, "bad logical block size");
+        assert!(
+            logical_block_bytes.is_power_of_two() && logical_block_bytes >= 512,
+            "bad logical block size"
+        );
         let block = u64::from(logical_block_bytes);
-        assert!(size_bytes > 0 && size_bytes % block == 0, "size must be a non-zero multiple of the block size");
-        assert!(physical_block_bytes % logical_block_bytes == 0, "physical block must be a multiple of logical");
-        assert!(chunk_bytes > 0 && chunk_bytes as u64 % block == 0, "chunk must be a multiple of the block size");
+        assert!(
+            size_bytes > 0 && size_bytes.is_multiple_of(block),
+            "size must be a non-zero multiple of the block size"
+        );
+        assert!(
+            physical_block_bytes.is_multiple_of(logical_block_bytes),
+            "physical block must be a multiple of logical"
+        );
+        assert!(
+            chunk_bytes > 0 && (chunk_bytes as u64).is_multiple_of(block),
+            "chunk must be a multiple of the block size"
+        );
         let count = size_bytes.div_ceil(chunk_bytes as u64);
         assert!(count <= MAX_CHUNKS, "memory device chunk table too large");
         let chunks = (0..count).map(|_| Mutex::new(None)).collect();
@@ -112,7 +129,8 @@ impl MemoryDevice {
     /// [`crate::error::IoError::InvalidInput`] when misaligned or out of bounds.
     pub fn zero_range(&self, offset_bytes: u64, len_bytes: u64) -> IoResult<()> {
         check_request(&self.info, offset_bytes, len_bytes)?;
-        let len = usize::try_from(len_bytes).map_err(|_| crate::error::IoError::InvalidInput(libc::EINVAL))?;
+        let len = usize::try_from(len_bytes)
+            .map_err(|_| crate::error::IoError::InvalidInput(libc::EINVAL))?;
         let chunk_bytes = self.chunk_bytes;
         self.for_each_piece(offset_bytes, len, |chunk, range, _| {
             if range.len() == chunk_bytes {
@@ -181,7 +199,10 @@ impl BlockDevice for MemoryDevice {
 
 impl std::fmt::Debug for MemoryDevice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryDevice").field("info", &self.info).field("chunk_bytes", &self.chunk_bytes).finish()
+        f.debug_struct("MemoryDevice")
+            .field("info", &self.info)
+            .field("chunk_bytes", &self.chunk_bytes)
+            .finish()
     }
 }
 

@@ -1,11 +1,11 @@
 //! Block devices: one trait, several backends.
 //!
-//! - [`uring`]: a regular file or block device opened with O_DIRECT, driven through the
+//! - [`uring`], a regular file or block device opened with O_DIRECT, driven through the
 //!   current shard's ring (fixed files, fixed buffers);
-//! - [`memory`]: RAM;
-//! - [`fault`]: a deterministic, seeded wrapper that injects errors, latency, bit flips, torn
+//! - [`memory`], RAM;
+//! - [`fault`], a deterministic, seeded wrapper that injects errors, latency, bit flips, torn
 //!   writes and power cuts;
-//! - [`sync`]: pread/pwrite on the blocking pool, for the epoll fallback.
+//! - [`sync`], pread/pwrite on the blocking pool, for the epoll fallback.
 //!
 //! [`open_device`] picks the file-backed backend that suits the current shard.
 //!
@@ -72,7 +72,10 @@ pub trait BlockDevice: Send + Sync {
 pub fn check_request(info: &DeviceInfo, offset_bytes: u64, len_bytes: u64) -> IoResult<()> {
     let block = u64::from(info.logical_block_bytes);
     let end = offset_bytes.checked_add(len_bytes);
-    if offset_bytes % block != 0 || len_bytes % block != 0 || end.is_none_or(|e| e > info.size_bytes) {
+    if !offset_bytes.is_multiple_of(block)
+        || !len_bytes.is_multiple_of(block)
+        || end.is_none_or(|e| e > info.size_bytes)
+    {
         return Err(IoError::InvalidInput(libc::EINVAL));
     }
     Ok(())
@@ -93,7 +96,9 @@ pub fn open_device(path: &Path, choice: BackendChoice) -> IoResult<Arc<dyn Block
     let kind = executor::backend_kind();
     let use_uring = match choice {
         BackendChoice::Auto => kind == BackendKind::Uring,
-        BackendChoice::Uring if kind == BackendKind::Epoll => return Err(IoError::Unsupported(libc::ENOSYS)),
+        BackendChoice::Uring if kind == BackendKind::Epoll => {
+            return Err(IoError::Unsupported(libc::ENOSYS))
+        }
         BackendChoice::Uring => true,
         BackendChoice::Epoll => false,
     };

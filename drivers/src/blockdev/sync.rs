@@ -94,6 +94,9 @@ impl BlockDevice for SyncDevice {
 
 impl std::fmt::Debug for SyncDevice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SyncDevice").field("info", self.info()).field("direct", &self.is_direct()).finish()
+        f.debug_struct("SyncDevice")
+            .field("info", self.info())
+            .field("direct", &self.is_direct())
+            .finish()
     }
 }

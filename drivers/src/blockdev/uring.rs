@@ -68,7 +68,11 @@ impl UringDevice {
     }
 
     fn from_file(file: DeviceFile) -> UringDevice {
-        UringDevice { file, id: NEXT_DEVICE_ID.fetch_add(1, Ordering::Relaxed), alive: Arc::new(()) }
+        UringDevice {
+            file,
+            id: NEXT_DEVICE_ID.fetch_add(1, Ordering::Relaxed),
+            alive: Arc::new(()),
+        }
     }
 
     /// True when the descriptor was opened with O_DIRECT.
@@ -162,6 +166,9 @@ impl BlockDevice for UringDevice {
 
 impl std::fmt::Debug for UringDevice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UringDevice").field("info", self.info()).field("direct", &self.is_direct()).finish()
+        f.debug_struct("UringDevice")
+            .field("info", self.info())
+            .field("direct", &self.is_direct())
+            .finish()
     }
 }

@@ -35,8 +35,11 @@ pub fn same(got: &[u8], want: &[u8], what: &str) {
     }
 }
 
-fn invalid<T: std::fmt::Debug>(res: Result<T, IoError>, what: &str) {
-    assert!(matches!(res, Err(IoError::InvalidInput(_))), "{what}: expected InvalidInput, got {res:?}");
+fn invalid<T: std::fmt::Debug>(res: &Result<T, IoError>, what: &str) {
+    assert!(
+        matches!(res, Err(IoError::InvalidInput(_))),
+        "{what}: expected InvalidInput, got {res:?}"
+    );
 }
 
 /// The contract of `BlockDevice` on a fresh device of at least 4 MiB.
@@ -44,15 +47,20 @@ pub async fn conformance(dev: &dyn BlockDevice) {
     let info = dev.info().clone();
     let block = info.logical_block_bytes as usize;
     assert!(block.is_power_of_two() && (512..=UNIT).contains(&block), "{info:?}");
-    assert!(info.physical_block_bytes as usize % block == 0, "{info:?}");
-    assert!(info.size_bytes >= DEVICE_BYTES && info.size_bytes % block as u64 == 0, "{info:?}");
+    assert!((info.physical_block_bytes as usize).is_multiple_of(block), "{info:?}");
+    assert!(
+        info.size_bytes >= DEVICE_BYTES && info.size_bytes.is_multiple_of(block as u64),
+        "{info:?}"
+    );
     let size = info.size_bytes;
 
     // A fresh device reads as zeros.
     assert!(read(dev, 0, 2 * UNIT).await.iter().all(|b| *b == 0), "fresh device is zeroed");
 
     // Read after write, at the start, one block in, unaligned to 4 KiB, and the last bytes.
-    for (i, offset) in [0, block as u64, 65536 + block as u64, size - 4 * UNIT as u64].into_iter().enumerate() {
+    for (i, offset) in
+        [0, block as u64, 65536 + block as u64, size - 4 * UNIT as u64].into_iter().enumerate()
+    {
         let data = pattern(100 + i as u64, 4 * UNIT);
         write(dev, offset, &data).await;
         same(&read(dev, offset, data.len()).await, &data, &format!("read after write at {offset}"));
@@ -84,7 +92,11 @@ pub async fn conformance(dev: &dyn BlockDevice) {
         res.unwrap_or_else(|e| panic!("{zero_op}: {e}"));
         let mut expected = data.clone();
         expected[UNIT..2 * UNIT].fill(0);
-        same(&read(dev, base, 3 * UNIT).await, &expected, &format!("{zero_op} zeroes only its range"));
+        same(
+            &read(dev, base, 3 * UNIT).await,
+            &expected,
+            &format!("{zero_op} zeroes only its range"),
+        );
     }
     // Zeroing a range that spans several 64 KiB regions, partly written.
     write(dev, 1 << 20, &pattern(400, 8 * UNIT)).await;
@@ -94,15 +106,25 @@ pub async fn conformance(dev: &dyn BlockDevice) {
     dev.flush().await.expect("flush");
 
     // Bounds and alignment.
-    invalid(dev.read(IoBuf::zeroed(block), 1).await.0, "read at an unaligned offset");
-    invalid(dev.write(IoBuf::zeroed(block + 1), 0).await.0, "write of an unaligned length");
-    invalid(dev.read(IoBuf::zeroed(2 * block), size - block as u64).await.0, "read across the end");
-    invalid(dev.write(IoBuf::zeroed(block), size).await.0, "write past the end");
-    invalid(dev.discard(size - block as u64, 2 * block as u64).await, "discard across the end");
-    invalid(dev.write_zeroes(block as u64 / 2, block as u64).await, "write_zeroes at an unaligned offset");
-    invalid(dev.write_zeroes(0, u64::MAX).await, "write_zeroes of an overflowing length");
+    invalid(&dev.read(IoBuf::zeroed(block), 1).await.0, "read at an unaligned offset");
+    invalid(&dev.write(IoBuf::zeroed(block + 1), 0).await.0, "write of an unaligned length");
+    invalid(
+        &dev.read(IoBuf::zeroed(2 * block), size - block as u64).await.0,
+        "read across the end",
+    );
+    invalid(&dev.write(IoBuf::zeroed(block), size).await.0, "write past the end");
+    invalid(&dev.discard(size - block as u64, 2 * block as u64).await, "discard across the end");
+    invalid(
+        &dev.write_zeroes(block as u64 / 2, block as u64).await,
+        "write_zeroes at an unaligned offset",
+    );
+    invalid(&dev.write_zeroes(0, u64::MAX).await, "write_zeroes of an overflowing length");
     // The failed requests changed nothing.
-    same(&read(dev, size - 4 * UNIT as u64, 4 * UNIT).await, &pattern(103, 4 * UNIT), "tail after failed requests");
+    same(
+        &read(dev, size - 4 * UNIT as u64, 4 * UNIT).await,
+        &pattern(103, 4 * UNIT),
+        "tail after failed requests",
+    );
 }
 
 #[test]
@@ -118,7 +140,10 @@ fn memory_device_conforms() {
 fn fault_device_without_faults_conforms() {
     let Some(r) = reactor(BackendChoice::Epoll) else { return };
     let inner = Arc::new(MemoryDevice::new(DEVICE_BYTES, 512));
-    let dev = FaultDevice::new(inner, FaultConfig { seed: 1, max_unflushed_ops: 8, ..Default::default() });
+    let dev = FaultDevice::new(
+        inner,
+        FaultConfig { seed: 1, max_unflushed_ops: 8, ..Default::default() },
+    );
     r.block_on(conformance(&dev));
     let stats = dev.stats();
     assert_eq!(stats.errors_injected + stats.bit_flips + stats.torn_writes, 0);
@@ -131,19 +156,25 @@ fn file_devices_conform_on_both_backends() {
         let Some(r) = reactor(backend) else { continue };
         let dir = tempfile::tempdir().expect("tempdir");
         r.block_on(async {
-            let uring = UringDevice::create_file(&dir.path().join("uring.img"), DEVICE_BYTES).expect("create");
+            let uring = UringDevice::create_file(&dir.path().join("uring.img"), DEVICE_BYTES)
+                .expect("create");
             assert!(uring.is_direct(), "ext4/xfs temp dirs take O_DIRECT");
             conformance(&uring).await;
-            let sync = SyncDevice::create_file(&dir.path().join("sync.img"), DEVICE_BYTES).expect("create");
+            let sync = SyncDevice::create_file(&dir.path().join("sync.img"), DEVICE_BYTES)
+                .expect("create");
             conformance(&sync).await;
             std::fs::File::create(dir.path().join("auto.img"))
                 .and_then(|f| f.set_len(DEVICE_BYTES))
                 .expect("create file");
-            let auto = open_device(&dir.path().join("auto.img"), BackendChoice::Auto).expect("open_device");
+            let auto = open_device(&dir.path().join("auto.img"), BackendChoice::Auto)
+                .expect("open_device");
             conformance(auto.as_ref()).await;
             let forced = open_device(&dir.path().join("auto.img"), BackendChoice::Uring);
             if executor::backend_kind() == BackendKind::Epoll {
-                assert!(matches!(forced, Err(IoError::Unsupported(_))), "no io_uring device on an epoll shard");
+                assert!(
+                    matches!(forced, Err(IoError::Unsupported(_))),
+                    "no io_uring device on an epoll shard"
+                );
             } else {
                 assert!(forced.is_ok());
             }
@@ -163,8 +194,12 @@ fn file_geometry_is_probed() {
         assert!(info.size_bytes <= DEVICE_BYTES + 100 && info.size_bytes >= DEVICE_BYTES);
         assert!(info.physical_block_bytes >= 4096);
         assert!(info.supports_discard, "ext4/xfs punch holes");
-        assert_eq!(std::fs::metadata(&path).expect("stat").len(), DEVICE_BYTES + 100, "the probe changed nothing");
+        assert_eq!(
+            std::fs::metadata(&path).expect("stat").len(),
+            DEVICE_BYTES + 100,
+            "the probe changed nothing"
+        );
         assert!(matches!(UringDevice::open(&dir.path().join("missing")), Err(IoError::NotFound)));
-        assert!(matches!(UringDevice::open(dir.path()), Err(_)), "a directory is not a device");
+        assert!(UringDevice::open(dir.path()).is_err(), "a directory is not a device");
     });
 }

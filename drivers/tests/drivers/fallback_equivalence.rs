@@ -46,11 +46,15 @@ async fn workload(dev: &dyn BlockDevice, seed: u64) -> Vec<u8> {
                 assert_eq!(&buf[..], &model[range], "step {step}: read returns the last write");
             }
             80..=87 => {
-                dev.discard(offset, len as u64).await.unwrap_or_else(|e| panic!("step {step}: discard: {e}"));
+                dev.discard(offset, len as u64)
+                    .await
+                    .unwrap_or_else(|e| panic!("step {step}: discard: {e}"));
                 model[range].fill(0);
             }
             88..=95 => {
-                dev.write_zeroes(offset, len as u64).await.unwrap_or_else(|e| panic!("step {step}: zeroes: {e}"));
+                dev.write_zeroes(offset, len as u64)
+                    .await
+                    .unwrap_or_else(|e| panic!("step {step}: zeroes: {e}"));
                 model[range].fill(0);
             }
             _ => dev.flush().await.unwrap_or_else(|e| panic!("step {step}: flush: {e}")),

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use drivers::blockdev::fault::{
-    Fate, Fault, FaultConfig, FaultDevice, FaultRule, Latency, OpKind, PowerCutMode, PowerCutReport, Trigger,
+    Fate, Fault, FaultConfig, FaultDevice, FaultRule, Latency, OpKind, PowerCutMode,
+    PowerCutReport, Trigger,
 };
 use drivers::blockdev::memory::MemoryDevice;
 use drivers::blockdev::prng::SplitMix64;
@@ -57,7 +58,11 @@ fn flushed_writes_survive_every_mode() {
             write(&dev, 131072, &pattern(4, 4096)).await.expect("write d");
             dev.discard(65536 + 4096, 4096).await.expect("discard in b");
             assert_eq!(dev.unflushed_ops(), 3);
-            assert_eq!(read(&dev, 8192, 16384).await.expect("read"), c, "unflushed writes are visible before the cut");
+            assert_eq!(
+                read(&dev, 8192, 16384).await.expect("read"),
+                c,
+                "unflushed writes are visible before the cut"
+            );
 
             let report = dev.power_cut(mode).await.expect("power cut");
             assert_eq!(report.outcomes.len(), 3);
@@ -133,8 +138,14 @@ fn tear_random_is_sector_atomic_and_follows_the_seed() {
     assert_eq!(first.report.outcomes.len(), first.unflushed.len());
     let mut model = first.old.clone();
     let mut fates = [0usize; 3];
-    for (i, (outcome, (offset, len, data))) in first.report.outcomes.iter().zip(&first.unflushed).enumerate() {
-        assert_eq!((outcome.offset_bytes, outcome.len_bytes), (*offset, *len as u64), "outcome {i} order");
+    for (i, (outcome, (offset, len, data))) in
+        first.report.outcomes.iter().zip(&first.unflushed).enumerate()
+    {
+        assert_eq!(
+            (outcome.offset_bytes, outcome.len_bytes),
+            (*offset, *len as u64),
+            "outcome {i} order"
+        );
         let kept = match outcome.fate {
             Fate::Kept => {
                 fates[0] += 1;
@@ -146,7 +157,10 @@ fn tear_random_is_sector_atomic_and_follows_the_seed() {
             }
             Fate::Torn { kept_bytes } => {
                 fates[2] += 1;
-                assert!(kept_bytes > 0 && kept_bytes < *len as u64, "a tear keeps a strict, non-empty prefix");
+                assert!(
+                    kept_bytes > 0 && kept_bytes < *len as u64,
+                    "a tear keeps a strict, non-empty prefix"
+                );
                 assert_eq!(kept_bytes % SECTOR as u64, 0, "tears happen at sector boundaries");
                 kept_bytes as usize
             }
@@ -164,7 +178,12 @@ fn tear_random_is_sector_atomic_and_follows_the_seed() {
                 let is_new = got == &new[s * SECTOR..(s + 1) * SECTOR];
                 let is_old = got == &first.old[at + s * SECTOR..at + (s + 1) * SECTOR];
                 assert!(is_new || is_old, "write {i} sector {s} is neither old nor new data");
-                assert_eq!(is_new, s * SECTOR < kept, "write {i} sector {s} contradicts fate {:?}", outcome.fate);
+                assert_eq!(
+                    is_new,
+                    s * SECTOR < kept,
+                    "write {i} sector {s} contradicts fate {:?}",
+                    outcome.fate
+                );
             }
         }
     }
@@ -175,8 +194,11 @@ fn tear_random_is_sector_atomic_and_follows_the_seed() {
     assert_eq!(again.report, first.report, "same seed, same fates");
     assert!(again.image == first.image, "same seed, same image");
     let other = run(tear_run(43));
-    assert_ne!(other.report.outcomes.iter().map(|o| o.fate).collect::<Vec<_>>(),
-        first.report.outcomes.iter().map(|o| o.fate).collect::<Vec<_>>(), "another seed, other fates");
+    assert_ne!(
+        other.report.outcomes.iter().map(|o| o.fate).collect::<Vec<_>>(),
+        first.report.outcomes.iter().map(|o| o.fate).collect::<Vec<_>>(),
+        "another seed, other fates"
+    );
 }
 
 #[test]
@@ -225,15 +247,26 @@ fn nth_write_and_reads_of_a_range_fail() {
     run(async {
         let rules = vec![
             FaultRule::new(OpKind::Write, Trigger::Nth(3), Fault::Error),
-            FaultRule::new(OpKind::Read, Trigger::Overlaps { offset_bytes: 65536, len_bytes: 4096 }, Fault::Error),
+            FaultRule::new(
+                OpKind::Read,
+                Trigger::Overlaps { offset_bytes: 65536, len_bytes: 4096 },
+                Fault::Error,
+            ),
             FaultRule::new(OpKind::Flush, Trigger::Nth(1), Fault::Error),
         ];
         let dev = seeded(9, rules);
         write(&dev, 0, &pattern(1, 4096)).await.expect("write 1");
         write(&dev, 4096, &pattern(2, 4096)).await.expect("write 2");
-        assert_eq!(write(&dev, 8192, &pattern(3, 4096)).await, Err(IoError::Injected), "the 3rd write fails");
+        assert_eq!(
+            write(&dev, 8192, &pattern(3, 4096)).await,
+            Err(IoError::Injected),
+            "the 3rd write fails"
+        );
         write(&dev, 12288, &pattern(4, 4096)).await.expect("write 4");
-        assert!(read(&dev, 8192, 4096).await.expect("read").iter().all(|b| *b == 0), "the failed write did nothing");
+        assert!(
+            read(&dev, 8192, 4096).await.expect("read").iter().all(|b| *b == 0),
+            "the failed write did nothing"
+        );
         assert_eq!(read(&dev, 61440, 8192).await, Err(IoError::Injected), "overlapping read fails");
         assert_eq!(read(&dev, 69632, 4096).await.expect("adjacent read"), vec![0u8; 4096]);
         assert_eq!(dev.flush().await, Err(IoError::Injected), "the first flush fails");
@@ -250,7 +283,11 @@ fn nth_write_and_reads_of_a_range_fail() {
 fn probabilistic_errors_follow_the_seed() {
     let failures = |seed: u64| {
         run(async move {
-            let rule = FaultRule::new(OpKind::Write, Trigger::Probability { per_million: 300_000 }, Fault::Error);
+            let rule = FaultRule::new(
+                OpKind::Write,
+                Trigger::Probability { per_million: 300_000 },
+                Fault::Error,
+            );
             let dev = seeded(seed, vec![rule]);
             let mut failed = Vec::new();
             for i in 0..200u64 {
@@ -276,7 +313,11 @@ fn bit_flips_on_read_and_on_write() {
                 Trigger::Overlaps { offset_bytes: 4096, len_bytes: 512 },
                 Fault::FlipBit { offset_bytes: Some(4096 + 10), bit: Some(3) },
             ),
-            FaultRule::new(OpKind::Write, Trigger::Nth(2), Fault::FlipBit { offset_bytes: None, bit: None }),
+            FaultRule::new(
+                OpKind::Write,
+                Trigger::Nth(2),
+                Fault::FlipBit { offset_bytes: None, bit: None },
+            ),
         ];
         let dev = seeded(5, rules);
         let data = pattern(8, 8192);
@@ -285,7 +326,11 @@ fn bit_flips_on_read_and_on_write() {
         let diffs: Vec<usize> = (0..8192).filter(|i| got[*i] != data[*i]).collect();
         assert_eq!(diffs, vec![4096 + 10], "exactly the configured byte differs");
         assert_eq!(got[4106] ^ data[4106], 1 << 3, "in the configured bit");
-        assert_eq!(read(&dev, 0, 4096).await.expect("read"), data[..4096], "reads not covering it are clean");
+        assert_eq!(
+            read(&dev, 0, 4096).await.expect("read"),
+            data[..4096],
+            "reads not covering it are clean"
+        );
 
         let second = pattern(9, 4096);
         let (res, returned) = dev.write(IoBuf::from_slice(&second), 16384).await;
@@ -309,17 +354,28 @@ fn torn_writes_land_a_prefix_of_sectors() {
         let old = pattern(30, 32768);
         write(&dev, 0, &old).await.expect("old data");
         let new = pattern(31, 32768);
-        assert_eq!(write(&dev, 0, &new[..16384]).await, Err(IoError::Injected), "a reported torn write");
+        assert_eq!(
+            write(&dev, 0, &new[..16384]).await,
+            Err(IoError::Injected),
+            "a reported torn write"
+        );
         write(&dev, 16384, &new[16384..]).await.expect("a silent torn write reports success");
         let got = read(&dev, 0, 32768).await.expect("read");
         for half in 0..2 {
             let base = half * 16384;
             let sectors = 16384 / SECTOR;
             let prefix = (0..sectors)
-                .take_while(|s| got[base + s * SECTOR..base + (s + 1) * SECTOR] == new[base + s * SECTOR..base + (s + 1) * SECTOR])
+                .take_while(|s| {
+                    got[base + s * SECTOR..base + (s + 1) * SECTOR]
+                        == new[base + s * SECTOR..base + (s + 1) * SECTOR]
+                })
                 .count();
             assert!(prefix < sectors, "half {half}: a torn write never lands entirely");
-            assert_eq!(got[base + prefix * SECTOR..base + 16384], old[base + prefix * SECTOR..base + 16384], "half {half}: the tail keeps old data");
+            assert_eq!(
+                got[base + prefix * SECTOR..base + 16384],
+                old[base + prefix * SECTOR..base + 16384],
+                "half {half}: the tail keeps old data"
+            );
         }
         assert_eq!(dev.stats().torn_writes, 2);
     });
@@ -335,7 +391,10 @@ fn latency_lets_other_tasks_run() {
         write(&dev, 0, &[1u8; 512]).await.expect("write");
         assert!(ran.get(), "the yields let the spawned task run during the write");
 
-        let slow = device(FaultConfig { latency: Latency::Sleep(Duration::from_millis(10)), ..Default::default() });
+        let slow = device(FaultConfig {
+            latency: Latency::Sleep(Duration::from_millis(10)),
+            ..Default::default()
+        });
         let start = Instant::now();
         slow.flush().await.expect("flush");
         assert!(start.elapsed() >= Duration::from_millis(10));

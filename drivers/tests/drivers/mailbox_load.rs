@@ -27,10 +27,12 @@ type Ends = (MailboxSender<Message>, MailboxReceiver<Message>);
 fn two_shards_exchange_100k_buffers_each_in_order_without_leaks() {
     let (to_1, from_0) = mailbox::<Message>(MAILBOX_CAPACITY);
     let (to_0, from_1) = mailbox::<Message>(MAILBOX_CAPACITY);
-    let ends: Arc<Mutex<Vec<Option<Ends>>>> = Arc::new(Mutex::new(vec![Some((to_1, from_1)), Some((to_0, from_0))]));
+    let ends: Arc<Mutex<Vec<Option<Ends>>>> =
+        Arc::new(Mutex::new(vec![Some((to_1, from_1)), Some((to_0, from_0))]));
     let config = ReactorConfig { buffer_count: 32, buffer_bytes: 4096, ..Default::default() };
     let handles = start_shards(2, &config, false, move |shard, _reactor| {
-        let (tx, rx) = ends.lock().expect("ends")[shard].take().expect("each shard takes its ends once");
+        let (tx, rx) =
+            ends.lock().expect("ends")[shard].take().expect("each shard takes its ends once");
         async move {
             let pool = executor::buffer_pool();
             let send_pool = pool.clone();
@@ -56,7 +58,11 @@ fn two_shards_exchange_100k_buffers_each_in_order_without_leaks() {
                         Err((_, true)) => panic!("receiver of shard {} vanished", 1 - shard),
                         Err((msg, false)) => {
                             full_mailbox_waits += 1;
-                            assert!(tx.send(msg).await.is_ok(), "receiver of shard {} vanished", 1 - shard);
+                            assert!(
+                                tx.send(msg).await.is_ok(),
+                                "receiver of shard {} vanished",
+                                1 - shard
+                            );
                         }
                     }
                 }
@@ -69,9 +75,17 @@ fn two_shards_exchange_100k_buffers_each_in_order_without_leaks() {
                 assert_eq!(msg.buf.len(), PAYLOAD_BYTES);
                 assert_eq!(msg.buf[..8], msg.seq.to_le_bytes());
                 for i in 8..PAYLOAD_BYTES {
-                    assert_eq!(msg.buf[i], payload_byte(msg.from_shard, msg.seq, i), "payload byte {i}");
+                    assert_eq!(
+                        msg.buf[i],
+                        payload_byte(msg.from_shard, msg.seq, i),
+                        "payload byte {i}"
+                    );
                 }
-                assert_eq!(msg.buf.pool_id().map(|_| ()), Some(()), "a pooled buffer crossed shards");
+                assert_eq!(
+                    msg.buf.pool_id().map(|_| ()),
+                    Some(()),
+                    "a pooled buffer crossed shards"
+                );
                 received += 1;
             }
             let (full_mailbox_waits, _buffer_waits) = sender.await;
@@ -79,12 +93,21 @@ fn two_shards_exchange_100k_buffers_each_in_order_without_leaks() {
         }
     })
     .expect("start shards");
-    let results: Vec<(u64, u64, BufferPool)> =
-        handles.into_iter().map(|h| h.join().expect("shard thread").expect("shard reactor")).collect();
+    let results: Vec<(u64, u64, BufferPool)> = handles
+        .into_iter()
+        .map(|h| h.join().expect("shard thread").expect("shard reactor"))
+        .collect();
     let full_waits: u64 = results.iter().map(|r| r.1).sum();
-    assert!(full_waits > 0, "a mailbox of {MAILBOX_CAPACITY} must fill up and push back under this load");
+    assert!(
+        full_waits > 0,
+        "a mailbox of {MAILBOX_CAPACITY} must fill up and push back under this load"
+    );
     for (shard, (received, _, pool)) in results.iter().enumerate() {
         assert_eq!(*received, MESSAGES, "shard {shard} received every message");
-        assert_eq!(pool.available(), pool.count(), "shard {shard}: every buffer came back to its pool");
+        assert_eq!(
+            pool.available(),
+            pool.count(),
+            "shard {shard}: every buffer came back to its pool"
+        );
     }
 }

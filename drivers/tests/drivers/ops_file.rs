@@ -63,7 +63,10 @@ fn read_write_with_pool_and_heap_buffers() {
             let (res, _) = ops::write_all_at(fd, IoBuf::from_slice(&pattern(3, 4096)), 4096).await;
             res.expect("write_all_at");
         });
-        assert_eq!(std::fs::read(dir.path().join("data")).expect("read file")[4096..8192], pattern(3, 4096)[..]);
+        assert_eq!(
+            std::fs::read(dir.path().join("data")).expect("read file")[4096..8192],
+            pattern(3, 4096)[..]
+        );
     }
 }
 
@@ -75,7 +78,9 @@ fn vectored_read_and_write() {
         let file = temp_file(&dir);
         let fd = FileRef::Raw(file.as_raw_fd());
         r.block_on(async {
-            let parts: Vec<IoBuf> = (0..3).map(|i| IoBuf::from_slice(&pattern(10 + i, 4096 * (i as usize + 1)))).collect();
+            let parts: Vec<IoBuf> = (0..3)
+                .map(|i| IoBuf::from_slice(&pattern(10 + i, 4096 * (i as usize + 1))))
+                .collect();
             let expected: Vec<u8> = parts.iter().flat_map(|b| b.iter().copied()).collect();
             let (res, _parts) = ops::writev_at(fd, parts, 8192).await;
             assert_eq!(res.expect("writev"), expected.len());
@@ -109,7 +114,11 @@ fn sync_and_fallocate_punch_hole_and_zero_range() {
             let mut expected = data.clone();
             expected[8192..16384].fill(0);
             expected[32768..36864].fill(0);
-            assert_eq!(&back[..], &expected[..], "punched and zeroed ranges read as zeros, the rest is intact");
+            assert_eq!(
+                &back[..],
+                &expected[..],
+                "punched and zeroed ranges read as zeros, the rest is intact"
+            );
         });
     }
 }
@@ -123,7 +132,9 @@ fn registered_file_reads_and_writes() {
         r.block_on(async {
             let fixed = ops::register_file(file.as_raw_fd()).expect("register file");
             match executor::backend_kind() {
-                BackendKind::Uring => assert!(matches!(fixed, FileRef::Fixed(_)), "a ring slot, got {fixed:?}"),
+                BackendKind::Uring => {
+                    assert!(matches!(fixed, FileRef::Fixed(_)), "a ring slot, got {fixed:?}")
+                }
                 BackendKind::Epoll => assert_eq!(fixed, FileRef::Raw(file.as_raw_fd())),
             }
             let pool = executor::buffer_pool();

@@ -46,16 +46,20 @@ fn tcp_send_recv_sendmsg_send_zc_and_close() {
             assert_eq!(&got[..], &hello[..]);
 
             // sendmsg: three parts with sub-ranges, delivered in order
-            let parts: Vec<(IoBuf, std::ops::Range<usize>)> = (0..3u64)
-                .map(|i| (IoBuf::from_slice(&pattern(50 + i, 1000)), 100..900))
-                .collect();
+            let parts: Vec<(IoBuf, std::ops::Range<usize>)> =
+                (0..3u64).map(|i| (IoBuf::from_slice(&pattern(50 + i, 1000)), 100..900)).collect();
             let expected: Vec<u8> = parts.iter().flat_map(|(b, r)| b[r.clone()].to_vec()).collect();
             let (res, _) = ops::send_all(c, parts).await;
             res.expect("send_all over sendmsg");
-            let (res, got) = ops::recv_exact(s, IoBuf::zeroed(expected.len()), 0..expected.len()).await;
+            let (res, got) =
+                ops::recv_exact(s, IoBuf::zeroed(expected.len()), 0..expected.len()).await;
             res.expect("recv sendmsg payload");
             assert_eq!(&got[..], &expected[..]);
-            let (res, _) = ops::sendmsg(c, vec![(IoBuf::from_slice(b"ab"), 0..2), (IoBuf::from_slice(b"cd"), 0..2)]).await;
+            let (res, _) = ops::sendmsg(
+                c,
+                vec![(IoBuf::from_slice(b"ab"), 0..2), (IoBuf::from_slice(b"cd"), 0..2)],
+            )
+            .await;
             assert_eq!(res.expect("sendmsg"), 4);
             let (res, got) = ops::recv_exact(s, IoBuf::zeroed(4), 0..4).await;
             res.expect("recv");
@@ -113,7 +117,8 @@ fn cancel_fd_cancels_a_pending_recv() {
     r.block_on(async {
         let (client, server) = connected_pair().await;
         let s = server.as_raw_fd();
-        let pending = executor::spawn(async move { ops::recv(s, IoBuf::zeroed(4096), 0..4096).await.0 });
+        let pending =
+            executor::spawn(async move { ops::recv(s, IoBuf::zeroed(4096), 0..4096).await.0 });
         while executor::ops_in_flight() == 0 {
             executor::yield_now().await;
         }
