@@ -133,7 +133,7 @@ fn registered_file_reads_and_writes() {
             let fixed = ops::register_file(file.as_raw_fd()).expect("register file");
             match executor::backend_kind() {
                 BackendKind::Uring => {
-                    assert!(matches!(fixed, FileRef::Fixed(_)), "a ring slot, got {fixed:?}")
+                    assert!(matches!(fixed, FileRef::Fixed(_)), "a ring slot, got {fixed:?}");
                 }
                 BackendKind::Epoll => assert_eq!(fixed, FileRef::Raw(file.as_raw_fd())),
             }
