@@ -128,10 +128,26 @@ impl EpollDriver {
             Direction::Write => (&mut state.writable, &mut state.write_waker),
         };
         if *ready {
-            Poll::Ready(Ok(()))
-        } else {
-            *waker = Some(cx.waker().clone());
-            Poll::Pending
+            return Poll::Ready(Ok(()));
+        }
+        // A descriptor closed without `ops::close` (a plain drop) left its entry here while
+        // epoll forgot it with the file; a new socket that reuses the number would then never
+        // see an event. Adding it again tells the two apart: EEXIST means it is still the
+        // registered file, success means it is a new one, which we treat as ready.
+        match self.poll.registry().register(
+            &mut SourceFd(&fd),
+            Token(fd.unsigned_abs() as usize),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            Ok(()) => {
+                *state = Readiness { readable: true, writable: true, ..Default::default() };
+                Poll::Ready(Ok(()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                *waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(IoError::from(e))),
         }
     }
 

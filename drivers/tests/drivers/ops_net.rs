@@ -130,3 +130,37 @@ fn cancel_fd_cancels_a_pending_recv() {
         drop(server);
     });
 }
+
+#[test]
+fn descriptor_numbers_reused_after_a_plain_drop_still_work() {
+    // Sockets dropped without ops::close leave their numbers to the next sockets; the fallback
+    // must not mistake a new socket for the old one it already knew.
+    for backend in BACKENDS {
+        let Some(r) = reactor(backend) else { continue };
+        r.block_on(async {
+            for round in 0..3u64 {
+                let (client, server) = connected_pair().await;
+                // Wait once on each socket so the reactor tracks them, then drop them plainly.
+                let pending = executor::timeout_after(
+                    Duration::from_millis(5),
+                    ops::recv(server.as_raw_fd(), IoBuf::zeroed(16), 0..16),
+                )
+                .await;
+                assert!(pending.is_err(), "round {round}: nothing was sent yet");
+                let data = pattern(70 + round, 100);
+                let (res, _) = ops::send(client.as_raw_fd(), IoBuf::from_slice(&data), 0..100).await;
+                assert_eq!(res.expect("send"), 100);
+                let got = executor::timeout_after(
+                    Duration::from_secs(5),
+                    ops::recv_exact(server.as_raw_fd(), IoBuf::zeroed(100), 0..100),
+                )
+                .await
+                .unwrap_or_else(|_| panic!("{backend:?} round {round}: recv on a reused descriptor hung"));
+                got.0.expect("recv");
+                assert_eq!(&got.1[..], &data[..]);
+                drop(client);
+                drop(server);
+            }
+        });
+    }
+}
