@@ -10,6 +10,7 @@ use drivers::blockdev::{open_device, BlockDevice};
 use drivers::buffer::IoBuf;
 use drivers::error::IoError;
 use drivers::executor::{self, BackendChoice, BackendKind};
+use drivers::ops::FileRef;
 
 use crate::support::{pattern, reactor, BACKENDS};
 
@@ -202,4 +203,34 @@ fn file_geometry_is_probed() {
         assert!(matches!(UringDevice::open(&dir.path().join("missing")), Err(IoError::NotFound)));
         assert!(UringDevice::open(dir.path()).is_err(), "a directory is not a device");
     });
+}
+
+#[test]
+fn uring_device_registers_its_file_in_each_reactor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dev =
+        UringDevice::create_file(&dir.path().join("shared.img"), DEVICE_BYTES).expect("create");
+    let data = pattern(500, 2 * UNIT);
+    for (round, backend) in
+        [BackendChoice::Uring, BackendChoice::Epoll, BackendChoice::Uring].into_iter().enumerate()
+    {
+        // A fresh reactor on the same thread must not reuse the slot of the previous ring.
+        let Some(r) = reactor(backend) else { continue };
+        r.block_on(async {
+            let file = dev.file_ref();
+            match executor::backend_kind() {
+                BackendKind::Uring => {
+                    assert!(matches!(file, FileRef::Fixed(_)), "round {round}: {file:?}");
+                }
+                BackendKind::Epoll => {
+                    assert!(matches!(file, FileRef::Raw(_)), "round {round}: {file:?}");
+                }
+            }
+            assert_eq!(dev.file_ref(), file, "one registration per reactor");
+            if round == 0 {
+                write(&dev, 8192, &data).await;
+            }
+            same(&read(&dev, 8192, data.len()).await, &data, &format!("round {round}"));
+        });
+    }
 }

@@ -148,14 +148,17 @@ fn descriptor_numbers_reused_after_a_plain_drop_still_work() {
                 .await;
                 assert!(pending.is_err(), "round {round}: nothing was sent yet");
                 let data = pattern(70 + round, 100);
-                let (res, _) = ops::send(client.as_raw_fd(), IoBuf::from_slice(&data), 0..100).await;
+                let (res, _) =
+                    ops::send(client.as_raw_fd(), IoBuf::from_slice(&data), 0..100).await;
                 assert_eq!(res.expect("send"), 100);
                 let got = executor::timeout_after(
                     Duration::from_secs(5),
                     ops::recv_exact(server.as_raw_fd(), IoBuf::zeroed(100), 0..100),
                 )
                 .await
-                .unwrap_or_else(|_| panic!("{backend:?} round {round}: recv on a reused descriptor hung"));
+                .unwrap_or_else(|_| {
+                    panic!("{backend:?} round {round}: recv on a reused descriptor hung")
+                });
                 got.0.expect("recv");
                 assert_eq!(&got.1[..], &data[..]);
                 drop(client);
