@@ -2,9 +2,14 @@
 //! command layer shared with the iSER transport.
 
 pub mod chap;
+pub mod connection;
 pub mod digest;
 pub mod login;
+pub mod login_phase;
 pub mod negotiation;
 pub mod pdu;
-pub mod text;
 pub mod scsi;
+pub mod server;
+pub mod session;
+pub mod text;
+pub mod writer;

@@ -1,0 +1,1000 @@
+//! One iSCSI connection in the full-feature phase (RFC 7143 §4, §11).
+//!
+//! The connection's reader task receives PDUs (header first, then the data segment straight
+//! into the buffer the command will hand to the volume), keeps the CmdSN window, and starts one
+//! task per SCSI command. Command tasks collect their Data-Out (immediate, unsolicited, then
+//! solicited by R2T), execute through the SCSI layer and queue their response on the writer.
+//! Everything here runs on one shard; shared state is `Rc`/`Cell`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use drivers::buffer::IoBuf;
+use drivers::error::IoError;
+use drivers::executor::{self, JoinHandle};
+use drivers::ops;
+
+use crate::digest;
+use crate::pdu::{
+    padded_len, Ahs, Bhs, Cdb, DataInStatus, LogoutRequest, LogoutResponse, LogoutResponseCode,
+    NopIn, NopOut, Opcode, PduError, R2t, Reject, RejectReason, Residual, ScsiCommand, ScsiDataIn,
+    ScsiDataOut, ScsiResponse, StatusSns, TaskMgmtRequest, TaskMgmtResponse, TextRequest,
+    TextResponse, TmfFunction, TmfResponse, BHS_LEN, RESERVED_TAG,
+};
+use crate::scsi::nexus::ItNexus;
+use crate::scsi::status::{CommandResult, DataDirection};
+use crate::server::{Server, TargetNode};
+use crate::writer::{Digests, OutData, OutItem, Sender};
+
+/// Parameters of the full-feature phase, from login negotiation.
+#[derive(Debug, Clone, Copy)]
+pub struct FfpParams {
+    /// MaxRecvDataSegmentLength the initiator declared (limits our Data-In and text PDUs).
+    pub initiator_max_recv_dsl: u32,
+    /// MaxRecvDataSegmentLength we declared (limits what we accept).
+    pub target_max_recv_dsl: u32,
+    /// FirstBurstLength.
+    pub first_burst_length: u32,
+    /// MaxBurstLength.
+    pub max_burst_length: u32,
+    /// MaxOutstandingR2T.
+    pub max_outstanding_r2t: u32,
+    /// ImmediateData.
+    pub immediate_data: bool,
+    /// InitialR2T.
+    pub initial_r2t: bool,
+    /// Digests.
+    pub digests: Digests,
+}
+
+/// Keepalive timing: a NOP-In after `interval` without traffic; the connection is dropped when
+/// its answer has not come within `timeout`.
+#[derive(Debug, Clone, Copy)]
+pub struct Keepalive {
+    /// Idle time before a NOP-In ping.
+    pub interval: Duration,
+    /// Time allowed for the NOP-Out answer.
+    pub timeout: Duration,
+}
+
+/// What the login phase established.
+pub struct Established {
+    /// Negotiated parameters.
+    pub params: FfpParams,
+    /// The target (None for a discovery session).
+    pub target: Option<Arc<TargetNode>>,
+    /// I_T nexus of the session.
+    pub nexus: ItNexus,
+    /// TSIH given to the session.
+    pub tsih: u16,
+    /// StatSN to use for the next status PDU.
+    pub stat_sn: u32,
+    /// ExpCmdSN after login.
+    pub exp_cmd_sn: u32,
+    /// Portal group tag of the portal the connection came in on.
+    pub tpgt: u16,
+}
+
+/// Why the connection ended.
+#[derive(Debug)]
+pub enum ConnEnd {
+    /// Logout completed.
+    Logout,
+    /// The peer closed or the socket failed.
+    Io(IoError),
+    /// A PDU could not be parsed or broke the protocol; the connection was dropped.
+    Protocol(String),
+    /// A keepalive went unanswered.
+    KeepaliveTimeout,
+}
+
+/// Commands the target accepts at once beyond ExpCmdSN (advertised through MaxCmdSN).
+pub const QUEUE_DEPTH: u32 = 128;
+
+/// Largest data segment we ever accept, whatever was negotiated.
+const MAX_ACCEPTED_DSL: u32 = 16 << 20;
+
+struct DataCollect {
+    buf: Option<IoBuf>,
+    /// Bytes the target takes from the initiator.
+    wanted: u32,
+    /// Bytes received so far (data arrives in order).
+    received: u32,
+    /// Next offset to solicit with an R2T.
+    next_r2t_offset: u32,
+    /// R2T sequences outstanding.
+    outstanding_r2t: u32,
+    /// Unsolicited Data-Out still expected (F bit not yet seen).
+    unsolicited_open: bool,
+    ttt: u32,
+    r2t_sn: u32,
+    waker: Option<Waker>,
+    failed: bool,
+}
+
+struct Task {
+    lun: u64,
+    handle: Option<JoinHandle<()>>,
+    collect: Option<DataCollect>,
+    /// Set once the response is queued; aborting then does nothing.
+    done: bool,
+}
+
+/// Per-connection state shared by the reader and the command tasks.
+pub struct Conn {
+    fd: RawFd,
+    server: Arc<Server>,
+    sender: Sender,
+    digests: Rc<Cell<Digests>>,
+    params: FfpParams,
+    target: Option<Arc<TargetNode>>,
+    nexus: ItNexus,
+    stat_sn: Cell<u32>,
+    exp_cmd_sn: Cell<u32>,
+    tasks: RefCell<HashMap<u32, Task>>,
+    next_ttt: Cell<u32>,
+    last_rx: Cell<Instant>,
+    ping: Cell<Option<(u32, Instant)>>,
+}
+
+impl Conn {
+    fn sns(&self, advance_stat_sn: bool) -> StatusSns {
+        let outstanding = self.tasks.borrow().len();
+        self.sns_with(outstanding, advance_stat_sn)
+    }
+
+    /// Sequence numbers for an outgoing PDU with `outstanding` tasks in the window.
+    fn sns_with(&self, outstanding: usize, advance_stat_sn: bool) -> StatusSns {
+        let stat_sn = self.stat_sn.get();
+        if advance_stat_sn {
+            self.stat_sn.set(stat_sn.wrapping_add(1));
+        }
+        let outstanding = u32::try_from(outstanding).unwrap_or(u32::MAX);
+        let window = QUEUE_DEPTH.saturating_sub(outstanding).max(1);
+        let exp = self.exp_cmd_sn.get();
+        StatusSns { stat_sn, exp_cmd_sn: exp, max_cmd_sn: exp.wrapping_add(window - 1) }
+    }
+
+    fn alloc_ttt(&self) -> u32 {
+        let mut t = self.next_ttt.get().wrapping_add(1);
+        if t == RESERVED_TAG {
+            t = 1;
+        }
+        self.next_ttt.set(t);
+        t
+    }
+
+    fn reject(&self, reason: RejectReason, header: &Bhs) {
+        let sns = self.sns(true);
+        let reject = Reject { reason, sns, data_sn_or_r2t_sn: 0 };
+        self.sender.push(OutItem::Pdu(reject.encode(), OutData::Bytes(header.bytes.to_vec())));
+    }
+}
+
+/// Runs the full-feature phase until logout, error or keepalive timeout.
+pub async fn full_feature_phase(
+    fd: RawFd,
+    server: Arc<Server>,
+    sender: Sender,
+    digests: Rc<Cell<Digests>>,
+    est: Established,
+    keepalive: Keepalive,
+) -> ConnEnd {
+    digests.set(est.params.digests);
+    let conn = Rc::new(Conn {
+        fd,
+        server,
+        sender,
+        digests,
+        params: est.params,
+        target: est.target,
+        nexus: est.nexus,
+        stat_sn: Cell::new(est.stat_sn),
+        exp_cmd_sn: Cell::new(est.exp_cmd_sn),
+        tasks: RefCell::new(HashMap::new()),
+        next_ttt: Cell::new(0),
+        last_rx: Cell::new(Instant::now()),
+        ping: Cell::new(None),
+    });
+    let pinger = executor::spawn(keepalive_loop(Rc::clone(&conn), keepalive));
+    let end = reader_loop(&conn).await;
+    pinger.abort();
+    // Abort every task still running; their buffers return when the kernel is done.
+    let tasks: Vec<Task> = conn.tasks.borrow_mut().drain().map(|(_, t)| t).collect();
+    for task in tasks {
+        if let Some(h) = task.handle {
+            h.abort();
+        }
+    }
+    if let Some(target) = &conn.target {
+        target.scsi.nexus_lost(conn.nexus.nexus_id);
+    }
+    end
+}
+
+async fn keepalive_loop(conn: Rc<Conn>, keepalive: Keepalive) {
+    loop {
+        executor::sleep(keepalive.interval.min(Duration::from_secs(1))).await;
+        let now = Instant::now();
+        if let Some((_, sent)) = conn.ping.get() {
+            if now.duration_since(sent) > keepalive.timeout {
+                // No answer: drop the connection; the reader sees the shutdown.
+                // SAFETY: shutdown(2) on our own open socket.
+                unsafe { libc::shutdown(conn.fd, libc::SHUT_RDWR) };
+                return;
+            }
+            continue;
+        }
+        if now.duration_since(conn.last_rx.get()) >= keepalive.interval {
+            let ttt = conn.alloc_ttt();
+            conn.ping.set(Some((ttt, now)));
+            let sns = conn.sns(false);
+            let nop = NopIn { lun: 0, itt: RESERVED_TAG, ttt, sns, data_segment_length: 0 };
+            conn.sender.push(OutItem::Pdu(nop.encode(), OutData::None));
+        }
+    }
+}
+
+/// Receives one PDU header (BHS, AHS, header digest) into `hdr`.
+pub(crate) async fn recv_header(
+    fd: RawFd,
+    mut hdr: IoBuf,
+    header_digest: bool,
+) -> (Result<(Bhs, usize), ConnEnd>, IoBuf) {
+    let (res, back) = ops::recv_exact(fd, hdr, 0..BHS_LEN).await;
+    hdr = back;
+    if let Err(e) = res {
+        return (Err(ConnEnd::Io(e)), hdr);
+    }
+    let Some(bhs) = Bhs::from_slice(&hdr[..BHS_LEN]) else {
+        return (Err(ConnEnd::Protocol("short header".into())), hdr);
+    };
+    let ahs_bytes = usize::from(bhs.total_ahs_length_words()) * 4;
+    let digest_bytes = if header_digest { 4 } else { 0 };
+    let total = BHS_LEN + ahs_bytes + digest_bytes;
+    if total > hdr.len() {
+        return (Err(ConnEnd::Protocol("AHS too long".into())), hdr);
+    }
+    if total > BHS_LEN {
+        let (res, back) = ops::recv_exact(fd, hdr, BHS_LEN..total).await;
+        hdr = back;
+        if let Err(e) = res {
+            return (Err(ConnEnd::Io(e)), hdr);
+        }
+    }
+    if header_digest {
+        let wire = [hdr[total - 4], hdr[total - 3], hdr[total - 2], hdr[total - 1]];
+        if digest::verify_header_digest(&hdr[..BHS_LEN + ahs_bytes], wire).is_err() {
+            // The lengths in a header that failed its digest cannot be trusted: drop the
+            // connection (RFC 7143 §7.8).
+            return (Err(ConnEnd::Protocol("header digest error".into())), hdr);
+        }
+    }
+    (Ok((bhs, ahs_bytes)), hdr)
+}
+
+/// Receives a data segment of `len` bytes (plus padding and digest) into `buf[offset..]`.
+/// Returns Ok(false) on a data digest mismatch.
+pub(crate) async fn recv_data_into(
+    fd: RawFd,
+    buf: IoBuf,
+    offset: usize,
+    len: usize,
+    data_digest: bool,
+) -> (Result<bool, IoError>, IoBuf) {
+    let (res, buf) = ops::recv_exact(fd, buf, offset..offset + len).await;
+    if let Err(e) = res {
+        return (Err(e), buf);
+    }
+    let tail_len = padded_len(len) - len + if data_digest { 4 } else { 0 };
+    if tail_len == 0 {
+        return (Ok(true), buf);
+    }
+    let tail = IoBuf::zeroed(8);
+    let (res, tail) = ops::recv_exact(fd, tail, 0..tail_len).await;
+    if let Err(e) = res {
+        return (Err(e), buf);
+    }
+    if data_digest {
+        let d = tail_len - 4;
+        let wire = [tail[d], tail[d + 1], tail[d + 2], tail[d + 3]];
+        let ok = digest::verify_data_digest(&buf[offset..offset + len], wire).is_ok();
+        return (Ok(ok), buf);
+    }
+    (Ok(true), buf)
+}
+
+/// Receives a small data segment into a new Vec (text, ping data); Ok(None) on digest error.
+pub(crate) async fn recv_small(
+    fd: RawFd,
+    len: usize,
+    data_digest: bool,
+) -> Result<Option<Vec<u8>>, IoError> {
+    if len == 0 {
+        return Ok(Some(Vec::new()));
+    }
+    let buf = IoBuf::zeroed(len);
+    let (res, buf) = recv_data_into(fd, buf, 0, len, data_digest).await;
+    Ok(res?.then(|| buf.to_vec()))
+}
+
+async fn discard_data(fd: RawFd, len: usize, data_digest: bool) -> Result<(), IoError> {
+    let mut remaining = padded_len(len) + if data_digest { 4 } else { 0 };
+    let mut scratch = IoBuf::zeroed(64 * 1024);
+    while remaining > 0 {
+        let n = remaining.min(scratch.len());
+        let (res, back) = ops::recv_exact(fd, scratch, 0..n).await;
+        scratch = back;
+        res?;
+        remaining -= n;
+    }
+    Ok(())
+}
+
+async fn reader_loop(conn: &Rc<Conn>) -> ConnEnd {
+    let mut hdr = IoBuf::zeroed(4096);
+    loop {
+        let digests = conn.digests.get();
+        let (res, back) = recv_header(conn.fd, hdr, digests.header).await;
+        hdr = back;
+        let (bhs, ahs_bytes) = match res {
+            Ok(v) => v,
+            Err(end) => return end,
+        };
+        conn.last_rx.set(Instant::now());
+        let dsl = bhs.data_segment_length();
+        if dsl > conn.params.target_max_recv_dsl.min(MAX_ACCEPTED_DSL) {
+            // Data past the negotiated limit: reject, and drop the connection since the
+            // stream cannot be resynchronised safely.
+            conn.reject(RejectReason::ProtocolError, &bhs);
+            return ConnEnd::Protocol(format!(
+                "data segment of {dsl} bytes exceeds MaxRecvDataSegmentLength"
+            ));
+        }
+        let ahs = hdr[BHS_LEN..BHS_LEN + ahs_bytes].to_vec();
+        let step = match bhs.opcode() {
+            Some(Opcode::ScsiCommand) => on_scsi_command(conn, &bhs, &ahs).await,
+            Some(Opcode::ScsiDataOut) => on_data_out(conn, &bhs).await,
+            Some(Opcode::NopOut) => on_nop_out(conn, &bhs).await,
+            Some(Opcode::TaskMgmtRequest) => on_task_mgmt(conn, &bhs).await,
+            Some(Opcode::TextRequest) => on_text(conn, &bhs).await,
+            Some(Opcode::LogoutRequest) => on_logout(conn, &bhs).await,
+            Some(Opcode::SnackRequest) => {
+                conn.reject(RejectReason::SnackReject, &bhs);
+                skip(conn, dsl).await
+            }
+            _ => {
+                conn.reject(RejectReason::CommandNotSupported, &bhs);
+                skip(conn, dsl).await
+            }
+        };
+        match step {
+            Ok(Step::Continue) => {}
+            Ok(Step::Stop(end)) => return end,
+            Err(e) => return ConnEnd::Io(e),
+        }
+    }
+}
+
+enum Step {
+    Continue,
+    Stop(ConnEnd),
+}
+
+async fn skip(conn: &Rc<Conn>, dsl: u32) -> Result<Step, IoError> {
+    discard_data(conn.fd, dsl as usize, conn.digests.get().data).await?;
+    Ok(Step::Continue)
+}
+
+fn pdu_error_reason(err: &PduError) -> RejectReason {
+    err.reject_reason()
+}
+
+// ----- SCSI commands -----
+
+async fn on_scsi_command(conn: &Rc<Conn>, bhs: &Bhs, ahs: &[u8]) -> Result<Step, IoError> {
+    let dsl = bhs.data_segment_length();
+    let cmd = match ScsiCommand::parse(bhs, conn.params.target_max_recv_dsl) {
+        Ok(c) => c,
+        Err(e) => {
+            conn.reject(pdu_error_reason(&e), bhs);
+            return skip(conn, dsl).await;
+        }
+    };
+    // CmdSN window (RFC 7143 §4.2.2.1).
+    if !cmd.immediate {
+        let exp = conn.exp_cmd_sn.get();
+        if cmd.cmd_sn != exp {
+            conn.reject(RejectReason::ProtocolError, bhs);
+            return skip(conn, dsl).await;
+        }
+        conn.exp_cmd_sn.set(exp.wrapping_add(1));
+    }
+    let Some(target) = conn.target.clone() else {
+        // SCSI commands are not allowed in a discovery session.
+        conn.reject(RejectReason::ProtocolError, bhs);
+        return skip(conn, dsl).await;
+    };
+    if conn.tasks.borrow().contains_key(&cmd.itt) {
+        conn.reject(RejectReason::TaskInProgress, bhs);
+        return skip(conn, dsl).await;
+    }
+    let extended = match Ahs::parse(ahs) {
+        Ok(a) => a.extended_cdb,
+        Err(e) => {
+            conn.reject(pdu_error_reason(&e), bhs);
+            return skip(conn, dsl).await;
+        }
+    };
+    let cdb = Cdb::assemble(&cmd.cdb, extended);
+    let cdb_bytes = cdb.as_bytes().to_vec();
+    let lun = decode_lun(cmd.lun);
+
+    // Decide how much data the command takes before soliciting any.
+    let prepared = target.scsi.prepare(
+        &conn.nexus,
+        lun,
+        &cdb_bytes,
+        u64::from(cmd.expected_data_transfer_length),
+    );
+    let (wanted, early) = match prepared {
+        Ok(p) => {
+            let needed = match p.direction {
+                DataDirection::Out => u32::try_from(p.data_out_bytes).unwrap_or(u32::MAX),
+                _ => 0,
+            };
+            let wanted = if cmd.write { needed.min(cmd.expected_data_transfer_length) } else { 0 };
+            (wanted, None)
+        }
+        Err(result) => (0, Some(result)),
+    };
+
+    let mut buf = None;
+    if wanted > 0 {
+        let pool = executor::buffer_pool();
+        let b = if wanted as usize <= pool.buffer_bytes() { pool.get() } else { None };
+        let mut b = b.unwrap_or_else(|| IoBuf::zeroed(wanted as usize));
+        b.set_len(wanted as usize);
+        buf = Some(b);
+    }
+    // Immediate data lands straight in the command's buffer.
+    let mut received = 0u32;
+    if dsl > 0 {
+        let take = dsl.min(wanted);
+        if let Some(b) = buf.take() {
+            if take > 0 {
+                let (res, b) = recv_data_into(conn.fd, b, 0, take as usize, false).await;
+                buf = Some(b);
+                res?;
+            } else {
+                buf = Some(b);
+            }
+        }
+        // Excess immediate data (beyond what the command takes), pad and digest.
+        let rest = dsl - take;
+        let digest_on = conn.digests.get().data;
+        if take == 0 {
+            discard_data(conn.fd, dsl as usize, digest_on).await?;
+        } else if rest > 0 || digest_on || padded_len(take as usize) != take as usize {
+            // The digest covers the whole segment: verify it over what we kept and the rest.
+            let tail_len = padded_len(dsl as usize) - take as usize + if digest_on { 4 } else { 0 };
+            let tail = IoBuf::zeroed(tail_len.max(1));
+            let (res, tail) = ops::recv_exact(conn.fd, tail, 0..tail_len).await;
+            res?;
+            if digest_on {
+                let data_end = dsl as usize - take as usize;
+                let Some(kept) = buf.as_ref() else { return Ok(Step::Continue) };
+                let computed =
+                    digest::data_digest_parts(&[&kept[..take as usize], &tail[..data_end]]);
+                let d = tail_len - 4;
+                if computed != [tail[d], tail[d + 1], tail[d + 2], tail[d + 3]] {
+                    conn.reject(RejectReason::DataDigestError, bhs);
+                    return Ok(Step::Continue);
+                }
+            }
+        }
+        received = take;
+    }
+
+    let unsolicited_open = cmd.write && !cmd.final_bit;
+    let edtl = cmd.expected_data_transfer_length;
+    let collect = (wanted > 0 || unsolicited_open).then(|| DataCollect {
+        buf: None,
+        wanted,
+        received,
+        next_r2t_offset: if conn.params.initial_r2t {
+            received
+        } else {
+            received.max(conn.params.first_burst_length.min(wanted))
+        },
+        outstanding_r2t: 0,
+        unsolicited_open,
+        ttt: RESERVED_TAG,
+        r2t_sn: 0,
+        waker: None,
+        failed: false,
+    });
+    let collecting = collect.is_some();
+    let mut collect = collect;
+    if let Some(c) = collect.as_mut() {
+        c.buf = buf.take();
+    }
+    conn.tasks.borrow_mut().insert(cmd.itt, Task { lun, handle: None, collect, done: false });
+
+    let task_conn = Rc::clone(conn);
+    let itt = cmd.itt;
+    let handle = executor::spawn(async move {
+        let data = if collecting {
+            match collect_data(&task_conn, itt, lun).await {
+                Some(d) => d,
+                None => return,
+            }
+        } else {
+            buf
+        };
+        let result = match early {
+            Some(r) => r,
+            None => target.scsi.execute(&task_conn.nexus, lun, &cdb_bytes, data).await,
+        };
+        let expected_out = if cmd.write { edtl } else { 0 };
+        respond(&task_conn, itt, cmd.lun, edtl, cmd.read, wanted, expected_out, result);
+    });
+    if let Some(task) = conn.tasks.borrow_mut().get_mut(&itt) {
+        if !task.done {
+            task.handle = Some(handle);
+        }
+    }
+    Ok(Step::Continue)
+}
+
+/// The 8-byte LUN field to a flat LUN number (SAM-5 peripheral / flat addressing).
+fn decode_lun(raw: u64) -> u64 {
+    let top = (raw >> 48) as u16;
+    match top >> 14 {
+        0 => u64::from(top & 0x00ff),
+        1 => u64::from(top & 0x3fff),
+        _ => u64::from(top),
+    }
+}
+
+/// Waits until all data of the task arrived, sending R2Ts as needed.
+async fn collect_data(conn: &Rc<Conn>, itt: u32, lun: u64) -> Option<Option<IoBuf>> {
+    std::future::poll_fn(|cx| {
+        let mut tasks = conn.tasks.borrow_mut();
+        let outstanding = tasks.len();
+        let Some(task) = tasks.get_mut(&itt) else { return Poll::Ready(None) };
+        let Some(c) = task.collect.as_mut() else { return Poll::Ready(None) };
+        if c.failed {
+            return Poll::Ready(Some(None));
+        }
+        if c.received >= c.wanted && !c.unsolicited_open && c.outstanding_r2t == 0 {
+            let buf = c.buf.take();
+            task.collect = None;
+            return Poll::Ready(Some(buf));
+        }
+        // Solicit what is still missing once the unsolicited burst is over.
+        if !c.unsolicited_open {
+            while c.next_r2t_offset < c.wanted
+                && c.outstanding_r2t < conn.params.max_outstanding_r2t.max(1)
+            {
+                if c.ttt == RESERVED_TAG {
+                    c.ttt = conn.alloc_ttt();
+                }
+                let len = (c.wanted - c.next_r2t_offset).min(conn.params.max_burst_length);
+                let r2t = R2t {
+                    lun: encode_lun(lun),
+                    itt,
+                    ttt: c.ttt,
+                    sns: StatusSns::default(),
+                    r2t_sn: c.r2t_sn,
+                    buffer_offset: c.next_r2t_offset,
+                    desired_data_transfer_length: len,
+                };
+                c.r2t_sn = c.r2t_sn.wrapping_add(1);
+                c.next_r2t_offset += len;
+                c.outstanding_r2t += 1;
+                let r2t = R2t { sns: conn.sns_with(outstanding, false), ..r2t };
+                conn.sender.push(OutItem::Pdu(r2t.encode(), OutData::None));
+            }
+        }
+        c.waker = Some(cx.waker().clone());
+        Poll::Pending
+    })
+    .await
+}
+
+/// Flat-space LUN encoding for responses.
+fn encode_lun(lun: u64) -> u64 {
+    if lun < 256 {
+        lun << 48
+    } else {
+        ((0x4000 | (lun & 0x3fff)) << 48) & 0xffff_0000_0000_0000
+    }
+}
+
+async fn on_data_out(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
+    let dsl = bhs.data_segment_length();
+    let d = match ScsiDataOut::parse(bhs, conn.params.target_max_recv_dsl) {
+        Ok(d) => d,
+        Err(e) => {
+            conn.reject(pdu_error_reason(&e), bhs);
+            return skip(conn, dsl).await;
+        }
+    };
+    // Find the task and check the data fits where it claims to go.
+    let slot = {
+        let mut tasks = conn.tasks.borrow_mut();
+        match tasks.get_mut(&d.itt).and_then(|t| t.collect.as_mut()) {
+            Some(c) => {
+                let solicited = d.ttt != RESERVED_TAG;
+                let ttt_ok = if solicited { d.ttt == c.ttt } else { c.unsolicited_open };
+                let end = d.buffer_offset.checked_add(dsl);
+                if !ttt_ok || end.is_none() {
+                    None
+                } else if d.buffer_offset != c.received && d.buffer_offset < c.wanted {
+                    None
+                } else {
+                    Some((c.buf.take(), c.wanted))
+                }
+            }
+            None => None,
+        }
+    };
+    let Some((buf, wanted)) = slot else {
+        conn.reject(RejectReason::ProtocolError, bhs);
+        return skip(conn, dsl).await;
+    };
+    let digest_on = conn.digests.get().data;
+    let offset = d.buffer_offset;
+    let keep = if offset >= wanted { 0 } else { dsl.min(wanted - offset) };
+    let mut digest_ok = true;
+    let buf = match buf {
+        Some(b) if keep > 0 && keep == dsl => {
+            let (res, b) =
+                recv_data_into(conn.fd, b, offset as usize, keep as usize, digest_on).await;
+            digest_ok = res?;
+            Some(b)
+        }
+        Some(b) if keep > 0 => {
+            // Part of this PDU is past what the command takes: keep the front, drop the rest.
+            let (res, b) =
+                ops::recv_exact(conn.fd, b, offset as usize..(offset + keep) as usize).await;
+            res?;
+            discard_data(conn.fd, (dsl - keep) as usize, digest_on).await?;
+            Some(b)
+        }
+        other => {
+            discard_data(conn.fd, dsl as usize, digest_on).await?;
+            other
+        }
+    };
+    let mut tasks = conn.tasks.borrow_mut();
+    if let Some(c) = tasks.get_mut(&d.itt).and_then(|t| t.collect.as_mut()) {
+        c.buf = buf;
+        if !digest_ok {
+            // ERL 0: a data digest error fails the command.
+            c.failed = true;
+        }
+        c.received = c.received.max((offset + keep).min(wanted));
+        if d.final_bit {
+            if d.ttt == RESERVED_TAG {
+                c.unsolicited_open = false;
+            } else {
+                c.outstanding_r2t = c.outstanding_r2t.saturating_sub(1);
+            }
+        }
+        if let Some(w) = c.waker.take() {
+            w.wake();
+        }
+    }
+    drop(tasks);
+    if !digest_ok {
+        conn.reject(RejectReason::DataDigestError, bhs);
+    }
+    Ok(Step::Continue)
+}
+
+/// Queues the response of a finished command: Data-In (with status collapsed into the last
+/// PDU when there is no sense data) and/or a SCSI Response.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; the values come from the command PDU"
+)]
+fn respond(
+    conn: &Rc<Conn>,
+    itt: u32,
+    raw_lun: u64,
+    edtl: u32,
+    read: bool,
+    wanted_out: u32,
+    expected_out: u32,
+    result: CommandResult,
+) {
+    let still_ours = conn.tasks.borrow_mut().get_mut(&itt).map(|t| {
+        t.done = true;
+    });
+    if still_ours.is_none() {
+        // Aborted meanwhile: no response (RFC 7143 §4.2.3.3).
+        return;
+    }
+    let status = result.status as u8;
+    let mut data = result.data_in.filter(|d| !d.is_empty());
+    let produced = data.as_ref().map_or(0, |d| u32::try_from(d.len()).unwrap_or(u32::MAX));
+    let residual = if read || data.is_some() {
+        Residual::from_lengths(edtl, produced)
+    } else if expected_out > 0 || wanted_out > 0 {
+        Residual::None
+    } else {
+        Residual::from_lengths(edtl, 0)
+    };
+    if !read {
+        // Data-In for a command without the R bit cannot be sent.
+        data = None;
+    }
+    let send_len = produced.min(edtl) as usize;
+    let collapse = result.sense.is_none();
+    conn.tasks.borrow_mut().remove(&itt);
+    match data {
+        Some(buf) if send_len > 0 => {
+            let seg_max = conn.params.initiator_max_recv_dsl.max(512) as usize;
+            let mut pdus = Vec::new();
+            let mut offset = 0usize;
+            let mut data_sn = 0u32;
+            while offset < send_len {
+                let len = (send_len - offset).min(seg_max);
+                let last = offset + len == send_len;
+                let st = (last && collapse).then(|| DataInStatus { status, residual, stat_sn: 0 });
+                let sns = conn.sns(st.is_some());
+                let mut din = ScsiDataIn {
+                    final_bit: last,
+                    acknowledge: false,
+                    status: st,
+                    lun: raw_lun,
+                    itt,
+                    ttt: RESERVED_TAG,
+                    exp_cmd_sn: sns.exp_cmd_sn,
+                    max_cmd_sn: sns.max_cmd_sn,
+                    data_sn,
+                    buffer_offset: u32::try_from(offset).unwrap_or(u32::MAX),
+                    data_segment_length: u32::try_from(len).unwrap_or(u32::MAX),
+                };
+                if let Some(s) = din.status.as_mut() {
+                    s.stat_sn = sns.stat_sn;
+                }
+                pdus.push((din.encode(), offset..offset + len));
+                offset += len;
+                data_sn += 1;
+            }
+            let trailer = (!collapse).then(|| {
+                scsi_response(conn, itt, status, residual, result.sense.as_deref(), data_sn)
+            });
+            conn.sender.push(OutItem::DataIn { buf, pdus, trailer });
+        }
+        _ => {
+            let (bhs, data) =
+                scsi_response(conn, itt, status, residual, result.sense.as_deref(), 0);
+            conn.sender.push(OutItem::Pdu(bhs, OutData::Bytes(data)));
+        }
+    }
+}
+
+fn scsi_response(
+    conn: &Conn,
+    itt: u32,
+    status: u8,
+    residual: Residual,
+    sense: Option<&[u8]>,
+    exp_data_sn: u32,
+) -> (Bhs, Vec<u8>) {
+    let data = match sense {
+        Some(s) => {
+            let mut d = Vec::with_capacity(2 + s.len());
+            d.extend_from_slice(&u16::try_from(s.len()).unwrap_or(0).to_be_bytes());
+            d.extend_from_slice(s);
+            d
+        }
+        None => Vec::new(),
+    };
+    let sns = conn.sns(true);
+    let rsp = ScsiResponse {
+        bidi_read_residual: Residual::None,
+        residual,
+        response: 0,
+        status,
+        itt,
+        snack_tag: 0,
+        sns,
+        exp_data_sn,
+        data_segment_length: u32::try_from(data.len()).unwrap_or(0),
+    };
+    (rsp.encode(), data)
+}
+
+// ----- other PDUs -----
+
+async fn on_nop_out(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
+    let dsl = bhs.data_segment_length();
+    let nop = match NopOut::parse(bhs, conn.params.target_max_recv_dsl) {
+        Ok(n) => n,
+        Err(e) => {
+            conn.reject(pdu_error_reason(&e), bhs);
+            return skip(conn, dsl).await;
+        }
+    };
+    if !nop.immediate {
+        let exp = conn.exp_cmd_sn.get();
+        if nop.cmd_sn == exp {
+            conn.exp_cmd_sn.set(exp.wrapping_add(1));
+        }
+    }
+    let Some(data) = recv_small(conn.fd, dsl as usize, conn.digests.get().data).await? else {
+        conn.reject(RejectReason::DataDigestError, bhs);
+        return Ok(Step::Continue);
+    };
+    if nop.ttt != RESERVED_TAG {
+        // The answer to our keepalive.
+        if conn.ping.get().is_some_and(|(ttt, _)| ttt == nop.ttt) {
+            conn.ping.set(None);
+        }
+        return Ok(Step::Continue);
+    }
+    if nop.itt != RESERVED_TAG {
+        let sns = conn.sns(true);
+        let len = u32::try_from(data.len()).unwrap_or(0);
+        let reply =
+            NopIn { lun: nop.lun, itt: nop.itt, ttt: RESERVED_TAG, sns, data_segment_length: len };
+        conn.sender.push(OutItem::Pdu(reply.encode(), OutData::Bytes(data)));
+    }
+    Ok(Step::Continue)
+}
+
+async fn on_task_mgmt(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
+    let req = match TaskMgmtRequest::parse(bhs) {
+        Ok(r) => r,
+        Err(e) => {
+            conn.reject(pdu_error_reason(&e), bhs);
+            return skip(conn, bhs.data_segment_length()).await;
+        }
+    };
+    if !req.immediate {
+        let exp = conn.exp_cmd_sn.get();
+        if req.cmd_sn == exp {
+            conn.exp_cmd_sn.set(exp.wrapping_add(1));
+        }
+    }
+    let lun = decode_lun(req.lun);
+    let response = match (req.function, &conn.target) {
+        (_, None) => TmfResponse::FunctionRejected,
+        (TmfFunction::AbortTask, Some(_)) => {
+            let task = conn.tasks.borrow_mut().remove(&req.referenced_task_tag);
+            match task {
+                Some(t) => {
+                    if let Some(h) = t.handle {
+                        h.abort();
+                    }
+                    TmfResponse::FunctionComplete
+                }
+                // Already completed (its response was sent) or never received: SAM-5 says the
+                // task is not in the task set any more, which is what the initiator wanted.
+                None => TmfResponse::FunctionComplete,
+            }
+        }
+        (TmfFunction::AbortTaskSet | TmfFunction::ClearTaskSet, Some(_)) => {
+            abort_where(conn, |t| t.lun == lun);
+            TmfResponse::FunctionComplete
+        }
+        (TmfFunction::LogicalUnitReset, Some(target)) => {
+            abort_where(conn, |t| t.lun == lun);
+            if target.scsi.lun_reset(&conn.nexus, lun) {
+                TmfResponse::FunctionComplete
+            } else {
+                TmfResponse::LunDoesNotExist
+            }
+        }
+        (TmfFunction::TargetWarmReset, Some(target)) => {
+            abort_where(conn, |_| true);
+            target.scsi.target_reset(&conn.nexus);
+            TmfResponse::FunctionComplete
+        }
+        _ => TmfResponse::FunctionNotSupported,
+    };
+    let sns = conn.sns(true);
+    let rsp = TaskMgmtResponse { response, itt: req.itt, sns };
+    conn.sender.push(OutItem::Pdu(rsp.encode(), OutData::None));
+    Ok(Step::Continue)
+}
+
+fn abort_where(conn: &Conn, pred: impl Fn(&Task) -> bool) {
+    let victims: Vec<u32> =
+        conn.tasks.borrow().iter().filter(|(_, t)| pred(t)).map(|(itt, _)| *itt).collect();
+    for itt in victims {
+        let task = conn.tasks.borrow_mut().remove(&itt);
+        if let Some(h) = task.and_then(|t| t.handle) {
+            h.abort();
+        }
+    }
+}
+
+async fn on_text(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
+    let dsl = bhs.data_segment_length();
+    let req = match TextRequest::parse(bhs, conn.params.target_max_recv_dsl) {
+        Ok(r) => r,
+        Err(e) => {
+            conn.reject(pdu_error_reason(&e), bhs);
+            return skip(conn, dsl).await;
+        }
+    };
+    if !req.immediate {
+        let exp = conn.exp_cmd_sn.get();
+        if req.cmd_sn == exp {
+            conn.exp_cmd_sn.set(exp.wrapping_add(1));
+        }
+    }
+    let Some(data) = recv_small(conn.fd, dsl as usize, conn.digests.get().data).await? else {
+        conn.reject(RejectReason::DataDigestError, bhs);
+        return Ok(Step::Continue);
+    };
+    let answer =
+        conn.server.text_request(&conn.nexus.initiator_name, conn.target.as_deref(), &data);
+    let sns = conn.sns(true);
+    let rsp = TextResponse {
+        final_bit: true,
+        continue_bit: false,
+        lun: 0,
+        itt: req.itt,
+        ttt: RESERVED_TAG,
+        sns,
+        data_segment_length: u32::try_from(answer.len()).unwrap_or(0),
+    };
+    conn.sender.push(OutItem::Pdu(rsp.encode(), OutData::Bytes(answer)));
+    Ok(Step::Continue)
+}
+
+async fn on_logout(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
+    let req = match LogoutRequest::parse(bhs) {
+        Ok(r) => r,
+        Err(e) => {
+            conn.reject(pdu_error_reason(&e), bhs);
+            return skip(conn, bhs.data_segment_length()).await;
+        }
+    };
+    if !req.immediate {
+        let exp = conn.exp_cmd_sn.get();
+        if req.cmd_sn == exp {
+            conn.exp_cmd_sn.set(exp.wrapping_add(1));
+        }
+    }
+    // Let running commands finish before answering (RFC 7143 §11.14).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !conn.tasks.borrow().is_empty() && Instant::now() < deadline {
+        executor::sleep(Duration::from_millis(1)).await;
+    }
+    let sns = conn.sns(true);
+    let rsp = LogoutResponse {
+        response: LogoutResponseCode::ClosedSuccessfully,
+        itt: req.itt,
+        sns,
+        time2wait_s: 0,
+        time2retain_s: 0,
+    };
+    conn.sender.push(OutItem::Pdu(rsp.encode(), OutData::None));
+    conn.sender.close();
+    Ok(Step::Stop(ConnEnd::Logout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lun_field_round_trips_for_flat_and_peripheral_addressing() {
+        for lun in [0u64, 1, 7, 255, 256, 1000, 16383] {
+            assert_eq!(decode_lun(encode_lun(lun)), lun);
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! ferrited configuration: a TOML file, or the embedded demo default.
+//!
+//! Every error names the file, the line and the problem.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Default iSCSI portal.
+pub const DEFAULT_PORTAL: &str = "127.0.0.1:3260";
+/// IQN of the demo target.
+pub const DEMO_IQN: &str = "iqn.2026-11.io.ferrite:demo";
+
+/// The whole daemon configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Daemon-wide settings.
+    #[serde(default)]
+    pub daemon: DaemonSection,
+    /// Listening portals.
+    #[serde(default, rename = "portal")]
+    pub portals: Vec<PortalSection>,
+    /// CHAP for discovery sessions.
+    #[serde(default)]
+    pub discovery: DiscoverySection,
+    /// Targets.
+    #[serde(default, rename = "target")]
+    pub targets: Vec<TargetSection>,
+}
+
+/// `[daemon]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonSection {
+    /// Shards (threads pinned to cores); default: one per CPU.
+    pub shards: Option<usize>,
+    /// Directory for backing files and persistent state.
+    pub data_dir: Option<PathBuf>,
+    /// `auto`, `uring` or `epoll`.
+    pub backend: Option<String>,
+}
+
+/// `[[portal]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortalSection {
+    /// `HOST:PORT`.
+    pub address: String,
+    /// Target portal group tag (default 1).
+    pub group_tag: Option<u16>,
+}
+
+/// CHAP credentials; `mutual_*` for the target's answer to the initiator.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ChapSection {
+    /// Initiator's user name.
+    pub user: String,
+    /// Initiator's secret (12 to 255 bytes recommended; 1..=255 accepted).
+    pub secret: String,
+    /// Target's user name for mutual CHAP.
+    pub mutual_user: Option<String>,
+    /// Target's secret for mutual CHAP.
+    pub mutual_secret: Option<String>,
+}
+
+/// `[discovery]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverySection {
+    /// CHAP required for discovery sessions.
+    pub chap: Option<ChapSection>,
+}
+
+/// `[[target]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSection {
+    /// iSCSI qualified name.
+    pub iqn: String,
+    /// TargetAlias.
+    pub alias: Option<String>,
+    /// Initiator names allowed to log in; absent = everyone.
+    pub acl: Option<Vec<String>>,
+    /// CHAP required for this target.
+    pub chap: Option<ChapSection>,
+    /// LUNs.
+    #[serde(default, rename = "lun")]
+    pub luns: Vec<LunSection>,
+}
+
+/// `[[target.lun]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LunSection {
+    /// LUN number.
+    pub id: u64,
+    /// `file` (a file or block device, 1:1) or `memory`.
+    pub backend: String,
+    /// Backing path for `file`; relative paths are under the data directory.
+    pub path: Option<PathBuf>,
+    /// Size, e.g. `1G`, `512M`; required for `memory` and to create a missing file.
+    pub size: Option<String>,
+    /// Logical block size: 512 (default) or 4096.
+    pub block_size: Option<u32>,
+    /// Physical block size (4096 over 512 logical = 512e); default = block size.
+    pub physical_block_size: Option<u32>,
+    /// Serial number reported in VPD 0x80.
+    pub serial: Option<String>,
+}
+
+/// A configuration error with its location.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn line_of(text: &str, byte: usize) -> usize {
+    text[..byte.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+}
+
+/// Locates `needle` (a key or value) in the text to report a line for semantic errors.
+fn line_of_str(text: &str, needle: &str) -> Option<usize> {
+    text.find(needle).map(|pos| line_of(text, pos))
+}
+
+/// Parses a size with an optional K/M/G/T suffix (powers of 1024).
+///
+/// # Errors
+/// A message naming the bad value.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, mult) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
+        Some('T' | 't') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("invalid size {text:?} (expected e.g. 512M, 1G)"))
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    ///
+    /// # Errors
+    /// `FILE:LINE: problem` for syntax and semantic errors.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses configuration text; `origin` names it in errors.
+    ///
+    /// # Errors
+    /// `ORIGIN:LINE: problem`.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map_or(1, |s| line_of(text, s.start));
+            ConfigError(format!("{origin}:{line}: {}", e.message()))
+        })?;
+        config.validate(text, origin)?;
+        Ok(config)
+    }
+
+    fn validate(&self, text: &str, origin: &str) -> Result<(), ConfigError> {
+        let err = |needle: &str, msg: String| {
+            let line = line_of_str(text, needle).unwrap_or(1);
+            ConfigError(format!("{origin}:{line}: {msg}"))
+        };
+        for portal in &self.portals {
+            portal.address.parse::<SocketAddr>().map_err(|_| {
+                err(
+                    &portal.address,
+                    format!("portal address {:?} is not HOST:PORT", portal.address),
+                )
+            })?;
+        }
+        if let Some(backend) = &self.daemon.backend {
+            if !["auto", "uring", "epoll"].contains(&backend.as_str()) {
+                return Err(err(
+                    backend,
+                    format!("backend {backend:?} must be auto, uring or epoll"),
+                ));
+            }
+        }
+        let mut iqns = std::collections::HashSet::new();
+        for target in &self.targets {
+            if !(target.iqn.starts_with("iqn.")
+                || target.iqn.starts_with("eui.")
+                || target.iqn.starts_with("naa."))
+                || target.iqn.len() > 223
+            {
+                return Err(err(
+                    &target.iqn,
+                    format!("target name {:?} is not an iqn./eui./naa. name", target.iqn),
+                ));
+            }
+            if !iqns.insert(target.iqn.to_ascii_lowercase()) {
+                return Err(err(&target.iqn, format!("target {:?} is defined twice", target.iqn)));
+            }
+            for chap in target.chap.iter().chain(self.discovery.chap.iter()) {
+                if chap.secret.is_empty() || chap.secret.len() > 255 {
+                    return Err(err(&chap.secret, "CHAP secret must be 1 to 255 bytes".into()));
+                }
+                if chap.mutual_user.is_some() != chap.mutual_secret.is_some() {
+                    return Err(err(
+                        &chap.user,
+                        "mutual CHAP needs both mutual_user and mutual_secret".into(),
+                    ));
+                }
+                if chap.mutual_secret.as_deref() == Some(chap.secret.as_str()) {
+                    return Err(err(
+                        &chap.user,
+                        "mutual CHAP secret must differ from the initiator secret".into(),
+                    ));
+                }
+            }
+            let mut ids = std::collections::HashSet::new();
+            for lun in &target.luns {
+                let here = format!("id = {}", lun.id);
+                if lun.id >= 16384 {
+                    return Err(err(&here, format!("LUN {} out of range (0..16383)", lun.id)));
+                }
+                if !ids.insert(lun.id) {
+                    return Err(err(
+                        &here,
+                        format!("LUN {} defined twice in {}", lun.id, target.iqn),
+                    ));
+                }
+                match lun.backend.as_str() {
+                    "file" => {
+                        if lun.path.is_none() {
+                            return Err(err(
+                                &here,
+                                format!("LUN {}: backend \"file\" needs path", lun.id),
+                            ));
+                        }
+                    }
+                    "memory" => {
+                        if lun.size.is_none() {
+                            return Err(err(
+                                &here,
+                                format!("LUN {}: backend \"memory\" needs size", lun.id),
+                            ));
+                        }
+                    }
+                    other => {
+                        return Err(err(
+                            other,
+                            format!("LUN {}: backend {other:?} must be file or memory", lun.id),
+                        ))
+                    }
+                }
+                if let Some(size) = &lun.size {
+                    parse_size(size).map_err(|m| err(size, format!("LUN {}: {m}", lun.id)))?;
+                }
+                let bs = lun.block_size.unwrap_or(512);
+                if bs != 512 && bs != 4096 {
+                    return Err(err(
+                        &here,
+                        format!("LUN {}: block_size {bs} must be 512 or 4096", lun.id),
+                    ));
+                }
+                let pbs = lun.physical_block_size.unwrap_or(bs);
+                if pbs < bs || pbs % bs != 0 || !pbs.is_power_of_two() {
+                    return Err(err(&here, format!("LUN {}: physical_block_size {pbs} must be a power-of-two multiple of {bs}", lun.id)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The embedded demo configuration: one target with a 1 GiB LUN backed by a file in the
+    /// data directory, on the given portals.
+    #[must_use]
+    pub fn demo(portals: &[String]) -> Config {
+        let portals =
+            if portals.is_empty() { vec![DEFAULT_PORTAL.to_string()] } else { portals.to_vec() };
+        Config {
+            daemon: DaemonSection::default(),
+            portals: portals
+                .into_iter()
+                .map(|address| PortalSection { address, group_tag: Some(1) })
+                .collect(),
+            discovery: DiscoverySection::default(),
+            targets: vec![TargetSection {
+                iqn: DEMO_IQN.to_string(),
+                alias: Some("ferrite-demo".to_string()),
+                acl: None,
+                chap: None,
+                luns: vec![LunSection {
+                    id: 0,
+                    backend: "file".to_string(),
+                    path: Some(PathBuf::from("demo-lun0.img")),
+                    size: Some("1G".to_string()),
+                    block_size: Some(512),
+                    physical_block_size: Some(4096),
+                    serial: None,
+                }],
+            }],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_suffixes() {
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("512m"), Ok(512 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("1X").is_err());
+    }
+
+    #[test]
+    fn syntax_error_names_file_and_line() {
+        let text = "[daemon]\nshards = 2\n[[target]]\niqn = \n";
+        let err = Config::parse(text, "f.toml").expect_err("bad toml");
+        assert!(err.0.starts_with("f.toml:4:"), "{}", err.0);
+    }
+
+    #[test]
+    fn semantic_error_names_line_and_problem() {
+        let text = "[[target]]\niqn = \"iqn.2026-11.io.ferrite:t\"\n[[target.lun]]\nid = 0\nbackend = \"tape\"\n";
+        let err = Config::parse(text, "f.toml").expect_err("bad backend");
+        assert!(err.0.starts_with("f.toml:5:"), "{}", err.0);
+        assert!(err.0.contains("tape"), "{}", err.0);
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        let err = Config::parse("[daemon]\nshard = 2\n", "f.toml").expect_err("unknown key");
+        assert!(err.0.contains("f.toml:2:"), "{}", err.0);
+    }
+
+    #[test]
+    fn demo_config_is_valid() {
+        let demo = Config::demo(&[]);
+        assert_eq!(demo.portals[0].address, DEFAULT_PORTAL);
+        assert_eq!(demo.targets[0].luns.len(), 1);
+    }
+}

@@ -1,0 +1,84 @@
+//! ferrited: the ferrite daemon. Starts the shards, listens on the portals and serves the
+//! configured targets over iSCSI.
+//!
+//! `ferrited --demo` serves a 1 GiB demo LUN backed by a file under the data directory
+//! (created on the first start, reused later) on 127.0.0.1:3260.
+
+mod config;
+mod daemon;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Command line of ferrited.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferrited",
+    version,
+    about = "ferrite storage daemon: iSCSI target on a thread-per-core io_uring engine"
+)]
+struct Args {
+    /// Serve the embedded demo configuration (one 1 GiB LUN).
+    #[arg(long, conflicts_with = "config")]
+    demo: bool,
+    /// TOML configuration file.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Directory for backing files and persistent state.
+    #[arg(long, default_value = "./ferrite-data")]
+    data_dir: PathBuf,
+    /// Portal to listen on, HOST:PORT (repeatable; default 127.0.0.1:3260).
+    #[arg(long = "portal")]
+    portals: Vec<String>,
+    /// Number of shards (pinned threads); default one per CPU.
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Kernel interface: auto, uring or epoll.
+    #[arg(long)]
+    backend: Option<String>,
+    /// Seconds of idle time before a NOP-In keepalive (0 disables).
+    #[arg(long, default_value_t = 30)]
+    keepalive_secs: u64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let cfg = if args.demo {
+        config::Config::demo(&args.portals)
+    } else if let Some(path) = &args.config {
+        match config::Config::load(path) {
+            Ok(mut c) => {
+                if !args.portals.is_empty() {
+                    c.portals = args
+                        .portals
+                        .iter()
+                        .map(|a| config::PortalSection { address: a.clone(), group_tag: Some(1) })
+                        .collect();
+                }
+                c
+            }
+            Err(e) => {
+                eprintln!("ferrited: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        eprintln!("ferrited: give --demo or --config FILE (see ferrited --help)");
+        return ExitCode::from(2);
+    };
+    let options = daemon::Options {
+        data_dir: cfg.daemon.data_dir.clone().unwrap_or(args.data_dir),
+        shards: args.shards.or(cfg.daemon.shards),
+        backend: args.backend.or(cfg.daemon.backend.clone()),
+        keepalive_secs: args.keepalive_secs,
+    };
+    match daemon::run(&cfg, &options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferrited: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
