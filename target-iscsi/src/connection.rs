@@ -101,6 +101,8 @@ const MAX_ACCEPTED_DSL: u32 = 16 << 20;
 
 struct DataCollect {
     buf: Option<IoBuf>,
+    /// Expected Data Transfer Length of the command: no Data-Out may go past it.
+    edtl: u32,
     /// Bytes the target takes from the initiator.
     wanted: u32,
     /// Bytes received so far (data arrives in order).
@@ -185,7 +187,10 @@ pub async fn full_feature_phase(
     est: Established,
     keepalive: Keepalive,
 ) -> ConnEnd {
+    // Digests start with the first PDU after the final Login Response (RFC 7143 §13.1):
+    // the writer switches in queue order, the reader from its next header on.
     digests.set(est.params.digests);
+    sender.push(OutItem::SetDigests(est.params.digests));
     let conn = Rc::new(Conn {
         fd,
         server,
@@ -406,6 +411,16 @@ async fn on_scsi_command(conn: &Rc<Conn>, bhs: &Bhs, ahs: &[u8]) -> Result<Step,
             return skip(conn, dsl).await;
         }
     };
+    // Immediate data is bounded by the transfer, FirstBurstLength and the ImmediateData key
+    // (RFC 7143 §13.11, §13.14): anything else breaks the burst rules.
+    if dsl > 0
+        && (!conn.params.immediate_data
+            || dsl > cmd.expected_data_transfer_length
+            || dsl > conn.params.first_burst_length)
+    {
+        conn.reject(RejectReason::ProtocolError, bhs);
+        return skip(conn, dsl).await;
+    }
     // CmdSN window (RFC 7143 §4.2.2.1).
     if !cmd.immediate {
         let exp = conn.exp_cmd_sn.get();
@@ -505,6 +520,7 @@ async fn on_scsi_command(conn: &Rc<Conn>, bhs: &Bhs, ahs: &[u8]) -> Result<Step,
     let edtl = cmd.expected_data_transfer_length;
     let collect = (wanted > 0 || unsolicited_open).then(|| DataCollect {
         buf: None,
+        edtl,
         wanted,
         received,
         next_r2t_offset: if conn.params.initial_r2t {
@@ -634,7 +650,10 @@ async fn on_data_out(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
                 let solicited = d.ttt != RESERVED_TAG;
                 let ttt_ok = if solicited { d.ttt == c.ttt } else { c.unsolicited_open };
                 let end = d.buffer_offset.checked_add(dsl);
-                if !ttt_ok || end.is_none() {
+                let unsolicited_limit = conn.params.first_burst_length.min(c.edtl);
+                let past_limit =
+                    end.is_none_or(|e| e > c.edtl || (!solicited && e > unsolicited_limit));
+                if !ttt_ok || past_limit {
                     None
                 } else if d.buffer_offset != c.received && d.buffer_offset < c.wanted {
                     None

@@ -27,7 +27,7 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn serve_connection(server: Arc<Server>, fd: OwnedFd, portal: Portal, shard: usize) {
     let raw = fd.as_raw_fd();
     let digests = Rc::new(Cell::new(Digests::default()));
-    let (sender, writer_fut) = writer::writer(raw, Rc::clone(&digests));
+    let (sender, writer_fut) = writer::writer(raw);
     let writer_task = executor::spawn(writer_fut);
     let login =
         executor::timeout_after(LOGIN_TIMEOUT, login_phase(&server, raw, &sender, portal)).await;

@@ -35,6 +35,8 @@ pub enum OutItem {
     /// Several PDUs whose data segments are ranges of one buffer (a Data-In sequence), plus an
     /// optional trailing PDU (the SCSI Response when status is not collapsed).
     DataIn { buf: IoBuf, pdus: Vec<(Bhs, Range<usize>)>, trailer: Option<(Bhs, Vec<u8>)> },
+    /// Switch digests for every item after this one (the end of login).
+    SetDigests(Digests),
     /// Close the connection once everything before this item is sent.
     Close,
 }
@@ -87,13 +89,10 @@ pub struct Digests {
 }
 
 /// Creates the queue and the writer future that drains it to `fd`.
-pub fn writer(
-    fd: RawFd,
-    digests: Rc<std::cell::Cell<Digests>>,
-) -> (Sender, impl std::future::Future<Output = Result<(), IoError>>) {
+pub fn writer(fd: RawFd) -> (Sender, impl std::future::Future<Output = Result<(), IoError>>) {
     let outbox = Rc::new(RefCell::new(Outbox::default()));
     let sender = Sender { outbox: Rc::clone(&outbox) };
-    let fut = run_writer(fd, outbox, digests);
+    let fut = run_writer(fd, outbox);
     (sender, fut)
 }
 
@@ -149,19 +148,16 @@ fn item_arena_bytes(item: &OutItem) -> usize {
     const HDR: usize = BHS_LEN + 4 + 8;
     match item {
         OutItem::Pdu(_, OutData::Bytes(b)) => HDR + b.len() + 4,
-        OutItem::Pdu(..) | OutItem::Close => HDR,
+        OutItem::Pdu(..) | OutItem::Close | OutItem::SetDigests(_) => HDR,
         OutItem::DataIn { pdus, trailer, .. } => {
             HDR * pdus.len() + trailer.as_ref().map_or(0, |(_, d)| HDR + d.len() + 4)
         }
     }
 }
 
-async fn run_writer(
-    fd: RawFd,
-    outbox: Rc<RefCell<Outbox>>,
-    digests: Rc<std::cell::Cell<Digests>>,
-) -> Result<(), IoError> {
+async fn run_writer(fd: RawFd, outbox: Rc<RefCell<Outbox>>) -> Result<(), IoError> {
     let mut arena = Some(IoBuf::zeroed(ARENA_BYTES));
+    let mut d = Digests::default();
     loop {
         // Wait for work.
         std::future::poll_fn(|cx| {
@@ -174,7 +170,6 @@ async fn run_writer(
             }
         })
         .await;
-        let d = digests.get();
         let mut batch = Batch {
             bufs: vec![arena.take().unwrap_or_else(|| IoBuf::zeroed(ARENA_BYTES))],
             segments: Vec::new(),
@@ -199,6 +194,15 @@ async fn run_writer(
             match item {
                 OutItem::Close => {
                     close_after = true;
+                    break;
+                }
+                OutItem::SetDigests(new) => {
+                    if batch.segments.is_empty() {
+                        d = new;
+                        continue;
+                    }
+                    // Send what was queued before the switch with the old setting first.
+                    outbox.borrow_mut().queue.push_front(OutItem::SetDigests(new));
                     break;
                 }
                 OutItem::Pdu(bhs, data) => {
