@@ -132,7 +132,14 @@ pub struct BenchArgs {
     pub backend: BackendArg,
 
     /// Open the target with O_DIRECT (1/0).
-    #[arg(long, default_value = "1", value_parser = bool_arg, num_args = 0..=1, default_missing_value = "1")]
+    #[arg(
+        long,
+        action = clap::ArgAction::Set,
+        default_value = "1",
+        value_parser = bool_arg,
+        num_args = 0..=1,
+        default_missing_value = "1"
+    )]
     pub direct: bool,
 
     /// Stamp written blocks (LBA, generation, CRC32C) and check blocks read; mismatches are
@@ -145,7 +152,7 @@ pub struct BenchArgs {
     pub verify_generation: Option<u64>,
 
     /// Pin shard i to CPU i (1/0).
-    #[arg(long, default_value = "1", value_parser = bool_arg)]
+    #[arg(long, action = clap::ArgAction::Set, default_value = "1", value_parser = bool_arg)]
     pub pin: bool,
 
     /// Seed of the offset generators.
@@ -205,6 +212,17 @@ mod tests {
         assert_eq!(args.block_size_bytes, 4096);
         assert_eq!(args.rw, RwMode::Randread);
         assert!(!args.verify);
+        assert!(args.pin);
+    }
+
+    #[test]
+    fn boolean_options_take_values() {
+        let args = parse(&["--target", "file:/x", "--pin", "0", "--direct"]).expect("valid");
+        assert!(!args.pin);
+        assert!(args.direct);
+        let args = parse(&["--target", "file:/x", "--direct=0", "--pin=1"]).expect("valid");
+        assert!(!args.direct);
+        assert!(args.pin);
     }
 
     #[test]
