@@ -90,7 +90,7 @@ fn bool_arg(text: &str) -> Result<bool, String> {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "ferrite-bench", version, about, long_about = None)]
 pub struct BenchArgs {
-    /// What to drive: file:PATH (a regular file or block device).
+    /// What to drive: file:PATH (a regular file or block device) or mem:SIZE (RAM).
     #[arg(long, value_name = "TARGET")]
     pub target: TargetSpec,
 

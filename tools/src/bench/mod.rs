@@ -145,7 +145,13 @@ fn job_config(args: &BenchArgs, info: TargetInfo) -> Result<JobConfig, BenchErro
 pub fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     let options = OpenOptionsBench { direct: args.direct, create_size_bytes: args.size_bytes };
     match &args.target {
+        TargetSpec::File(path) if args.direct => {
+            run_on(args, Arc::new(target::open_uring_device(path, options)?))
+        }
         TargetSpec::File(path) => run_on(args, Arc::new(FileTarget::open(path, options)?)),
+        TargetSpec::Memory(size_bytes) => {
+            run_on(args, Arc::new(target::memory_device(*size_bytes)))
+        }
     }
 }
 

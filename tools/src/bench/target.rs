@@ -1,8 +1,12 @@
 //! What ferrite-bench drives. A [`TargetSpec`] is parsed from `--target`; opening it gives a
 //! [`Target`] shared by every shard, and each shard attaches its own [`ShardIo`] inside its
-//! reactor (a fixed-file slot in its ring today; a volume handle or an iSCSI session per shard
-//! when `volume:` and `iscsi://` targets arrive). The I/O loop is generic over [`ShardIo`], so a
-//! file target costs no allocation or dynamic dispatch per I/O.
+//! reactor (a device handle today; a volume handle or an iSCSI session per shard when `volume:`
+//! and `iscsi://` targets arrive). The I/O loop is generic over [`ShardIo`].
+//!
+//! - `file:PATH` runs through [`drivers::blockdev::uring::UringDevice`] and the
+//!   [`BlockDevice`] trait (O_DIRECT, fixed files, fixed buffers), the path the engine uses;
+//!   with `--direct 0` a buffered descriptor is driven with the same ring operations.
+//! - `mem:SIZE` is a [`MemoryDevice`]: no kernel I/O, so it measures the loop's own cost.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
@@ -10,10 +14,16 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 
+use drivers::blockdev::memory::MemoryDevice;
+use drivers::blockdev::uring::UringDevice;
+use drivers::blockdev::BlockDevice;
 use drivers::buffer::IoBuf;
 use drivers::error::{IoError, IoResult};
 use drivers::ops::{self, FileRef};
+
+use super::units::parse_size_bytes;
 
 use super::BenchError;
 
@@ -22,6 +32,8 @@ use super::BenchError;
 pub enum TargetSpec {
     /// `file:PATH`: a regular file or a block device, through the shard's ring.
     File(PathBuf),
+    /// `mem:SIZE`: RAM, to measure the benchmark loop without a device.
+    Memory(u64),
 }
 
 impl FromStr for TargetSpec {
@@ -33,13 +45,19 @@ impl FromStr for TargetSpec {
             }
             return Ok(TargetSpec::File(PathBuf::from(path)));
         }
+        if let Some(size) = text.strip_prefix("mem:") {
+            return match parse_size_bytes(size) {
+                Ok(0) | Err(_) => Err(format!("target '{text}' needs a size, e.g. mem:1g")),
+                Ok(size_bytes) => Ok(TargetSpec::Memory(size_bytes)),
+            };
+        }
         if text.starts_with("volume:") || text.starts_with("iscsi://") {
             return Err(format!(
                 "unsupported target '{text}': volume: and iscsi:// targets are not available \
-                 yet (use file:PATH)"
+                 yet (use file:PATH or mem:SIZE)"
             ));
         }
-        Err(format!("unsupported target '{text}': expected file:PATH"))
+        Err(format!("unsupported target '{text}': expected file:PATH or mem:SIZE"))
     }
 }
 
@@ -47,6 +65,7 @@ impl std::fmt::Display for TargetSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TargetSpec::File(path) => write!(f, "file:{}", path.display()),
+            TargetSpec::Memory(size_bytes) => write!(f, "mem:{size_bytes}"),
         }
     }
 }
@@ -91,8 +110,85 @@ pub trait Target: Send + Sync + 'static {
     fn attach(&self) -> Result<Self::Shard, BenchError>;
 }
 
-/// A regular file or block device opened (O_DIRECT by default) once and registered in every
-/// shard's fixed-file table.
+/// Any [`BlockDevice`], shared by every shard; each I/O goes through the trait.
+pub struct DeviceTarget<D: BlockDevice + 'static> {
+    device: Arc<D>,
+}
+
+impl<D: BlockDevice + 'static> DeviceTarget<D> {
+    /// Wraps an opened device.
+    pub fn new(device: D) -> DeviceTarget<D> {
+        DeviceTarget { device: Arc::new(device) }
+    }
+}
+
+/// Opens `file:PATH` as a [`UringDevice`]; a missing file is created with
+/// `options.create_size_bytes` and preallocated, so reads hit allocated blocks.
+///
+/// # Errors
+/// [`BenchError::Open`] with the path and the OS error.
+pub fn open_uring_device(
+    path: &std::path::Path,
+    options: OpenOptionsBench,
+) -> Result<DeviceTarget<UringDevice>, BenchError> {
+    let open_err = |source: std::io::Error| BenchError::Open { path: path.to_owned(), source };
+    if let (false, Some(size_bytes)) = (path.exists(), options.create_size_bytes) {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(open_err)?;
+        preallocate(&file, size_bytes).map_err(open_err)?;
+        eprintln!("ferrite-bench: created {} ({size_bytes} bytes)", path.display());
+    }
+    let device = UringDevice::open(path).map_err(|e| open_err(io_error_to_std(e)))?;
+    if !device.is_direct() {
+        eprintln!("ferrite-bench: {} opened without O_DIRECT", path.display());
+    }
+    Ok(DeviceTarget::new(device))
+}
+
+fn io_error_to_std(err: IoError) -> std::io::Error {
+    std::io::Error::other(err.to_string())
+}
+
+impl<D: BlockDevice + 'static> Target for DeviceTarget<D> {
+    type Shard = DeviceShard<D>;
+
+    fn info(&self) -> TargetInfo {
+        let info = self.device.info();
+        TargetInfo { size_bytes: info.size_bytes, logical_block_bytes: info.logical_block_bytes }
+    }
+
+    fn attach(&self) -> Result<DeviceShard<D>, BenchError> {
+        Ok(DeviceShard { device: Arc::clone(&self.device) })
+    }
+}
+
+/// A shard's handle on a [`DeviceTarget`].
+pub struct DeviceShard<D: BlockDevice + 'static> {
+    device: Arc<D>,
+}
+
+impl<D: BlockDevice + 'static> ShardIo for DeviceShard<D> {
+    async fn read(&self, buf: IoBuf, offset_bytes: u64) -> (IoResult<()>, IoBuf) {
+        self.device.read(buf, offset_bytes).await
+    }
+
+    async fn write(&self, buf: IoBuf, offset_bytes: u64) -> (IoResult<()>, IoBuf) {
+        self.device.write(buf, offset_bytes).await
+    }
+}
+
+/// A memory device target of `size_bytes`.
+#[must_use]
+pub fn memory_device(size_bytes: u64) -> DeviceTarget<MemoryDevice> {
+    DeviceTarget::new(MemoryDevice::new(size_bytes, 512))
+}
+
+/// A regular file or block device opened once (buffered, for `--direct 0`) and registered in
+/// every shard's fixed-file table.
 #[derive(Debug)]
 pub struct FileTarget {
     file: File,
@@ -210,6 +306,8 @@ mod tests {
             Ok(TargetSpec::File(PathBuf::from("/work/a.img")))
         );
         assert!("file:".parse::<TargetSpec>().is_err());
+        assert_eq!("mem:1g".parse::<TargetSpec>(), Ok(TargetSpec::Memory(1 << 30)));
+        assert!("mem:".parse::<TargetSpec>().is_err());
         assert!("iscsi://host/iqn/0"
             .parse::<TargetSpec>()
             .expect_err("must fail")
