@@ -41,7 +41,7 @@ impl DeviceVolume {
         let info = device.info();
         if !(logical_block_bytes == 512 || logical_block_bytes == 4096)
             || logical_block_bytes < info.logical_block_bytes
-            || physical_block_bytes % logical_block_bytes != 0
+            || !physical_block_bytes.is_multiple_of(logical_block_bytes)
         {
             return Err(VolumeError::BadLength);
         }
@@ -61,7 +61,7 @@ impl DeviceVolume {
 
     fn blocks_of(&self, len_bytes: usize) -> VolResult<u64> {
         let len = len_bytes as u64;
-        if len == 0 || len % self.block_bytes() != 0 {
+        if len == 0 || !len.is_multiple_of(self.block_bytes()) {
             return Err(VolumeError::BadLength);
         }
         Ok(len / self.block_bytes())

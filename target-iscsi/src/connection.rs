@@ -27,6 +27,7 @@ use crate::pdu::{
     TextResponse, TmfFunction, TmfResponse, BHS_LEN, RESERVED_TAG,
 };
 use crate::scsi::nexus::ItNexus;
+use crate::scsi::sense::Sense;
 use crate::scsi::status::{CommandResult, DataDirection};
 use crate::server::{Server, TargetNode};
 use crate::writer::{Digests, OutData, OutItem, Sender};
@@ -115,8 +116,22 @@ struct DataCollect {
     unsolicited_open: bool,
     ttt: u32,
     r2t_sn: u32,
+    /// DataSN the next Data-Out must carry; back to 0 after each sequence's F bit (sequences
+    /// arrive in order: DataSequenceInOrder and DataPDUInOrder are Yes).
+    next_data_sn: u32,
     waker: Option<Waker>,
-    failed: bool,
+    /// Why the Data-Out went wrong; the command fails once its open sequences are closed.
+    failed: Option<Sense>,
+}
+
+/// What collecting a command's Data-Out ended with.
+enum Collected {
+    /// All the data (None when the command takes none).
+    Data(Option<IoBuf>),
+    /// The Data-Out broke the protocol or failed its digest: the command fails with this.
+    Failed(Sense),
+    /// The task was aborted meanwhile.
+    Gone,
 }
 
 struct Task {
@@ -328,6 +343,30 @@ pub(crate) async fn recv_small(
     Ok(res?.then(|| buf.to_vec()))
 }
 
+/// Receives the rest of a data segment of `dsl` bytes whose first `kept.len()` bytes were
+/// received into `kept`: the remaining data (dropped), the padding and the digest. Returns
+/// Ok(false) on a data digest mismatch (the digest covers the whole segment).
+async fn recv_segment_tail(
+    fd: RawFd,
+    kept: &[u8],
+    dsl: usize,
+    data_digest: bool,
+) -> Result<bool, IoError> {
+    let tail_len = padded_len(dsl) - kept.len() + if data_digest { 4 } else { 0 };
+    if tail_len == 0 {
+        return Ok(true);
+    }
+    let tail = IoBuf::zeroed(tail_len);
+    let (res, tail) = ops::recv_exact(fd, tail, 0..tail_len).await;
+    res?;
+    if !data_digest {
+        return Ok(true);
+    }
+    let rest = &tail[..dsl - kept.len()];
+    let computed = digest::data_digest_parts(&[kept, rest]);
+    Ok(tail[tail_len - 4..] == computed)
+}
+
 async fn discard_data(fd: RawFd, len: usize, data_digest: bool) -> Result<(), IoError> {
     let mut remaining = padded_len(len) + if data_digest { 4 } else { 0 };
     let mut scratch = IoBuf::zeroed(64 * 1024);
@@ -457,16 +496,16 @@ async fn on_scsi_command(conn: &Rc<Conn>, bhs: &Bhs, ahs: &[u8]) -> Result<Step,
         &cdb_bytes,
         u64::from(cmd.expected_data_transfer_length),
     );
-    let (wanted, early) = match prepared {
+    let (needed, wanted, early) = match prepared {
         Ok(p) => {
             let needed = match p.direction {
                 DataDirection::Out => u32::try_from(p.data_out_bytes).unwrap_or(u32::MAX),
                 _ => 0,
             };
             let wanted = if cmd.write { needed.min(cmd.expected_data_transfer_length) } else { 0 };
-            (wanted, None)
+            (needed, wanted, None)
         }
-        Err(result) => (0, Some(result)),
+        Err(result) => (0, 0, Some(result)),
     };
 
     let mut buf = None;
@@ -491,27 +530,12 @@ async fn on_scsi_command(conn: &Rc<Conn>, bhs: &Bhs, ahs: &[u8]) -> Result<Step,
             }
         }
         // Excess immediate data (beyond what the command takes), pad and digest.
-        let rest = dsl - take;
         let digest_on = conn.digests.get().data;
-        if take == 0 {
-            discard_data(conn.fd, dsl as usize, digest_on).await?;
-        } else if rest > 0 || digest_on || padded_len(take as usize) != take as usize {
-            // The digest covers the whole segment: verify it over what we kept and the rest.
-            let tail_len = padded_len(dsl as usize) - take as usize + if digest_on { 4 } else { 0 };
-            let tail = IoBuf::zeroed(tail_len.max(1));
-            let (res, tail) = ops::recv_exact(conn.fd, tail, 0..tail_len).await;
-            res?;
-            if digest_on {
-                let data_end = dsl as usize - take as usize;
-                let Some(kept) = buf.as_ref() else { return Ok(Step::Continue) };
-                let computed =
-                    digest::data_digest_parts(&[&kept[..take as usize], &tail[..data_end]]);
-                let d = tail_len - 4;
-                if computed != [tail[d], tail[d + 1], tail[d + 2], tail[d + 3]] {
-                    conn.reject(RejectReason::DataDigestError, bhs);
-                    return Ok(Step::Continue);
-                }
-            }
+        let kept = buf.as_ref().map_or(&[][..], |b| &b[..take as usize]);
+        if !recv_segment_tail(conn.fd, kept, dsl as usize, digest_on).await? {
+            // The command PDU is dropped (RFC 7143 §7.8): the initiator retries or times out.
+            conn.reject(RejectReason::DataDigestError, bhs);
+            return Ok(Step::Continue);
         }
         received = take;
     }
@@ -532,8 +556,9 @@ async fn on_scsi_command(conn: &Rc<Conn>, bhs: &Bhs, ahs: &[u8]) -> Result<Step,
         unsolicited_open,
         ttt: RESERVED_TAG,
         r2t_sn: 0,
+        next_data_sn: 0,
         waker: None,
-        failed: false,
+        failed: None,
     });
     let collecting = collect.is_some();
     let mut collect = collect;
@@ -547,18 +572,19 @@ async fn on_scsi_command(conn: &Rc<Conn>, bhs: &Bhs, ahs: &[u8]) -> Result<Step,
     let handle = executor::spawn(async move {
         let data = if collecting {
             match collect_data(&task_conn, itt, lun).await {
-                Some(d) => d,
-                None => return,
+                Collected::Data(d) => Ok(d),
+                Collected::Failed(sense) => Err(sense),
+                Collected::Gone => return,
             }
         } else {
-            buf
+            Ok(buf)
         };
-        let result = match early {
-            Some(r) => r,
-            None => target.scsi.execute(&task_conn.nexus, lun, &cdb_bytes, data).await,
+        let result = match (early, data) {
+            (Some(r), _) => r,
+            (None, Err(sense)) => CommandResult::check_condition(&sense, false),
+            (None, Ok(data)) => target.scsi.execute(&task_conn.nexus, lun, &cdb_bytes, data).await,
         };
-        let expected_out = if cmd.write { edtl } else { 0 };
-        respond(&task_conn, itt, cmd.lun, edtl, cmd.read, wanted, expected_out, result);
+        respond(&task_conn, itt, cmd.lun, edtl, cmd.read, needed, result);
     });
     if let Some(task) = conn.tasks.borrow_mut().get_mut(&itt) {
         if !task.done {
@@ -579,22 +605,26 @@ fn decode_lun(raw: u64) -> u64 {
 }
 
 /// Waits until all data of the task arrived, sending R2Ts as needed.
-async fn collect_data(conn: &Rc<Conn>, itt: u32, lun: u64) -> Option<Option<IoBuf>> {
+async fn collect_data(conn: &Rc<Conn>, itt: u32, lun: u64) -> Collected {
     std::future::poll_fn(|cx| {
         let mut tasks = conn.tasks.borrow_mut();
         let outstanding = tasks.len();
-        let Some(task) = tasks.get_mut(&itt) else { return Poll::Ready(None) };
-        let Some(c) = task.collect.as_mut() else { return Poll::Ready(None) };
-        if c.failed {
-            return Poll::Ready(Some(None));
+        let Some(task) = tasks.get_mut(&itt) else { return Poll::Ready(Collected::Gone) };
+        let Some(c) = task.collect.as_mut() else { return Poll::Ready(Collected::Gone) };
+        let closed = !c.unsolicited_open && c.outstanding_r2t == 0;
+        if let (Some(sense), true) = (c.failed, closed) {
+            // Fail only once the initiator has finished the sequences it started, so that no
+            // Data-Out arrives for a task that has already answered.
+            task.collect = None;
+            return Poll::Ready(Collected::Failed(sense));
         }
-        if c.received >= c.wanted && !c.unsolicited_open && c.outstanding_r2t == 0 {
+        if c.failed.is_none() && c.received >= c.wanted && closed {
             let buf = c.buf.take();
             task.collect = None;
-            return Poll::Ready(Some(buf));
+            return Poll::Ready(Collected::Data(buf));
         }
         // Solicit what is still missing once the unsolicited burst is over.
-        if !c.unsolicited_open {
+        if !c.unsolicited_open && c.failed.is_none() {
             while c.next_r2t_offset < c.wanted
                 && c.outstanding_r2t < conn.params.max_outstanding_r2t.max(1)
             {
@@ -633,6 +663,70 @@ fn encode_lun(lun: u64) -> u64 {
     }
 }
 
+/// Where a Data-Out PDU's payload goes.
+#[derive(Debug, PartialEq, Eq)]
+enum DataOutFate {
+    /// In order and inside an open sequence: `keep` bytes land in the buffer at the offset
+    /// (the rest, past what the command takes, is dropped).
+    Keep { keep: u32 },
+    /// The command already failed, or this PDU breaks its sequence: drop the payload.
+    Discard(Option<Sense>),
+    /// No open sequence takes it (unknown task, wrong transfer tag, unsolicited data after
+    /// the F bit) or it goes past the transfer or the unsolicited burst: reject the PDU (and
+    /// fail the command, if there is one).
+    Reject,
+}
+
+/// Checks one Data-Out against the task's collection state (RFC 7143 §11.7: DataSN,
+/// Buffer Offset and Target Transfer Tag; the burst limits of §13.13, §13.14).
+fn data_out_fate(c: &DataCollect, d: &ScsiDataOut, first_burst_length: u32) -> DataOutFate {
+    let solicited = d.ttt != RESERVED_TAG;
+    let in_open_sequence =
+        if solicited { d.ttt == c.ttt && c.outstanding_r2t > 0 } else { c.unsolicited_open };
+    if !in_open_sequence {
+        return DataOutFate::Reject;
+    }
+    let Some(end) = d.buffer_offset.checked_add(d.data_segment_length) else {
+        return DataOutFate::Reject;
+    };
+    // Nothing past the expected transfer; unsolicited data within FirstBurstLength; solicited
+    // data within what the R2Ts asked for.
+    let limit = if solicited { c.next_r2t_offset } else { first_burst_length.min(c.edtl) };
+    if end > c.edtl || end > limit {
+        return DataOutFate::Reject;
+    }
+    if c.failed.is_some() {
+        return DataOutFate::Discard(None);
+    }
+    let out_of_order = d.buffer_offset != c.received && d.buffer_offset < c.wanted;
+    if d.data_sn != c.next_data_sn || out_of_order {
+        return DataOutFate::Discard(Some(Sense::data_phase_error()));
+    }
+    let keep = if d.buffer_offset >= c.wanted {
+        0
+    } else {
+        d.data_segment_length.min(c.wanted - d.buffer_offset)
+    };
+    DataOutFate::Keep { keep }
+}
+
+/// A Data-Out was rejected: its command fails. The initiator drops the command on the
+/// Reject; a final PDU still closes the sequence it belongs to, so the task does not wait for
+/// it.
+fn fail_collect(conn: &Conn, d: &ScsiDataOut) {
+    let mut tasks = conn.tasks.borrow_mut();
+    let Some(c) = tasks.get_mut(&d.itt).and_then(|t| t.collect.as_mut()) else { return };
+    c.failed.get_or_insert(Sense::data_phase_error());
+    if d.final_bit && d.ttt == RESERVED_TAG {
+        c.unsolicited_open = false;
+    } else if d.final_bit && d.ttt == c.ttt {
+        c.outstanding_r2t = c.outstanding_r2t.saturating_sub(1);
+    }
+    if let Some(w) = c.waker.take() {
+        w.wake();
+    }
+}
+
 async fn on_data_out(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
     let dsl = bhs.data_segment_length();
     let d = match ScsiDataOut::parse(bhs, conn.params.target_max_recv_dsl) {
@@ -642,65 +736,76 @@ async fn on_data_out(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
             return skip(conn, dsl).await;
         }
     };
-    // Find the task and check the data fits where it claims to go.
-    let slot = {
+    let first_burst = conn.params.first_burst_length;
+    let (fate, buf) = {
         let mut tasks = conn.tasks.borrow_mut();
         match tasks.get_mut(&d.itt).and_then(|t| t.collect.as_mut()) {
             Some(c) => {
-                let solicited = d.ttt != RESERVED_TAG;
-                let ttt_ok = if solicited { d.ttt == c.ttt } else { c.unsolicited_open };
-                let end = d.buffer_offset.checked_add(dsl);
-                let unsolicited_limit = conn.params.first_burst_length.min(c.edtl);
-                let past_limit =
-                    end.is_none_or(|e| e > c.edtl || (!solicited && e > unsolicited_limit));
-                if !ttt_ok || past_limit {
-                    None
-                } else if d.buffer_offset != c.received && d.buffer_offset < c.wanted {
-                    None
-                } else {
-                    Some((c.buf.take(), c.wanted))
-                }
+                let fate = data_out_fate(c, &d, first_burst);
+                let buf = match fate {
+                    DataOutFate::Keep { keep } if keep > 0 => c.buf.take(),
+                    _ => None,
+                };
+                (fate, buf)
             }
-            None => None,
+            None => (DataOutFate::Reject, None),
         }
-    };
-    let Some((buf, wanted)) = slot else {
-        conn.reject(RejectReason::ProtocolError, bhs);
-        return skip(conn, dsl).await;
     };
     let digest_on = conn.digests.get().data;
     let offset = d.buffer_offset;
-    let keep = if offset >= wanted { 0 } else { dsl.min(wanted - offset) };
     let mut digest_ok = true;
-    let buf = match buf {
-        Some(b) if keep > 0 && keep == dsl => {
+    let (keep, buf) = match (fate, buf) {
+        (DataOutFate::Reject, _) => {
+            conn.reject(RejectReason::ProtocolError, bhs);
+            fail_collect(conn, &d);
+            return skip(conn, dsl).await;
+        }
+        (DataOutFate::Keep { keep }, Some(b)) if keep == dsl => {
             let (res, b) =
                 recv_data_into(conn.fd, b, offset as usize, keep as usize, digest_on).await;
             digest_ok = res?;
-            Some(b)
+            (keep, Some(b))
         }
-        Some(b) if keep > 0 => {
+        (DataOutFate::Keep { keep }, Some(b)) => {
             // Part of this PDU is past what the command takes: keep the front, drop the rest.
-            let (res, b) =
-                ops::recv_exact(conn.fd, b, offset as usize..(offset + keep) as usize).await;
+            // The digest covers the whole segment; it is checked over both parts.
+            let kept = offset as usize..(offset + keep) as usize;
+            let (res, b) = ops::recv_exact(conn.fd, b, kept.clone()).await;
             res?;
-            discard_data(conn.fd, (dsl - keep) as usize, digest_on).await?;
-            Some(b)
+            digest_ok = recv_segment_tail(conn.fd, &b[kept], dsl as usize, digest_on).await?;
+            (keep, Some(b))
         }
-        other => {
+        (fate, _) => {
             discard_data(conn.fd, dsl as usize, digest_on).await?;
-            other
+            let failure = match fate {
+                DataOutFate::Discard(f) => f,
+                _ => None,
+            };
+            if let Some(sense) = failure {
+                if let Some(c) =
+                    conn.tasks.borrow_mut().get_mut(&d.itt).and_then(|t| t.collect.as_mut())
+                {
+                    c.failed.get_or_insert(sense);
+                }
+            }
+            (0, None)
         }
     };
     let mut tasks = conn.tasks.borrow_mut();
     if let Some(c) = tasks.get_mut(&d.itt).and_then(|t| t.collect.as_mut()) {
-        c.buf = buf;
+        if buf.is_some() {
+            c.buf = buf;
+        }
         if !digest_ok {
             // ERL 0: a data digest error fails the command.
-            c.failed = true;
+            c.failed.get_or_insert(Sense::protocol_service_crc_error());
         }
-        c.received = c.received.max((offset + keep).min(wanted));
+        if c.failed.is_none() {
+            c.received = c.received.max((offset + keep).min(c.wanted));
+        }
+        c.next_data_sn = c.next_data_sn.wrapping_add(1);
         if d.final_bit {
+            c.next_data_sn = 0;
             if d.ttt == RESERVED_TAG {
                 c.unsolicited_open = false;
             } else {
@@ -718,20 +823,26 @@ async fn on_data_out(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
     Ok(Step::Continue)
 }
 
+/// Residual of a command (RFC 7143 §11.4.5): the initiator expected `edtl` bytes; the command
+/// consumed `data_out_bytes` (its SCSI transfer length, whether or not all of it was sent) or
+/// produced `data_in_bytes`.
+fn command_residual(edtl: u32, data_out_bytes: u32, data_in_bytes: Option<u32>) -> Residual {
+    match data_in_bytes {
+        Some(produced) => Residual::from_lengths(edtl, produced),
+        None => Residual::from_lengths(edtl, data_out_bytes),
+    }
+}
+
 /// Queues the response of a finished command: Data-In (with status collapsed into the last
-/// PDU when there is no sense data) and/or a SCSI Response.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site; the values come from the command PDU"
-)]
+/// PDU when there is no sense data) and/or a SCSI Response. `data_out_bytes` is the Data-Out
+/// the CDB asks for.
 fn respond(
     conn: &Rc<Conn>,
     itt: u32,
     raw_lun: u64,
     edtl: u32,
     read: bool,
-    wanted_out: u32,
-    expected_out: u32,
+    data_out_bytes: u32,
     result: CommandResult,
 ) {
     let still_ours = conn.tasks.borrow_mut().get_mut(&itt).map(|t| {
@@ -744,13 +855,8 @@ fn respond(
     let status = result.status as u8;
     let mut data = result.data_in.filter(|d| !d.is_empty());
     let produced = data.as_ref().map_or(0, |d| u32::try_from(d.len()).unwrap_or(u32::MAX));
-    let residual = if read || data.is_some() {
-        Residual::from_lengths(edtl, produced)
-    } else if expected_out > 0 || wanted_out > 0 {
-        Residual::None
-    } else {
-        Residual::from_lengths(edtl, 0)
-    };
+    let residual =
+        command_residual(edtl, data_out_bytes, (read || data.is_some()).then_some(produced));
     if !read {
         // Data-In for a command without the R bit cannot be sent.
         data = None;
@@ -767,7 +873,8 @@ fn respond(
             while offset < send_len {
                 let len = (send_len - offset).min(seg_max);
                 let last = offset + len == send_len;
-                let st = (last && collapse).then(|| DataInStatus { status, residual, stat_sn: 0 });
+                let st =
+                    (last && collapse).then_some(DataInStatus { status, residual, stat_sn: 0 });
                 let sns = conn.sns(st.is_some());
                 let mut din = ScsiDataIn {
                     final_bit: last,
@@ -1009,6 +1116,99 @@ async fn on_logout(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn collect(wanted: u32, edtl: u32) -> DataCollect {
+        DataCollect {
+            buf: None,
+            edtl,
+            wanted,
+            received: 0,
+            next_r2t_offset: 0,
+            outstanding_r2t: 0,
+            unsolicited_open: true,
+            ttt: RESERVED_TAG,
+            r2t_sn: 0,
+            next_data_sn: 0,
+            waker: None,
+            failed: None,
+        }
+    }
+
+    fn data_out(ttt: u32, data_sn: u32, buffer_offset: u32, len: u32) -> ScsiDataOut {
+        ScsiDataOut {
+            final_bit: false,
+            lun: 0,
+            itt: 1,
+            ttt,
+            exp_stat_sn: 0,
+            data_sn,
+            buffer_offset,
+            data_segment_length: len,
+        }
+    }
+
+    #[test]
+    fn write_residuals_compare_the_cdb_length_with_the_expected_length() {
+        // WRITE of one 512-byte block: EDTL 0 and 200 overflow, 10000 underflows.
+        assert_eq!(command_residual(0, 512, None), Residual::Overflow(512));
+        assert_eq!(command_residual(200, 512, None), Residual::Overflow(312));
+        assert_eq!(command_residual(10000, 512, None), Residual::Underflow(9488));
+        assert_eq!(command_residual(512, 512, None), Residual::None);
+        // Reads compare what was produced; commands without data underflow the whole EDTL.
+        assert_eq!(command_residual(4096, 0, Some(512)), Residual::Underflow(3584));
+        assert_eq!(command_residual(0, 0, Some(512)), Residual::Overflow(512));
+        assert_eq!(command_residual(0, 0, None), Residual::None);
+    }
+
+    #[test]
+    fn data_out_sequence_checks() {
+        let mut c = collect(1024, 1024);
+        let first_burst = 65536;
+        assert_eq!(
+            data_out_fate(&c, &data_out(RESERVED_TAG, 0, 0, 512), first_burst),
+            DataOutFate::Keep { keep: 512 }
+        );
+        // Wrong DataSN (0 twice, 27, -1) or a hole in the offsets fails the command.
+        c.received = 512;
+        c.next_data_sn = 1;
+        for (sn, off) in [(0, 512), (27, 512), (u32::MAX, 512), (1, 0)] {
+            assert_eq!(
+                data_out_fate(&c, &data_out(RESERVED_TAG, sn, off, 512), first_burst),
+                DataOutFate::Discard(Some(Sense::data_phase_error())),
+                "DataSN {sn} offset {off}"
+            );
+        }
+        // Past the expected transfer length, or the unsolicited burst: rejected.
+        assert_eq!(
+            data_out_fate(&c, &data_out(RESERVED_TAG, 1, 512, 1024), first_burst),
+            DataOutFate::Reject
+        );
+        let mut big = collect(1 << 20, 1 << 20);
+        big.received = 65536;
+        big.next_data_sn = 128;
+        assert_eq!(
+            data_out_fate(&big, &data_out(RESERVED_TAG, 128, 65536, 512), first_burst),
+            DataOutFate::Reject
+        );
+        // Solicited data needs the R2T's transfer tag and an outstanding R2T.
+        c.unsolicited_open = false;
+        c.ttt = 7;
+        c.next_r2t_offset = 1024;
+        c.next_data_sn = 0;
+        assert_eq!(data_out_fate(&c, &data_out(8, 0, 512, 512), first_burst), DataOutFate::Reject);
+        assert_eq!(data_out_fate(&c, &data_out(7, 0, 512, 512), first_burst), DataOutFate::Reject);
+        c.outstanding_r2t = 1;
+        assert_eq!(
+            data_out_fate(&c, &data_out(7, 0, 512, 512), first_burst),
+            DataOutFate::Keep { keep: 512 }
+        );
+        // Once failed, the rest of the sequence is dropped quietly.
+        c.failed = Some(Sense::protocol_service_crc_error());
+        assert_eq!(
+            data_out_fate(&c, &data_out(7, 0, 512, 512), first_burst),
+            DataOutFate::Discard(None)
+        );
+    }
 
     #[test]
     fn lun_field_round_trips_for_flat_and_peripheral_addressing() {

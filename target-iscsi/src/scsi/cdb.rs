@@ -26,6 +26,7 @@ pub mod opcode {
     pub const VERIFY_10: u8 = 0x2F;
     pub const PRE_FETCH_10: u8 = 0x34;
     pub const SYNCHRONIZE_CACHE_10: u8 = 0x35;
+    pub const READ_DEFECT_DATA_10: u8 = 0x37;
     pub const WRITE_SAME_10: u8 = 0x41;
     pub const UNMAP: u8 = 0x42;
     pub const MODE_SELECT_10: u8 = 0x55;
@@ -50,6 +51,7 @@ pub mod opcode {
     pub const WRITE_12: u8 = 0xAA;
     pub const WRITE_AND_VERIFY_12: u8 = 0xAE;
     pub const VERIFY_12: u8 = 0xAF;
+    pub const READ_DEFECT_DATA_12: u8 = 0xB7;
 
     /// SERVICE ACTION IN(16) service actions.
     pub const SA_READ_CAPACITY_16: u8 = 0x10;
@@ -182,6 +184,14 @@ pub enum Command {
     },
     GetLbaStatus {
         lba: u64,
+        allocation_length: u32,
+    },
+    /// READ DEFECT DATA (10)/(12).
+    ReadDefectData {
+        twelve: bool,
+        req_plist: bool,
+        req_glist: bool,
+        format: u8,
         allocation_length: u32,
     },
     Read(BlockIo),
@@ -382,6 +392,23 @@ pub fn parse(cdb: &[u8]) -> Result<Command, Sense> {
             }
             _ => return Err(Sense::invalid_field_in_cdb(1, Some(4))),
         },
+        op::READ_DEFECT_DATA_10 | op::READ_DEFECT_DATA_12 => {
+            let twelve = b.u8(0) == op::READ_DEFECT_DATA_12;
+            let flags_at: u16 = if twelve { 1 } else { 2 };
+            let format = b.u8(usize::from(flags_at)) & 0x07;
+            // 0: short block, 3: long block, 4: bytes from index, 5: physical sector,
+            // 6: vendor specific; 1, 2 and 7 are reserved.
+            if matches!(format, 1 | 2 | 7) {
+                return Err(Sense::invalid_field_in_cdb(flags_at, Some(2)));
+            }
+            Command::ReadDefectData {
+                twelve,
+                req_plist: b.bit(usize::from(flags_at), 0x10),
+                req_glist: b.bit(usize::from(flags_at), 0x08),
+                format,
+                allocation_length: if twelve { b.be32(6) } else { b.be16(7) },
+            }
+        }
         op::READ_6 => Command::Read(block_io(&b, 6)?),
         op::READ_10 => Command::Read(block_io(&b, 10)?),
         op::READ_12 => Command::Read(block_io(&b, 12)?),
@@ -504,6 +531,14 @@ impl Command {
         }
     }
 
+    /// True for the commands that write only the Data-Out the initiator sends when its
+    /// expected data transfer length is shorter than the CDB's transfer length (WRITE and
+    /// WRITE AND VERIFY; parameter lists and COMPARE AND WRITE are all or nothing).
+    #[must_use]
+    pub fn truncates_data_out(&self) -> bool {
+        matches!(self, Command::Write(_) | Command::WriteAndVerify(..))
+    }
+
     /// True when the Data-Out length must equal the initiator's expected data transfer length
     /// exactly (a mismatch is an error rather than a residual).
     #[must_use]
@@ -525,6 +560,7 @@ impl Command {
             | Command::ReadCapacity10 { .. }
             | Command::ReadCapacity16 { .. }
             | Command::GetLbaStatus { .. }
+            | Command::ReadDefectData { .. }
             | Command::Read(_)
             | Command::PersistentReserveIn { .. }
             | Command::ReportLuns { .. }
@@ -554,6 +590,7 @@ impl Command {
             | Command::Verify(..)
             | Command::PreFetch(_)
             | Command::GetLbaStatus { .. }
+            | Command::ReadDefectData { .. }
             | Command::ModeSense(_) => Access::Read,
             Command::Write(_)
             | Command::WriteAndVerify(..)

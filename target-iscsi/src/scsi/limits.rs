@@ -9,8 +9,9 @@ pub const MAX_COMPARE_AND_WRITE_BLOCKS: u8 = 255;
 pub const MAX_UNMAP_LBA_COUNT: u32 = 1 << 20;
 /// Most block descriptors in one UNMAP.
 pub const MAX_UNMAP_DESCRIPTORS: u32 = 256;
-/// Largest WRITE SAME, in blocks.
-pub const MAX_WRITE_SAME_BLOCKS: u64 = 1 << 22;
+/// Largest WRITE SAME, in bytes of the range it covers: bounds how long one command runs
+/// (it is executed in `PIECE_BYTES` pieces with a yield between them).
+pub const MAX_WRITE_SAME_BYTES: u64 = 16 << 20;
 /// Bytes handled between two yields of a long WRITE SAME or UNMAP.
 pub const PIECE_BYTES: u64 = 8 << 20;
 /// Most LBA status descriptors one GET LBA STATUS returns.
@@ -28,4 +29,10 @@ pub fn max_transfer_blocks(block_bytes: u32) -> u32 {
 #[must_use]
 pub fn piece_blocks(block_bytes: u32) -> u64 {
     (PIECE_BYTES / u64::from(block_bytes.max(1))).max(1)
+}
+
+/// Largest WRITE SAME in blocks of `block_bytes` (the Block Limits MAXIMUM WRITE SAME LENGTH).
+#[must_use]
+pub fn max_write_same_blocks(block_bytes: u32) -> u64 {
+    (MAX_WRITE_SAME_BYTES / u64::from(block_bytes.max(1))).max(1)
 }

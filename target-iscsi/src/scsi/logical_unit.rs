@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use drivers::buffer::IoBuf;
 use engine::block_volume::{BlockVolume, VolumeError, VolumeGeometry};
 
-use super::cdb::{self, opcode, Command};
+use super::cdb::{self, opcode, BlockIo, Command};
 use super::config::{stable_hash, LunConfig};
 use super::mode::{ModePages, PageSet};
 use super::nexus::ItNexus;
@@ -201,7 +201,14 @@ impl LogicalUnit {
         let cmd = self.admit(nexus, cdb).map_err(|e| self.fail(e))?;
         let bs = self.block_bytes();
         let need = cmd.data_out_bytes(bs);
-        if need > 0 {
+        // A WRITE whose expected length is short of the CDB's is truncated to what the
+        // initiator sends (RFC 7143 §11.4.5.2 residual overflow); `run` writes whole blocks.
+        // COMPARE AND WRITE of zero blocks takes no Data-Out; a command that brings some
+        // anyway contradicts its CDB (the initiator meant more blocks than the field holds).
+        if need == 0 && expected_bytes > 0 && matches!(cmd, Command::CompareAndWrite(_)) {
+            return Err(self.check_condition(&Sense::invalid_field_in_cdb(13, None)));
+        }
+        if need > 0 && !cmd.truncates_data_out() {
             if expected_bytes < need {
                 return Err(self.check_condition(&Sense::invalid_field_in_information_unit()));
             }
@@ -267,6 +274,8 @@ impl LogicalUnit {
     }
 
     async fn run(&self, nexus: &ItNexus, cmd: &Command, data_out: Option<IoBuf>) -> ScsiResult {
+        let (cmd, data_out) = truncate_to_data_out(*cmd, data_out, self.block_bytes())?;
+        let cmd = &cmd;
         let need = cmd.data_out_bytes(self.block_bytes());
         let data = take_data_out(data_out, need)?;
         if writes_medium(cmd)
@@ -292,6 +301,15 @@ impl LogicalUnit {
             }
             Command::GetLbaStatus { lba, allocation_length } => {
                 self.get_lba_status(lba, allocation_length).await
+            }
+            Command::ReadDefectData { twelve, req_plist, req_glist, format, allocation_length } => {
+                Ok(super::defect_data::read_defect_data(
+                    twelve,
+                    req_plist,
+                    req_glist,
+                    format,
+                    allocation_length,
+                ))
             }
             Command::Read(io) => self.read(io).await,
             Command::Write(io) => self.write(io, data).await,
@@ -462,6 +480,38 @@ fn writes_medium(cmd: &Command) -> bool {
             | Command::WriteSame(_)
             | Command::Unmap { .. }
     )
+}
+
+/// Shortens a WRITE or WRITE AND VERIFY to the whole blocks of Data-Out the initiator sent
+/// when that is less than the CDB asks for (the initiator's expected data transfer length was
+/// short; the transport reports the overflow). A partial block cannot be written: INVALID
+/// FIELD IN INFORMATION UNIT.
+fn truncate_to_data_out(
+    cmd: Command,
+    data_out: Option<IoBuf>,
+    block_bytes: u32,
+) -> Result<(Command, Option<IoBuf>), ScsiError> {
+    if !cmd.truncates_data_out() {
+        return Ok((cmd, data_out));
+    }
+    let need = cmd.data_out_bytes(block_bytes);
+    let have = data_out.as_ref().map_or(0, |b| b.len() as u64);
+    if have >= need {
+        return Ok((cmd, data_out));
+    }
+    if !have.is_multiple_of(u64::from(block_bytes)) {
+        return Err(Sense::invalid_field_in_information_unit().into());
+    }
+    let blocks = u32::try_from(have / u64::from(block_bytes))
+        .map_err(|_| Sense::invalid_field_in_information_unit())?;
+    let short = match cmd {
+        Command::Write(io) => Command::Write(BlockIo { blocks, ..io }),
+        Command::WriteAndVerify(io, check) => {
+            Command::WriteAndVerify(BlockIo { blocks, ..io }, check)
+        }
+        other => other,
+    };
+    Ok((short, data_out.filter(|_| blocks > 0)))
 }
 
 /// Checks the Data-Out against what the command needs, trimming any excess.

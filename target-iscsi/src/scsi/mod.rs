@@ -20,6 +20,7 @@ pub mod capacity;
 pub mod cdb;
 pub mod compare_and_write;
 pub mod config;
+pub mod defect_data;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod inquiry;

@@ -48,6 +48,7 @@ pub const COMMANDS: &[CommandInfo] = &[
     c(op::VERIFY_10, &[0x2F, 0xF6, F, F, F, F, 0, F, F, 0]),
     c(op::PRE_FETCH_10, &[0x34, 0, F, F, F, F, 0, F, F, 0]),
     c(op::SYNCHRONIZE_CACHE_10, &[0x35, 0, F, F, F, F, 0, F, F, 0]),
+    c(op::READ_DEFECT_DATA_10, &[0x37, 0, 0x1F, 0, 0, 0, 0, F, F, 0]),
     c(op::WRITE_SAME_10, &[0x41, 0xF8, F, F, F, F, 0, F, F, 0]),
     c(op::UNMAP, &[0x42, 0x01, 0, 0, 0, 0, 0, F, F, 0]),
     c(op::MODE_SELECT_10, &[0x55, 0x11, 0, 0, 0, 0, 0, F, F, 0]),
@@ -100,6 +101,7 @@ pub const COMMANDS: &[CommandInfo] = &[
     c(op::WRITE_12, &[0xAA, 0xF8, F, F, F, F, F, F, F, F, 0, 0]),
     c(op::WRITE_AND_VERIFY_12, &[0xAE, 0xF6, F, F, F, F, F, F, F, F, 0, 0]),
     c(op::VERIFY_12, &[0xAF, 0xF6, F, F, F, F, F, F, F, F, 0, 0]),
+    c(op::READ_DEFECT_DATA_12, &[0xB7, 0x1F, 0, 0, 0, 0, F, F, F, F, 0, 0]),
 ];
 
 /// Recommended command timeout reported with RCTD, in seconds.

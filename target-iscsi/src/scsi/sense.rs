@@ -164,6 +164,20 @@ impl Sense {
         Sense::new(SenseKey::MediumError, 0x11, 0x00).with_info(lba)
     }
 
+    /// ABORTED COMMAND, PROTOCOL SERVICE CRC ERROR (0x47/0x05): a Data-Out failed its data
+    /// digest (RFC 7143 §11.4.7.2).
+    #[must_use]
+    pub const fn protocol_service_crc_error() -> Sense {
+        Sense::new(SenseKey::AbortedCommand, 0x47, 0x05)
+    }
+
+    /// ABORTED COMMAND, DATA PHASE ERROR (0x4B/0x00): the Data-Out broke its sequence (DataSN,
+    /// offset or transfer tag out of order).
+    #[must_use]
+    pub const fn data_phase_error() -> Sense {
+        Sense::new(SenseKey::AbortedCommand, 0x4B, 0x00)
+    }
+
     /// HARDWARE ERROR, INTERNAL TARGET FAILURE (0x44/0x00).
     #[must_use]
     pub const fn internal_target_failure() -> Sense {

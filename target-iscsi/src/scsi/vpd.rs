@@ -65,7 +65,7 @@ impl LogicalUnit {
                     b[24..28].copy_from_slice(&lbppb.to_be_bytes());
                     b[28] = 0x80; // UGAVALID, alignment 0
                 }
-                b[32..40].copy_from_slice(&limits::MAX_WRITE_SAME_BLOCKS.to_be_bytes());
+                b[32..40].copy_from_slice(&limits::max_write_same_blocks(bs).to_be_bytes());
                 page(0xB0, &b)
             }
             0xB1 => {

@@ -22,19 +22,26 @@ impl LogicalUnit {
         if ws.unmap && !g.thin_provisioned {
             return Err(Sense::invalid_field_in_cdb(1, Some(3)).into());
         }
-        let len_at = length_field(ws.cdb_bytes);
-        if ws.blocks == 0 || u64::from(ws.blocks) > limits::MAX_WRITE_SAME_BLOCKS {
-            return Err(Sense::invalid_field_in_cdb(len_at, None).into());
-        }
-        self.check_range(ws.lba, u64::from(ws.blocks))?;
+        let blocks = self.write_same_blocks(ws)?;
         let zero = data.as_ref().is_none_or(|d| d.iter().all(|b| *b == 0));
-        let blocks = u64::from(ws.blocks);
         if zero {
             let deallocate = ws.unmap && g.unmapped_reads_zero;
             return self.zero_range(ws.lba, blocks, deallocate).await;
         }
         let Some(block) = data else { return Ok(None) };
         self.repeat_block(ws.lba, blocks, &block).await
+    }
+
+    /// The range WRITE SAME covers, checked against the MAXIMUM WRITE SAME LENGTH and the
+    /// capacity. NUMBER OF LOGICAL BLOCKS 0 is refused: the Block Limits page sets WSNZ (a
+    /// zero-length WRITE SAME running through the last LBA is not offered).
+    fn write_same_blocks(&self, ws: WriteSameCdb) -> Result<u64, Sense> {
+        let blocks = u64::from(ws.blocks);
+        if blocks == 0 || blocks > limits::max_write_same_blocks(self.block_bytes()) {
+            return Err(Sense::invalid_field_in_cdb(length_field(ws.cdb_bytes), None));
+        }
+        self.check_range(ws.lba, blocks)?;
+        Ok(blocks)
     }
 
     /// Zeroes (or, with `deallocate`, unmaps) `blocks` blocks from `lba` in pieces.

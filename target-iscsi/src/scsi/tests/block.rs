@@ -63,15 +63,32 @@ fn fua_write_and_dpo_are_accepted() {
 }
 
 #[test]
-fn short_data_out_is_refused_before_transfer_and_at_execute() {
+fn short_write_data_out_writes_only_the_blocks_sent() {
     let lu = lu(512, 512);
     let n = nexus(1);
-    let r = lu.prepare(&n, &cdb10(op::WRITE_10, 0, 2), 512);
-    let r = r.err().unwrap_or_else(|| CommandResult::good(None));
-    check(&r, 5, 0x0E, 0x03);
+    good(&run(&lu, &n, &cdb10(op::WRITE_10, 0, 2), Some(&[b'a'; 1024])));
+    // The initiator's expected length covers one of two blocks: the first block is written,
+    // the second keeps its data (the transport reports the overflow residual).
+    let p = lu.prepare(&n, &cdb10(op::WRITE_10, 0, 2), 512).ok();
+    assert_eq!(p, Some(Prepared { direction: DataDirection::Out, data_out_bytes: 1024 }));
     let r =
-        block_on(lu.execute(&n, &cdb10(op::WRITE_10, 0, 2), Some(IoBuf::from_slice(&[0; 512]))));
+        block_on(lu.execute(&n, &cdb10(op::WRITE_10, 0, 2), Some(IoBuf::from_slice(&[b'b'; 512]))));
+    good(&r);
+    let d = good(&run(&lu, &n, &cdb10(op::READ_10, 0, 2), None));
+    assert_eq!((d[0], d[511], d[512], d[1023]), (b'b', b'b', b'a', b'a'));
+    // WRITE AND VERIFY likewise; no Data-Out at all writes nothing.
+    let r = block_on(lu.execute(&n, &cdb10(op::WRITE_AND_VERIFY_10, 1, 1), None));
+    good(&r);
+    assert_eq!(good(&run(&lu, &n, &cdb10(op::READ_10, 1, 1), None))[0], b'a');
+    // Part of a block cannot be written.
+    let r =
+        block_on(lu.execute(&n, &cdb10(op::WRITE_10, 0, 1), Some(IoBuf::from_slice(&[0; 200]))));
     check(&r, 5, 0x0E, 0x03);
+    // Parameter lists and COMPARE AND WRITE are still all or nothing.
+    let r = lu.prepare(&n, &caw(0, 1), 512);
+    check(&r.err().unwrap_or_else(|| CommandResult::good(None)), 5, 0x0E, 0x03);
+    let r = lu.prepare(&n, &caw(0, 0), 512);
+    check(&r.err().unwrap_or_else(|| CommandResult::good(None)), 5, 0x24, 0);
     // Longer Data-Out than needed: prepare asks for exactly the CDB's bytes.
     let p = lu.prepare(&n, &cdb10(op::WRITE_10, 0, 1), 4096).ok();
     assert_eq!(p, Some(Prepared { direction: DataDirection::Out, data_out_bytes: 512 }));
@@ -200,6 +217,10 @@ fn write_same_unmap_ndob_and_errors() {
     assert_eq!(&s[15..18], &[0xCC, 0, 1]);
     check(&run(&lu, &n, &ws10(0, 1, 0x10), Some(&[0; 512])), 5, 0x24, 0);
     let s = check(&run(&lu, &n, &ws10(0, 0, 0), Some(&[0; 512])), 5, 0x24, 0);
+    assert_eq!(&s[16..18], &[0, 7]);
+    // Longer than MAXIMUM WRITE SAME LENGTH: the length is checked before the range.
+    let too_long = u16::try_from(limits::max_write_same_blocks(512) + 1).unwrap_or(u16::MAX);
+    let s = check(&run(&lu, &n, &ws10(0, too_long, 0), Some(&[0; 512])), 5, 0x24, 0);
     assert_eq!(&s[16..18], &[0, 7]);
     check(&run(&lu, &n, &ws10(0, 1, 0x20), Some(&[0; 512])), 5, 0x24, 0);
     check(&run(&lu, &n, &ws10(BLOCKS as u32, 1, 0), Some(&[0; 512])), 5, 0x21, 0);

@@ -42,6 +42,8 @@ fn vpd_pages() {
     let bl = good(&run(&lu, &n, &inquiry(true, 0xB0, 255), None));
     assert_eq!(bl[3], 0x3C);
     assert_eq!(bl[4], 1, "WSNZ");
+    let max_ws = limits::max_write_same_blocks(512);
+    assert_eq!(&bl[36..44], &max_ws.to_be_bytes(), "MAXIMUM WRITE SAME LENGTH");
     assert_eq!(bl[5], limits::MAX_COMPARE_AND_WRITE_BLOCKS);
     assert_eq!(&bl[6..8], &[0, 8], "granularity = 8 logical per physical");
     assert_eq!(&bl[20..24], &limits::MAX_UNMAP_LBA_COUNT.to_be_bytes());
@@ -243,4 +245,21 @@ fn target_routes_reports_luns_and_handles_missing_lun() {
     assert_eq!(good(&r)[12], 0x25);
     assert!(t.lun_reset(&n, 5));
     assert!(!t.lun_reset(&n, 4));
+}
+
+#[test]
+fn read_defect_data_reports_empty_lists() {
+    let lu = lu(512, 4096);
+    let n = nexus(1);
+    let mut c10 = [0u8; 10];
+    c10[0] = op::READ_DEFECT_DATA_10;
+    c10[2] = 0x18 | 0x04; // REQ_PLIST, REQ_GLIST, bytes from index
+    c10[8] = 32;
+    assert_eq!(good(&run(&lu, &n, &c10, None)), [0, 0x1C, 0, 0]);
+    let mut c12 = [0u8; 12];
+    c12[0] = op::READ_DEFECT_DATA_12;
+    c12[9] = 32;
+    assert_eq!(good(&run(&lu, &n, &c12, None)), [0; 8]);
+    c12[1] = 0x01; // reserved format
+    check(&run(&lu, &n, &c12, None), 5, 0x24, 0);
 }
