@@ -115,6 +115,9 @@ fn thread_mark() -> usize {
 
 const MAIN_TASK: usize = usize::MAX;
 
+/// SQEs queued within one turn before they are submitted without waiting for the turn's end.
+const SUBMIT_BATCH: usize = 4;
+
 struct TaskWaker {
     id: usize,
     generation: u32,
@@ -465,6 +468,7 @@ impl Core {
             let next = self.ready.borrow_mut().pop_front();
             let Some((id, generation)) = next else { break };
             self.run_task(id, generation);
+            self.submit_early();
         }
         while let Some((id, generation)) = self.remote.queue.pop() {
             self.ready.borrow_mut().push_back((id, generation));
@@ -484,6 +488,21 @@ impl Core {
             self.ready.borrow_mut().push_back((id, generation));
         }
         self.fire_timers();
+    }
+
+    /// Hands queued SQEs to the kernel once `SUBMIT_BATCH` have piled up inside a turn. When
+    /// many completions arrive together, running every woken task before the first submit
+    /// leaves the device idle for the whole turn (a convoy: at QD32 on a virtio disk the tail
+    /// of a turn cost ~100 us of latency per I/O); small batches keep it busy while still
+    /// saving most io_uring_enter calls.
+    fn submit_early(&self) {
+        if let Backend::Uring(ring) = &mut *self.backend.borrow_mut() {
+            if ring.unsubmitted() >= SUBMIT_BATCH {
+                if let Err(err) = ring.submit() {
+                    panic!("io_uring_enter failed: {err}");
+                }
+            }
+        }
     }
 
     fn poll_backend(&self, timeout: Option<Duration>) {

@@ -171,6 +171,11 @@ impl Ring {
         }
     }
 
+    /// SQEs queued and not yet handed to the kernel.
+    pub(crate) fn unsubmitted(&self) -> usize {
+        self.unsubmitted
+    }
+
     /// Operations submitted and not yet completed (including orphaned ones).
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight
