@@ -92,6 +92,8 @@ pub enum ConnEnd {
     Protocol(String),
     /// A keepalive went unanswered.
     KeepaliveTimeout,
+    /// The initiator asked for a TARGET COLD RESET, which ends the session.
+    ColdReset,
 }
 
 /// Commands the target accepts at once beyond ExpCmdSN (advertised through MaxCmdSN).
@@ -1022,7 +1024,7 @@ async fn on_task_mgmt(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
                 TmfResponse::LunDoesNotExist
             }
         }
-        (TmfFunction::TargetWarmReset, Some(target)) => {
+        (TmfFunction::TargetWarmReset | TmfFunction::TargetColdReset, Some(target)) => {
             abort_where(conn, |_| true);
             target.scsi.target_reset(&conn.nexus);
             TmfResponse::FunctionComplete
@@ -1032,6 +1034,13 @@ async fn on_task_mgmt(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
     let sns = conn.sns(true);
     let rsp = TaskMgmtResponse { response, itt: req.itt, sns };
     conn.sender.push(OutItem::Pdu(rsp.encode(), OutData::None));
+    if let (TmfFunction::TargetColdReset, Some(target)) = (req.function, &conn.target) {
+        // A cold reset ends every session of the target once the response is sent
+        // (RFC 7143 §11.5.1): the others now, this one after the writer has flushed.
+        conn.server.sessions.close_target(&target.name, conn.fd);
+        conn.sender.close();
+        return Ok(Step::Stop(ConnEnd::ColdReset));
+    }
     Ok(Step::Continue)
 }
 

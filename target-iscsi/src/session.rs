@@ -88,6 +88,28 @@ impl SessionTable {
         }
     }
 
+    /// Closes every session of the target `target_name` (case-insensitive) except the one
+    /// served on `except_fd`, by shutting their sockets down (TARGET COLD RESET, RFC 7143
+    /// §11.5.1). Returns how many were closed.
+    pub fn close_target(&self, target_name: &str, except_fd: RawFd) -> usize {
+        let target = target_name.to_ascii_lowercase();
+        let mut inner = self.lock();
+        let victims: Vec<u16> = inner
+            .by_tsih
+            .iter()
+            .filter(|(_, e)| e.key.target_name == target && e.fd != except_fd)
+            .map(|(t, _)| *t)
+            .collect();
+        for tsih in &victims {
+            if let Some(entry) = inner.by_tsih.remove(tsih) {
+                // SAFETY: as in `register`: the owner removes the entry (under this lock)
+                // before closing its fd, so the fd is still open here.
+                unsafe { libc::shutdown(entry.fd, libc::SHUT_RDWR) };
+            }
+        }
+        victims.len()
+    }
+
     /// True when a session with this TSIH exists.
     #[must_use]
     pub fn exists(&self, tsih: u16) -> bool {
@@ -139,5 +161,17 @@ mod tests {
         table.remove(c, -1);
         assert!(!table.exists(c));
         assert_eq!(table.list().len(), 1);
+    }
+
+    #[test]
+    fn close_target_spares_the_caller_and_other_targets() {
+        let table = SessionTable::default();
+        let (mine, _) = table.register(key(1), -2, 0);
+        let (other, _) = table.register(key(2), -3, 0);
+        let elsewhere = SessionKey { target_name: "iqn.u".into(), ..key(3) };
+        let (foreign, _) = table.register(elsewhere, -4, 0);
+        assert_eq!(table.close_target("IQN.T", -2), 1);
+        assert!(table.exists(mine) && table.exists(foreign));
+        assert!(!table.exists(other));
     }
 }
