@@ -1,16 +1,49 @@
 # Turns iscsi-test-cu verbose output into one line per test: "Suite.Test passed|skipped|failed".
-# A test is failed if any assertion in it failed, skipped if it skipped (and did not fail).
+#
+# The verdict is CUnit's own: "...passed" / "...FAILED" after "  Test: Name", or "passed" /
+# "FAILED" at the start of a later line once the test's log lines are done. A test that
+# passed is "skipped" when it logged [SKIPPED] before its verdict. The tool's helpers log
+# "[FAILED]" whenever a command's status differs from the one they were told to expect, also
+# in negative tests that want the command to fail (iSCSIdatasn), so that word alone does not
+# fail a test; a failed assertion does. Output after a verdict comes from suite clean-up or
+# set-up (iscsi-test-cu logs out and clears reservations there) and belongs to no test: its
+# [FAILED] lines are reported on stderr as notes. A test with no verdict (the tool died in
+# it) is failed.
 function flush() {
-    if (name != "") print name, status
+    if (name != "") print name, (verdict == "" ? "failed" : verdict)
     name = ""
+}
+function judge(text,    p, q, cut, rest) {
+    # Position of the verdict in text, if any.
+    p = index(text, "...passed"); q = index(text, "...FAILED")
+    if (text ~ /^passed/) p = 1
+    if (text ~ /^FAILED/) q = 1
+    if (p == 0 && q == 0) {
+        if (text ~ /\[SKIPPED\]/) skipped = 1
+        return
+    }
+    cut = (p > 0 && (q == 0 || p < q)) ? p : q
+    if (substr(text, 1, cut - 1) ~ /\[SKIPPED\]/) skipped = 1
+    if (cut == q) verdict = "failed"
+    else verdict = skipped ? "skipped" : "passed"
+    rest = substr(text, cut)
+    if (rest ~ /\[FAILED\]/) note(rest)
+}
+function note(text) {
+    sub(/^[ .]*(passed|FAILED)[ ]*/, "", text)
+    printf "note: after %s: %s\n", name, text > "/dev/stderr"
 }
 /^Suite: / { flush(); suite = $2; next }
 /^  Test: / {
     flush()
     name = suite "." $2
-    status = "passed"
+    verdict = ""
+    skipped = 0
+    judge(substr($0, index($0, "...")))
+    next
 }
-name != "" && /\[SKIPPED\]/ { if (status != "failed") status = "skipped" }
-name != "" && (/\[FAILED\]/ || /\.\.\.FAILED/ || /^FAILED/) { status = "failed" }
-/^Run Summary/ { flush() }
+/^Run Summary/ { flush(); next }
+name != "" && verdict == "" { judge($0); next }
+# CUnit's list of a failed test's assertions ("    1. file.c:135  - CU_FAIL(...)") is not a note.
+name != "" && /\[FAILED\]/ && !/^ +[0-9]+\. / { note($0) }
 END { flush() }
