@@ -1,0 +1,339 @@
+//! The allocator: the data devices' space cut into allocation groups (AGs), each with its own
+//! space map behind its own lock (docs/format.md §Allocation groups).
+//!
+//! AG `i` is owned by shard `i % shards`: a shard allocates from its own groups first, so in
+//! the thread-per-core data path no two shards touch the same group. Frees are *pending*
+//! until the txg that freed the block is durable: the block stays allocated in memory (so it
+//! is never reused while the previous on-disk state may still reference it) but is written to
+//! the space map as free, because the txg that persists that map no longer references it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::block_pointer::{BlockPointer, Extent};
+use crate::format::SECTOR_BYTES;
+use crate::space_map::SpaceMap;
+
+/// A free waiting for its txg to become durable.
+#[derive(Debug, Clone, Copy)]
+struct PendingFree {
+    txg: u64,
+    start_unit: u64,
+    units: u64,
+}
+
+/// One allocation group.
+#[derive(Debug)]
+pub struct AllocationGroup {
+    /// Device index.
+    pub device: u16,
+    /// First byte of the group on its device.
+    pub start_bytes: u64,
+    map: SpaceMap,
+    cursor: u64,
+    pending: Vec<PendingFree>,
+    /// The space map image differs from the one persisted last.
+    pub dirty: bool,
+    /// Where the group's space map lives on disk (hole before the first sync).
+    pub space_map: BlockPointer,
+    /// Extents of that space map object.
+    pub space_map_extents: Vec<Extent>,
+}
+
+impl AllocationGroup {
+    /// Units (4 KiB) covered.
+    #[must_use]
+    pub fn units(&self) -> u64 {
+        self.map.units()
+    }
+
+    /// The image to persist: allocated in memory minus pending frees.
+    #[must_use]
+    pub fn persist_image(&self) -> Vec<u8> {
+        let mut map = self.map.clone();
+        for p in &self.pending {
+            map.set_range(p.start_unit, p.units, false);
+        }
+        map.encode()
+    }
+
+    /// The in-memory map (allocated including pending frees).
+    #[must_use]
+    pub fn map(&self) -> &SpaceMap {
+        &self.map
+    }
+}
+
+/// Where an allocation group sits; used to build the allocator at create and import.
+#[derive(Debug, Clone, Copy)]
+pub struct AgLayout {
+    /// Device index.
+    pub device: u16,
+    /// First byte.
+    pub start_bytes: u64,
+    /// Length in bytes (a multiple of 4096).
+    pub len_bytes: u64,
+}
+
+/// Every allocation group of the pool.
+#[derive(Debug)]
+pub struct Allocator {
+    groups: Vec<Mutex<AllocationGroup>>,
+    layouts: Vec<AgLayout>,
+    free_bytes: AtomicU64,
+    capacity_bytes: u64,
+    rotor: AtomicU64,
+}
+
+fn lock(m: &Mutex<AllocationGroup>) -> MutexGuard<'_, AllocationGroup> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Allocator {
+    /// An allocator with every group free.
+    #[must_use]
+    pub fn new(layouts: Vec<AgLayout>) -> Allocator {
+        let groups: Vec<_> = layouts
+            .iter()
+            .map(|l| {
+                Mutex::new(AllocationGroup {
+                    device: l.device,
+                    start_bytes: l.start_bytes,
+                    map: SpaceMap::new(l.len_bytes / SECTOR_BYTES),
+                    cursor: 0,
+                    pending: Vec::new(),
+                    dirty: true,
+                    space_map: BlockPointer::HOLE,
+                    space_map_extents: Vec::new(),
+                })
+            })
+            .collect();
+        let capacity_bytes = layouts.iter().map(|l| l.len_bytes / SECTOR_BYTES * SECTOR_BYTES).sum();
+        Allocator {
+            groups,
+            layouts,
+            free_bytes: AtomicU64::new(capacity_bytes),
+            capacity_bytes,
+            rotor: AtomicU64::new(0),
+        }
+    }
+
+    /// Installs a group's map as loaded at import.
+    ///
+    /// # Panics
+    /// When the map does not match the group's size (a programmer error: the caller decodes
+    /// with the group's unit count).
+    pub fn load_group(&self, index: usize, map: SpaceMap, space_map: BlockPointer, extents: Vec<Extent>) {
+        let mut g = lock(&self.groups[index]);
+        assert_eq!(map.units(), g.map.units());
+        let before = g.map.allocated_units();
+        let after = map.allocated_units();
+        g.map = map;
+        g.space_map = space_map;
+        g.space_map_extents = extents;
+        g.dirty = false;
+        drop(g);
+        self.free_bytes.fetch_add(before * SECTOR_BYTES, Ordering::Relaxed);
+        self.free_bytes.fetch_sub(after * SECTOR_BYTES, Ordering::Relaxed);
+    }
+
+    /// Number of groups.
+    #[must_use]
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Layout of group `index`.
+    #[must_use]
+    pub fn layout(&self, index: usize) -> AgLayout {
+        self.layouts[index]
+    }
+
+    /// Locks group `index`.
+    #[must_use]
+    pub fn group(&self, index: usize) -> MutexGuard<'_, AllocationGroup> {
+        lock(&self.groups[index])
+    }
+
+    /// Bytes of the data devices.
+    #[must_use]
+    pub fn capacity_bytes(&self) -> u64 {
+        self.capacity_bytes
+    }
+
+    /// Bytes free now (pending frees not counted).
+    #[must_use]
+    pub fn free_bytes(&self) -> u64 {
+        self.free_bytes.load(Ordering::Relaxed)
+    }
+
+    /// A starting group for a new stream of allocations (round robin over devices and groups).
+    #[must_use]
+    pub fn next_hint(&self) -> usize {
+        let n = self.groups.len().max(1) as u64;
+        usize::try_from(self.rotor.fetch_add(1, Ordering::Relaxed) % n).unwrap_or(0)
+    }
+
+    /// Allocates `len_bytes` (rounded up to 4 KiB) contiguous bytes, trying group `*hint`
+    /// first and moving `*hint` to the group that served it. `None` when no group has a run
+    /// that long.
+    pub fn allocate(&self, hint: &mut usize, len_bytes: u64) -> Option<Extent> {
+        let units = len_bytes.div_ceil(SECTOR_BYTES);
+        let n = self.groups.len();
+        for step in 0..n {
+            let index = (*hint + step) % n;
+            let mut g = lock(&self.groups[index]);
+            let cursor = g.cursor;
+            if let Some(start) = g.map.find_free_run(cursor, units) {
+                g.map.set_range(start, units, true);
+                g.cursor = start + units;
+                g.dirty = true;
+                let extent =
+                    Extent::new(g.device, g.start_bytes + start * SECTOR_BYTES, units * SECTOR_BYTES);
+                drop(g);
+                self.free_bytes.fetch_sub(units * SECTOR_BYTES, Ordering::Relaxed);
+                *hint = index;
+                return Some(extent);
+            }
+        }
+        None
+    }
+
+    /// The group holding `extent` and the unit range inside it.
+    fn locate(&self, extent: &Extent) -> Option<(usize, u64, u64)> {
+        let index = self.layouts.iter().position(|l| {
+            l.device == extent.device
+                && extent.offset_bytes >= l.start_bytes
+                && extent.offset_bytes + extent.len_bytes <= l.start_bytes + l.len_bytes
+        })?;
+        let l = self.layouts[index];
+        Some((
+            index,
+            (extent.offset_bytes - l.start_bytes) / SECTOR_BYTES,
+            extent.len_bytes.div_ceil(SECTOR_BYTES),
+        ))
+    }
+
+    /// Frees `extent` as of `txg`: it stays allocated in memory until [`Allocator::txg_durable`]
+    /// for that txg, and is persisted as free from the next space-map write on.
+    ///
+    /// # Panics
+    /// When the extent lies outside every group (a programmer error: only extents this
+    /// allocator handed out or verified metadata are freed).
+    pub fn free(&self, extent: Extent, txg: u64) {
+        let (index, start_unit, units) =
+            self.locate(&extent).expect("freed extent lies in an allocation group");
+        let mut g = lock(&self.groups[index]);
+        debug_assert!((start_unit..start_unit + units).all(|u| g.map.is_set(u)), "double free");
+        g.pending.push(PendingFree { txg, start_unit, units });
+        g.dirty = true;
+    }
+
+    /// Marks `extent` allocated (import: intent-log blocks and fixed regions). Returns false
+    /// when it lies outside every group.
+    pub fn claim(&self, extent: Extent) -> bool {
+        let Some((index, start_unit, units)) = self.locate(&extent) else { return false };
+        let mut g = lock(&self.groups[index]);
+        let changed = g.map.set_range(start_unit, units, true);
+        if changed > 0 {
+            g.dirty = true;
+        }
+        drop(g);
+        self.free_bytes.fetch_sub(changed * SECTOR_BYTES, Ordering::Relaxed);
+        true
+    }
+
+    /// True when `extent` is allocated in memory (used by the checker and inspect).
+    #[must_use]
+    pub fn is_allocated(&self, extent: &Extent) -> bool {
+        let Some((index, start_unit, units)) = self.locate(extent) else { return false };
+        let g = lock(&self.groups[index]);
+        (start_unit..start_unit + units).all(|u| g.map.is_set(u))
+    }
+
+    /// Txg `txg` is durable: its frees (and older ones) become reusable.
+    pub fn txg_durable(&self, txg: u64) {
+        let mut released = 0;
+        for m in &self.groups {
+            let mut g = lock(m);
+            let mut keep = Vec::new();
+            for p in std::mem::take(&mut g.pending) {
+                if p.txg <= txg {
+                    g.map.set_range(p.start_unit, p.units, false);
+                    released += p.units;
+                } else {
+                    keep.push(p);
+                }
+            }
+            g.pending = keep;
+        }
+        self.free_bytes.fetch_add(released * SECTOR_BYTES, Ordering::Relaxed);
+    }
+
+    /// Bytes freed but waiting for their txg to become durable.
+    #[must_use]
+    pub fn pending_free_bytes(&self) -> u64 {
+        self.groups
+            .iter()
+            .map(|m| lock(m).pending.iter().map(|p| p.units * SECTOR_BYTES).sum::<u64>())
+            .sum()
+    }
+
+    /// Indices of groups whose space map must be rewritten.
+    #[must_use]
+    pub fn dirty_groups(&self) -> Vec<usize> {
+        (0..self.groups.len()).filter(|&i| lock(&self.groups[i]).dirty).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alloc() -> Allocator {
+        Allocator::new(vec![
+            AgLayout { device: 0, start_bytes: 1 << 20, len_bytes: 64 * 4096 },
+            AgLayout { device: 1, start_bytes: 1 << 20, len_bytes: 64 * 4096 },
+        ])
+    }
+
+    #[test]
+    fn allocations_are_disjoint_and_stay_in_the_hinted_group() {
+        let a = alloc();
+        let mut hint = 0;
+        let x = a.allocate(&mut hint, 8192).expect("space");
+        let y = a.allocate(&mut hint, 4096).expect("space");
+        assert_eq!(x.device, 0);
+        assert_eq!(y.offset_bytes, x.offset_bytes + 8192);
+        assert_eq!(a.free_bytes(), 128 * 4096 - 3 * 4096);
+    }
+
+    #[test]
+    fn frees_are_reusable_only_after_their_txg_is_durable() {
+        let a = alloc();
+        let mut hint = 0;
+        let mut got = Vec::new();
+        while let Some(e) = a.allocate(&mut hint, 4096) {
+            got.push(e);
+        }
+        assert_eq!(got.len(), 128);
+        a.free(got[5], 7);
+        assert!(a.allocate(&mut hint, 4096).is_none(), "pending free must not be reused");
+        a.txg_durable(6);
+        assert!(a.allocate(&mut hint, 4096).is_none());
+        a.txg_durable(7);
+        assert_eq!(a.allocate(&mut hint, 4096), Some(got[5]));
+    }
+
+    #[test]
+    fn persisted_image_shows_pending_frees_as_free() {
+        let a = alloc();
+        let mut hint = 0;
+        let e = a.allocate(&mut hint, 4096).expect("space");
+        a.free(e, 3);
+        let image = a.group(0).persist_image();
+        let map = SpaceMap::decode(64, &image).expect("image");
+        assert_eq!(map.allocated_units(), 0);
+        assert!(a.is_allocated(&e));
+    }
+}

@@ -1,0 +1,247 @@
+//! Datasets: volumes (heads), snapshots and clones, and the directory that lists them
+//! (docs/format.md §Datasets, §Directory).
+//!
+//! A dataset object is a [`DatasetPhys`] header followed by one [`PartitionRoot`] per
+//! partition. A snapshot's roots never change; a head's are rewritten in every txg that
+//! touched it. Blocks a head kills while a snapshot still holds them go to the head's
+//! deadlist (an object of block pointers) instead of being freed.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::block_pointer::BlockPointer;
+use crate::error::{PoolError, PoolResult};
+use crate::format::{decode_name, encode_name};
+use crate::partition::VolumeLayout;
+
+/// "FERRDSET".
+pub const DATASET_MAGIC: u64 = u64::from_le_bytes(*b"FERRDSET");
+
+/// Longest dataset name (`volume` or `volume@snapshot`).
+pub const NAME_BYTES: usize = 96;
+
+/// Kind of a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum DatasetKind {
+    /// A writable volume (possibly a clone).
+    Volume = 1,
+    /// A read-only snapshot of a volume.
+    Snapshot = 2,
+}
+
+impl DatasetKind {
+    /// Decodes a stored kind.
+    #[must_use]
+    pub fn from_u32(v: u32) -> Option<DatasetKind> {
+        match v {
+            1 => Some(DatasetKind::Volume),
+            2 => Some(DatasetKind::Snapshot),
+            _ => None,
+        }
+    }
+}
+
+/// Flag: the volume is thick (its whole size is reserved).
+pub const DATASET_FLAG_THICK: u64 = 1;
+
+/// Header of a dataset object, 512 bytes.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq)]
+pub struct DatasetPhys {
+    /// [`DATASET_MAGIC`].
+    pub magic: u64,
+    /// Dataset id (unique in the pool, never reused).
+    pub id: u64,
+    /// For a snapshot: the volume it was taken of. 0 for a volume.
+    pub parent_id: u64,
+    /// For a clone: the snapshot it started from. 0 otherwise.
+    pub origin_id: u64,
+    /// [`DatasetKind`] as u32.
+    pub kind: u32,
+    /// Partitions of the volume.
+    pub partition_count: u32,
+    /// Data block size.
+    pub volblock_bytes: u32,
+    /// Logical block size.
+    pub logical_block_bytes: u32,
+    /// Stripe size of the partitioning.
+    pub stripe_bytes: u64,
+    /// Volume size.
+    pub capacity_bytes: u64,
+    /// Txg in which the dataset was created (a snapshot's point in time).
+    pub creation_txg: u64,
+    /// For a volume: txg of its newest snapshot (or its origin's); blocks born at or before it
+    /// are shared and go to the deadlist when killed.
+    pub prev_snap_txg: u64,
+    /// Reservation of a thick volume.
+    pub reservation_bytes: u64,
+    /// `DATASET_FLAG_*`.
+    pub flags: u64,
+    /// The deadlist object (hole when empty).
+    pub deadlist: BlockPointer,
+    /// Name, zero padded.
+    pub name: [u8; NAME_BYTES],
+    /// Reserved, zero.
+    pub reserved: [u64; 32],
+}
+
+const _: () = assert!(std::mem::size_of::<DatasetPhys>() == 512);
+
+/// One partition's tree root, 128 bytes.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq)]
+pub struct PartitionRoot {
+    /// Root of the tree.
+    pub root: BlockPointer,
+    /// Levels of indirect blocks.
+    pub height: u64,
+    /// Reserved, zero.
+    pub reserved: [u64; 7],
+}
+
+const _: () = assert!(std::mem::size_of::<PartitionRoot>() == 128);
+
+impl DatasetPhys {
+    /// The volume layout recorded in the header.
+    #[must_use]
+    pub fn layout(&self) -> VolumeLayout {
+        VolumeLayout {
+            logical_block_bytes: self.logical_block_bytes,
+            volblock_bytes: self.volblock_bytes,
+            stripe_bytes: u32::try_from(self.stripe_bytes).unwrap_or(0),
+            partition_count: self.partition_count,
+            capacity_bytes: self.capacity_bytes,
+        }
+    }
+
+    /// The name.
+    #[must_use]
+    pub fn name(&self) -> String {
+        decode_name(&self.name)
+    }
+}
+
+/// Encodes a dataset object.
+#[must_use]
+pub fn encode_dataset(header: &DatasetPhys, roots: &[PartitionRoot]) -> Vec<u8> {
+    let mut out = bytemuck::bytes_of(header).to_vec();
+    out.extend_from_slice(bytemuck::cast_slice(roots));
+    out
+}
+
+/// Decodes and validates a dataset object.
+///
+/// # Errors
+/// [`PoolError::Corrupt`] when the header or the roots do not make sense.
+pub fn decode_dataset(bytes: &[u8]) -> PoolResult<(DatasetPhys, Vec<PartitionRoot>)> {
+    let bad = |why: &str| PoolError::Corrupt(format!("dataset object: {why}"));
+    if bytes.len() < 512 {
+        return Err(bad("too short"));
+    }
+    let header: DatasetPhys = bytemuck::pod_read_unaligned(&bytes[..512]);
+    if header.magic != DATASET_MAGIC || DatasetKind::from_u32(header.kind).is_none() {
+        return Err(bad("bad magic or kind"));
+    }
+    if !header.layout().is_valid() {
+        return Err(bad("invalid layout"));
+    }
+    let n = header.partition_count as usize;
+    let need = 512 + n * std::mem::size_of::<PartitionRoot>();
+    if bytes.len() < need {
+        return Err(bad("roots missing"));
+    }
+    let roots = bytes[512..need]
+        .chunks_exact(std::mem::size_of::<PartitionRoot>())
+        .map(bytemuck::pod_read_unaligned)
+        .collect::<Vec<PartitionRoot>>();
+    if roots.iter().any(|r| r.height == 0 || r.height > 8) {
+        return Err(bad("tree height out of range"));
+    }
+    Ok((header, roots))
+}
+
+/// One directory entry, 192 bytes.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq)]
+pub struct DirectoryEntry {
+    /// The dataset object.
+    pub object: BlockPointer,
+    /// Dataset id.
+    pub id: u64,
+    /// Parent id (see [`DatasetPhys::parent_id`]).
+    pub parent_id: u64,
+    /// [`DatasetKind`] as u32.
+    pub kind: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+    /// Reserved, zero.
+    pub reserved2: u64,
+    /// Name, zero padded.
+    pub name: [u8; NAME_BYTES],
+}
+
+const _: () = assert!(std::mem::size_of::<DirectoryEntry>() == 192);
+
+/// Decodes a directory object.
+///
+/// # Errors
+/// [`PoolError::Corrupt`] when the length is not a whole number of entries.
+pub fn decode_directory(bytes: &[u8]) -> PoolResult<Vec<DirectoryEntry>> {
+    let size = std::mem::size_of::<DirectoryEntry>();
+    if bytes.len() % size != 0 {
+        return Err(PoolError::Corrupt("directory length".into()));
+    }
+    Ok(bytes.chunks_exact(size).map(bytemuck::pod_read_unaligned).collect())
+}
+
+/// Builds a name field.
+///
+/// # Errors
+/// [`PoolError::InvalidConfig`] for an empty name, one with NUL or `/`, or longer than
+/// [`NAME_BYTES`].
+pub fn name_field(name: &str) -> PoolResult<[u8; NAME_BYTES]> {
+    if name.contains('/') {
+        return Err(PoolError::InvalidConfig(format!("name {name:?} contains '/'")));
+    }
+    encode_name(name).ok_or_else(|| PoolError::InvalidConfig(format!("bad name {name:?}")))
+}
+
+/// Decodes a deadlist object.
+///
+/// # Errors
+/// [`PoolError::Corrupt`] when the length is not a whole number of pointers.
+pub fn decode_deadlist(bytes: &[u8]) -> PoolResult<Vec<BlockPointer>> {
+    let size = std::mem::size_of::<BlockPointer>();
+    if bytes.len() % size != 0 {
+        return Err(PoolError::Corrupt("deadlist length".into()));
+    }
+    Ok(bytes.chunks_exact(size).map(bytemuck::pod_read_unaligned).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dataset_round_trips() {
+        let header = DatasetPhys {
+            magic: DATASET_MAGIC,
+            id: 3,
+            kind: DatasetKind::Volume as u32,
+            partition_count: 2,
+            volblock_bytes: 4096,
+            logical_block_bytes: 512,
+            stripe_bytes: 1 << 20,
+            capacity_bytes: 8 << 20,
+            name: name_field("vol").expect("name"),
+            ..Zeroable::zeroed()
+        };
+        let roots = vec![PartitionRoot { height: 1, ..Zeroable::zeroed() }; 2];
+        let bytes = encode_dataset(&header, &roots);
+        let (h, r) = decode_dataset(&bytes).expect("valid");
+        assert_eq!(h, header);
+        assert_eq!(r, roots);
+        assert_eq!(h.name(), "vol");
+        assert!(decode_dataset(&bytes[..600]).is_err());
+    }
+}

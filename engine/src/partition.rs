@@ -1,0 +1,279 @@
+//! Partitions: a volume's LBA space cut into fixed stripes dealt round-robin to a fixed number
+//! of partitions (DESIGN §2, docs/format.md §Volumes). Each partition has its own block-tree
+//! root, its own dirty set per txg and its own lock, so one shard owning a partition never
+//! contends with another.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::block_pointer::BlockPointer;
+use crate::format::{checksum, Checksum};
+
+/// Fixed shape of a volume's block space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VolumeLayout {
+    /// Logical block size seen by the initiator (512 or 4096).
+    pub logical_block_bytes: u32,
+    /// Size of a data block (4 KiB to 128 KiB, a power of two).
+    pub volblock_bytes: u32,
+    /// Bytes of one stripe (a multiple of `volblock_bytes`).
+    pub stripe_bytes: u32,
+    /// Number of partitions.
+    pub partition_count: u32,
+    /// Volume size (a multiple of `logical_block_bytes`).
+    pub capacity_bytes: u64,
+}
+
+/// Where a byte of the volume lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockAddress {
+    /// Partition index.
+    pub partition: usize,
+    /// Block index inside the partition's tree.
+    pub index: u64,
+}
+
+impl VolumeLayout {
+    /// Data blocks per stripe.
+    #[must_use]
+    pub fn blocks_per_stripe(&self) -> u64 {
+        u64::from(self.stripe_bytes / self.volblock_bytes)
+    }
+
+    /// Volume blocks (capacity rounded up to whole data blocks).
+    #[must_use]
+    pub fn volume_blocks(&self) -> u64 {
+        self.capacity_bytes.div_ceil(u64::from(self.volblock_bytes))
+    }
+
+    /// Leaves a partition's tree must address.
+    #[must_use]
+    pub fn blocks_per_partition(&self) -> u64 {
+        let stripes = self.capacity_bytes.div_ceil(u64::from(self.stripe_bytes));
+        stripes.div_ceil(u64::from(self.partition_count)) * self.blocks_per_stripe()
+    }
+
+    /// The partition and tree index of volume block `block`.
+    #[must_use]
+    pub fn address(&self, block: u64) -> BlockAddress {
+        let bps = self.blocks_per_stripe();
+        let stripe = block / bps;
+        let parts = u64::from(self.partition_count);
+        BlockAddress {
+            partition: usize::try_from(stripe % parts).expect("partition index fits"),
+            index: (stripe / parts) * bps + block % bps,
+        }
+    }
+
+    /// The volume block at `addr` (inverse of [`VolumeLayout::address`]).
+    #[must_use]
+    pub fn volume_block(&self, addr: BlockAddress) -> u64 {
+        let bps = self.blocks_per_stripe();
+        let stripe_in_part = addr.index / bps;
+        let stripe = stripe_in_part * u64::from(self.partition_count) + addr.partition as u64;
+        stripe * bps + addr.index % bps
+    }
+
+    /// Logical blocks per data block.
+    #[must_use]
+    pub fn lbas_per_block(&self) -> u64 {
+        u64::from(self.volblock_bytes / self.logical_block_bytes)
+    }
+
+    /// Checks the layout's invariants.
+    #[must_use]
+    pub fn is_valid(&self) -> bool {
+        let v = self.volblock_bytes;
+        (self.logical_block_bytes == 512 || self.logical_block_bytes == 4096)
+            && v.is_power_of_two()
+            && (4096..=128 * 1024).contains(&v)
+            && v >= self.logical_block_bytes
+            && self.stripe_bytes >= v
+            && self.stripe_bytes % v == 0
+            && (1..=1024).contains(&self.partition_count)
+            && self.capacity_bytes % u64::from(self.logical_block_bytes) == 0
+            && self.capacity_bytes > 0
+    }
+}
+
+/// The content of one dirty data block, with its checksum kept current.
+#[derive(Debug, Clone)]
+pub struct BlockData {
+    /// Exactly `volblock_bytes`.
+    pub bytes: Box<[u8]>,
+    /// xxh3-128 of `bytes`.
+    pub checksum: Checksum,
+}
+
+impl BlockData {
+    /// Wraps `bytes`, computing the checksum.
+    #[must_use]
+    pub fn new(bytes: Box<[u8]>) -> BlockData {
+        let checksum = checksum(&bytes);
+        BlockData { bytes, checksum }
+    }
+}
+
+impl AsRef<[u8]> for BlockData {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// A data block changed in a txg.
+#[derive(Debug, Clone)]
+pub enum DirtyBlock {
+    /// New content.
+    Data(Arc<BlockData>),
+    /// Now a hole (unmapped, or written with zeros).
+    Zero,
+}
+
+/// The changes of one partition in one txg.
+#[derive(Debug, Default)]
+pub struct DirtySet {
+    /// Blocks written, in tree-index order. Applied after `punches`.
+    pub blocks: BTreeMap<u64, DirtyBlock>,
+    /// Ranges `[start, end)` of tree indices unmapped; applied first.
+    pub punches: Vec<(u64, u64)>,
+    /// Bytes of data held by `blocks`.
+    pub data_bytes: u64,
+}
+
+impl DirtySet {
+    /// True when nothing changed.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty() && self.punches.is_empty()
+    }
+
+    /// The block's state in this set, if it changed here.
+    #[must_use]
+    pub fn get(&self, index: u64) -> Option<DirtyBlock> {
+        if let Some(b) = self.blocks.get(&index) {
+            return Some(b.clone());
+        }
+        self.punches.iter().any(|&(s, e)| index >= s && index < e).then_some(DirtyBlock::Zero)
+    }
+
+    /// Records `block` at `index`; returns the change in held data bytes.
+    pub fn put(&mut self, index: u64, block: DirtyBlock) -> i64 {
+        let new_bytes = match &block {
+            DirtyBlock::Data(d) => d.bytes.len() as i64,
+            DirtyBlock::Zero => 0,
+        };
+        let old_bytes = match self.blocks.insert(index, block) {
+            Some(DirtyBlock::Data(d)) => d.bytes.len() as i64,
+            _ => 0,
+        };
+        self.data_bytes = (self.data_bytes as i64 + new_bytes - old_bytes) as u64;
+        new_bytes - old_bytes
+    }
+
+    /// Unmaps `[start, end)`; returns the change in held data bytes.
+    pub fn punch(&mut self, start: u64, end: u64) -> i64 {
+        let mut delta = 0;
+        let keys: Vec<u64> = self.blocks.range(start..end).map(|(k, _)| *k).collect();
+        for k in keys {
+            if let Some(DirtyBlock::Data(d)) = self.blocks.remove(&k) {
+                delta -= d.bytes.len() as i64;
+            }
+        }
+        self.data_bytes = (self.data_bytes as i64 + delta) as u64;
+        // Merge with an overlapping or adjacent range to keep the list short.
+        for r in &mut self.punches {
+            if start <= r.1 && end >= r.0 {
+                r.0 = r.0.min(start);
+                r.1 = r.1.max(end);
+                return delta;
+            }
+        }
+        self.punches.push((start, end));
+        delta
+    }
+}
+
+/// In-memory state of one partition of a volume.
+#[derive(Debug)]
+pub struct PartitionState {
+    /// Root of the last synced tree.
+    pub root: BlockPointer,
+    /// Levels of indirect blocks of the tree at `root`.
+    pub height: u8,
+    /// Levels the tree must have after the next sync (grown volumes).
+    pub target_height: u8,
+    /// Changes of the open txg.
+    pub open: DirtySet,
+    /// Txg the open changes belong to.
+    pub open_txg: u64,
+    /// Changes being synced (frozen).
+    pub syncing: Option<Arc<DirtySet>>,
+    /// Bumped by every change, for optimistic compare-and-write.
+    pub version: u64,
+}
+
+impl PartitionState {
+    /// A partition with a synced tree at `root`.
+    #[must_use]
+    pub fn new(root: BlockPointer, height: u8, open_txg: u64) -> PartitionState {
+        PartitionState {
+            root,
+            height,
+            target_height: height,
+            open: DirtySet::default(),
+            open_txg,
+            syncing: None,
+            version: 0,
+        }
+    }
+
+    /// The block's newest unsynced state, if any.
+    #[must_use]
+    pub fn dirty(&self, index: u64) -> Option<DirtyBlock> {
+        self.open.get(index).or_else(|| self.syncing.as_ref().and_then(|s| s.get(index)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> VolumeLayout {
+        VolumeLayout {
+            logical_block_bytes: 512,
+            volblock_bytes: 8192,
+            stripe_bytes: 1 << 20,
+            partition_count: 4,
+            capacity_bytes: 10 << 20,
+        }
+    }
+
+    #[test]
+    fn addresses_are_a_bijection() {
+        let l = layout();
+        assert!(l.is_valid());
+        let mut seen = std::collections::HashSet::new();
+        for block in 0..l.volume_blocks() {
+            let a = l.address(block);
+            assert!(a.partition < 4);
+            assert!(a.index < l.blocks_per_partition());
+            assert!(seen.insert((a.partition, a.index)));
+            assert_eq!(l.volume_block(a), block);
+        }
+        // Consecutive stripes land in consecutive partitions.
+        assert_eq!(l.address(128).partition, 1);
+    }
+
+    #[test]
+    fn punch_removes_blocks_and_merges_ranges() {
+        let mut d = DirtySet::default();
+        d.put(5, DirtyBlock::Data(Arc::new(BlockData::new(vec![1u8; 4096].into()))));
+        assert_eq!(d.data_bytes, 4096);
+        d.punch(0, 10);
+        d.punch(10, 20);
+        assert_eq!(d.data_bytes, 0);
+        assert_eq!(d.punches, vec![(0, 20)]);
+        assert!(matches!(d.get(15), Some(DirtyBlock::Zero)));
+        assert!(d.get(25).is_none());
+    }
+}

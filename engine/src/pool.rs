@@ -1,0 +1,852 @@
+//! The pool: devices, allocator, cache, metadata, txg state and intent log, and its life
+//! cycle — create, import, export (docs/format.md for what is on disk).
+//!
+//! State that crosses partitions is kept small and named here: the allocator (one lock per
+//! allocation group), the txg coordinator ([`TxgState`] and the sync lock), the metadata lock
+//! (datasets, used by metadata operations and the sync only), the intent-log chains (one lock
+//! each) and the read cache (one lock per slice). Everything else is per partition.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use bytemuck::Zeroable;
+use drivers::blockdev::BlockDevice;
+use drivers::buffer::IoBuf;
+
+use crate::allocator::{AgLayout, Allocator};
+use crate::async_lock::{AsyncMutex, WaitList};
+use crate::block_pointer::{BlockKind, BlockPointer};
+use crate::block_tree::height_for;
+use crate::cache::BlockCache;
+use crate::dataset::{
+    decode_dataset, decode_deadlist, decode_directory, name_field, DatasetKind, DatasetPhys,
+    PartitionRoot, DATASET_FLAG_THICK, DATASET_MAGIC,
+};
+use crate::error::{PoolError, PoolResult};
+use crate::format::{data_area, label_offset_bytes, LABEL_BYTES, LABEL_COUNT, SECTOR_BYTES};
+use crate::label::{DeviceConfig, DeviceRole, Label, LABEL_HEADER_BYTES, MAX_DEVICES};
+use crate::meta::{DatasetMeta, Meta};
+use crate::object::{read_object, StoredObject};
+use crate::partition::VolumeLayout;
+use crate::pool_root::{LogChainPhys, PoolRootPhys, MAX_LOG_CHAINS};
+use crate::space_map::SpaceMap;
+use crate::uberblock::{slot_offset_bytes, Uberblock, UBERBLOCK_RING_SLOTS, UBERBLOCK_SLOT_BYTES};
+use crate::vdev::{BlockReadError, DeviceSet};
+use crate::volume::{PoolVolume, VolumeShared};
+use crate::zil::Zil;
+
+/// Settings that apply while a pool is imported (not stored on disk).
+#[derive(Debug, Clone)]
+pub struct PoolTunables {
+    /// Read-cache budget.
+    pub cache_bytes: u64,
+    /// Read-cache slices (normally one per shard).
+    pub cache_slices: usize,
+    /// Dirty data at which the background syncer starts a txg.
+    pub dirty_sync_bytes: u64,
+    /// Dirty data at which writers are throttled (they wait for a txg sync).
+    pub dirty_limit_bytes: u64,
+    /// Longest time between txg syncs when the background syncer runs.
+    pub sync_interval: Duration,
+}
+
+impl Default for PoolTunables {
+    fn default() -> Self {
+        PoolTunables {
+            cache_bytes: 256 << 20,
+            cache_slices: 1,
+            dirty_sync_bytes: 64 << 20,
+            dirty_limit_bytes: 256 << 20,
+            sync_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Settings fixed when a pool is created.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    /// Pool name.
+    pub name: String,
+    /// Percent of the data space kept free (over-provisioning reserve).
+    pub reserve_percent: u32,
+    /// Intent-log chains (one per shard is natural).
+    pub log_chains: u32,
+    /// Size of each chain's region when the log lives in the pool.
+    pub log_chain_bytes: u64,
+    /// Pool identity; `None` derives one from the clock (tests pass a fixed value).
+    pub guid: Option<u64>,
+    /// Runtime settings.
+    pub tunables: PoolTunables,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        CreateOptions {
+            name: "pool".into(),
+            reserve_percent: 10,
+            log_chains: 2,
+            log_chain_bytes: 16 << 20,
+            guid: None,
+            tunables: PoolTunables::default(),
+        }
+    }
+}
+
+/// Settings of a new volume.
+#[derive(Debug, Clone)]
+pub struct VolumeOptions {
+    /// Size in bytes (a multiple of the logical block size).
+    pub capacity_bytes: u64,
+    /// Logical block size, 512 or 4096.
+    pub logical_block_bytes: u32,
+    /// Data block size, 4 KiB to 128 KiB.
+    pub volblock_bytes: u32,
+    /// Partitions (fixed for the volume's life).
+    pub partition_count: u32,
+    /// Stripe size of the partitioning.
+    pub stripe_bytes: u32,
+    /// Reserve the whole size at creation.
+    pub thick: bool,
+}
+
+impl Default for VolumeOptions {
+    fn default() -> Self {
+        VolumeOptions {
+            capacity_bytes: 1 << 30,
+            logical_block_bytes: 512,
+            volblock_bytes: 4096,
+            partition_count: 64,
+            stripe_bytes: 1 << 20,
+            thick: false,
+        }
+    }
+}
+
+/// Counters of the pool.
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    /// Txgs committed.
+    pub txgs: AtomicU64,
+    /// Data blocks written by txg syncs.
+    pub data_blocks_written: AtomicU64,
+    /// Intent-log blocks written.
+    pub log_blocks_written: AtomicU64,
+    /// Intent-log records written.
+    pub log_records_written: AtomicU64,
+    /// Intent-log commits (device flushes of the log).
+    pub log_commits: AtomicU64,
+    /// Records replayed at import.
+    pub log_records_replayed: AtomicU64,
+    /// Writers that waited for a txg because dirty data passed its limit.
+    pub throttled_writes: AtomicU64,
+    /// Writes refused for lack of space.
+    pub no_space_errors: AtomicU64,
+}
+
+/// The txg coordinator's shared state.
+#[derive(Default)]
+pub struct TxgState {
+    /// Txg receiving new changes.
+    pub open_txg: AtomicU64,
+    /// Newest txg whose uberblock is durable.
+    pub durable_txg: AtomicU64,
+    /// Held by the txg sync.
+    pub sync_lock: AsyncMutex,
+    /// Data bytes in dirty sets not yet durable.
+    pub dirty_bytes: AtomicU64,
+    /// Newest txg holding a completed write that the intent log does not cover.
+    pub async_label: AtomicU64,
+    /// Woken after every txg commit.
+    pub synced: WaitList,
+    /// Woken when dirty data passes the sync threshold, and at export.
+    pub kick: WaitList,
+    /// Next intent-log record sequence number.
+    pub next_record_sequence: AtomicU64,
+}
+
+/// A ferrite pool.
+pub struct Pool {
+    pub(crate) guid: u64,
+    pub(crate) name: String,
+    pub(crate) tunables: PoolTunables,
+    pub(crate) reserve_percent: u32,
+    pub(crate) devs: DeviceSet,
+    pub(crate) device_configs: Vec<DeviceConfig>,
+    pub(crate) alloc: Allocator,
+    pub(crate) cache: BlockCache,
+    pub(crate) meta: Mutex<Meta>,
+    pub(crate) heads: Mutex<BTreeMap<u64, Arc<VolumeShared>>>,
+    pub(crate) txg: TxgState,
+    pub(crate) zil: Zil,
+    /// Counters.
+    pub stats: PoolStats,
+    pub(crate) suspended: AtomicBool,
+    pub(crate) reserved_unused_bytes: AtomicU64,
+    pub(crate) self_ref: Weak<Pool>,
+}
+
+fn ag_bytes_for(data_bytes: u64) -> u64 {
+    // At most ~256 groups per device, at least 4 MiB each.
+    let target = (data_bytes / 256).max(4 << 20);
+    target.next_power_of_two()
+}
+
+fn make_guid(seed: Option<u64>) -> u64 {
+    seed.unwrap_or_else(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        xxhash_rust::xxh3::xxh3_64(&nanos.to_le_bytes()) | 1
+    })
+}
+
+fn ag_layouts(configs: &[DeviceConfig]) -> Vec<AgLayout> {
+    let mut layouts = Vec::new();
+    for (i, c) in configs.iter().enumerate() {
+        if DeviceRole::from_u32(c.role) != Some(DeviceRole::Data) || c.ag_bytes == 0 {
+            continue;
+        }
+        let (start, end) = data_area(c.size_bytes);
+        let mut at = start;
+        while at + SECTOR_BYTES * 16 <= end {
+            let len = (end - at).min(c.ag_bytes) / SECTOR_BYTES * SECTOR_BYTES;
+            layouts.push(AgLayout {
+                device: u16::try_from(i).expect("at most 32 devices"),
+                start_bytes: at,
+                len_bytes: len,
+            });
+            at += len;
+        }
+    }
+    layouts
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Pool {
+    /// Creates a pool on `data_devices` (striped), with the intent log on `log_device` when
+    /// given (otherwise in the pool), and commits its first txg.
+    ///
+    /// # Errors
+    /// [`PoolError::InvalidConfig`] for too many or too small devices, a device error.
+    pub async fn create(
+        data_devices: Vec<Arc<dyn BlockDevice>>,
+        log_device: Option<Arc<dyn BlockDevice>>,
+        options: CreateOptions,
+    ) -> PoolResult<Arc<Pool>> {
+        let count = data_devices.len() + usize::from(log_device.is_some());
+        if data_devices.is_empty() || count > MAX_DEVICES {
+            return Err(PoolError::InvalidConfig(format!(
+                "a pool needs 1 to {MAX_DEVICES} devices, got {count}"
+            )));
+        }
+        if options.reserve_percent > 50 {
+            return Err(PoolError::InvalidConfig("reserve above 50 %".into()));
+        }
+        let chains = options.log_chains.clamp(1, MAX_LOG_CHAINS as u32);
+        let guid = make_guid(options.guid);
+        let mut configs = Vec::new();
+        let mut devices: Vec<Arc<dyn BlockDevice>> = Vec::new();
+        for (role, dev) in data_devices
+            .into_iter()
+            .map(|d| (DeviceRole::Data, d))
+            .chain(log_device.into_iter().map(|d| (DeviceRole::Log, d)))
+        {
+            let size = dev.info().size_bytes / SECTOR_BYTES * SECTOR_BYTES;
+            if size < 4 * LABEL_BYTES + (8 << 20) {
+                return Err(PoolError::InvalidConfig(format!(
+                    "device {} is too small ({size} bytes; at least 9 MiB)",
+                    dev.info().name
+                )));
+            }
+            let (start, end) = data_area(size);
+            let ag = if role == DeviceRole::Data { ag_bytes_for(end - start) } else { 0 };
+            configs.push(DeviceConfig {
+                guid: guid ^ xxhash_rust::xxh3::xxh3_64(&(configs.len() as u64).to_le_bytes()),
+                size_bytes: size,
+                ag_bytes: ag,
+                role: role as u32,
+                reserved: 0,
+            });
+            devices.push(dev);
+        }
+        let alloc = Allocator::new(ag_layouts(&configs));
+        let mut chain_phys = Vec::new();
+        let log_index = configs.iter().position(|c| c.role == DeviceRole::Log as u32);
+        if let Some(li) = log_index {
+            let (start, end) = data_area(configs[li].size_bytes);
+            let each = (end - start) / u64::from(chains) / SECTOR_BYTES * SECTOR_BYTES;
+            for c in 0..u64::from(chains) {
+                chain_phys.push(LogChainPhys {
+                    region_offset_bytes: start + c * each,
+                    region_bytes: each,
+                    device: u16::try_from(li).expect("device index fits"),
+                    ..LogChainPhys::default()
+                });
+            }
+        } else {
+            let max_chain = (alloc.capacity_bytes() / 16 / u64::from(chains))
+                .min(configs[0].ag_bytes / 2)
+                / SECTOR_BYTES
+                * SECTOR_BYTES;
+            let each = options.log_chain_bytes.min(max_chain).max(SECTOR_BYTES * 64);
+            let mut hint = 0;
+            for _ in 0..chains {
+                let extent = alloc.allocate(&mut hint, each).ok_or(PoolError::NoSpace)?;
+                hint += 1;
+                chain_phys.push(LogChainPhys {
+                    region_offset_bytes: extent.offset_bytes,
+                    region_bytes: extent.len_bytes,
+                    device: extent.device,
+                    ..LogChainPhys::default()
+                });
+            }
+        }
+        let devs = DeviceSet::new(devices);
+        write_labels(&devs, &configs, guid, &options.name).await?;
+        let pool = Pool::assemble(
+            guid,
+            options.name.clone(),
+            options.tunables.clone(),
+            options.reserve_percent,
+            devs,
+            configs,
+            alloc,
+            Meta { next_id: 1, dirty: true, ..Meta::default() },
+            Zil::new(guid, &chain_phys),
+            1,
+            0,
+            1,
+        );
+        pool.sync_txg().await?;
+        Ok(pool)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        guid: u64,
+        name: String,
+        tunables: PoolTunables,
+        reserve_percent: u32,
+        devs: DeviceSet,
+        device_configs: Vec<DeviceConfig>,
+        alloc: Allocator,
+        meta: Meta,
+        zil: Zil,
+        open_txg: u64,
+        durable_txg: u64,
+        next_record_sequence: u64,
+    ) -> Arc<Pool> {
+        let cache = BlockCache::new(tunables.cache_bytes, tunables.cache_slices);
+        Arc::new_cyclic(|weak| {
+            let txg = TxgState::default();
+            txg.open_txg.store(open_txg, Ordering::SeqCst);
+            txg.durable_txg.store(durable_txg, Ordering::SeqCst);
+            txg.next_record_sequence.store(next_record_sequence, Ordering::SeqCst);
+            Pool {
+                guid,
+                name,
+                tunables,
+                reserve_percent,
+                devs,
+                device_configs,
+                alloc,
+                cache,
+                meta: Mutex::new(meta),
+                heads: Mutex::new(BTreeMap::new()),
+                txg,
+                zil,
+                stats: PoolStats::default(),
+                suspended: AtomicBool::new(false),
+                reserved_unused_bytes: AtomicU64::new(0),
+                self_ref: weak.clone(),
+            }
+        })
+    }
+
+    /// Imports the pool on `devices` (every data device and the log device, in any order):
+    /// picks the newest valid uberblock, loads the metadata, replays the intent log.
+    ///
+    /// # Errors
+    /// [`PoolError::IncompatibleVersion`] naming both versions, [`PoolError::NotAPool`],
+    /// [`PoolError::DeviceMismatch`], [`PoolError::Corrupt`], or a device error.
+    pub async fn import(devices: Vec<Arc<dyn BlockDevice>>, tunables: PoolTunables) -> PoolResult<Arc<Pool>> {
+        let mut labels = Vec::new();
+        for dev in &devices {
+            labels.push(read_label(dev.as_ref()).await?);
+        }
+        let first = labels.first().ok_or_else(|| PoolError::NotAPool("no devices".into()))?;
+        let guid = first.pool_guid;
+        let configs = first.device_list().to_vec();
+        if configs.len() != devices.len() {
+            return Err(PoolError::DeviceMismatch(format!(
+                "pool has {} devices, {} given",
+                configs.len(),
+                devices.len()
+            )));
+        }
+        let mut ordered: Vec<Option<Arc<dyn BlockDevice>>> = vec![None; configs.len()];
+        for (label, dev) in labels.iter().zip(devices) {
+            let index = label.device_index as usize;
+            if label.pool_guid != guid
+                || index >= configs.len()
+                || configs[index].guid != label.device_guid
+                || ordered[index].is_some()
+            {
+                return Err(PoolError::DeviceMismatch(format!(
+                    "device {} does not belong to pool {guid:#x}",
+                    dev.info().name
+                )));
+            }
+            ordered[index] = Some(dev);
+        }
+        let devs = DeviceSet::new(ordered.into_iter().map(|d| d.expect("every index filled")).collect());
+        let name = crate::format::decode_name(&first.pool_name);
+        let ubs = read_uberblocks(&devs, &configs, guid).await?;
+        let mut last_err = PoolError::NotAPool("no valid uberblock".into());
+        for ub in ubs {
+            match Pool::load(&devs, &configs, &ub).await {
+                Ok(loaded) => {
+                    let pool = Pool::assemble(
+                        guid,
+                        name,
+                        tunables,
+                        loaded.root.reserve_percent,
+                        devs,
+                        configs,
+                        loaded.alloc,
+                        loaded.meta,
+                        Zil::new(guid, loaded.root.chains()),
+                        ub.txg + 1,
+                        ub.txg,
+                        loaded.root.next_record_sequence,
+                    );
+                    pool.open_heads();
+                    pool.replay_log(ub.txg).await?;
+                    return Ok(pool);
+                }
+                Err(e @ PoolError::IncompatibleVersion { .. }) => return Err(e),
+                Err(e) => last_err = e,
+            }
+        }
+        Err(last_err)
+    }
+
+    async fn load(devs: &DeviceSet, configs: &[DeviceConfig], ub: &Uberblock) -> PoolResult<Loaded> {
+        let corrupt = |what: &'static str| {
+            move |e: BlockReadError| match e {
+                BlockReadError::Io(io) => PoolError::Io(io),
+                BlockReadError::Checksum => PoolError::Corrupt(format!("{what} failed its checksum")),
+            }
+        };
+        let (bytes, root_extents) = read_object(devs, &ub.root).await.map_err(corrupt("pool root"))?;
+        let root = PoolRootPhys::decode(&bytes)?;
+        let alloc = Allocator::new(ag_layouts(configs));
+        if root.ag_count as usize != alloc.group_count() {
+            return Err(PoolError::Corrupt("allocation group count".into()));
+        }
+        let (table, table_extents) =
+            read_object(devs, &root.space_map_table).await.map_err(corrupt("space map table"))?;
+        let pointers = crate::dataset::decode_deadlist(&table)?;
+        if pointers.len() != alloc.group_count() {
+            return Err(PoolError::Corrupt("space map table length".into()));
+        }
+        for (i, bp) in pointers.iter().enumerate() {
+            let units = alloc.layout(i).len_bytes / SECTOR_BYTES;
+            let (image, extents) = read_object(devs, bp).await.map_err(corrupt("space map"))?;
+            let map = SpaceMap::decode(units, &image)
+                .ok_or_else(|| PoolError::Corrupt(format!("space map {i}")))?;
+            alloc.load_group(i, map, *bp, extents);
+        }
+        let (dir_bytes, dir_extents) =
+            read_object(devs, &root.directory).await.map_err(corrupt("directory"))?;
+        let mut meta = Meta {
+            next_id: root.next_dataset_id,
+            directory: StoredObject { bp: root.directory, extents: dir_extents },
+            space_map_table: StoredObject { bp: root.space_map_table, extents: table_extents },
+            root: StoredObject { bp: ub.root, extents: root_extents },
+            ..Meta::default()
+        };
+        for entry in decode_directory(&dir_bytes)? {
+            let (bytes, extents) = read_object(devs, &entry.object).await.map_err(corrupt("dataset"))?;
+            let (phys, roots) = decode_dataset(&bytes)?;
+            let (deadlist, deadlist_object) = if phys.deadlist.is_hole() {
+                (Vec::new(), StoredObject::none())
+            } else {
+                let (bytes, extents) =
+                    read_object(devs, &phys.deadlist).await.map_err(corrupt("deadlist"))?;
+                (decode_deadlist(&bytes)?, StoredObject { bp: phys.deadlist, extents })
+            };
+            meta.datasets.insert(
+                phys.id,
+                DatasetMeta {
+                    phys,
+                    roots,
+                    object: StoredObject { bp: entry.object, extents },
+                    deadlist,
+                    deadlist_object,
+                    dirty: false,
+                    deadlist_dirty: false,
+                },
+            );
+        }
+        Ok(Loaded { root, alloc, meta })
+    }
+
+    /// Builds the in-memory volumes of every head dataset after import.
+    fn open_heads(&self) {
+        let meta = lock(&self.meta);
+        let open_txg = self.txg.open_txg.load(Ordering::SeqCst);
+        let mut heads = lock(&self.heads);
+        for ds in meta.datasets.values().filter(|d| d.kind() == DatasetKind::Volume) {
+            heads.insert(ds.phys.id, Arc::new(VolumeShared::new(&ds.phys, &ds.roots, open_txg)));
+        }
+    }
+
+    /// Commits every change so far, then refuses further changes.
+    ///
+    /// # Errors
+    /// The txg sync's error.
+    pub async fn export(&self) -> PoolResult<()> {
+        self.sync_txg().await?;
+        self.suspended.store(true, Ordering::SeqCst);
+        self.txg.kick.wake_all();
+        Ok(())
+    }
+
+    /// Pool name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Pool identity.
+    #[must_use]
+    pub fn guid(&self) -> u64 {
+        self.guid
+    }
+
+    /// Newest durable txg.
+    #[must_use]
+    pub fn durable_txg(&self) -> u64 {
+        self.txg.durable_txg.load(Ordering::SeqCst)
+    }
+
+    /// Blocks that failed their checksum on read.
+    #[must_use]
+    pub fn checksum_errors(&self) -> u64 {
+        self.devs.stats.checksum_errors.load(Ordering::Relaxed)
+    }
+
+    /// The read cache.
+    #[must_use]
+    pub fn cache(&self) -> &BlockCache {
+        &self.cache
+    }
+
+    /// Bytes of data space.
+    #[must_use]
+    pub fn capacity_bytes(&self) -> u64 {
+        self.alloc.capacity_bytes()
+    }
+
+    /// Bytes free now (frees waiting for their txg not counted).
+    #[must_use]
+    pub fn free_bytes(&self) -> u64 {
+        self.alloc.free_bytes()
+    }
+
+    pub(crate) fn arc(&self) -> Arc<Pool> {
+        self.self_ref.upgrade().expect("a pool is only used through its Arc")
+    }
+
+    pub(crate) fn check_live(&self) -> PoolResult<()> {
+        if self.suspended.load(Ordering::SeqCst) {
+            Err(PoolError::Suspended)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Creates a volume and commits it.
+    ///
+    /// # Errors
+    /// [`PoolError::AlreadyExists`], [`PoolError::InvalidConfig`] for a bad layout,
+    /// [`PoolError::NoSpace`] when a thick volume's reservation does not fit.
+    pub async fn create_volume(&self, name: &str, options: &VolumeOptions) -> PoolResult<PoolVolume> {
+        self.check_live()?;
+        let layout = VolumeLayout {
+            logical_block_bytes: options.logical_block_bytes,
+            volblock_bytes: options.volblock_bytes,
+            stripe_bytes: options.stripe_bytes,
+            partition_count: options.partition_count,
+            capacity_bytes: options.capacity_bytes,
+        };
+        if !layout.is_valid() {
+            return Err(PoolError::InvalidConfig(format!("volume layout {layout:?}")));
+        }
+        let field = name_field(name)?;
+        if name.contains('@') {
+            return Err(PoolError::InvalidConfig("volume names cannot contain '@'".into()));
+        }
+        let shared = {
+            let mut meta = lock(&self.meta);
+            if meta.find(name).is_some() {
+                return Err(PoolError::AlreadyExists(name.into()));
+            }
+            if options.thick && self.unreserved_bytes(&meta) < options.capacity_bytes {
+                return Err(PoolError::NoSpace);
+            }
+            let id = meta.next_id;
+            meta.next_id += 1;
+            let height = height_for(layout.blocks_per_partition());
+            let phys = DatasetPhys {
+                magic: DATASET_MAGIC,
+                id,
+                kind: DatasetKind::Volume as u32,
+                partition_count: layout.partition_count,
+                volblock_bytes: layout.volblock_bytes,
+                logical_block_bytes: layout.logical_block_bytes,
+                stripe_bytes: u64::from(layout.stripe_bytes),
+                capacity_bytes: layout.capacity_bytes,
+                creation_txg: self.txg.open_txg.load(Ordering::SeqCst),
+                reservation_bytes: if options.thick { options.capacity_bytes } else { 0 },
+                flags: if options.thick { DATASET_FLAG_THICK } else { 0 },
+                name: field,
+                ..Zeroable::zeroed()
+            };
+            let roots = vec![
+                PartitionRoot { height: u64::from(height), ..Zeroable::zeroed() };
+                layout.partition_count as usize
+            ];
+            let shared =
+                Arc::new(VolumeShared::new(&phys, &roots, self.txg.open_txg.load(Ordering::SeqCst)));
+            meta.datasets.insert(
+                id,
+                DatasetMeta {
+                    phys,
+                    roots: Vec::new(),
+                    object: StoredObject::none(),
+                    deadlist: Vec::new(),
+                    deadlist_object: StoredObject::none(),
+                    dirty: true,
+                    deadlist_dirty: false,
+                },
+            );
+            meta.dirty = true;
+            lock(&self.heads).insert(id, Arc::clone(&shared));
+            shared
+        };
+        self.sync_txg().await?;
+        Ok(PoolVolume::new(self.arc(), shared))
+    }
+
+    /// Opens volume `name`.
+    ///
+    /// # Errors
+    /// [`PoolError::NotFound`].
+    pub fn open_volume(&self, name: &str) -> PoolResult<PoolVolume> {
+        self.check_live()?;
+        let meta = lock(&self.meta);
+        let ds = meta.find(name).ok_or_else(|| PoolError::NotFound(name.into()))?;
+        if ds.kind() != DatasetKind::Volume {
+            return Err(PoolError::NotFound(name.into()));
+        }
+        let shared = lock(&self.heads)
+            .get(&ds.phys.id)
+            .cloned()
+            .ok_or_else(|| PoolError::NotFound(name.into()))?;
+        Ok(PoolVolume::new(self.arc(), shared))
+    }
+
+    /// Names of every dataset (volumes, and snapshots as `volume@snapshot`).
+    #[must_use]
+    pub fn list(&self) -> Vec<String> {
+        lock(&self.meta).datasets.values().map(DatasetMeta::name).collect()
+    }
+
+    /// Grows volume `name` to `capacity_bytes`.
+    ///
+    /// # Errors
+    /// [`PoolError::NotFound`], [`PoolError::InvalidConfig`] when shrinking.
+    pub async fn grow_volume(&self, name: &str, capacity_bytes: u64) -> PoolResult<()> {
+        self.check_live()?;
+        {
+            let mut meta = lock(&self.meta);
+            let unreserved = self.unreserved_bytes(&meta);
+            let ds = meta
+                .datasets
+                .values_mut()
+                .find(|d| d.name() == name && d.kind() == DatasetKind::Volume)
+                .ok_or_else(|| PoolError::NotFound(name.into()))?;
+            let mut layout = ds.phys.layout();
+            if capacity_bytes < layout.capacity_bytes
+                || capacity_bytes % u64::from(layout.logical_block_bytes) != 0
+            {
+                return Err(PoolError::InvalidConfig("volumes only grow, by whole blocks".into()));
+            }
+            if ds.phys.flags & DATASET_FLAG_THICK != 0 {
+                let extra = capacity_bytes - layout.capacity_bytes;
+                if unreserved < extra {
+                    return Err(PoolError::NoSpace);
+                }
+                ds.phys.reservation_bytes = capacity_bytes;
+            }
+            layout.capacity_bytes = capacity_bytes;
+            ds.phys.capacity_bytes = capacity_bytes;
+            ds.dirty = true;
+            let id = ds.phys.id;
+            meta.dirty = true;
+            if let Some(shared) = lock(&self.heads).get(&id) {
+                shared.grow(&layout);
+            }
+        }
+        self.sync_txg().await?;
+        Ok(())
+    }
+
+    /// Bytes writers may still dirty: free space minus the reserve, dirty data and unused
+    /// reservations of thick volumes.
+    pub(crate) fn unreserved_bytes(&self, meta: &Meta) -> u64 {
+        let reserve = self.alloc.capacity_bytes() / 100 * u64::from(self.reserve_percent);
+        let reservations: u64 = meta
+            .datasets
+            .values()
+            .filter(|d| d.kind() == DatasetKind::Volume && d.phys.reservation_bytes > 0)
+            .map(|d| {
+                let used = lock(&self.heads)
+                    .get(&d.phys.id)
+                    .map_or(0, |h| h.referenced_bytes());
+                d.phys.reservation_bytes.saturating_sub(used)
+            })
+            .sum();
+        self.alloc
+            .free_bytes()
+            .saturating_sub(reserve)
+            .saturating_sub(self.txg.dirty_bytes.load(Ordering::Relaxed))
+            .saturating_sub(reservations)
+    }
+}
+
+struct Loaded {
+    root: PoolRootPhys,
+    alloc: Allocator,
+    meta: Meta,
+}
+
+async fn write_labels(devs: &DeviceSet, configs: &[DeviceConfig], guid: u64, name: &str) -> PoolResult<()> {
+    let pool_name = crate::format::encode_name::<64>(name)
+        .ok_or_else(|| PoolError::InvalidConfig(format!("bad pool name {name:?}")))?;
+    for (index, config) in configs.iter().enumerate() {
+        for l in 0..LABEL_COUNT {
+            let mut label = Label::new();
+            label.label_index = u32::try_from(l).expect("4 labels");
+            label.pool_guid = guid;
+            label.device_guid = config.guid;
+            label.device_index = u32::try_from(index).expect("32 devices");
+            label.device_count = u32::try_from(configs.len()).expect("32 devices");
+            label.device_role = config.role;
+            label.device_bytes = config.size_bytes;
+            label.ag_bytes = config.ag_bytes;
+            label.create_txg = 1;
+            label.pool_name = pool_name;
+            label.devices[..configs.len()].copy_from_slice(configs);
+            // Header plus an empty uberblock ring, in one write.
+            let ring_end = slot_offset_bytes(UBERBLOCK_RING_SLOTS - 1) + UBERBLOCK_SLOT_BYTES;
+            let mut image = IoBuf::zeroed(usize::try_from(ring_end).expect("label fits"));
+            image[..LABEL_HEADER_BYTES].copy_from_slice(&label.encode());
+            let offset = label_offset_bytes(l, config.size_bytes);
+            let dev = u16::try_from(index).expect("32 devices");
+            let (res, _) = devs.write(dev, offset, image).await;
+            res?;
+        }
+    }
+    devs.flush_all().await?;
+    Ok(())
+}
+
+async fn read_label(dev: &dyn BlockDevice) -> PoolResult<Label> {
+    let size = dev.info().size_bytes;
+    let mut err = PoolError::NotAPool(format!("no valid label on {}", dev.info().name));
+    for l in 0..LABEL_COUNT {
+        if size < 4 * LABEL_BYTES {
+            break;
+        }
+        let (res, buf) = dev.read(IoBuf::zeroed(LABEL_HEADER_BYTES), label_offset_bytes(l, size)).await;
+        if res.is_err() {
+            continue;
+        }
+        match Label::decode(&buf) {
+            Ok(label) => return Ok(label),
+            Err(e @ PoolError::IncompatibleVersion { .. }) => err = e,
+            Err(_) => {}
+        }
+    }
+    Err(err)
+}
+
+/// Every valid uberblock of the pool, newest first (duplicates across labels removed).
+async fn read_uberblocks(devs: &DeviceSet, configs: &[DeviceConfig], guid: u64) -> PoolResult<Vec<Uberblock>> {
+    let mut found: BTreeMap<u64, Uberblock> = BTreeMap::new();
+    let mut version_err = None;
+    for (index, config) in configs.iter().enumerate() {
+        let dev = u16::try_from(index).expect("32 devices");
+        for l in 0..LABEL_COUNT {
+            let base = label_offset_bytes(l, config.size_bytes);
+            let ring_len = usize::try_from(UBERBLOCK_RING_SLOTS * UBERBLOCK_SLOT_BYTES).expect("fits");
+            let Ok(ring) = devs.read(dev, base + slot_offset_bytes(0), ring_len).await else { continue };
+            for slot in ring.chunks_exact(UBERBLOCK_SLOT_BYTES as usize) {
+                match Uberblock::decode_slot(slot) {
+                    Ok(Some(ub)) if ub.pool_guid == guid => {
+                        found.entry(ub.txg).or_insert(ub);
+                    }
+                    Ok(_) => {}
+                    Err(e) => version_err = Some(e),
+                }
+            }
+        }
+    }
+    if found.is_empty() {
+        return Err(version_err.unwrap_or_else(|| PoolError::NotAPool("no valid uberblock".into())));
+    }
+    Ok(found.into_values().rev().collect())
+}
+
+/// Writes the uberblock of `ub.txg` into its ring slot of every label of every device.
+pub(crate) async fn write_uberblocks(devs: &DeviceSet, configs: &[DeviceConfig], ub: Uberblock) -> PoolResult<()> {
+    let slot = ub.encode_slot();
+    let mut writes = Vec::new();
+    for (index, config) in configs.iter().enumerate() {
+        let dev = u16::try_from(index).expect("32 devices");
+        for l in 0..LABEL_COUNT {
+            let offset = label_offset_bytes(l, config.size_bytes) + slot_offset_bytes(ub.txg);
+            writes.push(devs.write(dev, offset, IoBuf::from_slice(&slot)));
+        }
+    }
+    for (res, _) in crate::join::join_all(writes).await {
+        res?;
+    }
+    Ok(())
+}
+
+/// Space used by the kind of block a pointer refers to (for inspect and tests).
+#[must_use]
+pub fn block_kind_name(bp: &BlockPointer) -> &'static str {
+    match bp.block_kind() {
+        Some(BlockKind::Data) => "data",
+        Some(BlockKind::Indirect) => "indirect",
+        Some(BlockKind::PoolRoot) => "pool root",
+        Some(BlockKind::Directory) => "directory",
+        Some(BlockKind::Dataset) => "dataset",
+        Some(BlockKind::SpaceMapTable) => "space map table",
+        Some(BlockKind::SpaceMap) => "space map",
+        Some(BlockKind::FreeList) => "free list",
+        Some(BlockKind::DeadList) => "deadlist",
+        Some(BlockKind::ChunkIndex) => "chunk index",
+        Some(BlockKind::None) | None => "unknown",
+    }
+}

@@ -1,0 +1,95 @@
+//! The pool root object: what an uberblock points at (docs/format.md §Pool root).
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::block_pointer::BlockPointer;
+use crate::error::{PoolError, PoolResult};
+
+/// "FERRROOT".
+pub const POOL_ROOT_MAGIC: u64 = u64::from_le_bytes(*b"FERRROOT");
+
+/// Largest number of intent-log chains.
+pub const MAX_LOG_CHAINS: usize = 16;
+
+/// Where one intent-log chain lives and where its live part starts, 64 bytes.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq, Default)]
+pub struct LogChainPhys {
+    /// First byte of the chain's circular region.
+    pub region_offset_bytes: u64,
+    /// Length of the region.
+    pub region_bytes: u64,
+    /// Offset (inside the region) of the oldest log block that may hold records newer than
+    /// this txg.
+    pub head_offset_bytes: u64,
+    /// Sequence number that block must carry.
+    pub head_sequence: u64,
+    /// Device holding the region.
+    pub device: u16,
+    /// Reserved, zero.
+    pub reserved0: [u8; 6],
+    /// Reserved, zero.
+    pub reserved: [u64; 3],
+}
+
+const _: () = assert!(std::mem::size_of::<LogChainPhys>() == 64);
+
+/// The pool root, 2048 bytes.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq)]
+pub struct PoolRootPhys {
+    /// [`POOL_ROOT_MAGIC`].
+    pub magic: u64,
+    /// Txg this root belongs to.
+    pub txg: u64,
+    /// Next dataset id to hand out.
+    pub next_dataset_id: u64,
+    /// Next intent-log record sequence number.
+    pub next_record_sequence: u64,
+    /// Number of allocation groups (entries of the space-map table).
+    pub ag_count: u32,
+    /// Number of chains in `log_chains`.
+    pub log_chain_count: u32,
+    /// Percent of the pool kept free (over-provisioning reserve).
+    pub reserve_percent: u32,
+    /// Reserved, zero.
+    pub reserved0: u32,
+    /// The directory object.
+    pub directory: BlockPointer,
+    /// The space-map table object (one block pointer per allocation group).
+    pub space_map_table: BlockPointer,
+    /// Intent-log chains.
+    pub log_chains: [LogChainPhys; MAX_LOG_CHAINS],
+    /// Reserved, zero.
+    pub reserved: [u64; 32],
+    /// Reserved, zero.
+    pub reserved2: [u64; 8],
+    /// Reserved, zero.
+    pub reserved3: [u64; 2],
+}
+
+const _: () = assert!(std::mem::size_of::<PoolRootPhys>() == 1536);
+
+impl PoolRootPhys {
+    /// Decodes and validates a pool root object.
+    ///
+    /// # Errors
+    /// [`PoolError::Corrupt`] when it is too short or has a wrong magic or counts.
+    pub fn decode(bytes: &[u8]) -> PoolResult<PoolRootPhys> {
+        let size = std::mem::size_of::<PoolRootPhys>();
+        if bytes.len() < size {
+            return Err(PoolError::Corrupt("pool root too short".into()));
+        }
+        let root: PoolRootPhys = bytemuck::pod_read_unaligned(&bytes[..size]);
+        if root.magic != POOL_ROOT_MAGIC || root.log_chain_count as usize > MAX_LOG_CHAINS {
+            return Err(PoolError::Corrupt("pool root magic or log chain count".into()));
+        }
+        Ok(root)
+    }
+
+    /// The chains in use.
+    #[must_use]
+    pub fn chains(&self) -> &[LogChainPhys] {
+        &self.log_chains[..self.log_chain_count as usize]
+    }
+}

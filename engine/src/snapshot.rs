@@ -1,0 +1,292 @@
+//! Snapshots and clones: instant (a snapshot records the partition roots at a txg; nothing is
+//! copied), rollback to the newest snapshot, destroy, and space accounting from deadlists
+//! (docs/format.md §Datasets).
+//!
+//! Block ownership follows birth txgs: a block born after a volume's newest snapshot belongs
+//! to the volume alone and is freed when the volume kills it; an older one is still held by a
+//! snapshot and goes to the volume's deadlist. Taking a snapshot hands the volume's deadlist to
+//! the snapshot. Destroying a snapshot frees the blocks on the next dataset's deadlist that were
+//! born after the previous snapshot (only the destroyed one held them).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::block_pointer::BlockPointer;
+use crate::dataset::{name_field, DatasetKind};
+use crate::error::{PoolError, PoolResult};
+use crate::meta::{DatasetMeta, Meta, MetaOp};
+use crate::object::StoredObject;
+use crate::pool::{lock, Pool};
+use crate::txg::blocks_born_after;
+use crate::volume::{PoolVolume, VolumeShared};
+
+/// Space figures of a volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SpaceFigures {
+    /// Data bytes the volume's synced trees reference.
+    pub referenced_bytes: u64,
+    /// Bytes only the volume's snapshots hold (freed by destroying all of them).
+    pub snapshots_used_bytes: u64,
+    /// `referenced_bytes + snapshots_used_bytes`.
+    pub used_bytes: u64,
+    /// Snapshots of the volume.
+    pub snapshot_count: u64,
+}
+
+fn volume_id(meta: &Meta, name: &str) -> PoolResult<u64> {
+    meta.find(name)
+        .filter(|d| d.kind() == DatasetKind::Volume)
+        .map(|d| d.phys.id)
+        .ok_or_else(|| PoolError::NotFound(name.into()))
+}
+
+fn snapshot_meta<'a>(meta: &'a Meta, full_name: &str) -> PoolResult<&'a DatasetMeta> {
+    meta.find(full_name)
+        .filter(|d| d.kind() == DatasetKind::Snapshot)
+        .ok_or_else(|| PoolError::NotFound(full_name.into()))
+}
+
+impl Pool {
+    /// Takes snapshot `volume@snapshot` of everything written to `volume` before the call.
+    ///
+    /// # Errors
+    /// [`PoolError::NotFound`], [`PoolError::AlreadyExists`], a txg sync error.
+    pub async fn snapshot(&self, volume: &str, snapshot: &str) -> PoolResult<()> {
+        self.check_live()?;
+        let full = format!("{volume}@{snapshot}");
+        name_field(&full)?;
+        if snapshot.contains('@') || snapshot.is_empty() {
+            return Err(PoolError::InvalidConfig(format!("bad snapshot name {snapshot:?}")));
+        }
+        {
+            let mut meta = lock(&self.meta);
+            let volume_id = volume_id(&meta, volume)?;
+            let queued = meta.ops.iter().any(|op| matches!(op, MetaOp::Snapshot { name, .. } if *name == full));
+            if meta.find(&full).is_some() || queued {
+                return Err(PoolError::AlreadyExists(full));
+            }
+            let snapshot_id = meta.next_id;
+            meta.next_id += 1;
+            meta.ops.push(MetaOp::Snapshot { volume_id, snapshot_id, name: full });
+        }
+        self.sync_txg().await?;
+        Ok(())
+    }
+
+    /// Snapshots of `volume`, oldest first (full names).
+    ///
+    /// # Errors
+    /// [`PoolError::NotFound`].
+    pub fn snapshots(&self, volume: &str) -> PoolResult<Vec<String>> {
+        let meta = lock(&self.meta);
+        let id = volume_id(&meta, volume)?;
+        Ok(meta.snapshots_of(id).iter().map(|d| d.name()).collect())
+    }
+
+    /// Creates volume `new_volume` from snapshot `snapshot` (`volume@snap`). Instant: the
+    /// clone shares every block with the snapshot.
+    ///
+    /// # Errors
+    /// [`PoolError::NotFound`], [`PoolError::AlreadyExists`], a txg sync error.
+    pub async fn clone_snapshot(&self, snapshot: &str, new_volume: &str) -> PoolResult<PoolVolume> {
+        self.check_live()?;
+        let field = name_field(new_volume)?;
+        if new_volume.contains('@') {
+            return Err(PoolError::InvalidConfig("volume names cannot contain '@'".into()));
+        }
+        let shared = {
+            let mut meta = lock(&self.meta);
+            if meta.find(new_volume).is_some() {
+                return Err(PoolError::AlreadyExists(new_volume.into()));
+            }
+            let snap = snapshot_meta(&meta, snapshot)?.clone();
+            let id = meta.next_id;
+            meta.next_id += 1;
+            let open_txg = self.txg.open_txg.load(Ordering::SeqCst);
+            let mut phys = snap.phys;
+            phys.id = id;
+            phys.kind = DatasetKind::Volume as u32;
+            phys.parent_id = 0;
+            phys.origin_id = snap.phys.id;
+            phys.prev_snap_txg = snap.phys.creation_txg;
+            phys.creation_txg = open_txg;
+            phys.deadlist = BlockPointer::HOLE;
+            phys.name = field;
+            let shared = Arc::new(VolumeShared::new(&phys, &snap.roots, open_txg));
+            meta.datasets.insert(
+                id,
+                DatasetMeta {
+                    phys,
+                    roots: Vec::new(),
+                    object: StoredObject::none(),
+                    deadlist: Vec::new(),
+                    deadlist_object: StoredObject::none(),
+                    dirty: true,
+                    deadlist_dirty: false,
+                },
+            );
+            meta.dirty = true;
+            lock(&self.heads).insert(id, Arc::clone(&shared));
+            shared
+        };
+        self.sync_txg().await?;
+        Ok(PoolVolume::new(self.arc(), shared))
+    }
+
+    /// Rolls `volume` back to its newest snapshot `snapshot` (`volume@snap`): changes made
+    /// since are discarded.
+    ///
+    /// # Errors
+    /// [`PoolError::NotFound`], [`PoolError::Busy`] when newer snapshots exist.
+    pub async fn rollback(&self, snapshot: &str) -> PoolResult<()> {
+        self.check_live()?;
+        {
+            let mut meta = lock(&self.meta);
+            let snap = snapshot_meta(&meta, snapshot)?;
+            let (snapshot_id, volume_id) = (snap.phys.id, snap.phys.parent_id);
+            let newest = meta.snapshots_of(volume_id).last().map(|d| d.phys.id);
+            if newest != Some(snapshot_id) {
+                return Err(PoolError::Busy(format!("{snapshot} is not the newest snapshot")));
+            }
+            meta.ops.push(MetaOp::Rollback { volume_id, snapshot_id });
+        }
+        self.sync_txg().await?;
+        Ok(())
+    }
+
+    /// Destroys snapshot `snapshot` (`volume@snap`).
+    ///
+    /// # Errors
+    /// [`PoolError::NotFound`], [`PoolError::Busy`] when a clone depends on it.
+    pub async fn destroy_snapshot(&self, snapshot: &str) -> PoolResult<()> {
+        self.check_live()?;
+        {
+            let mut meta = lock(&self.meta);
+            let id = snapshot_meta(&meta, snapshot)?.phys.id;
+            if !meta.clones_of(id).is_empty() {
+                return Err(PoolError::Busy(format!("{snapshot} has clones")));
+            }
+            meta.ops.push(MetaOp::DestroySnapshot { snapshot_id: id });
+        }
+        self.sync_txg().await?;
+        Ok(())
+    }
+
+    /// Destroys volume `volume` (it must have no snapshots).
+    ///
+    /// # Errors
+    /// [`PoolError::NotFound`], [`PoolError::Busy`] when it has snapshots.
+    pub async fn destroy_volume(&self, volume: &str) -> PoolResult<()> {
+        self.check_live()?;
+        {
+            let mut meta = lock(&self.meta);
+            let id = volume_id(&meta, volume)?;
+            if !meta.snapshots_of(id).is_empty() {
+                return Err(PoolError::Busy(format!("{volume} has snapshots")));
+            }
+            if let Some(shared) = lock(&self.heads).get(&id) {
+                shared.destroyed.store(true, Ordering::SeqCst);
+            }
+            meta.ops.push(MetaOp::DestroyVolume { volume_id: id });
+        }
+        self.sync_txg().await?;
+        Ok(())
+    }
+
+    /// Exactly how many bytes destroying every snapshot in `snapshots` (full names) would free.
+    ///
+    /// # Errors
+    /// [`PoolError::NotFound`] for an unknown snapshot.
+    pub fn destroy_would_free(&self, snapshots: &[&str]) -> PoolResult<u64> {
+        let meta = lock(&self.meta);
+        let mut chosen = std::collections::HashSet::new();
+        let mut volumes = std::collections::BTreeSet::new();
+        for name in snapshots {
+            let s = snapshot_meta(&meta, name)?;
+            chosen.insert(s.phys.id);
+            volumes.insert(s.phys.parent_id);
+        }
+        let mut total = 0;
+        for volume in volumes {
+            total += freed_in_timeline(&meta, volume, &chosen);
+        }
+        Ok(total)
+    }
+
+    /// Space figures of `volume`.
+    ///
+    /// # Errors
+    /// [`PoolError::NotFound`].
+    pub fn space(&self, volume: &str) -> PoolResult<SpaceFigures> {
+        let meta = lock(&self.meta);
+        let id = volume_id(&meta, volume)?;
+        let referenced_bytes = lock(&self.heads).get(&id).map_or(0, |h| h.referenced_bytes());
+        let snaps: std::collections::HashSet<u64> =
+            meta.snapshots_of(id).iter().map(|d| d.phys.id).collect();
+        let snapshots_used_bytes = freed_in_timeline(&meta, id, &snaps);
+        Ok(SpaceFigures {
+            referenced_bytes,
+            snapshots_used_bytes,
+            used_bytes: referenced_bytes + snapshots_used_bytes,
+            snapshot_count: snaps.len() as u64,
+        })
+    }
+
+    /// Data bytes `volume` has written (and synced) since snapshot `snapshot` (`volume@snap`).
+    ///
+    /// # Errors
+    /// [`PoolError::NotFound`], or a read error while walking the trees.
+    pub async fn written_since(&self, snapshot: &str) -> PoolResult<u64> {
+        let (volume_id, since, volblock) = {
+            let meta = lock(&self.meta);
+            let s = snapshot_meta(&meta, snapshot)?;
+            (s.phys.parent_id, s.phys.creation_txg, u64::from(s.phys.volblock_bytes))
+        };
+        let head = lock(&self.heads).get(&volume_id).cloned().ok_or_else(|| PoolError::NotFound(snapshot.into()))?;
+        let roots: Vec<BlockPointer> = head.partitions.iter().map(|p| lock(p).root).collect();
+        let mut blocks = 0;
+        for root in roots {
+            blocks += blocks_born_after(self, root, since).await?.iter().filter(|b| b.level == 0).count() as u64;
+        }
+        Ok(blocks * volblock)
+    }
+
+    /// Snapshot dataset headers of the pool (for inspect).
+    #[must_use]
+    pub fn dataset_headers(&self) -> Vec<crate::dataset::DatasetPhys> {
+        lock(&self.meta).datasets.values().map(|d| d.phys).collect()
+    }
+}
+
+/// Bytes freed by destroying the snapshots `chosen` of `volume`: every deadlist entry whose
+/// holders (the snapshots from the first one at or after its birth up to the one before the
+/// dataset that killed it) are all chosen, and which no clone origin holds.
+fn freed_in_timeline(meta: &Meta, volume: u64, chosen: &std::collections::HashSet<u64>) -> u64 {
+    let snaps = meta.snapshots_of(volume);
+    let origin_txg = meta
+        .datasets
+        .get(&volume)
+        .and_then(|v| meta.datasets.get(&v.phys.origin_id))
+        .map_or(0, |o| o.phys.creation_txg);
+    // prefix[k] = chosen snapshots among snaps[..k].
+    let mut prefix = vec![0usize; snaps.len() + 1];
+    for (k, s) in snaps.iter().enumerate() {
+        prefix[k + 1] = prefix[k] + usize::from(chosen.contains(&s.phys.id));
+    }
+    let head = meta.datasets.get(&volume);
+    let mut total = 0;
+    let timeline = snaps.iter().copied().chain(head);
+    for (k, ds) in timeline.enumerate() {
+        for bp in &ds.deadlist {
+            if bp.birth_txg <= origin_txg {
+                continue;
+            }
+            let first = snaps[..k].partition_point(|s| s.phys.creation_txg < bp.birth_txg);
+            if first < k && prefix[k] - prefix[first] == k - first {
+                total += u64::from(bp.physical_bytes);
+            }
+        }
+    }
+    total
+}
+

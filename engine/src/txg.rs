@@ -1,0 +1,793 @@
+//! Transaction groups: the coordinator that turns dirty partitions into a new, durable pool
+//! state (docs/format.md §Txg sync).
+//!
+//! One sync runs at a time (the sync lock). It *quiesces* (bumps the open txg and freezes every
+//! partition's open dirty set, under each partition's lock), writes the frozen data blocks
+//! copy-on-write at newly allocated places in large coalesced writes, rewrites the touched
+//! indirect blocks bottom-up, the dataset objects, the directory and the changed space maps,
+//! then the pool root; flushes every device; writes the uberblock into every label's ring and
+//! flushes again. Only then are the new roots installed in memory, the txg's frees released to
+//! the allocator and the intent log trimmed.
+//!
+//! Syncs are started by [`Pool::sync_txg`] (tests, the simulator, metadata operations), by a
+//! writer throttled past the dirty limit, by `flush` after async writes, and by the background
+//! syncer ([`Pool::start_syncer`]) on an interval or past the dirty threshold.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use drivers::buffer::IoBuf;
+
+use crate::block_pointer::{BlockKind, BlockPointer, Extent, CHECKSUM_XXH3_128};
+use crate::block_tree::{load_indirect, PendingWrite, TreeUpdate};
+use crate::dataset::{encode_dataset, DatasetKind, DirectoryEntry, PartitionRoot};
+use crate::error::{PoolError, PoolResult};
+use crate::format::checksum;
+use crate::join::join_all;
+use crate::meta::{DatasetMeta, Meta, MetaOp};
+use crate::object::{write_object, ObjectPlan, StoredObject};
+use crate::partition::{DirtyBlock, DirtySet};
+use crate::pool::{lock, write_uberblocks, Pool};
+use crate::pool_root::{PoolRootPhys, POOL_ROOT_MAGIC};
+use crate::uberblock::Uberblock;
+use crate::vdev::BlockReadError;
+use crate::volume::VolumeShared;
+
+/// Largest coalesced device write of a sync.
+const MAX_WRITE_BYTES: u64 = 1 << 20;
+/// Device writes a sync keeps in flight.
+const WRITE_CONCURRENCY: usize = 32;
+
+fn read_err(e: BlockReadError) -> PoolError {
+    match e {
+        BlockReadError::Io(io) => PoolError::Io(io),
+        BlockReadError::Checksum => PoolError::Corrupt("block failed its checksum during sync".into()),
+    }
+}
+
+/// One partition frozen for this sync.
+struct PartWork {
+    volume: Arc<VolumeShared>,
+    index: usize,
+    set: Arc<DirtySet>,
+    root: BlockPointer,
+    height: u8,
+    target_height: u8,
+}
+
+/// A partition's new tree.
+struct PartResult {
+    volume: Arc<VolumeShared>,
+    index: usize,
+    root: BlockPointer,
+    height: u8,
+    data_bytes: u64,
+}
+
+/// Blocks of a tree born after `after_txg` (the tree's own blocks when `after_txg` is the
+/// dataset's previous snapshot txg). Subtrees born at or before it are shared and skipped.
+pub(crate) async fn blocks_born_after(
+    pool: &Pool,
+    root: BlockPointer,
+    after_txg: u64,
+) -> PoolResult<Vec<BlockPointer>> {
+    let mut out = Vec::new();
+    let mut stack = vec![root];
+    while let Some(bp) = stack.pop() {
+        if bp.is_hole() || bp.birth_txg <= after_txg {
+            continue;
+        }
+        if bp.level > 0 {
+            let children = load_indirect(&pool.devs, &pool.cache, &bp).await.map_err(read_err)?;
+            stack.extend(children.iter().filter(|c| !c.is_hole()).copied());
+        }
+        out.push(bp);
+    }
+    Ok(out)
+}
+
+impl Pool {
+    /// Adds `delta` bytes to the dirty-data count and wakes the syncer past its threshold.
+    pub(crate) fn account_dirty(&self, delta: i64) {
+        if delta >= 0 {
+            let now = self.txg.dirty_bytes.fetch_add(delta.unsigned_abs(), Ordering::SeqCst)
+                + delta.unsigned_abs();
+            if now > self.tunables.dirty_sync_bytes {
+                self.txg.kick.wake_all();
+            }
+        } else {
+            let _ = self.txg.dirty_bytes.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                Some(v.saturating_sub(delta.unsigned_abs()))
+            });
+        }
+    }
+
+    /// Refuses a write of `len_bytes` when the pool is too full (the over-provisioning
+    /// reserve and thick reservations are kept free).
+    pub(crate) fn admit(&self, len_bytes: u64, thick: bool) -> Result<(), crate::block_volume::VolumeError> {
+        let free = self.alloc.free_bytes();
+        let dirty = self.txg.dirty_bytes.load(Ordering::Relaxed);
+        let reserve = self.alloc.capacity_bytes() / 100 * u64::from(self.reserve_percent);
+        let available = if thick {
+            // A thick volume writes into its reservation; only the reserve is kept.
+            free.saturating_sub(dirty).saturating_sub(reserve / 2)
+        } else {
+            free.saturating_sub(dirty)
+                .saturating_sub(reserve)
+                .saturating_sub(self.reserved_unused_bytes.load(Ordering::Relaxed))
+        };
+        if available < len_bytes.saturating_mul(2) {
+            self.stats.no_space_errors.fetch_add(1, Ordering::Relaxed);
+            return Err(crate::block_volume::VolumeError::NoSpace);
+        }
+        Ok(())
+    }
+
+    /// Makes a writer wait for a txg sync while dirty data is past its limit.
+    pub(crate) async fn throttle(&self) -> PoolResult<()> {
+        if self.txg.dirty_bytes.load(Ordering::SeqCst) > self.tunables.dirty_limit_bytes {
+            self.stats.throttled_writes.fetch_add(1, Ordering::Relaxed);
+            let open = self.txg.open_txg.load(Ordering::SeqCst);
+            self.ensure_durable(open).await?;
+        }
+        Ok(())
+    }
+
+    /// SYNCHRONIZE CACHE: every completed write becomes durable. Writes the intent log covers
+    /// already are; others are covered by a txg sync.
+    pub(crate) async fn flush_async_writes(&self) -> PoolResult<()> {
+        self.check_live()?;
+        let label = self.txg.async_label.load(Ordering::SeqCst);
+        self.ensure_durable(label).await
+    }
+
+    /// Commits the open txg now and returns its number.
+    ///
+    /// # Errors
+    /// A device error; the pool is then suspended.
+    pub async fn sync_txg(&self) -> PoolResult<u64> {
+        self.check_live()?;
+        let _guard = self.txg.sync_lock.lock().await;
+        self.sync_locked().await
+    }
+
+    /// Returns once txg `txg` is durable, syncing if needed.
+    pub(crate) async fn ensure_durable(&self, txg: u64) -> PoolResult<()> {
+        if self.durable_txg() >= txg {
+            return Ok(());
+        }
+        let _guard = self.txg.sync_lock.lock().await;
+        if self.durable_txg() >= txg {
+            return Ok(());
+        }
+        self.check_live()?;
+        self.sync_locked().await.map(|_| ())
+    }
+
+    async fn sync_locked(&self) -> PoolResult<u64> {
+        match self.sync_once().await {
+            Ok(txg) => Ok(txg),
+            Err(e) => {
+                self.suspended.store(true, Ordering::SeqCst);
+                self.txg.synced.wake_all();
+                Err(e)
+            }
+        }
+    }
+
+    /// Freezes every partition's open set. Returns the work and the metadata operations.
+    fn quiesce(&self, txg: u64) -> (Vec<PartWork>, Vec<MetaOp>) {
+        let ops = std::mem::take(&mut lock(&self.meta).ops);
+        self.txg.open_txg.store(txg + 1, Ordering::SeqCst);
+        let heads: Vec<Arc<VolumeShared>> = lock(&self.heads).values().cloned().collect();
+        let mut work = Vec::new();
+        for volume in heads {
+            for (index, m) in volume.partitions.iter().enumerate() {
+                let mut p = lock(m);
+                p.open_txg = txg + 1;
+                if !p.open.is_empty() || p.target_height > p.height {
+                    let set = Arc::new(std::mem::take(&mut p.open));
+                    p.syncing = Some(Arc::clone(&set));
+                    work.push(PartWork {
+                        volume: Arc::clone(&volume),
+                        index,
+                        set,
+                        root: p.root,
+                        height: p.height,
+                        target_height: p.target_height,
+                    });
+                }
+            }
+        }
+        (work, ops)
+    }
+
+    /// Builds one partition's new tree; data and indirect writes are appended to `writes`.
+    async fn sync_partition(
+        &self,
+        work: &PartWork,
+        txg: u64,
+        writes: &mut Vec<PendingWrite>,
+    ) -> PoolResult<(BlockPointer, u8, Vec<BlockPointer>)> {
+        let v = u64::from(work.volume.layout.volblock_bytes);
+        let mut update = TreeUpdate::new(&self.devs, &self.cache, work.root, work.height);
+        if work.target_height > work.height {
+            update.deepen(work.target_height);
+        }
+        let mut punches = work.set.punches.clone();
+        punches.sort_unstable();
+        for (start, end) in punches {
+            update.punch(start, end).await.map_err(read_err)?;
+        }
+        let mut hint = (work.volume.id as usize).wrapping_mul(31).wrapping_add(work.index)
+            % self.alloc.group_count().max(1);
+        for (index, block) in &work.set.blocks {
+            let bp = match block {
+                DirtyBlock::Zero => BlockPointer::HOLE,
+                DirtyBlock::Data(d) => {
+                    let extent = self.alloc.allocate(&mut hint, v).ok_or(PoolError::NoSpace)?;
+                    let bp = BlockPointer {
+                        offset_bytes: extent.offset_bytes,
+                        birth_txg: txg,
+                        checksum: d.checksum,
+                        fill_blocks: 1,
+                        logical_bytes: u32::try_from(v).expect("volblock fits"),
+                        physical_bytes: u32::try_from(v).expect("volblock fits"),
+                        device: extent.device,
+                        kind: BlockKind::Data as u8,
+                        level: 0,
+                        checksum_type: CHECKSUM_XXH3_128,
+                        ..BlockPointer::HOLE
+                    };
+                    writes.push(PendingWrite { extent, data: d.clone(), checksum: d.checksum });
+                    bp
+                }
+            };
+            update.set_leaf(*index, bp).await.map_err(read_err)?;
+        }
+        let height = update.height();
+        let (root, killed, indirect_writes) = update.commit(&self.alloc, &mut hint, txg)?;
+        writes.extend(indirect_writes);
+        Ok((root, height, killed))
+    }
+
+    /// Issues `writes` coalesced into large device writes, verifying every block's checksum
+    /// right before it is copied into the write buffer.
+    async fn write_all(&self, mut writes: Vec<PendingWrite>) -> PoolResult<()> {
+        writes.sort_by_key(|w| (w.extent.device, w.extent.offset_bytes));
+        let mut runs: Vec<(Extent, Vec<usize>)> = Vec::new();
+        for (i, w) in writes.iter().enumerate() {
+            match runs.last_mut() {
+                Some((run, members))
+                    if run.device == w.extent.device
+                        && run.offset_bytes + run.len_bytes == w.extent.offset_bytes
+                        && run.len_bytes + w.extent.len_bytes <= MAX_WRITE_BYTES =>
+                {
+                    run.len_bytes += w.extent.len_bytes;
+                    members.push(i);
+                }
+                _ => runs.push((w.extent, vec![i])),
+            }
+        }
+        let mut futures = Vec::new();
+        for (run, members) in runs {
+            let mut buf = IoBuf::zeroed(usize::try_from(run.len_bytes).expect("run fits"));
+            let mut at = 0usize;
+            for i in members {
+                let w = &writes[i];
+                let bytes = (*w.data).as_ref();
+                assert_eq!(checksum(bytes), w.checksum, "dirty block changed before its write");
+                buf[at..at + bytes.len()].copy_from_slice(bytes);
+                at += usize::try_from(w.extent.len_bytes).expect("extent fits");
+            }
+            futures.push(self.devs.write(run.device, run.offset_bytes, buf));
+            if futures.len() == WRITE_CONCURRENCY {
+                for (res, _) in join_all(std::mem::take(&mut futures)).await {
+                    res?;
+                }
+            }
+        }
+        for (res, _) in join_all(futures).await {
+            res?;
+        }
+        Ok(())
+    }
+
+    /// Routes a pointer the dataset no longer references: freed when the dataset alone held
+    /// it, kept on the deadlist when a snapshot (or the clone origin) still does.
+    fn kill(&self, ds: &mut DatasetMeta, bp: BlockPointer, txg: u64) {
+        if bp.birth_txg > ds.phys.prev_snap_txg {
+            self.alloc.free(bp.extent(), txg);
+        } else {
+            ds.deadlist.push(bp);
+            ds.deadlist_dirty = true;
+        }
+    }
+
+    fn free_object(&self, object: &StoredObject, txg: u64) {
+        for e in &object.extents {
+            self.alloc.free(*e, txg);
+        }
+    }
+
+    /// One txg sync.
+    async fn sync_once(&self) -> PoolResult<u64> {
+        let txg = self.txg.open_txg.load(Ordering::SeqCst);
+        let (mut work, ops) = self.quiesce(txg);
+
+        // Rollbacks and destroys drop the frozen changes of their volumes.
+        let dropped: HashSet<u64> = ops
+            .iter()
+            .filter_map(|op| match op {
+                MetaOp::Rollback { volume_id, .. } | MetaOp::DestroyVolume { volume_id } => Some(*volume_id),
+                _ => None,
+            })
+            .collect();
+        let mut discarded = Vec::new();
+        work.retain(|w| {
+            if dropped.contains(&w.volume.id) {
+                discarded.push((Arc::clone(&w.volume), w.index, w.set.data_bytes));
+                false
+            } else {
+                true
+            }
+        });
+
+        let mut writes = Vec::new();
+        let mut results = Vec::new();
+        let mut kills: Vec<(u64, Vec<BlockPointer>)> = Vec::new();
+        for w in &work {
+            let (root, height, killed) = self.sync_partition(w, txg, &mut writes).await?;
+            kills.push((w.volume.id, killed));
+            results.push(PartResult {
+                volume: Arc::clone(&w.volume),
+                index: w.index,
+                root,
+                height,
+                data_bytes: w.set.data_bytes,
+            });
+        }
+        let data_blocks = writes.iter().filter(|w| w.extent.len_bytes > 0).count() as u64;
+        self.write_all(writes).await?;
+
+        // Metadata: kills, operations, dataset objects, directory.
+        let mut installs: Vec<(Arc<VolumeShared>, usize, BlockPointer, u8)> = Vec::new();
+        let mut destroyed_volumes = Vec::new();
+        self.apply_metadata(txg, &results, kills, &ops, &mut installs, &mut destroyed_volumes).await?;
+        self.commit_space_and_root(txg).await?;
+
+        // Durable: install the new state in memory.
+        for r in &results {
+            let mut p = lock(&r.volume.partitions[r.index]);
+            p.root = r.root;
+            p.height = r.height;
+            p.syncing = None;
+            drop(p);
+            self.account_dirty(-(r.data_bytes as i64));
+        }
+        for (volume, index, bytes) in discarded {
+            lock(&volume.partitions[index]).syncing = None;
+            self.account_dirty(-(bytes as i64));
+        }
+        for (volume, index, root, height) in installs {
+            let mut p = lock(&volume.partitions[index]);
+            p.root = root;
+            p.height = height;
+            p.target_height = p.target_height.max(height);
+        }
+        for id in destroyed_volumes {
+            lock(&self.heads).remove(&id);
+        }
+        self.txg.durable_txg.store(txg, Ordering::SeqCst);
+        self.alloc.txg_durable(txg);
+        self.zil.trim(txg);
+        self.refresh_reservations();
+        self.stats.txgs.fetch_add(1, Ordering::Relaxed);
+        self.stats.data_blocks_written.fetch_add(data_blocks, Ordering::Relaxed);
+        self.txg.synced.wake_all();
+        Ok(txg)
+    }
+
+    /// Roots of every head after this txg's partition updates.
+    fn head_roots(&self, results: &[PartResult]) -> HashMap<u64, Vec<PartitionRoot>> {
+        let heads: Vec<Arc<VolumeShared>> = lock(&self.heads).values().cloned().collect();
+        let mut roots: HashMap<u64, Vec<PartitionRoot>> = heads
+            .iter()
+            .map(|h| {
+                let r = h
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let p = lock(p);
+                        PartitionRoot { root: p.root, height: u64::from(p.height), reserved: [0; 7] }
+                    })
+                    .collect();
+                (h.id, r)
+            })
+            .collect();
+        for r in results {
+            if let Some(v) = roots.get_mut(&r.volume.id) {
+                v[r.index] = PartitionRoot { root: r.root, height: u64::from(r.height), reserved: [0; 7] };
+            }
+        }
+        roots
+    }
+
+    /// Applies kills and metadata operations, then rewrites deadlists, dataset objects and the
+    /// directory. The metadata lock is held only between the (async) object writes.
+    #[allow(clippy::too_many_lines)]
+    async fn apply_metadata(
+        &self,
+        txg: u64,
+        results: &[PartResult],
+        kills: Vec<(u64, Vec<BlockPointer>)>,
+        ops: &[MetaOp],
+        installs: &mut Vec<(Arc<VolumeShared>, usize, BlockPointer, u8)>,
+        destroyed_volumes: &mut Vec<u64>,
+    ) -> PoolResult<()> {
+        let mut head_roots = self.head_roots(results);
+        let heads: Vec<Arc<VolumeShared>> = lock(&self.heads).values().cloned().collect();
+        // Blocks that rollbacks and volume destroys free (walks need device reads, so they run
+        // before the metadata lock is taken).
+        let mut op_frees: Vec<BlockPointer> = Vec::new();
+        for op in ops {
+            if let MetaOp::Rollback { volume_id, .. } | MetaOp::DestroyVolume { volume_id } = op {
+                let prev = lock(&self.meta).datasets.get(volume_id).map_or(0, |d| d.phys.prev_snap_txg);
+                for root in head_roots.get(volume_id).cloned().unwrap_or_default() {
+                    op_frees.extend(blocks_born_after(self, root.root, prev).await?);
+                }
+            }
+        }
+        // Round A: kills and operations; deadlists to write.
+        let mut deadlist_jobs = Vec::new();
+        {
+            let mut meta = lock(&self.meta);
+            for (id, killed) in kills {
+                let Some(ds) = meta.datasets.get_mut(&id) else { continue };
+                ds.dirty = true;
+                for bp in killed {
+                    self.kill(ds, bp, txg);
+                }
+            }
+            for bp in op_frees {
+                self.alloc.free(bp.extent(), txg);
+            }
+            for op in ops {
+                self.apply_op(&mut meta, op, txg, &mut head_roots, &heads, installs, destroyed_volumes)?;
+            }
+            for ds in meta.datasets.values_mut().filter(|d| d.deadlist_dirty) {
+                self.free_object(&ds.deadlist_object, txg);
+                ds.deadlist_object = StoredObject::none();
+                ds.deadlist_dirty = false;
+                ds.dirty = true;
+                if !ds.deadlist.is_empty() {
+                    let bytes: Vec<u8> = bytemuck::cast_slice(&ds.deadlist).to_vec();
+                    let mut hint = self.alloc.next_hint();
+                    let plan = ObjectPlan::allocate(&self.alloc, &mut hint, bytes.len()).ok_or(PoolError::NoSpace)?;
+                    deadlist_jobs.push((ds.phys.id, plan, bytes));
+                }
+            }
+        }
+        let mut written = Vec::new();
+        for (id, plan, bytes) in deadlist_jobs {
+            written.push((id, write_object(&self.devs, plan, BlockKind::DeadList, txg, &bytes).await.map_err(read_err)?));
+        }
+        // Round B: dataset objects to write.
+        let mut dataset_jobs = Vec::new();
+        {
+            let mut meta = lock(&self.meta);
+            for (id, obj) in written {
+                if let Some(ds) = meta.datasets.get_mut(&id) {
+                    ds.deadlist_object = obj;
+                }
+            }
+            for ds in meta.datasets.values_mut().filter(|d| d.dirty) {
+                ds.phys.deadlist = ds.deadlist_object.bp;
+                let roots = match ds.kind() {
+                    DatasetKind::Volume => match head_roots.get(&ds.phys.id) {
+                        Some(r) => r.clone(),
+                        // Created after this sync started: the next txg writes it.
+                        None => continue,
+                    },
+                    DatasetKind::Snapshot => ds.roots.clone(),
+                };
+                let bytes = encode_dataset(&ds.phys, &roots);
+                self.free_object(&ds.object, txg);
+                ds.object = StoredObject::none();
+                ds.dirty = false;
+                let mut hint = self.alloc.next_hint();
+                let plan = ObjectPlan::allocate(&self.alloc, &mut hint, bytes.len()).ok_or(PoolError::NoSpace)?;
+                dataset_jobs.push((ds.phys.id, plan, bytes));
+            }
+            if !dataset_jobs.is_empty() {
+                meta.dirty = true;
+            }
+        }
+        let mut written = Vec::new();
+        for (id, plan, bytes) in dataset_jobs {
+            written.push((id, write_object(&self.devs, plan, BlockKind::Dataset, txg, &bytes).await.map_err(read_err)?));
+        }
+        // Round C: the directory.
+        let job = {
+            let mut meta = lock(&self.meta);
+            for (id, obj) in written {
+                if let Some(ds) = meta.datasets.get_mut(&id) {
+                    ds.object = obj;
+                }
+            }
+            if meta.dirty {
+                meta.dirty = false;
+                let entries: Vec<DirectoryEntry> = meta
+                    .datasets
+                    .values()
+                    .filter(|d| !d.object.bp.is_hole())
+                    .map(|d| DirectoryEntry {
+                        object: d.object.bp,
+                        id: d.phys.id,
+                        parent_id: d.phys.parent_id,
+                        kind: d.phys.kind,
+                        reserved: 0,
+                        reserved2: 0,
+                        name: d.phys.name,
+                    })
+                    .collect();
+                if entries.len() != meta.datasets.len() {
+                    meta.dirty = true;
+                }
+                let old = std::mem::take(&mut meta.directory);
+                self.free_object(&old, txg);
+                let bytes: Vec<u8> = bytemuck::cast_slice(&entries).to_vec();
+                let mut hint = self.alloc.next_hint();
+                let plan = ObjectPlan::allocate(&self.alloc, &mut hint, bytes.len()).ok_or(PoolError::NoSpace)?;
+                Some((plan, bytes))
+            } else {
+                None
+            }
+        };
+        if let Some((plan, bytes)) = job {
+            let obj = write_object(&self.devs, plan, BlockKind::Directory, txg, &bytes).await.map_err(read_err)?;
+            lock(&self.meta).directory = obj;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn apply_op(
+        &self,
+        meta: &mut Meta,
+        op: &MetaOp,
+        txg: u64,
+        head_roots: &mut HashMap<u64, Vec<PartitionRoot>>,
+        heads: &[Arc<VolumeShared>],
+        installs: &mut Vec<(Arc<VolumeShared>, usize, BlockPointer, u8)>,
+        destroyed_volumes: &mut Vec<u64>,
+    ) -> PoolResult<()> {
+        match op {
+            MetaOp::Snapshot { volume_id, snapshot_id, name } => {
+                let Some(roots) = head_roots.get(volume_id).cloned() else { return Ok(()) };
+                let Some(head) = meta.datasets.get_mut(volume_id) else { return Ok(()) };
+                let mut phys = head.phys;
+                phys.id = *snapshot_id;
+                phys.kind = DatasetKind::Snapshot as u32;
+                phys.parent_id = *volume_id;
+                phys.origin_id = 0;
+                phys.creation_txg = txg;
+                phys.reservation_bytes = 0;
+                phys.flags = 0;
+                phys.deadlist = BlockPointer::HOLE;
+                phys.name = crate::dataset::name_field(name)?;
+                let deadlist = std::mem::take(&mut head.deadlist);
+                head.deadlist_dirty = true;
+                head.phys.prev_snap_txg = txg;
+                head.dirty = true;
+                meta.datasets.insert(
+                    *snapshot_id,
+                    DatasetMeta {
+                        phys,
+                        roots,
+                        object: StoredObject::none(),
+                        deadlist,
+                        deadlist_object: StoredObject::none(),
+                        dirty: true,
+                        deadlist_dirty: true,
+                    },
+                );
+                meta.dirty = true;
+            }
+            MetaOp::Rollback { volume_id, snapshot_id } => {
+                let Some(snap) = meta.datasets.get(snapshot_id).cloned() else { return Ok(()) };
+                let Some(volume) = heads.iter().find(|h| h.id == *volume_id) else { return Ok(()) };
+                for (index, snap_root) in snap.roots.iter().enumerate() {
+                    let height = u8::try_from(snap_root.height).unwrap_or(1);
+                    installs.push((Arc::clone(volume), index, snap_root.root, height));
+                }
+                head_roots.insert(*volume_id, snap.roots.clone());
+                if let Some(head) = meta.datasets.get_mut(volume_id) {
+                    // The head references the snapshot's blocks again.
+                    head.deadlist.clear();
+                    head.deadlist_dirty = true;
+                    head.dirty = true;
+                }
+            }
+            MetaOp::DestroyVolume { volume_id } => {
+                let Some(ds) = meta.datasets.remove(volume_id) else { return Ok(()) };
+                head_roots.remove(volume_id);
+                self.free_object(&ds.object, txg);
+                self.free_object(&ds.deadlist_object, txg);
+                destroyed_volumes.push(*volume_id);
+                meta.dirty = true;
+            }
+            MetaOp::DestroySnapshot { snapshot_id } => {
+                self.destroy_snapshot_in_sync(meta, *snapshot_id, txg);
+            }
+        }
+        Ok(())
+    }
+
+    /// Destroys a snapshot: blocks only it held are freed, its deadlist moves to the next
+    /// dataset in its volume's timeline.
+    fn destroy_snapshot_in_sync(&self, meta: &mut Meta, snapshot_id: u64, txg: u64) {
+        let Some(snap) = meta.datasets.get(&snapshot_id).cloned() else { return };
+        let parent = snap.phys.parent_id;
+        let snaps: Vec<(u64, u64)> =
+            meta.snapshots_of(parent).iter().map(|d| (d.phys.id, d.phys.creation_txg)).collect();
+        let pos = snaps.iter().position(|(id, _)| *id == snapshot_id).unwrap_or(0);
+        let origin_txg = meta
+            .datasets
+            .get(&parent)
+            .and_then(|v| meta.datasets.get(&v.phys.origin_id))
+            .map_or(0, |o| o.phys.creation_txg);
+        let prev_txg = if pos > 0 { snaps[pos - 1].1 } else { origin_txg };
+        let next_id = snaps.get(pos + 1).map_or(parent, |(id, _)| *id);
+        let Some(next) = meta.datasets.get_mut(&next_id) else { return };
+        let mut keep = Vec::with_capacity(next.deadlist.len());
+        for bp in std::mem::take(&mut next.deadlist) {
+            if bp.birth_txg > prev_txg {
+                self.alloc.free(bp.extent(), txg);
+            } else {
+                keep.push(bp);
+            }
+        }
+        keep.extend(snap.deadlist.iter().copied());
+        next.deadlist = keep;
+        next.deadlist_dirty = true;
+        next.dirty = true;
+        if next_id == parent && next.phys.prev_snap_txg == snap.phys.creation_txg {
+            next.phys.prev_snap_txg = prev_txg;
+        }
+        self.free_object(&snap.object, txg);
+        self.free_object(&snap.deadlist_object, txg);
+        meta.datasets.remove(&snapshot_id);
+        meta.dirty = true;
+    }
+
+    /// Space maps, space-map table, pool root, flushes and the uberblock.
+    async fn commit_space_and_root(&self, txg: u64) -> PoolResult<()> {
+        let (old_table, old_root, directory, next_id) = {
+            let mut meta = lock(&self.meta);
+            (
+                std::mem::take(&mut meta.space_map_table),
+                std::mem::take(&mut meta.root),
+                meta.directory.bp,
+                meta.next_id,
+            )
+        };
+        self.free_object(&old_table, txg);
+        self.free_object(&old_root, txg);
+        let groups = self.alloc.group_count();
+        let table_len = groups * std::mem::size_of::<BlockPointer>();
+        let root_len = std::mem::size_of::<PoolRootPhys>();
+        let mut hint = self.alloc.next_hint();
+        let table_plan = ObjectPlan::allocate(&self.alloc, &mut hint, table_len).ok_or(PoolError::NoSpace)?;
+        let root_plan = ObjectPlan::allocate(&self.alloc, &mut hint, root_len).ok_or(PoolError::NoSpace)?;
+        // Relocate the space map of every group that changed, until no unrelocated group is
+        // dirty (relocating one may dirty another).
+        let mut plans: Vec<(usize, ObjectPlan)> = Vec::new();
+        let mut relocated = HashSet::new();
+        loop {
+            let dirty: Vec<usize> =
+                self.alloc.dirty_groups().into_iter().filter(|g| !relocated.contains(g)).collect();
+            if dirty.is_empty() {
+                break;
+            }
+            for g in dirty {
+                relocated.insert(g);
+                let (old, len) = {
+                    let group = self.alloc.group(g);
+                    (std::mem::take(&mut group.space_map_extents.clone()), group.units().div_ceil(8))
+                };
+                for e in old {
+                    self.alloc.free(e, txg);
+                }
+                let len = usize::try_from(len).expect("space map fits").next_multiple_of(4096);
+                let plan = ObjectPlan::allocate(&self.alloc, &mut hint, len).ok_or(PoolError::NoSpace)?;
+                plans.push((g, plan));
+            }
+        }
+        for (g, plan) in plans {
+            let image = self.alloc.group(g).persist_image();
+            let stored = write_object(&self.devs, plan, BlockKind::SpaceMap, txg, &image)
+                .await
+                .map_err(read_err)?;
+            let mut group = self.alloc.group(g);
+            group.space_map = stored.bp;
+            group.space_map_extents = stored.extents;
+            group.dirty = false;
+        }
+        let table: Vec<BlockPointer> = (0..groups).map(|g| self.alloc.group(g).space_map).collect();
+        let table_obj = write_object(&self.devs, table_plan, BlockKind::SpaceMapTable, txg, bytemuck::cast_slice(&table))
+            .await
+            .map_err(read_err)?;
+        let mut root = PoolRootPhys {
+            magic: POOL_ROOT_MAGIC,
+            txg,
+            next_dataset_id: next_id,
+            next_record_sequence: self.txg.next_record_sequence.load(Ordering::SeqCst),
+            ag_count: u32::try_from(groups).expect("group count fits"),
+            log_chain_count: 0,
+            reserve_percent: self.reserve_percent,
+            reserved0: 0,
+            directory,
+            space_map_table: table_obj.bp,
+            ..bytemuck::Zeroable::zeroed()
+        };
+        let chains = self.zil.heads_for(txg);
+        root.log_chain_count = u32::try_from(chains.len()).expect("chains fit");
+        root.log_chains[..chains.len()].copy_from_slice(&chains);
+        let root_obj = write_object(&self.devs, root_plan, BlockKind::PoolRoot, txg, bytemuck::bytes_of(&root))
+            .await
+            .map_err(read_err)?;
+        {
+            let mut meta = lock(&self.meta);
+            meta.space_map_table = table_obj;
+            meta.root = root_obj.clone();
+        }
+        self.devs.flush_all().await?;
+        let device_count = u32::try_from(self.device_configs.len()).expect("devices fit");
+        let ub = Uberblock::new(self.guid, txg, device_count, root_obj.bp);
+        write_uberblocks(&self.devs, &self.device_configs, ub).await?;
+        self.devs.flush_all().await?;
+        Ok(())
+    }
+
+    /// Recomputes the unused part of thick volumes' reservations.
+    pub(crate) fn refresh_reservations(&self) {
+        let meta = lock(&self.meta);
+        let heads = lock(&self.heads);
+        let total: u64 = meta
+            .datasets
+            .values()
+            .filter(|d| d.kind() == DatasetKind::Volume && d.phys.reservation_bytes > 0)
+            .map(|d| {
+                let used = heads.get(&d.phys.id).map_or(0, |h| h.referenced_bytes());
+                d.phys.reservation_bytes.saturating_sub(used)
+            })
+            .sum();
+        self.reserved_unused_bytes.store(total, Ordering::Relaxed);
+    }
+
+    /// Spawns the background syncer on the current shard (the one that imported the pool):
+    /// it commits a txg every `sync_interval`, or sooner when dirty data passes
+    /// `dirty_sync_bytes`, until the pool is exported.
+    ///
+    /// # Panics
+    /// When no reactor runs on this thread.
+    pub fn start_syncer(self: &Arc<Self>) -> drivers::executor::JoinHandle<()> {
+        let pool = Arc::clone(self);
+        drivers::executor::spawn(async move {
+            loop {
+                let interval = drivers::executor::sleep(pool.tunables.sync_interval);
+                let kicked = pool.txg.kick.wait_until(|| {
+                    pool.suspended.load(Ordering::SeqCst)
+                        || pool.txg.dirty_bytes.load(Ordering::SeqCst) > pool.tunables.dirty_sync_bytes
+                });
+                crate::join::select2(interval, kicked).await;
+                if pool.suspended.load(Ordering::SeqCst) {
+                    return;
+                }
+                let _ = pool.sync_txg().await;
+            }
+        })
+    }
+}

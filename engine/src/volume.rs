@@ -1,0 +1,658 @@
+//! Pool volumes: the data path (read, write, unmap, write-zeroes, flush, compare-and-write)
+//! over per-partition state, implementing [`BlockVolume`].
+//!
+//! A write lands in its partition's open dirty set under that partition's lock (a sub-block
+//! write first reads the old block, then merges under the lock, retrying if the block changed
+//! meanwhile — so a torn block is never exposed). It is made durable by the next txg sync, or
+//! at once through the intent log when it is FUA or the write cache is off. Reads look at the
+//! open and syncing dirty sets, then walk the partition's tree through the cache, verifying
+//! every block they read.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use drivers::buffer::IoBuf;
+use drivers::error::IoError;
+use drivers::LocalBoxFuture;
+
+use crate::block_pointer::BlockPointer;
+use crate::block_tree::{height_for, lookup};
+use crate::block_volume::{
+    check_range, BlockVolume, CompareOutcome, LbaStatus, VolResult, VolumeError, VolumeGeometry,
+};
+use crate::cache::{BlockKey, CachedBlock};
+use crate::dataset::{DatasetPhys, PartitionRoot, DATASET_FLAG_THICK};
+use crate::join::join_all;
+use crate::partition::{BlockAddress, BlockData, DirtyBlock, PartitionState, VolumeLayout};
+use crate::pool::{lock, Pool};
+use crate::vdev::BlockReadError;
+use crate::zil::{LogOp, LogRecord};
+
+/// In-memory state of a volume (head dataset), shared by every handle.
+#[derive(Debug)]
+pub struct VolumeShared {
+    /// Dataset id.
+    pub id: u64,
+    /// Shape (its `capacity_bytes` is the size at open; see `capacity_bytes`).
+    pub layout: VolumeLayout,
+    /// Current size.
+    pub capacity_bytes: AtomicU64,
+    /// Thick volumes have their size reserved.
+    pub thick: bool,
+    /// Per-partition state.
+    pub partitions: Vec<Mutex<PartitionState>>,
+    /// SCSI WCE.
+    pub write_cache: AtomicBool,
+    /// Set when the volume is destroyed; every operation then fails.
+    pub destroyed: AtomicBool,
+}
+
+impl VolumeShared {
+    /// State for dataset `phys` with synced `roots`.
+    #[must_use]
+    pub fn new(phys: &DatasetPhys, roots: &[PartitionRoot], open_txg: u64) -> VolumeShared {
+        let layout = phys.layout();
+        let target = height_for(layout.blocks_per_partition());
+        VolumeShared {
+            id: phys.id,
+            layout,
+            capacity_bytes: AtomicU64::new(layout.capacity_bytes),
+            thick: phys.flags & DATASET_FLAG_THICK != 0,
+            partitions: roots
+                .iter()
+                .map(|r| {
+                    let height = u8::try_from(r.height).unwrap_or(1);
+                    let mut p = PartitionState::new(r.root, height, open_txg);
+                    p.target_height = target.max(height);
+                    Mutex::new(p)
+                })
+                .collect(),
+            write_cache: AtomicBool::new(true),
+            destroyed: AtomicBool::new(false),
+        }
+    }
+
+    /// Grows the volume to `layout.capacity_bytes`; trees get deeper at the next sync.
+    pub fn grow(&self, layout: &VolumeLayout) {
+        let target = height_for(layout.blocks_per_partition());
+        for p in &self.partitions {
+            let mut p = lock(p);
+            p.target_height = p.target_height.max(target);
+        }
+        self.capacity_bytes.store(layout.capacity_bytes, Ordering::SeqCst);
+    }
+
+    /// Data bytes referenced by the synced trees.
+    #[must_use]
+    pub fn referenced_bytes(&self) -> u64 {
+        let blocks: u64 = self.partitions.iter().map(|p| lock(p).root.fill_blocks).sum();
+        blocks * u64::from(self.layout.volblock_bytes)
+    }
+
+    /// The current layout (with the current capacity).
+    #[must_use]
+    pub fn current_layout(&self) -> VolumeLayout {
+        VolumeLayout { capacity_bytes: self.capacity_bytes.load(Ordering::SeqCst), ..self.layout }
+    }
+}
+
+/// Content of one data block as a reader sees it.
+#[derive(Debug, Clone)]
+enum Content {
+    Zero,
+    Dirty(Arc<BlockData>),
+    Clean(Arc<[u8]>),
+}
+
+impl Content {
+    fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Content::Zero => None,
+            Content::Dirty(d) => Some(&d.bytes),
+            Content::Clean(c) => Some(c),
+        }
+    }
+}
+
+/// Where a block's content came from (to detect a change before a merge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Dirty,
+    Root(BlockPointer),
+}
+
+/// A handle to a pool volume, implementing [`BlockVolume`]. Cheap to clone.
+#[derive(Clone)]
+pub struct PoolVolume {
+    pool: Arc<Pool>,
+    shared: Arc<VolumeShared>,
+}
+
+impl std::fmt::Debug for PoolVolume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolVolume").field("id", &self.shared.id).finish()
+    }
+}
+
+fn io_to_volume(err: IoError, lba: u64) -> VolumeError {
+    match err {
+        IoError::Medium(_) | IoError::Corrupt => VolumeError::Medium { lba },
+        IoError::NoSpace => VolumeError::NoSpace,
+        other => VolumeError::Io(other),
+    }
+}
+
+fn merge(base: Option<&[u8]>, volblock: usize, offset: usize, data: &[u8]) -> DirtyBlock {
+    let mut bytes = match base {
+        Some(b) => b.to_vec().into_boxed_slice(),
+        None => vec![0u8; volblock].into_boxed_slice(),
+    };
+    bytes[offset..offset + data.len()].copy_from_slice(data);
+    block_of(bytes)
+}
+
+fn block_of(bytes: Box<[u8]>) -> DirtyBlock {
+    if bytes.iter().all(|b| *b == 0) {
+        DirtyBlock::Zero
+    } else {
+        DirtyBlock::Data(Arc::new(BlockData::new(bytes)))
+    }
+}
+
+/// One piece of a request inside one data block.
+#[derive(Debug, Clone, Copy)]
+struct Piece {
+    addr: BlockAddress,
+    /// Offset inside the block.
+    block_offset: usize,
+    /// Offset inside the request.
+    request_offset: usize,
+    len: usize,
+    /// First LBA of the piece (for error reports).
+    lba: u64,
+}
+
+impl PoolVolume {
+    pub(crate) fn new(pool: Arc<Pool>, shared: Arc<VolumeShared>) -> PoolVolume {
+        PoolVolume { pool, shared }
+    }
+
+    /// Dataset id.
+    #[must_use]
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    /// The pool.
+    #[must_use]
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+
+    /// Shape of the volume.
+    #[must_use]
+    pub fn layout(&self) -> VolumeLayout {
+        self.shared.current_layout()
+    }
+
+    fn check(&self, lba: u64, len_bytes: usize) -> VolResult<()> {
+        if self.shared.destroyed.load(Ordering::SeqCst) || self.pool.check_live().is_err() {
+            return Err(VolumeError::Io(IoError::NotFound));
+        }
+        let l = self.shared.layout.logical_block_bytes as usize;
+        if len_bytes % l != 0 {
+            return Err(VolumeError::BadLength);
+        }
+        let capacity_blocks = self.shared.capacity_bytes.load(Ordering::SeqCst) / l as u64;
+        check_range(capacity_blocks, lba, (len_bytes / l) as u64)
+    }
+
+    fn pieces(&self, lba: u64, len_bytes: usize) -> Vec<Piece> {
+        let layout = &self.shared.layout;
+        let l = u64::from(layout.logical_block_bytes);
+        let v = u64::from(layout.volblock_bytes);
+        let start = lba * l;
+        let end = start + len_bytes as u64;
+        let mut out = Vec::new();
+        let mut pos = start;
+        while pos < end {
+            let block = pos / v;
+            let in_block = pos % v;
+            let n = (v - in_block).min(end - pos);
+            out.push(Piece {
+                addr: layout.address(block),
+                block_offset: in_block as usize,
+                request_offset: (pos - start) as usize,
+                len: n as usize,
+                lba: pos / l,
+            });
+            pos += n;
+        }
+        out
+    }
+
+    /// Reads the content of one block. The source names the tree root it was read from, so
+    /// a merge can check that nothing changed since (trees are immutable: same root, same
+    /// content).
+    async fn block_content(&self, addr: BlockAddress, lba: u64) -> VolResult<(Content, Source)> {
+        let pool = &self.pool;
+        let part = &self.shared.partitions[addr.partition];
+        loop {
+            let (root, height) = {
+                let p = lock(part);
+                if let Some(d) = p.dirty(addr.index) {
+                    let content = match d {
+                        DirtyBlock::Data(d) => Content::Dirty(d),
+                        DirtyBlock::Zero => Content::Zero,
+                    };
+                    return Ok((content, Source::Dirty));
+                }
+                (p.root, p.height)
+            };
+            let bp = match lookup(&pool.devs, &pool.cache, &root, height, addr.index).await {
+                Ok(bp) => bp,
+                Err(BlockReadError::Checksum) => {
+                    if self.root_unchanged(addr, &root) {
+                        return Err(VolumeError::Medium { lba });
+                    }
+                    continue;
+                }
+                Err(BlockReadError::Io(e)) => return Err(io_to_volume(e, lba)),
+            };
+            if bp.is_hole() {
+                return Ok((Content::Zero, Source::Root(root)));
+            }
+            let key = BlockKey::of(&bp);
+            if let Some(CachedBlock::Data(d)) = pool.cache.get(&key) {
+                return Ok((Content::Clean(d), Source::Root(root)));
+            }
+            match pool.devs.read_block(&bp).await {
+                Ok(buf) => {
+                    let n = (bp.logical_bytes as usize).min(buf.len());
+                    let data: Arc<[u8]> = Arc::from(&buf[..n]);
+                    pool.cache.insert(key, CachedBlock::Data(Arc::clone(&data)));
+                    return Ok((Content::Clean(data), Source::Root(root)));
+                }
+                Err(BlockReadError::Checksum) => {
+                    if self.root_unchanged(addr, &root) {
+                        return Err(VolumeError::Medium { lba });
+                    }
+                }
+                Err(BlockReadError::Io(e)) => return Err(io_to_volume(e, lba)),
+            }
+        }
+    }
+
+    /// True when block `addr` has no newer write and its partition still has tree `root`.
+    fn root_unchanged(&self, addr: BlockAddress, root: &BlockPointer) -> bool {
+        let p = lock(&self.shared.partitions[addr.partition]);
+        p.dirty(addr.index).is_none() && p.root.same_block(root) && p.root.level == root.level
+    }
+
+    async fn read_into(&self, lba: u64, buf: &mut [u8]) -> VolResult<()> {
+        self.check(lba, buf.len())?;
+        let pieces = self.pieces(lba, buf.len());
+        let results = join_all(pieces.iter().map(|p| self.block_content(p.addr, p.lba)).collect()).await;
+        for (piece, res) in pieces.iter().zip(results) {
+            let (content, _) = res?;
+            let dst = &mut buf[piece.request_offset..piece.request_offset + piece.len];
+            match content.bytes() {
+                Some(b) => dst.copy_from_slice(&b[piece.block_offset..piece.block_offset + piece.len]),
+                None => dst.fill(0),
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts `block` at `addr` in the open set; returns (sequence, txg label).
+    fn put(&self, addr: BlockAddress, block: DirtyBlock) -> (u64, u64) {
+        let mut p = lock(&self.shared.partitions[addr.partition]);
+        let delta = p.open.put(addr.index, block);
+        p.version += 1;
+        let seq = self.pool.txg.next_record_sequence.fetch_add(1, Ordering::SeqCst);
+        let label = p.open_txg;
+        drop(p);
+        self.pool.account_dirty(delta);
+        (seq, label)
+    }
+
+    /// Applies one piece of a write; returns (sequence, txg label).
+    async fn write_piece(&self, piece: Piece, data: &[u8]) -> VolResult<(u64, u64)> {
+        let v = self.shared.layout.volblock_bytes as usize;
+        if piece.block_offset == 0 && piece.len == v {
+            return Ok(self.put(piece.addr, block_of(data.into())));
+        }
+        let part = &self.shared.partitions[piece.addr.partition];
+        loop {
+            {
+                let mut p = lock(part);
+                if let Some(existing) = p.dirty(piece.addr.index) {
+                    let base = match &existing {
+                        DirtyBlock::Data(d) => Some(&d.bytes[..]),
+                        DirtyBlock::Zero => None,
+                    };
+                    let block = merge(base, v, piece.block_offset, data);
+                    let delta = p.open.put(piece.addr.index, block);
+                    p.version += 1;
+                    let seq = self.pool.txg.next_record_sequence.fetch_add(1, Ordering::SeqCst);
+                    let label = p.open_txg;
+                    drop(p);
+                    self.pool.account_dirty(delta);
+                    return Ok((seq, label));
+                }
+            }
+            let (content, source) = self.block_content(piece.addr, piece.lba).await?;
+            let Source::Root(read_root) = source else { continue };
+            let mut p = lock(part);
+            if p.dirty(piece.addr.index).is_some() || !p.root.same_block(&read_root) {
+                continue;
+            }
+            let block = merge(content.bytes(), v, piece.block_offset, data);
+            let delta = p.open.put(piece.addr.index, block);
+            p.version += 1;
+            let seq = self.pool.txg.next_record_sequence.fetch_add(1, Ordering::SeqCst);
+            let label = p.open_txg;
+            drop(p);
+            self.pool.account_dirty(delta);
+            return Ok((seq, label));
+        }
+    }
+
+    fn durable_now(&self, fua: bool) -> bool {
+        fua || !self.shared.write_cache.load(Ordering::Relaxed)
+    }
+
+    async fn write_from(&self, lba: u64, buf: &[u8], fua: bool) -> VolResult<()> {
+        self.check(lba, buf.len())?;
+        self.pool.admit(buf.len() as u64, self.shared.thick)?;
+        let sync = self.durable_now(fua);
+        let mut records = Vec::new();
+        let mut max_label = 0;
+        for piece in self.pieces(lba, buf.len()) {
+            let data = &buf[piece.request_offset..piece.request_offset + piece.len];
+            let (seq, label) = self.write_piece(piece, data).await?;
+            max_label = max_label.max(label);
+            if sync {
+                let l = u64::from(self.shared.layout.logical_block_bytes);
+                records.push(LogRecord {
+                    sequence: seq,
+                    label_txg: label,
+                    dataset_id: self.shared.id,
+                    op: LogOp::Write { offset_bytes: piece.lba * l, data: data.to_vec() },
+                });
+            }
+        }
+        self.finish_change(records, max_label, sync).await
+    }
+
+    async fn finish_change(&self, records: Vec<LogRecord>, max_label: u64, sync: bool) -> VolResult<()> {
+        if sync {
+            self.pool.log_commit(records).await.map_err(VolumeError::from)?;
+        } else {
+            self.pool.txg.async_label.fetch_max(max_label, Ordering::SeqCst);
+        }
+        self.pool.throttle().await.map_err(VolumeError::from)
+    }
+
+    /// Makes `[lba, lba + blocks)` holes.
+    async fn zero_range(&self, lba: u64, blocks: u64, sync: bool) -> VolResult<()> {
+        let l = u64::from(self.shared.layout.logical_block_bytes);
+        let len = usize::try_from(blocks * l).map_err(|_| VolumeError::OutOfRange)?;
+        self.check(lba, len)?;
+        let v = u64::from(self.shared.layout.volblock_bytes);
+        let layout = self.shared.layout;
+        let mut records = Vec::new();
+        let mut max_label = 0;
+        let start = lba * l;
+        let end = start + blocks * l;
+        let mut pos = start;
+        while pos < end {
+            let block = pos / v;
+            let in_block = pos % v;
+            if in_block != 0 || end - pos < v {
+                // Partial block: merge zeros.
+                let n = (v - in_block).min(end - pos);
+                let piece = Piece {
+                    addr: layout.address(block),
+                    block_offset: in_block as usize,
+                    request_offset: 0,
+                    len: n as usize,
+                    lba: pos / l,
+                };
+                let zeros = vec![0u8; n as usize];
+                let (seq, label) = self.write_piece(piece, &zeros).await?;
+                max_label = max_label.max(label);
+                records.push(LogRecord {
+                    sequence: seq,
+                    label_txg: label,
+                    dataset_id: self.shared.id,
+                    op: LogOp::Zero { offset_bytes: pos, len_bytes: n },
+                });
+                pos += n;
+                continue;
+            }
+            // Whole blocks up to the end of this stripe or of the range.
+            let bps = layout.blocks_per_stripe();
+            let stripe_end_block = (block / bps + 1) * bps;
+            let last_block = stripe_end_block.min(end / v);
+            let addr = layout.address(block);
+            let count = last_block - block;
+            let (seq, label) = {
+                let mut p = lock(&self.shared.partitions[addr.partition]);
+                let delta = if count <= 4 {
+                    (0..count).map(|i| p.open.put(addr.index + i, DirtyBlock::Zero)).sum()
+                } else {
+                    p.open.punch(addr.index, addr.index + count)
+                };
+                p.version += 1;
+                let seq = self.pool.txg.next_record_sequence.fetch_add(1, Ordering::SeqCst);
+                let label = p.open_txg;
+                drop(p);
+                self.pool.account_dirty(delta);
+                (seq, label)
+            };
+            max_label = max_label.max(label);
+            records.push(LogRecord {
+                sequence: seq,
+                label_txg: label,
+                dataset_id: self.shared.id,
+                op: LogOp::Zero { offset_bytes: pos, len_bytes: count * v },
+            });
+            pos = last_block * v;
+        }
+        if !sync {
+            records.clear();
+        }
+        self.finish_change(records, max_label, sync).await
+    }
+
+    async fn compare_and_write_impl(
+        &self,
+        lba: u64,
+        compare: &[u8],
+        write: &[u8],
+        fua: bool,
+    ) -> VolResult<CompareOutcome> {
+        if compare.len() != write.len() {
+            return Err(VolumeError::BadLength);
+        }
+        self.check(lba, compare.len())?;
+        self.pool.admit(write.len() as u64, self.shared.thick)?;
+        let v = self.shared.layout.volblock_bytes as usize;
+        let pieces = self.pieces(lba, compare.len());
+        let mut parts: Vec<usize> = pieces.iter().map(|p| p.addr.partition).collect();
+        parts.sort_unstable();
+        parts.dedup();
+        loop {
+            let versions: Vec<u64> = parts.iter().map(|&i| lock(&self.shared.partitions[i]).version).collect();
+            let mut contents = Vec::with_capacity(pieces.len());
+            for piece in &pieces {
+                contents.push(self.block_content(piece.addr, piece.lba).await?.0);
+            }
+            let mut guards: Vec<_> = parts.iter().map(|&i| lock(&self.shared.partitions[i])).collect();
+            if guards.iter().zip(&versions).any(|(g, v)| g.version != *v) {
+                continue;
+            }
+            for (piece, content) in pieces.iter().zip(&contents) {
+                let want = &compare[piece.request_offset..piece.request_offset + piece.len];
+                let have = content.bytes().map(|b| &b[piece.block_offset..piece.block_offset + piece.len]);
+                let differs = match have {
+                    Some(h) => h.iter().zip(want).position(|(a, b)| a != b),
+                    None => want.iter().position(|b| *b != 0),
+                };
+                if let Some(at) = differs {
+                    return Ok(CompareOutcome::Miscompare { offset_bytes: (piece.request_offset + at) as u64 });
+                }
+            }
+            let sync = self.durable_now(fua);
+            let mut records = Vec::new();
+            let mut max_label = 0;
+            let l = u64::from(self.shared.layout.logical_block_bytes);
+            for (piece, content) in pieces.iter().zip(&contents) {
+                let data = &write[piece.request_offset..piece.request_offset + piece.len];
+                let block = merge(content.bytes(), v, piece.block_offset, data);
+                let gi = parts.binary_search(&piece.addr.partition).expect("partition listed");
+                let g = &mut guards[gi];
+                let delta = g.open.put(piece.addr.index, block);
+                g.version += 1;
+                let seq = self.pool.txg.next_record_sequence.fetch_add(1, Ordering::SeqCst);
+                max_label = max_label.max(g.open_txg);
+                self.pool.account_dirty(delta);
+                records.push(LogRecord {
+                    sequence: seq,
+                    label_txg: g.open_txg,
+                    dataset_id: self.shared.id,
+                    op: LogOp::Write { offset_bytes: piece.lba * l, data: data.to_vec() },
+                });
+            }
+            // Our own writes bumped the versions; refresh them so the loop cannot misread.
+            drop(guards);
+            if !sync {
+                records.clear();
+            }
+            self.finish_change(records, max_label, sync).await?;
+            return Ok(CompareOutcome::Written);
+        }
+    }
+
+    async fn status(&self, lba: u64) -> VolResult<LbaStatus> {
+        self.check(lba, self.shared.layout.logical_block_bytes as usize)?;
+        let layout = self.shared.current_layout();
+        let l = u64::from(layout.logical_block_bytes);
+        let per_block = layout.lbas_per_block();
+        let capacity_lbas = layout.capacity_bytes / l;
+        let first_block = lba / per_block;
+        let mapped = self.is_mapped(layout.address(first_block), lba).await?;
+        let mut block = first_block + 1;
+        // Bounded scan: report at most 1024 blocks per call.
+        while block * per_block < capacity_lbas && block - first_block < 1024 {
+            if self.is_mapped(layout.address(block), block * per_block).await? != mapped {
+                break;
+            }
+            block += 1;
+        }
+        let end = (block * per_block).min(capacity_lbas);
+        Ok(LbaStatus { mapped, run_blocks: (end - lba).max(1) })
+    }
+
+    async fn is_mapped(&self, addr: BlockAddress, lba: u64) -> VolResult<bool> {
+        let (root, height) = {
+            let p = lock(&self.shared.partitions[addr.partition]);
+            if let Some(d) = p.dirty(addr.index) {
+                return Ok(matches!(d, DirtyBlock::Data(_)));
+            }
+            (p.root, p.height)
+        };
+        let bp = lookup(&self.pool.devs, &self.pool.cache, &root, height, addr.index)
+            .await
+            .map_err(|_| VolumeError::Medium { lba })?;
+        Ok(!bp.is_hole())
+    }
+
+    /// Applies an intent-log record during replay (no logging, no throttling).
+    pub(crate) async fn replay(&self, op: &LogOp) -> VolResult<()> {
+        let l = u64::from(self.shared.layout.logical_block_bytes);
+        match op {
+            LogOp::Write { offset_bytes, data } => {
+                self.check(offset_bytes / l, data.len())?;
+                for piece in self.pieces(offset_bytes / l, data.len()) {
+                    let d = &data[piece.request_offset..piece.request_offset + piece.len];
+                    self.write_piece(piece, d).await?;
+                }
+                Ok(())
+            }
+            LogOp::Zero { offset_bytes, len_bytes } => {
+                let saved = self.shared.write_cache.swap(true, Ordering::SeqCst);
+                let res = self.zero_range(offset_bytes / l, len_bytes / l, false).await;
+                self.shared.write_cache.store(saved, Ordering::SeqCst);
+                res
+            }
+        }
+    }
+}
+
+impl BlockVolume for PoolVolume {
+    fn geometry(&self) -> VolumeGeometry {
+        let layout = self.shared.current_layout();
+        VolumeGeometry {
+            logical_block_bytes: layout.logical_block_bytes,
+            physical_block_bytes: layout.volblock_bytes.min(4096).max(layout.logical_block_bytes),
+            capacity_blocks: layout.capacity_bytes / u64::from(layout.logical_block_bytes),
+            thin_provisioned: true,
+            unmapped_reads_zero: true,
+        }
+    }
+
+    fn read(&self, lba: u64, mut buf: IoBuf) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)> {
+        Box::pin(async move {
+            let res = self.read_into(lba, &mut buf).await;
+            (res, buf)
+        })
+    }
+
+    fn write(&self, lba: u64, buf: IoBuf, fua: bool) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)> {
+        Box::pin(async move {
+            let res = self.write_from(lba, &buf, fua).await;
+            (res, buf)
+        })
+    }
+
+    fn unmap(&self, lba: u64, blocks: u64) -> LocalBoxFuture<'_, VolResult<()>> {
+        Box::pin(async move { self.zero_range(lba, blocks, self.durable_now(false)).await })
+    }
+
+    fn write_zeroes(&self, lba: u64, blocks: u64) -> LocalBoxFuture<'_, VolResult<()>> {
+        Box::pin(async move { self.zero_range(lba, blocks, self.durable_now(false)).await })
+    }
+
+    fn flush(&self) -> LocalBoxFuture<'_, VolResult<()>> {
+        Box::pin(async move {
+            if self.shared.destroyed.load(Ordering::SeqCst) {
+                return Err(VolumeError::Io(IoError::NotFound));
+            }
+            self.pool.flush_async_writes().await.map_err(VolumeError::from)
+        })
+    }
+
+    fn compare_and_write(
+        &self,
+        lba: u64,
+        compare: IoBuf,
+        write: IoBuf,
+        fua: bool,
+    ) -> LocalBoxFuture<'_, VolResult<CompareOutcome>> {
+        Box::pin(async move { self.compare_and_write_impl(lba, &compare, &write, fua).await })
+    }
+
+    fn lba_status(&self, lba: u64) -> LocalBoxFuture<'_, VolResult<LbaStatus>> {
+        Box::pin(async move { self.status(lba).await })
+    }
+
+    fn set_write_cache(&self, enabled: bool) {
+        self.shared.write_cache.store(enabled, Ordering::SeqCst);
+    }
+
+    fn write_cache(&self) -> bool {
+        self.shared.write_cache.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,194 @@
+//! Pool life cycle and data path on memory devices.
+
+use std::sync::Arc;
+
+use drivers::blockdev::memory::MemoryDevice;
+use drivers::blockdev::BlockDevice;
+use drivers::buffer::IoBuf;
+use drivers::executor::{Reactor, ReactorConfig};
+use engine::block_volume::{BlockVolume, CompareOutcome, VolumeError};
+use engine::{CreateOptions, Pool, PoolError, PoolTunables, VolumeOptions};
+
+fn reactor() -> Reactor {
+    Reactor::new(&ReactorConfig { buffer_count: 8, buffer_bytes: 4096, ..Default::default() })
+        .expect("reactor")
+}
+
+fn device(mib: u64) -> Arc<dyn BlockDevice> {
+    Arc::new(MemoryDevice::new(mib << 20, 512))
+}
+
+fn options() -> CreateOptions {
+    CreateOptions { guid: Some(7), log_chain_bytes: 1 << 20, ..CreateOptions::default() }
+}
+
+fn small_volume() -> VolumeOptions {
+    VolumeOptions { capacity_bytes: 16 << 20, partition_count: 4, ..VolumeOptions::default() }
+}
+
+fn pattern(seed: u8, len: usize) -> IoBuf {
+    let data: Vec<u8> = (0..len).map(|i| seed.wrapping_add((i % 251) as u8)).collect();
+    IoBuf::from_slice(&data)
+}
+
+async fn read(vol: &dyn BlockVolume, lba: u64, len: usize) -> Vec<u8> {
+    let (res, buf) = vol.read(lba, IoBuf::zeroed(len)).await;
+    res.expect("read");
+    buf.to_vec()
+}
+
+#[test]
+fn write_read_sync_export_import() {
+    let r = reactor();
+    let dev = device(64);
+    r.block_on(async {
+        let pool = Pool::create(vec![Arc::clone(&dev)], None, options()).await.expect("create");
+        let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
+        let (res, _) = vol.write(8, pattern(1, 8192), false).await;
+        res.expect("write");
+        // Sub-block write inside the same 4 KiB block.
+        let (res, _) = vol.write(9, pattern(9, 512), false).await;
+        res.expect("write");
+        let mut want = pattern(1, 8192).to_vec();
+        want[512..1024].copy_from_slice(&pattern(9, 512));
+        assert_eq!(read(&vol, 8, 8192).await, want);
+        pool.sync_txg().await.expect("sync");
+        assert_eq!(read(&vol, 8, 8192).await, want);
+        assert_eq!(read(&vol, 0, 4096).await, vec![0u8; 4096], "unwritten reads zero");
+        pool.export().await.expect("export");
+        drop(vol);
+        drop(pool);
+        let pool = Pool::import(vec![Arc::clone(&dev)], PoolTunables::default()).await.expect("import");
+        let vol = pool.open_volume("vol").expect("open");
+        assert_eq!(read(&vol, 8, 8192).await, want);
+        let status = vol.lba_status(0).await.expect("status");
+        assert!(!status.mapped);
+        assert_eq!(status.run_blocks, 8);
+    });
+}
+
+#[test]
+fn unmap_and_compare_and_write() {
+    let r = reactor();
+    r.block_on(async {
+        let pool = Pool::create(vec![device(64)], None, options()).await.expect("create");
+        let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
+        let (res, _) = vol.write(0, pattern(3, 1 << 20), false).await;
+        res.expect("write");
+        pool.sync_txg().await.expect("sync");
+        vol.unmap(1, 2046).await.expect("unmap");
+        let got = read(&vol, 0, 1 << 20).await;
+        assert_eq!(&got[..512], &pattern(3, 512)[..]);
+        assert!(got[512..(1 << 20) - 512].iter().all(|b| *b == 0));
+        pool.sync_txg().await.expect("sync");
+        let got2 = read(&vol, 0, 1 << 20).await;
+        assert_eq!(got, got2);
+        let cmp = IoBuf::from_slice(&got[..512]);
+        let outcome = vol.compare_and_write(0, cmp, pattern(77, 512), true).await.expect("caw");
+        assert_eq!(outcome, CompareOutcome::Written);
+        let outcome = vol.compare_and_write(0, pattern(1, 512), pattern(78, 512), false).await.expect("caw");
+        assert!(matches!(outcome, CompareOutcome::Miscompare { .. }));
+        assert_eq!(read(&vol, 0, 512).await, pattern(77, 512).to_vec());
+    });
+}
+
+#[test]
+fn flipped_byte_in_a_data_block_is_a_medium_error() {
+    let r = reactor();
+    let mem = Arc::new(MemoryDevice::new(64 << 20, 512));
+    let dev: Arc<dyn BlockDevice> = Arc::clone(&mem) as Arc<dyn BlockDevice>;
+    r.block_on(async {
+        let tunables = PoolTunables { cache_bytes: 0, ..PoolTunables::default() };
+        let pool = Pool::create(vec![Arc::clone(&dev)], None, CreateOptions { tunables, ..options() })
+            .await
+            .expect("create");
+        let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
+        let data = pattern(5, 4096);
+        let (res, _) = vol.write(16, IoBuf::from_slice(&data), false).await;
+        res.expect("write");
+        pool.sync_txg().await.expect("sync");
+        // Find the block on the device by its content and flip one byte.
+        let size = 64u64 << 20;
+        let mut found = None;
+        let mut buf = vec![0u8; 4096];
+        let mut off = 0;
+        while off < size {
+            mem.read_into(&mut buf, off).expect("scan");
+            if buf[..] == data[..] {
+                found = Some(off);
+                break;
+            }
+            off += 4096;
+        }
+        let off = found.expect("data block on device");
+        buf[100] ^= 0x40;
+        mem.write_from(&buf, off).expect("corrupt");
+        let before = pool.checksum_errors();
+        let (res, _) = vol.read(16, IoBuf::zeroed(4096)).await;
+        assert_eq!(res, Err(VolumeError::Medium { lba: 16 }));
+        assert!(pool.checksum_errors() > before);
+    });
+}
+
+#[test]
+fn other_format_version_is_refused_naming_both() {
+    let r = reactor();
+    let mem = Arc::new(MemoryDevice::new(64 << 20, 512));
+    let dev: Arc<dyn BlockDevice> = Arc::clone(&mem) as Arc<dyn BlockDevice>;
+    r.block_on(async {
+        let pool = Pool::create(vec![Arc::clone(&dev)], None, options()).await.expect("create");
+        pool.export().await.expect("export");
+    });
+    // Rewrite every label with another version (and a valid checksum).
+    for l in 0..4u64 {
+        let off = engine::format::label_offset_bytes(l, 64 << 20);
+        let mut buf = vec![0u8; 4096];
+        mem.read_into(&mut buf, off).expect("read label");
+        let mut label: engine::label::Label = bytemuck::pod_read_unaligned(&buf);
+        label.format_version = 99;
+        mem.write_from(&label.encode(), off).expect("write label");
+    }
+    let err = r
+        .block_on(Pool::import(vec![dev], PoolTunables::default()))
+        .err()
+        .expect("must refuse");
+    assert!(matches!(err, PoolError::IncompatibleVersion { found: 99, .. }));
+    let msg = err.to_string();
+    assert!(msg.contains("99") && msg.contains(&engine::format::FORMAT_VERSION.to_string()), "{msg}");
+}
+
+#[test]
+fn snapshots_clones_rollback_and_space() {
+    let r = reactor();
+    r.block_on(async {
+        let pool = Pool::create(vec![device(64)], None, options()).await.expect("create");
+        let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
+        let (res, _) = vol.write(0, pattern(1, 64 << 10), false).await;
+        res.expect("write");
+        pool.snapshot("vol", "a").await.expect("snapshot");
+        let (res, _) = vol.write(0, pattern(2, 32 << 10), false).await;
+        res.expect("write");
+        pool.sync_txg().await.expect("sync");
+        assert_eq!(pool.written_since("vol@a").await.expect("written"), 32 << 10);
+        let freed = pool.destroy_would_free(&["vol@a"]).expect("figure");
+        // The 8 overwritten data blocks and the two old indirect blocks above them (a
+        // two-level tree) are held by the snapshot alone.
+        assert_eq!(freed, (32 << 10) + 2 * 8192);
+        let clone = pool.clone_snapshot("vol@a", "c").await.expect("clone");
+        assert_eq!(read(&clone, 0, 64 << 10).await, pattern(1, 64 << 10).to_vec());
+        let (res, _) = clone.write(0, pattern(3, 4096), true).await;
+        res.expect("clone write");
+        assert!(matches!(pool.destroy_snapshot("vol@a").await, Err(PoolError::Busy(_))));
+        pool.rollback("vol@a").await.expect("rollback");
+        assert_eq!(read(&vol, 0, 64 << 10).await, pattern(1, 64 << 10).to_vec());
+        let free_before = pool.free_bytes();
+        pool.destroy_volume("c").await.expect("destroy clone");
+        pool.destroy_snapshot("vol@a").await.expect("destroy snapshot");
+        pool.sync_txg().await.expect("sync");
+        assert!(pool.free_bytes() >= free_before);
+        assert_eq!(read(&vol, 0, 64 << 10).await, pattern(1, 64 << 10).to_vec());
+        let space = pool.space("vol").expect("space");
+        assert_eq!(space.referenced_bytes, 64 << 10);
+        assert_eq!(space.snapshot_count, 0);
+    });
+}
