@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# ferrited against tgtd with the same neutral clients, in one run, on the same kind of backing
+# file (a 1 GiB file filled with data, opened with O_DIRECT by both targets):
+#   4K random reads : libiscsi's iscsi-perf -r, QD 1, 32, 128
+#   4K writes       : QEMU's iSCSI driver, `qemu-img bench -w` (it has no random mode: the
+#                     writes go at a 1028 KiB stride so consecutive writes hit distant blocks)
+# Each target's CPU time is sampled from /proc/PID/stat around every run.
+# Prints a table and, last, exactly:
+#   ratio iops_randread_qd32=R1 iops_randwrite_qd32=R2 cpu_per_io_randread=R3 cpu_per_io_randwrite=R4
+# (ferrite over tgtd). Environment: RUNTIME (seconds per read run, default 10), WRITES (writes
+# per write run at QD >= 32, default 200000), DIR (where the backing files go, default a
+# temporary directory under /var/tmp), FERRITED (binary, default target/release/ferrited).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNTIME=${RUNTIME:-10}
+WRITES=${WRITES:-200000}
+FERRITED=${FERRITED:-target/release/ferrited}
+DIR=${DIR:-$(mktemp -d /var/tmp/ferrite-compare.XXXXXX)}
+FERRITE_PORT=3360
+TGT_PORT=3361
+TGT_CONTROL=7
+IQN_F=iqn.2026-11.io.ferrite:bench
+IQN_T=iqn.2026-11.io.tgt:bench
+
+command -v iscsi-perf >/dev/null || { echo "compare-tgt: iscsi-perf missing (apt-get install libiscsi-bin)"; exit 1; }
+command -v tgtd >/dev/null || { echo "compare-tgt: tgtd missing (apt-get install tgt)"; exit 1; }
+qemu-img --help | grep -q iscsi || { echo "compare-tgt: QEMU has no iSCSI driver (install qemu-block-extra matching qemu-utils; see ci/install-deps)"; exit 1; }
+[ -x "$FERRITED" ] || cargo build --release -p ferrite-tools --bin ferrited
+
+FERRITE_PID=
+TGT_PID=
+cleanup() {
+    [ -n "$FERRITE_PID" ] && kill -TERM "$FERRITE_PID" 2>/dev/null && wait "$FERRITE_PID" 2>/dev/null || true
+    # tgtd ignores SIGTERM while it has targets; it keeps nothing we need, so end it outright.
+    [ -n "$TGT_PID" ] && kill -KILL "$TGT_PID" 2>/dev/null && wait "$TGT_PID" 2>/dev/null || true
+    rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+echo "compare-tgt: preparing two 1 GiB backing files filled with data in $DIR"
+mkdir -p "$DIR/ferrite"
+for f in "$DIR/ferrite/lun0.img" "$DIR/tgt-lun.img"; do
+    dd if=/dev/urandom of="$f" bs=1M count=1024 oflag=direct status=none
+done
+
+cat >"$DIR/ferrite.toml" <<CONF
+[[portal]]
+address = "127.0.0.1:$FERRITE_PORT"
+[[target]]
+iqn = "$IQN_F"
+[[target.lun]]
+id = 0
+backend = "file"
+path = "lun0.img"
+block_size = 512
+physical_block_size = 4096
+CONF
+"$FERRITED" --config "$DIR/ferrite.toml" --data-dir "$DIR/ferrite" --keepalive-secs 0 >"$DIR/ferrited.log" 2>&1 &
+FERRITE_PID=$!
+tgtd -f -C "$TGT_CONTROL" --iscsi "portal=127.0.0.1:$TGT_PORT" >"$DIR/tgtd.log" 2>&1 &
+TGT_PID=$!
+for _ in $(seq 1 100); do grep -q '^ready' "$DIR/ferrited.log" && break; sleep 0.1; done
+grep -q '^ready' "$DIR/ferrited.log" || { echo "ferrited did not start"; cat "$DIR/ferrited.log"; exit 1; }
+sleep 1
+tgtadm -C "$TGT_CONTROL" --lld iscsi --op new --mode target --tid 1 -T "$IQN_T"
+tgtadm -C "$TGT_CONTROL" --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 \
+    -b "$DIR/tgt-lun.img" --bstype rdwr --bsoflags direct
+tgtadm -C "$TGT_CONTROL" --lld iscsi --op bind --mode target --tid 1 -I ALL
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICKS=$(getconf CLK_TCK)
+
+# run NAME PID URL-or-opts ; sets IOPS and CPU_US_PER_IO
+run_read() {
+    local pid=$1 url=$2 qd=$3
+    local before after out
+    before=$(cpu_ticks "$pid")
+    out=$(iscsi-perf -m "$qd" -b 8 -r -t "$RUNTIME" "$url" 2>&1 | tr '\r' '\n' | grep 'iops average' | tail -1)
+    after=$(cpu_ticks "$pid")
+    IOPS=$(echo "$out" | sed -E 's/.*iops average ([0-9]+).*/\1/')
+    CPU_US_PER_IO=$(awk -v t=$((after - before)) -v hz="$TICKS" -v n="$IOPS" -v s="$RUNTIME" 'BEGIN { printf "%.1f", t / hz * 1e6 / (n * s) }')
+}
+run_write() {
+    local pid=$1 opts=$2 qd=$3
+    local count=$WRITES
+    [ "$qd" -lt 32 ] && count=$((WRITES / 10))
+    local before after secs
+    before=$(cpu_ticks "$pid")
+    secs=$(qemu-img bench -w -t none -c "$count" -d "$qd" -s 4096 -S 1052672 --image-opts "$opts" 2>&1 |
+        sed -nE 's/.*Run completed in ([0-9.]+) seconds.*/\1/p')
+    after=$(cpu_ticks "$pid")
+    IOPS=$(awk -v c="$count" -v s="$secs" 'BEGIN { printf "%d", c / s }')
+    CPU_US_PER_IO=$(awk -v t=$((after - before)) -v hz="$TICKS" -v c="$count" 'BEGIN { printf "%.1f", t / hz * 1e6 / c }')
+}
+
+f_url="iscsi://127.0.0.1:$FERRITE_PORT/$IQN_F/0"
+t_url="iscsi://127.0.0.1:$TGT_PORT/$IQN_T/1"
+f_opts="driver=iscsi,transport=tcp,portal=127.0.0.1:$FERRITE_PORT,target=$IQN_F,lun=0"
+t_opts="driver=iscsi,transport=tcp,portal=127.0.0.1:$TGT_PORT,target=$IQN_T,lun=1"
+
+printf '%-16s %4s | %10s %10s %9s | %10s %10s %9s | %6s\n' workload qd "ferrite" "lat_us" "cpu_us/io" "tgtd" "lat_us" "cpu_us/io" ratio
+declare -A R
+for qd in 1 32 128; do
+    run_read "$FERRITE_PID" "$f_url" "$qd"; fi=$IOPS; fc=$CPU_US_PER_IO
+    run_read "$TGT_PID" "$t_url" "$qd"; ti=$IOPS; tc=$CPU_US_PER_IO
+    printf '%-16s %4s | %10s %10.1f %9s | %10s %10.1f %9s | %6.2f\n' randread_4k "$qd" "$fi" "$(echo "$qd $fi" | awk '{print $1 / $2 * 1e6}')" "$fc" \
+        "$ti" "$(echo "$qd $ti" | awk '{print $1 / $2 * 1e6}')" "$tc" "$(echo "$fi $ti" | awk '{print $1 / $2}')"
+    R[read_iops_$qd]=$(echo "$fi $ti" | awk '{printf "%.2f", $1 / $2}')
+    R[read_cpu_$qd]=$(echo "$fc $tc" | awk '{printf "%.2f", ($2 > 0) ? $1 / $2 : 0}')
+done
+for qd in 1 32 128; do
+    run_write "$FERRITE_PID" "$f_opts" "$qd"; fi=$IOPS; fc=$CPU_US_PER_IO
+    run_write "$TGT_PID" "$t_opts" "$qd"; ti=$IOPS; tc=$CPU_US_PER_IO
+    printf '%-16s %4s | %10s %10.1f %9s | %10s %10.1f %9s | %6.2f\n' write_4k_stride "$qd" "$fi" "$(echo "$qd $fi" | awk '{print $1 / $2 * 1e6}')" "$fc" \
+        "$ti" "$(echo "$qd $ti" | awk '{print $1 / $2 * 1e6}')" "$tc" "$(echo "$fi $ti" | awk '{print $1 / $2}')"
+    R[write_iops_$qd]=$(echo "$fi $ti" | awk '{printf "%.2f", $1 / $2}')
+    R[write_cpu_$qd]=$(echo "$fc $tc" | awk '{printf "%.2f", ($2 > 0) ? $1 / $2 : 0}')
+done
+echo "(lat_us: mean latency by Little's law, QD / IOPS; cpu_us/io: target CPU time per I/O from /proc)"
+echo "ratio iops_randread_qd32=${R[read_iops_32]} iops_randwrite_qd32=${R[write_iops_32]} cpu_per_io_randread=${R[read_cpu_32]} cpu_per_io_randwrite=${R[write_cpu_32]}"
