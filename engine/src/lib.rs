@@ -15,6 +15,7 @@ pub mod dataset;
 pub mod device_volume;
 pub mod error;
 pub mod format;
+pub mod inspect;
 mod join;
 pub mod label;
 pub mod memory_volume;

@@ -375,37 +375,7 @@ impl Pool {
     /// [`PoolError::IncompatibleVersion`] naming both versions, [`PoolError::NotAPool`],
     /// [`PoolError::DeviceMismatch`], [`PoolError::Corrupt`], or a device error.
     pub async fn import(devices: Vec<Arc<dyn BlockDevice>>, tunables: PoolTunables) -> PoolResult<Arc<Pool>> {
-        let mut labels = Vec::new();
-        for dev in &devices {
-            labels.push(read_label(dev.as_ref()).await?);
-        }
-        let first = labels.first().ok_or_else(|| PoolError::NotAPool("no devices".into()))?;
-        let guid = first.pool_guid;
-        let configs = first.device_list().to_vec();
-        if configs.len() != devices.len() {
-            return Err(PoolError::DeviceMismatch(format!(
-                "pool has {} devices, {} given",
-                configs.len(),
-                devices.len()
-            )));
-        }
-        let mut ordered: Vec<Option<Arc<dyn BlockDevice>>> = vec![None; configs.len()];
-        for (label, dev) in labels.iter().zip(devices) {
-            let index = label.device_index as usize;
-            if label.pool_guid != guid
-                || index >= configs.len()
-                || configs[index].guid != label.device_guid
-                || ordered[index].is_some()
-            {
-                return Err(PoolError::DeviceMismatch(format!(
-                    "device {} does not belong to pool {guid:#x}",
-                    dev.info().name
-                )));
-            }
-            ordered[index] = Some(dev);
-        }
-        let devs = DeviceSet::new(ordered.into_iter().map(|d| d.expect("every index filled")).collect());
-        let name = crate::format::decode_name(&first.pool_name);
+        let (guid, name, configs, devs) = open_devices(devices).await?;
         let ubs = read_uberblocks(&devs, &configs, guid).await?;
         let mut last_err = PoolError::NotAPool("no valid uberblock".into());
         for ub in ubs {
@@ -436,7 +406,7 @@ impl Pool {
         Err(last_err)
     }
 
-    async fn load(devs: &DeviceSet, configs: &[DeviceConfig], ub: &Uberblock) -> PoolResult<Loaded> {
+    pub(crate) async fn load(devs: &DeviceSet, configs: &[DeviceConfig], ub: &Uberblock) -> PoolResult<Loaded> {
         let corrupt = |what: &'static str| {
             move |e: BlockReadError| match e {
                 BlockReadError::Io(io) => PoolError::Io(io),
@@ -732,10 +702,49 @@ impl Pool {
     }
 }
 
-struct Loaded {
-    root: PoolRootPhys,
-    alloc: Allocator,
-    meta: Meta,
+/// A pool's durable state as loaded from an uberblock.
+pub(crate) struct Loaded {
+    pub(crate) root: PoolRootPhys,
+    pub(crate) alloc: Allocator,
+    pub(crate) meta: Meta,
+}
+
+/// Reads the labels of `devices`, checks they form one pool and orders them by index.
+pub(crate) async fn open_devices(
+    devices: Vec<Arc<dyn BlockDevice>>,
+) -> PoolResult<(u64, String, Vec<DeviceConfig>, DeviceSet)> {
+    let mut labels = Vec::new();
+    for dev in &devices {
+        labels.push(read_label(dev.as_ref()).await?);
+    }
+    let first = labels.first().ok_or_else(|| PoolError::NotAPool("no devices".into()))?;
+    let guid = first.pool_guid;
+    let configs = first.device_list().to_vec();
+    if configs.len() != devices.len() {
+        return Err(PoolError::DeviceMismatch(format!(
+            "pool has {} devices, {} given",
+            configs.len(),
+            devices.len()
+        )));
+    }
+    let mut ordered: Vec<Option<Arc<dyn BlockDevice>>> = vec![None; configs.len()];
+    for (label, dev) in labels.iter().zip(devices) {
+        let index = label.device_index as usize;
+        if label.pool_guid != guid
+            || index >= configs.len()
+            || configs[index].guid != label.device_guid
+            || ordered[index].is_some()
+        {
+            return Err(PoolError::DeviceMismatch(format!(
+                "device {} does not belong to pool {guid:#x}",
+                dev.info().name
+            )));
+        }
+        ordered[index] = Some(dev);
+    }
+    let name = crate::format::decode_name(&first.pool_name);
+    let devs = DeviceSet::new(ordered.into_iter().map(|d| d.expect("every index filled")).collect());
+    Ok((guid, name, configs, devs))
 }
 
 async fn write_labels(devs: &DeviceSet, configs: &[DeviceConfig], guid: u64, name: &str) -> PoolResult<()> {
@@ -790,7 +799,7 @@ async fn read_label(dev: &dyn BlockDevice) -> PoolResult<Label> {
 }
 
 /// Every valid uberblock of the pool, newest first (duplicates across labels removed).
-async fn read_uberblocks(devs: &DeviceSet, configs: &[DeviceConfig], guid: u64) -> PoolResult<Vec<Uberblock>> {
+pub(crate) async fn read_uberblocks(devs: &DeviceSet, configs: &[DeviceConfig], guid: u64) -> PoolResult<Vec<Uberblock>> {
     let mut found: BTreeMap<u64, Uberblock> = BTreeMap::new();
     let mut version_err = None;
     for (index, config) in configs.iter().enumerate() {

@@ -1,0 +1,272 @@
+//! ferrite-inspect as a library: walks a pool offline (read-only), verifies every checksum
+//! from the newest uberblock down, cross-checks every live block against the space maps and
+//! against every other live block, and reports pool, volume and snapshot figures.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+use drivers::blockdev::BlockDevice;
+
+use crate::block_pointer::{BlockPointer, Extent};
+use crate::block_tree::decode_indirect;
+use crate::dataset::DatasetKind;
+use crate::error::{PoolError, PoolResult};
+use crate::format::SECTOR_BYTES;
+use crate::label::DeviceRole;
+use crate::pool::{open_devices, read_uberblocks, Pool};
+use crate::vdev::{BlockReadError, DeviceSet};
+
+/// Figures of one dataset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetReport {
+    /// Name (`volume` or `volume@snapshot`).
+    pub name: String,
+    /// Volume or snapshot.
+    pub kind: DatasetKind,
+    /// Size.
+    pub capacity_bytes: u64,
+    /// Data block size.
+    pub volblock_bytes: u32,
+    /// Data blocks referenced.
+    pub data_blocks: u64,
+    /// Data bytes referenced.
+    pub referenced_bytes: u64,
+    /// Indirect blocks referenced.
+    pub indirect_blocks: u64,
+    /// Txg of creation (a snapshot's point in time).
+    pub creation_txg: u64,
+    /// Blocks on its deadlist.
+    pub deadlist_blocks: u64,
+}
+
+/// Everything inspect found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InspectReport {
+    /// Pool name.
+    pub pool_name: String,
+    /// Pool identity.
+    pub pool_guid: u64,
+    /// Txg of the uberblock used.
+    pub txg: u64,
+    /// Devices.
+    pub device_count: usize,
+    /// Data space.
+    pub capacity_bytes: u64,
+    /// Allocated according to the space maps.
+    pub allocated_bytes: u64,
+    /// Bytes reached from the uberblock (data, metadata, log regions).
+    pub live_bytes: u64,
+    /// Blocks read and verified.
+    pub blocks_verified: u64,
+    /// Blocks whose checksum did not verify (with where they were referenced).
+    pub checksum_errors: Vec<String>,
+    /// Live blocks the space maps show as free.
+    pub unallocated_live_blocks: u64,
+    /// Pairs of distinct live blocks that overlap.
+    pub overlapping_blocks: u64,
+    /// Datasets.
+    pub datasets: Vec<DatasetReport>,
+}
+
+impl InspectReport {
+    /// True when every checksum verified and the allocation is consistent.
+    #[must_use]
+    pub fn is_clean(&self) -> bool {
+        self.checksum_errors.is_empty() && self.unallocated_live_blocks == 0 && self.overlapping_blocks == 0
+    }
+
+    /// Allocated space nothing reaches (leaked by a crash between a log write and its txg).
+    #[must_use]
+    pub fn leaked_bytes(&self) -> u64 {
+        self.allocated_bytes.saturating_sub(self.live_bytes)
+    }
+}
+
+impl fmt::Display for InspectReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "pool {} guid {:#018x} txg {} devices {}", self.pool_name, self.pool_guid, self.txg, self.device_count)?;
+        writeln!(
+            f,
+            "  capacity {} B, allocated {} B, live {} B, leaked {} B",
+            self.capacity_bytes,
+            self.allocated_bytes,
+            self.live_bytes,
+            self.leaked_bytes()
+        )?;
+        writeln!(
+            f,
+            "  blocks verified {}, checksum errors {}, unallocated live blocks {}, overlaps {}",
+            self.blocks_verified,
+            self.checksum_errors.len(),
+            self.unallocated_live_blocks,
+            self.overlapping_blocks
+        )?;
+        for d in &self.datasets {
+            writeln!(
+                f,
+                "  {:<9} {:<32} size {} B volblock {} referenced {} B ({} data, {} indirect blocks) txg {} deadlist {}",
+                match d.kind {
+                    DatasetKind::Volume => "volume",
+                    DatasetKind::Snapshot => "snapshot",
+                },
+                d.name,
+                d.capacity_bytes,
+                d.volblock_bytes,
+                d.referenced_bytes,
+                d.data_blocks,
+                d.indirect_blocks,
+                d.creation_txg,
+                d.deadlist_blocks
+            )?;
+        }
+        for e in &self.checksum_errors {
+            writeln!(f, "  CHECKSUM ERROR: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+async fn verify(devs: &DeviceSet, bp: &BlockPointer, report: &mut InspectReport, what: &str) -> Option<Vec<u8>> {
+    match devs.read_block(bp).await {
+        Ok(buf) => {
+            report.blocks_verified += 1;
+            Some(buf.to_vec())
+        }
+        Err(BlockReadError::Checksum) => {
+            report.checksum_errors.push(format!("{what}: device {} offset {}", bp.device, bp.offset_bytes));
+            None
+        }
+        Err(BlockReadError::Io(e)) => {
+            report.checksum_errors.push(format!("{what}: read error {e}"));
+            None
+        }
+    }
+}
+
+/// Inspects the pool on `devices` without changing it.
+///
+/// # Errors
+/// When the devices do not hold a pool, the version is incompatible, or the pool root and its
+/// directory cannot be loaded at all (errors below that are reported, not returned).
+pub async fn inspect(devices: Vec<Arc<dyn BlockDevice>>) -> PoolResult<InspectReport> {
+    let (guid, name, configs, devs) = open_devices(devices).await?;
+    let ubs = read_uberblocks(&devs, &configs, guid).await?;
+    let mut last = PoolError::NotAPool("no valid uberblock".into());
+    for ub in ubs {
+        let loaded = match Pool::load(&devs, &configs, &ub).await {
+            Ok(l) => l,
+            Err(e) => {
+                last = e;
+                continue;
+            }
+        };
+        let mut report = InspectReport {
+            pool_name: name,
+            pool_guid: guid,
+            txg: ub.txg,
+            device_count: configs.len(),
+            capacity_bytes: loaded.alloc.capacity_bytes(),
+            ..InspectReport::default()
+        };
+        let mut live: BTreeMap<(u16, u64), (u64, u64)> = BTreeMap::new(); // (dev, off) -> (len, birth)
+        let mut add = |e: Extent, birth: u64, report: &mut InspectReport| {
+            if e.len_bytes == 0 {
+                return;
+            }
+            if let Some((len, b)) = live.get(&(e.device, e.offset_bytes)) {
+                if *len == e.len_bytes && *b == birth {
+                    return; // the same block, shared
+                }
+                report.overlapping_blocks += 1;
+                return;
+            }
+            live.insert((e.device, e.offset_bytes), (e.len_bytes, birth));
+            if !loaded.alloc.is_allocated(&e) {
+                report.unallocated_live_blocks += 1;
+            }
+        };
+        // Metadata objects (already verified by load).
+        let meta = &loaded.meta;
+        for obj in [&meta.root, &meta.space_map_table, &meta.directory] {
+            for e in &obj.extents {
+                add(*e, obj.bp.birth_txg, &mut report);
+            }
+        }
+        for g in 0..loaded.alloc.group_count() {
+            let group = loaded.alloc.group(g);
+            let (bp, extents) = (group.space_map, group.space_map_extents.clone());
+            report.allocated_bytes += group.map().allocated_units() * SECTOR_BYTES;
+            drop(group);
+            for e in extents {
+                add(e, bp.birth_txg, &mut report);
+            }
+        }
+        for chain in loaded.root.chains() {
+            let role = configs.get(usize::from(chain.device)).map(|c| c.role);
+            if role == Some(DeviceRole::Data as u32) {
+                add(Extent::new(chain.device, chain.region_offset_bytes, chain.region_bytes), 0, &mut report);
+            }
+        }
+        let mut seen: HashSet<(u16, u64, u64)> = HashSet::new();
+        for ds in meta.datasets.values() {
+            for obj in [&ds.object, &ds.deadlist_object] {
+                for e in &obj.extents {
+                    add(*e, obj.bp.birth_txg, &mut report);
+                }
+            }
+            let mut d = DatasetReport {
+                name: ds.name(),
+                kind: ds.kind(),
+                capacity_bytes: ds.phys.capacity_bytes,
+                volblock_bytes: ds.phys.volblock_bytes,
+                data_blocks: 0,
+                referenced_bytes: 0,
+                indirect_blocks: 0,
+                creation_txg: ds.phys.creation_txg,
+                deadlist_blocks: ds.deadlist.len() as u64,
+            };
+            for (p, root) in ds.roots.iter().enumerate() {
+                let mut stack = vec![root.root];
+                while let Some(bp) = stack.pop() {
+                    if bp.is_hole() {
+                        continue;
+                    }
+                    if bp.level == 0 {
+                        d.data_blocks += 1;
+                        d.referenced_bytes += u64::from(bp.logical_bytes);
+                    } else {
+                        d.indirect_blocks += 1;
+                    }
+                    add(bp.extent(), bp.birth_txg, &mut report);
+                    let first_visit = seen.insert((bp.device, bp.offset_bytes, bp.birth_txg));
+                    if !first_visit && bp.level == 0 {
+                        continue;
+                    }
+                    let what = format!("{} partition {p} level {}", d.name, bp.level);
+                    let Some(bytes) = verify(&devs, &bp, &mut report, &what).await else { continue };
+                    if bp.level > 0 {
+                        match decode_indirect(&bytes) {
+                            Ok(children) => stack.extend(children.iter().copied()),
+                            Err(_) => report.checksum_errors.push(format!("{what}: malformed")),
+                        }
+                    }
+                }
+            }
+            report.datasets.push(d);
+        }
+        report.live_bytes = live.values().map(|(len, _)| *len).sum();
+        // Overlap between neighbours (different offsets).
+        let mut prev_end: Option<(u16, u64)> = None;
+        for (&(dev, off), &(len, _)) in &live {
+            if let Some((pdev, pend)) = prev_end {
+                if pdev == dev && off < pend {
+                    report.overlapping_blocks += 1;
+                }
+            }
+            prev_end = Some((dev, off + len));
+        }
+        return Ok(report);
+    }
+    Err(last)
+}
