@@ -25,9 +25,36 @@ pub struct Config {
     /// CHAP for discovery sessions.
     #[serde(default)]
     pub discovery: DiscoverySection,
+    /// Pools.
+    #[serde(default, rename = "pool")]
+    pub pools: Vec<PoolSection>,
     /// Targets.
     #[serde(default, rename = "target")]
     pub targets: Vec<TargetSection>,
+}
+
+/// A device of a pool: a file (created with `size` when missing) or a block device.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSection {
+    /// Path; relative paths are under the data directory.
+    pub path: PathBuf,
+    /// Size of a file to create when it does not exist.
+    pub size: Option<String>,
+}
+
+/// `[[pool]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSection {
+    /// Pool name (the part before `/` in volume names).
+    pub name: String,
+    /// Data devices, striped.
+    pub devices: Vec<DeviceSection>,
+    /// Separate intent-log device.
+    pub log_device: Option<DeviceSection>,
+    /// Percent of the pool kept free (default 10).
+    pub reserve_percent: Option<u32>,
 }
 
 /// `[daemon]`.
@@ -97,8 +124,12 @@ pub struct TargetSection {
 pub struct LunSection {
     /// LUN number.
     pub id: u64,
-    /// `file` (a file or block device, 1:1) or `memory`.
+    /// `volume` (a pool volume), `file` (a file or block device, 1:1) or `memory`.
     pub backend: String,
+    /// Pool volume `POOL/NAME` for backend `volume`; created with `size` when missing.
+    pub volume: Option<String>,
+    /// Thick provisioning (space reserved at creation) for a new pool volume.
+    pub thick: Option<bool>,
     /// Backing path for `file`; relative paths are under the data directory.
     pub path: Option<PathBuf>,
     /// Size, e.g. `1G`, `512M`; required for `memory` and to create a missing file.
@@ -196,6 +227,29 @@ impl Config {
                 ));
             }
         }
+        let mut pool_names = std::collections::HashSet::new();
+        for pool in &self.pools {
+            if pool.name.is_empty()
+                || pool.name.contains(['/', '@'])
+                || !pool_names.insert(pool.name.clone())
+            {
+                return Err(err(
+                    &pool.name,
+                    format!("pool name {:?} is empty, repeated or contains / or @", pool.name),
+                ));
+            }
+            if pool.devices.is_empty() {
+                return Err(err(
+                    &pool.name,
+                    format!("pool {:?} needs at least one device", pool.name),
+                ));
+            }
+            for dev in pool.devices.iter().chain(pool.log_device.iter()) {
+                if let Some(size) = &dev.size {
+                    parse_size(size).map_err(|m| err(size, format!("pool {}: {m}", pool.name)))?;
+                }
+            }
+        }
         let mut iqns = std::collections::HashSet::new();
         for target in &self.targets {
             if !(target.iqn.starts_with("iqn.")
@@ -241,6 +295,21 @@ impl Config {
                     ));
                 }
                 match lun.backend.as_str() {
+                    "volume" => {
+                        let Some(name) = &lun.volume else {
+                            return Err(err(
+                                &here,
+                                format!(
+                                    "LUN {}: backend \"volume\" needs volume = \"POOL/NAME\"",
+                                    lun.id
+                                ),
+                            ));
+                        };
+                        let pool = name.split('/').next().unwrap_or("");
+                        if !name.contains('/') || !self.pools.iter().any(|p| p.name == pool) {
+                            return Err(err(name, format!("LUN {}: volume {name:?} must be POOL/NAME with a configured pool", lun.id)));
+                        }
+                    }
                     "file" => {
                         if lun.path.is_none() {
                             return Err(err(
@@ -283,8 +352,8 @@ impl Config {
         Ok(())
     }
 
-    /// The embedded demo configuration: one target with a 1 GiB LUN backed by a file in the
-    /// data directory, on the given portals.
+    /// The embedded demo configuration: a pool on one file in the data directory and one
+    /// target with a 1 GiB thin volume of that pool as LUN 0, on the given portals.
     #[must_use]
     pub fn demo(portals: &[String]) -> Config {
         let portals =
@@ -296,6 +365,15 @@ impl Config {
                 .map(|address| PortalSection { address, group_tag: Some(1) })
                 .collect(),
             discovery: DiscoverySection::default(),
+            pools: vec![PoolSection {
+                name: "demo".to_string(),
+                devices: vec![DeviceSection {
+                    path: PathBuf::from("demo-pool.img"),
+                    size: Some("2G".to_string()),
+                }],
+                log_device: None,
+                reserve_percent: None,
+            }],
             targets: vec![TargetSection {
                 iqn: DEMO_IQN.to_string(),
                 alias: Some("ferrite-demo".to_string()),
@@ -303,8 +381,10 @@ impl Config {
                 chap: None,
                 luns: vec![LunSection {
                     id: 0,
-                    backend: "file".to_string(),
-                    path: Some(PathBuf::from("demo-lun0.img")),
+                    backend: "volume".to_string(),
+                    volume: Some("demo/lun0".to_string()),
+                    thick: None,
+                    path: None,
                     size: Some("1G".to_string()),
                     block_size: Some(512),
                     physical_block_size: Some(4096),

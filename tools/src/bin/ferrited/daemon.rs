@@ -1,12 +1,17 @@
-//! The running daemon: volumes, targets, shards, portals, signals.
+//! The running daemon: pools, volumes, targets, shards, portals, the control socket, signals.
+//!
+//! Start-up runs on shard 0 (pools are imported through its reactor, and their txg
+//! coordinators live there); the other shards wait for the server state, then receive the
+//! connections shard 0 accepts and places on the least-loaded shard.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use drivers::blockdev::uring::UringDevice;
@@ -17,6 +22,7 @@ use drivers::{ops, shard};
 use engine::block_volume::BlockVolume;
 use engine::device_volume::DeviceVolume;
 use engine::memory_volume::MemoryVolume;
+use engine::{CreateOptions, Pool, PoolError, PoolTunables, VolumeOptions};
 use target_iscsi::chap::{ChapCredentials, ChapSecret};
 use target_iscsi::connection::Keepalive;
 use target_iscsi::login::{LoginConfig, TargetConfig};
@@ -25,7 +31,8 @@ use target_iscsi::scsi::logical_unit::LogicalUnit;
 use target_iscsi::scsi::target::ScsiTarget;
 use target_iscsi::server::{Portal, Server, TargetNode};
 
-use crate::config::{parse_size, ChapSection, Config, LunSection};
+use crate::config::{parse_size, ChapSection, Config, DeviceSection, LunSection, PoolSection};
+use crate::rpc;
 
 /// Options from the command line that override the configuration.
 pub struct Options {
@@ -37,15 +44,32 @@ pub struct Options {
     pub backend: Option<String>,
     /// Keepalive interval in seconds (0 = off).
     pub keepalive_secs: u64,
+    /// Control socket path.
+    pub rpc_socket: PathBuf,
 }
 
 type Accepted = (OwnedFd, Portal);
 
-/// Volumes created on the main thread, flushed at shutdown.
-struct Lun {
-    target: String,
-    id: u64,
-    volume: Arc<dyn BlockVolume>,
+/// A LUN's volume, kept for the final flush.
+pub struct Lun {
+    /// Target IQN.
+    pub target: String,
+    /// LUN number.
+    pub id: u64,
+    /// The volume.
+    pub volume: Arc<dyn BlockVolume>,
+    /// `POOL/NAME` when the LUN is a pool volume.
+    pub pool_volume: Option<String>,
+}
+
+/// Everything built at start-up.
+pub struct State {
+    /// iSCSI server.
+    pub server: Arc<Server>,
+    /// LUNs.
+    pub luns: Vec<Lun>,
+    /// Imported pools by name.
+    pub pools: HashMap<String, Arc<Pool>>,
 }
 
 fn chap_of(section: &ChapSection) -> ChapCredentials {
@@ -63,7 +87,73 @@ fn chap_of(section: &ChapSection) -> ChapCredentials {
     }
 }
 
-fn build_volume(lun: &LunSection, data_dir: &Path) -> Result<Arc<dyn BlockVolume>, String> {
+fn resolve(data_dir: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        data_dir.join(path)
+    }
+}
+
+fn open_or_create(path: &Path, size: Option<&str>) -> Result<(Arc<dyn BlockDevice>, bool), String> {
+    if path.exists() {
+        let dev =
+            UringDevice::open(path).map_err(|e| format!("{}: cannot open: {e}", path.display()))?;
+        return Ok((Arc::new(dev), false));
+    }
+    let size =
+        size.ok_or_else(|| format!("{}: does not exist and no size is given", path.display()))?;
+    let size = parse_size(size)?;
+    let dev = UringDevice::create_file(path, size)
+        .map_err(|e| format!("{}: cannot create: {e}", path.display()))?;
+    Ok((Arc::new(dev), true))
+}
+
+async fn open_pool(section: &PoolSection, data_dir: &Path) -> Result<Arc<Pool>, String> {
+    let mut data = Vec::new();
+    let mut created = Vec::new();
+    for dev in &section.devices {
+        let (d, new) = open_or_create(&resolve(data_dir, &dev.path), dev.size.as_deref())?;
+        data.push(d);
+        created.push(new);
+    }
+    let log = match &section.log_device {
+        Some(DeviceSection { path, size }) => {
+            let (d, new) = open_or_create(&resolve(data_dir, path), size.as_deref())?;
+            created.push(new);
+            Some(d)
+        }
+        None => None,
+    };
+    if created.iter().all(|c| *c) {
+        let options = CreateOptions {
+            name: section.name.clone(),
+            reserve_percent: section.reserve_percent.unwrap_or(10),
+            ..CreateOptions::default()
+        };
+        let pool = Pool::create(data, log, options)
+            .await
+            .map_err(|e| format!("pool {}: cannot create: {e}", section.name))?;
+        eprintln!("ferrited: created pool {}", section.name);
+        return Ok(pool);
+    }
+    let mut devices = data;
+    devices.extend(log);
+    let pool = Pool::import(devices, PoolTunables::default())
+        .await
+        .map_err(|e| format!("pool {}: cannot import: {e}", section.name))?;
+    if pool.name() != section.name {
+        return Err(format!("pool {}: the devices hold pool {:?}", section.name, pool.name()));
+    }
+    eprintln!("ferrited: imported pool {} (txg {})", section.name, pool.durable_txg());
+    Ok(pool)
+}
+
+async fn build_volume(
+    lun: &LunSection,
+    data_dir: &Path,
+    pools: &HashMap<String, Arc<Pool>>,
+) -> Result<Arc<dyn BlockVolume>, String> {
     let bs = lun.block_size.unwrap_or(512);
     let pbs = lun.physical_block_size.unwrap_or(bs);
     let size = lun.size.as_deref().map(parse_size).transpose()?;
@@ -72,20 +162,37 @@ fn build_volume(lun: &LunSection, data_dir: &Path) -> Result<Arc<dyn BlockVolume
             let size = size.ok_or("memory LUN needs a size")?;
             Ok(Arc::new(MemoryVolume::new(bs, pbs, size / u64::from(bs))))
         }
+        "volume" => {
+            let full = lun.volume.as_deref().ok_or("volume LUN needs a volume name")?;
+            let (pool_name, name) =
+                full.split_once('/').ok_or_else(|| format!("{full}: not POOL/NAME"))?;
+            let pool =
+                pools.get(pool_name).ok_or_else(|| format!("{full}: no pool {pool_name}"))?;
+            match pool.open_volume(name) {
+                Ok(v) => Ok(Arc::new(v)),
+                Err(PoolError::NotFound(_)) => {
+                    let capacity_bytes =
+                        size.ok_or_else(|| format!("{full}: does not exist and no size is given"))?;
+                    let options = VolumeOptions {
+                        capacity_bytes,
+                        logical_block_bytes: bs,
+                        thick: lun.thick.unwrap_or(false),
+                        ..VolumeOptions::default()
+                    };
+                    let v = pool
+                        .create_volume(name, &options)
+                        .await
+                        .map_err(|e| format!("{full}: cannot create: {e}"))?;
+                    eprintln!("ferrited: created volume {full}");
+                    Ok(Arc::new(v))
+                }
+                Err(e) => Err(format!("{full}: {e}")),
+            }
+        }
         _ => {
             let rel = lun.path.clone().ok_or("file LUN needs a path")?;
-            let path = if rel.is_absolute() { rel } else { data_dir.join(rel) };
-            let device = if path.exists() {
-                UringDevice::open(&path)
-                    .map_err(|e| format!("{}: cannot open: {e}", path.display()))?
-            } else {
-                let size = size.ok_or_else(|| {
-                    format!("{}: does not exist and no size is given", path.display())
-                })?;
-                UringDevice::create_file(&path, size)
-                    .map_err(|e| format!("{}: cannot create: {e}", path.display()))?
-            };
-            let device: Arc<dyn BlockDevice> = Arc::new(device);
+            let path = resolve(data_dir, &rel);
+            let (device, _) = open_or_create(&path, lun.size.as_deref())?;
             let volume = DeviceVolume::new(device, bs, pbs)
                 .map_err(|e| format!("{}: LUN {}: {e}", path.display(), lun.id))?;
             Ok(Arc::new(volume))
@@ -93,28 +200,18 @@ fn build_volume(lun: &LunSection, data_dir: &Path) -> Result<Arc<dyn BlockVolume
     }
 }
 
-fn backend_choice(name: Option<&str>) -> BackendChoice {
-    match name {
-        Some("uring") => BackendChoice::Uring,
-        Some("epoll") => BackendChoice::Epoll,
-        _ => BackendChoice::Auto,
-    }
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+        .collect()
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
-///
-/// # Errors
-/// A one-line description of what could not be set up.
-pub fn run(cfg: &Config, opts: &Options) -> Result<(), String> {
-    std::fs::create_dir_all(&opts.data_dir)
-        .map_err(|e| format!("{}: cannot create data directory: {e}", opts.data_dir.display()))?;
-
-    // Signals are taken by a dedicated thread; block them everywhere else first.
-    let mut sigs = nix::sys::signal::SigSet::empty();
-    sigs.add(nix::sys::signal::Signal::SIGINT);
-    sigs.add(nix::sys::signal::Signal::SIGTERM);
-    sigs.thread_block().map_err(|e| format!("cannot block signals: {e}"))?;
-
+async fn build_state(cfg: &Config, opts: &Options, shard_count: usize) -> Result<State, String> {
+    let mut pools = HashMap::new();
+    for section in &cfg.pools {
+        let pool = open_pool(section, &opts.data_dir).await?;
+        pools.insert(section.name.clone(), pool);
+    }
     let mut luns = Vec::new();
     let mut nodes = Vec::new();
     let mut login_targets = Vec::new();
@@ -122,7 +219,7 @@ pub fn run(cfg: &Config, opts: &Options) -> Result<(), String> {
     for target in &cfg.targets {
         let mut units = Vec::new();
         for lun in &target.luns {
-            let volume = build_volume(lun, &opts.data_dir)?;
+            let volume = build_volume(lun, &opts.data_dir, &pools).await?;
             let mut lun_cfg = LunConfig::new(&target.iqn, lun.id);
             lun_cfg.serial.clone_from(&lun.serial);
             let state = opts.data_dir.join(format!("{}-lun{}", sanitize(&target.iqn), lun.id));
@@ -131,7 +228,8 @@ pub fn run(cfg: &Config, opts: &Options) -> Result<(), String> {
             let unit = LogicalUnit::new(lun_cfg, Arc::clone(&volume))
                 .map_err(|e| format!("target {} LUN {}: {e}", target.iqn, lun.id))?;
             units.push((lun.id, Arc::new(unit)));
-            luns.push(Lun { target: target.iqn.clone(), id: lun.id, volume });
+            let pool_volume = (lun.backend == "volume").then(|| lun.volume.clone()).flatten();
+            luns.push(Lun { target: target.iqn.clone(), id: lun.id, volume, pool_volume });
         }
         nodes.push(Arc::new(TargetNode {
             name: target.iqn.clone(),
@@ -157,12 +255,9 @@ pub fn run(cfg: &Config, opts: &Options) -> Result<(), String> {
         portals.push(Portal { address, group_tag: p.group_tag.unwrap_or(1) });
     }
     if portals.is_empty() {
-        portals.push(Portal {
-            address: crate::config::DEFAULT_PORTAL.parse().map_err(|_| "bad default portal")?,
-            group_tag: 1,
-        });
+        let address = crate::config::DEFAULT_PORTAL.parse().map_err(|_| "bad default portal")?;
+        portals.push(Portal { address, group_tag: 1 });
     }
-    let shard_count = opts.shards.unwrap_or_else(shard::available_cpus).max(1);
     let keepalive = if opts.keepalive_secs == 0 {
         Keepalive {
             interval: Duration::from_secs(u64::from(u32::MAX)),
@@ -174,22 +269,70 @@ pub fn run(cfg: &Config, opts: &Options) -> Result<(), String> {
             timeout: Duration::from_secs(opts.keepalive_secs.max(5)),
         }
     };
-    let server = Arc::new(Server::new(login, nodes, portals.clone(), keepalive, shard_count));
+    let server = Arc::new(Server::new(login, nodes, portals, keepalive, shard_count));
+    Ok(State { server, luns, pools })
+}
 
-    // One mailbox per shard; shard 0 accepts and is the only sender.
-    let mut senders: Vec<MailboxSender<Accepted>> = Vec::new();
-    let mut receivers: Vec<Option<MailboxReceiver<Accepted>>> = Vec::new();
+fn backend_choice(name: Option<&str>) -> BackendChoice {
+    match name {
+        Some("uring") => BackendChoice::Uring,
+        Some("epoll") => BackendChoice::Epoll,
+        _ => BackendChoice::Auto,
+    }
+}
+
+struct Shared {
+    cfg: Config,
+    opts: Options,
+    shard_count: usize,
+    state: OnceLock<Arc<State>>,
+    failed: AtomicBool,
+    shutdown: Arc<AtomicBool>,
+    senders: Vec<MailboxSender<Accepted>>,
+    receivers: Mutex<Vec<Option<MailboxReceiver<Accepted>>>>,
+    ready: Mutex<std::sync::mpsc::Sender<Result<(), String>>>,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+///
+/// # Errors
+/// A one-line description of what could not be set up.
+pub fn run(cfg: Config, opts: Options) -> Result<(), String> {
+    std::fs::create_dir_all(&opts.data_dir)
+        .map_err(|e| format!("{}: cannot create data directory: {e}", opts.data_dir.display()))?;
+
+    // Signals are taken by a dedicated thread; block them everywhere else first.
+    let mut sigs = nix::sys::signal::SigSet::empty();
+    sigs.add(nix::sys::signal::Signal::SIGINT);
+    sigs.add(nix::sys::signal::Signal::SIGTERM);
+    sigs.thread_block().map_err(|e| format!("cannot block signals: {e}"))?;
+
+    let shard_count =
+        opts.shards.or(cfg.daemon.shards).unwrap_or_else(shard::available_cpus).max(1);
+    let mut senders = Vec::new();
+    let mut receivers = Vec::new();
     for _ in 0..shard_count {
         let (tx, rx) = mailbox::<Accepted>(256);
         senders.push(tx);
         receivers.push(Some(rx));
     }
-    let senders = Arc::new(senders);
-    let receivers = Arc::new(Mutex::new(receivers));
     let shutdown = Arc::new(AtomicBool::new(false));
-    let luns = Arc::new(luns);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
-
+    let reactor_cfg = ReactorConfig {
+        backend: backend_choice(opts.backend.as_deref()),
+        ..ReactorConfig::default()
+    };
+    let shared = Arc::new(Shared {
+        cfg,
+        opts,
+        shard_count,
+        state: OnceLock::new(),
+        failed: AtomicBool::new(false),
+        shutdown: Arc::clone(&shutdown),
+        senders,
+        receivers: Mutex::new(receivers),
+        ready: Mutex::new(ready_tx),
+    });
     {
         let shutdown = Arc::clone(&shutdown);
         std::thread::Builder::new()
@@ -202,104 +345,119 @@ pub fn run(cfg: &Config, opts: &Options) -> Result<(), String> {
             })
             .map_err(|e| format!("cannot start signal thread: {e}"))?;
     }
-
-    let reactor_cfg = ReactorConfig {
-        backend: backend_choice(opts.backend.as_deref()),
-        ..ReactorConfig::default()
-    };
     let main = {
-        let server = Arc::clone(&server);
-        let shutdown = Arc::clone(&shutdown);
-        let luns = Arc::clone(&luns);
-        let ready_tx = Arc::new(Mutex::new(ready_tx));
+        let shared = Arc::clone(&shared);
         move |shard_id: usize, _reactor: &executor::Reactor| {
-            let server = Arc::clone(&server);
-            let shutdown = Arc::clone(&shutdown);
-            let senders = Arc::clone(&senders);
-            let receivers = Arc::clone(&receivers);
-            let luns = Arc::clone(&luns);
-            let ready_tx = Arc::clone(&ready_tx);
-            async move {
-                let rx = receivers.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-                    [shard_id]
-                    .take();
-                let Some(rx) = rx else { return };
-                shard_main(shard_id, server, shutdown, senders, rx, luns, ready_tx).await;
-            }
+            let shared = Arc::clone(&shared);
+            async move { shard_main(shard_id, shared).await }
         }
     };
     let handles = shard::start_shards(shard_count, &reactor_cfg, true, main)
         .map_err(|e| format!("cannot start shards: {e}"))?;
-    match ready_rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            shutdown.store(true, Ordering::SeqCst);
-            return Err(e);
-        }
-        Err(_) => return Err("shards did not start within 30 s".into()),
+    let started = ready_rx.recv_timeout(Duration::from_secs(120));
+    let mut result = match started {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err("start-up did not finish within 120 s".to_string()),
+    };
+    if result.is_err() {
+        shutdown.store(true, Ordering::SeqCst);
     }
     for handle in handles {
         match handle.join() {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(format!("shard failed: {e}")),
-            Err(_) => return Err("a shard panicked".into()),
+            Ok(Err(e)) => result = result.and(Err(format!("shard failed: {e}"))),
+            Err(_) => result = result.and(Err("a shard panicked".into())),
         }
     }
-    eprintln!("ferrited: stopped");
-    Ok(())
+    if result.is_ok() {
+        eprintln!("ferrited: stopped");
+    }
+    result
 }
 
-fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
-        .collect()
+fn report_ready(shared: &Shared, res: Result<(), String>) {
+    if let Ok(tx) = shared.ready.lock() {
+        let _ = tx.send(res);
+    }
 }
 
-async fn shard_main(
-    shard_id: usize,
-    server: Arc<Server>,
-    shutdown: Arc<AtomicBool>,
-    senders: Arc<Vec<MailboxSender<Accepted>>>,
-    rx: MailboxReceiver<Accepted>,
-    luns: Arc<Vec<Lun>>,
-    ready_tx: Arc<Mutex<std::sync::mpsc::Sender<Result<(), String>>>>,
-) {
-    let live: Rc<RefCell<Vec<RawFd>>> = Rc::default();
-    let mut acceptors = Vec::new();
+async fn shard_main(shard_id: usize, shared: Arc<Shared>) {
+    let rx =
+        shared.receivers.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[shard_id].take();
+    let Some(rx) = rx else { return };
+    let mut background = Vec::new();
     if shard_id == 0 {
+        let state = match build_state(&shared.cfg, &shared.opts, shared.shard_count).await {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                shared.failed.store(true, Ordering::SeqCst);
+                report_ready(&shared, Err(e));
+                return;
+            }
+        };
+        let _ = shared.state.set(Arc::clone(&state));
         let mut listeners = Vec::new();
-        for portal in &server.portals {
+        for portal in &state.server.portals {
             match ops::tcp_listen(portal.address) {
                 Ok(fd) => listeners.push((fd, *portal)),
                 Err(e) => {
-                    let msg = format!("portal {}: cannot listen: {e}", portal.address);
-                    let _ = ready_tx.lock().map(|tx| tx.send(Err(msg)));
-                    shutdown.store(true, Ordering::SeqCst);
+                    shared.failed.store(true, Ordering::SeqCst);
+                    report_ready(
+                        &shared,
+                        Err(format!("portal {}: cannot listen: {e}", portal.address)),
+                    );
+                    shutdown_pools(&state).await;
                     return;
                 }
             }
         }
-        for portal in &server.portals {
-            for lun in luns.iter() {
+        match rpc::listen(&shared.opts.rpc_socket) {
+            Ok(fd) => background.push(executor::spawn(rpc::serve(fd, Arc::clone(&state)))),
+            Err(e) => {
+                shared.failed.store(true, Ordering::SeqCst);
+                report_ready(
+                    &shared,
+                    Err(format!("{}: cannot listen: {e}", shared.opts.rpc_socket.display())),
+                );
+                shutdown_pools(&state).await;
+                return;
+            }
+        }
+        for portal in &state.server.portals {
+            for lun in &state.luns {
                 println!("ready iscsi://{}/{}/{}", portal.address, lun.target, lun.id);
             }
         }
-        let _ = ready_tx.lock().map(|tx| tx.send(Ok(())));
+        report_ready(&shared, Ok(()));
         for (fd, portal) in listeners {
-            let server = Arc::clone(&server);
-            let senders = Arc::clone(&senders);
-            acceptors.push(executor::spawn(accept_loop(fd, portal, server, senders)));
+            let server = Arc::clone(&state.server);
+            let shared = Arc::clone(&shared);
+            background.push(executor::spawn(async move {
+                accept_loop(fd, portal, server, &shared.senders).await
+            }));
         }
     }
+    // Every shard waits for the state shard 0 builds.
+    let state = loop {
+        if let Some(s) = shared.state.get() {
+            break Arc::clone(s);
+        }
+        if shared.failed.load(Ordering::SeqCst) || shared.shutdown.load(Ordering::SeqCst) {
+            return;
+        }
+        executor::sleep(Duration::from_millis(10)).await;
+    };
+    let live: Rc<RefCell<Vec<RawFd>>> = Rc::default();
     loop {
-        if shutdown.load(Ordering::SeqCst) {
+        if shared.shutdown.load(Ordering::SeqCst) {
             break;
         }
         match executor::timeout_after(Duration::from_millis(100), rx.recv()).await {
             Ok(Some((fd, portal))) => {
                 let raw = fd.as_raw_fd();
                 live.borrow_mut().push(raw);
-                let server = Arc::clone(&server);
+                let server = Arc::clone(&state.server);
                 let live = Rc::clone(&live);
                 executor::spawn(async move {
                     target_iscsi::login_phase::serve_connection(
@@ -317,8 +475,8 @@ async fn shard_main(
             Err(_) => {}
         }
     }
-    for a in acceptors {
-        a.abort();
+    for task in background {
+        task.abort();
     }
     // Stop reading new commands; commands in flight finish and send their responses.
     for fd in live.borrow().iter() {
@@ -330,10 +488,22 @@ async fn shard_main(
         executor::sleep(Duration::from_millis(10)).await;
     }
     if shard_id == 0 {
-        for lun in luns.iter() {
+        // Give the other shards time to drain their connections before the final flush.
+        executor::sleep(Duration::from_millis(200)).await;
+        for lun in &state.luns {
             if let Err(e) = lun.volume.flush().await {
                 eprintln!("ferrited: flush of {} LUN {} failed: {e}", lun.target, lun.id);
             }
+        }
+        shutdown_pools(&state).await;
+        let _ = std::fs::remove_file(&shared.opts.rpc_socket);
+    }
+}
+
+async fn shutdown_pools(state: &State) {
+    for (name, pool) in &state.pools {
+        if let Err(e) = pool.export().await {
+            eprintln!("ferrited: export of pool {name} failed: {e}");
         }
     }
 }
@@ -342,7 +512,7 @@ async fn accept_loop(
     listener: OwnedFd,
     portal: Portal,
     server: Arc<Server>,
-    senders: Arc<Vec<MailboxSender<Accepted>>>,
+    senders: &[MailboxSender<Accepted>],
 ) {
     loop {
         match ops::accept(listener.as_raw_fd()).await {

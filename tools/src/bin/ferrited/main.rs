@@ -6,6 +6,7 @@
 
 mod config;
 mod daemon;
+mod rpc;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +42,9 @@ struct Args {
     /// Seconds of idle time before a NOP-In keepalive (0 disables).
     #[arg(long, default_value_t = 30)]
     keepalive_secs: u64,
+    /// Control socket (JSON-RPC 2.0); default DATA_DIR/ferrited.sock.
+    #[arg(long)]
+    rpc_socket: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -68,13 +72,15 @@ fn main() -> ExitCode {
         eprintln!("ferrited: give --demo or --config FILE (see ferrited --help)");
         return ExitCode::from(2);
     };
+    let data_dir = cfg.daemon.data_dir.clone().unwrap_or(args.data_dir);
     let options = daemon::Options {
-        data_dir: cfg.daemon.data_dir.clone().unwrap_or(args.data_dir),
+        rpc_socket: args.rpc_socket.unwrap_or_else(|| data_dir.join("ferrited.sock")),
+        data_dir,
         shards: args.shards.or(cfg.daemon.shards),
         backend: args.backend.or(cfg.daemon.backend.clone()),
         keepalive_secs: args.keepalive_secs,
     };
-    match daemon::run(&cfg, &options) {
+    match daemon::run(cfg, options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ferrited: {e}");

@@ -1,0 +1,321 @@
+//! The control plane: JSON-RPC 2.0 on a Unix socket, one request per line.
+//!
+//! Methods are named `subsystem_object_verb` after SPDK's habit, shortened where the object is
+//! the subsystem: `pool_list`, `volume_create`, `volume_list`, `volume_grow`,
+//! `volume_destroy`, `snapshot_create`, `snapshot_list`, `snapshot_rollback`,
+//! `snapshot_clone`, `snapshot_destroy`, `snapshot_destroy_estimate`, `session_list`.
+//! Served on shard 0, where the pools' txg coordinators run.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
+
+use drivers::buffer::IoBuf;
+use drivers::error::{IoError, IoResult};
+use drivers::{executor, ops};
+use engine::{Pool, VolumeOptions};
+use serde_json::{json, Value};
+
+use crate::daemon::State;
+
+/// Largest request line accepted.
+const MAX_REQUEST_BYTES: usize = 1 << 20;
+
+/// Creates the listening Unix socket (replacing a stale one).
+///
+/// # Errors
+/// When the socket cannot be bound.
+pub fn listen(path: &Path) -> IoResult<OwnedFd> {
+    let _ = std::fs::remove_file(path);
+    let bytes = path.as_os_str().as_encoded_bytes();
+    // SAFETY: sockaddr_un is plain old data; zero is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= addr.sun_path.len() {
+        return Err(IoError::InvalidInput(libc::ENAMETOOLONG));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    let nonblocking = executor::backend_kind() == executor::BackendKind::Epoll;
+    let ty =
+        libc::SOCK_STREAM | libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
+    // SAFETY: socket(2) with constant arguments.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, ty, 0) };
+    if fd < 0 {
+        return Err(IoError::last_os_error());
+    }
+    // SAFETY: a fresh descriptor we own.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: bind with a valid sockaddr_un of `len` bytes.
+    if unsafe { libc::bind(fd, std::ptr::from_ref(&addr).cast(), len) } < 0 {
+        return Err(IoError::last_os_error());
+    }
+    // SAFETY: listen on our socket.
+    if unsafe { libc::listen(fd, 64) } < 0 {
+        return Err(IoError::last_os_error());
+    }
+    Ok(owned)
+}
+
+/// Accepts control connections until the task is aborted.
+pub async fn serve(listener: OwnedFd, state: Arc<State>) {
+    loop {
+        match ops::accept(listener.as_raw_fd()).await {
+            Ok((fd, _)) => {
+                let state = Arc::clone(&state);
+                executor::spawn(async move {
+                    let _ = client(fd, state).await;
+                });
+            }
+            Err(_) => executor::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
+}
+
+async fn client(fd: OwnedFd, state: Arc<State>) -> IoResult<()> {
+    let raw = fd.as_raw_fd();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = IoBuf::zeroed(64 * 1024);
+    loop {
+        while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=pos).collect();
+            let reply = handle_line(&line[..line.len() - 1], &state).await;
+            let mut out = serde_json::to_vec(&reply).unwrap_or_default();
+            out.push(b'\n');
+            let len = out.len();
+            let (res, _) = ops::send_all(raw, vec![(IoBuf::from_slice(&out), 0..len)]).await;
+            res?;
+        }
+        if pending.len() > MAX_REQUEST_BYTES {
+            return Err(IoError::InvalidInput(libc::EMSGSIZE));
+        }
+        let len = buf.len();
+        let (res, back) = ops::recv(raw, buf, 0..len).await;
+        buf = back;
+        match res? {
+            0 => return Ok(()),
+            n => pending.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// A JSON-RPC error: code and message.
+struct RpcError(i64, String);
+
+fn invalid(msg: impl Into<String>) -> RpcError {
+    RpcError(-32602, msg.into())
+}
+
+async fn handle_line(line: &[u8], state: &State) -> Value {
+    let request: Value = match serde_json::from_slice(line) {
+        Ok(v) => v,
+        Err(e) => {
+            return json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": format!("parse error: {e}")}})
+        }
+    };
+    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    let Some(method) = request.get("method").and_then(Value::as_str) else {
+        return json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32600, "message": "request has no method"}});
+    };
+    let params = request.get("params").cloned().unwrap_or(json!({}));
+    match dispatch(method, &params, state).await {
+        Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
+        Err(RpcError(code, message)) => {
+            json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+        }
+    }
+}
+
+fn param_str<'a>(params: &'a Value, key: &str) -> Result<&'a str, RpcError> {
+    params
+        .get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid(format!("missing string parameter {key:?}")))
+}
+
+fn param_u64(params: &Value, key: &str) -> Result<u64, RpcError> {
+    params
+        .get(key)
+        .and_then(Value::as_u64)
+        .ok_or_else(|| invalid(format!("missing integer parameter {key:?}")))
+}
+
+/// Splits `pool/volume[@snapshot]` and finds the pool.
+fn pool_of<'a>(state: &'a State, name: &str) -> Result<(&'a Arc<Pool>, String), RpcError> {
+    let (pool, rest) =
+        name.split_once('/').ok_or_else(|| invalid(format!("{name:?} is not POOL/NAME")))?;
+    let p =
+        state.pools.get(pool).ok_or_else(|| RpcError(-32001, format!("no pool named {pool:?}")))?;
+    if rest.is_empty() {
+        return Err(invalid(format!("{name:?} has an empty volume name")));
+    }
+    Ok((p, rest.to_string()))
+}
+
+fn engine_err(e: &engine::PoolError) -> RpcError {
+    RpcError(-32000, e.to_string())
+}
+
+fn volume_json(pool: &Pool, pool_name: &str, name: &str) -> Value {
+    let space = pool.space(name).ok();
+    let capacity = pool.open_volume(name).map(|v| v.layout().capacity_bytes).unwrap_or(0);
+    json!({
+        "name": format!("{pool_name}/{name}"),
+        "capacity_bytes": capacity,
+        "referenced_bytes": space.as_ref().map_or(0, |s| s.referenced_bytes),
+        "used_bytes": space.as_ref().map_or(0, |s| s.used_bytes),
+        "snapshots_used_bytes": space.as_ref().map_or(0, |s| s.snapshots_used_bytes),
+        "snapshot_count": space.as_ref().map_or(0, |s| s.snapshot_count),
+    })
+}
+
+async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, RpcError> {
+    match method {
+        "pool_list" => {
+            let mut pools: Vec<Value> = state
+                .pools
+                .iter()
+                .map(|(name, p)| {
+                    json!({
+                        "name": name,
+                        "guid": format!("{:016x}", p.guid()),
+                        "capacity_bytes": p.capacity_bytes(),
+                        "free_bytes": p.free_bytes(),
+                        "durable_txg": p.durable_txg(),
+                        "checksum_errors": p.checksum_errors(),
+                        "volumes": p.list().len(),
+                    })
+                })
+                .collect();
+            pools.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+            Ok(Value::Array(pools))
+        }
+        "volume_create" => {
+            let (pool, name) = pool_of(state, param_str(params, "name")?)?;
+            let options = VolumeOptions {
+                capacity_bytes: param_u64(params, "size_bytes")?,
+                logical_block_bytes: params
+                    .get("block_size")
+                    .and_then(Value::as_u64)
+                    .map_or(512, |b| u32::try_from(b).unwrap_or(0)),
+                thick: params.get("thick").and_then(Value::as_bool).unwrap_or(false),
+                ..VolumeOptions::default()
+            };
+            pool.create_volume(&name, &options).await.map_err(|e| engine_err(&e))?;
+            Ok(volume_json(pool, pool.name(), &name))
+        }
+        "volume_list" => {
+            let mut out = Vec::new();
+            for (pool_name, pool) in &state.pools {
+                for name in pool.list().iter().filter(|n| !n.contains('@')) {
+                    out.push(volume_json(pool, pool_name, name));
+                }
+            }
+            out.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+            Ok(Value::Array(out))
+        }
+        "volume_grow" => {
+            let (pool, name) = pool_of(state, param_str(params, "name")?)?;
+            pool.grow_volume(&name, param_u64(params, "size_bytes")?)
+                .await
+                .map_err(|e| engine_err(&e))?;
+            Ok(volume_json(pool, pool.name(), &name))
+        }
+        "volume_destroy" => {
+            let full = param_str(params, "name")?;
+            let (pool, name) = pool_of(state, full)?;
+            if state.luns.iter().any(|l| l.pool_volume.as_deref() == Some(full)) {
+                return Err(RpcError(
+                    -32002,
+                    format!("{full} is exported as a LUN; remove it from the configuration first"),
+                ));
+            }
+            pool.destroy_volume(&name).await.map_err(|e| engine_err(&e))?;
+            Ok(json!({"destroyed": full}))
+        }
+        "snapshot_create" => {
+            let full = param_str(params, "name")?;
+            let (pool, rest) = pool_of(state, full)?;
+            let (volume, snap) = rest
+                .split_once('@')
+                .ok_or_else(|| invalid(format!("{full:?} is not POOL/VOLUME@SNAPSHOT")))?;
+            pool.snapshot(volume, snap).await.map_err(|e| engine_err(&e))?;
+            Ok(json!({"name": full}))
+        }
+        "snapshot_list" => {
+            let mut out = Vec::new();
+            let only = params.get("volume").and_then(Value::as_str);
+            for (pool_name, pool) in &state.pools {
+                for volume in pool.list().iter().filter(|n| !n.contains('@')) {
+                    let full_volume = format!("{pool_name}/{volume}");
+                    if only.is_some_and(|o| o != full_volume) {
+                        continue;
+                    }
+                    for snap in pool.snapshots(volume).map_err(|e| engine_err(&e))? {
+                        let frees = pool.destroy_would_free(&[snap.as_str()]).unwrap_or(0);
+                        out.push(json!({"name": format!("{pool_name}/{snap}"), "volume": full_volume, "destroy_frees_bytes": frees}));
+                    }
+                }
+            }
+            Ok(Value::Array(out))
+        }
+        "snapshot_rollback" => {
+            let full = param_str(params, "name")?;
+            let (pool, snap) = pool_of(state, full)?;
+            pool.rollback(&snap).await.map_err(|e| engine_err(&e))?;
+            Ok(json!({"rolled_back_to": full}))
+        }
+        "snapshot_clone" => {
+            let full = param_str(params, "snapshot")?;
+            let (pool, snap) = pool_of(state, full)?;
+            let target = param_str(params, "name")?;
+            let (target_pool, new_name) = pool_of(state, target)?;
+            if !Arc::ptr_eq(pool, target_pool) {
+                return Err(invalid("a clone lives in the pool of its snapshot"));
+            }
+            pool.clone_snapshot(&snap, &new_name).await.map_err(|e| engine_err(&e))?;
+            Ok(volume_json(pool, pool.name(), &new_name))
+        }
+        "snapshot_destroy" => {
+            let full = param_str(params, "name")?;
+            let (pool, snap) = pool_of(state, full)?;
+            pool.destroy_snapshot(&snap).await.map_err(|e| engine_err(&e))?;
+            Ok(json!({"destroyed": full}))
+        }
+        "snapshot_destroy_estimate" => {
+            let names: Vec<&str> = params
+                .get("names")
+                .and_then(Value::as_array)
+                .ok_or_else(|| invalid("missing array parameter \"names\""))?
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            let mut per_pool: std::collections::BTreeMap<String, Vec<String>> =
+                std::collections::BTreeMap::new();
+            for n in &names {
+                let (pool, snap) = pool_of(state, n)?;
+                per_pool.entry(pool.name().to_string()).or_default().push(snap);
+            }
+            let mut total = 0;
+            for (pool_name, snaps) in &per_pool {
+                let pool = &state.pools[pool_name];
+                let refs: Vec<&str> = snaps.iter().map(String::as_str).collect();
+                total += pool.destroy_would_free(&refs).map_err(|e| engine_err(&e))?;
+            }
+            Ok(json!({"frees_bytes": total}))
+        }
+        "session_list" => {
+            let sessions: Vec<Value> = state
+                .server
+                .sessions
+                .list()
+                .into_iter()
+                .map(|s| json!({"tsih": s.tsih, "initiator": s.initiator_name, "target": s.target_name, "shard": s.shard}))
+                .collect();
+            Ok(Value::Array(sessions))
+        }
+        other => Err(RpcError(-32601, format!("method {other:?} not found"))),
+    }
+}
