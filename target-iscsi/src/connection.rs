@@ -1007,9 +1007,13 @@ async fn on_task_mgmt(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
                     }
                     TmfResponse::FunctionComplete
                 }
-                // Already completed (its response was sent) or never received: SAM-5 says the
-                // task is not in the task set any more, which is what the initiator wanted.
-                None => TmfResponse::FunctionComplete,
+                // RFC 7143 §11.5.1: a command not received yet (RefCmdSN at or past ExpCmdSN,
+                // inside the window) counts as received and aborted; one that was received
+                // has completed and its response is on its way: "task does not exist".
+                None if crate::pdu::sn_ge(req.ref_cmd_sn, conn.exp_cmd_sn.get()) => {
+                    TmfResponse::FunctionComplete
+                }
+                None => TmfResponse::TaskDoesNotExist,
             }
         }
         (TmfFunction::AbortTaskSet | TmfFunction::ClearTaskSet, Some(_)) => {
