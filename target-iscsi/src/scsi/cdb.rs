@@ -29,6 +29,7 @@ pub mod opcode {
     pub const READ_DEFECT_DATA_10: u8 = 0x37;
     pub const WRITE_SAME_10: u8 = 0x41;
     pub const UNMAP: u8 = 0x42;
+    pub const SANITIZE: u8 = 0x48;
     pub const MODE_SELECT_10: u8 = 0x55;
     pub const RESERVE_10: u8 = 0x56;
     pub const RELEASE_10: u8 = 0x57;
@@ -59,6 +60,11 @@ pub mod opcode {
     /// MAINTENANCE IN service actions.
     pub const SA_REPORT_SUPPORTED_OPCODES: u8 = 0x0C;
     pub const SA_REPORT_SUPPORTED_TMFS: u8 = 0x0D;
+    /// SANITIZE service actions (SBC-4 table 65).
+    pub const SA_SANITIZE_OVERWRITE: u8 = 0x01;
+    pub const SA_SANITIZE_BLOCK_ERASE: u8 = 0x02;
+    pub const SA_SANITIZE_CRYPTOGRAPHIC_ERASE: u8 = 0x03;
+    pub const SA_SANITIZE_EXIT_FAILURE_MODE: u8 = 0x1F;
 }
 
 /// Longest CDB the parser looks at.
@@ -115,6 +121,21 @@ pub struct WriteSameCdb {
     pub ndob: bool,
     /// CDB length, for field pointers.
     pub cdb_bytes: u8,
+}
+
+/// SANITIZE (SBC-4 5.30). The service action is one ferrite executes (OVERWRITE, BLOCK
+/// ERASE, EXIT FAILURE MODE); CRYPTOGRAPHIC ERASE and reserved codes are refused by the parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SanitizeCdb {
+    /// IMMED: return status once the CDB and parameter list are validated.
+    pub immed: bool,
+    /// AUSE: a failure of this operation may be left with EXIT FAILURE MODE.
+    pub ause: bool,
+    /// SERVICE ACTION.
+    pub service_action: u8,
+    /// PARAMETER LIST LENGTH (OVERWRITE only; its upper bound depends on the block size and
+    /// is checked by the logical unit).
+    pub parameter_list_length: u32,
 }
 
 /// MODE SENSE (6)/(10).
@@ -207,6 +228,7 @@ pub enum Command {
         anchor: bool,
         parameter_list_length: u32,
     },
+    Sanitize(SanitizeCdb),
     PersistentReserveIn {
         service_action: u8,
         allocation_length: u32,
@@ -317,6 +339,41 @@ fn range(b: &Bytes, sixteen: bool) -> BlockRange {
     } else {
         BlockRange { lba: u64::from(b.be32(2)), blocks: b.be16(7) }
     }
+}
+
+/// SANITIZE: reserved bits and bytes, the service action, and the PARAMETER LIST LENGTH the
+/// service action requires (SBC-4 table 65: zero except for OVERWRITE, which needs more than
+/// the 4-byte header).
+fn sanitize(b: &Bytes) -> Result<SanitizeCdb, Sense> {
+    use opcode as op;
+    if b.bit(1, 0x40) {
+        return Err(Sense::invalid_field_in_cdb(1, Some(6)));
+    }
+    if let Some(i) = (2..=6).find(|&i| b.u8(i) != 0) {
+        return Err(Sense::invalid_field_in_cdb(i as u16, None));
+    }
+    let service_action = b.u8(1) & 0x1F;
+    let parameter_list_length = b.be16(7);
+    match service_action {
+        op::SA_SANITIZE_OVERWRITE if parameter_list_length <= 4 => {
+            return Err(Sense::invalid_field_in_cdb(7, None));
+        }
+        op::SA_SANITIZE_OVERWRITE => {}
+        op::SA_SANITIZE_BLOCK_ERASE | op::SA_SANITIZE_EXIT_FAILURE_MODE => {
+            if parameter_list_length != 0 {
+                return Err(Sense::invalid_field_in_cdb(7, None));
+            }
+        }
+        // CRYPTOGRAPHIC ERASE needs user data stored encrypted under a key the LU can
+        // destroy; ferrite volumes are not, so it is an unsupported service action.
+        _ => return Err(Sense::invalid_field_in_cdb(1, Some(4))),
+    }
+    Ok(SanitizeCdb {
+        immed: b.bit(1, 0x80),
+        ause: b.bit(1, 0x20),
+        service_action,
+        parameter_list_length,
+    })
 }
 
 /// Decodes `cdb`. Unknown opcodes and service actions give INVALID COMMAND OPERATION CODE
@@ -468,6 +525,7 @@ pub fn parse(cdb: &[u8]) -> Result<Command, Sense> {
             })
         }
         op::UNMAP => Command::Unmap { anchor: b.bit(1, 0x01), parameter_list_length: b.be16(7) },
+        op::SANITIZE => Command::Sanitize(sanitize(&b)?),
         op::PERSISTENT_RESERVE_IN => Command::PersistentReserveIn {
             service_action: b.u8(1) & 0x1F,
             allocation_length: b.be16(7),
@@ -527,6 +585,7 @@ impl Command {
                 u64::from(parameter_list_length)
             }
             Command::ModeSelect(ms) => u64::from(ms.parameter_list_length),
+            Command::Sanitize(s) => u64::from(s.parameter_list_length),
             _ => 0,
         }
     }
@@ -599,6 +658,7 @@ impl Command {
             | Command::SynchronizeCache(_)
             | Command::WriteSame(_)
             | Command::Unmap { .. }
+            | Command::Sanitize(_)
             | Command::ModeSelect(_)
             | Command::StartStopUnit { .. } => Access::Write,
         }
@@ -690,6 +750,63 @@ mod tests {
         assert_eq!(parse(&v3).map(|c| c.data_out_bytes(512)), Ok(512));
         let pro = [opcode::PERSISTENT_RESERVE_OUT, 0, 0, 0, 0, 0, 0, 0, 24, 0];
         assert_eq!(parse(&pro).map(|c| c.data_out_bytes(512)), Ok(24));
+    }
+
+    fn sanitize_cdb(byte1: u8, list_bytes: u16) -> [u8; 10] {
+        let [hi, lo] = list_bytes.to_be_bytes();
+        [opcode::SANITIZE, byte1, 0, 0, 0, 0, 0, hi, lo, 0]
+    }
+
+    #[test]
+    fn sanitize_fields() {
+        let c = parse(&sanitize_cdb(0x80 | 0x20 | opcode::SA_SANITIZE_OVERWRITE, 516));
+        assert_eq!(
+            c,
+            Ok(Command::Sanitize(SanitizeCdb {
+                immed: true,
+                ause: true,
+                service_action: opcode::SA_SANITIZE_OVERWRITE,
+                parameter_list_length: 516,
+            }))
+        );
+        assert_eq!(c.map(|c| c.data_out_bytes(512)), Ok(516));
+    }
+
+    #[test]
+    fn sanitize_reserved_bits_and_bytes_are_invalid_fields() {
+        let sa = opcode::SA_SANITIZE_BLOCK_ERASE;
+        assert_eq!(
+            parse(&sanitize_cdb(0x40 | sa, 0)),
+            Err(Sense::invalid_field_in_cdb(1, Some(6)))
+        );
+        for i in 2..=6 {
+            let mut cdb = sanitize_cdb(sa, 0);
+            cdb[i] = 1;
+            assert_eq!(parse(&cdb), Err(Sense::invalid_field_in_cdb(i as u16, None)));
+        }
+    }
+
+    #[test]
+    fn sanitize_service_actions_and_parameter_list_lengths() {
+        // Reserved codes and CRYPTOGRAPHIC ERASE (no encryption to erase) are refused.
+        for sa in (0..=0x1Eu8).filter(|sa| !matches!(sa, 1 | 2)) {
+            assert_eq!(
+                parse(&sanitize_cdb(sa, 0)),
+                Err(Sense::invalid_field_in_cdb(1, Some(4))),
+                "service action {sa:#x}"
+            );
+        }
+        for sa in [opcode::SA_SANITIZE_BLOCK_ERASE, opcode::SA_SANITIZE_EXIT_FAILURE_MODE] {
+            assert!(parse(&sanitize_cdb(sa, 0)).is_ok());
+            assert_eq!(parse(&sanitize_cdb(sa, 8)), Err(Sense::invalid_field_in_cdb(7, None)));
+        }
+        for len in 0..=4 {
+            assert_eq!(
+                parse(&sanitize_cdb(opcode::SA_SANITIZE_OVERWRITE, len)),
+                Err(Sense::invalid_field_in_cdb(7, None))
+            );
+        }
+        assert!(parse(&sanitize_cdb(opcode::SA_SANITIZE_OVERWRITE, 5)).is_ok());
     }
 
     #[test]

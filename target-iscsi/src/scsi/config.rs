@@ -28,6 +28,31 @@ pub struct LunConfig {
     pub read_only: bool,
     /// Report POWER ON, RESET OCCURRED to every I_T nexus the first time it is seen.
     pub unit_attention_on_new_nexus: bool,
+    /// Where a sanitize operation runs once its SANITIZE command has started it.
+    pub background: BackgroundWork,
+    /// Bandwidth a sanitize operation takes from the volume, so that the other LUs on the
+    /// same disks keep their latency (`None`: as fast as the volume goes). Paced only when
+    /// the operation runs on a reactor.
+    pub sanitize_bytes_per_s: Option<u64>,
+    /// Offer SANITIZE BLOCK ERASE. Only for volumes that deallocate, read deallocated blocks
+    /// as zeros and report them deallocated in GET LBA STATUS (`MemoryVolume`); a
+    /// `DeviceVolume` reports every block mapped, so an erased LU would look unerased.
+    pub block_erase: bool,
+}
+
+/// Default sanitize bandwidth: 128 MiB/s, a 1 GiB overwrite pass in 8 s.
+pub const DEFAULT_SANITIZE_BYTES_PER_S: u64 = 128 << 20;
+
+/// Where the LU runs work that outlives the command that starts it (a sanitize operation,
+/// SBC-4 4.11: it continues through ABORT TASK, resets and the loss of the session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackgroundWork {
+    /// As a task of the current shard's reactor (`drivers::executor::spawn`): the command
+    /// only waits for it (IMMED = 0) or returns at once (IMMED = 1).
+    Reactor,
+    /// Inside the command that starts it, for callers with no reactor on the thread (unit
+    /// tests, fuzzing): IMMED is answered once the operation is over.
+    InCommand,
 }
 
 impl LunConfig {
@@ -47,6 +72,9 @@ impl LunConfig {
             mode_state_path: None,
             read_only: false,
             unit_attention_on_new_nexus: false,
+            background: BackgroundWork::Reactor,
+            sanitize_bytes_per_s: Some(DEFAULT_SANITIZE_BYTES_PER_S),
+            block_erase: false,
         }
     }
 }

@@ -27,7 +27,10 @@ fn unit(block_bytes: u32) -> Option<&'static LogicalUnit> {
     let cell = if block_bytes == 512 { &LU512 } else { &LU4K };
     cell.get_or_init(|| {
         let vol = Arc::new(MemoryVolume::new(block_bytes, 4096, 64));
-        LogicalUnit::new(LunConfig::new("iqn.2024-01.io.ferrite:fuzz", 0), vol).ok()
+        let mut config = LunConfig::new("iqn.2024-01.io.ferrite:fuzz", 0);
+        // No reactor runs here: a sanitize operation runs inside its command.
+        config.background = super::config::BackgroundWork::InCommand;
+        LogicalUnit::new(config, vol).ok()
     })
     .as_ref()
 }

@@ -71,7 +71,10 @@ impl LogicalUnit {
         desc: bool,
         allocation_length: u32,
     ) -> Option<IoBuf> {
-        let sense = self.take_unit_attention(nexus.nexus_id).unwrap_or_else(Sense::no_sense);
+        let sense = self
+            .take_unit_attention(nexus.nexus_id)
+            .or_else(|| self.sanitize.pollable_sense())
+            .unwrap_or_else(Sense::no_sense);
         data_in(&sense.encode(desc), allocation_length as usize)
     }
 }

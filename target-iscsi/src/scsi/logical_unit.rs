@@ -15,6 +15,7 @@ use super::config::{stable_hash, LunConfig};
 use super::mode::{ModePages, PageSet};
 use super::nexus::ItNexus;
 use super::reservation::{PrState, Reservations};
+use super::sanitize::SanitizeState;
 use super::sense::Sense;
 use super::status::{CommandResult, Prepared, ScsiError, ScsiResult, ScsiStatus};
 use super::unit_attention::UnitAttentions;
@@ -69,6 +70,8 @@ pub struct LogicalUnit {
     pub(super) mode: Mutex<ModePages>,
     pub(super) unit_attentions: Mutex<UnitAttentions>,
     pub(super) reservations: Mutex<Reservations>,
+    /// Sanitize operation in progress or failed (shared with the running job).
+    pub(super) sanitize: Arc<SanitizeState>,
 }
 
 /// Locks `m`, recovering the data of a poisoned lock (state stays consistent: every critical
@@ -146,6 +149,7 @@ impl LogicalUnit {
             mode: Mutex::new(mode),
             unit_attentions: Mutex::new(UnitAttentions::default()),
             reservations: Mutex::new(reservations),
+            sanitize: Arc::new(SanitizeState::default()),
             config,
             volume,
             naa_id,
@@ -267,6 +271,10 @@ impl LogicalUnit {
             }
         }
         let cmd = cdb::parse(cdb_bytes)?;
+        self.sanitize.admit(&cmd)?;
+        if let Command::Sanitize(s) = &cmd {
+            self.check_sanitize_cdb(s)?;
+        }
         if self.reserved.load(Ordering::Acquire) {
             lock(&self.reservations).check_access(nexus, &cmd)?;
         }
@@ -323,6 +331,7 @@ impl LogicalUnit {
             Command::Unmap { anchor, .. } => {
                 self.unmap(anchor, data.as_deref().unwrap_or(&[])).await
             }
+            Command::Sanitize(s) => self.sanitize(s, data.as_deref()).await,
             Command::PersistentReserveIn { service_action, allocation_length } => {
                 self.persistent_reserve_in(service_action, allocation_length)
             }
@@ -479,6 +488,7 @@ fn writes_medium(cmd: &Command) -> bool {
             | Command::CompareAndWrite(_)
             | Command::WriteSame(_)
             | Command::Unmap { .. }
+            | Command::Sanitize(_)
     )
 }
 

@@ -34,6 +34,7 @@ pub mod persistent_reserve;
 pub mod read_write;
 pub mod report_luns;
 pub mod reservation;
+pub mod sanitize;
 pub mod sense;
 pub mod status;
 pub mod target;

@@ -29,6 +29,9 @@ const fn sa(opcode: u8, service_action: u8, usage: &'static [u8]) -> CommandInfo
 
 const F: u8 = 0xFF;
 
+/// SANITIZE: IMMED, AUSE, SERVICE ACTION, PARAMETER LIST LENGTH.
+const SANITIZE_USAGE: &[u8] = &[0x48, 0xBF, 0, 0, 0, 0, 0, F, F, 0];
+
 /// Every supported command, by opcode then service action.
 pub const COMMANDS: &[CommandInfo] = &[
     c(op::TEST_UNIT_READY, &[0x00, 0, 0, 0, 0, 0]),
@@ -51,6 +54,9 @@ pub const COMMANDS: &[CommandInfo] = &[
     c(op::READ_DEFECT_DATA_10, &[0x37, 0, 0x1F, 0, 0, 0, 0, F, F, 0]),
     c(op::WRITE_SAME_10, &[0x41, 0xF8, F, F, F, F, 0, F, F, 0]),
     c(op::UNMAP, &[0x42, 0x01, 0, 0, 0, 0, 0, F, F, 0]),
+    sa(op::SANITIZE, op::SA_SANITIZE_OVERWRITE, SANITIZE_USAGE),
+    sa(op::SANITIZE, op::SA_SANITIZE_BLOCK_ERASE, SANITIZE_USAGE),
+    sa(op::SANITIZE, op::SA_SANITIZE_EXIT_FAILURE_MODE, SANITIZE_USAGE),
     c(op::MODE_SELECT_10, &[0x55, 0x11, 0, 0, 0, 0, 0, F, F, 0]),
     c(op::RESERVE_10, &[0x56, 0x12, 0, 0, 0, 0, 0, 0, 0, 0]),
     c(op::RELEASE_10, &[0x57, 0x12, 0, 0, 0, 0, 0, 0, 0, 0]),
@@ -114,14 +120,33 @@ fn timeouts_descriptor() -> [u8; 12] {
     t
 }
 
-/// Commands supported by a LU (UNMAP only on thin-provisioned volumes).
-pub fn supported(thin: bool) -> impl Iterator<Item = &'static CommandInfo> {
-    COMMANDS.iter().filter(move |c| thin || c.opcode != op::UNMAP)
+/// What of the table a LU executes: UNMAP needs a thin-provisioned volume, SANITIZE BLOCK
+/// ERASE one whose deallocated blocks read as zeros.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Thin provisioning (UNMAP).
+    pub thin: bool,
+    /// SANITIZE BLOCK ERASE (see `sanitize::block_erase_supported`).
+    pub block_erase: bool,
+}
+
+impl Capabilities {
+    /// Everything in the table.
+    pub const ALL: Capabilities = Capabilities { thin: true, block_erase: true };
+}
+
+/// Commands supported by a LU with `caps`.
+pub fn supported(caps: Capabilities) -> impl Iterator<Item = &'static CommandInfo> {
+    COMMANDS.iter().filter(move |c| match (c.opcode, c.service_action) {
+        (op::UNMAP, _) => caps.thin,
+        (op::SANITIZE, Some(op::SA_SANITIZE_BLOCK_ERASE)) => caps.block_erase,
+        _ => true,
+    })
 }
 
 /// REPORT SUPPORTED OPERATION CODES data.
 pub fn report_supported_opcodes(
-    thin: bool,
+    caps: Capabilities,
     rctd: bool,
     options: u8,
     opcode: u8,
@@ -131,7 +156,7 @@ pub fn report_supported_opcodes(
     let alloc = allocation_length as usize;
     if options == 0 {
         let mut d = vec![0u8; 4];
-        for cmd in supported(thin) {
+        for cmd in supported(caps) {
             d.push(cmd.opcode);
             d.push(0);
             d.extend_from_slice(&u16::from(cmd.service_action.unwrap_or(0)).to_be_bytes());
@@ -150,7 +175,7 @@ pub fn report_supported_opcodes(
     let found = match options {
         1 if has_sa => return Err(Sense::invalid_field_in_cdb(2, Some(2)).into()),
         2 if !has_sa => return Err(Sense::invalid_field_in_cdb(2, Some(2)).into()),
-        1..=3 => supported(thin).find(|c| {
+        1..=3 => supported(caps).find(|c| {
             c.opcode == opcode
                 && (!has_sa || c.service_action.map(u16::from) == Some(service_action))
         }),
@@ -193,14 +218,12 @@ impl LogicalUnit {
         service_action: u16,
         allocation_length: u32,
     ) -> ScsiResult {
-        report_supported_opcodes(
-            self.geometry().thin_provisioned,
-            rctd,
-            options,
-            opcode,
-            service_action,
-            allocation_length,
-        )
+        let g = self.geometry();
+        let caps = Capabilities {
+            thin: g.thin_provisioned,
+            block_erase: super::sanitize::block_erase_supported(&g, self.config.block_erase),
+        };
+        report_supported_opcodes(caps, rctd, options, opcode, service_action, allocation_length)
     }
 }
 
@@ -218,9 +241,36 @@ mod tests {
             if let Some(s) = cmd.service_action {
                 cdb[1] = s;
             }
+            if (cmd.opcode, cmd.service_action) == (op::SANITIZE, Some(op::SA_SANITIZE_OVERWRITE)) {
+                cdb[8] = 8; // OVERWRITE needs a parameter list beyond its header.
+            }
             // With reserved bits clear and lengths 0, every listed command decodes.
             assert!(parse(&cdb).is_ok(), "opcode {:#x} not decoded", cmd.opcode);
         }
+    }
+
+    #[test]
+    fn sanitize_is_listed_per_executed_service_action() {
+        let sas = |caps| {
+            supported(caps)
+                .filter(|c| c.opcode == op::SANITIZE)
+                .map(|c| c.service_action)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(sas(Capabilities::ALL), [Some(0x01), Some(0x02), Some(0x1F)]);
+        let no_erase = Capabilities { thin: true, block_erase: false };
+        assert_eq!(sas(no_erase), [Some(0x01), Some(0x1F)]);
+        // One command descriptor per service action, and no CRYPTOGRAPHIC ERASE.
+        let one = |sa: u16| {
+            report_supported_opcodes(Capabilities::ALL, false, 2, op::SANITIZE, sa, 64)
+                .ok()
+                .flatten()
+                .map(|d| d[1] & 0x07)
+        };
+        assert_eq!(one(0x01), Some(0x03));
+        assert_eq!(one(0x02), Some(0x03));
+        assert_eq!(one(0x03), Some(0x01));
+        assert_eq!(one(0x1F), Some(0x03));
     }
 
     #[test]

@@ -51,6 +51,9 @@ pub struct Sense {
     pub info: Option<u64>,
     /// Sense-key specific field pointer (ILLEGAL REQUEST only).
     pub field_pointer: Option<FieldPointer>,
+    /// Sense-key specific progress indication (NOT READY only, SPC-4 4.5.2.4.4): the
+    /// fraction done of a long operation, in 65536ths.
+    pub progress: Option<u16>,
 }
 
 /// Bytes of fixed-format sense data produced by [`Sense::to_fixed`].
@@ -60,7 +63,7 @@ impl Sense {
     /// A condition with no INFORMATION and no field pointer.
     #[must_use]
     pub const fn new(key: SenseKey, asc: u8, ascq: u8) -> Sense {
-        Sense { key, asc, ascq, info: None, field_pointer: None }
+        Sense { key, asc, ascq, info: None, field_pointer: None, progress: None }
     }
 
     /// The same condition with an INFORMATION field.
@@ -184,6 +187,22 @@ impl Sense {
         Sense::new(SenseKey::HardwareError, 0x44, 0x00)
     }
 
+    /// NOT READY, LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS (0x04/0x1B) with the fraction
+    /// done in 65536ths (SBC-4 4.11.2).
+    #[must_use]
+    pub const fn sanitize_in_progress(progress: u16) -> Sense {
+        let mut s = Sense::new(SenseKey::NotReady, 0x04, 0x1B);
+        s.progress = Some(progress);
+        s
+    }
+
+    /// MEDIUM ERROR, SANITIZE COMMAND FAILED (0x31/0x03): the last sanitize operation failed
+    /// and the LU is in sanitize failure mode (SBC-4 4.11.3).
+    #[must_use]
+    pub const fn sanitize_failed() -> Sense {
+        Sense::new(SenseKey::MediumError, 0x31, 0x03)
+    }
+
     /// UNIT ATTENTION, POWER ON, RESET, OR BUS DEVICE RESET OCCURRED (0x29/0x00).
     #[must_use]
     pub const fn ua_power_on_reset() -> Sense {
@@ -239,11 +258,17 @@ impl Sense {
             ascq,
             info: None,
             field_pointer: Some(FieldPointer { in_cdb, byte, bit }),
+            progress: None,
         }
     }
 
-    /// The three sense-key specific bytes (SKSV set), when there is a field pointer.
+    /// The three sense-key specific bytes (SKSV set), when there is a field pointer or a
+    /// progress indication.
     fn sense_key_specific(&self) -> Option<[u8; 3]> {
+        if let Some(p) = self.progress {
+            let [hi, lo] = p.to_be_bytes();
+            return Some([0x80, hi, lo]);
+        }
         let fp = self.field_pointer?;
         let mut b0 = 0x80;
         if fp.in_cdb {
@@ -355,6 +380,16 @@ mod tests {
         let d = Sense::invalid_field_in_cdb(2, None).to_descriptor();
         assert_eq!(d.len(), 16);
         assert_eq!(&d[8..16], &[0x02, 0x06, 0, 0, 0xC0, 0, 2, 0]);
+    }
+
+    #[test]
+    fn sanitize_in_progress_carries_progress_indication() {
+        let s = Sense::sanitize_in_progress(0x1234).to_fixed();
+        assert_eq!((s[2], s[12], s[13]), (0x02, 0x04, 0x1B));
+        assert_eq!(&s[15..18], &[0x80, 0x12, 0x34]);
+        let d = Sense::sanitize_in_progress(0x8000).to_descriptor();
+        assert_eq!(&d[..4], &[0x72, 0x02, 0x04, 0x1B]);
+        assert_eq!(&d[8..16], &[0x02, 0x06, 0, 0, 0x80, 0x80, 0x00, 0]);
     }
 
     #[test]

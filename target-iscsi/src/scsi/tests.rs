@@ -12,6 +12,7 @@ use super::*;
 mod block;
 mod control;
 mod reservations;
+mod sanitize;
 
 /// Polls `f` to completion with a no-op waker (MemoryVolume completes at once; yields
 /// just need another poll).

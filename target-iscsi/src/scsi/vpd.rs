@@ -71,6 +71,10 @@ impl LogicalUnit {
             0xB1 => {
                 let mut b = [0u8; 60];
                 b[1] = 0x01; // MEDIUM ROTATION RATE: non-rotating
+                if super::sanitize::block_erase_supported(&g, self.config.block_erase) {
+                    // WABEREQ 01b: after a BLOCK ERASE, reads complete with GOOD (zeros).
+                    b[3] = 0x40;
+                }
                 page(0xB1, &b)
             }
             0xB2 => {
