@@ -1,0 +1,114 @@
+//! A byte flipped on disk inside a data block is detected on read: the initiator gets MEDIUM
+//! ERROR sense (never the bad data) and the pool's checksum-error counter rises.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use target_iscsi::initiator::{Initiator, LoginOptions};
+
+const IQN: &str = "iqn.2026-11.io.ferrite:rot";
+const CONFIG: &str = r#"
+[daemon]
+shards = 1
+[[portal]]
+address = "PORTAL"
+[[pool]]
+name = "tank"
+devices = [{ path = "tank0.img", size = "512M" }]
+[[target]]
+iqn = "iqn.2026-11.io.ferrite:rot"
+[[target.lun]]
+id = 0
+backend = "volume"
+volume = "tank/rot"
+size = "64M"
+"#;
+
+fn checksum_errors(socket: &std::path::Path) -> u64 {
+    let mut s = UnixStream::connect(socket).expect("control socket");
+    s.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"pool_list\"}\n").expect("send");
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line).expect("reply");
+    let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+    v["result"][0]["checksum_errors"].as_u64().expect("counter")
+}
+
+#[test]
+fn flipped_byte_in_a_data_block_reads_as_medium_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = common::Daemon::start(dir.path(), CONFIG, &[]);
+    let opts = {
+        let mut o = LoginOptions::new("iqn.2026-11.io.ferrite:rot-tester", IQN);
+        o.timeout = Duration::from_secs(10);
+        o
+    };
+    // A 4 KiB pattern nothing else on disk contains.
+    let pattern: Vec<u8> =
+        (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ 0x5a).collect();
+    let lba = 800;
+    {
+        let mut ini = Initiator::login(daemon.portal, &opts).expect("login");
+        let w = ini.write16(0, lba, 512, &pattern, true).expect("write");
+        assert_eq!(w.status, 0);
+        assert_eq!(ini.synchronize_cache(0).expect("sync").status, 0);
+        ini.logout().expect("logout");
+    }
+    assert!(daemon.stop(), "clean stop");
+
+    // Find the block on the pool device and flip one byte in the middle of it.
+    let image = dir.path().join("data/tank0.img");
+    let mut bytes = std::fs::read(&image).expect("read image");
+    // Every copy: the block itself, and any intent-log record that still holds it.
+    let copies: Vec<usize> = bytes
+        .windows(pattern.len())
+        .enumerate()
+        .filter(|(_, w)| *w == pattern.as_slice())
+        .map(|(at, _)| at)
+        .collect();
+    assert!(!copies.is_empty(), "data block not found on disk");
+    println!("flipping a byte in {} on-disk copies of the block", copies.len());
+    for at in copies {
+        bytes[at + 1000] ^= 0x01;
+    }
+    std::fs::write(&image, &bytes).expect("write image");
+    drop(bytes);
+
+    let config = dir.path().join("ferrited.toml");
+    let data = dir.path().join("data");
+    let daemon = common::Daemon::start_args(
+        &["--config", config.to_str().expect("utf8"), "--data-dir", data.to_str().expect("utf8")],
+        &[],
+        daemon_portal(&config),
+    );
+    let socket = data.join("ferrited.sock");
+    let before = checksum_errors(&socket);
+    let mut ini = Initiator::login(daemon.portal, &opts).expect("login");
+    let r = ini.read16(0, lba, 512, 8).expect("read");
+    assert_eq!(
+        r.status,
+        2,
+        "a corrupt block must give CHECK CONDITION, got status {} with {} data bytes (intact: {})",
+        r.status,
+        r.data.len(),
+        r.data == pattern
+    );
+    assert_eq!(r.sense_key(), Some(0x03), "sense key must be MEDIUM ERROR: {:02x?}", r.sense);
+    assert!(r.data.is_empty(), "no data may be returned from a corrupt block");
+    let after = checksum_errors(&socket);
+    assert!(after > before, "checksum error counter must rise ({before} -> {after})");
+    // Other blocks still read.
+    let ok = ini.read16(0, 0, 512, 8).expect("read elsewhere");
+    assert_eq!(ok.status, 0);
+    ini.logout().expect("logout");
+    assert!(daemon.stop());
+}
+
+/// The portal the first daemon used, read back from its configuration.
+fn daemon_portal(config: &std::path::Path) -> std::net::SocketAddr {
+    let text = std::fs::read_to_string(config).expect("config");
+    let line = text.lines().find(|l| l.starts_with("address")).expect("portal line");
+    line.split('"').nth(1).expect("quoted").parse().expect("addr")
+}
