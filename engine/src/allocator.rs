@@ -108,7 +108,8 @@ impl Allocator {
                 })
             })
             .collect();
-        let capacity_bytes = layouts.iter().map(|l| l.len_bytes / SECTOR_BYTES * SECTOR_BYTES).sum();
+        let capacity_bytes =
+            layouts.iter().map(|l| l.len_bytes / SECTOR_BYTES * SECTOR_BYTES).sum();
         Allocator {
             groups,
             layouts,
@@ -123,7 +124,13 @@ impl Allocator {
     /// # Panics
     /// When the map does not match the group's size (a programmer error: the caller decodes
     /// with the group's unit count).
-    pub fn load_group(&self, index: usize, map: SpaceMap, space_map: BlockPointer, extents: Vec<Extent>) {
+    pub fn load_group(
+        &self,
+        index: usize,
+        map: SpaceMap,
+        space_map: BlockPointer,
+        extents: Vec<Extent>,
+    ) {
         let mut g = lock(&self.groups[index]);
         assert_eq!(map.units(), g.map.units());
         let before = g.map.allocated_units();
@@ -150,7 +157,6 @@ impl Allocator {
     }
 
     /// Locks group `index`.
-    #[must_use]
     pub fn group(&self, index: usize) -> MutexGuard<'_, AllocationGroup> {
         lock(&self.groups[index])
     }
@@ -188,8 +194,11 @@ impl Allocator {
                 g.map.set_range(start, units, true);
                 g.cursor = start + units;
                 g.dirty = true;
-                let extent =
-                    Extent::new(g.device, g.start_bytes + start * SECTOR_BYTES, units * SECTOR_BYTES);
+                let extent = Extent::new(
+                    g.device,
+                    g.start_bytes + start * SECTOR_BYTES,
+                    units * SECTOR_BYTES,
+                );
                 drop(g);
                 self.free_bytes.fetch_sub(units * SECTOR_BYTES, Ordering::Relaxed);
                 *hint = index;

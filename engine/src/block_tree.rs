@@ -254,7 +254,12 @@ impl<'a> TreeUpdate<'a> {
     /// Kills the subtree whose root is the block (`level`, `index`) with on-disk pointer
     /// `old`: through its modified copy when there is one (so leaves replaced earlier in this
     /// update are not killed twice), else through the blocks on disk.
-    async fn kill_subtree_at(&mut self, level: u8, index: u64, old: BlockPointer) -> Result<(), BlockReadError> {
+    async fn kill_subtree_at(
+        &mut self,
+        level: u8,
+        index: u64,
+        old: BlockPointer,
+    ) -> Result<(), BlockReadError> {
         let mut stack = vec![(level, index, old)];
         while let Some((level, index, old)) = stack.pop() {
             if level == 0 {

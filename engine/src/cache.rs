@@ -138,7 +138,7 @@ impl BlockCache {
     }
 
     fn slice(&self, key: &BlockKey) -> std::sync::MutexGuard<'_, Slice> {
-        let h = key.offset_bytes / 4096 ^ u64::from(key.device).rotate_left(40);
+        let h = (key.offset_bytes / 4096) ^ u64::from(key.device).rotate_left(40);
         let i = usize::try_from(h % self.slices.len() as u64).unwrap_or(0);
         self.slices[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }

@@ -188,7 +188,7 @@ const _: () = assert!(std::mem::size_of::<DirectoryEntry>() == 192);
 /// [`PoolError::Corrupt`] when the length is not a whole number of entries.
 pub fn decode_directory(bytes: &[u8]) -> PoolResult<Vec<DirectoryEntry>> {
     let size = std::mem::size_of::<DirectoryEntry>();
-    if bytes.len() % size != 0 {
+    if !bytes.len().is_multiple_of(size) {
         return Err(PoolError::Corrupt("directory length".into()));
     }
     Ok(bytes.chunks_exact(size).map(bytemuck::pod_read_unaligned).collect())
@@ -212,7 +212,7 @@ pub fn name_field(name: &str) -> PoolResult<[u8; NAME_BYTES]> {
 /// [`PoolError::Corrupt`] when the length is not a whole number of pointers.
 pub fn decode_deadlist(bytes: &[u8]) -> PoolResult<Vec<BlockPointer>> {
     let size = std::mem::size_of::<BlockPointer>();
-    if bytes.len() % size != 0 {
+    if !bytes.len().is_multiple_of(size) {
         return Err(PoolError::Corrupt("deadlist length".into()));
     }
     Ok(bytes.chunks_exact(size).map(bytemuck::pod_read_unaligned).collect())

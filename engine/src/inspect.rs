@@ -73,7 +73,9 @@ impl InspectReport {
     /// True when every checksum verified and the allocation is consistent.
     #[must_use]
     pub fn is_clean(&self) -> bool {
-        self.checksum_errors.is_empty() && self.unallocated_live_blocks == 0 && self.overlapping_blocks == 0
+        self.checksum_errors.is_empty()
+            && self.unallocated_live_blocks == 0
+            && self.overlapping_blocks == 0
     }
 
     /// Allocated space nothing reaches (leaked by a crash between a log write and its txg).
@@ -85,7 +87,11 @@ impl InspectReport {
 
 impl fmt::Display for InspectReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "pool {} guid {:#018x} txg {} devices {}", self.pool_name, self.pool_guid, self.txg, self.device_count)?;
+        writeln!(
+            f,
+            "pool {} guid {:#018x} txg {} devices {}",
+            self.pool_name, self.pool_guid, self.txg, self.device_count
+        )?;
         writeln!(
             f,
             "  capacity {} B, allocated {} B, live {} B, leaked {} B",
@@ -127,14 +133,21 @@ impl fmt::Display for InspectReport {
     }
 }
 
-async fn verify(devs: &DeviceSet, bp: &BlockPointer, report: &mut InspectReport, what: &str) -> Option<Vec<u8>> {
+async fn verify(
+    devs: &DeviceSet,
+    bp: &BlockPointer,
+    report: &mut InspectReport,
+    what: &str,
+) -> Option<Vec<u8>> {
     match devs.read_block(bp).await {
         Ok(buf) => {
             report.blocks_verified += 1;
             Some(buf.to_vec())
         }
         Err(BlockReadError::Checksum) => {
-            report.checksum_errors.push(format!("{what}: device {} offset {}", bp.device, bp.offset_bytes));
+            report
+                .checksum_errors
+                .push(format!("{what}: device {} offset {}", bp.device, bp.offset_bytes));
             None
         }
         Err(BlockReadError::Io(e)) => {
@@ -205,7 +218,11 @@ pub async fn inspect(devices: Vec<Arc<dyn BlockDevice>>) -> PoolResult<InspectRe
         for chain in loaded.root.chains() {
             let role = configs.get(usize::from(chain.device)).map(|c| c.role);
             if role == Some(DeviceRole::Data as u32) {
-                add(Extent::new(chain.device, chain.region_offset_bytes, chain.region_bytes), 0, &mut report);
+                add(
+                    Extent::new(chain.device, chain.region_offset_bytes, chain.region_bytes),
+                    0,
+                    &mut report,
+                );
             }
         }
         let mut seen: HashSet<(u16, u64, u64)> = HashSet::new();
@@ -244,7 +261,9 @@ pub async fn inspect(devices: Vec<Arc<dyn BlockDevice>>) -> PoolResult<InspectRe
                         continue;
                     }
                     let what = format!("{} partition {p} level {}", d.name, bp.level);
-                    let Some(bytes) = verify(&devs, &bp, &mut report, &what).await else { continue };
+                    let Some(bytes) = verify(&devs, &bp, &mut report, &what).await else {
+                        continue;
+                    };
                     if bp.level > 0 {
                         match decode_indirect(&bytes) {
                             Ok(children) => stack.extend(children.iter().copied()),

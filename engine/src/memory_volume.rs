@@ -15,6 +15,8 @@ use crate::block_volume::{
 
 const CHUNK_BYTES: u64 = 1 << 20;
 
+type ChunkGuard<'a> = RwLockWriteGuard<'a, Option<Box<[u8]>>>;
+
 /// A sparse in-memory volume.
 pub struct MemoryVolume {
     geometry: VolumeGeometry,
@@ -30,7 +32,7 @@ impl MemoryVolume {
     #[must_use]
     pub fn new(logical_block_bytes: u32, physical_block_bytes: u32, capacity_blocks: u64) -> Self {
         assert!(logical_block_bytes == 512 || logical_block_bytes == 4096);
-        assert!(physical_block_bytes % logical_block_bytes == 0);
+        assert!(physical_block_bytes.is_multiple_of(logical_block_bytes));
         let bytes = capacity_blocks * u64::from(logical_block_bytes);
         let chunk_count = usize::try_from(bytes.div_ceil(CHUNK_BYTES)).expect("fits in memory");
         MemoryVolume {
@@ -49,7 +51,7 @@ impl MemoryVolume {
     fn byte_range(&self, lba: u64, len_bytes: usize) -> VolResult<(u64, u64)> {
         let block = u64::from(self.geometry.logical_block_bytes);
         let len = len_bytes as u64;
-        if len % block != 0 {
+        if !len.is_multiple_of(block) {
             return Err(VolumeError::BadLength);
         }
         check_range(self.geometry.capacity_blocks, lba, len / block)?;
@@ -141,7 +143,7 @@ impl MemoryVolume {
         }
         let (start, len) = self.byte_range(lba, compare.len())?;
         // Lock every chunk of the range in ascending order so no write interleaves.
-        let mut guards: Vec<(usize, RwLockWriteGuard<'_, Option<Box<[u8]>>>)> = Vec::new();
+        let mut guards: Vec<(usize, ChunkGuard<'_>)> = Vec::new();
         for (chunk, _, _, _) in Self::pieces(start, len) {
             guards.push((chunk, self.lock_chunk(chunk)));
         }

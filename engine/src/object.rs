@@ -136,15 +136,9 @@ pub async fn write_object(
         pointers.push(write_block(devs, *extent, kind, 0, txg, &data[start..end]).await?);
     }
     let index = plan.index.expect("multi-chunk plan has an index extent");
-    let mut bp = write_block(
-        devs,
-        index,
-        BlockKind::ChunkIndex,
-        1,
-        txg,
-        bytemuck::cast_slice(&pointers),
-    )
-    .await?;
+    let mut bp =
+        write_block(devs, index, BlockKind::ChunkIndex, 1, txg, bytemuck::cast_slice(&pointers))
+            .await?;
     bp.fill_blocks = pointers.len() as u64;
     // The index records which kind its chunks hold in `flags` for inspect.
     bp.flags = u16::from(kind as u8);
@@ -156,7 +150,10 @@ pub async fn write_object(
 ///
 /// # Errors
 /// [`BlockReadError::Checksum`] for a block that does not verify or a malformed index.
-pub async fn read_object(devs: &DeviceSet, bp: &BlockPointer) -> Result<(Vec<u8>, Vec<Extent>), BlockReadError> {
+pub async fn read_object(
+    devs: &DeviceSet,
+    bp: &BlockPointer,
+) -> Result<(Vec<u8>, Vec<Extent>), BlockReadError> {
     let buf = devs.read_block(bp).await?;
     let logical = bp.logical_bytes as usize;
     if logical > buf.len() {
@@ -165,7 +162,7 @@ pub async fn read_object(devs: &DeviceSet, bp: &BlockPointer) -> Result<(Vec<u8>
     if bp.block_kind() != Some(BlockKind::ChunkIndex) {
         return Ok((buf[..logical].to_vec(), vec![bp.extent()]));
     }
-    if logical % std::mem::size_of::<BlockPointer>() != 0 {
+    if !logical.is_multiple_of(std::mem::size_of::<BlockPointer>()) {
         return Err(BlockReadError::Checksum);
     }
     let pointers: Vec<BlockPointer> = buf[..logical]

@@ -89,9 +89,9 @@ impl VolumeLayout {
             && (4096..=128 * 1024).contains(&v)
             && v >= self.logical_block_bytes
             && self.stripe_bytes >= v
-            && self.stripe_bytes % v == 0
+            && self.stripe_bytes.is_multiple_of(v)
             && (1..=1024).contains(&self.partition_count)
-            && self.capacity_bytes % u64::from(self.logical_block_bytes) == 0
+            && self.capacity_bytes.is_multiple_of(u64::from(self.logical_block_bytes))
             && self.capacity_bytes > 0
     }
 }

@@ -374,7 +374,10 @@ impl Pool {
     /// # Errors
     /// [`PoolError::IncompatibleVersion`] naming both versions, [`PoolError::NotAPool`],
     /// [`PoolError::DeviceMismatch`], [`PoolError::Corrupt`], or a device error.
-    pub async fn import(devices: Vec<Arc<dyn BlockDevice>>, tunables: PoolTunables) -> PoolResult<Arc<Pool>> {
+    pub async fn import(
+        devices: Vec<Arc<dyn BlockDevice>>,
+        tunables: PoolTunables,
+    ) -> PoolResult<Arc<Pool>> {
         let (guid, name, configs, devs) = open_devices(devices).await?;
         let ubs = read_uberblocks(&devs, &configs, guid).await?;
         let mut last_err = PoolError::NotAPool("no valid uberblock".into());
@@ -406,14 +409,21 @@ impl Pool {
         Err(last_err)
     }
 
-    pub(crate) async fn load(devs: &DeviceSet, configs: &[DeviceConfig], ub: &Uberblock) -> PoolResult<Loaded> {
+    pub(crate) async fn load(
+        devs: &DeviceSet,
+        configs: &[DeviceConfig],
+        ub: &Uberblock,
+    ) -> PoolResult<Loaded> {
         let corrupt = |what: &'static str| {
             move |e: BlockReadError| match e {
                 BlockReadError::Io(io) => PoolError::Io(io),
-                BlockReadError::Checksum => PoolError::Corrupt(format!("{what} failed its checksum")),
+                BlockReadError::Checksum => {
+                    PoolError::Corrupt(format!("{what} failed its checksum"))
+                }
             }
         };
-        let (bytes, root_extents) = read_object(devs, &ub.root).await.map_err(corrupt("pool root"))?;
+        let (bytes, root_extents) =
+            read_object(devs, &ub.root).await.map_err(corrupt("pool root"))?;
         let root = PoolRootPhys::decode(&bytes)?;
         let alloc = Allocator::new(ag_layouts(configs));
         if root.ag_count as usize != alloc.group_count() {
@@ -442,7 +452,8 @@ impl Pool {
             ..Meta::default()
         };
         for entry in decode_directory(&dir_bytes)? {
-            let (bytes, extents) = read_object(devs, &entry.object).await.map_err(corrupt("dataset"))?;
+            let (bytes, extents) =
+                read_object(devs, &entry.object).await.map_err(corrupt("dataset"))?;
             let (phys, roots) = decode_dataset(&bytes)?;
             let (deadlist, deadlist_object) = if phys.deadlist.is_hole() {
                 (Vec::new(), StoredObject::none())
@@ -547,7 +558,11 @@ impl Pool {
     /// # Errors
     /// [`PoolError::AlreadyExists`], [`PoolError::InvalidConfig`] for a bad layout,
     /// [`PoolError::NoSpace`] when a thick volume's reservation does not fit.
-    pub async fn create_volume(&self, name: &str, options: &VolumeOptions) -> PoolResult<PoolVolume> {
+    pub async fn create_volume(
+        &self,
+        name: &str,
+        options: &VolumeOptions,
+    ) -> PoolResult<PoolVolume> {
         self.check_live()?;
         let layout = VolumeLayout {
             logical_block_bytes: options.logical_block_bytes,
@@ -593,8 +608,11 @@ impl Pool {
                 PartitionRoot { height: u64::from(height), ..Zeroable::zeroed() };
                 layout.partition_count as usize
             ];
-            let shared =
-                Arc::new(VolumeShared::new(&phys, &roots, self.txg.open_txg.load(Ordering::SeqCst)));
+            let shared = Arc::new(VolumeShared::new(
+                &phys,
+                &roots,
+                self.txg.open_txg.load(Ordering::SeqCst),
+            ));
             meta.datasets.insert(
                 id,
                 DatasetMeta {
@@ -655,7 +673,7 @@ impl Pool {
                 .ok_or_else(|| PoolError::NotFound(name.into()))?;
             let mut layout = ds.phys.layout();
             if capacity_bytes < layout.capacity_bytes
-                || capacity_bytes % u64::from(layout.logical_block_bytes) != 0
+                || !capacity_bytes.is_multiple_of(u64::from(layout.logical_block_bytes))
             {
                 return Err(PoolError::InvalidConfig("volumes only grow, by whole blocks".into()));
             }
@@ -688,9 +706,7 @@ impl Pool {
             .values()
             .filter(|d| d.kind() == DatasetKind::Volume && d.phys.reservation_bytes > 0)
             .map(|d| {
-                let used = lock(&self.heads)
-                    .get(&d.phys.id)
-                    .map_or(0, |h| h.referenced_bytes());
+                let used = lock(&self.heads).get(&d.phys.id).map_or(0, |h| h.referenced_bytes());
                 d.phys.reservation_bytes.saturating_sub(used)
             })
             .sum();
@@ -743,11 +759,17 @@ pub(crate) async fn open_devices(
         ordered[index] = Some(dev);
     }
     let name = crate::format::decode_name(&first.pool_name);
-    let devs = DeviceSet::new(ordered.into_iter().map(|d| d.expect("every index filled")).collect());
+    let devs =
+        DeviceSet::new(ordered.into_iter().map(|d| d.expect("every index filled")).collect());
     Ok((guid, name, configs, devs))
 }
 
-async fn write_labels(devs: &DeviceSet, configs: &[DeviceConfig], guid: u64, name: &str) -> PoolResult<()> {
+async fn write_labels(
+    devs: &DeviceSet,
+    configs: &[DeviceConfig],
+    guid: u64,
+    name: &str,
+) -> PoolResult<()> {
     let pool_name = crate::format::encode_name::<64>(name)
         .ok_or_else(|| PoolError::InvalidConfig(format!("bad pool name {name:?}")))?;
     for (index, config) in configs.iter().enumerate() {
@@ -785,7 +807,8 @@ async fn read_label(dev: &dyn BlockDevice) -> PoolResult<Label> {
         if size < 4 * LABEL_BYTES {
             break;
         }
-        let (res, buf) = dev.read(IoBuf::zeroed(LABEL_HEADER_BYTES), label_offset_bytes(l, size)).await;
+        let (res, buf) =
+            dev.read(IoBuf::zeroed(LABEL_HEADER_BYTES), label_offset_bytes(l, size)).await;
         if res.is_err() {
             continue;
         }
@@ -799,15 +822,22 @@ async fn read_label(dev: &dyn BlockDevice) -> PoolResult<Label> {
 }
 
 /// Every valid uberblock of the pool, newest first (duplicates across labels removed).
-pub(crate) async fn read_uberblocks(devs: &DeviceSet, configs: &[DeviceConfig], guid: u64) -> PoolResult<Vec<Uberblock>> {
+pub(crate) async fn read_uberblocks(
+    devs: &DeviceSet,
+    configs: &[DeviceConfig],
+    guid: u64,
+) -> PoolResult<Vec<Uberblock>> {
     let mut found: BTreeMap<u64, Uberblock> = BTreeMap::new();
     let mut version_err = None;
     for (index, config) in configs.iter().enumerate() {
         let dev = u16::try_from(index).expect("32 devices");
         for l in 0..LABEL_COUNT {
             let base = label_offset_bytes(l, config.size_bytes);
-            let ring_len = usize::try_from(UBERBLOCK_RING_SLOTS * UBERBLOCK_SLOT_BYTES).expect("fits");
-            let Ok(ring) = devs.read(dev, base + slot_offset_bytes(0), ring_len).await else { continue };
+            let ring_len =
+                usize::try_from(UBERBLOCK_RING_SLOTS * UBERBLOCK_SLOT_BYTES).expect("fits");
+            let Ok(ring) = devs.read(dev, base + slot_offset_bytes(0), ring_len).await else {
+                continue;
+            };
             for slot in ring.chunks_exact(UBERBLOCK_SLOT_BYTES as usize) {
                 match Uberblock::decode_slot(slot) {
                     Ok(Some(ub)) if ub.pool_guid == guid => {
@@ -826,7 +856,11 @@ pub(crate) async fn read_uberblocks(devs: &DeviceSet, configs: &[DeviceConfig], 
 }
 
 /// Writes the uberblock of `ub.txg` into its ring slot of every label of every device.
-pub(crate) async fn write_uberblocks(devs: &DeviceSet, configs: &[DeviceConfig], ub: Uberblock) -> PoolResult<()> {
+pub(crate) async fn write_uberblocks(
+    devs: &DeviceSet,
+    configs: &[DeviceConfig],
+    ub: Uberblock,
+) -> PoolResult<()> {
     let slot = ub.encode_slot();
     let mut writes = Vec::new();
     for (index, config) in configs.iter().enumerate() {

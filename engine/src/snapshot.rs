@@ -61,7 +61,10 @@ impl Pool {
         {
             let mut meta = lock(&self.meta);
             let volume_id = volume_id(&meta, volume)?;
-            let queued = meta.ops.iter().any(|op| matches!(op, MetaOp::Snapshot { name, .. } if *name == full));
+            let queued = meta
+                .ops
+                .iter()
+                .any(|op| matches!(op, MetaOp::Snapshot { name, .. } if *name == full));
             if meta.find(&full).is_some() || queued {
                 return Err(PoolError::AlreadyExists(full));
             }
@@ -242,11 +245,16 @@ impl Pool {
             let s = snapshot_meta(&meta, snapshot)?;
             (s.phys.parent_id, s.phys.creation_txg, u64::from(s.phys.volblock_bytes))
         };
-        let head = lock(&self.heads).get(&volume_id).cloned().ok_or_else(|| PoolError::NotFound(snapshot.into()))?;
+        let head = lock(&self.heads)
+            .get(&volume_id)
+            .cloned()
+            .ok_or_else(|| PoolError::NotFound(snapshot.into()))?;
         let roots: Vec<BlockPointer> = head.partitions.iter().map(|p| lock(p).root).collect();
         let mut blocks = 0;
         for root in roots {
-            blocks += blocks_born_after(self, root, since).await?.iter().filter(|b| b.level == 0).count() as u64;
+            blocks +=
+                blocks_born_after(self, root, since).await?.iter().filter(|b| b.level == 0).count()
+                    as u64;
         }
         Ok(blocks * volblock)
     }
@@ -289,4 +297,3 @@ fn freed_in_timeline(meta: &Meta, volume: u64, chosen: &std::collections::HashSe
     }
     total
 }
-

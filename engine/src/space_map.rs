@@ -69,7 +69,7 @@ impl SpaceMap {
         let mut run = 0;
         while unit < to {
             // Skip full words quickly when no run is in progress.
-            if run == 0 && unit % 64 == 0 && self.words[(unit / 64) as usize] == u64::MAX {
+            if run == 0 && unit.is_multiple_of(64) && self.words[(unit / 64) as usize] == u64::MAX {
                 unit += 64;
                 run_start = unit;
                 continue;

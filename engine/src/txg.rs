@@ -42,7 +42,9 @@ const WRITE_CONCURRENCY: usize = 32;
 fn read_err(e: BlockReadError) -> PoolError {
     match e {
         BlockReadError::Io(io) => PoolError::Io(io),
-        BlockReadError::Checksum => PoolError::Corrupt("block failed its checksum during sync".into()),
+        BlockReadError::Checksum => {
+            PoolError::Corrupt("block failed its checksum during sync".into())
+        }
     }
 }
 
@@ -105,7 +107,11 @@ impl Pool {
 
     /// Refuses a write of `len_bytes` when the pool is too full (the over-provisioning
     /// reserve and thick reservations are kept free).
-    pub(crate) fn admit(&self, len_bytes: u64, thick: bool) -> Result<(), crate::block_volume::VolumeError> {
+    pub(crate) fn admit(
+        &self,
+        len_bytes: u64,
+        thick: bool,
+    ) -> Result<(), crate::block_volume::VolumeError> {
         let free = self.alloc.free_bytes();
         let dirty = self.txg.dirty_bytes.load(Ordering::Relaxed);
         let reserve = self.alloc.capacity_bytes() / 100 * u64::from(self.reserve_percent);
@@ -320,7 +326,9 @@ impl Pool {
         let dropped: HashSet<u64> = ops
             .iter()
             .filter_map(|op| match op {
-                MetaOp::Rollback { volume_id, .. } | MetaOp::DestroyVolume { volume_id } => Some(*volume_id),
+                MetaOp::Rollback { volume_id, .. } | MetaOp::DestroyVolume { volume_id } => {
+                    Some(*volume_id)
+                }
                 _ => None,
             })
             .collect();
@@ -354,7 +362,8 @@ impl Pool {
         // Metadata: kills, operations, dataset objects, directory.
         let mut installs: Vec<(Arc<VolumeShared>, usize, BlockPointer, u8)> = Vec::new();
         let mut destroyed_volumes = Vec::new();
-        self.apply_metadata(txg, &results, kills, &ops, &mut installs, &mut destroyed_volumes).await?;
+        self.apply_metadata(txg, &results, kills, &ops, &mut installs, &mut destroyed_volumes)
+            .await?;
         self.commit_space_and_root(txg).await?;
 
         // Durable: install the new state in memory.
@@ -400,7 +409,11 @@ impl Pool {
                     .iter()
                     .map(|p| {
                         let p = lock(p);
-                        PartitionRoot { root: p.root, height: u64::from(p.height), reserved: [0; 7] }
+                        PartitionRoot {
+                            root: p.root,
+                            height: u64::from(p.height),
+                            reserved: [0; 7],
+                        }
                     })
                     .collect();
                 (h.id, r)
@@ -408,7 +421,8 @@ impl Pool {
             .collect();
         for r in results {
             if let Some(v) = roots.get_mut(&r.volume.id) {
-                v[r.index] = PartitionRoot { root: r.root, height: u64::from(r.height), reserved: [0; 7] };
+                v[r.index] =
+                    PartitionRoot { root: r.root, height: u64::from(r.height), reserved: [0; 7] };
             }
         }
         roots
@@ -433,7 +447,8 @@ impl Pool {
         let mut op_frees: Vec<BlockPointer> = Vec::new();
         for op in ops {
             if let MetaOp::Rollback { volume_id, .. } | MetaOp::DestroyVolume { volume_id } = op {
-                let prev = lock(&self.meta).datasets.get(volume_id).map_or(0, |d| d.phys.prev_snap_txg);
+                let prev =
+                    lock(&self.meta).datasets.get(volume_id).map_or(0, |d| d.phys.prev_snap_txg);
                 for root in head_roots.get(volume_id).cloned().unwrap_or_default() {
                     op_frees.extend(blocks_born_after(self, root.root, prev).await?);
                 }
@@ -454,7 +469,15 @@ impl Pool {
                 self.alloc.free(bp.extent(), txg);
             }
             for op in ops {
-                self.apply_op(&mut meta, op, txg, &mut head_roots, &heads, installs, destroyed_volumes)?;
+                self.apply_op(
+                    &mut meta,
+                    op,
+                    txg,
+                    &mut head_roots,
+                    &heads,
+                    installs,
+                    destroyed_volumes,
+                )?;
             }
             for ds in meta.datasets.values_mut().filter(|d| d.deadlist_dirty) {
                 self.free_object(&ds.deadlist_object, txg);
@@ -464,14 +487,20 @@ impl Pool {
                 if !ds.deadlist.is_empty() {
                     let bytes: Vec<u8> = bytemuck::cast_slice(&ds.deadlist).to_vec();
                     let mut hint = self.alloc.next_hint();
-                    let plan = ObjectPlan::allocate(&self.alloc, &mut hint, bytes.len()).ok_or(PoolError::NoSpace)?;
+                    let plan = ObjectPlan::allocate(&self.alloc, &mut hint, bytes.len())
+                        .ok_or(PoolError::NoSpace)?;
                     deadlist_jobs.push((ds.phys.id, plan, bytes));
                 }
             }
         }
         let mut written = Vec::new();
         for (id, plan, bytes) in deadlist_jobs {
-            written.push((id, write_object(&self.devs, plan, BlockKind::DeadList, txg, &bytes).await.map_err(read_err)?));
+            written.push((
+                id,
+                write_object(&self.devs, plan, BlockKind::DeadList, txg, &bytes)
+                    .await
+                    .map_err(read_err)?,
+            ));
         }
         // Round B: dataset objects to write.
         let mut dataset_jobs = Vec::new();
@@ -497,7 +526,8 @@ impl Pool {
                 ds.object = StoredObject::none();
                 ds.dirty = false;
                 let mut hint = self.alloc.next_hint();
-                let plan = ObjectPlan::allocate(&self.alloc, &mut hint, bytes.len()).ok_or(PoolError::NoSpace)?;
+                let plan = ObjectPlan::allocate(&self.alloc, &mut hint, bytes.len())
+                    .ok_or(PoolError::NoSpace)?;
                 dataset_jobs.push((ds.phys.id, plan, bytes));
             }
             if !dataset_jobs.is_empty() {
@@ -506,7 +536,12 @@ impl Pool {
         }
         let mut written = Vec::new();
         for (id, plan, bytes) in dataset_jobs {
-            written.push((id, write_object(&self.devs, plan, BlockKind::Dataset, txg, &bytes).await.map_err(read_err)?));
+            written.push((
+                id,
+                write_object(&self.devs, plan, BlockKind::Dataset, txg, &bytes)
+                    .await
+                    .map_err(read_err)?,
+            ));
         }
         // Round C: the directory.
         let job = {
@@ -539,14 +574,17 @@ impl Pool {
                 self.free_object(&old, txg);
                 let bytes: Vec<u8> = bytemuck::cast_slice(&entries).to_vec();
                 let mut hint = self.alloc.next_hint();
-                let plan = ObjectPlan::allocate(&self.alloc, &mut hint, bytes.len()).ok_or(PoolError::NoSpace)?;
+                let plan = ObjectPlan::allocate(&self.alloc, &mut hint, bytes.len())
+                    .ok_or(PoolError::NoSpace)?;
                 Some((plan, bytes))
             } else {
                 None
             }
         };
         if let Some((plan, bytes)) = job {
-            let obj = write_object(&self.devs, plan, BlockKind::Directory, txg, &bytes).await.map_err(read_err)?;
+            let obj = write_object(&self.devs, plan, BlockKind::Directory, txg, &bytes)
+                .await
+                .map_err(read_err)?;
             lock(&self.meta).directory = obj;
         }
         Ok(())
@@ -679,8 +717,10 @@ impl Pool {
         let table_len = groups * std::mem::size_of::<BlockPointer>();
         let root_len = std::mem::size_of::<PoolRootPhys>();
         let mut hint = self.alloc.next_hint();
-        let table_plan = ObjectPlan::allocate(&self.alloc, &mut hint, table_len).ok_or(PoolError::NoSpace)?;
-        let root_plan = ObjectPlan::allocate(&self.alloc, &mut hint, root_len).ok_or(PoolError::NoSpace)?;
+        let table_plan =
+            ObjectPlan::allocate(&self.alloc, &mut hint, table_len).ok_or(PoolError::NoSpace)?;
+        let root_plan =
+            ObjectPlan::allocate(&self.alloc, &mut hint, root_len).ok_or(PoolError::NoSpace)?;
         // Relocate the space map of every group that changed, until no unrelocated group is
         // dirty (relocating one may dirty another).
         let mut plans: Vec<(usize, ObjectPlan)> = Vec::new();
@@ -695,13 +735,17 @@ impl Pool {
                 relocated.insert(g);
                 let (old, len) = {
                     let group = self.alloc.group(g);
-                    (std::mem::take(&mut group.space_map_extents.clone()), group.units().div_ceil(8))
+                    (
+                        std::mem::take(&mut group.space_map_extents.clone()),
+                        group.units().div_ceil(8),
+                    )
                 };
                 for e in old {
                     self.alloc.free(e, txg);
                 }
                 let len = usize::try_from(len).expect("space map fits").next_multiple_of(4096);
-                let plan = ObjectPlan::allocate(&self.alloc, &mut hint, len).ok_or(PoolError::NoSpace)?;
+                let plan =
+                    ObjectPlan::allocate(&self.alloc, &mut hint, len).ok_or(PoolError::NoSpace)?;
                 plans.push((g, plan));
             }
         }
@@ -716,9 +760,15 @@ impl Pool {
             group.dirty = false;
         }
         let table: Vec<BlockPointer> = (0..groups).map(|g| self.alloc.group(g).space_map).collect();
-        let table_obj = write_object(&self.devs, table_plan, BlockKind::SpaceMapTable, txg, bytemuck::cast_slice(&table))
-            .await
-            .map_err(read_err)?;
+        let table_obj = write_object(
+            &self.devs,
+            table_plan,
+            BlockKind::SpaceMapTable,
+            txg,
+            bytemuck::cast_slice(&table),
+        )
+        .await
+        .map_err(read_err)?;
         let mut root = PoolRootPhys {
             magic: POOL_ROOT_MAGIC,
             txg,
@@ -735,9 +785,15 @@ impl Pool {
         let chains = self.zil.heads_for(txg);
         root.log_chain_count = u32::try_from(chains.len()).expect("chains fit");
         root.log_chains[..chains.len()].copy_from_slice(&chains);
-        let root_obj = write_object(&self.devs, root_plan, BlockKind::PoolRoot, txg, bytemuck::bytes_of(&root))
-            .await
-            .map_err(read_err)?;
+        let root_obj = write_object(
+            &self.devs,
+            root_plan,
+            BlockKind::PoolRoot,
+            txg,
+            bytemuck::bytes_of(&root),
+        )
+        .await
+        .map_err(read_err)?;
         {
             let mut meta = lock(&self.meta);
             meta.space_map_table = table_obj;
@@ -780,7 +836,8 @@ impl Pool {
                 let interval = drivers::executor::sleep(pool.tunables.sync_interval);
                 let kicked = pool.txg.kick.wait_until(|| {
                     pool.suspended.load(Ordering::SeqCst)
-                        || pool.txg.dirty_bytes.load(Ordering::SeqCst) > pool.tunables.dirty_sync_bytes
+                        || pool.txg.dirty_bytes.load(Ordering::SeqCst)
+                            > pool.tunables.dirty_sync_bytes
                 });
                 crate::join::select2(interval, kicked).await;
                 if pool.suspended.load(Ordering::SeqCst) {

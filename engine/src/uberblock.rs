@@ -21,9 +21,8 @@ pub const UBERBLOCK_SLOT_BYTES: u64 = 4096;
 /// Slots in the ring of each label.
 pub const UBERBLOCK_RING_SLOTS: u64 = 32;
 
-const _: () = assert!(
-    LABEL_HEADER_BYTES as u64 + UBERBLOCK_RING_SLOTS * UBERBLOCK_SLOT_BYTES <= LABEL_BYTES
-);
+const _: () =
+    assert!(LABEL_HEADER_BYTES as u64 + UBERBLOCK_RING_SLOTS * UBERBLOCK_SLOT_BYTES <= LABEL_BYTES);
 
 /// The uberblock.
 #[repr(C)]

@@ -107,18 +107,20 @@ impl DeviceSet {
     /// [`BlockReadError::Checksum`] when the content does not verify (counted),
     /// [`BlockReadError::Io`] when the device fails.
     pub async fn read_block(&self, bp: &BlockPointer) -> Result<IoBuf, BlockReadError> {
-        if bp.is_hole() || bp.physical_bytes % 4096 != 0 || bp.offset_bytes % 4096 != 0 {
+        if bp.is_hole()
+            || !bp.physical_bytes.is_multiple_of(4096)
+            || !bp.offset_bytes.is_multiple_of(4096)
+        {
             self.stats.checksum_errors.fetch_add(1, Ordering::Relaxed);
             return Err(BlockReadError::Checksum);
         }
-        let buf = self
-            .read(bp.device, bp.offset_bytes, bp.physical_bytes as usize)
-            .await
-            .map_err(|e| match e {
+        let buf = self.read(bp.device, bp.offset_bytes, bp.physical_bytes as usize).await.map_err(
+            |e| match e {
                 // A pointer past the end of a device is a metadata error, not a device one.
                 IoError::InvalidInput(_) => BlockReadError::Checksum,
                 other => BlockReadError::Io(other),
-            })?;
+            },
+        )?;
         if checksum(&buf) != bp.checksum {
             self.stats.checksum_errors.fetch_add(1, Ordering::Relaxed);
             return Err(BlockReadError::Checksum);

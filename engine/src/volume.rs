@@ -200,7 +200,7 @@ impl PoolVolume {
             return Err(VolumeError::Io(IoError::NotFound));
         }
         let l = self.shared.layout.logical_block_bytes as usize;
-        if len_bytes % l != 0 {
+        if !len_bytes.is_multiple_of(l) {
             return Err(VolumeError::BadLength);
         }
         let capacity_blocks = self.shared.capacity_bytes.load(Ordering::SeqCst) / l as u64;
@@ -292,12 +292,15 @@ impl PoolVolume {
     async fn read_into(&self, lba: u64, buf: &mut [u8]) -> VolResult<()> {
         self.check(lba, buf.len())?;
         let pieces = self.pieces(lba, buf.len());
-        let results = join_all(pieces.iter().map(|p| self.block_content(p.addr, p.lba)).collect()).await;
+        let results =
+            join_all(pieces.iter().map(|p| self.block_content(p.addr, p.lba)).collect()).await;
         for (piece, res) in pieces.iter().zip(results) {
             let (content, _) = res?;
             let dst = &mut buf[piece.request_offset..piece.request_offset + piece.len];
             match content.bytes() {
-                Some(b) => dst.copy_from_slice(&b[piece.block_offset..piece.block_offset + piece.len]),
+                Some(b) => {
+                    dst.copy_from_slice(&b[piece.block_offset..piece.block_offset + piece.len]);
+                }
                 None => dst.fill(0),
             }
         }
@@ -385,7 +388,12 @@ impl PoolVolume {
         self.finish_change(records, max_label, sync).await
     }
 
-    async fn finish_change(&self, records: Vec<LogRecord>, max_label: u64, sync: bool) -> VolResult<()> {
+    async fn finish_change(
+        &self,
+        records: Vec<LogRecord>,
+        max_label: u64,
+        sync: bool,
+    ) -> VolResult<()> {
         if sync {
             self.pool.log_commit(records).await.map_err(VolumeError::from)?;
         } else {
@@ -484,24 +492,29 @@ impl PoolVolume {
         parts.sort_unstable();
         parts.dedup();
         loop {
-            let versions: Vec<u64> = parts.iter().map(|&i| lock(&self.shared.partitions[i]).version).collect();
+            let versions: Vec<u64> =
+                parts.iter().map(|&i| lock(&self.shared.partitions[i]).version).collect();
             let mut contents = Vec::with_capacity(pieces.len());
             for piece in &pieces {
                 contents.push(self.block_content(piece.addr, piece.lba).await?.0);
             }
-            let mut guards: Vec<_> = parts.iter().map(|&i| lock(&self.shared.partitions[i])).collect();
+            let mut guards: Vec<_> =
+                parts.iter().map(|&i| lock(&self.shared.partitions[i])).collect();
             if guards.iter().zip(&versions).any(|(g, v)| g.version != *v) {
                 continue;
             }
             for (piece, content) in pieces.iter().zip(&contents) {
                 let want = &compare[piece.request_offset..piece.request_offset + piece.len];
-                let have = content.bytes().map(|b| &b[piece.block_offset..piece.block_offset + piece.len]);
+                let have =
+                    content.bytes().map(|b| &b[piece.block_offset..piece.block_offset + piece.len]);
                 let differs = match have {
                     Some(h) => h.iter().zip(want).position(|(a, b)| a != b),
                     None => want.iter().position(|b| *b != 0),
                 };
                 if let Some(at) = differs {
-                    return Ok(CompareOutcome::Miscompare { offset_bytes: (piece.request_offset + at) as u64 });
+                    return Ok(CompareOutcome::Miscompare {
+                        offset_bytes: (piece.request_offset + at) as u64,
+                    });
                 }
             }
             let sync = self.durable_now(fua);

@@ -130,8 +130,12 @@ impl LogRecord {
 
     fn encode_into(&self, out: &mut Vec<u8>) {
         let (kind, offset, len, data): (u32, u64, u64, &[u8]) = match &self.op {
-            LogOp::Write { offset_bytes, data } => (RECORD_WRITE, *offset_bytes, data.len() as u64, data),
-            LogOp::Zero { offset_bytes, len_bytes } => (RECORD_ZERO, *offset_bytes, *len_bytes, &[]),
+            LogOp::Write { offset_bytes, data } => {
+                (RECORD_WRITE, *offset_bytes, data.len() as u64, data)
+            }
+            LogOp::Zero { offset_bytes, len_bytes } => {
+                (RECORD_ZERO, *offset_bytes, *len_bytes, &[])
+            }
         };
         let header = LogRecordHeader {
             sequence: self.sequence,
@@ -157,13 +161,19 @@ fn decode_records(payload: &[u8], count: u32) -> Option<Vec<LogRecord>> {
         let h: LogRecordHeader = bytemuck::pod_read_unaligned(payload.get(at..end)?);
         let data_end = end.checked_add(h.data_bytes as usize)?;
         let op = match h.kind {
-            RECORD_WRITE => {
-                LogOp::Write { offset_bytes: h.offset_bytes, data: payload.get(end..data_end)?.to_vec() }
-            }
+            RECORD_WRITE => LogOp::Write {
+                offset_bytes: h.offset_bytes,
+                data: payload.get(end..data_end)?.to_vec(),
+            },
             RECORD_ZERO => LogOp::Zero { offset_bytes: h.offset_bytes, len_bytes: h.len_bytes },
             _ => return None,
         };
-        out.push(LogRecord { sequence: h.sequence, label_txg: h.label_txg, dataset_id: h.dataset_id, op });
+        out.push(LogRecord {
+            sequence: h.sequence,
+            label_txg: h.label_txg,
+            dataset_id: h.dataset_id,
+            op,
+        });
         at = data_end.next_multiple_of(8);
     }
     Some(out)
@@ -188,7 +198,13 @@ struct ChainState {
     next_offset_bytes: u64,
     next_sequence: u64,
     live: VecDeque<LiveBlock>,
+    /// Tickets up to this one were in a batch whose write failed.
+    failed_ticket: u64,
+    /// The error of that batch.
     failed: Option<IoError>,
+    /// A failed block may sit in the chain: until this txg is durable (and the head has moved
+    /// past it) commits go through a txg sync instead of the chain.
+    broken_until_txg: u64,
 }
 
 /// One chain.
@@ -214,8 +230,10 @@ impl LogChain {
     fn fits(&self, st: &ChainState, len: u64) -> bool {
         match st.live.front() {
             None => true,
-            Some(tail) => st.next_offset_bytes > tail.offset_bytes
-                || st.next_offset_bytes + len <= tail.offset_bytes,
+            Some(tail) => {
+                st.next_offset_bytes > tail.offset_bytes
+                    || st.next_offset_bytes + len <= tail.offset_bytes
+            }
         }
     }
 
@@ -271,7 +289,9 @@ impl Zil {
                     .live
                     .iter()
                     .find(|b| b.max_label_txg > txg)
-                    .map_or((st.next_offset_bytes, st.next_sequence), |b| (b.offset_bytes, b.sequence));
+                    .map_or((st.next_offset_bytes, st.next_sequence), |b| {
+                        (b.offset_bytes, b.sequence)
+                    });
                 LogChainPhys { head_offset_bytes: offset, head_sequence: seq, ..c.phys }
             })
             .collect()
@@ -316,11 +336,11 @@ impl Pool {
         loop {
             let step = std::future::poll_fn(|cx| {
                 let mut st = lock(&chain.state);
-                if let Some(e) = st.failed.take() {
-                    return Poll::Ready(Err(PoolError::Io(e)));
-                }
                 if st.committed_ticket >= ticket {
                     return Poll::Ready(Ok(Step::Done));
+                }
+                if st.failed_ticket >= ticket {
+                    return Poll::Ready(Err(PoolError::Io(st.failed.unwrap_or(IoError::Injected))));
                 }
                 if !st.writer_active {
                     st.writer_active = true;
@@ -335,12 +355,27 @@ impl Pool {
                 Step::Done => return Ok(()),
                 Step::Write(batch, upto) => (batch, upto),
             };
-            let res = self.write_log_batch(chain, batch).await;
+            let max_label = batch.iter().map(|r| r.label_txg).max().unwrap_or(0);
+            let broken = lock(&chain.state).broken_until_txg > self.durable_txg();
+            let res = if broken {
+                // A failed block may sit in the chain; a txg sync covers these records.
+                self.ensure_durable(max_label).await
+            } else {
+                self.write_log_batch(chain, batch).await
+            };
             let mut st = lock(&chain.state);
             st.writer_active = false;
             match res {
                 Ok(()) => st.committed_ticket = st.committed_ticket.max(upto),
                 Err(e) => {
+                    st.failed_ticket = st.failed_ticket.max(upto);
+                    st.failed = Some(match &e {
+                        PoolError::Io(io) => *io,
+                        _ => IoError::Injected,
+                    });
+                    if !broken {
+                        st.broken_until_txg = st.broken_until_txg.max(max_label);
+                    }
                     LogChain::wake_all(&mut st);
                     return Err(e);
                 }
@@ -361,7 +396,8 @@ impl Pool {
         let mut size = 128usize;
         for r in batch {
             let n = r.encoded_len();
-            if size + n > MAX_LOG_BLOCK_BYTES as usize && !blocks.last().is_some_and(Vec::is_empty) {
+            if size + n > MAX_LOG_BLOCK_BYTES as usize && !blocks.last().is_some_and(Vec::is_empty)
+            {
                 blocks.push(Vec::new());
                 size = 128;
             }
@@ -369,7 +405,7 @@ impl Pool {
             blocks.last_mut().expect("one block").push(r);
         }
         let mut images = Vec::new();
-        {
+        let full = 'reserve: {
             let mut st = lock(&chain.state);
             let lens: Vec<u64> = blocks
                 .iter()
@@ -382,7 +418,9 @@ impl Pool {
             for &len in &lens {
                 let fits = match st.live.front() {
                     None => true,
-                    Some(tail) => probe_offset > tail.offset_bytes || probe_offset + len <= tail.offset_bytes,
+                    Some(tail) => {
+                        probe_offset > tail.offset_bytes || probe_offset + len <= tail.offset_bytes
+                    }
                 };
                 if !fits {
                     room = false;
@@ -391,9 +429,7 @@ impl Pool {
                 probe_offset = chain.next_after(probe_offset, len);
             }
             if !room || !chain.fits(&st, lens[0]) {
-                drop(st);
-                // The region is full: a txg sync makes every record obsolete.
-                return self.ensure_durable(max_label).await;
+                break 'reserve true;
             }
             for (records, len) in blocks.into_iter().zip(lens) {
                 let offset = st.next_offset_bytes;
@@ -423,16 +459,29 @@ impl Pool {
                 payload[..128].copy_from_slice(bytemuck::bytes_of(&header));
                 header.checksum = checksum(&payload);
                 payload[..128].copy_from_slice(bytemuck::bytes_of(&header));
-                st.live.push_back(LiveBlock { offset_bytes: offset, sequence: seq, max_label_txg: block_max });
+                st.live.push_back(LiveBlock {
+                    offset_bytes: offset,
+                    sequence: seq,
+                    max_label_txg: block_max,
+                });
                 st.next_offset_bytes = next;
                 st.next_sequence = seq + 1;
                 images.push((offset, payload, records.len()));
             }
+            false
+        };
+        if full {
+            // The region is full: a txg sync makes every record obsolete.
+            return self.ensure_durable(max_label).await;
         }
         let mut writes = Vec::new();
         for (offset, payload, _) in &images {
             let buf = IoBuf::from_slice(payload);
-            writes.push(self.devs.write(chain.phys.device, chain.phys.region_offset_bytes + offset, buf));
+            writes.push(self.devs.write(
+                chain.phys.device,
+                chain.phys.region_offset_bytes + offset,
+                buf,
+            ));
         }
         for (res, _) in crate::join::join_all(writes).await {
             res?;
@@ -479,7 +528,10 @@ impl Pool {
     }
 
     /// Reads one chain from its head: its records, where it ends, and its blocks.
-    async fn read_chain(&self, chain: &LogChain) -> (Vec<LogRecord>, u64, u64, VecDeque<LiveBlock>) {
+    async fn read_chain(
+        &self,
+        chain: &LogChain,
+    ) -> (Vec<LogRecord>, u64, u64, VecDeque<LiveBlock>) {
         let mut offset = chain.phys.head_offset_bytes;
         let mut seq = chain.phys.head_sequence.max(1);
         let mut records = Vec::new();
@@ -490,7 +542,9 @@ impl Pool {
                 break;
             }
             let base = chain.phys.region_offset_bytes;
-            let Ok(first) = self.devs.read(chain.phys.device, base + offset, SECTOR_BYTES as usize).await else {
+            let Ok(first) =
+                self.devs.read(chain.phys.device, base + offset, SECTOR_BYTES as usize).await
+            else {
                 break;
             };
             let header: LogBlockHeader = bytemuck::pod_read_unaligned(&first[..128]);
@@ -503,11 +557,13 @@ impl Pool {
                 || len % SECTOR_BYTES != 0
                 || len > MAX_LOG_BLOCK_BYTES
                 || offset + len > region
-                || header.payload_bytes as u64 > len
+                || u64::from(header.payload_bytes) > len
             {
                 break;
             }
-            let Ok(mut block) = self.devs.read(chain.phys.device, base + offset, len as usize).await else {
+            let Ok(mut block) =
+                self.devs.read(chain.phys.device, base + offset, len as usize).await
+            else {
                 break;
             };
             let stored = header.checksum;
@@ -517,11 +573,17 @@ impl Pool {
             if checksum(&block) != stored {
                 break;
             }
-            let Some(found) = decode_records(&block[128..header.payload_bytes as usize], header.record_count) else {
+            let Some(found) =
+                decode_records(&block[128..header.payload_bytes as usize], header.record_count)
+            else {
                 break;
             };
             records.extend(found);
-            live.push_back(LiveBlock { offset_bytes: offset, sequence: seq, max_label_txg: header.max_label_txg });
+            live.push_back(LiveBlock {
+                offset_bytes: offset,
+                sequence: seq,
+                max_label_txg: header.max_label_txg,
+            });
             offset = header.next_offset_bytes;
             seq += 1;
         }

@@ -58,7 +58,8 @@ fn write_read_sync_export_import() {
         pool.export().await.expect("export");
         drop(vol);
         drop(pool);
-        let pool = Pool::import(vec![Arc::clone(&dev)], PoolTunables::default()).await.expect("import");
+        let pool =
+            Pool::import(vec![Arc::clone(&dev)], PoolTunables::default()).await.expect("import");
         let vol = pool.open_volume("vol").expect("open");
         assert_eq!(read(&vol, 8, 8192).await, want);
         let status = vol.lba_status(0).await.expect("status");
@@ -86,7 +87,8 @@ fn unmap_and_compare_and_write() {
         let cmp = IoBuf::from_slice(&got[..512]);
         let outcome = vol.compare_and_write(0, cmp, pattern(77, 512), true).await.expect("caw");
         assert_eq!(outcome, CompareOutcome::Written);
-        let outcome = vol.compare_and_write(0, pattern(1, 512), pattern(78, 512), false).await.expect("caw");
+        let outcome =
+            vol.compare_and_write(0, pattern(1, 512), pattern(78, 512), false).await.expect("caw");
         assert!(matches!(outcome, CompareOutcome::Miscompare { .. }));
         assert_eq!(read(&vol, 0, 512).await, pattern(77, 512).to_vec());
     });
@@ -99,9 +101,10 @@ fn flipped_byte_in_a_data_block_is_a_medium_error() {
     let dev: Arc<dyn BlockDevice> = Arc::clone(&mem) as Arc<dyn BlockDevice>;
     r.block_on(async {
         let tunables = PoolTunables { cache_bytes: 0, ..PoolTunables::default() };
-        let pool = Pool::create(vec![Arc::clone(&dev)], None, CreateOptions { tunables, ..options() })
-            .await
-            .expect("create");
+        let pool =
+            Pool::create(vec![Arc::clone(&dev)], None, CreateOptions { tunables, ..options() })
+                .await
+                .expect("create");
         let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
         let data = pattern(5, 4096);
         let (res, _) = vol.write(16, IoBuf::from_slice(&data), false).await;
@@ -148,13 +151,14 @@ fn other_format_version_is_refused_naming_both() {
         label.format_version = 99;
         mem.write_from(&label.encode(), off).expect("write label");
     }
-    let err = r
-        .block_on(Pool::import(vec![dev], PoolTunables::default()))
-        .err()
-        .expect("must refuse");
+    let err =
+        r.block_on(Pool::import(vec![dev], PoolTunables::default())).err().expect("must refuse");
     assert!(matches!(err, PoolError::IncompatibleVersion { found: 99, .. }));
     let msg = err.to_string();
-    assert!(msg.contains("99") && msg.contains(&engine::format::FORMAT_VERSION.to_string()), "{msg}");
+    assert!(
+        msg.contains("99") && msg.contains(&engine::format::FORMAT_VERSION.to_string()),
+        "{msg}"
+    );
 }
 
 #[test]
