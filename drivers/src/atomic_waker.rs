@@ -29,7 +29,12 @@ impl Default for AtomicWaker {
 impl AtomicWaker {
     /// Stores `waker`, replacing the previous one. If a wake raced with this call, wakes it now.
     pub fn register(&self, waker: &Waker) {
-        match self.state.compare_exchange(WAITING, REGISTERING, Ordering::Acquire, Ordering::Acquire) {
+        match self.state.compare_exchange(
+            WAITING,
+            REGISTERING,
+            Ordering::Acquire,
+            Ordering::Acquire,
+        ) {
             Ok(_) => {
                 // SAFETY: we hold the REGISTERING state, so no other thread touches the cell.
                 unsafe {

@@ -108,7 +108,12 @@ impl EpollDriver {
     }
 
     /// Checks readiness of `fd`; registers the waker and returns Pending when not ready.
-    pub(crate) fn poll_ready(&mut self, fd: RawFd, dir: Direction, cx: &Context<'_>) -> Poll<IoResult<()>> {
+    pub(crate) fn poll_ready(
+        &mut self,
+        fd: RawFd,
+        dir: Direction,
+        cx: &Context<'_>,
+    ) -> Poll<IoResult<()>> {
         if !self.sources.contains_key(&fd) {
             let Ok(token) = usize::try_from(fd) else {
                 return Poll::Ready(Err(IoError::InvalidInput(libc::EBADF)));
@@ -120,7 +125,8 @@ impl EpollDriver {
             ) {
                 return Poll::Ready(Err(IoError::from(e)));
             }
-            self.sources.insert(fd, Readiness { readable: true, writable: true, ..Default::default() });
+            self.sources
+                .insert(fd, Readiness { readable: true, writable: true, ..Default::default() });
         }
         let state = self.sources.get_mut(&fd).expect("inserted above");
         let (ready, waker) = match dir {

@@ -55,7 +55,10 @@ impl IoError {
             libc::EIO | libc::ENXIO | libc::EILSEQ | libc::ENODATA | libc::EBADMSG => {
                 IoError::Medium(errno)
             }
-            libc::ECONNRESET | libc::EPIPE | libc::ENOTCONN | libc::ECONNABORTED
+            libc::ECONNRESET
+            | libc::EPIPE
+            | libc::ENOTCONN
+            | libc::ECONNABORTED
             | libc::ESHUTDOWN => IoError::Disconnected(errno),
             libc::ECONNREFUSED => IoError::Refused,
             libc::EADDRINUSE | libc::EADDRNOTAVAIL => IoError::AddressUnavailable(errno),

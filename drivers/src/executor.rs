@@ -93,9 +93,8 @@ impl Remote {
         if self.sleeping.load(Ordering::SeqCst) {
             let one: u64 = 1;
             // SAFETY: writes 8 bytes from a valid u64 to our own eventfd.
-            let _ = unsafe {
-                libc::write(self.eventfd.as_raw_fd(), std::ptr::addr_of!(one).cast(), 8)
-            };
+            let _ =
+                unsafe { libc::write(self.eventfd.as_raw_fd(), std::ptr::addr_of!(one).cast(), 8) };
         }
     }
 
@@ -206,16 +205,15 @@ impl Reactor {
         }
         // SAFETY: raw is a fresh, owned file descriptor.
         let eventfd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let remote = Arc::new(Remote {
-            queue: SegQueue::new(),
-            sleeping: AtomicBool::new(false),
-            eventfd,
-        });
+        let remote =
+            Arc::new(Remote { queue: SegQueue::new(), sleeping: AtomicBool::new(false), eventfd });
         let pool = BufferPool::new(config.buffer_count, config.buffer_bytes);
         let (backend, kind, registered_pool) = match config.backend {
-            BackendChoice::Epoll => {
-                (Backend::Epoll(EpollDriver::new(&remote, config.blocking_threads)?), BackendKind::Epoll, None)
-            }
+            BackendChoice::Epoll => (
+                Backend::Epoll(EpollDriver::new(&remote, config.blocking_threads)?),
+                BackendKind::Epoll,
+                None,
+            ),
             choice => match Ring::new(config.ring_entries) {
                 Ok(ring) => {
                     let iovecs = pool.iovecs();
@@ -442,7 +440,9 @@ impl Core {
         let removed = {
             let mut tasks = self.tasks.borrow_mut();
             match tasks.get_mut(id) {
-                Some(slot @ Some(_)) if slot.as_ref().is_some_and(|e| e.generation == generation) => {
+                Some(slot @ Some(_))
+                    if slot.as_ref().is_some_and(|e| e.generation == generation) =>
+                {
                     slot.take()
                 }
                 _ => None,
@@ -513,10 +513,13 @@ impl Core {
                 Backend::Uring(ring) => {
                     if !self.eventfd_armed.get() {
                         let mut buf = self.eventfd_buf.borrow_mut();
-                        let entry =
-                            io_uring::opcode::Read::new(io_uring::types::Fd(self.remote.eventfd()), buf.as_mut_ptr(), 8)
-                                .build()
-                                .user_data(TOKEN_EVENTFD);
+                        let entry = io_uring::opcode::Read::new(
+                            io_uring::types::Fd(self.remote.eventfd()),
+                            buf.as_mut_ptr(),
+                            8,
+                        )
+                        .build()
+                        .user_data(TOKEN_EVENTFD);
                         // SAFETY: the 8-byte buffer lives in the Core, which outlives the ring.
                         if unsafe { ring.push(&entry) }.is_ok() {
                             self.eventfd_armed.set(true);
@@ -807,16 +810,14 @@ mod tests {
         let flag = Arc::new(AtomicBool::new(false));
         let waker_slot: Arc<std::sync::Mutex<Option<Waker>>> = Arc::default();
         let (f2, w2) = (Arc::clone(&flag), Arc::clone(&waker_slot));
-        let t = std::thread::spawn(move || {
-            loop {
-                if let Some(w) = w2.lock().expect("lock").take() {
-                    std::thread::sleep(Duration::from_millis(10));
-                    f2.store(true, Ordering::SeqCst);
-                    w.wake();
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(1));
+        let t = std::thread::spawn(move || loop {
+            if let Some(w) = w2.lock().expect("lock").take() {
+                std::thread::sleep(Duration::from_millis(10));
+                f2.store(true, Ordering::SeqCst);
+                w.wake();
+                return;
             }
+            std::thread::sleep(Duration::from_millis(1));
         });
         r.block_on(std::future::poll_fn(|cx| {
             if flag.load(Ordering::SeqCst) {

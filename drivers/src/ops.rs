@@ -248,7 +248,9 @@ pub async fn read_at(file: FileRef, mut buf: IoBuf, offset: u64) -> (IoResult<us
                 Some(index) => {
                     with_fd!(file, fd => opcode::ReadFixed::new(fd, ptr, len, index).offset(offset).build())
                 }
-                None => with_fd!(file, fd => opcode::Read::new(fd, ptr, len).offset(offset).build()),
+                None => {
+                    with_fd!(file, fd => opcode::Read::new(fd, ptr, len).offset(offset).build())
+                }
             };
             // SAFETY: the SQE points into `buf`'s heap memory, which the op owns.
             let (res, _, buf) = unsafe { run(&core, entry, buf) }.await;
@@ -287,7 +289,9 @@ pub async fn write_at(file: FileRef, buf: IoBuf, offset: u64) -> (IoResult<usize
                 Some(index) => {
                     with_fd!(file, fd => opcode::WriteFixed::new(fd, ptr, len, index).offset(offset).build())
                 }
-                None => with_fd!(file, fd => opcode::Write::new(fd, ptr, len).offset(offset).build()),
+                None => {
+                    with_fd!(file, fd => opcode::Write::new(fd, ptr, len).offset(offset).build())
+                }
             };
             // SAFETY: the SQE points into `buf`'s heap memory, which the op owns.
             let (res, _, buf) = unsafe { run(&core, entry, buf) }.await;
@@ -348,12 +352,20 @@ pub async fn write_all_at(file: FileRef, buf: IoBuf, offset: u64) -> (IoResult<(
 }
 
 /// Vectored read at `offset` into every buffer in order.
-pub async fn readv_at(file: FileRef, bufs: Vec<IoBuf>, offset: u64) -> (IoResult<usize>, Vec<IoBuf>) {
+pub async fn readv_at(
+    file: FileRef,
+    bufs: Vec<IoBuf>,
+    offset: u64,
+) -> (IoResult<usize>, Vec<IoBuf>) {
     vectored(file, bufs, offset, false).await
 }
 
 /// Vectored write at `offset` from every buffer in order.
-pub async fn writev_at(file: FileRef, bufs: Vec<IoBuf>, offset: u64) -> (IoResult<usize>, Vec<IoBuf>) {
+pub async fn writev_at(
+    file: FileRef,
+    bufs: Vec<IoBuf>,
+    offset: u64,
+) -> (IoResult<usize>, Vec<IoBuf>) {
     vectored(file, bufs, offset, true).await
 }
 
@@ -438,7 +450,13 @@ async fn sync_file(file: FileRef, data_only: bool) -> IoResult<()> {
             let fd = raw_fd(file)?;
             blocking(move || {
                 // SAFETY: plain syscall on a descriptor.
-                let rc = unsafe { if data_only { libc::fdatasync(fd) } else { libc::fsync(fd) } };
+                let rc = unsafe {
+                    if data_only {
+                        libc::fdatasync(fd)
+                    } else {
+                        libc::fsync(fd)
+                    }
+                };
                 syscall_result(rc as isize).map(|_| ())
             })
             .await
@@ -561,7 +579,8 @@ pub async fn close(fd: OwnedFd) -> IoResult<()> {
         BackendKind::Uring => {
             let raw = std::os::fd::IntoRawFd::into_raw_fd(fd);
             // SAFETY: Close carries no pointers; we gave up ownership of the fd above.
-            let (res, _, ()) = unsafe { run(&core, opcode::Close::new(types::Fd(raw)).build(), ()) }.await;
+            let (res, _, ()) =
+                unsafe { run(&core, opcode::Close::new(types::Fd(raw)).build(), ()) }.await;
             res.map(|_| ())
         }
         BackendKind::Epoll => {
@@ -790,7 +809,8 @@ pub async fn connect(addr: SocketAddr) -> IoResult<OwnedFd> {
             let fd = new_socket(&addr, true)?;
             let (storage, len) = sockaddr_from(&addr);
             // SAFETY: connect with a valid sockaddr.
-            let rc = unsafe { libc::connect(fd.as_raw_fd(), std::ptr::from_ref(&*storage).cast(), len) };
+            let rc =
+                unsafe { libc::connect(fd.as_raw_fd(), std::ptr::from_ref(&*storage).cast(), len) };
             if rc < 0 {
                 let err = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
                 if err != libc::EINPROGRESS {
@@ -802,7 +822,13 @@ pub async fn connect(addr: SocketAddr) -> IoResult<OwnedFd> {
                     let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
                     // SAFETY: getsockopt into a live i32.
                     unsafe {
-                        libc::getsockopt(raw, libc::SOL_SOCKET, libc::SO_ERROR, std::ptr::from_mut(&mut so_error).cast(), &mut len);
+                        libc::getsockopt(
+                            raw,
+                            libc::SOL_SOCKET,
+                            libc::SO_ERROR,
+                            std::ptr::from_mut(&mut so_error).cast(),
+                            &mut len,
+                        );
                     }
                     if so_error == 0 {
                         0
@@ -830,7 +856,9 @@ pub async fn recv(fd: RawFd, mut buf: IoBuf, range: Range<usize>) -> (IoResult<u
         BackendKind::Uring => {
             // SAFETY: range checked against the buffer length above.
             let ptr = unsafe { buf.as_mut_ptr().add(range.start) };
-            let Ok(len) = len_u32(len) else { return (Err(IoError::InvalidInput(libc::EINVAL)), buf) };
+            let Ok(len) = len_u32(len) else {
+                return (Err(IoError::InvalidInput(libc::EINVAL)), buf);
+            };
             let entry = opcode::Recv::new(types::Fd(fd), ptr, len).build();
             // SAFETY: the SQE points into `buf`, owned by the op.
             let (res, _, buf) = unsafe { run(&core, entry, buf) }.await;
@@ -875,8 +903,11 @@ pub async fn send(fd: RawFd, buf: IoBuf, range: Range<usize>) -> (IoResult<usize
         BackendKind::Uring => {
             // SAFETY: range checked above.
             let ptr = unsafe { buf.as_ptr().add(range.start) };
-            let Ok(len) = len_u32(len) else { return (Err(IoError::InvalidInput(libc::EINVAL)), buf) };
-            let entry = opcode::Send::new(types::Fd(fd), ptr, len).flags(libc::MSG_NOSIGNAL).build();
+            let Ok(len) = len_u32(len) else {
+                return (Err(IoError::InvalidInput(libc::EINVAL)), buf);
+            };
+            let entry =
+                opcode::Send::new(types::Fd(fd), ptr, len).flags(libc::MSG_NOSIGNAL).build();
             // SAFETY: the SQE points into `buf`, owned by the op.
             let (res, _, buf) = unsafe { run(&core, entry, buf) }.await;
             (res.map(|n| n as usize), buf)
@@ -884,7 +915,9 @@ pub async fn send(fd: RawFd, buf: IoBuf, range: Range<usize>) -> (IoResult<usize
         BackendKind::Epoll => {
             let res = readiness(fd, Direction::Write, || {
                 // SAFETY: send from the checked range of our buffer.
-                unsafe { libc::send(fd, buf.as_ptr().add(range.start).cast(), len, libc::MSG_NOSIGNAL) }
+                unsafe {
+                    libc::send(fd, buf.as_ptr().add(range.start).cast(), len, libc::MSG_NOSIGNAL)
+                }
             })
             .await;
             (res, buf)
@@ -923,7 +956,10 @@ pub async fn send_zc(fd: RawFd, buf: IoBuf, range: Range<usize>) -> (IoResult<us
 }
 
 /// Sends every buffer's range in order with one sendmsg (a vectored send, no copy).
-pub async fn sendmsg(fd: RawFd, parts: Vec<(IoBuf, Range<usize>)>) -> (IoResult<usize>, Vec<(IoBuf, Range<usize>)>) {
+pub async fn sendmsg(
+    fd: RawFd,
+    parts: Vec<(IoBuf, Range<usize>)>,
+) -> (IoResult<usize>, Vec<(IoBuf, Range<usize>)>) {
     for (buf, range) in &parts {
         if range.end > buf.len() || range.start > range.end {
             return (Err(IoError::InvalidInput(libc::EINVAL)), parts);
@@ -948,7 +984,8 @@ pub async fn sendmsg(fd: RawFd, parts: Vec<(IoBuf, Range<usize>)>) -> (IoResult<
                 .flags(libc::MSG_NOSIGNAL as u32)
                 .build();
             // SAFETY: msghdr, iovecs and buffers are all owned by the op.
-            let (res, _, (parts, _iovecs, _msg)) = unsafe { run(&core, entry, (parts, SendIovecs(iovecs), msg)) }.await;
+            let (res, _, (parts, _iovecs, _msg)) =
+                unsafe { run(&core, entry, (parts, SendIovecs(iovecs), msg)) }.await;
             (res.map(|n| n as usize), parts)
         }
         BackendKind::Epoll => {
@@ -964,7 +1001,10 @@ pub async fn sendmsg(fd: RawFd, parts: Vec<(IoBuf, Range<usize>)>) -> (IoResult<
 }
 
 /// Sends all bytes of every part, retrying partial sends.
-pub async fn send_all(fd: RawFd, mut parts: Vec<(IoBuf, Range<usize>)>) -> (IoResult<()>, Vec<IoBuf>) {
+pub async fn send_all(
+    fd: RawFd,
+    mut parts: Vec<(IoBuf, Range<usize>)>,
+) -> (IoResult<()>, Vec<IoBuf>) {
     let original: Vec<Range<usize>> = parts.iter().map(|(_, r)| r.clone()).collect();
     loop {
         let remaining: usize = parts.iter().map(|(_, r)| r.len()).sum();

@@ -47,9 +47,15 @@ impl std::fmt::Display for RingFeatures {
 enum SlotState {
     Free,
     /// Submitted; the waker of the task awaiting it.
-    Pending { waker: Option<Waker>, first_result: Option<i32> },
+    Pending {
+        waker: Option<Waker>,
+        first_result: Option<i32>,
+    },
     /// Completed; result and flags wait to be picked up by the future.
-    Completed { result: i32, flags: u32 },
+    Completed {
+        result: i32,
+        flags: u32,
+    },
     /// The future was dropped; its resources stay here until the kernel completes.
     Orphaned {
         #[expect(dead_code, reason = "held, never read: freed when the kernel completes")]
@@ -330,7 +336,11 @@ impl Ring {
 
     /// Drains the completion queue: records results, wakes tasks, frees orphans. Returns the
     /// completions of internal tokens (eventfd) for the reactor to handle.
-    pub(crate) fn reap(&mut self, woken: &mut Vec<Waker>, mut on_token: impl FnMut(u64, i32)) -> usize {
+    pub(crate) fn reap(
+        &mut self,
+        woken: &mut Vec<Waker>,
+        mut on_token: impl FnMut(u64, i32),
+    ) -> usize {
         let mut count = 0;
         let Ring { uring, slots, free, in_flight, .. } = self;
         for cqe in uring.completion() {
@@ -375,7 +385,6 @@ impl Ring {
         }
         count
     }
-
 }
 
 fn probe_send_zc(uring: &IoUring) -> bool {

@@ -52,7 +52,12 @@ impl DeviceVolume {
             thin_provisioned: info.supports_discard,
             unmapped_reads_zero: info.supports_discard,
         };
-        Ok(DeviceVolume { device, geometry, write_cache: AtomicBool::new(true), locks: RangeLock::default() })
+        Ok(DeviceVolume {
+            device,
+            geometry,
+            write_cache: AtomicBool::new(true),
+            locks: RangeLock::default(),
+        })
     }
 
     fn block_bytes(&self) -> u64 {

@@ -90,7 +90,8 @@ impl MemoryVolume {
     fn read_sync(&self, lba: u64, buf: &mut [u8]) -> VolResult<()> {
         let (start, len) = self.byte_range(lba, buf.len())?;
         for (chunk, off, req_off, n) in Self::pieces(start, len) {
-            let guard = self.chunks[chunk].read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let guard =
+                self.chunks[chunk].read().unwrap_or_else(std::sync::PoisonError::into_inner);
             let dst = &mut buf[req_off..req_off + n];
             match guard.as_deref() {
                 Some(data) => dst.copy_from_slice(&data[off..off + n]),
@@ -159,8 +160,7 @@ impl MemoryVolume {
         }
         for (i, (chunk, off, req_off, n)) in Self::pieces(start, len).enumerate() {
             let chunk_len = self.chunk_len(chunk);
-            let data =
-                guards[i].1.get_or_insert_with(|| vec![0u8; chunk_len].into_boxed_slice());
+            let data = guards[i].1.get_or_insert_with(|| vec![0u8; chunk_len].into_boxed_slice());
             data[off..off + n].copy_from_slice(&write[req_off..req_off + n]);
         }
         Ok(CompareOutcome::Written)
@@ -194,7 +194,12 @@ impl BlockVolume for MemoryVolume {
         Box::pin(async move { (res, buf) })
     }
 
-    fn write(&self, lba: u64, buf: IoBuf, _fua: bool) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)> {
+    fn write(
+        &self,
+        lba: u64,
+        buf: IoBuf,
+        _fua: bool,
+    ) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)> {
         let res = self.write_sync(lba, &buf);
         Box::pin(async move { (res, buf) })
     }

@@ -58,8 +58,24 @@ fn flipped_byte_in_a_data_block_reads_as_medium_error() {
     }
     assert!(daemon.stop(), "clean stop");
 
-    // Find the block on the pool device and flip one byte in the middle of it.
     let image = dir.path().join("data/tank0.img");
+    let inspect = |expect_clean: bool| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrite-inspect"))
+            .arg(&image)
+            .output()
+            .expect("run ferrite-inspect");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert_eq!(
+            out.status.success(),
+            expect_clean,
+            "ferrite-inspect (clean expected: {expect_clean}):\n{text}"
+        );
+        text
+    };
+    let report = inspect(true);
+    assert!(report.contains("rot"), "inspect lists the volume:\n{report}");
+
+    // Find the block on the pool device and flip one byte in the middle of it.
     let mut bytes = std::fs::read(&image).expect("read image");
     // Every copy: the block itself, and any intent-log record that still holds it.
     let copies: Vec<usize> = bytes
@@ -75,6 +91,8 @@ fn flipped_byte_in_a_data_block_reads_as_medium_error() {
     }
     std::fs::write(&image, &bytes).expect("write image");
     drop(bytes);
+    let report = inspect(false);
+    assert!(report.contains("NOT CLEAN"), "inspect reports the bad block:\n{report}");
 
     let config = dir.path().join("ferrited.toml");
     let data = dir.path().join("data");

@@ -110,6 +110,17 @@ fn open_or_create(path: &Path, size: Option<&str>) -> Result<(Arc<dyn BlockDevic
 }
 
 async fn open_pool(section: &PoolSection, data_dir: &Path) -> Result<Arc<Pool>, String> {
+    let pool = create_or_import_pool(section, data_dir).await?;
+    // The txg syncer runs on this shard (shard 0): every 5 s, or sooner past the dirty
+    // threshold.
+    let _syncer = pool.start_syncer();
+    Ok(pool)
+}
+
+async fn create_or_import_pool(
+    section: &PoolSection,
+    data_dir: &Path,
+) -> Result<Arc<Pool>, String> {
     let mut data = Vec::new();
     let mut created = Vec::new();
     for dev in &section.devices {
