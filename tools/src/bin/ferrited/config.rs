@@ -161,26 +161,7 @@ fn line_of_str(text: &str, needle: &str) -> Option<usize> {
     text.find(needle).map(|pos| line_of(text, pos))
 }
 
-/// Parses a size with an optional K/M/G/T suffix (powers of 1024).
-///
-/// # Errors
-/// A message naming the bad value.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let (digits, mult) = match t.chars().last() {
-        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
-        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
-        Some('T' | 't') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("invalid size {text:?} (expected e.g. 512M, 1G)"))
-}
+pub use ferrite_tools::size::parse_size;
 
 impl Config {
     /// Reads and validates a configuration file.
@@ -398,15 +379,6 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse_with_suffixes() {
-        assert_eq!(parse_size("1G"), Ok(1 << 30));
-        assert_eq!(parse_size("512m"), Ok(512 << 20));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("1X").is_err());
-    }
 
     #[test]
     fn syntax_error_names_file_and_line() {

@@ -1,0 +1,3 @@
+//! Shared pieces of ferrite's command-line tools.
+
+pub mod size;
