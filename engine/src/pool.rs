@@ -44,6 +44,9 @@ pub struct PoolTunables {
     pub cache_bytes: u64,
     /// Read-cache slices (normally one per shard).
     pub cache_slices: usize,
+    /// Keep data blocks read from the devices in the cache (indirect blocks are always
+    /// cached). Off, every data read goes to the device, as with ZFS `primarycache=metadata`.
+    pub cache_data_blocks: bool,
     /// Dirty data at which the background syncer starts a txg.
     pub dirty_sync_bytes: u64,
     /// Dirty data at which writers are throttled (they wait for a txg sync).
@@ -57,6 +60,7 @@ impl Default for PoolTunables {
         PoolTunables {
             cache_bytes: 256 << 20,
             cache_slices: 1,
+            cache_data_blocks: true,
             dirty_sync_bytes: 64 << 20,
             dirty_limit_bytes: 256 << 20,
             sync_interval: Duration::from_secs(5),

@@ -270,7 +270,9 @@ impl PoolVolume {
                 Ok(buf) => {
                     let n = (bp.logical_bytes as usize).min(buf.len());
                     let data: Arc<[u8]> = Arc::from(&buf[..n]);
-                    pool.cache.insert(key, CachedBlock::Data(Arc::clone(&data)));
+                    if pool.tunables.cache_data_blocks {
+                        pool.cache.insert(key, CachedBlock::Data(Arc::clone(&data)));
+                    }
                     return Ok((Content::Clean(data), Source::Root(root)));
                 }
                 Err(BlockReadError::Checksum) => {

@@ -90,7 +90,8 @@ fn bool_arg(text: &str) -> Result<bool, String> {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "ferrite-bench", version, about, long_about = None)]
 pub struct BenchArgs {
-    /// What to drive: file:PATH (a regular file or block device) or mem:SIZE (RAM).
+    /// What to drive: file:PATH (a regular file or block device), mem:SIZE (RAM), or
+    /// volume:PATH (a pool engine volume on the file PATH, created with --size when missing).
     #[arg(long, value_name = "TARGET")]
     pub target: TargetSpec,
 
@@ -162,6 +163,19 @@ pub struct BenchArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+
+    /// volume: writes are FUA (durable through the intent log when they complete).
+    #[arg(long)]
+    pub fua: bool,
+
+    /// volume: write the region once with non-zero data (and commit it) before the run.
+    #[arg(long)]
+    pub fill: bool,
+
+    /// volume: export and re-import the pool before the run and keep data blocks out of the
+    /// cache, so reads reach the device (indirect blocks are still cached).
+    #[arg(long)]
+    pub cold: bool,
 }
 
 #[cfg(test)]
@@ -213,6 +227,14 @@ mod tests {
         assert_eq!(args.rw, RwMode::Randread);
         assert!(!args.verify);
         assert!(args.pin);
+        assert!(!args.fua && !args.fill && !args.cold);
+    }
+
+    #[test]
+    fn volume_options() {
+        let args =
+            parse(&["--target", "volume:/tmp/p.img", "--fua", "--fill", "--cold"]).expect("valid");
+        assert!(args.fua && args.fill && args.cold);
     }
 
     #[test]

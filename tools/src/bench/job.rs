@@ -319,6 +319,7 @@ pub async fn run_shard<T: Target>(
     for handle in handles {
         handle.await;
     }
+    io.detach().await;
     drop(io);
     let Ok(state) = Rc::try_unwrap(state) else {
         unreachable!("every worker has finished and dropped its state handle")

@@ -12,6 +12,7 @@ pub mod report;
 pub mod stamp;
 pub mod target;
 pub mod units;
+pub mod volume;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -91,6 +92,9 @@ pub fn main() -> ExitCode {
 /// Checks the arguments against each other and the target; returns the job to run.
 fn job_config(args: &BenchArgs, info: TargetInfo) -> Result<JobConfig, BenchError> {
     let bs = args.block_size_bytes as u64;
+    if (args.fua || args.fill || args.cold) && !matches!(args.target, TargetSpec::Volume(_)) {
+        return Err(BenchError::Usage("--fua, --fill and --cold need a volume: target".into()));
+    }
     let target_size_bytes = info.size_bytes;
     if !bs.is_multiple_of(u64::from(info.logical_block_bytes)) {
         return Err(BenchError::Usage(format!(
@@ -151,6 +155,17 @@ pub fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         TargetSpec::File(path) => run_on(args, Arc::new(FileTarget::open(path, options)?)),
         TargetSpec::Memory(size_bytes) => {
             run_on(args, Arc::new(target::memory_device(*size_bytes)))
+        }
+        TargetSpec::Volume(path) => {
+            let options = volume::VolumeBenchOptions {
+                size_bytes: args.size_bytes,
+                fill: args.fill,
+                cold: args.cold,
+                fua: args.fua,
+                shards: args.shards as usize,
+                backend: args.backend.into(),
+            };
+            run_on(args, Arc::new(volume::VolumeTarget::open(path, &options)?))
         }
     }
 }

@@ -34,6 +34,8 @@ pub enum TargetSpec {
     File(PathBuf),
     /// `mem:SIZE`: RAM, to measure the benchmark loop without a device.
     Memory(u64),
+    /// `volume:PATH`: a pool engine volume on the file PATH (created or imported).
+    Volume(PathBuf),
 }
 
 impl FromStr for TargetSpec {
@@ -51,13 +53,19 @@ impl FromStr for TargetSpec {
                 Ok(size_bytes) => Ok(TargetSpec::Memory(size_bytes)),
             };
         }
-        if text.starts_with("volume:") || text.starts_with("iscsi://") {
+        if let Some(path) = text.strip_prefix("volume:") {
+            if path.is_empty() {
+                return Err("target 'volume:' needs a path, e.g. volume:/work/pool.img".into());
+            }
+            return Ok(TargetSpec::Volume(PathBuf::from(path)));
+        }
+        if text.starts_with("iscsi://") {
             return Err(format!(
-                "unsupported target '{text}': volume: and iscsi:// targets are not available \
-                 yet (use file:PATH or mem:SIZE)"
+                "unsupported target '{text}': iscsi:// targets are not available yet (use \
+                 file:PATH, mem:SIZE or volume:PATH)"
             ));
         }
-        Err(format!("unsupported target '{text}': expected file:PATH or mem:SIZE"))
+        Err(format!("unsupported target '{text}': expected file:PATH, mem:SIZE or volume:PATH"))
     }
 }
 
@@ -66,6 +74,7 @@ impl std::fmt::Display for TargetSpec {
         match self {
             TargetSpec::File(path) => write!(f, "file:{}", path.display()),
             TargetSpec::Memory(size_bytes) => write!(f, "mem:{size_bytes}"),
+            TargetSpec::Volume(path) => write!(f, "volume:{}", path.display()),
         }
     }
 }
@@ -95,6 +104,8 @@ pub trait ShardIo: 'static {
     async fn read(&self, buf: IoBuf, offset_bytes: u64) -> (IoResult<()>, IoBuf);
     /// Writes all of `buf` at `offset_bytes` (all or error).
     async fn write(&self, buf: IoBuf, offset_bytes: u64) -> (IoResult<()>, IoBuf);
+    /// Runs after the shard's measured I/O has ended (outside the measurement).
+    async fn detach(&self) {}
 }
 
 /// An opened target, shared by every shard.
@@ -316,5 +327,10 @@ mod tests {
             .parse::<TargetSpec>()
             .expect_err("must fail")
             .contains("expected file:PATH"));
+        assert_eq!(
+            "volume:/work/p.img".parse::<TargetSpec>(),
+            Ok(TargetSpec::Volume(PathBuf::from("/work/p.img")))
+        );
+        assert!("volume:".parse::<TargetSpec>().is_err());
     }
 }

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Runs fio (ioengine=io_uring, direct=1) on a raw file and ferrite-bench on a pool engine
+# volume (volume: target, in-process) over a file of the same size on the same file system,
+# case by case (interleaved), and prints engine/fio ratios.
+#
+#   benches/compare-engine.sh FILE
+#
+# FILE is the raw file fio drives; the pool lives in FILE.pool. Both are created with the same
+# fio sequential write (so both are fully written, allocated files) when missing. The volume
+# is as large as the pool file holds (ferrite-bench's capacity_for_file).
+#
+# Environment:
+#   FERRITE_BENCH_SIZE     size of both files when they have to be created (default 4g)
+#   FERRITE_BENCH_RUNTIME  seconds per run (default 10)
+#   FERRITE_BENCH_ROUNDS   runs of each tool per case (default 2); rounds alternate the order
+#                          and the figures are averaged
+#   FERRITE_BENCH_SHARDS   ferrite shards and fio jobs (default 1; iodepth is per shard/job)
+#   CARGO_TARGET_DIR       where the release build goes (default: <repo>/target)
+#
+# Cases (fio | ferrite-bench on the volume):
+#   randread_4k_qd32_cold  randread 4k QD32 | the same after a --fill pass, with --cold (the
+#                          pool is exported and re-imported, data blocks are not cached)
+#   randwrite_4k_qd32      randwrite 4k QD32 | the same, write-back (txg syncs in the run)
+#   fua_write_4k_qd32      randwrite 4k QD32 --sync=dsync | the same with --fua (intent log in
+#                          the pool, on the same file)
+#   write_128k_qd8         write 128k QD8 sequential | the same, write-back
+# Ratios are ferrite over fio: IOPS for 4k, MB/s for 128k. The last line is
+#   ratio randread_4k_qd32_cold=R1 randwrite_4k_qd32=R2 fua_write_4k_qd32=R3 write_128k_qd8=R4
+set -euo pipefail
+
+if [[ $# -ne 1 ]]; then
+    echo "usage: $0 FILE" >&2
+    exit 2
+fi
+FILE=$1
+POOL_FILE=$FILE.pool
+SIZE=${FERRITE_BENCH_SIZE:-4g}
+RUNTIME=${FERRITE_BENCH_RUNTIME:-10}
+ROUNDS=${FERRITE_BENCH_ROUNDS:-2}
+SHARDS=${FERRITE_BENCH_SHARDS:-1}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+FIO=${FIO:-fio}
+command -v "$FIO" >/dev/null || { echo "compare-engine: fio not found" >&2; exit 2; }
+command -v python3 >/dev/null || { echo "compare-engine: python3 not found" >&2; exit 2; }
+
+echo "compare-engine: building ferrite-bench (release, target dir $TARGET_DIR)" >&2
+(cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -q -p ferrite-tools --bin ferrite-bench)
+BENCH=$TARGET_DIR/release/ferrite-bench
+
+for f in "$FILE" "$POOL_FILE"; do
+    if [[ ! -e $f ]]; then
+        echo "compare-engine: creating $f ($SIZE, fully written)" >&2
+        "$FIO" --name=prep --filename="$f" --size="$SIZE" --rw=write --bs=1m --iodepth=8 \
+            --ioengine=io_uring --direct=1 --output=/dev/null
+    fi
+done
+if [[ $(stat -c %s "$FILE") != $(stat -c %s "$POOL_FILE") ]]; then
+    echo "compare-engine: $FILE and $POOL_FILE differ in size; remove them to start over" >&2
+    exit 2
+fi
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+# run_fio NAME RW BS QD EXTRA... -> prints "iops mb_s p99_us"
+run_fio() {
+    local name=$1 rw=$2 bs=$3 qd=$4
+    shift 4
+    local out=$WORK/fio-$name.json
+    "$FIO" --name="$name" --filename="$FILE" --ioengine=io_uring --direct=1 --rw="$rw" \
+        --bs="$bs" --iodepth="$qd" --numjobs="$SHARDS" --cpus_allowed="0-$((SHARDS - 1))" \
+        --cpus_allowed_policy=split --group_reporting --time_based --runtime="$RUNTIME" \
+        --norandommap --randrepeat=0 --lat_percentiles=1 "$@" --output-format=json \
+        --output="$out"
+    python3 - "$out" "$rw" <<'PY'
+import json, sys
+job = json.load(open(sys.argv[1]))["jobs"][0]
+side = job["write" if "write" in sys.argv[2] else "read"]
+p99 = side["lat_ns"].get("percentile", {}).get("99.000000", 0) / 1000.0
+print(f'{side["iops"]:.0f} {side["bw_bytes"] / 1e6:.1f} {p99:.1f}')
+PY
+}
+
+# run_ferrite NAME RW BS QD EXTRA... -> prints "iops mb_s p99_us"
+run_ferrite() {
+    local name=$1 rw=$2 bs=$3 qd=$4
+    shift 4
+    local out=$WORK/ferrite-$name.json
+    if ! "$BENCH" --target "volume:$POOL_FILE" --rw "$rw" --bs "$bs" --iodepth "$qd" \
+        --shards "$SHARDS" --pin 1 --runtime "$RUNTIME" "$@" --json >"$out" \
+        2>"$WORK/ferrite-$name.stderr"; then
+        echo "compare-engine: ferrite-bench failed ($name):" >&2
+        cat "$WORK/ferrite-$name.stderr" >&2
+        exit 1
+    fi
+    grep -E 'filled|exported' "$WORK/ferrite-$name.stderr" | sed "s/^/  [$name] /" >&2 || true
+    python3 - "$out" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f'{r["iops"]:.0f} {r["bandwidth_mb_s"]:.1f} {r["latency"]["latency_ns_p99"] / 1000.0:.1f}')
+PY
+}
+
+mean() {
+    python3 -c '
+import sys
+rows = [list(map(float, r.split())) for r in sys.argv[1:]]
+cols = [sum(c) / len(rows) for c in zip(*rows)]
+print(f"{cols[0]:.0f} {cols[1]:.1f} {cols[2]:.1f}")' "$@"
+}
+
+# name rw bs qd | fio extra args | ferrite extra args
+CASES=("randread_4k_qd32_cold randread 4k 32||--cold"
+       "randwrite_4k_qd32 randwrite 4k 32||"
+       "fua_write_4k_qd32 randwrite 4k 32|--sync=dsync|--fua"
+       "write_128k_qd8 write 128k 8||")
+
+echo "compare-engine: $FILE vs volume on $POOL_FILE ($(stat -c %s "$FILE") bytes each), ${RUNTIME}s per run, $ROUNDS rounds, $SHARDS shard(s), $(nproc) CPUs; load at start:$(uptime | sed 's/.*load average://')"
+printf '%-24s | %10s %9s %9s | %10s %9s %9s | %6s\n' workload fio_iops fio_MB/s fio_p99us \
+    fer_iops fer_MB/s fer_p99us ratio
+declare -A RATIO
+filled=0
+for spec in "${CASES[@]}"; do
+    IFS='|' read -r head fio_extra fer_extra <<<"$spec"
+    read -r name rw bs qd <<<"$head"
+    read -ra fio_args <<<"$fio_extra"
+    read -ra fer_args <<<"$fer_extra"
+    fio_runs=() fer_runs=()
+    for ((round = 0; round < ROUNDS; round++)); do
+        extra=("${fer_args[@]}")
+        if ((filled == 0)); then
+            # The first engine run fills the volume (non-zero data everywhere) and commits it.
+            extra+=(--fill)
+            filled=1
+        fi
+        if ((round % 2 == 0)); then
+            fio_runs+=("$(run_fio "$name-$round" "$rw" "$bs" "$qd" "${fio_args[@]}")")
+            fer_runs+=("$(run_ferrite "$name-$round" "$rw" "$bs" "$qd" "${extra[@]}")")
+        else
+            fer_runs+=("$(run_ferrite "$name-$round" "$rw" "$bs" "$qd" "${extra[@]}")")
+            fio_runs+=("$(run_fio "$name-$round" "$rw" "$bs" "$qd" "${fio_args[@]}")")
+        fi
+    done
+    read -r f_iops f_mbs f_p99 <<<"$(mean "${fio_runs[@]}")"
+    read -r b_iops b_mbs b_p99 <<<"$(mean "${fer_runs[@]}")"
+    if [[ $bs == 4k ]]; then
+        ratio=$(python3 -c "print(f'{$b_iops / max($f_iops, 1e-9):.2f}')")
+    else
+        ratio=$(python3 -c "print(f'{$b_mbs / max($f_mbs, 1e-9):.2f}')")
+    fi
+    RATIO[$name]=$ratio
+    printf '%-24s | %10s %9s %9s | %10s %9s %9s | %6s\n' "$name" "$f_iops" "$f_mbs" "$f_p99" \
+        "$b_iops" "$b_mbs" "$b_p99" "$ratio"
+done
+echo "compare-engine: load at end:$(uptime | sed 's/.*load average://')"
+out=ratio
+for spec in "${CASES[@]}"; do
+    read -r name _ <<<"${spec%%|*}"
+    out+=" $name=${RATIO[$name]}"
+done
+echo "$out"
