@@ -18,6 +18,8 @@ use crate::range_lock::RangeLock;
 
 /// Largest zeroing or unmap request sent to the device at once.
 const ZERO_CHUNK_BYTES: u64 = 8 << 20;
+/// Longest range one GET LBA STATUS lookup asks the device about.
+const STATUS_QUERY_BYTES: u64 = 1 << 30;
 
 /// A volume mapped 1:1 onto a device.
 pub struct DeviceVolume {
@@ -115,6 +117,39 @@ impl DeviceVolume {
     }
 }
 
+impl DeviceVolume {
+    /// True when GET LBA STATUS tells deallocated blocks apart (a sparse file that punches
+    /// holes, RAM): only then can an erase be seen to have happened. A block device reports
+    /// every block mapped.
+    #[must_use]
+    pub fn tracks_allocation(&self) -> bool {
+        self.geometry.thin_provisioned && self.device.reports_allocation()
+    }
+
+    /// Allocation of the run starting at `lba`, in whole physical blocks: a physical block
+    /// counts as deallocated only when all of it is (SBC-4 GET LBA STATUS reports provisioning
+    /// per physical block when LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT is non-zero).
+    async fn allocation_status(&self, lba: u64) -> VolResult<LbaStatus> {
+        let block = self.block_bytes();
+        let physical = u64::from(self.geometry.physical_block_bytes);
+        let end = self.geometry.capacity_blocks * block;
+        let at = lba * block;
+        let start = at - at % physical;
+        let query = (end - start).min(STATUS_QUERY_BYTES).max(at + block - start);
+        let a = self.device.allocation(start, query).await.map_err(|e| Self::map_io(e, lba))?;
+        let run_end = start + a.run_bytes;
+        let (mapped, to) = if a.mapped {
+            (true, run_end.next_multiple_of(physical).min(end))
+        } else if run_end - run_end % physical > at {
+            (false, run_end - run_end % physical)
+        } else {
+            // The hole ends inside this LBA's physical block: part of it is mapped.
+            (true, (start + physical).min(end))
+        };
+        Ok(LbaStatus { mapped, run_blocks: (to.max(at + block) - at) / block })
+    }
+}
+
 impl BlockVolume for DeviceVolume {
     fn geometry(&self) -> VolumeGeometry {
         self.geometry
@@ -188,8 +223,7 @@ impl BlockVolume for DeviceVolume {
     fn lba_status(&self, lba: u64) -> LocalBoxFuture<'_, VolResult<LbaStatus>> {
         Box::pin(async move {
             check_range(self.geometry.capacity_blocks, lba, 1)?;
-            // A raw device does not track allocation: report everything as mapped.
-            Ok(LbaStatus { mapped: true, run_blocks: self.geometry.capacity_blocks - lba })
+            self.allocation_status(lba).await
         })
     }
 
@@ -199,5 +233,78 @@ impl BlockVolume for DeviceVolume {
 
     fn write_cache(&self) -> bool {
         self.write_cache.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use drivers::blockdev::memory::MemoryDevice;
+    use drivers::buffer::IoBuf;
+    use drivers::executor::{Reactor, ReactorConfig};
+
+    use super::DeviceVolume;
+    use crate::block_volume::{BlockVolume, LbaStatus};
+
+    fn reactor() -> Reactor {
+        Reactor::new(&ReactorConfig { buffer_count: 8, buffer_bytes: 4096, ..Default::default() })
+            .expect("reactor")
+    }
+
+    /// 1 MiB of 512-byte logical blocks over 4 KiB allocation chunks.
+    fn volume(physical_block_bytes: u32) -> DeviceVolume {
+        let device = MemoryDevice::with_geometry(1 << 20, 512, 4096, 4096);
+        DeviceVolume::new(Arc::new(device), 512, physical_block_bytes).expect("volume")
+    }
+
+    #[test]
+    fn lba_status_reports_holes_and_written_runs() {
+        let vol = volume(512);
+        assert!(vol.tracks_allocation());
+        reactor().block_on(async {
+            let all = LbaStatus { mapped: false, run_blocks: 2048 };
+            assert_eq!(vol.lba_status(0).await.expect("status"), all, "fresh volume");
+            let (res, _) = vol.write(16, IoBuf::from_slice(&[7u8; 4096]), false).await;
+            res.expect("write");
+            assert_eq!(
+                vol.lba_status(0).await.expect("status"),
+                LbaStatus { mapped: false, run_blocks: 16 }
+            );
+            assert_eq!(
+                vol.lba_status(18).await.expect("status"),
+                LbaStatus { mapped: true, run_blocks: 6 }
+            );
+            assert_eq!(
+                vol.lba_status(24).await.expect("status"),
+                LbaStatus { mapped: false, run_blocks: 2024 }
+            );
+            vol.unmap(16, 8).await.expect("unmap");
+            assert_eq!(vol.lba_status(0).await.expect("status"), all, "unmapped again");
+            assert!(vol.lba_status(2048).await.is_err(), "past the end");
+        });
+    }
+
+    #[test]
+    fn lba_status_rounds_to_physical_blocks() {
+        // 8 KiB physical blocks over 4 KiB chunks: a physical block half written is mapped
+        // as a whole, and a hole counts only in whole physical blocks.
+        let vol = volume(8192);
+        reactor().block_on(async {
+            let (res, _) = vol.write(24, IoBuf::from_slice(&[7u8; 4096]), false).await;
+            res.expect("write");
+            assert_eq!(
+                vol.lba_status(0).await.expect("status"),
+                LbaStatus { mapped: false, run_blocks: 16 }
+            );
+            assert_eq!(
+                vol.lba_status(17).await.expect("status"),
+                LbaStatus { mapped: true, run_blocks: 15 }
+            );
+            assert_eq!(
+                vol.lba_status(32).await.expect("status"),
+                LbaStatus { mapped: false, run_blocks: 2016 }
+            );
+        });
     }
 }

@@ -25,7 +25,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use crate::blockdev::prng::SplitMix64;
-use crate::blockdev::{check_request, BlockDevice, DeviceInfo};
+use crate::blockdev::{check_request, Allocation, BlockDevice, DeviceInfo};
 use crate::buffer::IoBuf;
 use crate::error::{IoError, IoResult};
 use crate::executor;
@@ -711,6 +711,32 @@ impl FaultDevice {
         Ok(())
     }
 
+    /// Allocation as the inner device reports it, except that bytes an unflushed operation
+    /// touches count as mapped until it is destaged (a pending discard is not yet a hole).
+    async fn allocation_impl(&self, offset_bytes: u64, len_bytes: u64) -> IoResult<Allocation> {
+        check_request(&self.info, offset_bytes, len_bytes)?;
+        let end = offset_bytes + len_bytes;
+        let (covered_to, next_start) = {
+            let st = self.lock();
+            let mut covered_to = None;
+            let mut next_start = end;
+            for e in &st.log {
+                let e_end = e.offset_bytes + e.len_bytes;
+                if e.offset_bytes <= offset_bytes && e_end > offset_bytes {
+                    covered_to = Some(covered_to.unwrap_or(0).max(e_end.min(end)));
+                } else if e.offset_bytes > offset_bytes && e.offset_bytes < next_start {
+                    next_start = e.offset_bytes;
+                }
+            }
+            (covered_to, next_start)
+        };
+        if let Some(to) = covered_to {
+            return Ok(Allocation { mapped: true, run_bytes: to - offset_bytes });
+        }
+        let inner = self.inner.allocation(offset_bytes, next_start - offset_bytes).await?;
+        Ok(inner)
+    }
+
     async fn flush_impl(&self) -> IoResult<()> {
         self.delay().await;
         let upto = {
@@ -790,6 +816,18 @@ impl BlockDevice for FaultDevice {
 
     fn write_zeroes(&self, offset_bytes: u64, len_bytes: u64) -> LocalBoxFuture<'_, IoResult<()>> {
         Box::pin(self.zero_impl(OpKind::WriteZeroes, offset_bytes, len_bytes))
+    }
+
+    fn reports_allocation(&self) -> bool {
+        self.inner.reports_allocation()
+    }
+
+    fn allocation(
+        &self,
+        offset_bytes: u64,
+        len_bytes: u64,
+    ) -> LocalBoxFuture<'_, IoResult<Allocation>> {
+        Box::pin(self.allocation_impl(offset_bytes, len_bytes))
     }
 }
 

@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
-use crate::blockdev::DeviceInfo;
+use crate::blockdev::{Allocation, DeviceInfo};
 use crate::buffer::IoBuf;
 use crate::error::{IoError, IoResult};
 use crate::ops::{self, FallocateMode, FileRef};
@@ -89,6 +89,60 @@ impl DeviceFile {
     pub(crate) fn info(&self) -> &DeviceInfo {
         &self.info
     }
+
+    /// True when [`DeviceFile::allocation`] can see holes: a regular file on a file system
+    /// that punches them. A block device does not say which of its blocks are allocated.
+    pub(crate) fn reports_allocation(&self) -> bool {
+        self.kind == FileKind::Regular && self.info.supports_discard
+    }
+
+    /// Allocation at `offset_bytes` of a (validated) range of `len_bytes`, from
+    /// `lseek(SEEK_DATA / SEEK_HOLE)`: a metadata lookup that does not block on the data
+    /// path, so it runs inline. Block devices, and file systems without SEEK_DATA (EINVAL),
+    /// report the range mapped.
+    pub(crate) fn allocation(&self, offset_bytes: u64, len_bytes: u64) -> IoResult<Allocation> {
+        let whole = Allocation { mapped: true, run_bytes: len_bytes };
+        if !self.reports_allocation() {
+            return Ok(whole);
+        }
+        let block = u64::from(self.info.logical_block_bytes);
+        // A hole or data run, clipped to the range and rounded to whole logical blocks (file
+        // system blocks are multiples of them; a partial block counts as mapped).
+        let clip = |mapped: bool, end: u64| {
+            let end = end.min(offset_bytes + len_bytes);
+            let run = if mapped {
+                (end - offset_bytes).next_multiple_of(block)
+            } else {
+                (end - offset_bytes) / block * block
+            };
+            match run {
+                0 => Allocation { mapped: true, run_bytes: block },
+                run => Allocation { mapped, run_bytes: run.min(len_bytes) },
+            }
+        };
+        match seek(self.raw_fd(), offset_bytes, libc::SEEK_DATA) {
+            // No data from here to the end of the file: one hole.
+            Err(libc::ENXIO) => Ok(clip(false, u64::MAX)),
+            Err(libc::EINVAL) => Ok(whole),
+            Err(errno) => Err(IoError::from(std::io::Error::from_raw_os_error(errno))),
+            Ok(data) if data > offset_bytes => Ok(clip(false, data)),
+            Ok(_) => match seek(self.raw_fd(), offset_bytes, libc::SEEK_HOLE) {
+                Ok(hole) => Ok(clip(true, hole)),
+                Err(libc::ENXIO | libc::EINVAL) => Ok(whole),
+                Err(errno) => Err(IoError::from(std::io::Error::from_raw_os_error(errno))),
+            },
+        }
+    }
+}
+
+/// `lseek(fd, offset, whence)`, the resulting offset or the errno.
+fn seek(fd: RawFd, offset_bytes: u64, whence: libc::c_int) -> Result<u64, libc::c_int> {
+    let offset = libc::off_t::try_from(offset_bytes).map_err(|_| libc::EINVAL)?;
+    // SAFETY: plain syscall on our descriptor; it only moves the file offset, which no other
+    // code uses (every transfer is positioned).
+    let at = unsafe { libc::lseek(fd, offset, whence) };
+    u64::try_from(at)
+        .map_err(|_| std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
 }
 
 /// Opens with O_DIRECT, falling back to buffered I/O (with one log line) where the file system

@@ -8,7 +8,7 @@
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::blockdev::{check_request, BlockDevice, DeviceInfo};
+use crate::blockdev::{check_request, Allocation, BlockDevice, DeviceInfo};
 use crate::buffer::IoBuf;
 use crate::error::IoResult;
 use crate::LocalBoxFuture;
@@ -142,6 +142,27 @@ impl MemoryDevice {
         Ok(())
     }
 
+    /// Allocation at `offset_bytes` of a range of `len_bytes`: a chunk never written or wholly
+    /// discarded is deallocated; any other chunk is mapped (even where it holds zeros).
+    ///
+    /// # Errors
+    /// [`crate::error::IoError::InvalidInput`] when misaligned or out of bounds.
+    pub fn allocation_of(&self, offset_bytes: u64, len_bytes: u64) -> IoResult<Allocation> {
+        check_request(&self.info, offset_bytes, len_bytes)?;
+        let chunk_bytes = self.chunk_bytes as u64;
+        let end = offset_bytes + len_bytes;
+        let is_mapped = |at: u64| {
+            let index = usize::try_from(at / chunk_bytes).expect("chunk index fits the table");
+            lock(&self.chunks[index]).is_some()
+        };
+        let mapped = is_mapped(offset_bytes);
+        let mut at = (offset_bytes / chunk_bytes + 1) * chunk_bytes;
+        while at < end && is_mapped(at) == mapped {
+            at += chunk_bytes;
+        }
+        Ok(Allocation { mapped, run_bytes: at.min(end) - offset_bytes })
+    }
+
     /// Calls `f(chunk, range inside the chunk, position in the request)` for each chunk the
     /// (already validated) request touches, holding that chunk's lock.
     fn for_each_piece(
@@ -194,6 +215,18 @@ impl BlockDevice for MemoryDevice {
 
     fn write_zeroes(&self, offset_bytes: u64, len_bytes: u64) -> LocalBoxFuture<'_, IoResult<()>> {
         Box::pin(std::future::ready(self.zero_range(offset_bytes, len_bytes)))
+    }
+
+    fn reports_allocation(&self) -> bool {
+        true
+    }
+
+    fn allocation(
+        &self,
+        offset_bytes: u64,
+        len_bytes: u64,
+    ) -> LocalBoxFuture<'_, IoResult<Allocation>> {
+        Box::pin(std::future::ready(self.allocation_of(offset_bytes, len_bytes)))
     }
 }
 

@@ -42,6 +42,16 @@ pub struct DeviceInfo {
     pub supports_discard: bool,
 }
 
+/// Allocation state of a run of bytes (see [`BlockDevice::allocation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allocation {
+    /// The run is backed by storage (it may still hold zeros); false: deallocated, reads zeros.
+    pub mapped: bool,
+    /// Length of the run from the queried offset, at least one logical block and at most the
+    /// queried length.
+    pub run_bytes: u64,
+}
+
 /// The block device interface. Futures run on the calling shard; the device object itself is
 /// shared by every shard.
 pub trait BlockDevice: Send + Sync {
@@ -63,6 +73,26 @@ pub trait BlockDevice: Send + Sync {
 
     /// Makes a range read back as zeros.
     fn write_zeroes(&self, offset_bytes: u64, len_bytes: u64) -> LocalBoxFuture<'_, IoResult<()>>;
+
+    /// True when [`BlockDevice::allocation`] tells deallocated ranges apart (a sparse file, RAM);
+    /// false when it reports everything mapped because the device does not say (the default).
+    fn reports_allocation(&self) -> bool {
+        false
+    }
+
+    /// Whether the bytes at `offset_bytes` are mapped or deallocated, and how far that state
+    /// runs within `len_bytes` (a non-zero multiple of the logical block size). A device that
+    /// does not track allocation reports the whole range mapped (the default), which is always
+    /// a truthful answer: a mapped block may hold zeros.
+    fn allocation(
+        &self,
+        offset_bytes: u64,
+        len_bytes: u64,
+    ) -> LocalBoxFuture<'_, IoResult<Allocation>> {
+        let res = check_request(self.info(), offset_bytes, len_bytes)
+            .map(|()| Allocation { mapped: true, run_bytes: len_bytes });
+        Box::pin(std::future::ready(res))
+    }
 }
 
 /// Checks alignment and bounds of a request against `info`.

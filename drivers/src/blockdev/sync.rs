@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use crate::blockdev::file::{self, DeviceFile};
-use crate::blockdev::{check_request, BlockDevice, DeviceInfo};
+use crate::blockdev::{check_request, Allocation, BlockDevice, DeviceInfo};
 use crate::buffer::IoBuf;
 use crate::error::IoResult;
 use crate::ops::FileRef;
@@ -89,6 +89,20 @@ impl BlockDevice for SyncDevice {
             check_request(self.info(), offset_bytes, len_bytes)?;
             file::zero_range(self.file_ref(), offset_bytes, len_bytes).await
         })
+    }
+
+    fn reports_allocation(&self) -> bool {
+        self.file.reports_allocation()
+    }
+
+    fn allocation(
+        &self,
+        offset_bytes: u64,
+        len_bytes: u64,
+    ) -> LocalBoxFuture<'_, IoResult<Allocation>> {
+        let res = check_request(self.info(), offset_bytes, len_bytes)
+            .and_then(|()| self.file.allocation(offset_bytes, len_bytes));
+        Box::pin(std::future::ready(res))
     }
 }
 

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use crate::blockdev::file::{self, DeviceFile};
-use crate::blockdev::{check_request, BlockDevice, DeviceInfo};
+use crate::blockdev::{check_request, Allocation, BlockDevice, DeviceInfo};
 use crate::buffer::{BufferPool, IoBuf};
 use crate::error::IoResult;
 use crate::executor::{self, BackendKind};
@@ -161,6 +161,20 @@ impl BlockDevice for UringDevice {
             check_request(self.info(), offset_bytes, len_bytes)?;
             file::zero_range(self.file_ref(), offset_bytes, len_bytes).await
         })
+    }
+
+    fn reports_allocation(&self) -> bool {
+        self.file.reports_allocation()
+    }
+
+    fn allocation(
+        &self,
+        offset_bytes: u64,
+        len_bytes: u64,
+    ) -> LocalBoxFuture<'_, IoResult<Allocation>> {
+        let res = check_request(self.info(), offset_bytes, len_bytes)
+            .and_then(|()| self.file.allocation(offset_bytes, len_bytes));
+        Box::pin(std::future::ready(res))
     }
 }
 

@@ -6,7 +6,7 @@ use drivers::blockdev::fault::{FaultConfig, FaultDevice};
 use drivers::blockdev::memory::MemoryDevice;
 use drivers::blockdev::sync::SyncDevice;
 use drivers::blockdev::uring::UringDevice;
-use drivers::blockdev::{open_device, BlockDevice};
+use drivers::blockdev::{open_device, Allocation, BlockDevice};
 use drivers::buffer::IoBuf;
 use drivers::error::IoError;
 use drivers::executor::{self, BackendChoice, BackendKind};
@@ -126,6 +126,35 @@ pub async fn conformance(dev: &dyn BlockDevice) {
         &pattern(103, 4 * UNIT),
         "tail after failed requests",
     );
+    allocation_contract(dev).await;
+}
+
+/// `allocation`: a device that reports allocation shows a discarded range as a hole and a
+/// written block as mapped; one that does not reports the whole range mapped; both refuse
+/// misaligned and out-of-range queries.
+async fn allocation_contract(dev: &dyn BlockDevice) {
+    const REGION: u64 = 256 << 10;
+    const CHUNK: u64 = 64 << 10;
+    let size = dev.info().size_bytes;
+    let start = size - REGION;
+    dev.discard(start, REGION).await.expect("discard");
+    write(dev, start + CHUNK, &pattern(104, UNIT)).await;
+    dev.flush().await.expect("flush");
+    let first = dev.allocation(start, REGION).await.expect("allocation");
+    if !dev.reports_allocation() {
+        assert_eq!(first, Allocation { mapped: true, run_bytes: REGION }, "everything mapped");
+    } else {
+        assert_eq!(first, Allocation { mapped: false, run_bytes: CHUNK }, "discarded run");
+        let written = dev.allocation(start + CHUNK, REGION - CHUNK).await.expect("allocation");
+        assert!(
+            written.mapped && (UNIT as u64..=CHUNK).contains(&written.run_bytes),
+            "written block: {written:?}"
+        );
+        let tail = dev.allocation(start + 2 * CHUNK, REGION - 2 * CHUNK).await.expect("tail");
+        assert_eq!(tail, Allocation { mapped: false, run_bytes: REGION - 2 * CHUNK }, "tail hole");
+    }
+    invalid(&dev.allocation(start + 1, UNIT as u64).await, "allocation at an unaligned offset");
+    invalid(&dev.allocation(size, UNIT as u64).await, "allocation past the end");
 }
 
 #[test]
