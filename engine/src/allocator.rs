@@ -208,6 +208,47 @@ impl Allocator {
         None
     }
 
+    /// Allocates one contiguous run of at least `min_bytes` and at most `want_bytes`, both
+    /// rounded to multiples of `step_bytes` (the run is cut into blocks of that size), trying
+    /// group `*hint` first. The run is extended past `min_bytes` while the space after it is
+    /// free, so a txg's data lands in long runs that the sync writes with few, large device
+    /// writes. `None` when no group has a free run of `min_bytes`.
+    pub fn allocate_run(
+        &self,
+        hint: &mut usize,
+        min_bytes: u64,
+        want_bytes: u64,
+        step_bytes: u64,
+    ) -> Option<Extent> {
+        let step = step_bytes.div_ceil(SECTOR_BYTES).max(1);
+        let want = want_bytes.div_ceil(SECTOR_BYTES).next_multiple_of(step).max(step);
+        let min = min_bytes.div_ceil(SECTOR_BYTES).next_multiple_of(step).clamp(step, want);
+        let n = self.groups.len();
+        for probe in 0..n {
+            let index = (*hint + probe) % n;
+            let mut g = lock(&self.groups[index]);
+            let cursor = g.cursor;
+            let Some(start) = g.map.find_free_run(cursor, min) else { continue };
+            let mut len = min;
+            while len + step <= want
+                && start + len + step <= g.map.units()
+                && g.map.range_is_free(start + len, step)
+            {
+                len += step;
+            }
+            g.map.set_range(start, len, true);
+            g.cursor = start + len;
+            g.dirty = true;
+            let extent =
+                Extent::new(g.device, g.start_bytes + start * SECTOR_BYTES, len * SECTOR_BYTES);
+            drop(g);
+            self.free_bytes.fetch_sub(len * SECTOR_BYTES, Ordering::Relaxed);
+            *hint = index;
+            return Some(extent);
+        }
+        None
+    }
+
     /// The group holding `extent` and the unit range inside it.
     fn locate(&self, extent: &Extent) -> Option<(usize, u64, u64)> {
         let index = self.layouts.iter().position(|l| {
@@ -315,6 +356,21 @@ mod tests {
         assert_eq!(x.device, 0);
         assert_eq!(y.offset_bytes, x.offset_bytes + 8192);
         assert_eq!(a.free_bytes(), 128 * 4096 - 3 * 4096);
+    }
+
+    #[test]
+    fn runs_are_long_and_respect_their_bounds() {
+        let a = alloc();
+        let mut hint = 0;
+        let run = a.allocate_run(&mut hint, 16 * 4096, 40 * 4096, 8192).expect("space");
+        assert_eq!(run.len_bytes, 40 * 4096);
+        // 24 units left in group 0: a 32-unit minimum moves to group 1.
+        let next = a.allocate_run(&mut hint, 32 * 4096, 64 * 4096, 4096).expect("space");
+        assert_eq!((next.device, next.len_bytes), (1, 64 * 4096));
+        assert!(a.allocate_run(&mut hint, 32 * 4096, 64 * 4096, 4096).is_none());
+        let tail = a.allocate_run(&mut hint, 4096, 64 * 4096, 4096).expect("space");
+        assert_eq!(tail.len_bytes, 24 * 4096);
+        assert_eq!(a.free_bytes(), 0);
     }
 
     #[test]

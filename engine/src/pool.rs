@@ -91,7 +91,7 @@ impl Default for CreateOptions {
             name: "pool".into(),
             reserve_percent: 10,
             log_chains: 2,
-            log_chain_bytes: 16 << 20,
+            log_chain_bytes: 64 << 20,
             guid: None,
             tunables: PoolTunables::default(),
         }
@@ -168,6 +168,9 @@ pub struct TxgState {
     pub kick: WaitList,
     /// Next intent-log record sequence number.
     pub next_record_sequence: AtomicU64,
+    /// Set when an intent-log chain is half full: the background syncer then commits a txg
+    /// (which lets the chain be trimmed) before writers find the chain full.
+    pub sync_requested: AtomicBool,
 }
 
 /// A ferrite pool.
@@ -192,8 +195,10 @@ pub struct Pool {
 }
 
 fn ag_bytes_for(data_bytes: u64) -> u64 {
-    // At most ~256 groups per device, at least 4 MiB each.
-    let target = (data_bytes / 256).max(4 << 20);
+    // At most ~256 groups per device, at least 64 MiB each: large enough for an intent-log
+    // chain region of 32 MiB inside one group, and few enough space maps that a txg of
+    // random writes does not rewrite hundreds of them.
+    let target = (data_bytes / 256).max(64 << 20);
     target.next_power_of_two()
 }
 

@@ -11,7 +11,11 @@
 //!
 //! Syncs are started by [`Pool::sync_txg`] (tests, the simulator, metadata operations), by a
 //! writer throttled past the dirty limit, by `flush` after async writes, and by the background
-//! syncer ([`Pool::start_syncer`]) on an interval or past the dirty threshold.
+//! syncer ([`Pool::start_syncer`]) on an interval, past the dirty threshold, or when an
+//! intent-log chain is half full.
+//!
+//! With `FERRITE_TXG_TRACE` set in the environment every sync prints its phases (tree
+//! updates, data writes, metadata, space maps and root) and every failed sync its reason.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -24,7 +28,6 @@ use crate::block_tree::{load_indirect, PendingWrite, TreeUpdate};
 use crate::dataset::{encode_dataset, DatasetKind, DirectoryEntry, PartitionRoot};
 use crate::error::{PoolError, PoolResult};
 use crate::format::checksum;
-use crate::join::join_all;
 use crate::meta::{DatasetMeta, Meta, MetaOp};
 use crate::object::{write_object, ObjectPlan, StoredObject};
 use crate::partition::{DirtyBlock, DirtySet};
@@ -45,6 +48,22 @@ fn read_err(e: BlockReadError) -> PoolError {
         BlockReadError::Checksum => {
             PoolError::Corrupt("block failed its checksum during sync".into())
         }
+    }
+}
+
+/// The shortest free run a sync still looks for when it places data blocks. It starts at
+/// [`LONG_RUN_BYTES`] and only shrinks during a sync (each shrink follows one failed search of
+/// every group), so a fragmented pool costs a few scans per txg, not one per block.
+struct RunSearch {
+    min_bytes: u64,
+}
+
+/// Data runs a sync first looks for: long enough that the device sees large writes.
+const LONG_RUN_BYTES: u64 = 1 << 20;
+
+impl Default for RunSearch {
+    fn default() -> Self {
+        RunSearch { min_bytes: LONG_RUN_BYTES }
     }
 }
 
@@ -175,6 +194,13 @@ impl Pool {
         match self.sync_once().await {
             Ok(txg) => Ok(txg),
             Err(e) => {
+                if std::env::var_os("FERRITE_TXG_TRACE").is_some() {
+                    eprintln!(
+                        "txg sync failed: {e} (free {} bytes, pending frees {} bytes)",
+                        self.alloc.free_bytes(),
+                        self.alloc.pending_free_bytes()
+                    );
+                }
                 self.suspended.store(true, Ordering::SeqCst);
                 self.txg.synced.wake_all();
                 Err(e)
@@ -215,6 +241,7 @@ impl Pool {
         work: &PartWork,
         txg: u64,
         writes: &mut Vec<PendingWrite>,
+        runs: &mut RunSearch,
     ) -> PoolResult<(BlockPointer, u8, Vec<BlockPointer>)> {
         let v = u64::from(work.volume.layout.volblock_bytes);
         let mut update = TreeUpdate::new(&self.devs, &self.cache, work.root, work.height);
@@ -228,11 +255,21 @@ impl Pool {
         }
         let mut hint = (work.volume.id as usize).wrapping_mul(31).wrapping_add(work.index)
             % self.alloc.group_count().max(1);
+        let mut unplaced =
+            work.set.blocks.values().filter(|b| matches!(b, DirtyBlock::Data(_))).count() as u64;
+        let mut run: Option<Extent> = None;
         for (index, block) in &work.set.blocks {
             let bp = match block {
                 DirtyBlock::Zero => BlockPointer::HOLE,
                 DirtyBlock::Data(d) => {
-                    let extent = self.alloc.allocate(&mut hint, v).ok_or(PoolError::NoSpace)?;
+                    if run.is_none_or(|r| r.len_bytes == 0) {
+                        run = Some(self.allocate_data_run(&mut hint, unplaced * v, v, runs)?);
+                    }
+                    let r = run.as_mut().expect("run allocated");
+                    let extent = Extent::new(r.device, r.offset_bytes, v);
+                    r.offset_bytes += v;
+                    r.len_bytes -= v;
+                    unplaced -= 1;
                     let bp = BlockPointer {
                         offset_bytes: extent.offset_bytes,
                         birth_txg: txg,
@@ -258,6 +295,28 @@ impl Pool {
         Ok((root, height, killed))
     }
 
+    /// A run for up to `want_bytes` of data blocks of `block_bytes`, as long as free space
+    /// allows.
+    fn allocate_data_run(
+        &self,
+        hint: &mut usize,
+        want_bytes: u64,
+        block_bytes: u64,
+        runs: &mut RunSearch,
+    ) -> PoolResult<Extent> {
+        let want = want_bytes.min(MAX_WRITE_BYTES).max(block_bytes);
+        loop {
+            let min = runs.min_bytes.min(want).max(block_bytes);
+            if let Some(run) = self.alloc.allocate_run(hint, min, want, block_bytes) {
+                return Ok(run);
+            }
+            if min <= block_bytes {
+                return Err(PoolError::NoSpace);
+            }
+            runs.min_bytes = (min / 4).max(block_bytes);
+        }
+    }
+
     /// Issues `writes` coalesced into large device writes, verifying every block's checksum
     /// right before it is copied into the write buffer.
     async fn write_all(&self, mut writes: Vec<PendingWrite>) -> PoolResult<()> {
@@ -276,7 +335,10 @@ impl Pool {
                 _ => runs.push((w.extent, vec![i])),
             }
         }
-        let mut futures = Vec::new();
+        // A pipeline: each run's buffer is built (and its blocks verified) while the runs
+        // before it are in flight, with at most WRITE_CONCURRENCY device writes outstanding.
+        let mut in_flight = std::collections::VecDeque::with_capacity(WRITE_CONCURRENCY);
+        let mut first_err = None;
         for (run, members) in runs {
             let mut buf = IoBuf::zeroed(usize::try_from(run.len_bytes).expect("run fits"));
             let mut at = 0usize;
@@ -287,17 +349,31 @@ impl Pool {
                 buf[at..at + bytes.len()].copy_from_slice(bytes);
                 at += usize::try_from(w.extent.len_bytes).expect("extent fits");
             }
-            futures.push(self.devs.write(run.device, run.offset_bytes, buf));
-            if futures.len() == WRITE_CONCURRENCY {
-                for (res, _) in join_all(std::mem::take(&mut futures)).await {
-                    res?;
+            let pool = self.arc();
+            in_flight.push_back(drivers::executor::spawn(async move {
+                pool.devs.write(run.device, run.offset_bytes, buf).await.0
+            }));
+            if in_flight.len() >= WRITE_CONCURRENCY {
+                if let Some(h) = in_flight.pop_front() {
+                    if let Err(e) = h.await {
+                        first_err = first_err.or(Some(e));
+                    }
                 }
             }
+            if first_err.is_some() {
+                break;
+            }
         }
-        for (res, _) in join_all(futures).await {
-            res?;
+        // Every write is awaited, also after an error, so none is left running.
+        for h in in_flight {
+            if let Err(e) = h.await {
+                first_err = first_err.or(Some(e));
+            }
         }
-        Ok(())
+        match first_err {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     /// Routes a pointer the dataset no longer references: freed when the dataset alone held
@@ -342,11 +418,15 @@ impl Pool {
             }
         });
 
+        let trace = std::env::var_os("FERRITE_TXG_TRACE").is_some();
+        let t0 = std::time::Instant::now();
         let mut writes = Vec::new();
         let mut results = Vec::new();
         let mut kills: Vec<(u64, Vec<BlockPointer>)> = Vec::new();
+        let mut runs = RunSearch::default();
         for w in &work {
-            let (root, height, killed) = self.sync_partition(w, txg, &mut writes).await?;
+            let (root, height, killed) =
+                self.sync_partition(w, txg, &mut writes, &mut runs).await?;
             kills.push((w.volume.id, killed));
             results.push(PartResult {
                 volume: Arc::clone(&w.volume),
@@ -357,14 +437,32 @@ impl Pool {
             });
         }
         let data_blocks = writes.iter().filter(|w| w.extent.len_bytes > 0).count() as u64;
+        let t1 = std::time::Instant::now();
+        let device_writes = self.devs.stats.writes.load(Ordering::Relaxed);
         self.write_all(writes).await?;
+        let device_writes = self.devs.stats.writes.load(Ordering::Relaxed) - device_writes;
+        let t2 = std::time::Instant::now();
 
         // Metadata: kills, operations, dataset objects, directory.
         let mut installs: Vec<(Arc<VolumeShared>, usize, BlockPointer, u8)> = Vec::new();
         let mut destroyed_volumes = Vec::new();
         self.apply_metadata(txg, &results, kills, &ops, &mut installs, &mut destroyed_volumes)
             .await?;
+        let t3 = std::time::Instant::now();
         self.commit_space_and_root(txg).await?;
+        if trace {
+            let ms = |a: std::time::Instant, b: std::time::Instant| (b - a).as_secs_f64() * 1e3;
+            let t4 = std::time::Instant::now();
+            eprintln!(
+                "txg {txg}: {} partitions, {data_blocks} blocks in {device_writes} device writes; trees {:.1} ms, writes {:.1} ms, \
+                 metadata {:.1} ms, space+root {:.1} ms",
+                work.len(),
+                ms(t0, t1),
+                ms(t1, t2),
+                ms(t2, t3),
+                ms(t3, t4)
+            );
+        }
 
         // Durable: install the new state in memory.
         for r in &results {
@@ -836,6 +934,7 @@ impl Pool {
                 let interval = drivers::executor::sleep(pool.tunables.sync_interval);
                 let kicked = pool.txg.kick.wait_until(|| {
                     pool.suspended.load(Ordering::SeqCst)
+                        || pool.txg.sync_requested.load(Ordering::SeqCst)
                         || pool.txg.dirty_bytes.load(Ordering::SeqCst)
                             > pool.tunables.dirty_sync_bytes
                 });
@@ -843,6 +942,7 @@ impl Pool {
                 if pool.suspended.load(Ordering::SeqCst) {
                     return;
                 }
+                pool.txg.sync_requested.store(false, Ordering::SeqCst);
                 let _ = pool.sync_txg().await;
             }
         })

@@ -237,6 +237,17 @@ impl LogChain {
         }
     }
 
+    /// Bytes of the region between the oldest live block and the next write position.
+    fn used_bytes(&self, st: &ChainState) -> u64 {
+        match st.live.front() {
+            None => 0,
+            Some(tail) if st.next_offset_bytes > tail.offset_bytes => {
+                st.next_offset_bytes - tail.offset_bytes
+            }
+            Some(tail) => self.phys.region_bytes - tail.offset_bytes + st.next_offset_bytes,
+        }
+    }
+
     /// Where the block after one of `len` at `offset` starts (wrapping when the largest block
     /// would not fit before the end).
     fn next_after(&self, offset: u64, len: u64) -> u64 {
@@ -467,6 +478,10 @@ impl Pool {
                 st.next_offset_bytes = next;
                 st.next_sequence = seq + 1;
                 images.push((offset, payload, records.len()));
+            }
+            if chain.used_bytes(&st) > chain.phys.region_bytes / 2 {
+                self.txg.sync_requested.store(true, Ordering::SeqCst);
+                self.txg.kick.wake_all();
             }
             false
         };
