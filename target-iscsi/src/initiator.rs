@@ -269,10 +269,10 @@ impl Initiator {
             for kv in &pairs {
                 match kv.key {
                     "MaxRecvDataSegmentLength" => {
-                        self.target_max_recv_dsl = kv.value.parse().unwrap_or(8192)
+                        self.target_max_recv_dsl = kv.value.parse().unwrap_or(8192);
                     }
                     "FirstBurstLength" => {
-                        self.first_burst_length = kv.value.parse().unwrap_or(65536)
+                        self.first_burst_length = kv.value.parse().unwrap_or(65536);
                     }
                     "ImmediateData" => self.immediate_data = kv.value == "Yes",
                     "InitialR2T" => self.initial_r2t = kv.value == "Yes",
@@ -483,7 +483,6 @@ impl Initiator {
         Ok(())
     }
 
-    #[expect(clippy::too_many_arguments, reason = "mirrors the Data-Out header fields")]
     fn send_data_out(
         &mut self,
         lun: u64,

@@ -84,12 +84,9 @@ async fn login_phase(
             // Anything but a Login Request before full feature phase: protocol error.
             return None;
         }
-        let req = match LoginRequest::parse(&bhs, LOGIN_MAX_RECV_DATA_SEGMENT_LENGTH) {
-            Ok(r) => r,
-            Err(_) => {
-                fail(sender, &bhs, LoginStatus::InitiatorError, stat_sn);
-                return None;
-            }
+        let Ok(req) = LoginRequest::parse(&bhs, LOGIN_MAX_RECV_DATA_SEGMENT_LENGTH) else {
+            fail(sender, &bhs, LoginStatus::InitiatorError, stat_sn);
+            return None;
         };
         let data =
             connection::recv_small(fd, bhs.data_segment_length() as usize, false).await.ok()??;

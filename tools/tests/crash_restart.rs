@@ -85,8 +85,8 @@ fn writer(
     id: u64,
     seed: u64,
     start_generation: u64,
-    log: Arc<Mutex<HashMap<u64, ChunkLog>>>,
-    stop: Arc<AtomicBool>,
+    log: &Mutex<HashMap<u64, ChunkLog>>,
+    stop: &AtomicBool,
 ) {
     let Ok(mut ini) = Initiator::login(addr, &opts(10 + id as u8)) else { return };
     let mut x = seed | 1;
@@ -98,7 +98,7 @@ fn writer(
         let chunk = id * CHUNKS_PER_WRITER + x % CHUNKS_PER_WRITER;
         let lba = chunk * u64::from(CHUNK_BLOCKS);
         generation += 1;
-        let fua = x % 5 == 0;
+        let fua = x.is_multiple_of(5);
         log.lock().expect("log").entry(lba).or_default().issued.push(generation);
         match ini.write16(0, lba, BLOCK, &stamp(lba, generation), fua) {
             Ok(r) if r.status == 0 => {
@@ -112,7 +112,7 @@ fn writer(
             }
             _ => return, // the daemon died
         }
-        if x % 17 == 0 {
+        if x.is_multiple_of(17) {
             match ini.synchronize_cache(0) {
                 Ok(r) if r.status == 0 => {
                     let mut l = log.lock().expect("log");
@@ -152,9 +152,9 @@ fn sigkill_during_verified_writes_loses_no_durable_write() {
                         id,
                         0x5eed + round * 7 + id,
                         round * 1_000_000 + id * 100_000,
-                        log,
-                        stop,
-                    )
+                        &log,
+                        &stop,
+                    );
                 })
             })
             .collect();

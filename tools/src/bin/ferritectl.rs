@@ -112,7 +112,7 @@ enum SessionAction {
     List,
 }
 
-fn call(socket: &PathBuf, method: &str, params: Value) -> Result<Value, String> {
+fn call(socket: &PathBuf, method: &str, params: &Value) -> Result<Value, String> {
     let mut stream = UnixStream::connect(socket).map_err(|e| {
         format!("cannot reach ferrited at {}: {e} (is it running? see --socket)", socket.display())
     })?;
@@ -192,7 +192,7 @@ fn run(args: &Args) -> Result<(), String> {
         },
         Command::Session { action: SessionAction::List } => ("session_list", json!({})),
     };
-    let result = call(&args.socket, method, params)?;
+    let result = call(&args.socket, method, &params)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?);
         return Ok(());
@@ -245,7 +245,7 @@ fn run(args: &Args) -> Result<(), String> {
             );
         }
         "snapshot_destroy_estimate" => {
-            println!("destroying them would free {}", bytes(&result, "frees_bytes"))
+            println!("destroying them would free {}", bytes(&result, "frees_bytes"));
         }
         _ => {
             let text = result
