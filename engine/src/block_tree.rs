@@ -127,6 +127,56 @@ pub async fn lookup(
     Ok(bp)
 }
 
+/// Indirect-block reads a prefetch keeps in flight.
+const PREFETCH_DEPTH: usize = 64;
+
+/// Reads (and caches) the indirect blocks on the paths from `root` (a tree of `height`
+/// levels) to the leaves `indices` (sorted), level by level with up to [`PREFETCH_DEPTH`]
+/// reads in flight, so that a txg sync does not read them one at a time. Failures are left
+/// for the caller, which reads the same blocks again and reports them.
+pub async fn prefetch_paths(
+    devs: &DeviceSet,
+    cache: &BlockCache,
+    root: BlockPointer,
+    height: u8,
+    indices: &[u64],
+) {
+    let mut level = height;
+    // (block index at `level`, pointer) of the blocks to read at this level.
+    let mut frontier: Vec<(u64, BlockPointer)> = vec![(0, root)];
+    while level >= 1 && !frontier.is_empty() {
+        let mut loaded: std::collections::HashMap<u64, Arc<[BlockPointer]>> =
+            std::collections::HashMap::with_capacity(frontier.len());
+        for chunk in frontier.chunks(PREFETCH_DEPTH) {
+            let reads = chunk.iter().map(|(_, bp)| load_indirect(devs, cache, bp)).collect();
+            for ((index, _), res) in chunk.iter().zip(crate::join::join_all(reads).await) {
+                if let Ok(ptrs) = res {
+                    loaded.insert(*index, ptrs);
+                }
+            }
+        }
+        if level == 1 {
+            break;
+        }
+        let shift = FANOUT_SHIFT * u32::from(level - 1);
+        let mut next: Vec<(u64, BlockPointer)> = Vec::new();
+        for &leaf in indices {
+            let child = leaf >> shift;
+            if next.last().is_some_and(|(c, _)| *c == child) {
+                continue;
+            }
+            if let Some(ptrs) = loaded.get(&(child >> FANOUT_SHIFT)) {
+                let bp = ptrs[slot(leaf, level)];
+                if !bp.is_hole() {
+                    next.push((child, bp));
+                }
+            }
+        }
+        frontier = next;
+        level -= 1;
+    }
+}
+
 /// A block write produced by a sync: where and what.
 pub struct PendingWrite {
     /// Where.

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use drivers::buffer::IoBuf;
 
 use crate::block_pointer::{BlockKind, BlockPointer, Extent, CHECKSUM_XXH3_128};
-use crate::block_tree::{load_indirect, PendingWrite, TreeUpdate};
+use crate::block_tree::{load_indirect, prefetch_paths, PendingWrite, TreeUpdate};
 use crate::dataset::{encode_dataset, DatasetKind, DirectoryEntry, PartitionRoot};
 use crate::error::{PoolError, PoolResult};
 use crate::format::checksum;
@@ -150,11 +150,18 @@ impl Pool {
     }
 
     /// Makes a writer wait for a txg sync while dirty data is past its limit.
+    ///
+    /// Past the sync threshold a writer also yields to the shard's other tasks: a write-back
+    /// write completes without waiting for I/O, so without a yield a stream of them would keep
+    /// the syncer (and its I/O completions) from running until the hard limit stops them.
     pub(crate) async fn throttle(&self) -> PoolResult<()> {
-        if self.txg.dirty_bytes.load(Ordering::SeqCst) > self.tunables.dirty_limit_bytes {
+        let dirty = self.txg.dirty_bytes.load(Ordering::SeqCst);
+        if dirty > self.tunables.dirty_limit_bytes {
             self.stats.throttled_writes.fetch_add(1, Ordering::Relaxed);
             let open = self.txg.open_txg.load(Ordering::SeqCst);
             self.ensure_durable(open).await?;
+        } else if dirty > self.tunables.dirty_sync_bytes {
+            drivers::executor::yield_now().await;
         }
         Ok(())
     }
@@ -424,6 +431,10 @@ impl Pool {
         let mut results = Vec::new();
         let mut kills: Vec<(u64, Vec<BlockPointer>)> = Vec::new();
         let mut runs = RunSearch::default();
+        for w in &work {
+            let indices: Vec<u64> = w.set.blocks.keys().copied().collect();
+            prefetch_paths(&self.devs, &self.cache, w.root, w.height, &indices).await;
+        }
         for w in &work {
             let (root, height, killed) =
                 self.sync_partition(w, txg, &mut writes, &mut runs).await?;

@@ -193,7 +193,16 @@ struct ChainState {
     /// Tickets: every append takes the next; a commit covers all tickets taken before it.
     next_ticket: u64,
     committed_ticket: u64,
-    writer_active: bool,
+    /// Batches being written (at most [`MAX_COMMITS_IN_FLIGHT`]).
+    writers_active: usize,
+    /// Number of the next batch that reserves chain blocks (from 1), in chain order.
+    next_batch: u64,
+    /// Every batch up to this one has finished its block writes (well or not).
+    written_batch: u64,
+    /// Batches above `written_batch` whose writes have finished.
+    written_ahead: Vec<u64>,
+    /// Newest batch whose block writes failed (0: none).
+    failed_batch: u64,
     waiters: Vec<Waker>,
     next_offset_bytes: u64,
     next_sequence: u64,
@@ -206,6 +215,11 @@ struct ChainState {
     /// past it) commits go through a txg sync instead of the chain.
     broken_until_txg: u64,
 }
+
+/// Commits of one chain in flight at once. A commit's flush is issued only once every
+/// earlier batch of the chain has finished its writes, so an acknowledged record never sits
+/// behind a block that is not on the device; the kernel merges the concurrent flushes.
+const MAX_COMMITS_IN_FLIGHT: usize = 4;
 
 /// One chain.
 pub struct LogChain {
@@ -353,8 +367,8 @@ impl Pool {
                 if st.failed_ticket >= ticket {
                     return Poll::Ready(Err(PoolError::Io(st.failed.unwrap_or(IoError::Injected))));
                 }
-                if !st.writer_active {
-                    st.writer_active = true;
+                if st.writers_active < MAX_COMMITS_IN_FLIGHT && !st.pending.is_empty() {
+                    st.writers_active += 1;
                     let batch = std::mem::take(&mut st.pending);
                     return Poll::Ready(Ok(Step::Write(batch, st.next_ticket)));
                 }
@@ -375,7 +389,7 @@ impl Pool {
                 self.write_log_batch(chain, batch).await
             };
             let mut st = lock(&chain.state);
-            st.writer_active = false;
+            st.writers_active -= 1;
             match res {
                 Ok(()) => st.committed_ticket = st.committed_ticket.max(upto),
                 Err(e) => {
@@ -416,6 +430,7 @@ impl Pool {
             blocks.last_mut().expect("one block").push(r);
         }
         let mut images = Vec::new();
+        let (mut batch_no, mut failed_before) = (0, 0);
         let full = 'reserve: {
             let mut st = lock(&chain.state);
             let lens: Vec<u64> = blocks
@@ -439,9 +454,12 @@ impl Pool {
                 }
                 probe_offset = chain.next_after(probe_offset, len);
             }
-            if !room || !chain.fits(&st, lens[0]) {
+            if !room || !chain.fits(&st, lens[0]) || st.broken_until_txg > self.durable_txg() {
                 break 'reserve true;
             }
+            batch_no = st.next_batch.max(1);
+            st.next_batch = batch_no + 1;
+            failed_before = st.failed_batch;
             for (records, len) in blocks.into_iter().zip(lens) {
                 let offset = st.next_offset_bytes;
                 let seq = st.next_sequence;
@@ -486,7 +504,8 @@ impl Pool {
             false
         };
         if full {
-            // The region is full: a txg sync makes every record obsolete.
+            // The region is full (or holds a failed block): a txg sync makes every record
+            // obsolete.
             return self.ensure_durable(max_label).await;
         }
         let mut writes = Vec::new();
@@ -498,8 +517,46 @@ impl Pool {
                 buf,
             ));
         }
+        let mut written = Ok(());
         for (res, _) in crate::join::join_all(writes).await {
-            res?;
+            written = written.and(res);
+        }
+        {
+            let mut st = lock(&chain.state);
+            if let Err(e) = &written {
+                // Until a txg covers this batch, new batches go through txg syncs (they would
+                // sit behind a block replay cannot read).
+                st.failed_batch = st.failed_batch.max(batch_no);
+                st.failed = Some(*e);
+                st.broken_until_txg = st.broken_until_txg.max(max_label);
+            }
+            st.written_ahead.push(batch_no);
+            while let Some(at) = st.written_ahead.iter().position(|b| *b == st.written_batch + 1) {
+                st.written_ahead.swap_remove(at);
+                st.written_batch += 1;
+            }
+            LogChain::wake_all(&mut st);
+        }
+        written?;
+        // Every earlier block of the chain must be written before this flush is issued.
+        std::future::poll_fn(|cx| {
+            let mut st = lock(&chain.state);
+            if st.written_batch >= batch_no {
+                Poll::Ready(())
+            } else {
+                st.waiters.push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+        let earlier_failed = {
+            let st = lock(&chain.state);
+            (st.failed_batch > failed_before && st.failed_batch < batch_no)
+                .then(|| st.failed.unwrap_or(IoError::Injected))
+        };
+        if let Some(e) = earlier_failed {
+            // A block before ours is not on the device: replay would stop there.
+            return Err(PoolError::Io(e));
         }
         self.devs.flush(chain.phys.device).await?;
         let records: usize = images.iter().map(|(_, _, n)| n).sum();
