@@ -35,8 +35,9 @@ pub struct LunConfig {
     /// the operation runs on a reactor.
     pub sanitize_bytes_per_s: Option<u64>,
     /// Offer SANITIZE BLOCK ERASE. Only for volumes that deallocate, read deallocated blocks
-    /// as zeros and report them deallocated in GET LBA STATUS (`MemoryVolume`); a
-    /// `DeviceVolume` reports every block mapped, so an erased LU would look unerased.
+    /// as zeros and report them deallocated in GET LBA STATUS (`MemoryVolume`, pool volumes,
+    /// a `DeviceVolume` whose `tracks_allocation` is true); on a volume that reports every
+    /// block mapped (a raw block device) an erased LU would look unerased.
     pub block_erase: bool,
 }
 

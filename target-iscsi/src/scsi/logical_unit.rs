@@ -203,6 +203,11 @@ impl LogicalUnit {
         expected_bytes: u64,
     ) -> Result<Prepared, CommandResult> {
         let cmd = self.admit(nexus, cdb).map_err(|e| self.fail(e))?;
+        // A write to a write-protected medium fails on its CDB alone, before any Data-Out is
+        // solicited or its length judged.
+        if writes_medium(&cmd) && self.write_protected() {
+            return Err(self.check_condition(&Sense::write_protected()));
+        }
         let bs = self.block_bytes();
         let need = cmd.data_out_bytes(bs);
         // A WRITE whose expected length is short of the CDB's is truncated to what the
@@ -282,15 +287,15 @@ impl LogicalUnit {
     }
 
     async fn run(&self, nexus: &ItNexus, cmd: &Command, data_out: Option<IoBuf>) -> ScsiResult {
+        // Write protection is decided by the CDB alone, before the Data-Out is looked at: a
+        // write to a protected medium is DATA PROTECT whatever data came with it (or none).
+        if writes_medium(cmd) && self.write_protected() {
+            return Err(Sense::write_protected().into());
+        }
         let (cmd, data_out) = truncate_to_data_out(*cmd, data_out, self.block_bytes())?;
         let cmd = &cmd;
         let need = cmd.data_out_bytes(self.block_bytes());
         let data = take_data_out(data_out, need)?;
-        if writes_medium(cmd)
-            && (self.config.read_only || self.software_write_protect.load(Ordering::Relaxed))
-        {
-            return Err(Sense::write_protected().into());
-        }
         match *cmd {
             Command::TestUnitReady | Command::StartStopUnit { .. } => Ok(None),
             Command::RequestSense { desc, allocation_length } => {

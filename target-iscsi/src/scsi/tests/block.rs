@@ -329,5 +329,11 @@ fn read_only_lu_refuses_writes_with_data_protect() {
     let l = unmap_list(&[(0, 1)]);
     check(&run(&lu, &n, &unmap_cdb(l.len()), Some(&l)), 7, 0x27, 0);
     check(&run(&lu, &n, &caw(0, 1), Some(&[0; 1024])), 7, 0x27, 0);
+    // Decided from the CDB: a write that came without its Data-Out is refused the same way,
+    // and the transport is not told to solicit any.
+    check(&run(&lu, &n, &ws10(0, 1, 0x08), None), 7, 0x27, 0);
+    check(&run(&lu, &n, &cdb10(op::WRITE_10, 0, 1), None), 7, 0x27, 0);
+    let r = lu.prepare(&n, &ws10(0, 1, 0x08), 0);
+    check(&r.err().unwrap_or_else(|| CommandResult::good(None)), 7, 0x27, 0);
     good(&run(&lu, &n, &cdb10(op::READ_10, 0, 1), None));
 }

@@ -140,6 +140,9 @@ pub struct LunSection {
     pub physical_block_size: Option<u32>,
     /// Serial number reported in VPD 0x80.
     pub serial: Option<String>,
+    /// Write-protected LU: every command that would change the medium ends in DATA PROTECT,
+    /// WRITE PROTECTED, and MODE SENSE reports WP (default false).
+    pub read_only: Option<bool>,
 }
 
 /// A configuration error with its location.
@@ -370,6 +373,7 @@ impl Config {
                     block_size: Some(512),
                     physical_block_size: Some(4096),
                     serial: None,
+                    read_only: None,
                 }],
             }],
         }

@@ -160,18 +160,26 @@ async fn create_or_import_pool(
     Ok(pool)
 }
 
+/// A LUN's volume, and whether GET LBA STATUS on it reports deallocated blocks (so that a
+/// SANITIZE BLOCK ERASE can be seen to have happened, see `LunConfig::block_erase`).
+struct BuiltVolume {
+    volume: Arc<dyn BlockVolume>,
+    tracks_allocation: bool,
+}
+
 async fn build_volume(
     lun: &LunSection,
     data_dir: &Path,
     pools: &HashMap<String, Arc<Pool>>,
-) -> Result<Arc<dyn BlockVolume>, String> {
+) -> Result<BuiltVolume, String> {
     let bs = lun.block_size.unwrap_or(512);
     let pbs = lun.physical_block_size.unwrap_or(bs);
     let size = lun.size.as_deref().map(parse_size).transpose()?;
     match lun.backend.as_str() {
         "memory" => {
             let size = size.ok_or("memory LUN needs a size")?;
-            Ok(Arc::new(MemoryVolume::new(bs, pbs, size / u64::from(bs))))
+            let volume = Arc::new(MemoryVolume::new(bs, pbs, size / u64::from(bs)));
+            Ok(BuiltVolume { volume, tracks_allocation: true })
         }
         "volume" => {
             let full = lun.volume.as_deref().ok_or("volume LUN needs a volume name")?;
@@ -179,8 +187,10 @@ async fn build_volume(
                 full.split_once('/').ok_or_else(|| format!("{full}: not POOL/NAME"))?;
             let pool =
                 pools.get(pool_name).ok_or_else(|| format!("{full}: no pool {pool_name}"))?;
+            // Pool volumes keep holes in their block trees: GET LBA STATUS reports them.
+            let built = |v| Ok(BuiltVolume { volume: Arc::new(v), tracks_allocation: true });
             match pool.open_volume(name) {
-                Ok(v) => Ok(Arc::new(v)),
+                Ok(v) => built(v),
                 Err(PoolError::NotFound(_)) => {
                     let capacity_bytes =
                         size.ok_or_else(|| format!("{full}: does not exist and no size is given"))?;
@@ -195,7 +205,7 @@ async fn build_volume(
                         .await
                         .map_err(|e| format!("{full}: cannot create: {e}"))?;
                     eprintln!("ferrited: created volume {full}");
-                    Ok(Arc::new(v))
+                    built(v)
                 }
                 Err(e) => Err(format!("{full}: {e}")),
             }
@@ -206,7 +216,8 @@ async fn build_volume(
             let (device, _) = open_or_create(&path, lun.size.as_deref())?;
             let volume = DeviceVolume::new(device, bs, pbs)
                 .map_err(|e| format!("{}: LUN {}: {e}", path.display(), lun.id))?;
-            Ok(Arc::new(volume))
+            let tracks_allocation = volume.tracks_allocation();
+            Ok(BuiltVolume { volume: Arc::new(volume), tracks_allocation })
         }
     }
 }
@@ -230,9 +241,14 @@ async fn build_state(cfg: &Config, opts: &Options, shard_count: usize) -> Result
     for target in &cfg.targets {
         let mut units = Vec::new();
         for lun in &target.luns {
-            let volume = build_volume(lun, &opts.data_dir, &pools).await?;
+            let BuiltVolume { volume, tracks_allocation } =
+                build_volume(lun, &opts.data_dir, &pools).await?;
             let mut lun_cfg = LunConfig::new(&target.iqn, lun.id);
             lun_cfg.serial.clone_from(&lun.serial);
+            lun_cfg.read_only = lun.read_only.unwrap_or(false);
+            // Offered where the volume can also deallocate and read zeros (checked again by
+            // `sanitize::block_erase_supported` against the geometry).
+            lun_cfg.block_erase = tracks_allocation;
             let state = opts.data_dir.join(format!("{}-lun{}", sanitize(&target.iqn), lun.id));
             lun_cfg.pr_state_path = Some(state.with_extension("pr.json"));
             lun_cfg.mode_state_path = Some(state.with_extension("mode.json"));
@@ -445,7 +461,7 @@ async fn shard_main(shard_id: usize, shared: Arc<Shared>) {
             let server = Arc::clone(&state.server);
             let shared = Arc::clone(&shared);
             background.push(executor::spawn(async move {
-                accept_loop(fd, portal, server, &shared.senders).await
+                accept_loop(fd, portal, server, &shared.senders).await;
             }));
         }
     }
