@@ -7,7 +7,9 @@
 #
 # FILE is the raw file fio drives; the pool lives in FILE.pool. Both are created with the same
 # fio sequential write (so both are fully written, allocated files) when missing. The volume
-# is as large as the pool file holds (ferrite-bench's capacity_for_file).
+# created in the pool is FERRITE_BENCH_VOLUME_PERCENT of the file (the rest is what a
+# copy-on-write pool keeps free so that overwrites still land in long runs); fio covers the
+# whole raw file.
 #
 # Environment:
 #   FERRITE_BENCH_SIZE     size of both files when they have to be created (default 4g)
@@ -15,6 +17,7 @@
 #   FERRITE_BENCH_ROUNDS   runs of each tool per case (default 2); rounds alternate the order
 #                          and the figures are averaged
 #   FERRITE_BENCH_SHARDS   ferrite shards and fio jobs (default 1; iodepth is per shard/job)
+#   FERRITE_BENCH_VOLUME_PERCENT  volume size in percent of the pool file (default 50)
 #   CARGO_TARGET_DIR       where the release build goes (default: <repo>/target)
 #
 # Cases (fio | ferrite-bench on the volume):
@@ -38,6 +41,7 @@ SIZE=${FERRITE_BENCH_SIZE:-4g}
 RUNTIME=${FERRITE_BENCH_RUNTIME:-10}
 ROUNDS=${FERRITE_BENCH_ROUNDS:-2}
 SHARDS=${FERRITE_BENCH_SHARDS:-1}
+VOLUME_PERCENT=${FERRITE_BENCH_VOLUME_PERCENT:-50}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 FIO=${FIO:-fio}
@@ -59,6 +63,8 @@ if [[ $(stat -c %s "$FILE") != $(stat -c %s "$POOL_FILE") ]]; then
     echo "compare-engine: $FILE and $POOL_FILE differ in size; remove them to start over" >&2
     exit 2
 fi
+
+VOLUME_BYTES=$(($(stat -c %s "$POOL_FILE") * VOLUME_PERCENT / 100 / 1048576 * 1048576))
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -88,7 +94,7 @@ run_ferrite() {
     shift 4
     local out=$WORK/ferrite-$name.json
     if ! "$BENCH" --target "volume:$POOL_FILE" --rw "$rw" --bs "$bs" --iodepth "$qd" \
-        --shards "$SHARDS" --pin 1 --runtime "$RUNTIME" "$@" --json >"$out" \
+        --shards "$SHARDS" --pin 1 --runtime "$RUNTIME" --size "$VOLUME_BYTES" "$@" --json >"$out" \
         2>"$WORK/ferrite-$name.stderr"; then
         echo "compare-engine: ferrite-bench failed ($name):" >&2
         cat "$WORK/ferrite-$name.stderr" >&2
@@ -116,7 +122,7 @@ CASES=("randread_4k_qd32_cold randread 4k 32||--cold"
        "fua_write_4k_qd32 randwrite 4k 32|--sync=dsync|--fua"
        "write_128k_qd8 write 128k 8||")
 
-echo "compare-engine: $FILE vs volume on $POOL_FILE ($(stat -c %s "$FILE") bytes each), ${RUNTIME}s per run, $ROUNDS rounds, $SHARDS shard(s), $(nproc) CPUs; load at start:$(uptime | sed 's/.*load average://')"
+echo "compare-engine: fio on $FILE vs a $VOLUME_BYTES-byte volume in a pool on $POOL_FILE ($(stat -c %s "$FILE") bytes each), ${RUNTIME}s per run, $ROUNDS rounds, $SHARDS shard(s), $(nproc) CPUs; load at start:$(uptime | sed 's/.*load average://')"
 printf '%-24s | %10s %9s %9s | %10s %9s %9s | %6s\n' workload fio_iops fio_MB/s fio_p99us \
     fer_iops fer_MB/s fer_p99us ratio
 declare -A RATIO

@@ -31,6 +31,9 @@ pub struct AllocationGroup {
     pub start_bytes: u64,
     map: SpaceMap,
     cursor: u64,
+    /// No free run is longer than this (learnt from a failed search; forgotten when space is
+    /// released into the group), so a fragmented group is not rescanned for every request.
+    longest_run_bound: u64,
     pending: Vec<PendingFree>,
     /// The space map image differs from the one persisted last.
     pub dirty: bool,
@@ -101,6 +104,7 @@ impl Allocator {
                     start_bytes: l.start_bytes,
                     map: SpaceMap::new(l.len_bytes / SECTOR_BYTES),
                     cursor: 0,
+                    longest_run_bound: u64::MAX,
                     pending: Vec::new(),
                     dirty: true,
                     space_map: BlockPointer::HOLE,
@@ -136,6 +140,7 @@ impl Allocator {
         let before = g.map.allocated_units();
         let after = map.allocated_units();
         g.map = map;
+        g.longest_run_bound = u64::MAX;
         g.space_map = space_map;
         g.space_map_extents = extents;
         g.dirty = false;
@@ -189,8 +194,15 @@ impl Allocator {
         for step in 0..n {
             let index = (*hint + step) % n;
             let mut g = lock(&self.groups[index]);
+            if units > g.longest_run_bound {
+                continue;
+            }
             let cursor = g.cursor;
-            if let Some(start) = g.map.find_free_run(cursor, units) {
+            let found = g.map.find_free_run(cursor, units);
+            if found.is_none() {
+                g.longest_run_bound = units - 1;
+            }
+            if let Some(start) = found {
                 g.map.set_range(start, units, true);
                 g.cursor = start + units;
                 g.dirty = true;
@@ -227,8 +239,14 @@ impl Allocator {
         for probe in 0..n {
             let index = (*hint + probe) % n;
             let mut g = lock(&self.groups[index]);
+            if min > g.longest_run_bound {
+                continue;
+            }
             let cursor = g.cursor;
-            let Some(start) = g.map.find_free_run(cursor, min) else { continue };
+            let Some(start) = g.map.find_free_run(cursor, min) else {
+                g.longest_run_bound = min - 1;
+                continue;
+            };
             let mut len = min;
             while len + step <= want
                 && start + len + step <= g.map.units()
@@ -310,6 +328,7 @@ impl Allocator {
             for p in std::mem::take(&mut g.pending) {
                 if p.txg <= txg {
                     g.map.set_range(p.start_unit, p.units, false);
+                    g.longest_run_bound = u64::MAX;
                     released += p.units;
                 } else {
                     keep.push(p);

@@ -171,6 +171,8 @@ pub struct TxgState {
     /// Set when an intent-log chain is half full: the background syncer then commits a txg
     /// (which lets the chain be trimmed) before writers find the chain full.
     pub sync_requested: AtomicBool,
+    /// Shortest data run the last sync looked for (see `txg.rs`).
+    pub data_run_bytes: AtomicU64,
 }
 
 /// A ferrite pool.
@@ -353,6 +355,7 @@ impl Pool {
         let cache = BlockCache::new(tunables.cache_bytes, tunables.cache_slices);
         Arc::new_cyclic(|weak| {
             let txg = TxgState::default();
+            txg.data_run_bytes.store(1 << 20, Ordering::Relaxed);
             txg.open_txg.store(open_txg, Ordering::SeqCst);
             txg.durable_txg.store(durable_txg, Ordering::SeqCst);
             txg.next_record_sequence.store(next_record_sequence, Ordering::SeqCst);

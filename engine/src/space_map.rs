@@ -68,11 +68,24 @@ impl SpaceMap {
         let mut run_start = from;
         let mut run = 0;
         while unit < to {
-            // Skip full words quickly when no run is in progress.
-            if run == 0 && unit.is_multiple_of(64) && self.words[(unit / 64) as usize] == u64::MAX {
-                unit += 64;
-                run_start = unit;
-                continue;
+            // Whole words at a time where possible: a full word ends any run, an empty one
+            // extends it by 64.
+            if unit.is_multiple_of(64) && unit + 64 <= to {
+                let word = self.words[(unit / 64) as usize];
+                if word == u64::MAX {
+                    run = 0;
+                    unit += 64;
+                    run_start = unit;
+                    continue;
+                }
+                if word == 0 {
+                    if run + 64 >= n {
+                        return Some(run_start);
+                    }
+                    run += 64;
+                    unit += 64;
+                    continue;
+                }
             }
             if self.is_set(unit) {
                 run = 0;

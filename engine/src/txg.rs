@@ -27,7 +27,7 @@ use crate::block_pointer::{BlockKind, BlockPointer, Extent, CHECKSUM_XXH3_128};
 use crate::block_tree::{load_indirect, prefetch_paths, PendingWrite, TreeUpdate};
 use crate::dataset::{encode_dataset, DatasetKind, DirectoryEntry, PartitionRoot};
 use crate::error::{PoolError, PoolResult};
-use crate::format::checksum;
+use crate::format::{checksum, SECTOR_BYTES};
 use crate::meta::{DatasetMeta, Meta, MetaOp};
 use crate::object::{write_object, ObjectPlan, StoredObject};
 use crate::partition::{DirtyBlock, DirtySet};
@@ -58,14 +58,12 @@ struct RunSearch {
     min_bytes: u64,
 }
 
+/// Blocks a sync places (or copies into write buffers) between yields to the shard's other
+/// tasks, so intent-log commits and reads are not held up for a whole tree update.
+const YIELD_EVERY_BLOCKS: usize = 512;
+
 /// Data runs a sync first looks for: long enough that the device sees large writes.
 const LONG_RUN_BYTES: u64 = 1 << 20;
-
-impl Default for RunSearch {
-    fn default() -> Self {
-        RunSearch { min_bytes: LONG_RUN_BYTES }
-    }
-}
 
 /// One partition frozen for this sync.
 struct PartWork {
@@ -265,7 +263,11 @@ impl Pool {
         let mut unplaced =
             work.set.blocks.values().filter(|b| matches!(b, DirtyBlock::Data(_))).count() as u64;
         let mut run: Option<Extent> = None;
-        for (index, block) in &work.set.blocks {
+        for (placed, (index, block)) in work.set.blocks.iter().enumerate() {
+            if placed % YIELD_EVERY_BLOCKS == YIELD_EVERY_BLOCKS - 1 {
+                // Let the shard's writers and log commits run between slices of the sync.
+                drivers::executor::yield_now().await;
+            }
             let bp = match block {
                 DirtyBlock::Zero => BlockPointer::HOLE,
                 DirtyBlock::Data(d) => {
@@ -346,7 +348,13 @@ impl Pool {
         // before it are in flight, with at most WRITE_CONCURRENCY device writes outstanding.
         let mut in_flight = std::collections::VecDeque::with_capacity(WRITE_CONCURRENCY);
         let mut first_err = None;
+        let mut copied = 0usize;
         for (run, members) in runs {
+            copied += members.len();
+            if copied >= YIELD_EVERY_BLOCKS {
+                copied = 0;
+                drivers::executor::yield_now().await;
+            }
             let mut buf = IoBuf::zeroed(usize::try_from(run.len_bytes).expect("run fits"));
             let mut at = 0usize;
             for i in members {
@@ -430,7 +438,12 @@ impl Pool {
         let mut writes = Vec::new();
         let mut results = Vec::new();
         let mut kills: Vec<(u64, Vec<BlockPointer>)> = Vec::new();
-        let mut runs = RunSearch::default();
+        // Start from twice the run length the previous sync settled on, so a fragmented pool
+        // does not rescan every group for long runs at every txg.
+        let mut runs = RunSearch {
+            min_bytes: (self.txg.data_run_bytes.load(Ordering::Relaxed) * 2)
+                .clamp(SECTOR_BYTES, LONG_RUN_BYTES),
+        };
         for w in &work {
             let indices: Vec<u64> = w.set.blocks.keys().copied().collect();
             prefetch_paths(&self.devs, &self.cache, w.root, w.height, &indices).await;
@@ -447,6 +460,7 @@ impl Pool {
                 data_bytes: w.set.data_bytes,
             });
         }
+        self.txg.data_run_bytes.store(runs.min_bytes, Ordering::Relaxed);
         let data_blocks = writes.iter().filter(|w| w.extent.len_bytes > 0).count() as u64;
         let t1 = std::time::Instant::now();
         let device_writes = self.devs.stats.writes.load(Ordering::Relaxed);

@@ -219,7 +219,7 @@ struct ChainState {
 /// Commits of one chain in flight at once. A commit's flush is issued only once every
 /// earlier batch of the chain has finished its writes, so an acknowledged record never sits
 /// behind a block that is not on the device; the kernel merges the concurrent flushes.
-const MAX_COMMITS_IN_FLIGHT: usize = 4;
+const MAX_COMMITS_IN_FLIGHT: usize = 8;
 
 /// One chain.
 pub struct LogChain {
