@@ -391,3 +391,108 @@ pub(crate) async fn flush(file: FileRef, kind: FileKind) -> IoResult<()> {
         FileKind::Block => ops::fsync(file).await,
     }
 }
+
+/// Implements [`BlockDevice`](crate::blockdev::BlockDevice) and `Debug` for a device made of a
+/// `file: DeviceFile` and a `file_ref(&self) -> FileRef` method: the io_uring device and the
+/// fallback device differ only in how the current shard names the file.
+macro_rules! impl_file_block_device {
+    ($ty:ty) => {
+        impl $crate::blockdev::BlockDevice for $ty {
+            fn info(&self) -> &$crate::blockdev::DeviceInfo {
+                self.file.info()
+            }
+
+            fn read(
+                &self,
+                buf: $crate::buffer::IoBuf,
+                offset_bytes: u64,
+            ) -> $crate::LocalBoxFuture<'_, ($crate::error::IoResult<()>, $crate::buffer::IoBuf)>
+            {
+                Box::pin(async move {
+                    if let Err(e) = $crate::blockdev::check_request(
+                        self.file.info(),
+                        offset_bytes,
+                        buf.len() as u64,
+                    ) {
+                        return (Err(e), buf);
+                    }
+                    $crate::blockdev::file::read_full(self.file_ref(), buf, offset_bytes).await
+                })
+            }
+
+            fn write(
+                &self,
+                buf: $crate::buffer::IoBuf,
+                offset_bytes: u64,
+            ) -> $crate::LocalBoxFuture<'_, ($crate::error::IoResult<()>, $crate::buffer::IoBuf)>
+            {
+                Box::pin(async move {
+                    if let Err(e) = $crate::blockdev::check_request(
+                        self.file.info(),
+                        offset_bytes,
+                        buf.len() as u64,
+                    ) {
+                        return (Err(e), buf);
+                    }
+                    $crate::blockdev::file::write_full(self.file_ref(), buf, offset_bytes).await
+                })
+            }
+
+            fn flush(&self) -> $crate::LocalBoxFuture<'_, $crate::error::IoResult<()>> {
+                Box::pin(async move {
+                    $crate::blockdev::file::flush(self.file_ref(), self.file.kind()).await
+                })
+            }
+
+            fn discard(
+                &self,
+                offset_bytes: u64,
+                len_bytes: u64,
+            ) -> $crate::LocalBoxFuture<'_, $crate::error::IoResult<()>> {
+                Box::pin(async move {
+                    $crate::blockdev::check_request(self.file.info(), offset_bytes, len_bytes)?;
+                    $crate::blockdev::file::punch_range(self.file_ref(), offset_bytes, len_bytes)
+                        .await
+                })
+            }
+
+            fn write_zeroes(
+                &self,
+                offset_bytes: u64,
+                len_bytes: u64,
+            ) -> $crate::LocalBoxFuture<'_, $crate::error::IoResult<()>> {
+                Box::pin(async move {
+                    $crate::blockdev::check_request(self.file.info(), offset_bytes, len_bytes)?;
+                    $crate::blockdev::file::zero_range(self.file_ref(), offset_bytes, len_bytes)
+                        .await
+                })
+            }
+
+            fn reports_allocation(&self) -> bool {
+                self.file.reports_allocation()
+            }
+
+            fn allocation(
+                &self,
+                offset_bytes: u64,
+                len_bytes: u64,
+            ) -> $crate::LocalBoxFuture<'_, $crate::error::IoResult<$crate::blockdev::Allocation>>
+            {
+                let res =
+                    $crate::blockdev::check_request(self.file.info(), offset_bytes, len_bytes)
+                        .and_then(|()| self.file.allocation(offset_bytes, len_bytes));
+                Box::pin(std::future::ready(res))
+            }
+        }
+
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("info", self.file.info())
+                    .field("direct", &self.is_direct())
+                    .finish()
+            }
+        }
+    };
+}
+pub(crate) use impl_file_block_device;

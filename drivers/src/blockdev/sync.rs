@@ -10,11 +10,8 @@
 use std::path::Path;
 
 use crate::blockdev::file::{self, DeviceFile};
-use crate::blockdev::{check_request, Allocation, BlockDevice, DeviceInfo};
-use crate::buffer::IoBuf;
 use crate::error::IoResult;
 use crate::ops::FileRef;
-use crate::LocalBoxFuture;
 
 /// A file or block device driven by blocking syscalls on the fallback's blocking pool.
 pub struct SyncDevice {
@@ -50,67 +47,4 @@ impl SyncDevice {
     }
 }
 
-impl BlockDevice for SyncDevice {
-    fn info(&self) -> &DeviceInfo {
-        self.file.info()
-    }
-
-    fn read(&self, buf: IoBuf, offset_bytes: u64) -> LocalBoxFuture<'_, (IoResult<()>, IoBuf)> {
-        Box::pin(async move {
-            if let Err(e) = check_request(self.info(), offset_bytes, buf.len() as u64) {
-                return (Err(e), buf);
-            }
-            file::read_full(self.file_ref(), buf, offset_bytes).await
-        })
-    }
-
-    fn write(&self, buf: IoBuf, offset_bytes: u64) -> LocalBoxFuture<'_, (IoResult<()>, IoBuf)> {
-        Box::pin(async move {
-            if let Err(e) = check_request(self.info(), offset_bytes, buf.len() as u64) {
-                return (Err(e), buf);
-            }
-            file::write_full(self.file_ref(), buf, offset_bytes).await
-        })
-    }
-
-    fn flush(&self) -> LocalBoxFuture<'_, IoResult<()>> {
-        Box::pin(async move { file::flush(self.file_ref(), self.file.kind()).await })
-    }
-
-    fn discard(&self, offset_bytes: u64, len_bytes: u64) -> LocalBoxFuture<'_, IoResult<()>> {
-        Box::pin(async move {
-            check_request(self.info(), offset_bytes, len_bytes)?;
-            file::punch_range(self.file_ref(), offset_bytes, len_bytes).await
-        })
-    }
-
-    fn write_zeroes(&self, offset_bytes: u64, len_bytes: u64) -> LocalBoxFuture<'_, IoResult<()>> {
-        Box::pin(async move {
-            check_request(self.info(), offset_bytes, len_bytes)?;
-            file::zero_range(self.file_ref(), offset_bytes, len_bytes).await
-        })
-    }
-
-    fn reports_allocation(&self) -> bool {
-        self.file.reports_allocation()
-    }
-
-    fn allocation(
-        &self,
-        offset_bytes: u64,
-        len_bytes: u64,
-    ) -> LocalBoxFuture<'_, IoResult<Allocation>> {
-        let res = check_request(self.info(), offset_bytes, len_bytes)
-            .and_then(|()| self.file.allocation(offset_bytes, len_bytes));
-        Box::pin(std::future::ready(res))
-    }
-}
-
-impl std::fmt::Debug for SyncDevice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SyncDevice")
-            .field("info", self.info())
-            .field("direct", &self.is_direct())
-            .finish()
-    }
-}
+file::impl_file_block_device!(SyncDevice);

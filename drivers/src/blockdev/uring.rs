@@ -16,12 +16,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use crate::blockdev::file::{self, DeviceFile};
-use crate::blockdev::{check_request, Allocation, BlockDevice, DeviceInfo};
-use crate::buffer::{BufferPool, IoBuf};
+use crate::buffer::BufferPool;
 use crate::error::IoResult;
 use crate::executor::{self, BackendKind};
 use crate::ops::{self, FileRef};
-use crate::LocalBoxFuture;
 
 static NEXT_DEVICE_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -122,67 +120,4 @@ fn sweep_dropped_devices(table: &mut BTreeMap<(u64, usize), FixedEntry>, current
     });
 }
 
-impl BlockDevice for UringDevice {
-    fn info(&self) -> &DeviceInfo {
-        self.file.info()
-    }
-
-    fn read(&self, buf: IoBuf, offset_bytes: u64) -> LocalBoxFuture<'_, (IoResult<()>, IoBuf)> {
-        Box::pin(async move {
-            if let Err(e) = check_request(self.info(), offset_bytes, buf.len() as u64) {
-                return (Err(e), buf);
-            }
-            file::read_full(self.file_ref(), buf, offset_bytes).await
-        })
-    }
-
-    fn write(&self, buf: IoBuf, offset_bytes: u64) -> LocalBoxFuture<'_, (IoResult<()>, IoBuf)> {
-        Box::pin(async move {
-            if let Err(e) = check_request(self.info(), offset_bytes, buf.len() as u64) {
-                return (Err(e), buf);
-            }
-            file::write_full(self.file_ref(), buf, offset_bytes).await
-        })
-    }
-
-    fn flush(&self) -> LocalBoxFuture<'_, IoResult<()>> {
-        Box::pin(async move { file::flush(self.file_ref(), self.file.kind()).await })
-    }
-
-    fn discard(&self, offset_bytes: u64, len_bytes: u64) -> LocalBoxFuture<'_, IoResult<()>> {
-        Box::pin(async move {
-            check_request(self.info(), offset_bytes, len_bytes)?;
-            file::punch_range(self.file_ref(), offset_bytes, len_bytes).await
-        })
-    }
-
-    fn write_zeroes(&self, offset_bytes: u64, len_bytes: u64) -> LocalBoxFuture<'_, IoResult<()>> {
-        Box::pin(async move {
-            check_request(self.info(), offset_bytes, len_bytes)?;
-            file::zero_range(self.file_ref(), offset_bytes, len_bytes).await
-        })
-    }
-
-    fn reports_allocation(&self) -> bool {
-        self.file.reports_allocation()
-    }
-
-    fn allocation(
-        &self,
-        offset_bytes: u64,
-        len_bytes: u64,
-    ) -> LocalBoxFuture<'_, IoResult<Allocation>> {
-        let res = check_request(self.info(), offset_bytes, len_bytes)
-            .and_then(|()| self.file.allocation(offset_bytes, len_bytes));
-        Box::pin(std::future::ready(res))
-    }
-}
-
-impl std::fmt::Debug for UringDevice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UringDevice")
-            .field("info", self.info())
-            .field("direct", &self.is_direct())
-            .finish()
-    }
-}
+file::impl_file_block_device!(UringDevice);
