@@ -179,6 +179,15 @@ impl Conn {
         StatusSns { stat_sn, exp_cmd_sn: exp, max_cmd_sn: exp.wrapping_add(window - 1) }
     }
 
+    /// A non-immediate PDU that is not a SCSI command (NOP-Out, task management, text,
+    /// logout) takes its CmdSN when it is the next one expected.
+    fn consume_cmd_sn(&self, immediate: bool, cmd_sn: u32) {
+        let exp = self.exp_cmd_sn.get();
+        if !immediate && cmd_sn == exp {
+            self.exp_cmd_sn.set(exp.wrapping_add(1));
+        }
+    }
+
     fn alloc_ttt(&self) -> u32 {
         let mut t = self.next_ttt.get().wrapping_add(1);
         if t == RESERVED_TAG {
@@ -954,12 +963,7 @@ async fn on_nop_out(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
             return skip(conn, dsl).await;
         }
     };
-    if !nop.immediate {
-        let exp = conn.exp_cmd_sn.get();
-        if nop.cmd_sn == exp {
-            conn.exp_cmd_sn.set(exp.wrapping_add(1));
-        }
-    }
+    conn.consume_cmd_sn(nop.immediate, nop.cmd_sn);
     let Some(data) = recv_small(conn.fd, dsl as usize, conn.digests.get().data).await? else {
         conn.reject(RejectReason::DataDigestError, bhs);
         return Ok(Step::Continue);
@@ -989,12 +993,7 @@ async fn on_task_mgmt(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
             return skip(conn, bhs.data_segment_length()).await;
         }
     };
-    if !req.immediate {
-        let exp = conn.exp_cmd_sn.get();
-        if req.cmd_sn == exp {
-            conn.exp_cmd_sn.set(exp.wrapping_add(1));
-        }
-    }
+    conn.consume_cmd_sn(req.immediate, req.cmd_sn);
     let lun = decode_lun(req.lun);
     let response = match (req.function, &conn.target) {
         (_, None) => TmfResponse::FunctionRejected,
@@ -1068,12 +1067,7 @@ async fn on_text(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
             return skip(conn, dsl).await;
         }
     };
-    if !req.immediate {
-        let exp = conn.exp_cmd_sn.get();
-        if req.cmd_sn == exp {
-            conn.exp_cmd_sn.set(exp.wrapping_add(1));
-        }
-    }
+    conn.consume_cmd_sn(req.immediate, req.cmd_sn);
     let Some(data) = recv_small(conn.fd, dsl as usize, conn.digests.get().data).await? else {
         conn.reject(RejectReason::DataDigestError, bhs);
         return Ok(Step::Continue);
@@ -1102,12 +1096,7 @@ async fn on_logout(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
             return skip(conn, bhs.data_segment_length()).await;
         }
     };
-    if !req.immediate {
-        let exp = conn.exp_cmd_sn.get();
-        if req.cmd_sn == exp {
-            conn.exp_cmd_sn.set(exp.wrapping_add(1));
-        }
-    }
+    conn.consume_cmd_sn(req.immediate, req.cmd_sn);
     // Let running commands finish before answering (RFC 7143 §11.14).
     let deadline = Instant::now() + Duration::from_secs(10);
     while !conn.tasks.borrow().is_empty() && Instant::now() < deadline {
