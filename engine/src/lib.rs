@@ -11,6 +11,7 @@ pub mod block_pointer;
 pub mod block_tree;
 pub mod block_volume;
 pub mod cache;
+pub mod copy_stats;
 pub mod dataset;
 pub mod device_volume;
 pub mod error;

@@ -12,6 +12,7 @@ use drivers::LocalBoxFuture;
 use crate::block_volume::{
     check_range, BlockVolume, CompareOutcome, LbaStatus, VolResult, VolumeError, VolumeGeometry,
 };
+use crate::copy_stats::{self, CopyPath};
 
 const CHUNK_BYTES: u64 = 1 << 20;
 
@@ -94,7 +95,11 @@ impl MemoryVolume {
                 self.chunks[chunk].read().unwrap_or_else(std::sync::PoisonError::into_inner);
             let dst = &mut buf[req_off..req_off + n];
             match guard.as_deref() {
-                Some(data) => dst.copy_from_slice(&data[off..off + n]),
+                Some(data) => {
+                    // A memory volume's store is its own memory: reads and writes copy.
+                    dst.copy_from_slice(&data[off..off + n]);
+                    copy_stats::record(CopyPath::VolumeRead, n);
+                }
                 None => dst.fill(0),
             }
         }
@@ -108,6 +113,7 @@ impl MemoryVolume {
             let chunk_len = self.chunk_len(chunk);
             let data = guard.get_or_insert_with(|| vec![0u8; chunk_len].into_boxed_slice());
             data[off..off + n].copy_from_slice(&buf[req_off..req_off + n]);
+            copy_stats::record(CopyPath::VolumeWrite, n);
         }
         Ok(())
     }
@@ -162,6 +168,7 @@ impl MemoryVolume {
             let chunk_len = self.chunk_len(chunk);
             let data = guards[i].1.get_or_insert_with(|| vec![0u8; chunk_len].into_boxed_slice());
             data[off..off + n].copy_from_slice(&write[req_off..req_off + n]);
+            copy_stats::record(CopyPath::VolumeWrite, n);
         }
         Ok(CompareOutcome::Written)
     }

@@ -25,6 +25,7 @@ use drivers::buffer::IoBuf;
 
 use crate::block_pointer::{BlockKind, BlockPointer, Extent, CHECKSUM_XXH3_128};
 use crate::block_tree::{load_indirect, prefetch_paths, PendingWrite, TreeUpdate};
+use crate::copy_stats::{self, CopyPath};
 use crate::dataset::{encode_dataset, DatasetKind, DirectoryEntry, PartitionRoot};
 use crate::error::{PoolError, PoolResult};
 use crate::format::{checksum, SECTOR_BYTES};
@@ -362,8 +363,10 @@ impl Pool {
                 let bytes = (*w.data).as_ref();
                 assert_eq!(checksum(bytes), w.checksum, "dirty block changed before its write");
                 buf[at..at + bytes.len()].copy_from_slice(bytes);
+                copy_stats::record(CopyPath::SyncWrite, bytes.len());
                 at += usize::try_from(w.extent.len_bytes).expect("extent fits");
             }
+            copy_stats::io(CopyPath::SyncWrite);
             let pool = self.arc();
             in_flight.push_back(drivers::executor::spawn(async move {
                 pool.devs.write(run.device, run.offset_bytes, buf).await.0

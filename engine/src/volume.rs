@@ -21,6 +21,7 @@ use crate::block_volume::{
     check_range, BlockVolume, CompareOutcome, LbaStatus, VolResult, VolumeError, VolumeGeometry,
 };
 use crate::cache::{BlockKey, CachedBlock};
+use crate::copy_stats::{self, CopyPath};
 use crate::dataset::{DatasetPhys, PartitionRoot, DATASET_FLAG_THICK};
 use crate::join::join_all;
 use crate::partition::{BlockAddress, BlockData, DirtyBlock, PartitionState, VolumeLayout};
@@ -143,11 +144,16 @@ fn io_to_volume(err: IoError, lba: u64) -> VolumeError {
 }
 
 fn merge(base: Option<&[u8]>, volblock: usize, offset: usize, data: &[u8]) -> DirtyBlock {
+    // A read-modify-write is an inherent copy: the old block, then the new bytes into it.
     let mut bytes = match base {
-        Some(b) => b.to_vec().into_boxed_slice(),
+        Some(b) => {
+            copy_stats::record(CopyPath::VolumeWrite, b.len());
+            b.to_vec().into_boxed_slice()
+        }
         None => vec![0u8; volblock].into_boxed_slice(),
     };
     bytes[offset..offset + data.len()].copy_from_slice(data);
+    copy_stats::record(CopyPath::VolumeWrite, data.len());
     block_of(bytes)
 }
 
@@ -270,6 +276,7 @@ impl PoolVolume {
                 Ok(buf) => {
                     let n = (bp.logical_bytes as usize).min(buf.len());
                     let data: Arc<[u8]> = Arc::from(&buf[..n]);
+                    copy_stats::record(CopyPath::VolumeRead, n);
                     if pool.tunables.cache_data_blocks {
                         pool.cache.insert(key, CachedBlock::Data(Arc::clone(&data)));
                     }
@@ -293,6 +300,7 @@ impl PoolVolume {
 
     async fn read_into(&self, lba: u64, buf: &mut [u8]) -> VolResult<()> {
         self.check(lba, buf.len())?;
+        copy_stats::io(CopyPath::VolumeRead);
         let pieces = self.pieces(lba, buf.len());
         let results =
             join_all(pieces.iter().map(|p| self.block_content(p.addr, p.lba)).collect()).await;
@@ -302,6 +310,7 @@ impl PoolVolume {
             match content.bytes() {
                 Some(b) => {
                     dst.copy_from_slice(&b[piece.block_offset..piece.block_offset + piece.len]);
+                    copy_stats::record(CopyPath::VolumeRead, piece.len);
                 }
                 None => dst.fill(0),
             }
@@ -325,6 +334,7 @@ impl PoolVolume {
     async fn write_piece(&self, piece: Piece, data: &[u8]) -> VolResult<(u64, u64)> {
         let v = self.shared.layout.volblock_bytes as usize;
         if piece.block_offset == 0 && piece.len == v {
+            copy_stats::record(CopyPath::VolumeWrite, data.len());
             return Ok(self.put(piece.addr, block_of(data.into())));
         }
         let part = &self.shared.partitions[piece.addr.partition];
@@ -370,6 +380,7 @@ impl PoolVolume {
     async fn write_from(&self, lba: u64, buf: &[u8], fua: bool) -> VolResult<()> {
         self.check(lba, buf.len())?;
         self.pool.admit(buf.len() as u64, self.shared.thick)?;
+        copy_stats::io(CopyPath::VolumeWrite);
         let sync = self.durable_now(fua);
         let mut records = Vec::new();
         let mut max_label = 0;
@@ -379,6 +390,7 @@ impl PoolVolume {
             max_label = max_label.max(label);
             if sync {
                 let l = u64::from(self.shared.layout.logical_block_bytes);
+                copy_stats::record(CopyPath::LogWrite, data.len());
                 records.push(LogRecord {
                     sequence: seq,
                     label_txg: label,
@@ -533,6 +545,7 @@ impl PoolVolume {
                 let seq = self.pool.txg.next_record_sequence.fetch_add(1, Ordering::SeqCst);
                 max_label = max_label.max(g.open_txg);
                 self.pool.account_dirty(delta);
+                copy_stats::record(CopyPath::LogWrite, data.len());
                 records.push(LogRecord {
                     sequence: seq,
                     label_txg: g.open_txg,

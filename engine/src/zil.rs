@@ -19,6 +19,7 @@ use bytemuck::{Pod, Zeroable};
 use drivers::buffer::IoBuf;
 use drivers::error::IoError;
 
+use crate::copy_stats::{self, CopyPath};
 use crate::error::{PoolError, PoolResult};
 use crate::format::{checksum, Checksum, SECTOR_BYTES};
 use crate::pool::{lock, Pool};
@@ -128,7 +129,9 @@ impl LogRecord {
         48 + data.next_multiple_of(8)
     }
 
-    fn encode_into(&self, out: &mut Vec<u8>) {
+    /// Encodes the record at `out[at..]` (which must hold `encoded_len` bytes, zeroed);
+    /// returns the position after it.
+    fn encode_at(&self, out: &mut [u8], at: usize) -> usize {
         let (kind, offset, len, data): (u32, u64, u64, &[u8]) = match &self.op {
             LogOp::Write { offset_bytes, data } => {
                 (RECORD_WRITE, *offset_bytes, data.len() as u64, data)
@@ -146,9 +149,11 @@ impl LogRecord {
             kind,
             data_bytes: u32::try_from(data.len()).expect("record data fits"),
         };
-        out.extend_from_slice(bytemuck::bytes_of(&header));
-        out.extend_from_slice(data);
-        out.resize(out.len().next_multiple_of(8), 0);
+        out[at..at + 48].copy_from_slice(bytemuck::bytes_of(&header));
+        // The log block is its own image of the data (DESIGN §4: small writes go inline).
+        out[at + 48..at + 48 + data.len()].copy_from_slice(data);
+        copy_stats::record(CopyPath::LogWrite, data.len());
+        at + self.encoded_len()
     }
 }
 
@@ -350,6 +355,7 @@ impl Pool {
         if records.is_empty() || self.zil.chains.is_empty() {
             return Ok(());
         }
+        copy_stats::io(CopyPath::LogWrite);
         let shard = drivers::executor::current_shard();
         let chain = &self.zil.chains[shard % self.zil.chains.len()];
         let ticket = {
@@ -465,13 +471,11 @@ impl Pool {
                 let seq = st.next_sequence;
                 let next = chain.next_after(offset, len);
                 let block_max = records.iter().map(|r| r.label_txg).max().unwrap_or(0);
-                let mut payload = Vec::with_capacity(usize::try_from(len).expect("block fits"));
-                payload.resize(128, 0);
+                let mut payload = IoBuf::zeroed(usize::try_from(len).expect("block fits"));
+                let mut payload_bytes = 128;
                 for r in &records {
-                    r.encode_into(&mut payload);
+                    payload_bytes = r.encode_at(&mut payload, payload_bytes);
                 }
-                let payload_bytes = payload.len();
-                payload.resize(usize::try_from(len).expect("block fits"), 0);
                 let mut header = LogBlockHeader {
                     magic: LOG_BLOCK_MAGIC,
                     pool_guid: self.zil.guid,
@@ -509,12 +513,13 @@ impl Pool {
             return self.ensure_durable(max_label).await;
         }
         let mut writes = Vec::new();
-        for (offset, payload, _) in &images {
-            let buf = IoBuf::from_slice(payload);
+        let mut record_counts = Vec::with_capacity(images.len());
+        for (offset, payload, n) in images {
+            record_counts.push(n);
             writes.push(self.devs.write(
                 chain.phys.device,
                 chain.phys.region_offset_bytes + offset,
-                buf,
+                payload,
             ));
         }
         let mut written = Ok(());
@@ -559,8 +564,8 @@ impl Pool {
             return Err(PoolError::Io(e));
         }
         self.devs.flush(chain.phys.device).await?;
-        let records: usize = images.iter().map(|(_, _, n)| n).sum();
-        self.stats.log_blocks_written.fetch_add(images.len() as u64, Ordering::Relaxed);
+        let records: usize = record_counts.iter().sum();
+        self.stats.log_blocks_written.fetch_add(record_counts.len() as u64, Ordering::Relaxed);
         self.stats.log_records_written.fetch_add(records as u64, Ordering::Relaxed);
         self.stats.log_commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -683,11 +688,12 @@ mod tests {
                 op: LogOp::Zero { offset_bytes: 0, len_bytes: 1 << 20 },
             },
         ];
-        let mut out = Vec::new();
+        let mut out = vec![0u8; records.iter().map(LogRecord::encoded_len).sum::<usize>()];
+        let mut at = 0;
         for r in &records {
-            r.encode_into(&mut out);
+            at = r.encode_at(&mut out, at);
         }
-        assert_eq!(out.len(), records.iter().map(LogRecord::encoded_len).sum::<usize>());
+        assert_eq!(at, out.len());
         assert_eq!(decode_records(&out, 2), Some(records));
         assert_eq!(decode_records(&out[..40], 1), None);
     }

@@ -18,6 +18,7 @@ use drivers::buffer::IoBuf;
 use drivers::error::IoError;
 use drivers::executor::{self, JoinHandle};
 use drivers::ops;
+use engine::copy_stats::{self, CopyPath};
 
 use crate::digest;
 use crate::pdu::{
@@ -521,6 +522,8 @@ async fn on_scsi_command(conn: &Rc<Conn>, bhs: &Bhs, ahs: &[u8]) -> Result<Step,
 
     let mut buf = None;
     if wanted > 0 {
+        // Immediate and Data-Out segments are received straight into this buffer (no copy).
+        copy_stats::io(CopyPath::IscsiReceive);
         let pool = executor::buffer_pool();
         let b = if wanted as usize <= pool.buffer_bytes() { pool.get() } else { None };
         let mut b = b.unwrap_or_else(|| IoBuf::zeroed(wanted as usize));
@@ -877,6 +880,8 @@ fn respond(
     conn.tasks.borrow_mut().remove(&itt);
     match data {
         Some(buf) if send_len > 0 => {
+            // Data-In segments are sent from the volume's buffer in place (no copy).
+            copy_stats::io(CopyPath::IscsiSend);
             let seg_max = conn.params.initiator_max_recv_dsl.max(512) as usize;
             let mut pdus = Vec::new();
             let mut offset = 0usize;

@@ -6,6 +6,7 @@
 
 use drivers::buffer::IoBuf;
 use engine::block_volume::CompareOutcome;
+use engine::copy_stats::{self, CopyPath};
 
 use super::cdb::BlockIo;
 use super::limits;
@@ -25,6 +26,7 @@ impl LogicalUnit {
         let write = IoBuf::from_slice(
             compare.get(half..2 * half).ok_or_else(Sense::internal_target_failure)?,
         );
+        copy_stats::record(CopyPath::IscsiReceive, half);
         compare.set_len(half);
         match self
             .volume
@@ -46,6 +48,7 @@ impl LogicalUnit {
         for _ in 0..limits::ORWRITE_ATTEMPTS {
             let old = self.read_blocks(io.lba, u64::from(io.blocks)).await?;
             let mut new = IoBuf::from_slice(&old);
+            copy_stats::record(CopyPath::IscsiReceive, new.len());
             for (n, d) in new.iter_mut().zip(data.iter()) {
                 *n |= *d;
             }

@@ -2,6 +2,7 @@
 //! them.
 
 use drivers::buffer::IoBuf;
+use engine::copy_stats::{self, CopyPath};
 
 use super::cdb::WriteSameCdb;
 use super::limits;
@@ -71,6 +72,7 @@ impl LogicalUnit {
         for chunk in buf.chunks_mut(bs) {
             chunk.copy_from_slice(block);
         }
+        copy_stats::record(CopyPath::IscsiReceive, buf.len());
         let mut done = 0;
         while done < blocks {
             let n = piece.min(blocks - done);

@@ -55,6 +55,8 @@ enum Command {
         #[command(subcommand)]
         action: SessionAction,
     },
+    /// Data-path statistics: payload bytes copied per path.
+    Stats,
 }
 
 #[derive(Debug, Subcommand)]
@@ -191,6 +193,7 @@ fn run(args: &Args) -> Result<(), String> {
             }
         },
         Command::Session { action: SessionAction::List } => ("session_list", json!({})),
+        Command::Stats => ("stats_copies_get", json!({})),
     };
     let result = call(&args.socket, method, &params)?;
     if args.json {
@@ -236,6 +239,25 @@ fn run(args: &Args) -> Result<(), String> {
             &["tsih", "initiator", "target", "shard"],
             &rows(&|v| vec![s(v, "tsih"), s(v, "initiator"), s(v, "target"), s(v, "shard")]),
         ),
+        "stats_copies_get" => {
+            let paths = result["paths"].as_array().cloned().unwrap_or_default();
+            table(
+                &["copy_path", "bytes_copied", "ios", "bytes_per_io"],
+                &paths
+                    .iter()
+                    .map(|p| {
+                        let per_io = p["bytes_per_io"].as_f64().unwrap_or(0.0);
+                        vec![
+                            s(p, "path"),
+                            s(p, "bytes_copied"),
+                            s(p, "ios"),
+                            format!("{per_io:.1}"),
+                        ]
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            println!("payload bytes copied in total: {}", s(&result, "total_bytes_copied"));
+        }
         "volume_create" | "volume_grow" | "snapshot_clone" => {
             println!(
                 "{}  size {}  referenced {}",

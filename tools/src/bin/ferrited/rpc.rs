@@ -171,6 +171,23 @@ fn volume_json(pool: &Pool, pool_name: &str, name: &str) -> Value {
     })
 }
 
+/// Payload bytes copied per data path since start (DESIGN §3).
+fn copies_json(snap: &engine::copy_stats::CopySnapshot) -> Value {
+    let paths: Vec<Value> = snap
+        .paths
+        .iter()
+        .map(|p| {
+            json!({
+                "path": p.path.map_or("", engine::copy_stats::CopyPath::name),
+                "bytes_copied": p.bytes_copied,
+                "ios": p.ios,
+                "bytes_per_io": p.bytes_per_io(),
+            })
+        })
+        .collect();
+    json!({"total_bytes_copied": snap.total_bytes_copied(), "paths": paths})
+}
+
 async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, RpcError> {
     match method {
         "pool_list" => {
@@ -316,6 +333,7 @@ async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, 
                 .collect();
             Ok(Value::Array(sessions))
         }
+        "stats_copies_get" => Ok(copies_json(&engine::copy_stats::snapshot())),
         other => Err(RpcError(-32601, format!("method {other:?} not found"))),
     }
 }
