@@ -10,6 +10,7 @@ pub mod buffer;
 mod epoll;
 pub mod error;
 pub mod executor;
+pub mod heap;
 pub mod mailbox;
 pub mod ops;
 pub mod ring;

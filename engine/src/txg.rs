@@ -63,6 +63,12 @@ struct RunSearch {
 /// tasks, so intent-log commits and reads are not held up for a whole tree update.
 const YIELD_EVERY_BLOCKS: usize = 512;
 
+/// Bytes of finished partitions' blocks a sync gathers before it writes them while it goes on
+/// with the next partitions' trees.
+const OVERLAP_WRITE_BYTES: u64 = 4 << 20;
+/// Such batches in flight at once (each keeps up to [`WRITE_CONCURRENCY`] device writes).
+const OVERLAP_BATCHES: usize = 2;
+
 /// Data runs a sync first looks for: long enough that the device sees large writes.
 const LONG_RUN_BYTES: u64 = 1 << 20;
 
@@ -148,17 +154,30 @@ impl Pool {
         Ok(())
     }
 
-    /// Makes a writer wait for a txg sync while dirty data is past its limit.
+    /// Makes a writer wait while dirty data is past its limit.
     ///
-    /// Past the sync threshold a writer also yields to the shard's other tasks: a write-back
-    /// write completes without waiting for I/O, so without a yield a stream of them would keep
-    /// the syncer (and its I/O completions) from running until the hard limit stops them.
+    /// A throttled writer waits for the sync in progress to release its data (the open txg
+    /// keeps taking writes meanwhile, so the device never idles between txgs); it syncs the
+    /// open txg itself only when no sync is running. Past the sync threshold a writer also
+    /// yields to the shard's other tasks: a write-back write completes without waiting for
+    /// I/O, so without a yield a stream of them would keep the syncer (and its I/O
+    /// completions) from running until the hard limit stops them.
     pub(crate) async fn throttle(&self) -> PoolResult<()> {
+        let limit = self.tunables.dirty_limit_bytes;
         let dirty = self.txg.dirty_bytes.load(Ordering::SeqCst);
-        if dirty > self.tunables.dirty_limit_bytes {
+        if dirty > limit {
             self.stats.throttled_writes.fetch_add(1, Ordering::Relaxed);
-            let open = self.txg.open_txg.load(Ordering::SeqCst);
-            self.ensure_durable(open).await?;
+            while self.txg.dirty_bytes.load(Ordering::SeqCst) > limit {
+                self.check_live()?;
+                if self.txg.sync_lock.is_locked() {
+                    // Taken (and released at once) when the running sync has finished.
+                    drop(self.txg.sync_lock.lock().await);
+                } else {
+                    let open = self.txg.open_txg.load(Ordering::SeqCst);
+                    self.ensure_durable(open).await?;
+                }
+            }
+            self.check_live()?;
         } else if dirty > self.tunables.dirty_sync_bytes {
             drivers::executor::yield_now().await;
         }
@@ -327,6 +346,15 @@ impl Pool {
         }
     }
 
+    /// Runs [`Pool::write_all`] for `writes` as a task of this shard.
+    fn spawn_writes(
+        &self,
+        writes: Vec<PendingWrite>,
+    ) -> drivers::executor::JoinHandle<PoolResult<()>> {
+        let pool = self.arc();
+        drivers::executor::spawn(async move { pool.write_all(writes).await })
+    }
+
     /// Issues `writes` coalesced into large device writes, verifying every block's checksum
     /// right before it is copied into the write buffer.
     async fn write_all(&self, mut writes: Vec<PendingWrite>) -> PoolResult<()> {
@@ -451,23 +479,56 @@ impl Pool {
             let indices: Vec<u64> = w.set.blocks.keys().copied().collect();
             prefetch_paths(&self.devs, &self.cache, w.root, w.height, &indices).await;
         }
+        // Data and indirect blocks of finished partitions are written while the trees of the
+        // next ones are built, so the device does not idle through the tree updates. Every
+        // write is awaited before the metadata that references it, and before an error returns.
+        let device_writes = self.devs.stats.writes.load(Ordering::Relaxed);
+        let mut data_blocks = 0u64;
+        let mut issued = std::collections::VecDeque::new();
+        let mut failed = None;
         for w in &work {
-            let (root, height, killed) =
-                self.sync_partition(w, txg, &mut writes, &mut runs).await?;
-            kills.push((w.volume.id, killed));
-            results.push(PartResult {
-                volume: Arc::clone(&w.volume),
-                index: w.index,
-                root,
-                height,
-                data_bytes: w.set.data_bytes,
-            });
+            match self.sync_partition(w, txg, &mut writes, &mut runs).await {
+                Ok((root, height, killed)) => {
+                    kills.push((w.volume.id, killed));
+                    results.push(PartResult {
+                        volume: Arc::clone(&w.volume),
+                        index: w.index,
+                        root,
+                        height,
+                        data_bytes: w.set.data_bytes,
+                    });
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            if writes.iter().map(|w| w.extent.len_bytes).sum::<u64>() >= OVERLAP_WRITE_BYTES {
+                data_blocks += writes.iter().filter(|w| w.extent.len_bytes > 0).count() as u64;
+                issued.push_back(self.spawn_writes(std::mem::take(&mut writes)));
+                while issued.len() > OVERLAP_BATCHES {
+                    if let Some(h) = issued.pop_front() {
+                        if let Err(e) = h.await {
+                            failed = failed.or(Some(e));
+                        }
+                    }
+                }
+            }
+        }
+        let t1 = std::time::Instant::now();
+        if failed.is_none() {
+            data_blocks += writes.iter().filter(|w| w.extent.len_bytes > 0).count() as u64;
+            issued.push_back(self.spawn_writes(writes));
+        }
+        for h in issued {
+            if let Err(e) = h.await {
+                failed = failed.or(Some(e));
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         self.txg.data_run_bytes.store(runs.min_bytes, Ordering::Relaxed);
-        let data_blocks = writes.iter().filter(|w| w.extent.len_bytes > 0).count() as u64;
-        let t1 = std::time::Instant::now();
-        let device_writes = self.devs.stats.writes.load(Ordering::Relaxed);
-        self.write_all(writes).await?;
         let device_writes = self.devs.stats.writes.load(Ordering::Relaxed) - device_writes;
         let t2 = std::time::Instant::now();
 

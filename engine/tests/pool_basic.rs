@@ -196,3 +196,68 @@ fn snapshots_clones_rollback_and_space() {
         assert_eq!(space.snapshot_count, 0);
     });
 }
+
+#[test]
+fn writers_past_the_dirty_limit_complete_with_and_without_a_syncer() {
+    let r = reactor();
+    let dev = device(64);
+    r.block_on(async {
+        let tunables = PoolTunables {
+            dirty_sync_bytes: 256 << 10,
+            dirty_limit_bytes: 512 << 10,
+            ..PoolTunables::default()
+        };
+        let pool = Pool::create(
+            vec![Arc::clone(&dev)],
+            None,
+            CreateOptions { tunables: tunables.clone(), ..options() },
+        )
+        .await
+        .expect("create");
+        let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
+        let txgs = |p: &Pool| p.stats.txgs.load(std::sync::atomic::Ordering::Relaxed);
+        // No syncer: a throttled writer commits the open txg itself.
+        let before = txgs(&pool);
+        for i in 0..32u64 {
+            let (res, _) = vol.write(i * 128, pattern(i as u8, 64 << 10), false).await;
+            res.expect("write");
+        }
+        assert!(pool.stats.throttled_writes.load(std::sync::atomic::Ordering::Relaxed) > 0);
+        assert!(txgs(&pool) > before, "throttled writers synced");
+        // With the syncer: throttled writers wait for its syncs.
+        let syncer = pool.start_syncer();
+        let writers: Vec<_> = (0..4u64)
+            .map(|w| {
+                let vol = vol.clone();
+                drivers::executor::spawn(async move {
+                    for i in 0..16u64 {
+                        let lba = (w * 16 + i) * 128 + 4096;
+                        let (res, _) =
+                            vol.write(lba, pattern((w + i) as u8, 64 << 10), false).await;
+                        res.expect("write");
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await;
+        }
+        vol.flush().await.expect("flush");
+        pool.export().await.expect("export");
+        syncer.await;
+        drop(vol);
+        drop(pool);
+        let pool = Pool::import(vec![Arc::clone(&dev)], tunables).await.expect("import");
+        let vol = pool.open_volume("vol").expect("open");
+        for i in 0..32u64 {
+            assert_eq!(read(&vol, i * 128, 64 << 10).await, pattern(i as u8, 64 << 10).to_vec());
+        }
+        for w in 0..4u64 {
+            for i in 0..16u64 {
+                let lba = (w * 16 + i) * 128 + 4096;
+                let want = pattern((w + i) as u8, 64 << 10).to_vec();
+                assert_eq!(read(&vol, lba, 64 << 10).await, want);
+            }
+        }
+    });
+}

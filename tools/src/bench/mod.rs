@@ -65,6 +65,7 @@ impl std::error::Error for BenchError {}
 /// Entry point of the binary.
 #[must_use]
 pub fn main() -> ExitCode {
+    drivers::heap::keep_freed_memory();
     let args = BenchArgs::parse();
     match run(&args) {
         Ok(report) => {

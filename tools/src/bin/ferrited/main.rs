@@ -48,6 +48,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    drivers::heap::keep_freed_memory();
     let args = Args::parse();
     let cfg = if args.demo {
         config::Config::demo(&args.portals)
