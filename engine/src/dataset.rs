@@ -81,8 +81,19 @@ pub struct DatasetPhys {
     pub deadlist: BlockPointer,
     /// Name, zero padded.
     pub name: [u8; NAME_BYTES],
+    /// `compression` property ([`crate::compress::Compression`] as u8); new writes follow it.
+    pub compression: u8,
+    /// `dedup` property (0 = off); new writes follow it.
+    pub dedup: u8,
     /// Reserved, zero.
-    pub reserved: [u64; 32],
+    pub reserved_props: [u8; 6],
+    /// Logical bytes of the data blocks the dataset references (before compression).
+    pub logical_bytes: u64,
+    /// Stored bytes of the data blocks the dataset references (after compression, before
+    /// dedup: a block referenced twice counts twice).
+    pub physical_bytes: u64,
+    /// Reserved, zero.
+    pub reserved: [u64; 29],
 }
 
 const _: () = assert!(std::mem::size_of::<DatasetPhys>() == 512);
@@ -141,6 +152,9 @@ pub fn decode_dataset(bytes: &[u8]) -> PoolResult<(DatasetPhys, Vec<PartitionRoo
     let header: DatasetPhys = bytemuck::pod_read_unaligned(&bytes[..512]);
     if header.magic != DATASET_MAGIC || DatasetKind::from_u32(header.kind).is_none() {
         return Err(bad("bad magic or kind"));
+    }
+    if crate::compress::Compression::from_u8(header.compression).is_none() {
+        return Err(bad("unknown compression property"));
     }
     if !header.layout().is_valid() {
         return Err(bad("invalid layout"));

@@ -10,6 +10,7 @@ use drivers::blockdev::BlockDevice;
 
 use crate::block_pointer::{BlockPointer, Extent};
 use crate::block_tree::decode_indirect;
+use crate::compress::{decompress_block, COMPRESSION_OFF};
 use crate::dataset::DatasetKind;
 use crate::error::{PoolError, PoolResult};
 use crate::format::SECTOR_BYTES;
@@ -30,8 +31,12 @@ pub struct DatasetReport {
     pub volblock_bytes: u32,
     /// Data blocks referenced.
     pub data_blocks: u64,
-    /// Data bytes referenced.
+    /// Data bytes referenced (logical, before compression).
     pub referenced_bytes: u64,
+    /// Stored bytes of the data blocks referenced (after compression).
+    pub physical_bytes: u64,
+    /// Data blocks stored compressed.
+    pub compressed_blocks: u64,
     /// Indirect blocks referenced.
     pub indirect_blocks: u64,
     /// Txg of creation (a snapshot's point in time).
@@ -65,6 +70,8 @@ pub struct InspectReport {
     pub unallocated_live_blocks: u64,
     /// Pairs of distinct live blocks that overlap.
     pub overlapping_blocks: u64,
+    /// Figures recorded in dataset headers that differ from what their trees hold.
+    pub accounting_errors: Vec<String>,
     /// Datasets.
     pub datasets: Vec<DatasetReport>,
 }
@@ -74,6 +81,7 @@ impl InspectReport {
     #[must_use]
     pub fn is_clean(&self) -> bool {
         self.checksum_errors.is_empty()
+            && self.accounting_errors.is_empty()
             && self.unallocated_live_blocks == 0
             && self.overlapping_blocks == 0
     }
@@ -111,7 +119,7 @@ impl fmt::Display for InspectReport {
         for d in &self.datasets {
             writeln!(
                 f,
-                "  {:<9} {:<32} size {} B volblock {} referenced {} B ({} data, {} indirect blocks) txg {} deadlist {}",
+                "  {:<9} {:<32} size {} B volblock {} referenced {} B stored {} B ({} data, {} compressed, {} indirect blocks) txg {} deadlist {}",
                 match d.kind {
                     DatasetKind::Volume => "volume",
                     DatasetKind::Snapshot => "snapshot",
@@ -120,7 +128,9 @@ impl fmt::Display for InspectReport {
                 d.capacity_bytes,
                 d.volblock_bytes,
                 d.referenced_bytes,
+                d.physical_bytes,
                 d.data_blocks,
+                d.compressed_blocks,
                 d.indirect_blocks,
                 d.creation_txg,
                 d.deadlist_blocks
@@ -128,6 +138,9 @@ impl fmt::Display for InspectReport {
         }
         for e in &self.checksum_errors {
             writeln!(f, "  CHECKSUM ERROR: {e}")?;
+        }
+        for e in &self.accounting_errors {
+            writeln!(f, "  ACCOUNTING ERROR: {e}")?;
         }
         Ok(())
     }
@@ -239,6 +252,8 @@ pub async fn inspect(devices: Vec<Arc<dyn BlockDevice>>) -> PoolResult<InspectRe
                 volblock_bytes: ds.phys.volblock_bytes,
                 data_blocks: 0,
                 referenced_bytes: 0,
+                physical_bytes: 0,
+                compressed_blocks: 0,
                 indirect_blocks: 0,
                 creation_txg: ds.phys.creation_txg,
                 deadlist_blocks: ds.deadlist.len() as u64,
@@ -252,6 +267,8 @@ pub async fn inspect(devices: Vec<Arc<dyn BlockDevice>>) -> PoolResult<InspectRe
                     if bp.level == 0 {
                         d.data_blocks += 1;
                         d.referenced_bytes += u64::from(bp.logical_bytes);
+                        d.physical_bytes += u64::from(bp.physical_bytes);
+                        d.compressed_blocks += u64::from(bp.compression != COMPRESSION_OFF);
                     } else {
                         d.indirect_blocks += 1;
                     }
@@ -269,8 +286,25 @@ pub async fn inspect(devices: Vec<Arc<dyn BlockDevice>>) -> PoolResult<InspectRe
                             Ok(children) => stack.extend(children.iter().copied()),
                             Err(_) => report.checksum_errors.push(format!("{what}: malformed")),
                         }
+                    } else if bp.compression != COMPRESSION_OFF
+                        && decompress_block(bp.compression, &bytes, bp.logical_bytes as usize)
+                            .is_err()
+                    {
+                        report.checksum_errors.push(format!("{what}: does not decompress"));
                     }
                 }
+            }
+            if (d.referenced_bytes, d.physical_bytes)
+                != (ds.phys.logical_bytes, ds.phys.physical_bytes)
+            {
+                report.accounting_errors.push(format!(
+                    "{}: header says {} logical / {} stored bytes, trees hold {} / {}",
+                    d.name,
+                    ds.phys.logical_bytes,
+                    ds.phys.physical_bytes,
+                    d.referenced_bytes,
+                    d.physical_bytes
+                ));
             }
             report.datasets.push(d);
         }

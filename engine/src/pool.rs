@@ -113,6 +113,8 @@ pub struct VolumeOptions {
     pub stripe_bytes: u32,
     /// Reserve the whole size at creation.
     pub thick: bool,
+    /// `compression` property (changeable later with [`Pool::set_compression`]).
+    pub compression: crate::compress::Compression,
 }
 
 impl Default for VolumeOptions {
@@ -124,6 +126,7 @@ impl Default for VolumeOptions {
             partition_count: 64,
             stripe_bytes: 1 << 20,
             thick: false,
+            compression: crate::compress::Compression::default(),
         }
     }
 }
@@ -613,6 +616,7 @@ impl Pool {
                 creation_txg: self.txg.open_txg.load(Ordering::SeqCst),
                 reservation_bytes: if options.thick { options.capacity_bytes } else { 0 },
                 flags: if options.thick { DATASET_FLAG_THICK } else { 0 },
+                compression: options.compression as u8,
                 name: field,
                 ..Zeroable::zeroed()
             };

@@ -25,6 +25,7 @@ use drivers::buffer::IoBuf;
 
 use crate::block_pointer::{BlockKind, BlockPointer, Extent, CHECKSUM_XXH3_128};
 use crate::block_tree::{load_indirect, prefetch_paths, PendingWrite, TreeUpdate};
+use crate::compress::{compress_block, Compression, COMPRESSION_LZ4, COMPRESSION_OFF};
 use crate::copy_stats::{self, CopyPath};
 use crate::dataset::{encode_dataset, DatasetKind, DirectoryEntry, PartitionRoot};
 use crate::error::{PoolError, PoolResult};
@@ -89,6 +90,68 @@ struct PartResult {
     root: BlockPointer,
     height: u8,
     data_bytes: u64,
+    /// Data blocks written into the new tree.
+    added: DataFigures,
+}
+
+/// Logical and stored bytes of a set of data blocks.
+#[derive(Debug, Default, Clone, Copy)]
+struct DataFigures {
+    logical_bytes: u64,
+    physical_bytes: u64,
+}
+
+/// A dirty data block in the form it is stored in.
+struct StoredForm {
+    data: Arc<dyn AsRef<[u8]> + Send + Sync>,
+    checksum: crate::format::Checksum,
+    len_bytes: u64,
+    compression: u8,
+}
+
+/// Newtype so a compressed buffer can be written like any other block.
+struct StoredBytes(Box<[u8]>);
+
+impl AsRef<[u8]> for StoredBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// The stored forms of the set's data blocks, in the order of `set.blocks`: compressed when
+/// the volume compresses and the block saves an eighth of its size, raw otherwise.
+fn store_forms(set: &DirtySet, compression: Compression) -> Vec<StoredForm> {
+    let mut scratch = Vec::new();
+    set.blocks
+        .values()
+        .filter_map(|b| match b {
+            DirtyBlock::Data(d) => Some(d),
+            DirtyBlock::Zero => None,
+        })
+        .map(|d| {
+            let packed = match compression {
+                Compression::Lz4 => compress_block(&d.bytes, &mut scratch),
+                Compression::Off => None,
+            };
+            match packed {
+                Some(bytes) => {
+                    copy_stats::record(CopyPath::Compression, bytes.len());
+                    StoredForm {
+                        checksum: checksum(&bytes),
+                        len_bytes: bytes.len() as u64,
+                        data: Arc::new(StoredBytes(bytes)),
+                        compression: COMPRESSION_LZ4,
+                    }
+                }
+                None => StoredForm {
+                    checksum: d.checksum,
+                    len_bytes: d.bytes.len() as u64,
+                    data: d.clone(),
+                    compression: COMPRESSION_OFF,
+                },
+            }
+        })
+        .collect()
 }
 
 /// Blocks of a tree born after `after_txg` (the tree's own blocks when `after_txg` is the
@@ -267,6 +330,7 @@ impl Pool {
         txg: u64,
         writes: &mut Vec<PendingWrite>,
         runs: &mut RunSearch,
+        figures: &mut DataFigures,
     ) -> PoolResult<(BlockPointer, u8, Vec<BlockPointer>)> {
         let v = u64::from(work.volume.layout.volblock_bytes);
         let mut update = TreeUpdate::new(&self.devs, &self.cache, work.root, work.height);
@@ -280,8 +344,11 @@ impl Pool {
         }
         let mut hint = (work.volume.id as usize).wrapping_mul(31).wrapping_add(work.index)
             % self.alloc.group_count().max(1);
-        let mut unplaced =
-            work.set.blocks.values().filter(|b| matches!(b, DirtyBlock::Data(_))).count() as u64;
+        let stored = store_forms(&work.set, work.volume.compression());
+        // Raw blocks are carved from runs in whole blocks; once sizes vary, in sectors.
+        let step = if stored.iter().all(|s| s.len_bytes == v) { v } else { SECTOR_BYTES };
+        let mut unplaced: u64 = stored.iter().map(|s| s.len_bytes).sum();
+        let mut stored = stored.into_iter();
         let mut run: Option<Extent> = None;
         for (placed, (index, block)) in work.set.blocks.iter().enumerate() {
             if placed % YIELD_EVERY_BLOCKS == YIELD_EVERY_BLOCKS - 1 {
@@ -290,33 +357,49 @@ impl Pool {
             }
             let bp = match block {
                 DirtyBlock::Zero => BlockPointer::HOLE,
-                DirtyBlock::Data(d) => {
-                    if run.is_none_or(|r| r.len_bytes == 0) {
-                        run = Some(self.allocate_data_run(&mut hint, unplaced * v, v, runs)?);
+                DirtyBlock::Data(_) => {
+                    let s = stored.next().expect("one stored form per data block");
+                    if run.is_none_or(|r| r.len_bytes < s.len_bytes) {
+                        if let Some(rest) = run.filter(|r| r.len_bytes > 0) {
+                            self.alloc.free(rest, txg);
+                        }
+                        run = Some(self.allocate_data_run(
+                            &mut hint,
+                            unplaced,
+                            s.len_bytes,
+                            step,
+                            runs,
+                        )?);
                     }
                     let r = run.as_mut().expect("run allocated");
-                    let extent = Extent::new(r.device, r.offset_bytes, v);
-                    r.offset_bytes += v;
-                    r.len_bytes -= v;
-                    unplaced -= 1;
+                    let extent = Extent::new(r.device, r.offset_bytes, s.len_bytes);
+                    r.offset_bytes += s.len_bytes;
+                    r.len_bytes -= s.len_bytes;
+                    unplaced -= s.len_bytes;
                     let bp = BlockPointer {
                         offset_bytes: extent.offset_bytes,
                         birth_txg: txg,
-                        checksum: d.checksum,
+                        checksum: s.checksum,
                         fill_blocks: 1,
                         logical_bytes: u32::try_from(v).expect("volblock fits"),
-                        physical_bytes: u32::try_from(v).expect("volblock fits"),
+                        physical_bytes: u32::try_from(s.len_bytes).expect("block fits"),
                         device: extent.device,
                         kind: BlockKind::Data as u8,
                         level: 0,
                         checksum_type: CHECKSUM_XXH3_128,
+                        compression: s.compression,
                         ..BlockPointer::HOLE
                     };
-                    writes.push(PendingWrite { extent, data: d.clone(), checksum: d.checksum });
+                    figures.logical_bytes += v;
+                    figures.physical_bytes += s.len_bytes;
+                    writes.push(PendingWrite { extent, data: s.data, checksum: s.checksum });
                     bp
                 }
             };
             update.set_leaf(*index, bp).await.map_err(read_err)?;
+        }
+        if let Some(rest) = run.filter(|r| r.len_bytes > 0) {
+            self.alloc.free(rest, txg);
         }
         let height = update.height();
         let (root, killed, indirect_writes) = update.commit(&self.alloc, &mut hint, txg)?;
@@ -324,19 +407,20 @@ impl Pool {
         Ok((root, height, killed))
     }
 
-    /// A run for up to `want_bytes` of data blocks of `block_bytes`, as long as free space
-    /// allows.
+    /// A run for up to `want_bytes` of data blocks, at least `block_bytes` (the next block)
+    /// long and cut in multiples of `step_bytes`, as long as free space allows.
     fn allocate_data_run(
         &self,
         hint: &mut usize,
         want_bytes: u64,
         block_bytes: u64,
+        step_bytes: u64,
         runs: &mut RunSearch,
     ) -> PoolResult<Extent> {
         let want = want_bytes.min(MAX_WRITE_BYTES).max(block_bytes);
         loop {
             let min = runs.min_bytes.min(want).max(block_bytes);
-            if let Some(run) = self.alloc.allocate_run(hint, min, want, block_bytes) {
+            if let Some(run) = self.alloc.allocate_run(hint, min, want, step_bytes) {
                 return Ok(run);
             }
             if min <= block_bytes {
@@ -487,7 +571,8 @@ impl Pool {
         let mut issued = std::collections::VecDeque::new();
         let mut failed = None;
         for w in &work {
-            match self.sync_partition(w, txg, &mut writes, &mut runs).await {
+            let mut added = DataFigures::default();
+            match self.sync_partition(w, txg, &mut writes, &mut runs, &mut added).await {
                 Ok((root, height, killed)) => {
                     kills.push((w.volume.id, killed));
                     results.push(PartResult {
@@ -496,6 +581,7 @@ impl Pool {
                         root,
                         height,
                         data_bytes: w.set.data_bytes,
+                        added,
                     });
                 }
                 Err(e) => {
@@ -645,10 +731,22 @@ impl Pool {
         let mut deadlist_jobs = Vec::new();
         {
             let mut meta = lock(&self.meta);
+            for r in results {
+                if let Some(ds) = meta.datasets.get_mut(&r.volume.id) {
+                    ds.phys.logical_bytes += r.added.logical_bytes;
+                    ds.phys.physical_bytes += r.added.physical_bytes;
+                }
+            }
             for (id, killed) in kills {
                 let Some(ds) = meta.datasets.get_mut(&id) else { continue };
                 ds.dirty = true;
                 for bp in killed {
+                    if bp.block_kind() == Some(BlockKind::Data) {
+                        ds.phys.logical_bytes =
+                            ds.phys.logical_bytes.saturating_sub(u64::from(bp.logical_bytes));
+                        ds.phys.physical_bytes =
+                            ds.phys.physical_bytes.saturating_sub(u64::from(bp.physical_bytes));
+                    }
                     self.kill(ds, bp, txg);
                 }
             }
@@ -830,6 +928,8 @@ impl Pool {
                 head_roots.insert(*volume_id, snap.roots.clone());
                 if let Some(head) = meta.datasets.get_mut(volume_id) {
                     // The head references the snapshot's blocks again.
+                    head.phys.logical_bytes = snap.phys.logical_bytes;
+                    head.phys.physical_bytes = snap.phys.physical_bytes;
                     head.deadlist.clear();
                     head.deadlist_dirty = true;
                     head.dirty = true;

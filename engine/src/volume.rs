@@ -8,7 +8,7 @@
 //! open and syncing dirty sets, then walk the partition's tree through the cache, verifying
 //! every block they read.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use drivers::buffer::IoBuf;
@@ -21,6 +21,7 @@ use crate::block_volume::{
     check_range, BlockVolume, CompareOutcome, LbaStatus, VolResult, VolumeError, VolumeGeometry,
 };
 use crate::cache::{BlockKey, CachedBlock};
+use crate::compress::{decompress_block, Compression, COMPRESSION_OFF};
 use crate::copy_stats::{self, CopyPath};
 use crate::dataset::{DatasetPhys, PartitionRoot, DATASET_FLAG_THICK};
 use crate::join::join_all;
@@ -46,6 +47,8 @@ pub struct VolumeShared {
     pub write_cache: AtomicBool,
     /// Set when the volume is destroyed; every operation then fails.
     pub destroyed: AtomicBool,
+    /// `compression` property ([`Compression`] as u8), read by each txg sync.
+    pub compression: AtomicU8,
 }
 
 impl VolumeShared {
@@ -70,7 +73,14 @@ impl VolumeShared {
                 .collect(),
             write_cache: AtomicBool::new(true),
             destroyed: AtomicBool::new(false),
+            compression: AtomicU8::new(phys.compression),
         }
+    }
+
+    /// The `compression` property new writes follow.
+    #[must_use]
+    pub fn compression(&self) -> Compression {
+        Compression::from_u8(self.compression.load(Ordering::Relaxed)).unwrap_or_default()
     }
 
     /// Grows the volume to `layout.capacity_bytes`; trees get deeper at the next sync.
@@ -274,9 +284,19 @@ impl PoolVolume {
             }
             match pool.devs.read_block(&bp).await {
                 Ok(buf) => {
-                    let n = (bp.logical_bytes as usize).min(buf.len());
-                    let data: Arc<[u8]> = Arc::from(&buf[..n]);
-                    copy_stats::record(CopyPath::VolumeRead, n);
+                    // Verified against the checksum first; a stream that still does not
+                    // decompress is as bad as a checksum failure.
+                    let logical = bp.logical_bytes as usize;
+                    let data: Arc<[u8]> = if bp.compression == COMPRESSION_OFF {
+                        Arc::from(&buf[..logical.min(buf.len())])
+                    } else if let Ok(bytes) = decompress_block(bp.compression, &buf, logical) {
+                        copy_stats::record(CopyPath::Compression, logical);
+                        Arc::from(bytes)
+                    } else {
+                        pool.devs.stats.checksum_errors.fetch_add(1, Ordering::Relaxed);
+                        return Err(VolumeError::Medium { lba });
+                    };
+                    copy_stats::record(CopyPath::VolumeRead, logical);
                     if pool.tunables.cache_data_blocks {
                         pool.cache.insert(key, CachedBlock::Data(Arc::clone(&data)));
                     }

@@ -1,22 +1,15 @@
 //! Pool life cycle and data path on memory devices.
 
+mod common;
+
 use std::sync::Arc;
 
+use common::{device, reactor};
 use drivers::blockdev::memory::MemoryDevice;
 use drivers::blockdev::BlockDevice;
 use drivers::buffer::IoBuf;
-use drivers::executor::{Reactor, ReactorConfig};
 use engine::block_volume::{BlockVolume, CompareOutcome, VolumeError};
 use engine::{CreateOptions, Pool, PoolError, PoolTunables, VolumeOptions};
-
-fn reactor() -> Reactor {
-    Reactor::new(&ReactorConfig { buffer_count: 8, buffer_bytes: 4096, ..Default::default() })
-        .expect("reactor")
-}
-
-fn device(mib: u64) -> Arc<dyn BlockDevice> {
-    Arc::new(MemoryDevice::new(mib << 20, 512))
-}
 
 fn options() -> CreateOptions {
     CreateOptions { guid: Some(7), log_chain_bytes: 1 << 20, ..CreateOptions::default() }

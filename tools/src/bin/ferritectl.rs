@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! ferritectl pool status
-//! ferritectl volume create tank/vm1 --size 100G [--thick] [--block-size 4096]
+//! ferritectl volume create tank/vm1 --size 100G [--thick] [--block-size 4096] [--compression lz4]
 //! ferritectl volume list | grow tank/vm1 --size 200G | destroy tank/vm1
+//! ferritectl volume set tank/vm1 compression=off
+//! ferritectl volume status [tank/vm1]                  # properties and data-reduction figures
 //! ferritectl snapshot create tank/vm1@before-upgrade
 //! ferritectl snapshot list [tank/vm1] | rollback tank/vm1@s | clone tank/vm1@s tank/vm2 | destroy tank/vm1@s
 //! ferritectl snapshot estimate tank/vm1@a tank/vm1@b     # bytes freed by destroying both
@@ -79,9 +81,16 @@ enum VolumeAction {
         /// Logical block size: 512 or 4096.
         #[arg(long, default_value_t = 512)]
         block_size: u32,
+        /// Compression of new writes: off or lz4 (default lz4).
+        #[arg(long)]
+        compression: Option<String>,
     },
     /// List volumes.
     List,
+    /// Properties and data-reduction figures (of one volume when given).
+    Status { name: Option<String> },
+    /// Set properties: POOL/NAME PROPERTY=VALUE... (new writes follow the new value).
+    Set { name: String, properties: Vec<String> },
     /// Grow POOL/NAME to a new size.
     Grow {
         name: String,
@@ -166,15 +175,32 @@ fn bytes(v: &Value, key: &str) -> String {
     v[key].as_u64().map_or_else(|| "-".into(), human)
 }
 
+fn ratio(v: &Value, key: &str) -> String {
+    v[key].as_f64().map_or_else(|| "-".into(), |r| format!("{r:.2}x"))
+}
+
 fn run(args: &Args) -> Result<(), String> {
     let (method, params) = match &args.command {
         Command::Pool { action: PoolAction::Status } => ("pool_list", json!({})),
         Command::Volume { action } => match action {
-            VolumeAction::Create { name, size, thick, block_size } => (
+            VolumeAction::Create { name, size, thick, block_size, compression } => (
                 "volume_create",
-                json!({"name": name, "size_bytes": parse_size(size)?, "thick": thick, "block_size": block_size}),
+                json!({"name": name, "size_bytes": parse_size(size)?, "thick": thick, "block_size": block_size, "compression": compression}),
             ),
             VolumeAction::List => ("volume_list", json!({})),
+            VolumeAction::Status { name } => ("volume_status", json!({"name": name})),
+            VolumeAction::Set { name, properties } => {
+                let mut props = serde_json::Map::new();
+                for p in properties {
+                    let (k, v) =
+                        p.split_once('=').ok_or_else(|| format!("{p:?} is not PROPERTY=VALUE"))?;
+                    props.insert(k.to_string(), Value::String(v.to_string()));
+                }
+                if props.is_empty() {
+                    return Err("nothing to set: give PROPERTY=VALUE".into());
+                }
+                ("volume_set", json!({"name": name, "properties": props}))
+            }
             VolumeAction::Grow { name, size } => {
                 ("volume_grow", json!({"name": name, "size_bytes": parse_size(size)?}))
             }
@@ -205,7 +231,7 @@ fn run(args: &Args) -> Result<(), String> {
     };
     match method {
         "pool_list" => table(
-            &["name", "size", "free", "volumes", "txg", "cksum_errors", "guid"],
+            &["name", "size", "free", "volumes", "txg", "cksum_errors", "compress_ratio", "guid"],
             &rows(&|p| {
                 vec![
                     s(p, "name"),
@@ -214,6 +240,7 @@ fn run(args: &Args) -> Result<(), String> {
                     s(p, "volumes"),
                     s(p, "durable_txg"),
                     s(p, "checksum_errors"),
+                    ratio(&p["reduction"], "compression_ratio"),
                     s(p, "guid"),
                 ]
             }),
@@ -228,6 +255,18 @@ fn run(args: &Args) -> Result<(), String> {
                     bytes(v, "referenced_bytes"),
                     s(v, "snapshot_count"),
                     bytes(v, "snapshots_used_bytes"),
+                ]
+            }),
+        ),
+        "volume_status" => table(
+            &["name", "compression", "logical", "physical", "compress_ratio"],
+            &rows(&|v| {
+                vec![
+                    s(v, "name"),
+                    s(v, "compression"),
+                    bytes(&v["reduction"], "logical_bytes"),
+                    bytes(&v["reduction"], "physical_bytes"),
+                    ratio(&v["reduction"], "compression_ratio"),
                 ]
             }),
         ),
@@ -258,7 +297,7 @@ fn run(args: &Args) -> Result<(), String> {
             );
             println!("payload bytes copied in total: {}", s(&result, "total_bytes_copied"));
         }
-        "volume_create" | "volume_grow" | "snapshot_clone" => {
+        "volume_create" | "volume_grow" | "volume_set" | "snapshot_clone" => {
             println!(
                 "{}  size {}  referenced {}",
                 s(&result, "name"),

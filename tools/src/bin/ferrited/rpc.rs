@@ -1,8 +1,8 @@
 //! The control plane: JSON-RPC 2.0 on a Unix socket, one request per line.
 //!
 //! Methods are named `subsystem_object_verb` after SPDK's habit, shortened where the object is
-//! the subsystem: `pool_list`, `volume_create`, `volume_list`, `volume_grow`,
-//! `volume_destroy`, `snapshot_create`, `snapshot_list`, `snapshot_rollback`,
+//! the subsystem: `pool_list`, `volume_create`, `volume_list`, `volume_status`, `volume_set`,
+//! `volume_grow`, `volume_destroy`, `snapshot_create`, `snapshot_list`, `snapshot_rollback`,
 //! `snapshot_clone`, `snapshot_destroy`, `snapshot_destroy_estimate`, `session_list`.
 //! Served on shard 0, where the pools' txg coordinators run.
 
@@ -13,6 +13,8 @@ use std::sync::Arc;
 use drivers::buffer::IoBuf;
 use drivers::error::{IoError, IoResult};
 use drivers::{executor, ops};
+use engine::compress::Compression;
+use engine::reduction::ReductionFigures;
 use engine::{Pool, VolumeOptions};
 use serde_json::{json, Value};
 
@@ -158,9 +160,19 @@ fn engine_err(e: &engine::PoolError) -> RpcError {
     RpcError(-32000, e.to_string())
 }
 
+fn figures_json(f: &ReductionFigures) -> Value {
+    json!({
+        "logical_bytes": f.logical_bytes,
+        "physical_bytes": f.physical_bytes,
+        "compression_ratio": f.compression_ratio(),
+    })
+}
+
 fn volume_json(pool: &Pool, pool_name: &str, name: &str) -> Value {
     let space = pool.space(name).ok();
     let capacity = pool.open_volume(name).map(|v| v.layout().capacity_bytes).unwrap_or(0);
+    let compression = pool.volume_properties(name).map_or("-", |p| p.compression.name());
+    let figures = pool.reduction_figures(name).unwrap_or_default();
     json!({
         "name": format!("{pool_name}/{name}"),
         "capacity_bytes": capacity,
@@ -168,6 +180,8 @@ fn volume_json(pool: &Pool, pool_name: &str, name: &str) -> Value {
         "used_bytes": space.as_ref().map_or(0, |s| s.used_bytes),
         "snapshots_used_bytes": space.as_ref().map_or(0, |s| s.snapshots_used_bytes),
         "snapshot_count": space.as_ref().map_or(0, |s| s.snapshot_count),
+        "compression": compression,
+        "reduction": figures_json(&figures),
     })
 }
 
@@ -188,6 +202,13 @@ fn copies_json(snap: &engine::copy_stats::CopySnapshot) -> Value {
     json!({"total_bytes_copied": snap.total_bytes_copied(), "paths": paths})
 }
 
+fn parse_compression(value: &Value) -> Result<Compression, RpcError> {
+    value
+        .as_str()
+        .and_then(Compression::parse)
+        .ok_or_else(|| invalid(format!("compression must be \"off\" or \"lz4\", not {value}")))
+}
+
 async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, RpcError> {
     match method {
         "pool_list" => {
@@ -203,6 +224,7 @@ async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, 
                         "durable_txg": p.durable_txg(),
                         "checksum_errors": p.checksum_errors(),
                         "volumes": p.list().len(),
+                        "reduction": figures_json(&p.pool_reduction_figures()),
                     })
                 })
                 .collect();
@@ -218,6 +240,10 @@ async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, 
                     .and_then(Value::as_u64)
                     .map_or(512, |b| u32::try_from(b).unwrap_or(0)),
                 thick: params.get("thick").and_then(Value::as_bool).unwrap_or(false),
+                compression: match params.get("compression") {
+                    Some(v) if !v.is_null() => parse_compression(v)?,
+                    _ => Compression::default(),
+                },
                 ..VolumeOptions::default()
             };
             pool.create_volume(&name, &options).await.map_err(|e| engine_err(&e))?;
@@ -232,6 +258,37 @@ async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, 
             }
             out.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
             Ok(Value::Array(out))
+        }
+        "volume_status" => {
+            let only = params.get("name").and_then(Value::as_str);
+            let mut out = Vec::new();
+            for (pool_name, pool) in &state.pools {
+                for name in pool.list().iter().filter(|n| !n.contains('@')) {
+                    if only.is_none_or(|o| o == format!("{pool_name}/{name}")) {
+                        out.push(volume_json(pool, pool_name, name));
+                    }
+                }
+            }
+            if let (Some(o), true) = (only, out.is_empty()) {
+                return Err(RpcError(-32000, format!("no volume named {o:?}")));
+            }
+            out.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+            Ok(Value::Array(out))
+        }
+        "volume_set" => {
+            let (pool, name) = pool_of(state, param_str(params, "name")?)?;
+            let props = params
+                .get("properties")
+                .and_then(Value::as_object)
+                .ok_or_else(|| invalid("missing object parameter \"properties\""))?;
+            if let Some(unknown) = props.keys().find(|k| k.as_str() != "compression") {
+                return Err(invalid(format!("unknown property {unknown:?}")));
+            }
+            if let Some(v) = props.get("compression") {
+                let compression = parse_compression(v)?;
+                pool.set_compression(&name, compression).await.map_err(|e| engine_err(&e))?;
+            }
+            Ok(volume_json(pool, pool.name(), &name))
         }
         "volume_grow" => {
             let (pool, name) = pool_of(state, param_str(params, "name")?)?;
