@@ -53,6 +53,9 @@ pub struct PoolTunables {
     pub dirty_limit_bytes: u64,
     /// Longest time between txg syncs when the background syncer runs.
     pub sync_interval: Duration,
+    /// Shards that write to the pool: the intent-log chains are divided among them at
+    /// runtime (see `zil::Zil`); a shard alone uses every chain.
+    pub shards: usize,
 }
 
 impl Default for PoolTunables {
@@ -64,6 +67,7 @@ impl Default for PoolTunables {
             dirty_sync_bytes: 64 << 20,
             dirty_limit_bytes: 256 << 20,
             sync_interval: Duration::from_secs(5),
+            shards: 1,
         }
     }
 }
@@ -331,7 +335,7 @@ impl Pool {
             configs,
             alloc,
             Meta { next_id: 1, dirty: true, ..Meta::default() },
-            Zil::new(guid, &chain_phys),
+            Zil::new(guid, &chain_phys, options.tunables.shards),
             1,
             0,
             1,
@@ -395,6 +399,7 @@ impl Pool {
     ) -> PoolResult<Arc<Pool>> {
         let (guid, name, configs, devs) = open_devices(devices).await?;
         let ubs = read_uberblocks(&devs, &configs, guid).await?;
+        let shards = tunables.shards;
         let mut last_err = PoolError::NotAPool("no valid uberblock".into());
         for ub in ubs {
             match Pool::load(&devs, &configs, &ub).await {
@@ -408,7 +413,7 @@ impl Pool {
                         configs,
                         loaded.alloc,
                         loaded.meta,
-                        Zil::new(guid, loaded.root.chains()),
+                        Zil::new(guid, loaded.root.chains(), shards),
                         ub.txg + 1,
                         ub.txg,
                         loaded.root.next_record_sequence,

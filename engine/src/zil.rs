@@ -11,7 +11,7 @@
 //! durable txg are re-applied in global sequence order (replay).
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::task::{Poll, Waker};
 
@@ -280,17 +280,32 @@ impl LogChain {
 }
 
 /// All chains of the pool.
+///
+/// Chains are divided among the shards at runtime (nothing on disk records it): with `k` =
+/// min(shards, chains), shard `s` owns the chains `c` with `c % k == s % k`. A shard commits to
+/// one of its chains at a time and moves to another of its own once that one is half full and
+/// the other has been trimmed below a quarter; a txg sync is requested only when no such chain
+/// is left. A pool used by one shard thus fills all its chains before it needs a txg, so its
+/// txgs are as large as the whole log allows. Replay orders records by their global sequence
+/// across chains, so which chain held a record does not matter to it.
 pub struct Zil {
     guid: u64,
     chains: Vec<LogChain>,
+    /// Shards the chains are divided among (at least 1).
+    shards: usize,
+    /// Per owner (`s % k`): the chain it commits to now.
+    current: Vec<AtomicUsize>,
 }
 
 impl Zil {
     /// Chains as recorded in the pool root (heads become the start of replay).
     #[must_use]
-    pub fn new(guid: u64, chains: &[LogChainPhys]) -> Zil {
+    pub fn new(guid: u64, chains: &[LogChainPhys], shards: usize) -> Zil {
+        let owners = shards.clamp(1, chains.len().max(1));
         Zil {
             guid,
+            shards: shards.max(1),
+            current: (0..owners).map(AtomicUsize::new).collect(),
             chains: chains
                 .iter()
                 .enumerate()
@@ -342,6 +357,43 @@ impl Zil {
     pub fn chain_count(&self) -> usize {
         self.chains.len()
     }
+
+    /// Number of owners the chains are divided among.
+    fn owners(&self) -> usize {
+        self.shards.clamp(1, self.chains.len().max(1))
+    }
+
+    /// Index of the chain `shard` commits to now (the chain set must not be empty).
+    fn chain_for(&self, shard: usize) -> usize {
+        let owner = shard % self.owners();
+        self.current[owner].load(Ordering::Relaxed)
+    }
+
+    /// Chain `index` is half full: moves its owner to another of its chains that is less than
+    /// a quarter full and holds no failed block (`durable_txg` is the newest durable txg).
+    /// False when there is none (a txg sync must trim the chains).
+    fn move_owner_from(&self, index: usize, durable_txg: u64) -> bool {
+        let k = self.owners();
+        let owner = index % k;
+        let spare = (owner..self.chains.len()).step_by(k).filter(|&c| c != index).find(|&c| {
+            let chain = &self.chains[c];
+            let st = lock(&chain.state);
+            chain.used_bytes(&st) < chain.phys.region_bytes / 4
+                && st.broken_until_txg <= durable_txg
+        });
+        match spare {
+            Some(c) => {
+                let _ = self.current[owner].compare_exchange(
+                    index,
+                    c,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                );
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl Pool {
@@ -357,7 +409,7 @@ impl Pool {
         }
         copy_stats::io(CopyPath::LogWrite);
         let shard = drivers::executor::current_shard();
-        let chain = &self.zil.chains[shard % self.zil.chains.len()];
+        let chain = &self.zil.chains[self.zil.chain_for(shard)];
         let ticket = {
             let mut st = lock(&chain.state);
             st.pending.extend(records);
@@ -501,12 +553,17 @@ impl Pool {
                 st.next_sequence = seq + 1;
                 images.push((offset, payload, records.len()));
             }
-            if chain.used_bytes(&st) > chain.phys.region_bytes / 2 {
-                self.txg.sync_requested.store(true, Ordering::SeqCst);
-                self.txg.kick.wake_all();
-            }
             false
         };
+        let half_full = {
+            let st = lock(&chain.state);
+            chain.used_bytes(&st) > chain.phys.region_bytes / 2
+        };
+        if !full && half_full && !self.zil.move_owner_from(chain.index as usize, self.durable_txg())
+        {
+            self.txg.sync_requested.store(true, Ordering::SeqCst);
+            self.txg.kick.wake_all();
+        }
         if full {
             // The region is full (or holds a failed block): a txg sync makes every record
             // obsolete.

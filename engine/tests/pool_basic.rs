@@ -254,3 +254,54 @@ fn writers_past_the_dirty_limit_complete_with_and_without_a_syncer() {
         }
     });
 }
+
+#[test]
+fn one_shard_fills_both_log_chains_before_a_txg_and_replay_keeps_the_order() {
+    let r = reactor();
+    let mem = Arc::new(MemoryDevice::new(64 << 20, 512));
+    let dev: Arc<dyn BlockDevice> = Arc::clone(&mem) as Arc<dyn BlockDevice>;
+    r.block_on(async {
+        let opts = CreateOptions { log_chains: 2, log_chain_bytes: 1 << 20, ..options() };
+        let pool = Pool::create(vec![Arc::clone(&dev)], None, opts).await.expect("create");
+        let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
+        pool.sync_txg().await.expect("sync");
+        let txgs = |p: &Pool| p.stats.txgs.load(std::sync::atomic::Ordering::Relaxed);
+        let syncer = pool.start_syncer();
+        let before = txgs(&pool);
+        // One FUA write at a time: one record per 8 KiB log block. 96 of them are 3/4 of a
+        // megabyte: past half of the first chain (where a txg used to be requested), but the
+        // second chain still has room. Slots are overwritten across the switch.
+        let mut want = [None; 40];
+        for i in 0..96u64 {
+            let slot = (i % 40) as usize;
+            let (res, _) = vol.write(slot as u64 * 8, pattern(i as u8, 4096), true).await;
+            res.expect("fua write");
+            want[slot] = Some(i as u8);
+        }
+        // Give a requested sync time to run.
+        drivers::executor::sleep(std::time::Duration::from_millis(100)).await;
+        let blocks = pool.stats.log_blocks_written.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(blocks >= 96, "one log block per write ({blocks})");
+        assert_eq!(txgs(&pool), before, "no txg while the second chain has room");
+        // Crash now: import a copy of the device as it is.
+        let size = 64usize << 20;
+        let copy = Arc::new(MemoryDevice::new(size as u64, 512));
+        let mut buf = vec![0u8; 1 << 20];
+        for off in (0..size).step_by(buf.len()) {
+            mem.read_into(&mut buf, off as u64).expect("read");
+            copy.write_from(&buf, off as u64).expect("write");
+        }
+        pool.export().await.expect("export");
+        syncer.await;
+        drop(vol);
+        drop(pool);
+        let copy: Arc<dyn BlockDevice> = copy;
+        let pool = Pool::import(vec![copy], PoolTunables::default()).await.expect("import");
+        assert_eq!(pool.stats.log_records_replayed.load(std::sync::atomic::Ordering::Relaxed), 96);
+        let vol = pool.open_volume("vol").expect("open");
+        for (slot, seed) in want.iter().enumerate() {
+            let seed = seed.expect("every slot written");
+            assert_eq!(read(&vol, slot as u64 * 8, 4096).await, pattern(seed, 4096).to_vec());
+        }
+    });
+}

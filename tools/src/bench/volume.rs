@@ -95,6 +95,7 @@ fn pool_err(path: &Path, what: &str, err: &PoolError) -> String {
 fn tunables(options: &VolumeBenchOptions) -> PoolTunables {
     PoolTunables {
         cache_slices: options.shards.max(1),
+        shards: options.shards.max(1),
         cache_data_blocks: !options.cold,
         ..PoolTunables::default()
     }

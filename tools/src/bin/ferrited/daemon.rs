@@ -109,8 +109,14 @@ fn open_or_create(path: &Path, size: Option<&str>) -> Result<(Arc<dyn BlockDevic
     Ok((Arc::new(dev), true))
 }
 
-async fn open_pool(section: &PoolSection, data_dir: &Path) -> Result<Arc<Pool>, String> {
-    let pool = create_or_import_pool(section, data_dir).await?;
+async fn open_pool(
+    section: &PoolSection,
+    data_dir: &Path,
+    shard_count: usize,
+) -> Result<Arc<Pool>, String> {
+    // The intent-log chains are divided among the shards.
+    let tunables = PoolTunables { shards: shard_count, ..PoolTunables::default() };
+    let pool = create_or_import_pool(section, data_dir, tunables).await?;
     // The txg syncer runs on this shard (shard 0): every 5 s, or sooner past the dirty
     // threshold.
     let _syncer = pool.start_syncer();
@@ -120,6 +126,7 @@ async fn open_pool(section: &PoolSection, data_dir: &Path) -> Result<Arc<Pool>, 
 async fn create_or_import_pool(
     section: &PoolSection,
     data_dir: &Path,
+    tunables: PoolTunables,
 ) -> Result<Arc<Pool>, String> {
     let mut data = Vec::new();
     let mut created = Vec::new();
@@ -140,6 +147,7 @@ async fn create_or_import_pool(
         let options = CreateOptions {
             name: section.name.clone(),
             reserve_percent: section.reserve_percent.unwrap_or(10),
+            tunables,
             ..CreateOptions::default()
         };
         let pool = Pool::create(data, log, options)
@@ -150,7 +158,7 @@ async fn create_or_import_pool(
     }
     let mut devices = data;
     devices.extend(log);
-    let pool = Pool::import(devices, PoolTunables::default())
+    let pool = Pool::import(devices, tunables)
         .await
         .map_err(|e| format!("pool {}: cannot import: {e}", section.name))?;
     if pool.name() != section.name {
@@ -231,7 +239,7 @@ fn sanitize(name: &str) -> String {
 async fn build_state(cfg: &Config, opts: &Options, shard_count: usize) -> Result<State, String> {
     let mut pools = HashMap::new();
     for section in &cfg.pools {
-        let pool = open_pool(section, &opts.data_dir).await?;
+        let pool = open_pool(section, &opts.data_dir, shard_count).await?;
         pools.insert(section.name.clone(), pool);
     }
     let mut luns = Vec::new();
