@@ -112,6 +112,33 @@ pub trait BlockVolume: Send + Sync {
     /// Makes `blocks` blocks from `lba` read as zeros (may deallocate them).
     fn write_zeroes(&self, lba: u64, blocks: u64) -> LocalBoxFuture<'_, VolResult<()>>;
 
+    /// Writes `block` (one logical block) into each of the `blocks` blocks from `lba` (WRITE
+    /// SAME). The caller bounds `blocks`; this default writes one buffer of the repeated
+    /// block, volumes that can log or store the pattern once override it.
+    fn write_same(
+        &self,
+        lba: u64,
+        blocks: u64,
+        block: IoBuf,
+    ) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)> {
+        Box::pin(async move {
+            if block.is_empty() {
+                return (Err(VolumeError::BadLength), block);
+            }
+            let Some(len) = usize::try_from(blocks).ok().and_then(|n| n.checked_mul(block.len()))
+            else {
+                return (Err(VolumeError::OutOfRange), block);
+            };
+            let mut buf = IoBuf::zeroed(len);
+            for chunk in buf.chunks_mut(block.len()) {
+                chunk.copy_from_slice(&block);
+            }
+            crate::copy_stats::record(crate::copy_stats::CopyPath::VolumeWrite, len);
+            let (res, _) = self.write(lba, buf, false).await;
+            (res, block)
+        })
+    }
+
     /// Makes every completed write durable.
     fn flush(&self) -> LocalBoxFuture<'_, VolResult<()>>;
 

@@ -438,11 +438,43 @@ impl PoolVolume {
 
     /// Makes `[lba, lba + blocks)` holes.
     async fn zero_range(&self, lba: u64, blocks: u64, sync: bool) -> VolResult<()> {
+        self.fill_range(lba, blocks, None, sync).await
+    }
+
+    /// Fills `[lba, lba + blocks)` with `pattern` (one logical block) repeated, or makes it
+    /// holes when `pattern` is `None`. Whole blocks of a stripe change under one partition lock
+    /// (one sequence number, one log record of the range: `RECORD_WRITE_SAME` with the pattern,
+    /// or `RECORD_ZERO`); whole pattern blocks share one buffer. Partial blocks are merged.
+    async fn fill_range(
+        &self,
+        lba: u64,
+        blocks: u64,
+        pattern: Option<&[u8]>,
+        sync: bool,
+    ) -> VolResult<()> {
         let l = u64::from(self.shared.layout.logical_block_bytes);
         let len = usize::try_from(blocks * l).map_err(|_| VolumeError::OutOfRange)?;
         self.check(lba, len)?;
+        if pattern.is_some_and(|p| p.len() as u64 != l) {
+            return Err(VolumeError::BadLength);
+        }
         let v = u64::from(self.shared.layout.volblock_bytes);
         let layout = self.shared.layout;
+        let repeat = |n: u64| -> Vec<u8> {
+            match pattern {
+                Some(p) => p.repeat(usize::try_from(n / l).expect("piece fits")),
+                None => vec![0u8; usize::try_from(n).expect("piece fits")],
+            }
+        };
+        let op = |offset_bytes: u64, len_bytes: u64| match pattern {
+            Some(p) => LogOp::WriteSame { offset_bytes, len_bytes, pattern: p.to_vec() },
+            None => LogOp::Zero { offset_bytes, len_bytes },
+        };
+        // The content of a whole block, shared by every whole block of the range.
+        let whole = match pattern {
+            Some(_) => block_of(repeat(v).into_boxed_slice()),
+            None => DirtyBlock::Zero,
+        };
         let mut records = Vec::new();
         let mut max_label = 0;
         let start = lba * l;
@@ -452,7 +484,7 @@ impl PoolVolume {
             let block = pos / v;
             let in_block = pos % v;
             if in_block != 0 || end - pos < v {
-                // Partial block: merge zeros.
+                // Partial block: merge.
                 let n = (v - in_block).min(end - pos);
                 let piece = Piece {
                     addr: layout.address(block),
@@ -461,14 +493,13 @@ impl PoolVolume {
                     len: n as usize,
                     lba: pos / l,
                 };
-                let zeros = vec![0u8; n as usize];
-                let (seq, label) = self.write_piece(piece, &zeros).await?;
+                let (seq, label) = self.write_piece(piece, &repeat(n)).await?;
                 max_label = max_label.max(label);
                 records.push(LogRecord {
                     sequence: seq,
                     label_txg: label,
                     dataset_id: self.shared.id,
-                    op: LogOp::Zero { offset_bytes: pos, len_bytes: n },
+                    op: op(pos, n),
                 });
                 pos += n;
                 continue;
@@ -481,10 +512,10 @@ impl PoolVolume {
             let count = last_block - block;
             let (seq, label) = {
                 let mut p = lock(&self.shared.partitions[addr.partition]);
-                let delta = if count <= 4 {
-                    (0..count).map(|i| p.open.put(addr.index + i, DirtyBlock::Zero)).sum()
-                } else {
+                let delta = if pattern.is_none() && count > 4 {
                     p.open.punch(addr.index, addr.index + count)
+                } else {
+                    (0..count).map(|i| p.open.put(addr.index + i, whole.clone())).sum()
                 };
                 p.version += 1;
                 let seq = self.pool.txg.next_record_sequence.fetch_add(1, Ordering::SeqCst);
@@ -498,7 +529,7 @@ impl PoolVolume {
                 sequence: seq,
                 label_txg: label,
                 dataset_id: self.shared.id,
-                op: LogOp::Zero { offset_bytes: pos, len_bytes: count * v },
+                op: op(pos, count * v),
             });
             pos = last_block * v;
         }
@@ -630,10 +661,10 @@ impl PoolVolume {
                 Ok(())
             }
             LogOp::Zero { offset_bytes, len_bytes } => {
-                let saved = self.shared.write_cache.swap(true, Ordering::SeqCst);
-                let res = self.zero_range(offset_bytes / l, len_bytes / l, false).await;
-                self.shared.write_cache.store(saved, Ordering::SeqCst);
-                res
+                self.fill_range(offset_bytes / l, len_bytes / l, None, false).await
+            }
+            LogOp::WriteSame { offset_bytes, len_bytes, pattern } => {
+                self.fill_range(offset_bytes / l, len_bytes / l, Some(pattern), false).await
             }
         }
     }
@@ -671,6 +702,18 @@ impl BlockVolume for PoolVolume {
 
     fn write_zeroes(&self, lba: u64, blocks: u64) -> LocalBoxFuture<'_, VolResult<()>> {
         Box::pin(async move { self.zero_range(lba, blocks, self.durable_now(false)).await })
+    }
+
+    fn write_same(
+        &self,
+        lba: u64,
+        blocks: u64,
+        block: IoBuf,
+    ) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)> {
+        Box::pin(async move {
+            let res = self.fill_range(lba, blocks, Some(&block), self.durable_now(false)).await;
+            (res, block)
+        })
     }
 
     fn flush(&self) -> LocalBoxFuture<'_, VolResult<()>> {

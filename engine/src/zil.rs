@@ -87,6 +87,8 @@ const _: () = assert!(std::mem::size_of::<LogRecordHeader>() == 48);
 pub const RECORD_WRITE: u32 = 1;
 /// An unmap / write-zeroes.
 pub const RECORD_ZERO: u32 = 2;
+/// A WRITE SAME: one logical block of pattern inline, repeated over `len_bytes`.
+pub const RECORD_WRITE_SAME: u32 = 3;
 
 /// What a record changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +106,15 @@ pub enum LogOp {
         offset_bytes: u64,
         /// Length.
         len_bytes: u64,
+    },
+    /// A range filled with one logical block of pattern, repeated.
+    WriteSame {
+        /// Byte offset in the volume.
+        offset_bytes: u64,
+        /// Length (a multiple of the pattern's).
+        len_bytes: u64,
+        /// One logical block.
+        pattern: Vec<u8>,
     },
 }
 
@@ -124,6 +135,7 @@ impl LogRecord {
     fn encoded_len(&self) -> usize {
         let data = match &self.op {
             LogOp::Write { data, .. } => data.len(),
+            LogOp::WriteSame { pattern, .. } => pattern.len(),
             LogOp::Zero { .. } => 0,
         };
         48 + data.next_multiple_of(8)
@@ -138,6 +150,9 @@ impl LogRecord {
             }
             LogOp::Zero { offset_bytes, len_bytes } => {
                 (RECORD_ZERO, *offset_bytes, *len_bytes, &[])
+            }
+            LogOp::WriteSame { offset_bytes, len_bytes, pattern } => {
+                (RECORD_WRITE_SAME, *offset_bytes, *len_bytes, pattern)
             }
         };
         let header = LogRecordHeader {
@@ -171,6 +186,14 @@ fn decode_records(payload: &[u8], count: u32) -> Option<Vec<LogRecord>> {
                 data: payload.get(end..data_end)?.to_vec(),
             },
             RECORD_ZERO => LogOp::Zero { offset_bytes: h.offset_bytes, len_bytes: h.len_bytes },
+            RECORD_WRITE_SAME => {
+                let pattern = payload.get(end..data_end)?.to_vec();
+                let unit = u64::try_from(pattern.len()).ok()?;
+                if unit == 0 || !h.len_bytes.is_multiple_of(unit) {
+                    return None;
+                }
+                LogOp::WriteSame { offset_bytes: h.offset_bytes, len_bytes: h.len_bytes, pattern }
+            }
             _ => return None,
         };
         out.push(LogRecord {
@@ -744,6 +767,16 @@ mod tests {
                 dataset_id: 1,
                 op: LogOp::Zero { offset_bytes: 0, len_bytes: 1 << 20 },
             },
+            LogRecord {
+                sequence: 7,
+                label_txg: 4,
+                dataset_id: 1,
+                op: LogOp::WriteSame {
+                    offset_bytes: 512,
+                    len_bytes: 512 * 100,
+                    pattern: (0..512).map(|i| (i % 251) as u8).collect(),
+                },
+            },
         ];
         let mut out = vec![0u8; records.iter().map(LogRecord::encoded_len).sum::<usize>()];
         let mut at = 0;
@@ -751,7 +784,26 @@ mod tests {
             at = r.encode_at(&mut out, at);
         }
         assert_eq!(at, out.len());
-        assert_eq!(decode_records(&out, 2), Some(records));
+        assert_eq!(decode_records(&out, 3), Some(records));
         assert_eq!(decode_records(&out[..40], 1), None);
+    }
+
+    #[test]
+    fn write_same_record_is_one_pattern_block_and_a_range_that_must_be_whole_patterns() {
+        let record = LogRecord {
+            sequence: 1,
+            label_txg: 1,
+            dataset_id: 1,
+            op: LogOp::WriteSame { offset_bytes: 0, len_bytes: 1 << 30, pattern: vec![9u8; 4096] },
+        };
+        // A gibibyte range costs one pattern block in the log.
+        assert_eq!(record.encoded_len(), 48 + 4096);
+        let mut out = vec![0u8; record.encoded_len()];
+        record.encode_at(&mut out, 0);
+        // A range that is not a whole number of patterns is malformed.
+        let mut header: LogRecordHeader = bytemuck::pod_read_unaligned(&out[..48]);
+        header.len_bytes += 1;
+        out[..48].copy_from_slice(bytemuck::bytes_of(&header));
+        assert_eq!(decode_records(&out, 1), None);
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Each seed builds a pool on [`FaultDevice`]s (sometimes two striped data devices, sometimes
 //! a separate log device), runs a random mix of async and FUA writes (also concurrent FUA
-//! batches that share log commits), flushes, txg syncs, unmaps, write-zeroes, write-cache
+//! batches that share log commits), WRITE SAMEs, flushes, txg syncs, unmaps, write-zeroes, write-cache
 //! toggles, snapshots, clones, rollbacks and snapshot destroys, while a cutter task cuts the
 //! power after a seeded number of scheduler steps — anywhere, including inside a txg sync or an
 //! intent-log write. Then it re-imports and checks:
@@ -75,6 +75,9 @@ fn block_bytes(lba: u64, id: u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// The LBA field of a WRITE SAME pattern block: the same block lands on every LBA of its range.
+const SAME_LBA: u64 = u64::MAX;
+
 /// Decodes a logical block: Ok(id) or a description of what is wrong.
 fn decode_block(lba: u64, bytes: &[u8]) -> Result<u64, String> {
     if bytes.iter().all(|b| *b == 0) {
@@ -85,6 +88,12 @@ fn decode_block(lba: u64, bytes: &[u8]) -> Result<u64, String> {
     let got_lba = u64::from_le_bytes(w);
     w.copy_from_slice(&bytes[8..16]);
     let id = u64::from_le_bytes(w);
+    if got_lba == SAME_LBA {
+        if bytes != block_bytes(SAME_LBA, id, bytes.len()).as_slice() {
+            return Err(format!("LBA {lba} holds a torn WRITE SAME block (write {id})"));
+        }
+        return Ok(id);
+    }
     if got_lba != lba {
         return Err(format!("LBA {lba} holds data of LBA {got_lba} (write {id})"));
     }
@@ -230,6 +239,17 @@ async fn read_all(vol: &PoolVolume, lbas: usize, logical: usize) -> Result<Vec<V
     Ok(buf.chunks(logical).map(<[u8]>::to_vec).collect())
 }
 
+/// A write of `value` over `lbas` of `volume` was acknowledged durable: each LBA it is still
+/// the newest value of becomes durable (a later write to the same LBA may have raced).
+fn durable_if_newest(model: &mut Model, volume: &str, lbas: std::ops::Range<usize>, value: u64) {
+    let v = model.volumes.get_mut(volume).expect("volume");
+    for lba in lbas {
+        if v.current[lba] == value {
+            v.make_durable(lba);
+        }
+    }
+}
+
 /// Runs the workload until it finishes or an operation fails because the power was cut.
 #[allow(clippy::too_many_lines, clippy::too_many_arguments)]
 async fn workload(
@@ -262,7 +282,33 @@ async fn workload(
             );
         }
         match roll {
-            0..=59 => {
+            0..=3 => {
+                // WRITE SAME: one pattern block over up to 64 blocks (whole volume blocks,
+                // shared, and merged partial ones; one log record per stripe run).
+                let count = (1 + rng.below(64) as usize).min(lbas - lba);
+                let id = {
+                    let mut m = model.borrow_mut();
+                    m.next_id += 1;
+                    m.next_id
+                };
+                {
+                    let mut m = model.borrow_mut();
+                    let v = m.volumes.get_mut(&name).expect("volume");
+                    for i in 0..count {
+                        v.write(lba + i, id);
+                    }
+                }
+                let wce = vol.write_cache();
+                let pattern = IoBuf::from_slice(&block_bytes(SAME_LBA, id, logical));
+                let (res, _) = vol.write_same(lba as u64, count as u64, pattern).await;
+                if res.is_err() {
+                    return;
+                }
+                if !wce {
+                    durable_if_newest(&mut model.borrow_mut(), &name, lba..lba + count, id);
+                }
+            }
+            4..=59 => {
                 let fua = roll >= 40;
                 let mut data = Vec::with_capacity(count * logical);
                 let mut ids = Vec::new();
@@ -374,13 +420,7 @@ async fn workload(
                     return;
                 }
                 if !wce {
-                    let mut m = model.borrow_mut();
-                    let v = m.volumes.get_mut(&name).expect("volume");
-                    for i in 0..count {
-                        if v.current[lba + i] == 0 {
-                            v.make_durable(lba + i);
-                        }
-                    }
+                    durable_if_newest(&mut model.borrow_mut(), &name, lba..lba + count, 0);
                 }
             }
             84..=86 => {

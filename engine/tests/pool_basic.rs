@@ -24,6 +24,18 @@ fn pattern(seed: u8, len: usize) -> IoBuf {
     IoBuf::from_slice(&data)
 }
 
+/// A copy of `mem` as it is now: what a power cut leaves (memory devices have no cache).
+fn crash_copy(mem: &MemoryDevice) -> Arc<dyn BlockDevice> {
+    let size = mem.info().size_bytes;
+    let copy = MemoryDevice::new(size, 512);
+    let mut buf = vec![0u8; 1 << 20];
+    for off in (0..size).step_by(buf.len()) {
+        mem.read_into(&mut buf, off).expect("read");
+        copy.write_from(&buf, off).expect("write");
+    }
+    Arc::new(copy)
+}
+
 async fn read(vol: &dyn BlockVolume, lba: u64, len: usize) -> Vec<u8> {
     let (res, buf) = vol.read(lba, IoBuf::zeroed(len)).await;
     res.expect("read");
@@ -284,18 +296,11 @@ fn one_shard_fills_both_log_chains_before_a_txg_and_replay_keeps_the_order() {
         assert!(blocks >= 96, "one log block per write ({blocks})");
         assert_eq!(txgs(&pool), before, "no txg while the second chain has room");
         // Crash now: import a copy of the device as it is.
-        let size = 64usize << 20;
-        let copy = Arc::new(MemoryDevice::new(size as u64, 512));
-        let mut buf = vec![0u8; 1 << 20];
-        for off in (0..size).step_by(buf.len()) {
-            mem.read_into(&mut buf, off as u64).expect("read");
-            copy.write_from(&buf, off as u64).expect("write");
-        }
+        let copy = crash_copy(&mem);
         pool.export().await.expect("export");
         syncer.await;
         drop(vol);
         drop(pool);
-        let copy: Arc<dyn BlockDevice> = copy;
         let pool = Pool::import(vec![copy], PoolTunables::default()).await.expect("import");
         assert_eq!(pool.stats.log_records_replayed.load(std::sync::atomic::Ordering::Relaxed), 96);
         let vol = pool.open_volume("vol").expect("open");
@@ -303,5 +308,38 @@ fn one_shard_fills_both_log_chains_before_a_txg_and_replay_keeps_the_order() {
             let seed = seed.expect("every slot written");
             assert_eq!(read(&vol, slot as u64 * 8, 4096).await, pattern(seed, 4096).to_vec());
         }
+    });
+}
+
+#[test]
+fn write_same_logs_the_pattern_once_per_stripe_run_and_is_replayed() {
+    let r = reactor();
+    let mem = Arc::new(MemoryDevice::new(64 << 20, 512));
+    let dev: Arc<dyn BlockDevice> = Arc::clone(&mem) as Arc<dyn BlockDevice>;
+    r.block_on(async {
+        let pool = Pool::create(vec![Arc::clone(&dev)], None, options()).await.expect("create");
+        let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
+        pool.sync_txg().await.expect("sync");
+        vol.set_write_cache(false);
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        let records_before = pool.stats.log_records_written.load(relaxed);
+        // 5000 blocks of 512 bytes from LBA 3: a partial 4 KiB block at each end and whole
+        // blocks across three 1 MiB stripes.
+        let (res, _) = vol.write_same(3, 5000, pattern(42, 512)).await;
+        res.expect("write same");
+        let records = pool.stats.log_records_written.load(relaxed) - records_before;
+        assert!((3..=6).contains(&records), "{records} log records for one WRITE SAME");
+        // Crash: import a copy of the device as it is.
+        let pool =
+            Pool::import(vec![crash_copy(&mem)], PoolTunables::default()).await.expect("import");
+        assert_eq!(pool.stats.log_records_replayed.load(relaxed), records);
+        let vol = pool.open_volume("vol").expect("open");
+        let got = read(&vol, 0, 5008 * 512).await;
+        assert!(got[..3 * 512].iter().all(|b| *b == 0), "before the range");
+        for lba in 3..5003 {
+            let at = lba * 512;
+            assert_eq!(&got[at..at + 512], &pattern(42, 512)[..], "LBA {lba}");
+        }
+        assert!(got[5003 * 512..].iter().all(|b| *b == 0), "after the range");
     });
 }

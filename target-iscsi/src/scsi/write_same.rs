@@ -2,7 +2,6 @@
 //! them.
 
 use drivers::buffer::IoBuf;
-use engine::copy_stats::{self, CopyPath};
 
 use super::cdb::WriteSameCdb;
 use super::limits;
@@ -30,7 +29,7 @@ impl LogicalUnit {
             return self.zero_range(ws.lba, blocks, deallocate).await;
         }
         let Some(block) = data else { return Ok(None) };
-        self.repeat_block(ws.lba, blocks, &block).await
+        self.repeat_block(ws.lba, blocks, block).await
     }
 
     /// The range WRITE SAME covers, checked against the MAXIMUM WRITE SAME LENGTH and the
@@ -65,21 +64,17 @@ impl LogicalUnit {
         Ok(None)
     }
 
-    async fn repeat_block(&self, lba: u64, blocks: u64, block: &[u8]) -> ScsiResult {
-        let bs = block.len();
+    /// Writes `block` over the range in bounded pieces; the volume stores (and logs) each
+    /// piece as the block and its range where it can.
+    async fn repeat_block(&self, lba: u64, blocks: u64, block: IoBuf) -> ScsiResult {
         let piece = limits::piece_blocks(self.block_bytes()).min(blocks);
-        let mut buf = IoBuf::zeroed(self.bytes_of(piece)?);
-        for chunk in buf.chunks_mut(bs) {
-            chunk.copy_from_slice(block);
-        }
-        copy_stats::record(CopyPath::IscsiReceive, buf.len());
+        let mut block = block;
         let mut done = 0;
         while done < blocks {
             let n = piece.min(blocks - done);
-            buf.set_len(self.bytes_of(n)?);
-            let (res, back) = self.volume.write(lba + done, buf, false).await;
+            let (res, back) = self.volume.write_same(lba + done, n, block).await;
             res.map_err(volume_sense)?;
-            buf = back;
+            block = back;
             done += n;
             if done < blocks {
                 yield_now().await;
