@@ -6,9 +6,9 @@
 //! is allocated, so every byte up to the capacity is always initialised and `set_len` is safe.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
-use std::ops::{Deref, DerefMut};
+use std::ops::{Deref, DerefMut, Range};
 use std::ptr::NonNull;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crossbeam::queue::ArrayQueue;
 
@@ -168,6 +168,105 @@ impl Drop for IoBuf {
     }
 }
 
+/// A shared, read-only view of part of an [`IoBuf`]. Data received or read once is kept in
+/// its buffer and referenced from everywhere it is needed (dirty blocks, cache entries, Data-In
+/// segments, vectored device writes) instead of being copied; the buffer, and its pool slot,
+/// are released with the last view. The bytes never move while a view exists.
+#[derive(Clone)]
+pub struct SharedBuf {
+    buf: Arc<IoBuf>,
+    start: usize,
+    end: usize,
+}
+
+/// Length of the shared zero buffer behind [`SharedBuf::zeros`].
+pub const SHARED_ZEROS_BYTES: usize = 128 * 1024;
+
+impl SharedBuf {
+    /// Shares all of `buf` (its current `len`).
+    #[must_use]
+    pub fn new(buf: IoBuf) -> SharedBuf {
+        let end = buf.len();
+        SharedBuf { buf: Arc::new(buf), start: 0, end }
+    }
+
+    /// A view of `range` of this view (relative offsets).
+    ///
+    /// # Panics
+    /// When the range lies outside this view (a programmer error).
+    #[must_use]
+    pub fn slice(&self, range: Range<usize>) -> SharedBuf {
+        assert!(range.start <= range.end && range.end <= self.len(), "SharedBuf::slice past end");
+        SharedBuf {
+            buf: Arc::clone(&self.buf),
+            start: self.start + range.start,
+            end: self.start + range.end,
+        }
+    }
+
+    /// `len` zero bytes from one process-wide zero buffer (holes, unwritten blocks).
+    ///
+    /// # Panics
+    /// When `len` exceeds [`SHARED_ZEROS_BYTES`].
+    #[must_use]
+    pub fn zeros(len: usize) -> SharedBuf {
+        static ZEROS: OnceLock<SharedBuf> = OnceLock::new();
+        ZEROS.get_or_init(|| SharedBuf::new(IoBuf::zeroed(SHARED_ZEROS_BYTES))).slice(0..len)
+    }
+
+    /// True when the view starts on a [`BUFFER_ALIGN_BYTES`] boundary of memory, as O_DIRECT
+    /// transfers need.
+    #[must_use]
+    pub fn is_aligned(&self) -> bool {
+        (self.buf.as_ptr() as usize + self.start).is_multiple_of(BUFFER_ALIGN_BYTES)
+    }
+
+    /// The buffer back, when this is its only view and covers all of it; the view otherwise.
+    ///
+    /// # Errors
+    /// `self`, unchanged, when other views exist or this one is partial.
+    pub fn into_iobuf(self) -> Result<IoBuf, SharedBuf> {
+        if self.start != 0 || self.end != self.buf.len() {
+            return Err(self);
+        }
+        let (start, end) = (self.start, self.end);
+        Arc::try_unwrap(self.buf).map_err(|buf| SharedBuf { buf, start, end })
+    }
+
+    /// True when `self` and `other` view the same buffer.
+    #[must_use]
+    pub fn same_buffer(&self, other: &SharedBuf) -> bool {
+        Arc::ptr_eq(&self.buf, &other.buf)
+    }
+}
+
+impl Deref for SharedBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+}
+
+impl PartialEq for SharedBuf {
+    fn eq(&self, other: &SharedBuf) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for SharedBuf {}
+
+impl AsRef<[u8]> for SharedBuf {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl std::fmt::Debug for SharedBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedBuf").field("start", &self.start).field("end", &self.end).finish()
+    }
+}
+
 /// Shared part of a pool: one aligned region cut into equal slots and a lock-free free list.
 pub struct PoolShared {
     base: NonNull<u8>,
@@ -300,6 +399,28 @@ mod tests {
         assert_eq!(pool.available(), 1);
         drop(b);
         assert_eq!(pool.available(), 2);
+    }
+
+    #[test]
+    fn shared_views_keep_the_bytes_and_release_the_slot_with_the_last_view() {
+        let pool = BufferPool::new(1, 8192);
+        let mut buf = pool.get().expect("buffer");
+        buf[4096] = 9;
+        let whole = SharedBuf::new(buf);
+        let half = whole.slice(4096..8192);
+        assert!(half.is_aligned() && half.same_buffer(&whole));
+        assert_eq!(half[0], 9);
+        assert_eq!(half.slice(0..1).len(), 1);
+        drop(whole);
+        assert_eq!(pool.available(), 0, "a view still holds the slot");
+        drop(half);
+        assert_eq!(pool.available(), 1);
+        assert!(SharedBuf::zeros(4096).iter().all(|b| *b == 0));
+        let one = SharedBuf::new(IoBuf::zeroed(4096));
+        let other = one.clone();
+        let one = one.into_iobuf().expect_err("two views");
+        drop(other);
+        assert_eq!(one.into_iobuf().map(|b| b.len()).ok(), Some(4096));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use io_uring::{opcode, squeue, types};
 
-use crate::buffer::IoBuf;
+use crate::buffer::{IoBuf, SharedBuf};
 use crate::epoll::{BlockingSlot, Direction};
 use crate::error::{IoError, IoResult};
 use crate::executor::{yield_now, Backend, BackendKind, Core};
@@ -375,14 +375,46 @@ async fn vectored(
     offset: u64,
     write: bool,
 ) -> (IoResult<usize>, Vec<IoBuf>) {
-    let core = Core::current();
     let iovecs: Vec<libc::iovec> = bufs
         .iter_mut()
         .map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() })
         .collect();
+    // SAFETY: every iovec points into a buffer of `bufs`, uniquely owned here.
+    unsafe { vectored_owned(file, iovecs, bufs, offset, write) }.await
+}
+
+/// Vectored write at `offset` from shared buffers, in order, without assembling them; returns
+/// the bytes written (may be short).
+pub async fn writev_shared_at(
+    file: FileRef,
+    bufs: Vec<SharedBuf>,
+    offset: u64,
+) -> (IoResult<usize>, Vec<SharedBuf>) {
+    let iovecs: Vec<libc::iovec> = bufs
+        .iter()
+        .map(|b| libc::iovec { iov_base: b.as_ptr().cast_mut().cast(), iov_len: b.len() })
+        .collect();
+    // SAFETY: every iovec points into memory a view of `bufs` keeps alive and unmoved; a write
+    // only reads through it.
+    unsafe { vectored_owned(file, iovecs, bufs, offset, true) }.await
+}
+
+/// Runs a readv/writev over `iovecs`.
+///
+/// # Safety
+/// Every iovec must point into memory that `owner` keeps alive and in place, writable for a
+/// read, and not otherwise accessed until the operation completes.
+async unsafe fn vectored_owned<T: Send + Unpin + 'static>(
+    file: FileRef,
+    iovecs: Vec<libc::iovec>,
+    owner: T,
+    offset: u64,
+    write: bool,
+) -> (IoResult<usize>, T) {
+    let core = Core::current();
     let count = match len_u32(iovecs.len()) {
         Ok(c) => c,
-        Err(e) => return (Err(e), bufs),
+        Err(e) => return (Err(e), owner),
     };
     match core.kind() {
         BackendKind::Uring => {
@@ -392,20 +424,22 @@ async fn vectored(
             } else {
                 with_fd!(file, fd => opcode::Readv::new(fd, ptr, count).offset(offset).build())
             };
-            // SAFETY: the iovec array and every buffer it points to are owned by the op.
-            let (res, _, (bufs, _iovecs)) = unsafe { run(&core, entry, (bufs, iovecs)) }.await;
-            (res.map(|n| n as usize), bufs)
+            // SAFETY: the iovec array and the memory it points to are owned by the op.
+            let (res, _, (owner, _iovecs)) =
+                unsafe { run(&core, entry, (owner, SendIovecs(iovecs))) }.await;
+            (res.map(|n| n as usize), owner)
         }
         BackendKind::Epoll => {
             let fd = match raw_fd(file) {
                 Ok(fd) => fd,
-                Err(e) => return (Err(e), bufs),
+                Err(e) => return (Err(e), owner),
             };
             let moved = SendIovecs(iovecs);
             blocking(move || {
                 let iovecs = moved;
                 let iov_count = libc::c_int::try_from(iovecs.0.len()).unwrap_or(libc::c_int::MAX);
-                // SAFETY: the iovecs point into `bufs`, which this closure owns until it returns.
+                // SAFETY: the iovecs point into memory `owner` keeps alive; this closure owns
+                // it until it returns.
                 let n = unsafe {
                     if write {
                         libc::pwritev(fd, iovecs.0.as_ptr(), iov_count, offset as libc::off_t)
@@ -413,7 +447,7 @@ async fn vectored(
                         libc::preadv(fd, iovecs.0.as_ptr(), iov_count, offset as libc::off_t)
                     }
                 };
-                (syscall_result(n), bufs)
+                (syscall_result(n), owner)
             })
             .await
         }

@@ -9,6 +9,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use drivers::buffer::{IoBuf, SharedBuf};
+
 use crate::allocator::Allocator;
 use crate::block_pointer::{BlockKind, BlockPointer, Extent, CHECKSUM_XXH3_128};
 use crate::cache::{BlockCache, BlockKey, CachedBlock};
@@ -181,8 +183,8 @@ pub async fn prefetch_paths(
 pub struct PendingWrite {
     /// Where.
     pub extent: Extent,
-    /// The bytes (exactly `extent.len_bytes` long).
-    pub data: Arc<dyn AsRef<[u8]> + Send + Sync>,
+    /// The bytes (exactly `extent.len_bytes` long), written from this memory.
+    pub data: SharedBuf,
     /// Their checksum, verified again right before the write.
     pub checksum: crate::format::Checksum,
 }
@@ -358,9 +360,9 @@ impl<'a> TreeUpdate<'a> {
                     let extent = alloc
                         .allocate(hint, INDIRECT_BYTES as u64)
                         .ok_or(crate::error::PoolError::NoSpace)?;
-                    let bytes: Vec<u8> = bytemuck::cast_slice::<_, u8>(&ptrs).to_vec();
-                    let sum = checksum(&bytes);
-                    let data: Arc<dyn AsRef<[u8]> + Send + Sync> = Arc::new(bytes);
+                    let data =
+                        SharedBuf::new(IoBuf::from_slice(bytemuck::cast_slice::<_, u8>(&ptrs)));
+                    let sum = checksum(&data);
                     let bp = BlockPointer {
                         offset_bytes: extent.offset_bytes,
                         birth_txg: txg,

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use drivers::buffer::IoBuf;
+use drivers::buffer::{IoBuf, SharedBuf};
 use drivers::error::IoError;
 use drivers::LocalBoxFuture;
 
@@ -105,6 +105,18 @@ pub trait BlockVolume: Send + Sync {
     /// Writes `buf` at `lba`. With `fua` the data is durable when the future completes.
     fn write(&self, lba: u64, buf: IoBuf, fua: bool) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)>;
 
+    /// Writes `buf` at `lba` and keeps it: a volume that stores blocks in memory references
+    /// the buffer instead of copying it (DESIGN §3). The default writes the buffer through
+    /// [`BlockVolume::write`], taking it back without a copy when `buf` is its only view.
+    fn write_shared(
+        &self,
+        lba: u64,
+        buf: SharedBuf,
+        fua: bool,
+    ) -> LocalBoxFuture<'_, VolResult<()>> {
+        Box::pin(async move { self.write(lba, owned_or_copied(buf), fua).await.0 })
+    }
+
     /// Deallocates `blocks` blocks from `lba`; they read as zeros afterwards when
     /// `unmapped_reads_zero`.
     fn unmap(&self, lba: u64, blocks: u64) -> LocalBoxFuture<'_, VolResult<()>>;
@@ -161,6 +173,16 @@ pub trait BlockVolume: Send + Sync {
 
     /// Current write-cache state.
     fn write_cache(&self) -> bool;
+}
+
+/// The buffer behind `buf` when `buf` is its only view, else a copy of the bytes (counted as a
+/// [`CopyPath::VolumeWrite`](crate::copy_stats::CopyPath) copy).
+#[must_use]
+pub fn owned_or_copied(buf: SharedBuf) -> IoBuf {
+    buf.into_iobuf().unwrap_or_else(|shared| {
+        crate::copy_stats::record(crate::copy_stats::CopyPath::VolumeWrite, shared.len());
+        IoBuf::from_slice(&shared)
+    })
 }
 
 /// Checks that `[lba, lba + blocks)` lies inside a volume of `capacity_blocks`.

@@ -11,6 +11,8 @@
 //! streams one after the other, and zero padding to a whole number of sectors. The block's
 //! checksum covers that stored form, so a read verifies it before the decompressor sees a byte.
 
+use drivers::buffer::IoBuf;
+
 use crate::format::SECTOR_BYTES;
 
 /// [`crate::block_pointer::BlockPointer::compression`] of a raw block.
@@ -81,7 +83,7 @@ fn chunk_count(logical_bytes: usize) -> usize {
 /// Compresses `data` into its stored form (sector padded), or `None` when that would not save
 /// an eighth of its size. `scratch` is reused between calls to avoid an allocation per block.
 #[must_use]
-pub fn compress_block(data: &[u8], scratch: &mut Vec<u8>) -> Option<Box<[u8]>> {
+pub fn compress_block(data: &[u8], scratch: &mut Vec<u8>) -> Option<IoBuf> {
     let max = max_stored_bytes(data.len());
     let header = chunk_count(data.len()) * LENGTH_BYTES;
     if max <= header {
@@ -90,7 +92,7 @@ pub fn compress_block(data: &[u8], scratch: &mut Vec<u8>) -> Option<Box<[u8]>> {
     let chunk_max = lz4_flex::block::get_maximum_output_size(CHUNK_BYTES.min(data.len()));
     scratch.clear();
     scratch.resize(header + chunk_max, 0);
-    let mut out = vec![0u8; max].into_boxed_slice();
+    let mut out = IoBuf::zeroed(max);
     let mut at = header;
     for (i, chunk) in data.chunks(CHUNK_BYTES).enumerate() {
         let len = lz4_flex::block::compress_into(chunk, &mut scratch[..chunk_max]).ok()?;
@@ -103,7 +105,8 @@ pub fn compress_block(data: &[u8], scratch: &mut Vec<u8>) -> Option<Box<[u8]>> {
         at += len;
     }
     let stored = at.next_multiple_of(SECTOR_BYTES as usize);
-    Some(if stored == out.len() { out } else { Box::from(&out[..stored]) })
+    out.set_len(stored);
+    Some(out)
 }
 
 /// Why a stored block could not be decompressed.

@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use drivers::buffer::{IoBuf, SharedBuf};
+
 use crate::block_pointer::BlockPointer;
 use crate::format::{checksum, Checksum};
 
@@ -97,20 +99,30 @@ impl VolumeLayout {
 }
 
 /// The content of one dirty data block, with its checksum kept current.
+///
+/// The bytes are a shared view of the buffer the data arrived in (a whole-block piece of a
+/// write), or of a buffer of its own (a merged sub-block write); the txg syncer writes them
+/// from that memory.
 #[derive(Debug, Clone)]
 pub struct BlockData {
     /// Exactly `volblock_bytes`.
-    pub bytes: Box<[u8]>,
-    /// xxh3-128 of `bytes`.
+    pub bytes: SharedBuf,
+    /// xxh3-128 of `bytes`, computed in place.
     pub checksum: Checksum,
 }
 
 impl BlockData {
     /// Wraps `bytes`, computing the checksum.
     #[must_use]
-    pub fn new(bytes: Box<[u8]>) -> BlockData {
+    pub fn new(bytes: SharedBuf) -> BlockData {
         let checksum = checksum(&bytes);
         BlockData { bytes, checksum }
+    }
+
+    /// A block holding a copy of `bytes` in a buffer of its own (tests, replay).
+    #[must_use]
+    pub fn copied(bytes: &[u8]) -> BlockData {
+        BlockData::new(SharedBuf::new(IoBuf::from_slice(bytes)))
     }
 }
 
@@ -267,7 +279,7 @@ mod tests {
     #[test]
     fn punch_removes_blocks_and_merges_ranges() {
         let mut d = DirtySet::default();
-        d.put(5, DirtyBlock::Data(Arc::new(BlockData::new(vec![1u8; 4096].into()))));
+        d.put(5, DirtyBlock::Data(Arc::new(BlockData::copied(&[1u8; 4096]))));
         assert_eq!(d.data_bytes, 4096);
         d.punch(0, 10);
         d.punch(10, 20);

@@ -21,7 +21,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use drivers::buffer::IoBuf;
+use drivers::buffer::SharedBuf;
 
 use crate::block_pointer::{BlockKind, BlockPointer, Extent, CHECKSUM_XXH3_128};
 use crate::block_tree::{load_indirect, prefetch_paths, PendingWrite, TreeUpdate};
@@ -43,6 +43,8 @@ use crate::volume::VolumeShared;
 const MAX_WRITE_BYTES: u64 = 1 << 20;
 /// Device writes a sync keeps in flight.
 const WRITE_CONCURRENCY: usize = 32;
+/// Most buffers in one vectored write (well under IOV_MAX).
+const MAX_RUN_SEGMENTS: usize = 512;
 
 fn read_err(e: BlockReadError) -> PoolError {
     match e {
@@ -103,19 +105,10 @@ struct DataFigures {
 
 /// A dirty data block in the form it is stored in.
 struct StoredForm {
-    data: Arc<dyn AsRef<[u8]> + Send + Sync>,
+    data: SharedBuf,
     checksum: crate::format::Checksum,
     len_bytes: u64,
     compression: u8,
-}
-
-/// Newtype so a compressed buffer can be written like any other block.
-struct StoredBytes(Box<[u8]>);
-
-impl AsRef<[u8]> for StoredBytes {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
 }
 
 /// The stored forms of the set's data blocks, in the order of `set.blocks`: compressed when
@@ -139,14 +132,14 @@ fn store_forms(set: &DirtySet, compression: Compression) -> Vec<StoredForm> {
                     StoredForm {
                         checksum: checksum(&bytes),
                         len_bytes: bytes.len() as u64,
-                        data: Arc::new(StoredBytes(bytes)),
+                        data: SharedBuf::new(bytes),
                         compression: COMPRESSION_LZ4,
                     }
                 }
                 None => StoredForm {
                     checksum: d.checksum,
                     len_bytes: d.bytes.len() as u64,
-                    data: d.clone(),
+                    data: d.bytes.clone(),
                     compression: COMPRESSION_OFF,
                 },
             }
@@ -439,49 +432,52 @@ impl Pool {
         drivers::executor::spawn(async move { pool.write_all(writes).await })
     }
 
-    /// Issues `writes` coalesced into large device writes, verifying every block's checksum
-    /// right before it is copied into the write buffer.
+    /// Issues `writes` coalesced into large vectored device writes straight from the blocks'
+    /// memory, verifying every block's checksum right before its write is issued.
     async fn write_all(&self, mut writes: Vec<PendingWrite>) -> PoolResult<()> {
         writes.sort_by_key(|w| (w.extent.device, w.extent.offset_bytes));
-        let mut runs: Vec<(Extent, Vec<usize>)> = Vec::new();
-        for (i, w) in writes.iter().enumerate() {
+        let mut runs: Vec<(Extent, Vec<PendingWrite>)> = Vec::new();
+        for w in writes {
+            let len = usize::try_from(w.extent.len_bytes).expect("extent fits");
+            assert_eq!(w.data.len(), len, "block length differs from its extent");
             match runs.last_mut() {
                 Some((run, members))
                     if run.device == w.extent.device
                         && run.offset_bytes + run.len_bytes == w.extent.offset_bytes
-                        && run.len_bytes + w.extent.len_bytes <= MAX_WRITE_BYTES =>
+                        && run.len_bytes + w.extent.len_bytes <= MAX_WRITE_BYTES
+                        && members.len() < MAX_RUN_SEGMENTS =>
                 {
                     run.len_bytes += w.extent.len_bytes;
-                    members.push(i);
+                    members.push(w);
                 }
-                _ => runs.push((w.extent, vec![i])),
+                _ => runs.push((w.extent, vec![w])),
             }
         }
-        // A pipeline: each run's buffer is built (and its blocks verified) while the runs
-        // before it are in flight, with at most WRITE_CONCURRENCY device writes outstanding.
+        // A pipeline with at most WRITE_CONCURRENCY device writes outstanding.
         let mut in_flight = std::collections::VecDeque::with_capacity(WRITE_CONCURRENCY);
         let mut first_err = None;
-        let mut copied = 0usize;
+        let mut issued = 0usize;
         for (run, members) in runs {
-            copied += members.len();
-            if copied >= YIELD_EVERY_BLOCKS {
-                copied = 0;
+            issued += members.len();
+            if issued >= YIELD_EVERY_BLOCKS {
+                issued = 0;
                 drivers::executor::yield_now().await;
             }
-            let mut buf = IoBuf::zeroed(usize::try_from(run.len_bytes).expect("run fits"));
-            let mut at = 0usize;
-            for i in members {
-                let w = &writes[i];
-                let bytes = (*w.data).as_ref();
-                assert_eq!(checksum(bytes), w.checksum, "dirty block changed before its write");
-                buf[at..at + bytes.len()].copy_from_slice(bytes);
-                copy_stats::record(CopyPath::SyncWrite, bytes.len());
-                at += usize::try_from(w.extent.len_bytes).expect("extent fits");
-            }
+            let members: Vec<SharedBuf> = members
+                .into_iter()
+                .map(|w| {
+                    assert_eq!(
+                        checksum(&w.data),
+                        w.checksum,
+                        "dirty block changed before its write"
+                    );
+                    w.data
+                })
+                .collect();
             copy_stats::io(CopyPath::SyncWrite);
             let pool = self.arc();
             in_flight.push_back(drivers::executor::spawn(async move {
-                pool.devs.write(run.device, run.offset_bytes, buf).await.0
+                pool.devs.write_vectored(run.device, run.offset_bytes, members).await
             }));
             if in_flight.len() >= WRITE_CONCURRENCY {
                 if let Some(h) = in_flight.pop_front() {

@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use drivers::blockdev::BlockDevice;
-use drivers::buffer::IoBuf;
+use drivers::buffer::{IoBuf, SharedBuf};
 use drivers::error::{IoError, IoResult};
 
 use crate::block_pointer::BlockPointer;
+use crate::copy_stats::{self, CopyPath};
 use crate::format::checksum;
 use crate::join::join_all;
 
@@ -99,6 +100,38 @@ impl DeviceSet {
         self.stats.writes.fetch_add(1, Ordering::Relaxed);
         self.stats.write_bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
         dev.write(buf, offset_bytes).await
+    }
+
+    /// Writes `bufs` back to back at `offset_bytes` of device `device` straight from their
+    /// memory (one vectored write). A device without vectored writes, or a buffer not aligned
+    /// for direct I/O, gets one assembled buffer instead: that copy is counted as
+    /// [`CopyPath::SyncWrite`].
+    ///
+    /// # Errors
+    /// The device's error.
+    pub async fn write_vectored(
+        &self,
+        device: u16,
+        offset_bytes: u64,
+        bufs: Vec<SharedBuf>,
+    ) -> IoResult<()> {
+        let Some(dev) = self.devices.get(usize::from(device)) else {
+            return Err(IoError::InvalidInput(libc::ENXIO));
+        };
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        self.stats.writes.fetch_add(1, Ordering::Relaxed);
+        self.stats.write_bytes.fetch_add(total as u64, Ordering::Relaxed);
+        if dev.writes_vectored() && bufs.iter().all(SharedBuf::is_aligned) {
+            return dev.write_vectored(bufs, offset_bytes).await;
+        }
+        let mut one = IoBuf::zeroed(total);
+        let mut at = 0;
+        for b in &bufs {
+            one[at..at + b.len()].copy_from_slice(b);
+            at += b.len();
+        }
+        copy_stats::record(CopyPath::SyncWrite, total);
+        dev.write(one, offset_bytes).await.0
     }
 
     /// Reads the block behind `bp` and verifies it. The buffer holds `physical_bytes`.

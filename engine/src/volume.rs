@@ -11,14 +11,15 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
-use drivers::buffer::IoBuf;
+use drivers::buffer::{IoBuf, SharedBuf};
 use drivers::error::IoError;
 use drivers::LocalBoxFuture;
 
 use crate::block_pointer::BlockPointer;
 use crate::block_tree::{height_for, lookup};
 use crate::block_volume::{
-    check_range, BlockVolume, CompareOutcome, LbaStatus, VolResult, VolumeError, VolumeGeometry,
+    check_range, owned_or_copied, BlockVolume, CompareOutcome, LbaStatus, VolResult, VolumeError,
+    VolumeGeometry,
 };
 use crate::cache::{BlockKey, CachedBlock};
 use crate::compress::{decompress_block, Compression, COMPRESSION_OFF};
@@ -119,7 +120,7 @@ impl Content {
     fn bytes(&self) -> Option<&[u8]> {
         match self {
             Content::Zero => None,
-            Content::Dirty(d) => Some(&d.bytes),
+            Content::Dirty(d) => Some(&d.bytes[..]),
             Content::Clean(c) => Some(c),
         }
     }
@@ -155,19 +156,28 @@ fn io_to_volume(err: IoError, lba: u64) -> VolumeError {
 
 fn merge(base: Option<&[u8]>, volblock: usize, offset: usize, data: &[u8]) -> DirtyBlock {
     // A read-modify-write is an inherent copy: the old block, then the new bytes into it.
-    let mut bytes = match base {
-        Some(b) => {
-            copy_stats::record(CopyPath::VolumeWrite, b.len());
-            b.to_vec().into_boxed_slice()
-        }
-        None => vec![0u8; volblock].into_boxed_slice(),
-    };
+    let mut bytes = IoBuf::zeroed(volblock);
+    if let Some(b) = base {
+        bytes.copy_from_slice(b);
+        copy_stats::record(CopyPath::VolumeWrite, b.len());
+    }
     bytes[offset..offset + data.len()].copy_from_slice(data);
     copy_stats::record(CopyPath::VolumeWrite, data.len());
-    block_of(bytes)
+    block_of(SharedBuf::new(bytes))
 }
 
-fn block_of(bytes: Box<[u8]>) -> DirtyBlock {
+/// A whole block received in `bytes`: kept by reference (and checksummed in place) when its
+/// memory is aligned for the direct I/O of the sync; copied into a buffer of its own (a
+/// counted copy) otherwise.
+fn whole_block(bytes: &SharedBuf) -> DirtyBlock {
+    if bytes.is_aligned() {
+        return block_of(bytes.clone());
+    }
+    copy_stats::record(CopyPath::VolumeWrite, bytes.len());
+    block_of(SharedBuf::new(IoBuf::from_slice(bytes)))
+}
+
+fn block_of(bytes: SharedBuf) -> DirtyBlock {
     if bytes.iter().all(|b| *b == 0) {
         DirtyBlock::Zero
     } else {
@@ -350,12 +360,12 @@ impl PoolVolume {
         (seq, label)
     }
 
-    /// Applies one piece of a write; returns (sequence, txg label).
-    async fn write_piece(&self, piece: Piece, data: &[u8]) -> VolResult<(u64, u64)> {
+    /// Applies one piece of a write (`data` is exactly the piece); returns (sequence, txg
+    /// label).
+    async fn write_piece(&self, piece: Piece, data: &SharedBuf) -> VolResult<(u64, u64)> {
         let v = self.shared.layout.volblock_bytes as usize;
         if piece.block_offset == 0 && piece.len == v {
-            copy_stats::record(CopyPath::VolumeWrite, data.len());
-            return Ok(self.put(piece.addr, block_of(data.into())));
+            return Ok(self.put(piece.addr, whole_block(data)));
         }
         let part = &self.shared.partitions[piece.addr.partition];
         loop {
@@ -397,7 +407,7 @@ impl PoolVolume {
         fua || !self.shared.write_cache.load(Ordering::Relaxed)
     }
 
-    async fn write_from(&self, lba: u64, buf: &[u8], fua: bool) -> VolResult<()> {
+    async fn write_from(&self, lba: u64, buf: &SharedBuf, fua: bool) -> VolResult<()> {
         self.check(lba, buf.len())?;
         self.pool.admit(buf.len() as u64, self.shared.thick)?;
         copy_stats::io(CopyPath::VolumeWrite);
@@ -405,17 +415,16 @@ impl PoolVolume {
         let mut records = Vec::new();
         let mut max_label = 0;
         for piece in self.pieces(lba, buf.len()) {
-            let data = &buf[piece.request_offset..piece.request_offset + piece.len];
-            let (seq, label) = self.write_piece(piece, data).await?;
+            let data = buf.slice(piece.request_offset..piece.request_offset + piece.len);
+            let (seq, label) = self.write_piece(piece, &data).await?;
             max_label = max_label.max(label);
             if sync {
                 let l = u64::from(self.shared.layout.logical_block_bytes);
-                copy_stats::record(CopyPath::LogWrite, data.len());
                 records.push(LogRecord {
                     sequence: seq,
                     label_txg: label,
                     dataset_id: self.shared.id,
-                    op: LogOp::Write { offset_bytes: piece.lba * l, data: data.to_vec() },
+                    op: LogOp::Write { offset_bytes: piece.lba * l, data },
                 });
             }
         }
@@ -460,10 +469,19 @@ impl PoolVolume {
         }
         let v = u64::from(self.shared.layout.volblock_bytes);
         let layout = self.shared.layout;
-        let repeat = |n: u64| -> Vec<u8> {
+        let repeat = |n: u64| -> SharedBuf {
+            let n = usize::try_from(n).expect("piece fits");
             match pattern {
-                Some(p) => p.repeat(usize::try_from(n / l).expect("piece fits")),
-                None => vec![0u8; usize::try_from(n).expect("piece fits")],
+                Some(p) => {
+                    // The pattern block replicated: a counted copy of the pattern.
+                    let mut buf = IoBuf::zeroed(n);
+                    for chunk in buf.chunks_mut(p.len()) {
+                        chunk.copy_from_slice(p);
+                    }
+                    copy_stats::record(CopyPath::VolumeWrite, n);
+                    SharedBuf::new(buf)
+                }
+                None => SharedBuf::zeros(n),
             }
         };
         let op = |offset_bytes: u64, len_bytes: u64| match pattern {
@@ -472,7 +490,7 @@ impl PoolVolume {
         };
         // The content of a whole block, shared by every whole block of the range.
         let whole = match pattern {
-            Some(_) => block_of(repeat(v).into_boxed_slice()),
+            Some(_) => block_of(repeat(v)),
             None => DirtyBlock::Zero,
         };
         let mut records = Vec::new();
@@ -589,6 +607,12 @@ impl PoolVolume {
             for (piece, content) in pieces.iter().zip(&contents) {
                 let data = &write[piece.request_offset..piece.request_offset + piece.len];
                 let block = merge(content.bytes(), v, piece.block_offset, data);
+                let data = match &block {
+                    DirtyBlock::Data(d) => {
+                        d.bytes.slice(piece.block_offset..piece.block_offset + piece.len)
+                    }
+                    DirtyBlock::Zero => SharedBuf::zeros(piece.len),
+                };
                 let gi = parts.binary_search(&piece.addr.partition).expect("partition listed");
                 let g = &mut guards[gi];
                 let delta = g.open.put(piece.addr.index, block);
@@ -596,12 +620,11 @@ impl PoolVolume {
                 let seq = self.pool.txg.next_record_sequence.fetch_add(1, Ordering::SeqCst);
                 max_label = max_label.max(g.open_txg);
                 self.pool.account_dirty(delta);
-                copy_stats::record(CopyPath::LogWrite, data.len());
                 records.push(LogRecord {
                     sequence: seq,
                     label_txg: g.open_txg,
                     dataset_id: self.shared.id,
-                    op: LogOp::Write { offset_bytes: piece.lba * l, data: data.to_vec() },
+                    op: LogOp::Write { offset_bytes: piece.lba * l, data },
                 });
             }
             // Our own writes bumped the versions; refresh them so the loop cannot misread.
@@ -654,9 +677,11 @@ impl PoolVolume {
         match op {
             LogOp::Write { offset_bytes, data } => {
                 self.check(offset_bytes / l, data.len())?;
+                // Replay runs once at import, off the I/O path: the record's bytes get a buffer.
+                let data = SharedBuf::new(IoBuf::from_slice(data));
                 for piece in self.pieces(offset_bytes / l, data.len()) {
-                    let d = &data[piece.request_offset..piece.request_offset + piece.len];
-                    self.write_piece(piece, d).await?;
+                    let d = data.slice(piece.request_offset..piece.request_offset + piece.len);
+                    self.write_piece(piece, &d).await?;
                 }
                 Ok(())
             }
@@ -691,9 +716,21 @@ impl BlockVolume for PoolVolume {
 
     fn write(&self, lba: u64, buf: IoBuf, fua: bool) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)> {
         Box::pin(async move {
-            let res = self.write_from(lba, &buf, fua).await;
-            (res, buf)
+            let shared = SharedBuf::new(buf);
+            let res = self.write_from(lba, &shared, fua).await;
+            // The caller gets its buffer back; when dirty blocks still reference it, that
+            // takes a copy (callers that hand the buffer over use `write_shared`).
+            (res, owned_or_copied(shared))
         })
+    }
+
+    fn write_shared(
+        &self,
+        lba: u64,
+        buf: SharedBuf,
+        fua: bool,
+    ) -> LocalBoxFuture<'_, VolResult<()>> {
+        Box::pin(async move { self.write_from(lba, &buf, fua).await })
     }
 
     fn unmap(&self, lba: u64, blocks: u64) -> LocalBoxFuture<'_, VolResult<()>> {

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::task::{Poll, Waker};
 
 use bytemuck::{Pod, Zeroable};
-use drivers::buffer::IoBuf;
+use drivers::buffer::{IoBuf, SharedBuf};
 use drivers::error::IoError;
 
 use crate::copy_stats::{self, CopyPath};
@@ -97,8 +97,8 @@ pub enum LogOp {
     Write {
         /// Byte offset in the volume.
         offset_bytes: u64,
-        /// The data.
-        data: Vec<u8>,
+        /// The data: a view of the written buffer, encoded into the log block.
+        data: SharedBuf,
     },
     /// A range that now reads as zeros.
     Zero {
@@ -146,7 +146,7 @@ impl LogRecord {
     fn encode_at(&self, out: &mut [u8], at: usize) -> usize {
         let (kind, offset, len, data): (u32, u64, u64, &[u8]) = match &self.op {
             LogOp::Write { offset_bytes, data } => {
-                (RECORD_WRITE, *offset_bytes, data.len() as u64, data)
+                (RECORD_WRITE, *offset_bytes, data.len() as u64, &data[..])
             }
             LogOp::Zero { offset_bytes, len_bytes } => {
                 (RECORD_ZERO, *offset_bytes, *len_bytes, &[])
@@ -183,7 +183,7 @@ fn decode_records(payload: &[u8], count: u32) -> Option<Vec<LogRecord>> {
         let op = match h.kind {
             RECORD_WRITE => LogOp::Write {
                 offset_bytes: h.offset_bytes,
-                data: payload.get(end..data_end)?.to_vec(),
+                data: SharedBuf::new(IoBuf::from_slice(payload.get(end..data_end)?)),
             },
             RECORD_ZERO => LogOp::Zero { offset_bytes: h.offset_bytes, len_bytes: h.len_bytes },
             RECORD_WRITE_SAME => {
@@ -759,7 +759,10 @@ mod tests {
                 sequence: 5,
                 label_txg: 3,
                 dataset_id: 1,
-                op: LogOp::Write { offset_bytes: 4096, data: vec![7u8; 13] },
+                op: LogOp::Write {
+                    offset_bytes: 4096,
+                    data: SharedBuf::new(IoBuf::from_slice(&[7u8; 13])),
+                },
             },
             LogRecord {
                 sequence: 6,

@@ -525,7 +525,10 @@ async fn on_scsi_command(conn: &Rc<Conn>, bhs: &Bhs, ahs: &[u8]) -> Result<Step,
         // Immediate and Data-Out segments are received straight into this buffer (no copy).
         copy_stats::io(CopyPath::IscsiReceive);
         let pool = executor::buffer_pool();
-        let b = if wanted as usize <= pool.buffer_bytes() { pool.get() } else { None };
+        // A written buffer may be kept as dirty blocks until the next txg: take a registered
+        // one only while half the pool is free, so held data never starves the shard's I/O.
+        let fits = wanted as usize <= pool.buffer_bytes() && pool.available() > pool.count() / 2;
+        let b = if fits { pool.get() } else { None };
         let mut b = b.unwrap_or_else(|| IoBuf::zeroed(wanted as usize));
         b.set_len(wanted as usize);
         buf = Some(b);

@@ -11,7 +11,7 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
 use crate::blockdev::{Allocation, DeviceInfo};
-use crate::buffer::IoBuf;
+use crate::buffer::{IoBuf, SharedBuf};
 use crate::error::{IoError, IoResult};
 use crate::ops::{self, FallocateMode, FileRef};
 
@@ -342,6 +342,41 @@ pub(crate) async fn write_full(
     (Ok(()), buf)
 }
 
+/// Writes all of `bufs` back to back at `offset_bytes` with vectored writes: retries
+/// EINTR/EAGAIN and continues a short write from the first byte not written.
+pub(crate) async fn writev_full(
+    file: FileRef,
+    mut bufs: Vec<SharedBuf>,
+    offset_bytes: u64,
+) -> IoResult<()> {
+    let want: usize = bufs.iter().map(|b| b.len()).sum();
+    let mut done = 0usize;
+    let mut retries = 0;
+    while done < want {
+        let (res, back) = ops::writev_shared_at(file, bufs, offset_bytes + done as u64).await;
+        bufs = back;
+        match res {
+            Ok(0) => return Err(IoError::Short { expected_bytes: want, done_bytes: done }),
+            Ok(n) => {
+                done += n;
+                let mut skip = n;
+                while let Some(first) = bufs.first() {
+                    if skip < first.len() {
+                        let rest = first.slice(skip..first.len());
+                        bufs[0] = rest;
+                        break;
+                    }
+                    skip -= first.len();
+                    bufs.remove(0);
+                }
+            }
+            Err(IoError::Retry(_)) if retries < MAX_RETRIES => retries += 1,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Makes `[offset, offset + len)` read as zeros: FALLOC_FL_ZERO_RANGE (for block devices the
 /// kernel turns it into REQ_OP_WRITE_ZEROES, writing zeros itself where the device lacks it),
 /// or written zero buffers where the file system does not support it.
@@ -435,6 +470,22 @@ macro_rules! impl_file_block_device {
                         return (Err(e), buf);
                     }
                     $crate::blockdev::file::write_full(self.file_ref(), buf, offset_bytes).await
+                })
+            }
+
+            fn writes_vectored(&self) -> bool {
+                true
+            }
+
+            fn write_vectored(
+                &self,
+                bufs: Vec<$crate::buffer::SharedBuf>,
+                offset_bytes: u64,
+            ) -> $crate::LocalBoxFuture<'_, $crate::error::IoResult<()>> {
+                Box::pin(async move {
+                    let len: usize = bufs.iter().map(|b| b.len()).sum();
+                    $crate::blockdev::check_request(self.file.info(), offset_bytes, len as u64)?;
+                    $crate::blockdev::file::writev_full(self.file_ref(), bufs, offset_bytes).await
                 })
             }
 

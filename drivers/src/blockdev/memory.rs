@@ -9,7 +9,7 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::blockdev::{check_request, Allocation, BlockDevice, DeviceInfo};
-use crate::buffer::IoBuf;
+use crate::buffer::{IoBuf, SharedBuf};
 use crate::error::IoResult;
 use crate::LocalBoxFuture;
 
@@ -203,6 +203,32 @@ impl BlockDevice for MemoryDevice {
     fn write(&self, buf: IoBuf, offset_bytes: u64) -> LocalBoxFuture<'_, (IoResult<()>, IoBuf)> {
         let res = self.write_from(&buf, offset_bytes);
         Box::pin(std::future::ready((res, buf)))
+    }
+
+    fn writes_vectored(&self) -> bool {
+        true
+    }
+
+    fn write_vectored(
+        &self,
+        bufs: Vec<SharedBuf>,
+        offset_bytes: u64,
+    ) -> LocalBoxFuture<'_, IoResult<()>> {
+        // The device's store is RAM: each buffer goes straight into it, as a DMA would.
+        let total: u64 = bufs.iter().map(|b| b.len() as u64).sum();
+        if let Err(e) = check_request(&self.info, offset_bytes, total) {
+            return Box::pin(std::future::ready(Err(e)));
+        }
+        let mut at = offset_bytes;
+        let mut res = Ok(());
+        for b in &bufs {
+            res = self.write_from(b, at);
+            if res.is_err() {
+                break;
+            }
+            at += b.len() as u64;
+        }
+        Box::pin(std::future::ready(res))
     }
 
     fn flush(&self) -> LocalBoxFuture<'_, IoResult<()>> {

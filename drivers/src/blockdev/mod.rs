@@ -15,7 +15,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::buffer::IoBuf;
+use crate::buffer::{IoBuf, SharedBuf};
 use crate::error::{IoError, IoResult};
 use crate::executor::{self, BackendChoice, BackendKind};
 use crate::LocalBoxFuture;
@@ -64,6 +64,31 @@ pub trait BlockDevice: Send + Sync {
     /// Writes all of `buf` at `offset_bytes` (all or error). Not durable until a flush
     /// completes after it.
     fn write(&self, buf: IoBuf, offset_bytes: u64) -> LocalBoxFuture<'_, (IoResult<()>, IoBuf)>;
+
+    /// True when [`BlockDevice::write_vectored`] writes the buffers in place (one vectored
+    /// write); false when it assembles them into one buffer first (the default), which a
+    /// caller counting copies should know.
+    fn writes_vectored(&self) -> bool {
+        false
+    }
+
+    /// Writes `bufs` back to back at `offset_bytes` (all or error). Each buffer must be 4 KiB
+    /// aligned in memory and a whole number of logical blocks long. The default assembles one
+    /// buffer and calls [`BlockDevice::write`].
+    fn write_vectored(
+        &self,
+        bufs: Vec<SharedBuf>,
+        offset_bytes: u64,
+    ) -> LocalBoxFuture<'_, IoResult<()>> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        let mut one = IoBuf::zeroed(total);
+        let mut at = 0;
+        for b in &bufs {
+            one[at..at + b.len()].copy_from_slice(b);
+            at += b.len();
+        }
+        Box::pin(async move { self.write(one, offset_bytes).await.0 })
+    }
 
     /// Makes every write completed before this call durable.
     fn flush(&self) -> LocalBoxFuture<'_, IoResult<()>>;

@@ -1,6 +1,6 @@
 //! READ and WRITE (6)/(10)/(12)/(16) (SBC-4 5.14-5.17, 5.39-5.42).
 
-use drivers::buffer::IoBuf;
+use drivers::buffer::{IoBuf, SharedBuf};
 
 use super::cdb::BlockIo;
 use super::limits;
@@ -44,12 +44,15 @@ impl LogicalUnit {
         Ok(Some(self.read_blocks(io.lba, u64::from(io.blocks)).await?))
     }
 
-    /// WRITE; FUA makes it durable before completion.
+    /// WRITE; FUA makes it durable before completion. The Data-Out buffer is handed to the
+    /// volume, which may keep it as the written blocks (no copy).
     pub(super) async fn write(&self, io: BlockIo, data: Option<IoBuf>) -> ScsiResult {
         self.check_block_io(io)?;
         let Some(buf) = data else { return Ok(None) };
-        let (res, _buf) = self.volume.write(io.lba, buf, io.fua).await;
-        res.map_err(volume_sense)?;
+        self.volume
+            .write_shared(io.lba, SharedBuf::new(buf), io.fua)
+            .await
+            .map_err(volume_sense)?;
         Ok(None)
     }
 }
