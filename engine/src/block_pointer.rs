@@ -34,6 +34,10 @@ pub enum BlockKind {
     DeadList = 9,
     /// An index of a metadata object cut into chunks (array of chunk pointers).
     ChunkIndex = 10,
+    /// One partition of the dedup table (array of `DdtEntryPhys`).
+    DedupTable = 11,
+    /// The dedup table's index (one pointer per partition).
+    DedupIndex = 12,
 }
 
 impl BlockKind {
@@ -52,6 +56,8 @@ impl BlockKind {
             8 => BlockKind::FreeList,
             9 => BlockKind::DeadList,
             10 => BlockKind::ChunkIndex,
+            11 => BlockKind::DedupTable,
+            12 => BlockKind::DedupIndex,
             _ => return None,
         })
     }
@@ -86,9 +92,9 @@ pub struct BlockPointer {
     pub checksum_type: u8,
     /// Compression (0 = none; reserved for later formats).
     pub compression: u8,
-    /// Reserved flag bits, zero.
+    /// Flag bits: for data, `ddt::BP_FLAG_DEDUP`; for a chunk index, the kind of its chunks.
     pub flags: u16,
-    /// Reserved, zero.
+    /// Zero, except for checksum type `ddt::CHECKSUM_BLAKE3_192`: the checksum's last 8 bytes.
     pub reserved: u64,
 }
 
@@ -177,7 +183,7 @@ mod tests {
 
     #[test]
     fn kinds_round_trip() {
-        for v in 0..=10u8 {
+        for v in 0..=12u8 {
             assert_eq!(BlockKind::from_u8(v).map(|k| k as u8), Some(v));
         }
         assert_eq!(BlockKind::from_u8(200), None);

@@ -83,7 +83,7 @@ pub struct DatasetPhys {
     pub name: [u8; NAME_BYTES],
     /// `compression` property ([`crate::compress::Compression`] as u8); new writes follow it.
     pub compression: u8,
-    /// `dedup` property (0 = off); new writes follow it.
+    /// `dedup` property ([`crate::ddt::DedupMode`] as u8); new writes follow it.
     pub dedup: u8,
     /// Reserved, zero.
     pub reserved_props: [u8; 6],
@@ -153,8 +153,10 @@ pub fn decode_dataset(bytes: &[u8]) -> PoolResult<(DatasetPhys, Vec<PartitionRoo
     if header.magic != DATASET_MAGIC || DatasetKind::from_u32(header.kind).is_none() {
         return Err(bad("bad magic or kind"));
     }
-    if crate::compress::Compression::from_u8(header.compression).is_none() {
-        return Err(bad("unknown compression property"));
+    if crate::compress::Compression::from_u8(header.compression).is_none()
+        || crate::ddt::DedupMode::from_u8(header.dedup).is_none()
+    {
+        return Err(bad("unknown compression or dedup property"));
     }
     if !header.layout().is_valid() {
         return Err(bad("invalid layout"));

@@ -2,7 +2,7 @@
 //! from the newest uberblock down, cross-checks every live block against the space maps and
 //! against every other live block, and reports pool, volume and snapshot figures.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -12,6 +12,7 @@ use crate::block_pointer::{BlockPointer, Extent};
 use crate::block_tree::decode_indirect;
 use crate::compress::{decompress_block, COMPRESSION_OFF};
 use crate::dataset::DatasetKind;
+use crate::ddt::{bp_fingerprint, is_dedup, FINGERPRINT_BYTES};
 use crate::error::{PoolError, PoolResult};
 use crate::format::SECTOR_BYTES;
 use crate::label::DeviceRole;
@@ -70,8 +71,13 @@ pub struct InspectReport {
     pub unallocated_live_blocks: u64,
     /// Pairs of distinct live blocks that overlap.
     pub overlapping_blocks: u64,
-    /// Figures recorded in dataset headers that differ from what their trees hold.
+    /// Figures recorded in dataset headers, and dedup counts, that differ from what the trees
+    /// hold.
     pub accounting_errors: Vec<String>,
+    /// Dedup table entries.
+    pub dedup_entries: u64,
+    /// References to deduplicated blocks found in the trees.
+    pub dedup_references: u64,
     /// Datasets.
     pub datasets: Vec<DatasetReport>,
 }
@@ -115,6 +121,11 @@ impl fmt::Display for InspectReport {
             self.checksum_errors.len(),
             self.unallocated_live_blocks,
             self.overlapping_blocks
+        )?;
+        writeln!(
+            f,
+            "  dedup table entries {}, references in the trees {}",
+            self.dedup_entries, self.dedup_references
         )?;
         for d in &self.datasets {
             writeln!(
@@ -167,6 +178,65 @@ async fn verify(
             report.checksum_errors.push(format!("{what}: read error {e}"));
             None
         }
+    }
+}
+
+/// One reference to a deduplicated block: (the dataset whose write created it, partition,
+/// tree index, birth txg, extent). Snapshots and clones share a reference of their origin.
+type Reference = (u64, usize, u64, u64, Extent);
+
+/// The dataset whose write created a block born at `birth` that dataset `id` references: a
+/// snapshot's blocks are its volume's; a clone's blocks from before its origin are the origin
+/// volume's.
+fn reference_owner(meta: &crate::meta::Meta, id: u64, birth: u64) -> u64 {
+    let mut id = id;
+    for _ in 0..64 {
+        let Some(ds) = meta.datasets.get(&id) else { return id };
+        if ds.kind() == DatasetKind::Snapshot {
+            id = ds.phys.parent_id;
+            continue;
+        }
+        match meta.datasets.get(&ds.phys.origin_id) {
+            Some(origin) if ds.phys.origin_id != 0 && birth <= origin.phys.creation_txg => {
+                id = origin.phys.parent_id;
+            }
+            _ => return id,
+        }
+    }
+    id
+}
+
+/// Checks every dedup table entry's count against the references the trees hold.
+fn check_dedup_references(
+    ddt: &crate::ddt::Ddt,
+    references: &HashMap<[u8; FINGERPRINT_BYTES], HashSet<Reference>>,
+    report: &mut InspectReport,
+) {
+    let entries = ddt.entries();
+    report.dedup_entries = entries.len() as u64;
+    for (fp, extent, refcount) in &entries {
+        let found = references.get(&fp.0);
+        let count = found.map_or(0, HashSet::len);
+        report.dedup_references += count as u64;
+        if count != *refcount as usize {
+            report.accounting_errors.push(format!(
+                "dedup entry at device {} offset {}: count {refcount}, trees hold {count}",
+                extent.device, extent.offset_bytes
+            ));
+        }
+        if found.is_some_and(|refs| refs.iter().any(|r| r.4 != *extent)) {
+            report.accounting_errors.push(format!(
+                "dedup entry at device {} offset {}: a pointer with its fingerprint points elsewhere",
+                extent.device, extent.offset_bytes
+            ));
+        }
+    }
+    let known: HashSet<[u8; FINGERPRINT_BYTES]> = entries.iter().map(|e| e.0 .0).collect();
+    let orphans = references.keys().filter(|fp| !known.contains(*fp)).count();
+    if orphans > 0 {
+        report
+            .accounting_errors
+            .push(format!("{orphans} deduplicated blocks have no dedup table entry"));
     }
 }
 
@@ -239,6 +309,14 @@ pub async fn inspect(devices: Vec<Arc<dyn BlockDevice>>) -> PoolResult<InspectRe
             }
         }
         let mut seen: HashSet<(u16, u64, u64)> = HashSet::new();
+        // Distinct references to each deduplicated block found in the trees.
+        let mut references: HashMap<[u8; FINGERPRINT_BYTES], HashSet<Reference>> = HashMap::new();
+        for e in &loaded.ddt.entries() {
+            add(e.1, u64::MAX, &mut report);
+        }
+        for (e, birth) in loaded.ddt.object_extents() {
+            add(e, birth, &mut report);
+        }
         for ds in meta.datasets.values() {
             for obj in [&ds.object, &ds.deadlist_object] {
                 for e in &obj.extents {
@@ -259,10 +337,20 @@ pub async fn inspect(devices: Vec<Arc<dyn BlockDevice>>) -> PoolResult<InspectRe
                 deadlist_blocks: ds.deadlist.len() as u64,
             };
             for (p, root) in ds.roots.iter().enumerate() {
-                let mut stack = vec![root.root];
-                while let Some(bp) = stack.pop() {
+                let mut stack = vec![(root.root, 0u64)];
+                while let Some((bp, index)) = stack.pop() {
                     if bp.is_hole() {
                         continue;
+                    }
+                    if is_dedup(&bp) {
+                        let owner = reference_owner(meta, ds.phys.id, bp.birth_txg);
+                        references.entry(bp_fingerprint(&bp).0).or_default().insert((
+                            owner,
+                            p,
+                            index,
+                            bp.birth_txg,
+                            bp.extent(),
+                        ));
                     }
                     if bp.level == 0 {
                         d.data_blocks += 1;
@@ -272,7 +360,9 @@ pub async fn inspect(devices: Vec<Arc<dyn BlockDevice>>) -> PoolResult<InspectRe
                     } else {
                         d.indirect_blocks += 1;
                     }
-                    add(bp.extent(), bp.birth_txg, &mut report);
+                    // Every reference to a deduplicated block shares its extent.
+                    let birth = if is_dedup(&bp) { u64::MAX } else { bp.birth_txg };
+                    add(bp.extent(), birth, &mut report);
                     let first_visit = seen.insert((bp.device, bp.offset_bytes, bp.birth_txg));
                     if !first_visit && bp.level == 0 {
                         continue;
@@ -283,7 +373,12 @@ pub async fn inspect(devices: Vec<Arc<dyn BlockDevice>>) -> PoolResult<InspectRe
                     };
                     if bp.level > 0 {
                         match decode_indirect(&bytes) {
-                            Ok(children) => stack.extend(children.iter().copied()),
+                            Ok(children) => stack.extend(
+                                children
+                                    .iter()
+                                    .enumerate()
+                                    .map(|(i, c)| (*c, index * 128 + i as u64)),
+                            ),
                             Err(_) => report.checksum_errors.push(format!("{what}: malformed")),
                         }
                     } else if bp.compression != COMPRESSION_OFF
@@ -308,6 +403,7 @@ pub async fn inspect(devices: Vec<Arc<dyn BlockDevice>>) -> PoolResult<InspectRe
             }
             report.datasets.push(d);
         }
+        check_dedup_references(&loaded.ddt, &references, &mut report);
         report.live_bytes = live.values().map(|(len, _)| *len).sum();
         // Overlap between neighbours (different offsets).
         let mut prev_end: Option<(u16, u64)> = None;

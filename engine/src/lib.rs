@@ -14,6 +14,7 @@ pub mod cache;
 pub mod compress;
 pub mod copy_stats;
 pub mod dataset;
+pub mod ddt;
 pub mod device_volume;
 pub mod error;
 pub mod format;

@@ -24,6 +24,7 @@ use crate::dataset::{
     decode_dataset, decode_deadlist, decode_directory, name_field, DatasetKind, DatasetPhys,
     PartitionRoot, DATASET_FLAG_THICK, DATASET_MAGIC,
 };
+use crate::ddt::Ddt;
 use crate::error::{PoolError, PoolResult};
 use crate::format::{data_area, label_offset_bytes, LABEL_BYTES, LABEL_COUNT, SECTOR_BYTES};
 use crate::label::{DeviceConfig, DeviceRole, Label, LABEL_HEADER_BYTES, MAX_DEVICES};
@@ -56,6 +57,12 @@ pub struct PoolTunables {
     /// Shards that write to the pool: the intent-log chains are divided among them at
     /// runtime (see `zil::Zil`); a shard alone uses every chain.
     pub shards: usize,
+    /// Memory budget of the dedup table: past it, volumes stop taking new entries.
+    pub dedup_table_bytes: u64,
+    /// Lookups a volume makes before its dedup hit rate is judged.
+    pub dedup_min_lookups: u64,
+    /// Hit rate (percent) below which a volume stops taking new dedup entries.
+    pub dedup_min_hit_percent: u64,
 }
 
 impl Default for PoolTunables {
@@ -68,6 +75,9 @@ impl Default for PoolTunables {
             dirty_limit_bytes: 256 << 20,
             sync_interval: Duration::from_secs(5),
             shards: 1,
+            dedup_table_bytes: 1 << 30,
+            dedup_min_lookups: 1 << 16,
+            dedup_min_hit_percent: 2,
         }
     }
 }
@@ -119,6 +129,8 @@ pub struct VolumeOptions {
     pub thick: bool,
     /// `compression` property (changeable later with [`Pool::set_compression`]).
     pub compression: crate::compress::Compression,
+    /// `dedup` property (changeable later with [`Pool::set_dedup`]).
+    pub dedup: crate::ddt::DedupMode,
 }
 
 impl Default for VolumeOptions {
@@ -131,6 +143,7 @@ impl Default for VolumeOptions {
             stripe_bytes: 1 << 20,
             thick: false,
             compression: crate::compress::Compression::default(),
+            dedup: crate::ddt::DedupMode::default(),
         }
     }
 }
@@ -193,6 +206,7 @@ pub struct Pool {
     pub(crate) alloc: Allocator,
     pub(crate) cache: BlockCache,
     pub(crate) meta: Mutex<Meta>,
+    pub(crate) ddt: Ddt,
     pub(crate) heads: Mutex<BTreeMap<u64, Arc<VolumeShared>>>,
     pub(crate) txg: TxgState,
     pub(crate) zil: Zil,
@@ -335,6 +349,7 @@ impl Pool {
             configs,
             alloc,
             Meta { next_id: 1, dirty: true, ..Meta::default() },
+            Ddt::default(),
             Zil::new(guid, &chain_phys, options.tunables.shards),
             1,
             0,
@@ -354,6 +369,7 @@ impl Pool {
         device_configs: Vec<DeviceConfig>,
         alloc: Allocator,
         meta: Meta,
+        ddt: Ddt,
         zil: Zil,
         open_txg: u64,
         durable_txg: u64,
@@ -376,6 +392,7 @@ impl Pool {
                 alloc,
                 cache,
                 meta: Mutex::new(meta),
+                ddt,
                 heads: Mutex::new(BTreeMap::new()),
                 txg,
                 zil,
@@ -413,6 +430,7 @@ impl Pool {
                         configs,
                         loaded.alloc,
                         loaded.meta,
+                        loaded.ddt,
                         Zil::new(guid, loaded.root.chains(), shards),
                         ub.txg + 1,
                         ub.txg,
@@ -495,7 +513,22 @@ impl Pool {
                 },
             );
         }
-        Ok(Loaded { root, alloc, meta })
+        let ddt = Ddt::default();
+        if !root.ddt_index.is_hole() {
+            let (bytes, extents) =
+                read_object(devs, &root.ddt_index).await.map_err(corrupt("dedup index"))?;
+            let pointers = decode_deadlist(&bytes)?;
+            if pointers.len() != crate::ddt::DDT_PARTITIONS {
+                return Err(PoolError::Corrupt("dedup index length".into()));
+            }
+            for (i, bp) in pointers.iter().enumerate().filter(|(_, bp)| !bp.is_hole()) {
+                let (bytes, extents) =
+                    read_object(devs, bp).await.map_err(corrupt("dedup table"))?;
+                ddt.load_part(i, &bytes, StoredObject { bp: *bp, extents })?;
+            }
+            ddt.set_index(StoredObject { bp: root.ddt_index, extents });
+        }
+        Ok(Loaded { root, alloc, meta, ddt })
     }
 
     /// Builds the in-memory volumes of every head dataset after import.
@@ -622,6 +655,7 @@ impl Pool {
                 reservation_bytes: if options.thick { options.capacity_bytes } else { 0 },
                 flags: if options.thick { DATASET_FLAG_THICK } else { 0 },
                 compression: options.compression as u8,
+                dedup: options.dedup as u8,
                 name: field,
                 ..Zeroable::zeroed()
             };
@@ -744,6 +778,7 @@ pub(crate) struct Loaded {
     pub(crate) root: PoolRootPhys,
     pub(crate) alloc: Allocator,
     pub(crate) meta: Meta,
+    pub(crate) ddt: Ddt,
 }
 
 /// Reads the labels of `devices`, checks they form one pool and orders them by index.
@@ -911,6 +946,8 @@ pub fn block_kind_name(bp: &BlockPointer) -> &'static str {
         Some(BlockKind::FreeList) => "free list",
         Some(BlockKind::DeadList) => "deadlist",
         Some(BlockKind::ChunkIndex) => "chunk index",
+        Some(BlockKind::DedupTable) => "dedup table",
+        Some(BlockKind::DedupIndex) => "dedup index",
         Some(BlockKind::None) | None => "unknown",
     }
 }

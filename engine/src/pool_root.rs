@@ -60,8 +60,10 @@ pub struct PoolRootPhys {
     pub space_map_table: BlockPointer,
     /// Intent-log chains.
     pub log_chains: [LogChainPhys; MAX_LOG_CHAINS],
+    /// The dedup table's index object (hole while the table has never held an entry).
+    pub ddt_index: BlockPointer,
     /// Reserved, zero.
-    pub reserved: [u64; 32],
+    pub reserved: [u64; 24],
     /// Reserved, zero.
     pub reserved2: [u64; 8],
     /// Reserved, zero.

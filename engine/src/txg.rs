@@ -28,6 +28,7 @@ use crate::block_tree::{load_indirect, prefetch_paths, PendingWrite, TreeUpdate}
 use crate::compress::{compress_block, Compression, COMPRESSION_LZ4, COMPRESSION_OFF};
 use crate::copy_stats::{self, CopyPath};
 use crate::dataset::{encode_dataset, DatasetKind, DirectoryEntry, PartitionRoot};
+use crate::ddt::{bp_fingerprint, fingerprint, is_dedup, mark_dedup, DedupMode, Fingerprint};
 use crate::error::{PoolError, PoolResult};
 use crate::format::{checksum, SECTOR_BYTES};
 use crate::meta::{DatasetMeta, Meta, MetaOp};
@@ -110,6 +111,43 @@ struct StoredForm {
     len_bytes: u64,
     compression: u8,
 }
+
+/// The pointer to a data block of `v` logical bytes stored as `s` at `extent`.
+fn data_pointer(extent: &Extent, txg: u64, s: &StoredForm, v: u64) -> BlockPointer {
+    BlockPointer {
+        offset_bytes: extent.offset_bytes,
+        birth_txg: txg,
+        checksum: s.checksum,
+        fill_blocks: 1,
+        logical_bytes: u32::try_from(v).expect("volblock fits"),
+        physical_bytes: u32::try_from(extent.len_bytes).expect("block fits"),
+        device: extent.device,
+        kind: BlockKind::Data as u8,
+        level: 0,
+        checksum_type: CHECKSUM_XXH3_128,
+        compression: s.compression,
+        ..BlockPointer::HOLE
+    }
+}
+
+/// What dedup makes of one block.
+enum DedupDecision {
+    /// Written as a plain block.
+    Plain,
+    /// Already stored there: one more reference.
+    Hit(Extent, Fingerprint),
+    /// Written, and entered in the table.
+    New(Fingerprint),
+}
+
+/// Estimate of the in-memory dedup table during a partition's sync (measured at its start,
+/// then grown by a generous per-entry figure for each new entry).
+struct DedupBudget {
+    memory_bytes: u64,
+}
+
+/// Bytes a new entry is assumed to add to the in-memory table (an upper bound).
+const DEDUP_ENTRY_ESTIMATE_BYTES: u64 = 96;
 
 /// The stored forms of the set's data blocks, in the order of `set.blocks`: compressed when
 /// the volume compresses and the block saves an eighth of its size, raw otherwise.
@@ -338,6 +376,10 @@ impl Pool {
         let mut hint = (work.volume.id as usize).wrapping_mul(31).wrapping_add(work.index)
             % self.alloc.group_count().max(1);
         let stored = store_forms(&work.set, work.volume.compression());
+        let dedup_mode = work.volume.dedup();
+        let mut budget = DedupBudget {
+            memory_bytes: if dedup_mode == DedupMode::Off { 0 } else { self.ddt.memory_bytes() },
+        };
         // Raw blocks are carved from runs in whole blocks; once sizes vary, in sectors.
         let step = if stored.iter().all(|s| s.len_bytes == v) { v } else { SECTOR_BYTES };
         let mut unplaced: u64 = stored.iter().map(|s| s.len_bytes).sum();
@@ -352,41 +394,44 @@ impl Pool {
                 DirtyBlock::Zero => BlockPointer::HOLE,
                 DirtyBlock::Data(_) => {
                     let s = stored.next().expect("one stored form per data block");
-                    if run.is_none_or(|r| r.len_bytes < s.len_bytes) {
-                        if let Some(rest) = run.filter(|r| r.len_bytes > 0) {
-                            self.alloc.free(rest, txg);
-                        }
-                        run = Some(self.allocate_data_run(
-                            &mut hint,
-                            unplaced,
-                            s.len_bytes,
-                            step,
-                            runs,
-                        )?);
-                    }
-                    let r = run.as_mut().expect("run allocated");
-                    let extent = Extent::new(r.device, r.offset_bytes, s.len_bytes);
-                    r.offset_bytes += s.len_bytes;
-                    r.len_bytes -= s.len_bytes;
-                    unplaced -= s.len_bytes;
-                    let bp = BlockPointer {
-                        offset_bytes: extent.offset_bytes,
-                        birth_txg: txg,
-                        checksum: s.checksum,
-                        fill_blocks: 1,
-                        logical_bytes: u32::try_from(v).expect("volblock fits"),
-                        physical_bytes: u32::try_from(s.len_bytes).expect("block fits"),
-                        device: extent.device,
-                        kind: BlockKind::Data as u8,
-                        level: 0,
-                        checksum_type: CHECKSUM_XXH3_128,
-                        compression: s.compression,
-                        ..BlockPointer::HOLE
-                    };
                     figures.logical_bytes += v;
                     figures.physical_bytes += s.len_bytes;
-                    writes.push(PendingWrite { extent, data: s.data, checksum: s.checksum });
-                    bp
+                    let decision = match dedup_mode {
+                        DedupMode::Off => DedupDecision::Plain,
+                        mode => self.dedup_decide(&work.volume, mode, &s, &mut budget).await,
+                    };
+                    if let DedupDecision::Hit(extent, fp) = decision {
+                        unplaced -= s.len_bytes;
+                        let mut bp = data_pointer(&extent, txg, &s, v);
+                        mark_dedup(&mut bp, &fp);
+                        bp
+                    } else {
+                        if run.is_none_or(|r| r.len_bytes < s.len_bytes) {
+                            if let Some(rest) = run.filter(|r| r.len_bytes > 0) {
+                                self.alloc.free(rest, txg);
+                            }
+                            run = Some(self.allocate_data_run(
+                                &mut hint,
+                                unplaced,
+                                s.len_bytes,
+                                step,
+                                runs,
+                            )?);
+                        }
+                        let r = run.as_mut().expect("run allocated");
+                        let extent = Extent::new(r.device, r.offset_bytes, s.len_bytes);
+                        r.offset_bytes += s.len_bytes;
+                        r.len_bytes -= s.len_bytes;
+                        unplaced -= s.len_bytes;
+                        let mut bp = data_pointer(&extent, txg, &s, v);
+                        if let DedupDecision::New(fp) = decision {
+                            self.ddt.insert(fp, &extent);
+                            self.ddt.remember_fresh(fp, s.data.clone());
+                            mark_dedup(&mut bp, &fp);
+                        }
+                        writes.push(PendingWrite { extent, data: s.data, checksum: s.checksum });
+                        bp
+                    }
                 }
             };
             update.set_leaf(*index, bp).await.map_err(read_err)?;
@@ -506,11 +551,144 @@ impl Pool {
     /// it, kept on the deadlist when a snapshot (or the clone origin) still does.
     fn kill(&self, ds: &mut DatasetMeta, bp: BlockPointer, txg: u64) {
         if bp.birth_txg > ds.phys.prev_snap_txg {
-            self.alloc.free(bp.extent(), txg);
+            self.free_block(&bp, txg);
         } else {
             ds.deadlist.push(bp);
             ds.deadlist_dirty = true;
         }
+    }
+
+    /// Looks a block up in the dedup table: a hit (with equal bytes under `verify`) becomes one
+    /// more reference; a miss becomes a new entry unless the volume stopped taking them.
+    async fn dedup_decide(
+        &self,
+        volume: &VolumeShared,
+        mode: DedupMode,
+        s: &StoredForm,
+        budget: &mut DedupBudget,
+    ) -> DedupDecision {
+        let bytes: &[u8] = &s.data;
+        let logical = volume.layout.volblock_bytes;
+        let fp = fingerprint(s.compression, logical, bytes);
+        let state = &volume.dedup_state;
+        state.lookups.fetch_add(1, Ordering::Relaxed);
+        if let Some(hit) = self.ddt.lookup(&fp) {
+            let same = mode != DedupMode::Verify || self.same_bytes(&fp, &hit.extent, bytes).await;
+            if same && self.ddt.add_ref(&fp) {
+                state.hits.fetch_add(1, Ordering::Relaxed);
+                return DedupDecision::Hit(hit.extent, fp);
+            }
+            // Different bytes behind the same fingerprint (or a full count): kept apart.
+            return DedupDecision::Plain;
+        }
+        if self.dedup_stopped(volume, budget) {
+            return DedupDecision::Plain;
+        }
+        budget.memory_bytes += DEDUP_ENTRY_ESTIMATE_BYTES;
+        DedupDecision::New(fp)
+    }
+
+    /// True when the block the table holds for `fp` at `extent` has exactly `bytes`.
+    async fn same_bytes(&self, fp: &Fingerprint, extent: &Extent, bytes: &[u8]) -> bool {
+        if let Some(fresh) = self.ddt.fresh(fp) {
+            // Entered in this txg: its write may still be in flight.
+            return &fresh[..] == bytes;
+        }
+        let len = usize::try_from(extent.len_bytes).expect("block fits");
+        match self.devs.read(extent.device, extent.offset_bytes, len).await {
+            Ok(buf) => &buf[..] == bytes,
+            Err(_) => false,
+        }
+    }
+
+    /// True when `volume` takes no new dedup entries: it stopped before, or stops now because
+    /// the table reached its memory budget or the volume's hit rate does not pay for it.
+    fn dedup_stopped(&self, volume: &VolumeShared, budget: &DedupBudget) -> bool {
+        let mut stopped = lock(&volume.dedup_state.stopped);
+        if stopped.is_some() {
+            return true;
+        }
+        let lookups = volume.dedup_state.lookups.load(Ordering::Relaxed);
+        let hits = volume.dedup_state.hits.load(Ordering::Relaxed);
+        let t = &self.tunables;
+        let reason = if budget.memory_bytes >= t.dedup_table_bytes {
+            format!(
+                "the dedup table reached its memory budget ({} of {} bytes)",
+                budget.memory_bytes, t.dedup_table_bytes
+            )
+        } else if lookups >= t.dedup_min_lookups
+            && hits.saturating_mul(100) < lookups.saturating_mul(t.dedup_min_hit_percent)
+        {
+            #[allow(clippy::cast_precision_loss)]
+            let rate = hits as f64 * 100.0 / lookups as f64;
+            format!(
+                "hit rate {rate:.2}% is below {}% after {lookups} lookups",
+                t.dedup_min_hit_percent
+            )
+        } else {
+            return false;
+        };
+        *stopped = Some(reason.clone());
+        drop(stopped);
+        // The metadata lock is taken only after the volume's lock is released (property
+        // changes take them in the other order).
+        let name = lock(&self.meta).datasets.get(&volume.id).map(DatasetMeta::name);
+        eprintln!(
+            "ferrite: pool {} volume {}: dedup stops taking new entries: {reason}",
+            self.name,
+            name.unwrap_or_default()
+        );
+        true
+    }
+
+    /// Frees a data or metadata block the durable state no longer references; a deduplicated
+    /// block loses one reference and is freed with its last.
+    fn free_block(&self, bp: &BlockPointer, txg: u64) {
+        if !is_dedup(bp) {
+            self.alloc.free(bp.extent(), txg);
+            return;
+        }
+        match self.ddt.release(&bp_fingerprint(bp)) {
+            Ok(Some(extent)) => self.alloc.free(extent, txg),
+            Ok(None) => {}
+            // Without an entry the block's other references are unknown: it is kept
+            // (leaked, which ferrite-inspect reports), never freed under a live reference.
+            Err(e) => eprintln!("ferrite: pool {}: {e}; block kept", self.name),
+        }
+    }
+
+    /// Writes the dedup table's changed partitions and its index, copy-on-write, in this txg.
+    async fn write_ddt(&self, txg: u64) -> PoolResult<()> {
+        self.ddt.clear_fresh();
+        let dirty = self.ddt.take_dirty();
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        for (i, bytes, old) in dirty {
+            self.free_object(&old, txg);
+            if bytes.is_empty() {
+                self.ddt.set_object(i, StoredObject::none());
+                continue;
+            }
+            let mut hint = self.alloc.next_hint();
+            let plan = ObjectPlan::allocate(&self.alloc, &mut hint, bytes.len())
+                .ok_or(PoolError::NoSpace)?;
+            let obj = write_object(&self.devs, plan, BlockKind::DedupTable, txg, &bytes)
+                .await
+                .map_err(read_err)?;
+            self.ddt.set_object(i, obj);
+        }
+        let pointers = self.ddt.index_pointers();
+        let bytes: &[u8] = bytemuck::cast_slice(&pointers);
+        let mut hint = self.alloc.next_hint();
+        let plan =
+            ObjectPlan::allocate(&self.alloc, &mut hint, bytes.len()).ok_or(PoolError::NoSpace)?;
+        let obj = write_object(&self.devs, plan, BlockKind::DedupIndex, txg, bytes)
+            .await
+            .map_err(read_err)?;
+        let old = self.ddt.replace_index(obj);
+        self.free_object(&old, txg);
+        Ok(())
     }
 
     fn free_object(&self, object: &StoredObject, txg: u64) {
@@ -620,6 +798,7 @@ impl Pool {
         self.apply_metadata(txg, &results, kills, &ops, &mut installs, &mut destroyed_volumes)
             .await?;
         let t3 = std::time::Instant::now();
+        self.write_ddt(txg).await?;
         self.commit_space_and_root(txg).await?;
         if trace {
             let ms = |a: std::time::Instant, b: std::time::Instant| (b - a).as_secs_f64() * 1e3;
@@ -747,7 +926,7 @@ impl Pool {
                 }
             }
             for bp in op_frees {
-                self.alloc.free(bp.extent(), txg);
+                self.free_block(&bp, txg);
             }
             for op in ops {
                 self.apply_op(
@@ -965,7 +1144,7 @@ impl Pool {
         let mut keep = Vec::with_capacity(next.deadlist.len());
         for bp in std::mem::take(&mut next.deadlist) {
             if bp.birth_txg > prev_txg {
-                self.alloc.free(bp.extent(), txg);
+                self.free_block(&bp, txg);
             } else {
                 keep.push(bp);
             }
@@ -1067,6 +1246,7 @@ impl Pool {
         };
         let chains = self.zil.heads_for(txg);
         root.log_chain_count = u32::try_from(chains.len()).expect("chains fit");
+        root.ddt_index = self.ddt.index_bp();
         root.log_chains[..chains.len()].copy_from_slice(&chains);
         let root_obj = write_object(
             &self.devs,

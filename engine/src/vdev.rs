@@ -15,6 +15,18 @@ use crate::copy_stats::{self, CopyPath};
 use crate::format::checksum;
 use crate::join::join_all;
 
+/// True when `stored` matches the checksum `bp` carries (xxh3-128, or the BLAKE3 fingerprint
+/// of a deduplicated block).
+#[must_use]
+pub fn verifies(bp: &BlockPointer, stored: &[u8]) -> bool {
+    if bp.checksum_type == crate::ddt::CHECKSUM_BLAKE3_192 {
+        crate::ddt::fingerprint(bp.compression, bp.logical_bytes, stored)
+            == crate::ddt::bp_fingerprint(bp)
+    } else {
+        checksum(stored) == bp.checksum
+    }
+}
+
 /// Why a verified read failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockReadError {
@@ -154,7 +166,7 @@ impl DeviceSet {
                 other => BlockReadError::Io(other),
             },
         )?;
-        if checksum(&buf) != bp.checksum {
+        if !verifies(bp, &buf) {
             self.stats.checksum_errors.fetch_add(1, Ordering::Relaxed);
             return Err(BlockReadError::Checksum);
         }

@@ -25,6 +25,7 @@ use crate::cache::{BlockKey, CachedBlock};
 use crate::compress::{decompress_block, Compression, COMPRESSION_OFF};
 use crate::copy_stats::{self, CopyPath};
 use crate::dataset::{DatasetPhys, PartitionRoot, DATASET_FLAG_THICK};
+use crate::ddt::DedupMode;
 use crate::join::join_all;
 use crate::partition::{BlockAddress, BlockData, DirtyBlock, PartitionState, VolumeLayout};
 use crate::pool::{lock, Pool};
@@ -50,6 +51,22 @@ pub struct VolumeShared {
     pub destroyed: AtomicBool,
     /// `compression` property ([`Compression`] as u8), read by each txg sync.
     pub compression: AtomicU8,
+    /// `dedup` property ([`DedupMode`] as u8), read by each txg sync.
+    pub dedup: AtomicU8,
+    /// Dedup lookups and hits of this volume, and why it stopped taking new entries.
+    pub dedup_state: DedupState,
+}
+
+/// A volume's dedup activity since import.
+#[derive(Debug, Default)]
+pub struct DedupState {
+    /// Blocks looked up in the table.
+    pub lookups: AtomicU64,
+    /// Lookups that found their block (and, with `verify`, equal bytes).
+    pub hits: AtomicU64,
+    /// Set when the volume stopped taking new entries: the reason. Existing entries still
+    /// serve hits. Cleared when the `dedup` property is set again.
+    pub stopped: Mutex<Option<String>>,
 }
 
 impl VolumeShared {
@@ -75,7 +92,15 @@ impl VolumeShared {
             write_cache: AtomicBool::new(true),
             destroyed: AtomicBool::new(false),
             compression: AtomicU8::new(phys.compression),
+            dedup: AtomicU8::new(phys.dedup),
+            dedup_state: DedupState::default(),
         }
+    }
+
+    /// The `dedup` property new writes follow.
+    #[must_use]
+    pub fn dedup(&self) -> DedupMode {
+        DedupMode::from_u8(self.dedup.load(Ordering::Relaxed)).unwrap_or_default()
     }
 
     /// The `compression` property new writes follow.
@@ -207,6 +232,12 @@ impl PoolVolume {
     #[must_use]
     pub fn id(&self) -> u64 {
         self.shared.id
+    }
+
+    /// The state every handle of the volume shares.
+    #[must_use]
+    pub fn shared(&self) -> &Arc<VolumeShared> {
+        &self.shared
     }
 
     /// The pool.

@@ -31,10 +31,14 @@ use drivers::buffer::IoBuf;
 use drivers::executor::{spawn, yield_now, Reactor, ReactorConfig};
 use engine::block_volume::BlockVolume;
 use engine::compress::Compression;
+use engine::ddt::DedupMode;
 use engine::{CreateOptions, Pool, PoolTunables, PoolVolume, VolumeOptions};
 
 /// Compressed data blocks inspect found after every seed's recovery (the run must see some).
 static COMPRESSED_BLOCKS_SEEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// References to deduplicated blocks inspect checked against the dedup table after recovery.
+static DEDUP_REFERENCES_SEEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 struct Rng(u64);
 
@@ -54,11 +58,17 @@ impl Rng {
     }
 }
 
+/// Ids with this bit are "shared" writes: like a WRITE SAME pattern, their content does not
+/// depend on the LBA (the header's LBA field holds [`SAME_LBA`]), so equal data blocks arise
+/// for dedup to find.
+const SHARED_ID: u64 = 1 << 62;
+
 /// Content of logical block `lba` written by write `id` (0 = zeros).
 fn block_bytes(lba: u64, id: u64, len: usize) -> Vec<u8> {
     if id == 0 {
         return vec![0; len];
     }
+    let lba = if id & SHARED_ID != 0 { SAME_LBA } else { lba };
     let mut out = Vec::with_capacity(len);
     out.extend_from_slice(&lba.to_le_bytes());
     out.extend_from_slice(&id.to_le_bytes());
@@ -217,6 +227,12 @@ async fn setup(seed: u64, rng: &mut Rng) -> Setup {
         thick: false,
         // Four seeds in five compress (blocks above 4 KiB that save an eighth).
         compression: if seed % 5 == 4 { Compression::Off } else { Compression::Lz4 },
+        // One seed in three deduplicates (half of those with verify).
+        dedup: match seed % 6 {
+            1 => DedupMode::On,
+            4 => DedupMode::Verify,
+            _ => DedupMode::Off,
+        },
     };
     pool.create_volume("v", &volume_options).await.expect("volume");
     Setup {
@@ -260,6 +276,7 @@ async fn workload(
     ops: usize,
     lbas: usize,
     logical: usize,
+    shared_lbas: usize,
     failure: Rc<RefCell<Option<String>>>,
 ) {
     let mut clone_count = 0;
@@ -272,8 +289,16 @@ async fn workload(
         let name = names[rng.below(names.len() as u64) as usize].clone();
         let Ok(vol) = pool.open_volume(&name) else { return };
         let roll = rng.below(100);
-        let lba = rng.below(lbas as u64) as usize;
-        let count = (1 + rng.below(16) as usize).min(lbas - lba);
+        let mut lba = rng.below(lbas as u64) as usize;
+        let mut count = (1 + rng.below(16) as usize).min(lbas - lba);
+        // Dedup seeds: a third of plain writes cover whole data blocks with one of a few
+        // shared contents.
+        let shared = shared_lbas > 0 && roll < 40 && rng.chance(33);
+        let shared_id = SHARED_ID | (1 + rng.below(3));
+        if shared {
+            lba = lba / shared_lbas * shared_lbas;
+            count = (shared_lbas * (1 + rng.below(2) as usize)).min(lbas - lba);
+        }
         if std::env::var("FERRITE_SIM_TRACE").is_ok() {
             eprintln!(
                 "op {roll} on {name} lba {lba} count {count} next id {} durable txg {}",
@@ -313,7 +338,9 @@ async fn workload(
                 let mut data = Vec::with_capacity(count * logical);
                 let mut ids = Vec::new();
                 for i in 0..count {
-                    let id = {
+                    let id = if shared {
+                        shared_id
+                    } else {
                         let mut m = model.borrow_mut();
                         m.next_id += 1;
                         m.next_id
@@ -631,6 +658,7 @@ async fn verify_after_import(s: &Setup, model: &Model) -> Result<(), String> {
     }
     let compressed: u64 = report.datasets.iter().map(|d| d.compressed_blocks).sum();
     COMPRESSED_BLOCKS_SEEN.fetch_add(compressed, std::sync::atomic::Ordering::Relaxed);
+    DEDUP_REFERENCES_SEEN.fetch_add(report.dedup_references, std::sync::atomic::Ordering::Relaxed);
     let _ = &s.volume_options;
     Ok(())
 }
@@ -670,6 +698,11 @@ fn run_seed(seed: u64) -> Result<(), String> {
             ops,
             s.lbas,
             s.logical,
+            if s.volume_options.dedup == DedupMode::Off {
+                0
+            } else {
+                (s.volume_options.volblock_bytes as usize / s.logical).max(1)
+            },
             Rc::clone(&failure),
         ));
         let done2 = Rc::clone(&done);
@@ -734,13 +767,16 @@ fn crash_simulator() {
         }
     }
     let compressed = COMPRESSED_BLOCKS_SEEN.load(std::sync::atomic::Ordering::Relaxed);
+    let deduped = DEDUP_REFERENCES_SEEN.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!(
-        "crash simulator: {} seeds in {:.1?}, {compressed} compressed blocks checked after recovery",
+        "crash simulator: {} seeds in {:.1?}, {compressed} compressed blocks and {deduped} \
+         references to deduplicated blocks checked after recovery",
         seeds.len(),
         start.elapsed()
     );
     assert!(failed.is_empty(), "failing seeds (rerun one with FERRITE_SIM_SEED=N): {failed:?}");
     if seeds.len() >= 20 {
         assert!(compressed > 0, "no seed left a compressed block to check");
+        assert!(deduped > 0, "no seed left a deduplicated block to check");
     }
 }

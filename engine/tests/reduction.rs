@@ -9,6 +9,7 @@ use common::{device, reactor};
 use drivers::buffer::IoBuf;
 use engine::block_volume::BlockVolume;
 use engine::compress::Compression;
+use engine::ddt::DedupMode;
 use engine::{CreateOptions, Pool, PoolTunables, VolumeOptions};
 
 const BLOCK: usize = 64 * 1024;
@@ -29,7 +30,7 @@ fn volume(compression: Compression) -> VolumeOptions {
 
 /// Bytes no compressor shrinks (xorshift).
 fn random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
+    let mut x = seed.wrapping_mul(2).wrapping_add(1);
     (0..len)
         .map(|_| {
             x ^= x << 13;
@@ -147,5 +148,179 @@ fn figures_follow_overwrites_unmaps_and_snapshots() {
         assert_eq!(pool.reduction_figures("vol").expect("figures"), full);
         let pool_figures = pool.pool_reduction_figures();
         assert_eq!(pool_figures, full);
+    });
+}
+
+fn dedup_volume(dedup: DedupMode) -> VolumeOptions {
+    VolumeOptions { dedup, compression: Compression::Off, ..volume(Compression::Off) }
+}
+
+#[test]
+fn dedup_across_volumes_and_snapshots_accounts_space_exactly() {
+    let r = reactor();
+    let dev = device(64);
+    r.block_on(async {
+        let pool = Pool::create(vec![Arc::clone(&dev)], None, options()).await.expect("create");
+        let a = pool.create_volume("a", &dedup_volume(DedupMode::On)).await.expect("a");
+        let b = pool.create_volume("b", &dedup_volume(DedupMode::Verify)).await.expect("b");
+        pool.sync_txg().await.expect("sync");
+        let baseline = pool.free_bytes();
+        let blocks: Vec<Vec<u8>> = (0..4).map(|i| random(BLOCK, 100 + i)).collect();
+        // a: blocks 0..4, then the same four again; b: the same eight.
+        for vol in [&a, &b] {
+            for i in 0..8u64 {
+                write(vol, i, &blocks[(i % 4) as usize]).await;
+            }
+        }
+        pool.sync_txg().await.expect("sync");
+        let t = pool.dedup_table_figures();
+        let block = BLOCK as u64;
+        assert_eq!(t.entries, 4);
+        assert_eq!(t.stored_bytes, 4 * block, "one copy of each block");
+        assert_eq!(t.referenced_bytes, 16 * block);
+        assert!((t.dedup_ratio() - 4.0).abs() < 1e-9);
+        let activity = pool.dedup_activity("b").expect("activity");
+        assert_eq!((activity.lookups, activity.hits), (8, 8));
+        // Only one copy of the data was allocated (plus metadata, which is not data-sized).
+        let used = baseline - pool.free_bytes();
+        assert!(used >= 4 * block && used < 5 * block, "used {used}");
+
+        pool.snapshot("a", "s").await.expect("snapshot");
+        // Overwrite a with other data and destroy b: the snapshot keeps a's references.
+        for i in 0..8u64 {
+            write(&a, i, &random(BLOCK, 500 + i)).await;
+        }
+        drop(b);
+        pool.destroy_volume("b").await.expect("destroy b");
+        pool.sync_txg().await.expect("sync");
+        // The snapshot's 8 references to the 4 old blocks, and a's 8 new unique blocks.
+        let t = pool.dedup_table_figures();
+        assert_eq!((t.entries, t.stored_bytes, t.referenced_bytes), (12, 12 * block, 16 * block));
+        pool.destroy_snapshot("a@s").await.expect("destroy snapshot");
+        pool.sync_txg().await.expect("sync");
+        let t = pool.dedup_table_figures();
+        assert_eq!((t.entries, t.stored_bytes, t.referenced_bytes), (8, 8 * block, 8 * block));
+        let used = baseline - pool.free_bytes();
+        assert!(used >= 8 * block && used < 9 * block, "used {used}");
+        drop(a);
+        pool.destroy_volume("a").await.expect("destroy a");
+        pool.sync_txg().await.expect("sync");
+        pool.sync_txg().await.expect("sync");
+        assert_eq!(pool.dedup_table_figures().stored_bytes, 0);
+        let leftover = baseline.abs_diff(pool.free_bytes());
+        assert!(leftover < block, "space not returned: {leftover} bytes");
+        pool.export().await.expect("export");
+        let report = engine::inspect::inspect(vec![dev]).await.expect("inspect");
+        assert!(report.is_clean(), "{report}");
+        assert_eq!(report.dedup_entries, 0);
+    });
+}
+
+#[test]
+fn dedup_counts_survive_export_and_inspect_matches_them() {
+    let r = reactor();
+    let dev = device(64);
+    r.block_on(async {
+        let pool = Pool::create(vec![Arc::clone(&dev)], None, options()).await.expect("create");
+        let vol = pool.create_volume("v", &dedup_volume(DedupMode::On)).await.expect("v");
+        let data = half_compressible(BLOCK, 9);
+        pool.set_compression("v", Compression::Lz4).await.expect("compression");
+        for i in 0..6u64 {
+            write(&vol, i, &data).await;
+        }
+        pool.sync_txg().await.expect("sync");
+        pool.snapshot("v", "s").await.expect("snapshot");
+        let clone = pool.clone_snapshot("v@s", "c").await.expect("clone");
+        write(&clone, 7, &data).await;
+        pool.sync_txg().await.expect("sync");
+        let before = pool.dedup_table_figures();
+        assert_eq!(before.entries, 1);
+        assert!(before.stored_bytes < BLOCK as u64, "the deduplicated block is compressed");
+        pool.export().await.expect("export");
+        drop((vol, clone, pool));
+        let report = engine::inspect::inspect(vec![Arc::clone(&dev)]).await.expect("inspect");
+        assert!(report.is_clean(), "{report}");
+        assert_eq!((report.dedup_entries, report.dedup_references), (1, 7));
+        let pool =
+            Pool::import(vec![Arc::clone(&dev)], PoolTunables::default()).await.expect("import");
+        let after = pool.dedup_table_figures();
+        assert_eq!(
+            (after.entries, after.stored_bytes, after.referenced_bytes),
+            (before.entries, before.stored_bytes, before.referenced_bytes)
+        );
+        let vol = pool.open_volume("v").expect("v");
+        for i in 0..6u64 {
+            assert_eq!(read(&vol, i).await, data);
+        }
+        assert_eq!(read(&pool.open_volume("c").expect("c"), 7).await, data);
+    });
+}
+
+#[test]
+fn table_budget_stops_new_entries_with_the_reason_and_old_entries_keep_working() {
+    let r = reactor();
+    r.block_on(async {
+        let tunables = PoolTunables { dedup_table_bytes: 64 << 10, ..PoolTunables::default() };
+        let pool = Pool::create(vec![device(256)], None, CreateOptions { tunables, ..options() })
+            .await
+            .expect("create");
+        let opts = VolumeOptions {
+            volblock_bytes: 4096,
+            capacity_bytes: 64 << 20,
+            ..dedup_volume(DedupMode::On)
+        };
+        let vol = pool.create_volume("v", &opts).await.expect("v");
+        let first = random(4096, 1);
+        let (res, _) = vol.write(0, IoBuf::from_slice(&first), false).await;
+        res.expect("write");
+        pool.sync_txg().await.expect("sync");
+        // Unique blocks until the table is past its budget.
+        let unique: Vec<u8> = random(4096 * 2048, 2);
+        let (res, _) = vol.write(8, IoBuf::from_slice(&unique), false).await;
+        res.expect("write");
+        pool.sync_txg().await.expect("sync");
+        let activity = pool.dedup_activity("v").expect("activity");
+        let reason = activity.stopped.expect("dedup stopped");
+        assert!(reason.contains("memory budget"), "{reason}");
+        let entries = pool.dedup_table_figures().entries;
+        assert!(entries > 1 && entries < 2049, "{entries} entries");
+        // The first block's entry still serves hits.
+        let hits = activity.hits;
+        let (res, _) = vol.write(20_000, IoBuf::from_slice(&first), false).await;
+        res.expect("write");
+        pool.sync_txg().await.expect("sync");
+        assert_eq!(pool.dedup_activity("v").expect("activity").hits, hits + 1);
+        assert_eq!(pool.dedup_table_figures().entries, entries, "no new entries");
+        // Setting the property again lets the volume take entries again.
+        pool.set_dedup("v", DedupMode::On).await.expect("set");
+        assert!(pool.dedup_activity("v").expect("activity").stopped.is_none());
+    });
+}
+
+#[test]
+fn low_hit_rate_stops_new_entries_with_the_reason() {
+    let r = reactor();
+    r.block_on(async {
+        let tunables = PoolTunables {
+            dedup_min_lookups: 64,
+            dedup_min_hit_percent: 10,
+            ..PoolTunables::default()
+        };
+        let pool = Pool::create(vec![device(64)], None, CreateOptions { tunables, ..options() })
+            .await
+            .expect("create");
+        let vol = pool.create_volume("v", &dedup_volume(DedupMode::On)).await.expect("v");
+        for i in 0..100u64 {
+            write(&vol, i, &random(BLOCK, 1000 + i)).await;
+        }
+        pool.sync_txg().await.expect("sync");
+        let activity = pool.dedup_activity("v").expect("activity");
+        let reason = activity.stopped.expect("dedup stopped");
+        assert!(reason.contains("hit rate"), "{reason}");
+        // The 64th lookup is the first one judged: 63 entries were taken before it.
+        assert_eq!(pool.dedup_table_figures().entries, 63, "entries taken before the cut-off");
+        for i in 0..100u64 {
+            assert_eq!(read(&vol, i).await, random(BLOCK, 1000 + i));
+        }
     });
 }

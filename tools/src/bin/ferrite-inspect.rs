@@ -65,6 +65,8 @@ fn main() -> ExitCode {
                     "volblock_bytes": d.volblock_bytes,
                     "data_blocks": d.data_blocks,
                     "referenced_bytes": d.referenced_bytes,
+                    "physical_bytes": d.physical_bytes,
+                    "compressed_blocks": d.compressed_blocks,
                     "indirect_blocks": d.indirect_blocks,
                     "creation_txg": d.creation_txg,
                     "deadlist_blocks": d.deadlist_blocks,
@@ -84,6 +86,9 @@ fn main() -> ExitCode {
             "checksum_errors": report.checksum_errors,
             "unallocated_live_blocks": report.unallocated_live_blocks,
             "overlapping_blocks": report.overlapping_blocks,
+            "accounting_errors": report.accounting_errors,
+            "dedup_entries": report.dedup_entries,
+            "dedup_references": report.dedup_references,
             "clean": report.is_clean(),
             "datasets": datasets,
         });

@@ -2,9 +2,9 @@
 //!
 //! ```text
 //! ferritectl pool status
-//! ferritectl volume create tank/vm1 --size 100G [--thick] [--block-size 4096] [--compression lz4]
+//! ferritectl volume create tank/vm1 --size 100G [--thick] [--block-size 4096] [--compression lz4] [--dedup on]
 //! ferritectl volume list | grow tank/vm1 --size 200G | destroy tank/vm1
-//! ferritectl volume set tank/vm1 compression=off
+//! ferritectl volume set tank/vm1 compression=off dedup=verify
 //! ferritectl volume status [tank/vm1]                  # properties and data-reduction figures
 //! ferritectl snapshot create tank/vm1@before-upgrade
 //! ferritectl snapshot list [tank/vm1] | rollback tank/vm1@s | clone tank/vm1@s tank/vm2 | destroy tank/vm1@s
@@ -84,6 +84,9 @@ enum VolumeAction {
         /// Compression of new writes: off or lz4 (default lz4).
         #[arg(long)]
         compression: Option<String>,
+        /// Dedup of new writes: off, on or verify (default off).
+        #[arg(long)]
+        dedup: Option<String>,
     },
     /// List volumes.
     List,
@@ -183,9 +186,9 @@ fn run(args: &Args) -> Result<(), String> {
     let (method, params) = match &args.command {
         Command::Pool { action: PoolAction::Status } => ("pool_list", json!({})),
         Command::Volume { action } => match action {
-            VolumeAction::Create { name, size, thick, block_size, compression } => (
+            VolumeAction::Create { name, size, thick, block_size, compression, dedup } => (
                 "volume_create",
-                json!({"name": name, "size_bytes": parse_size(size)?, "thick": thick, "block_size": block_size, "compression": compression}),
+                json!({"name": name, "size_bytes": parse_size(size)?, "thick": thick, "block_size": block_size, "compression": compression, "dedup": dedup}),
             ),
             VolumeAction::List => ("volume_list", json!({})),
             VolumeAction::Status { name } => ("volume_status", json!({"name": name})),
@@ -231,8 +234,22 @@ fn run(args: &Args) -> Result<(), String> {
     };
     match method {
         "pool_list" => table(
-            &["name", "size", "free", "volumes", "txg", "cksum_errors", "compress_ratio", "guid"],
+            &[
+                "name",
+                "size",
+                "free",
+                "volumes",
+                "txg",
+                "cksum_errors",
+                "compress_ratio",
+                "dedup_ratio",
+                "ddt_entries",
+                "ddt_mem",
+                "ddt_disk",
+                "guid",
+            ],
             &rows(&|p| {
+                let t = &p["dedup_table"];
                 vec![
                     s(p, "name"),
                     bytes(p, "capacity_bytes"),
@@ -241,6 +258,10 @@ fn run(args: &Args) -> Result<(), String> {
                     s(p, "durable_txg"),
                     s(p, "checksum_errors"),
                     ratio(&p["reduction"], "compression_ratio"),
+                    ratio(t, "dedup_ratio"),
+                    s(t, "entries"),
+                    bytes(t, "memory_bytes"),
+                    bytes(t, "disk_bytes"),
                     s(p, "guid"),
                 ]
             }),
@@ -258,18 +279,40 @@ fn run(args: &Args) -> Result<(), String> {
                 ]
             }),
         ),
-        "volume_status" => table(
-            &["name", "compression", "logical", "physical", "compress_ratio"],
-            &rows(&|v| {
-                vec![
-                    s(v, "name"),
-                    s(v, "compression"),
-                    bytes(&v["reduction"], "logical_bytes"),
-                    bytes(&v["reduction"], "physical_bytes"),
-                    ratio(&v["reduction"], "compression_ratio"),
-                ]
-            }),
-        ),
+        "volume_status" => {
+            table(
+                &[
+                    "name",
+                    "compression",
+                    "dedup",
+                    "logical",
+                    "physical",
+                    "compress_ratio",
+                    "dedup_lookups",
+                    "dedup_hit_rate",
+                ],
+                &rows(&|v| {
+                    let d = &v["dedup_activity"];
+                    vec![
+                        s(v, "name"),
+                        s(v, "compression"),
+                        s(v, "dedup"),
+                        bytes(&v["reduction"], "logical_bytes"),
+                        bytes(&v["reduction"], "physical_bytes"),
+                        ratio(&v["reduction"], "compression_ratio"),
+                        s(d, "lookups"),
+                        d["hit_rate"]
+                            .as_f64()
+                            .map_or_else(|| "-".into(), |r| format!("{:.1}%", r * 100.0)),
+                    ]
+                }),
+            );
+            for v in result.as_array().into_iter().flatten() {
+                if let Some(reason) = v["dedup_activity"]["stopped_reason"].as_str() {
+                    println!("{}: dedup takes no new entries: {reason}", s(v, "name"));
+                }
+            }
+        }
         "snapshot_list" => table(
             &["name", "volume", "destroy_frees"],
             &rows(&|v| vec![s(v, "name"), s(v, "volume"), bytes(v, "destroy_frees_bytes")]),

@@ -14,6 +14,7 @@ use drivers::buffer::IoBuf;
 use drivers::error::{IoError, IoResult};
 use drivers::{executor, ops};
 use engine::compress::Compression;
+use engine::ddt::{DdtFigures, DedupMode};
 use engine::reduction::ReductionFigures;
 use engine::{Pool, VolumeOptions};
 use serde_json::{json, Value};
@@ -171,8 +172,9 @@ fn figures_json(f: &ReductionFigures) -> Value {
 fn volume_json(pool: &Pool, pool_name: &str, name: &str) -> Value {
     let space = pool.space(name).ok();
     let capacity = pool.open_volume(name).map(|v| v.layout().capacity_bytes).unwrap_or(0);
-    let compression = pool.volume_properties(name).map_or("-", |p| p.compression.name());
+    let props = pool.volume_properties(name).ok();
     let figures = pool.reduction_figures(name).unwrap_or_default();
+    let activity = pool.dedup_activity(name).unwrap_or_default();
     json!({
         "name": format!("{pool_name}/{name}"),
         "capacity_bytes": capacity,
@@ -180,9 +182,35 @@ fn volume_json(pool: &Pool, pool_name: &str, name: &str) -> Value {
         "used_bytes": space.as_ref().map_or(0, |s| s.used_bytes),
         "snapshots_used_bytes": space.as_ref().map_or(0, |s| s.snapshots_used_bytes),
         "snapshot_count": space.as_ref().map_or(0, |s| s.snapshot_count),
-        "compression": compression,
+        "compression": props.map_or("-", |p| p.compression.name()),
+        "dedup": props.map_or("-", |p| p.dedup.name()),
         "reduction": figures_json(&figures),
+        "dedup_activity": {
+            "lookups": activity.lookups,
+            "hits": activity.hits,
+            "hit_rate": activity.hit_rate(),
+            "stopped_reason": activity.stopped,
+        },
     })
+}
+
+fn dedup_table_json(t: &DdtFigures) -> Value {
+    json!({
+        "entries": t.entries,
+        "memory_bytes": t.memory_bytes,
+        "memory_bytes_per_entry": t.memory_bytes_per_entry(),
+        "disk_bytes": t.disk_bytes,
+        "stored_bytes": t.stored_bytes,
+        "referenced_bytes": t.referenced_bytes,
+        "dedup_ratio": t.dedup_ratio(),
+    })
+}
+
+fn parse_dedup(value: &Value) -> Result<DedupMode, RpcError> {
+    value
+        .as_str()
+        .and_then(DedupMode::parse)
+        .ok_or_else(|| invalid(format!("dedup must be \"off\", \"on\" or \"verify\", not {value}")))
 }
 
 /// Payload bytes copied per data path since start (DESIGN §3).
@@ -225,6 +253,7 @@ async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, 
                         "checksum_errors": p.checksum_errors(),
                         "volumes": p.list().len(),
                         "reduction": figures_json(&p.pool_reduction_figures()),
+                        "dedup_table": dedup_table_json(&p.dedup_table_figures()),
                     })
                 })
                 .collect();
@@ -243,6 +272,10 @@ async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, 
                 compression: match params.get("compression") {
                     Some(v) if !v.is_null() => parse_compression(v)?,
                     _ => Compression::default(),
+                },
+                dedup: match params.get("dedup") {
+                    Some(v) if !v.is_null() => parse_dedup(v)?,
+                    _ => DedupMode::default(),
                 },
                 ..VolumeOptions::default()
             };
@@ -281,12 +314,19 @@ async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, 
                 .get("properties")
                 .and_then(Value::as_object)
                 .ok_or_else(|| invalid("missing object parameter \"properties\""))?;
-            if let Some(unknown) = props.keys().find(|k| k.as_str() != "compression") {
+            if let Some(unknown) =
+                props.keys().find(|k| !["compression", "dedup"].contains(&k.as_str()))
+            {
                 return Err(invalid(format!("unknown property {unknown:?}")));
             }
-            if let Some(v) = props.get("compression") {
-                let compression = parse_compression(v)?;
-                pool.set_compression(&name, compression).await.map_err(|e| engine_err(&e))?;
+            // Both values are checked before either is applied.
+            let compression = props.get("compression").map(parse_compression).transpose()?;
+            let dedup = props.get("dedup").map(parse_dedup).transpose()?;
+            if let Some(c) = compression {
+                pool.set_compression(&name, c).await.map_err(|e| engine_err(&e))?;
+            }
+            if let Some(d) = dedup {
+                pool.set_dedup(&name, d).await.map_err(|e| engine_err(&e))?;
             }
             Ok(volume_json(pool, pool.name(), &name))
         }

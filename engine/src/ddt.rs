@@ -1,0 +1,588 @@
+//! The dedup table (docs/format.md §Dedup table): fingerprint of a stored block → where it is,
+//! how long, and how many block pointers reference it.
+//!
+//! The fingerprint is BLAKE3 over the block's stored form (with its compression and logical
+//! size), cut to 192 bits, so a tenant cannot craft a block that collides with another tenant's;
+//! `dedup=verify` also compares the bytes on every hit. A deduplicated block pointer carries
+//! the fingerprint as its checksum (checksum type [`CHECKSUM_BLAKE3_192`]) and the
+//! [`BP_FLAG_DEDUP`] flag, so a free finds the entry without a second index.
+//!
+//! The table is split into [`DDT_PARTITIONS`] partitions by the fingerprint's first byte; each
+//! has its own lock and its own on-disk object, rewritten copy-on-write in every txg that
+//! changed it and committed with that txg's uberblock, so the counts after a crash are exactly
+//! those of the last durable txg. Entries are 40 bytes; the in-memory table keeps them in an
+//! open-addressing hash map keyed by the fingerprint.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::block_pointer::{BlockPointer, Extent};
+use crate::error::{PoolError, PoolResult};
+use crate::format::SECTOR_BYTES;
+use crate::object::StoredObject;
+
+/// Bytes of a fingerprint.
+pub const FINGERPRINT_BYTES: usize = 24;
+
+/// Partitions of the table (by the fingerprint's first byte).
+pub const DDT_PARTITIONS: usize = 64;
+
+/// [`BlockPointer::flags`] bit of a deduplicated data block.
+pub const BP_FLAG_DEDUP: u16 = 1;
+
+/// [`BlockPointer::checksum_type`] of a deduplicated block: BLAKE3-192 of (compression,
+/// logical size, stored bytes) in `checksum` (first 16 bytes) and `reserved` (last 8).
+pub const CHECKSUM_BLAKE3_192: u8 = 2;
+
+/// A block's dedup fingerprint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint(pub [u8; FINGERPRINT_BYTES]);
+
+impl Hash for Fingerprint {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Already uniformly random: eight bytes away from the partition byte make the hash.
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&self.0[8..16]);
+        state.write_u64(u64::from_le_bytes(w) ^ u64::from(self.0[1]) << 56);
+    }
+}
+
+/// Passes a fingerprint's own bits through as its hash.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Test builds only: keep this many leading fingerprint bytes and zero the rest, to force
+    /// collisions.
+    pub(crate) static SHORT_FINGERPRINT_BYTES: std::cell::Cell<usize> =
+        const { std::cell::Cell::new(0) };
+}
+
+/// The fingerprint of a stored block.
+#[must_use]
+pub fn fingerprint(compression: u8, logical_bytes: u32, stored: &[u8]) -> Fingerprint {
+    let mut h = blake3::Hasher::new();
+    h.update(&[compression]);
+    h.update(&logical_bytes.to_le_bytes());
+    h.update(stored);
+    let mut out = [0u8; FINGERPRINT_BYTES];
+    out.copy_from_slice(&h.finalize().as_bytes()[..FINGERPRINT_BYTES]);
+    #[cfg(test)]
+    SHORT_FINGERPRINT_BYTES.with(|n| {
+        if n.get() > 0 {
+            out[n.get()..].fill(0);
+        }
+    });
+    Fingerprint(out)
+}
+
+/// The fingerprint a deduplicated pointer carries.
+#[must_use]
+pub fn bp_fingerprint(bp: &BlockPointer) -> Fingerprint {
+    let mut out = [0u8; FINGERPRINT_BYTES];
+    out[..8].copy_from_slice(&bp.checksum[0].to_le_bytes());
+    out[8..16].copy_from_slice(&bp.checksum[1].to_le_bytes());
+    out[16..].copy_from_slice(&bp.reserved.to_le_bytes());
+    Fingerprint(out)
+}
+
+/// Makes `bp` a deduplicated pointer carrying `fp`.
+pub fn mark_dedup(bp: &mut BlockPointer, fp: &Fingerprint) {
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&fp.0[i * 8..i * 8 + 8]);
+        u64::from_le_bytes(w)
+    };
+    bp.checksum = [word(0), word(1)];
+    bp.reserved = word(2);
+    bp.checksum_type = CHECKSUM_BLAKE3_192;
+    bp.flags |= BP_FLAG_DEDUP;
+}
+
+/// True for a deduplicated data block pointer.
+#[must_use]
+pub fn is_dedup(bp: &BlockPointer) -> bool {
+    bp.flags & BP_FLAG_DEDUP != 0
+}
+
+/// A volume's `dedup` property.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum DedupMode {
+    /// No dedup.
+    #[default]
+    Off = 0,
+    /// Dedup on fingerprint match.
+    On = 1,
+    /// Dedup on fingerprint match and equal bytes.
+    Verify = 2,
+}
+
+impl DedupMode {
+    /// Decodes a stored value.
+    #[must_use]
+    pub fn from_u8(v: u8) -> Option<DedupMode> {
+        match v {
+            0 => Some(DedupMode::Off),
+            1 => Some(DedupMode::On),
+            2 => Some(DedupMode::Verify),
+            _ => None,
+        }
+    }
+
+    /// Parses `off`, `on` or `verify`.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<DedupMode> {
+        match s {
+            "off" => Some(DedupMode::Off),
+            "on" => Some(DedupMode::On),
+            "verify" => Some(DedupMode::Verify),
+            _ => None,
+        }
+    }
+
+    /// The property value as a user writes it.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            DedupMode::Off => "off",
+            DedupMode::On => "on",
+            DedupMode::Verify => "verify",
+        }
+    }
+}
+
+/// One table entry on disk, 40 bytes.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq)]
+pub struct DdtEntryPhys {
+    /// The fingerprint.
+    pub fingerprint: [u8; FINGERPRINT_BYTES],
+    /// Device (high 16 bits) and offset in sectors (low 48 bits).
+    pub location: u64,
+    /// Block pointers referencing the block.
+    pub refcount: u32,
+    /// Stored size in sectors.
+    pub sectors: u16,
+    /// Reserved, zero.
+    pub reserved: u16,
+}
+
+const _: () = assert!(std::mem::size_of::<DdtEntryPhys>() == 40);
+
+/// An entry's value in memory (the key is the fingerprint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Value {
+    location: u64,
+    refcount: u32,
+    sectors: u16,
+}
+
+fn pack(extent: &Extent) -> (u64, u16) {
+    let sectors = u16::try_from(extent.len_bytes / SECTOR_BYTES).expect("block fits u16 sectors");
+    (u64::from(extent.device) << 48 | (extent.offset_bytes / SECTOR_BYTES), sectors)
+}
+
+fn unpack(v: &Value) -> Extent {
+    let device = u16::try_from(v.location >> 48).expect("16 bits");
+    let offset = (v.location & ((1 << 48) - 1)) * SECTOR_BYTES;
+    Extent::new(device, offset, u64::from(v.sectors) * SECTOR_BYTES)
+}
+
+type Map = HashMap<Fingerprint, Value, BuildHasherDefault<PassThrough>>;
+
+#[derive(Default)]
+struct Part {
+    map: Map,
+    dirty: bool,
+    object: StoredObject,
+}
+
+/// Figures of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DdtFigures {
+    /// Entries.
+    pub entries: u64,
+    /// Bytes the in-memory table occupies (entries, empty slots and control bytes).
+    pub memory_bytes: u64,
+    /// Bytes of the table's objects on disk.
+    pub disk_bytes: u64,
+    /// Stored bytes of the deduplicated blocks (each once).
+    pub stored_bytes: u64,
+    /// Stored bytes times reference counts (what they would take without dedup).
+    pub referenced_bytes: u64,
+}
+
+impl DdtFigures {
+    /// `referenced / stored` (1.0 for an empty table).
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)]
+    pub fn dedup_ratio(&self) -> f64 {
+        if self.stored_bytes == 0 {
+            1.0
+        } else {
+            self.referenced_bytes as f64 / self.stored_bytes as f64
+        }
+    }
+
+    /// In-memory bytes per entry (0 for an empty table).
+    #[must_use]
+    pub fn memory_bytes_per_entry(&self) -> u64 {
+        self.memory_bytes.checked_div(self.entries).unwrap_or(0)
+    }
+}
+
+/// What a lookup found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DdtHit {
+    /// Where the block is.
+    pub extent: Extent,
+    /// Its reference count before this lookup.
+    pub refcount: u32,
+}
+
+/// The pool's dedup table.
+pub struct Ddt {
+    parts: Vec<Mutex<Part>>,
+    stored_bytes: AtomicU64,
+    referenced_bytes: AtomicU64,
+    index: Mutex<StoredObject>,
+    /// Blocks entered in the running txg, for `verify` hits before their write completes.
+    fresh: Mutex<HashMap<Fingerprint, FreshBlock, BuildHasherDefault<PassThrough>>>,
+}
+
+/// The stored bytes of a block entered in the running txg.
+pub(crate) type FreshBlock = drivers::buffer::SharedBuf;
+
+impl std::fmt::Debug for Ddt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ddt").field("figures", &self.figures()).finish()
+    }
+}
+
+impl Default for Ddt {
+    fn default() -> Self {
+        Ddt {
+            parts: (0..DDT_PARTITIONS).map(|_| Mutex::new(Part::default())).collect(),
+            stored_bytes: AtomicU64::new(0),
+            referenced_bytes: AtomicU64::new(0),
+            index: Mutex::new(StoredObject::none()),
+            fresh: Mutex::new(HashMap::default()),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn part_of(fp: &Fingerprint) -> usize {
+    usize::from(fp.0[0]) % DDT_PARTITIONS
+}
+
+/// Bytes a hash map of `capacity` items of `entry_bytes` occupies (buckets of the entry plus
+/// one control byte, 7/8 load, a group of trailing control bytes).
+fn map_bytes(capacity: usize, entry_bytes: usize) -> u64 {
+    if capacity == 0 {
+        return 0;
+    }
+    let buckets = if capacity < 8 {
+        capacity.next_power_of_two() * 2
+    } else {
+        (capacity * 8 / 7).next_power_of_two()
+    };
+    (buckets * (entry_bytes + 1) + 16) as u64
+}
+
+impl Ddt {
+    /// The entry for `fp`.
+    #[must_use]
+    pub fn lookup(&self, fp: &Fingerprint) -> Option<DdtHit> {
+        let part = lock(&self.parts[part_of(fp)]);
+        part.map.get(fp).map(|v| DdtHit { extent: unpack(v), refcount: v.refcount })
+    }
+
+    /// Adds a reference to `fp`'s block. False when there is no entry or its count is full.
+    pub fn add_ref(&self, fp: &Fingerprint) -> bool {
+        let mut part = lock(&self.parts[part_of(fp)]);
+        let Some(v) = part.map.get_mut(fp) else { return false };
+        if v.refcount == u32::MAX {
+            return false;
+        }
+        v.refcount += 1;
+        let bytes = u64::from(v.sectors) * SECTOR_BYTES;
+        part.dirty = true;
+        self.referenced_bytes.fetch_add(bytes, Ordering::Relaxed);
+        true
+    }
+
+    /// Enters the newly written block at `extent` with one reference.
+    pub fn insert(&self, fp: Fingerprint, extent: &Extent) {
+        let (location, sectors) = pack(extent);
+        let mut part = lock(&self.parts[part_of(&fp)]);
+        let old = part.map.insert(fp, Value { location, refcount: 1, sectors });
+        assert!(old.is_none(), "dedup entry inserted twice");
+        part.dirty = true;
+        self.stored_bytes.fetch_add(extent.len_bytes, Ordering::Relaxed);
+        self.referenced_bytes.fetch_add(extent.len_bytes, Ordering::Relaxed);
+    }
+
+    /// Drops one reference to `fp`'s block; returns the block's extent when that was the last
+    /// (the caller frees it).
+    ///
+    /// # Errors
+    /// [`PoolError::Corrupt`] when the table has no entry for `fp`.
+    pub fn release(&self, fp: &Fingerprint) -> PoolResult<Option<Extent>> {
+        let mut part = lock(&self.parts[part_of(fp)]);
+        let Some(v) = part.map.get_mut(fp) else {
+            return Err(PoolError::Corrupt("dedup table has no entry for a freed block".into()));
+        };
+        v.refcount -= 1;
+        let bytes = u64::from(v.sectors) * SECTOR_BYTES;
+        let last = v.refcount == 0;
+        let value = *v;
+        part.dirty = true;
+        self.referenced_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        if last {
+            part.map.remove(fp);
+            self.stored_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            return Ok(Some(unpack(&value)));
+        }
+        Ok(None)
+    }
+
+    /// Bytes of the in-memory table.
+    #[must_use]
+    pub fn memory_bytes(&self) -> u64 {
+        let entry = std::mem::size_of::<(Fingerprint, Value)>();
+        self.parts.iter().map(|p| map_bytes(lock(p).map.capacity(), entry)).sum::<u64>()
+            + (DDT_PARTITIONS * std::mem::size_of::<Mutex<Part>>()) as u64
+    }
+
+    /// Figures of the table.
+    #[must_use]
+    pub fn figures(&self) -> DdtFigures {
+        let mut f = DdtFigures {
+            memory_bytes: self.memory_bytes(),
+            stored_bytes: self.stored_bytes.load(Ordering::Relaxed),
+            referenced_bytes: self.referenced_bytes.load(Ordering::Relaxed),
+            ..DdtFigures::default()
+        };
+        for p in &self.parts {
+            let p = lock(p);
+            f.entries += p.map.len() as u64;
+            f.disk_bytes += p.object.extents.iter().map(|e| e.len_bytes).sum::<u64>();
+        }
+        f.disk_bytes += lock(&self.index).extents.iter().map(|e| e.len_bytes).sum::<u64>();
+        f
+    }
+
+    /// Every entry as (fingerprint, extent, refcount), for checks.
+    #[must_use]
+    pub fn entries(&self) -> Vec<(Fingerprint, Extent, u32)> {
+        let mut out = Vec::new();
+        for p in &self.parts {
+            for (fp, v) in &lock(p).map {
+                out.push((*fp, unpack(v), v.refcount));
+            }
+        }
+        out
+    }
+
+    /// Extents of the table's stored objects (partitions and index), with their birth txgs.
+    pub(crate) fn object_extents(&self) -> Vec<(Extent, u64)> {
+        let mut out = Vec::new();
+        let mut push = |o: &StoredObject| {
+            out.extend(o.extents.iter().map(|e| (*e, o.bp.birth_txg)));
+        };
+        for p in &self.parts {
+            push(&lock(p).object);
+        }
+        push(&lock(&self.index));
+        out
+    }
+
+    /// Partitions changed since they were last stored: (index, encoded entries, old object).
+    pub(crate) fn take_dirty(&self) -> Vec<(usize, Vec<u8>, StoredObject)> {
+        let mut out = Vec::new();
+        for (i, p) in self.parts.iter().enumerate() {
+            let mut p = lock(p);
+            if !p.dirty {
+                continue;
+            }
+            p.dirty = false;
+            let entries: Vec<DdtEntryPhys> = p
+                .map
+                .iter()
+                .map(|(fp, v)| DdtEntryPhys {
+                    fingerprint: fp.0,
+                    location: v.location,
+                    refcount: v.refcount,
+                    sectors: v.sectors,
+                    reserved: 0,
+                })
+                .collect();
+            let old = std::mem::take(&mut p.object);
+            out.push((i, bytemuck::cast_slice(&entries).to_vec(), old));
+        }
+        out
+    }
+
+    /// Records where partition `i` is now stored.
+    pub(crate) fn set_object(&self, i: usize, object: StoredObject) {
+        lock(&self.parts[i]).object = object;
+    }
+
+    /// The pointers of every partition's object (holes for empty ones).
+    pub(crate) fn index_pointers(&self) -> Vec<BlockPointer> {
+        self.parts.iter().map(|p| lock(p).object.bp).collect()
+    }
+
+    /// Replaces the index object; returns the old one.
+    pub(crate) fn replace_index(&self, object: StoredObject) -> StoredObject {
+        std::mem::replace(&mut lock(&self.index), object)
+    }
+
+    /// Loads partition `i` from its stored entries.
+    ///
+    /// # Errors
+    /// [`PoolError::Corrupt`] for a malformed object or an entry in the wrong partition.
+    pub(crate) fn load_part(&self, i: usize, bytes: &[u8], object: StoredObject) -> PoolResult<()> {
+        let size = std::mem::size_of::<DdtEntryPhys>();
+        if !bytes.len().is_multiple_of(size) {
+            return Err(PoolError::Corrupt("dedup table length".into()));
+        }
+        let mut part = lock(&self.parts[i]);
+        for e in bytes.chunks_exact(size).map(bytemuck::pod_read_unaligned::<DdtEntryPhys>) {
+            let fp = Fingerprint(e.fingerprint);
+            if part_of(&fp) != i || e.refcount == 0 || e.sectors == 0 {
+                return Err(PoolError::Corrupt("dedup table entry".into()));
+            }
+            let bytes = u64::from(e.sectors) * SECTOR_BYTES;
+            self.stored_bytes.fetch_add(bytes, Ordering::Relaxed);
+            self.referenced_bytes.fetch_add(bytes * u64::from(e.refcount), Ordering::Relaxed);
+            part.map.insert(
+                fp,
+                Value { location: e.location, refcount: e.refcount, sectors: e.sectors },
+            );
+        }
+        part.object = object;
+        Ok(())
+    }
+
+    /// Keeps the bytes of a block entered in the running txg.
+    pub(crate) fn remember_fresh(&self, fp: Fingerprint, data: FreshBlock) {
+        lock(&self.fresh).insert(fp, data);
+    }
+
+    /// The bytes of `fp`'s block when it was entered in the running txg.
+    pub(crate) fn fresh(&self, fp: &Fingerprint) -> Option<FreshBlock> {
+        lock(&self.fresh).get(fp).cloned()
+    }
+
+    /// Forgets the running txg's blocks (their writes are complete).
+    pub(crate) fn clear_fresh(&self) {
+        lock(&self.fresh).clear();
+    }
+
+    /// The index object's pointer (hole before the table was first stored).
+    pub(crate) fn index_bp(&self) -> BlockPointer {
+        lock(&self.index).bp
+    }
+
+    /// Records the loaded index object.
+    pub(crate) fn set_index(&self, object: StoredObject) {
+        *lock(&self.index) = object;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_covers_form_and_bytes() {
+        let a = fingerprint(0, 8192, &[1u8; 8192]);
+        assert_eq!(a, fingerprint(0, 8192, &[1u8; 8192]));
+        assert_ne!(a, fingerprint(1, 8192, &[1u8; 8192]));
+        assert_ne!(a, fingerprint(0, 16384, &[1u8; 8192]));
+        let mut other = vec![1u8; 8192];
+        other[5000] = 2;
+        assert_ne!(a, fingerprint(0, 8192, &other));
+    }
+
+    #[test]
+    fn pointer_carries_the_fingerprint() {
+        let fp = fingerprint(0, 4096, b"abc");
+        let mut bp = BlockPointer::HOLE;
+        mark_dedup(&mut bp, &fp);
+        assert!(is_dedup(&bp));
+        assert_eq!(bp_fingerprint(&bp), fp);
+    }
+
+    #[test]
+    fn references_count_up_and_down_and_free_at_zero() {
+        let ddt = Ddt::default();
+        let fp = fingerprint(0, 4096, b"x");
+        let extent = Extent::new(1, 1 << 30, 8192);
+        ddt.insert(fp, &extent);
+        assert!(ddt.add_ref(&fp));
+        assert_eq!(ddt.lookup(&fp).map(|h| (h.extent, h.refcount)), Some((extent, 2)));
+        let f = ddt.figures();
+        assert_eq!((f.entries, f.stored_bytes, f.referenced_bytes), (1, 8192, 16384));
+        assert_eq!(ddt.release(&fp).expect("entry"), None);
+        assert_eq!(ddt.release(&fp).expect("entry"), Some(extent));
+        assert!(ddt.lookup(&fp).is_none());
+        assert!(ddt.release(&fp).is_err());
+        assert_eq!(ddt.figures().stored_bytes, 0);
+    }
+
+    #[test]
+    fn stored_partitions_load_back() {
+        let ddt = Ddt::default();
+        for i in 0..200u32 {
+            let fp = fingerprint(0, 4096, &i.to_le_bytes());
+            ddt.insert(fp, &Extent::new(0, u64::from(i) * 4096, 4096));
+        }
+        let loaded = Ddt::default();
+        for (i, bytes, _) in ddt.take_dirty() {
+            loaded.load_part(i, &bytes, StoredObject::none()).expect("load");
+        }
+        let mut a = ddt.entries();
+        let mut b = loaded.entries();
+        a.sort_by_key(|e| e.0 .0);
+        b.sort_by_key(|e| e.0 .0);
+        assert_eq!(a, b);
+        assert_eq!(ddt.figures().referenced_bytes, loaded.figures().referenced_bytes);
+    }
+
+    #[test]
+    fn memory_per_entry_is_compact() {
+        let ddt = Ddt::default();
+        for i in 0..100_000u32 {
+            let fp = fingerprint(0, 4096, &i.to_le_bytes());
+            ddt.insert(fp, &Extent::new(0, u64::from(i) * 4096, 4096));
+        }
+        let per_entry = ddt.figures().memory_bytes_per_entry();
+        assert!(per_entry <= 96, "{per_entry} bytes per entry");
+    }
+}
