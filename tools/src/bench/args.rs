@@ -90,8 +90,9 @@ fn bool_arg(text: &str) -> Result<bool, String> {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "ferrite-bench", version, about, long_about = None)]
 pub struct BenchArgs {
-    /// What to drive: file:PATH (a regular file or block device), mem:SIZE (RAM), or
-    /// volume:PATH (a pool engine volume on the file PATH, created with --size when missing).
+    /// What to drive: file:PATH (a regular file or block device), mem:SIZE (RAM),
+    /// volume:PATH (a pool engine volume on the file PATH, created with --size when missing),
+    /// or volume-mem:SIZE (a new pool engine volume of SIZE bytes on a memory device).
     #[arg(long, value_name = "TARGET")]
     pub target: TargetSpec,
 

@@ -93,7 +93,9 @@ pub fn main() -> ExitCode {
 /// Checks the arguments against each other and the target; returns the job to run.
 fn job_config(args: &BenchArgs, info: TargetInfo) -> Result<JobConfig, BenchError> {
     let bs = args.block_size_bytes as u64;
-    if (args.fua || args.fill || args.cold) && !matches!(args.target, TargetSpec::Volume(_)) {
+    if (args.fua || args.fill || args.cold)
+        && !matches!(args.target, TargetSpec::Volume(_) | TargetSpec::VolumeMemory(_))
+    {
         return Err(BenchError::Usage("--fua, --fill and --cold need a volume: target".into()));
     }
     let target_size_bytes = info.size_bytes;
@@ -157,18 +159,23 @@ pub fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         TargetSpec::Memory(size_bytes) => {
             run_on(args, Arc::new(target::memory_device(*size_bytes)))
         }
-        TargetSpec::Volume(path) => {
-            let options = volume::VolumeBenchOptions {
-                size_bytes: args.size_bytes,
-                fill: args.fill,
-                cold: args.cold,
-                fua: args.fua,
-                shards: args.shards as usize,
-                backend: args.backend.into(),
-            };
-            run_on(args, Arc::new(volume::VolumeTarget::open(path, &options)?))
+        TargetSpec::Volume(path) => run_volume(args, &volume::VolumeBacking::File(path.clone())),
+        TargetSpec::VolumeMemory(size_bytes) => {
+            run_volume(args, &volume::VolumeBacking::Memory(*size_bytes))
         }
     }
+}
+
+fn run_volume(args: &BenchArgs, backing: &volume::VolumeBacking) -> Result<Report, BenchError> {
+    let options = volume::VolumeBenchOptions {
+        size_bytes: args.size_bytes,
+        fill: args.fill,
+        cold: args.cold,
+        fua: args.fua,
+        shards: args.shards as usize,
+        backend: args.backend.into(),
+    };
+    run_on(args, Arc::new(volume::VolumeTarget::open(backing, &options)?))
 }
 
 fn reactor_config(args: &BenchArgs) -> ReactorConfig {

@@ -1,4 +1,5 @@
-//! `volume:PATH`: a pool engine volume driven in-process.
+//! `volume:PATH` and `volume-mem:SIZE`: a pool engine volume driven in-process, on a file or
+//! on a memory device (the CPU-bound case, where shard scaling is measured).
 //!
 //! Opening the target runs a set-up reactor on its own thread: it imports the pool on the file
 //! PATH, or creates the file, the pool and one volume (`bench`) when there is none; with
@@ -17,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use drivers::blockdev::memory::MemoryDevice;
 use drivers::blockdev::uring::UringDevice;
 use drivers::blockdev::BlockDevice;
 use drivers::buffer::IoBuf;
@@ -88,8 +90,8 @@ pub struct VolumeTarget {
     run: Arc<RunState>,
 }
 
-fn pool_err(path: &Path, what: &str, err: &PoolError) -> String {
-    format!("{}: {what}: {err}", path.display())
+fn pool_err(name: &str, what: &str, err: &PoolError) -> String {
+    format!("{name}: {what}: {err}")
 }
 
 fn tunables(options: &VolumeBenchOptions) -> PoolTunables {
@@ -110,39 +112,72 @@ fn open_device(path: &Path) -> Result<Arc<dyn BlockDevice>, String> {
     Ok(Arc::new(dev))
 }
 
-/// Imports the pool on `path`, or creates the pool and its volume when the file holds none.
+/// Where the pool of a volume target lives.
+#[derive(Debug, Clone)]
+pub enum VolumeBacking {
+    /// A file (or block device), created when missing, imported when it holds the pool.
+    File(PathBuf),
+    /// A memory device sized for a volume of this many bytes; always a new pool.
+    Memory(u64),
+}
+
+impl VolumeBacking {
+    fn describe(&self) -> String {
+        match self {
+            VolumeBacking::File(path) => path.display().to_string(),
+            VolumeBacking::Memory(size) => format!("volume-mem:{size}"),
+        }
+    }
+
+    /// The pool's device: the file opened (created first when missing), or a new memory
+    /// device with room for the volume.
+    fn device(&self, options: &VolumeBenchOptions) -> Result<Arc<dyn BlockDevice>, String> {
+        match self {
+            VolumeBacking::File(path) => {
+                if !path.exists() {
+                    let size = options.size_bytes.ok_or_else(|| {
+                        format!("{}: does not exist; give --size to create it", path.display())
+                    })?;
+                    let file_bytes = file_bytes_for(size);
+                    UringDevice::create_file(path, file_bytes)
+                        .map_err(|e| format!("{}: cannot create: {e}", path.display()))?;
+                    preallocate(path, file_bytes)?;
+                    eprintln!("ferrite-bench: created {} ({file_bytes} bytes)", path.display());
+                }
+                open_device(path)
+            }
+            VolumeBacking::Memory(capacity_bytes) => {
+                let device_bytes = file_bytes_for(*capacity_bytes);
+                Ok(Arc::new(MemoryDevice::new(device_bytes, LOGICAL_BLOCK_BYTES)))
+            }
+        }
+    }
+}
+
+/// Imports the pool on `device`, or creates the pool and its volume when it holds none. The
+/// volume is `capacity_bytes` when given, else as large as the device holds.
 async fn create_or_import(
-    path: &Path,
+    name: &str,
+    device: Arc<dyn BlockDevice>,
+    capacity_bytes: Option<u64>,
     options: &VolumeBenchOptions,
 ) -> Result<(Arc<Pool>, PoolVolume, bool), String> {
-    if !path.exists() {
-        let size = options.size_bytes.ok_or_else(|| {
-            format!("{}: does not exist; give --size to create it", path.display())
-        })?;
-        let file_bytes = file_bytes_for(size);
-        UringDevice::create_file(path, file_bytes)
-            .map_err(|e| format!("{}: cannot create: {e}", path.display()))?;
-        preallocate(path, file_bytes)?;
-        eprintln!("ferrite-bench: created {} ({file_bytes} bytes)", path.display());
-    }
-    let device = open_device(path)?;
     let file_bytes = device.info().size_bytes;
     match Pool::import(vec![Arc::clone(&device)], tunables(options)).await {
         Ok(pool) => {
             let volume = pool
                 .open_volume(VOLUME_NAME)
-                .map_err(|e| pool_err(path, "no volume 'bench' in the pool", &e))?;
+                .map_err(|e| pool_err(name, "no volume 'bench' in the pool", &e))?;
             return Ok((pool, volume, false));
         }
         Err(PoolError::NotAPool(_)) => {}
-        Err(e) => return Err(pool_err(path, "cannot import the pool", &e)),
+        Err(e) => return Err(pool_err(name, "cannot import the pool", &e)),
     }
-    let capacity_bytes = options.size_bytes.unwrap_or_else(|| capacity_for_file(file_bytes));
+    let capacity_bytes = capacity_bytes.unwrap_or_else(|| capacity_for_file(file_bytes));
     if capacity_bytes == 0 || file_bytes < file_bytes_for(capacity_bytes) {
         return Err(format!(
-            "{}: {file_bytes} bytes do not hold a pool with a {capacity_bytes}-byte volume \
+            "{name}: {file_bytes} bytes do not hold a pool with a {capacity_bytes}-byte volume \
              (it needs {} bytes)",
-            path.display(),
             file_bytes_for(capacity_bytes)
         ));
     }
@@ -153,7 +188,7 @@ async fn create_or_import(
     };
     let pool = Pool::create(vec![device], None, create)
         .await
-        .map_err(|e| pool_err(path, "cannot create a pool", &e))?;
+        .map_err(|e| pool_err(name, "cannot create a pool", &e))?;
     let volume_options = VolumeOptions {
         capacity_bytes,
         logical_block_bytes: LOGICAL_BLOCK_BYTES,
@@ -162,7 +197,7 @@ async fn create_or_import(
     let volume = pool
         .create_volume(VOLUME_NAME, &volume_options)
         .await
-        .map_err(|e| pool_err(path, "cannot create the volume", &e))?;
+        .map_err(|e| pool_err(name, "cannot create the volume", &e))?;
     eprintln!("ferrite-bench: created pool and volume '{VOLUME_NAME}' ({capacity_bytes} bytes)");
     Ok((pool, volume, true))
 }
@@ -251,37 +286,50 @@ async fn join_local<F: std::future::Future<Output = ()>>(futures: Vec<F>) {
 }
 
 async fn set_up(
-    path: PathBuf,
+    backing: VolumeBacking,
     options: VolumeBenchOptions,
 ) -> Result<(Arc<Pool>, PoolVolume), String> {
-    let (mut pool, mut volume, _created) = create_or_import(&path, &options).await?;
+    let name = backing.describe();
+    let device = backing.device(&options)?;
+    let capacity = match backing {
+        VolumeBacking::File(_) => options.size_bytes,
+        VolumeBacking::Memory(size) => Some(size),
+    };
+    let (mut pool, mut volume, _created) =
+        create_or_import(&name, Arc::clone(&device), capacity, &options).await?;
     if options.fill {
         let capacity = volume.geometry().capacity_bytes();
         let region = options.size_bytes.unwrap_or(capacity).min(capacity);
         fill(&volume, region).await?;
     }
     if options.cold {
-        pool.export().await.map_err(|e| pool_err(&path, "export", &e))?;
+        pool.export().await.map_err(|e| pool_err(&name, "export", &e))?;
         drop(volume);
         drop(pool);
-        let device = open_device(&path)?;
+        let device = match &backing {
+            VolumeBacking::File(path) => open_device(path)?,
+            VolumeBacking::Memory(_) => device,
+        };
         pool = Pool::import(vec![device], tunables(&options))
             .await
-            .map_err(|e| pool_err(&path, "cannot re-import the pool", &e))?;
+            .map_err(|e| pool_err(&name, "cannot re-import the pool", &e))?;
         volume = pool
             .open_volume(VOLUME_NAME)
-            .map_err(|e| pool_err(&path, "no volume 'bench' after re-import", &e))?;
+            .map_err(|e| pool_err(&name, "no volume 'bench' after re-import", &e))?;
         eprintln!("ferrite-bench: exported and re-imported the pool (cold cache)");
     }
     Ok((pool, volume))
 }
 
 impl VolumeTarget {
-    /// Opens (creating, filling, re-importing as asked) the pool on `path`.
+    /// Opens (creating, filling, re-importing as asked) the pool on `backing`.
     ///
     /// # Errors
     /// [`BenchError::Usage`] with the reason when the pool cannot be set up.
-    pub fn open(path: &Path, options: &VolumeBenchOptions) -> Result<VolumeTarget, BenchError> {
+    pub fn open(
+        backing: &VolumeBacking,
+        options: &VolumeBenchOptions,
+    ) -> Result<VolumeTarget, BenchError> {
         let config = ReactorConfig {
             shard_id: 0,
             ring_entries: 256,
@@ -290,9 +338,9 @@ impl VolumeTarget {
             buffer_bytes: FILL_BLOCK_BYTES,
             blocking_threads: 16,
         };
-        let (path_owned, opts) = (path.to_path_buf(), options.clone());
+        let (backing, opts) = (backing.clone(), options.clone());
         let handles = shard::start_shards(1, &config, false, move |_, _| {
-            set_up(path_owned.clone(), opts.clone())
+            set_up(backing.clone(), opts.clone())
         })
         .map_err(|source| BenchError::Io { what: "starting the set-up reactor", source })?;
         let mut outcome = None;
