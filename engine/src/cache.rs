@@ -7,7 +7,6 @@
 //! decoded indirect blocks.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::block_pointer::BlockPointer;
@@ -65,6 +64,10 @@ struct Slice {
     ghost_set: HashSet<BlockKey>,
     small_bytes: u64,
     main_bytes: u64,
+    /// Lookups that found / missed the block, counted under the slice lock (no counter
+    /// shared by every shard on the read path).
+    hits: u64,
+    misses: u64,
 }
 
 impl Slice {
@@ -108,21 +111,21 @@ impl Slice {
     }
 }
 
-/// Cache statistics.
-#[derive(Debug, Default)]
+/// Cache statistics, summed over the slices.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CacheStats {
     /// Lookups that found the block.
-    pub hits: AtomicU64,
+    pub hits: u64,
     /// Lookups that missed.
-    pub misses: AtomicU64,
+    pub misses: u64,
+    /// Bytes charged to the cache.
+    pub used_bytes: u64,
 }
 
 /// The sliced S3-FIFO cache.
 pub struct BlockCache {
     slices: Vec<Mutex<Slice>>,
     slice_budget_bytes: u64,
-    /// Hit and miss counters.
-    pub stats: CacheStats,
 }
 
 impl BlockCache {
@@ -133,7 +136,6 @@ impl BlockCache {
         BlockCache {
             slices: (0..slices).map(|_| Mutex::new(Slice::default())).collect(),
             slice_budget_bytes: budget_bytes / slices as u64,
-            stats: CacheStats::default(),
         }
     }
 
@@ -151,9 +153,11 @@ impl BlockCache {
             e.freq = (e.freq + 1).min(3);
             e.value.clone()
         });
-        drop(s);
-        let counter = if found.is_some() { &self.stats.hits } else { &self.stats.misses };
-        counter.fetch_add(1, Ordering::Relaxed);
+        if found.is_some() {
+            s.hits += 1;
+        } else {
+            s.misses += 1;
+        }
         found
     }
 
@@ -189,13 +193,20 @@ impl BlockCache {
     /// Bytes charged to the cache.
     #[must_use]
     pub fn used_bytes(&self) -> u64 {
-        self.slices
-            .iter()
-            .map(|m| {
-                let s = m.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                s.small_bytes + s.main_bytes
-            })
-            .sum()
+        self.stats().used_bytes
+    }
+
+    /// Hits, misses and bytes used, summed over the slices (each locked in turn).
+    #[must_use]
+    pub fn stats(&self) -> CacheStats {
+        let mut out = CacheStats::default();
+        for m in &self.slices {
+            let s = m.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            out.hits += s.hits;
+            out.misses += s.misses;
+            out.used_bytes += s.small_bytes + s.main_bytes;
+        }
+        out
     }
 }
 
@@ -222,6 +233,9 @@ mod tests {
         assert!(cache.used_bytes() <= 64 * 1024);
         assert!(cache.get(&key(0)).is_some(), "a hot block survives a scan");
         assert!(cache.get(&key(1)).is_none(), "a one-hit block is evicted");
+        let stats = cache.stats();
+        assert_eq!(stats.hits, 3 + 99 + 1);
+        assert_eq!(stats.misses, 1);
     }
 
     #[test]

@@ -43,7 +43,8 @@ use crate::zil::Zil;
 pub struct PoolTunables {
     /// Read-cache budget.
     pub cache_bytes: u64,
-    /// Read-cache slices (normally one per shard).
+    /// Read-cache slices, each with its own lock: many more than shards, so that shards
+    /// reading at random rarely meet on one lock.
     pub cache_slices: usize,
     /// Keep data blocks read from the devices in the cache (indirect blocks are always
     /// cached). Off, every data read goes to the device, as with ZFS `primarycache=metadata`.
@@ -69,7 +70,7 @@ impl Default for PoolTunables {
     fn default() -> Self {
         PoolTunables {
             cache_bytes: 256 << 20,
-            cache_slices: 1,
+            cache_slices: 64,
             cache_data_blocks: true,
             dirty_sync_bytes: 64 << 20,
             dirty_limit_bytes: 256 << 20,

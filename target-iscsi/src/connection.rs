@@ -31,6 +31,7 @@ use crate::scsi::nexus::ItNexus;
 use crate::scsi::sense::Sense;
 use crate::scsi::status::{CommandResult, DataDirection};
 use crate::server::{Server, TargetNode};
+use crate::stats::{ConnRecorder, IoKind};
 use crate::writer::{Digests, OutData, OutItem, Sender};
 
 /// Parameters of the full-feature phase, from login negotiation.
@@ -160,6 +161,36 @@ pub struct Conn {
     next_ttt: Cell<u32>,
     last_rx: Cell<Instant>,
     ping: Cell<Option<(u32, Instant)>>,
+    stats: ConnRecorder,
+}
+
+/// A SCSI command between its PDU and its response, for the statistics: it leaves the queue
+/// depth when completed, or when dropped (the task was aborted).
+struct InFlight {
+    conn: Rc<Conn>,
+    lun: u64,
+    started: Instant,
+    done: bool,
+}
+
+impl InFlight {
+    fn new(conn: &Rc<Conn>, lun: u64, started: Instant) -> InFlight {
+        conn.stats.begin(lun);
+        InFlight { conn: Rc::clone(conn), lun, started, done: false }
+    }
+
+    fn complete(mut self, kind: IoKind, bytes: u64, good: bool) {
+        self.done = true;
+        self.conn.stats.end(self.lun, self.started, Some((kind, bytes, good)));
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if !self.done {
+            self.conn.stats.end(self.lun, self.started, None);
+        }
+    }
 }
 
 impl Conn {
@@ -218,6 +249,14 @@ pub async fn full_feature_phase(
     // the writer switches in queue order, the reader from its next header on.
     digests.set(est.params.digests);
     sender.push(OutItem::SetDigests(est.params.digests));
+    let target_name = est.target.as_ref().map_or(String::new(), |t| t.name.clone());
+    let registered = server.stats.connection_started(
+        est.tsih,
+        &est.nexus.initiator_name,
+        &target_name,
+        executor::current_shard(),
+    );
+    let stats = ConnRecorder::new(Arc::clone(&server.stats), registered);
     let conn = Rc::new(Conn {
         fd,
         server,
@@ -232,6 +271,7 @@ pub async fn full_feature_phase(
         next_ttt: Cell::new(0),
         last_rx: Cell::new(Instant::now()),
         ping: Cell::new(None),
+        stats,
     });
     let pinger = executor::spawn(keepalive_loop(Rc::clone(&conn), keepalive));
     let end = reader_loop(&conn).await;
@@ -454,6 +494,7 @@ fn pdu_error_reason(err: &PduError) -> RejectReason {
 // ----- SCSI commands -----
 
 async fn on_scsi_command(conn: &Rc<Conn>, bhs: &Bhs, ahs: &[u8]) -> Result<Step, IoError> {
+    let started = Instant::now();
     let dsl = bhs.data_segment_length();
     let cmd = match ScsiCommand::parse(bhs, conn.params.target_max_recv_dsl) {
         Ok(c) => c,
@@ -586,6 +627,8 @@ async fn on_scsi_command(conn: &Rc<Conn>, bhs: &Bhs, ahs: &[u8]) -> Result<Step,
 
     let task_conn = Rc::clone(conn);
     let itt = cmd.itt;
+    let in_flight = InFlight::new(conn, lun, started);
+    let kind = IoKind::of_cdb(&cdb_bytes);
     let handle = executor::spawn(async move {
         let data = if collecting {
             match collect_data(&task_conn, itt, lun).await {
@@ -601,7 +644,13 @@ async fn on_scsi_command(conn: &Rc<Conn>, bhs: &Bhs, ahs: &[u8]) -> Result<Step,
             (None, Err(sense)) => CommandResult::check_condition(&sense, false),
             (None, Ok(data)) => target.scsi.execute(&task_conn.nexus, lun, &cdb_bytes, data).await,
         };
+        let bytes = match kind {
+            IoKind::Read => result.data_in.as_ref().map_or(0, |d| d.len().min(edtl as usize)),
+            _ => needed as usize,
+        };
+        let good = matches!(result.status, crate::scsi::status::ScsiStatus::Good);
         respond(&task_conn, itt, cmd.lun, edtl, cmd.read, needed, result);
+        in_flight.complete(kind, bytes as u64, good);
     });
     if let Some(task) = conn.tasks.borrow_mut().get_mut(&itt) {
         if !task.done {

@@ -12,5 +12,6 @@ pub mod pdu;
 pub mod scsi;
 pub mod server;
 pub mod session;
+pub mod stats;
 pub mod text;
 pub mod writer;

@@ -11,6 +11,7 @@ use crate::connection::Keepalive;
 use crate::login::{send_targets, LoginConfig, Portal as LoginPortal, SendTargetsScope};
 use crate::scsi::target::ScsiTarget;
 use crate::session::SessionTable;
+use crate::stats::Stats;
 use crate::text::{parse_pairs, TextBuilder};
 
 /// An iSCSI target node: its name and its SCSI target (LUNs).
@@ -46,6 +47,8 @@ pub struct Server {
     next_nexus: AtomicU64,
     /// Connections per shard, for placement.
     pub connections_per_shard: Vec<AtomicUsize>,
+    /// I/O statistics per LUN, shard and connection.
+    pub stats: Arc<Stats>,
 }
 
 impl Server {
@@ -58,7 +61,12 @@ impl Server {
         keepalive: Keepalive,
         shards: usize,
     ) -> Server {
+        let luns: Vec<(String, u64)> = targets
+            .iter()
+            .flat_map(|t| t.scsi.lun_numbers().map(|lun| (t.name.clone(), lun)))
+            .collect();
         Server {
+            stats: Arc::new(Stats::new(shards, luns)),
             login,
             targets: targets.into_iter().map(|t| (t.name.to_ascii_lowercase(), t)).collect(),
             portals,

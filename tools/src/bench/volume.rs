@@ -96,7 +96,6 @@ fn pool_err(name: &str, what: &str, err: &PoolError) -> String {
 
 fn tunables(options: &VolumeBenchOptions) -> PoolTunables {
     PoolTunables {
-        cache_slices: options.shards.max(1),
         shards: options.shards.max(1),
         cache_data_blocks: !options.cold,
         ..PoolTunables::default()
