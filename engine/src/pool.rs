@@ -571,6 +571,12 @@ impl Pool {
         self.txg.durable_txg.load(Ordering::SeqCst)
     }
 
+    /// Read-cache hits, misses and bytes used (each cache slice locked in turn).
+    #[must_use]
+    pub fn cache_stats(&self) -> crate::cache::CacheStats {
+        self.cache.stats()
+    }
+
     /// Blocks that failed their checksum on read.
     #[must_use]
     pub fn checksum_errors(&self) -> u64 {

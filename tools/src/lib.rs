@@ -1,3 +1,4 @@
 //! Shared pieces of ferrite's command-line tools.
 
+pub mod prometheus;
 pub mod size;

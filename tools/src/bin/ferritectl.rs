@@ -10,6 +10,7 @@
 //! ferritectl snapshot list [tank/vm1] | rollback tank/vm1@s | clone tank/vm1@s tank/vm2 | destroy tank/vm1@s
 //! ferritectl snapshot estimate tank/vm1@a tank/vm1@b     # bytes freed by destroying both
 //! ferritectl session list
+//! ferritectl stats [--interval 1]      # IOPS, MB/s, latency, queue depth per LUN/shard/connection
 //! ```
 //! Plain tables by default, `--json` for scripts.
 
@@ -57,8 +58,13 @@ enum Command {
         #[command(subcommand)]
         action: SessionAction,
     },
-    /// Data-path statistics: payload bytes copied per path.
-    Stats,
+    /// I/O statistics per LUN, shard and connection (rates over --interval), shard CPU
+    /// busy time, and the payload bytes copied per data path.
+    Stats {
+        /// Seconds between the two samples the rates come from (0: averages since start).
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -222,7 +228,7 @@ fn run(args: &Args) -> Result<(), String> {
             }
         },
         Command::Session { action: SessionAction::List } => ("session_list", json!({})),
-        Command::Stats => ("stats_copies_get", json!({})),
+        Command::Stats { interval } => return stats_view(args, *interval),
     };
     let result = call(&args.socket, method, &params)?;
     if args.json {
@@ -321,25 +327,7 @@ fn run(args: &Args) -> Result<(), String> {
             &["tsih", "initiator", "target", "shard"],
             &rows(&|v| vec![s(v, "tsih"), s(v, "initiator"), s(v, "target"), s(v, "shard")]),
         ),
-        "stats_copies_get" => {
-            let paths = result["paths"].as_array().cloned().unwrap_or_default();
-            table(
-                &["copy_path", "bytes_copied", "ios", "bytes_per_io"],
-                &paths
-                    .iter()
-                    .map(|p| {
-                        let per_io = p["bytes_per_io"].as_f64().unwrap_or(0.0);
-                        vec![
-                            s(p, "path"),
-                            s(p, "bytes_copied"),
-                            s(p, "ios"),
-                            format!("{per_io:.1}"),
-                        ]
-                    })
-                    .collect::<Vec<_>>(),
-            );
-            println!("payload bytes copied in total: {}", s(&result, "total_bytes_copied"));
-        }
+        "stats_copies_get" => print_copies(&result),
         "volume_create" | "volume_grow" | "volume_set" | "snapshot_clone" => {
             println!(
                 "{}  size {}  referenced {}",
@@ -359,6 +347,167 @@ fn run(args: &Args) -> Result<(), String> {
             println!("{} {}", method.rsplit('_').next().unwrap_or(method), text);
         }
     }
+    Ok(())
+}
+
+fn print_copies(copies: &Value) {
+    let paths = copies["paths"].as_array().cloned().unwrap_or_default();
+    table(
+        &["copy_path", "bytes_copied", "ios", "bytes_per_io"],
+        &paths
+            .iter()
+            .map(|p| {
+                let per_io = p["bytes_per_io"].as_f64().unwrap_or(0.0);
+                vec![s(p, "path"), s(p, "bytes_copied"), s(p, "ios"), format!("{per_io:.1}")]
+            })
+            .collect::<Vec<_>>(),
+    );
+    println!("payload bytes copied in total: {}", s(copies, "total_bytes_copied"));
+}
+
+/// Counter `key` of `io` minus the same counter in `before` (absent: 0).
+fn delta(io: &Value, before: Option<&Value>, key: &str) -> u64 {
+    let now = io[key].as_u64().unwrap_or(0);
+    now.saturating_sub(before.and_then(|b| b[key].as_u64()).unwrap_or(0))
+}
+
+/// Latency quantiles (microseconds) of the histogram `key` between two samples: the upper
+/// bound of the log2 bucket holding each quantile.
+fn quantiles(io: &Value, before: Option<&Value>, key: &str) -> String {
+    let now: Vec<u64> = io[key]
+        .as_array()
+        .map(|a| a.iter().map(|v| v.as_u64().unwrap_or(0)).collect())
+        .unwrap_or_default();
+    let old: Vec<u64> = before
+        .and_then(|b| b[key].as_array())
+        .map(|a| a.iter().map(|v| v.as_u64().unwrap_or(0)).collect())
+        .unwrap_or_default();
+    let counts: Vec<u64> = now
+        .iter()
+        .enumerate()
+        .map(|(i, n)| n.saturating_sub(old.get(i).copied().unwrap_or(0)))
+        .collect();
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return "-".into();
+    }
+    let at = |q: f64| {
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let rank = ((q * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, n) in counts.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return (1u64 << i.min(63)) as f64 / 1000.0;
+            }
+        }
+        f64::INFINITY
+    };
+    format!("{:.0}/{:.0}/{:.0}", at(0.5), at(0.99), at(0.999))
+}
+
+/// One row of I/O figures: IOPS and MB/s per direction over `secs`, queue depth, latency
+/// quantiles, errors.
+fn io_row(io: &Value, before: Option<&Value>, secs: f64) -> Vec<String> {
+    let rate = |key| delta(io, before, key) as f64 / secs;
+    vec![
+        format!("{:.0}", rate("read_ops")),
+        format!("{:.1}", rate("read_bytes") / 1e6),
+        format!("{:.0}", rate("write_ops")),
+        format!("{:.1}", rate("write_bytes") / 1e6),
+        s(io, "queue_depth"),
+        quantiles(io, before, "read_latency_buckets"),
+        quantiles(io, before, "write_latency_buckets"),
+        delta(io, before, "errors").to_string(),
+    ]
+}
+
+const IO_HEADERS: [&str; 8] = [
+    "read_iops",
+    "read_mb/s",
+    "write_iops",
+    "write_mb/s",
+    "qd",
+    "read_us_p50/p99/p99.9",
+    "write_us_p50/p99/p99.9",
+    "errors",
+];
+
+/// Finds the entry of `list` whose `key` equals `entry`'s.
+fn matching<'a>(list: &'a Value, entry: &Value, keys: &[&str]) -> Option<&'a Value> {
+    list.as_array()?.iter().find(|x| keys.iter().all(|k| x[*k] == entry[*k]))
+}
+
+fn stats_view(args: &Args, interval: f64) -> Result<(), String> {
+    let first = call(&args.socket, "stats_get", &json!({}))?;
+    let (before, after) = if interval > 0.0 {
+        std::thread::sleep(std::time::Duration::from_secs_f64(interval));
+        (Some(first), call(&args.socket, "stats_get", &json!({}))?)
+    } else {
+        (None, first)
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&after).map_err(|e| e.to_string())?);
+        return Ok(());
+    }
+    let uptime = after["uptime_seconds"].as_f64().unwrap_or(1.0);
+    let secs = match &before {
+        Some(b) => (uptime - b["uptime_seconds"].as_f64().unwrap_or(0.0)).max(1e-3),
+        None => uptime.max(1e-3),
+    };
+    let span = if before.is_some() { "last" } else { "average over" };
+    println!("I/O ({span} {secs:.1} s)");
+    let section = |title: &str, list: &str, keys: &[&str], name: &dyn Fn(&Value) -> Vec<String>| {
+        let mut headers: Vec<&str> = vec![title];
+        headers.extend(IO_HEADERS);
+        let rows: Vec<Vec<String>> = after[list]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|x| {
+                        let old = before.as_ref().and_then(|b| matching(&b[list], x, keys));
+                        let mut row = name(x);
+                        row.extend(io_row(&x["io"], old.map(|o| &o["io"]), secs));
+                        row
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        table(&headers, &rows);
+        println!();
+    };
+    section("lun", "luns", &["target", "lun"], &|l| {
+        vec![format!("{}/{}", s(l, "target"), s(l, "lun"))]
+    });
+    section("shard", "shards", &["shard"], &|x| vec![s(x, "shard")]);
+    section("connection", "connections", &["id"], &|c| {
+        vec![format!("{} {} (shard {})", s(c, "id"), s(c, "initiator"), s(c, "shard"))]
+    });
+    let cpu_rows: Vec<Vec<String>> = after["shards"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| {
+                    let now = x["cpu_seconds"].as_f64();
+                    let old = before
+                        .as_ref()
+                        .and_then(|b| matching(&b["shards"], x, &["shard"]))
+                        .and_then(|o| o["cpu_seconds"].as_f64())
+                        .unwrap_or(0.0);
+                    let busy = now
+                        .map_or_else(|| "-".into(), |n| format!("{:.1}", (n - old) / secs * 100.0));
+                    vec![s(x, "shard"), busy, s(x, "connections")]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(&["shard", "cpu_busy_%", "connections"], &cpu_rows);
+    println!();
+    print_copies(&after["copies"]);
     Ok(())
 }
 

@@ -9,6 +9,8 @@ use serde::Deserialize;
 
 /// Default iSCSI portal.
 pub const DEFAULT_PORTAL: &str = "127.0.0.1:3260";
+/// Prometheus endpoint of the demo configuration.
+pub const DEFAULT_METRICS: &str = "127.0.0.1:9330";
 /// IQN of the demo target.
 pub const DEMO_IQN: &str = "iqn.2026-11.io.ferrite:demo";
 
@@ -67,6 +69,8 @@ pub struct DaemonSection {
     pub data_dir: Option<PathBuf>,
     /// `auto`, `uring` or `epoll`.
     pub backend: Option<String>,
+    /// Prometheus endpoint, `HOST:PORT` (GET /metrics); absent or `"off"`: none.
+    pub metrics: Option<String>,
 }
 
 /// `[[portal]]`.
@@ -343,7 +347,10 @@ impl Config {
         let portals =
             if portals.is_empty() { vec![DEFAULT_PORTAL.to_string()] } else { portals.to_vec() };
         Config {
-            daemon: DaemonSection::default(),
+            daemon: DaemonSection {
+                metrics: Some(DEFAULT_METRICS.to_string()),
+                ..DaemonSection::default()
+            },
             portals: portals
                 .into_iter()
                 .map(|address| PortalSection { address, group_tag: Some(1) })
@@ -410,5 +417,6 @@ mod tests {
         let demo = Config::demo(&[]);
         assert_eq!(demo.portals[0].address, DEFAULT_PORTAL);
         assert_eq!(demo.targets[0].luns.len(), 1);
+        assert_eq!(demo.daemon.metrics.as_deref(), Some(DEFAULT_METRICS));
     }
 }

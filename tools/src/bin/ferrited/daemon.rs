@@ -32,7 +32,7 @@ use target_iscsi::scsi::target::ScsiTarget;
 use target_iscsi::server::{Portal, Server, TargetNode};
 
 use crate::config::{parse_size, ChapSection, Config, DeviceSection, LunSection, PoolSection};
-use crate::rpc;
+use crate::{metrics, rpc};
 
 /// Options from the command line that override the configuration.
 pub struct Options {
@@ -46,6 +46,8 @@ pub struct Options {
     pub keepalive_secs: u64,
     /// Control socket path.
     pub rpc_socket: PathBuf,
+    /// Prometheus endpoint address, when on.
+    pub metrics: Option<String>,
 }
 
 type Accepted = (OwnedFd, Portal);
@@ -344,6 +346,7 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), String> {
 
     let shard_count =
         opts.shards.or(cfg.daemon.shards).unwrap_or_else(shard::available_cpus).max(1);
+    let metrics_listener = opts.metrics.as_deref().map(metrics::bind).transpose()?;
     let mut senders = Vec::new();
     let mut receivers = Vec::new();
     for _ in 0..shard_count {
@@ -391,7 +394,17 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), String> {
         .map_err(|e| format!("cannot start shards: {e}"))?;
     let started = ready_rx.recv_timeout(Duration::from_secs(120));
     let mut result = match started {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(())) => match (metrics_listener, shared.state.get()) {
+            (Some(listener), Some(state)) => {
+                let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                let res = metrics::spawn(listener, Arc::clone(state));
+                if res.is_ok() {
+                    eprintln!("ferrited: metrics on http://{addr}/metrics");
+                }
+                res
+            }
+            _ => Ok(()),
+        },
         Ok(Err(e)) => Err(e),
         Err(_) => Err("start-up did not finish within 120 s".to_string()),
     };
@@ -483,6 +496,7 @@ async fn shard_main(shard_id: usize, shared: Arc<Shared>) {
         }
         executor::sleep(Duration::from_millis(10)).await;
     };
+    state.server.stats.shard(shard_id).register_current_thread();
     let live: Rc<RefCell<Vec<RawFd>>> = Rc::default();
     loop {
         if shared.shutdown.load(Ordering::SeqCst) {

@@ -6,7 +6,9 @@
 
 mod config;
 mod daemon;
+mod metrics;
 mod rpc;
+mod stats;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +47,10 @@ struct Args {
     /// Control socket (JSON-RPC 2.0); default DATA_DIR/ferrited.sock.
     #[arg(long)]
     rpc_socket: Option<PathBuf>,
+    /// Prometheus endpoint HOST:PORT, or `off`; overrides `[daemon] metrics` (the demo
+    /// serves 127.0.0.1:9330).
+    #[arg(long)]
+    metrics: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -80,6 +86,10 @@ fn main() -> ExitCode {
         shards: args.shards.or(cfg.daemon.shards),
         backend: args.backend.or(cfg.daemon.backend.clone()),
         keepalive_secs: args.keepalive_secs,
+        metrics: args
+            .metrics
+            .or(cfg.daemon.metrics.clone())
+            .filter(|m| m != "off" && !m.is_empty()),
     };
     match daemon::run(cfg, options) {
         Ok(()) => ExitCode::SUCCESS,

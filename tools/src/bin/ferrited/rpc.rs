@@ -3,7 +3,9 @@
 //! Methods are named `subsystem_object_verb` after SPDK's habit, shortened where the object is
 //! the subsystem: `pool_list`, `volume_create`, `volume_list`, `volume_status`, `volume_set`,
 //! `volume_grow`, `volume_destroy`, `snapshot_create`, `snapshot_list`, `snapshot_rollback`,
-//! `snapshot_clone`, `snapshot_destroy`, `snapshot_destroy_estimate`, `session_list`.
+//! `snapshot_clone`, `snapshot_destroy`, `snapshot_destroy_estimate`, `session_list`,
+//! `stats_get` (I/O per LUN, shard and connection, shard CPU time, pool and copy counters; see
+//! `stats.rs`), `stats_copies_get`.
 //! Served on shard 0, where the pools' txg coordinators run.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -20,6 +22,7 @@ use engine::{Pool, VolumeOptions};
 use serde_json::{json, Value};
 
 use crate::daemon::State;
+use crate::stats;
 
 /// Largest request line accepted.
 const MAX_REQUEST_BYTES: usize = 1 << 20;
@@ -211,23 +214,6 @@ fn parse_dedup(value: &Value) -> Result<DedupMode, RpcError> {
         .as_str()
         .and_then(DedupMode::parse)
         .ok_or_else(|| invalid(format!("dedup must be \"off\", \"on\" or \"verify\", not {value}")))
-}
-
-/// Payload bytes copied per data path since start (DESIGN §3).
-fn copies_json(snap: &engine::copy_stats::CopySnapshot) -> Value {
-    let paths: Vec<Value> = snap
-        .paths
-        .iter()
-        .map(|p| {
-            json!({
-                "path": p.path.map_or("", engine::copy_stats::CopyPath::name),
-                "bytes_copied": p.bytes_copied,
-                "ios": p.ios,
-                "bytes_per_io": p.bytes_per_io(),
-            })
-        })
-        .collect();
-    json!({"total_bytes_copied": snap.total_bytes_copied(), "paths": paths})
 }
 
 fn parse_compression(value: &Value) -> Result<Compression, RpcError> {
@@ -430,7 +416,8 @@ async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, 
                 .collect();
             Ok(Value::Array(sessions))
         }
-        "stats_copies_get" => Ok(copies_json(&engine::copy_stats::snapshot())),
+        "stats_copies_get" => Ok(stats::copies_json(&engine::copy_stats::snapshot())),
+        "stats_get" => Ok(stats::stats_json(state)),
         other => Err(RpcError(-32601, format!("method {other:?} not found"))),
     }
 }

@@ -1,0 +1,166 @@
+//! Statistics: `stats_get` on the control socket, `ferritectl stats`, and the Prometheus
+//! endpoint, checked against the I/O a test initiator does.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use target_iscsi::initiator::{Initiator, LoginOptions};
+
+const IQN: &str = "iqn.2026-11.io.ferrite:stats";
+const CONFIG: &str = r#"
+[daemon]
+shards = 2
+metrics = "METRICS"
+[[portal]]
+address = "PORTAL"
+[[target]]
+iqn = "iqn.2026-11.io.ferrite:stats"
+[[target.lun]]
+id = 0
+backend = "memory"
+size = "64M"
+[[target.lun]]
+id = 1
+backend = "memory"
+size = "64M"
+"#;
+
+fn rpc(socket: &Path, method: &str) -> serde_json::Value {
+    let mut s = UnixStream::connect(socket).expect("control socket");
+    writeln!(s, "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"{method}\"}}").expect("send");
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line).expect("reply");
+    let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+    v["result"].clone()
+}
+
+/// Sends `request` and returns the whole answer (status line, headers, body).
+fn http(addr: &str, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("metrics endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.write_all(request.as_bytes()).expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("answer");
+    out
+}
+
+/// The value of the sample line that starts with `prefix` (name and labels).
+fn sample(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {prefix} in:\n{text}"))
+}
+
+fn lun_io(stats: &serde_json::Value, lun: u64) -> serde_json::Value {
+    stats["luns"]
+        .as_array()
+        .expect("luns")
+        .iter()
+        .find(|l| l["lun"] == lun && l["target"] == IQN)
+        .expect("lun present")["io"]
+        .clone()
+}
+
+#[test]
+fn statistics_and_metrics_follow_the_io() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let metrics = format!("127.0.0.1:{}", common::free_port());
+    let daemon = common::Daemon::start(dir.path(), &CONFIG.replace("METRICS", &metrics), &[]);
+    let socket = dir.path().join("data/ferrited.sock");
+    let get = format!("GET /metrics HTTP/1.1\r\nHost: {metrics}\r\n\r\n");
+
+    let before = http(&metrics, &get);
+    assert!(before.starts_with("HTTP/1.1 200 OK\r\n"), "{before}");
+    assert!(before.contains("Content-Type: text/plain; version=0.0.4"), "{before}");
+    let lun0 = format!("{{target=\"{IQN}\",lun=\"0\"}}");
+    assert_eq!(sample(&before, &format!("ferrite_lun_write_ops_total{lun0}")), 0.0);
+    assert!(before.contains("# TYPE ferrite_lun_read_latency_seconds histogram"));
+
+    let mut opts = LoginOptions::new("iqn.2026-11.io.ferrite:stats-client", IQN);
+    opts.timeout = Duration::from_secs(10);
+    let mut a = Initiator::login(daemon.portal, &opts).expect("first session");
+    opts.isid[5] = 2;
+    let mut b = Initiator::login(daemon.portal, &opts).expect("second session");
+
+    // A client that connects to the metrics endpoint and never sends a request: I/O goes on.
+    let mut idle = TcpStream::connect(&metrics).expect("idle client");
+    let data = vec![0x5au8; 4096];
+    for i in 0..10u64 {
+        assert_eq!(a.write16(0, i * 8, 512, &data, false).expect("write").status, 0);
+    }
+    for i in 0..4u64 {
+        assert_eq!(b.read16(0, i * 8, 512, 8).expect("read").status, 0);
+    }
+    assert_eq!(b.write16(1, 0, 512, &data, false).expect("write lun 1").status, 0);
+
+    let stats = rpc(&socket, "stats_get");
+    let io0 = lun_io(&stats, 0);
+    assert_eq!(io0["write_ops"], 10, "{io0}");
+    assert_eq!(io0["write_bytes"], 40960);
+    assert_eq!(io0["read_ops"], 4);
+    assert_eq!(io0["read_bytes"], 16384);
+    assert_eq!(io0["queue_depth"], 0);
+    assert!(io0["write_latency_us"]["p99"].as_f64().expect("p99") > 0.0);
+    assert_eq!(lun_io(&stats, 1)["write_ops"], 1);
+    let conns = stats["connections"].as_array().expect("connections");
+    assert_eq!(conns.len(), 2, "{conns:?}");
+    let shard_writes: u64 = stats["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .map(|s| s["io"]["write_ops"].as_u64().expect("n"))
+        .sum();
+    assert_eq!(shard_writes, 11);
+    assert!(stats["shards"][0]["cpu_seconds"].as_f64().is_some());
+    assert!(stats["copies"]["paths"].as_array().is_some_and(|p| !p.is_empty()));
+
+    // The idle client is dropped after its deadline; the next scrape sees the I/O.
+    let started = Instant::now();
+    let after = http(&metrics, &get);
+    assert!(started.elapsed() < Duration::from_secs(8), "scrape waited {:?}", started.elapsed());
+    assert_eq!(sample(&after, &format!("ferrite_lun_write_ops_total{lun0}")), 10.0);
+    assert_eq!(sample(&after, &format!("ferrite_lun_read_bytes_total{lun0}")), 16384.0);
+    assert_eq!(sample(&after, &format!("ferrite_lun_write_latency_seconds_count{lun0}")), 10.0);
+    assert_eq!(
+        sample(&after, &format!("ferrite_lun_write_latency_seconds_bucket{{target=\"{IQN}\",lun=\"0\",le=\"+Inf\"}}")),
+        10.0
+    );
+    assert!(sample(&after, "ferrite_shard_cpu_seconds_total{shard=\"0\"}") >= 0.0);
+    let mut idle_answer = Vec::new();
+    let _ = idle.read_to_end(&mut idle_answer);
+
+    // Only GET /metrics is served.
+    assert!(http(&metrics, "GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+    assert!(http(&metrics, "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+    let huge = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000));
+    assert!(http(&metrics, &huge).starts_with("HTTP/1.1 431"));
+
+    // ferritectl stats prints the LUN with its figures since start.
+    let out = Command::new(env!("CARGO_BIN_EXE_ferritectl"))
+        .args(["--socket", socket.to_str().expect("utf8"), "stats", "--interval", "0"])
+        .output()
+        .expect("ferritectl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(&format!("{IQN}/0")), "{text}");
+    assert!(text.contains("CPU_BUSY_%"), "{text}");
+    assert!(text.contains("COPY_PATH"), "{text}");
+
+    a.logout().expect("logout");
+    b.logout().expect("logout");
+    // Ended connections leave the registry.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while rpc(&socket, "stats_get")["connections"].as_array().is_some_and(|c| !c.is_empty()) {
+        assert!(Instant::now() < deadline, "connections still listed after logout");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(daemon.stop());
+}
