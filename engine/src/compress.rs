@@ -90,22 +90,24 @@ pub fn compress_block(data: &[u8], scratch: &mut Vec<u8>) -> Option<IoBuf> {
         return None;
     }
     let chunk_max = lz4_flex::block::get_maximum_output_size(CHUNK_BYTES.min(data.len()));
-    scratch.clear();
-    scratch.resize(header + chunk_max, 0);
-    let mut out = IoBuf::zeroed(max);
+    // Streams go straight into `scratch` after the header; the stored block is allocated only
+    // once the block has proved worth it, so a given-up block costs no allocation.
+    if scratch.len() < max + chunk_max {
+        scratch.resize(max + chunk_max, 0);
+    }
     let mut at = header;
     for (i, chunk) in data.chunks(CHUNK_BYTES).enumerate() {
-        let len = lz4_flex::block::compress_into(chunk, &mut scratch[..chunk_max]).ok()?;
+        let len = lz4_flex::block::compress_into(chunk, &mut scratch[at..at + chunk_max]).ok()?;
         if at + len > max || (i == 0 && len >= chunk.len()) {
             return None;
         }
-        out[at..at + len].copy_from_slice(&scratch[..len]);
         let len32 = u32::try_from(len).ok()?;
-        out[i * LENGTH_BYTES..(i + 1) * LENGTH_BYTES].copy_from_slice(&len32.to_le_bytes());
+        scratch[i * LENGTH_BYTES..(i + 1) * LENGTH_BYTES].copy_from_slice(&len32.to_le_bytes());
         at += len;
     }
     let stored = at.next_multiple_of(SECTOR_BYTES as usize);
-    out.set_len(stored);
+    let mut out = IoBuf::zeroed(stored);
+    out[..at].copy_from_slice(&scratch[..at]);
     Some(out)
 }
 

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! ferritectl pool status
-//! ferritectl volume create tank/vm1 --size 100G [--thick] [--block-size 4096] [--compression lz4] [--dedup on]
+//! ferritectl volume create tank/vm1 --size 100G [--thick] [--block-size 4096] [--volblock-size 64K]
+//!                           [--compression lz4] [--dedup on]
 //! ferritectl volume list | grow tank/vm1 --size 200G | destroy tank/vm1
 //! ferritectl volume set tank/vm1 compression=off dedup=verify
 //! ferritectl volume status [tank/vm1]                  # properties and data-reduction figures
@@ -87,6 +88,9 @@ enum VolumeAction {
         /// Logical block size: 512 or 4096.
         #[arg(long, default_value_t = 512)]
         block_size: u32,
+        /// Data block size, 4K to 128K (compression saves space only above 4K).
+        #[arg(long)]
+        volblock_size: Option<String>,
         /// Compression of new writes: off or lz4 (default lz4).
         #[arg(long)]
         compression: Option<String>,
@@ -192,10 +196,21 @@ fn run(args: &Args) -> Result<(), String> {
     let (method, params) = match &args.command {
         Command::Pool { action: PoolAction::Status } => ("pool_list", json!({})),
         Command::Volume { action } => match action {
-            VolumeAction::Create { name, size, thick, block_size, compression, dedup } => (
-                "volume_create",
-                json!({"name": name, "size_bytes": parse_size(size)?, "thick": thick, "block_size": block_size, "compression": compression, "dedup": dedup}),
-            ),
+            VolumeAction::Create {
+                name,
+                size,
+                thick,
+                block_size,
+                volblock_size,
+                compression,
+                dedup,
+            } => {
+                let volblock = volblock_size.as_deref().map(parse_size).transpose()?;
+                (
+                    "volume_create",
+                    json!({"name": name, "size_bytes": parse_size(size)?, "thick": thick, "block_size": block_size, "volblock_size": volblock, "compression": compression, "dedup": dedup}),
+                )
+            }
             VolumeAction::List => ("volume_list", json!({})),
             VolumeAction::Status { name } => ("volume_status", json!({"name": name})),
             VolumeAction::Set { name, properties } => {

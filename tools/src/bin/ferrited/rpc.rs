@@ -255,6 +255,12 @@ async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, 
                     .and_then(Value::as_u64)
                     .map_or(512, |b| u32::try_from(b).unwrap_or(0)),
                 thick: params.get("thick").and_then(Value::as_bool).unwrap_or(false),
+                volblock_bytes: params
+                    .get("volblock_size")
+                    .and_then(Value::as_u64)
+                    .map_or(VolumeOptions::default().volblock_bytes, |b| {
+                        u32::try_from(b).unwrap_or(0)
+                    }),
                 compression: match params.get("compression") {
                     Some(v) if !v.is_null() => parse_compression(v)?,
                     _ => Compression::default(),
