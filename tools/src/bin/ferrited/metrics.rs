@@ -32,7 +32,8 @@ const MAX_LINGER_BYTES: usize = 64 * 1024;
 type Collector = fn(&State, &mut Exposition);
 
 /// Every collector, in exposition order.
-const COLLECTORS: &[Collector] = &[daemon_metrics, io_metrics, shard_metrics, pool_metrics];
+const COLLECTORS: &[Collector] =
+    &[daemon_metrics, io_metrics, shard_metrics, pool_metrics, volume_metrics];
 
 /// Binds the endpoint (before the shards start, so a bad address fails start-up).
 ///
@@ -276,7 +277,7 @@ fn pool_metrics(state: &State, e: &mut Exposition) {
     let mut pools: Vec<_> = state.pools.iter().collect();
     pools.sort_by_key(|(name, _)| name.as_str());
     type PoolFigure = (&'static str, Kind, &'static str, fn(&engine::Pool) -> u64);
-    let figures: [PoolFigure; 8] = [
+    let figures: [PoolFigure; 15] = [
         ("ferrite_pool_capacity_bytes", Kind::Gauge, "Pool capacity.", |p| p.capacity_bytes()),
         ("ferrite_pool_free_bytes", Kind::Gauge, "Free space.", |p| p.free_bytes()),
         ("ferrite_pool_durable_txg", Kind::Gauge, "Newest durable txg.", |p| p.durable_txg()),
@@ -298,11 +299,100 @@ fn pool_metrics(state: &State, e: &mut Exposition) {
         ("ferrite_pool_log_commits_total", Kind::Counter, "Intent-log commits.", |p| {
             p.stats.log_commits.load(Ordering::Relaxed)
         }),
+        (
+            "ferrite_pool_logical_bytes",
+            Kind::Gauge,
+            "Data bytes the volumes reference, before compression.",
+            |p| p.pool_reduction_figures().logical_bytes,
+        ),
+        (
+            "ferrite_pool_physical_bytes",
+            Kind::Gauge,
+            "Stored bytes of the data the volumes reference (after compression, before dedup).",
+            |p| p.pool_reduction_figures().physical_bytes,
+        ),
+        ("ferrite_pool_dedup_table_entries", Kind::Gauge, "Dedup table entries.", |p| {
+            p.dedup_table_figures().entries
+        }),
+        (
+            "ferrite_pool_dedup_table_memory_bytes",
+            Kind::Gauge,
+            "Bytes of the in-memory dedup table.",
+            |p| p.dedup_table_figures().memory_bytes,
+        ),
+        (
+            "ferrite_pool_dedup_table_disk_bytes",
+            Kind::Gauge,
+            "Bytes of the dedup table on disk.",
+            |p| p.dedup_table_figures().disk_bytes,
+        ),
+        (
+            "ferrite_pool_dedup_stored_bytes",
+            Kind::Gauge,
+            "Stored bytes of deduplicated blocks, each once.",
+            |p| p.dedup_table_figures().stored_bytes,
+        ),
+        (
+            "ferrite_pool_dedup_referenced_bytes",
+            Kind::Gauge,
+            "Stored bytes of deduplicated blocks times their references (dedup ratio = referenced / stored).",
+            |p| p.dedup_table_figures().referenced_bytes,
+        ),
     ];
     for (name, kind, help, get) in figures {
         e.family(name, kind, help);
         for (pool_name, pool) in &pools {
             e.sample(name, &[("pool", (*pool_name).clone())], get(pool) as f64);
+        }
+    }
+}
+
+/// Data-reduction figures per volume.
+fn volume_metrics(state: &State, e: &mut Exposition) {
+    let mut series = Vec::new();
+    for (pool_name, pool) in &state.pools {
+        for name in pool.list().into_iter().filter(|n| !n.contains('@')) {
+            let figures = pool.reduction_figures(&name).unwrap_or_default();
+            let activity = pool.dedup_activity(&name).unwrap_or_default();
+            let labels = vec![("pool", pool_name.clone()), ("volume", name)];
+            series.push((labels, figures, activity));
+        }
+    }
+    series.sort_by(|a, b| a.0.cmp(&b.0));
+    type VolumeFigure = (
+        &'static str,
+        Kind,
+        &'static str,
+        fn(&engine::reduction::ReductionFigures, &engine::reduction::DedupActivity) -> u64,
+    );
+    let figures: [VolumeFigure; 5] = [
+        (
+            "ferrite_volume_logical_bytes",
+            Kind::Gauge,
+            "Data bytes the volume references, before compression.",
+            |f, _| f.logical_bytes,
+        ),
+        (
+            "ferrite_volume_physical_bytes",
+            Kind::Gauge,
+            "Stored bytes of the data the volume references, after compression.",
+            |f, _| f.physical_bytes,
+        ),
+        ("ferrite_volume_dedup_lookups_total", Kind::Counter, "Dedup table lookups.", |_, a| {
+            a.lookups
+        }),
+        ("ferrite_volume_dedup_hits_total", Kind::Counter, "Dedup table hits.", |_, a| a.hits),
+        (
+            "ferrite_volume_dedup_stopped",
+            Kind::Gauge,
+            "1 when the volume takes no new dedup entries (the reason is in volume status).",
+            |_, a| u64::from(a.stopped.is_some()),
+        ),
+    ];
+    for (name, kind, help, get) in figures {
+        e.family(name, kind, help);
+        for (labels, f, a) in &series {
+            e.sample(name, labels, get(f, a) as f64);
         }
     }
 }
