@@ -129,6 +129,44 @@ pub async fn lookup(
     Ok(bp)
 }
 
+/// Data blocks under `root` (a tree of `height` levels) among the leaves `[start, end)`. Reads
+/// only the indirect blocks whose span the range cuts; a pointer wholly inside the range counts
+/// by its `fill_blocks`, a hole counts nothing.
+///
+/// # Errors
+/// The first indirect block that cannot be read or fails its checksum.
+pub async fn filled_in_range(
+    devs: &DeviceSet,
+    cache: &BlockCache,
+    root: &BlockPointer,
+    height: u8,
+    start: u64,
+    end: u64,
+) -> Result<u64, BlockReadError> {
+    let mut total = 0;
+    // (pointer, its level, first leaf it covers)
+    let mut stack = vec![(*root, height, 0u64)];
+    while let Some((bp, level, base)) = stack.pop() {
+        let span = 1u64 << (FANOUT_SHIFT * u32::from(level));
+        if bp.is_hole() || base >= end || base.saturating_add(span) <= start {
+            continue;
+        }
+        if level == 0 || (base >= start && base + span <= end) {
+            total += bp.fill_blocks;
+            continue;
+        }
+        let ptrs = load_indirect(devs, cache, &bp).await?;
+        let child_span = span >> FANOUT_SHIFT;
+        for (i, child) in ptrs.iter().enumerate() {
+            let child_base = base + i as u64 * child_span;
+            if child_base < end && child_base + child_span > start {
+                stack.push((*child, level - 1, child_base));
+            }
+        }
+    }
+    Ok(total)
+}
+
 /// Indirect-block reads a prefetch keeps in flight.
 const PREFETCH_DEPTH: usize = 64;
 

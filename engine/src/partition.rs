@@ -205,6 +205,35 @@ impl DirtySet {
     }
 }
 
+/// What a [`DirtySet`] says about a range of blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeChange {
+    /// The set changes none of the blocks.
+    Untouched,
+    /// Every block of the range is a hole in this set.
+    AllHoles,
+    /// Some blocks change, not all to holes.
+    Mixed,
+}
+
+impl DirtySet {
+    /// How this set changes the blocks `[start, end)`.
+    #[must_use]
+    pub fn range_change(&self, start: u64, end: u64) -> RangeChange {
+        let mut blocks = self.blocks.range(start..end).peekable();
+        let punched = self.punches.iter().any(|&(s, e)| s < end && e > start);
+        if blocks.peek().is_none() && !punched {
+            return RangeChange::Untouched;
+        }
+        let covered = self.punches.iter().any(|&(s, e)| s <= start && e >= end);
+        if covered && blocks.all(|(_, b)| matches!(b, DirtyBlock::Zero)) {
+            RangeChange::AllHoles
+        } else {
+            RangeChange::Mixed
+        }
+    }
+}
+
 /// In-memory state of one partition of a volume.
 #[derive(Debug)]
 pub struct PartitionState {
@@ -274,6 +303,21 @@ mod tests {
         }
         // Consecutive stripes land in consecutive partitions.
         assert_eq!(l.address(128).partition, 1);
+    }
+
+    #[test]
+    fn range_change_sees_untouched_punched_and_mixed_ranges() {
+        let mut set = DirtySet::default();
+        assert_eq!(set.range_change(0, 10), RangeChange::Untouched);
+        set.punch(0, 100);
+        assert_eq!(set.range_change(10, 20), RangeChange::AllHoles);
+        assert_eq!(set.range_change(90, 110), RangeChange::Mixed);
+        assert_eq!(set.range_change(100, 110), RangeChange::Untouched);
+        set.put(15, DirtyBlock::Zero);
+        assert_eq!(set.range_change(10, 20), RangeChange::AllHoles);
+        set.put(16, DirtyBlock::Data(Arc::new(BlockData::copied(&[1u8; 512]))));
+        assert_eq!(set.range_change(10, 20), RangeChange::Mixed);
+        assert_eq!(set.range_change(17, 20), RangeChange::AllHoles);
     }
 
     #[test]

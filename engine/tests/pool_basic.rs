@@ -74,6 +74,41 @@ fn write_read_sync_export_import() {
 }
 
 #[test]
+fn lba_status_reports_whole_runs_from_dirty_sets_and_trees() {
+    let r = reactor();
+    r.block_on(async {
+        let pool = Pool::create(vec![device(64)], None, options()).await.expect("create");
+        // 16 MiB of 512-byte LBAs: 32768 LBAs, 1 MiB (2048-LBA) stripes over 4 partitions.
+        let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
+        let stripe = 2048u64;
+        let (res, _) = vol.write(3 * stripe, pattern(5, 1 << 20), false).await;
+        res.expect("write");
+        // One 4 KiB block inside stripe 5, at its third block.
+        let (res, _) = vol.write(5 * stripe + 16, pattern(6, 4096), false).await;
+        res.expect("write");
+        for synced in [false, true] {
+            let at = |lba| vol.lba_status(lba);
+            let s = at(0).await.expect("status");
+            assert_eq!((s.mapped, s.run_blocks), (false, 3 * stripe), "synced={synced}");
+            let s = at(3 * stripe).await.expect("status");
+            assert_eq!((s.mapped, s.run_blocks), (true, stripe), "synced={synced}");
+            let s = at(4 * stripe).await.expect("status");
+            assert_eq!((s.mapped, s.run_blocks), (false, stripe + 16), "synced={synced}");
+            let s = at(5 * stripe + 24).await.expect("status");
+            assert_eq!((s.mapped, s.run_blocks), (false, 32768 - 5 * stripe - 24));
+            pool.sync_txg().await.expect("sync");
+        }
+        // A whole-volume unmap is one run, before and after its sync.
+        vol.unmap(0, 32768).await.expect("unmap");
+        for _ in 0..2 {
+            let s = vol.lba_status(0).await.expect("status");
+            assert_eq!((s.mapped, s.run_blocks), (false, 32768));
+            pool.sync_txg().await.expect("sync");
+        }
+    });
+}
+
+#[test]
 fn unmap_and_compare_and_write() {
     let r = reactor();
     r.block_on(async {
