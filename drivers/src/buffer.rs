@@ -267,6 +267,21 @@ impl std::fmt::Debug for SharedBuf {
     }
 }
 
+/// Owned bytes that stay at one address while their owner is moved (heap or pool memory) and
+/// are not written while the owner is held, so an operation may keep the owner while the
+/// kernel reads the bytes.
+///
+/// # Safety
+/// `deref` must return the same memory for as long as the value lives, wherever it is
+/// moved, and nothing may write that memory while the value is held by an operation.
+pub unsafe trait StableBytes: Deref<Target = [u8]> + Unpin + 'static {}
+
+// SAFETY: an IoBuf's memory is a separate allocation (or pool slot) it owns; moving the IoBuf
+// does not move it, and writing needs `&mut`, which an operation holding it never gives out.
+unsafe impl StableBytes for IoBuf {}
+// SAFETY: a SharedBuf keeps its IoBuf alive through an Arc and gives only shared access.
+unsafe impl StableBytes for SharedBuf {}
+
 /// Shared part of a pool: one aligned region cut into equal slots and a lock-free free list.
 pub struct PoolShared {
     base: NonNull<u8>,

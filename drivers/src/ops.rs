@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use io_uring::{opcode, squeue, types};
 
-use crate::buffer::{IoBuf, SharedBuf};
+use crate::buffer::{IoBuf, SharedBuf, StableBytes};
 use crate::epoll::{BlockingSlot, Direction};
 use crate::error::{IoError, IoResult};
 use crate::executor::{yield_now, Backend, BackendKind, Core};
@@ -1072,11 +1072,11 @@ pub type Segment = (usize, Range<usize>);
 
 /// Sends the segments in order with one sendmsg; a buffer may appear in several segments
 /// (a header arena holding many PDU headers, for instance). Returns the bytes sent.
-pub async fn send_vectored(
+pub async fn send_vectored<B: StableBytes>(
     fd: RawFd,
-    bufs: Vec<IoBuf>,
+    bufs: Vec<B>,
     segments: &[Segment],
-) -> (IoResult<usize>, Vec<IoBuf>) {
+) -> (IoResult<usize>, Vec<B>) {
     let mut iovecs: Vec<libc::iovec> = Vec::with_capacity(segments.len());
     for (index, range) in segments {
         let Some(buf) = bufs.get(*index) else {
@@ -1125,11 +1125,11 @@ pub async fn send_vectored(
 }
 
 /// Sends every segment completely, retrying partial sends.
-pub async fn send_vectored_all(
+pub async fn send_vectored_all<B: StableBytes>(
     fd: RawFd,
-    mut bufs: Vec<IoBuf>,
+    mut bufs: Vec<B>,
     segments: &[Segment],
-) -> (IoResult<()>, Vec<IoBuf>) {
+) -> (IoResult<()>, Vec<B>) {
     let mut pending: Vec<Segment> = segments.to_vec();
     let mut first = 0;
     while first < pending.len() {

@@ -102,6 +102,20 @@ pub trait BlockVolume: Send + Sync {
     /// Reads `buf.len()` bytes starting at `lba` into `buf`.
     fn read(&self, lba: u64, buf: IoBuf) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)>;
 
+    /// Reads `len_bytes` (whole logical blocks) from `lba` as shared segments to be sent in
+    /// order: a volume that holds blocks in memory hands out views of them instead of copying
+    /// them into one buffer (DESIGN §3). The default reads into one new buffer.
+    fn read_segments(
+        &self,
+        lba: u64,
+        len_bytes: usize,
+    ) -> LocalBoxFuture<'_, VolResult<Vec<SharedBuf>>> {
+        Box::pin(async move {
+            let (res, buf) = self.read(lba, IoBuf::zeroed(len_bytes)).await;
+            res.map(|()| vec![SharedBuf::new(buf)])
+        })
+    }
+
     /// Writes `buf` at `lba`. With `fua` the data is durable when the future completes.
     fn write(&self, lba: u64, buf: IoBuf, fua: bool) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)>;
 

@@ -9,6 +9,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use drivers::buffer::SharedBuf;
+
 use crate::block_pointer::BlockPointer;
 
 /// Identity of a cached block.
@@ -33,8 +35,9 @@ impl BlockKey {
 /// A cached, verified block.
 #[derive(Debug, Clone)]
 pub enum CachedBlock {
-    /// Volume data (`logical_bytes` long).
-    Data(Arc<[u8]>),
+    /// Volume data (`logical_bytes` long): a view of the I/O buffer it was read and verified
+    /// in, shared with the readers that send it.
+    Data(SharedBuf),
     /// An indirect block's pointers.
     Indirect(Arc<[BlockPointer]>),
 }
@@ -213,6 +216,7 @@ impl BlockCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use drivers::buffer::IoBuf;
 
     fn key(i: u64) -> BlockKey {
         BlockKey { device: 0, offset_bytes: i * 4096, birth_txg: 1 }
@@ -221,13 +225,13 @@ mod tests {
     #[test]
     fn stays_within_budget_and_keeps_hot_blocks() {
         let cache = BlockCache::new(64 * 1024, 1);
-        let data: Arc<[u8]> = vec![0u8; 4096].into();
-        cache.insert(key(0), CachedBlock::Data(Arc::clone(&data)));
+        let data = SharedBuf::new(IoBuf::zeroed(4096));
+        cache.insert(key(0), CachedBlock::Data(data.clone()));
         for _ in 0..3 {
             assert!(cache.get(&key(0)).is_some());
         }
         for i in 1..100 {
-            cache.insert(key(i), CachedBlock::Data(Arc::clone(&data)));
+            cache.insert(key(i), CachedBlock::Data(data.clone()));
             let _ = cache.get(&key(0));
         }
         assert!(cache.used_bytes() <= 64 * 1024);
@@ -241,7 +245,7 @@ mod tests {
     #[test]
     fn birth_is_part_of_the_key() {
         let cache = BlockCache::new(1 << 20, 2);
-        cache.insert(key(5), CachedBlock::Data(vec![1u8; 10].into()));
+        cache.insert(key(5), CachedBlock::Data(SharedBuf::new(IoBuf::from_slice(&[1u8; 10]))));
         let reborn = BlockKey { birth_txg: 2, ..key(5) };
         assert!(cache.get(&reborn).is_none());
     }

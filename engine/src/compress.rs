@@ -124,11 +124,13 @@ pub fn decompress_block(
     kind: u8,
     stored: &[u8],
     logical_bytes: usize,
-) -> Result<Box<[u8]>, DecompressError> {
+) -> Result<IoBuf, DecompressError> {
     match kind {
-        COMPRESSION_OFF => stored.get(..logical_bytes).map(Box::from).ok_or(DecompressError),
+        COMPRESSION_OFF => {
+            stored.get(..logical_bytes).map(IoBuf::from_slice).ok_or(DecompressError)
+        }
         COMPRESSION_LZ4 => {
-            let mut out = vec![0u8; logical_bytes].into_boxed_slice();
+            let mut out = IoBuf::zeroed(logical_bytes);
             let mut at = chunk_count(logical_bytes) * LENGTH_BYTES;
             for (i, dst) in out.chunks_mut(CHUNK_BYTES).enumerate() {
                 let field: [u8; LENGTH_BYTES] = stored

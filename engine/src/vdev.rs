@@ -116,7 +116,8 @@ impl DeviceSet {
 
     /// Writes `bufs` back to back at `offset_bytes` of device `device` straight from their
     /// memory (one vectored write). A device without vectored writes, or a buffer not aligned
-    /// for direct I/O, gets one assembled buffer instead: that copy is counted as
+    /// for direct I/O (memory on 4 KiB, length on the device block), gets one assembled buffer
+    /// instead: that copy is counted as
     /// [`CopyPath::SyncWrite`].
     ///
     /// # Errors
@@ -133,7 +134,11 @@ impl DeviceSet {
         let total: usize = bufs.iter().map(|b| b.len()).sum();
         self.stats.writes.fetch_add(1, Ordering::Relaxed);
         self.stats.write_bytes.fetch_add(total as u64, Ordering::Relaxed);
-        if dev.writes_vectored() && bufs.iter().all(SharedBuf::is_aligned) {
+        // Direct I/O wants every piece aligned in memory and a whole number of device blocks.
+        let unit = dev.info().logical_block_bytes as usize;
+        let in_place =
+            bufs.iter().all(|b| b.is_aligned() && unit > 0 && b.len().is_multiple_of(unit));
+        if dev.writes_vectored() && in_place {
             return dev.write_vectored(bufs, offset_bytes).await;
         }
         let mut one = IoBuf::zeroed(total);

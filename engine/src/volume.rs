@@ -145,7 +145,7 @@ impl VolumeShared {
 enum Content {
     Zero,
     Dirty(Arc<BlockData>),
-    Clean(Arc<[u8]>),
+    Clean(SharedBuf),
 }
 
 impl Content {
@@ -153,7 +153,7 @@ impl Content {
         match self {
             Content::Zero => None,
             Content::Dirty(d) => Some(&d.bytes[..]),
-            Content::Clean(c) => Some(c),
+            Content::Clean(c) => Some(&c[..]),
         }
     }
 }
@@ -333,20 +333,21 @@ impl PoolVolume {
             match pool.devs.read_block(&bp).await {
                 Ok(buf) => {
                     // Verified against the checksum first; a stream that still does not
-                    // decompress is as bad as a checksum failure.
+                    // decompress is as bad as a checksum failure. The verified I/O buffer (or
+                    // the decompressed one) itself becomes the cached and returned block.
                     let logical = bp.logical_bytes as usize;
-                    let data: Arc<[u8]> = if bp.compression == COMPRESSION_OFF {
-                        Arc::from(&buf[..logical.min(buf.len())])
+                    let data = if bp.compression == COMPRESSION_OFF {
+                        let n = logical.min(buf.len());
+                        SharedBuf::new(buf).slice(0..n)
                     } else if let Ok(bytes) = decompress_block(bp.compression, &buf, logical) {
                         copy_stats::record(CopyPath::Compression, logical);
-                        Arc::from(bytes)
+                        SharedBuf::new(bytes)
                     } else {
                         pool.devs.stats.checksum_errors.fetch_add(1, Ordering::Relaxed);
                         return Err(VolumeError::Medium { lba });
                     };
-                    copy_stats::record(CopyPath::VolumeRead, logical);
                     if pool.tunables.cache_data_blocks {
-                        pool.cache.insert(key, CachedBlock::Data(Arc::clone(&data)));
+                        pool.cache.insert(key, CachedBlock::Data(data.clone()));
                     }
                     return Ok((Content::Clean(data), Source::Root(root)));
                 }
@@ -384,6 +385,27 @@ impl PoolVolume {
             }
         }
         Ok(())
+    }
+
+    /// Reads `len_bytes` from `lba` as shared segments, in order: views of cache buffers,
+    /// dirty blocks and freshly read, verified I/O buffers, and of a shared zero buffer for
+    /// holes. Nothing is copied.
+    async fn read_shared(&self, lba: u64, len_bytes: usize) -> VolResult<Vec<SharedBuf>> {
+        self.check(lba, len_bytes)?;
+        copy_stats::io(CopyPath::VolumeRead);
+        let pieces = self.pieces(lba, len_bytes);
+        let results =
+            join_all(pieces.iter().map(|p| self.block_content(p.addr, p.lba)).collect()).await;
+        let mut out = Vec::with_capacity(pieces.len());
+        for (piece, res) in pieces.iter().zip(results) {
+            let range = piece.block_offset..piece.block_offset + piece.len;
+            out.push(match res?.0 {
+                Content::Zero => SharedBuf::zeros(piece.len),
+                Content::Dirty(d) => d.bytes.slice(range),
+                Content::Clean(c) => c.slice(range),
+            });
+        }
+        Ok(out)
     }
 
     /// Puts `block` at `addr` in the open set; returns (sequence, txg label).
@@ -818,6 +840,14 @@ impl BlockVolume for PoolVolume {
         fua: bool,
     ) -> LocalBoxFuture<'_, VolResult<()>> {
         Box::pin(async move { self.write_from(lba, &buf, fua).await })
+    }
+
+    fn read_segments(
+        &self,
+        lba: u64,
+        len_bytes: usize,
+    ) -> LocalBoxFuture<'_, VolResult<Vec<SharedBuf>>> {
+        Box::pin(self.read_shared(lba, len_bytes))
     }
 
     fn unmap(&self, lba: u64, blocks: u64) -> LocalBoxFuture<'_, VolResult<()>> {

@@ -967,7 +967,7 @@ fn respond(
             let trailer = (!collapse).then(|| {
                 scsi_response(conn, itt, status, residual, result.sense.as_deref(), data_sn)
             });
-            conn.sender.push(OutItem::DataIn { buf, pdus, trailer });
+            conn.sender.push(OutItem::DataIn { segments: buf.segments, pdus, trailer });
         }
         _ => {
             let (bhs, data) =

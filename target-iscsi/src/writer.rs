@@ -2,16 +2,17 @@
 //!
 //! Command tasks enqueue complete PDUs; the writer packs every header (and small data such as
 //! sense or text) into one arena buffer and sends the whole batch — headers, arena pieces and
-//! the data buffers of Data-In PDUs, referenced without copying — with one vectored send.
+//! the data segments of Data-In PDUs, referenced in the volume's own buffers without copying —
+//! with one vectored send.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::ops::Range;
+use std::ops::{Deref, Range};
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
-use drivers::buffer::IoBuf;
+use drivers::buffer::{IoBuf, SharedBuf, StableBytes};
 use drivers::error::IoError;
 use drivers::ops::{self, Segment};
 
@@ -32,9 +33,14 @@ pub enum OutData {
 pub enum OutItem {
     /// A single PDU.
     Pdu(Bhs, OutData),
-    /// Several PDUs whose data segments are ranges of one buffer (a Data-In sequence), plus an
-    /// optional trailing PDU (the SCSI Response when status is not collapsed).
-    DataIn { buf: IoBuf, pdus: Vec<(Bhs, Range<usize>)>, trailer: Option<(Bhs, Vec<u8>)> },
+    /// Several PDUs whose data segments are ranges of the concatenation of `segments` (a
+    /// Data-In sequence), plus an optional trailing PDU (the SCSI Response when status is not
+    /// collapsed). A PDU may span several segments; each is sent in place.
+    DataIn {
+        segments: Vec<SharedBuf>,
+        pdus: Vec<(Bhs, Range<usize>)>,
+        trailer: Option<(Bhs, Vec<u8>)>,
+    },
     /// Switch digests for every item after this one (the end of login).
     SetDigests(Digests),
     /// Close the connection once everything before this item is sent.
@@ -99,20 +105,48 @@ pub fn writer(fd: RawFd) -> (Sender, impl std::future::Future<Output = Result<()
 const ARENA_BYTES: usize = 256 * 1024;
 const MAX_SEGMENTS: usize = 512;
 
+/// A buffer one batch sends from: the header arena and owned data, or shared segments.
+enum OutBuf {
+    Own(IoBuf),
+    Shared(SharedBuf),
+}
+
+impl Deref for OutBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            OutBuf::Own(b) => b,
+            OutBuf::Shared(b) => b,
+        }
+    }
+}
+
+// SAFETY: both variants are StableBytes (heap or pool memory that does not move with its
+// owner), and a batch never writes a buffer while the send holds it.
+unsafe impl StableBytes for OutBuf {}
+
 struct Batch {
-    bufs: Vec<IoBuf>,
+    /// `bufs[0]` is the header arena.
+    bufs: Vec<OutBuf>,
     segments: Vec<Segment>,
     arena_pos: usize,
 }
 
 impl Batch {
+    fn arena(&mut self) -> &mut IoBuf {
+        match &mut self.bufs[0] {
+            OutBuf::Own(b) => b,
+            OutBuf::Shared(_) => unreachable!("the first buffer of a batch is its arena"),
+        }
+    }
+
     fn arena_room(&self) -> usize {
         ARENA_BYTES - self.arena_pos
     }
 
     fn put_arena(&mut self, bytes: &[u8]) {
         let start = self.arena_pos;
-        self.bufs[0][start..start + bytes.len()].copy_from_slice(bytes);
+        self.arena()[start..start + bytes.len()].copy_from_slice(bytes);
         self.arena_pos += bytes.len();
         // Merge with the previous segment when it is the adjacent arena range.
         if let Some((0, last)) = self.segments.last_mut() {
@@ -134,13 +168,47 @@ impl Batch {
     fn put_tail(&mut self, data: &[u8], digests: Digests) {
         let pad = padded_len(data.len()) - data.len();
         self.put_arena(&[0u8; 4][..pad]);
-        if digests.data {
+        // A PDU without a data segment has no data digest either (RFC 7143 §11.1).
+        if digests.data && !data.is_empty() {
             self.put_arena(&digest::data_digest(data));
         }
     }
 
     fn put_buf_range(&mut self, index: usize, range: Range<usize>) {
         self.segments.push((index, range));
+    }
+
+    /// Adds `segments` as buffers; returns the index of the first and each one's offset in
+    /// their concatenation.
+    fn put_shared(&mut self, segments: Vec<SharedBuf>) -> (usize, Vec<usize>) {
+        let first = self.bufs.len();
+        let mut starts = Vec::with_capacity(segments.len());
+        let mut at = 0;
+        for seg in segments {
+            starts.push(at);
+            at += seg.len();
+            self.bufs.push(OutBuf::Shared(seg));
+        }
+        (first, starts)
+    }
+
+    /// The (buffer, range) pieces that make up `range` of the concatenation of the shared
+    /// buffers added by [`Batch::put_shared`].
+    fn pieces(&self, first: usize, starts: &[usize], range: Range<usize>) -> Vec<Segment> {
+        let mut out = Vec::new();
+        let mut i = starts.partition_point(|&s| s <= range.start).saturating_sub(1);
+        let mut pos = range.start;
+        while pos < range.end && i < starts.len() {
+            let seg_len = self.bufs[first + i].len();
+            let from = pos - starts[i];
+            let to = (range.end - starts[i]).min(seg_len);
+            if to > from {
+                out.push((first + i, from..to));
+                pos = starts[i] + to;
+            }
+            i += 1;
+        }
+        out
     }
 }
 
@@ -171,7 +239,7 @@ async fn run_writer(fd: RawFd, outbox: Rc<RefCell<Outbox>>) -> Result<(), IoErro
         })
         .await;
         let mut batch = Batch {
-            bufs: vec![arena.take().unwrap_or_else(|| IoBuf::zeroed(ARENA_BYTES))],
+            bufs: vec![OutBuf::Own(arena.take().unwrap_or_else(|| IoBuf::zeroed(ARENA_BYTES)))],
             segments: Vec::new(),
             arena_pos: 0,
         };
@@ -213,7 +281,7 @@ async fn run_writer(fd: RawFd, outbox: Rc<RefCell<Outbox>>) -> Result<(), IoErro
                             if bytes.len() + 8 > batch.arena_room() {
                                 // Too large for the arena: send it from its own buffer.
                                 let buf = IoBuf::from_slice(&bytes);
-                                batch.bufs.push(buf);
+                                batch.bufs.push(OutBuf::Own(buf));
                                 let index = batch.bufs.len() - 1;
                                 batch.put_buf_range(index, 0..bytes.len());
                             } else {
@@ -223,7 +291,7 @@ async fn run_writer(fd: RawFd, outbox: Rc<RefCell<Outbox>>) -> Result<(), IoErro
                         }
                         OutData::Buf(buf, range) => {
                             let crc = d.data.then(|| digest::data_digest(&buf[range.clone()]));
-                            batch.bufs.push(buf);
+                            batch.bufs.push(OutBuf::Own(buf));
                             let index = batch.bufs.len() - 1;
                             let len = range.len();
                             batch.put_buf_range(index, range);
@@ -235,15 +303,20 @@ async fn run_writer(fd: RawFd, outbox: Rc<RefCell<Outbox>>) -> Result<(), IoErro
                         }
                     }
                 }
-                OutItem::DataIn { buf, pdus, trailer } => {
-                    batch.bufs.push(buf);
-                    let index = batch.bufs.len() - 1;
+                OutItem::DataIn { segments, pdus, trailer } => {
+                    let (first, starts) = batch.put_shared(segments);
                     for (bhs, range) in pdus {
                         batch.put_header(&bhs, d);
                         let len = range.len();
-                        let crc =
-                            d.data.then(|| digest::data_digest(&batch.bufs[index][range.clone()]));
-                        batch.put_buf_range(index, range);
+                        let pieces = batch.pieces(first, &starts, range);
+                        let crc = d.data.then(|| {
+                            let parts: Vec<&[u8]> =
+                                pieces.iter().map(|(b, r)| &batch.bufs[*b][r.clone()]).collect();
+                            digest::data_digest_parts(&parts)
+                        });
+                        for (b, r) in pieces {
+                            batch.put_buf_range(b, r);
+                        }
                         let pad = padded_len(len) - len;
                         batch.put_arena(&[0u8; 4][..pad]);
                         if let Some(crc) = crc {
@@ -260,8 +333,12 @@ async fn run_writer(fd: RawFd, outbox: Rc<RefCell<Outbox>>) -> Result<(), IoErro
         }
         if !batch.segments.is_empty() {
             let (res, mut bufs) = ops::send_vectored_all(fd, batch.bufs, &batch.segments).await;
-            if bufs.first().is_some_and(|b| b.len() == ARENA_BYTES) {
-                arena = Some(bufs.swap_remove(0));
+            if let Some(OutBuf::Own(b)) = bufs.first() {
+                if b.len() == ARENA_BYTES {
+                    if let OutBuf::Own(b) = bufs.swap_remove(0) {
+                        arena = Some(b);
+                    }
+                }
             }
             if let Err(e) = res {
                 outbox.borrow_mut().closed = true;

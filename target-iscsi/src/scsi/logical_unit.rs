@@ -240,6 +240,13 @@ impl LogicalUnit {
             Ok(c) => c,
             Err(e) => return self.fail(e),
         };
+        if let Command::Read(io) = cmd {
+            // READ sends the volume's own buffers (DESIGN §3): no Data-Out, no protection.
+            return match self.read_shared(io).await {
+                Ok(data) => CommandResult::good_segments(data),
+                Err(e) => self.fail(e),
+            };
+        }
         match self.run(nexus, &cmd, data_out).await {
             Ok(data) => CommandResult::good(data),
             Err(e) => self.fail(e),

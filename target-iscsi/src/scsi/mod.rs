@@ -52,5 +52,5 @@ pub use config::LunConfig;
 pub use logical_unit::{LogicalUnit, LunError};
 pub use nexus::ItNexus;
 pub use sense::{Sense, SenseKey};
-pub use status::{CommandResult, DataDirection, Prepared, ScsiStatus};
+pub use status::{CommandResult, DataDirection, DataIn, Prepared, ScsiStatus};
 pub use target::ScsiTarget;

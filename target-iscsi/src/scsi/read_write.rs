@@ -6,7 +6,7 @@ use super::cdb::BlockIo;
 use super::limits;
 use super::logical_unit::{volume_sense, LogicalUnit};
 use super::sense::Sense;
-use super::status::ScsiResult;
+use super::status::{DataIn, ScsiResult};
 
 /// Byte of the TRANSFER LENGTH field in a CDB of `cdb_bytes`.
 pub(super) fn length_field(cdb_bytes: u8) -> u16 {
@@ -35,13 +35,24 @@ impl LogicalUnit {
         Ok(buf)
     }
 
-    /// READ.
+    /// READ into one buffer.
     pub(super) async fn read(&self, io: BlockIo) -> ScsiResult {
         self.check_block_io(io)?;
         if io.blocks == 0 {
             return Ok(None);
         }
         Ok(Some(self.read_blocks(io.lba, u64::from(io.blocks)).await?))
+    }
+
+    /// READ as the volume's shared segments, sent without assembling them.
+    pub(super) async fn read_shared(&self, io: BlockIo) -> ScsiResult<DataIn> {
+        self.check_block_io(io)?;
+        let len = self.bytes_of(u64::from(io.blocks))?;
+        if len == 0 {
+            return Ok(DataIn::default());
+        }
+        let segments = self.volume.read_segments(io.lba, len).await.map_err(volume_sense)?;
+        Ok(DataIn { segments })
     }
 
     /// WRITE; FUA makes it durable before completion. The Data-Out buffer is handed to the

@@ -1,7 +1,7 @@
 //! What a command returns to the transport: [`ScsiStatus`], [`CommandResult`], and the
 //! pre-flight [`Prepared`] answer; plus [`ScsiError`], how command handlers fail.
 
-use drivers::buffer::IoBuf;
+use drivers::buffer::{IoBuf, SharedBuf};
 
 use super::sense::Sense;
 
@@ -35,14 +35,54 @@ pub struct CommandResult {
     /// Encoded sense data (fixed or descriptor format) with CHECK CONDITION.
     pub sense: Option<Vec<u8>>,
     /// Data-In, when the command transfers any.
-    pub data_in: Option<IoBuf>,
+    pub data_in: Option<DataIn>,
+}
+
+/// A command's Data-In: shared segments sent in order as they are (cache buffers, dirty
+/// blocks, read buffers, zeros), never assembled into one buffer.
+#[derive(Debug, Clone, Default)]
+pub struct DataIn {
+    /// The segments, in order.
+    pub segments: Vec<SharedBuf>,
+}
+
+impl DataIn {
+    /// Total length.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.segments.iter().map(|s| s.len()).sum()
+    }
+
+    /// True when there is no byte to send.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A copy of every byte, in order (tests and diagnostics only).
+    #[must_use]
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.segments.iter().flat_map(|s| s.iter().copied()).collect()
+    }
+}
+
+impl From<IoBuf> for DataIn {
+    fn from(buf: IoBuf) -> DataIn {
+        DataIn { segments: vec![SharedBuf::new(buf)] }
+    }
 }
 
 impl CommandResult {
     /// GOOD with optional Data-In.
     #[must_use]
     pub fn good(data_in: Option<IoBuf>) -> CommandResult {
-        CommandResult { status: ScsiStatus::Good, sense: None, data_in }
+        CommandResult { status: ScsiStatus::Good, sense: None, data_in: data_in.map(DataIn::from) }
+    }
+
+    /// GOOD with Data-In made of shared segments.
+    #[must_use]
+    pub fn good_segments(data_in: DataIn) -> CommandResult {
+        CommandResult { status: ScsiStatus::Good, sense: None, data_in: Some(data_in) }
     }
 
     /// CHECK CONDITION with `sense` encoded in the chosen format.

@@ -61,7 +61,7 @@ pub(super) fn run(lu: &LogicalUnit, n: &ItNexus, cdb: &[u8], data: Option<&[u8]>
 
 pub(super) fn good(r: &CommandResult) -> Vec<u8> {
     assert_eq!(r.status, ScsiStatus::Good, "sense {:02x?}", r.sense);
-    r.data_in.as_deref().map(<[u8]>::to_vec).unwrap_or_default()
+    r.data_in.as_ref().map(DataIn::to_vec).unwrap_or_default()
 }
 
 /// Asserts CHECK CONDITION with fixed-format sense key/asc/ascq; returns the sense bytes.
