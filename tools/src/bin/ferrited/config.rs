@@ -134,6 +134,9 @@ pub struct LunSection {
     pub volume: Option<String>,
     /// Thick provisioning (space reserved at creation) for a new pool volume.
     pub thick: Option<bool>,
+    /// Data block size of a new pool volume, `4K` to `128K` (default 4K). Compression saves
+    /// space only on blocks larger than 4 KiB (stored sizes are whole 4 KiB sectors).
+    pub volblock_size: Option<String>,
     /// Backing path for `file`; relative paths are under the data directory.
     pub path: Option<PathBuf>,
     /// Size, e.g. `1G`, `512M`; required for `memory` and to create a missing file.
@@ -147,6 +150,26 @@ pub struct LunSection {
     /// Write-protected LU: every command that would change the medium ends in DATA PROTECT,
     /// WRITE PROTECTED, and MODE SENSE reports WP (default false).
     pub read_only: Option<bool>,
+}
+
+/// The data block size a new pool volume of `lun` gets (`volblock_size`, default 4 KiB).
+///
+/// # Errors
+/// A one-line message when the size is not a power of two from 4 KiB to 128 KiB, or is given
+/// for a LUN that is not a pool volume.
+pub fn lun_volblock_bytes(lun: &LunSection) -> Result<u32, String> {
+    let Some(text) = &lun.volblock_size else { return Ok(4096) };
+    if lun.backend != "volume" {
+        return Err(format!("LUN {}: volblock_size applies only to backend \"volume\"", lun.id));
+    }
+    let bytes = parse_size(text).map_err(|m| format!("LUN {}: {m}", lun.id))?;
+    match u32::try_from(bytes) {
+        Ok(b) if b.is_power_of_two() && (4096..=131_072).contains(&b) => Ok(b),
+        _ => Err(format!(
+            "LUN {}: volblock_size {text} must be a power of two from 4K to 128K",
+            lun.id
+        )),
+    }
 }
 
 /// A configuration error with its location.
@@ -317,12 +340,18 @@ impl Config {
                     other => {
                         return Err(err(
                             other,
-                            format!("LUN {}: backend {other:?} must be file or memory", lun.id),
+                            format!(
+                                "LUN {}: backend {other:?} must be volume, file or memory",
+                                lun.id
+                            ),
                         ))
                     }
                 }
                 if let Some(size) = &lun.size {
                     parse_size(size).map_err(|m| err(size, format!("LUN {}: {m}", lun.id)))?;
+                }
+                if let Some(v) = &lun.volblock_size {
+                    lun_volblock_bytes(lun).map_err(|m| err(v, m))?;
                 }
                 let bs = lun.block_size.unwrap_or(512);
                 if bs != 512 && bs != 4096 {
@@ -375,6 +404,7 @@ impl Config {
                     backend: "volume".to_string(),
                     volume: Some("demo/lun0".to_string()),
                     thick: None,
+                    volblock_size: None,
                     path: None,
                     size: Some("1G".to_string()),
                     block_size: Some(512),
@@ -404,6 +434,29 @@ mod tests {
         let err = Config::parse(text, "f.toml").expect_err("bad backend");
         assert!(err.0.starts_with("f.toml:5:"), "{}", err.0);
         assert!(err.0.contains("tape"), "{}", err.0);
+    }
+
+    #[test]
+    fn volblock_size_is_checked_and_applies_to_volumes_only() {
+        let lun = |backend: &str, extra: &str, v: &str| {
+            format!(
+                "[[pool]]\nname = \"p\"\ndevices = [{{ path = \"p.img\", size = \"1G\" }}]\n\
+                 [[target]]\niqn = \"iqn.2026-11.io.ferrite:t\"\n[[target.lun]]\nid = 0\n\
+                 backend = \"{backend}\"\n{extra}\nsize = \"64M\"\nvolblock_size = \"{v}\"\n"
+            )
+        };
+        let config =
+            Config::parse(&lun("volume", "volume = \"p/v\"", "64K"), "f.toml").expect("valid");
+        assert_eq!(lun_volblock_bytes(&config.targets[0].luns[0]), Ok(65536));
+        let err = Config::parse(&lun("volume", "volume = \"p/v\"", "3K"), "f.toml")
+            .expect_err("not a power of two");
+        assert!(err.0.contains("volblock_size 3K must be a power of two"), "{}", err.0);
+        let err = Config::parse(&lun("volume", "volume = \"p/v\"", "256K"), "f.toml")
+            .expect_err("too large");
+        assert!(err.0.contains("from 4K to 128K"), "{}", err.0);
+        let err =
+            Config::parse(&lun("file", "path = \"f.img\"", "64K"), "f.toml").expect_err("file LUN");
+        assert!(err.0.contains("applies only to backend"), "{}", err.0);
     }
 
     #[test]

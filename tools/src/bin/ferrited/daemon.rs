@@ -31,7 +31,9 @@ use target_iscsi::scsi::logical_unit::LogicalUnit;
 use target_iscsi::scsi::target::ScsiTarget;
 use target_iscsi::server::{Portal, Server, TargetNode};
 
-use crate::config::{parse_size, ChapSection, Config, DeviceSection, LunSection, PoolSection};
+use crate::config::{
+    lun_volblock_bytes, parse_size, ChapSection, Config, DeviceSection, LunSection, PoolSection,
+};
 use crate::{metrics, rpc};
 
 /// Options from the command line that override the configuration.
@@ -208,6 +210,7 @@ async fn build_volume(
                         capacity_bytes,
                         logical_block_bytes: bs,
                         thick: lun.thick.unwrap_or(false),
+                        volblock_bytes: lun_volblock_bytes(lun)?,
                         ..VolumeOptions::default()
                     };
                     let v = pool
