@@ -212,6 +212,8 @@ pub enum RangeChange {
     Untouched,
     /// Every block of the range is a hole in this set.
     AllHoles,
+    /// Every block of the range holds new data in this set.
+    AllData,
     /// Some blocks change, not all to holes.
     Mixed,
 }
@@ -226,8 +228,14 @@ impl DirtySet {
             return RangeChange::Untouched;
         }
         let covered = self.punches.iter().any(|&(s, e)| s <= start && e >= end);
-        if covered && blocks.all(|(_, b)| matches!(b, DirtyBlock::Zero)) {
+        let in_range: Vec<&DirtyBlock> = blocks.map(|(_, b)| b).collect();
+        if covered && in_range.iter().all(|b| matches!(b, DirtyBlock::Zero)) {
             RangeChange::AllHoles
+        } else if !punched
+            && in_range.len() as u64 == end - start
+            && in_range.iter().all(|b| matches!(b, DirtyBlock::Data(_)))
+        {
+            RangeChange::AllData
         } else {
             RangeChange::Mixed
         }
@@ -318,6 +326,10 @@ mod tests {
         set.put(16, DirtyBlock::Data(Arc::new(BlockData::copied(&[1u8; 512]))));
         assert_eq!(set.range_change(10, 20), RangeChange::Mixed);
         assert_eq!(set.range_change(17, 20), RangeChange::AllHoles);
+        assert_eq!(set.range_change(16, 17), RangeChange::Mixed, "punched, then written");
+        set.put(200, DirtyBlock::Data(Arc::new(BlockData::copied(&[1u8; 512]))));
+        assert_eq!(set.range_change(200, 201), RangeChange::AllData);
+        assert_eq!(set.range_change(200, 202), RangeChange::Mixed);
     }
 
     #[test]

@@ -751,6 +751,7 @@ impl PoolVolume {
                 match set.range_change(start, end) {
                     RangeChange::Untouched => {}
                     RangeChange::AllHoles => return Ok(Some(false)),
+                    RangeChange::AllData => return Ok(Some(true)),
                     RangeChange::Mixed => return Ok(None),
                 }
             }
@@ -767,17 +768,8 @@ impl PoolVolume {
     }
 
     async fn is_mapped(&self, addr: BlockAddress, lba: u64) -> VolResult<bool> {
-        let (root, height) = {
-            let p = lock(&self.shared.partitions[addr.partition]);
-            if let Some(d) = p.dirty(addr.index) {
-                return Ok(matches!(d, DirtyBlock::Data(_)));
-            }
-            (p.root, p.height)
-        };
-        let bp = lookup(&self.pool.devs, &self.pool.cache, &root, height, addr.index)
-            .await
-            .map_err(|_| VolumeError::Medium { lba })?;
-        Ok(!bp.is_hole())
+        // A single block reads as mixed only when a set punched it and then wrote it: data.
+        Ok(self.range_mapped(addr, 1, lba).await? != Some(false))
     }
 
     /// Applies an intent-log record during replay (no logging, no throttling).
