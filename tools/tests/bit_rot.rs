@@ -3,23 +3,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use target_iscsi::initiator::{Initiator, LoginOptions};
 
 const IQN: &str = "iqn.2026-11.io.ferrite:rot";
-const CONFIG: &str = r#"
-[daemon]
-shards = 1
-[[portal]]
-address = "PORTAL"
-[[pool]]
-name = "tank"
-devices = [{ path = "tank0.img", size = "512M" }]
-[[target]]
-iqn = "iqn.2026-11.io.ferrite:rot"
+const LUNS: &str = r#"
 [[target.lun]]
 id = 0
 backend = "volume"
@@ -28,18 +17,15 @@ size = "64M"
 "#;
 
 fn checksum_errors(socket: &std::path::Path) -> u64 {
-    let mut s = UnixStream::connect(socket).expect("control socket");
-    s.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"pool_list\"}\n").expect("send");
-    let mut line = String::new();
-    BufReader::new(&s).read_line(&mut line).expect("reply");
-    let v: serde_json::Value = serde_json::from_str(&line).expect("json");
-    v["result"][0]["checksum_errors"].as_u64().expect("counter")
+    let v = common::rpc(socket, "pool_list", &serde_json::json!({}));
+    v[0]["checksum_errors"].as_u64().expect("counter")
 }
 
 #[test]
 fn flipped_byte_in_a_data_block_reads_as_medium_error() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = common::Daemon::start(dir.path(), CONFIG, &[]);
+    let daemon =
+        common::Daemon::start(dir.path(), &common::pool_config("tank0.img", IQN, LUNS), &[]);
     let opts = {
         let mut o = LoginOptions::new("iqn.2026-11.io.ferrite:rot-tester", IQN);
         o.timeout = Duration::from_secs(10);

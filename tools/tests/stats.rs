@@ -3,10 +3,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -30,15 +28,6 @@ id = 1
 backend = "memory"
 size = "64M"
 "#;
-
-fn rpc(socket: &Path, method: &str) -> serde_json::Value {
-    let mut s = UnixStream::connect(socket).expect("control socket");
-    writeln!(s, "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"{method}\"}}").expect("send");
-    let mut line = String::new();
-    BufReader::new(&s).read_line(&mut line).expect("reply");
-    let v: serde_json::Value = serde_json::from_str(&line).expect("json");
-    v["result"].clone()
-}
 
 /// Sends `request` and returns the whole answer (status line, headers, body).
 fn http(addr: &str, request: &str) -> String {
@@ -101,7 +90,7 @@ fn statistics_and_metrics_follow_the_io() {
     }
     assert_eq!(b.write16(1, 0, 512, &data, false).expect("write lun 1").status, 0);
 
-    let stats = rpc(&socket, "stats_get");
+    let stats = common::rpc(&socket, "stats_get", &serde_json::json!({}));
     let io0 = lun_io(&stats, 0);
     assert_eq!(io0["write_ops"], 10, "{io0}");
     assert_eq!(io0["write_bytes"], 40960);
@@ -158,7 +147,10 @@ fn statistics_and_metrics_follow_the_io() {
     b.logout().expect("logout");
     // Ended connections leave the registry.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while rpc(&socket, "stats_get")["connections"].as_array().is_some_and(|c| !c.is_empty()) {
+    while common::rpc(&socket, "stats_get", &serde_json::json!({}))["connections"]
+        .as_array()
+        .is_some_and(|c| !c.is_empty())
+    {
         assert!(Instant::now() < deadline, "connections still listed after logout");
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -8,25 +8,14 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use target_iscsi::initiator::{Initiator, LoginOptions};
 
 const IQN: &str = "iqn.2026-11.io.ferrite:zerocopy";
-const CONFIG: &str = r#"
-[daemon]
-shards = 1
-[[portal]]
-address = "PORTAL"
-[[pool]]
-name = "tank"
-devices = [{ path = "tank.img", size = "512M" }]
-[[target]]
-iqn = "iqn.2026-11.io.ferrite:zerocopy"
+const LUNS: &str = r#"
 [[target.lun]]
 id = 0
 backend = "volume"
@@ -40,20 +29,9 @@ size = "64M"
 volblock_size = "64K"
 "#;
 
-fn rpc(socket: &Path, method: &str, params: &Value) -> Value {
-    let mut s = UnixStream::connect(socket).expect("control socket");
-    let req = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    s.write_all(format!("{req}\n").as_bytes()).expect("send");
-    let mut line = String::new();
-    BufReader::new(&s).read_line(&mut line).expect("reply");
-    let v: Value = serde_json::from_str(&line).expect("json");
-    assert!(v.get("error").is_none(), "{method}: {v}");
-    v["result"].clone()
-}
-
 /// Bytes copied and I/Os per path, by name.
 fn copies(socket: &Path) -> HashMap<String, (u64, u64)> {
-    let v = rpc(socket, "stats_copies_get", &json!({}));
+    let v = common::rpc(socket, "stats_copies_get", &json!({}));
     v["paths"]
         .as_array()
         .expect("paths")
@@ -99,9 +77,10 @@ fn read_check(ini: &mut Initiator, lun: u64, lba: u64, data: &[u8]) {
 #[test]
 fn four_k_and_128k_reads_and_writes_copy_no_payload_byte_a_merge_and_compression_count_exactly() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = common::Daemon::start(dir.path(), CONFIG, &[]);
+    let daemon =
+        common::Daemon::start(dir.path(), &common::pool_config("tank.img", IQN, LUNS), &[]);
     let socket = dir.path().join("data/ferrited.sock");
-    rpc(
+    common::rpc(
         &socket,
         "volume_set",
         &json!({"name": "tank/plain", "properties": {"compression": "off"}}),
@@ -157,7 +136,7 @@ fn four_k_and_128k_reads_and_writes_copy_no_payload_byte_a_merge_and_compression
     // Compression on (64 KiB blocks, where LZ4 can save whole sectors): the sync compresses
     // each block into a buffer of its own and a read from the device decompresses it; both
     // are counted on the compression path, and nothing else copies.
-    rpc(
+    common::rpc(
         &socket,
         "volume_set",
         &json!({"name": "tank/packed", "properties": {"compression": "lz4"}}),

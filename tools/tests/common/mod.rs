@@ -2,8 +2,9 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,6 +13,38 @@ use std::time::{Duration, Instant};
 pub struct Daemon {
     pub child: Child,
     pub portal: SocketAddr,
+}
+
+/// One JSON-RPC call on ferrited's control socket: the `result`, or the `error` object.
+pub fn rpc_call(
+    socket: &Path,
+    method: &str,
+    params: &serde_json::Value,
+) -> Result<serde_json::Value, serde_json::Value> {
+    let mut s = UnixStream::connect(socket).expect("control socket");
+    let req = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    s.write_all(format!("{req}\n").as_bytes()).expect("send");
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line).expect("reply");
+    let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+    match v.get("error") {
+        Some(e) => Err(e.clone()),
+        None => Ok(v["result"].clone()),
+    }
+}
+
+/// [`rpc_call`] that must succeed.
+pub fn rpc(socket: &Path, method: &str, params: &serde_json::Value) -> serde_json::Value {
+    rpc_call(socket, method, params).unwrap_or_else(|e| panic!("{method}: {e}"))
+}
+
+/// A one-shard configuration with pool `tank` on `pool_file` (512 MiB, under the data
+/// directory), target `iqn` on the test portal, and the `[[target.lun]]` tables in `luns`.
+pub fn pool_config(pool_file: &str, iqn: &str, luns: &str) -> String {
+    format!(
+        "[daemon]\nshards = 1\n[[portal]]\naddress = \"PORTAL\"\n[[pool]]\nname = \"tank\"\n\
+         devices = [{{ path = \"{pool_file}\", size = \"512M\" }}]\n[[target]]\niqn = \"{iqn}\"\n{luns}"
+    )
 }
 
 /// A free loopback port.

@@ -323,10 +323,19 @@ async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, 
             Ok(volume_json(pool, pool.name(), &name))
         }
         "volume_grow" => {
-            let (pool, name) = pool_of(state, param_str(params, "name")?)?;
+            let full = param_str(params, "name")?;
+            let (pool, name) = pool_of(state, full)?;
             pool.grow_volume(&name, param_u64(params, "size_bytes")?)
                 .await
                 .map_err(|e| engine_err(&e))?;
+            // Every initiator of a LUN exporting the volume learns of the new size with
+            // CAPACITY DATA HAS CHANGED on its next command (SPC-4 §5.14).
+            for lun in state.luns.iter().filter(|l| l.pool_volume.as_deref() == Some(full)) {
+                if let Some(lu) = state.server.target(&lun.target).and_then(|t| t.scsi.lun(lun.id))
+                {
+                    lu.capacity_changed();
+                }
+            }
             Ok(volume_json(pool, pool.name(), &name))
         }
         "volume_destroy" => {
