@@ -8,8 +8,10 @@
 # FILE is the raw file fio drives; the pool lives in FILE.pool. Both are created with the same
 # fio sequential write (so both are fully written, allocated files) when missing. The volume
 # created in the pool is FERRITE_BENCH_VOLUME_PERCENT of the file (the rest is what a
-# copy-on-write pool keeps free so that overwrites still land in long runs); fio covers the
-# whole raw file.
+# copy-on-write pool keeps free so that overwrites still land in long runs). fio is given
+# --size=<volume bytes>, so it covers the same number of bytes as the volume (the first
+# <volume bytes> of FILE): a virtual disk's host cache favours a smaller span, and a fio run over
+# the whole file would be measured against a harder working set than the engine's.
 #
 # Environment:
 #   FERRITE_BENCH_SIZE     size of both files when they have to be created (default 4g)
@@ -77,7 +79,8 @@ run_fio() {
     "$FIO" --name="$name" --filename="$FILE" --ioengine=io_uring --direct=1 --rw="$rw" \
         --bs="$bs" --iodepth="$qd" --numjobs="$SHARDS" --cpus_allowed="0-$((SHARDS - 1))" \
         --cpus_allowed_policy=split --group_reporting --time_based --runtime="$RUNTIME" \
-        --norandommap --randrepeat=0 --lat_percentiles=1 "$@" --output-format=json \
+        --size="$VOLUME_BYTES" --norandommap --randrepeat=0 --lat_percentiles=1 "$@" \
+        --output-format=json \
         --output="$out"
     python3 - "$out" "$rw" <<'PY'
 import json, sys
