@@ -16,14 +16,15 @@
 # The ratios compare each case with the off case of the same run; the dedup-unique case also
 # prints the dedup table's bytes per entry in memory (goal <= 96).
 #
-# Environment: FERRITE_BENCH_SIZE (default 512M), FERRITE_BENCH_ROUNDS (default 1; figures are
-# averaged), CARGO_TARGET_DIR (default <repo>/target).
+# Environment: FERRITE_BENCH_SIZE (default 512M), FERRITE_BENCH_ROUNDS (default 3; MB/s and CPU
+# figures are averaged over the rounds, each round runs every case once so a load change on a
+# shared machine falls on all cases alike), CARGO_TARGET_DIR (default <repo>/target).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 SIZE=${FERRITE_BENCH_SIZE:-512M}
-ROUNDS=${FERRITE_BENCH_ROUNDS:-1}
+ROUNDS=${FERRITE_BENCH_ROUNDS:-3}
 DIR=${1:-}
 if [[ -z $DIR ]]; then
     DIR=$(mktemp -d /var/tmp/ferrite-reduction.XXXXXX)
@@ -78,4 +79,4 @@ print(f"lz4 on 2:1 data: physical bytes {comp / off:.2f} of off")
 print(f"dedup on a duplicate stream: physical bytes {dup / (1 << 20):.1f} MiB for {logical / (1 << 20):.0f} MiB written (one copy is 8 MiB)")
 PY
 echo "dedup table: ${ENTRIES[dedup-unique]} entries, ${PER_ENTRY[dedup-unique]} bytes per entry in memory (goal <= 96)"
-echo "note: one run on a shared machine; figures are noisy"
+echo "note: averaged over $ROUNDS round(s); on a shared machine figures are noisy"
