@@ -110,6 +110,8 @@ struct StoredForm {
     checksum: crate::format::Checksum,
     len_bytes: u64,
     compression: u8,
+    /// Dedup fingerprint of the stored form, when the volume dedups.
+    fingerprint: Option<Fingerprint>,
 }
 
 /// The pointer to a data block of `v` logical bytes stored as `s` at `extent`.
@@ -149,40 +151,97 @@ struct DedupBudget {
 /// Bytes a new entry is assumed to add to the in-memory table (an upper bound).
 const DEDUP_ENTRY_ESTIMATE_BYTES: u64 = 96;
 
+/// Data bytes of a set below which its stored forms are computed on the syncer's thread
+/// alone (starting threads costs more than it saves).
+const PARALLEL_FORMS_MIN_BYTES: usize = 256 << 10;
+
+/// The stored form of one data block: compressed when `compression` is on and it saves an
+/// eighth of the block, raw (the block's own buffer) otherwise; with its fingerprint when
+/// `fingerprints` is set.
+fn store_form(
+    d: &crate::partition::BlockData,
+    compression: Compression,
+    logical_bytes: u32,
+    fingerprints: bool,
+    scratch: &mut Vec<u8>,
+) -> StoredForm {
+    let packed = match compression {
+        Compression::Lz4 => compress_block(&d.bytes, scratch),
+        Compression::Off => None,
+    };
+    let mut form = match packed {
+        Some(bytes) => StoredForm {
+            checksum: checksum(&bytes),
+            len_bytes: bytes.len() as u64,
+            data: SharedBuf::new(bytes),
+            compression: COMPRESSION_LZ4,
+            fingerprint: None,
+        },
+        None => StoredForm {
+            checksum: d.checksum,
+            len_bytes: d.bytes.len() as u64,
+            data: d.bytes.clone(),
+            compression: COMPRESSION_OFF,
+            fingerprint: None,
+        },
+    };
+    if fingerprints {
+        form.fingerprint = Some(fingerprint(form.compression, logical_bytes, &form.data));
+    }
+    form
+}
+
 /// The stored forms of the set's data blocks, in the order of `set.blocks`: compressed when
-/// the volume compresses and the block saves an eighth of its size, raw otherwise.
-fn store_forms(set: &DirtySet, compression: Compression) -> Vec<StoredForm> {
-    let mut scratch = Vec::new();
-    set.blocks
+/// the volume compresses and the block saves an eighth of its size, raw otherwise, with their
+/// dedup fingerprints when `fingerprints` is set. Compression and fingerprinting are pure CPU
+/// work: a large set is cut into one slice per CPU, each computed on its own thread, so a
+/// sync of compressible or deduplicated data uses every core rather than the syncer's alone.
+/// The forms are the same whichever thread computes them.
+fn store_forms(
+    set: &DirtySet,
+    compression: Compression,
+    logical_bytes: u32,
+    fingerprints: bool,
+) -> Vec<StoredForm> {
+    let blocks: Vec<&crate::partition::BlockData> = set
+        .blocks
         .values()
         .filter_map(|b| match b {
-            DirtyBlock::Data(d) => Some(d),
+            DirtyBlock::Data(d) => Some(&**d),
             DirtyBlock::Zero => None,
         })
-        .map(|d| {
-            let packed = match compression {
-                Compression::Lz4 => compress_block(&d.bytes, &mut scratch),
-                Compression::Off => None,
-            };
-            match packed {
-                Some(bytes) => {
-                    copy_stats::record(CopyPath::Compression, bytes.len());
-                    StoredForm {
-                        checksum: checksum(&bytes),
-                        len_bytes: bytes.len() as u64,
-                        data: SharedBuf::new(bytes),
-                        compression: COMPRESSION_LZ4,
-                    }
+        .collect();
+    let work = |slice: &[&crate::partition::BlockData]| -> Vec<StoredForm> {
+        let mut scratch = Vec::new();
+        slice
+            .iter()
+            .map(|d| store_form(d, compression, logical_bytes, fingerprints, &mut scratch))
+            .collect()
+    };
+    let data_bytes: usize = blocks.iter().map(|d| d.bytes.len()).sum();
+    let cpus = drivers::shard::available_cpus();
+    let needs_cpu = compression != Compression::Off || fingerprints;
+    let forms = if cfg!(test) || !needs_cpu || cpus < 2 || data_bytes < PARALLEL_FORMS_MIN_BYTES {
+        work(&blocks)
+    } else {
+        let per = blocks.len().div_ceil(cpus);
+        std::thread::scope(|scope| {
+            let rest: Vec<_> =
+                blocks[per..].chunks(per).map(|slice| scope.spawn(move || work(slice))).collect();
+            let mut forms = work(&blocks[..per]);
+            for handle in rest {
+                match handle.join() {
+                    Ok(more) => forms.extend(more),
+                    Err(panic) => std::panic::resume_unwind(panic),
                 }
-                None => StoredForm {
-                    checksum: d.checksum,
-                    len_bytes: d.bytes.len() as u64,
-                    data: d.bytes.clone(),
-                    compression: COMPRESSION_OFF,
-                },
             }
+            forms
         })
-        .collect()
+    };
+    for f in forms.iter().filter(|f| f.compression == COMPRESSION_LZ4) {
+        copy_stats::record(CopyPath::Compression, usize::try_from(f.len_bytes).unwrap_or(0));
+    }
+    forms
 }
 
 /// Blocks of a tree born after `after_txg` (the tree's own blocks when `after_txg` is the
@@ -375,8 +434,13 @@ impl Pool {
         }
         let mut hint = (work.volume.id as usize).wrapping_mul(31).wrapping_add(work.index)
             % self.alloc.group_count().max(1);
-        let stored = store_forms(&work.set, work.volume.compression());
         let dedup_mode = work.volume.dedup();
+        let stored = store_forms(
+            &work.set,
+            work.volume.compression(),
+            work.volume.layout.volblock_bytes,
+            dedup_mode != DedupMode::Off,
+        );
         let mut budget = DedupBudget {
             memory_bytes: if dedup_mode == DedupMode::Off { 0 } else { self.ddt.memory_bytes() },
         };
@@ -569,7 +633,7 @@ impl Pool {
     ) -> DedupDecision {
         let bytes: &[u8] = &s.data;
         let logical = volume.layout.volblock_bytes;
-        let fp = fingerprint(s.compression, logical, bytes);
+        let fp = s.fingerprint.unwrap_or_else(|| fingerprint(s.compression, logical, bytes));
         let state = &volume.dedup_state;
         state.lookups.fetch_add(1, Ordering::Relaxed);
         if let Some(hit) = self.ddt.lookup(&fp) {

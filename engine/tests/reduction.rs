@@ -324,3 +324,47 @@ fn low_hit_rate_stops_new_entries_with_the_reason() {
         }
     });
 }
+
+#[test]
+fn a_large_partition_set_is_compressed_and_fingerprinted_on_every_core_exactly_as_serially() {
+    let r = reactor();
+    let dev = device(64);
+    r.block_on(async {
+        let pool = Pool::create(vec![Arc::clone(&dev)], None, options()).await.expect("create");
+        let opts = VolumeOptions { dedup: DedupMode::On, ..volume(Compression::Lz4) };
+        let vol = pool.create_volume("v", &opts).await.expect("v");
+        // 16 blocks of 64 KiB in the first 1 MiB stripe: one partition's set of 1 MiB, past
+        // the size from which the sync spreads compression and fingerprints over threads.
+        // Blocks 8..16 repeat blocks 0..8.
+        let unique: Vec<Vec<u8>> = (0..8).map(|i| half_compressible(BLOCK, 40 + i)).collect();
+        for i in 0..16u64 {
+            write(&vol, i, &unique[(i % 8) as usize]).await;
+        }
+        pool.sync_txg().await.expect("sync");
+        // Every stored form is what the plain compressor makes of its block, and equal blocks
+        // got equal fingerprints: 8 entries, each referenced twice.
+        let mut scratch = Vec::new();
+        let expected: u64 = unique
+            .iter()
+            .map(|b| engine::compress::compress_block(b, &mut scratch).map_or(BLOCK, |c| c.len()))
+            .map(|n| n as u64)
+            .sum();
+        let t = pool.dedup_table_figures();
+        assert_eq!(t.entries, 8);
+        assert_eq!(t.stored_bytes, expected, "stored bytes of the 8 unique blocks");
+        assert!(expected < 8 * BLOCK as u64 * 3 / 4, "the blocks compressed: {expected}");
+        assert_eq!(t.referenced_bytes, 2 * expected);
+        assert_eq!(pool.dedup_activity("v").expect("activity").hits, 8);
+        drop(vol);
+        pool.export().await.expect("export");
+        let report = engine::inspect::inspect(vec![Arc::clone(&dev)]).await.expect("inspect");
+        assert!(report.is_clean(), "{report}");
+        let pool =
+            Pool::import(vec![Arc::clone(&dev)], PoolTunables::default()).await.expect("import");
+        let vol = pool.open_volume("v").expect("open");
+        for i in 0..16u64 {
+            assert!(read(&vol, i).await == unique[(i % 8) as usize], "block {i}");
+        }
+        pool.export().await.expect("export");
+    });
+}
