@@ -276,6 +276,17 @@ pub async fn read_at(file: FileRef, mut buf: IoBuf, offset: u64) -> (IoResult<us
 
 /// Writes `buf` at `offset`; returns the bytes written (may be short).
 pub async fn write_at(file: FileRef, buf: IoBuf, offset: u64) -> (IoResult<usize>, IoBuf) {
+    write_at_flags(file, buf, offset, 0).await
+}
+
+/// [`write_at`] with `pwritev2` flags (`RWF_DSYNC`: the write is durable when it completes,
+/// as with `O_DSYNC`; on a device with a volatile cache the kernel sends it with FUA).
+pub async fn write_at_flags(
+    file: FileRef,
+    buf: IoBuf,
+    offset: u64,
+    rw_flags: i32,
+) -> (IoResult<usize>, IoBuf) {
     let core = Core::current();
     let len = match len_u32(buf.len()) {
         Ok(l) => l,
@@ -287,10 +298,10 @@ pub async fn write_at(file: FileRef, buf: IoBuf, offset: u64) -> (IoResult<usize
             let fixed = buf.fixed_index().filter(|_| buf.pool_id() == core.registered_pool());
             let entry = match fixed {
                 Some(index) => {
-                    with_fd!(file, fd => opcode::WriteFixed::new(fd, ptr, len, index).offset(offset).build())
+                    with_fd!(file, fd => opcode::WriteFixed::new(fd, ptr, len, index).offset(offset).rw_flags(rw_flags).build())
                 }
                 None => {
-                    with_fd!(file, fd => opcode::Write::new(fd, ptr, len).offset(offset).build())
+                    with_fd!(file, fd => opcode::Write::new(fd, ptr, len).offset(offset).rw_flags(rw_flags).build())
                 }
             };
             // SAFETY: the SQE points into `buf`'s heap memory, which the op owns.
@@ -303,10 +314,11 @@ pub async fn write_at(file: FileRef, buf: IoBuf, offset: u64) -> (IoResult<usize
                 Err(e) => return (Err(e), buf),
             };
             blocking(move || {
-                // SAFETY: pwrite from the buffer's own memory, bounded by its length.
-                let n = unsafe {
-                    libc::pwrite(fd, buf.as_ptr().cast(), buf.len(), offset as libc::off_t)
-                };
+                let iov =
+                    libc::iovec { iov_base: buf.as_ptr().cast_mut().cast(), iov_len: buf.len() };
+                // SAFETY: pwritev2 from the buffer's own memory, bounded by its length; the
+                // iovec lives across the call.
+                let n = unsafe { libc::pwritev2(fd, &iov, 1, offset as libc::off_t, rw_flags) };
                 (syscall_result(n), buf)
             })
             .await

@@ -114,6 +114,32 @@ impl DeviceSet {
         dev.write(buf, offset_bytes).await
     }
 
+    /// Writes `buf` at `offset_bytes` of device `device`, durable when it completes (see
+    /// [`BlockDevice::write_durable`]); returns the buffer.
+    ///
+    /// # Errors
+    /// The device's error.
+    pub async fn write_durable(
+        &self,
+        device: u16,
+        offset_bytes: u64,
+        buf: IoBuf,
+    ) -> (IoResult<()>, IoBuf) {
+        let Some(dev) = self.devices.get(usize::from(device)) else {
+            return (Err(IoError::InvalidInput(libc::ENXIO)), buf);
+        };
+        self.stats.writes.fetch_add(1, Ordering::Relaxed);
+        self.stats.write_bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        dev.write_durable(buf, offset_bytes).await
+    }
+
+    /// True when device `device` makes each [`DeviceSet::write_durable`] durable by itself, so
+    /// no flush is needed after those writes.
+    #[must_use]
+    pub fn durable_writes(&self, device: u16) -> bool {
+        self.devices.get(usize::from(device)).is_some_and(|d| d.durable_writes())
+    }
+
     /// Writes `bufs` back to back at `offset_bytes` of device `device` straight from their
     /// memory (one vectored write). A device without vectored writes, or a buffer not aligned
     /// for direct I/O (memory on 4 KiB, length on the device block), gets one assembled buffer

@@ -317,20 +317,38 @@ pub(crate) async fn read_full(
 /// aligned bounce buffers.
 pub(crate) async fn write_full(
     file: FileRef,
+    buf: IoBuf,
+    offset_bytes: u64,
+) -> (IoResult<()>, IoBuf) {
+    write_full_flags(file, buf, offset_bytes, 0).await
+}
+
+/// [`write_full`] with every piece written `RWF_DSYNC`: durable when it completes.
+pub(crate) async fn write_full_durable(
+    file: FileRef,
+    buf: IoBuf,
+    offset_bytes: u64,
+) -> (IoResult<()>, IoBuf) {
+    write_full_flags(file, buf, offset_bytes, libc::RWF_DSYNC).await
+}
+
+async fn write_full_flags(
+    file: FileRef,
     mut buf: IoBuf,
     offset_bytes: u64,
+    rw_flags: i32,
 ) -> (IoResult<()>, IoBuf) {
     let want = buf.len();
     let mut done = 0usize;
     let mut retries = 0;
     while done < want {
         let res = if done == 0 {
-            let (res, back) = ops::write_at(file, buf, offset_bytes).await;
+            let (res, back) = ops::write_at_flags(file, buf, offset_bytes, rw_flags).await;
             buf = back;
             res
         } else {
             let tail = IoBuf::from_slice(&buf[done..]);
-            ops::write_at(file, tail, offset_bytes + done as u64).await.0
+            ops::write_at_flags(file, tail, offset_bytes + done as u64, rw_flags).await.0
         };
         match res {
             Ok(0) => return (Err(IoError::Short { expected_bytes: want, done_bytes: done }), buf),
@@ -475,6 +493,29 @@ macro_rules! impl_file_block_device {
 
             fn writes_vectored(&self) -> bool {
                 true
+            }
+
+            fn durable_writes(&self) -> bool {
+                true
+            }
+
+            fn write_durable(
+                &self,
+                buf: $crate::buffer::IoBuf,
+                offset_bytes: u64,
+            ) -> $crate::LocalBoxFuture<'_, ($crate::error::IoResult<()>, $crate::buffer::IoBuf)>
+            {
+                Box::pin(async move {
+                    if let Err(e) = $crate::blockdev::check_request(
+                        self.file.info(),
+                        offset_bytes,
+                        buf.len() as u64,
+                    ) {
+                        return (Err(e), buf);
+                    }
+                    $crate::blockdev::file::write_full_durable(self.file_ref(), buf, offset_bytes)
+                        .await
+                })
             }
 
             fn write_vectored(

@@ -90,6 +90,29 @@ pub trait BlockDevice: Send + Sync {
         Box::pin(async move { self.write(one, offset_bytes).await.0 })
     }
 
+    /// True when [`BlockDevice::write_durable`] makes its write durable by itself (a
+    /// `RWF_DSYNC` write, sent with FUA where the device has a volatile cache), so a caller
+    /// needs no flush after it; false when it writes and then flushes the whole device.
+    fn durable_writes(&self) -> bool {
+        false
+    }
+
+    /// Writes all of `buf` at `offset_bytes`, durable when the future completes. The default
+    /// writes, then flushes the device.
+    fn write_durable(
+        &self,
+        buf: IoBuf,
+        offset_bytes: u64,
+    ) -> LocalBoxFuture<'_, (IoResult<()>, IoBuf)> {
+        Box::pin(async move {
+            let (res, buf) = self.write(buf, offset_bytes).await;
+            match res {
+                Ok(()) => (self.flush().await, buf),
+                Err(e) => (Err(e), buf),
+            }
+        })
+    }
+
     /// Makes every write completed before this call durable.
     fn flush(&self) -> LocalBoxFuture<'_, IoResult<()>>;
 

@@ -106,6 +106,14 @@ pub async fn conformance(dev: &dyn BlockDevice) {
 
     dev.flush().await.expect("flush");
 
+    // A durable write (RWF_DSYNC on files, write + flush by default) reads back like any other
+    // and keeps the same bounds.
+    let durable = pattern(410, 2 * UNIT);
+    let (res, _) = dev.write_durable(IoBuf::from_slice(&durable), 3 << 20).await;
+    res.expect("durable write");
+    assert_eq!(read(dev, 3 << 20, 2 * UNIT).await, durable, "durable write read back");
+    invalid(&dev.write_durable(IoBuf::zeroed(block), size).await.0, "durable write past the end");
+
     // Bounds and alignment.
     invalid(&dev.read(IoBuf::zeroed(block), 1).await.0, "read at an unaligned offset");
     invalid(&dev.write(IoBuf::zeroed(block + 1), 0).await.0, "write of an unaligned length");
