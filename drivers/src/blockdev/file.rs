@@ -323,13 +323,19 @@ pub(crate) async fn write_full(
     write_full_flags(file, buf, offset_bytes, 0).await
 }
 
-/// [`write_full`] with every piece written `RWF_DSYNC`: durable when it completes.
-pub(crate) async fn write_full_durable(
+/// Checks the request against `info`, then writes all of `buf` with `pwritev2` flags
+/// `rw_flags` (`RWF_DSYNC`: durable when it completes).
+pub(crate) async fn write_checked(
+    info: &crate::blockdev::DeviceInfo,
     file: FileRef,
     buf: IoBuf,
     offset_bytes: u64,
+    rw_flags: i32,
 ) -> (IoResult<()>, IoBuf) {
-    write_full_flags(file, buf, offset_bytes, libc::RWF_DSYNC).await
+    if let Err(e) = crate::blockdev::check_request(info, offset_bytes, buf.len() as u64) {
+        return (Err(e), buf);
+    }
+    write_full_flags(file, buf, offset_bytes, rw_flags).await
 }
 
 async fn write_full_flags(
@@ -479,16 +485,13 @@ macro_rules! impl_file_block_device {
                 offset_bytes: u64,
             ) -> $crate::LocalBoxFuture<'_, ($crate::error::IoResult<()>, $crate::buffer::IoBuf)>
             {
-                Box::pin(async move {
-                    if let Err(e) = $crate::blockdev::check_request(
-                        self.file.info(),
-                        offset_bytes,
-                        buf.len() as u64,
-                    ) {
-                        return (Err(e), buf);
-                    }
-                    $crate::blockdev::file::write_full(self.file_ref(), buf, offset_bytes).await
-                })
+                Box::pin($crate::blockdev::file::write_checked(
+                    self.file.info(),
+                    self.file_ref(),
+                    buf,
+                    offset_bytes,
+                    0,
+                ))
             }
 
             fn writes_vectored(&self) -> bool {
@@ -505,17 +508,13 @@ macro_rules! impl_file_block_device {
                 offset_bytes: u64,
             ) -> $crate::LocalBoxFuture<'_, ($crate::error::IoResult<()>, $crate::buffer::IoBuf)>
             {
-                Box::pin(async move {
-                    if let Err(e) = $crate::blockdev::check_request(
-                        self.file.info(),
-                        offset_bytes,
-                        buf.len() as u64,
-                    ) {
-                        return (Err(e), buf);
-                    }
-                    $crate::blockdev::file::write_full_durable(self.file_ref(), buf, offset_bytes)
-                        .await
-                })
+                Box::pin($crate::blockdev::file::write_checked(
+                    self.file.info(),
+                    self.file_ref(),
+                    buf,
+                    offset_bytes,
+                    libc::RWF_DSYNC,
+                ))
             }
 
             fn write_vectored(
