@@ -221,6 +221,8 @@ fn store_forms(
     let data_bytes: usize = blocks.iter().map(|d| d.bytes.len()).sum();
     let cpus = drivers::shard::available_cpus();
     let needs_cpu = compression != Compression::Off || fingerprints;
+    // Unit tests shorten fingerprints through a thread-local (`ddt::SHORT_FINGERPRINT_BYTES`)
+    // that other threads would not see, so they compute every form on this thread.
     let forms = if cfg!(test) || !needs_cpu || cpus < 2 || data_bytes < PARALLEL_FORMS_MIN_BYTES {
         work(&blocks)
     } else {
@@ -632,8 +634,7 @@ impl Pool {
         budget: &mut DedupBudget,
     ) -> DedupDecision {
         let bytes: &[u8] = &s.data;
-        let logical = volume.layout.volblock_bytes;
-        let fp = s.fingerprint.unwrap_or_else(|| fingerprint(s.compression, logical, bytes));
+        let fp = s.fingerprint.expect("store_forms fingerprints the blocks of a dedup volume");
         let state = &volume.dedup_state;
         state.lookups.fetch_add(1, Ordering::Relaxed);
         if let Some(hit) = self.ddt.lookup(&fp) {

@@ -106,34 +106,34 @@ impl DeviceSet {
     /// # Errors
     /// The device's error.
     pub async fn write(&self, device: u16, offset_bytes: u64, buf: IoBuf) -> (IoResult<()>, IoBuf) {
-        let Some(dev) = self.devices.get(usize::from(device)) else {
-            return (Err(IoError::InvalidInput(libc::ENXIO)), buf);
-        };
-        self.stats.writes.fetch_add(1, Ordering::Relaxed);
-        self.stats.write_bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
-        dev.write(buf, offset_bytes).await
+        self.write_with(device, offset_bytes, buf, false).await
     }
 
-    /// Writes `buf` at `offset_bytes` of device `device`, durable when it completes (see
-    /// [`BlockDevice::write_durable`]); returns the buffer.
+    /// [`DeviceSet::write`], durable when it completes if `durable` is set (see
+    /// [`BlockDevice::write_durable`]).
     ///
     /// # Errors
     /// The device's error.
-    pub async fn write_durable(
+    pub async fn write_with(
         &self,
         device: u16,
         offset_bytes: u64,
         buf: IoBuf,
+        durable: bool,
     ) -> (IoResult<()>, IoBuf) {
         let Some(dev) = self.devices.get(usize::from(device)) else {
             return (Err(IoError::InvalidInput(libc::ENXIO)), buf);
         };
         self.stats.writes.fetch_add(1, Ordering::Relaxed);
         self.stats.write_bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
-        dev.write_durable(buf, offset_bytes).await
+        if durable {
+            dev.write_durable(buf, offset_bytes).await
+        } else {
+            dev.write(buf, offset_bytes).await
+        }
     }
 
-    /// True when device `device` makes each [`DeviceSet::write_durable`] durable by itself, so
+    /// True when device `device` makes each durable [`DeviceSet::write_with`] durable by itself, so
     /// no flush is needed after those writes.
     #[must_use]
     pub fn durable_writes(&self, device: u16) -> bool {

@@ -599,14 +599,12 @@ impl Pool {
         let mut record_counts = Vec::with_capacity(images.len());
         for (offset, payload, n) in images {
             record_counts.push(n);
-            let at = chain.phys.region_offset_bytes + offset;
-            writes.push(Box::pin(async move {
-                if durable_writes {
-                    self.devs.write_durable(chain.phys.device, at, payload).await
-                } else {
-                    self.devs.write(chain.phys.device, at, payload).await
-                }
-            }));
+            writes.push(self.devs.write_with(
+                chain.phys.device,
+                chain.phys.region_offset_bytes + offset,
+                payload,
+                durable_writes,
+            ));
         }
         let mut written = Ok(());
         for (res, _) in crate::join::join_all(writes).await {

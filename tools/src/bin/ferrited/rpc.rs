@@ -21,7 +21,7 @@ use engine::reduction::ReductionFigures;
 use engine::{Pool, VolumeOptions};
 use serde_json::{json, Value};
 
-use crate::daemon::State;
+use crate::daemon::{Lun, State};
 use crate::stats;
 
 /// Largest request line accepted.
@@ -149,6 +149,11 @@ fn param_u64(params: &Value, key: &str) -> Result<u64, RpcError> {
 }
 
 /// Splits `pool/volume[@snapshot]` and finds the pool.
+/// The LUNs that export pool volume `full` (`POOL/NAME`).
+fn luns_exporting<'a>(state: &'a State, full: &'a str) -> impl Iterator<Item = &'a Lun> + 'a {
+    state.luns.iter().filter(move |l| l.pool_volume.as_deref() == Some(full))
+}
+
 fn pool_of<'a>(state: &'a State, name: &str) -> Result<(&'a Arc<Pool>, String), RpcError> {
     let (pool, rest) =
         name.split_once('/').ok_or_else(|| invalid(format!("{name:?} is not POOL/NAME")))?;
@@ -330,7 +335,7 @@ async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, 
                 .map_err(|e| engine_err(&e))?;
             // Every initiator of a LUN exporting the volume learns of the new size with
             // CAPACITY DATA HAS CHANGED on its next command (SPC-4 §5.14).
-            for lun in state.luns.iter().filter(|l| l.pool_volume.as_deref() == Some(full)) {
+            for lun in luns_exporting(state, full) {
                 if let Some(lu) = state.server.target(&lun.target).and_then(|t| t.scsi.lun(lun.id))
                 {
                     lu.capacity_changed();
@@ -341,7 +346,7 @@ async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, 
         "volume_destroy" => {
             let full = param_str(params, "name")?;
             let (pool, name) = pool_of(state, full)?;
-            if state.luns.iter().any(|l| l.pool_volume.as_deref() == Some(full)) {
+            if luns_exporting(state, full).next().is_some() {
                 return Err(RpcError(
                     -32002,
                     format!("{full} is exported as a LUN; remove it from the configuration first"),
