@@ -36,8 +36,10 @@ pub enum BlockKind {
     ChunkIndex = 10,
     /// One partition of the dedup table (array of `DdtEntryPhys`).
     DedupTable = 11,
-    /// The dedup table's index (one pointer per partition).
+    /// The dedup table's index (one pointer per partition, then the table log's objects).
     DedupIndex = 12,
+    /// One txg's dedup-table changes (array of `DdtEntryPhys`, refcount 0 for a removal).
+    DedupLog = 13,
 }
 
 impl BlockKind {
@@ -58,6 +60,7 @@ impl BlockKind {
             10 => BlockKind::ChunkIndex,
             11 => BlockKind::DedupTable,
             12 => BlockKind::DedupIndex,
+            13 => BlockKind::DedupLog,
             _ => return None,
         })
     }

@@ -85,8 +85,11 @@ pub struct DatasetPhys {
     pub compression: u8,
     /// `dedup` property ([`crate::ddt::DedupMode`] as u8); new writes follow it.
     pub dedup: u8,
+    /// Why the volume stopped taking new dedup entries (`ddt::DEDUP_STOPPED_*`), 0 while it
+    /// takes them; cleared when the `dedup` property is set.
+    pub dedup_stopped: u8,
     /// Reserved, zero.
-    pub reserved_props: [u8; 6],
+    pub reserved_props: [u8; 5],
     /// Logical bytes of the data blocks the dataset references (before compression).
     pub logical_bytes: u64,
     /// Stored bytes of the data blocks the dataset references (after compression, before

@@ -8,10 +8,15 @@
 //! [`BP_FLAG_DEDUP`] flag, so a free finds the entry without a second index.
 //!
 //! The table is split into [`DDT_PARTITIONS`] partitions by the fingerprint's first byte; each
-//! has its own lock and its own on-disk object, rewritten copy-on-write in every txg that
-//! changed it and committed with that txg's uberblock, so the counts after a crash are exactly
-//! those of the last durable txg. Entries are 40 bytes; the in-memory table keeps them in an
-//! open-addressing hash map keyed by the fingerprint.
+//! has its own lock and its own on-disk object (its checkpoint). A txg that changes the table
+//! writes one log object holding only the entries it changed (their new values, refcount 0 for
+//! a removal) and a new index listing the checkpoints and the log objects since them, all
+//! committed with that txg's uberblock, so the counts after a crash are exactly those of the last
+//! durable txg. Once the log holds as many bytes as the checkpoints it would replace (or
+//! [`DDT_MAX_LOG_OBJECTS`] objects), the txg checkpoints instead: it rewrites, copy-on-write,
+//! the partitions changed since the last checkpoint and drops the log. Import loads the
+//! checkpoints and replays the log in txg order. Entries are 40 bytes; the in-memory table keeps
+//! them in an open-addressing hash map keyed by the fingerprint.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -30,6 +35,14 @@ pub const FINGERPRINT_BYTES: usize = 24;
 
 /// Partitions of the table (by the fingerprint's first byte).
 pub const DDT_PARTITIONS: usize = 64;
+
+/// Log objects after which a txg checkpoints the table whatever their size (default of
+/// `PoolTunables::dedup_max_log_objects`).
+pub const DDT_MAX_LOG_OBJECTS: usize = 128;
+
+/// Log bytes below which a txg never checkpoints, so small tables log rather than rewrite
+/// (default of `PoolTunables::dedup_checkpoint_min_log_bytes`).
+pub const DDT_MIN_CHECKPOINT_LOG_BYTES: u64 = 256 * 1024;
 
 /// [`BlockPointer::flags`] bit of a deduplicated data block.
 pub const BP_FLAG_DEDUP: u16 = 1;
@@ -171,6 +184,24 @@ impl DedupMode {
     }
 }
 
+/// [`crate::dataset::DatasetPhys::dedup_stopped`]: the table reached its memory budget.
+pub const DEDUP_STOPPED_BUDGET: u8 = 1;
+
+/// [`crate::dataset::DatasetPhys::dedup_stopped`]: the volume's hit rate was too low.
+pub const DEDUP_STOPPED_HIT_RATE: u8 = 2;
+
+/// The reason shown for a volume imported with `dedup_stopped` = `code` (`None` for 0).
+#[must_use]
+pub fn stopped_reason_at_import(code: u8) -> Option<String> {
+    let why = match code {
+        0 => return None,
+        DEDUP_STOPPED_BUDGET => "the dedup table reached its memory budget",
+        DEDUP_STOPPED_HIT_RATE => "the hit rate was too low to pay for the table",
+        _ => "unknown reason",
+    };
+    Some(format!("{why} (stopped before this import; set the dedup property to resume)"))
+}
+
 /// One table entry on disk, 40 bytes.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq)]
@@ -213,8 +244,18 @@ type Map = HashMap<Fingerprint, Value, BuildHasherDefault<PassThrough>>;
 #[derive(Default)]
 struct Part {
     map: Map,
+    /// Changed since its checkpoint was written.
     dirty: bool,
+    /// Fingerprints changed in the running txg (repeats allowed), for its log object.
+    changed: Vec<Fingerprint>,
     object: StoredObject,
+}
+
+impl Part {
+    fn touch(&mut self, fp: Fingerprint) {
+        self.dirty = true;
+        self.changed.push(fp);
+    }
 }
 
 /// Figures of the table.
@@ -224,8 +265,12 @@ pub struct DdtFigures {
     pub entries: u64,
     /// Bytes the in-memory table occupies (entries, empty slots and control bytes).
     pub memory_bytes: u64,
-    /// Bytes of the table's objects on disk.
+    /// Bytes of the table's objects on disk (checkpoints, log and index).
     pub disk_bytes: u64,
+    /// Of `disk_bytes`, the log objects written since the last checkpoint.
+    pub log_bytes: u64,
+    /// Log objects since the last checkpoint.
+    pub log_objects: u64,
     /// Stored bytes of the deduplicated blocks (each once).
     pub stored_bytes: u64,
     /// Stored bytes times reference counts (what they would take without dedup).
@@ -266,6 +311,8 @@ pub struct Ddt {
     stored_bytes: AtomicU64,
     referenced_bytes: AtomicU64,
     index: Mutex<StoredObject>,
+    /// Log objects since the last checkpoint, oldest first.
+    log: Mutex<Vec<StoredObject>>,
     /// Blocks entered in the running txg, for `verify` hits before their write completes.
     fresh: Mutex<HashMap<Fingerprint, FreshBlock, BuildHasherDefault<PassThrough>>>,
 }
@@ -286,6 +333,7 @@ impl Default for Ddt {
             stored_bytes: AtomicU64::new(0),
             referenced_bytes: AtomicU64::new(0),
             index: Mutex::new(StoredObject::none()),
+            log: Mutex::new(Vec::new()),
             fresh: Mutex::new(HashMap::default()),
         }
     }
@@ -330,7 +378,7 @@ impl Ddt {
         }
         v.refcount += 1;
         let bytes = u64::from(v.sectors) * SECTOR_BYTES;
-        part.dirty = true;
+        part.touch(*fp);
         self.referenced_bytes.fetch_add(bytes, Ordering::Relaxed);
         true
     }
@@ -341,7 +389,7 @@ impl Ddt {
         let mut part = lock(&self.parts[part_of(&fp)]);
         let old = part.map.insert(fp, Value { location, refcount: 1, sectors });
         assert!(old.is_none(), "dedup entry inserted twice");
-        part.dirty = true;
+        part.touch(fp);
         self.stored_bytes.fetch_add(extent.len_bytes, Ordering::Relaxed);
         self.referenced_bytes.fetch_add(extent.len_bytes, Ordering::Relaxed);
     }
@@ -360,7 +408,7 @@ impl Ddt {
         let bytes = u64::from(v.sectors) * SECTOR_BYTES;
         let last = v.refcount == 0;
         let value = *v;
-        part.dirty = true;
+        part.touch(*fp);
         self.referenced_bytes.fetch_sub(bytes, Ordering::Relaxed);
         if last {
             part.map.remove(fp);
@@ -393,6 +441,10 @@ impl Ddt {
             f.disk_bytes += p.object.extents.iter().map(|e| e.len_bytes).sum::<u64>();
         }
         f.disk_bytes += lock(&self.index).extents.iter().map(|e| e.len_bytes).sum::<u64>();
+        let log = lock(&self.log);
+        f.log_objects = log.len() as u64;
+        f.log_bytes = log.iter().flat_map(|o| &o.extents).map(|e| e.len_bytes).sum::<u64>();
+        f.disk_bytes += f.log_bytes;
         f
     }
 
@@ -418,10 +470,104 @@ impl Ddt {
             push(&lock(p).object);
         }
         push(&lock(&self.index));
+        for o in lock(&self.log).iter() {
+            push(o);
+        }
         out
     }
 
-    /// Partitions changed since they were last stored: (index, encoded entries, old object).
+    /// The entries changed in the running txg, encoded for its log object (refcount 0 for a
+    /// removed entry); empty when nothing changed. Starts the next txg's set.
+    pub(crate) fn take_changes(&self) -> Vec<u8> {
+        let mut entries: Vec<DdtEntryPhys> = Vec::new();
+        for p in &self.parts {
+            let mut p = lock(p);
+            let mut changed = std::mem::take(&mut p.changed);
+            changed.sort_unstable_by_key(|fp| fp.0);
+            changed.dedup();
+            entries.extend(changed.iter().map(|fp| match p.map.get(fp) {
+                Some(v) => DdtEntryPhys {
+                    fingerprint: fp.0,
+                    location: v.location,
+                    refcount: v.refcount,
+                    sectors: v.sectors,
+                    reserved: 0,
+                },
+                None => DdtEntryPhys { fingerprint: fp.0, ..DdtEntryPhys::zeroed() },
+            }));
+        }
+        bytemuck::cast_slice(&entries).to_vec()
+    }
+
+    /// True when a txg adding `adding` log bytes should checkpoint instead: the log would hold
+    /// as many bytes as the checkpoints of the partitions changed since the last one (what a
+    /// checkpoint writes) and at least `min_bytes`, or more than `max_objects` objects.
+    pub(crate) fn checkpoint_due(&self, adding: u64, min_bytes: u64, max_objects: usize) -> bool {
+        let log = lock(&self.log);
+        if log.len() + 1 > max_objects {
+            return true;
+        }
+        let logged = adding + log.iter().flat_map(|o| &o.extents).map(|e| e.len_bytes).sum::<u64>();
+        drop(log);
+        let entry = std::mem::size_of::<DdtEntryPhys>() as u64;
+        let rewrite: u64 = self
+            .parts
+            .iter()
+            .map(|p| lock(p))
+            .filter(|p| p.dirty)
+            .map(|p| p.map.len() as u64 * entry)
+            .sum();
+        logged >= rewrite.max(min_bytes)
+    }
+
+    /// Appends a txg's log object.
+    pub(crate) fn push_log(&self, object: StoredObject) {
+        lock(&self.log).push(object);
+    }
+
+    /// Drops the log (a checkpoint replaced it); returns its objects for freeing.
+    pub(crate) fn take_log(&self) -> Vec<StoredObject> {
+        std::mem::take(&mut lock(&self.log))
+    }
+
+    /// Applies one loaded log object, in txg order after the checkpoints and earlier logs.
+    ///
+    /// # Errors
+    /// [`PoolError::Corrupt`] for a malformed object or entry.
+    pub(crate) fn replay_log(&self, bytes: &[u8], object: StoredObject) -> PoolResult<()> {
+        let size = std::mem::size_of::<DdtEntryPhys>();
+        if !bytes.len().is_multiple_of(size) {
+            return Err(PoolError::Corrupt("dedup log length".into()));
+        }
+        for e in bytes.chunks_exact(size).map(bytemuck::pod_read_unaligned::<DdtEntryPhys>) {
+            let fp = Fingerprint(e.fingerprint);
+            if e.refcount != 0 && e.sectors == 0 {
+                return Err(PoolError::Corrupt("dedup log entry".into()));
+            }
+            let mut part = lock(&self.parts[part_of(&fp)]);
+            part.dirty = true;
+            let old = if e.refcount == 0 {
+                part.map.remove(&fp)
+            } else {
+                let v = Value { location: e.location, refcount: e.refcount, sectors: e.sectors };
+                part.map.insert(fp, v)
+            };
+            if let Some(old) = old {
+                let bytes = u64::from(old.sectors) * SECTOR_BYTES;
+                self.stored_bytes.fetch_sub(bytes, Ordering::Relaxed);
+                self.referenced_bytes.fetch_sub(bytes * u64::from(old.refcount), Ordering::Relaxed);
+            }
+            if e.refcount != 0 {
+                let bytes = u64::from(e.sectors) * SECTOR_BYTES;
+                self.stored_bytes.fetch_add(bytes, Ordering::Relaxed);
+                self.referenced_bytes.fetch_add(bytes * u64::from(e.refcount), Ordering::Relaxed);
+            }
+        }
+        self.push_log(object);
+        Ok(())
+    }
+
+    /// Partitions changed since their checkpoint: (index, encoded entries, old object).
     pub(crate) fn take_dirty(&self) -> Vec<(usize, Vec<u8>, StoredObject)> {
         let mut out = Vec::new();
         for (i, p) in self.parts.iter().enumerate() {
@@ -452,9 +598,12 @@ impl Ddt {
         lock(&self.parts[i]).object = object;
     }
 
-    /// The pointers of every partition's object (holes for empty ones).
+    /// The index: every partition's checkpoint (holes for empty ones), then the log objects
+    /// oldest first.
     pub(crate) fn index_pointers(&self) -> Vec<BlockPointer> {
-        self.parts.iter().map(|p| lock(p).object.bp).collect()
+        let mut out: Vec<BlockPointer> = self.parts.iter().map(|p| lock(p).object.bp).collect();
+        out.extend(lock(&self.log).iter().map(|o| o.bp));
+        out
     }
 
     /// Replaces the index object; returns the old one.

@@ -64,6 +64,10 @@ pub struct PoolTunables {
     pub dedup_min_lookups: u64,
     /// Hit rate (percent) below which a volume stops taking new dedup entries.
     pub dedup_min_hit_percent: u64,
+    /// Dedup-table log bytes below which a txg never checkpoints the table.
+    pub dedup_checkpoint_min_log_bytes: u64,
+    /// Dedup-table log objects after which a txg checkpoints whatever their size.
+    pub dedup_max_log_objects: usize,
 }
 
 impl Default for PoolTunables {
@@ -79,6 +83,8 @@ impl Default for PoolTunables {
             dedup_table_bytes: 1 << 30,
             dedup_min_lookups: 1 << 16,
             dedup_min_hit_percent: 2,
+            dedup_checkpoint_min_log_bytes: crate::ddt::DDT_MIN_CHECKPOINT_LOG_BYTES,
+            dedup_max_log_objects: crate::ddt::DDT_MAX_LOG_OBJECTS,
         }
     }
 }
@@ -519,13 +525,18 @@ impl Pool {
             let (bytes, extents) =
                 read_object(devs, &root.ddt_index).await.map_err(corrupt("dedup index"))?;
             let pointers = decode_deadlist(&bytes)?;
-            if pointers.len() != crate::ddt::DDT_PARTITIONS {
+            if pointers.len() < crate::ddt::DDT_PARTITIONS {
                 return Err(PoolError::Corrupt("dedup index length".into()));
             }
-            for (i, bp) in pointers.iter().enumerate().filter(|(_, bp)| !bp.is_hole()) {
+            let (checkpoints, log) = pointers.split_at(crate::ddt::DDT_PARTITIONS);
+            for (i, bp) in checkpoints.iter().enumerate().filter(|(_, bp)| !bp.is_hole()) {
                 let (bytes, extents) =
                     read_object(devs, bp).await.map_err(corrupt("dedup table"))?;
                 ddt.load_part(i, &bytes, StoredObject { bp: *bp, extents })?;
+            }
+            for bp in log {
+                let (bytes, extents) = read_object(devs, bp).await.map_err(corrupt("dedup log"))?;
+                ddt.replay_log(&bytes, StoredObject { bp: *bp, extents })?;
             }
             ddt.set_index(StoredObject { bp: root.ddt_index, extents });
         }
@@ -955,6 +966,7 @@ pub fn block_kind_name(bp: &BlockPointer) -> &'static str {
         Some(BlockKind::ChunkIndex) => "chunk index",
         Some(BlockKind::DedupTable) => "dedup table",
         Some(BlockKind::DedupIndex) => "dedup index",
+        Some(BlockKind::DedupLog) => "dedup log",
         Some(BlockKind::None) | None => "unknown",
     }
 }

@@ -120,6 +120,7 @@ impl Pool {
     pub async fn set_dedup(&self, name: &str, dedup: DedupMode) -> PoolResult<()> {
         self.set_property(name, |phys, shared| {
             phys.dedup = dedup as u8;
+            phys.dedup_stopped = 0;
             shared.dedup.store(dedup as u8, Ordering::Relaxed);
             *lock(&shared.dedup_state.stopped) = None;
         })

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::block_pointer::BlockPointer;
 use crate::dataset::{name_field, DatasetKind};
+use crate::ddt::{bp_fingerprint, is_dedup, Fingerprint, FINGERPRINT_BYTES};
 use crate::error::{PoolError, PoolResult};
 use crate::meta::{DatasetMeta, Meta, MetaOp};
 use crate::object::StoredObject;
@@ -209,11 +210,38 @@ impl Pool {
             chosen.insert(s.phys.id);
             volumes.insert(s.phys.parent_id);
         }
+        Ok(self.bytes_freed(&meta, volumes, &chosen))
+    }
+
+    /// Bytes destroying the snapshots `chosen` of `volumes` would free. A deduplicated block
+    /// is freed only with its last reference: the references the destroy drops are counted
+    /// block by block against the table.
+    fn bytes_freed(
+        &self,
+        meta: &Meta,
+        volumes: impl IntoIterator<Item = u64>,
+        chosen: &std::collections::HashSet<u64>,
+    ) -> u64 {
         let mut total = 0;
+        let mut dedup: std::collections::HashMap<[u8; FINGERPRINT_BYTES], u64> =
+            std::collections::HashMap::new();
         for volume in volumes {
-            total += freed_in_timeline(&meta, volume, &chosen);
+            freed_in_timeline(meta, volume, chosen, |bp| {
+                if is_dedup(bp) {
+                    *dedup.entry(bp_fingerprint(bp).0).or_default() += 1;
+                } else {
+                    total += u64::from(bp.physical_bytes);
+                }
+            });
         }
-        Ok(total)
+        for (fp, dropped) in dedup {
+            if let Some(hit) = self.ddt.lookup(&Fingerprint(fp)) {
+                if dropped >= u64::from(hit.refcount) {
+                    total += hit.extent.len_bytes;
+                }
+            }
+        }
+        total
     }
 
     /// Space figures of `volume`.
@@ -226,7 +254,7 @@ impl Pool {
         let referenced_bytes = lock(&self.heads).get(&id).map_or(0, |h| h.referenced_bytes());
         let snaps: std::collections::HashSet<u64> =
             meta.snapshots_of(id).iter().map(|d| d.phys.id).collect();
-        let snapshots_used_bytes = freed_in_timeline(&meta, id, &snaps);
+        let snapshots_used_bytes = self.bytes_freed(&meta, [id], &snaps);
         Ok(SpaceFigures {
             referenced_bytes,
             snapshots_used_bytes,
@@ -266,10 +294,16 @@ impl Pool {
     }
 }
 
-/// Bytes freed by destroying the snapshots `chosen` of `volume`: every deadlist entry whose
-/// holders (the snapshots from the first one at or after its birth up to the one before the
-/// dataset that killed it) are all chosen, and which no clone origin holds.
-fn freed_in_timeline(meta: &Meta, volume: u64, chosen: &std::collections::HashSet<u64>) -> u64 {
+/// Calls `freed` for every block pointer destroying the snapshots `chosen` of `volume` lets
+/// go: every deadlist entry whose holders (the snapshots from the first one at or after its
+/// birth up to the one before the dataset that killed it) are all chosen, and which no clone
+/// origin holds.
+fn freed_in_timeline(
+    meta: &Meta,
+    volume: u64,
+    chosen: &std::collections::HashSet<u64>,
+    mut freed: impl FnMut(&BlockPointer),
+) {
     let snaps = meta.snapshots_of(volume);
     let origin_txg = meta
         .datasets
@@ -282,7 +316,6 @@ fn freed_in_timeline(meta: &Meta, volume: u64, chosen: &std::collections::HashSe
         prefix[k + 1] = prefix[k] + usize::from(chosen.contains(&s.phys.id));
     }
     let head = meta.datasets.get(&volume);
-    let mut total = 0;
     let timeline = snaps.iter().copied().chain(head);
     for (k, ds) in timeline.enumerate() {
         for bp in &ds.deadlist {
@@ -291,9 +324,8 @@ fn freed_in_timeline(meta: &Meta, volume: u64, chosen: &std::collections::HashSe
             }
             let first = snaps[..k].partition_point(|s| s.phys.creation_txg < bp.birth_txg);
             if first < k && prefix[k] - prefix[first] == k - first {
-                total += u64::from(bp.physical_bytes);
+                freed(bp);
             }
         }
     }
-    total
 }

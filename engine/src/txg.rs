@@ -28,7 +28,10 @@ use crate::block_tree::{load_indirect, prefetch_paths, PendingWrite, TreeUpdate}
 use crate::compress::{compress_block, Compression, COMPRESSION_LZ4, COMPRESSION_OFF};
 use crate::copy_stats::{self, CopyPath};
 use crate::dataset::{encode_dataset, DatasetKind, DirectoryEntry, PartitionRoot};
-use crate::ddt::{bp_fingerprint, fingerprint, is_dedup, mark_dedup, DedupMode, Fingerprint};
+use crate::ddt::{
+    bp_fingerprint, fingerprint, is_dedup, mark_dedup, DedupMode, Fingerprint,
+    DEDUP_STOPPED_BUDGET, DEDUP_STOPPED_HIT_RATE,
+};
 use crate::error::{PoolError, PoolResult};
 use crate::format::{checksum, SECTOR_BYTES};
 use crate::meta::{DatasetMeta, Meta, MetaOp};
@@ -676,28 +679,38 @@ impl Pool {
         let lookups = volume.dedup_state.lookups.load(Ordering::Relaxed);
         let hits = volume.dedup_state.hits.load(Ordering::Relaxed);
         let t = &self.tunables;
-        let reason = if budget.memory_bytes >= t.dedup_table_bytes {
-            format!(
+        let (code, reason) = if budget.memory_bytes >= t.dedup_table_bytes {
+            let reason = format!(
                 "the dedup table reached its memory budget ({} of {} bytes)",
                 budget.memory_bytes, t.dedup_table_bytes
-            )
+            );
+            (DEDUP_STOPPED_BUDGET, reason)
         } else if lookups >= t.dedup_min_lookups
             && hits.saturating_mul(100) < lookups.saturating_mul(t.dedup_min_hit_percent)
         {
             #[allow(clippy::cast_precision_loss)]
             let rate = hits as f64 * 100.0 / lookups as f64;
-            format!(
+            let reason = format!(
                 "hit rate {rate:.2}% is below {}% after {lookups} lookups",
                 t.dedup_min_hit_percent
-            )
+            );
+            (DEDUP_STOPPED_HIT_RATE, reason)
         } else {
             return false;
         };
         *stopped = Some(reason.clone());
         drop(stopped);
         // The metadata lock is taken only after the volume's lock is released (property
-        // changes take them in the other order).
-        let name = lock(&self.meta).datasets.get(&volume.id).map(DatasetMeta::name);
+        // changes take them in the other order). The dataset is written in this txg's metadata,
+        // so the stop outlives an export.
+        let mut meta = lock(&self.meta);
+        let name = meta.datasets.get_mut(&volume.id).map(|ds| {
+            ds.phys.dedup_stopped = code;
+            ds.dirty = true;
+            ds.name()
+        });
+        meta.dirty = true;
+        drop(meta);
         eprintln!(
             "ferrite: pool {} volume {}: dedup stops taking new entries: {reason}",
             self.name,
@@ -722,38 +735,57 @@ impl Pool {
         }
     }
 
-    /// Writes the dedup table's changed partitions and its index, copy-on-write, in this txg.
+    /// Stores this txg's dedup-table changes: a log object of the changed entries, or, when
+    /// the log has grown as large as what it saves, a checkpoint (the partitions changed since
+    /// the last one, rewritten copy-on-write, and the log dropped); then a new index.
     async fn write_ddt(&self, txg: u64) -> PoolResult<()> {
         self.ddt.clear_fresh();
-        let dirty = self.ddt.take_dirty();
-        if dirty.is_empty() {
+        let changes = self.ddt.take_changes();
+        if changes.is_empty() {
             return Ok(());
         }
-        for (i, bytes, old) in dirty {
-            self.free_object(&old, txg);
-            if bytes.is_empty() {
-                self.ddt.set_object(i, StoredObject::none());
-                continue;
+        let t = &self.tunables;
+        let due = self.ddt.checkpoint_due(
+            changes.len() as u64,
+            t.dedup_checkpoint_min_log_bytes,
+            t.dedup_max_log_objects,
+        );
+        if due {
+            for old in self.ddt.take_log() {
+                self.free_object(&old, txg);
             }
-            let mut hint = self.alloc.next_hint();
-            let plan = ObjectPlan::allocate(&self.alloc, &mut hint, bytes.len())
-                .ok_or(PoolError::NoSpace)?;
-            let obj = write_object(&self.devs, plan, BlockKind::DedupTable, txg, &bytes)
-                .await
-                .map_err(read_err)?;
-            self.ddt.set_object(i, obj);
+            for (i, bytes, old) in self.ddt.take_dirty() {
+                self.free_object(&old, txg);
+                let obj = if bytes.is_empty() {
+                    StoredObject::none()
+                } else {
+                    self.write_ddt_object(BlockKind::DedupTable, txg, &bytes).await?
+                };
+                self.ddt.set_object(i, obj);
+            }
+        } else {
+            let obj = self.write_ddt_object(BlockKind::DedupLog, txg, &changes).await?;
+            self.ddt.push_log(obj);
         }
         let pointers = self.ddt.index_pointers();
-        let bytes: &[u8] = bytemuck::cast_slice(&pointers);
-        let mut hint = self.alloc.next_hint();
-        let plan =
-            ObjectPlan::allocate(&self.alloc, &mut hint, bytes.len()).ok_or(PoolError::NoSpace)?;
-        let obj = write_object(&self.devs, plan, BlockKind::DedupIndex, txg, bytes)
-            .await
-            .map_err(read_err)?;
+        let obj = self
+            .write_ddt_object(BlockKind::DedupIndex, txg, bytemuck::cast_slice(&pointers))
+            .await?;
         let old = self.ddt.replace_index(obj);
         self.free_object(&old, txg);
         Ok(())
+    }
+
+    async fn write_ddt_object(
+        &self,
+        kind: BlockKind,
+        txg: u64,
+        bytes: &[u8],
+    ) -> PoolResult<StoredObject> {
+        let mut hint = self.alloc.next_hint();
+        let plan =
+            ObjectPlan::allocate(&self.alloc, &mut hint, bytes.len()).ok_or(PoolError::NoSpace)?;
+        write_object(&self.devs, plan, kind, txg, bytes).await.map_err(read_err)
     }
 
     fn free_object(&self, object: &StoredObject, txg: u64) {

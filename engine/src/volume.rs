@@ -100,7 +100,10 @@ impl VolumeShared {
             destroyed: AtomicBool::new(false),
             compression: AtomicU8::new(phys.compression),
             dedup: AtomicU8::new(phys.dedup),
-            dedup_state: DedupState::default(),
+            dedup_state: DedupState {
+                stopped: Mutex::new(crate::ddt::stopped_reason_at_import(phys.dedup_stopped)),
+                ..DedupState::default()
+            },
         }
     }
 

@@ -40,6 +40,9 @@ static COMPRESSED_BLOCKS_SEEN: std::sync::atomic::AtomicU64 = std::sync::atomic:
 /// References to deduplicated blocks inspect checked against the dedup table after recovery.
 static DEDUP_REFERENCES_SEEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// Dedup-table log objects replayed by the import after a crash.
+static DEDUP_LOGS_REPLAYED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 struct Rng(u64);
 
 impl Rng {
@@ -189,6 +192,9 @@ fn tunables() -> PoolTunables {
         cache_bytes: 1 << 20,
         dirty_limit_bytes: 8 << 20,
         dirty_sync_bytes: 4 << 20,
+        // Small tables: log a few txgs, then checkpoint, so crashes meet both.
+        dedup_checkpoint_min_log_bytes: 8 << 10,
+        dedup_max_log_objects: 3,
         ..PoolTunables::default()
     }
 }
@@ -609,6 +615,8 @@ fn check_exact(name: &str, blocks: &[Vec<u8>], values: &[u64]) -> Result<(), Str
 async fn verify_after_import(s: &Setup, model: &Model) -> Result<(), String> {
     let pool =
         Pool::import(s.devices.clone(), tunables()).await.map_err(|e| format!("import: {e}"))?;
+    DEDUP_LOGS_REPLAYED
+        .fetch_add(pool.dedup_table_figures().log_objects, std::sync::atomic::Ordering::Relaxed);
     let listed = pool.list();
     for (name, vm) in &model.volumes {
         let vol = pool.open_volume(name).map_err(|e| format!("open {name}: {e}"))?;
@@ -768,9 +776,11 @@ fn crash_simulator() {
     }
     let compressed = COMPRESSED_BLOCKS_SEEN.load(std::sync::atomic::Ordering::Relaxed);
     let deduped = DEDUP_REFERENCES_SEEN.load(std::sync::atomic::Ordering::Relaxed);
+    let logs = DEDUP_LOGS_REPLAYED.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!(
         "crash simulator: {} seeds in {:.1?}, {compressed} compressed blocks and {deduped} \
-         references to deduplicated blocks checked after recovery",
+         references to deduplicated blocks checked after recovery, {logs} dedup-table log \
+         objects replayed",
         seeds.len(),
         start.elapsed()
     );
@@ -778,5 +788,6 @@ fn crash_simulator() {
     if seeds.len() >= 20 {
         assert!(compressed > 0, "no seed left a compressed block to check");
         assert!(deduped > 0, "no seed left a deduplicated block to check");
+        assert!(logs > 0, "no recovery replayed a dedup-table log");
     }
 }

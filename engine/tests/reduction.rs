@@ -190,9 +190,16 @@ fn dedup_across_volumes_and_snapshots_accounts_space_exactly() {
         for i in 0..8u64 {
             write(&a, i, &random(BLOCK, 500 + i)).await;
         }
+        pool.sync_txg().await.expect("sync");
+        // b still references the snapshot's data blocks: destroying it would free only the
+        // tree blocks it holds.
+        let trees = pool.destroy_would_free(&["a@s"]).expect("estimate");
+        assert!(trees < block, "{trees}");
         drop(b);
         pool.destroy_volume("b").await.expect("destroy b");
         pool.sync_txg().await.expect("sync");
+        // Now the snapshot's 8 references are the last ones to the 4 blocks.
+        assert_eq!(pool.destroy_would_free(&["a@s"]).expect("estimate"), trees + 4 * block);
         // The snapshot's 8 references to the 4 old blocks, and a's 8 new unique blocks.
         let t = pool.dedup_table_figures();
         assert_eq!((t.entries, t.stored_bytes, t.referenced_bytes), (12, 12 * block, 16 * block));
@@ -261,9 +268,11 @@ fn table_budget_stops_new_entries_with_the_reason_and_old_entries_keep_working()
     let r = reactor();
     r.block_on(async {
         let tunables = PoolTunables { dedup_table_bytes: 64 << 10, ..PoolTunables::default() };
-        let pool = Pool::create(vec![device(256)], None, CreateOptions { tunables, ..options() })
-            .await
-            .expect("create");
+        let dev = device(256);
+        let pool =
+            Pool::create(vec![Arc::clone(&dev)], None, CreateOptions { tunables, ..options() })
+                .await
+                .expect("create");
         let opts = VolumeOptions {
             volblock_bytes: 4096,
             capacity_bytes: 64 << 20,
@@ -291,8 +300,20 @@ fn table_budget_stops_new_entries_with_the_reason_and_old_entries_keep_working()
         pool.sync_txg().await.expect("sync");
         assert_eq!(pool.dedup_activity("v").expect("activity").hits, hits + 1);
         assert_eq!(pool.dedup_table_figures().entries, entries, "no new entries");
-        // Setting the property again lets the volume take entries again.
+        // The stop is part of the volume: it outlives an export.
+        pool.export().await.expect("export");
+        drop((vol, pool));
+        let pool =
+            Pool::import(vec![Arc::clone(&dev)], PoolTunables::default()).await.expect("import");
+        let reason = pool.dedup_activity("v").expect("activity").stopped.expect("still stopped");
+        assert!(reason.contains("memory budget") && reason.contains("import"), "{reason}");
+        // Setting the property again lets the volume take entries again, also after import.
         pool.set_dedup("v", DedupMode::On).await.expect("set");
+        assert!(pool.dedup_activity("v").expect("activity").stopped.is_none());
+        pool.export().await.expect("export");
+        drop(pool);
+        let pool =
+            Pool::import(vec![Arc::clone(&dev)], PoolTunables::default()).await.expect("import");
         assert!(pool.dedup_activity("v").expect("activity").stopped.is_none());
     });
 }
@@ -306,9 +327,11 @@ fn low_hit_rate_stops_new_entries_with_the_reason() {
             dedup_min_hit_percent: 10,
             ..PoolTunables::default()
         };
-        let pool = Pool::create(vec![device(64)], None, CreateOptions { tunables, ..options() })
-            .await
-            .expect("create");
+        let dev = device(64);
+        let pool =
+            Pool::create(vec![Arc::clone(&dev)], None, CreateOptions { tunables, ..options() })
+                .await
+                .expect("create");
         let vol = pool.create_volume("v", &dedup_volume(DedupMode::On)).await.expect("v");
         for i in 0..100u64 {
             write(&vol, i, &random(BLOCK, 1000 + i)).await;
@@ -322,6 +345,91 @@ fn low_hit_rate_stops_new_entries_with_the_reason() {
         for i in 0..100u64 {
             assert_eq!(read(&vol, i).await, random(BLOCK, 1000 + i));
         }
+        pool.export().await.expect("export");
+        drop((vol, pool));
+        let pool = Pool::import(vec![dev], PoolTunables::default()).await.expect("import");
+        let reason = pool.dedup_activity("v").expect("activity").stopped.expect("still stopped");
+        assert!(reason.contains("hit rate"), "{reason}");
+    });
+}
+
+/// Writes `count` unique 4 KiB blocks (seeded) from 4 KiB block `first` in one command.
+async fn write_unique_4k(vol: &dyn BlockVolume, first: u64, count: usize, seed: u64) {
+    let (res, _) =
+        vol.write(first * 8, IoBuf::from_slice(&random(4096 * count, seed)), false).await;
+    res.expect("write");
+}
+
+#[test]
+fn dedup_table_changes_are_logged_per_txg_and_checkpointed() {
+    let r = reactor();
+    let dev = device(256);
+    r.block_on(async {
+        let pool = Pool::create(vec![Arc::clone(&dev)], None, options()).await.expect("create");
+        let opts = VolumeOptions {
+            volblock_bytes: 4096,
+            capacity_bytes: 64 << 20,
+            ..dedup_volume(DedupMode::On)
+        };
+        let vol = pool.create_volume("v", &opts).await.expect("v");
+        // 8192 entries: 320 KiB of checkpoints. A first txg's log would be as large as the
+        // table, so it checkpoints.
+        write_unique_4k(&vol, 0, 8192, 3).await;
+        pool.sync_txg().await.expect("sync");
+        let t = pool.dedup_table_figures();
+        assert_eq!((t.entries, t.log_objects, t.log_bytes), (8192, 0, 0));
+        let checkpoints = t.disk_bytes;
+        assert!(checkpoints >= 8192 * 40, "{t:?}");
+
+        // One block overwritten per txg: each txg logs its two changed entries (one removed,
+        // one new) in one sector and leaves the checkpoints alone.
+        for i in 0..3u64 {
+            write_unique_4k(&vol, i, 1, 10 + i).await;
+            pool.sync_txg().await.expect("sync");
+            let t = pool.dedup_table_figures();
+            assert_eq!((t.entries, t.log_objects, t.log_bytes), (8192, i + 1, (i + 1) * 4096));
+            assert!(t.disk_bytes - t.log_bytes <= checkpoints + 4096, "checkpoints rewritten");
+        }
+        let before = pool.dedup_table_figures();
+        pool.export().await.expect("export");
+        drop((vol, pool));
+        let report = engine::inspect::inspect(vec![Arc::clone(&dev)]).await.expect("inspect");
+        assert!(report.is_clean(), "{report}");
+        assert_eq!((report.dedup_entries, report.dedup_references), (8192, 8192));
+
+        // Import replays the log over the checkpoints.
+        let pool =
+            Pool::import(vec![Arc::clone(&dev)], PoolTunables::default()).await.expect("import");
+        let after = pool.dedup_table_figures();
+        assert_eq!(
+            (after.entries, after.stored_bytes, after.referenced_bytes, after.log_objects),
+            (before.entries, before.stored_bytes, before.referenced_bytes, before.log_objects)
+        );
+        let vol = pool.open_volume("v").expect("v");
+        // 2000 blocks overwritten: 4000 changed entries (160 KB) still log.
+        write_unique_4k(&vol, 100, 2000, 20).await;
+        pool.sync_txg().await.expect("sync");
+        let t = pool.dedup_table_figures();
+        assert_eq!((t.entries, t.log_objects), (8192, 4));
+        // 2000 more: the log would reach the size of the table, so this txg checkpoints and
+        // frees the log.
+        write_unique_4k(&vol, 4000, 2000, 21).await;
+        pool.sync_txg().await.expect("sync");
+        let t = pool.dedup_table_figures();
+        assert_eq!((t.entries, t.log_objects, t.log_bytes), (8192, 0, 0));
+        pool.export().await.expect("export");
+        drop((vol, pool));
+        let report = engine::inspect::inspect(vec![Arc::clone(&dev)]).await.expect("inspect");
+        assert!(report.is_clean(), "{report}");
+        assert_eq!((report.dedup_entries, report.dedup_references), (8192, 8192));
+        let pool = Pool::import(vec![dev], PoolTunables::default()).await.expect("import");
+        let vol = pool.open_volume("v").expect("v");
+        let (res, buf) = vol.read(4000 * 8, IoBuf::zeroed(4096 * 2000)).await;
+        res.expect("read");
+        assert_eq!(buf.to_vec(), random(4096 * 2000, 21));
+        let (res, buf) = vol.read(8, IoBuf::zeroed(4096)).await;
+        res.expect("read");
+        assert_eq!(buf.to_vec(), random(4096, 11));
     });
 }
 

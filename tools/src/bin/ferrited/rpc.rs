@@ -208,6 +208,8 @@ fn dedup_table_json(t: &DdtFigures) -> Value {
         "memory_bytes": t.memory_bytes,
         "memory_bytes_per_entry": t.memory_bytes_per_entry(),
         "disk_bytes": t.disk_bytes,
+        "log_bytes": t.log_bytes,
+        "log_objects": t.log_objects,
         "stored_bytes": t.stored_bytes,
         "referenced_bytes": t.referenced_bytes,
         "dedup_ratio": t.dedup_ratio(),
