@@ -24,6 +24,7 @@ pub mod label;
 pub mod memory_volume;
 pub mod meta;
 pub mod object;
+mod offload;
 pub mod partition;
 pub mod pool;
 pub mod pool_root;

@@ -155,7 +155,7 @@ struct DedupBudget {
 const DEDUP_ENTRY_ESTIMATE_BYTES: u64 = 96;
 
 /// Data bytes of a set below which its stored forms are computed on the syncer's thread
-/// alone (starting threads costs more than it saves).
+/// (handing them to the CPU workers costs more than it saves).
 const PARALLEL_FORMS_MIN_BYTES: usize = 256 << 10;
 
 /// The stored form of one data block: compressed when `compression` is on and it saves an
@@ -194,59 +194,85 @@ fn store_form(
     form
 }
 
-/// The stored forms of the set's data blocks, in the order of `set.blocks`: compressed when
-/// the volume compresses and the block saves an eighth of its size, raw otherwise, with their
-/// dedup fingerprints when `fingerprints` is set. Compression and fingerprinting are pure CPU
-/// work: a large set is cut into one slice per CPU, each computed on its own thread, so a
-/// sync of compressible or deduplicated data uses every core rather than the syncer's alone.
-/// The forms are the same whichever thread computes them.
-fn store_forms(
-    set: &DirtySet,
-    compression: Compression,
-    logical_bytes: u32,
-    fingerprints: bool,
-) -> Vec<StoredForm> {
-    let blocks: Vec<&crate::partition::BlockData> = set
-        .blocks
-        .values()
-        .filter_map(|b| match b {
-            DirtyBlock::Data(d) => Some(&**d),
-            DirtyBlock::Zero => None,
-        })
-        .collect();
-    let work = |slice: &[&crate::partition::BlockData]| -> Vec<StoredForm> {
-        let mut scratch = Vec::new();
-        slice
-            .iter()
-            .map(|d| store_form(d, compression, logical_bytes, fingerprints, &mut scratch))
-            .collect()
-    };
-    let data_bytes: usize = blocks.iter().map(|d| d.bytes.len()).sum();
-    let cpus = drivers::shard::available_cpus();
-    let needs_cpu = compression != Compression::Off || fingerprints;
-    // Unit tests shorten fingerprints through a thread-local (`ddt::SHORT_FINGERPRINT_BYTES`)
-    // that other threads would not see, so they compute every form on this thread.
-    let forms = if cfg!(test) || !needs_cpu || cpus < 2 || data_bytes < PARALLEL_FORMS_MIN_BYTES {
-        work(&blocks)
-    } else {
-        let per = blocks.len().div_ceil(cpus);
-        std::thread::scope(|scope| {
-            let rest: Vec<_> =
-                blocks[per..].chunks(per).map(|slice| scope.spawn(move || work(slice))).collect();
-            let mut forms = work(&blocks[..per]);
-            for handle in rest {
-                match handle.join() {
-                    Ok(more) => forms.extend(more),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            }
-            forms
-        })
-    };
-    for f in forms.iter().filter(|f| f.compression == COMPRESSION_LZ4) {
-        copy_stats::record(CopyPath::Compression, usize::try_from(f.len_bytes).unwrap_or(0));
+/// The stored forms of a partition set's data blocks, in the order of `set.blocks`:
+/// compressed when the volume compresses and the block saves an eighth of its size, raw
+/// otherwise, with their dedup fingerprints when `fingerprints` is set.
+///
+/// Compression and fingerprinting are pure CPU work. A set large enough to pay for it is cut
+/// into jobs of about [`FORMS_JOB_BYTES`] that run on the CPU workers (`offload`), so the
+/// syncing shard goes on with its other tasks, and with the trees and writes of earlier
+/// partitions, meanwhile. Forms, checksums and fingerprints are the same either way.
+enum Forms {
+    Ready(Vec<StoredForm>),
+    Pending(Vec<crate::offload::Offloaded<Vec<StoredForm>>>),
+}
+
+/// Data bytes of one stored-forms job on the CPU workers.
+const FORMS_JOB_BYTES: usize = 1 << 20;
+
+/// Data bytes of partitions whose stored forms a sync computes ahead of the partition whose
+/// tree it builds.
+const FORMS_AHEAD_BYTES: usize = 64 << 20;
+
+impl Forms {
+    /// Starts the forms of `set`; returns them and the set's data bytes.
+    fn start(
+        set: &DirtySet,
+        compression: Compression,
+        logical_bytes: u32,
+        fingerprints: bool,
+    ) -> (Forms, usize) {
+        let blocks: Vec<Arc<crate::partition::BlockData>> = set
+            .blocks
+            .values()
+            .filter_map(|b| match b {
+                DirtyBlock::Data(d) => Some(Arc::clone(d)),
+                DirtyBlock::Zero => None,
+            })
+            .collect();
+        let data_bytes: usize = blocks.iter().map(|d| d.bytes.len()).sum();
+        let work = move |slice: &[Arc<crate::partition::BlockData>]| -> Vec<StoredForm> {
+            let mut scratch = Vec::new();
+            slice
+                .iter()
+                .map(|d| store_form(d, compression, logical_bytes, fingerprints, &mut scratch))
+                .collect()
+        };
+        let needs_cpu = compression != Compression::Off || fingerprints;
+        // Unit tests shorten fingerprints through a thread-local (`ddt::SHORT_FINGERPRINT_BYTES`)
+        // that other threads would not see, so they compute every form on this thread.
+        if cfg!(test) || !needs_cpu || data_bytes < PARALLEL_FORMS_MIN_BYTES {
+            return (Forms::Ready(work(&blocks)), data_bytes);
+        }
+        let per_block = (data_bytes / blocks.len().max(1)).max(1);
+        let per_job = (FORMS_JOB_BYTES / per_block).max(1);
+        let jobs = blocks
+            .chunks(per_job)
+            .map(|slice| {
+                let slice = slice.to_vec();
+                crate::offload::run(move || work(&slice))
+            })
+            .collect();
+        (Forms::Pending(jobs), data_bytes)
     }
-    forms
+
+    /// The forms, once computed (counted in the copy statistics on this thread).
+    async fn get(self) -> Vec<StoredForm> {
+        let forms = match self {
+            Forms::Ready(forms) => forms,
+            Forms::Pending(jobs) => {
+                let mut forms = Vec::new();
+                for job in jobs {
+                    forms.extend(job.await);
+                }
+                forms
+            }
+        };
+        for f in forms.iter().filter(|f| f.compression == COMPRESSION_LZ4) {
+            copy_stats::record(CopyPath::Compression, usize::try_from(f.len_bytes).unwrap_or(0));
+        }
+        forms
+    }
 }
 
 /// Blocks of a tree born after `after_txg` (the tree's own blocks when `after_txg` is the
@@ -422,6 +448,7 @@ impl Pool {
     async fn sync_partition(
         &self,
         work: &PartWork,
+        stored: Vec<StoredForm>,
         txg: u64,
         writes: &mut Vec<PendingWrite>,
         runs: &mut RunSearch,
@@ -440,12 +467,6 @@ impl Pool {
         let mut hint = (work.volume.id as usize).wrapping_mul(31).wrapping_add(work.index)
             % self.alloc.group_count().max(1);
         let dedup_mode = work.volume.dedup();
-        let stored = store_forms(
-            &work.set,
-            work.volume.compression(),
-            work.volume.layout.volblock_bytes,
-            dedup_mode != DedupMode::Off,
-        );
         let mut budget = DedupBudget {
             memory_bytes: if dedup_mode == DedupMode::Off { 0 } else { self.ddt.memory_bytes() },
         };
@@ -830,6 +851,30 @@ impl Pool {
             min_bytes: (self.txg.data_run_bytes.load(Ordering::Relaxed) * 2)
                 .clamp(SECTOR_BYTES, LONG_RUN_BYTES),
         };
+        // Stored forms are computed on the CPU workers ahead of the partition being synced.
+        let mut forms: std::collections::VecDeque<(Forms, usize)> =
+            std::collections::VecDeque::new();
+        let mut forms_started = 0;
+        let mut forms_ahead_bytes = 0;
+        let mut start_forms = |current: usize,
+                               forms: &mut std::collections::VecDeque<(Forms, usize)>,
+                               ahead: &mut usize| {
+            while forms_started < work.len()
+                && (forms_started <= current || *ahead < FORMS_AHEAD_BYTES)
+            {
+                let w = &work[forms_started];
+                let (f, bytes) = Forms::start(
+                    &w.set,
+                    w.volume.compression(),
+                    w.volume.layout.volblock_bytes,
+                    w.volume.dedup() != DedupMode::Off,
+                );
+                forms.push_back((f, bytes));
+                *ahead += bytes;
+                forms_started += 1;
+            }
+        };
+        start_forms(0, &mut forms, &mut forms_ahead_bytes);
         for w in &work {
             let indices: Vec<u64> = w.set.blocks.keys().copied().collect();
             prefetch_paths(&self.devs, &self.cache, w.root, w.height, &indices).await;
@@ -841,9 +886,13 @@ impl Pool {
         let mut data_blocks = 0u64;
         let mut issued = std::collections::VecDeque::new();
         let mut failed = None;
-        for w in &work {
+        for (i, w) in work.iter().enumerate() {
+            start_forms(i, &mut forms, &mut forms_ahead_bytes);
+            let (f, bytes) = forms.pop_front().expect("forms started for this partition");
+            forms_ahead_bytes -= bytes;
+            let stored = f.get().await;
             let mut added = DataFigures::default();
-            match self.sync_partition(w, txg, &mut writes, &mut runs, &mut added).await {
+            match self.sync_partition(w, stored, txg, &mut writes, &mut runs, &mut added).await {
                 Ok((root, height, killed)) => {
                     kills.push((w.volume.id, killed));
                     results.push(PartResult {
