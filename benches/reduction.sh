@@ -5,7 +5,7 @@
 #   benches/reduction.sh [DIR]
 #
 # Each case creates a pool file in DIR (default: a temporary directory under /var/tmp), a
-# volume with 128 KiB blocks, writes FERRITE_BENCH_SIZE bytes (default 512M) sequentially in
+# volume with 128 KiB blocks, writes FERRITE_BENCH_SIZE bytes (default 2G) sequentially in
 # 128 KiB writes, 8 in flight, and ends with a txg sync (compression and dedup run at sync
 # time, so they are inside the measurement). Cases, in order:
 #   off                 compression=off dedup=off, incompressible data (the baseline)
@@ -16,14 +16,15 @@
 # The ratios compare each case with the off case of the same run; the dedup-unique case also
 # prints the dedup table's bytes per entry in memory (goal <= 96).
 #
-# Environment: FERRITE_BENCH_SIZE (default 512M), FERRITE_BENCH_ROUNDS (default 3; MB/s and CPU
+# Environment: FERRITE_BENCH_SIZE (default 2G: shorter runs last well under a second and
+# follow the disk's moment-to-moment speed), FERRITE_BENCH_ROUNDS (default 3; MB/s and CPU
 # figures are averaged over the rounds, each round runs every case once so a load change on a
 # shared machine falls on all cases alike), CARGO_TARGET_DIR (default <repo>/target).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-SIZE=${FERRITE_BENCH_SIZE:-512M}
+SIZE=${FERRITE_BENCH_SIZE:-2G}
 ROUNDS=${FERRITE_BENCH_ROUNDS:-3}
 DIR=${1:-}
 if [[ -z $DIR ]]; then
