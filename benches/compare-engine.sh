@@ -28,7 +28,11 @@
 #   randwrite_4k_qd32      randwrite 4k QD32 | the same, write-back (txg syncs in the run)
 #   fua_write_4k_qd32      randwrite 4k QD32 --sync=dsync | the same with --fua (intent log in
 #                          the pool, on the same file)
-#   write_128k_qd8         write 128k QD8 sequential | the same, write-back
+#   write_128k_qd8         write 128k QD8 sequential | the same, write-back, on a volume with
+#                          volblocksize 128k (the size one gives a volume for streaming
+#                          writes), in a pool on FILE.pool-128k (same size, created the same way)
+#   write_128k_qd8_vb4k    the same on the 4k-volblocksize volume of FILE.pool (each 128k write
+#                          is 32 blocks for the txg to place); printed, not in the ratio line
 # Ratios are ferrite over fio: IOPS for 4k, MB/s for 128k. The last line is
 #   ratio randread_4k_qd32_cold=R1 randwrite_4k_qd32=R2 fua_write_4k_qd32=R3 write_128k_qd8=R4
 set -euo pipefail
@@ -54,17 +58,19 @@ echo "compare-engine: building ferrite-bench (release, target dir $TARGET_DIR)" 
 (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -q -p ferrite-tools --bin ferrite-bench)
 BENCH=$TARGET_DIR/release/ferrite-bench
 
-for f in "$FILE" "$POOL_FILE"; do
+for f in "$FILE" "$POOL_FILE" "$POOL_FILE-128k"; do
     if [[ ! -e $f ]]; then
         echo "compare-engine: creating $f ($SIZE, fully written)" >&2
         "$FIO" --name=prep --filename="$f" --size="$SIZE" --rw=write --bs=1m --iodepth=8 \
             --ioengine=io_uring --direct=1 --output=/dev/null
     fi
 done
-if [[ $(stat -c %s "$FILE") != $(stat -c %s "$POOL_FILE") ]]; then
-    echo "compare-engine: $FILE and $POOL_FILE differ in size; remove them to start over" >&2
-    exit 2
-fi
+for f in "$POOL_FILE" "$POOL_FILE-128k"; do
+    if [[ $(stat -c %s "$FILE") != $(stat -c %s "$f") ]]; then
+        echo "compare-engine: $FILE and $f differ in size; remove them to start over" >&2
+        exit 2
+    fi
+done
 
 VOLUME_BYTES=$(($(stat -c %s "$POOL_FILE") * VOLUME_PERCENT / 100 / 1048576 * 1048576))
 
@@ -91,12 +97,12 @@ print(f'{side["iops"]:.0f} {side["bw_bytes"] / 1e6:.1f} {p99:.1f}')
 PY
 }
 
-# run_ferrite NAME RW BS QD EXTRA... -> prints "iops mb_s p99_us"
+# run_ferrite NAME RW BS QD POOL EXTRA... -> prints "iops mb_s p99_us"
 run_ferrite() {
-    local name=$1 rw=$2 bs=$3 qd=$4
-    shift 4
+    local name=$1 rw=$2 bs=$3 qd=$4 pool=$5
+    shift 5
     local out=$WORK/ferrite-$name.json
-    if ! "$BENCH" --target "volume:$POOL_FILE" --rw "$rw" --bs "$bs" --iodepth "$qd" \
+    if ! "$BENCH" --target "volume:$pool" --rw "$rw" --bs "$bs" --iodepth "$qd" \
         --shards "$SHARDS" --pin 1 --runtime "$RUNTIME" --size "$VOLUME_BYTES" "$@" --json >"$out" \
         2>"$WORK/ferrite-$name.stderr"; then
         echo "compare-engine: ferrite-bench failed ($name):" >&2
@@ -123,7 +129,10 @@ print(f"{cols[0]:.0f} {cols[1]:.1f} {cols[2]:.1f}")' "$@"
 CASES=("randread_4k_qd32_cold randread 4k 32||--cold"
        "randwrite_4k_qd32 randwrite 4k 32||"
        "fua_write_4k_qd32 randwrite 4k 32|--sync=dsync|--fua"
-       "write_128k_qd8 write 128k 8||")
+       "write_128k_qd8 write 128k 8||--volblock 128k"
+       "write_128k_qd8_vb4k write 128k 8||")
+# The cases of the ratio line.
+RATIO_CASES=(randread_4k_qd32_cold randwrite_4k_qd32 fua_write_4k_qd32 write_128k_qd8)
 
 echo "compare-engine: fio on $FILE vs a $VOLUME_BYTES-byte volume in a pool on $POOL_FILE ($(stat -c %s "$FILE") bytes each), ${RUNTIME}s per run, $ROUNDS rounds, $SHARDS shard(s), $(nproc) CPUs; load at start:$(uptime | sed 's/.*load average://')"
 printf '%-24s | %10s %9s %9s | %10s %9s %9s | %6s\n' workload fio_iops fio_MB/s fio_p99us \
@@ -135,6 +144,8 @@ for spec in "${CASES[@]}"; do
     read -r name rw bs qd <<<"$head"
     read -ra fio_args <<<"$fio_extra"
     read -ra fer_args <<<"$fer_extra"
+    pool=$POOL_FILE
+    [[ " $fer_extra " == *" --volblock 128k "* ]] && pool=$POOL_FILE-128k
     fio_runs=() fer_runs=()
     for ((round = 0; round < ROUNDS; round++)); do
         extra=("${fer_args[@]}")
@@ -145,9 +156,9 @@ for spec in "${CASES[@]}"; do
         fi
         if ((round % 2 == 0)); then
             fio_runs+=("$(run_fio "$name-$round" "$rw" "$bs" "$qd" "${fio_args[@]}")")
-            fer_runs+=("$(run_ferrite "$name-$round" "$rw" "$bs" "$qd" "${extra[@]}")")
+            fer_runs+=("$(run_ferrite "$name-$round" "$rw" "$bs" "$qd" "$pool" "${extra[@]}")")
         else
-            fer_runs+=("$(run_ferrite "$name-$round" "$rw" "$bs" "$qd" "${extra[@]}")")
+            fer_runs+=("$(run_ferrite "$name-$round" "$rw" "$bs" "$qd" "$pool" "${extra[@]}")")
             fio_runs+=("$(run_fio "$name-$round" "$rw" "$bs" "$qd" "${fio_args[@]}")")
         fi
     done
@@ -164,8 +175,7 @@ for spec in "${CASES[@]}"; do
 done
 echo "compare-engine: load at end:$(uptime | sed 's/.*load average://')"
 out=ratio
-for spec in "${CASES[@]}"; do
-    read -r name _ <<<"${spec%%|*}"
+for name in "${RATIO_CASES[@]}"; do
     out+=" $name=${RATIO[$name]}"
 done
 echo "$out"

@@ -5,7 +5,7 @@
 //! pooled memory to its pool from whatever thread drops it. Memory is zero-initialised when it
 //! is allocated, so every byte up to the capacity is always initialised and `set_len` is safe.
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::alloc::{alloc, alloc_zeroed, dealloc, Layout};
 use std::ops::{Deref, DerefMut, Range};
 use std::ptr::NonNull;
 use std::sync::{Arc, OnceLock};
@@ -16,7 +16,7 @@ use crossbeam::queue::ArrayQueue;
 pub const BUFFER_ALIGN_BYTES: usize = 4096;
 
 enum Origin {
-    /// Allocated on its own with `alloc_zeroed`; freed on drop.
+    /// Allocated on its own (`zeroed`, `from_slice`); freed on drop.
     Heap,
     /// A slot of a [`BufferPool`]; returned to the pool on drop.
     Pool { pool: Arc<PoolShared>, index: u16 },
@@ -50,12 +50,24 @@ impl IoBuf {
         IoBuf { ptr, capacity_bytes: alloc_bytes, len_bytes: capacity_bytes, origin: Origin::Heap }
     }
 
-    /// A heap buffer holding a copy of `data`.
+    /// A heap buffer holding a copy of `data` (the rest of its capacity zeroed). The copy is
+    /// the only pass over the bytes: they are not zeroed first.
     #[must_use]
     pub fn from_slice(data: &[u8]) -> IoBuf {
-        let mut buf = IoBuf::zeroed(data.len());
-        buf.copy_from_slice(data);
-        buf
+        let alloc_bytes = data.len().max(1).next_multiple_of(BUFFER_ALIGN_BYTES);
+        let layout = Layout::from_size_align(alloc_bytes, BUFFER_ALIGN_BYTES)
+            .expect("buffer layout within isize::MAX");
+        // SAFETY: layout has a non-zero size.
+        let raw = unsafe { alloc(layout) };
+        let Some(ptr) = NonNull::new(raw) else { std::alloc::handle_alloc_error(layout) };
+        // SAFETY: the allocation holds alloc_bytes >= data.len() bytes and does not overlap
+        // `data`; after the copy and the fill every byte up to the capacity is initialised,
+        // which the type's invariant requires.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), ptr.as_ptr(), data.len());
+            std::ptr::write_bytes(ptr.as_ptr().add(data.len()), 0, alloc_bytes - data.len());
+        }
+        IoBuf { ptr, capacity_bytes: alloc_bytes, len_bytes: data.len(), origin: Origin::Heap }
     }
 
     /// Bytes currently in use.
@@ -156,7 +168,8 @@ impl Drop for IoBuf {
             Origin::Heap => {
                 let layout = Layout::from_size_align(self.capacity_bytes, BUFFER_ALIGN_BYTES)
                     .expect("layout was valid at allocation");
-                // SAFETY: allocated in `zeroed` with exactly this layout, freed once.
+                // SAFETY: allocated in `zeroed` or `from_slice` with exactly this layout,
+                // freed once.
                 unsafe { dealloc(self.ptr.as_ptr(), layout) };
             }
             Origin::Pool { pool, index } => {
@@ -401,6 +414,17 @@ mod tests {
         assert_eq!(buf.len(), 5000);
         assert_eq!(buf.capacity(), 8192);
         assert!(buf.iter().all(|b| *b == 0));
+    }
+
+    #[test]
+    fn a_copied_buffer_holds_the_data_and_zeros_past_it() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8 + 1).collect();
+        let mut buf = IoBuf::from_slice(&data);
+        assert_eq!(buf.as_ptr() as usize % BUFFER_ALIGN_BYTES, 0);
+        assert_eq!(&buf[..], &data[..]);
+        assert_eq!(buf.capacity(), 8192);
+        assert!(buf.full_mut()[5000..].iter().all(|b| *b == 0));
+        assert_eq!(IoBuf::from_slice(&[]).capacity(), 4096);
     }
 
     #[test]

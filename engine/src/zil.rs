@@ -141,8 +141,8 @@ impl LogRecord {
         48 + data.next_multiple_of(8)
     }
 
-    /// Encodes the record at `out[at..]` (which must hold `encoded_len` bytes, zeroed);
-    /// returns the position after it.
+    /// Encodes the record at `out[at..]` (which must hold `encoded_len` bytes; every one of
+    /// them is written, padding as zeros); returns the position after it.
     fn encode_at(&self, out: &mut [u8], at: usize) -> usize {
         let (kind, offset, len, data): (u32, u64, u64, &[u8]) = match &self.op {
             LogOp::Write { offset_bytes, data } => {
@@ -167,8 +167,10 @@ impl LogRecord {
         out[at..at + 48].copy_from_slice(bytemuck::bytes_of(&header));
         // The log block is its own image of the data (DESIGN §4: small writes go inline).
         out[at + 48..at + 48 + data.len()].copy_from_slice(data);
+        let end = at + self.encoded_len();
+        out[at + 48 + data.len()..end].fill(0);
         copy_stats::record(CopyPath::LogWrite, data.len());
-        at + self.encoded_len()
+        end
     }
 }
 
@@ -242,6 +244,33 @@ struct ChainState {
     /// A failed block may sit in the chain: until this txg is durable (and the head has moved
     /// past it) commits go through a txg sync instead of the chain.
     broken_until_txg: u64,
+    /// Log block buffers back from their writes, [`MAX_LOG_BLOCK_BYTES`] of capacity each,
+    /// for the next blocks (no allocation and no zeroing per commit).
+    spare: Vec<IoBuf>,
+}
+
+/// Spare log block buffers a chain keeps.
+const SPARE_LOG_BUFFERS: usize = 2 * MAX_COMMITS_IN_FLIGHT;
+
+impl ChainState {
+    /// A buffer of `len` bytes for a log block; its content is whatever an earlier block left
+    /// (the encoder writes every byte).
+    fn block_buffer(&mut self, len: usize) -> IoBuf {
+        let mut buf = self.spare.pop().unwrap_or_else(|| {
+            IoBuf::zeroed(usize::try_from(MAX_LOG_BLOCK_BYTES).expect("fits usize"))
+        });
+        buf.set_len(len);
+        buf
+    }
+
+    /// Keeps a written block's buffer for reuse.
+    fn give_back(&mut self, buf: IoBuf) {
+        if self.spare.len() < SPARE_LOG_BUFFERS
+            && buf.capacity() == usize::try_from(MAX_LOG_BLOCK_BYTES).expect("fits usize")
+        {
+            self.spare.push(buf);
+        }
+    }
 }
 
 /// Commits of one chain in flight at once. A commit's flush is issued only once every
@@ -546,11 +575,12 @@ impl Pool {
                 let seq = st.next_sequence;
                 let next = chain.next_after(offset, len);
                 let block_max = records.iter().map(|r| r.label_txg).max().unwrap_or(0);
-                let mut payload = IoBuf::zeroed(usize::try_from(len).expect("block fits"));
+                let mut payload = st.block_buffer(usize::try_from(len).expect("block fits"));
                 let mut payload_bytes = 128;
                 for r in &records {
                     payload_bytes = r.encode_at(&mut payload, payload_bytes);
                 }
+                payload[payload_bytes..].fill(0);
                 let mut header = LogBlockHeader {
                     magic: LOG_BLOCK_MAGIC,
                     pool_guid: self.zil.guid,
@@ -607,11 +637,16 @@ impl Pool {
             ));
         }
         let mut written = Ok(());
-        for (res, _) in crate::join::join_all(writes).await {
+        let mut buffers = Vec::with_capacity(writes.len());
+        for (res, buf) in crate::join::join_all(writes).await {
             written = written.and(res);
+            buffers.push(buf);
         }
         {
             let mut st = lock(&chain.state);
+            for buf in buffers {
+                st.give_back(buf);
+            }
             if let Err(e) = &written {
                 // Until a txg covers this batch, new batches go through txg syncs (they would
                 // sit behind a block replay cannot read).

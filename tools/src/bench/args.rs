@@ -177,6 +177,19 @@ pub struct BenchArgs {
     /// cache, so reads reach the device (indirect blocks are still cached).
     #[arg(long)]
     pub cold: bool,
+
+    /// volume: `volblocksize` of the volume when the pool is created (4k to 128k, a power of
+    /// two; default 4k). A pool that already exists must hold a volume of this size.
+    #[arg(long = "volblock", value_parser = volblock_arg)]
+    pub volblock_bytes: Option<u32>,
+}
+
+fn volblock_arg(text: &str) -> Result<u32, String> {
+    let bytes = parse_size_bytes(text)?;
+    match u32::try_from(bytes) {
+        Ok(b) if b.is_power_of_two() && (4096..=131_072).contains(&b) => Ok(b),
+        _ => Err(format!("volblock '{text}' must be a power of two from 4k to 128k")),
+    }
 }
 
 #[cfg(test)]
@@ -235,6 +248,13 @@ mod tests {
     fn volume_options() {
         let args =
             parse(&["--target", "volume:/tmp/p.img", "--fua", "--fill", "--cold"]).expect("valid");
+        assert_eq!(
+            parse(&["--target", "volume:/tmp/p.img", "--volblock", "128k"])
+                .expect("valid")
+                .volblock_bytes,
+            Some(131_072)
+        );
+        assert!(parse(&["--target", "volume:/tmp/p.img", "--volblock", "12k"]).is_err());
         assert!(args.fua && args.fill && args.cold);
     }
 

@@ -93,10 +93,12 @@ pub fn main() -> ExitCode {
 /// Checks the arguments against each other and the target; returns the job to run.
 fn job_config(args: &BenchArgs, info: TargetInfo) -> Result<JobConfig, BenchError> {
     let bs = args.block_size_bytes as u64;
-    if (args.fua || args.fill || args.cold)
+    if (args.fua || args.fill || args.cold || args.volblock_bytes.is_some())
         && !matches!(args.target, TargetSpec::Volume(_) | TargetSpec::VolumeMemory(_))
     {
-        return Err(BenchError::Usage("--fua, --fill and --cold need a volume: target".into()));
+        return Err(BenchError::Usage(
+            "--fua, --fill, --cold and --volblock need a volume: target".into(),
+        ));
     }
     let target_size_bytes = info.size_bytes;
     if !bs.is_multiple_of(u64::from(info.logical_block_bytes)) {
@@ -172,6 +174,7 @@ fn run_volume(args: &BenchArgs, backing: &volume::VolumeBacking) -> Result<Repor
         fill: args.fill,
         cold: args.cold,
         fua: args.fua,
+        volblock_bytes: args.volblock_bytes,
         shards: args.shards as usize,
         backend: args.backend.into(),
     };

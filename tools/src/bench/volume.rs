@@ -54,6 +54,8 @@ pub struct VolumeBenchOptions {
     pub cold: bool,
     /// Writes are FUA (durable through the intent log when they complete).
     pub fua: bool,
+    /// `volblocksize` of a created volume (default 4 KiB); an imported one must match.
+    pub volblock_bytes: Option<u32>,
     /// Shards that will drive the volume.
     pub shards: usize,
     /// Kernel interface of the set-up reactor.
@@ -167,6 +169,13 @@ async fn create_or_import(
             let volume = pool
                 .open_volume(VOLUME_NAME)
                 .map_err(|e| pool_err(name, "no volume 'bench' in the pool", &e))?;
+            let has = volume.layout().volblock_bytes;
+            if let Some(want) = options.volblock_bytes.filter(|w| *w != has) {
+                return Err(format!(
+                    "{name}: volume 'bench' has volblocksize {has}, not {want} (remove the file \
+                     to create the pool again)"
+                ));
+            }
             return Ok((pool, volume, false));
         }
         Err(PoolError::NotAPool(_)) => {}
@@ -188,16 +197,22 @@ async fn create_or_import(
     let pool = Pool::create(vec![device], None, create)
         .await
         .map_err(|e| pool_err(name, "cannot create a pool", &e))?;
+    let defaults = VolumeOptions::default();
     let volume_options = VolumeOptions {
         capacity_bytes,
         logical_block_bytes: LOGICAL_BLOCK_BYTES,
-        ..VolumeOptions::default()
+        volblock_bytes: options.volblock_bytes.unwrap_or(defaults.volblock_bytes),
+        ..defaults
     };
     let volume = pool
         .create_volume(VOLUME_NAME, &volume_options)
         .await
         .map_err(|e| pool_err(name, "cannot create the volume", &e))?;
-    eprintln!("ferrite-bench: created pool and volume '{VOLUME_NAME}' ({capacity_bytes} bytes)");
+    eprintln!(
+        "ferrite-bench: created pool and volume '{VOLUME_NAME}' ({capacity_bytes} bytes, \
+         volblocksize {})",
+        volume_options.volblock_bytes
+    );
     Ok((pool, volume, true))
 }
 
