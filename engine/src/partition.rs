@@ -9,7 +9,6 @@ use std::sync::Arc;
 use drivers::buffer::{IoBuf, SharedBuf};
 
 use crate::block_pointer::BlockPointer;
-use crate::format::{checksum, Checksum};
 
 /// Fixed shape of a volume's block space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,25 +97,23 @@ impl VolumeLayout {
     }
 }
 
-/// The content of one dirty data block, with its checksum kept current.
+/// The content of one dirty data block.
 ///
 /// The bytes are a shared view of the buffer the data arrived in (a whole-block piece of a
-/// write), or of a buffer of its own (a merged sub-block write); the txg syncer writes them
-/// from that memory.
+/// write), or of a buffer of its own (a merged sub-block write); the txg syncer checksums them
+/// in place (on a CPU worker, with compression and fingerprints) and writes them from that
+/// memory.
 #[derive(Debug, Clone)]
 pub struct BlockData {
     /// Exactly `volblock_bytes`.
     pub bytes: SharedBuf,
-    /// xxh3-128 of `bytes`, computed in place.
-    pub checksum: Checksum,
 }
 
 impl BlockData {
-    /// Wraps `bytes`, computing the checksum.
+    /// Wraps `bytes`.
     #[must_use]
     pub fn new(bytes: SharedBuf) -> BlockData {
-        let checksum = checksum(&bytes);
-        BlockData { bytes, checksum }
+        BlockData { bytes }
     }
 
     /// A block holding a copy of `bytes` in a buffer of its own (tests, replay).

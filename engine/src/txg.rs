@@ -158,9 +158,9 @@ const DEDUP_ENTRY_ESTIMATE_BYTES: u64 = 96;
 /// (handing them to the CPU workers costs more than it saves).
 const PARALLEL_FORMS_MIN_BYTES: usize = 256 << 10;
 
-/// The stored form of one data block: compressed when `compression` is on and it saves an
-/// eighth of the block, raw (the block's own buffer) otherwise; with its fingerprint when
-/// `fingerprints` is set.
+/// The stored form of one data block and its checksum: compressed when `compression` is on
+/// and it saves an eighth of the block, raw (the block's own buffer, checksummed in place)
+/// otherwise; with its fingerprint when `fingerprints` is set.
 fn store_form(
     d: &crate::partition::BlockData,
     compression: Compression,
@@ -181,7 +181,7 @@ fn store_form(
             fingerprint: None,
         },
         None => StoredForm {
-            checksum: d.checksum,
+            checksum: checksum(&d.bytes),
             len_bytes: d.bytes.len() as u64,
             data: d.bytes.clone(),
             compression: COMPRESSION_OFF,
@@ -198,7 +198,8 @@ fn store_form(
 /// compressed when the volume compresses and the block saves an eighth of its size, raw
 /// otherwise, with their dedup fingerprints when `fingerprints` is set.
 ///
-/// Compression and fingerprinting are pure CPU work. A set large enough to pay for it is cut
+/// Checksums, compression and fingerprints are pure CPU work. A set large enough to pay for it
+/// is cut
 /// into jobs of about [`FORMS_JOB_BYTES`] that run on the CPU workers (`offload`), so the
 /// syncing shard goes on with its other tasks, and with the trees and writes of earlier
 /// partitions, meanwhile. Forms, checksums and fingerprints are the same either way.
@@ -238,10 +239,9 @@ impl Forms {
                 .map(|d| store_form(d, compression, logical_bytes, fingerprints, &mut scratch))
                 .collect()
         };
-        let needs_cpu = compression != Compression::Off || fingerprints;
         // Unit tests shorten fingerprints through a thread-local (`ddt::SHORT_FINGERPRINT_BYTES`)
         // that other threads would not see, so they compute every form on this thread.
-        if cfg!(test) || !needs_cpu || data_bytes < PARALLEL_FORMS_MIN_BYTES {
+        if cfg!(test) || data_bytes < PARALLEL_FORMS_MIN_BYTES {
             return (Forms::Ready(work(&blocks)), data_bytes);
         }
         let per_block = (data_bytes / blocks.len().max(1)).max(1);

@@ -1,5 +1,6 @@
-//! ferrite-bench `--verify` end to end: a block corrupted behind the benchmark's back with
-//! plain std::fs is caught on read, reported with its offset, and fails the run.
+//! ferrite-bench end to end: with `--verify`, a block corrupted behind the benchmark's back
+//! with plain std::fs is caught on read, reported with its offset, and fails the run; without
+//! it, a write-only run on a volume stores every block it hands over shared.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
@@ -22,13 +23,13 @@ fn json_of(output: &std::process::Output) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON ({e}): {text}"))
 }
 
-#[test]
-fn corrupted_block_is_caught_with_its_offset() {
-    let path = image("verify-corrupt");
-    let target = format!("file:{}", path.display());
+/// Writes 8 MiB to `target` in 64 KiB writes at depth 4 (plus `extra` arguments); the run
+/// must succeed. Returns its JSON report.
+fn write_8m(target: &str, extra: &[&str]) -> serde_json::Value {
     let write = bench()
-        .args(["--target", &target, "--size", "8m", "--rw", "write", "--bs", "64k"])
-        .args(["--iodepth", "4", "--verify", "--verify-generation", "7", "--json"])
+        .args(["--target", target, "--size", "8m", "--rw", "write", "--bs", "64k"])
+        .args(["--iodepth", "4", "--json"])
+        .args(extra)
         .output()
         .expect("run ferrite-bench");
     assert!(
@@ -36,7 +37,15 @@ fn corrupted_block_is_caught_with_its_offset() {
         "write pass failed: {}",
         String::from_utf8_lossy(&write.stderr)
     );
-    assert_eq!(json_of(&write)["ios_write"], 128);
+    json_of(&write)
+}
+
+#[test]
+fn corrupted_block_is_caught_with_its_offset() {
+    let path = image("verify-corrupt");
+    let target = format!("file:{}", path.display());
+    let write = write_8m(&target, &["--verify", "--verify-generation", "7"]);
+    assert_eq!(write["ios_write"], 128);
 
     let clean = bench()
         .args(["--target", &target, "--rw", "read", "--bs", "64k", "--verify"])
@@ -105,4 +114,23 @@ fn bad_arguments_give_one_clear_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let first = stderr.lines().next().unwrap_or_default();
     assert!(first.contains("multiple of 512"), "{stderr}");
+}
+
+#[test]
+fn a_write_only_run_hands_the_volume_its_buffers_and_every_block_is_stored() {
+    // Without --verify a write-only run writes each worker's bytes unchanged, so a volume
+    // target is given them shared (no copy back); the data must still land in every block.
+    let path = image("shared-writes");
+    let target = format!("volume:{}", path.display());
+    let report = write_8m(&target, &[]);
+    assert_eq!((report["ios_write"].as_u64(), report["errors"].as_u64()), (Some(128), Some(0)));
+    let inspect = Command::new(env!("CARGO_BIN_EXE_ferrite-inspect"))
+        .arg(&path)
+        .output()
+        .expect("run ferrite-inspect");
+    let _ = std::fs::remove_file(&path);
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(inspect.status.success(), "{text}");
+    // 8 MiB of non-zero data: 2048 stored 4 KiB blocks, none of them a hole.
+    assert!(text.contains("referenced 8388608 B") && text.contains("(2048 data"), "{text}");
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use drivers::buffer::IoBuf;
+use drivers::buffer::{IoBuf, SharedBuf};
 use drivers::error::IoResult;
 use drivers::executor;
 
@@ -165,7 +165,7 @@ impl ShardState {
         offset_bytes: u64,
         latency_ns: u64,
         res: IoResult<()>,
-        buf: &IoBuf,
+        buf: &[u8],
         now: Instant,
     ) {
         let mut result = self.result.borrow_mut();
@@ -212,6 +212,11 @@ async fn worker<S: ShardIo>(io: Rc<S>, state: Rc<ShardState>, mut buf: IoBuf, se
     let blocks = config.region_bytes / block_bytes;
     let read_percent = u64::from(config.read_percent);
     let mut rng = Xorshift64::new(seed);
+    // Write-only without stamps, the same bytes are written every time: a target that keeps
+    // written buffers (an engine volume) is handed them shared, as the iSCSI target hands over
+    // the buffers it receives into, instead of copying each one back for reuse.
+    let shared = (read_percent == 0 && !config.verify && io.keeps_written_buffers())
+        .then(|| SharedBuf::new(std::mem::replace(&mut buf, IoBuf::zeroed(0))));
     while state.claim() {
         let is_read = match read_percent {
             100 => true,
@@ -229,13 +234,16 @@ async fn worker<S: ShardIo>(io: Rc<S>, state: Rc<ShardState>, mut buf: IoBuf, se
         let start = Instant::now();
         let (res, back) = if is_read {
             io.read(buf, offset_bytes).await
+        } else if let Some(shared) = &shared {
+            (io.write_shared(shared.clone(), offset_bytes).await, buf)
         } else {
             io.write(buf, offset_bytes).await
         };
         buf = back;
         let now = Instant::now();
         let latency_ns = u64::try_from(now.duration_since(start).as_nanos()).unwrap_or(u64::MAX);
-        state.complete(is_read, offset_bytes, latency_ns, res, &buf, now);
+        let bytes: &[u8] = shared.as_deref().unwrap_or(&buf);
+        state.complete(is_read, offset_bytes, latency_ns, res, bytes, now);
     }
 }
 

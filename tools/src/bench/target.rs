@@ -19,7 +19,7 @@ use std::sync::Arc;
 use drivers::blockdev::memory::MemoryDevice;
 use drivers::blockdev::uring::UringDevice;
 use drivers::blockdev::BlockDevice;
-use drivers::buffer::IoBuf;
+use drivers::buffer::{IoBuf, SharedBuf};
 use drivers::error::{IoError, IoResult};
 use drivers::ops::{self, FileRef};
 
@@ -117,6 +117,17 @@ pub trait ShardIo: 'static {
     async fn read(&self, buf: IoBuf, offset_bytes: u64) -> (IoResult<()>, IoBuf);
     /// Writes all of `buf` at `offset_bytes` (all or error).
     async fn write(&self, buf: IoBuf, offset_bytes: u64) -> (IoResult<()>, IoBuf);
+    /// True when the target keeps references to written buffers (an engine volume holds them
+    /// until its txg sync), so that [`ShardIo::write`] must copy a buffer to give it back, and
+    /// it takes [`ShardIo::write_shared`] without that copy.
+    fn keeps_written_buffers(&self) -> bool {
+        false
+    }
+    /// Writes all of the shared `buf` at `offset_bytes`; the target may keep the view. The
+    /// default copies it into a buffer of its own for [`ShardIo::write`].
+    async fn write_shared(&self, buf: SharedBuf, offset_bytes: u64) -> IoResult<()> {
+        self.write(IoBuf::from_slice(&buf), offset_bytes).await.0
+    }
     /// Runs after the shard's measured I/O has ended (outside the measurement).
     async fn detach(&self) {}
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use drivers::blockdev::memory::MemoryDevice;
 use drivers::blockdev::uring::UringDevice;
 use drivers::blockdev::BlockDevice;
-use drivers::buffer::IoBuf;
+use drivers::buffer::{IoBuf, SharedBuf};
 use drivers::error::{IoError, IoResult};
 use drivers::executor::{self, BackendChoice, JoinHandle, ReactorConfig};
 use drivers::shard;
@@ -429,6 +429,15 @@ impl ShardIo for VolumeShard {
         let lba = offset_bytes / self.logical_block_bytes;
         let (res, buf) = self.volume.write(lba, buf, self.fua).await;
         (res.map_err(volume_to_io), buf)
+    }
+
+    fn keeps_written_buffers(&self) -> bool {
+        true
+    }
+
+    async fn write_shared(&self, buf: SharedBuf, offset_bytes: u64) -> IoResult<()> {
+        let lba = offset_bytes / self.logical_block_bytes;
+        self.volume.write_shared(lba, buf, self.fua).await.map_err(volume_to_io)
     }
 
     async fn detach(&self) {
