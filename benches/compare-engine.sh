@@ -5,8 +5,11 @@
 #
 #   benches/compare-engine.sh FILE
 #
-# FILE is the raw file fio drives; the pool lives in FILE.pool. Both are created with the same
-# fio sequential write (so both are fully written, allocated files) when missing. The volume
+# FILE is the raw file fio drives; the pool lives in FILE.pool (and the 128k-volblocksize pool
+# in FILE.pool-128k). All are created with the same fio sequential write (so all are fully
+# written, allocated files) when missing. On a virtual disk the host's cache favours the file
+# written last: remove all three before a run whose cold-read ratio matters, so they are
+# created together. The volume
 # created in the pool is FERRITE_BENCH_VOLUME_PERCENT of the file (the rest is what a
 # copy-on-write pool keeps free so that overwrites still land in long runs). fio is given
 # --size=<volume bytes>, so it covers the same number of bytes as the volume (the first
