@@ -14,8 +14,10 @@
 #   FERRITE_BENCH_IODEPTH  I/Os in flight per shard (default 32)
 #   CARGO_TARGET_DIR       where the release build goes (default: <repo>/target)
 #
-# The machine load (uptime) is printed first: the ratio means something only when the cores
-# are otherwise idle. The last line is
+# N shards run on N cores: the whole process (shards and the pool's CPU workers, which
+# checksum and compress at txg sync) is confined with taskset to CPUs 0..N-1, so the ratio
+# compares one core with two. The machine load (uptime) is printed first: the ratio means
+# something only when the cores are otherwise idle. The last line is
 #   ratio randread_2v1=R1 randwrite_2v1=R2
 set -euo pipefail
 
@@ -35,7 +37,8 @@ echo "scaling: load before the runs:$(uptime | sed 's/.*load average: //')"
 run() {
     local rw=$1 shards=$2 extra=()
     [[ $rw == randread ]] && extra=(--fill)
-    "$BENCH" --target "volume-mem:$SIZE" --rw "$rw" --bs 4k --iodepth "$IODEPTH" \
+    taskset -c "0-$((shards - 1))" \
+        "$BENCH" --target "volume-mem:$SIZE" --rw "$rw" --bs 4k --iodepth "$IODEPTH" \
         --shards "$shards" --runtime "$RUNTIME" "${extra[@]}" 2>/dev/null |
         awk '$1 == "all" { sub("iops=", "", $2); print $2 }'
 }
