@@ -3,6 +3,10 @@
 #[path = "../bench/mod.rs"]
 mod bench;
 
+/// The allocator ferrited runs with (see ferrited's main).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     bench::main()
 }

@@ -15,6 +15,10 @@
 #[allow(dead_code)]
 mod cpu;
 
+/// The allocator ferrited runs with (see ferrited's main).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;

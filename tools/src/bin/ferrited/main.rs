@@ -10,6 +10,12 @@ mod metrics;
 mod rpc;
 mod stats;
 
+/// mimalloc: shards allocate and free I/O buffers and cache entries that other shards free
+/// and allocate (a shared read cache evicts another shard's blocks); its thread-local heaps
+/// take those cross-thread frees without the arena lock the system allocator contends on.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
