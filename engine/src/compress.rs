@@ -106,9 +106,9 @@ pub fn compress_block(data: &[u8], scratch: &mut Vec<u8>) -> Option<IoBuf> {
         at += len;
     }
     let stored = at.next_multiple_of(SECTOR_BYTES as usize);
-    let mut out = IoBuf::zeroed(stored);
-    out[..at].copy_from_slice(&scratch[..at]);
-    Some(out)
+    // `stored` <= `max` <= the scratch length: pad there, then copy once.
+    scratch[at..stored].fill(0);
+    Some(IoBuf::from_slice(&scratch[..stored]))
 }
 
 /// Why a stored block could not be decompressed.

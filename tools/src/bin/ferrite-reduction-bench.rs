@@ -27,7 +27,7 @@ use std::time::Instant;
 use clap::Parser;
 use drivers::blockdev::uring::UringDevice;
 use drivers::blockdev::BlockDevice;
-use drivers::buffer::IoBuf;
+use drivers::buffer::{IoBuf, SharedBuf};
 use drivers::executor::{spawn, Reactor, ReactorConfig};
 use engine::block_volume::BlockVolume;
 use engine::compress::Compression;
@@ -149,7 +149,10 @@ async fn run(args: &Args, c: &Case, size_bytes: u64) -> Result<String, String> {
     for (i, buf) in stream.into_iter().enumerate() {
         let v = vol.clone();
         let lba = i as u64 * (WRITE_BYTES as u64 / 512);
-        in_flight.push_back(spawn(async move { v.write(lba, buf, false).await.0 }));
+        // Handed over, as the iSCSI target hands over the buffer it received into: the volume
+        // keeps it until its txg sync and nothing is copied back.
+        in_flight
+            .push_back(spawn(async move { v.write_shared(lba, SharedBuf::new(buf), false).await }));
         if in_flight.len() >= DEPTH {
             if let Some(h) = in_flight.pop_front() {
                 h.await.map_err(|e| format!("write: {e}"))?;
