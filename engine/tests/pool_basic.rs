@@ -4,7 +4,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{device, reactor};
+use common::{device, reactor, read_at};
 use drivers::blockdev::memory::MemoryDevice;
 use drivers::blockdev::BlockDevice;
 use drivers::buffer::IoBuf;
@@ -36,12 +36,6 @@ fn crash_copy(mem: &MemoryDevice) -> Arc<dyn BlockDevice> {
     Arc::new(copy)
 }
 
-async fn read(vol: &dyn BlockVolume, lba: u64, len: usize) -> Vec<u8> {
-    let (res, buf) = vol.read(lba, IoBuf::zeroed(len)).await;
-    res.expect("read");
-    buf.to_vec()
-}
-
 #[test]
 fn write_read_sync_export_import() {
     let r = reactor();
@@ -56,17 +50,17 @@ fn write_read_sync_export_import() {
         res.expect("write");
         let mut want = pattern(1, 8192).to_vec();
         want[512..1024].copy_from_slice(&pattern(9, 512));
-        assert_eq!(read(&vol, 8, 8192).await, want);
+        assert_eq!(read_at(&vol, 8, 8192).await, want);
         pool.sync_txg().await.expect("sync");
-        assert_eq!(read(&vol, 8, 8192).await, want);
-        assert_eq!(read(&vol, 0, 4096).await, vec![0u8; 4096], "unwritten reads zero");
+        assert_eq!(read_at(&vol, 8, 8192).await, want);
+        assert_eq!(read_at(&vol, 0, 4096).await, vec![0u8; 4096], "unwritten reads zero");
         pool.export().await.expect("export");
         drop(vol);
         drop(pool);
         let pool =
             Pool::import(vec![Arc::clone(&dev)], PoolTunables::default()).await.expect("import");
         let vol = pool.open_volume("vol").expect("open");
-        assert_eq!(read(&vol, 8, 8192).await, want);
+        assert_eq!(read_at(&vol, 8, 8192).await, want);
         let status = vol.lba_status(0).await.expect("status");
         assert!(!status.mapped);
         assert_eq!(status.run_blocks, 8);
@@ -118,11 +112,11 @@ fn unmap_and_compare_and_write() {
         res.expect("write");
         pool.sync_txg().await.expect("sync");
         vol.unmap(1, 2046).await.expect("unmap");
-        let got = read(&vol, 0, 1 << 20).await;
+        let got = read_at(&vol, 0, 1 << 20).await;
         assert_eq!(&got[..512], &pattern(3, 512)[..]);
         assert!(got[512..(1 << 20) - 512].iter().all(|b| *b == 0));
         pool.sync_txg().await.expect("sync");
-        let got2 = read(&vol, 0, 1 << 20).await;
+        let got2 = read_at(&vol, 0, 1 << 20).await;
         assert_eq!(got, got2);
         let cmp = IoBuf::from_slice(&got[..512]);
         let outcome = vol.compare_and_write(0, cmp, pattern(77, 512), true).await.expect("caw");
@@ -130,7 +124,7 @@ fn unmap_and_compare_and_write() {
         let outcome =
             vol.compare_and_write(0, pattern(1, 512), pattern(78, 512), false).await.expect("caw");
         assert!(matches!(outcome, CompareOutcome::Miscompare { .. }));
-        assert_eq!(read(&vol, 0, 512).await, pattern(77, 512).to_vec());
+        assert_eq!(read_at(&vol, 0, 512).await, pattern(77, 512).to_vec());
     });
 }
 
@@ -219,18 +213,18 @@ fn snapshots_clones_rollback_and_space() {
         // two-level tree) are held by the snapshot alone.
         assert_eq!(freed, (32 << 10) + 2 * 8192);
         let clone = pool.clone_snapshot("vol@a", "c").await.expect("clone");
-        assert_eq!(read(&clone, 0, 64 << 10).await, pattern(1, 64 << 10).to_vec());
+        assert_eq!(read_at(&clone, 0, 64 << 10).await, pattern(1, 64 << 10).to_vec());
         let (res, _) = clone.write(0, pattern(3, 4096), true).await;
         res.expect("clone write");
         assert!(matches!(pool.destroy_snapshot("vol@a").await, Err(PoolError::Busy(_))));
         pool.rollback("vol@a").await.expect("rollback");
-        assert_eq!(read(&vol, 0, 64 << 10).await, pattern(1, 64 << 10).to_vec());
+        assert_eq!(read_at(&vol, 0, 64 << 10).await, pattern(1, 64 << 10).to_vec());
         let free_before = pool.free_bytes();
         pool.destroy_volume("c").await.expect("destroy clone");
         pool.destroy_snapshot("vol@a").await.expect("destroy snapshot");
         pool.sync_txg().await.expect("sync");
         assert!(pool.free_bytes() >= free_before);
-        assert_eq!(read(&vol, 0, 64 << 10).await, pattern(1, 64 << 10).to_vec());
+        assert_eq!(read_at(&vol, 0, 64 << 10).await, pattern(1, 64 << 10).to_vec());
         let space = pool.space("vol").expect("space");
         assert_eq!(space.referenced_bytes, 64 << 10);
         assert_eq!(space.snapshot_count, 0);
@@ -290,13 +284,13 @@ fn writers_past_the_dirty_limit_complete_with_and_without_a_syncer() {
         let pool = Pool::import(vec![Arc::clone(&dev)], tunables).await.expect("import");
         let vol = pool.open_volume("vol").expect("open");
         for i in 0..32u64 {
-            assert_eq!(read(&vol, i * 128, 64 << 10).await, pattern(i as u8, 64 << 10).to_vec());
+            assert_eq!(read_at(&vol, i * 128, 64 << 10).await, pattern(i as u8, 64 << 10).to_vec());
         }
         for w in 0..4u64 {
             for i in 0..16u64 {
                 let lba = (w * 16 + i) * 128 + 4096;
                 let want = pattern((w + i) as u8, 64 << 10).to_vec();
-                assert_eq!(read(&vol, lba, 64 << 10).await, want);
+                assert_eq!(read_at(&vol, lba, 64 << 10).await, want);
             }
         }
     });
@@ -341,7 +335,7 @@ fn one_shard_fills_both_log_chains_before_a_txg_and_replay_keeps_the_order() {
         let vol = pool.open_volume("vol").expect("open");
         for (slot, seed) in want.iter().enumerate() {
             let seed = seed.expect("every slot written");
-            assert_eq!(read(&vol, slot as u64 * 8, 4096).await, pattern(seed, 4096).to_vec());
+            assert_eq!(read_at(&vol, slot as u64 * 8, 4096).await, pattern(seed, 4096).to_vec());
         }
     });
 }
@@ -369,7 +363,7 @@ fn write_same_logs_the_pattern_once_per_stripe_run_and_is_replayed() {
             Pool::import(vec![crash_copy(&mem)], PoolTunables::default()).await.expect("import");
         assert_eq!(pool.stats.log_records_replayed.load(relaxed), records);
         let vol = pool.open_volume("vol").expect("open");
-        let got = read(&vol, 0, 5008 * 512).await;
+        let got = read_at(&vol, 0, 5008 * 512).await;
         assert!(got[..3 * 512].iter().all(|b| *b == 0), "before the range");
         for lba in 3..5003 {
             let at = lba * 512;

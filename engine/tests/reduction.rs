@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{device, reactor};
+use common::{device, reactor, read_at, write_at};
 use drivers::buffer::IoBuf;
 use engine::block_volume::BlockVolume;
 use engine::compress::Compression;
@@ -46,15 +46,14 @@ fn half_compressible(len: usize, seed: u64) -> Vec<u8> {
     random(len / 2, seed).chunks(64).flat_map(|c| c.iter().chain(c).copied()).collect()
 }
 
+/// Writes volume block `block` (of [`BLOCK`] bytes).
 async fn write(vol: &dyn BlockVolume, block: u64, data: &[u8]) {
-    let (res, _) = vol.write(block * (BLOCK as u64 / 512), IoBuf::from_slice(data), false).await;
-    res.expect("write");
+    write_at(vol, block * (BLOCK as u64 / 512), data).await;
 }
 
+/// Reads volume block `block`.
 async fn read(vol: &dyn BlockVolume, block: u64) -> Vec<u8> {
-    let (res, buf) = vol.read(block * (BLOCK as u64 / 512), IoBuf::zeroed(BLOCK)).await;
-    res.expect("read");
-    buf.to_vec()
+    read_at(vol, block * (BLOCK as u64 / 512), BLOCK).await
 }
 
 #[test]
@@ -355,9 +354,7 @@ fn low_hit_rate_stops_new_entries_with_the_reason() {
 
 /// Writes `count` unique 4 KiB blocks (seeded) from 4 KiB block `first` in one command.
 async fn write_unique_4k(vol: &dyn BlockVolume, first: u64, count: usize, seed: u64) {
-    let (res, _) =
-        vol.write(first * 8, IoBuf::from_slice(&random(4096 * count, seed)), false).await;
-    res.expect("write");
+    write_at(vol, first * 8, &random(4096 * count, seed)).await;
 }
 
 #[test]
