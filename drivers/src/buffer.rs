@@ -36,17 +36,31 @@ unsafe impl Send for IoBuf {}
 // SAFETY: shared references only give `&[u8]` access; no interior mutability.
 unsafe impl Sync for IoBuf {}
 
+/// Allocates at least `bytes` (rounded up to the alignment, at least one alignment unit),
+/// zeroed when `zero` is set; returns the memory and its size. The caller initialises every
+/// byte of an unzeroed allocation before it reads one.
+fn heap_alloc(bytes: usize, zero: bool) -> (NonNull<u8>, usize) {
+    let alloc_bytes = bytes.max(1).next_multiple_of(BUFFER_ALIGN_BYTES);
+    let layout = Layout::from_size_align(alloc_bytes, BUFFER_ALIGN_BYTES)
+        .expect("buffer layout within isize::MAX");
+    // SAFETY: layout has a non-zero size.
+    let raw = unsafe {
+        if zero {
+            alloc_zeroed(layout)
+        } else {
+            alloc(layout)
+        }
+    };
+    let Some(ptr) = NonNull::new(raw) else { std::alloc::handle_alloc_error(layout) };
+    (ptr, alloc_bytes)
+}
+
 impl IoBuf {
     /// A heap buffer of `capacity_bytes` (rounded up to the alignment), zeroed, with `len` equal
     /// to `capacity_bytes`.
     #[must_use]
     pub fn zeroed(capacity_bytes: usize) -> IoBuf {
-        let alloc_bytes = capacity_bytes.max(1).next_multiple_of(BUFFER_ALIGN_BYTES);
-        let layout = Layout::from_size_align(alloc_bytes, BUFFER_ALIGN_BYTES)
-            .expect("buffer layout within isize::MAX");
-        // SAFETY: layout has a non-zero size.
-        let raw = unsafe { alloc_zeroed(layout) };
-        let Some(ptr) = NonNull::new(raw) else { std::alloc::handle_alloc_error(layout) };
+        let (ptr, alloc_bytes) = heap_alloc(capacity_bytes, true);
         IoBuf { ptr, capacity_bytes: alloc_bytes, len_bytes: capacity_bytes, origin: Origin::Heap }
     }
 
@@ -54,12 +68,7 @@ impl IoBuf {
     /// the only pass over the bytes: they are not zeroed first.
     #[must_use]
     pub fn from_slice(data: &[u8]) -> IoBuf {
-        let alloc_bytes = data.len().max(1).next_multiple_of(BUFFER_ALIGN_BYTES);
-        let layout = Layout::from_size_align(alloc_bytes, BUFFER_ALIGN_BYTES)
-            .expect("buffer layout within isize::MAX");
-        // SAFETY: layout has a non-zero size.
-        let raw = unsafe { alloc(layout) };
-        let Some(ptr) = NonNull::new(raw) else { std::alloc::handle_alloc_error(layout) };
+        let (ptr, alloc_bytes) = heap_alloc(data.len(), false);
         // SAFETY: the allocation holds alloc_bytes >= data.len() bytes and does not overlap
         // `data`; after the copy and the fill every byte up to the capacity is initialised,
         // which the type's invariant requires.
@@ -168,8 +177,7 @@ impl Drop for IoBuf {
             Origin::Heap => {
                 let layout = Layout::from_size_align(self.capacity_bytes, BUFFER_ALIGN_BYTES)
                     .expect("layout was valid at allocation");
-                // SAFETY: allocated in `zeroed` or `from_slice` with exactly this layout,
-                // freed once.
+                // SAFETY: allocated by `heap_alloc` with exactly this layout, freed once.
                 unsafe { dealloc(self.ptr.as_ptr(), layout) };
             }
             Origin::Pool { pool, index } => {
