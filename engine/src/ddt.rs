@@ -228,6 +228,29 @@ struct Value {
     sectors: u16,
 }
 
+impl Value {
+    /// The entry as stored for `fp`.
+    fn phys(&self, fp: &Fingerprint) -> DdtEntryPhys {
+        DdtEntryPhys {
+            fingerprint: fp.0,
+            location: self.location,
+            refcount: self.refcount,
+            sectors: self.sectors,
+            reserved: 0,
+        }
+    }
+
+    /// A stored entry's value.
+    fn of(e: &DdtEntryPhys) -> Value {
+        Value { location: e.location, refcount: e.refcount, sectors: e.sectors }
+    }
+
+    /// Stored bytes of the block.
+    fn stored_bytes(&self) -> u64 {
+        u64::from(self.sectors) * SECTOR_BYTES
+    }
+}
+
 fn pack(extent: &Extent) -> (u64, u16) {
     let sectors = u16::try_from(extent.len_bytes / SECTOR_BYTES).expect("block fits u16 sectors");
     (u64::from(extent.device) << 48 | (extent.offset_bytes / SECTOR_BYTES), sectors)
@@ -236,7 +259,7 @@ fn pack(extent: &Extent) -> (u64, u16) {
 fn unpack(v: &Value) -> Extent {
     let device = u16::try_from(v.location >> 48).expect("16 bits");
     let offset = (v.location & ((1 << 48) - 1)) * SECTOR_BYTES;
-    Extent::new(device, offset, u64::from(v.sectors) * SECTOR_BYTES)
+    Extent::new(device, offset, v.stored_bytes())
 }
 
 type Map = HashMap<Fingerprint, Value, BuildHasherDefault<PassThrough>>;
@@ -362,6 +385,18 @@ fn map_bytes(capacity: usize, entry_bytes: usize) -> u64 {
 }
 
 impl Ddt {
+    /// Adds (`loaded`) or removes a loaded entry's share of the stored and referenced bytes.
+    fn count(&self, v: &Value, loaded: bool) {
+        let (stored, referenced) = (v.stored_bytes(), v.stored_bytes() * u64::from(v.refcount));
+        if loaded {
+            self.stored_bytes.fetch_add(stored, Ordering::Relaxed);
+            self.referenced_bytes.fetch_add(referenced, Ordering::Relaxed);
+        } else {
+            self.stored_bytes.fetch_sub(stored, Ordering::Relaxed);
+            self.referenced_bytes.fetch_sub(referenced, Ordering::Relaxed);
+        }
+    }
+
     /// The entry for `fp`.
     #[must_use]
     pub fn lookup(&self, fp: &Fingerprint) -> Option<DdtHit> {
@@ -377,7 +412,7 @@ impl Ddt {
             return false;
         }
         v.refcount += 1;
-        let bytes = u64::from(v.sectors) * SECTOR_BYTES;
+        let bytes = v.stored_bytes();
         part.touch(*fp);
         self.referenced_bytes.fetch_add(bytes, Ordering::Relaxed);
         true
@@ -405,7 +440,7 @@ impl Ddt {
             return Err(PoolError::Corrupt("dedup table has no entry for a freed block".into()));
         };
         v.refcount -= 1;
-        let bytes = u64::from(v.sectors) * SECTOR_BYTES;
+        let bytes = v.stored_bytes();
         let last = v.refcount == 0;
         let value = *v;
         part.touch(*fp);
@@ -438,12 +473,12 @@ impl Ddt {
         for p in &self.parts {
             let p = lock(p);
             f.entries += p.map.len() as u64;
-            f.disk_bytes += p.object.extents.iter().map(|e| e.len_bytes).sum::<u64>();
+            f.disk_bytes += p.object.disk_bytes();
         }
-        f.disk_bytes += lock(&self.index).extents.iter().map(|e| e.len_bytes).sum::<u64>();
+        f.disk_bytes += lock(&self.index).disk_bytes();
         let log = lock(&self.log);
         f.log_objects = log.len() as u64;
-        f.log_bytes = log.iter().flat_map(|o| &o.extents).map(|e| e.len_bytes).sum::<u64>();
+        f.log_bytes = log.iter().map(StoredObject::disk_bytes).sum::<u64>();
         f.disk_bytes += f.log_bytes;
         f
     }
@@ -486,13 +521,7 @@ impl Ddt {
             changed.sort_unstable_by_key(|fp| fp.0);
             changed.dedup();
             entries.extend(changed.iter().map(|fp| match p.map.get(fp) {
-                Some(v) => DdtEntryPhys {
-                    fingerprint: fp.0,
-                    location: v.location,
-                    refcount: v.refcount,
-                    sectors: v.sectors,
-                    reserved: 0,
-                },
+                Some(v) => v.phys(fp),
                 None => DdtEntryPhys { fingerprint: fp.0, ..DdtEntryPhys::zeroed() },
             }));
         }
@@ -507,7 +536,7 @@ impl Ddt {
         if log.len() + 1 > max_objects {
             return true;
         }
-        let logged = adding + log.iter().flat_map(|o| &o.extents).map(|e| e.len_bytes).sum::<u64>();
+        let logged = adding + log.iter().map(StoredObject::disk_bytes).sum::<u64>();
         drop(log);
         let entry = std::mem::size_of::<DdtEntryPhys>() as u64;
         let rewrite: u64 = self
@@ -549,18 +578,12 @@ impl Ddt {
             let old = if e.refcount == 0 {
                 part.map.remove(&fp)
             } else {
-                let v = Value { location: e.location, refcount: e.refcount, sectors: e.sectors };
+                let v = Value::of(&e);
+                self.count(&v, true);
                 part.map.insert(fp, v)
             };
             if let Some(old) = old {
-                let bytes = u64::from(old.sectors) * SECTOR_BYTES;
-                self.stored_bytes.fetch_sub(bytes, Ordering::Relaxed);
-                self.referenced_bytes.fetch_sub(bytes * u64::from(old.refcount), Ordering::Relaxed);
-            }
-            if e.refcount != 0 {
-                let bytes = u64::from(e.sectors) * SECTOR_BYTES;
-                self.stored_bytes.fetch_add(bytes, Ordering::Relaxed);
-                self.referenced_bytes.fetch_add(bytes * u64::from(e.refcount), Ordering::Relaxed);
+                self.count(&old, false);
             }
         }
         self.push_log(object);
@@ -576,17 +599,7 @@ impl Ddt {
                 continue;
             }
             p.dirty = false;
-            let entries: Vec<DdtEntryPhys> = p
-                .map
-                .iter()
-                .map(|(fp, v)| DdtEntryPhys {
-                    fingerprint: fp.0,
-                    location: v.location,
-                    refcount: v.refcount,
-                    sectors: v.sectors,
-                    reserved: 0,
-                })
-                .collect();
+            let entries: Vec<DdtEntryPhys> = p.map.iter().map(|(fp, v)| v.phys(fp)).collect();
             let old = std::mem::take(&mut p.object);
             out.push((i, bytemuck::cast_slice(&entries).to_vec(), old));
         }
@@ -626,13 +639,9 @@ impl Ddt {
             if part_of(&fp) != i || e.refcount == 0 || e.sectors == 0 {
                 return Err(PoolError::Corrupt("dedup table entry".into()));
             }
-            let bytes = u64::from(e.sectors) * SECTOR_BYTES;
-            self.stored_bytes.fetch_add(bytes, Ordering::Relaxed);
-            self.referenced_bytes.fetch_add(bytes * u64::from(e.refcount), Ordering::Relaxed);
-            part.map.insert(
-                fp,
-                Value { location: e.location, refcount: e.refcount, sectors: e.sectors },
-            );
+            let v = Value::of(&e);
+            self.count(&v, true);
+            part.map.insert(fp, v);
         }
         part.object = object;
         Ok(())

@@ -30,6 +30,12 @@ impl StoredObject {
     pub fn none() -> StoredObject {
         StoredObject::default()
     }
+
+    /// Bytes the object occupies on its devices.
+    #[must_use]
+    pub fn disk_bytes(&self) -> u64 {
+        self.extents.iter().map(|e| e.len_bytes).sum()
+    }
 }
 
 /// Extents reserved for an object of a known length.

@@ -22,8 +22,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The workers' queue, started on first use.
-fn queue() -> &'static Mutex<Sender<Job>> {
-    static QUEUE: OnceLock<Mutex<Sender<Job>>> = OnceLock::new();
+fn queue() -> &'static Sender<Job> {
+    static QUEUE: OnceLock<Sender<Job>> = OnceLock::new();
     QUEUE.get_or_init(|| {
         let (tx, rx) = channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
@@ -42,7 +42,7 @@ fn queue() -> &'static Mutex<Sender<Job>> {
                 eprintln!("ferrite: cannot start CPU worker {i}: {e}");
             }
         }
-        Mutex::new(tx)
+        tx
     })
 }
 
@@ -76,7 +76,7 @@ where
         theirs.done.store(true, Ordering::Release);
         theirs.waker.wake();
     });
-    if let Err(std::sync::mpsc::SendError(boxed)) = lock(queue()).send(boxed) {
+    if let Err(std::sync::mpsc::SendError(boxed)) = queue().send(boxed) {
         // No worker is running: compute in place.
         boxed();
     }

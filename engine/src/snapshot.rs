@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::block_pointer::BlockPointer;
 use crate::dataset::{name_field, DatasetKind};
-use crate::ddt::{bp_fingerprint, is_dedup, Fingerprint, FINGERPRINT_BYTES};
+use crate::ddt::{bp_fingerprint, is_dedup, Fingerprint};
 use crate::error::{PoolError, PoolResult};
 use crate::meta::{DatasetMeta, Meta, MetaOp};
 use crate::object::StoredObject;
@@ -223,19 +223,19 @@ impl Pool {
         chosen: &std::collections::HashSet<u64>,
     ) -> u64 {
         let mut total = 0;
-        let mut dedup: std::collections::HashMap<[u8; FINGERPRINT_BYTES], u64> =
+        let mut dedup: std::collections::HashMap<Fingerprint, u64> =
             std::collections::HashMap::new();
         for volume in volumes {
             freed_in_timeline(meta, volume, chosen, |bp| {
                 if is_dedup(bp) {
-                    *dedup.entry(bp_fingerprint(bp).0).or_default() += 1;
+                    *dedup.entry(bp_fingerprint(bp)).or_default() += 1;
                 } else {
                     total += u64::from(bp.physical_bytes);
                 }
             });
         }
         for (fp, dropped) in dedup {
-            if let Some(hit) = self.ddt.lookup(&Fingerprint(fp)) {
+            if let Some(hit) = self.ddt.lookup(&fp) {
                 if dropped >= u64::from(hit.refcount) {
                     total += hit.extent.len_bytes;
                 }

@@ -199,9 +199,8 @@ fn store_form(
 /// otherwise, with their dedup fingerprints when `fingerprints` is set.
 ///
 /// Checksums, compression and fingerprints are pure CPU work. A set large enough to pay for it
-/// is cut
-/// into jobs of about [`FORMS_JOB_BYTES`] that run on the CPU workers (`offload`), so the
-/// syncing shard goes on with its other tasks, and with the trees and writes of earlier
+/// is cut into jobs of about [`FORMS_JOB_BYTES`] that run on the CPU workers (`offload`), so
+/// the syncing shard goes on with its other tasks, and with the trees and writes of earlier
 /// partitions, meanwhile. Forms, checksums and fingerprints are the same either way.
 enum Forms {
     Ready(Vec<StoredForm>),
@@ -271,6 +270,56 @@ impl Forms {
         for f in forms.iter().filter(|f| f.compression == COMPRESSION_LZ4) {
             copy_stats::record(CopyPath::Compression, usize::try_from(f.len_bytes).unwrap_or(0));
         }
+        forms
+    }
+}
+
+/// The stored forms of a sync's partitions, started in order up to [`FORMS_AHEAD_BYTES`] of
+/// data ahead of the partition whose tree is being built.
+struct FormsAhead<'a> {
+    work: &'a [PartWork],
+    started: std::collections::VecDeque<(Forms, usize)>,
+    next: usize,
+    ahead_bytes: usize,
+}
+
+impl<'a> FormsAhead<'a> {
+    fn new(work: &'a [PartWork]) -> FormsAhead<'a> {
+        let mut ahead = FormsAhead {
+            work,
+            started: std::collections::VecDeque::new(),
+            next: 0,
+            ahead_bytes: 0,
+        };
+        ahead.fill();
+        ahead
+    }
+
+    /// Starts the forms of the next partition to be taken and of later ones while under the
+    /// bound.
+    fn fill(&mut self) {
+        let current = self.next - self.started.len();
+        while self.next < self.work.len()
+            && (self.next <= current || self.ahead_bytes < FORMS_AHEAD_BYTES)
+        {
+            let w = &self.work[self.next];
+            let (forms, bytes) = Forms::start(
+                &w.set,
+                w.volume.compression(),
+                w.volume.layout.volblock_bytes,
+                w.volume.dedup() != DedupMode::Off,
+            );
+            self.started.push_back((forms, bytes));
+            self.ahead_bytes += bytes;
+            self.next += 1;
+        }
+    }
+
+    /// The forms of the next partition, in order, starting more behind it.
+    fn take(&mut self) -> Forms {
+        self.fill();
+        let (forms, bytes) = self.started.pop_front().expect("forms started for this partition");
+        self.ahead_bytes -= bytes;
         forms
     }
 }
@@ -852,29 +901,7 @@ impl Pool {
                 .clamp(SECTOR_BYTES, LONG_RUN_BYTES),
         };
         // Stored forms are computed on the CPU workers ahead of the partition being synced.
-        let mut forms: std::collections::VecDeque<(Forms, usize)> =
-            std::collections::VecDeque::new();
-        let mut forms_started = 0;
-        let mut forms_ahead_bytes = 0;
-        let mut start_forms = |current: usize,
-                               forms: &mut std::collections::VecDeque<(Forms, usize)>,
-                               ahead: &mut usize| {
-            while forms_started < work.len()
-                && (forms_started <= current || *ahead < FORMS_AHEAD_BYTES)
-            {
-                let w = &work[forms_started];
-                let (f, bytes) = Forms::start(
-                    &w.set,
-                    w.volume.compression(),
-                    w.volume.layout.volblock_bytes,
-                    w.volume.dedup() != DedupMode::Off,
-                );
-                forms.push_back((f, bytes));
-                *ahead += bytes;
-                forms_started += 1;
-            }
-        };
-        start_forms(0, &mut forms, &mut forms_ahead_bytes);
+        let mut forms = FormsAhead::new(&work);
         for w in &work {
             let indices: Vec<u64> = w.set.blocks.keys().copied().collect();
             prefetch_paths(&self.devs, &self.cache, w.root, w.height, &indices).await;
@@ -886,11 +913,8 @@ impl Pool {
         let mut data_blocks = 0u64;
         let mut issued = std::collections::VecDeque::new();
         let mut failed = None;
-        for (i, w) in work.iter().enumerate() {
-            start_forms(i, &mut forms, &mut forms_ahead_bytes);
-            let (f, bytes) = forms.pop_front().expect("forms started for this partition");
-            forms_ahead_bytes -= bytes;
-            let stored = f.get().await;
+        for w in &work {
+            let stored = forms.take().get().await;
             let mut added = DataFigures::default();
             match self.sync_partition(w, stored, txg, &mut writes, &mut runs, &mut added).await {
                 Ok((root, height, killed)) => {

@@ -252,22 +252,21 @@ struct ChainState {
 /// Spare log block buffers a chain keeps.
 const SPARE_LOG_BUFFERS: usize = 2 * MAX_COMMITS_IN_FLIGHT;
 
+/// Capacity of a log block buffer: the largest block.
+const LOG_BUFFER_BYTES: usize = MAX_LOG_BLOCK_BYTES as usize;
+
 impl ChainState {
     /// A buffer of `len` bytes for a log block; its content is whatever an earlier block left
     /// (the encoder writes every byte).
     fn block_buffer(&mut self, len: usize) -> IoBuf {
-        let mut buf = self.spare.pop().unwrap_or_else(|| {
-            IoBuf::zeroed(usize::try_from(MAX_LOG_BLOCK_BYTES).expect("fits usize"))
-        });
+        let mut buf = self.spare.pop().unwrap_or_else(|| IoBuf::zeroed(LOG_BUFFER_BYTES));
         buf.set_len(len);
         buf
     }
 
     /// Keeps a written block's buffer for reuse.
     fn give_back(&mut self, buf: IoBuf) {
-        if self.spare.len() < SPARE_LOG_BUFFERS
-            && buf.capacity() == usize::try_from(MAX_LOG_BLOCK_BYTES).expect("fits usize")
-        {
+        if self.spare.len() < SPARE_LOG_BUFFERS && buf.capacity() == LOG_BUFFER_BYTES {
             self.spare.push(buf);
         }
     }
