@@ -13,6 +13,7 @@ pub mod executor;
 pub mod heap;
 pub mod mailbox;
 pub mod ops;
+pub mod remote;
 pub mod ring;
 pub mod shard;
 

@@ -88,6 +88,57 @@ pub struct Allocator {
     rotor: AtomicU64,
 }
 
+/// Where an allocation stream looks for space: groups owned by `shard` (of `shards`) first,
+/// starting at `group`, then every other group. A shard's txg syncer allocates from its own
+/// groups, so two syncers rarely meet on a group's lock; space is never refused while
+/// another shard's groups still have it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hint {
+    /// Group tried first; moves to the group that served the last allocation.
+    pub group: usize,
+    /// The shard allocating.
+    pub shard: usize,
+    /// Shards that own groups (1: every group is the caller's).
+    pub shards: usize,
+}
+
+impl Hint {
+    /// Any group, starting at `group`.
+    #[must_use]
+    pub fn any(group: usize) -> Hint {
+        Hint { group, shard: 0, shards: 1 }
+    }
+
+    /// Groups of `shard` first, starting at `group` (moved to the shard's next group when it
+    /// belongs to another shard).
+    #[must_use]
+    pub fn owned(group: usize, shard: usize, shards: usize) -> Hint {
+        let shards = shards.max(1);
+        let shard = shard % shards;
+        let group = group - group % shards + shard;
+        Hint { group, shard, shards }
+    }
+
+    /// True when `group` belongs to this hint's shard.
+    #[must_use]
+    pub fn owns(&self, group: usize) -> bool {
+        group_owner(group, self.shards) == self.shard
+    }
+}
+
+/// The shard, of `shards`, that owns allocation group `group`.
+#[must_use]
+pub fn group_owner(group: usize, shards: usize) -> usize {
+    group % shards.max(1)
+}
+
+/// Groups in the order `hint` tries them: its own from `hint.group` on, then the others.
+fn probe_order(hint: &Hint, n: usize) -> impl Iterator<Item = usize> + '_ {
+    let start = if n == 0 { 0 } else { hint.group % n };
+    let ring = move || (0..n).map(move |step| (start + step) % n);
+    ring().filter(|g| hint.owns(*g)).chain(ring().filter(|g| !hint.owns(*g)))
+}
+
 fn lock(m: &Mutex<AllocationGroup>) -> MutexGuard<'_, AllocationGroup> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -180,19 +231,17 @@ impl Allocator {
 
     /// A starting group for a new stream of allocations (round robin over devices and groups).
     #[must_use]
-    pub fn next_hint(&self) -> usize {
+    pub fn next_hint(&self) -> Hint {
         let n = self.groups.len().max(1) as u64;
-        usize::try_from(self.rotor.fetch_add(1, Ordering::Relaxed) % n).unwrap_or(0)
+        Hint::any(usize::try_from(self.rotor.fetch_add(1, Ordering::Relaxed) % n).unwrap_or(0))
     }
 
-    /// Allocates `len_bytes` (rounded up to 4 KiB) contiguous bytes, trying group `*hint`
-    /// first and moving `*hint` to the group that served it. `None` when no group has a run
-    /// that long.
-    pub fn allocate(&self, hint: &mut usize, len_bytes: u64) -> Option<Extent> {
+    /// Allocates `len_bytes` (rounded up to 4 KiB) contiguous bytes, trying the groups in
+    /// `hint`'s order and moving `hint.group` to the group that served it. `None` when no
+    /// group has a run that long.
+    pub fn allocate(&self, hint: &mut Hint, len_bytes: u64) -> Option<Extent> {
         let units = len_bytes.div_ceil(SECTOR_BYTES);
-        let n = self.groups.len();
-        for step in 0..n {
-            let index = (*hint + step) % n;
+        for index in probe_order(&hint.clone(), self.groups.len()) {
             let mut g = lock(&self.groups[index]);
             if units > g.longest_run_bound {
                 continue;
@@ -213,7 +262,7 @@ impl Allocator {
                 );
                 drop(g);
                 self.free_bytes.fetch_sub(units * SECTOR_BYTES, Ordering::Relaxed);
-                *hint = index;
+                hint.group = index;
                 return Some(extent);
             }
         }
@@ -227,7 +276,7 @@ impl Allocator {
     /// writes. `None` when no group has a free run of `min_bytes`.
     pub fn allocate_run(
         &self,
-        hint: &mut usize,
+        hint: &mut Hint,
         min_bytes: u64,
         want_bytes: u64,
         step_bytes: u64,
@@ -235,9 +284,7 @@ impl Allocator {
         let step = step_bytes.div_ceil(SECTOR_BYTES).max(1);
         let want = want_bytes.div_ceil(SECTOR_BYTES).next_multiple_of(step).max(step);
         let min = min_bytes.div_ceil(SECTOR_BYTES).next_multiple_of(step).clamp(step, want);
-        let n = self.groups.len();
-        for probe in 0..n {
-            let index = (*hint + probe) % n;
+        for index in probe_order(&hint.clone(), self.groups.len()) {
             let mut g = lock(&self.groups[index]);
             if min > g.longest_run_bound {
                 continue;
@@ -261,7 +308,7 @@ impl Allocator {
                 Extent::new(g.device, g.start_bytes + start * SECTOR_BYTES, len * SECTOR_BYTES);
             drop(g);
             self.free_bytes.fetch_sub(len * SECTOR_BYTES, Ordering::Relaxed);
-            *hint = index;
+            hint.group = index;
             return Some(extent);
         }
         None
@@ -295,6 +342,51 @@ impl Allocator {
         debug_assert!((start_unit..start_unit + units).all(|u| g.map.is_set(u)), "double free");
         g.pending.push(PendingFree { txg, start_unit, units });
         g.dirty = true;
+    }
+
+    /// Allocates like [`Allocator::allocate`], for a block written ahead of its txg and
+    /// referenced by an intent-log record. It is held as a pending free without a txg: the
+    /// persisted space maps show it free (a crash leaves it to the log's replay), and it is
+    /// not reused until [`Allocator::release_after`] names a txg and that txg is durable, or a
+    /// sync takes it into a tree ([`Allocator::reclaim`]).
+    pub fn allocate_held(&self, hint: &mut Hint, len_bytes: u64) -> Option<Extent> {
+        let extent = self.allocate(hint, len_bytes)?;
+        let (index, start_unit, units) = self.locate(&extent)?;
+        let mut g = lock(&self.groups[index]);
+        g.pending.push(PendingFree { txg: u64::MAX, start_unit, units });
+        g.dirty = true;
+        Some(extent)
+    }
+
+    /// A held extent ([`Allocator::allocate_held`]) becomes reusable once `txg` is durable.
+    pub fn release_after(&self, extent: &Extent, txg: u64) {
+        if let Some((index, start_unit, units)) = self.locate(extent) {
+            let mut g = lock(&self.groups[index]);
+            if let Some(p) = g
+                .pending
+                .iter_mut()
+                .find(|p| p.txg == u64::MAX && p.start_unit == start_unit && p.units == units)
+            {
+                p.txg = txg;
+            }
+        }
+    }
+
+    /// Takes a held extent released after `txg` back into use (a sync of `txg` references
+    /// it). False when no such hold exists; the caller then must not reference it.
+    pub fn reclaim(&self, extent: &Extent, txg: u64) -> bool {
+        let Some((index, start_unit, units)) = self.locate(extent) else { return false };
+        let mut g = lock(&self.groups[index]);
+        let found = g
+            .pending
+            .iter()
+            .position(|p| p.txg == txg && p.start_unit == start_unit && p.units == units);
+        if let Some(i) = found {
+            g.pending.swap_remove(i);
+            g.dirty = true;
+            return true;
+        }
+        false
     }
 
     /// Marks `extent` allocated (import: intent-log blocks and fixed regions). Returns false
@@ -369,7 +461,7 @@ mod tests {
     #[test]
     fn allocations_are_disjoint_and_stay_in_the_hinted_group() {
         let a = alloc();
-        let mut hint = 0;
+        let mut hint = Hint::any(0);
         let x = a.allocate(&mut hint, 8192).expect("space");
         let y = a.allocate(&mut hint, 4096).expect("space");
         assert_eq!(x.device, 0);
@@ -380,7 +472,7 @@ mod tests {
     #[test]
     fn runs_are_long_and_respect_their_bounds() {
         let a = alloc();
-        let mut hint = 0;
+        let mut hint = Hint::any(0);
         let run = a.allocate_run(&mut hint, 16 * 4096, 40 * 4096, 8192).expect("space");
         assert_eq!(run.len_bytes, 40 * 4096);
         // 24 units left in group 0: a 32-unit minimum moves to group 1.
@@ -393,9 +485,38 @@ mod tests {
     }
 
     #[test]
+    fn a_shard_allocates_from_its_own_groups_first_then_from_the_others() {
+        let layouts = (0..4)
+            .map(|i| AgLayout {
+                device: 0,
+                start_bytes: (1 << 20) + i * 64 * 4096,
+                len_bytes: 64 * 4096,
+            })
+            .collect();
+        let a = Allocator::new(layouts);
+        let group_of = |e: &Extent| ((e.offset_bytes - (1 << 20)) / (64 * 4096)) as usize;
+        // Shard 0 fills its two groups, shard 1 half of its own.
+        for (shard, blocks) in [(0, 128), (1, 64)] {
+            let mut hint = Hint::owned(3, shard, 2);
+            for _ in 0..blocks {
+                let e = a.allocate(&mut hint, 4096).expect("space");
+                assert_eq!(group_owner(group_of(&e), 2), shard, "{e:?}");
+            }
+        }
+        // Shard 0's groups are full: it takes space from shard 1's, never fails early.
+        let mut hint = Hint::owned(0, 0, 2);
+        let e = a.allocate(&mut hint, 4096).expect("space in shard 1's groups");
+        assert_eq!(group_owner(group_of(&e), 2), 1);
+        // Shard 1 still prefers its own remaining space.
+        let mut hint = Hint::owned(0, 1, 2);
+        let e = a.allocate_run(&mut hint, 4096, 4096, 4096).expect("space");
+        assert_eq!(group_owner(group_of(&e), 2), 1);
+    }
+
+    #[test]
     fn frees_are_reusable_only_after_their_txg_is_durable() {
         let a = alloc();
-        let mut hint = 0;
+        let mut hint = Hint::any(0);
         let mut got = Vec::new();
         while let Some(e) = a.allocate(&mut hint, 4096) {
             got.push(e);
@@ -412,7 +533,7 @@ mod tests {
     #[test]
     fn persisted_image_shows_pending_frees_as_free() {
         let a = alloc();
-        let mut hint = 0;
+        let mut hint = Hint::any(0);
         let e = a.allocate(&mut hint, 4096).expect("space");
         a.free(e, 3);
         let image = a.group(0).persist_image();

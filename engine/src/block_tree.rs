@@ -381,7 +381,7 @@ impl<'a> TreeUpdate<'a> {
     pub fn commit(
         mut self,
         alloc: &Allocator,
-        hint: &mut usize,
+        hint: &mut crate::allocator::Hint,
         txg: u64,
     ) -> Result<(BlockPointer, Vec<BlockPointer>, Vec<PendingWrite>), crate::error::PoolError> {
         let mut writes = Vec::new();

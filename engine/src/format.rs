@@ -7,7 +7,7 @@ use crate::error::{PoolError, PoolResult};
 
 /// Version of the on-disk format this build reads and writes. Bump it on every incompatible
 /// change and describe the change in docs/format.md.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Allocation unit and the alignment of every block on a device.
 pub const SECTOR_BYTES: u64 = 4096;

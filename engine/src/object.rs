@@ -54,7 +54,11 @@ impl ObjectPlan {
     /// Reserves space for `len_bytes`. `None` when the pool is out of space or the object is
     /// larger than [`MAX_CHUNKS`] chunks.
     #[must_use]
-    pub fn allocate(alloc: &Allocator, hint: &mut usize, len_bytes: usize) -> Option<ObjectPlan> {
+    pub fn allocate(
+        alloc: &Allocator,
+        hint: &mut crate::allocator::Hint,
+        len_bytes: usize,
+    ) -> Option<ObjectPlan> {
         let chunk = MAX_BLOCK_BYTES as usize;
         let count = len_bytes.div_ceil(chunk).max(1);
         if count > MAX_CHUNKS {

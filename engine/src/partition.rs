@@ -107,13 +107,22 @@ impl VolumeLayout {
 pub struct BlockData {
     /// Exactly `volblock_bytes`.
     pub bytes: SharedBuf,
+    /// Where the bytes were already written (a durable write logged by reference): the
+    /// sync takes this place into the tree instead of writing the block again.
+    pub written_at: Option<crate::block_pointer::Extent>,
 }
 
 impl BlockData {
     /// Wraps `bytes`.
     #[must_use]
     pub fn new(bytes: SharedBuf) -> BlockData {
-        BlockData { bytes }
+        BlockData { bytes, written_at: None }
+    }
+
+    /// Wraps `bytes`, already written at `extent`.
+    #[must_use]
+    pub fn written(bytes: SharedBuf, extent: crate::block_pointer::Extent) -> BlockData {
+        BlockData { bytes, written_at: Some(extent) }
     }
 
     /// A block holding a copy of `bytes` in a buffer of its own (tests, replay).

@@ -68,6 +68,10 @@ pub struct PoolTunables {
     pub dedup_checkpoint_min_log_bytes: u64,
     /// Dedup-table log objects after which a txg checkpoints whatever their size.
     pub dedup_max_log_objects: usize,
+    /// Whole blocks of a durable write (FUA, or write cache off) at least this large are
+    /// written to their place in the pool at once and logged by reference; smaller ones are
+    /// copied into the log block. Volumes with compression or dedup always log inline.
+    pub log_block_ref_min_bytes: u64,
 }
 
 impl Default for PoolTunables {
@@ -85,6 +89,7 @@ impl Default for PoolTunables {
             dedup_min_hit_percent: 2,
             dedup_checkpoint_min_log_bytes: crate::ddt::DDT_MIN_CHECKPOINT_LOG_BYTES,
             dedup_max_log_objects: crate::ddt::DDT_MAX_LOG_OBJECTS,
+            log_block_ref_min_bytes: 32 * 1024,
         }
     }
 }
@@ -170,10 +175,18 @@ pub struct PoolStats {
     pub log_commits: AtomicU64,
     /// Records replayed at import.
     pub log_records_replayed: AtomicU64,
+    /// Of those, records that pointed at a block written in place ([`crate::zil::RECORD_WRITE_BLOCK`]).
+    pub log_block_refs_replayed: AtomicU64,
+    /// Durable writes of whole blocks written in place and logged by reference.
+    pub log_block_refs_written: AtomicU64,
+    /// Of those, blocks a txg sync took into their tree where they lay (not written again).
+    pub log_block_refs_adopted: AtomicU64,
     /// Writers that waited for a txg because dirty data passed its limit.
     pub throttled_writes: AtomicU64,
     /// Writes refused for lack of space.
     pub no_space_errors: AtomicU64,
+    /// Parts of txg syncs handed to the shard that owns their partitions.
+    pub shard_syncs: AtomicU64,
 }
 
 /// The txg coordinator's shared state.
@@ -333,10 +346,10 @@ impl Pool {
                 / SECTOR_BYTES
                 * SECTOR_BYTES;
             let each = options.log_chain_bytes.min(max_chain).max(SECTOR_BYTES * 64);
-            let mut hint = 0;
+            let mut hint = crate::allocator::Hint::any(0);
             for _ in 0..chains {
                 let extent = alloc.allocate(&mut hint, each).ok_or(PoolError::NoSpace)?;
-                hint += 1;
+                hint.group += 1;
                 chain_phys.push(LogChainPhys {
                     region_offset_bytes: extent.offset_bytes,
                     region_bytes: extent.len_bytes,

@@ -1,10 +1,12 @@
 //! Transaction groups: the coordinator that turns dirty partitions into a new, durable pool
 //! state (docs/format.md §Txg sync).
 //!
-//! One sync runs at a time (the sync lock). It *quiesces* (bumps the open txg and freezes every
-//! partition's open dirty set, under each partition's lock), writes the frozen data blocks
-//! copy-on-write at newly allocated places in large coalesced writes, rewrites the touched
-//! indirect blocks bottom-up, the dataset objects, the directory and the changed space maps,
+//! One sync runs at a time (the sync lock). Its coordinator *quiesces* (bumps the open txg and
+//! freezes every partition's open dirty set, under each partition's lock), then hands every
+//! shard the frozen partitions it owns (`crate::route`): each shard's syncer writes its data
+//! blocks copy-on-write at places allocated from its own allocation groups, in large coalesced
+//! writes, and rewrites its touched indirect blocks bottom-up. The coordinator then writes the
+//! dataset objects, the directory and the changed space maps,
 //! then the pool root; flushes every device; writes the uberblock into every label's ring and
 //! flushes again. Only then are the new roots installed in memory, the txg's frees released to
 //! the allocator and the intent log trimmed.
@@ -64,6 +66,8 @@ fn read_err(e: BlockReadError) -> PoolError {
 /// every group), so a fragmented pool costs a few scans per txg, not one per block.
 struct RunSearch {
     min_bytes: u64,
+    /// Where the partition being synced allocates: its shard's groups first.
+    hint: crate::allocator::Hint,
 }
 
 /// Blocks a sync places (or copies into write buffers) between yields to the shard's other
@@ -98,6 +102,28 @@ struct PartResult {
     data_bytes: u64,
     /// Data blocks written into the new tree.
     added: DataFigures,
+}
+
+/// What one shard's part of a sync produced.
+struct ShardSync {
+    results: Vec<PartResult>,
+    kills: Vec<(u64, Vec<BlockPointer>)>,
+    /// Data blocks written.
+    data_blocks: u64,
+    /// The shortest data run the shard's search settled on.
+    run_min: u64,
+    /// When the shard finished its trees (its last writes were then still in flight).
+    trees_done: std::time::Instant,
+}
+
+impl ShardSync {
+    fn merge(&mut self, other: ShardSync) {
+        self.results.extend(other.results);
+        self.kills.extend(other.kills);
+        self.data_blocks += other.data_blocks;
+        self.run_min = self.run_min.min(other.run_min);
+        self.trees_done = self.trees_done.max(other.trees_done);
+    }
 }
 
 /// Logical and stored bytes of a set of data blocks.
@@ -513,8 +539,6 @@ impl Pool {
         for (start, end) in punches {
             update.punch(start, end).await.map_err(read_err)?;
         }
-        let mut hint = (work.volume.id as usize).wrapping_mul(31).wrapping_add(work.index)
-            % self.alloc.group_count().max(1);
         let dedup_mode = work.volume.dedup();
         let mut budget = DedupBudget {
             memory_bytes: if dedup_mode == DedupMode::Off { 0 } else { self.ddt.memory_bytes() },
@@ -531,10 +555,28 @@ impl Pool {
             }
             let bp = match block {
                 DirtyBlock::Zero => BlockPointer::HOLE,
-                DirtyBlock::Data(_) => {
+                DirtyBlock::Data(d) => {
                     let s = stored.next().expect("one stored form per data block");
                     figures.logical_bytes += v;
                     figures.physical_bytes += s.len_bytes;
+                    // A block a durable write put in place (logged by reference) joins the tree
+                    // where it is, when stored plain; otherwise it is written like any other
+                    // and its place is freed with this txg.
+                    if let Some(at) = d.written_at {
+                        if dedup_mode == DedupMode::Off
+                            && s.compression == COMPRESSION_OFF
+                            && s.len_bytes == at.len_bytes
+                            && self.alloc.reclaim(&at, txg)
+                        {
+                            unplaced -= s.len_bytes;
+                            self.stats.log_block_refs_adopted.fetch_add(1, Ordering::Relaxed);
+                            update
+                                .set_leaf(*index, data_pointer(&at, txg, &s, v))
+                                .await
+                                .map_err(read_err)?;
+                            continue;
+                        }
+                    }
                     let decision = match dedup_mode {
                         DedupMode::Off => DedupDecision::Plain,
                         mode => self.dedup_decide(&work.volume, mode, &s, &mut budget).await,
@@ -549,13 +591,8 @@ impl Pool {
                             if let Some(rest) = run.filter(|r| r.len_bytes > 0) {
                                 self.alloc.free(rest, txg);
                             }
-                            run = Some(self.allocate_data_run(
-                                &mut hint,
-                                unplaced,
-                                s.len_bytes,
-                                step,
-                                runs,
-                            )?);
+                            run =
+                                Some(self.allocate_data_run(unplaced, s.len_bytes, step, runs)?);
                         }
                         let r = run.as_mut().expect("run allocated");
                         let extent = Extent::new(r.device, r.offset_bytes, s.len_bytes);
@@ -579,7 +616,7 @@ impl Pool {
             self.alloc.free(rest, txg);
         }
         let height = update.height();
-        let (root, killed, indirect_writes) = update.commit(&self.alloc, &mut hint, txg)?;
+        let (root, killed, indirect_writes) = update.commit(&self.alloc, &mut runs.hint, txg)?;
         writes.extend(indirect_writes);
         Ok((root, height, killed))
     }
@@ -588,7 +625,6 @@ impl Pool {
     /// long and cut in multiples of `step_bytes`, as long as free space allows.
     fn allocate_data_run(
         &self,
-        hint: &mut usize,
         want_bytes: u64,
         block_bytes: u64,
         step_bytes: u64,
@@ -597,7 +633,7 @@ impl Pool {
         let want = want_bytes.min(MAX_WRITE_BYTES).max(block_bytes);
         loop {
             let min = runs.min_bytes.min(want).max(block_bytes);
-            if let Some(run) = self.alloc.allocate_run(hint, min, want, step_bytes) {
+            if let Some(run) = self.alloc.allocate_run(&mut runs.hint, min, want, step_bytes) {
                 return Ok(run);
             }
             if min <= block_bytes {
@@ -891,75 +927,17 @@ impl Pool {
 
         let trace = std::env::var_os("FERRITE_TXG_TRACE").is_some();
         let t0 = std::time::Instant::now();
-        let mut writes = Vec::new();
-        let mut results = Vec::new();
-        let mut kills: Vec<(u64, Vec<BlockPointer>)> = Vec::new();
+        let partitions = work.len();
         // Start from twice the run length the previous sync settled on, so a fragmented pool
         // does not rescan every group for long runs at every txg.
-        let mut runs = RunSearch {
-            min_bytes: (self.txg.data_run_bytes.load(Ordering::Relaxed) * 2)
-                .clamp(SECTOR_BYTES, LONG_RUN_BYTES),
-        };
-        // Stored forms are computed on the CPU workers ahead of the partition being synced.
-        let mut forms = FormsAhead::new(&work);
-        for w in &work {
-            let indices: Vec<u64> = w.set.blocks.keys().copied().collect();
-            prefetch_paths(&self.devs, &self.cache, w.root, w.height, &indices).await;
-        }
-        // Data and indirect blocks of finished partitions are written while the trees of the
-        // next ones are built, so the device does not idle through the tree updates. Every
-        // write is awaited before the metadata that references it, and before an error returns.
+        let run_min = (self.txg.data_run_bytes.load(Ordering::Relaxed) * 2)
+            .clamp(SECTOR_BYTES, LONG_RUN_BYTES);
         let device_writes = self.devs.stats.writes.load(Ordering::Relaxed);
-        let mut data_blocks = 0u64;
-        let mut issued = std::collections::VecDeque::new();
-        let mut failed = None;
-        for w in &work {
-            let stored = forms.take().get().await;
-            let mut added = DataFigures::default();
-            match self.sync_partition(w, stored, txg, &mut writes, &mut runs, &mut added).await {
-                Ok((root, height, killed)) => {
-                    kills.push((w.volume.id, killed));
-                    results.push(PartResult {
-                        volume: Arc::clone(&w.volume),
-                        index: w.index,
-                        root,
-                        height,
-                        data_bytes: w.set.data_bytes,
-                        added,
-                    });
-                }
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
-            }
-            if writes.iter().map(|w| w.extent.len_bytes).sum::<u64>() >= OVERLAP_WRITE_BYTES {
-                data_blocks += writes.iter().filter(|w| w.extent.len_bytes > 0).count() as u64;
-                issued.push_back(self.spawn_writes(std::mem::take(&mut writes)));
-                while issued.len() > OVERLAP_BATCHES {
-                    if let Some(h) = issued.pop_front() {
-                        if let Err(e) = h.await {
-                            failed = failed.or(Some(e));
-                        }
-                    }
-                }
-            }
-        }
-        let t1 = std::time::Instant::now();
-        if failed.is_none() {
-            data_blocks += writes.iter().filter(|w| w.extent.len_bytes > 0).count() as u64;
-            issued.push_back(self.spawn_writes(writes));
-        }
-        for h in issued {
-            if let Err(e) = h.await {
-                failed = failed.or(Some(e));
-            }
-        }
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        self.txg.data_run_bytes.store(runs.min_bytes, Ordering::Relaxed);
+        let synced = self.sync_on_owners(work, txg, run_min).await?;
+        let t1 = synced.trees_done;
+        self.txg.data_run_bytes.store(synced.run_min, Ordering::Relaxed);
         let device_writes = self.devs.stats.writes.load(Ordering::Relaxed) - device_writes;
+        let (results, kills, data_blocks) = (synced.results, synced.kills, synced.data_blocks);
         let t2 = std::time::Instant::now();
 
         // Metadata: kills, operations, dataset objects, directory.
@@ -974,9 +952,8 @@ impl Pool {
             let ms = |a: std::time::Instant, b: std::time::Instant| (b - a).as_secs_f64() * 1e3;
             let t4 = std::time::Instant::now();
             eprintln!(
-                "txg {txg}: {} partitions, {data_blocks} blocks in {device_writes} device writes; trees {:.1} ms, writes {:.1} ms, \
+                "txg {txg}: {partitions} partitions, {data_blocks} blocks in {device_writes} device writes; trees {:.1} ms, writes {:.1} ms, \
                  metadata {:.1} ms, space+root {:.1} ms",
-                work.len(),
                 ms(t0, t1),
                 ms(t1, t2),
                 ms(t2, t3),
@@ -1014,6 +991,141 @@ impl Pool {
         self.stats.data_blocks_written.fetch_add(data_blocks, Ordering::Relaxed);
         self.txg.synced.wake_all();
         Ok(txg)
+    }
+
+    /// Syncs the frozen partitions, each on the shard that owns it: the coordinator hands
+    /// every other shard its partitions by message and syncs its own meanwhile. Each shard
+    /// builds its partitions' trees, allocates from its own allocation groups and writes its
+    /// data and indirect blocks; all of it is on the devices when this returns. Without a
+    /// shard set (or with one shard) the coordinator syncs everything.
+    async fn sync_on_owners(
+        &self,
+        work: Vec<PartWork>,
+        txg: u64,
+        run_min: u64,
+    ) -> PoolResult<ShardSync> {
+        let Some(route) = crate::route::Route::current() else {
+            return self.sync_partitions(work, txg, run_min, crate::allocator::Hint::any(0)).await;
+        };
+        let shards = route.shards();
+        let mut by_owner: Vec<Vec<PartWork>> = (0..shards).map(|_| Vec::new()).collect();
+        for w in work {
+            by_owner[route.partition_owner(w.volume.id, w.index)].push(w);
+        }
+        let mut remote = Vec::new();
+        let mut local = Vec::new();
+        for (shard, part) in by_owner.into_iter().enumerate() {
+            if part.is_empty() {
+                continue;
+            }
+            if !route.is_remote(shard) {
+                local.extend(part);
+                continue;
+            }
+            let pool = self.arc();
+            let hint = crate::allocator::Hint::owned(0, shard, shards);
+            remote.push(route.set().run_on(shard, move || async move {
+                pool.sync_partitions(part, txg, run_min, hint).await
+            }));
+            self.stats.shard_syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        let hint = crate::allocator::Hint::owned(0, route.here(), shards);
+        let mut all = self.sync_partitions(local, txg, run_min, hint).await;
+        // Every shard's part is awaited, also after an error, so no write is left running.
+        for r in remote {
+            // A shard that stopped serving before it ran its part fails the sync.
+            let part = r.await.unwrap_or(Err(PoolError::Io(drivers::error::IoError::Canceled)));
+            all = match (all, part) {
+                (Ok(mut a), Ok(b)) => {
+                    a.merge(b);
+                    Ok(a)
+                }
+                (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+            };
+        }
+        all
+    }
+
+    /// Syncs `work` on this shard: stored forms on the CPU workers, trees, allocation from
+    /// `owner`'s groups first, and the device writes, all awaited before it returns.
+    async fn sync_partitions(
+        &self,
+        work: Vec<PartWork>,
+        txg: u64,
+        run_min: u64,
+        owner: crate::allocator::Hint,
+    ) -> PoolResult<ShardSync> {
+        let mut out = ShardSync {
+            results: Vec::with_capacity(work.len()),
+            kills: Vec::with_capacity(work.len()),
+            data_blocks: 0,
+            run_min,
+            trees_done: std::time::Instant::now(),
+        };
+        let mut writes = Vec::new();
+        let mut runs = RunSearch { min_bytes: run_min, hint: owner };
+        let groups = self.alloc.group_count().max(1);
+        // Stored forms are computed on the CPU workers ahead of the partition being synced.
+        let mut forms = FormsAhead::new(&work);
+        for w in &work {
+            let indices: Vec<u64> = w.set.blocks.keys().copied().collect();
+            prefetch_paths(&self.devs, &self.cache, w.root, w.height, &indices).await;
+        }
+        // Data and indirect blocks of finished partitions are written while the trees of the
+        // next ones are built, so the device does not idle through the tree updates. Every
+        // write is awaited before the metadata that references it, and before an error returns.
+        let mut issued = std::collections::VecDeque::new();
+        let mut failed = None;
+        for w in &work {
+            let stored = forms.take().get().await;
+            let mut added = DataFigures::default();
+            // Each partition starts at its own place among the shard's groups.
+            let start = (w.volume.id as usize).wrapping_mul(31).wrapping_add(w.index) % groups;
+            runs.hint = crate::allocator::Hint::owned(start, owner.shard, owner.shards);
+            match self.sync_partition(w, stored, txg, &mut writes, &mut runs, &mut added).await {
+                Ok((root, height, killed)) => {
+                    out.kills.push((w.volume.id, killed));
+                    out.results.push(PartResult {
+                        volume: Arc::clone(&w.volume),
+                        index: w.index,
+                        root,
+                        height,
+                        data_bytes: w.set.data_bytes,
+                        added,
+                    });
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            if writes.iter().map(|w| w.extent.len_bytes).sum::<u64>() >= OVERLAP_WRITE_BYTES {
+                out.data_blocks += writes.iter().filter(|w| w.extent.len_bytes > 0).count() as u64;
+                issued.push_back(self.spawn_writes(std::mem::take(&mut writes)));
+                while issued.len() > OVERLAP_BATCHES {
+                    if let Some(h) = issued.pop_front() {
+                        if let Err(e) = h.await {
+                            failed = failed.or(Some(e));
+                        }
+                    }
+                }
+            }
+        }
+        out.trees_done = std::time::Instant::now();
+        if failed.is_none() {
+            out.data_blocks += writes.iter().filter(|w| w.extent.len_bytes > 0).count() as u64;
+            issued.push_back(self.spawn_writes(writes));
+        }
+        for h in issued {
+            if let Err(e) = h.await {
+                failed = failed.or(Some(e));
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        out.run_min = runs.min_bytes;
+        Ok(out)
     }
 
     /// Roots of every head after this txg's partition updates.

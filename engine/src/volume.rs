@@ -31,6 +31,7 @@ use crate::partition::{
     BlockAddress, BlockData, DirtyBlock, PartitionState, RangeChange, VolumeLayout,
 };
 use crate::pool::{lock, Pool};
+use crate::route::Route;
 use crate::vdev::BlockReadError;
 use crate::zil::{LogOp, LogRecord};
 
@@ -233,6 +234,16 @@ struct Piece {
     lba: u64,
 }
 
+/// Pieces of a request by owning shard: (shard, indices of its pieces in request order).
+type OwnerGroups = Vec<(usize, Vec<usize>)>;
+
+/// Puts `segments` into `slots` at the positions `members` names, in order.
+fn place(slots: &mut [Option<SharedBuf>], members: &[usize], segments: Vec<SharedBuf>) {
+    for (&i, seg) in members.iter().zip(segments) {
+        slots[i] = Some(seg);
+    }
+}
+
 impl PoolVolume {
     pub(crate) fn new(pool: Arc<Pool>, shared: Arc<VolumeShared>) -> PoolVolume {
         PoolVolume { pool, shared }
@@ -370,10 +381,90 @@ impl PoolVolume {
         p.dirty(addr.index).is_none() && p.root.same_block(root) && p.root.level == root.level
     }
 
+    /// Pieces grouped by the shard that owns their partition (indices into `pieces`, in
+    /// request order), when some belong to another shard that serves this one's set.
+    fn owners(&self, pieces: &[Piece]) -> Option<(Route, OwnerGroups)> {
+        let route = Route::current()?;
+        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+        for (i, p) in pieces.iter().enumerate() {
+            let owner = route.partition_owner(self.shared.id, p.addr.partition);
+            let owner = if route.is_remote(owner) { owner } else { route.here() };
+            match groups.iter_mut().find(|(o, _)| *o == owner) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((owner, vec![i])),
+            }
+        }
+        groups.iter().any(|(o, _)| *o != route.here()).then_some((route, groups))
+    }
+
+    /// Reads the given pieces as shared segments, in order.
+    async fn read_pieces(&self, pieces: &[Piece]) -> VolResult<Vec<SharedBuf>> {
+        let results =
+            join_all(pieces.iter().map(|p| self.block_content(p.addr, p.lba)).collect()).await;
+        let mut out = Vec::with_capacity(pieces.len());
+        for (piece, res) in pieces.iter().zip(results) {
+            let range = piece.block_offset..piece.block_offset + piece.len;
+            out.push(match res?.0 {
+                Content::Zero => SharedBuf::zeros(piece.len),
+                Content::Dirty(d) => d.bytes.slice(range),
+                Content::Clean(c) => c.slice(range),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Reads pieces on the shards that own them: each shard reads its own pieces (a message
+    /// out, the segments back), this shard reads its own meanwhile.
+    async fn read_routed(
+        &self,
+        pieces: &[Piece],
+        route: &Route,
+        groups: OwnerGroups,
+    ) -> VolResult<Vec<SharedBuf>> {
+        let mut slots: Vec<Option<SharedBuf>> = vec![None; pieces.len()];
+        let mut remote = Vec::new();
+        let mut local = Vec::new();
+        for (owner, members) in groups {
+            if owner == route.here() {
+                local = members;
+                continue;
+            }
+            let mine: Vec<Piece> = members.iter().map(|&i| pieces[i]).collect();
+            let volume = self.clone();
+            let job =
+                route.set().run_on(owner, move || async move { volume.read_pieces(&mine).await });
+            remote.push((members, job));
+        }
+        let mine: Vec<Piece> = local.iter().map(|&i| pieces[i]).collect();
+        let mut first_err = None;
+        match self.read_pieces(&mine).await {
+            Ok(segments) => place(&mut slots, &local, segments),
+            Err(e) => first_err = Some(e),
+        }
+        for (members, job) in remote {
+            match job.await.unwrap_or(Err(VolumeError::Io(IoError::Canceled))) {
+                Ok(segments) => place(&mut slots, &members, segments),
+                Err(e) => first_err = first_err.or(Some(e)),
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        Ok(slots.into_iter().map(|s| s.expect("every piece was read")).collect())
+    }
+
     async fn read_into(&self, lba: u64, buf: &mut [u8]) -> VolResult<()> {
         self.check(lba, buf.len())?;
         copy_stats::io(CopyPath::VolumeRead);
         let pieces = self.pieces(lba, buf.len());
+        if let Some((route, groups)) = self.owners(&pieces) {
+            let segments = self.read_routed(&pieces, &route, groups).await?;
+            for (piece, seg) in pieces.iter().zip(segments) {
+                buf[piece.request_offset..piece.request_offset + piece.len].copy_from_slice(&seg);
+                copy_stats::record(CopyPath::VolumeRead, piece.len);
+            }
+            return Ok(());
+        }
         let results =
             join_all(pieces.iter().map(|p| self.block_content(p.addr, p.lba)).collect()).await;
         for (piece, res) in pieces.iter().zip(results) {
@@ -392,23 +483,15 @@ impl PoolVolume {
 
     /// Reads `len_bytes` from `lba` as shared segments, in order: views of cache buffers,
     /// dirty blocks and freshly read, verified I/O buffers, and of a shared zero buffer for
-    /// holes. Nothing is copied.
+    /// holes. Nothing is copied. Pieces of partitions another shard owns are read there.
     async fn read_shared(&self, lba: u64, len_bytes: usize) -> VolResult<Vec<SharedBuf>> {
         self.check(lba, len_bytes)?;
         copy_stats::io(CopyPath::VolumeRead);
         let pieces = self.pieces(lba, len_bytes);
-        let results =
-            join_all(pieces.iter().map(|p| self.block_content(p.addr, p.lba)).collect()).await;
-        let mut out = Vec::with_capacity(pieces.len());
-        for (piece, res) in pieces.iter().zip(results) {
-            let range = piece.block_offset..piece.block_offset + piece.len;
-            out.push(match res?.0 {
-                Content::Zero => SharedBuf::zeros(piece.len),
-                Content::Dirty(d) => d.bytes.slice(range),
-                Content::Clean(c) => c.slice(range),
-            });
+        match self.owners(&pieces) {
+            Some((route, groups)) => self.read_routed(&pieces, &route, groups).await,
+            None => self.read_pieces(&pieces).await,
         }
-        Ok(out)
     }
 
     /// Puts `block` at `addr` in the open set; returns (sequence, txg label).
@@ -466,6 +549,51 @@ impl PoolVolume {
         }
     }
 
+    /// A durable write of one whole block, written to a place of its own in the pool now
+    /// (durable before the record is committed) and logged by reference: the log carries 32
+    /// bytes instead of the block, and the txg sync takes the block into the tree where it
+    /// lies instead of writing it again. `None` for an all-zero block (a hole, logged inline).
+    async fn write_in_place(&self, piece: Piece, data: &SharedBuf) -> VolResult<Option<LogRecord>> {
+        if data.iter().all(|b| *b == 0) {
+            return Ok(None);
+        }
+        let pool = &self.pool;
+        let len = data.len() as u64;
+        let mut hint = match Route::current() {
+            Some(route) => crate::allocator::Hint::owned(
+                pool.alloc.next_hint().group,
+                route.here(),
+                route.shards(),
+            ),
+            None => pool.alloc.next_hint(),
+        };
+        let extent = pool.alloc.allocate_held(&mut hint, len).ok_or(VolumeError::NoSpace)?;
+        let sum = crate::format::checksum(data);
+        let mut res =
+            pool.devs.write_vectored(extent.device, extent.offset_bytes, vec![data.clone()]).await;
+        if res.is_ok() {
+            res = pool.devs.flush(extent.device).await;
+        }
+        if let Err(e) = res {
+            // Nothing references the block: free once the open txg is durable.
+            pool.alloc.release_after(&extent, pool.txg.open_txg.load(Ordering::SeqCst));
+            return Err(io_to_volume(e, piece.lba));
+        }
+        let block = DirtyBlock::Data(Arc::new(BlockData::written(data.clone(), extent)));
+        let (sequence, label) = self.put(piece.addr, block);
+        // The record is needed until txg `label` is durable; the block stays held until then
+        // (or until that txg's sync takes it into the tree).
+        pool.alloc.release_after(&extent, label);
+        pool.stats.log_block_refs_written.fetch_add(1, Ordering::Relaxed);
+        let l = u64::from(self.shared.layout.logical_block_bytes);
+        Ok(Some(LogRecord {
+            sequence,
+            label_txg: label,
+            dataset_id: self.shared.id,
+            op: LogOp::WriteBlock { offset_bytes: piece.lba * l, extent, checksum: sum },
+        }))
+    }
+
     fn durable_now(&self, fua: bool) -> bool {
         fua || !self.shared.write_cache.load(Ordering::Relaxed)
     }
@@ -474,11 +602,63 @@ impl PoolVolume {
         self.check(lba, buf.len())?;
         self.pool.admit(buf.len() as u64, self.shared.thick)?;
         copy_stats::io(CopyPath::VolumeWrite);
+        let pieces = self.pieces(lba, buf.len());
+        let items: Vec<(Piece, SharedBuf)> = pieces
+            .iter()
+            .map(|p| (*p, buf.slice(p.request_offset..p.request_offset + p.len)))
+            .collect();
+        let Some((route, groups)) = self.owners(&pieces) else {
+            return self.write_pieces(items, fua).await;
+        };
+        // Each owner applies (and, for a durable write, logs) its own pieces; the buffer's
+        // slices move with the message. The write completes when every part has.
+        let mut items: Vec<Option<(Piece, SharedBuf)>> = items.into_iter().map(Some).collect();
+        let mut take = |members: &[usize]| -> Vec<(Piece, SharedBuf)> {
+            members.iter().filter_map(|&i| items[i].take()).collect()
+        };
+        let mut remote = Vec::new();
+        let mut local = Vec::new();
+        for (owner, members) in groups {
+            if owner == route.here() {
+                local = take(&members);
+                continue;
+            }
+            let mine = take(&members);
+            let volume = self.clone();
+            remote.push(
+                route
+                    .set()
+                    .run_on(owner, move || async move { volume.write_pieces(mine, fua).await }),
+            );
+        }
+        let mut result =
+            if local.is_empty() { Ok(()) } else { self.write_pieces(local, fua).await };
+        for job in remote {
+            let part = job.await.unwrap_or(Err(VolumeError::Io(IoError::Canceled)));
+            result = result.and(part);
+        }
+        result
+    }
+
+    /// Applies pieces of one write (each with exactly its data) and finishes the change: an
+    /// intent-log commit when the write must be durable now.
+    async fn write_pieces(&self, items: Vec<(Piece, SharedBuf)>, fua: bool) -> VolResult<()> {
         let sync = self.durable_now(fua);
+        let v = self.shared.layout.volblock_bytes as usize;
+        let by_reference = sync
+            && v as u64 >= self.pool.tunables.log_block_ref_min_bytes
+            && self.shared.compression() == Compression::Off
+            && self.shared.dedup() == DedupMode::Off;
         let mut records = Vec::new();
         let mut max_label = 0;
-        for piece in self.pieces(lba, buf.len()) {
-            let data = buf.slice(piece.request_offset..piece.request_offset + piece.len);
+        for (piece, data) in items {
+            if by_reference && piece.block_offset == 0 && piece.len == v && data.is_aligned() {
+                if let Some(record) = self.write_in_place(piece, &data).await? {
+                    max_label = max_label.max(record.label_txg);
+                    records.push(record);
+                    continue;
+                }
+            }
             let (seq, label) = self.write_piece(piece, &data).await?;
             max_label = max_label.max(label);
             if sync {
@@ -789,6 +969,27 @@ impl PoolVolume {
                 }
                 Ok(())
             }
+            LogOp::WriteBlock { offset_bytes, extent, checksum } => {
+                let len = usize::try_from(extent.len_bytes).map_err(|_| VolumeError::BadLength)?;
+                self.check(offset_bytes / l, len)?;
+                let lba = offset_bytes / l;
+                let buf = self
+                    .pool
+                    .devs
+                    .read(extent.device, extent.offset_bytes, len)
+                    .await
+                    .map_err(|e| io_to_volume(e, lba))?;
+                if crate::format::checksum(&buf) != *checksum {
+                    self.pool.devs.stats.checksum_errors.fetch_add(1, Ordering::Relaxed);
+                    return Err(VolumeError::Medium { lba });
+                }
+                let data = SharedBuf::new(buf);
+                for piece in self.pieces(lba, len) {
+                    let d = data.slice(piece.request_offset..piece.request_offset + piece.len);
+                    self.write_piece(piece, &d).await?;
+                }
+                Ok(())
+            }
             LogOp::Zero { offset_bytes, len_bytes } => {
                 self.fill_range(offset_bytes / l, len_bytes / l, None, false).await
             }
@@ -881,7 +1082,25 @@ impl BlockVolume for PoolVolume {
         write: IoBuf,
         fua: bool,
     ) -> LocalBoxFuture<'_, VolResult<CompareOutcome>> {
-        Box::pin(async move { self.compare_and_write_impl(lba, &compare, &write, fua).await })
+        Box::pin(async move {
+            // A compare-and-write inside one other shard's partitions runs there whole.
+            if compare.len() == write.len() && self.check(lba, compare.len()).is_ok() {
+                let pieces = self.pieces(lba, compare.len());
+                if let Some((route, groups)) = self.owners(&pieces) {
+                    if let [(owner, _)] = groups[..] {
+                        let volume = self.clone();
+                        return route
+                            .set()
+                            .run_on(owner, move || async move {
+                                volume.compare_and_write_impl(lba, &compare, &write, fua).await
+                            })
+                            .await
+                            .unwrap_or(Err(VolumeError::Io(IoError::Canceled)));
+                    }
+                }
+            }
+            self.compare_and_write_impl(lba, &compare, &write, fua).await
+        })
     }
 
     fn lba_status(&self, lba: u64) -> LocalBoxFuture<'_, VolResult<LbaStatus>> {

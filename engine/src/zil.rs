@@ -89,6 +89,25 @@ pub const RECORD_WRITE: u32 = 1;
 pub const RECORD_ZERO: u32 = 2;
 /// A WRITE SAME: one logical block of pattern inline, repeated over `len_bytes`.
 pub const RECORD_WRITE_SAME: u32 = 3;
+/// A write of one whole block already written to its own place in the pool: the record holds
+/// a [`BlockRef`] (where, and its checksum) instead of the data.
+pub const RECORD_WRITE_BLOCK: u32 = 4;
+
+/// The payload of a [`RECORD_WRITE_BLOCK`] record, 32 bytes.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq)]
+pub struct BlockRef {
+    /// Byte offset of the block on its device.
+    pub offset_bytes: u64,
+    /// Device index.
+    pub device: u16,
+    /// Reserved, zero.
+    pub reserved: [u16; 3],
+    /// xxh3-128 of the block's `len_bytes` (the record's length).
+    pub checksum: Checksum,
+}
+
+const _: () = assert!(std::mem::size_of::<BlockRef>() == 32);
 
 /// What a record changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +125,16 @@ pub enum LogOp {
         offset_bytes: u64,
         /// Length.
         len_bytes: u64,
+    },
+    /// Whole blocks written to their place in the pool before the record (DESIGN §4: large
+    /// writes point to their block); replay reads them back from there.
+    WriteBlock {
+        /// Byte offset in the volume.
+        offset_bytes: u64,
+        /// Where the data lies: device, offset and length (one volume block).
+        extent: crate::block_pointer::Extent,
+        /// xxh3-128 of the data.
+        checksum: Checksum,
     },
     /// A range filled with one logical block of pattern, repeated.
     WriteSame {
@@ -136,6 +165,7 @@ impl LogRecord {
         let data = match &self.op {
             LogOp::Write { data, .. } => data.len(),
             LogOp::WriteSame { pattern, .. } => pattern.len(),
+            LogOp::WriteBlock { .. } => std::mem::size_of::<BlockRef>(),
             LogOp::Zero { .. } => 0,
         };
         48 + data.next_multiple_of(8)
@@ -144,7 +174,22 @@ impl LogRecord {
     /// Encodes the record at `out[at..]` (which must hold `encoded_len` bytes; every one of
     /// them is written, padding as zeros); returns the position after it.
     fn encode_at(&self, out: &mut [u8], at: usize) -> usize {
+        let block_ref;
         let (kind, offset, len, data): (u32, u64, u64, &[u8]) = match &self.op {
+            LogOp::WriteBlock { offset_bytes, extent, checksum } => {
+                block_ref = BlockRef {
+                    offset_bytes: extent.offset_bytes,
+                    device: extent.device,
+                    reserved: [0; 3],
+                    checksum: *checksum,
+                };
+                (
+                    RECORD_WRITE_BLOCK,
+                    *offset_bytes,
+                    extent.len_bytes,
+                    bytemuck::bytes_of(&block_ref),
+                )
+            }
             LogOp::Write { offset_bytes, data } => {
                 (RECORD_WRITE, *offset_bytes, data.len() as u64, &data[..])
             }
@@ -169,7 +214,9 @@ impl LogRecord {
         out[at + 48..at + 48 + data.len()].copy_from_slice(data);
         let end = at + self.encoded_len();
         out[at + 48 + data.len()..end].fill(0);
-        copy_stats::record(CopyPath::LogWrite, data.len());
+        if kind != RECORD_WRITE_BLOCK {
+            copy_stats::record(CopyPath::LogWrite, data.len());
+        }
         end
     }
 }
@@ -188,6 +235,26 @@ fn decode_records(payload: &[u8], count: u32) -> Option<Vec<LogRecord>> {
                 data: SharedBuf::new(IoBuf::from_slice(payload.get(end..data_end)?)),
             },
             RECORD_ZERO => LogOp::Zero { offset_bytes: h.offset_bytes, len_bytes: h.len_bytes },
+            RECORD_WRITE_BLOCK => {
+                if h.data_bytes as usize != std::mem::size_of::<BlockRef>() {
+                    return None;
+                }
+                let r: BlockRef = bytemuck::pod_read_unaligned(
+                    payload.get(end..end.checked_add(std::mem::size_of::<BlockRef>())?)?,
+                );
+                if h.len_bytes == 0 || !h.len_bytes.is_multiple_of(SECTOR_BYTES) {
+                    return None;
+                }
+                LogOp::WriteBlock {
+                    offset_bytes: h.offset_bytes,
+                    extent: crate::block_pointer::Extent::new(
+                        r.device,
+                        r.offset_bytes,
+                        h.len_bytes,
+                    ),
+                    checksum: r.checksum,
+                }
+            }
             RECORD_WRITE_SAME => {
                 let pattern = payload.get(end..data_end)?.to_vec();
                 let unit = u64::try_from(pattern.len()).ok()?;
@@ -711,6 +778,21 @@ impl Pool {
         let next_seq = records.last().map_or(0, |r| r.sequence + 1);
         self.txg.next_record_sequence.fetch_max(next_seq, Ordering::SeqCst);
         let replayed = records.len() as u64;
+        // Blocks that records point to were never part of a durable tree: the space maps show
+        // them free. Claim them all before anything is allocated, so no replayed change can
+        // land on one before its record has been read back.
+        let mut claimed = Vec::new();
+        for r in &records {
+            if let LogOp::WriteBlock { extent, .. } = &r.op {
+                if !self.alloc.claim(*extent) {
+                    return Err(PoolError::Corrupt(format!(
+                        "intent-log record {} points outside the pool ({extent:?})",
+                        r.sequence
+                    )));
+                }
+                claimed.push(*extent);
+            }
+        }
         for r in records {
             let volume = lock(&self.heads).get(&r.dataset_id).cloned();
             let Some(volume) = volume else { continue };
@@ -720,6 +802,13 @@ impl Pool {
             })?;
         }
         self.stats.log_records_replayed.fetch_add(replayed, Ordering::Relaxed);
+        self.stats.log_block_refs_replayed.fetch_add(claimed.len() as u64, Ordering::Relaxed);
+        // The replayed data is now dirty in memory and is written by the sync below; the
+        // blocks it was read from are free once that sync is durable.
+        let txg = self.txg.open_txg.load(Ordering::SeqCst);
+        for extent in claimed {
+            self.alloc.free(extent, txg);
+        }
         // Commit (also when nothing was replayed: the new chain epoch goes into the root).
         self.sync_txg().await?;
         Ok(())

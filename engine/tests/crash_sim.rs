@@ -43,6 +43,9 @@ static DEDUP_REFERENCES_SEEN: std::sync::atomic::AtomicU64 = std::sync::atomic::
 /// Dedup-table log objects replayed by the import after a crash.
 static DEDUP_LOGS_REPLAYED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// Intent-log records replayed from a block written in place (logged by reference).
+static BLOCK_REFS_REPLAYED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 struct Rng(u64);
 
 impl Rng {
@@ -172,6 +175,7 @@ struct Setup {
     logical: usize,
     lbas: usize,
     volume_options: VolumeOptions,
+    tunables: PoolTunables,
 }
 
 fn fault_device(seed: u64, size: u64, logical: u32) -> Arc<FaultDevice> {
@@ -187,8 +191,11 @@ fn fault_device(seed: u64, size: u64, logical: u32) -> Arc<FaultDevice> {
     ))
 }
 
-fn tunables() -> PoolTunables {
+fn tunables(seed: u64) -> PoolTunables {
     PoolTunables {
+        // Even seeds log whole blocks of durable writes by reference (written in place
+        // first) on volumes without compression and dedup; odd seeds always log inline.
+        log_block_ref_min_bytes: if seed.is_multiple_of(2) { 4096 } else { 1 << 20 },
         cache_bytes: 1 << 20,
         dirty_limit_bytes: 8 << 20,
         dirty_sync_bytes: 4 << 20,
@@ -219,7 +226,7 @@ async fn setup(seed: u64, rng: &mut Rng) -> Setup {
         guid: Some(seed.wrapping_add(1)),
         log_chains: 1 + rng.below(2) as u32,
         log_chain_bytes: 1 << 20,
-        tunables: tunables(),
+        tunables: tunables(seed),
         ..CreateOptions::default()
     };
     let pool = Pool::create(data.to_vec(), log.first().cloned(), options).await.expect("create");
@@ -248,6 +255,7 @@ async fn setup(seed: u64, rng: &mut Rng) -> Setup {
         logical: logical as usize,
         lbas: (capacity / u64::from(logical)) as usize,
         volume_options,
+        tunables: tunables(seed),
     }
 }
 
@@ -613,8 +621,13 @@ fn check_exact(name: &str, blocks: &[Vec<u8>], values: &[u64]) -> Result<(), Str
 }
 
 async fn verify_after_import(s: &Setup, model: &Model) -> Result<(), String> {
-    let pool =
-        Pool::import(s.devices.clone(), tunables()).await.map_err(|e| format!("import: {e}"))?;
+    let pool = Pool::import(s.devices.clone(), s.tunables.clone())
+        .await
+        .map_err(|e| format!("import: {e}"))?;
+    BLOCK_REFS_REPLAYED.fetch_add(
+        pool.stats.log_block_refs_replayed.load(std::sync::atomic::Ordering::Relaxed),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     DEDUP_LOGS_REPLAYED
         .fetch_add(pool.dedup_table_figures().log_objects, std::sync::atomic::Ordering::Relaxed);
     let listed = pool.list();
@@ -777,10 +790,11 @@ fn crash_simulator() {
     let compressed = COMPRESSED_BLOCKS_SEEN.load(std::sync::atomic::Ordering::Relaxed);
     let deduped = DEDUP_REFERENCES_SEEN.load(std::sync::atomic::Ordering::Relaxed);
     let logs = DEDUP_LOGS_REPLAYED.load(std::sync::atomic::Ordering::Relaxed);
+    let refs = BLOCK_REFS_REPLAYED.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!(
         "crash simulator: {} seeds in {:.1?}, {compressed} compressed blocks and {deduped} \
          references to deduplicated blocks checked after recovery, {logs} dedup-table log \
-         objects replayed",
+         objects replayed, {refs} intent-log records replayed from blocks written in place",
         seeds.len(),
         start.elapsed()
     );
@@ -789,5 +803,6 @@ fn crash_simulator() {
         assert!(compressed > 0, "no seed left a compressed block to check");
         assert!(deduped > 0, "no seed left a deduplicated block to check");
         assert!(logs > 0, "no recovery replayed a dedup-table log");
+        assert!(refs > 0, "no recovery replayed a write logged by reference");
     }
 }

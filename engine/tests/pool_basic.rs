@@ -372,3 +372,80 @@ fn write_same_logs_the_pattern_once_per_stripe_run_and_is_replayed() {
         assert!(got[5003 * 512..].iter().all(|b| *b == 0), "after the range");
     });
 }
+
+/// FUA writes of whole 64 KiB blocks are written in place and logged by reference: the txg
+/// sync takes them into the tree without writing them again (only blocks overwritten since
+/// are written), a crash replays them from their places, and no space leaks either way.
+#[test]
+fn large_durable_writes_are_logged_by_reference_and_adopted_by_the_sync() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let r = reactor();
+    let mem = Arc::new(MemoryDevice::new(128 << 20, 512));
+    let dev: Arc<dyn BlockDevice> = Arc::clone(&mem) as Arc<dyn BlockDevice>;
+    r.block_on(async {
+        let pool = Pool::create(vec![Arc::clone(&dev)], None, options()).await.expect("create");
+        let opts = VolumeOptions {
+            volblock_bytes: 64 << 10,
+            compression: engine::compress::Compression::Off,
+            ..small_volume()
+        };
+        let vol = pool.create_volume("vol", &opts).await.expect("volume");
+        pool.sync_txg().await.expect("sync");
+        let lbas = 128u64; // 64 KiB of 512-byte LBAs.
+                           // Eight whole blocks, FUA, in one request; then two of them again, write-back.
+        let mut all = Vec::new();
+        for b in 0..8u8 {
+            all.extend_from_slice(&pattern(b + 1, 64 << 10));
+        }
+        let (res, _) = vol.write(0, IoBuf::from_slice(&all), true).await;
+        res.expect("fua write");
+        assert_eq!(pool.stats.log_block_refs_written.load(Relaxed), 8);
+        let log_copies = pool.stats.log_records_written.load(Relaxed);
+        assert_eq!(log_copies, 8, "eight records of 32 bytes each");
+        for b in [2u64, 5] {
+            let (res, _) = vol.write(b * lbas, pattern(b as u8 + 100, 64 << 10), false).await;
+            res.expect("write");
+        }
+        pool.sync_txg().await.expect("sync");
+        assert_eq!(
+            pool.stats.log_block_refs_adopted.load(Relaxed),
+            6,
+            "the six blocks not overwritten join the tree where they lie"
+        );
+        let want = |b: u64| {
+            if b == 2 || b == 5 {
+                pattern(b as u8 + 100, 64 << 10)
+            } else {
+                pattern(b as u8 + 1, 64 << 10)
+            }
+        };
+        for b in 0..8u64 {
+            assert_eq!(read_at(&vol, b * lbas, 64 << 10).await, want(b).to_vec(), "block {b}");
+        }
+        // Eight more in place, then a crash before any txg.
+        for b in 8..16u64 {
+            let (res, _) = vol.write(b * lbas, pattern(b as u8 + 1, 64 << 10), true).await;
+            res.expect("fua write");
+        }
+        let copy = crash_copy(&mem);
+        pool.export().await.expect("export");
+        drop(vol);
+        let report = engine::inspect::inspect(vec![Arc::clone(&dev)]).await.expect("inspect");
+        assert!(report.is_clean(), "after export: {report:?}");
+        let pool =
+            Pool::import(vec![Arc::clone(&copy)], PoolTunables::default()).await.expect("import");
+        assert_eq!(pool.stats.log_block_refs_replayed.load(Relaxed), 8);
+        let vol = pool.open_volume("vol").expect("open");
+        for b in 0..16u64 {
+            let w = if b < 8 { want(b) } else { pattern(b as u8 + 1, 64 << 10) };
+            assert_eq!(
+                read_at(&vol, b * lbas, 64 << 10).await,
+                w.to_vec(),
+                "block {b} after replay"
+            );
+        }
+        pool.export().await.expect("export");
+        let report = engine::inspect::inspect(vec![copy]).await.expect("inspect");
+        assert!(report.is_clean(), "after replay: {report:?}");
+    });
+}

@@ -182,6 +182,11 @@ pub struct BenchArgs {
     /// two; default 4k). A pool that already exists must hold a volume of this size.
     #[arg(long = "volblock", value_parser = volblock_arg)]
     pub volblock_bytes: Option<u32>,
+
+    /// volume: every shard runs the partitions its I/O touches itself, instead of handing
+    /// each request to the shard that owns the partition (for comparing the two).
+    #[arg(long)]
+    pub no_handoff: bool,
 }
 
 fn volblock_arg(text: &str) -> Result<u32, String> {

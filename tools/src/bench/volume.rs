@@ -14,7 +14,7 @@
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use drivers::blockdev::BlockDevice;
 use drivers::buffer::{IoBuf, SharedBuf};
 use drivers::error::{IoError, IoResult};
 use drivers::executor::{self, BackendChoice, JoinHandle, ReactorConfig};
+use drivers::remote::ShardSet;
 use drivers::shard;
 use engine::block_volume::{BlockVolume, VolumeError};
 use engine::{CreateOptions, Pool, PoolError, PoolTunables, PoolVolume, VolumeOptions};
@@ -58,6 +59,9 @@ pub struct VolumeBenchOptions {
     pub volblock_bytes: Option<u32>,
     /// Shards that will drive the volume.
     pub shards: usize,
+    /// Hand each request to the shard that owns its partition (the shards serve one
+    /// [`ShardSet`]); off, every shard runs the partitions it touches.
+    pub handoff: bool,
     /// Kernel interface of the set-up reactor.
     pub backend: BackendChoice,
 }
@@ -81,6 +85,10 @@ pub fn capacity_for_file(file_bytes: u64) -> u64 {
 struct RunState {
     shards: usize,
     finished: AtomicUsize,
+    /// Set once shard 0 has exported the pool: the others serve their inboxes until then.
+    exported: AtomicBool,
+    /// The run's shards, when requests go to the shard that owns their partition.
+    set: Option<Arc<ShardSet>>,
 }
 
 /// An opened volume target.
@@ -376,7 +384,12 @@ impl VolumeTarget {
                 size_bytes: geometry.capacity_bytes(),
                 logical_block_bytes: geometry.logical_block_bytes,
             },
-            run: Arc::new(RunState { shards: options.shards, finished: AtomicUsize::new(0) }),
+            run: Arc::new(RunState {
+                shards: options.shards,
+                finished: AtomicUsize::new(0),
+                exported: AtomicBool::new(false),
+                set: options.handoff.then(|| ShardSet::new(options.shards)),
+            }),
         })
     }
 }
@@ -390,7 +403,13 @@ impl Target for VolumeTarget {
 
     fn attach(&self) -> Result<VolumeShard, BenchError> {
         let syncer = (executor::current_shard() == 0).then(|| self.pool.start_syncer());
+        let server = self
+            .run
+            .set
+            .as_ref()
+            .map(|set| executor::spawn(Arc::clone(set).serve(executor::current_shard())));
         Ok(VolumeShard {
+            server: RefCell::new(server),
             volume: self.volume.clone(),
             fua: self.fua,
             logical_block_bytes: u64::from(self.info.logical_block_bytes),
@@ -406,6 +425,8 @@ pub struct VolumeShard {
     fua: bool,
     logical_block_bytes: u64,
     syncer: RefCell<Option<JoinHandle<()>>>,
+    /// This shard's inbox server (requests for the partitions it owns).
+    server: RefCell<Option<JoinHandle<()>>>,
     run: Arc<RunState>,
 }
 
@@ -442,7 +463,17 @@ impl ShardIo for VolumeShard {
 
     async fn detach(&self) {
         self.run.finished.fetch_add(1, Ordering::SeqCst);
-        let Some(syncer) = self.syncer.borrow_mut().take() else { return };
+        let server = self.server.borrow_mut().take();
+        let Some(syncer) = self.syncer.borrow_mut().take() else {
+            // Other shards still send this one requests and sync work until the export.
+            while !self.run.exported.load(Ordering::SeqCst) {
+                executor::sleep(Duration::from_millis(1)).await;
+            }
+            if let Some(server) = server {
+                server.abort();
+            }
+            return;
+        };
         // Shard 0 keeps its reactor (and the syncer) running until every shard is done.
         while self.run.finished.load(Ordering::SeqCst) < self.run.shards {
             executor::sleep(Duration::from_millis(1)).await;
@@ -460,7 +491,11 @@ impl ShardIo for VolumeShard {
             ),
             Err(e) => eprintln!("ferrite-bench: export after the run failed: {e}"),
         }
+        self.run.exported.store(true, Ordering::SeqCst);
         syncer.await;
+        if let Some(server) = server {
+            server.abort();
+        }
     }
 }
 

@@ -515,12 +515,21 @@ fn stats_view(args: &Args, interval: f64) -> Result<(), String> {
                         .unwrap_or(0.0);
                     let busy = now
                         .map_or_else(|| "-".into(), |n| format!("{:.1}", (n - old) / secs * 100.0));
-                    vec![s(x, "shard"), busy, s(x, "connections")]
+                    let handoffs_old = before
+                        .as_ref()
+                        .and_then(|b| matching(&b["shards"], x, &["shard"]))
+                        .and_then(|o| o["handoffs_received"].as_u64())
+                        .unwrap_or(0);
+                    let handoffs = x["handoffs_received"].as_u64().map_or_else(
+                        || "-".into(),
+                        |n| format!("{:.0}", n.saturating_sub(handoffs_old) as f64 / secs),
+                    );
+                    vec![s(x, "shard"), busy, s(x, "connections"), handoffs]
                 })
                 .collect()
         })
         .unwrap_or_default();
-    table(&["shard", "cpu_busy_%", "connections"], &cpu_rows);
+    table(&["shard", "cpu_busy_%", "connections", "handoffs_in/s"], &cpu_rows);
     println!();
     print_copies(&after["copies"]);
     Ok(())

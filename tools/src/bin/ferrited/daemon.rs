@@ -18,6 +18,7 @@ use drivers::blockdev::uring::UringDevice;
 use drivers::blockdev::BlockDevice;
 use drivers::executor::{self, BackendChoice, ReactorConfig};
 use drivers::mailbox::{mailbox, MailboxReceiver, MailboxSender};
+use drivers::remote::ShardSet;
 use drivers::{ops, shard};
 use engine::block_volume::BlockVolume;
 use engine::device_volume::DeviceVolume;
@@ -74,6 +75,8 @@ pub struct State {
     pub luns: Vec<Lun>,
     /// Imported pools by name.
     pub pools: HashMap<String, Arc<Pool>>,
+    /// The shards' inboxes: a request for a partition another shard owns goes there.
+    pub shard_set: Arc<ShardSet>,
 }
 
 fn chap_of(section: &ChapSection) -> ChapCredentials {
@@ -121,8 +124,8 @@ async fn open_pool(
     // The intent-log chains are divided among the shards.
     let tunables = PoolTunables { shards: shard_count, ..PoolTunables::default() };
     let pool = create_or_import_pool(section, data_dir, tunables).await?;
-    // The txg syncer runs on this shard (shard 0): every 5 s, or sooner past the dirty
-    // threshold.
+    // The txg coordinator runs on this shard (shard 0): every 5 s, or sooner past the dirty
+    // threshold; every shard syncs the partitions it owns.
     let _syncer = pool.start_syncer();
     Ok(pool)
 }
@@ -241,7 +244,12 @@ fn sanitize(name: &str) -> String {
         .collect()
 }
 
-async fn build_state(cfg: &Config, opts: &Options, shard_count: usize) -> Result<State, String> {
+async fn build_state(
+    cfg: &Config,
+    opts: &Options,
+    shard_set: &Arc<ShardSet>,
+) -> Result<State, String> {
+    let shard_count = shard_set.len();
     let mut pools = HashMap::new();
     for section in &cfg.pools {
         let pool = open_pool(section, &opts.data_dir, shard_count).await?;
@@ -310,7 +318,7 @@ async fn build_state(cfg: &Config, opts: &Options, shard_count: usize) -> Result
         }
     };
     let server = Arc::new(Server::new(login, nodes, portals, keepalive, shard_count));
-    Ok(State { server, luns, pools })
+    Ok(State { server, luns, pools, shard_set: Arc::clone(shard_set) })
 }
 
 fn backend_choice(name: Option<&str>) -> BackendChoice {
@@ -324,9 +332,12 @@ fn backend_choice(name: Option<&str>) -> BackendChoice {
 struct Shared {
     cfg: Config,
     opts: Options,
-    shard_count: usize,
+    shard_set: Arc<ShardSet>,
     state: OnceLock<Arc<State>>,
     failed: AtomicBool,
+    /// Set by shard 0 once the pools are exported; the other shards serve their inboxes
+    /// (sync work, requests for their partitions) until then.
+    pools_closed: AtomicBool,
     shutdown: Arc<AtomicBool>,
     senders: Vec<MailboxSender<Accepted>>,
     receivers: Mutex<Vec<Option<MailboxReceiver<Accepted>>>>,
@@ -366,9 +377,10 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), String> {
     let shared = Arc::new(Shared {
         cfg,
         opts,
-        shard_count,
+        shard_set: ShardSet::new(shard_count),
         state: OnceLock::new(),
         failed: AtomicBool::new(false),
+        pools_closed: AtomicBool::new(false),
         shutdown: Arc::clone(&shutdown),
         senders,
         receivers: Mutex::new(receivers),
@@ -437,9 +449,11 @@ async fn shard_main(shard_id: usize, shared: Arc<Shared>) {
     let rx =
         shared.receivers.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[shard_id].take();
     let Some(rx) = rx else { return };
+    // Requests and txg sync work for the partitions this shard owns arrive here.
+    let server = executor::spawn(Arc::clone(&shared.shard_set).serve(shard_id));
     let mut background = Vec::new();
     if shard_id == 0 {
-        let state = match build_state(&shared.cfg, &shared.opts, shared.shard_count).await {
+        let state = match build_state(&shared.cfg, &shared.opts, &shared.shard_set).await {
             Ok(s) => Arc::new(s),
             Err(e) => {
                 shared.failed.store(true, Ordering::SeqCst);
@@ -549,7 +563,13 @@ async fn shard_main(shard_id: usize, shared: Arc<Shared>) {
         }
         shutdown_pools(&state).await;
         let _ = std::fs::remove_file(&shared.opts.rpc_socket);
+        shared.pools_closed.store(true, Ordering::SeqCst);
+    } else {
+        while !shared.pools_closed.load(Ordering::SeqCst) && !shared.failed.load(Ordering::SeqCst) {
+            executor::sleep(Duration::from_millis(10)).await;
+        }
     }
+    server.abort();
 }
 
 async fn shutdown_pools(state: &State) {

@@ -66,6 +66,9 @@ fn pools_json(state: &State) -> Value {
                 "txgs": p.stats.txgs.load(Ordering::Relaxed),
                 "log_commits": p.stats.log_commits.load(Ordering::Relaxed),
                 "throttled_writes": p.stats.throttled_writes.load(Ordering::Relaxed),
+                "shard_syncs": p.stats.shard_syncs.load(Ordering::Relaxed),
+                "log_block_refs_written": p.stats.log_block_refs_written.load(Ordering::Relaxed),
+                "log_block_refs_adopted": p.stats.log_block_refs_adopted.load(Ordering::Relaxed),
             })
         })
         .collect();
@@ -87,6 +90,7 @@ pub fn stats_json(state: &State) -> Value {
                 "shard": i,
                 "cpu_seconds": s.cpu_time().map(|d| d.as_secs_f64()),
                 "connections": connections.iter().filter(|c| c.shard == i).count(),
+                "handoffs_received": state.shard_set.received(i),
                 "io": io_json(&s.io.snapshot()),
             })
         })

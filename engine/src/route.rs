@@ -1,0 +1,255 @@
+//! Partition ownership: which shard runs the work of a volume partition.
+//!
+//! A shard that serves a [`ShardSet`] routes through it: partition `p` of volume `v` belongs to
+//! shard `(31 v + p) mod n` of the set's `n` shards, and allocation group `g` to shard
+//! `g mod n` ([`crate::allocator::group_owner`]). Reads and writes of a partition, and its part
+//! of every txg sync, run on its owner; work for another shard's partition moves there by
+//! message with its buffers. Ownership is a function of the shard count only, nothing on disk
+//! records it, so changing the core count re-assigns partitions without a format change.
+//!
+//! A thread that serves no set (tests, the simulator, tools that open a pool on one reactor)
+//! owns every partition.
+
+use std::sync::Arc;
+
+use drivers::remote::ShardSet;
+
+/// The shard set the current thread serves.
+#[derive(Clone)]
+pub(crate) struct Route {
+    set: Arc<ShardSet>,
+    here: usize,
+}
+
+/// The owner of partition `index` of volume `volume_id` among `shards` shards.
+#[must_use]
+pub fn partition_owner(volume_id: u64, index: usize, shards: usize) -> usize {
+    let key = (volume_id as usize).wrapping_mul(31).wrapping_add(index);
+    key % shards.max(1)
+}
+
+impl Route {
+    /// The current thread's route, when it serves a set of more than one shard.
+    pub(crate) fn current() -> Option<Route> {
+        let (set, here) = ShardSet::current()?;
+        (set.len() > 1).then_some(Route { set, here })
+    }
+
+    pub(crate) fn shards(&self) -> usize {
+        self.set.len()
+    }
+
+    pub(crate) fn here(&self) -> usize {
+        self.here
+    }
+
+    pub(crate) fn set(&self) -> &Arc<ShardSet> {
+        &self.set
+    }
+
+    pub(crate) fn partition_owner(&self, volume_id: u64, index: usize) -> usize {
+        partition_owner(volume_id, index, self.set.len())
+    }
+
+    /// True when work for `shard` must be sent there: another shard that serves the set.
+    pub(crate) fn is_remote(&self, shard: usize) -> bool {
+        shard != self.here && self.set.is_serving(shard)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    use drivers::blockdev::memory::MemoryDevice;
+    use drivers::blockdev::BlockDevice;
+    use drivers::buffer::IoBuf;
+    use drivers::executor::{self, ReactorConfig};
+    use drivers::shard::start_shards;
+
+    use super::*;
+    use crate::allocator::group_owner;
+    use crate::block_volume::BlockVolume;
+    use crate::pool::{CreateOptions, Pool, VolumeOptions};
+    use crate::volume::PoolVolume;
+
+    const BLOCKS: u64 = 512;
+    const BLOCK: usize = 4096;
+
+    fn block_bytes(block: u64, round: u8) -> IoBuf {
+        let mut data = vec![0u8; BLOCK];
+        for (i, b) in data.iter_mut().enumerate() {
+            *b =
+                (block as u8).wrapping_mul(7).wrapping_add(round).wrapping_add((i % 253) as u8) | 1;
+        }
+        IoBuf::from_slice(&data)
+    }
+
+    async fn wait_for(counter: &AtomicUsize, n: usize) {
+        while counter.load(Ordering::SeqCst) < n {
+            executor::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Every shard writes half the blocks (some FUA, one write spanning two partitions owned
+    /// by different shards) and reads back the other half; then a txg sync. Requests went to
+    /// the owning shards, each shard synced its own partitions, and every data block of a
+    /// partition lies in an allocation group its owner owns.
+    #[test]
+    fn partitions_are_served_and_synced_by_their_owning_shards() {
+        let set = ShardSet::new(2);
+        let volume: Arc<OnceLock<PoolVolume>> = Arc::new(OnceLock::new());
+        let phase = Arc::new(AtomicUsize::new(0));
+        let checked = Arc::new(AtomicU64::new(0));
+        let config = ReactorConfig { buffer_count: 8, buffer_bytes: 4096, ..Default::default() };
+        let handles = {
+            let (set, volume, phase, checked) =
+                (Arc::clone(&set), Arc::clone(&volume), Arc::clone(&phase), Arc::clone(&checked));
+            start_shards(2, &config, false, move |shard, _| {
+                let (set, volume, phase, checked) = (
+                    Arc::clone(&set),
+                    Arc::clone(&volume),
+                    Arc::clone(&phase),
+                    Arc::clone(&checked),
+                );
+                async move {
+                    let server = executor::spawn(Arc::clone(&set).serve(shard));
+                    while !(set.is_serving(0) && set.is_serving(1)) {
+                        executor::sleep(Duration::from_millis(1)).await;
+                    }
+                    if shard == 0 {
+                        let dev: Arc<dyn BlockDevice> = Arc::new(MemoryDevice::new(512 << 20, 512));
+                        let options = CreateOptions {
+                            guid: Some(11),
+                            log_chain_bytes: 1 << 20,
+                            ..CreateOptions::default()
+                        };
+                        let pool = Pool::create(vec![dev], None, options).await.expect("create");
+                        let vol = pool
+                            .create_volume(
+                                "vol",
+                                &VolumeOptions {
+                                    capacity_bytes: 16 << 20,
+                                    partition_count: 8,
+                                    ..VolumeOptions::default()
+                                },
+                            )
+                            .await
+                            .expect("volume");
+                        let _ = volume.set(vol);
+                    }
+                    while volume.get().is_none() {
+                        executor::sleep(Duration::from_millis(1)).await;
+                    }
+                    let vol = volume.get().expect("volume").clone();
+                    let lbas = (BLOCK / 512) as u64;
+                    // Phase 1: each shard writes its half of the blocks.
+                    for block in (0..BLOCKS).filter(|b| b % 2 == shard as u64) {
+                        let fua = block % 7 == 0;
+                        let (res, _) = vol.write(block * lbas, block_bytes(block, 1), fua).await;
+                        res.expect("write");
+                    }
+                    if shard == 0 {
+                        // Two blocks either side of a 1 MiB stripe boundary: two partitions
+                        // with different owners, one request.
+                        let start = 256 - 1;
+                        let mut both = block_bytes(start, 1).to_vec();
+                        both.extend_from_slice(&block_bytes(start + 1, 1));
+                        let (res, _) =
+                            vol.write(start * lbas, IoBuf::from_slice(&both), true).await;
+                        res.expect("spanning write");
+                    }
+                    phase.fetch_add(1, Ordering::SeqCst);
+                    wait_for(&phase, 2).await;
+                    // Phase 2: each shard reads the other's blocks, one request per block and
+                    // one request for the whole range.
+                    for block in (0..BLOCKS).filter(|b| b % 2 != shard as u64) {
+                        let (res, buf) = vol.read(block * lbas, IoBuf::zeroed(BLOCK)).await;
+                        res.expect("read");
+                        assert_eq!(&buf[..], &block_bytes(block, 1)[..], "block {block}");
+                        checked.fetch_add(1, Ordering::SeqCst);
+                    }
+                    let segments =
+                        vol.read_segments(0, BLOCKS as usize * BLOCK).await.expect("read");
+                    let whole: Vec<u8> = segments.iter().flat_map(|s| s.iter().copied()).collect();
+                    for block in 0..BLOCKS {
+                        let at = block as usize * BLOCK;
+                        assert_eq!(
+                            &whole[at..at + BLOCK],
+                            &block_bytes(block, 1)[..],
+                            "block {block}"
+                        );
+                    }
+                    phase.fetch_add(1, Ordering::SeqCst);
+                    wait_for(&phase, 4).await;
+                    if shard == 0 {
+                        let pool = Arc::clone(vol.pool());
+                        pool.sync_txg().await.expect("sync");
+                        assert!(pool.stats.shard_syncs.load(Ordering::Relaxed) > 0);
+                        let layout = vol.layout();
+                        let groups = pool.alloc.group_count();
+                        assert!(groups >= 4, "{groups} allocation groups");
+                        for block in 0..BLOCKS {
+                            let addr = layout.address(block);
+                            let (root, height) = {
+                                let p = crate::pool::lock(&vol.shared().partitions[addr.partition]);
+                                (p.root, p.height)
+                            };
+                            let bp = crate::block_tree::lookup(
+                                &pool.devs,
+                                &pool.cache,
+                                &root,
+                                height,
+                                addr.index,
+                            )
+                            .await
+                            .expect("lookup");
+                            assert!(!bp.is_hole(), "block {block}");
+                            let extent = bp.extent();
+                            let group = (0..groups)
+                                .find(|&g| {
+                                    let l = pool.alloc.layout(g);
+                                    l.device == extent.device
+                                        && extent.offset_bytes >= l.start_bytes
+                                        && extent.offset_bytes < l.start_bytes + l.len_bytes
+                                })
+                                .expect("extent in a group");
+                            assert_eq!(
+                                group_owner(group, 2),
+                                partition_owner(vol.id(), addr.partition, 2),
+                                "block {block} (partition {}) lies in group {group}",
+                                addr.partition
+                            );
+                        }
+                        // After the sync, reads still come back right (from the new trees).
+                        let segments =
+                            vol.read_segments(0, BLOCKS as usize * BLOCK).await.expect("read");
+                        let whole: Vec<u8> =
+                            segments.iter().flat_map(|s| s.iter().copied()).collect();
+                        for block in 0..BLOCKS {
+                            let at = block as usize * BLOCK;
+                            assert_eq!(&whole[at..at + BLOCK], &block_bytes(block, 1)[..]);
+                        }
+                        pool.export().await.expect("export");
+                    }
+                    phase.fetch_add(1, Ordering::SeqCst);
+                    wait_for(&phase, 6).await;
+                    server.abort();
+                }
+            })
+            .expect("shards")
+        };
+        for h in handles {
+            h.join().expect("no panic").expect("reactor");
+        }
+        assert_eq!(checked.load(Ordering::SeqCst), BLOCKS);
+        assert!(
+            set.received(0) > 0 && set.received(1) > 0,
+            "{} / {}",
+            set.received(0),
+            set.received(1)
+        );
+    }
+}
