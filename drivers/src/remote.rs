@@ -92,6 +92,20 @@ pub struct Remote<T> {
     slot: Arc<Slot<T>>,
 }
 
+impl<T> Remote<T> {
+    /// A result that is [`Stopped`] already (the job could not be sent).
+    #[must_use]
+    pub fn stopped() -> Remote<T> {
+        Remote {
+            slot: Arc::new(Slot {
+                value: Mutex::new(Some(Err(Stopped))),
+                done: AtomicBool::new(true),
+                waker: AtomicWaker::default(),
+            }),
+        }
+    }
+}
+
 impl<T> Future for Remote<T> {
     type Output = Result<T, Stopped>;
 
@@ -168,6 +182,12 @@ impl ShardSet {
     #[must_use]
     pub fn current() -> Option<(Arc<ShardSet>, usize)> {
         CURRENT.with(|c| c.borrow().clone())
+    }
+
+    /// Runs `f` with the set the current thread serves and its index in it, without taking a
+    /// reference to the set (no shared counter is touched). `None` when it serves none.
+    pub fn with_current<R>(f: impl FnOnce(&ShardSet, usize) -> R) -> Option<R> {
+        CURRENT.with(|c| c.borrow().as_ref().map(|(set, here)| f(set, *here)))
     }
 
     /// Serves inbox `shard` on the current reactor: every job becomes a task of this shard.

@@ -10,15 +10,14 @@
 //! A thread that serves no set (tests, the simulator, tools that open a pool on one reactor)
 //! owns every partition.
 
-use std::sync::Arc;
+use drivers::remote::{Remote, ShardSet};
 
-use drivers::remote::ShardSet;
-
-/// The shard set the current thread serves.
-#[derive(Clone)]
+/// Where the current thread stands in the shard set it serves. Cheap: it holds no reference
+/// to the set (looking it up touches no counter another shard writes).
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Route {
-    set: Arc<ShardSet>,
     here: usize,
+    shards: usize,
 }
 
 /// The owner of partition `index` of volume `volume_id` among `shards` shards.
@@ -31,36 +30,43 @@ pub fn partition_owner(volume_id: u64, index: usize, shards: usize) -> usize {
 impl Route {
     /// The current thread's route, when it serves a set of more than one shard.
     pub(crate) fn current() -> Option<Route> {
-        let (set, here) = ShardSet::current()?;
-        (set.len() > 1).then_some(Route { set, here })
+        ShardSet::with_current(|set, here| Route { here, shards: set.len() })
+            .filter(|r| r.shards > 1)
     }
 
-    pub(crate) fn shards(&self) -> usize {
-        self.set.len()
+    pub(crate) fn shards(self) -> usize {
+        self.shards
     }
 
-    pub(crate) fn here(&self) -> usize {
+    pub(crate) fn here(self) -> usize {
         self.here
     }
 
-    pub(crate) fn set(&self) -> &Arc<ShardSet> {
-        &self.set
-    }
-
-    pub(crate) fn partition_owner(&self, volume_id: u64, index: usize) -> usize {
-        partition_owner(volume_id, index, self.set.len())
+    pub(crate) fn partition_owner(self, volume_id: u64, index: usize) -> usize {
+        partition_owner(volume_id, index, self.shards)
     }
 
     /// True when work for `shard` must be sent there: another shard that serves the set.
-    pub(crate) fn is_remote(&self, shard: usize) -> bool {
-        shard != self.here && self.set.is_serving(shard)
+    pub(crate) fn is_remote(self, shard: usize) -> bool {
+        shard != self.here
+            && ShardSet::with_current(|set, _| set.is_serving(shard)).unwrap_or(false)
+    }
+
+    /// Runs `make()` on shard `shard` of the current set ([`ShardSet::run_on`]).
+    pub(crate) fn run_on<T, F, Fut>(self, shard: usize, make: F) -> Remote<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T> + 'static,
+    {
+        ShardSet::with_current(|set, _| set.run_on(shard, make)).unwrap_or_else(Remote::stopped)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-    use std::sync::OnceLock;
+    use std::sync::{Arc, OnceLock};
     use std::time::Duration;
 
     use drivers::blockdev::memory::MemoryDevice;

@@ -1024,7 +1024,7 @@ impl Pool {
             }
             let pool = self.arc();
             let hint = crate::allocator::Hint::owned(0, shard, shards);
-            remote.push(route.set().run_on(shard, move || async move {
+            remote.push(route.run_on(shard, move || async move {
                 pool.sync_partitions(part, txg, run_min, hint).await
             }));
             self.stats.shard_syncs.fetch_add(1, Ordering::Relaxed);
