@@ -130,6 +130,10 @@ mod tests {
                         let options = CreateOptions {
                             guid: Some(11),
                             log_chain_bytes: 1 << 20,
+                            tunables: crate::pool::PoolTunables {
+                                write_handoff: true,
+                                ..Default::default()
+                            },
                             ..CreateOptions::default()
                         };
                         let pool = Pool::create(vec![dev], None, options).await.expect("create");

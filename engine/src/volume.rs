@@ -377,6 +377,9 @@ impl PoolVolume {
     /// Pieces grouped by the shard that owns their partition (indices into `pieces`, in
     /// request order), when some belong to another shard that serves this one's set.
     fn owners(&self, pieces: &[Piece]) -> Option<(Route, OwnerGroups)> {
+        if !self.pool.tunables.write_handoff {
+            return None;
+        }
         let route = Route::current()?;
         let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
         for (i, p) in pieces.iter().enumerate() {

@@ -183,8 +183,9 @@ pub struct BenchArgs {
     #[arg(long = "volblock", value_parser = volblock_arg)]
     pub volblock_bytes: Option<u32>,
 
-    /// volume: every shard runs the partitions its I/O touches itself, instead of handing
-    /// each request to the shard that owns the partition (for comparing the two).
+    /// volume: every shard applies the writes it issues itself, instead of handing each to
+    /// the shard that owns its partition (for comparing the two; txg syncs run on the owners
+    /// either way).
     #[arg(long)]
     pub no_handoff: bool,
 }

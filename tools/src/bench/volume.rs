@@ -59,8 +59,8 @@ pub struct VolumeBenchOptions {
     pub volblock_bytes: Option<u32>,
     /// Shards that will drive the volume.
     pub shards: usize,
-    /// Hand each request to the shard that owns its partition (the shards serve one
-    /// [`ShardSet`]); off, every shard runs the partitions it touches.
+    /// Hand each write to the shard that owns its partition; off, every shard applies the
+    /// writes it issues (txg syncs run on the owners either way).
     pub handoff: bool,
     /// Kernel interface of the set-up reactor.
     pub backend: BackendChoice,
@@ -108,6 +108,7 @@ fn tunables(options: &VolumeBenchOptions) -> PoolTunables {
     PoolTunables {
         shards: options.shards.max(1),
         cache_data_blocks: !options.cold,
+        write_handoff: options.handoff,
         ..PoolTunables::default()
     }
 }
@@ -388,7 +389,7 @@ impl VolumeTarget {
                 shards: options.shards,
                 finished: AtomicUsize::new(0),
                 exported: AtomicBool::new(false),
-                set: options.handoff.then(|| ShardSet::new(options.shards)),
+                set: Some(ShardSet::new(options.shards)),
             }),
         })
     }

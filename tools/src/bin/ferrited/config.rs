@@ -71,6 +71,9 @@ pub struct DaemonSection {
     pub backend: Option<String>,
     /// Prometheus endpoint, `HOST:PORT` (GET /metrics); absent or `"off"`: none.
     pub metrics: Option<String>,
+    /// Hand every write to the shard that owns its partition (default false: the shard that
+    /// received it applies it).
+    pub write_handoff: Option<bool>,
 }
 
 /// `[[portal]]`.

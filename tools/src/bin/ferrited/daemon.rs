@@ -120,9 +120,10 @@ async fn open_pool(
     section: &PoolSection,
     data_dir: &Path,
     shard_count: usize,
+    write_handoff: bool,
 ) -> Result<Arc<Pool>, String> {
     // The intent-log chains are divided among the shards.
-    let tunables = PoolTunables { shards: shard_count, ..PoolTunables::default() };
+    let tunables = PoolTunables { shards: shard_count, write_handoff, ..PoolTunables::default() };
     let pool = create_or_import_pool(section, data_dir, tunables).await?;
     // The txg coordinator runs on this shard (shard 0): every 5 s, or sooner past the dirty
     // threshold; every shard syncs the partitions it owns.
@@ -252,7 +253,8 @@ async fn build_state(
     let shard_count = shard_set.len();
     let mut pools = HashMap::new();
     for section in &cfg.pools {
-        let pool = open_pool(section, &opts.data_dir, shard_count).await?;
+        let handoff = cfg.daemon.write_handoff.unwrap_or(false);
+        let pool = open_pool(section, &opts.data_dir, shard_count, handoff).await?;
         pools.insert(section.name.clone(), pool);
     }
     let mut luns = Vec::new();
