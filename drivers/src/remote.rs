@@ -4,7 +4,7 @@
 //!
 //! Jobs carry their data by value (buffers included), so ownership moves with the message and
 //! nothing is copied. A shard learns which set it serves through a thread-local
-//! ([`ShardSet::current`]), so code deep in the engine can route work to the shard that owns
+//! ([`ShardSet::with_current`]), so code deep in the engine can route work to the shard that owns
 //! it without a shared lookup on the I/O path.
 
 use std::cell::RefCell;
@@ -178,12 +178,6 @@ impl ShardSet {
         self.inboxes.get(shard).map_or(0, |i| i.received.load(Ordering::Relaxed))
     }
 
-    /// The set the current thread serves and its index in it, if any.
-    #[must_use]
-    pub fn current() -> Option<(Arc<ShardSet>, usize)> {
-        CURRENT.with(|c| c.borrow().clone())
-    }
-
     /// Runs `f` with the set the current thread serves and its index in it, without taking a
     /// reference to the set (no shared counter is touched). `None` when it serves none.
     pub fn with_current<R>(f: impl FnOnce(&ShardSet, usize) -> R) -> Option<R> {
@@ -192,7 +186,7 @@ impl ShardSet {
 
     /// Serves inbox `shard` on the current reactor: every job becomes a task of this shard.
     /// Runs until the task is dropped (aborted, or its reactor ends). While it runs,
-    /// [`ShardSet::current`] on this thread names this set.
+    /// [`ShardSet::with_current`] on this thread names this set.
     ///
     /// # Panics
     /// When `shard` is out of range or no reactor runs on this thread.
@@ -276,8 +270,11 @@ mod tests {
                 while !(set.is_serving(0) && set.is_serving(1)) {
                     executor::sleep(std::time::Duration::from_millis(1)).await;
                 }
-                let (current, me) = ShardSet::current().expect("serving");
-                assert!(Arc::ptr_eq(&current, &set));
+                let (same, me) = ShardSet::with_current(|current, me| {
+                    (std::ptr::eq(current, Arc::as_ptr(&set)), me)
+                })
+                .expect("serving");
+                assert!(same);
                 assert_eq!(me, shard);
                 let other = 1 - shard;
                 let mut sum = 0;
@@ -312,6 +309,6 @@ mod tests {
         let r = crate::executor::Reactor::new(&ReactorConfig::default()).expect("reactor");
         let res = r.block_on(set.run_on(1, || async { 5 }));
         assert_eq!(res, Err(Stopped));
-        assert!(ShardSet::current().is_none());
+        assert!(ShardSet::with_current(|_, _| ()).is_none());
     }
 }

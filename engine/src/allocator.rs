@@ -133,10 +133,10 @@ pub fn group_owner(group: usize, shards: usize) -> usize {
 }
 
 /// Groups in the order `hint` tries them: its own from `hint.group` on, then the others.
-fn probe_order(hint: &Hint, n: usize) -> impl Iterator<Item = usize> + '_ {
+fn probe_order(hint: Hint, n: usize) -> impl Iterator<Item = usize> {
     let start = if n == 0 { 0 } else { hint.group % n };
     let ring = move || (0..n).map(move |step| (start + step) % n);
-    ring().filter(|g| hint.owns(*g)).chain(ring().filter(|g| !hint.owns(*g)))
+    ring().filter(move |g| hint.owns(*g)).chain(ring().filter(move |g| !hint.owns(*g)))
 }
 
 fn lock(m: &Mutex<AllocationGroup>) -> MutexGuard<'_, AllocationGroup> {
@@ -241,7 +241,7 @@ impl Allocator {
     /// group has a run that long.
     pub fn allocate(&self, hint: &mut Hint, len_bytes: u64) -> Option<Extent> {
         let units = len_bytes.div_ceil(SECTOR_BYTES);
-        for index in probe_order(&hint.clone(), self.groups.len()) {
+        for index in probe_order(*hint, self.groups.len()) {
             let mut g = lock(&self.groups[index]);
             if units > g.longest_run_bound {
                 continue;
@@ -284,7 +284,7 @@ impl Allocator {
         let step = step_bytes.div_ceil(SECTOR_BYTES).max(1);
         let want = want_bytes.div_ceil(SECTOR_BYTES).next_multiple_of(step).max(step);
         let min = min_bytes.div_ceil(SECTOR_BYTES).next_multiple_of(step).clamp(step, want);
-        for index in probe_order(&hint.clone(), self.groups.len()) {
+        for index in probe_order(*hint, self.groups.len()) {
             let mut g = lock(&self.groups[index]);
             if min > g.longest_run_bound {
                 continue;

@@ -552,34 +552,29 @@ impl PoolVolume {
         self.pool.admit(buf.len() as u64, self.shared.thick)?;
         copy_stats::io(CopyPath::VolumeWrite);
         let pieces = self.pieces(lba, buf.len());
-        let items: Vec<(Piece, SharedBuf)> = pieces
-            .iter()
-            .map(|p| (*p, buf.slice(p.request_offset..p.request_offset + p.len)))
-            .collect();
         let Some((route, groups)) = self.owners(&pieces) else {
-            return self.write_pieces(items, fua).await;
+            return self.write_pieces(pieces, buf, fua).await;
         };
-        // Each owner applies (and, for a durable write, logs) its own pieces; the buffer's
-        // slices move with the message. The write completes when every part has.
-        let mut items: Vec<Option<(Piece, SharedBuf)>> = items.into_iter().map(Some).collect();
-        let mut take = |members: &[usize]| -> Vec<(Piece, SharedBuf)> {
-            members.iter().filter_map(|&i| items[i].take()).collect()
-        };
+        // Each owner applies (and, for a durable write, logs) its own pieces; the buffer
+        // moves with the message. The write completes when every part has.
         let mut remote = Vec::new();
         let mut local = Vec::new();
         for (owner, members) in groups {
+            let mine: Vec<Piece> = members.iter().map(|&i| pieces[i]).collect();
             if owner == route.here() {
-                local = take(&members);
+                local = mine;
                 continue;
             }
-            let mine = take(&members);
-            let volume = self.clone();
+            let (volume, buf) = (self.clone(), buf.clone());
             remote.push(
-                route.run_on(owner, move || async move { volume.write_pieces(mine, fua).await }),
+                route.run_on(
+                    owner,
+                    move || async move { volume.write_pieces(mine, &buf, fua).await },
+                ),
             );
         }
         let mut result =
-            if local.is_empty() { Ok(()) } else { self.write_pieces(local, fua).await };
+            if local.is_empty() { Ok(()) } else { self.write_pieces(local, buf, fua).await };
         for job in remote {
             let part = job.await.unwrap_or(Err(VolumeError::Io(IoError::Canceled)));
             result = result.and(part);
@@ -587,9 +582,9 @@ impl PoolVolume {
         result
     }
 
-    /// Applies pieces of one write (each with exactly its data) and finishes the change: an
-    /// intent-log commit when the write must be durable now.
-    async fn write_pieces(&self, items: Vec<(Piece, SharedBuf)>, fua: bool) -> VolResult<()> {
+    /// Applies pieces of one write (`buf` is the whole request's data) and finishes the
+    /// change: an intent-log commit when the write must be durable now.
+    async fn write_pieces(&self, pieces: Vec<Piece>, buf: &SharedBuf, fua: bool) -> VolResult<()> {
         let sync = self.durable_now(fua);
         let v = self.shared.layout.volblock_bytes as usize;
         let by_reference = sync
@@ -598,7 +593,8 @@ impl PoolVolume {
             && self.shared.dedup() == DedupMode::Off;
         let mut records = Vec::new();
         let mut max_label = 0;
-        for (piece, data) in items {
+        for piece in pieces {
+            let data = buf.slice(piece.request_offset..piece.request_offset + piece.len);
             if by_reference && piece.block_offset == 0 && piece.len == v && data.is_aligned() {
                 if let Some(record) = self.write_in_place(piece, &data).await? {
                     max_label = max_label.max(record.label_txg);
@@ -910,11 +906,7 @@ impl PoolVolume {
                 self.check(offset_bytes / l, data.len())?;
                 // Replay runs once at import, off the I/O path: the record's bytes get a buffer.
                 let data = SharedBuf::new(IoBuf::from_slice(data));
-                for piece in self.pieces(offset_bytes / l, data.len()) {
-                    let d = data.slice(piece.request_offset..piece.request_offset + piece.len);
-                    self.write_piece(piece, &d).await?;
-                }
-                Ok(())
+                self.replay_write(offset_bytes / l, &data).await
             }
             LogOp::WriteBlock { offset_bytes, extent, checksum } => {
                 let len = usize::try_from(extent.len_bytes).map_err(|_| VolumeError::BadLength)?;
@@ -930,12 +922,7 @@ impl PoolVolume {
                     self.pool.devs.stats.checksum_errors.fetch_add(1, Ordering::Relaxed);
                     return Err(VolumeError::Medium { lba });
                 }
-                let data = SharedBuf::new(buf);
-                for piece in self.pieces(lba, len) {
-                    let d = data.slice(piece.request_offset..piece.request_offset + piece.len);
-                    self.write_piece(piece, &d).await?;
-                }
-                Ok(())
+                self.replay_write(lba, &SharedBuf::new(buf)).await
             }
             LogOp::Zero { offset_bytes, len_bytes } => {
                 self.fill_range(offset_bytes / l, len_bytes / l, None, false).await
@@ -944,6 +931,15 @@ impl PoolVolume {
                 self.fill_range(offset_bytes / l, len_bytes / l, Some(pattern), false).await
             }
         }
+    }
+
+    /// Applies replayed `data` at `lba` into the open dirty sets (no log, no throttle).
+    async fn replay_write(&self, lba: u64, data: &SharedBuf) -> VolResult<()> {
+        for piece in self.pieces(lba, data.len()) {
+            let d = data.slice(piece.request_offset..piece.request_offset + piece.len);
+            self.write_piece(piece, &d).await?;
+        }
+        Ok(())
     }
 }
 

@@ -87,8 +87,8 @@ struct RunState {
     finished: AtomicUsize,
     /// Set once shard 0 has exported the pool: the others serve their inboxes until then.
     exported: AtomicBool,
-    /// The run's shards, when requests go to the shard that owns their partition.
-    set: Option<Arc<ShardSet>>,
+    /// The run's shards: txg syncs (and, with hand-off, writes) go to the partition's owner.
+    set: Arc<ShardSet>,
 }
 
 /// An opened volume target.
@@ -389,7 +389,7 @@ impl VolumeTarget {
                 shards: options.shards,
                 finished: AtomicUsize::new(0),
                 exported: AtomicBool::new(false),
-                set: Some(ShardSet::new(options.shards)),
+                set: ShardSet::new(options.shards),
             }),
         })
     }
@@ -404,13 +404,9 @@ impl Target for VolumeTarget {
 
     fn attach(&self) -> Result<VolumeShard, BenchError> {
         let syncer = (executor::current_shard() == 0).then(|| self.pool.start_syncer());
-        let server = self
-            .run
-            .set
-            .as_ref()
-            .map(|set| executor::spawn(Arc::clone(set).serve(executor::current_shard())));
+        let server = executor::spawn(Arc::clone(&self.run.set).serve(executor::current_shard()));
         Ok(VolumeShard {
-            server: RefCell::new(server),
+            server: RefCell::new(Some(server)),
             volume: self.volume.clone(),
             fua: self.fua,
             logical_block_bytes: u64::from(self.info.logical_block_bytes),
