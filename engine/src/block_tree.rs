@@ -13,7 +13,7 @@ use drivers::buffer::{IoBuf, SharedBuf};
 
 use crate::allocator::Allocator;
 use crate::block_pointer::{BlockKind, BlockPointer, Extent, CHECKSUM_XXH3_128};
-use crate::cache::{BlockCache, BlockKey, CachedBlock};
+use crate::cache::{BlockKey, CacheView, CachedBlock};
 use crate::format::checksum;
 use crate::vdev::{BlockReadError, DeviceSet};
 
@@ -67,7 +67,7 @@ pub enum Walk {
 
 /// Walks from `root` (of a tree of `height`) to leaf `index` through the cache.
 #[must_use]
-pub fn walk_cached(cache: &BlockCache, root: &BlockPointer, height: u8, index: u64) -> Walk {
+pub fn walk_cached(cache: CacheView<'_>, root: &BlockPointer, height: u8, index: u64) -> Walk {
     let mut bp = *root;
     let mut level = height;
     while level >= 1 {
@@ -89,7 +89,7 @@ pub fn walk_cached(cache: &BlockCache, root: &BlockPointer, height: u8, index: u
 /// The read or verification failure.
 pub async fn load_indirect(
     devs: &DeviceSet,
-    cache: &BlockCache,
+    cache: CacheView<'_>,
     bp: &BlockPointer,
 ) -> Result<Arc<[BlockPointer]>, BlockReadError> {
     let key = BlockKey::of(bp);
@@ -111,7 +111,7 @@ pub async fn load_indirect(
 /// A read or verification failure of an indirect block.
 pub async fn lookup(
     devs: &DeviceSet,
-    cache: &BlockCache,
+    cache: CacheView<'_>,
     root: &BlockPointer,
     height: u8,
     index: u64,
@@ -137,7 +137,7 @@ pub async fn lookup(
 /// The first indirect block that cannot be read or fails its checksum.
 pub async fn filled_in_range(
     devs: &DeviceSet,
-    cache: &BlockCache,
+    cache: CacheView<'_>,
     root: &BlockPointer,
     height: u8,
     start: u64,
@@ -176,7 +176,7 @@ const PREFETCH_DEPTH: usize = 64;
 /// for the caller, which reads the same blocks again and reports them.
 pub async fn prefetch_paths(
     devs: &DeviceSet,
-    cache: &BlockCache,
+    cache: CacheView<'_>,
     root: BlockPointer,
     height: u8,
     indices: &[u64],
@@ -230,7 +230,7 @@ pub struct PendingWrite {
 /// Changes to one tree during a txg sync.
 pub struct TreeUpdate<'a> {
     devs: &'a DeviceSet,
-    cache: &'a BlockCache,
+    cache: CacheView<'a>,
     height: u8,
     root: BlockPointer,
     blocks: BTreeMap<(u8, u64), Vec<BlockPointer>>,
@@ -241,7 +241,7 @@ pub struct TreeUpdate<'a> {
 impl<'a> TreeUpdate<'a> {
     /// Starts an update of the tree at `root` with `height` levels.
     #[must_use]
-    pub fn new(devs: &'a DeviceSet, cache: &'a BlockCache, root: BlockPointer, height: u8) -> Self {
+    pub fn new(devs: &'a DeviceSet, cache: CacheView<'a>, root: BlockPointer, height: u8) -> Self {
         TreeUpdate { devs, cache, height, root, blocks: BTreeMap::new(), killed: Vec::new() }
     }
 

@@ -41,11 +41,9 @@ use crate::zil::Zil;
 /// Settings that apply while a pool is imported (not stored on disk).
 #[derive(Debug, Clone)]
 pub struct PoolTunables {
-    /// Read-cache budget.
+    /// Read-cache budget, shared by the shards' parts of the cache (one per shard, see
+    /// `shards`).
     pub cache_bytes: u64,
-    /// Read-cache slices, each with its own lock: many more than shards, so that shards
-    /// reading at random rarely meet on one lock.
-    pub cache_slices: usize,
     /// Keep data blocks read from the devices in the cache (indirect blocks are always
     /// cached). Off, every data read goes to the device, as with ZFS `primarycache=metadata`.
     pub cache_data_blocks: bool,
@@ -85,7 +83,6 @@ impl Default for PoolTunables {
     fn default() -> Self {
         PoolTunables {
             cache_bytes: 256 << 20,
-            cache_slices: 64,
             cache_data_blocks: true,
             dirty_sync_bytes: 64 << 20,
             dirty_limit_bytes: 256 << 20,
@@ -403,7 +400,7 @@ impl Pool {
         durable_txg: u64,
         next_record_sequence: u64,
     ) -> Arc<Pool> {
-        let cache = BlockCache::new(tunables.cache_bytes, tunables.cache_slices);
+        let cache = BlockCache::new(tunables.cache_bytes, tunables.shards);
         Arc::new_cyclic(|weak| {
             let txg = TxgState::default();
             txg.data_run_bytes.store(1 << 20, Ordering::Relaxed);
@@ -603,7 +600,7 @@ impl Pool {
         self.txg.durable_txg.load(Ordering::SeqCst)
     }
 
-    /// Read-cache hits, misses and bytes used (each cache slice locked in turn).
+    /// Read-cache hits, misses and bytes used (each shard's part locked in turn).
     #[must_use]
     pub fn cache_stats(&self) -> crate::cache::CacheStats {
         self.cache.stats()

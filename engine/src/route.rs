@@ -132,6 +132,7 @@ mod tests {
                             log_chain_bytes: 1 << 20,
                             tunables: crate::pool::PoolTunables {
                                 write_handoff: true,
+                                shards: 2,
                                 ..Default::default()
                             },
                             ..CreateOptions::default()
@@ -209,7 +210,7 @@ mod tests {
                             };
                             let bp = crate::block_tree::lookup(
                                 &pool.devs,
-                                &pool.cache,
+                                pool.cache.for_partition(vol.id(), addr.partition),
                                 &root,
                                 height,
                                 addr.index,
@@ -233,19 +234,43 @@ mod tests {
                                 addr.partition
                             );
                         }
-                        // After the sync, reads still come back right (from the new trees).
-                        let segments =
-                            vol.read_segments(0, BLOCKS as usize * BLOCK).await.expect("read");
-                        let whole: Vec<u8> =
-                            segments.iter().flat_map(|s| s.iter().copied()).collect();
-                        for block in 0..BLOCKS {
-                            let at = block as usize * BLOCK;
-                            assert_eq!(&whole[at..at + BLOCK], &block_bytes(block, 1)[..]);
+                    }
+                    phase.fetch_add(1, Ordering::SeqCst);
+                    wait_for(&phase, 6).await;
+                    // After the sync, reads come back right from the new trees on both shards,
+                    // each through its own part of the read cache.
+                    let segments =
+                        vol.read_segments(0, BLOCKS as usize * BLOCK).await.expect("read");
+                    let whole: Vec<u8> = segments.iter().flat_map(|s| s.iter().copied()).collect();
+                    for block in 0..BLOCKS {
+                        let at = block as usize * BLOCK;
+                        assert_eq!(&whole[at..at + BLOCK], &block_bytes(block, 1)[..]);
+                    }
+                    phase.fetch_add(1, Ordering::SeqCst);
+                    wait_for(&phase, 8).await;
+                    if shard == 0 {
+                        let pool = Arc::clone(vol.pool());
+                        let parts = pool.cache().part_stats();
+                        assert_eq!(parts.len(), 2, "{parts:?}");
+                        // Each data block is cached once, in the part of its partition's
+                        // owner, though both shards read it.
+                        let layout = vol.layout();
+                        for (shard, part) in parts.iter().enumerate() {
+                            let owned = (0..BLOCKS)
+                                .filter(|&b| {
+                                    let p = layout.address(b).partition;
+                                    partition_owner(vol.id(), p, 2) == shard
+                                })
+                                .count() as u64;
+                            assert!(owned > 0);
+                            let data = owned * BLOCK as u64;
+                            assert!(part.used_bytes >= data, "{parts:?}");
+                            assert!(part.used_bytes < data + (BLOCKS / 4) * BLOCK as u64);
                         }
                         pool.export().await.expect("export");
                     }
                     phase.fetch_add(1, Ordering::SeqCst);
-                    wait_for(&phase, 6).await;
+                    wait_for(&phase, 10).await;
                     server.abort();
                 }
             })

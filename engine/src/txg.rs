@@ -364,7 +364,8 @@ pub(crate) async fn blocks_born_after(
             continue;
         }
         if bp.level > 0 {
-            let children = load_indirect(&pool.devs, &pool.cache, &bp).await.map_err(read_err)?;
+            let children =
+                load_indirect(&pool.devs, pool.cache.view(0), &bp).await.map_err(read_err)?;
             stack.extend(children.iter().filter(|c| !c.is_hole()).copied());
         }
         out.push(bp);
@@ -530,7 +531,12 @@ impl Pool {
         figures: &mut DataFigures,
     ) -> PoolResult<(BlockPointer, u8, Vec<BlockPointer>)> {
         let v = u64::from(work.volume.layout.volblock_bytes);
-        let mut update = TreeUpdate::new(&self.devs, &self.cache, work.root, work.height);
+        let mut update = TreeUpdate::new(
+            &self.devs,
+            self.cache.for_partition(work.volume.id, work.index),
+            work.root,
+            work.height,
+        );
         if work.target_height > work.height {
             update.deepen(work.target_height);
         }
@@ -1069,7 +1075,8 @@ impl Pool {
         let mut forms = FormsAhead::new(&work);
         for w in &work {
             let indices: Vec<u64> = w.set.blocks.keys().copied().collect();
-            prefetch_paths(&self.devs, &self.cache, w.root, w.height, &indices).await;
+            let cache = self.cache.for_partition(w.volume.id, w.index);
+            prefetch_paths(&self.devs, cache, w.root, w.height, &indices).await;
         }
         // Data and indirect blocks of finished partitions are written while the trees of the
         // next ones are built, so the device does not idle through the tree updates. Every

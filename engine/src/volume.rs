@@ -308,6 +308,7 @@ impl PoolVolume {
     async fn block_content(&self, addr: BlockAddress, lba: u64) -> VolResult<(Content, Source)> {
         let pool = &self.pool;
         let part = &self.shared.partitions[addr.partition];
+        let cache = pool.cache.for_partition(self.shared.id, addr.partition);
         loop {
             let (root, height) = {
                 let p = lock(part);
@@ -320,7 +321,7 @@ impl PoolVolume {
                 }
                 (p.root, p.height)
             };
-            let bp = match lookup(&pool.devs, &pool.cache, &root, height, addr.index).await {
+            let bp = match lookup(&pool.devs, cache, &root, height, addr.index).await {
                 Ok(bp) => bp,
                 Err(BlockReadError::Checksum) => {
                     if self.root_unchanged(addr, &root) {
@@ -334,7 +335,7 @@ impl PoolVolume {
                 return Ok((Content::Zero, Source::Root(root)));
             }
             let key = BlockKey::of(&bp);
-            if let Some(CachedBlock::Data(d)) = pool.cache.get(&key) {
+            if let Some(CachedBlock::Data(d)) = cache.get(&key) {
                 return Ok((Content::Clean(d), Source::Root(root)));
             }
             match pool.devs.read_block(&bp).await {
@@ -354,7 +355,7 @@ impl PoolVolume {
                         return Err(VolumeError::Medium { lba });
                     };
                     if pool.tunables.cache_data_blocks {
-                        pool.cache.insert(key, CachedBlock::Data(data.clone()));
+                        cache.insert(key, CachedBlock::Data(data.clone()));
                     }
                     return Ok((Content::Clean(data), Source::Root(root)));
                 }
@@ -870,6 +871,7 @@ impl PoolVolume {
     /// all holes (`Some(false)`), or mixed (`None`).
     async fn range_mapped(&self, addr: BlockAddress, n: u64, lba: u64) -> VolResult<Option<bool>> {
         let (start, end) = (addr.index, addr.index + n);
+        let cache = self.pool.cache.for_partition(self.shared.id, addr.partition);
         let (root, height) = {
             let p = lock(&self.shared.partitions[addr.partition]);
             // The open set is newer than the syncing one, which is newer than the tree.
@@ -883,7 +885,7 @@ impl PoolVolume {
             }
             (p.root, p.height)
         };
-        let filled = filled_in_range(&self.pool.devs, &self.pool.cache, &root, height, start, end)
+        let filled = filled_in_range(&self.pool.devs, cache, &root, height, start, end)
             .await
             .map_err(|_| VolumeError::Medium { lba })?;
         Ok(match filled {

@@ -478,13 +478,20 @@ impl ShardIo for VolumeShard {
         let started = Instant::now();
         let pool = self.volume.pool();
         let dirty = pool.stats.throttled_writes.load(Ordering::Relaxed);
+        let cache: Vec<String> = pool
+            .cache()
+            .part_stats()
+            .iter()
+            .map(|c| format!("{}/{}", c.hits, c.hits + c.misses))
+            .collect();
         match pool.export().await {
             Ok(()) => eprintln!(
                 "ferrite-bench: exported the pool in {:.2}s after the run (txgs {}, throttled \
-                 writes {dirty}, log commits {})",
+                 writes {dirty}, log commits {}, cache hits per shard {})",
                 started.elapsed().as_secs_f64(),
                 pool.stats.txgs.load(Ordering::Relaxed),
                 pool.stats.log_commits.load(Ordering::Relaxed),
+                cache.join(" "),
             ),
             Err(e) => eprintln!("ferrite-bench: export after the run failed: {e}"),
         }

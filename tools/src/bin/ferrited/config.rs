@@ -57,6 +57,8 @@ pub struct PoolSection {
     pub log_device: Option<DeviceSection>,
     /// Percent of the pool kept free (default 10).
     pub reserve_percent: Option<u32>,
+    /// Read-cache budget, shared by the shards' parts of the cache (default 256M).
+    pub cache_size: Option<String>,
 }
 
 /// `[daemon]`.
@@ -258,6 +260,10 @@ impl Config {
                     format!("pool {:?} needs at least one device", pool.name),
                 ));
             }
+            if let Some(size) = &pool.cache_size {
+                parse_size(size)
+                    .map_err(|m| err(size, format!("pool {} cache_size: {m}", pool.name)))?;
+            }
             for dev in pool.devices.iter().chain(pool.log_device.iter()) {
                 if let Some(size) = &dev.size {
                     parse_size(size).map_err(|m| err(size, format!("pool {}: {m}", pool.name)))?;
@@ -396,6 +402,7 @@ impl Config {
                 }],
                 log_device: None,
                 reserve_percent: None,
+                cache_size: None,
             }],
             targets: vec![TargetSection {
                 iqn: DEMO_IQN.to_string(),
@@ -460,6 +467,17 @@ mod tests {
         let err =
             Config::parse(&lun("file", "path = \"f.img\"", "64K"), "f.toml").expect_err("file LUN");
         assert!(err.0.contains("applies only to backend"), "{}", err.0);
+    }
+
+    #[test]
+    fn pool_cache_size_is_checked() {
+        let pool = |size: &str| {
+            format!("[[pool]]\nname = \"tank\"\ndevices = [{{ path = \"a.img\", size = \"1G\" }}]\ncache_size = \"{size}\"\n")
+        };
+        let cfg = Config::parse(&pool("64M"), "f.toml").expect("valid cache size");
+        assert_eq!(cfg.pools[0].cache_size.as_deref(), Some("64M"));
+        let err = Config::parse(&pool("lots"), "f.toml").expect_err("bad cache size");
+        assert!(err.0.contains("f.toml:4:") && err.0.contains("cache_size"), "{}", err.0);
     }
 
     #[test]

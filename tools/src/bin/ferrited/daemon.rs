@@ -123,7 +123,11 @@ async fn open_pool(
     write_handoff: bool,
 ) -> Result<Arc<Pool>, String> {
     // The intent-log chains are divided among the shards.
-    let tunables = PoolTunables { shards: shard_count, write_handoff, ..PoolTunables::default() };
+    let mut tunables =
+        PoolTunables { shards: shard_count, write_handoff, ..PoolTunables::default() };
+    if let Some(size) = &section.cache_size {
+        tunables.cache_bytes = parse_size(size)?;
+    }
     let pool = create_or_import_pool(section, data_dir, tunables).await?;
     // The txg coordinator runs on this shard (shard 0): every 5 s, or sooner past the dirty
     // threshold; every shard syncs the partitions it owns.

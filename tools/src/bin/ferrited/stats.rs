@@ -58,11 +58,26 @@ fn pools_json(state: &State) -> Value {
         .iter()
         .map(|(name, p)| {
             let cache = p.cache_stats();
+            let cache_parts: Vec<Value> = p
+                .cache()
+                .part_stats()
+                .iter()
+                .enumerate()
+                .map(|(shard, c)| {
+                    json!({
+                        "shard": shard,
+                        "hits": c.hits,
+                        "misses": c.misses,
+                        "used_bytes": c.used_bytes,
+                    })
+                })
+                .collect();
             json!({
                 "name": name,
                 "cache_hits": cache.hits,
                 "cache_misses": cache.misses,
                 "cache_used_bytes": cache.used_bytes,
+                "cache_parts": cache_parts,
                 "txgs": p.stats.txgs.load(Ordering::Relaxed),
                 "log_commits": p.stats.log_commits.load(Ordering::Relaxed),
                 "throttled_writes": p.stats.throttled_writes.load(Ordering::Relaxed),
