@@ -183,11 +183,11 @@ pub struct BenchArgs {
     #[arg(long = "volblock", value_parser = volblock_arg)]
     pub volblock_bytes: Option<u32>,
 
-    /// volume: every shard applies the writes it issues itself, instead of handing each to
-    /// the shard that owns its partition (for comparing the two; txg syncs run on the owners
-    /// either way).
+    /// volume: hand every write to the shard that owns its partition, instead of applying it
+    /// on the shard that issued it (the engine's default, `PoolTunables::write_handoff`); for
+    /// comparing the two. Txg syncs run on the owners either way.
     #[arg(long)]
-    pub no_handoff: bool,
+    pub write_handoff: bool,
 }
 
 fn volblock_arg(text: &str) -> Result<u32, String> {

@@ -93,11 +93,11 @@ pub fn main() -> ExitCode {
 /// Checks the arguments against each other and the target; returns the job to run.
 fn job_config(args: &BenchArgs, info: TargetInfo) -> Result<JobConfig, BenchError> {
     let bs = args.block_size_bytes as u64;
-    if (args.fua || args.fill || args.cold || args.volblock_bytes.is_some() || args.no_handoff)
+    if (args.fua || args.fill || args.cold || args.volblock_bytes.is_some() || args.write_handoff)
         && !matches!(args.target, TargetSpec::Volume(_) | TargetSpec::VolumeMemory(_))
     {
         return Err(BenchError::Usage(
-            "--fua, --fill, --cold, --volblock and --no-handoff need a volume: target".into(),
+            "--fua, --fill, --cold, --volblock and --write-handoff need a volume: target".into(),
         ));
     }
     let target_size_bytes = info.size_bytes;
@@ -176,7 +176,7 @@ fn run_volume(args: &BenchArgs, backing: &volume::VolumeBacking) -> Result<Repor
         fua: args.fua,
         volblock_bytes: args.volblock_bytes,
         shards: args.shards as usize,
-        handoff: !args.no_handoff,
+        handoff: args.write_handoff,
         backend: args.backend.into(),
     };
     run_on(args, Arc::new(volume::VolumeTarget::open(backing, &options)?))
