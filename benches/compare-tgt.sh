@@ -7,13 +7,17 @@
 # Each target's CPU time is sampled from /proc/PID/stat around every run.
 # Prints a table and, last, exactly:
 #   ratio iops_randread_qd32=R1 iops_randwrite_qd32=R2 cpu_per_io_randread=R3 cpu_per_io_randwrite=R4
-# (ferrite over tgtd). Environment: RUNTIME (seconds per read run, default 10), WRITES (writes
-# per write run at QD >= 32, default 200000), DIR (where the backing files go, default a
-# temporary directory under /var/tmp), FERRITED (binary, default target/release/ferrited).
+# (ferrite over tgtd). Every case runs ROUNDS times (default 3), alternating which target goes
+# first; the table shows each target's median IOPS and median CPU per I/O, so a burst of noise
+# from the shared host in one run does not decide the ratio. Environment: ROUNDS, RUNTIME
+# (seconds per read run, default 10), WRITES (writes per write run at QD >= 32, default
+# 200000), DIR (where the backing files go, default a temporary directory under /var/tmp),
+# FERRITED (binary, default target/release/ferrited).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNTIME=${RUNTIME:-10}
+ROUNDS=${ROUNDS:-3}
 WRITES=${WRITES:-200000}
 FERRITED=${FERRITED:-target/release/ferrited}
 DIR=${DIR:-$(mktemp -d /var/tmp/ferrite-compare.XXXXXX)}
@@ -99,23 +103,49 @@ t_url="iscsi://127.0.0.1:$TGT_PORT/$IQN_T/1"
 f_opts="driver=iscsi,transport=tcp,portal=127.0.0.1:$FERRITE_PORT,target=$IQN_F,lun=0"
 t_opts="driver=iscsi,transport=tcp,portal=127.0.0.1:$TGT_PORT,target=$IQN_T,lun=1"
 
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# measure KIND QD: runs both targets ROUNDS times, alternating the order; sets FI FC TI TC
+# (medians of IOPS and CPU per I/O) and prints each round on stderr.
+measure() {
+    local kind=$1 qd=$2 r fis="" fcs="" tis="" tcs=""
+    for ((r = 0; r < ROUNDS; r++)); do
+        local order=(f t)
+        ((r % 2 == 1)) && order=(t f)
+        for who in "${order[@]}"; do
+            if [ "$who" = f ]; then
+                if [ "$kind" = read ]; then run_read "$FERRITE_PID" "$f_url" "$qd"; else run_write "$FERRITE_PID" "$f_opts" "$qd"; fi
+                fis="$fis $IOPS"; fcs="$fcs $CPU_US_PER_IO"
+            else
+                if [ "$kind" = read ]; then run_read "$TGT_PID" "$t_url" "$qd"; else run_write "$TGT_PID" "$t_opts" "$qd"; fi
+                tis="$tis $IOPS"; tcs="$tcs $CPU_US_PER_IO"
+            fi
+        done
+    done
+    echo "compare-tgt: $kind qd=$qd ferrite iops:$fis cpu_us/io:$fcs | tgtd iops:$tis cpu_us/io:$tcs" >&2
+    FI=$(echo "$fis" | median); FC=$(echo "$fcs" | median)
+    TI=$(echo "$tis" | median); TC=$(echo "$tcs" | median)
+}
+
+row() {
+    local name=$1 qd=$2
+    printf '%-16s %4s | %10.0f %10.1f %9.1f | %10.0f %10.1f %9.1f | %6.2f\n' "$name" "$qd" "$FI" "$(echo "$qd $FI" | awk '{print $1 / $2 * 1e6}')" "$FC" \
+        "$TI" "$(echo "$qd $TI" | awk '{print $1 / $2 * 1e6}')" "$TC" "$(echo "$FI $TI" | awk '{print $1 / $2}')"
+}
+
 printf '%-16s %4s | %10s %10s %9s | %10s %10s %9s | %6s\n' workload qd "ferrite" "lat_us" "cpu_us/io" "tgtd" "lat_us" "cpu_us/io" ratio
 declare -A R
 for qd in 1 32 128; do
-    run_read "$FERRITE_PID" "$f_url" "$qd"; fi=$IOPS; fc=$CPU_US_PER_IO
-    run_read "$TGT_PID" "$t_url" "$qd"; ti=$IOPS; tc=$CPU_US_PER_IO
-    printf '%-16s %4s | %10s %10.1f %9s | %10s %10.1f %9s | %6.2f\n' randread_4k "$qd" "$fi" "$(echo "$qd $fi" | awk '{print $1 / $2 * 1e6}')" "$fc" \
-        "$ti" "$(echo "$qd $ti" | awk '{print $1 / $2 * 1e6}')" "$tc" "$(echo "$fi $ti" | awk '{print $1 / $2}')"
-    R[read_iops_$qd]=$(echo "$fi $ti" | awk '{printf "%.2f", $1 / $2}')
-    R[read_cpu_$qd]=$(echo "$fc $tc" | awk '{printf "%.2f", ($2 > 0) ? $1 / $2 : 0}')
+    measure read "$qd"
+    row randread_4k "$qd"
+    R[read_iops_$qd]=$(echo "$FI $TI" | awk '{printf "%.2f", $1 / $2}')
+    R[read_cpu_$qd]=$(echo "$FC $TC" | awk '{printf "%.2f", ($2 > 0) ? $1 / $2 : 0}')
 done
 for qd in 1 32 128; do
-    run_write "$FERRITE_PID" "$f_opts" "$qd"; fi=$IOPS; fc=$CPU_US_PER_IO
-    run_write "$TGT_PID" "$t_opts" "$qd"; ti=$IOPS; tc=$CPU_US_PER_IO
-    printf '%-16s %4s | %10s %10.1f %9s | %10s %10.1f %9s | %6.2f\n' write_4k_stride "$qd" "$fi" "$(echo "$qd $fi" | awk '{print $1 / $2 * 1e6}')" "$fc" \
-        "$ti" "$(echo "$qd $ti" | awk '{print $1 / $2 * 1e6}')" "$tc" "$(echo "$fi $ti" | awk '{print $1 / $2}')"
-    R[write_iops_$qd]=$(echo "$fi $ti" | awk '{printf "%.2f", $1 / $2}')
-    R[write_cpu_$qd]=$(echo "$fc $tc" | awk '{printf "%.2f", ($2 > 0) ? $1 / $2 : 0}')
+    measure write "$qd"
+    row write_4k_stride "$qd"
+    R[write_iops_$qd]=$(echo "$FI $TI" | awk '{printf "%.2f", $1 / $2}')
+    R[write_cpu_$qd]=$(echo "$FC $TC" | awk '{printf "%.2f", ($2 > 0) ? $1 / $2 : 0}')
 done
-echo "(lat_us: mean latency by Little's law, QD / IOPS; cpu_us/io: target CPU time per I/O from /proc)"
+echo "(medians of $ROUNDS rounds; lat_us: mean latency by Little's law, QD / IOPS; cpu_us/io: target CPU time per I/O from /proc)"
 echo "ratio iops_randread_qd32=${R[read_iops_32]} iops_randwrite_qd32=${R[write_iops_32]} cpu_per_io_randread=${R[read_cpu_32]} cpu_per_io_randwrite=${R[write_cpu_32]}"
