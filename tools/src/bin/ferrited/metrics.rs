@@ -345,6 +345,14 @@ fn pool_metrics(state: &State, e: &mut Exposition) {
             e.sample(name, &[("pool", (*pool_name).clone())], get(pool) as f64);
         }
     }
+    let name = "ferrite_pool_cache_bytes";
+    e.family(name, Kind::Gauge, "Read-cache bytes held in each shard's part of the cache.");
+    for (pool_name, pool) in &pools {
+        for (shard, part) in pool.cache().part_stats().iter().enumerate() {
+            let labels = [("pool", (*pool_name).clone()), ("shard", shard.to_string())];
+            e.sample(name, &labels, part.used_bytes as f64);
+        }
+    }
 }
 
 /// Data-reduction figures per volume.
