@@ -14,11 +14,12 @@
 //! contents: data blocks and decoded indirect blocks.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use drivers::buffer::SharedBuf;
 
 use crate::block_pointer::BlockPointer;
+use crate::pool::lock;
 use crate::route::Route;
 
 /// Lock slices of the whole cache, divided among the parts (at least one each): many more than
@@ -144,6 +145,16 @@ pub struct CacheStats {
     pub used_bytes: u64,
 }
 
+impl std::iter::Sum for CacheStats {
+    fn sum<I: Iterator<Item = CacheStats>>(iter: I) -> CacheStats {
+        iter.fold(CacheStats::default(), |a, b| CacheStats {
+            hits: a.hits + b.hits,
+            misses: a.misses + b.misses,
+            used_bytes: a.used_bytes + b.used_bytes,
+        })
+    }
+}
+
 /// One shard's part of the cache.
 struct Part {
     slices: Vec<Mutex<Slice>>,
@@ -157,18 +168,17 @@ impl Part {
     fn slice(&self, key: &BlockKey) -> MutexGuard<'_, Slice> {
         let h = (key.offset_bytes / 4096) ^ u64::from(key.device).rotate_left(40);
         let i = usize::try_from(h % self.slices.len() as u64).unwrap_or(0);
-        self.slices[i].lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.slices[i])
     }
 
     fn stats(&self) -> CacheStats {
-        let mut out = CacheStats::default();
-        for m in &self.slices {
-            let s = m.lock().unwrap_or_else(PoisonError::into_inner);
-            out.hits += s.hits;
-            out.misses += s.misses;
-            out.used_bytes += s.bytes();
-        }
-        out
+        self.slices
+            .iter()
+            .map(|m| {
+                let s = lock(m);
+                CacheStats { hits: s.hits, misses: s.misses, used_bytes: s.bytes() }
+            })
+            .sum()
     }
 }
 
@@ -274,13 +284,7 @@ impl BlockCache {
     /// Hits, misses and bytes used, summed over the parts (each slice locked in turn).
     #[must_use]
     pub fn stats(&self) -> CacheStats {
-        let mut out = CacheStats::default();
-        for part in self.part_stats() {
-            out.hits += part.hits;
-            out.misses += part.misses;
-            out.used_bytes += part.used_bytes;
-        }
-        out
+        self.parts.iter().map(Part::stats).sum()
     }
 
     /// Hits, misses and bytes used of each part (part `i` is shard `i`'s).

@@ -382,7 +382,7 @@ impl PoolVolume {
             return None;
         }
         let route = Route::current()?;
-        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+        let mut groups: OwnerGroups = Vec::new();
         for (i, p) in pieces.iter().enumerate() {
             let owner = route.partition_owner(self.shared.id, p.addr.partition);
             let owner = if route.is_remote(owner) { owner } else { route.here() };
@@ -392,22 +392,6 @@ impl PoolVolume {
             }
         }
         groups.iter().any(|(o, _)| *o != route.here()).then_some((route, groups))
-    }
-
-    /// Reads the given pieces as shared segments, in order.
-    async fn read_pieces(&self, pieces: &[Piece]) -> VolResult<Vec<SharedBuf>> {
-        let results =
-            join_all(pieces.iter().map(|p| self.block_content(p.addr, p.lba)).collect()).await;
-        let mut out = Vec::with_capacity(pieces.len());
-        for (piece, res) in pieces.iter().zip(results) {
-            let range = piece.block_offset..piece.block_offset + piece.len;
-            out.push(match res?.0 {
-                Content::Zero => SharedBuf::zeros(piece.len),
-                Content::Dirty(d) => d.bytes.slice(range),
-                Content::Clean(c) => c.slice(range),
-            });
-        }
-        Ok(out)
     }
 
     async fn read_into(&self, lba: u64, buf: &mut [u8]) -> VolResult<()> {
@@ -441,7 +425,18 @@ impl PoolVolume {
         self.check(lba, len_bytes)?;
         copy_stats::io(CopyPath::VolumeRead);
         let pieces = self.pieces(lba, len_bytes);
-        self.read_pieces(&pieces).await
+        let results =
+            join_all(pieces.iter().map(|p| self.block_content(p.addr, p.lba)).collect()).await;
+        let mut out = Vec::with_capacity(pieces.len());
+        for (piece, res) in pieces.iter().zip(results) {
+            let range = piece.block_offset..piece.block_offset + piece.len;
+            out.push(match res?.0 {
+                Content::Zero => SharedBuf::zeros(piece.len),
+                Content::Dirty(d) => d.bytes.slice(range),
+                Content::Clean(c) => c.slice(range),
+            });
+        }
+        Ok(out)
     }
 
     /// Puts `block` at `addr` in the open set; returns (sequence, txg label).

@@ -57,10 +57,10 @@ fn pools_json(state: &State) -> Value {
         .pools
         .iter()
         .map(|(name, p)| {
-            let cache = p.cache_stats();
-            let cache_parts: Vec<Value> = p
-                .cache()
-                .part_stats()
+            // Every slice is locked once: the totals are the parts' sum.
+            let parts = p.cache().part_stats();
+            let cache: engine::cache::CacheStats = parts.iter().copied().sum();
+            let cache_parts: Vec<Value> = parts
                 .iter()
                 .enumerate()
                 .map(|(shard, c)| {
