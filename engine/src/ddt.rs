@@ -220,6 +220,27 @@ pub struct DdtEntryPhys {
 
 const _: () = assert!(std::mem::size_of::<DdtEntryPhys>() == 40);
 
+/// Encodes entries as a dedup table partition or log object (40 bytes each, no header).
+#[must_use]
+pub fn encode_entries(entries: &[DdtEntryPhys]) -> Vec<u8> {
+    bytemuck::cast_slice(entries).to_vec()
+}
+
+/// Decodes the entries of a dedup table partition or log object.
+///
+/// # Errors
+/// [`PoolError::Corrupt`] naming `what` when the length is not a whole number of entries.
+pub fn decode_entries(bytes: &[u8], what: &str) -> PoolResult<Vec<DdtEntryPhys>> {
+    let size = std::mem::size_of::<DdtEntryPhys>();
+    if !bytes.len().is_multiple_of(size) {
+        return Err(PoolError::Corrupt(format!(
+            "{what} length {} is not a whole number of {size}-byte entries",
+            bytes.len()
+        )));
+    }
+    Ok(bytes.chunks_exact(size).map(bytemuck::pod_read_unaligned::<DdtEntryPhys>).collect())
+}
+
 /// An entry's value in memory (the key is the fingerprint).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Value {
@@ -525,7 +546,7 @@ impl Ddt {
                 None => DdtEntryPhys { fingerprint: fp.0, ..DdtEntryPhys::zeroed() },
             }));
         }
-        bytemuck::cast_slice(&entries).to_vec()
+        encode_entries(&entries)
     }
 
     /// True when a txg adding `adding` log bytes should checkpoint instead: the log would hold
@@ -564,11 +585,7 @@ impl Ddt {
     /// # Errors
     /// [`PoolError::Corrupt`] for a malformed object or entry.
     pub(crate) fn replay_log(&self, bytes: &[u8], object: StoredObject) -> PoolResult<()> {
-        let size = std::mem::size_of::<DdtEntryPhys>();
-        if !bytes.len().is_multiple_of(size) {
-            return Err(PoolError::Corrupt("dedup log length".into()));
-        }
-        for e in bytes.chunks_exact(size).map(bytemuck::pod_read_unaligned::<DdtEntryPhys>) {
+        for e in decode_entries(bytes, "dedup log")? {
             let fp = Fingerprint(e.fingerprint);
             if e.refcount != 0 && e.sectors == 0 {
                 return Err(PoolError::Corrupt("dedup log entry".into()));
@@ -629,12 +646,9 @@ impl Ddt {
     /// # Errors
     /// [`PoolError::Corrupt`] for a malformed object or an entry in the wrong partition.
     pub(crate) fn load_part(&self, i: usize, bytes: &[u8], object: StoredObject) -> PoolResult<()> {
-        let size = std::mem::size_of::<DdtEntryPhys>();
-        if !bytes.len().is_multiple_of(size) {
-            return Err(PoolError::Corrupt("dedup table length".into()));
-        }
+        let entries = decode_entries(bytes, "dedup table")?;
         let mut part = lock(&self.parts[i]);
-        for e in bytes.chunks_exact(size).map(bytemuck::pod_read_unaligned::<DdtEntryPhys>) {
+        for e in entries {
             let fp = Fingerprint(e.fingerprint);
             if part_of(&fp) != i || e.refcount == 0 || e.sectors == 0 {
                 return Err(PoolError::Corrupt("dedup table entry".into()));
@@ -731,6 +745,25 @@ mod tests {
         b.sort_by_key(|e| e.0 .0);
         assert_eq!(a, b);
         assert_eq!(ddt.figures().referenced_bytes, loaded.figures().referenced_bytes);
+    }
+
+    #[test]
+    fn log_objects_round_trip_and_a_partial_entry_is_corrupt() {
+        let ddt = Ddt::default();
+        for i in 0..3u32 {
+            ddt.insert(fingerprint(0, 4096, &i.to_le_bytes()), &Extent::new(0, 4096, 4096));
+        }
+        let log = ddt.take_changes();
+        let entries = decode_entries(&log, "dedup log").expect("whole entries");
+        assert_eq!(entries.len(), 3);
+        assert_eq!(encode_entries(&entries), log);
+        let replayed = Ddt::default();
+        replayed.replay_log(&log, StoredObject::none()).expect("replay");
+        assert_eq!(replayed.figures().entries, 3);
+        for cut in [1, 39, 41, log.len() - 1] {
+            let err = Ddt::default().replay_log(&log[..cut], StoredObject::none());
+            assert!(matches!(err, Err(PoolError::Corrupt(_))), "{cut} bytes: {err:?}");
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod ddt;
 pub mod device_volume;
 pub mod error;
 pub mod format;
+pub mod fuzz;
 pub mod inspect;
 mod join;
 pub mod label;

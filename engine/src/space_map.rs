@@ -119,15 +119,14 @@ impl SpaceMap {
     /// past the end.
     #[must_use]
     pub fn decode(units: u64, bytes: &[u8]) -> Option<SpaceMap> {
-        let mut map = SpaceMap::new(units);
-        let need = map.words.len() * 8;
+        // Check the length before allocating: `units` may come from a damaged label.
+        let need = usize::try_from(units.div_ceil(64)).ok()?.checked_mul(8)?;
         if bytes.len() < need {
             return None;
         }
-        for (i, word) in map.words.iter_mut().enumerate() {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
-            *word = u64::from_le_bytes(b);
+        let mut map = SpaceMap::new(units);
+        for (word, b) in map.words.iter_mut().zip(bytes[..need].chunks_exact(8)) {
+            *word = u64::from_le_bytes(b.try_into().ok()?);
         }
         let tail = units % 64;
         if tail != 0 {
@@ -165,5 +164,15 @@ mod tests {
         let mut bad = image.clone();
         bad[15] = 0xff; // bits past unit 100
         assert_eq!(SpaceMap::decode(100, &bad), None);
+    }
+
+    #[test]
+    fn short_images_are_refused_before_allocating() {
+        let image = SpaceMap::new(128).encode();
+        assert_eq!(SpaceMap::decode(129, &image[..16]), None);
+        assert_eq!(SpaceMap::decode(128, &image[..15]), None);
+        // A unit count no image could cover (from a damaged label) is refused, not allocated.
+        assert_eq!(SpaceMap::decode(u64::MAX, &image), None);
+        assert_eq!(SpaceMap::decode(128, &image[..16]), Some(SpaceMap::new(128)));
     }
 }

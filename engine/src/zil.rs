@@ -221,6 +221,145 @@ impl LogRecord {
     }
 }
 
+/// Bytes of a [`LogBlockHeader`].
+pub const LOG_BLOCK_HEADER_BYTES: usize = std::mem::size_of::<LogBlockHeader>();
+
+/// Why a log block was not accepted. Replay ends its chain at the first such block: either it
+/// is not the next block of the chain (the chain ends there) or it is corrupt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogBlockError {
+    /// Fewer bytes than a header, or than the header's `block_bytes`.
+    Short,
+    /// Magic, pool, chain or sequence is not the one expected: not the next block of the chain.
+    NotNext,
+    /// `block_bytes` is not a whole number of sectors up to [`MAX_LOG_BLOCK_BYTES`], or
+    /// `payload_bytes` is below the header size or past `block_bytes`.
+    BadLength,
+    /// The checksum does not match.
+    Checksum,
+    /// The records do not decode (a record past the payload, an unknown kind, a bad range).
+    Records,
+}
+
+impl std::fmt::Display for LogBlockError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LogBlockError::Short => "intent-log block shorter than its header or its block_bytes",
+            LogBlockError::NotNext => "not the next intent-log block of the chain",
+            LogBlockError::BadLength => {
+                "intent-log block lengths out of range (block_bytes a multiple of 4096 up to \
+                 256 KiB, payload_bytes from 128 to block_bytes)"
+            }
+            LogBlockError::Checksum => "intent-log block failed its checksum",
+            LogBlockError::Records => "intent-log block records are malformed",
+        })
+    }
+}
+
+/// What a log block must carry to be the next one of its chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogBlockExpect {
+    /// Pool identity.
+    pub pool_guid: u64,
+    /// Chain index.
+    pub chain: u32,
+    /// Sequence of the next block.
+    pub sequence: u64,
+}
+
+/// Checks the header at the start of `first` (at least its first 128 bytes): identity, then
+/// lengths. The checksum is checked by [`decode_log_block`] once the whole block is read.
+///
+/// # Errors
+/// [`LogBlockError::Short`], [`LogBlockError::NotNext`] or [`LogBlockError::BadLength`].
+pub fn check_log_block_header(
+    first: &[u8],
+    expect: &LogBlockExpect,
+) -> Result<LogBlockHeader, LogBlockError> {
+    let bytes = first.get(..LOG_BLOCK_HEADER_BYTES).ok_or(LogBlockError::Short)?;
+    let header: LogBlockHeader = bytemuck::pod_read_unaligned(bytes);
+    if header.magic != LOG_BLOCK_MAGIC
+        || header.pool_guid != expect.pool_guid
+        || header.chain != expect.chain
+        || header.sequence != expect.sequence
+    {
+        return Err(LogBlockError::NotNext);
+    }
+    let len = u64::from(header.block_bytes);
+    let payload = header.payload_bytes as usize;
+    if len < SECTOR_BYTES
+        || !len.is_multiple_of(SECTOR_BYTES)
+        || len > MAX_LOG_BLOCK_BYTES
+        || payload < LOG_BLOCK_HEADER_BYTES
+        || payload > header.block_bytes as usize
+    {
+        return Err(LogBlockError::BadLength);
+    }
+    Ok(header)
+}
+
+/// Decodes a whole log block (`block_bytes` long) expected at `expect`'s place in its chain:
+/// header, checksum, then records.
+///
+/// # Errors
+/// A [`LogBlockError`] naming what is wrong; never a panic, whatever the bytes.
+pub fn decode_log_block(
+    block: &[u8],
+    expect: &LogBlockExpect,
+) -> Result<(LogBlockHeader, Vec<LogRecord>), LogBlockError> {
+    let header = check_log_block_header(block, expect)?;
+    let block = block.get(..header.block_bytes as usize).ok_or(LogBlockError::Short)?;
+    let mut zeroed = header;
+    zeroed.checksum = [0, 0];
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(bytemuck::bytes_of(&zeroed));
+    hasher.update(&block[LOG_BLOCK_HEADER_BYTES..]);
+    let sum = hasher.digest128();
+    #[allow(clippy::cast_possible_truncation)]
+    if [sum as u64, (sum >> 64) as u64] != header.checksum {
+        return Err(LogBlockError::Checksum);
+    }
+    let payload = block
+        .get(LOG_BLOCK_HEADER_BYTES..header.payload_bytes as usize)
+        .ok_or(LogBlockError::BadLength)?;
+    let records = decode_records(payload, header.record_count).ok_or(LogBlockError::Records)?;
+    Ok((header, records))
+}
+
+/// Encodes `records` as one log block of `header.block_bytes` (a multiple of 4096 that holds
+/// them) into `out`, which must be that long: sets `record_count`, `payload_bytes` and the
+/// checksum, zeroes the padding, and returns the header as written.
+///
+/// # Panics
+/// When `out` is not `header.block_bytes` long or the records do not fit (a programmer error:
+/// the writer sizes blocks from [`LogRecord`]'s encoded length).
+pub fn encode_log_block(
+    out: &mut [u8],
+    mut header: LogBlockHeader,
+    records: &[LogRecord],
+) -> LogBlockHeader {
+    assert_eq!(out.len(), header.block_bytes as usize, "log block buffer length");
+    let mut payload_bytes = LOG_BLOCK_HEADER_BYTES;
+    for r in records {
+        payload_bytes = r.encode_at(out, payload_bytes);
+    }
+    out[payload_bytes..].fill(0);
+    header.record_count = u32::try_from(records.len()).expect("records fit");
+    header.payload_bytes = u32::try_from(payload_bytes).expect("block fits");
+    header.checksum = [0, 0];
+    out[..LOG_BLOCK_HEADER_BYTES].copy_from_slice(bytemuck::bytes_of(&header));
+    header.checksum = checksum(out);
+    out[..LOG_BLOCK_HEADER_BYTES].copy_from_slice(bytemuck::bytes_of(&header));
+    header
+}
+
+/// Bytes of the smallest log block that holds `records`.
+#[must_use]
+pub fn log_block_bytes(records: &[LogRecord]) -> u64 {
+    let payload = LOG_BLOCK_HEADER_BYTES + records.iter().map(LogRecord::encoded_len).sum::<usize>();
+    (payload as u64).next_multiple_of(SECTOR_BYTES)
+}
+
 /// Decodes the records of a verified block payload. `None` when malformed.
 fn decode_records(payload: &[u8], count: u32) -> Option<Vec<LogRecord>> {
     let mut out = Vec::with_capacity(count as usize);
@@ -642,27 +781,20 @@ impl Pool {
                 let next = chain.next_after(offset, len);
                 let block_max = records.iter().map(|r| r.label_txg).max().unwrap_or(0);
                 let mut payload = st.block_buffer(usize::try_from(len).expect("block fits"));
-                let mut payload_bytes = 128;
-                for r in &records {
-                    payload_bytes = r.encode_at(&mut payload, payload_bytes);
-                }
-                payload[payload_bytes..].fill(0);
-                let mut header = LogBlockHeader {
+                let header = LogBlockHeader {
                     magic: LOG_BLOCK_MAGIC,
                     pool_guid: self.zil.guid,
                     sequence: seq,
                     next_offset_bytes: next,
                     max_label_txg: block_max,
                     chain: chain.index,
-                    record_count: u32::try_from(records.len()).expect("records fit"),
+                    record_count: 0,
                     block_bytes: u32::try_from(len).expect("block fits"),
-                    payload_bytes: u32::try_from(payload_bytes).expect("block fits"),
+                    payload_bytes: 0,
                     reserved: [0; 7],
                     checksum: [0, 0],
                 };
-                payload[..128].copy_from_slice(bytemuck::bytes_of(&header));
-                header.checksum = checksum(&payload);
-                payload[..128].copy_from_slice(bytemuck::bytes_of(&header));
+                encode_log_block(&mut payload, header, &records);
                 st.live.push_back(LiveBlock {
                     offset_bytes: offset,
                     sequence: seq,
@@ -834,35 +966,20 @@ impl Pool {
             else {
                 break;
             };
-            let header: LogBlockHeader = bytemuck::pod_read_unaligned(&first[..128]);
+            let expect = LogBlockExpect { pool_guid: self.zil.guid, chain: chain.index, sequence: seq };
+            // A block that is not the next one, or is corrupt, ends the chain.
+            let Ok(header) = check_log_block_header(&first, &expect) else {
+                break;
+            };
             let len = u64::from(header.block_bytes);
-            if header.magic != LOG_BLOCK_MAGIC
-                || header.pool_guid != self.zil.guid
-                || header.chain != chain.index
-                || header.sequence != seq
-                || len < SECTOR_BYTES
-                || len % SECTOR_BYTES != 0
-                || len > MAX_LOG_BLOCK_BYTES
-                || offset + len > region
-                || u64::from(header.payload_bytes) > len
-            {
+            if offset + len > region {
                 break;
             }
-            let Ok(mut block) =
-                self.devs.read(chain.phys.device, base + offset, len as usize).await
+            let Ok(block) = self.devs.read(chain.phys.device, base + offset, len as usize).await
             else {
                 break;
             };
-            let stored = header.checksum;
-            let mut zeroed = header;
-            zeroed.checksum = [0, 0];
-            block[..128].copy_from_slice(bytemuck::bytes_of(&zeroed));
-            if checksum(&block) != stored {
-                break;
-            }
-            let Some(found) =
-                decode_records(&block[128..header.payload_bytes as usize], header.record_count)
-            else {
+            let Ok((header, found)) = decode_log_block(&block, &expect) else {
                 break;
             };
             records.extend(found);
@@ -919,6 +1036,98 @@ mod tests {
         assert_eq!(at, out.len());
         assert_eq!(decode_records(&out, 3), Some(records));
         assert_eq!(decode_records(&out[..40], 1), None);
+    }
+
+    fn sample_block(expect: &LogBlockExpect) -> (Vec<u8>, Vec<LogRecord>) {
+        let records = vec![
+            LogRecord {
+                sequence: 9,
+                label_txg: 4,
+                dataset_id: 2,
+                op: LogOp::Write {
+                    offset_bytes: 8192,
+                    data: SharedBuf::new(IoBuf::from_slice(&[5u8; 100])),
+                },
+            },
+            LogRecord {
+                sequence: 10,
+                label_txg: 4,
+                dataset_id: 2,
+                op: LogOp::Zero { offset_bytes: 0, len_bytes: 4096 },
+            },
+        ];
+        let len = log_block_bytes(&records);
+        let header = LogBlockHeader {
+            magic: LOG_BLOCK_MAGIC,
+            pool_guid: expect.pool_guid,
+            sequence: expect.sequence,
+            next_offset_bytes: len,
+            max_label_txg: 4,
+            chain: expect.chain,
+            record_count: 0,
+            block_bytes: u32::try_from(len).expect("small"),
+            payload_bytes: 0,
+            reserved: [0; 7],
+            checksum: [0, 0],
+        };
+        let mut block = vec![0u8; len as usize];
+        encode_log_block(&mut block, header, &records);
+        (block, records)
+    }
+
+    /// Rewrites the header of `block` with `edit` applied and a checksum that matches again.
+    fn reseal(block: &mut [u8], edit: impl FnOnce(&mut LogBlockHeader)) {
+        let mut header: LogBlockHeader = bytemuck::pod_read_unaligned(&block[..128]);
+        edit(&mut header);
+        header.checksum = [0, 0];
+        block[..128].copy_from_slice(bytemuck::bytes_of(&header));
+        header.checksum = checksum(block);
+        block[..128].copy_from_slice(bytemuck::bytes_of(&header));
+    }
+
+    const EXPECT: LogBlockExpect = LogBlockExpect { pool_guid: 77, chain: 1, sequence: 3 };
+
+    #[test]
+    fn log_block_round_trips() {
+        let (block, records) = sample_block(&EXPECT);
+        let (header, back) = decode_log_block(&block, &EXPECT).expect("valid block");
+        assert_eq!(back, records);
+        assert_eq!(header.record_count, 2);
+        assert_eq!(header.payload_bytes as usize, 128 + 48 + 104 + 48);
+    }
+
+    #[test]
+    fn payload_shorter_than_the_header_is_a_corrupt_block_not_a_panic() {
+        let (mut block, _) = sample_block(&EXPECT);
+        for payload in [0, 64, 127] {
+            reseal(&mut block, |h| {
+                h.payload_bytes = payload;
+                h.record_count = 0;
+            });
+            assert_eq!(decode_log_block(&block, &EXPECT), Err(LogBlockError::BadLength));
+            assert_eq!(check_log_block_header(&block, &EXPECT), Err(LogBlockError::BadLength));
+        }
+    }
+
+    #[test]
+    fn damaged_blocks_are_refused_with_their_reason() {
+        let (block, _) = sample_block(&EXPECT);
+        assert_eq!(decode_log_block(&block[..100], &EXPECT), Err(LogBlockError::Short));
+        assert_eq!(decode_log_block(&block[..2048], &EXPECT), Err(LogBlockError::Short));
+        let next = LogBlockExpect { sequence: 4, ..EXPECT };
+        assert_eq!(decode_log_block(&block, &next), Err(LogBlockError::NotNext));
+        let mut flipped = block.clone();
+        flipped[200] ^= 1;
+        assert_eq!(decode_log_block(&flipped, &EXPECT), Err(LogBlockError::Checksum));
+        let mut past = block.clone();
+        reseal(&mut past, |h| h.payload_bytes = h.block_bytes + 8);
+        assert_eq!(decode_log_block(&past, &EXPECT), Err(LogBlockError::BadLength));
+        let mut more = block.clone();
+        reseal(&mut more, |h| h.record_count += 1);
+        assert_eq!(decode_log_block(&more, &EXPECT), Err(LogBlockError::Records));
+        let mut huge = block;
+        reseal(&mut huge, |h| h.block_bytes = 512 * 1024);
+        assert_eq!(decode_log_block(&huge, &EXPECT), Err(LogBlockError::BadLength));
     }
 
     #[test]
