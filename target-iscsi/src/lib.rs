@@ -4,6 +4,7 @@
 pub mod chap;
 pub mod connection;
 pub mod digest;
+pub mod fuzz;
 pub mod initiator;
 pub mod login;
 pub mod login_phase;

@@ -36,9 +36,11 @@ fn unit(block_bytes: u32) -> Option<&'static LogicalUnit> {
 }
 
 /// Byte 0 selects the block size (even: 512, odd: 4096) and the nexus; the next 16 bytes
-/// are the CDB; the rest is the Data-Out.
+/// are the CDB; the rest is the Data-Out. The decoder also gets everything after byte 0 as
+/// one CDB (up to 260 bytes arrive that way through an extended CDB AHS).
 pub fn run_one(data: &[u8]) {
     let Some((&sel, rest)) = data.split_first() else { return };
+    let _ = cdb::parse(&rest[..rest.len().min(260)]);
     let (cdb_bytes, data_out) = rest.split_at(rest.len().min(cdb::MAX_CDB_BYTES));
     if let Ok(cmd) = cdb::parse(cdb_bytes) {
         let _ = cmd.data_out_bytes(512);
