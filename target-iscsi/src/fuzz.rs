@@ -597,7 +597,8 @@ pub fn regressions() -> Vec<Specimen> {
         specimen("pdu_parse", "ahs-padding-missing", ahs_padding),
         specimen("login_sequence", "segment-cut", login_short),
         specimen("login_sequence", "unknown-key-flood", flood),
-        specimen("login_text", "key-without-value", b"\x02InitiatorName=\0=\0TargetName".to_vec()),
+        // Values shorter than a binary value's 0x prefix.
+        specimen("login_text", "values-shorter-than-a-prefix", b"InitiatorName=\0CHAP_R=0\0".to_vec()),
         specimen("cdb_parse", "short-cdb", vec![0, 0x88, 0, 0]),
         specimen("cdb_parse", "extended-cdb", {
             // 32 bytes: a variable-length CDB as an extended CDB AHS delivers it.
