@@ -15,7 +15,7 @@ use drivers::buffer::{IoBuf, SharedBuf};
 use crate::block_pointer::{BlockKind, BlockPointer, Extent};
 use crate::block_tree::{decode_indirect, FANOUT, INDIRECT_BYTES};
 use crate::dataset::decode_deadlist;
-use crate::ddt::{self, DdtEntryPhys, Ddt};
+use crate::ddt::{self, Ddt, DdtEntryPhys};
 use crate::format::{checksum, FORMAT_VERSION, SECTOR_BYTES};
 use crate::label::{DeviceConfig, DeviceRole, Label, LABEL_HEADER_BYTES, LABEL_MAGIC};
 use crate::object::StoredObject;
@@ -23,12 +23,14 @@ use crate::space_map::SpaceMap;
 use crate::uberblock::{slot_offset_bytes, Uberblock, UBERBLOCK_BYTES, UBERBLOCK_MAGIC};
 use crate::zil::{
     check_log_block_header, decode_log_block, encode_log_block, log_block_bytes, LogBlockExpect,
-    LogBlockHeader, LogOp, LogRecord, LOG_BLOCK_HEADER_BYTES, LOG_BLOCK_MAGIC,
-    MAX_LOG_BLOCK_BYTES,
+    LogBlockHeader, LogOp, LogRecord, LOG_BLOCK_HEADER_BYTES, LOG_BLOCK_MAGIC, MAX_LOG_BLOCK_BYTES,
 };
 
+/// A fuzz target: its name and its entry point.
+pub type Target = (&'static str, fn(&[u8]));
+
 /// The fuzz targets, by name (as in `engine/fuzz/Cargo.toml`).
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+pub const TARGETS: [Target; 6] = [
     ("label", label),
     ("uberblock", uberblock),
     ("block_pointer", block_pointer),
@@ -117,8 +119,11 @@ pub fn log_block(data: &[u8]) {
         return;
     };
     let mut header: LogBlockHeader = bytemuck::pod_read_unaligned(head);
-    let expect =
-        LogBlockExpect { pool_guid: header.pool_guid, chain: header.chain, sequence: header.sequence };
+    let expect = LogBlockExpect {
+        pool_guid: header.pool_guid,
+        chain: header.chain,
+        sequence: header.sequence,
+    };
     if mode % 2 == 1 {
         let end = (header.block_bytes as usize).min(block.len());
         header.checksum = [0, 0];
@@ -129,7 +134,9 @@ pub fn log_block(data: &[u8]) {
     if let Ok(h) = check_log_block_header(&block, &expect) {
         let (payload, len) = (h.payload_bytes as usize, u64::from(h.block_bytes));
         assert!((LOG_BLOCK_HEADER_BYTES..=h.block_bytes as usize).contains(&payload));
-        assert!(len.is_multiple_of(SECTOR_BYTES) && (SECTOR_BYTES..=MAX_LOG_BLOCK_BYTES).contains(&len));
+        assert!(
+            len.is_multiple_of(SECTOR_BYTES) && (SECTOR_BYTES..=MAX_LOG_BLOCK_BYTES).contains(&len)
+        );
     }
     let Ok((h, records)) = decode_log_block(&block, &expect) else { return };
     assert!(log_block_bytes(&records) <= u64::from(h.block_bytes));
@@ -137,7 +144,10 @@ pub fn log_block(data: &[u8]) {
     encode_log_block(&mut again, h, &records);
     let (h2, back) = decode_log_block(&again, &expect).expect("a re-encoded block decodes");
     assert_eq!(back, records);
-    assert_eq!((h2.sequence, h2.next_offset_bytes, h2.block_bytes), (h.sequence, h.next_offset_bytes, h.block_bytes));
+    assert_eq!(
+        (h2.sequence, h2.next_offset_bytes, h2.block_bytes),
+        (h.sequence, h.next_offset_bytes, h.block_bytes)
+    );
 }
 
 /// A space map image: the first 4 bytes give the unit count (little-endian), the rest is the
@@ -228,9 +238,17 @@ fn sample_log_block() -> Vec<u8> {
             sequence: 1,
             label_txg: 5,
             dataset_id: 1,
-            op: LogOp::Write { offset_bytes: 4096, data: SharedBuf::new(IoBuf::from_slice(&[0xa5; 64])) },
+            op: LogOp::Write {
+                offset_bytes: 4096,
+                data: SharedBuf::new(IoBuf::from_slice(&[0xa5; 64])),
+            },
         },
-        LogRecord { sequence: 2, label_txg: 5, dataset_id: 1, op: LogOp::Zero { offset_bytes: 0, len_bytes: 8192 } },
+        LogRecord {
+            sequence: 2,
+            label_txg: 5,
+            dataset_id: 1,
+            op: LogOp::Zero { offset_bytes: 0, len_bytes: 8192 },
+        },
         LogRecord {
             sequence: 3,
             label_txg: 5,
@@ -278,10 +296,20 @@ pub fn seeds() -> Vec<Specimen> {
     label.ag_bytes = 1 << 28;
     label.create_txg = 1;
     label.pool_name[..4].copy_from_slice(b"tank");
-    label.devices[0] =
-        DeviceConfig { guid: 0x5eed, size_bytes: 1 << 30, ag_bytes: 1 << 28, role: DeviceRole::Data as u32, reserved: 0 };
-    label.devices[1] =
-        DeviceConfig { guid: 0x1065, size_bytes: 1 << 26, ag_bytes: 0, role: DeviceRole::Log as u32, reserved: 0 };
+    label.devices[0] = DeviceConfig {
+        guid: 0x5eed,
+        size_bytes: 1 << 30,
+        ag_bytes: 1 << 28,
+        role: DeviceRole::Data as u32,
+        reserved: 0,
+    };
+    label.devices[1] = DeviceConfig {
+        guid: 0x1065,
+        size_bytes: 1 << 26,
+        ag_bytes: 0,
+        role: DeviceRole::Log as u32,
+        reserved: 0,
+    };
 
     let ub = Uberblock::new(0xfe22_17e0, 42, 2, sample_pointer(BlockKind::PoolRoot, 100));
     let mut ub_slot = ub.encode_slot();
@@ -429,10 +457,15 @@ mod tests {
             run(s.target, &s.bytes);
             assert!(s.bytes.len() <= INDIRECT_BYTES, "{} is {} bytes", s.name, s.bytes.len());
         }
-        let block = &regressions().into_iter().find(|s| s.name == "payload-below-header").expect("input").bytes;
+        let block = &regressions()
+            .into_iter()
+            .find(|s| s.name == "payload-below-header")
+            .expect("input")
+            .bytes;
         let expect = LogBlockExpect { pool_guid: 0xfe22_17e0, chain: 0, sequence: 1 << 32 };
         let mut sealed = block[1..].to_vec();
-        let mut header: LogBlockHeader = bytemuck::pod_read_unaligned(&sealed[..LOG_BLOCK_HEADER_BYTES]);
+        let mut header: LogBlockHeader =
+            bytemuck::pod_read_unaligned(&sealed[..LOG_BLOCK_HEADER_BYTES]);
         header.checksum = [0, 0];
         sealed[..LOG_BLOCK_HEADER_BYTES].copy_from_slice(bytemuck::bytes_of(&header));
         header.checksum = checksum(&sealed);

@@ -356,7 +356,8 @@ pub fn encode_log_block(
 /// Bytes of the smallest log block that holds `records`.
 #[must_use]
 pub fn log_block_bytes(records: &[LogRecord]) -> u64 {
-    let payload = LOG_BLOCK_HEADER_BYTES + records.iter().map(LogRecord::encoded_len).sum::<usize>();
+    let payload =
+        LOG_BLOCK_HEADER_BYTES + records.iter().map(LogRecord::encoded_len).sum::<usize>();
     (payload as u64).next_multiple_of(SECTOR_BYTES)
 }
 
@@ -966,7 +967,8 @@ impl Pool {
             else {
                 break;
             };
-            let expect = LogBlockExpect { pool_guid: self.zil.guid, chain: chain.index, sequence: seq };
+            let expect =
+                LogBlockExpect { pool_guid: self.zil.guid, chain: chain.index, sequence: seq };
             // A block that is not the next one, or is corrupt, ends the chain.
             let Ok(header) = check_log_block_header(&first, &expect) else {
                 break;

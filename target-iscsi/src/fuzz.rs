@@ -65,8 +65,14 @@ fn login_config() -> LoginConfig {
                 portal_group_tag: 1,
                 acl: Some(vec![INITIATOR.into()]),
                 chap: Some(ChapCredentials {
-                    initiator: ChapSecret { username: "u".into(), secret: b"secret-one-12".to_vec() },
-                    mutual: Some(ChapSecret { username: "t".into(), secret: b"secret-two-12".to_vec() }),
+                    initiator: ChapSecret {
+                        username: "u".into(),
+                        secret: b"secret-one-12".to_vec(),
+                    },
+                    mutual: Some(ChapSecret {
+                        username: "t".into(),
+                        secret: b"secret-two-12".to_vec(),
+                    }),
                 }),
             },
         ],
@@ -125,8 +131,11 @@ pub fn login_text(data: &[u8]) {
     let pieces = text.len().div_ceil(4).max(1);
     for (i, chunk) in text.chunks(pieces).enumerate() {
         let bits = control.rotate_left(u32::try_from(i * 2).unwrap_or(0));
-        let csg =
-            if bits & 1 == 0 { Stage::SecurityNegotiation } else { Stage::LoginOperationalNegotiation };
+        let csg = if bits & 1 == 0 {
+            Stage::SecurityNegotiation
+        } else {
+            Stage::LoginOperationalNegotiation
+        };
         let transit = bits & 2 != 0;
         let req = LoginRequest {
             transit,
@@ -224,7 +233,8 @@ fn harness() -> Harness {
         name: OPEN_TARGET.into(),
         scsi: Arc::new(ScsiTarget::new(OPEN_TARGET, vec![(0, unit)])),
     });
-    let server = Server::new(login_config(), vec![node], Vec::new(), Server::default_keepalive(), 1);
+    let server =
+        Server::new(login_config(), vec![node], Vec::new(), Server::default_keepalive(), 1);
     Harness { reactor, server: Arc::new(server) }
 }
 
@@ -276,7 +286,8 @@ fn run_connection(data: &[u8]) -> Option<(ConnEnd, usize)> {
             let _ = sock.read_to_end(&mut answers);
             answers.len()
         });
-        let target = (sel & 4 == 0).then(|| Arc::clone(h.server.target(OPEN_TARGET).expect("target")));
+        let target =
+            (sel & 4 == 0).then(|| Arc::clone(h.server.target(OPEN_TARGET).expect("target")));
         let max_dsl = 512u32 << ((sel >> 3) & 3);
         let est = Established {
             params: FfpParams {
@@ -397,13 +408,13 @@ fn operational() -> Vec<(&'static str, &'static str)> {
 fn login_seeds() -> Vec<Specimen> {
     use Stage::{FullFeaturePhase, LoginOperationalNegotiation as Op, SecurityNegotiation as Sec};
     let mut normal = Vec::new();
-    let mut keys = vec![("InitiatorName", INITIATOR), ("TargetName", OPEN_TARGET), ("SessionType", "Normal")];
+    let mut keys =
+        vec![("InitiatorName", INITIATOR), ("TargetName", OPEN_TARGET), ("SessionType", "Normal")];
     keys.extend(operational());
     login_pdu(&mut normal, Op, Some(FullFeaturePhase), 0, &text(&keys));
 
     let mut security_first = Vec::new();
-    let keys =
-        [("InitiatorName", INITIATOR), ("TargetName", OPEN_TARGET), ("AuthMethod", "None")];
+    let keys = [("InitiatorName", INITIATOR), ("TargetName", OPEN_TARGET), ("AuthMethod", "None")];
     login_pdu(&mut security_first, Sec, Some(Op), 0, &text(&keys));
     login_pdu(&mut security_first, Op, Some(FullFeaturePhase), 0, &text(&operational()));
 
@@ -436,7 +447,15 @@ fn login_seeds() -> Vec<Specimen> {
     ]
 }
 
-fn command(itt: u32, cmd_sn: u32, cdb: &[u8], edtl: u32, write: bool, final_bit: bool, dsl: u32) -> Bhs {
+fn command(
+    itt: u32,
+    cmd_sn: u32,
+    cdb: &[u8],
+    edtl: u32,
+    write: bool,
+    final_bit: bool,
+    dsl: u32,
+) -> Bhs {
     let mut c = [0u8; 16];
     c[..cdb.len()].copy_from_slice(cdb);
     ScsiCommand {
@@ -501,7 +520,15 @@ fn connection_seeds() -> Vec<Specimen> {
     // WRITE(10) of two blocks: half as immediate data, half as unsolicited Data-Out.
     pdu(&mut unsolicited, &command(1, 1, &write10, 1024, true, false, 512), &[1; 512]);
     pdu(&mut unsolicited, &data_out(1, RESERVED_TAG, 512, 512, true), &[2; 512]);
-    let nop = NopOut { immediate: true, lun: 0, itt: 7, ttt: RESERVED_TAG, cmd_sn: 2, exp_stat_sn: 1, data_segment_length: 4 };
+    let nop = NopOut {
+        immediate: true,
+        lun: 0,
+        itt: 7,
+        ttt: RESERVED_TAG,
+        cmd_sn: 2,
+        exp_stat_sn: 1,
+        data_segment_length: 4,
+    };
     pdu(&mut unsolicited, &nop.encode(), b"ping");
     let tmf = TaskMgmtRequest {
         immediate: true,
@@ -553,7 +580,8 @@ pub fn seeds() -> Vec<Specimen> {
         t.extend_from_slice(&normal[BHS_LEN..]);
         t
     }));
-    let mut command_with_ahs = command(1, 1, &[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], 512, false, true, 0);
+    let mut command_with_ahs =
+        command(1, 1, &[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], 512, false, true, 0);
     command_with_ahs.set_lengths(1, 0);
     let mut p = command_with_ahs.bytes.to_vec();
     p.extend_from_slice(&[0, 2, 2, 0]); // bidirectional read length AHS, cut
@@ -582,8 +610,13 @@ pub fn regressions() -> Vec<Specimen> {
     // Two hundred unknown keys in one PDU: answering each NotUnderstood would overflow the
     // 8192 bytes a login response may carry.
     let mut flood = Vec::new();
-    let mut keys = vec![("InitiatorName".to_string(), INITIATOR.to_string()), ("TargetName".into(), OPEN_TARGET.into())];
-    keys.extend((0..200).map(|i| (format!("X-vendor.key.with.a.long.name.{i:04}"), "1".to_string())));
+    let mut keys = vec![
+        ("InitiatorName".to_string(), INITIATOR.to_string()),
+        ("TargetName".into(), OPEN_TARGET.into()),
+    ];
+    keys.extend(
+        (0..200).map(|i| (format!("X-vendor.key.with.a.long.name.{i:04}"), "1".to_string())),
+    );
     let keys: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     login_pdu(&mut flood, Stage::LoginOperationalNegotiation, None, 0, &text(&keys));
     // Unsolicited Data-Out that runs past what a one-block WRITE takes (but not past the
@@ -598,7 +631,11 @@ pub fn regressions() -> Vec<Specimen> {
         specimen("login_sequence", "segment-cut", login_short),
         specimen("login_sequence", "unknown-key-flood", flood),
         // Values shorter than a binary value's 0x prefix.
-        specimen("login_text", "values-shorter-than-a-prefix", b"InitiatorName=\0CHAP_R=0\0".to_vec()),
+        specimen(
+            "login_text",
+            "values-shorter-than-a-prefix",
+            b"InitiatorName=\0CHAP_R=0\0".to_vec(),
+        ),
         specimen("cdb_parse", "short-cdb", vec![0, 0x88, 0, 0]),
         specimen("cdb_parse", "extended-cdb", {
             // 32 bytes: a variable-length CDB as an extended CDB AHS delivers it.
@@ -610,8 +647,11 @@ pub fn regressions() -> Vec<Specimen> {
     ]
 }
 
+/// A fuzz target: its name and its entry point.
+pub type Target = (&'static str, fn(&[u8]));
+
 /// The targets, by name (as in `target-iscsi/fuzz/Cargo.toml`).
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [Target; 5] = [
     ("pdu_parse", pdu_parse),
     ("login_text", login_text),
     ("login_sequence", login_sequence),
@@ -703,7 +743,9 @@ mod tests {
                     assert!(challenged, "no challenge");
                     assert!(matches!(last, Some(LoginOutcome::Fail(_))));
                 }
-                name => assert!(matches!(last, Some(LoginOutcome::FullFeature(_))), "{name}: {last:?}"),
+                name => {
+                    assert!(matches!(last, Some(LoginOutcome::FullFeature(_))), "{name}: {last:?}");
+                }
             }
         }
     }
