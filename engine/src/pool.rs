@@ -539,28 +539,13 @@ impl Pool {
             root: StoredObject { bp: ub.root, extents: root_extents },
             ..Meta::default()
         };
-        for entry in decode_directory(&dir_bytes)? {
-            let (bytes, extents) =
-                read_object(devs, &entry.object).await.map_err(corrupt("dataset"))?;
-            let (phys, roots) = decode_dataset(&bytes)?;
-            let (deadlist, deadlist_object) = if phys.deadlist.is_hole() {
-                (Vec::new(), StoredObject::none())
-            } else {
-                let (bytes, extents) =
-                    read_object(devs, &phys.deadlist).await.map_err(corrupt("deadlist"))?;
-                (decode_deadlist(&bytes)?, StoredObject { bp: phys.deadlist, extents })
-            };
-            meta.insert(
-                DatasetMeta {
-                    phys,
-                    roots,
-                    object: StoredObject { bp: entry.object, extents },
-                    deadlist,
-                    deadlist_object,
-                    dirty: false,
-                    deadlist_dirty: false,
-                },
-            );
+        // Datasets load LOAD_WINDOW at a time: a pool with tens of thousands of snapshots
+        // waits for the device's latency once per window, not once per dataset.
+        for window in decode_directory(&dir_bytes)?.chunks(LOAD_WINDOW) {
+            let loads = window.iter().map(|entry| load_dataset(devs, entry)).collect();
+            for loaded in crate::join::join_all(loads).await {
+                meta.insert(loaded?);
+            }
         }
         let ddt = Ddt::default();
         if !root.ddt_index.is_hole() {
@@ -884,6 +869,40 @@ impl Pool {
             .saturating_sub(self.txg.dirty_bytes.load(Ordering::Relaxed))
             .saturating_sub(reservations)
     }
+}
+
+/// Dataset objects read at once during import.
+const LOAD_WINDOW: usize = 64;
+
+/// Reads one dataset object of the directory, and its deadlist.
+async fn load_dataset(
+    devs: &DeviceSet,
+    entry: &crate::dataset::DirectoryEntry,
+) -> PoolResult<DatasetMeta> {
+    let corrupt = |what: &'static str| {
+        move |e: BlockReadError| match e {
+            BlockReadError::Io(io) => PoolError::Io(io),
+            BlockReadError::Checksum => PoolError::Corrupt(format!("{what} failed its checksum")),
+        }
+    };
+    let (bytes, extents) = read_object(devs, &entry.object).await.map_err(corrupt("dataset"))?;
+    let (phys, roots) = decode_dataset(&bytes)?;
+    let (deadlist, deadlist_object) = if phys.deadlist.is_hole() {
+        (Vec::new(), StoredObject::none())
+    } else {
+        let (bytes, extents) =
+            read_object(devs, &phys.deadlist).await.map_err(corrupt("deadlist"))?;
+        (decode_deadlist(&bytes)?, StoredObject { bp: phys.deadlist, extents })
+    };
+    Ok(DatasetMeta {
+        phys,
+        roots,
+        object: StoredObject { bp: entry.object, extents },
+        deadlist,
+        deadlist_object,
+        dirty: false,
+        deadlist_dirty: false,
+    })
 }
 
 /// A pool's durable state as loaded from an uberblock.

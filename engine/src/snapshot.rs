@@ -229,14 +229,34 @@ impl Pool {
     /// # Errors
     /// [`PoolError::NotFound`], [`PoolError::Busy`] when a clone depends on it.
     pub async fn destroy_snapshot(&self, snapshot: &str) -> PoolResult<()> {
+        self.destroy_snapshots(&[snapshot]).await
+    }
+
+    /// Destroys every snapshot in `snapshots` in one txg. Either all are destroyed or, when
+    /// one is unknown or has clones, none is.
+    ///
+    /// # Errors
+    /// [`PoolError::NotFound`], [`PoolError::Busy`] when a clone depends on one.
+    pub async fn destroy_snapshots(&self, snapshots: &[&str]) -> PoolResult<()> {
         self.check_live()?;
         {
             let mut meta = lock(&self.meta);
-            let id = snapshot_meta(&meta, snapshot)?.phys.id;
-            if !meta.clones_of(id).is_empty() {
-                return Err(PoolError::Busy(format!("{snapshot} has clones")));
+            // One scan for the clones' origins, not one per snapshot.
+            let origins: std::collections::HashSet<u64> = meta
+                .datasets
+                .values()
+                .filter(|d| d.kind() == DatasetKind::Volume && d.phys.origin_id != 0)
+                .map(|d| d.phys.origin_id)
+                .collect();
+            let mut ids = Vec::with_capacity(snapshots.len());
+            for snapshot in snapshots {
+                let id = snapshot_meta(&meta, snapshot)?.phys.id;
+                if origins.contains(&id) {
+                    return Err(PoolError::Busy(format!("{snapshot} has clones")));
+                }
+                ids.push(id);
             }
-            meta.ops.push(MetaOp::DestroySnapshot { snapshot_id: id });
+            meta.ops.extend(ids.into_iter().map(|snapshot_id| MetaOp::DestroySnapshot { snapshot_id }));
         }
         self.sync_txg().await?;
         Ok(())
