@@ -18,7 +18,8 @@
 //! 6. destroys one snapshot alone, then every other one, `--destroy-batch` per txg.
 //!
 //! With `--keep` the pool is exported again before step 6 and left on FILE, with the
-//! snapshots (the script then lists them through ferrited). The last line is
+//! snapshots (the script then lists them through ferrited, and `--destroy-existing` does
+//! step 6 on it). The last line is
 //! `snapshots n=… list_s=… import_s=… max_io_stall_ms=… write_iops_ratio=…`.
 
 /// The allocator ferrited runs with (see ferrited's main).
@@ -71,6 +72,9 @@ struct Args {
     /// Leave the pool, with its snapshots, on FILE (no destroy phase).
     #[arg(long)]
     keep: bool,
+    /// Only import FILE (left by `--keep`) and destroy every snapshot.
+    #[arg(long)]
+    destroy_existing: bool,
 }
 
 /// xorshift64.
@@ -258,26 +262,7 @@ async fn run(args: &Args) -> Result<String, String> {
 
     let mut destroy_note = String::new();
     if !args.keep {
-        let names = pool.snapshots("v").map_err(err)?;
-        let one = Instant::now();
-        pool.destroy_snapshot(&names[n / 2]).await.map_err(err)?;
-        let destroy_one_ms = one.elapsed().as_secs_f64() * 1e3;
-        let rest: Vec<&String> =
-            names.iter().enumerate().filter(|(i, _)| *i != n / 2).map(|(_, s)| s).collect();
-        let start = Instant::now();
-        for chunk in rest.chunks(args.destroy_batch.max(1)) {
-            let refs: Vec<&str> = chunk.iter().map(|s| s.as_str()).collect();
-            pool.destroy_snapshots(&refs).await.map_err(err)?;
-        }
-        let destroy_s = start.elapsed().as_secs_f64();
-        if !pool.snapshots("v").map_err(err)?.is_empty() {
-            return Err("snapshots left after destroying all".into());
-        }
-        eprintln!(
-            "destroy: one alone {destroy_one_ms:.1} ms; the other {} in {destroy_s:.1} s ({} per txg)",
-            n - 1,
-            args.destroy_batch
-        );
+        let destroy_s = destroy_all(&pool, args.destroy_batch).await?;
         destroy_note = format!(" destroy_all_s={destroy_s:.2}");
     }
     pool.export().await.map_err(err)?;
@@ -293,6 +278,51 @@ async fn run(args: &Args) -> Result<String, String> {
     ))
 }
 
+/// Destroys one snapshot from the middle alone, then every other one, `--destroy-batch` per
+/// txg: the seconds the latter took.
+async fn destroy_all(pool: &Pool, batch: usize) -> Result<f64, String> {
+    let batch = batch.max(1);
+    let names = pool.snapshots("v").map_err(err)?;
+    let n = names.len();
+    if n == 0 {
+        return Ok(0.0);
+    }
+    let one = Instant::now();
+    pool.destroy_snapshot(&names[n / 2]).await.map_err(err)?;
+    let destroy_one_ms = one.elapsed().as_secs_f64() * 1e3;
+    let rest: Vec<&str> = names
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != n / 2)
+        .map(|(_, s)| s.as_str())
+        .collect();
+    let start = Instant::now();
+    for chunk in rest.chunks(batch) {
+        pool.destroy_snapshots(chunk).await.map_err(err)?;
+    }
+    let destroy_s = start.elapsed().as_secs_f64();
+    if !pool.snapshots("v").map_err(err)?.is_empty() {
+        return Err("snapshots left after destroying all".into());
+    }
+    eprintln!(
+        "destroy: one alone {destroy_one_ms:.1} ms; the other {} in {destroy_s:.1} s ({batch} per txg)",
+        n - 1
+    );
+    Ok(destroy_s)
+}
+
+/// `--destroy-existing`: imports FILE, destroys every snapshot of `v`, removes FILE.
+async fn destroy_existing(args: &Args) -> Result<String, String> {
+    let pool = open_pool(&args.file, false).await?;
+    let syncer = pool.start_syncer();
+    let n = pool.snapshots("v").map_err(err)?.len();
+    let destroy_s = destroy_all(&pool, args.destroy_batch).await?;
+    pool.export().await.map_err(err)?;
+    syncer.await;
+    let _ = std::fs::remove_file(&args.file);
+    Ok(format!("destroyed n={n} destroy_all_s={destroy_s:.2}"))
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let reactor = match Reactor::new(&ReactorConfig::default()) {
@@ -302,7 +332,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match reactor.block_on(run(&args)) {
+    let result = if args.destroy_existing {
+        reactor.block_on(destroy_existing(&args))
+    } else {
+        reactor.block_on(run(&args))
+    };
+    match result {
         Ok(line) => {
             println!("{line}");
             ExitCode::SUCCESS
