@@ -303,7 +303,8 @@ mod tests {
             assert_eq!(check_name("volume", good), Ok(()), "{good:?}");
         }
         let long = "x".repeat(97);
-        for bad in ["", ".hidden", "a b", "a\nb", "a\u{1b}[2Jb", "a/b", "a@b", "é", "a\0b", &long] {
+        for bad in ["", ".hidden", "a b", "a\nb", "a\u{1b}[2Jb", "a/b", "a@b", "é", "a\0b", &long]
+        {
             let err = check_name("volume", bad).expect_err(bad);
             assert!(err.contains(NAME_RULE), "{err}");
             assert!(!err.contains('\n') && !err.contains('\u{1b}'), "one clean line: {err:?}");

@@ -149,8 +149,7 @@ impl Meta {
     pub fn snapshot_neighbours(&self, snapshot: &DatasetMeta) -> (Option<u64>, Option<u64>) {
         let volume = snapshot.phys.parent_id;
         let key = (volume, snapshot.phys.creation_txg, snapshot.phys.id);
-        let before =
-            self.snapshots_by_volume.range((volume, 0, 0)..key).next_back().map(|k| k.2);
+        let before = self.snapshots_by_volume.range((volume, 0, 0)..key).next_back().map(|k| k.2);
         let after = self
             .snapshots_by_volume
             .range((Bound::Excluded(key), Bound::Included((volume, u64::MAX, u64::MAX))))

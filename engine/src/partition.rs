@@ -98,7 +98,9 @@ impl VolumeLayout {
             return Err(format!("block size {lb} must be 512 or 4096"));
         }
         if !v.is_power_of_two() || !(4096..=128 * 1024).contains(&v) {
-            return Err(format!("volume block size {v} must be a power of two from 4096 to 131072"));
+            return Err(format!(
+                "volume block size {v} must be a power of two from 4096 to 131072"
+            ));
         }
         if v < lb {
             return Err(format!("volume block size {v} is smaller than the block size {lb}"));

@@ -712,17 +712,15 @@ impl Pool {
                 &roots,
                 self.txg.open_txg.load(Ordering::SeqCst),
             ));
-            meta.insert(
-                DatasetMeta {
-                    phys,
-                    roots: Vec::new(),
-                    object: StoredObject::none(),
-                    deadlist: Vec::new(),
-                    deadlist_object: StoredObject::none(),
-                    dirty: true,
-                    deadlist_dirty: false,
-                },
-            );
+            meta.insert(DatasetMeta {
+                phys,
+                roots: Vec::new(),
+                object: StoredObject::none(),
+                deadlist: Vec::new(),
+                deadlist_object: StoredObject::none(),
+                dirty: true,
+                deadlist_dirty: false,
+            });
             meta.dirty = true;
             lock(&self.heads).insert(id, Arc::clone(&shared));
             shared
@@ -810,7 +808,12 @@ impl Pool {
 
     /// Refuses adding `extra_bytes` of volume size (for volume `name`) when the volumes
     /// together would exceed [`PoolTunables::thin_overcommit_factor`] × the pool's capacity.
-    pub(crate) fn check_overcommit(&self, meta: &Meta, name: &str, extra_bytes: u64) -> PoolResult<()> {
+    pub(crate) fn check_overcommit(
+        &self,
+        meta: &Meta,
+        name: &str,
+        extra_bytes: u64,
+    ) -> PoolResult<()> {
         let factor = self.tunables.thin_overcommit_factor;
         let capacity = self.alloc.capacity_bytes();
         let limit = capacity.saturating_mul(factor);
@@ -958,10 +961,9 @@ async fn write_labels(
     guid: u64,
     name: &str,
 ) -> PoolResult<()> {
-    let pool_name = crate::format::encode_name::<64>(name)
-        .ok_or_else(|| {
-            PoolError::InvalidConfig(format!("pool name {name:?} is over 64 bytes, the label's limit"))
-        })?;
+    let pool_name = crate::format::encode_name::<64>(name).ok_or_else(|| {
+        PoolError::InvalidConfig(format!("pool name {name:?} is over 64 bytes, the label's limit"))
+    })?;
     for (index, config) in configs.iter().enumerate() {
         for l in 0..LABEL_COUNT {
             let mut label = Label::new();

@@ -184,17 +184,15 @@ impl Pool {
             phys.deadlist = BlockPointer::HOLE;
             phys.name = field;
             let shared = Arc::new(VolumeShared::new(&phys, &snap.roots, open_txg));
-            meta.insert(
-                DatasetMeta {
-                    phys,
-                    roots: Vec::new(),
-                    object: StoredObject::none(),
-                    deadlist: Vec::new(),
-                    deadlist_object: StoredObject::none(),
-                    dirty: true,
-                    deadlist_dirty: false,
-                },
-            );
+            meta.insert(DatasetMeta {
+                phys,
+                roots: Vec::new(),
+                object: StoredObject::none(),
+                deadlist: Vec::new(),
+                deadlist_object: StoredObject::none(),
+                dirty: true,
+                deadlist_dirty: false,
+            });
             meta.dirty = true;
             lock(&self.heads).insert(id, Arc::clone(&shared));
             shared
@@ -256,7 +254,8 @@ impl Pool {
                 }
                 ids.push(id);
             }
-            meta.ops.extend(ids.into_iter().map(|snapshot_id| MetaOp::DestroySnapshot { snapshot_id }));
+            meta.ops
+                .extend(ids.into_iter().map(|snapshot_id| MetaOp::DestroySnapshot { snapshot_id }));
         }
         self.sync_txg().await?;
         Ok(())

@@ -1368,17 +1368,15 @@ impl Pool {
                 head.deadlist_dirty = true;
                 head.phys.prev_snap_txg = txg;
                 head.dirty = true;
-                meta.insert(
-                    DatasetMeta {
-                        phys,
-                        roots,
-                        object: StoredObject::none(),
-                        deadlist,
-                        deadlist_object: StoredObject::none(),
-                        dirty: true,
-                        deadlist_dirty: true,
-                    },
-                );
+                meta.insert(DatasetMeta {
+                    phys,
+                    roots,
+                    object: StoredObject::none(),
+                    deadlist,
+                    deadlist_object: StoredObject::none(),
+                    dirty: true,
+                    deadlist_dirty: true,
+                });
                 meta.dirty = true;
             }
             MetaOp::Rollback { volume_id, snapshot_id } => {
@@ -1424,8 +1422,9 @@ impl Pool {
             .get(&parent)
             .and_then(|v| meta.datasets.get(&v.phys.origin_id))
             .map_or(0, |o| o.phys.creation_txg);
-        let prev_txg =
-            before.and_then(|id| meta.datasets.get(&id)).map_or(origin_txg, |d| d.phys.creation_txg);
+        let prev_txg = before
+            .and_then(|id| meta.datasets.get(&id))
+            .map_or(origin_txg, |d| d.phys.creation_txg);
         let next_id = after.unwrap_or(parent);
         let Some(next) = meta.datasets.get_mut(&next_id) else { return };
         let mut keep = Vec::with_capacity(next.deadlist.len());

@@ -54,7 +54,8 @@ fn check_listing(pool: &Pool, volume: &str) -> usize {
 
 #[test]
 fn listing_figures_equal_the_full_computation_over_a_random_history() {
-    let seeds: u64 = std::env::var("FERRITE_SNAPSHOT_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
+    let seeds: u64 =
+        std::env::var("FERRITE_SNAPSHOT_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
     for seed in 1..=seeds {
         let r = reactor();
         r.block_on(async {
@@ -109,7 +110,8 @@ fn listing_figures_equal_the_full_computation_over_a_random_history() {
                         if volumes.len() < 4 && !snaps.is_empty() {
                             let pick = &snaps[rng.below(snaps.len() as u64) as usize];
                             let clone_name = format!("c{step}");
-                            let clone = pool.clone_snapshot(pick, &clone_name).await.expect("clone");
+                            let clone =
+                                pool.clone_snapshot(pick, &clone_name).await.expect("clone");
                             volumes.push((clone_name, clone));
                         }
                     }
@@ -146,8 +148,11 @@ fn thousands_of_snapshots_list_in_order_and_destroy_from_the_middle() {
         let pool = Pool::create(vec![device(256)], None, options(PoolTunables::default()))
             .await
             .expect("create");
-        let vol_options =
-            VolumeOptions { capacity_bytes: 8 << 20, partition_count: 2, ..VolumeOptions::default() };
+        let vol_options = VolumeOptions {
+            capacity_bytes: 8 << 20,
+            partition_count: 2,
+            ..VolumeOptions::default()
+        };
         let vol = pool.create_volume("v", &vol_options).await.expect("volume");
         let mut expected = Vec::new();
         for batch in 0..20u64 {
@@ -168,8 +173,12 @@ fn thousands_of_snapshots_list_in_order_and_destroy_from_the_middle() {
         for n in (0..2000).step_by(7) {
             pool.destroy_snapshot(&expected[n]).await.expect("destroy");
         }
-        let kept: Vec<String> =
-            expected.iter().enumerate().filter(|(n, _)| n % 7 != 0).map(|(_, s)| s.clone()).collect();
+        let kept: Vec<String> = expected
+            .iter()
+            .enumerate()
+            .filter(|(n, _)| n % 7 != 0)
+            .map(|(_, s)| s.clone())
+            .collect();
         assert_eq!(pool.snapshots("v").expect("snapshots"), kept);
         assert_eq!(check_listing(&pool, "v"), kept.len());
         pool.export().await.expect("export");
@@ -183,8 +192,11 @@ fn names_outside_the_rule_are_refused_with_the_rule() {
         let pool = Pool::create(vec![device(64)], None, options(PoolTunables::default()))
             .await
             .expect("create");
-        let small =
-            VolumeOptions { capacity_bytes: 1 << 20, partition_count: 1, ..VolumeOptions::default() };
+        let small = VolumeOptions {
+            capacity_bytes: 1 << 20,
+            partition_count: 1,
+            ..VolumeOptions::default()
+        };
         for bad in ["a\nb", "a\u{1b}[2J", ".hidden", "sp ace", ""] {
             match pool.create_volume(bad, &small).await {
                 Err(PoolError::InvalidConfig(m)) => assert!(m.contains(NAME_RULE), "{m}"),
@@ -239,7 +251,10 @@ fn thin_volumes_overcommit_only_up_to_the_factor() {
             other => panic!("past the factor: {:?}", other.map(|_| ())),
         }
         pool.create_volume("b", &thin(limit - first)).await.expect("up to the factor");
-        assert!(matches!(pool.grow_volume("b", limit - first + (1 << 20)).await, Err(PoolError::InvalidConfig(_))));
+        assert!(matches!(
+            pool.grow_volume("b", limit - first + (1 << 20)).await,
+            Err(PoolError::InvalidConfig(_))
+        ));
         pool.snapshot("a", "s").await.expect("snapshot");
         assert!(matches!(pool.clone_snapshot("a@s", "c").await, Err(PoolError::InvalidConfig(_))));
         assert_eq!(pool.space_summary().provisioned_bytes, limit);

@@ -52,8 +52,13 @@ fn text(bytes: &[u8]) -> String {
 #[test]
 fn the_control_plane_refuses_bad_names_unknown_volumes_and_overcommit() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let luns = "[[target.lun]]\nid = 0\nbackend = \"volume\"\nvolume = \"tank/v\"\nsize = \"64M\"\n";
-    let d = Daemon::start(dir.path(), &pool_config("tank.img", "iqn.2026-12.io.ferrite:cli", luns), &[]);
+    let luns =
+        "[[target.lun]]\nid = 0\nbackend = \"volume\"\nvolume = \"tank/v\"\nsize = \"64M\"\n";
+    let d = Daemon::start(
+        dir.path(),
+        &pool_config("tank.img", "iqn.2026-12.io.ferrite:cli", luns),
+        &[],
+    );
     let socket = dir.path().join("data/ferrited.sock");
 
     // An unknown volume is an error, not an empty table.
@@ -78,7 +83,10 @@ fn the_control_plane_refuses_bad_names_unknown_volumes_and_overcommit() {
     assert_eq!(volumes.as_array().map(Vec::len), Some(1), "{volumes}");
 
     // A geometry error is one line naming the limit.
-    let out = ferritectl(&socket, &["volume", "create", "tank/odd", "--size", "1M", "--block-size", "1000"]);
+    let out = ferritectl(
+        &socket,
+        &["volume", "create", "tank/odd", "--size", "1M", "--block-size", "1000"],
+    );
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("512 or 4096") && !err.contains("VolumeLayout"), "{err}");
@@ -97,9 +105,16 @@ fn the_control_plane_refuses_bad_names_unknown_volumes_and_overcommit() {
     let out = ferritectl(&socket, &["volume", "create", "tank/thick", "--size", "64M", "--thick"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let after = rpc(&socket, "pool_list", &json!({}))[0].clone();
-    let field = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
-    assert!(field(&after, "used_bytes") >= field(&before, "used_bytes") + (64 << 20), "{before} {after}");
-    assert!(field(&after, "free_bytes") + (64 << 20) <= field(&before, "free_bytes"), "{before} {after}");
+    let field =
+        |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
+    assert!(
+        field(&after, "used_bytes") >= field(&before, "used_bytes") + (64 << 20),
+        "{before} {after}"
+    );
+    assert!(
+        field(&after, "free_bytes") + (64 << 20) <= field(&before, "free_bytes"),
+        "{before} {after}"
+    );
     let table = text(&ferritectl(&socket, &["pool", "status"]).stdout);
     assert!(table.contains("USED"), "{table}");
     assert!(d.stop(), "ferrited did not stop cleanly");
@@ -135,11 +150,17 @@ fn a_portal_may_be_a_host_name() {
     std::fs::write(&path, config).expect("config");
     let portal: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let d = Daemon::start_args(
-        &["--config", path.to_str().expect("utf8"), "--data-dir", dir.path().join("data").to_str().expect("utf8")],
+        &[
+            "--config",
+            path.to_str().expect("utf8"),
+            "--data-dir",
+            dir.path().join("data").to_str().expect("utf8"),
+        ],
         &[],
         portal,
     );
-    TcpStream::connect_timeout(&portal, Duration::from_secs(5)).expect("portal listens on localhost");
+    TcpStream::connect_timeout(&portal, Duration::from_secs(5))
+        .expect("portal listens on localhost");
     assert!(d.stop());
     // The same on the command line, with the demo configuration.
     let port = free_port();
@@ -157,7 +178,8 @@ fn a_portal_may_be_a_host_name() {
         &[],
         portal,
     );
-    TcpStream::connect_timeout(&portal, Duration::from_secs(5)).expect("portal listens on localhost");
+    TcpStream::connect_timeout(&portal, Duration::from_secs(5))
+        .expect("portal listens on localhost");
     assert!(d.stop());
 }
 

@@ -40,7 +40,7 @@ use drivers::buffer::IoBuf;
 use drivers::executor::{spawn, yield_now, Reactor, ReactorConfig};
 use engine::block_volume::BlockVolume;
 use engine::{CreateOptions, Pool, PoolTunables, PoolVolume, VolumeOptions};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// Volume size.
 const VOLUME_BYTES: u64 = 1 << 30;
@@ -61,7 +61,7 @@ struct Args {
     #[arg(long, default_value_t = 65_535)]
     snapshots: usize,
     /// Snapshots per txg while creating.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 256)]
     batch: usize,
     /// Snapshots per txg while destroying.
     #[arg(long, default_value_t = 1024)]
@@ -108,7 +108,7 @@ async fn write_iops(vol: &PoolVolume, seconds: u64, seed: u64) -> Result<f64, St
     for w in 0..DEPTH as u64 {
         let (v, done) = (vol.clone(), Rc::clone(&done));
         workers.push(spawn(async move {
-            let mut rng = Rng((seed << 8 | w) * 0x9e37_79b9 | 1);
+            let mut rng = Rng(((seed << 8 | w) * 0x9e37_79b9) | 1);
             let mut buf = block(w);
             while Instant::now() < deadline {
                 let lba = rng.below(blocks) * 8;
@@ -130,23 +130,51 @@ async fn write_iops(vol: &PoolVolume, seconds: u64, seed: u64) -> Result<f64, St
 
 /// What `snapshot_list` does for one volume (ferrited's rpc.rs): figures in one pass, the
 /// reply built in slices with yields between them, then serialised in one piece.
-async fn list_like_rpc(pool: &Pool, volume: &str) -> Result<usize, String> {
+/// Returns (reply bytes, the longest stretch of thread CPU time between two yields in ms:
+/// how long the listing holds the reactor, whatever else the machine runs).
+async fn list_like_rpc(pool: &Pool, volume: &str) -> Result<(usize, f64), String> {
+    let mut slice_start = thread_cpu();
+    let mut longest = Duration::ZERO;
+    let mut yielded = |longest: &mut Duration| {
+        let now = thread_cpu();
+        *longest = (*longest).max(now.saturating_sub(slice_start));
+        slice_start = now;
+    };
     let snaps = pool.snapshot_space_list(volume).map_err(err)?;
+    yielded(&mut longest);
     yield_now().await;
     let mut out = Vec::new();
     for slice in snaps.chunks(2048) {
         out.extend(slice.iter().map(|s| {
             json!({"name": format!("bench/{}", s.name), "volume": "bench/v", "destroy_frees_bytes": s.destroy_frees_bytes})
         }));
+        yielded(&mut longest);
         yield_now().await;
     }
-    let reply = json!({"jsonrpc": "2.0", "id": 1, "result": Value::Array(out)});
-    Ok(serde_json::to_vec(&reply).map_err(err)?.len())
+    // Serialised in slices too, as ferrited's encode_reply does.
+    let mut bytes = Vec::new();
+    for (i, item) in out.iter().enumerate() {
+        serde_json::to_writer(&mut bytes, item).map_err(err)?;
+        if i % 2048 == 2047 {
+            yielded(&mut longest);
+            yield_now().await;
+        }
+    }
+    yielded(&mut longest);
+    Ok((bytes.len(), longest.as_secs_f64() * 1e3))
+}
+
+/// CPU time of this thread.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec we own; the clock id is a constant.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
+    Duration::new(u64::try_from(ts.tv_sec).unwrap_or(0), u32::try_from(ts.tv_nsec).unwrap_or(0))
 }
 
 /// Runs `list_like_rpc` while a reader issues 4K reads one at a time: (list seconds, worst
-/// read latency in ms during the listing, worst before it).
-async fn list_with_reader(pool: &Pool, vol: &PoolVolume) -> Result<(f64, f64, f64), String> {
+/// read latency in ms during the listing, worst before it, longest CPU slice of the listing).
+async fn list_with_reader(pool: &Pool, vol: &PoolVolume) -> Result<(f64, f64, f64, f64), String> {
     let stop = Rc::new(Cell::new(false));
     let worst = Rc::new(Cell::new(Duration::ZERO));
     let reader = {
@@ -167,14 +195,14 @@ async fn list_with_reader(pool: &Pool, vol: &PoolVolume) -> Result<(f64, f64, f6
     drivers::executor::sleep(Duration::from_millis(500)).await;
     let before = worst.replace(Duration::ZERO);
     let start = Instant::now();
-    let bytes = list_like_rpc(pool, "v").await?;
+    let (bytes, slice_ms) = list_like_rpc(pool, "v").await?;
     let list_s = start.elapsed().as_secs_f64();
     // Reads that were waiting when the listing ended complete now.
     drivers::executor::sleep(Duration::from_millis(50)).await;
     stop.set(true);
     reader.await?;
     eprintln!("list: {bytes} bytes of reply");
-    Ok((list_s, worst.get().as_secs_f64() * 1e3, before.as_secs_f64() * 1e3))
+    Ok((list_s, worst.get().as_secs_f64() * 1e3, before.as_secs_f64() * 1e3, slice_ms))
 }
 
 async fn open_pool(file: &PathBuf, create: bool) -> Result<Arc<Pool>, String> {
@@ -200,7 +228,10 @@ async fn run(args: &Args) -> Result<String, String> {
     let pool = open_pool(&args.file, true).await?;
     let syncer = pool.start_syncer();
     let vol = pool
-        .create_volume("v", &VolumeOptions { capacity_bytes: VOLUME_BYTES, ..VolumeOptions::default() })
+        .create_volume(
+            "v",
+            &VolumeOptions { capacity_bytes: VOLUME_BYTES, ..VolumeOptions::default() },
+        )
         .await
         .map_err(err)?;
     for i in 0..PREFILL_BYTES / (1 << 20) {
@@ -209,6 +240,9 @@ async fn run(args: &Args) -> Result<String, String> {
     }
     pool.sync_txg().await.map_err(err)?;
 
+    // A first phase warms up: both measured phases then overwrite blocks written before.
+    write_iops(&vol, args.seconds, 3).await?;
+    pool.sync_txg().await.map_err(err)?;
     let iops_none = write_iops(&vol, args.seconds, 1).await?;
     pool.sync_txg().await.map_err(err)?;
     eprintln!("write IOPS with no snapshot: {iops_none:.0}");
@@ -217,7 +251,8 @@ async fn run(args: &Args) -> Result<String, String> {
     let start = Instant::now();
     let mut taken = 0;
     while taken < n {
-        let (res, _) = vol.write(rng.below(VOLUME_BYTES / 4096) * 8, block(taken as u64), false).await;
+        let (res, _) =
+            vol.write(rng.below(VOLUME_BYTES / 4096) * 8, block(taken as u64), false).await;
         res.map_err(|e| format!("write: {e:?}"))?;
         let names: Vec<String> =
             (taken..n.min(taken + args.batch.max(1))).map(|i| format!("s{i}")).collect();
@@ -239,9 +274,10 @@ async fn run(args: &Args) -> Result<String, String> {
         args.batch
     );
 
-    let (list_s, stall_ms, quiet_ms) = list_with_reader(&pool, &vol).await?;
+    let (list_s, stall_ms, quiet_ms, slice_ms) = list_with_reader(&pool, &vol).await?;
     eprintln!(
-        "snapshot list: {list_s:.3} s; worst 4K read during it {stall_ms:.2} ms (before it {quiet_ms:.2} ms)"
+        "snapshot list: {list_s:.3} s; worst 4K read during it {stall_ms:.2} ms (before it \
+         {quiet_ms:.2} ms); longest CPU slice of the listing {slice_ms:.2} ms"
     );
 
     let iops_many = write_iops(&vol, args.seconds, 2).await?;
@@ -272,7 +308,7 @@ async fn run(args: &Args) -> Result<String, String> {
     }
     Ok(format!(
         "snapshots n={n} create_per_s={:.0} list_s={list_s:.3} import_s={import_s:.2}{destroy_note} \
-         max_io_stall_ms={stall_ms:.2} write_iops_ratio={:.3}",
+         list_slice_cpu_ms={slice_ms:.2} max_io_stall_ms={stall_ms:.2} write_iops_ratio={:.3}",
         n as f64 / create_s,
         iops_many / iops_none
     ))
@@ -290,12 +326,8 @@ async fn destroy_all(pool: &Pool, batch: usize) -> Result<f64, String> {
     let one = Instant::now();
     pool.destroy_snapshot(&names[n / 2]).await.map_err(err)?;
     let destroy_one_ms = one.elapsed().as_secs_f64() * 1e3;
-    let rest: Vec<&str> = names
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != n / 2)
-        .map(|(_, s)| s.as_str())
-        .collect();
+    let rest: Vec<&str> =
+        names.iter().enumerate().filter(|(i, _)| *i != n / 2).map(|(_, s)| s.as_str()).collect();
     let start = Instant::now();
     for chunk in rest.chunks(batch) {
         pool.destroy_snapshots(chunk).await.map_err(err)?;

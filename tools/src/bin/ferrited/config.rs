@@ -528,7 +528,9 @@ mod tests {
     #[test]
     fn names_in_the_config_follow_the_rule() {
         let pool = |name: &str| {
-            format!("[[pool]]\nname = \"{name}\"\ndevices = [{{ path = \"a.img\", size = \"1G\" }}]\n")
+            format!(
+                "[[pool]]\nname = \"{name}\"\ndevices = [{{ path = \"a.img\", size = \"1G\" }}]\n"
+            )
         };
         assert!(Config::parse(&pool("tank-1.a:b"), "f.toml").is_ok());
         for bad in ["", ".t", "ta nk", "ta\\nnk", "ta\\u001bnk", "t/a"] {

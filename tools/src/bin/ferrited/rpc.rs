@@ -88,7 +88,7 @@ async fn client(fd: OwnedFd, state: Arc<State>) -> IoResult<()> {
         while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = pending.drain(..=pos).collect();
             let reply = handle_line(&line[..line.len() - 1], &state).await;
-            let mut out = serde_json::to_vec(&reply).unwrap_or_default();
+            let mut out = encode_reply(&reply).await;
             out.push(b'\n');
             let len = out.len();
             let (res, _) = ops::send_all(raw, vec![(IoBuf::from_slice(&out), 0..len)]).await;
@@ -105,6 +105,32 @@ async fn client(fd: OwnedFd, state: Arc<State>) -> IoResult<()> {
             n => pending.extend_from_slice(&buf[..n]),
         }
     }
+}
+
+/// Serialises a reply. A long result array (a listing of tens of thousands of snapshots)
+/// is written `LIST_SLICE` entries at a time with a yield between slices, so the shard's I/O
+/// is not held up for the whole reply.
+async fn encode_reply(reply: &Value) -> Vec<u8> {
+    let Some(items) =
+        reply.get("result").and_then(Value::as_array).filter(|a| a.len() > LIST_SLICE)
+    else {
+        return serde_json::to_vec(reply).unwrap_or_default();
+    };
+    let id = serde_json::to_vec(&reply["id"]).unwrap_or_else(|_| b"null".to_vec());
+    let mut out = b"{\"jsonrpc\":\"2.0\",\"id\":".to_vec();
+    out.extend_from_slice(&id);
+    out.extend_from_slice(b",\"result\":[");
+    for (n, slice) in items.chunks(LIST_SLICE).enumerate() {
+        for (k, item) in slice.iter().enumerate() {
+            if n + k > 0 {
+                out.push(b',');
+            }
+            let _ = serde_json::to_writer(&mut out, item);
+        }
+        executor::yield_now().await;
+    }
+    out.extend_from_slice(b"]}");
+    out
 }
 
 /// A JSON-RPC error: code and message.
