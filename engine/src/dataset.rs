@@ -213,16 +213,49 @@ pub fn decode_directory(bytes: &[u8]) -> PoolResult<Vec<DirectoryEntry>> {
     Ok(bytes.chunks_exact(size).map(bytemuck::pod_read_unaligned).collect())
 }
 
-/// Builds a name field.
+/// The rule every name follows (pools, volumes, snapshots, target aliases), as stated in
+/// errors and in docs/operations.md.
+pub const NAME_RULE: &str = "names are 1 to 96 bytes of ASCII letters, digits, '_', '.', ':' \
+     and '-', and do not start with '.'";
+
+/// Checks one name against [`NAME_RULE`]. `what` names the kind of name in the message
+/// ("pool", "volume", "snapshot", ...). Every name the operator gives ferrite goes through
+/// here: the engine for datasets, ferrited's configuration for pools, targets and aliases.
 ///
 /// # Errors
-/// [`PoolError::InvalidConfig`] for an empty name, one with NUL or `/`, or longer than
-/// [`NAME_BYTES`].
-pub fn name_field(name: &str) -> PoolResult<[u8; NAME_BYTES]> {
-    if name.contains('/') {
-        return Err(PoolError::InvalidConfig(format!("name {name:?} contains '/'")));
+/// One line naming the offending name and stating the rule.
+pub fn check_name(what: &str, name: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-');
+    let ok = !name.is_empty()
+        && name.len() <= NAME_BYTES
+        && !name.starts_with('.')
+        && name.chars().all(allowed);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("bad {what} name {name:?}: {NAME_RULE}"))
     }
-    encode_name(name).ok_or_else(|| PoolError::InvalidConfig(format!("bad name {name:?}")))
+}
+
+/// Builds a name field for a volume (`volume`) or a snapshot (`volume@snapshot`): each part
+/// follows [`NAME_RULE`] and the whole fits in [`NAME_BYTES`].
+///
+/// # Errors
+/// [`PoolError::InvalidConfig`] with a line stating the rule.
+pub fn name_field(name: &str) -> PoolResult<[u8; NAME_BYTES]> {
+    match name.split_once('@') {
+        Some((volume, snapshot)) => {
+            check_name("volume", volume).map_err(PoolError::InvalidConfig)?;
+            check_name("snapshot", snapshot).map_err(PoolError::InvalidConfig)?;
+        }
+        None => check_name("volume", name).map_err(PoolError::InvalidConfig)?,
+    }
+    encode_name(name).ok_or_else(|| {
+        PoolError::InvalidConfig(format!(
+            "snapshot name {name:?} is {} bytes; VOLUME@SNAPSHOT is at most {NAME_BYTES} bytes",
+            name.len()
+        ))
+    })
 }
 
 /// Decodes a deadlist object.
@@ -262,5 +295,33 @@ mod tests {
         assert_eq!(r, roots);
         assert_eq!(h.name(), "vol");
         assert!(decode_dataset(&bytes[..600]).is_err());
+    }
+
+    #[test]
+    fn names_follow_the_rule() {
+        for good in ["vol", "a", "Vol_1.2:x-y", "iqn.2026-01.io.ferrite:t1", &"x".repeat(96)] {
+            assert_eq!(check_name("volume", good), Ok(()), "{good:?}");
+        }
+        let long = "x".repeat(97);
+        for bad in ["", ".hidden", "a b", "a\nb", "a\u{1b}[2Jb", "a/b", "a@b", "é", "a\0b", &long]
+        {
+            let err = check_name("volume", bad).expect_err(bad);
+            assert!(err.contains(NAME_RULE), "{err}");
+            assert!(!err.contains('\n') && !err.contains('\u{1b}'), "one clean line: {err:?}");
+        }
+    }
+
+    #[test]
+    fn name_fields_check_both_parts_and_the_whole() {
+        assert!(name_field("vol").is_ok());
+        assert!(name_field("vol@snap-1").is_ok());
+        assert!(name_field("vol@").is_err());
+        assert!(name_field("@snap").is_err());
+        assert!(name_field("vol@sn\nap").is_err());
+        assert!(name_field("v\u{1b}ol").is_err());
+        assert!(name_field("vol@a@b").is_err());
+        let too_long = format!("{}@{}", "v".repeat(60), "s".repeat(40));
+        let err = name_field(&too_long).expect_err("over 96 bytes");
+        assert!(err.to_string().contains("at most 96 bytes"), "{err}");
     }
 }

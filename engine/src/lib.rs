@@ -41,5 +41,5 @@ pub mod volume;
 pub mod zil;
 
 pub use error::{PoolError, PoolResult};
-pub use pool::{CreateOptions, Pool, PoolTunables, VolumeOptions};
+pub use pool::{CreateOptions, Pool, PoolSpace, PoolTunables, VolumeOptions};
 pub use volume::PoolVolume;

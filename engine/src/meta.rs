@@ -2,10 +2,11 @@
 //! by one lock in [`crate::pool::Pool`]; it is touched by metadata operations and by the txg
 //! sync, never on the data path.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 
 use crate::block_pointer::BlockPointer;
-use crate::dataset::{DatasetKind, DatasetPhys, PartitionRoot};
+use crate::dataset::{DatasetKind, DatasetPhys, PartitionRoot, NAME_BYTES};
 use crate::object::StoredObject;
 
 /// One dataset in memory.
@@ -89,25 +90,72 @@ pub struct Meta {
     pub ops: Vec<MetaOp>,
     /// The directory must be rewritten (a dataset was added, removed or rewritten).
     pub dirty: bool,
+    /// Dataset ids by name field; kept by [`Meta::insert`] and [`Meta::remove`].
+    pub(crate) by_name: HashMap<[u8; NAME_BYTES], u64>,
+    /// Snapshots by (volume id, creation txg, snapshot id), so a volume's snapshots come in
+    /// order without a scan of every dataset (snapshots taken in one txg keep id order).
+    pub(crate) snapshots_by_volume: std::collections::BTreeSet<(u64, u64, u64)>,
 }
 
 impl Meta {
+    /// Adds dataset `ds` (every insertion goes through here, so the name and snapshot
+    /// indexes stay whole). Names and snapshot creation txgs never change afterwards.
+    pub fn insert(&mut self, ds: DatasetMeta) {
+        let id = ds.phys.id;
+        if let Some(old) = self.datasets.remove(&id) {
+            self.unindex(&old);
+        }
+        self.by_name.insert(ds.phys.name, id);
+        if ds.kind() == DatasetKind::Snapshot {
+            self.snapshots_by_volume.insert((ds.phys.parent_id, ds.phys.creation_txg, id));
+        }
+        self.datasets.insert(id, ds);
+    }
+
+    /// Removes dataset `id`.
+    pub fn remove(&mut self, id: u64) -> Option<DatasetMeta> {
+        let ds = self.datasets.remove(&id)?;
+        self.unindex(&ds);
+        Some(ds)
+    }
+
+    fn unindex(&mut self, ds: &DatasetMeta) {
+        if self.by_name.get(&ds.phys.name) == Some(&ds.phys.id) {
+            self.by_name.remove(&ds.phys.name);
+        }
+        if ds.kind() == DatasetKind::Snapshot {
+            self.snapshots_by_volume.remove(&(ds.phys.parent_id, ds.phys.creation_txg, ds.phys.id));
+        }
+    }
+
     /// The dataset named `name`.
     #[must_use]
     pub fn find(&self, name: &str) -> Option<&DatasetMeta> {
-        self.datasets.values().find(|d| d.name() == name)
+        let field = crate::format::encode_name(name)?;
+        self.by_name.get(&field).and_then(|id| self.datasets.get(id))
     }
 
     /// Snapshots of `volume_id`, oldest first.
     #[must_use]
     pub fn snapshots_of(&self, volume_id: u64) -> Vec<&DatasetMeta> {
-        let mut snaps: Vec<&DatasetMeta> = self
-            .datasets
-            .values()
-            .filter(|d| d.kind() == DatasetKind::Snapshot && d.phys.parent_id == volume_id)
-            .collect();
-        snaps.sort_by_key(|d| d.phys.creation_txg);
-        snaps
+        self.snapshots_by_volume
+            .range((volume_id, 0, 0)..=(volume_id, u64::MAX, u64::MAX))
+            .filter_map(|(_, _, id)| self.datasets.get(id))
+            .collect()
+    }
+
+    /// The snapshots of `snapshot`'s volume just before and just after it (by creation txg).
+    #[must_use]
+    pub fn snapshot_neighbours(&self, snapshot: &DatasetMeta) -> (Option<u64>, Option<u64>) {
+        let volume = snapshot.phys.parent_id;
+        let key = (volume, snapshot.phys.creation_txg, snapshot.phys.id);
+        let before = self.snapshots_by_volume.range((volume, 0, 0)..key).next_back().map(|k| k.2);
+        let after = self
+            .snapshots_by_volume
+            .range((Bound::Excluded(key), Bound::Included((volume, u64::MAX, u64::MAX))))
+            .next()
+            .map(|k| k.2);
+        (before, after)
     }
 
     /// Volumes cloned from `snapshot_id`.

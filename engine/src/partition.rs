@@ -84,16 +84,43 @@ impl VolumeLayout {
     /// Checks the layout's invariants.
     #[must_use]
     pub fn is_valid(&self) -> bool {
+        self.check().is_ok()
+    }
+
+    /// Like [`VolumeLayout::is_valid`], with one line naming the first limit not met.
+    ///
+    /// # Errors
+    /// The limit, in words the operator gave it (sizes in bytes).
+    pub fn check(&self) -> Result<(), String> {
         let v = self.volblock_bytes;
-        (self.logical_block_bytes == 512 || self.logical_block_bytes == 4096)
-            && v.is_power_of_two()
-            && (4096..=128 * 1024).contains(&v)
-            && v >= self.logical_block_bytes
-            && self.stripe_bytes >= v
-            && self.stripe_bytes.is_multiple_of(v)
-            && (1..=1024).contains(&self.partition_count)
-            && self.capacity_bytes.is_multiple_of(u64::from(self.logical_block_bytes))
-            && self.capacity_bytes > 0
+        let lb = self.logical_block_bytes;
+        if lb != 512 && lb != 4096 {
+            return Err(format!("block size {lb} must be 512 or 4096"));
+        }
+        if !v.is_power_of_two() || !(4096..=128 * 1024).contains(&v) {
+            return Err(format!(
+                "volume block size {v} must be a power of two from 4096 to 131072"
+            ));
+        }
+        if v < lb {
+            return Err(format!("volume block size {v} is smaller than the block size {lb}"));
+        }
+        if self.stripe_bytes < v || !self.stripe_bytes.is_multiple_of(v) {
+            return Err(format!(
+                "stripe size {} must be a multiple of the volume block size {v}",
+                self.stripe_bytes
+            ));
+        }
+        if !(1..=1024).contains(&self.partition_count) {
+            return Err(format!("{} partitions: must be 1 to 1024", self.partition_count));
+        }
+        if self.capacity_bytes == 0 || !self.capacity_bytes.is_multiple_of(u64::from(lb)) {
+            return Err(format!(
+                "volume size {} bytes must be a positive multiple of the block size {lb}",
+                self.capacity_bytes
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -38,6 +38,25 @@ use crate::vdev::{BlockReadError, DeviceSet};
 use crate::volume::{PoolVolume, VolumeShared};
 use crate::zil::Zil;
 
+/// Default [`PoolTunables::thin_overcommit_factor`].
+pub const DEFAULT_THIN_OVERCOMMIT_FACTOR: u64 = 20;
+
+/// Space of a pool as the operator sees it: thick reservations count as used from the
+/// moment they are made, so `free_bytes` is what a new volume can really get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolSpace {
+    /// Bytes of data space.
+    pub capacity_bytes: u64,
+    /// Allocated bytes plus the unused part of thick reservations.
+    pub used_bytes: u64,
+    /// `capacity_bytes - used_bytes`.
+    pub free_bytes: u64,
+    /// The unused part of thick volumes' reservations (included in `used_bytes`).
+    pub reserved_unused_bytes: u64,
+    /// Sum of the volumes' sizes (thin and thick).
+    pub provisioned_bytes: u64,
+}
+
 /// Settings that apply while a pool is imported (not stored on disk).
 #[derive(Debug, Clone)]
 pub struct PoolTunables {
@@ -77,6 +96,10 @@ pub struct PoolTunables {
     /// 586 000–682 000 IOPS handed over against 981 000–993 000 applied in place
     /// (docs/architecture.md).
     pub write_handoff: bool,
+    /// How far the volumes' sizes together may exceed the pool's data space: creating or
+    /// growing a volume (or cloning one) past `thin_overcommit_factor` × capacity is refused
+    /// with the figures. Thick volumes count too (they also reserve their size).
+    pub thin_overcommit_factor: u64,
 }
 
 impl Default for PoolTunables {
@@ -95,6 +118,7 @@ impl Default for PoolTunables {
             dedup_max_log_objects: crate::ddt::DDT_MAX_LOG_OBJECTS,
             log_block_ref_min_bytes: 32 * 1024,
             write_handoff: false,
+            thin_overcommit_factor: DEFAULT_THIN_OVERCOMMIT_FACTOR,
         }
     }
 }
@@ -301,6 +325,7 @@ impl Pool {
                 "a pool needs 1 to {MAX_DEVICES} devices, got {count}"
             )));
         }
+        crate::dataset::check_name("pool", &options.name).map_err(PoolError::InvalidConfig)?;
         if options.reserve_percent > 50 {
             return Err(PoolError::InvalidConfig("reserve above 50 %".into()));
         }
@@ -514,29 +539,13 @@ impl Pool {
             root: StoredObject { bp: ub.root, extents: root_extents },
             ..Meta::default()
         };
-        for entry in decode_directory(&dir_bytes)? {
-            let (bytes, extents) =
-                read_object(devs, &entry.object).await.map_err(corrupt("dataset"))?;
-            let (phys, roots) = decode_dataset(&bytes)?;
-            let (deadlist, deadlist_object) = if phys.deadlist.is_hole() {
-                (Vec::new(), StoredObject::none())
-            } else {
-                let (bytes, extents) =
-                    read_object(devs, &phys.deadlist).await.map_err(corrupt("deadlist"))?;
-                (decode_deadlist(&bytes)?, StoredObject { bp: phys.deadlist, extents })
-            };
-            meta.datasets.insert(
-                phys.id,
-                DatasetMeta {
-                    phys,
-                    roots,
-                    object: StoredObject { bp: entry.object, extents },
-                    deadlist,
-                    deadlist_object,
-                    dirty: false,
-                    deadlist_dirty: false,
-                },
-            );
+        // Datasets load LOAD_WINDOW at a time: a pool with tens of thousands of snapshots
+        // waits for the device's latency once per window, not once per dataset.
+        for window in decode_directory(&dir_bytes)?.chunks(LOAD_WINDOW) {
+            let loads = window.iter().map(|entry| load_dataset(devs, entry)).collect();
+            for loaded in crate::join::join_all(loads).await {
+                meta.insert(loaded?);
+            }
         }
         let ddt = Ddt::default();
         if !root.ddt_index.is_hole() {
@@ -660,9 +669,7 @@ impl Pool {
             partition_count: options.partition_count,
             capacity_bytes: options.capacity_bytes,
         };
-        if !layout.is_valid() {
-            return Err(PoolError::InvalidConfig(format!("volume layout {layout:?}")));
-        }
+        layout.check().map_err(PoolError::InvalidConfig)?;
         let field = name_field(name)?;
         if name.contains('@') {
             return Err(PoolError::InvalidConfig("volume names cannot contain '@'".into()));
@@ -675,6 +682,7 @@ impl Pool {
             if options.thick && self.unreserved_bytes(&meta) < options.capacity_bytes {
                 return Err(PoolError::NoSpace);
             }
+            self.check_overcommit(&meta, name, options.capacity_bytes)?;
             let id = meta.next_id;
             meta.next_id += 1;
             let height = height_for(layout.blocks_per_partition());
@@ -704,18 +712,15 @@ impl Pool {
                 &roots,
                 self.txg.open_txg.load(Ordering::SeqCst),
             ));
-            meta.datasets.insert(
-                id,
-                DatasetMeta {
-                    phys,
-                    roots: Vec::new(),
-                    object: StoredObject::none(),
-                    deadlist: Vec::new(),
-                    deadlist_object: StoredObject::none(),
-                    dirty: true,
-                    deadlist_dirty: false,
-                },
-            );
+            meta.insert(DatasetMeta {
+                phys,
+                roots: Vec::new(),
+                object: StoredObject::none(),
+                deadlist: Vec::new(),
+                deadlist_object: StoredObject::none(),
+                dirty: true,
+                deadlist_dirty: false,
+            });
             meta.dirty = true;
             lock(&self.heads).insert(id, Arc::clone(&shared));
             shared
@@ -757,6 +762,10 @@ impl Pool {
         {
             let mut meta = lock(&self.meta);
             let unreserved = self.unreserved_bytes(&meta);
+            if let Some(current) = meta.find(name).filter(|d| d.kind() == DatasetKind::Volume) {
+                let extra = capacity_bytes.saturating_sub(current.phys.capacity_bytes);
+                self.check_overcommit(&meta, name, extra)?;
+            }
             let ds = meta
                 .datasets
                 .values_mut()
@@ -768,8 +777,8 @@ impl Pool {
             {
                 return Err(PoolError::InvalidConfig("volumes only grow, by whole blocks".into()));
             }
+            let extra = capacity_bytes - layout.capacity_bytes;
             if ds.phys.flags & DATASET_FLAG_THICK != 0 {
-                let extra = capacity_bytes - layout.capacity_bytes;
                 if unreserved < extra {
                     return Err(PoolError::NoSpace);
                 }
@@ -786,6 +795,62 @@ impl Pool {
         }
         self.sync_txg().await?;
         Ok(())
+    }
+
+    /// Sum of the sizes of the pool's volumes.
+    pub(crate) fn provisioned_bytes(meta: &Meta) -> u64 {
+        meta.datasets
+            .values()
+            .filter(|d| d.kind() == DatasetKind::Volume)
+            .map(|d| d.phys.capacity_bytes)
+            .sum()
+    }
+
+    /// Refuses adding `extra_bytes` of volume size (for volume `name`) when the volumes
+    /// together would exceed [`PoolTunables::thin_overcommit_factor`] × the pool's capacity.
+    pub(crate) fn check_overcommit(
+        &self,
+        meta: &Meta,
+        name: &str,
+        extra_bytes: u64,
+    ) -> PoolResult<()> {
+        let factor = self.tunables.thin_overcommit_factor;
+        let capacity = self.alloc.capacity_bytes();
+        let limit = capacity.saturating_mul(factor);
+        let after = Self::provisioned_bytes(meta).saturating_add(extra_bytes);
+        if after > limit {
+            return Err(PoolError::InvalidConfig(format!(
+                "volume {name}: volumes would total {after} bytes, over the overcommit limit of \
+                 {factor} x the pool's {capacity} bytes = {limit} bytes (thin_overcommit_factor)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Capacity, used and free space with thick reservations counted as used, and the
+    /// volumes' total size.
+    #[must_use]
+    pub fn space_summary(&self) -> PoolSpace {
+        let meta = lock(&self.meta);
+        let heads = lock(&self.heads);
+        let reserved_unused_bytes: u64 = meta
+            .datasets
+            .values()
+            .filter(|d| d.kind() == DatasetKind::Volume && d.phys.reservation_bytes > 0)
+            .map(|d| {
+                let used = heads.get(&d.phys.id).map_or(0, |h| h.referenced_bytes());
+                d.phys.reservation_bytes.saturating_sub(used)
+            })
+            .sum();
+        let capacity_bytes = self.alloc.capacity_bytes();
+        let free_bytes = self.alloc.free_bytes().saturating_sub(reserved_unused_bytes);
+        PoolSpace {
+            capacity_bytes,
+            used_bytes: capacity_bytes - free_bytes.min(capacity_bytes),
+            free_bytes,
+            reserved_unused_bytes,
+            provisioned_bytes: Self::provisioned_bytes(&meta),
+        }
     }
 
     /// Bytes writers may still dirty: free space minus the reserve, dirty data and unused
@@ -807,6 +872,40 @@ impl Pool {
             .saturating_sub(self.txg.dirty_bytes.load(Ordering::Relaxed))
             .saturating_sub(reservations)
     }
+}
+
+/// Dataset objects read at once during import.
+const LOAD_WINDOW: usize = 64;
+
+/// Reads one dataset object of the directory, and its deadlist.
+async fn load_dataset(
+    devs: &DeviceSet,
+    entry: &crate::dataset::DirectoryEntry,
+) -> PoolResult<DatasetMeta> {
+    let corrupt = |what: &'static str| {
+        move |e: BlockReadError| match e {
+            BlockReadError::Io(io) => PoolError::Io(io),
+            BlockReadError::Checksum => PoolError::Corrupt(format!("{what} failed its checksum")),
+        }
+    };
+    let (bytes, extents) = read_object(devs, &entry.object).await.map_err(corrupt("dataset"))?;
+    let (phys, roots) = decode_dataset(&bytes)?;
+    let (deadlist, deadlist_object) = if phys.deadlist.is_hole() {
+        (Vec::new(), StoredObject::none())
+    } else {
+        let (bytes, extents) =
+            read_object(devs, &phys.deadlist).await.map_err(corrupt("deadlist"))?;
+        (decode_deadlist(&bytes)?, StoredObject { bp: phys.deadlist, extents })
+    };
+    Ok(DatasetMeta {
+        phys,
+        roots,
+        object: StoredObject { bp: entry.object, extents },
+        deadlist,
+        deadlist_object,
+        dirty: false,
+        deadlist_dirty: false,
+    })
 }
 
 /// A pool's durable state as loaded from an uberblock.
@@ -862,8 +961,9 @@ async fn write_labels(
     guid: u64,
     name: &str,
 ) -> PoolResult<()> {
-    let pool_name = crate::format::encode_name::<64>(name)
-        .ok_or_else(|| PoolError::InvalidConfig(format!("bad pool name {name:?}")))?;
+    let pool_name = crate::format::encode_name::<64>(name).ok_or_else(|| {
+        PoolError::InvalidConfig(format!("pool name {name:?} is over 64 bytes, the label's limit"))
+    })?;
     for (index, config) in configs.iter().enumerate() {
         for l in 0..LABEL_COUNT {
             let mut label = Label::new();

@@ -21,6 +21,17 @@ use crate::pool::{lock, Pool};
 use crate::txg::blocks_born_after;
 use crate::volume::{PoolVolume, VolumeShared};
 
+/// One snapshot in a listing, with its space figure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotSpace {
+    /// Full name `volume@snapshot`.
+    pub name: String,
+    /// Txg the snapshot was taken in.
+    pub creation_txg: u64,
+    /// Exactly what destroying this snapshot alone would free (the blocks only it holds).
+    pub destroy_frees_bytes: u64,
+}
+
 /// Space figures of a volume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SpaceFigures {
@@ -53,25 +64,41 @@ impl Pool {
     /// # Errors
     /// [`PoolError::NotFound`], [`PoolError::AlreadyExists`], a txg sync error.
     pub async fn snapshot(&self, volume: &str, snapshot: &str) -> PoolResult<()> {
+        self.snapshot_many(volume, &[snapshot]).await
+    }
+
+    /// Takes snapshots `volume@s` for every `s` in `snapshots`, all in one txg (they hold
+    /// the same data; listings order them by id). Either every name is taken or none is.
+    ///
+    /// # Errors
+    /// As [`Pool::snapshot`], for the first bad name.
+    pub async fn snapshot_many(&self, volume: &str, snapshots: &[&str]) -> PoolResult<()> {
         self.check_live()?;
-        let full = format!("{volume}@{snapshot}");
-        name_field(&full)?;
-        if snapshot.contains('@') || snapshot.is_empty() {
-            return Err(PoolError::InvalidConfig(format!("bad snapshot name {snapshot:?}")));
+        let fulls: Vec<String> = snapshots.iter().map(|s| format!("{volume}@{s}")).collect();
+        for full in &fulls {
+            name_field(full)?;
         }
         {
             let mut meta = lock(&self.meta);
             let volume_id = volume_id(&meta, volume)?;
-            let queued = meta
+            let mut names: std::collections::HashSet<&str> = meta
                 .ops
                 .iter()
-                .any(|op| matches!(op, MetaOp::Snapshot { name, .. } if *name == full));
-            if meta.find(&full).is_some() || queued {
-                return Err(PoolError::AlreadyExists(full));
+                .filter_map(|op| match op {
+                    MetaOp::Snapshot { name, .. } => Some(name.as_str()),
+                    _ => None,
+                })
+                .collect();
+            for full in &fulls {
+                if meta.find(full).is_some() || !names.insert(full) {
+                    return Err(PoolError::AlreadyExists(full.clone()));
+                }
             }
-            let snapshot_id = meta.next_id;
-            meta.next_id += 1;
-            meta.ops.push(MetaOp::Snapshot { volume_id, snapshot_id, name: full });
+            for full in fulls {
+                let snapshot_id = meta.next_id;
+                meta.next_id += 1;
+                meta.ops.push(MetaOp::Snapshot { volume_id, snapshot_id, name: full });
+            }
         }
         self.sync_txg().await?;
         Ok(())
@@ -85,6 +112,45 @@ impl Pool {
         let meta = lock(&self.meta);
         let id = volume_id(&meta, volume)?;
         Ok(meta.snapshots_of(id).iter().map(|d| d.name()).collect())
+    }
+
+    /// Snapshots of `volume`, oldest first, each with what destroying it alone would free,
+    /// computed in one pass over the volume's deadlists: O(snapshots + deadlist entries ×
+    /// log snapshots), where asking [`Pool::destroy_would_free`] once per snapshot would be
+    /// quadratic.
+    ///
+    /// # Errors
+    /// [`PoolError::NotFound`].
+    pub fn snapshot_space_list(&self, volume: &str) -> PoolResult<Vec<SnapshotSpace>> {
+        let meta = lock(&self.meta);
+        let id = volume_id(&meta, volume)?;
+        let snaps = meta.snapshots_of(id);
+        let mut frees = vec![0u64; snaps.len()];
+        let mut dedup: std::collections::HashMap<(usize, Fingerprint), u64> =
+            std::collections::HashMap::new();
+        sole_holder_in_timeline(&meta, id, |holder, bp| {
+            if is_dedup(bp) {
+                *dedup.entry((holder, bp_fingerprint(bp))).or_default() += 1;
+            } else {
+                frees[holder] += u64::from(bp.physical_bytes);
+            }
+        });
+        for ((holder, fp), dropped) in dedup {
+            if let Some(hit) = self.ddt.lookup(&fp) {
+                if dropped >= u64::from(hit.refcount) {
+                    frees[holder] += hit.extent.len_bytes;
+                }
+            }
+        }
+        Ok(snaps
+            .iter()
+            .zip(frees)
+            .map(|(d, destroy_frees_bytes)| SnapshotSpace {
+                name: d.name(),
+                creation_txg: d.phys.creation_txg,
+                destroy_frees_bytes,
+            })
+            .collect())
     }
 
     /// Creates volume `new_volume` from snapshot `snapshot` (`volume@snap`). Instant: the
@@ -104,6 +170,7 @@ impl Pool {
                 return Err(PoolError::AlreadyExists(new_volume.into()));
             }
             let snap = snapshot_meta(&meta, snapshot)?.clone();
+            self.check_overcommit(&meta, new_volume, snap.phys.capacity_bytes)?;
             let id = meta.next_id;
             meta.next_id += 1;
             let open_txg = self.txg.open_txg.load(Ordering::SeqCst);
@@ -117,18 +184,15 @@ impl Pool {
             phys.deadlist = BlockPointer::HOLE;
             phys.name = field;
             let shared = Arc::new(VolumeShared::new(&phys, &snap.roots, open_txg));
-            meta.datasets.insert(
-                id,
-                DatasetMeta {
-                    phys,
-                    roots: Vec::new(),
-                    object: StoredObject::none(),
-                    deadlist: Vec::new(),
-                    deadlist_object: StoredObject::none(),
-                    dirty: true,
-                    deadlist_dirty: false,
-                },
-            );
+            meta.insert(DatasetMeta {
+                phys,
+                roots: Vec::new(),
+                object: StoredObject::none(),
+                deadlist: Vec::new(),
+                deadlist_object: StoredObject::none(),
+                dirty: true,
+                deadlist_dirty: false,
+            });
             meta.dirty = true;
             lock(&self.heads).insert(id, Arc::clone(&shared));
             shared
@@ -163,14 +227,35 @@ impl Pool {
     /// # Errors
     /// [`PoolError::NotFound`], [`PoolError::Busy`] when a clone depends on it.
     pub async fn destroy_snapshot(&self, snapshot: &str) -> PoolResult<()> {
+        self.destroy_snapshots(&[snapshot]).await
+    }
+
+    /// Destroys every snapshot in `snapshots` in one txg. Either all are destroyed or, when
+    /// one is unknown or has clones, none is.
+    ///
+    /// # Errors
+    /// [`PoolError::NotFound`], [`PoolError::Busy`] when a clone depends on one.
+    pub async fn destroy_snapshots(&self, snapshots: &[&str]) -> PoolResult<()> {
         self.check_live()?;
         {
             let mut meta = lock(&self.meta);
-            let id = snapshot_meta(&meta, snapshot)?.phys.id;
-            if !meta.clones_of(id).is_empty() {
-                return Err(PoolError::Busy(format!("{snapshot} has clones")));
+            // One scan for the clones' origins, not one per snapshot.
+            let origins: std::collections::HashSet<u64> = meta
+                .datasets
+                .values()
+                .filter(|d| d.kind() == DatasetKind::Volume && d.phys.origin_id != 0)
+                .map(|d| d.phys.origin_id)
+                .collect();
+            let mut ids = Vec::with_capacity(snapshots.len());
+            for snapshot in snapshots {
+                let id = snapshot_meta(&meta, snapshot)?.phys.id;
+                if origins.contains(&id) {
+                    return Err(PoolError::Busy(format!("{snapshot} has clones")));
+                }
+                ids.push(id);
             }
-            meta.ops.push(MetaOp::DestroySnapshot { snapshot_id: id });
+            meta.ops
+                .extend(ids.into_iter().map(|snapshot_id| MetaOp::DestroySnapshot { snapshot_id }));
         }
         self.sync_txg().await?;
         Ok(())
@@ -291,6 +376,33 @@ impl Pool {
     #[must_use]
     pub fn dataset_headers(&self) -> Vec<crate::dataset::DatasetPhys> {
         lock(&self.meta).datasets.values().map(|d| d.phys).collect()
+    }
+}
+
+/// Calls `held(k, bp)` for every deadlist entry of `volume`'s timeline that snapshot `k`
+/// (index among the volume's snapshots, oldest first) alone holds, so that destroying it
+/// alone frees the entry: the single-snapshot case of [`freed_in_timeline`], for every
+/// snapshot in one pass.
+fn sole_holder_in_timeline(meta: &Meta, volume: u64, mut held: impl FnMut(usize, &BlockPointer)) {
+    let snaps = meta.snapshots_of(volume);
+    let origin_txg = meta
+        .datasets
+        .get(&volume)
+        .and_then(|v| meta.datasets.get(&v.phys.origin_id))
+        .map_or(0, |o| o.phys.creation_txg);
+    let head = meta.datasets.get(&volume);
+    let timeline = snaps.iter().copied().chain(head);
+    for (k, ds) in timeline.enumerate().skip(1) {
+        for bp in &ds.deadlist {
+            if bp.birth_txg <= origin_txg {
+                continue;
+            }
+            // The holders are snaps[first..k]; exactly one when first == k - 1.
+            let first = snaps[..k].partition_point(|s| s.phys.creation_txg < bp.birth_txg);
+            if first + 1 == k {
+                held(first, bp);
+            }
+        }
     }
 }
 

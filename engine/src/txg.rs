@@ -1368,18 +1368,15 @@ impl Pool {
                 head.deadlist_dirty = true;
                 head.phys.prev_snap_txg = txg;
                 head.dirty = true;
-                meta.datasets.insert(
-                    *snapshot_id,
-                    DatasetMeta {
-                        phys,
-                        roots,
-                        object: StoredObject::none(),
-                        deadlist,
-                        deadlist_object: StoredObject::none(),
-                        dirty: true,
-                        deadlist_dirty: true,
-                    },
-                );
+                meta.insert(DatasetMeta {
+                    phys,
+                    roots,
+                    object: StoredObject::none(),
+                    deadlist,
+                    deadlist_object: StoredObject::none(),
+                    dirty: true,
+                    deadlist_dirty: true,
+                });
                 meta.dirty = true;
             }
             MetaOp::Rollback { volume_id, snapshot_id } => {
@@ -1400,7 +1397,7 @@ impl Pool {
                 }
             }
             MetaOp::DestroyVolume { volume_id } => {
-                let Some(ds) = meta.datasets.remove(volume_id) else { return Ok(()) };
+                let Some(ds) = meta.remove(*volume_id) else { return Ok(()) };
                 head_roots.remove(volume_id);
                 self.free_object(&ds.object, txg);
                 self.free_object(&ds.deadlist_object, txg);
@@ -1419,16 +1416,16 @@ impl Pool {
     fn destroy_snapshot_in_sync(&self, meta: &mut Meta, snapshot_id: u64, txg: u64) {
         let Some(snap) = meta.datasets.get(&snapshot_id).cloned() else { return };
         let parent = snap.phys.parent_id;
-        let snaps: Vec<(u64, u64)> =
-            meta.snapshots_of(parent).iter().map(|d| (d.phys.id, d.phys.creation_txg)).collect();
-        let pos = snaps.iter().position(|(id, _)| *id == snapshot_id).unwrap_or(0);
+        let (before, after) = meta.snapshot_neighbours(&snap);
         let origin_txg = meta
             .datasets
             .get(&parent)
             .and_then(|v| meta.datasets.get(&v.phys.origin_id))
             .map_or(0, |o| o.phys.creation_txg);
-        let prev_txg = if pos > 0 { snaps[pos - 1].1 } else { origin_txg };
-        let next_id = snaps.get(pos + 1).map_or(parent, |(id, _)| *id);
+        let prev_txg = before
+            .and_then(|id| meta.datasets.get(&id))
+            .map_or(origin_txg, |d| d.phys.creation_txg);
+        let next_id = after.unwrap_or(parent);
         let Some(next) = meta.datasets.get_mut(&next_id) else { return };
         let mut keep = Vec::with_capacity(next.deadlist.len());
         for bp in std::mem::take(&mut next.deadlist) {
@@ -1447,7 +1444,7 @@ impl Pool {
         }
         self.free_object(&snap.object, txg);
         self.free_object(&snap.deadlist_object, txg);
-        meta.datasets.remove(&snapshot_id);
+        meta.remove(snapshot_id);
         meta.dirty = true;
     }
 

@@ -258,6 +258,7 @@ fn run(args: &Args) -> Result<(), String> {
             &[
                 "name",
                 "size",
+                "used",
                 "free",
                 "volumes",
                 "txg",
@@ -274,6 +275,7 @@ fn run(args: &Args) -> Result<(), String> {
                 vec![
                     s(p, "name"),
                     bytes(p, "capacity_bytes"),
+                    bytes(p, "used_bytes"),
                     bytes(p, "free_bytes"),
                     s(p, "volumes"),
                     s(p, "durable_txg"),

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use engine::dataset::check_name;
 use serde::Deserialize;
 
 /// Default iSCSI portal.
@@ -59,6 +60,8 @@ pub struct PoolSection {
     pub reserve_percent: Option<u32>,
     /// Read-cache budget, shared by the shards' parts of the cache (default 256M).
     pub cache_size: Option<String>,
+    /// How many times its capacity the pool's volumes may total (default 20).
+    pub thin_overcommit_factor: Option<u64>,
 }
 
 /// `[daemon]`.
@@ -157,6 +160,37 @@ pub struct LunSection {
     pub read_only: Option<bool>,
 }
 
+/// Checks a kernel-interface name (`--backend`, `[daemon] backend`).
+///
+/// # Errors
+/// One line naming the value and the choices.
+pub fn check_backend(name: &str) -> Result<(), String> {
+    if ["auto", "uring", "epoll"].contains(&name) {
+        Ok(())
+    } else {
+        Err(format!("backend {name:?} must be auto, uring or epoll"))
+    }
+}
+
+/// Resolves `HOST:PORT` (an address or a host name such as `localhost`) to one socket
+/// address, preferring IPv4 when a name has both. `what` names the setting in errors.
+///
+/// # Errors
+/// One line naming the setting and the value.
+pub fn resolve_address(what: &str, address: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = address.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let not = || format!("{what} address {address:?} is not HOST:PORT (or does not resolve)");
+    let (host, port) = address.rsplit_once(':').ok_or_else(not)?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(not());
+    }
+    let addrs: Vec<SocketAddr> =
+        std::net::ToSocketAddrs::to_socket_addrs(address).map_err(|_| not())?.collect();
+    addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied().ok_or_else(not)
+}
+
 /// The data block size a new pool volume of `lun` gets (`volblock_size`, default 4 KiB).
 ///
 /// # Errors
@@ -228,30 +262,21 @@ impl Config {
             ConfigError(format!("{origin}:{line}: {msg}"))
         };
         for portal in &self.portals {
-            portal.address.parse::<SocketAddr>().map_err(|_| {
-                err(
-                    &portal.address,
-                    format!("portal address {:?} is not HOST:PORT", portal.address),
-                )
-            })?;
+            resolve_address("portal", &portal.address).map_err(|m| err(&portal.address, m))?;
         }
         if let Some(backend) = &self.daemon.backend {
-            if !["auto", "uring", "epoll"].contains(&backend.as_str()) {
-                return Err(err(
-                    backend,
-                    format!("backend {backend:?} must be auto, uring or epoll"),
-                ));
-            }
+            check_backend(backend).map_err(|m| err(backend, m))?;
         }
         let mut pool_names = std::collections::HashSet::new();
         for pool in &self.pools {
-            if pool.name.is_empty()
-                || pool.name.contains(['/', '@'])
-                || !pool_names.insert(pool.name.clone())
-            {
+            check_name("pool", &pool.name).map_err(|m| err(&pool.name, m))?;
+            if !pool_names.insert(pool.name.clone()) {
+                return Err(err(&pool.name, format!("pool name {:?} is repeated", pool.name)));
+            }
+            if pool.thin_overcommit_factor == Some(0) {
                 return Err(err(
-                    &pool.name,
-                    format!("pool name {:?} is empty, repeated or contains / or @", pool.name),
+                    "thin_overcommit_factor",
+                    format!("pool {}: thin_overcommit_factor must be at least 1", pool.name),
                 ));
             }
             if pool.devices.is_empty() {
@@ -281,6 +306,9 @@ impl Config {
                     &target.iqn,
                     format!("target name {:?} is not an iqn./eui./naa. name", target.iqn),
                 ));
+            }
+            if let Some(alias) = &target.alias {
+                check_name("target alias", alias).map_err(|m| err(alias, m))?;
             }
             if !iqns.insert(target.iqn.to_ascii_lowercase()) {
                 return Err(err(&target.iqn, format!("target {:?} is defined twice", target.iqn)));
@@ -325,10 +353,12 @@ impl Config {
                                 ),
                             ));
                         };
-                        let pool = name.split('/').next().unwrap_or("");
-                        if !name.contains('/') || !self.pools.iter().any(|p| p.name == pool) {
+                        let (pool, volume) = name.split_once('/').unwrap_or(("", ""));
+                        if !self.pools.iter().any(|p| p.name == pool) {
                             return Err(err(name, format!("LUN {}: volume {name:?} must be POOL/NAME with a configured pool", lun.id)));
                         }
+                        check_name("volume", volume)
+                            .map_err(|m| err(name, format!("LUN {}: {m}", lun.id)))?;
                     }
                     "file" => {
                         if lun.path.is_none() {
@@ -403,6 +433,7 @@ impl Config {
                 log_device: None,
                 reserve_percent: None,
                 cache_size: None,
+                thin_overcommit_factor: None,
             }],
             targets: vec![TargetSection {
                 iqn: DEMO_IQN.to_string(),
@@ -492,5 +523,49 @@ mod tests {
         assert_eq!(demo.portals[0].address, DEFAULT_PORTAL);
         assert_eq!(demo.targets[0].luns.len(), 1);
         assert_eq!(demo.daemon.metrics.as_deref(), Some(DEFAULT_METRICS));
+    }
+
+    #[test]
+    fn names_in_the_config_follow_the_rule() {
+        let pool = |name: &str| {
+            format!(
+                "[[pool]]\nname = \"{name}\"\ndevices = [{{ path = \"a.img\", size = \"1G\" }}]\n"
+            )
+        };
+        assert!(Config::parse(&pool("tank-1.a:b"), "f.toml").is_ok());
+        for bad in ["", ".t", "ta nk", "ta\\nnk", "ta\\u001bnk", "t/a"] {
+            let err = Config::parse(&pool(bad), "f.toml").expect_err(bad);
+            assert!(err.0.contains(engine::dataset::NAME_RULE), "{}", err.0);
+            assert!(!err.0.contains('\n'), "one line: {:?}", err.0);
+        }
+        let lun = |volume: &str, alias: &str| {
+            format!(
+                "{}[[target]]\niqn = \"iqn.2026-11.io.ferrite:t\"\nalias = \"{alias}\"\n\
+                 [[target.lun]]\nid = 0\nbackend = \"volume\"\nvolume = \"{volume}\"\nsize = \"64M\"\n",
+                pool("tank")
+            )
+        };
+        assert!(Config::parse(&lun("tank/v1", "a1"), "f.toml").is_ok());
+        let err = Config::parse(&lun("tank/v\\u001b1", "a1"), "f.toml").expect_err("ESC in volume");
+        assert!(err.0.contains("bad volume name"), "{}", err.0);
+        let err = Config::parse(&lun("tank/v1", "a\\n1"), "f.toml").expect_err("newline in alias");
+        assert!(err.0.contains("bad target alias name"), "{}", err.0);
+    }
+
+    #[test]
+    fn backends_and_addresses_are_checked() {
+        assert!(check_backend("uring").is_ok());
+        let err = check_backend("foo").expect_err("foo");
+        assert!(err.contains("\"foo\"") && err.contains("auto, uring or epoll"), "{err}");
+        assert_eq!(
+            resolve_address("portal", "127.0.0.1:3260").expect("ip"),
+            "127.0.0.1:3260".parse::<SocketAddr>().expect("addr")
+        );
+        let local = resolve_address("portal", "localhost:3260").expect("localhost resolves");
+        assert!(local.ip().is_loopback() && local.port() == 3260, "{local}");
+        for bad in ["localhost", "localhost:99999", ":3260", "no such host.invalid:3260"] {
+            let err = resolve_address("portal", bad).expect_err(bad);
+            assert!(err.contains("portal address"), "{err}");
+        }
     }
 }

@@ -128,6 +128,9 @@ async fn open_pool(
     if let Some(size) = &section.cache_size {
         tunables.cache_bytes = parse_size(size)?;
     }
+    if let Some(factor) = section.thin_overcommit_factor {
+        tunables.thin_overcommit_factor = factor;
+    }
     let pool = create_or_import_pool(section, data_dir, tunables).await?;
     // The txg coordinator runs on this shard (shard 0): every 5 s, or sooner past the dirty
     // threshold; every shard syncs the partitions it owns.
@@ -304,8 +307,7 @@ async fn build_state(
     };
     let mut portals = Vec::new();
     for p in &cfg.portals {
-        let address: SocketAddr =
-            p.address.parse().map_err(|_| format!("portal {:?} is not HOST:PORT", p.address))?;
+        let address: SocketAddr = crate::config::resolve_address("portal", &p.address)?;
         portals.push(Portal { address, group_tag: p.group_tag.unwrap_or(1) });
     }
     if portals.is_empty() {

@@ -62,6 +62,10 @@ struct Args {
 fn main() -> ExitCode {
     drivers::heap::keep_freed_memory();
     let args = Args::parse();
+    if let Some(Err(e)) = args.backend.as_deref().map(config::check_backend) {
+        eprintln!("ferrited: {e}");
+        return ExitCode::from(2);
+    }
     let cfg = if args.demo {
         config::Config::demo(&args.portals)
     } else if let Some(path) = &args.config {

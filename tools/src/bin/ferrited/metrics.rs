@@ -40,8 +40,7 @@ const COLLECTORS: &[Collector] =
 /// # Errors
 /// A message naming the address.
 pub fn bind(address: &str) -> Result<TcpListener, String> {
-    let addr: SocketAddr =
-        address.parse().map_err(|_| format!("metrics address {address:?} is not HOST:PORT"))?;
+    let addr: SocketAddr = crate::config::resolve_address("metrics", address)?;
     TcpListener::bind(addr).map_err(|e| format!("metrics {addr}: cannot listen: {e}"))
 }
 

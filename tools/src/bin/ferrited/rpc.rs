@@ -88,7 +88,7 @@ async fn client(fd: OwnedFd, state: Arc<State>) -> IoResult<()> {
         while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = pending.drain(..=pos).collect();
             let reply = handle_line(&line[..line.len() - 1], &state).await;
-            let mut out = serde_json::to_vec(&reply).unwrap_or_default();
+            let mut out = encode_reply(&reply).await;
             out.push(b'\n');
             let len = out.len();
             let (res, _) = ops::send_all(raw, vec![(IoBuf::from_slice(&out), 0..len)]).await;
@@ -105,6 +105,32 @@ async fn client(fd: OwnedFd, state: Arc<State>) -> IoResult<()> {
             n => pending.extend_from_slice(&buf[..n]),
         }
     }
+}
+
+/// Serialises a reply. A long result array (a listing of tens of thousands of snapshots)
+/// is written `LIST_SLICE` entries at a time with a yield between slices, so the shard's I/O
+/// is not held up for the whole reply.
+async fn encode_reply(reply: &Value) -> Vec<u8> {
+    let Some(items) =
+        reply.get("result").and_then(Value::as_array).filter(|a| a.len() > LIST_SLICE)
+    else {
+        return serde_json::to_vec(reply).unwrap_or_default();
+    };
+    let id = serde_json::to_vec(&reply["id"]).unwrap_or_else(|_| b"null".to_vec());
+    let mut out = b"{\"jsonrpc\":\"2.0\",\"id\":".to_vec();
+    out.extend_from_slice(&id);
+    out.extend_from_slice(b",\"result\":[");
+    for (n, slice) in items.chunks(LIST_SLICE).enumerate() {
+        for (k, item) in slice.iter().enumerate() {
+            if n + k > 0 {
+                out.push(b',');
+            }
+            let _ = serde_json::to_writer(&mut out, item);
+        }
+        executor::yield_now().await;
+    }
+    out.extend_from_slice(b"]}");
+    out
 }
 
 /// A JSON-RPC error: code and message.
@@ -230,6 +256,45 @@ fn parse_compression(value: &Value) -> Result<Compression, RpcError> {
         .ok_or_else(|| invalid(format!("compression must be \"off\" or \"lz4\", not {value}")))
 }
 
+/// Entries of a snapshot listing built between two yields to the shard's I/O.
+const LIST_SLICE: usize = 2048;
+
+/// `snapshot_list`: every volume's snapshots (or one volume's, which must exist), each with
+/// what destroying it alone frees. The figures come from one pass per volume
+/// ([`Pool::snapshot_space_list`]); the reply is built in slices so that the shard's I/O
+/// runs between them.
+async fn snapshot_list(state: &State, only: Option<&str>) -> Result<Value, RpcError> {
+    let mut volumes = Vec::new();
+    for (pool_name, pool) in &state.pools {
+        for volume in pool.list().into_iter().filter(|n| !n.contains('@')) {
+            let full_volume = format!("{pool_name}/{volume}");
+            if only.is_none_or(|o| o == full_volume) {
+                volumes.push((pool, volume, full_volume));
+            }
+        }
+    }
+    if let (Some(o), true) = (only, volumes.is_empty()) {
+        return Err(RpcError(-32000, format!("no volume named {o:?}")));
+    }
+    let mut out = Vec::new();
+    for (pool, volume, full_volume) in volumes {
+        let snaps = pool.snapshot_space_list(&volume).map_err(|e| engine_err(&e))?;
+        executor::yield_now().await;
+        let pool_name = pool.name();
+        for slice in snaps.chunks(LIST_SLICE) {
+            out.extend(slice.iter().map(|s| {
+                json!({
+                    "name": format!("{pool_name}/{}", s.name),
+                    "volume": full_volume,
+                    "destroy_frees_bytes": s.destroy_frees_bytes,
+                })
+            }));
+            executor::yield_now().await;
+        }
+    }
+    Ok(Value::Array(out))
+}
+
 async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, RpcError> {
     match method {
         "pool_list" => {
@@ -241,7 +306,10 @@ async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, 
                         "name": name,
                         "guid": format!("{:016x}", p.guid()),
                         "capacity_bytes": p.capacity_bytes(),
-                        "free_bytes": p.free_bytes(),
+                        "free_bytes": p.space_summary().free_bytes,
+                        "used_bytes": p.space_summary().used_bytes,
+                        "reserved_bytes": p.space_summary().reserved_unused_bytes,
+                        "provisioned_bytes": p.space_summary().provisioned_bytes,
                         "durable_txg": p.durable_txg(),
                         "checksum_errors": p.checksum_errors(),
                         "volumes": p.list().len(),
@@ -366,23 +434,7 @@ async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, 
             pool.snapshot(volume, snap).await.map_err(|e| engine_err(&e))?;
             Ok(json!({"name": full}))
         }
-        "snapshot_list" => {
-            let mut out = Vec::new();
-            let only = params.get("volume").and_then(Value::as_str);
-            for (pool_name, pool) in &state.pools {
-                for volume in pool.list().iter().filter(|n| !n.contains('@')) {
-                    let full_volume = format!("{pool_name}/{volume}");
-                    if only.is_some_and(|o| o != full_volume) {
-                        continue;
-                    }
-                    for snap in pool.snapshots(volume).map_err(|e| engine_err(&e))? {
-                        let frees = pool.destroy_would_free(&[snap.as_str()]).unwrap_or(0);
-                        out.push(json!({"name": format!("{pool_name}/{snap}"), "volume": full_volume, "destroy_frees_bytes": frees}));
-                    }
-                }
-            }
-            Ok(Value::Array(out))
-        }
+        "snapshot_list" => snapshot_list(state, params.get("volume").and_then(Value::as_str)).await,
         "snapshot_rollback" => {
             let full = param_str(params, "name")?;
             let (pool, snap) = pool_of(state, full)?;

@@ -1,0 +1,293 @@
+//! Snapshot listings with many snapshots, and the limits on what a volume may be: names and
+//! thin overcommit.
+
+mod common;
+
+use common::{device, reactor};
+use engine::block_volume::BlockVolume;
+use engine::compress::Compression;
+use engine::dataset::NAME_RULE;
+use engine::ddt::DedupMode;
+use engine::{CreateOptions, Pool, PoolError, PoolTunables, VolumeOptions};
+
+fn options(tunables: PoolTunables) -> CreateOptions {
+    CreateOptions { guid: Some(11), log_chain_bytes: 1 << 20, tunables, ..CreateOptions::default() }
+}
+
+/// xorshift64: the random history is the same on every run of a seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// 4 KiB block `value`: a few distinct contents, so the dedup volume shares blocks.
+fn block(value: u64) -> drivers::buffer::IoBuf {
+    let mut data = vec![0u8; 4096];
+    for (i, chunk) in data.chunks_mut(8).enumerate() {
+        chunk.copy_from_slice(&(value.wrapping_mul(0x9e37_79b9) ^ i as u64).to_le_bytes());
+    }
+    drivers::buffer::IoBuf::from_slice(&data)
+}
+
+/// Checks that the one-pass listing of `volume` gives, for every snapshot, exactly what the
+/// full computation for that snapshot alone gives. Returns how many snapshots it checked.
+fn check_listing(pool: &Pool, volume: &str) -> usize {
+    let listed = pool.snapshot_space_list(volume).expect("list");
+    let names = pool.snapshots(volume).expect("snapshots");
+    assert_eq!(listed.iter().map(|s| s.name.clone()).collect::<Vec<_>>(), names);
+    for s in &listed {
+        let full = pool.destroy_would_free(&[s.name.as_str()]).expect("figure");
+        assert_eq!(s.destroy_frees_bytes, full, "{}", s.name);
+    }
+    listed.len()
+}
+
+#[test]
+fn listing_figures_equal_the_full_computation_over_a_random_history() {
+    let seeds: u64 =
+        std::env::var("FERRITE_SNAPSHOT_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
+    for seed in 1..=seeds {
+        let r = reactor();
+        r.block_on(async {
+            let pool = Pool::create(vec![device(256)], None, options(PoolTunables::default()))
+                .await
+                .expect("create");
+            let plain = VolumeOptions {
+                capacity_bytes: 8 << 20,
+                partition_count: 2,
+                ..VolumeOptions::default()
+            };
+            let dedup = VolumeOptions {
+                dedup: DedupMode::On,
+                compression: Compression::Off,
+                ..plain.clone()
+            };
+            let mut volumes = vec![
+                ("a".to_string(), pool.create_volume("a", &plain).await.expect("a")),
+                ("d".to_string(), pool.create_volume("d", &dedup).await.expect("d")),
+            ];
+            let mut rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
+            let mut taken = 0u64;
+            let mut nonzero = 0usize;
+            for step in 0..160 {
+                let v = rng.below(volumes.len() as u64) as usize;
+                let (name, vol) = (volumes[v].0.clone(), volumes[v].1.clone());
+                match rng.below(10) {
+                    0..=5 => {
+                        for _ in 0..1 + rng.below(6) {
+                            let lba = rng.below(256) * 8;
+                            let (res, _) = vol.write(lba, block(rng.below(12)), false).await;
+                            res.expect("write");
+                        }
+                        if rng.below(3) == 0 {
+                            pool.sync_txg().await.expect("sync");
+                        }
+                    }
+                    6 | 7 => {
+                        taken += 1;
+                        pool.snapshot(&name, &format!("s{taken}")).await.expect("snapshot");
+                    }
+                    8 => {
+                        let snaps = pool.snapshots(&name).expect("snapshots");
+                        if !snaps.is_empty() {
+                            let pick = &snaps[rng.below(snaps.len() as u64) as usize];
+                            // Refused while a clone depends on it; that is part of the history.
+                            let _ = pool.destroy_snapshot(pick).await;
+                        }
+                    }
+                    _ => {
+                        let snaps = pool.snapshots(&name).expect("snapshots");
+                        if volumes.len() < 4 && !snaps.is_empty() {
+                            let pick = &snaps[rng.below(snaps.len() as u64) as usize];
+                            let clone_name = format!("c{step}");
+                            let clone =
+                                pool.clone_snapshot(pick, &clone_name).await.expect("clone");
+                            volumes.push((clone_name, clone));
+                        }
+                    }
+                }
+                if step % 20 == 19 {
+                    pool.sync_txg().await.expect("sync");
+                    for (name, _) in &volumes {
+                        check_listing(&pool, name);
+                    }
+                }
+            }
+            pool.sync_txg().await.expect("sync");
+            let mut checked = 0;
+            for (name, _) in &volumes {
+                checked += check_listing(&pool, name);
+                nonzero += pool
+                    .snapshot_space_list(name)
+                    .expect("list")
+                    .iter()
+                    .filter(|s| s.destroy_frees_bytes > 0)
+                    .count();
+            }
+            assert!(checked >= 5, "seed {seed}: the history kept only {checked} snapshots");
+            assert!(nonzero > 0, "seed {seed}: no snapshot held blocks of its own");
+            pool.export().await.expect("export");
+        });
+    }
+}
+
+#[test]
+fn thousands_of_snapshots_list_in_order_and_destroy_from_the_middle() {
+    let r = reactor();
+    r.block_on(async {
+        let pool = Pool::create(vec![device(256)], None, options(PoolTunables::default()))
+            .await
+            .expect("create");
+        let vol_options = VolumeOptions {
+            capacity_bytes: 8 << 20,
+            partition_count: 2,
+            ..VolumeOptions::default()
+        };
+        let vol = pool.create_volume("v", &vol_options).await.expect("volume");
+        let mut expected = Vec::new();
+        for batch in 0..20u64 {
+            let (res, _) = vol.write(batch * 8, block(batch + 100), false).await;
+            res.expect("write");
+            let names: Vec<String> = (0..100).map(|i| format!("b{batch}-{i}")).collect();
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            pool.snapshot_many("v", &refs).await.expect("snapshots");
+            expected.extend(names.iter().map(|n| format!("v@{n}")));
+        }
+        assert_eq!(pool.snapshots("v").expect("snapshots"), expected);
+        assert!(matches!(
+            pool.snapshot_many("v", &["new", "b3-7"]).await,
+            Err(PoolError::AlreadyExists(_))
+        ));
+        assert!(pool.snapshots("v").expect("snapshots").len() == 2000, "none of a refused batch");
+        // Destroying from the middle keeps the order and the figures right.
+        for n in (0..2000).step_by(7) {
+            pool.destroy_snapshot(&expected[n]).await.expect("destroy");
+        }
+        let kept: Vec<String> = expected
+            .iter()
+            .enumerate()
+            .filter(|(n, _)| n % 7 != 0)
+            .map(|(_, s)| s.clone())
+            .collect();
+        assert_eq!(pool.snapshots("v").expect("snapshots"), kept);
+        assert_eq!(check_listing(&pool, "v"), kept.len());
+        pool.export().await.expect("export");
+    });
+}
+
+#[test]
+fn names_outside_the_rule_are_refused_with_the_rule() {
+    let r = reactor();
+    r.block_on(async {
+        let pool = Pool::create(vec![device(64)], None, options(PoolTunables::default()))
+            .await
+            .expect("create");
+        let small = VolumeOptions {
+            capacity_bytes: 1 << 20,
+            partition_count: 1,
+            ..VolumeOptions::default()
+        };
+        for bad in ["a\nb", "a\u{1b}[2J", ".hidden", "sp ace", ""] {
+            match pool.create_volume(bad, &small).await {
+                Err(PoolError::InvalidConfig(m)) => assert!(m.contains(NAME_RULE), "{m}"),
+                other => panic!("{bad:?}: {:?}", other.map(|_| ())),
+            }
+        }
+        pool.create_volume("ok", &small).await.expect("volume");
+        for bad in ["x\ny", "x\u{1b}y", ".s"] {
+            match pool.snapshot("ok", bad).await {
+                Err(PoolError::InvalidConfig(m)) => assert!(m.contains(NAME_RULE), "{m}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        let bad_pool = CreateOptions { name: "tank\n".into(), ..options(PoolTunables::default()) };
+        match Pool::create(vec![device(64)], None, bad_pool).await {
+            Err(PoolError::InvalidConfig(m)) => assert!(m.contains(NAME_RULE), "{m}"),
+            other => panic!("pool name: {:?}", other.map(|_| ())),
+        }
+        // Geometry errors are one line naming the limit, not a dump of the layout.
+        let odd = VolumeOptions { capacity_bytes: 1000, ..small.clone() };
+        match pool.create_volume("odd", &odd).await {
+            Err(PoolError::InvalidConfig(m)) => {
+                assert!(m.contains("multiple of the block size 512"), "{m}");
+                assert!(!m.contains("VolumeLayout") && !m.contains('{'), "{m}");
+            }
+            other => panic!("odd size: {:?}", other.map(|_| ())),
+        }
+        pool.export().await.expect("export");
+    });
+}
+
+#[test]
+fn thin_volumes_overcommit_only_up_to_the_factor() {
+    let r = reactor();
+    r.block_on(async {
+        let tunables = PoolTunables { thin_overcommit_factor: 3, ..PoolTunables::default() };
+        let pool = Pool::create(vec![device(64)], None, options(tunables)).await.expect("create");
+        let capacity = pool.capacity_bytes();
+        let limit = 3 * capacity;
+        let thin = |bytes: u64| VolumeOptions {
+            capacity_bytes: bytes / 512 * 512,
+            partition_count: 4,
+            ..VolumeOptions::default()
+        };
+        let first = limit / 2 / (1 << 20) * (1 << 20);
+        pool.create_volume("a", &thin(first)).await.expect("within the factor");
+        match pool.create_volume("b", &thin(limit - first + (1 << 20))).await {
+            Err(PoolError::InvalidConfig(m)) => {
+                assert!(m.contains(&format!("{limit} bytes")), "{m}");
+                assert!(m.contains("3 x"), "{m}");
+            }
+            other => panic!("past the factor: {:?}", other.map(|_| ())),
+        }
+        pool.create_volume("b", &thin(limit - first)).await.expect("up to the factor");
+        assert!(matches!(
+            pool.grow_volume("b", limit - first + (1 << 20)).await,
+            Err(PoolError::InvalidConfig(_))
+        ));
+        pool.snapshot("a", "s").await.expect("snapshot");
+        assert!(matches!(pool.clone_snapshot("a@s", "c").await, Err(PoolError::InvalidConfig(_))));
+        assert_eq!(pool.space_summary().provisioned_bytes, limit);
+        pool.export().await.expect("export");
+    });
+}
+
+#[test]
+fn thick_reservations_count_as_used_and_not_free() {
+    let r = reactor();
+    r.block_on(async {
+        let pool = Pool::create(vec![device(128)], None, options(PoolTunables::default()))
+            .await
+            .expect("create");
+        let before = pool.space_summary();
+        assert_eq!(before.used_bytes + before.free_bytes, before.capacity_bytes);
+        let thick = VolumeOptions {
+            capacity_bytes: 32 << 20,
+            partition_count: 4,
+            thick: true,
+            ..VolumeOptions::default()
+        };
+        let vol = pool.create_volume("t", &thick).await.expect("thick");
+        let after = pool.space_summary();
+        // The volume's blocks are not written yet: the whole reservation is unused.
+        assert_eq!(after.reserved_unused_bytes, 32 << 20);
+        assert!(after.free_bytes + (32 << 20) <= before.free_bytes, "{before:?} {after:?}");
+        assert!(after.used_bytes >= before.used_bytes + (32 << 20), "{before:?} {after:?}");
+        let (res, _) = vol.write(0, block(1), false).await;
+        res.expect("write");
+        pool.sync_txg().await.expect("sync");
+        let written = pool.space_summary();
+        assert_eq!(written.reserved_unused_bytes, (32 << 20) - 4096);
+        pool.export().await.expect("export");
+    });
+}

@@ -1,0 +1,382 @@
+//! ferrite-snapshot-bench: the cost of many snapshots of one pool volume, driven in-process on
+//! one reactor (benches/snapshots.sh runs it).
+//!
+//! ```text
+//! ferrite-snapshot-bench --file /var/tmp/snap.img --snapshots 65535
+//! ```
+//! It creates a pool on FILE (replacing it) with one 1 GiB volume, writes its first 64 MiB,
+//! then:
+//! 1. 4K random writes for `--seconds` with no snapshot (IOPS, 16 in flight);
+//! 2. takes `--snapshots` snapshots, `--batch` per txg, with one 4K random write before each
+//!    batch so that the snapshots differ (create rate), then one more snapshot alone (the cost
+//!    of a single create at that count);
+//! 3. lists them as `snapshot_list` does (figures, JSON built in slices, serialised) while a
+//!    reader on the same reactor issues 4K random reads one at a time: the listing's time and
+//!    the worst read latency seen during it;
+//! 4. 4K random writes for `--seconds` with the snapshots (IOPS);
+//! 5. exports and imports the pool (import time);
+//! 6. destroys one snapshot alone, then every other one, `--destroy-batch` per txg.
+//!
+//! With `--keep` the pool is exported again before step 6 and left on FILE, with the
+//! snapshots (the script then lists them through ferrited, and `--destroy-existing` does
+//! step 6 on it). The last line is
+//! `snapshots n=… list_s=… import_s=… max_io_stall_ms=… write_iops_ratio=…`.
+
+/// The allocator ferrited runs with (see ferrited's main).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::cell::Cell;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use drivers::blockdev::uring::UringDevice;
+use drivers::blockdev::BlockDevice;
+use drivers::buffer::IoBuf;
+use drivers::executor::{spawn, yield_now, Reactor, ReactorConfig};
+use engine::block_volume::BlockVolume;
+use engine::{CreateOptions, Pool, PoolTunables, PoolVolume, VolumeOptions};
+use serde_json::json;
+
+/// Volume size.
+const VOLUME_BYTES: u64 = 1 << 30;
+/// Bytes written before the measurements (the reader's range).
+const PREFILL_BYTES: u64 = 64 << 20;
+/// 4K writes in flight in the IOPS phases.
+const DEPTH: usize = 16;
+/// Pool file size.
+const POOL_FILE_BYTES: u64 = 6 << 30;
+
+#[derive(Debug, Parser)]
+#[command(name = "ferrite-snapshot-bench", about = "Many snapshots of one pool volume")]
+struct Args {
+    /// Pool file (created or replaced).
+    #[arg(long)]
+    file: PathBuf,
+    /// Snapshots to take.
+    #[arg(long, default_value_t = 65_535)]
+    snapshots: usize,
+    /// Snapshots per txg while creating.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Snapshots per txg while destroying.
+    #[arg(long, default_value_t = 1024)]
+    destroy_batch: usize,
+    /// Seconds of each 4K random-write phase.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Leave the pool, with its snapshots, on FILE (no destroy phase).
+    #[arg(long)]
+    keep: bool,
+    /// Only import FILE (left by `--keep`) and destroy every snapshot.
+    #[arg(long)]
+    destroy_existing: bool,
+}
+
+/// xorshift64.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+fn block(seed: u64) -> IoBuf {
+    let data: Vec<u8> =
+        (0..4096u64).map(|i| (seed.wrapping_mul(31).wrapping_add(i) % 251) as u8).collect();
+    IoBuf::from_slice(&data)
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// 4K random writes over the whole volume for `seconds`, `DEPTH` in flight: IOPS.
+async fn write_iops(vol: &PoolVolume, seconds: u64, seed: u64) -> Result<f64, String> {
+    let blocks = VOLUME_BYTES / 4096;
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let done = Rc::new(Cell::new(0u64));
+    let mut workers = Vec::new();
+    for w in 0..DEPTH as u64 {
+        let (v, done) = (vol.clone(), Rc::clone(&done));
+        workers.push(spawn(async move {
+            let mut rng = Rng(((seed << 8 | w) * 0x9e37_79b9) | 1);
+            let mut buf = block(w);
+            while Instant::now() < deadline {
+                let lba = rng.below(blocks) * 8;
+                let (res, back) = v.write(lba, buf, false).await;
+                buf = back;
+                res.map_err(|e| format!("write: {e:?}"))?;
+                done.set(done.get() + 1);
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    let start = Instant::now();
+    for w in workers {
+        w.await?;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    Ok(done.get() as f64 / start.elapsed().as_secs_f64())
+}
+
+/// What `snapshot_list` does for one volume (ferrited's rpc.rs): figures in one pass, the
+/// reply built in slices with yields between them, then serialised in one piece.
+/// Returns (reply bytes, the longest stretch of thread CPU time between two yields in ms:
+/// how long the listing holds the reactor, whatever else the machine runs).
+async fn list_like_rpc(pool: &Pool, volume: &str) -> Result<(usize, f64), String> {
+    let mut slice_start = thread_cpu();
+    let mut longest = Duration::ZERO;
+    let mut yielded = |longest: &mut Duration| {
+        let now = thread_cpu();
+        *longest = (*longest).max(now.saturating_sub(slice_start));
+        slice_start = now;
+    };
+    let snaps = pool.snapshot_space_list(volume).map_err(err)?;
+    yielded(&mut longest);
+    yield_now().await;
+    let mut out = Vec::new();
+    for slice in snaps.chunks(2048) {
+        out.extend(slice.iter().map(|s| {
+            json!({"name": format!("bench/{}", s.name), "volume": "bench/v", "destroy_frees_bytes": s.destroy_frees_bytes})
+        }));
+        yielded(&mut longest);
+        yield_now().await;
+    }
+    // Serialised in slices too, as ferrited's encode_reply does.
+    let mut bytes = Vec::new();
+    for (i, item) in out.iter().enumerate() {
+        serde_json::to_writer(&mut bytes, item).map_err(err)?;
+        if i % 2048 == 2047 {
+            yielded(&mut longest);
+            yield_now().await;
+        }
+    }
+    yielded(&mut longest);
+    Ok((bytes.len(), longest.as_secs_f64() * 1e3))
+}
+
+/// CPU time of this thread.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec we own; the clock id is a constant.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
+    Duration::new(u64::try_from(ts.tv_sec).unwrap_or(0), u32::try_from(ts.tv_nsec).unwrap_or(0))
+}
+
+/// Runs `list_like_rpc` while a reader issues 4K reads one at a time: (list seconds, worst
+/// read latency in ms during the listing, worst before it, longest CPU slice of the listing).
+async fn list_with_reader(pool: &Pool, vol: &PoolVolume) -> Result<(f64, f64, f64, f64), String> {
+    let stop = Rc::new(Cell::new(false));
+    let worst = Rc::new(Cell::new(Duration::ZERO));
+    let reader = {
+        let (v, stop, worst) = (vol.clone(), Rc::clone(&stop), Rc::clone(&worst));
+        spawn(async move {
+            let mut rng = Rng(0x5eed);
+            while !stop.get() {
+                let lba = rng.below(PREFILL_BYTES / 4096) * 8;
+                let t = Instant::now();
+                let (res, _) = v.read(lba, IoBuf::zeroed(4096)).await;
+                res.map_err(|e| format!("read: {e:?}"))?;
+                worst.set(worst.get().max(t.elapsed()));
+                yield_now().await;
+            }
+            Ok::<(), String>(())
+        })
+    };
+    drivers::executor::sleep(Duration::from_millis(500)).await;
+    let before = worst.replace(Duration::ZERO);
+    let start = Instant::now();
+    let (bytes, slice_ms) = list_like_rpc(pool, "v").await?;
+    let list_s = start.elapsed().as_secs_f64();
+    // Reads that were waiting when the listing ended complete now.
+    drivers::executor::sleep(Duration::from_millis(50)).await;
+    stop.set(true);
+    reader.await?;
+    eprintln!("list: {bytes} bytes of reply");
+    Ok((list_s, worst.get().as_secs_f64() * 1e3, before.as_secs_f64() * 1e3, slice_ms))
+}
+
+async fn open_pool(file: &PathBuf, create: bool) -> Result<Arc<Pool>, String> {
+    let tunables = PoolTunables::default();
+    if create {
+        let _ = std::fs::remove_file(file);
+        let dev: Arc<dyn BlockDevice> = Arc::new(
+            UringDevice::create_file(file, POOL_FILE_BYTES)
+                .map_err(|e| format!("{}: {e}", file.display()))?,
+        );
+        let options = CreateOptions { name: "bench".into(), tunables, ..CreateOptions::default() };
+        Pool::create(vec![dev], None, options).await.map_err(err)
+    } else {
+        let dev: Arc<dyn BlockDevice> =
+            Arc::new(UringDevice::open(file).map_err(|e| format!("{}: {e}", file.display()))?);
+        Pool::import(vec![dev], tunables).await.map_err(err)
+    }
+}
+
+#[allow(clippy::too_many_lines, clippy::cast_precision_loss)]
+async fn run(args: &Args) -> Result<String, String> {
+    let n = args.snapshots;
+    let pool = open_pool(&args.file, true).await?;
+    let syncer = pool.start_syncer();
+    let vol = pool
+        .create_volume(
+            "v",
+            &VolumeOptions { capacity_bytes: VOLUME_BYTES, ..VolumeOptions::default() },
+        )
+        .await
+        .map_err(err)?;
+    for i in 0..PREFILL_BYTES / (1 << 20) {
+        let (res, _) = vol.write(i * 2048, IoBuf::from_slice(&vec![7u8; 1 << 20]), false).await;
+        res.map_err(|e| format!("prefill: {e:?}"))?;
+    }
+    pool.sync_txg().await.map_err(err)?;
+
+    // A first phase warms up: both measured phases then overwrite blocks written before.
+    write_iops(&vol, args.seconds, 3).await?;
+    pool.sync_txg().await.map_err(err)?;
+    let iops_none = write_iops(&vol, args.seconds, 1).await?;
+    pool.sync_txg().await.map_err(err)?;
+    eprintln!("write IOPS with no snapshot: {iops_none:.0}");
+
+    let mut rng = Rng(0xc0ffee);
+    let start = Instant::now();
+    let mut taken = 0;
+    while taken < n {
+        let (res, _) =
+            vol.write(rng.below(VOLUME_BYTES / 4096) * 8, block(taken as u64), false).await;
+        res.map_err(|e| format!("write: {e:?}"))?;
+        let names: Vec<String> =
+            (taken..n.min(taken + args.batch.max(1))).map(|i| format!("s{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        pool.snapshot_many("v", &refs).await.map_err(err)?;
+        taken += names.len();
+        if taken % 8192 < names.len() {
+            eprintln!("created {taken} snapshots in {:.1} s", start.elapsed().as_secs_f64());
+        }
+    }
+    let create_s = start.elapsed().as_secs_f64();
+    let one = Instant::now();
+    pool.snapshot("v", "one-more").await.map_err(err)?;
+    let create_one_ms = one.elapsed().as_secs_f64() * 1e3;
+    pool.destroy_snapshot("v@one-more").await.map_err(err)?;
+    eprintln!(
+        "created {n} snapshots in {create_s:.1} s ({:.0}/s, {} per txg); one more alone: {create_one_ms:.1} ms",
+        n as f64 / create_s,
+        args.batch
+    );
+
+    let (list_s, stall_ms, quiet_ms, slice_ms) = list_with_reader(&pool, &vol).await?;
+    eprintln!(
+        "snapshot list: {list_s:.3} s; worst 4K read during it {stall_ms:.2} ms (before it \
+         {quiet_ms:.2} ms); longest CPU slice of the listing {slice_ms:.2} ms"
+    );
+
+    let iops_many = write_iops(&vol, args.seconds, 2).await?;
+    eprintln!("write IOPS with {n} snapshots: {iops_many:.0}");
+
+    drop(vol);
+    pool.export().await.map_err(err)?;
+    syncer.await;
+    let start = Instant::now();
+    let pool = open_pool(&args.file, false).await?;
+    let import_s = start.elapsed().as_secs_f64();
+    let count = pool.snapshots("v").map_err(err)?.len();
+    eprintln!("import: {import_s:.2} s, {count} snapshots");
+    if count != n {
+        return Err(format!("{count} snapshots after import, {n} taken"));
+    }
+    let syncer = pool.start_syncer();
+
+    let mut destroy_note = String::new();
+    if !args.keep {
+        let destroy_s = destroy_all(&pool, args.destroy_batch).await?;
+        destroy_note = format!(" destroy_all_s={destroy_s:.2}");
+    }
+    pool.export().await.map_err(err)?;
+    syncer.await;
+    if !args.keep {
+        let _ = std::fs::remove_file(&args.file);
+    }
+    Ok(format!(
+        "snapshots n={n} create_per_s={:.0} list_s={list_s:.3} import_s={import_s:.2}{destroy_note} \
+         list_slice_cpu_ms={slice_ms:.2} max_io_stall_ms={stall_ms:.2} write_iops_ratio={:.3}",
+        n as f64 / create_s,
+        iops_many / iops_none
+    ))
+}
+
+/// Destroys one snapshot from the middle alone, then every other one, `--destroy-batch` per
+/// txg: the seconds the latter took.
+async fn destroy_all(pool: &Pool, batch: usize) -> Result<f64, String> {
+    let batch = batch.max(1);
+    let names = pool.snapshots("v").map_err(err)?;
+    let n = names.len();
+    if n == 0 {
+        return Ok(0.0);
+    }
+    let one = Instant::now();
+    pool.destroy_snapshot(&names[n / 2]).await.map_err(err)?;
+    let destroy_one_ms = one.elapsed().as_secs_f64() * 1e3;
+    let rest: Vec<&str> =
+        names.iter().enumerate().filter(|(i, _)| *i != n / 2).map(|(_, s)| s.as_str()).collect();
+    let start = Instant::now();
+    for chunk in rest.chunks(batch) {
+        pool.destroy_snapshots(chunk).await.map_err(err)?;
+    }
+    let destroy_s = start.elapsed().as_secs_f64();
+    if !pool.snapshots("v").map_err(err)?.is_empty() {
+        return Err("snapshots left after destroying all".into());
+    }
+    eprintln!(
+        "destroy: one alone {destroy_one_ms:.1} ms; the other {} in {destroy_s:.1} s ({batch} per txg)",
+        n - 1
+    );
+    Ok(destroy_s)
+}
+
+/// `--destroy-existing`: imports FILE, destroys every snapshot of `v`, removes FILE.
+async fn destroy_existing(args: &Args) -> Result<String, String> {
+    let pool = open_pool(&args.file, false).await?;
+    let syncer = pool.start_syncer();
+    let n = pool.snapshots("v").map_err(err)?.len();
+    let destroy_s = destroy_all(&pool, args.destroy_batch).await?;
+    pool.export().await.map_err(err)?;
+    syncer.await;
+    let _ = std::fs::remove_file(&args.file);
+    Ok(format!("destroyed n={n} destroy_all_s={destroy_s:.2}"))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let reactor = match Reactor::new(&ReactorConfig::default()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ferrite-snapshot-bench: reactor: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = if args.destroy_existing {
+        reactor.block_on(destroy_existing(&args))
+    } else {
+        reactor.block_on(run(&args))
+    };
+    match result {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ferrite-snapshot-bench: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
