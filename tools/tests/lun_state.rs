@@ -120,27 +120,35 @@ fn disable_write_cache_saved(ini: &mut Initiator, lun: u64) {
     assert_eq!(r.status, 0, "MODE SELECT sense {:02x?}", r.sense);
 }
 
-/// Every LUN of both targets: (target, LUN, registered keys, reservation, WCE).
-type Observed = Vec<(&'static str, u64, Vec<u64>, Option<(u64, u8)>, bool)>;
+/// What one LUN shows an initiator.
+#[derive(Debug, PartialEq, Eq)]
+struct LunView {
+    target: &'static str,
+    lun: u64,
+    registered_keys: Vec<u64>,
+    /// (key, type) of the reservation, if any.
+    reservation: Option<(u64, u8)>,
+    write_cache: bool,
+}
 
-fn observe(portal: SocketAddr) -> Observed {
+/// Every LUN of both targets.
+fn observe(portal: SocketAddr) -> Vec<LunView> {
     let mut out = Vec::new();
     for target in [TARGET_A, TARGET_B] {
         let mut ini = login(portal, "iqn.2026-12.io.ferrite:observer", target);
         for lun in 0..2 {
-            let (keys, reservation) = pr_state(&mut ini, lun);
-            out.push((target, lun, keys, reservation, write_cache_enabled(&mut ini, lun)));
+            let (registered_keys, reservation) = pr_state(&mut ini, lun);
+            let write_cache = write_cache_enabled(&mut ini, lun);
+            out.push(LunView { target, lun, registered_keys, reservation, write_cache });
         }
         ini.logout().expect("logout");
     }
     out
 }
 
-fn untouched(
-    target: &'static str,
-    lun: u64,
-) -> (&'static str, u64, Vec<u64>, Option<(u64, u8)>, bool) {
-    (target, lun, Vec::new(), None, true)
+/// No registration, no reservation, WCE=1.
+fn untouched(target: &'static str, lun: u64) -> LunView {
+    LunView { target, lun, registered_keys: Vec::new(), reservation: None, write_cache: true }
 }
 
 #[test]
@@ -156,7 +164,13 @@ fn aptpl_reservation_and_saved_wce_stay_with_their_lun_across_a_restart() {
     assert!(daemon.stop(), "clean stop");
 
     let daemon = common::Daemon::start(dir.path(), &config, &[]);
-    let held = (TARGET_A, 0, vec![KEY], Some((KEY, WRITE_EXCLUSIVE)), false);
+    let held = LunView {
+        target: TARGET_A,
+        lun: 0,
+        registered_keys: vec![KEY],
+        reservation: Some((KEY, WRITE_EXCLUSIVE)),
+        write_cache: false,
+    };
     let expected =
         vec![held, untouched(TARGET_A, 1), untouched(TARGET_B, 0), untouched(TARGET_B, 1)];
     assert_eq!(observe(daemon.portal), expected, "after a restart");

@@ -21,6 +21,8 @@ use super::sense::Sense;
 pub enum MediumChangeError {
     /// Another change of this LU is under way.
     InProgress,
+    /// A sanitize operation is running on the LU (it would keep writing the old layout).
+    Sanitizing,
     /// Commands were still in flight when the wait ran out (the fence is lifted again).
     Busy { in_flight: u32 },
 }
@@ -29,6 +31,7 @@ impl std::fmt::Display for MediumChangeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             MediumChangeError::InProgress => write!(f, "another rollback of it is under way"),
+            MediumChangeError::Sanitizing => write!(f, "a SANITIZE operation is running on it"),
             MediumChangeError::Busy { in_flight } => {
                 write!(f, "{in_flight} commands were still in flight after the wait")
             }
@@ -55,10 +58,14 @@ impl LogicalUnit {
     /// Fences the LU and waits up to `wait` for the commands in flight to finish.
     ///
     /// # Errors
-    /// [`MediumChangeError::InProgress`], or [`MediumChangeError::Busy`] (fence lifted).
+    /// [`MediumChangeError`]; the fence is lifted again unless another change holds it.
     pub async fn begin_medium_change(&self, wait: Duration) -> Result<(), MediumChangeError> {
         if !self.quiesce.fence() {
             return Err(MediumChangeError::InProgress);
+        }
+        if self.sanitize.running() {
+            self.quiesce.unfence();
+            return Err(MediumChangeError::Sanitizing);
         }
         let deadline = Instant::now() + wait;
         loop {
