@@ -163,7 +163,11 @@ const ROLLBACK_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 async fn snapshot_rollback(params: &Value, state: &State) -> Result<Value, RpcError> {
     let full = param_str(params, "name")?;
     let (pool, snap) = pool_of(state, full)?;
-    let force = params.get("force").and_then(Value::as_bool).unwrap_or(false);
+    let force = match params.get("force") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => return Err(invalid(format!("force must be true or false, not {other}"))),
+    };
     let volume = full.split_once('@').map_or(full, |(v, _)| v);
     let mut units = Vec::new();
     let mut holders = Vec::new();
