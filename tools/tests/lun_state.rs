@@ -249,6 +249,7 @@ fn rollback_under_two_sessions_is_refused_and_forced_as_a_logical_unit_reset() {
         assert!(text.contains(name), "the refusal names {name}: {text}");
     }
     assert!(text.contains("--force"), "the refusal says how to override: {text}");
+    println!("refused: {}", text.trim());
     for ini in &mut sessions {
         let r = read_blocks(ini);
         assert_eq!((r.status, r.data == after), (0, true), "refused rollback changed nothing");
