@@ -14,6 +14,7 @@ use super::cdb::{self, opcode, BlockIo, Command};
 use super::config::{stable_hash, LunConfig};
 use super::mode::{ModePages, PageSet};
 use super::nexus::ItNexus;
+use super::quiesce::Quiesce;
 use super::reservation::{PrState, Reservations};
 use super::sanitize::SanitizeState;
 use super::sense::Sense;
@@ -72,6 +73,8 @@ pub struct LogicalUnit {
     pub(super) reservations: Mutex<Reservations>,
     /// Sanitize operation in progress or failed (shared with the running job).
     pub(super) sanitize: Arc<SanitizeState>,
+    /// Commands in flight, and the fence of a medium change (`medium_change.rs`).
+    pub(super) quiesce: Quiesce,
 }
 
 /// Locks `m`, recovering the data of a poisoned lock (state stays consistent: every critical
@@ -150,6 +153,7 @@ impl LogicalUnit {
             unit_attentions: Mutex::new(UnitAttentions::default()),
             reservations: Mutex::new(reservations),
             sanitize: Arc::new(SanitizeState::default()),
+            quiesce: Quiesce::default(),
             config,
             volume,
             naa_id,
@@ -202,6 +206,10 @@ impl LogicalUnit {
         cdb: &[u8],
         expected_bytes: u64,
     ) -> Result<Prepared, CommandResult> {
+        // No Data-Out is solicited for a command the fence would refuse (see `execute`).
+        if self.quiesce.is_fenced() {
+            return Err(CommandResult::status(ScsiStatus::Busy));
+        }
         let cmd = self.admit(nexus, cdb).map_err(|e| self.fail(e))?;
         // A write to a write-protected medium fails on its CDB alone, before any Data-Out is
         // solicited or its length judged.
@@ -236,6 +244,10 @@ impl LogicalUnit {
         cdb: &[u8],
         data_out: Option<IoBuf>,
     ) -> CommandResult {
+        // While the medium is being replaced, commands wait outside (BUSY, retried by hosts).
+        let Some(_in_flight) = self.quiesce.enter() else {
+            return CommandResult::status(ScsiStatus::Busy);
+        };
         let cmd = match self.admit(nexus, cdb) {
             Ok(c) => c,
             Err(e) => return self.fail(e),

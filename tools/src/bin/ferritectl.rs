@@ -8,7 +8,7 @@
 //! ferritectl volume set tank/vm1 compression=off dedup=verify
 //! ferritectl volume status [tank/vm1]                  # properties and data-reduction figures
 //! ferritectl snapshot create tank/vm1@before-upgrade
-//! ferritectl snapshot list [tank/vm1] | rollback tank/vm1@s | clone tank/vm1@s tank/vm2 | destroy tank/vm1@s
+//! ferritectl snapshot list [tank/vm1] | rollback [--force] tank/vm1@s | clone tank/vm1@s tank/vm2 | destroy tank/vm1@s
 //! ferritectl snapshot estimate tank/vm1@a tank/vm1@b     # bytes freed by destroying both
 //! ferritectl session list
 //! ferritectl stats [--interval 1]      # IOPS, MB/s, latency, queue depth per LUN/shard/connection
@@ -120,8 +120,15 @@ enum SnapshotAction {
     Create { name: String },
     /// List snapshots (of one volume when given).
     List { volume: Option<String> },
-    /// Roll the volume back to POOL/VOLUME@SNAPSHOT.
-    Rollback { name: String },
+    /// Roll the volume back to POOL/VOLUME@SNAPSHOT (refused while a LUN exporting it has
+    /// sessions, unless --force).
+    Rollback {
+        name: String,
+        /// Roll back under logged-in initiators: a LOGICAL UNIT RESET for them (commands in
+        /// flight finish first, then every session gets a unit attention).
+        #[arg(long)]
+        force: bool,
+    },
     /// Create volume NEW from snapshot SNAPSHOT.
     Clone { snapshot: String, name: String },
     /// Destroy POOL/VOLUME@SNAPSHOT.
@@ -233,7 +240,9 @@ fn run(args: &Args) -> Result<(), String> {
         Command::Snapshot { action } => match action {
             SnapshotAction::Create { name } => ("snapshot_create", json!({"name": name})),
             SnapshotAction::List { volume } => ("snapshot_list", json!({"volume": volume})),
-            SnapshotAction::Rollback { name } => ("snapshot_rollback", json!({"name": name})),
+            SnapshotAction::Rollback { name, force } => {
+                ("snapshot_rollback", json!({"name": name, "force": force}))
+            }
             SnapshotAction::Clone { snapshot, name } => {
                 ("snapshot_clone", json!({"snapshot": snapshot, "name": name}))
             }

@@ -35,7 +35,7 @@ use target_iscsi::server::{Portal, Server, TargetNode};
 use crate::config::{
     lun_volblock_bytes, parse_size, ChapSection, Config, DeviceSection, LunSection, PoolSection,
 };
-use crate::{metrics, rpc};
+use crate::{lun_state, metrics, rpc};
 
 /// Options from the command line that override the configuration.
 pub struct Options {
@@ -246,12 +246,6 @@ async fn build_volume(
     }
 }
 
-fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
-        .collect()
-}
-
 async fn build_state(
     cfg: &Config,
     opts: &Options,
@@ -268,7 +262,11 @@ async fn build_state(
     let mut nodes = Vec::new();
     let mut login_targets = Vec::new();
     let group_tag = cfg.portals.first().and_then(|p| p.group_tag).unwrap_or(1);
+    let configured: Vec<(String, u64)> =
+        cfg.targets.iter().flat_map(|t| t.luns.iter().map(|l| (t.iqn.clone(), l.id))).collect();
+    lun_state::adopt_legacy(&opts.data_dir, &configured)?;
     for target in &cfg.targets {
+        lun_state::create_target_dir(&opts.data_dir, &target.iqn)?;
         let mut units = Vec::new();
         for lun in &target.luns {
             let BuiltVolume { volume, tracks_allocation } =
@@ -279,9 +277,9 @@ async fn build_state(
             // Offered where the volume can also deallocate and read zeros (checked again by
             // `sanitize::block_erase_supported` against the geometry).
             lun_cfg.block_erase = tracks_allocation;
-            let state = opts.data_dir.join(format!("{}-lun{}", sanitize(&target.iqn), lun.id));
-            lun_cfg.pr_state_path = Some(state.with_extension("pr.json"));
-            lun_cfg.mode_state_path = Some(state.with_extension("mode.json"));
+            let state = |kind| lun_state::state_path(&opts.data_dir, &target.iqn, lun.id, kind);
+            lun_cfg.pr_state_path = Some(state("pr.json"));
+            lun_cfg.mode_state_path = Some(state("mode.json"));
             let unit = LogicalUnit::new(lun_cfg, Arc::clone(&volume))
                 .map_err(|e| format!("target {} LUN {}: {e}", target.iqn, lun.id))?;
             units.push((lun.id, Arc::new(unit)));

@@ -6,6 +6,7 @@
 
 mod config;
 mod daemon;
+mod lun_state;
 mod metrics;
 mod rpc;
 mod stats;

@@ -18,7 +18,7 @@ use drivers::{executor, ops};
 use engine::compress::Compression;
 use engine::ddt::{DdtFigures, DedupMode};
 use engine::reduction::ReductionFigures;
-use engine::{Pool, VolumeOptions};
+use engine::{Pool, PoolError, VolumeOptions};
 use serde_json::{json, Value};
 
 use crate::daemon::{Lun, State};
@@ -178,6 +178,67 @@ fn param_u64(params: &Value, key: &str) -> Result<u64, RpcError> {
 /// The LUNs that export pool volume `full` (`POOL/NAME`).
 fn luns_exporting<'a>(state: &'a State, full: &'a str) -> impl Iterator<Item = &'a Lun> + 'a {
     state.luns.iter().filter(move |l| l.pool_volume.as_deref() == Some(full))
+}
+
+/// How long a forced rollback waits for the commands in flight on the LUNs to finish.
+const ROLLBACK_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `snapshot_rollback`: refused while a LUN exporting the volume has sessions, unless
+/// `force`; then (and with no sessions) every such LU is fenced and drained, the volume rolled
+/// back, and a unit attention raised on every I_T nexus (`LogicalUnit::end_medium_change`).
+async fn snapshot_rollback(params: &Value, state: &State) -> Result<Value, RpcError> {
+    let full = param_str(params, "name")?;
+    let (pool, snap) = pool_of(state, full)?;
+    let force = match params.get("force") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => return Err(invalid(format!("force must be true or false, not {other}"))),
+    };
+    let volume = full.split_once('@').map_or(full, |(v, _)| v);
+    let mut units = Vec::new();
+    let mut holders = Vec::new();
+    for lun in luns_exporting(state, volume) {
+        let Some(lu) = state.server.target(&lun.target).and_then(|t| t.scsi.lun(lun.id)) else {
+            continue;
+        };
+        units.push(Arc::clone(lu));
+        for s in state.server.sessions.list() {
+            if s.target_name.eq_ignore_ascii_case(&lun.target) {
+                holders.push(format!(
+                    "{} (tsih {}) on {} LUN {}",
+                    s.initiator_name, s.tsih, lun.target, lun.id
+                ));
+            }
+        }
+    }
+    if !holders.is_empty() && !force {
+        return Err(RpcError(
+            -32002,
+            format!(
+                "{volume} is exported and has {} sessions: {}; a rollback would change its data \
+                 under them (log them out, or use --force: a LOGICAL UNIT RESET for them)",
+                holders.len(),
+                holders.join(", ")
+            ),
+        ));
+    }
+    for (i, lu) in units.iter().enumerate() {
+        if let Err(e) = lu.begin_medium_change(ROLLBACK_DRAIN).await {
+            for started in &units[..i] {
+                started.end_medium_change(false);
+            }
+            return Err(RpcError(-32002, format!("{volume}: not rolled back: {e}")));
+        }
+    }
+    let res = pool.rollback(&snap).await;
+    // Refused before anything changed (no such snapshot, not the newest): no reset. A failure
+    // later may have installed part of the rollback in memory: reset then too.
+    let changed = !matches!(res, Err(PoolError::NotFound(_) | PoolError::Busy(_)));
+    for lu in &units {
+        lu.end_medium_change(changed);
+    }
+    res.map_err(|e| engine_err(&e))?;
+    Ok(json!({"rolled_back_to": full, "sessions_reset": holders.len()}))
 }
 
 fn pool_of<'a>(state: &'a State, name: &str) -> Result<(&'a Arc<Pool>, String), RpcError> {
@@ -435,12 +496,7 @@ async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, 
             Ok(json!({"name": full}))
         }
         "snapshot_list" => snapshot_list(state, params.get("volume").and_then(Value::as_str)).await,
-        "snapshot_rollback" => {
-            let full = param_str(params, "name")?;
-            let (pool, snap) = pool_of(state, full)?;
-            pool.rollback(&snap).await.map_err(|e| engine_err(&e))?;
-            Ok(json!({"rolled_back_to": full}))
-        }
+        "snapshot_rollback" => snapshot_rollback(params, state).await,
         "snapshot_clone" => {
             let full = param_str(params, "snapshot")?;
             let (pool, snap) = pool_of(state, full)?;
