@@ -620,3 +620,58 @@ pub async fn inspect_with_progress(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaked_and_doubly_allocated_space_is_not_clean() {
+        let clean =
+            InspectReport { allocated_bytes: 1 << 20, live_bytes: 1 << 20, ..Default::default() };
+        assert!(clean.is_clean());
+        let leaked = InspectReport { live_bytes: (1 << 20) - 4096, ..clean.clone() };
+        assert_eq!(leaked.leaked_bytes(), 4096);
+        assert!(!leaked.is_clean());
+        let overlapping = InspectReport { overlapping_blocks: 1, ..clean.clone() };
+        assert!(!overlapping.is_clean());
+        let live_but_free = InspectReport { unallocated_live_blocks: 1, ..clean.clone() };
+        assert!(!live_but_free.is_clean());
+        // A rewind is reported apart: the state inspected may still be clean.
+        let rewound = InspectReport {
+            rejected_txgs: vec![RejectedTxg { txg: 9, reason: "directory".into() }],
+            ..clean
+        };
+        assert!(rewound.is_clean() && rewound.is_rewound());
+    }
+
+    #[test]
+    fn back_to_back_blocks_are_read_together_up_to_the_limit() {
+        let node = |offset_bytes: u64, physical_bytes: u32| Node {
+            bp: BlockPointer { offset_bytes, physical_bytes, ..BlockPointer::HOLE },
+            partition: 0,
+            index: 0,
+        };
+        // 300 blocks of 4 KiB back to back (1.2 MB: two runs), a gap, one more, and a block
+        // on another device at the same offset.
+        let mut nodes: Vec<Node> = (0..300).map(|i| node(i * 4096, 4096)).collect();
+        nodes.push(node(301 * 4096, 4096));
+        let mut other = node(0, 4096);
+        other.bp.device = 1;
+        nodes.push(other);
+        let mut order: Vec<usize> = (0..nodes.len()).rev().collect();
+        order.sort_unstable_by_key(|&i| (nodes[i].bp.device, nodes[i].bp.offset_bytes));
+        let runs = plan_runs(&nodes, &order);
+        let shape: Vec<(u16, u64, u64, usize)> =
+            runs.iter().map(|r| (r.device, r.offset_bytes, r.len_bytes, r.members.len())).collect();
+        assert_eq!(
+            shape,
+            vec![
+                (0, 0, MAX_READ_BYTES, 256),
+                (0, MAX_READ_BYTES, 44 * 4096, 44),
+                (0, 301 * 4096, 4096, 1),
+                (1, 0, 4096, 1),
+            ]
+        );
+    }
+}
