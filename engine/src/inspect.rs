@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use drivers::blockdev::BlockDevice;
+use drivers::buffer::IoBuf;
+use drivers::error::IoError;
 
 use crate::block_pointer::{BlockPointer, Extent};
 use crate::block_tree::decode_indirect;
@@ -247,12 +249,13 @@ fn check_dedup_references(
 }
 
 /// Reads in flight while verifying the trees.
-const READ_DEPTH: usize = 32;
+const READ_DEPTH: usize = 64;
 /// Largest read: blocks that lie back to back on a device are read together up to this.
 const MAX_READ_BYTES: u64 = 1 << 20;
 /// Tree blocks taken per step of the walk, an indirect block counting for the 128 children it
-/// may add: bounds the walk's memory whatever the pool's size.
-const STEP_WEIGHT: usize = 32 * 1024;
+/// may add: bounds the walk's memory whatever the pool's size (about 20 MiB of pointers), and
+/// is large enough that the reads of a step (1 GiB of 4 KiB blocks) keep the queue full.
+const STEP_WEIGHT: usize = 256 * 1024;
 
 /// How far a running inspect is, readable from another thread (for a progress line).
 #[derive(Debug, Default)]
@@ -262,6 +265,49 @@ pub struct InspectProgress {
     /// Bytes the space maps show allocated (0 until the metadata is loaded): an upper bound
     /// of what will be verified.
     pub allocated_bytes: AtomicU64,
+    /// Device reads issued for tree blocks (back-to-back blocks share one).
+    pub reads: AtomicU64,
+}
+
+/// What the check of one block found (computed off the reactor thread).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Check {
+    Verified,
+    Checksum,
+    Decompress,
+}
+
+/// Checks a block read: its checksum, and that a compressed data block decompresses.
+fn check_block(bp: &BlockPointer, bytes: &[u8]) -> Check {
+    if !verifies(bp, bytes) {
+        Check::Checksum
+    } else if bp.level == 0
+        && bp.compression != COMPRESSION_OFF
+        && decompress_block(bp.compression, bytes, bp.logical_bytes as usize).is_err()
+    {
+        Check::Decompress
+    } else {
+        Check::Verified
+    }
+}
+
+/// Reads one run and checks its blocks on a CPU worker; the buffer and one [`Check`] per
+/// member come back.
+async fn read_run(
+    devs: &DeviceSet,
+    run: &Run,
+    blocks: Vec<(usize, BlockPointer)>,
+) -> Result<(IoBuf, Vec<Check>), IoError> {
+    let len = usize::try_from(run.len_bytes).map_err(|_| IoError::InvalidInput(libc::EINVAL))?;
+    let buf = devs.read(run.device, run.offset_bytes, len).await?;
+    Ok(crate::offload::run(move || {
+        let checks = blocks
+            .iter()
+            .map(|(at, bp)| check_block(bp, &buf[*at..*at + bp.physical_bytes as usize]))
+            .collect();
+        (buf, checks)
+    })
+    .await)
 }
 
 /// A tree block to verify: its pointer, its partition and its index at its level.
@@ -415,8 +461,9 @@ impl Walker<'_> {
     }
 
     /// Reads and verifies `nodes`: sorted by place, back-to-back blocks in one read, up to
-    /// [`READ_DEPTH`] reads in flight. A read that fails is retried block by block, so the
-    /// error is reported against the block that has it.
+    /// [`READ_DEPTH`] reads in flight, checksums computed on the CPU workers. A read that
+    /// fails is retried block by block, so the error is reported against the block that has
+    /// it.
     async fn verify_nodes(&mut self, name: &str, nodes: &[Node], children: &mut Vec<Node>) {
         let mut order = Vec::with_capacity(nodes.len());
         for (i, n) in nodes.iter().enumerate() {
@@ -429,6 +476,7 @@ impl Walker<'_> {
         }
         order.sort_unstable_by_key(|&i| (nodes[i].bp.device, nodes[i].bp.offset_bytes));
         let runs = plan_runs(nodes, &order);
+        self.progress.reads.fetch_add(runs.len() as u64, Ordering::Relaxed);
         let devs = self.devs;
         let mut retry = Vec::new();
         for_each_bounded(
@@ -436,23 +484,26 @@ impl Walker<'_> {
             READ_DEPTH,
             |r| {
                 let run = &runs[r];
-                devs.read(run.device, run.offset_bytes, usize::try_from(run.len_bytes).unwrap_or(0))
+                let blocks = order[run.members.clone()]
+                    .iter()
+                    .map(|&i| {
+                        let bp = nodes[i].bp;
+                        (usize::try_from(bp.offset_bytes - run.offset_bytes).unwrap_or(0), bp)
+                    })
+                    .collect();
+                read_run(devs, run, blocks)
             },
             |r, res| {
                 let run = &runs[r];
-                let Ok(buf) = res else {
+                let Ok((buf, checks)) = res else {
                     retry.push(r);
                     return;
                 };
-                for &i in &order[run.members.clone()] {
+                for (&i, check) in order[run.members.clone()].iter().zip(checks) {
                     let n = &nodes[i];
                     let at = usize::try_from(n.bp.offset_bytes - run.offset_bytes).unwrap_or(0);
                     let bytes = &buf[at..at + n.bp.physical_bytes as usize];
-                    if verifies(&n.bp, bytes) {
-                        self.verified(name, n, bytes, children);
-                    } else {
-                        self.failed(name, n, BlockReadError::Checksum);
-                    }
+                    self.checked(name, n, bytes, check, children);
                 }
             },
         )
@@ -461,19 +512,38 @@ impl Walker<'_> {
             for &i in &order[runs[r].members.clone()] {
                 let n = &nodes[i];
                 match devs.read_block(&n.bp).await {
-                    Ok(buf) => self.verified(name, n, &buf, children),
+                    Ok(buf) => {
+                        let check = check_block(&n.bp, &buf);
+                        self.checked(name, n, &buf, check, children);
+                    }
                     Err(e) => self.failed(name, n, e),
                 }
             }
         }
     }
 
-    /// A block verified: count it, check an indirect block's form (queueing its children)
-    /// or that a compressed data block decompresses.
-    fn verified(&mut self, name: &str, n: &Node, bytes: &[u8], children: &mut Vec<Node>) {
-        self.report.blocks_verified += 1;
-        self.progress.verified_bytes.fetch_add(u64::from(n.bp.physical_bytes), Ordering::Relaxed);
+    /// Records what the check of a block found; a verified indirect block's children are
+    /// queued (or its malformed form reported).
+    fn checked(
+        &mut self,
+        name: &str,
+        n: &Node,
+        bytes: &[u8],
+        check: Check,
+        children: &mut Vec<Node>,
+    ) {
         let bp = &n.bp;
+        match check {
+            Check::Checksum => return self.failed(name, n, BlockReadError::Checksum),
+            Check::Decompress => {
+                self.report
+                    .checksum_errors
+                    .push(format!("{name} partition {} level 0: does not decompress", n.partition));
+            }
+            Check::Verified => {}
+        }
+        self.report.blocks_verified += 1;
+        self.progress.verified_bytes.fetch_add(u64::from(bp.physical_bytes), Ordering::Relaxed);
         if bp.level > 0 {
             match decode_indirect(bytes) {
                 Ok(found) => children.extend(found.iter().enumerate().map(|(i, c)| Node {
@@ -486,12 +556,6 @@ impl Walker<'_> {
                     n.partition, bp.level
                 )),
             }
-        } else if bp.compression != COMPRESSION_OFF
-            && decompress_block(bp.compression, bytes, bp.logical_bytes as usize).is_err()
-        {
-            self.report
-                .checksum_errors
-                .push(format!("{name} partition {} level 0: does not decompress", n.partition));
         }
     }
 

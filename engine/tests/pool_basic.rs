@@ -165,6 +165,9 @@ fn flipped_byte_in_a_data_block_is_a_medium_error() {
                 .await
                 .expect("create");
         let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
+        // Neighbours on both sides, written in the same txg.
+        let (res, _) = vol.write(0, pattern(4, 64 << 10), false).await;
+        res.expect("write");
         let data = pattern(5, 4096);
         let (res, _) = vol.write(16, IoBuf::from_slice(&data), false).await;
         res.expect("write");
@@ -189,6 +192,11 @@ fn flipped_byte_in_a_data_block_is_a_medium_error() {
         let (res, _) = vol.read(16, IoBuf::zeroed(4096)).await;
         assert_eq!(res, Err(VolumeError::Medium { lba: 16 }));
         assert!(pool.checksum_errors() > before);
+        // Inspect reads its neighbours in the same request and blames this block alone.
+        let report = engine::inspect::inspect(vec![Arc::clone(&dev)]).await.expect("inspect");
+        assert_eq!(report.checksum_errors.len(), 1, "{report}");
+        assert!(report.checksum_errors[0].ends_with(&format!("offset {off}")), "{report}");
+        assert!(!report.is_clean());
     });
 }
 

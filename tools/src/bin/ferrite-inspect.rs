@@ -113,9 +113,12 @@ fn main() -> ExitCode {
     if !args.quiet {
         let secs = started.elapsed().as_secs_f64();
         let verified = progress.verified_bytes.load(Ordering::Relaxed);
+        let reads = progress.reads.load(Ordering::Relaxed);
         eprintln!(
-            "ferrite-inspect: verified {verified} bytes in {secs:.2} s ({:.0} MB/s)",
-            verified as f64 / secs.max(1e-9) / 1e6
+            "ferrite-inspect: verified {verified} bytes in {secs:.2} s ({:.0} MB/s, {reads} reads \
+             of {} KiB on average)",
+            verified as f64 / secs.max(1e-9) / 1e6,
+            verified / reads.max(1) / 1024
         );
     }
     if args.json {
