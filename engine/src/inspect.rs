@@ -291,23 +291,34 @@ fn check_block(bp: &BlockPointer, bytes: &[u8]) -> Check {
     }
 }
 
-/// Reads one run and checks its blocks on a CPU worker; the buffer and one [`Check`] per
-/// member come back.
+/// Reads one run into `buf` and checks its blocks on a CPU worker; the buffer comes back,
+/// with one [`Check`] per member when the read succeeded.
 async fn read_run(
     devs: &DeviceSet,
     run: &Run,
+    mut buf: IoBuf,
     blocks: Vec<(usize, BlockPointer)>,
-) -> Result<(IoBuf, Vec<Check>), IoError> {
-    let len = usize::try_from(run.len_bytes).map_err(|_| IoError::InvalidInput(libc::EINVAL))?;
-    let buf = devs.read(run.device, run.offset_bytes, len).await?;
-    Ok(crate::offload::run(move || {
+) -> (Result<Vec<Check>, IoError>, IoBuf) {
+    let Ok(len) = usize::try_from(run.len_bytes) else {
+        return (Err(IoError::InvalidInput(libc::EINVAL)), buf);
+    };
+    if buf.capacity() < len {
+        buf = IoBuf::zeroed(len);
+    }
+    buf.set_len(len);
+    let (res, buf) = devs.read_into(run.device, run.offset_bytes, buf).await;
+    if let Err(e) = res {
+        return (Err(e), buf);
+    }
+    let (checks, buf) = crate::offload::run(move || {
         let checks = blocks
             .iter()
             .map(|(at, bp)| check_block(bp, &buf[*at..*at + bp.physical_bytes as usize]))
             .collect();
-        (buf, checks)
+        (checks, buf)
     })
-    .await)
+    .await;
+    (Ok(checks), buf)
 }
 
 /// A tree block to verify: its pointer, its partition and its index at its level.
@@ -367,6 +378,8 @@ struct Walker<'a> {
     seen: HashSet<(u16, u64, u64)>,
     /// Distinct references to each deduplicated block found in the trees.
     references: HashMap<[u8; FINGERPRINT_BYTES], HashSet<Reference>>,
+    /// Read buffers of [`MAX_READ_BYTES`], kept for the next read.
+    bufs: Vec<IoBuf>,
 }
 
 impl Walker<'_> {
@@ -478,6 +491,8 @@ impl Walker<'_> {
         let runs = plan_runs(nodes, &order);
         self.progress.reads.fetch_add(runs.len() as u64, Ordering::Relaxed);
         let devs = self.devs;
+        // Read buffers, reused from read to read (and step to step).
+        let bufs = std::cell::RefCell::new(std::mem::take(&mut self.bufs));
         let mut retry = Vec::new();
         for_each_bounded(
             runs.len(),
@@ -491,23 +506,30 @@ impl Walker<'_> {
                         (usize::try_from(bp.offset_bytes - run.offset_bytes).unwrap_or(0), bp)
                     })
                     .collect();
-                read_run(devs, run, blocks)
+                let buf = bufs.borrow_mut().pop().unwrap_or_else(|| {
+                    IoBuf::zeroed(usize::try_from(MAX_READ_BYTES).expect("fits"))
+                });
+                read_run(devs, run, buf, blocks)
             },
-            |r, res| {
+            |r, (res, buf)| {
                 let run = &runs[r];
-                let Ok((buf, checks)) = res else {
-                    retry.push(r);
-                    return;
-                };
-                for (&i, check) in order[run.members.clone()].iter().zip(checks) {
-                    let n = &nodes[i];
-                    let at = usize::try_from(n.bp.offset_bytes - run.offset_bytes).unwrap_or(0);
-                    let bytes = &buf[at..at + n.bp.physical_bytes as usize];
-                    self.checked(name, n, bytes, check, children);
+                match res {
+                    Ok(checks) => {
+                        for (&i, check) in order[run.members.clone()].iter().zip(checks) {
+                            let n = &nodes[i];
+                            let at =
+                                usize::try_from(n.bp.offset_bytes - run.offset_bytes).unwrap_or(0);
+                            let bytes = &buf[at..at + n.bp.physical_bytes as usize];
+                            self.checked(name, n, bytes, check, children);
+                        }
+                    }
+                    Err(_) => retry.push(r),
                 }
+                bufs.borrow_mut().push(buf);
             },
         )
         .await;
+        self.bufs = bufs.into_inner();
         for r in retry {
             for &i in &order[runs[r].members.clone()] {
                 let n = &nodes[i];
@@ -606,6 +628,7 @@ pub async fn inspect_with_progress(
         live: BTreeMap::new(),
         seen: HashSet::new(),
         references: HashMap::new(),
+        bufs: Vec::new(),
     };
     // Metadata objects (already verified by load).
     let meta = &loaded.meta;
