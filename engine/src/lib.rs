@@ -31,6 +31,7 @@ pub mod pool;
 pub mod pool_root;
 pub mod range_lock;
 pub mod reduction;
+pub mod rewind;
 pub mod route;
 pub mod snapshot;
 pub mod space_map;

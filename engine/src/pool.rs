@@ -32,6 +32,7 @@ use crate::meta::{DatasetMeta, Meta};
 use crate::object::{read_object, StoredObject};
 use crate::partition::VolumeLayout;
 use crate::pool_root::{LogChainPhys, PoolRootPhys, MAX_LOG_CHAINS};
+use crate::rewind::RewindReport;
 use crate::space_map::SpaceMap;
 use crate::uberblock::{slot_offset_bytes, Uberblock, UBERBLOCK_RING_SLOTS, UBERBLOCK_SLOT_BYTES};
 use crate::vdev::{BlockReadError, DeviceSet};
@@ -264,6 +265,8 @@ pub struct Pool {
     pub(crate) suspended: AtomicBool,
     pub(crate) reserved_unused_bytes: AtomicU64,
     pub(crate) self_ref: Weak<Pool>,
+    /// Set by an import that passed over newer uberblocks.
+    pub(crate) rewind: Mutex<Option<RewindReport>>,
 }
 
 fn ag_bytes_for(data_bytes: u64) -> u64 {
@@ -450,12 +453,14 @@ impl Pool {
                 suspended: AtomicBool::new(false),
                 reserved_unused_bytes: AtomicU64::new(0),
                 self_ref: weak.clone(),
+                rewind: Mutex::new(None),
             }
         })
     }
 
     /// Imports the pool on `devices` (every data device and the log device, in any order):
-    /// picks the newest valid uberblock, loads the metadata, replays the intent log.
+    /// picks the newest valid uberblock whose metadata loads, loads it, replays the intent
+    /// log. When newer uberblocks were passed over, [`Pool::rewind_report`] says which and why.
     ///
     /// # Errors
     /// [`PoolError::IncompatibleVersion`] naming both versions, [`PoolError::NotAPool`],
@@ -465,36 +470,44 @@ impl Pool {
         tunables: PoolTunables,
     ) -> PoolResult<Arc<Pool>> {
         let (guid, name, configs, devs) = open_devices(devices).await?;
-        let ubs = read_uberblocks(&devs, &configs, guid).await?;
         let shards = tunables.shards;
-        let mut last_err = PoolError::NotAPool("no valid uberblock".into());
-        for ub in ubs {
-            match Pool::load(&devs, &configs, &ub).await {
-                Ok(loaded) => {
-                    let pool = Pool::assemble(
-                        guid,
-                        name,
-                        tunables,
-                        loaded.root.reserve_percent,
-                        devs,
-                        configs,
-                        loaded.alloc,
-                        loaded.meta,
-                        loaded.ddt,
-                        Zil::new(guid, loaded.root.chains(), shards),
-                        ub.txg + 1,
-                        ub.txg,
-                        loaded.root.next_record_sequence,
-                    );
-                    pool.open_heads();
-                    pool.replay_log(ub.txg).await?;
-                    return Ok(pool);
-                }
-                Err(e @ PoolError::IncompatibleVersion { .. }) => return Err(e),
-                Err(e) => last_err = e,
-            }
-        }
-        Err(last_err)
+        let chosen = crate::rewind::load_newest(&devs, &configs, guid).await?;
+        let rewind = chosen.rewind_report();
+        let (ub, loaded) = (chosen.ub, chosen.loaded);
+        // After a rewind the next txg is numbered past every uberblock passed over, so the
+        // first commit supersedes them: a later import never goes back to that branch.
+        let next_txg = rewind.as_ref().map_or(ub.txg, RewindReport::newest_txg) + 1;
+        let pool = Pool::assemble(
+            guid,
+            name,
+            tunables,
+            loaded.root.reserve_percent,
+            devs,
+            configs,
+            loaded.alloc,
+            loaded.meta,
+            loaded.ddt,
+            Zil::new(guid, loaded.root.chains(), shards),
+            next_txg,
+            ub.txg,
+            loaded.root.next_record_sequence,
+        );
+        *lock(&pool.rewind) = rewind;
+        pool.open_heads();
+        pool.replay_log(ub.txg).await?;
+        Ok(pool)
+    }
+
+    /// The uberblocks import passed over (see [`RewindReport`]), until
+    /// [`Pool::clear_rewind_report`]. `None` when the pool was opened at its newest txg.
+    #[must_use]
+    pub fn rewind_report(&self) -> Option<RewindReport> {
+        lock(&self.rewind).clone()
+    }
+
+    /// Forgets the rewind report (the operator has seen it); returns it.
+    pub fn clear_rewind_report(&self) -> Option<RewindReport> {
+        lock(&self.rewind).take()
     }
 
     pub(crate) async fn load(
@@ -502,36 +515,32 @@ impl Pool {
         configs: &[DeviceConfig],
         ub: &Uberblock,
     ) -> PoolResult<Loaded> {
-        let corrupt = |what: &'static str| {
-            move |e: BlockReadError| match e {
-                BlockReadError::Io(io) => PoolError::Io(io),
-                BlockReadError::Checksum => {
-                    PoolError::Corrupt(format!("{what} failed its checksum"))
-                }
-            }
-        };
         let (bytes, root_extents) =
-            read_object(devs, &ub.root).await.map_err(corrupt("pool root"))?;
+            read_object(devs, &ub.root).await.map_err(corrupt("pool root", &ub.root))?;
         let root = PoolRootPhys::decode(&bytes)?;
         let alloc = Allocator::new(ag_layouts(configs));
         if root.ag_count as usize != alloc.group_count() {
             return Err(PoolError::Corrupt("allocation group count".into()));
         }
-        let (table, table_extents) =
-            read_object(devs, &root.space_map_table).await.map_err(corrupt("space map table"))?;
+        let (table, table_extents) = read_object(devs, &root.space_map_table)
+            .await
+            .map_err(corrupt("space map table", &root.space_map_table))?;
         let pointers = crate::dataset::decode_deadlist(&table)?;
         if pointers.len() != alloc.group_count() {
             return Err(PoolError::Corrupt("space map table length".into()));
         }
         for (i, bp) in pointers.iter().enumerate() {
             let units = alloc.layout(i).len_bytes / SECTOR_BYTES;
-            let (image, extents) = read_object(devs, bp).await.map_err(corrupt("space map"))?;
+            let (image, extents) = read_object(devs, bp)
+                .await
+                .map_err(corrupt(&format!("space map of allocation group {i}"), bp))?;
             let map = SpaceMap::decode(units, &image)
                 .ok_or_else(|| PoolError::Corrupt(format!("space map {i}")))?;
             alloc.load_group(i, map, *bp, extents);
         }
-        let (dir_bytes, dir_extents) =
-            read_object(devs, &root.directory).await.map_err(corrupt("directory"))?;
+        let (dir_bytes, dir_extents) = read_object(devs, &root.directory)
+            .await
+            .map_err(corrupt("directory", &root.directory))?;
         let mut meta = Meta {
             next_id: root.next_dataset_id,
             directory: StoredObject { bp: root.directory, extents: dir_extents },
@@ -549,8 +558,9 @@ impl Pool {
         }
         let ddt = Ddt::default();
         if !root.ddt_index.is_hole() {
-            let (bytes, extents) =
-                read_object(devs, &root.ddt_index).await.map_err(corrupt("dedup index"))?;
+            let (bytes, extents) = read_object(devs, &root.ddt_index)
+                .await
+                .map_err(corrupt("dedup index", &root.ddt_index))?;
             let pointers = decode_deadlist(&bytes)?;
             if pointers.len() < crate::ddt::DDT_PARTITIONS {
                 return Err(PoolError::Corrupt("dedup index length".into()));
@@ -558,11 +568,12 @@ impl Pool {
             let (checkpoints, log) = pointers.split_at(crate::ddt::DDT_PARTITIONS);
             for (i, bp) in checkpoints.iter().enumerate().filter(|(_, bp)| !bp.is_hole()) {
                 let (bytes, extents) =
-                    read_object(devs, bp).await.map_err(corrupt("dedup table"))?;
+                    read_object(devs, bp).await.map_err(corrupt("dedup table", bp))?;
                 ddt.load_part(i, &bytes, StoredObject { bp: *bp, extents })?;
             }
             for bp in log {
-                let (bytes, extents) = read_object(devs, bp).await.map_err(corrupt("dedup log"))?;
+                let (bytes, extents) =
+                    read_object(devs, bp).await.map_err(corrupt("dedup log", bp))?;
                 ddt.replay_log(&bytes, StoredObject { bp: *bp, extents })?;
             }
             ddt.set_index(StoredObject { bp: root.ddt_index, extents });
@@ -878,23 +889,33 @@ impl Pool {
 const LOAD_WINDOW: usize = 64;
 
 /// Reads one dataset object of the directory, and its deadlist.
+/// Maps a failed metadata read to an error naming the object and where its block lies (for
+/// the import error and a rewind report).
+fn corrupt(what: &str, bp: &BlockPointer) -> impl FnOnce(BlockReadError) -> PoolError {
+    let what = format!(
+        "{what} (device {} offset {}, written in txg {})",
+        bp.device, bp.offset_bytes, bp.birth_txg
+    );
+    move |e| match e {
+        BlockReadError::Io(io) => PoolError::Io(io),
+        BlockReadError::Checksum => PoolError::Corrupt(format!("{what} failed its checksum")),
+    }
+}
+
 async fn load_dataset(
     devs: &DeviceSet,
     entry: &crate::dataset::DirectoryEntry,
 ) -> PoolResult<DatasetMeta> {
-    let corrupt = |what: &'static str| {
-        move |e: BlockReadError| match e {
-            BlockReadError::Io(io) => PoolError::Io(io),
-            BlockReadError::Checksum => PoolError::Corrupt(format!("{what} failed its checksum")),
-        }
-    };
-    let (bytes, extents) = read_object(devs, &entry.object).await.map_err(corrupt("dataset"))?;
+    let dataset = format!("dataset {}", crate::format::decode_name(&entry.name));
+    let (bytes, extents) =
+        read_object(devs, &entry.object).await.map_err(corrupt(&dataset, &entry.object))?;
     let (phys, roots) = decode_dataset(&bytes)?;
     let (deadlist, deadlist_object) = if phys.deadlist.is_hole() {
         (Vec::new(), StoredObject::none())
     } else {
-        let (bytes, extents) =
-            read_object(devs, &phys.deadlist).await.map_err(corrupt("deadlist"))?;
+        let (bytes, extents) = read_object(devs, &phys.deadlist)
+            .await
+            .map_err(corrupt(&format!("deadlist of {dataset}"), &phys.deadlist))?;
         (decode_deadlist(&bytes)?, StoredObject { bp: phys.deadlist, extents })
     };
     Ok(DatasetMeta {

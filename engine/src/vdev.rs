@@ -101,6 +101,28 @@ impl DeviceSet {
         res.map(|()| buf)
     }
 
+    /// Reads `buf.len()` bytes at `offset_bytes` of device `device` into `buf`, which comes
+    /// back either way (for a caller that reuses its buffers).
+    ///
+    /// # Errors
+    /// The device's error, or `InvalidInput` for an unknown device index.
+    pub async fn read_into(
+        &self,
+        device: u16,
+        offset_bytes: u64,
+        buf: IoBuf,
+    ) -> (IoResult<()>, IoBuf) {
+        let Some(dev) = self.devices.get(usize::from(device)) else {
+            return (Err(IoError::InvalidInput(libc::ENXIO)), buf);
+        };
+        self.stats.read_bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        let (res, buf) = dev.read(buf, offset_bytes).await;
+        if res.is_err() {
+            self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        (res, buf)
+    }
+
     /// Writes `buf` at `offset_bytes` of device `device`; returns the buffer.
     ///
     /// # Errors

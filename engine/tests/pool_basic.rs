@@ -9,6 +9,7 @@ use drivers::blockdev::memory::MemoryDevice;
 use drivers::blockdev::BlockDevice;
 use drivers::buffer::IoBuf;
 use engine::block_volume::{BlockVolume, CompareOutcome, VolumeError};
+use engine::inspect::InspectReport;
 use engine::{CreateOptions, Pool, PoolError, PoolTunables, VolumeOptions};
 
 fn options() -> CreateOptions {
@@ -36,6 +37,21 @@ fn crash_copy(mem: &MemoryDevice) -> Arc<dyn BlockDevice> {
     Arc::new(copy)
 }
 
+/// Commits what is pending, then checks the space exactly: inspect finds the pool clean with
+/// nothing leaked and nothing doubly allocated, and the pool's free space is its capacity less
+/// exactly what inspect reaches from the newest uberblock (every block freed is free again).
+async fn assert_space_exact(pool: &Pool, dev: &Arc<dyn BlockDevice>) -> InspectReport {
+    pool.sync_txg().await.expect("sync");
+    let report = engine::inspect::inspect(vec![Arc::clone(dev)]).await.expect("inspect");
+    assert_eq!(report.leaked_bytes(), 0, "leaked: {report}");
+    assert_eq!(report.overlapping_blocks, 0, "doubly allocated: {report}");
+    assert_eq!(report.unallocated_live_blocks, 0, "live but free: {report}");
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.capacity_bytes, pool.capacity_bytes());
+    assert_eq!(pool.free_bytes(), report.capacity_bytes - report.live_bytes, "{report}");
+    report
+}
+
 #[test]
 fn write_read_sync_export_import() {
     let r = reactor();
@@ -51,7 +67,9 @@ fn write_read_sync_export_import() {
         let mut want = pattern(1, 8192).to_vec();
         want[512..1024].copy_from_slice(&pattern(9, 512));
         assert_eq!(read_at(&vol, 8, 8192).await, want);
-        pool.sync_txg().await.expect("sync");
+        // The sub-block write replaced a block: the old one is free again.
+        let report = assert_space_exact(&pool, &dev).await;
+        assert_eq!(report.datasets[0].referenced_bytes, 8192);
         assert_eq!(read_at(&vol, 8, 8192).await, want);
         assert_eq!(read_at(&vol, 0, 4096).await, vec![0u8; 4096], "unwritten reads zero");
         pool.export().await.expect("export");
@@ -70,8 +88,9 @@ fn write_read_sync_export_import() {
 #[test]
 fn lba_status_reports_whole_runs_from_dirty_sets_and_trees() {
     let r = reactor();
+    let dev = device(64);
     r.block_on(async {
-        let pool = Pool::create(vec![device(64)], None, options()).await.expect("create");
+        let pool = Pool::create(vec![Arc::clone(&dev)], None, options()).await.expect("create");
         // 16 MiB of 512-byte LBAs: 32768 LBAs, 1 MiB (2048-LBA) stripes over 4 partitions.
         let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
         let stripe = 2048u64;
@@ -99,14 +118,18 @@ fn lba_status_reports_whole_runs_from_dirty_sets_and_trees() {
             assert_eq!((s.mapped, s.run_blocks), (false, 32768));
             pool.sync_txg().await.expect("sync");
         }
+        // Every data and indirect block of the volume is free again.
+        let report = assert_space_exact(&pool, &dev).await;
+        assert_eq!((report.datasets[0].data_blocks, report.datasets[0].indirect_blocks), (0, 0));
     });
 }
 
 #[test]
 fn unmap_and_compare_and_write() {
     let r = reactor();
+    let dev = device(64);
     r.block_on(async {
-        let pool = Pool::create(vec![device(64)], None, options()).await.expect("create");
+        let pool = Pool::create(vec![Arc::clone(&dev)], None, options()).await.expect("create");
         let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
         let (res, _) = vol.write(0, pattern(3, 1 << 20), false).await;
         res.expect("write");
@@ -115,7 +138,9 @@ fn unmap_and_compare_and_write() {
         let got = read_at(&vol, 0, 1 << 20).await;
         assert_eq!(&got[..512], &pattern(3, 512)[..]);
         assert!(got[512..(1 << 20) - 512].iter().all(|b| *b == 0));
-        pool.sync_txg().await.expect("sync");
+        // 254 whole blocks unmapped are free again; the two partial ones are rewritten.
+        let report = assert_space_exact(&pool, &dev).await;
+        assert_eq!(report.datasets[0].referenced_bytes, 2 * 4096);
         let got2 = read_at(&vol, 0, 1 << 20).await;
         assert_eq!(got, got2);
         let cmp = IoBuf::from_slice(&got[..512]);
@@ -140,6 +165,9 @@ fn flipped_byte_in_a_data_block_is_a_medium_error() {
                 .await
                 .expect("create");
         let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
+        // Neighbours on both sides, written in the same txg.
+        let (res, _) = vol.write(0, pattern(4, 64 << 10), false).await;
+        res.expect("write");
         let data = pattern(5, 4096);
         let (res, _) = vol.write(16, IoBuf::from_slice(&data), false).await;
         res.expect("write");
@@ -164,6 +192,11 @@ fn flipped_byte_in_a_data_block_is_a_medium_error() {
         let (res, _) = vol.read(16, IoBuf::zeroed(4096)).await;
         assert_eq!(res, Err(VolumeError::Medium { lba: 16 }));
         assert!(pool.checksum_errors() > before);
+        // Inspect reads its neighbours in the same request and blames this block alone.
+        let report = engine::inspect::inspect(vec![Arc::clone(&dev)]).await.expect("inspect");
+        assert_eq!(report.checksum_errors.len(), 1, "{report}");
+        assert!(report.checksum_errors[0].ends_with(&format!("offset {off}")), "{report}");
+        assert!(!report.is_clean());
     });
 }
 
@@ -198,8 +231,9 @@ fn other_format_version_is_refused_naming_both() {
 #[test]
 fn snapshots_clones_rollback_and_space() {
     let r = reactor();
+    let dev = device(64);
     r.block_on(async {
-        let pool = Pool::create(vec![device(64)], None, options()).await.expect("create");
+        let pool = Pool::create(vec![Arc::clone(&dev)], None, options()).await.expect("create");
         let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
         let (res, _) = vol.write(0, pattern(1, 64 << 10), false).await;
         res.expect("write");
@@ -219,11 +253,15 @@ fn snapshots_clones_rollback_and_space() {
         assert!(matches!(pool.destroy_snapshot("vol@a").await, Err(PoolError::Busy(_))));
         pool.rollback("vol@a").await.expect("rollback");
         assert_eq!(read_at(&vol, 0, 64 << 10).await, pattern(1, 64 << 10).to_vec());
+        let before = assert_space_exact(&pool, &dev).await;
         let free_before = pool.free_bytes();
         pool.destroy_volume("c").await.expect("destroy clone");
         pool.destroy_snapshot("vol@a").await.expect("destroy snapshot");
-        pool.sync_txg().await.expect("sync");
-        assert!(pool.free_bytes() >= free_before);
+        let after = assert_space_exact(&pool, &dev).await;
+        // Exactly what the trees and objects of the clone and the snapshot held is free.
+        assert_eq!(pool.free_bytes() - free_before, before.live_bytes - after.live_bytes);
+        let names: Vec<&str> = after.datasets.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["vol"]);
         assert_eq!(read_at(&vol, 0, 64 << 10).await, pattern(1, 64 << 10).to_vec());
         let space = pool.space("vol").expect("space");
         assert_eq!(space.referenced_bytes, 64 << 10);
@@ -406,7 +444,8 @@ fn large_durable_writes_are_logged_by_reference_and_adopted_by_the_sync() {
             let (res, _) = vol.write(b * lbas, pattern(b as u8 + 100, 64 << 10), false).await;
             res.expect("write");
         }
-        pool.sync_txg().await.expect("sync");
+        // The two blocks written in place and overwritten before the sync are free again.
+        assert_space_exact(&pool, &dev).await;
         assert_eq!(
             pool.stats.log_block_refs_adopted.load(Relaxed),
             6,

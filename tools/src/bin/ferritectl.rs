@@ -1,7 +1,7 @@
 //! ferritectl: drives a running ferrited through its JSON-RPC control socket.
 //!
 //! ```text
-//! ferritectl pool status
+//! ferritectl pool status | clear tank             # clear: forget tank's rewind report
 //! ferritectl volume create tank/vm1 --size 100G [--thick] [--block-size 4096] [--volblock-size 64K]
 //!                           [--compression lz4] [--dedup on]
 //! ferritectl volume list | grow tank/vm1 --size 200G | destroy tank/vm1
@@ -70,8 +70,11 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum PoolAction {
-    /// Capacity, free space, txg and checksum errors of every pool.
+    /// Capacity, free space, txg and checksum errors of every pool, and whether its import
+    /// rewound it (passed over newer txgs that did not load).
     Status,
+    /// Forget POOL's rewind report (once seen; `pool status` shows it until then).
+    Clear { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -202,6 +205,9 @@ fn ratio(v: &Value, key: &str) -> String {
 fn run(args: &Args) -> Result<(), String> {
     let (method, params) = match &args.command {
         Command::Pool { action: PoolAction::Status } => ("pool_list", json!({})),
+        Command::Pool { action: PoolAction::Clear { name } } => {
+            ("pool_clear", json!({"name": name}))
+        }
         Command::Volume { action } => match action {
             VolumeAction::Create {
                 name,
@@ -298,6 +304,13 @@ fn run(args: &Args) -> Result<(), String> {
                 ]
             }),
         ),
+        "pool_clear" => {
+            if result["cleared"].is_null() {
+                println!("pool {}: no rewind report to clear", s(&result, "name"));
+            } else {
+                println!("pool {}: rewind report cleared", s(&result, "name"));
+            }
+        }
         "volume_list" => table(
             &["name", "size", "used", "referenced", "snapshots", "snap_used"],
             &rows(&|v| {
@@ -373,7 +386,22 @@ fn run(args: &Args) -> Result<(), String> {
             println!("{} {}", method.rsplit('_').next().unwrap_or(method), text);
         }
     }
+    if method == "pool_list" {
+        print_rewinds(&result);
+    }
     Ok(())
+}
+
+/// One line per pool whose import rewound it (passed over newer txgs), until cleared.
+fn print_rewinds(pools: &Value) {
+    for p in pools.as_array().into_iter().flatten() {
+        if let Some(message) = p["rewind"]["message"].as_str() {
+            let name = s(p, "name");
+            println!(
+                "{name}: REWOUND at import: {message} (`ferritectl pool clear {name}` once seen)"
+            );
+        }
+    }
 }
 
 fn print_copies(copies: &Value) {

@@ -180,6 +180,13 @@ async fn create_or_import_pool(
         return Err(format!("pool {}: the devices hold pool {:?}", section.name, pool.name()));
     }
     eprintln!("ferrited: imported pool {} (txg {})", section.name, pool.durable_txg());
+    if let Some(rewind) = pool.rewind_report() {
+        eprintln!(
+            "ferrited: pool {} REWOUND at import: {rewind} (shown by `ferritectl pool status` \
+             until `ferritectl pool clear {}`)",
+            section.name, section.name
+        );
+    }
     Ok(pool)
 }
 

@@ -5,7 +5,8 @@
 //! `volume_grow`, `volume_destroy`, `snapshot_create`, `snapshot_list`, `snapshot_rollback`,
 //! `snapshot_clone`, `snapshot_destroy`, `snapshot_destroy_estimate`, `session_list`,
 //! `stats_get` (I/O per LUN, shard and connection, shard CPU time, pool and copy counters; see
-//! `stats.rs`), `stats_copies_get`.
+//! `stats.rs`), `stats_copies_get`, `pool_clear` (forgets a pool's rewind report, which
+//! `pool_list` shows until then).
 //! Served on shard 0, where the pools' txg coordinators run.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -18,6 +19,7 @@ use drivers::{executor, ops};
 use engine::compress::Compression;
 use engine::ddt::{DdtFigures, DedupMode};
 use engine::reduction::ReductionFigures;
+use engine::rewind::RewindReport;
 use engine::{Pool, PoolError, VolumeOptions};
 use serde_json::{json, Value};
 
@@ -289,6 +291,18 @@ fn volume_json(pool: &Pool, pool_name: &str, name: &str) -> Value {
     })
 }
 
+/// A pool's rewind report (`null` when the import opened the newest txg).
+fn rewind_json(report: Option<&RewindReport>) -> Value {
+    report.map_or(Value::Null, |r| {
+        json!({
+            "imported_txg": r.imported_txg,
+            "newest_txg": r.newest_txg(),
+            "rejected": r.rejected.iter().map(|x| json!({"txg": x.txg, "reason": x.reason})).collect::<Vec<_>>(),
+            "message": r.to_string(),
+        })
+    })
+}
+
 fn dedup_table_json(t: &DdtFigures) -> Value {
     json!({
         "entries": t.entries,
@@ -376,11 +390,21 @@ async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, 
                         "volumes": p.list().len(),
                         "reduction": figures_json(&p.pool_reduction_figures()),
                         "dedup_table": dedup_table_json(&p.dedup_table_figures()),
+                        "rewind": rewind_json(p.rewind_report().as_ref()),
                     })
                 })
                 .collect();
             pools.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
             Ok(Value::Array(pools))
+        }
+        "pool_clear" => {
+            let name = param_str(params, "name")?;
+            let pool = state
+                .pools
+                .get(name)
+                .ok_or_else(|| RpcError(-32001, format!("no pool named {name:?}")))?;
+            let cleared = pool.clear_rewind_report();
+            Ok(json!({"name": name, "cleared": rewind_json(cleared.as_ref())}))
         }
         "volume_create" => {
             let (pool, name) = pool_of(state, param_str(params, "name")?)?;
