@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use bytemuck::Zeroable;
@@ -77,6 +77,10 @@ pub struct PoolTunables {
     /// 586 000–682 000 IOPS handed over against 981 000–993 000 applied in place
     /// (docs/architecture.md).
     pub write_handoff: bool,
+    /// Claim the pool for this importer (exclusive device locks, owner record, heartbeat;
+    /// see `owner.rs`). `None` (the default) claims nothing: tests and tools that open a pool
+    /// they made themselves.
+    pub owner: Option<crate::owner::OwnerClaim>,
 }
 
 impl Default for PoolTunables {
@@ -95,6 +99,7 @@ impl Default for PoolTunables {
             dedup_max_log_objects: crate::ddt::DDT_MAX_LOG_OBJECTS,
             log_block_ref_min_bytes: 32 * 1024,
             write_handoff: false,
+            owner: None,
         }
     }
 }
@@ -240,6 +245,8 @@ pub struct Pool {
     pub(crate) suspended: AtomicBool,
     pub(crate) reserved_unused_bytes: AtomicU64,
     pub(crate) self_ref: Weak<Pool>,
+    /// This importer's claim on the pool, when it took one (see `owner.rs`).
+    pub(crate) ownership: OnceLock<Arc<crate::owner::Ownership>>,
 }
 
 fn ag_bytes_for(data_bytes: u64) -> u64 {
@@ -364,6 +371,8 @@ impl Pool {
             }
         }
         let devs = DeviceSet::new(devices);
+        let owner = options.tunables.owner.as_ref();
+        let claim = crate::owner::claim_if_asked(&devs, &configs, guid, &options.name, owner).await?;
         write_labels(&devs, &configs, guid, &options.name).await?;
         let pool = Pool::assemble(
             guid,
@@ -380,6 +389,9 @@ impl Pool {
             0,
             1,
         );
+        if let Some(claim) = &claim {
+            claim.attach(&pool);
+        }
         pool.sync_txg().await?;
         Ok(pool)
     }
@@ -425,6 +437,7 @@ impl Pool {
                 suspended: AtomicBool::new(false),
                 reserved_unused_bytes: AtomicU64::new(0),
                 self_ref: weak.clone(),
+                ownership: OnceLock::new(),
             }
         })
     }
@@ -440,6 +453,8 @@ impl Pool {
         tunables: PoolTunables,
     ) -> PoolResult<Arc<Pool>> {
         let (guid, name, configs, devs) = open_devices(devices).await?;
+        let owner = tunables.owner.as_ref();
+        let claim = crate::owner::claim_if_asked(&devs, &configs, guid, &name, owner).await?;
         let ubs = read_uberblocks(&devs, &configs, guid).await?;
         let shards = tunables.shards;
         let mut last_err = PoolError::NotAPool("no valid uberblock".into());
@@ -461,6 +476,9 @@ impl Pool {
                         ub.txg,
                         loaded.root.next_record_sequence,
                     );
+                    if let Some(claim) = &claim {
+                        claim.attach(&pool);
+                    }
                     pool.open_heads();
                     pool.replay_log(ub.txg).await?;
                     return Ok(pool);
@@ -579,6 +597,9 @@ impl Pool {
         self.sync_txg().await?;
         self.suspended.store(true, Ordering::SeqCst);
         self.txg.kick.wake_all();
+        if let Some(ownership) = self.ownership.get() {
+            ownership.release().await?;
+        }
         Ok(())
     }
 

@@ -28,6 +28,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    ferrite_tools::logger::init("ferrite-inspect");
     let args = Args::parse();
     let reactor = match Reactor::new(&ReactorConfig::default()) {
         Ok(r) => r,
@@ -38,13 +39,17 @@ fn main() -> ExitCode {
     };
     let mut devices: Vec<Arc<dyn BlockDevice>> = Vec::new();
     for path in &args.devices {
-        match UringDevice::open(path) {
+        // Read-only: inspecting never changes a pool, even one a daemon has imported.
+        match UringDevice::open_read_only(path) {
             Ok(d) => devices.push(Arc::new(d)),
             Err(e) => {
                 eprintln!("ferrite-inspect: {}: cannot open: {e}", path.display());
                 return ExitCode::from(1);
             }
         }
+    }
+    if let Some(note) = reactor.block_on(engine::owner::owner_note(&devices)) {
+        eprintln!("ferrite-inspect: {note}");
     }
     let report = match reactor.block_on(engine::inspect::inspect(devices)) {
         Ok(r) => r,
