@@ -496,6 +496,9 @@ async fn heartbeat(own: Arc<Ownership>) {
                 None => {
                     own.released.store(true, Ordering::SeqCst);
                     let _ = own.write_exported().await;
+                    for (dev, _) in &own.devices {
+                        dev.release_exclusive();
+                    }
                     return;
                 }
             },
@@ -537,7 +540,8 @@ impl Ownership {
         write_record(&self.devices, record, true).await
     }
 
-    /// Marks the record exported (durable) and stops the heartbeat.
+    /// Marks the record exported (durable), stops the heartbeat and gives up the devices'
+    /// exclusive claims.
     ///
     /// # Errors
     /// A device error.
@@ -546,7 +550,11 @@ impl Ownership {
         if self.released.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        self.write_exported().await
+        let written = self.write_exported().await;
+        for (dev, _) in &self.devices {
+            dev.release_exclusive();
+        }
+        written
     }
 }
 

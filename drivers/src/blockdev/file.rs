@@ -123,6 +123,18 @@ impl DeviceFile {
         }
     }
 
+    /// Gives up the claim [`DeviceFile::claim_exclusive`] took.
+    pub(crate) fn release_exclusive(&self) {
+        match self.kind {
+            FileKind::Regular => {
+                let _ = ofd_lock(self.raw_fd(), libc::F_OFD_SETLK, libc::F_UNLCK);
+            }
+            FileKind::Block => {
+                self.block_claim.lock().unwrap_or_else(|e| e.into_inner()).take();
+            }
+        }
+    }
+
     /// True when another open holds the device's exclusive claim (see
     /// [`DeviceFile::claim_exclusive`]); a block device also counts as claimed while it is
     /// mounted or otherwise held exclusively. Takes nothing.
@@ -677,6 +689,10 @@ macro_rules! impl_file_block_device {
 
             fn claim_exclusive(&self) -> $crate::error::IoResult<bool> {
                 self.file.claim_exclusive()
+            }
+
+            fn release_exclusive(&self) {
+                self.file.release_exclusive();
             }
 
             fn claimed_elsewhere(&self) -> $crate::error::IoResult<bool> {

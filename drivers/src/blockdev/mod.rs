@@ -133,6 +133,9 @@ pub trait BlockDevice: Send + Sync {
         Ok(true)
     }
 
+    /// Gives up the claim [`BlockDevice::claim_exclusive`] took (nothing when none is held).
+    fn release_exclusive(&self) {}
+
     /// True when another open holds this device's exclusive claim (see
     /// [`BlockDevice::claim_exclusive`]). Takes nothing. The default is `Ok(false)`.
     ///
