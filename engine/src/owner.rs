@@ -383,8 +383,11 @@ pub(crate) async fn claim(
     name: &str,
     claim: &OwnerClaim,
 ) -> PoolResult<ClaimGuard> {
-    let devices: Vec<(Arc<dyn BlockDevice>, u64)> =
-        configs.iter().enumerate().map(|(i, c)| (Arc::clone(devs.device(i)), c.size_bytes)).collect();
+    let devices: Vec<(Arc<dyn BlockDevice>, u64)> = configs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (Arc::clone(devs.device(i)), c.size_bytes))
+        .collect();
     let locks = claim_devices(devs, claim)?;
     let found = newest_record(&devices, guid).await.filter(OwnerRecord::is_imported);
     let host = claim.host_hash();
@@ -564,8 +567,11 @@ impl Ownership {
 pub async fn owner_note(devices: &[Arc<dyn BlockDevice>]) -> Option<String> {
     let locked = devices.iter().any(|d| d.claimed_elsewhere().unwrap_or(false));
     let (guid, name, configs, devs) = crate::pool::open_devices(devices.to_vec()).await.ok()?;
-    let list: Vec<(Arc<dyn BlockDevice>, u64)> =
-        configs.iter().enumerate().map(|(i, c)| (Arc::clone(devs.device(i)), c.size_bytes)).collect();
+    let list: Vec<(Arc<dyn BlockDevice>, u64)> = configs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (Arc::clone(devs.device(i)), c.size_bytes))
+        .collect();
     let record = newest_record(&list, guid).await.filter(OwnerRecord::is_imported);
     match (locked, record) {
         (true, Some(r)) => Some(format!(

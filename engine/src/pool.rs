@@ -372,7 +372,8 @@ impl Pool {
         }
         let devs = DeviceSet::new(devices);
         let owner = options.tunables.owner.as_ref();
-        let claim = crate::owner::claim_if_asked(&devs, &configs, guid, &options.name, owner).await?;
+        let claim =
+            crate::owner::claim_if_asked(&devs, &configs, guid, &options.name, owner).await?;
         write_labels(&devs, &configs, guid, &options.name).await?;
         let pool = Pool::assemble(
             guid,

@@ -104,8 +104,9 @@ impl DeviceFile {
     /// another errno as its typed error.
     pub(crate) fn claim_exclusive(&self) -> IoResult<bool> {
         match self.kind {
-            FileKind::Regular => ofd_lock(self.raw_fd(), libc::F_OFD_SETLK, libc::F_WRLCK)
-                .map(|held| !held),
+            FileKind::Regular => {
+                ofd_lock(self.raw_fd(), libc::F_OFD_SETLK, libc::F_WRLCK).map(|held| !held)
+            }
             FileKind::Block => {
                 let mut claim = self.block_claim.lock().unwrap_or_else(|e| e.into_inner());
                 if claim.is_some() {
@@ -248,10 +249,10 @@ fn ofd_lock(fd: RawFd, cmd: libc::c_int, ltype: libc::c_int) -> IoResult<bool> {
 /// Opens a block device read-only with `O_EXCL`: the kernel's exclusive claim (refused with
 /// `EBUSY` while another exclusive open or a mount holds it). The errno on failure.
 fn open_exclusive(path: &Path) -> Result<OwnedFd, libc::c_int> {
-    let c_path =
-        std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)?;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)?;
     // SAFETY: open(2) with a NUL-terminated path that outlives the call.
-    let fd = unsafe { libc::open(c_path.as_ptr(), libc::O_RDONLY | libc::O_EXCL | libc::O_CLOEXEC) };
+    let fd =
+        unsafe { libc::open(c_path.as_ptr(), libc::O_RDONLY | libc::O_EXCL | libc::O_CLOEXEC) };
     if fd < 0 {
         return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO));
     }

@@ -62,7 +62,8 @@ impl ControlAccess {
     /// # Errors
     /// One line naming the path.
     pub fn secure_socket(&self, path: &Path) -> Result<(), String> {
-        let fail = |e: std::io::Error| format!("{}: cannot set the socket's mode: {e}", path.display());
+        let fail =
+            |e: std::io::Error| format!("{}: cannot set the socket's mode: {e}", path.display());
         if let Some((_, gid)) = &self.group {
             std::os::unix::fs::chown(path, None, Some(*gid)).map_err(fail)?;
         }
@@ -174,9 +175,9 @@ pub fn prepare_socket_path(path: &Path) -> Result<(), String> {
         ));
     }
     match UnixStream::connect(path) {
-        Ok(_) => Err(format!(
-            "{shown}: a live daemon answers on this control socket; not replacing it"
-        )),
+        Ok(_) => {
+            Err(format!("{shown}: a live daemon answers on this control socket; not replacing it"))
+        }
         Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => std::fs::remove_file(path)
             .map_err(|e| format!("{shown}: cannot remove the stale control socket: {e}")),
         Err(e) => Err(format!("{shown}: cannot probe the existing control socket: {e}")),

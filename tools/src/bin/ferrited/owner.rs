@@ -13,7 +13,9 @@ pub fn claim(force: bool) -> OwnerClaim {
     let mut claim = OwnerClaim::this_process("ferrited");
     claim.force = force;
     if let Some(host) = std::env::var_os(TEST_HOST_ENV).and_then(|h| h.into_string().ok()) {
-        log::warn!("{TEST_HOST_ENV}={host}: posing as host {host}, without device locks (tests only)");
+        log::warn!(
+            "{TEST_HOST_ENV}={host}: posing as host {host}, without device locks (tests only)"
+        );
         claim.host_id = format!("test-host:{host}");
         claim.host_name = host;
         claim.lock_devices = false;
