@@ -242,6 +242,14 @@ async fn build_volume(
             let rel = lun.path.clone().ok_or("file LUN needs a path")?;
             let path = resolve(data_dir, &rel);
             let (device, _) = open_or_create(&path, lun.size.as_deref())?;
+            // One daemon per backing file, as per pool (an unlockable file system is let be).
+            if !device.claim_exclusive().unwrap_or(true) {
+                return Err(format!(
+                    "{}: LUN {}: another process holds this file",
+                    path.display(),
+                    lun.id
+                ));
+            }
             let volume = DeviceVolume::new(device, bs, pbs)
                 .map_err(|e| format!("{}: LUN {}: {e}", path.display(), lun.id))?;
             let tracks_allocation = volume.tracks_allocation();
