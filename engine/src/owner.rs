@@ -485,6 +485,8 @@ pub(crate) async fn claim_if_asked(
 /// record of another importer appears (a host that forced an import), the pool is suspended:
 /// two owners must never both write.
 async fn heartbeat(own: Arc<Ownership>) {
+    // Logged once per run of failures, not every interval.
+    let mut failing = false;
     loop {
         drivers::executor::sleep(own.interval).await;
         let _io = own.io.lock().await;
@@ -527,8 +529,13 @@ async fn heartbeat(own: Arc<Ownership>) {
         next.heartbeat_seq += 1;
         next.heartbeat_time_ms = now_ms();
         *crate::pool::lock(&own.record) = next;
-        if let Err(e) = write_record(&own.devices, next, false).await {
-            log::warn!("pool {}: heartbeat write failed: {e}", own.pool_name);
+        match write_record(&own.devices, next, false).await {
+            Err(e) if !failing => {
+                log::warn!("pool {}: heartbeat write failed: {e}", own.pool_name);
+                failing = true;
+            }
+            Err(_) => {}
+            Ok(()) => failing = false,
         }
     }
 }
