@@ -108,7 +108,8 @@ impl DeviceFile {
                 ofd_lock(self.raw_fd(), libc::F_OFD_SETLK, libc::F_WRLCK).map(|held| !held)
             }
             FileKind::Block => {
-                let mut claim = self.block_claim.lock().unwrap_or_else(|e| e.into_inner());
+                let mut claim =
+                    self.block_claim.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 if claim.is_some() {
                     return Ok(true);
                 }
@@ -131,7 +132,7 @@ impl DeviceFile {
                 let _ = ofd_lock(self.raw_fd(), libc::F_OFD_SETLK, libc::F_UNLCK);
             }
             FileKind::Block => {
-                self.block_claim.lock().unwrap_or_else(|e| e.into_inner()).take();
+                self.block_claim.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
             }
         }
     }
@@ -146,7 +147,12 @@ impl DeviceFile {
         match self.kind {
             FileKind::Regular => ofd_lock(self.raw_fd(), libc::F_OFD_GETLK, libc::F_WRLCK),
             FileKind::Block => {
-                if self.block_claim.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+                if self
+                    .block_claim
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .is_some()
+                {
                     return Ok(false);
                 }
                 match open_exclusive(&self.path) {
