@@ -174,6 +174,18 @@ fn second_daemon_on_the_same_data_dir_is_refused_and_the_first_keeps_serving() {
     assert!(line.ends_with(LINE_END), "refusal line: {line}");
     assert_eq!(stderr.lines().filter(|l| l.contains("is imported by")).count(), 1, "{stderr}");
 
+    // ferrite-inspect reads the live pool read-only and says who has it.
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrite-inspect"))
+        .arg(paths.data.join("tank0.img"))
+        .output()
+        .expect("run ferrite-inspect");
+    let note = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        note.contains(&format!("pool tank is imported by ferrited pid {}", first.child.id()))
+            && note.contains("read-only"),
+        "ferrite-inspect on a live pool: {note}"
+    );
+
     // The first daemon still owns its control socket and serves verified I/O.
     common::rpc(&socket, "pool_list", &serde_json::json!({}));
     assert_read(&mut ini, 0, &before, 16);
