@@ -25,8 +25,9 @@ fn sigterm_stops_ferrited_cleanly_when_stderr_is_a_closed_pipe() {
     )
     .expect("config");
     let mut fds = [0; 2];
-    // SAFETY: pipe(2) fills the two-element array with fresh descriptors.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+    // Close-on-exec, so that ferrited does not inherit the read end and keep the pipe open.
+    // SAFETY: pipe2(2) fills the two-element array with fresh descriptors.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0, "pipe");
     // SAFETY: both descriptors are fresh and owned by nothing else.
     let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferrited"))
