@@ -223,8 +223,8 @@ impl Reactor {
                     (Backend::Uring(ring), BackendKind::Uring, registered.then(|| pool.id()))
                 }
                 Err(err) if choice == BackendChoice::Auto => {
-                    eprintln!(
-                        "ferrite: io_uring unavailable ({err}); using the epoll fallback \
+                    log::warn!(
+                        "io_uring unavailable ({err}); using the epoll fallback \
                          (check kernel.io_uring_disabled and seccomp)"
                     );
                     (

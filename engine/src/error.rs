@@ -40,6 +40,8 @@ pub enum PoolError {
     Busy(String),
     /// The pool is exported or failed a txg sync and accepts no more changes.
     Suspended,
+    /// Another process or host has the pool imported: one line naming it.
+    InUse(String),
 }
 
 impl fmt::Display for PoolError {
@@ -60,6 +62,7 @@ impl fmt::Display for PoolError {
             PoolError::AlreadyExists(name) => write!(f, "already exists: {name}"),
             PoolError::Busy(why) => write!(f, "busy: {why}"),
             PoolError::Suspended => write!(f, "pool is suspended or exported"),
+            PoolError::InUse(why) => write!(f, "{why}"),
         }
     }
 }

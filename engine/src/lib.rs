@@ -26,6 +26,7 @@ pub mod memory_volume;
 pub mod meta;
 pub mod object;
 mod offload;
+pub mod owner;
 pub mod partition;
 pub mod pool;
 pub mod pool_root;

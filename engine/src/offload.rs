@@ -39,7 +39,7 @@ fn queue() -> &'static Sender<Job> {
                 });
             if let Err(e) = started {
                 // Fewer workers (at worst none: `run` then computes in place).
-                eprintln!("ferrite: cannot start CPU worker {i}: {e}");
+                log::warn!("cannot start CPU worker {i}: {e}");
             }
         }
         tx

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use bytemuck::Zeroable;
@@ -101,6 +101,10 @@ pub struct PoolTunables {
     /// growing a volume (or cloning one) past `thin_overcommit_factor` × capacity is refused
     /// with the figures. Thick volumes count too (they also reserve their size).
     pub thin_overcommit_factor: u64,
+    /// Claim the pool for this importer (exclusive device locks, owner record, heartbeat;
+    /// see `owner.rs`). `None` (the default) claims nothing: tests and tools that open a pool
+    /// they made themselves.
+    pub owner: Option<crate::owner::OwnerClaim>,
 }
 
 impl Default for PoolTunables {
@@ -120,6 +124,7 @@ impl Default for PoolTunables {
             log_block_ref_min_bytes: 32 * 1024,
             write_handoff: false,
             thin_overcommit_factor: DEFAULT_THIN_OVERCOMMIT_FACTOR,
+            owner: None,
         }
     }
 }
@@ -267,6 +272,8 @@ pub struct Pool {
     pub(crate) self_ref: Weak<Pool>,
     /// Set by an import that passed over newer uberblocks.
     pub(crate) rewind: Mutex<Option<RewindReport>>,
+    /// This importer's claim on the pool, when it took one (see `owner.rs`).
+    pub(crate) ownership: OnceLock<Arc<crate::owner::Ownership>>,
 }
 
 fn ag_bytes_for(data_bytes: u64) -> u64 {
@@ -392,6 +399,9 @@ impl Pool {
             }
         }
         let devs = DeviceSet::new(devices);
+        let owner = options.tunables.owner.as_ref();
+        let claim =
+            crate::owner::claim_if_asked(&devs, &configs, guid, &options.name, owner).await?;
         write_labels(&devs, &configs, guid, &options.name).await?;
         let pool = Pool::assemble(
             guid,
@@ -408,6 +418,9 @@ impl Pool {
             0,
             1,
         );
+        if let Some(claim) = &claim {
+            claim.attach(&pool);
+        }
         pool.sync_txg().await?;
         Ok(pool)
     }
@@ -454,6 +467,7 @@ impl Pool {
                 reserved_unused_bytes: AtomicU64::new(0),
                 self_ref: weak.clone(),
                 rewind: Mutex::new(None),
+                ownership: OnceLock::new(),
             }
         })
     }
@@ -470,6 +484,8 @@ impl Pool {
         tunables: PoolTunables,
     ) -> PoolResult<Arc<Pool>> {
         let (guid, name, configs, devs) = open_devices(devices).await?;
+        let owner = tunables.owner.as_ref();
+        let claim = crate::owner::claim_if_asked(&devs, &configs, guid, &name, owner).await?;
         let shards = tunables.shards;
         let chosen = crate::rewind::load_newest(&devs, &configs, guid).await?;
         let rewind = chosen.rewind_report();
@@ -493,6 +509,9 @@ impl Pool {
             loaded.root.next_record_sequence,
         );
         *lock(&pool.rewind) = rewind;
+        if let Some(claim) = &claim {
+            claim.attach(&pool);
+        }
         pool.open_heads();
         pool.replay_log(ub.txg).await?;
         Ok(pool)
@@ -599,6 +618,9 @@ impl Pool {
         self.sync_txg().await?;
         self.suspended.store(true, Ordering::SeqCst);
         self.txg.kick.wake_all();
+        if let Some(ownership) = self.ownership.get() {
+            ownership.release().await?;
+        }
         Ok(())
     }
 

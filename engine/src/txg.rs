@@ -480,7 +480,7 @@ impl Pool {
             Ok(txg) => Ok(txg),
             Err(e) => {
                 if std::env::var_os("FERRITE_TXG_TRACE").is_some() {
-                    eprintln!(
+                    log::info!(
                         "txg sync failed: {e} (free {} bytes, pending frees {} bytes)",
                         self.alloc.free_bytes(),
                         self.alloc.pending_free_bytes()
@@ -823,8 +823,8 @@ impl Pool {
         });
         meta.dirty = true;
         drop(meta);
-        eprintln!(
-            "ferrite: pool {} volume {}: dedup stops taking new entries: {reason}",
+        log::warn!(
+            "pool {} volume {}: dedup stops taking new entries: {reason}",
             self.name,
             name.unwrap_or_default()
         );
@@ -843,7 +843,7 @@ impl Pool {
             Ok(None) => {}
             // Without an entry the block's other references are unknown: it is kept
             // (leaked, which ferrite-inspect reports), never freed under a live reference.
-            Err(e) => eprintln!("ferrite: pool {}: {e}; block kept", self.name),
+            Err(e) => log::error!("pool {}: {e}; block kept", self.name),
         }
     }
 
@@ -957,7 +957,7 @@ impl Pool {
         if trace {
             let ms = |a: std::time::Instant, b: std::time::Instant| (b - a).as_secs_f64() * 1e3;
             let t4 = std::time::Instant::now();
-            eprintln!(
+            log::info!(
                 "txg {txg}: {partitions} partitions, {data_blocks} blocks in {device_writes} device writes; trees {:.1} ms, writes {:.1} ms, \
                  metadata {:.1} ms, space+root {:.1} ms",
                 ms(t0, t1),

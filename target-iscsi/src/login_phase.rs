@@ -44,7 +44,7 @@ pub async fn serve_connection(server: Arc<Server>, fd: OwnedFd, portal: Portal, 
             )
             .await;
             if let ConnEnd::Protocol(why) = &end {
-                eprintln!("ferrited: shard {shard}: connection dropped: {why}");
+                log::warn!("shard {shard}: connection dropped: {why}");
             }
             Some(tsih)
         }

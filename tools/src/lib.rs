@@ -1,4 +1,5 @@
 //! Shared pieces of ferrite's command-line tools.
 
+pub mod logger;
 pub mod prometheus;
 pub mod size;

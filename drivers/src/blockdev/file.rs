@@ -6,9 +6,11 @@
 //! all-or-error ones.
 
 use std::fs::OpenOptions;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::blockdev::{Allocation, DeviceInfo};
 use crate::buffer::{IoBuf, SharedBuf};
@@ -43,18 +45,29 @@ pub(crate) struct DeviceFile {
     kind: FileKind,
     direct: bool,
     info: DeviceInfo,
+    path: PathBuf,
+    /// A block device's exclusive claim: a second descriptor opened with `O_EXCL`, held while
+    /// this object lives (see [`DeviceFile::claim_exclusive`]).
+    block_claim: Mutex<Option<OwnedFd>>,
 }
 
 impl DeviceFile {
     /// Opens an existing file or block device for reading and writing.
     pub(crate) fn open(path: &Path) -> IoResult<DeviceFile> {
-        let (fd, direct) = open_fd(path, None)?;
+        let (fd, direct) = open_fd(path, None, true)?;
         DeviceFile::probe(path, fd, direct)
     }
 
-    /// Creates (or reuses) a regular file and sets its size to `size_bytes` (sparse).
+    /// Opens an existing file or block device for reading only: every write fails (EBADF).
+    pub(crate) fn open_read_only(path: &Path) -> IoResult<DeviceFile> {
+        let (fd, direct) = open_fd(path, None, false)?;
+        DeviceFile::probe(path, fd, direct)
+    }
+
+    /// Creates (or reuses) a regular file and sets its size to `size_bytes` (sparse). A new
+    /// file is created with mode 0600 (before the umask): it holds every volume's data.
     pub(crate) fn create(path: &Path, size_bytes: u64) -> IoResult<DeviceFile> {
-        let (fd, direct) = open_fd(path, Some(size_bytes))?;
+        let (fd, direct) = open_fd(path, Some(size_bytes), true)?;
         DeviceFile::probe(path, fd, direct)
     }
 
@@ -71,7 +84,84 @@ impl DeviceFile {
         if info.size_bytes == 0 {
             return Err(IoError::InvalidInput(libc::EINVAL));
         }
-        Ok(DeviceFile { fd, kind, direct, info })
+        Ok(DeviceFile {
+            fd,
+            kind,
+            direct,
+            info,
+            path: path.to_path_buf(),
+            block_claim: Mutex::new(None),
+        })
+    }
+
+    /// Takes the device's exclusive claim for as long as this object lives: an OFD write lock
+    /// on the whole of a regular file (`F_OFD_SETLK`, released when the descriptor closes,
+    /// whatever else the process opens), or an `O_EXCL` open of a block device (kept as a
+    /// second descriptor). `Ok(false)` when another open holds it.
+    ///
+    /// # Errors
+    /// [`IoError::Unsupported`] when the file system has no such locks (`ENOLCK`, `EINVAL`);
+    /// another errno as its typed error.
+    pub(crate) fn claim_exclusive(&self) -> IoResult<bool> {
+        match self.kind {
+            FileKind::Regular => {
+                ofd_lock(self.raw_fd(), libc::F_OFD_SETLK, libc::F_WRLCK).map(|held| !held)
+            }
+            FileKind::Block => {
+                let mut claim =
+                    self.block_claim.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if claim.is_some() {
+                    return Ok(true);
+                }
+                match open_exclusive(&self.path) {
+                    Ok(fd) => {
+                        *claim = Some(fd);
+                        Ok(true)
+                    }
+                    Err(libc::EBUSY) => Ok(false),
+                    Err(errno) => Err(IoError::from_errno(errno)),
+                }
+            }
+        }
+    }
+
+    /// Gives up the claim [`DeviceFile::claim_exclusive`] took.
+    pub(crate) fn release_exclusive(&self) {
+        match self.kind {
+            FileKind::Regular => {
+                let _ = ofd_lock(self.raw_fd(), libc::F_OFD_SETLK, libc::F_UNLCK);
+            }
+            FileKind::Block => {
+                self.block_claim.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+            }
+        }
+    }
+
+    /// True when another open holds the device's exclusive claim (see
+    /// [`DeviceFile::claim_exclusive`]); a block device also counts as claimed while it is
+    /// mounted or otherwise held exclusively. Takes nothing.
+    ///
+    /// # Errors
+    /// As for [`DeviceFile::claim_exclusive`].
+    pub(crate) fn claimed_elsewhere(&self) -> IoResult<bool> {
+        match self.kind {
+            FileKind::Regular => ofd_lock(self.raw_fd(), libc::F_OFD_GETLK, libc::F_WRLCK),
+            FileKind::Block => {
+                if self
+                    .block_claim
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .is_some()
+                {
+                    return Ok(false);
+                }
+                match open_exclusive(&self.path) {
+                    Ok(_probe) => Ok(false),
+                    Err(libc::EBUSY) => Ok(true),
+                    Err(errno) => Err(IoError::from_errno(errno)),
+                }
+            }
+        }
     }
 
     pub(crate) fn raw_fd(&self) -> RawFd {
@@ -135,6 +225,47 @@ impl DeviceFile {
     }
 }
 
+/// An OFD lock request of `ltype` over the whole file: `F_OFD_SETLK` takes it, `F_OFD_GETLK`
+/// only asks. True when another open file description holds a conflicting lock.
+fn ofd_lock(fd: RawFd, cmd: libc::c_int, ltype: libc::c_int) -> IoResult<bool> {
+    // SAFETY: flock is plain old data; all-zero is a valid value (start 0, length 0 = the
+    // whole file, pid 0 as OFD locks require).
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    #[allow(clippy::cast_possible_truncation)]
+    {
+        lock.l_type = ltype as libc::c_short;
+        lock.l_whence = libc::SEEK_SET as libc::c_short;
+    }
+    // SAFETY: fcntl with an OFD lock command reads and (GETLK) writes the live `lock`.
+    let rc = unsafe { libc::fcntl(fd, cmd, std::ptr::from_mut(&mut lock)) };
+    if rc < 0 {
+        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+        return match errno {
+            libc::EAGAIN | libc::EACCES => Ok(true),
+            libc::ENOLCK | libc::EINVAL => Err(IoError::Unsupported(errno)),
+            other => Err(IoError::from_errno(other)),
+        };
+    }
+    if cmd == libc::F_OFD_GETLK {
+        return Ok(i32::from(lock.l_type) != libc::F_UNLCK);
+    }
+    Ok(false)
+}
+
+/// Opens a block device read-only with `O_EXCL`: the kernel's exclusive claim (refused with
+/// `EBUSY` while another exclusive open or a mount holds it). The errno on failure.
+fn open_exclusive(path: &Path) -> Result<OwnedFd, libc::c_int> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)?;
+    // SAFETY: open(2) with a NUL-terminated path that outlives the call.
+    let fd =
+        unsafe { libc::open(c_path.as_ptr(), libc::O_RDONLY | libc::O_EXCL | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO));
+    }
+    // SAFETY: a fresh descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// `lseek(fd, offset, whence)`, the resulting offset or the errno.
 fn seek(fd: RawFd, offset_bytes: u64, whence: libc::c_int) -> Result<u64, libc::c_int> {
     let offset = libc::off_t::try_from(offset_bytes).map_err(|_| libc::EINVAL)?;
@@ -148,10 +279,10 @@ fn seek(fd: RawFd, offset_bytes: u64, whence: libc::c_int) -> Result<u64, libc::
 /// Opens with O_DIRECT, falling back to buffered I/O (with one log line) where the file system
 /// refuses it (EINVAL, for example tmpfs before Linux 6.6). `create` carries the size to give a
 /// newly created file.
-fn open_fd(path: &Path, create: Option<u64>) -> IoResult<(OwnedFd, bool)> {
+fn open_fd(path: &Path, create: Option<u64>, write: bool) -> IoResult<(OwnedFd, bool)> {
     let open = |direct: bool| {
         let mut opts = OpenOptions::new();
-        opts.read(true).write(true).create(create.is_some());
+        opts.read(true).write(write).create(create.is_some()).mode(0o600);
         let flags = if direct { libc::O_DIRECT | libc::O_CLOEXEC } else { libc::O_CLOEXEC };
         opts.custom_flags(flags);
         opts.open(path)
@@ -159,9 +290,9 @@ fn open_fd(path: &Path, create: Option<u64>) -> IoResult<(OwnedFd, bool)> {
     let (file, direct) = match open(true) {
         Ok(file) => (file, true),
         Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
-            eprintln!(
-                "ferrite: {} does not support O_DIRECT; using buffered I/O (data reaches the \
-                 device only on flush)",
+            log::warn!(
+                "{} does not support O_DIRECT; using buffered I/O (data reaches the device only \
+                 on flush)",
                 path.display()
             );
             (open(false)?, false)
@@ -561,6 +692,18 @@ macro_rules! impl_file_block_device {
 
             fn reports_allocation(&self) -> bool {
                 self.file.reports_allocation()
+            }
+
+            fn claim_exclusive(&self) -> $crate::error::IoResult<bool> {
+                self.file.claim_exclusive()
+            }
+
+            fn release_exclusive(&self) {
+                self.file.release_exclusive();
+            }
+
+            fn claimed_elsewhere(&self) -> $crate::error::IoResult<bool> {
+                self.file.claimed_elsewhere()
             }
 
             fn allocation(

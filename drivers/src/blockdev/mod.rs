@@ -122,6 +122,29 @@ pub trait BlockDevice: Send + Sync {
     /// Makes a range read back as zeros.
     fn write_zeroes(&self, offset_bytes: u64, len_bytes: u64) -> LocalBoxFuture<'_, IoResult<()>>;
 
+    /// Takes this device's exclusive claim for as long as this object lives, so that no
+    /// other process can claim it meanwhile: an OFD write lock on a regular file, an `O_EXCL`
+    /// open of a block device. `Ok(true)` when this object holds it, `Ok(false)` when another
+    /// open does. The default, for devices no other process can open (RAM), is `Ok(true)`.
+    ///
+    /// # Errors
+    /// [`IoError::Unsupported`] when the file system has no such locks.
+    fn claim_exclusive(&self) -> IoResult<bool> {
+        Ok(true)
+    }
+
+    /// Gives up the claim [`BlockDevice::claim_exclusive`] took (nothing when none is held).
+    fn release_exclusive(&self) {}
+
+    /// True when another open holds this device's exclusive claim (see
+    /// [`BlockDevice::claim_exclusive`]). Takes nothing. The default is `Ok(false)`.
+    ///
+    /// # Errors
+    /// [`IoError::Unsupported`] when the file system has no such locks.
+    fn claimed_elsewhere(&self) -> IoResult<bool> {
+        Ok(false)
+    }
+
     /// True when [`BlockDevice::allocation`] tells deallocated ranges apart (a sparse file, RAM);
     /// false when it reports everything mapped because the device does not say (the default).
     fn reports_allocation(&self) -> bool {

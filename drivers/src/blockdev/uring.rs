@@ -57,6 +57,15 @@ impl UringDevice {
         Ok(UringDevice::from_file(DeviceFile::open(path)?))
     }
 
+    /// Opens an existing regular file or block device for reading only (every write fails),
+    /// as [`UringDevice::open`] otherwise.
+    ///
+    /// # Errors
+    /// As for [`UringDevice::open`].
+    pub fn open_read_only(path: &Path) -> IoResult<UringDevice> {
+        Ok(UringDevice::from_file(DeviceFile::open_read_only(path)?))
+    }
+
     /// Creates a sparse regular file of `size_bytes` (or resizes an existing one) and opens it.
     ///
     /// # Errors

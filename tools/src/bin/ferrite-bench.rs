@@ -8,5 +8,6 @@ mod bench;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    ferrite_tools::logger::init("ferrite-bench");
     bench::main()
 }

@@ -74,6 +74,7 @@ fn print_progress(progress: &engine::inspect::InspectProgress, done: &AtomicBool
 }
 
 fn main() -> ExitCode {
+    ferrite_tools::logger::init("ferrite-inspect");
     let args = Args::parse();
     let reactor = match Reactor::new(&ReactorConfig::default()) {
         Ok(r) => r,
@@ -84,13 +85,17 @@ fn main() -> ExitCode {
     };
     let mut devices: Vec<Arc<dyn BlockDevice>> = Vec::new();
     for path in &args.devices {
-        match UringDevice::open(path) {
+        // Read-only: inspecting never changes a pool, even one a daemon has imported.
+        match UringDevice::open_read_only(path) {
             Ok(d) => devices.push(Arc::new(d)),
             Err(e) => {
                 eprintln!("ferrite-inspect: {}: cannot open: {e}", path.display());
                 return ExitCode::from(1);
             }
         }
+    }
+    if let Some(note) = reactor.block_on(engine::owner::owner_note(&devices)) {
+        eprintln!("ferrite-inspect: {note}");
     }
     let progress = engine::inspect::InspectProgress::default();
     let done = AtomicBool::new(false);

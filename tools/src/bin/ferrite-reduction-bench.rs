@@ -189,6 +189,7 @@ async fn run(args: &Args, c: &Case, size_bytes: u64) -> Result<String, String> {
 }
 
 fn main() -> ExitCode {
+    ferrite_tools::logger::init("ferrite-reduction-bench");
     let args = Args::parse();
     let Some(c) = case(&args.case) else {
         eprintln!("ferrite-reduction-bench: unknown case {:?}", args.case);

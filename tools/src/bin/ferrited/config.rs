@@ -79,6 +79,8 @@ pub struct DaemonSection {
     /// Hand every write to the shard that owns its partition (default false: the shard that
     /// received it applies it).
     pub write_handoff: Option<bool>,
+    /// Group whose members may use the control socket besides root and the daemon's user.
+    pub rpc_group: Option<String>,
 }
 
 /// `[[portal]]`.

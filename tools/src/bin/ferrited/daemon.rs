@@ -51,6 +51,8 @@ pub struct Options {
     pub rpc_socket: PathBuf,
     /// Prometheus endpoint address, when on.
     pub metrics: Option<String>,
+    /// `--force-import`: take over pools whose owner on another host stopped its heartbeat.
+    pub force_import: bool,
 }
 
 type Accepted = (OwnedFd, Portal);
@@ -104,6 +106,7 @@ fn resolve(data_dir: &Path, path: &Path) -> PathBuf {
 
 fn open_or_create(path: &Path, size: Option<&str>) -> Result<(Arc<dyn BlockDevice>, bool), String> {
     if path.exists() {
+        crate::access::warn_if_shared(path);
         let dev =
             UringDevice::open(path).map_err(|e| format!("{}: cannot open: {e}", path.display()))?;
         return Ok((Arc::new(dev), false));
@@ -121,10 +124,12 @@ async fn open_pool(
     data_dir: &Path,
     shard_count: usize,
     write_handoff: bool,
+    force_import: bool,
 ) -> Result<Arc<Pool>, String> {
     // The intent-log chains are divided among the shards.
     let mut tunables =
         PoolTunables { shards: shard_count, write_handoff, ..PoolTunables::default() };
+    tunables.owner = Some(crate::owner::claim(force_import));
     if let Some(size) = &section.cache_size {
         tunables.cache_bytes = parse_size(size)?;
     }
@@ -168,23 +173,26 @@ async fn create_or_import_pool(
         let pool = Pool::create(data, log, options)
             .await
             .map_err(|e| format!("pool {}: cannot create: {e}", section.name))?;
-        eprintln!("ferrited: created pool {}", section.name);
+        log::info!("created pool {}", section.name);
         return Ok(pool);
     }
     let mut devices = data;
     devices.extend(log);
-    let pool = Pool::import(devices, tunables)
-        .await
-        .map_err(|e| format!("pool {}: cannot import: {e}", section.name))?;
+    let pool = Pool::import(devices, tunables).await.map_err(|e| match e {
+        // Already one line naming the pool and its owner.
+        PoolError::InUse(line) => line,
+        e => format!("pool {}: cannot import: {e}", section.name),
+    })?;
     if pool.name() != section.name {
         return Err(format!("pool {}: the devices hold pool {:?}", section.name, pool.name()));
     }
-    eprintln!("ferrited: imported pool {} (txg {})", section.name, pool.durable_txg());
+    log::info!("imported pool {} (txg {})", section.name, pool.durable_txg());
     if let Some(rewind) = pool.rewind_report() {
-        eprintln!(
-            "ferrited: pool {} REWOUND at import: {rewind} (shown by `ferritectl pool status` \
+        log::warn!(
+            "pool {} REWOUND at import: {rewind} (shown by `ferritectl pool status` \
              until `ferritectl pool clear {}`)",
-            section.name, section.name
+            section.name,
+            section.name
         );
     }
     Ok(pool)
@@ -235,7 +243,7 @@ async fn build_volume(
                         .create_volume(name, &options)
                         .await
                         .map_err(|e| format!("{full}: cannot create: {e}"))?;
-                    eprintln!("ferrited: created volume {full}");
+                    log::info!("created volume {full}");
                     built(v)
                 }
                 Err(e) => Err(format!("{full}: {e}")),
@@ -245,6 +253,14 @@ async fn build_volume(
             let rel = lun.path.clone().ok_or("file LUN needs a path")?;
             let path = resolve(data_dir, &rel);
             let (device, _) = open_or_create(&path, lun.size.as_deref())?;
+            // One daemon per backing file, as per pool (an unlockable file system is let be).
+            if !device.claim_exclusive().unwrap_or(true) {
+                return Err(format!(
+                    "{}: LUN {}: another process holds this file",
+                    path.display(),
+                    lun.id
+                ));
+            }
             let volume = DeviceVolume::new(device, bs, pbs)
                 .map_err(|e| format!("{}: LUN {}: {e}", path.display(), lun.id))?;
             let tracks_allocation = volume.tracks_allocation();
@@ -262,7 +278,8 @@ async fn build_state(
     let mut pools = HashMap::new();
     for section in &cfg.pools {
         let handoff = cfg.daemon.write_handoff.unwrap_or(false);
-        let pool = open_pool(section, &opts.data_dir, shard_count, handoff).await?;
+        let pool =
+            open_pool(section, &opts.data_dir, shard_count, handoff, opts.force_import).await?;
         pools.insert(section.name.clone(), pool);
     }
     let mut luns = Vec::new();
@@ -352,6 +369,7 @@ struct Shared {
     /// (sync work, requests for their partitions) until then.
     pools_closed: AtomicBool,
     shutdown: Arc<AtomicBool>,
+    access: crate::access::ControlAccess,
     senders: Vec<MailboxSender<Accepted>>,
     receivers: Mutex<Vec<Option<MailboxReceiver<Accepted>>>>,
     ready: Mutex<std::sync::mpsc::Sender<Result<(), String>>>,
@@ -362,8 +380,8 @@ struct Shared {
 /// # Errors
 /// A one-line description of what could not be set up.
 pub fn run(cfg: Config, opts: Options) -> Result<(), String> {
-    std::fs::create_dir_all(&opts.data_dir)
-        .map_err(|e| format!("{}: cannot create data directory: {e}", opts.data_dir.display()))?;
+    let access = crate::access::ControlAccess::new(cfg.daemon.rpc_group.as_deref())?;
+    crate::access::prepare_data_dir(&opts.data_dir, &access, &opts.rpc_socket)?;
 
     // Signals are taken by a dedicated thread; block them everywhere else first.
     let mut sigs = nix::sys::signal::SigSet::empty();
@@ -395,6 +413,7 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), String> {
         failed: AtomicBool::new(false),
         pools_closed: AtomicBool::new(false),
         shutdown: Arc::clone(&shutdown),
+        access,
         senders,
         receivers: Mutex::new(receivers),
         ready: Mutex::new(ready_tx),
@@ -404,10 +423,12 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), String> {
         std::thread::Builder::new()
             .name("ferrite-signals".into())
             .spawn(move || {
-                if let Ok(sig) = sigs.wait() {
-                    eprintln!("ferrited: {sig:?} received, shutting down");
-                }
+                let sig = sigs.wait();
+                // Act first: shutting down must not depend on the log being writable.
                 shutdown.store(true, Ordering::SeqCst);
+                if let Ok(sig) = sig {
+                    log::info!("{sig:?} received, shutting down");
+                }
             })
             .map_err(|e| format!("cannot start signal thread: {e}"))?;
     }
@@ -427,7 +448,7 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), String> {
                 let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
                 let res = metrics::spawn(listener, Arc::clone(state));
                 if res.is_ok() {
-                    eprintln!("ferrited: metrics on http://{addr}/metrics");
+                    log::info!("metrics on http://{addr}/metrics");
                 }
                 res
             }
@@ -447,7 +468,7 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), String> {
         }
     }
     if result.is_ok() {
-        eprintln!("ferrited: stopped");
+        log::info!("stopped");
     }
     result
 }
@@ -490,21 +511,23 @@ async fn shard_main(shard_id: usize, shared: Arc<Shared>) {
                 }
             }
         }
-        match rpc::listen(&shared.opts.rpc_socket) {
-            Ok(fd) => background.push(executor::spawn(rpc::serve(fd, Arc::clone(&state)))),
+        match listen_control(&shared) {
+            Ok(fd) => background.push(executor::spawn(rpc::serve(
+                fd,
+                Arc::clone(&state),
+                shared.access.clone(),
+            ))),
             Err(e) => {
                 shared.failed.store(true, Ordering::SeqCst);
-                report_ready(
-                    &shared,
-                    Err(format!("{}: cannot listen: {e}", shared.opts.rpc_socket.display())),
-                );
+                report_ready(&shared, Err(e));
                 shutdown_pools(&state).await;
                 return;
             }
         }
         for portal in &state.server.portals {
             for lun in &state.luns {
-                println!("ready iscsi://{}/{}/{}", portal.address, lun.target, lun.id);
+                let line = format!("ready iscsi://{}/{}/{}", portal.address, lun.target, lun.id);
+                ferrite_tools::logger::stdout_line(&line);
             }
         }
         report_ready(&shared, Ok(()));
@@ -571,7 +594,7 @@ async fn shard_main(shard_id: usize, shared: Arc<Shared>) {
         executor::sleep(Duration::from_millis(200)).await;
         for lun in &state.luns {
             if let Err(e) = lun.volume.flush().await {
-                eprintln!("ferrited: flush of {} LUN {} failed: {e}", lun.target, lun.id);
+                log::error!("flush of {} LUN {} failed: {e}", lun.target, lun.id);
             }
         }
         shutdown_pools(&state).await;
@@ -585,10 +608,19 @@ async fn shard_main(shard_id: usize, shared: Arc<Shared>) {
     server.abort();
 }
 
+/// Binds the control socket where no live daemon answers, with its mode and group set.
+fn listen_control(shared: &Shared) -> Result<OwnedFd, String> {
+    let path = &shared.opts.rpc_socket;
+    crate::access::prepare_socket_path(path)?;
+    let fd = rpc::listen(path).map_err(|e| format!("{}: cannot listen: {e}", path.display()))?;
+    shared.access.secure_socket(path)?;
+    Ok(fd)
+}
+
 async fn shutdown_pools(state: &State) {
     for (name, pool) in &state.pools {
         if let Err(e) = pool.export().await {
-            eprintln!("ferrited: export of pool {name} failed: {e}");
+            log::error!("export of pool {name} failed: {e}");
         }
     }
 }
@@ -610,7 +642,7 @@ async fn accept_loop(
                 }
             }
             Err(e) => {
-                eprintln!("ferrited: accept on {} failed: {e}", portal.address);
+                log::warn!("accept on {} failed: {e}", portal.address);
                 executor::sleep(Duration::from_millis(100)).await;
             }
         }

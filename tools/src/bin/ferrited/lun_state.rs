@@ -112,11 +112,11 @@ pub fn adopt_legacy(data_dir: &Path, luns: &[(String, u64)]) -> Result<Vec<Adopt
             };
             match &outcome {
                 Adopted::Moved { from, to } => {
-                    eprintln!("ferrited: moved LUN state {} to {}", from.display(), to.display());
+                    log::info!("moved LUN state {} to {}", from.display(), to.display());
                 }
                 Adopted::SetAside { from, to, why } => {
-                    eprintln!(
-                        "ferrited: legacy LUN state {} applied to no LUN ({why}); kept as {}",
+                    log::warn!(
+                        "legacy LUN state {} applied to no LUN ({why}); kept as {}",
                         from.display(),
                         to.display()
                     );

@@ -4,10 +4,12 @@
 //! `ferrited --demo` serves a 1 GiB demo LUN backed by a file under the data directory
 //! (created on the first start, reused later) on 127.0.0.1:3260.
 
+mod access;
 mod config;
 mod daemon;
 mod lun_state;
 mod metrics;
+mod owner;
 mod rpc;
 mod stats;
 
@@ -58,13 +60,19 @@ struct Args {
     /// serves 127.0.0.1:9330).
     #[arg(long)]
     metrics: Option<String>,
+    /// Import a pool whose owner record names another host that stopped its heartbeat. Only
+    /// when that host is down: two importers destroy a pool.
+    #[arg(long)]
+    force_import: bool,
 }
 
 fn main() -> ExitCode {
     drivers::heap::keep_freed_memory();
+    ferrite_tools::logger::init("ferrited");
+    access::restrict_umask();
     let args = Args::parse();
     if let Some(Err(e)) = args.backend.as_deref().map(config::check_backend) {
-        eprintln!("ferrited: {e}");
+        log::error!("{e}");
         return ExitCode::from(2);
     }
     let cfg = if args.demo {
@@ -82,12 +90,12 @@ fn main() -> ExitCode {
                 c
             }
             Err(e) => {
-                eprintln!("ferrited: {e}");
+                log::error!("{e}");
                 return ExitCode::from(2);
             }
         }
     } else {
-        eprintln!("ferrited: give --demo or --config FILE (see ferrited --help)");
+        log::error!("give --demo or --config FILE (see ferrited --help)");
         return ExitCode::from(2);
     };
     let data_dir = cfg.daemon.data_dir.clone().unwrap_or(args.data_dir);
@@ -101,11 +109,12 @@ fn main() -> ExitCode {
             .metrics
             .or(cfg.daemon.metrics.clone())
             .filter(|m| m != "off" && !m.is_empty()),
+        force_import: args.force_import,
     };
     match daemon::run(cfg, options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ferrited: {e}");
+            log::error!("{e}");
             ExitCode::from(1)
         }
     }

@@ -29,12 +29,12 @@ use crate::stats;
 /// Largest request line accepted.
 const MAX_REQUEST_BYTES: usize = 1 << 20;
 
-/// Creates the listening Unix socket (replacing a stale one).
+/// Creates the listening Unix socket (the path must be free: see
+/// `access::prepare_socket_path`).
 ///
 /// # Errors
 /// When the socket cannot be bound.
 pub fn listen(path: &Path) -> IoResult<OwnedFd> {
-    let _ = std::fs::remove_file(path);
     let bytes = path.as_os_str().as_encoded_bytes();
     // SAFETY: sockaddr_un is plain old data; zero is a valid value.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
@@ -67,11 +67,16 @@ pub fn listen(path: &Path) -> IoResult<OwnedFd> {
     Ok(owned)
 }
 
-/// Accepts control connections until the task is aborted.
-pub async fn serve(listener: OwnedFd, state: Arc<State>) {
+/// Accepts control connections until the task is aborted; a peer `access` refuses is closed
+/// with one log line.
+pub async fn serve(listener: OwnedFd, state: Arc<State>, access: crate::access::ControlAccess) {
     loop {
         match ops::accept(listener.as_raw_fd()).await {
             Ok((fd, _)) => {
+                if let Err(refused) = access.check_peer(&fd) {
+                    log::warn!("{refused}");
+                    continue;
+                }
                 let state = Arc::clone(&state);
                 executor::spawn(async move {
                     let _ = client(fd, state).await;

@@ -1,0 +1,133 @@
+//! One pool, one owner (engine `owner.rs`): a second importer on this host is refused by the
+//! devices' exclusive locks, one on another host by the owner record and its heartbeat, and a
+//! forced import takes over only once the heartbeat has stopped.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use drivers::blockdev::uring::UringDevice;
+use drivers::blockdev::BlockDevice;
+use drivers::executor::{Reactor, ReactorConfig};
+use engine::owner::OwnerClaim;
+use engine::{CreateOptions, Pool, PoolError, PoolTunables};
+
+const LINE_END: &str = "(use --force-import only if that host is down)";
+
+fn reactor() -> Reactor {
+    Reactor::new(&ReactorConfig::default()).expect("reactor")
+}
+
+/// `host` importing as process `pid`; `lock` false poses as another machine, which cannot see
+/// this machine's locks.
+fn claim(host: &str, pid: u32, lock: bool) -> OwnerClaim {
+    OwnerClaim {
+        program: "ferrited".into(),
+        host_id: format!("machine-id-of-{host}"),
+        host_name: host.into(),
+        pid,
+        force: false,
+        lock_devices: lock,
+        heartbeat_interval: Duration::from_millis(100),
+    }
+}
+
+fn tunables(owner: OwnerClaim) -> PoolTunables {
+    PoolTunables { owner: Some(owner), ..PoolTunables::default() }
+}
+
+fn open(path: &Path) -> Vec<Arc<dyn BlockDevice>> {
+    vec![Arc::new(UringDevice::open(path).expect("open device"))]
+}
+
+async fn create(path: &Path, owner: OwnerClaim) -> Arc<Pool> {
+    let dev: Arc<dyn BlockDevice> =
+        Arc::new(UringDevice::create_file(path, 64 << 20).expect("create file"));
+    let options = CreateOptions {
+        name: "tank".into(),
+        guid: Some(11),
+        log_chain_bytes: 1 << 20,
+        tunables: tunables(owner),
+        ..CreateOptions::default()
+    };
+    Pool::create(vec![dev], None, options).await.expect("create pool")
+}
+
+fn refusal(res: Result<Arc<Pool>, PoolError>) -> String {
+    match res {
+        Err(PoolError::InUse(line)) => line,
+        Err(e) => panic!("expected the pool to be refused as in use, got {e}"),
+        Ok(_) => panic!("a second importer was accepted"),
+    }
+}
+
+#[test]
+fn second_importer_on_this_host_is_refused_by_the_device_lock() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tank0.img");
+    reactor().block_on(async {
+        let first = create(&path, claim("h1", 4242, true)).await;
+        // Same host, a fresh open of the same file: only the lock tells that 4242 is alive.
+        let line = refusal(Pool::import(open(&path), tunables(claim("h1", 4343, true))).await);
+        assert!(
+            line.starts_with("pool tank is imported by ferrited pid 4242 on host h1 since ")
+                && line.ends_with(LINE_END),
+            "refusal line: {line}"
+        );
+        first.export().await.expect("export");
+        // Exported: the record says so and the lock is gone.
+        let second = Pool::import(open(&path), tunables(claim("h1", 4343, true)))
+            .await
+            .expect("import after a clean export");
+        second.export().await.expect("export");
+    });
+}
+
+#[test]
+fn importer_on_another_host_is_refused_while_the_heartbeat_lives() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tank0.img");
+    reactor().block_on(async {
+        let first = create(&path, claim("h1", 4242, true)).await;
+        let line = refusal(Pool::import(open(&path), tunables(claim("h2", 99, false))).await);
+        assert!(
+            line.starts_with("pool tank is imported by ferrited pid 4242 on host h1 since ")
+                && line.ends_with(LINE_END),
+            "refusal line: {line}"
+        );
+        let mut forced = claim("h2", 99, false);
+        forced.force = true;
+        let line = refusal(Pool::import(open(&path), tunables(forced)).await);
+        assert!(line.contains("heartbeat is advancing"), "forced import of a live pool: {line}");
+        first.export().await.expect("export");
+        let second = Pool::import(open(&path), tunables(claim("h2", 99, false)))
+            .await
+            .expect("another host imports an exported pool without force");
+        second.export().await.expect("export");
+    });
+}
+
+#[test]
+fn forced_import_takes_over_once_the_heartbeat_has_stopped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tank0.img");
+    let frozen = dir.path().join("frozen.img");
+    reactor().block_on(async {
+        let first = create(&path, claim("h1", 4242, true)).await;
+        // A copy taken while h1 has the pool imported: its record stays "imported by h1" and
+        // its heartbeat never moves again, as when h1 loses power.
+        std::fs::copy(&path, &frozen).expect("copy");
+        first.export().await.expect("export");
+        let line = refusal(Pool::import(open(&frozen), tunables(claim("h2", 99, false))).await);
+        assert!(line.ends_with(LINE_END), "stale owner without --force-import: {line}");
+        let mut forced = claim("h2", 99, false);
+        forced.force = true;
+        let pool = Pool::import(open(&frozen), tunables(forced))
+            .await
+            .expect("forced import once the heartbeat stopped");
+        // The new owner's record is now the newest: h1 coming back is refused.
+        let line = refusal(Pool::import(open(&frozen), tunables(claim("h1", 4242, false))).await);
+        assert!(line.contains("pid 99 on host h2"), "after the takeover: {line}");
+        pool.export().await.expect("export");
+    });
+}
