@@ -24,6 +24,7 @@ use engine::block_volume::BlockVolume;
 use engine::device_volume::DeviceVolume;
 use engine::memory_volume::MemoryVolume;
 use engine::{CreateOptions, Pool, PoolError, PoolTunables, VolumeOptions};
+use target_iscsi::admission::PendingLogin;
 use target_iscsi::chap::{ChapCredentials, ChapSecret};
 use target_iscsi::connection::Keepalive;
 use target_iscsi::login::{LoginConfig, TargetConfig};
@@ -53,7 +54,7 @@ pub struct Options {
     pub metrics: Option<String>,
 }
 
-type Accepted = (OwnedFd, Portal);
+type Accepted = (OwnedFd, Portal, PendingLogin);
 
 /// A LUN's volume, kept for the final flush.
 pub struct Lun {
@@ -323,7 +324,12 @@ async fn build_state(
             timeout: Duration::from_secs(opts.keepalive_secs.max(5)),
         }
     };
-    let server = Arc::new(Server::new(login, nodes, portals, keepalive, shard_count));
+    let (admission, auth_delay) =
+        crate::limits::login_limits(&cfg.daemon, crate::limits::open_files(), portals.len());
+    let server = Arc::new(
+        Server::new(login, nodes, portals, keepalive, shard_count)
+            .with_login_limits(admission, auth_delay),
+    );
     Ok(State { server, luns, pools, shard_set: Arc::clone(shard_set) })
 }
 
@@ -358,6 +364,7 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), String> {
     std::fs::create_dir_all(&opts.data_dir)
         .map_err(|e| format!("{}: cannot create data directory: {e}", opts.data_dir.display()))?;
 
+    crate::limits::raise_open_files_and_log();
     // Signals are taken by a dedicated thread; block them everywhere else first.
     let mut sigs = nix::sys::signal::SigSet::empty();
     sigs.add(nix::sys::signal::Signal::SIGINT);
@@ -526,7 +533,7 @@ async fn shard_main(shard_id: usize, shared: Arc<Shared>) {
             break;
         }
         match executor::timeout_after(Duration::from_millis(100), rx.recv()).await {
-            Ok(Some((fd, portal))) => {
+            Ok(Some((fd, portal, pending))) => {
                 let raw = fd.as_raw_fd();
                 live.borrow_mut().push(raw);
                 let server = Arc::clone(&state.server);
@@ -537,6 +544,7 @@ async fn shard_main(shard_id: usize, shared: Arc<Shared>) {
                         fd,
                         portal,
                         shard_id,
+                        pending,
                     )
                     .await;
                     live.borrow_mut().retain(|f| *f != raw);
@@ -594,11 +602,16 @@ async fn accept_loop(
 ) {
     loop {
         match ops::accept(listener.as_raw_fd()).await {
-            Ok((fd, _peer)) => {
+            Ok((fd, peer)) => {
+                // Past the pending-login caps: closed at once (counted by the admission).
+                let Ok(pending) = server.admission.admit(portal.address, peer) else {
+                    drop(fd);
+                    continue;
+                };
                 let _ = ops::set_nodelay(fd.as_raw_fd());
                 let shard = server.least_loaded_shard();
                 server.connections_per_shard[shard].fetch_add(1, Ordering::Relaxed);
-                if senders[shard].send((fd, portal)).await.is_err() {
+                if senders[shard].send((fd, portal, pending)).await.is_err() {
                     server.connections_per_shard[shard].fetch_sub(1, Ordering::Relaxed);
                 }
             }

@@ -6,6 +6,7 @@
 
 mod config;
 mod daemon;
+mod limits;
 mod metrics;
 mod rpc;
 mod stats;
