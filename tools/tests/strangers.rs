@@ -221,7 +221,7 @@ fn idle_strangers_do_not_keep_a_host_from_logging_in() {
             assert!(took < Duration::from_secs(1), "iscsi-inq took {took:?}");
         }
         Err(e) => {
-            eprintln!("SKIP iscsi-inq part: iscsi-inq not runnable ({e}); install libiscsi-bin")
+            eprintln!("SKIP iscsi-inq part: iscsi-inq not runnable ({e}); install libiscsi-bin");
         }
     }
     let started = Instant::now();
