@@ -2,10 +2,15 @@
 //!
 //! A failed authentication is answered only after a delay that doubles with each failure in a
 //! row of the same (initiator name, source address), from [`AuthDelay::initial`] up to
-//! [`AuthDelay::max`]; a successful login of that pair, or ten minutes without a failure, starts
-//! the row again. The delay is a timer on the connection's shard: other connections go on.
-//! While it runs the connection keeps its pending-login slot (`admission.rs`), so the number
-//! of guesses one address can have in flight is bounded too.
+//! [`AuthDelay::max`]. The failures of the source address as a whole count too (the larger row
+//! wins), so changing the initiator name does not start a row again; only ten minutes without
+//! a failure do. A successful login is never delayed, and does not clear the row either: a
+//! guesser holding credentials for some other target must not be able to reset its delay.
+//!
+//! The delay is a timer on the connection's shard: other connections go on. While it runs the
+//! connection keeps its pending-login slot (`admission.rs`), even if the initiator has gone, so
+//! one address can have at most `max_pending_per_source` guesses outstanding: it cannot learn
+//! "wrong" from a missing answer and move on faster than the delay allows.
 //!
 //! Every failure is counted per target and reason (`ferrite_login_failures_total`) and logged,
 //! at most [`LOG_LINES_PER_WINDOW`] lines per [`LOG_WINDOW`].
@@ -96,7 +101,7 @@ pub struct Failure<'a> {
     pub reason: FailureReason,
 }
 
-/// Most (initiator, source) rows remembered; past it, a new pair gets the largest delay.
+/// Most rows remembered; past it, a failure without a row gets the largest delay.
 pub const MAX_ROWS: usize = 16_384;
 /// A row is forgotten this long after its last failure.
 pub const ROW_FORGOTTEN_AFTER: Duration = Duration::from_secs(600);
@@ -106,6 +111,15 @@ pub const LOG_LINES_PER_WINDOW: u32 = 10;
 pub const LOG_WINDOW: Duration = Duration::from_secs(10);
 /// Longest initiator name kept or logged (RFC 7143 §4.2.7.1: 223 bytes).
 const MAX_NAME_BYTES: usize = 223;
+
+/// Whose failures in a row a row counts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum RowKey {
+    /// One initiator name (lower-cased, cut to 223 bytes) from one address.
+    Pair(String, IpAddr),
+    /// Every initiator name from one address.
+    Source(IpAddr),
+}
 
 struct Row {
     failures: u32,
@@ -119,7 +133,7 @@ struct LogBudget {
 }
 
 struct Inner {
-    rows: HashMap<(String, IpAddr), Row>,
+    rows: HashMap<RowKey, Row>,
     counts: HashMap<(String, FailureReason), u64>,
     log: LogBudget,
 }
@@ -173,12 +187,14 @@ impl LoginFailures {
     pub fn record(&self, failure: &Failure<'_>, now: Instant) -> Duration {
         let mut inner = self.inner();
         *inner.counts.entry((failure.target.to_string(), failure.reason)).or_default() += 1;
-        let (delay, in_a_row) = match (failure.reason, failure.initiator) {
-            (FailureReason::Authentication, initiator) => {
-                let in_a_row = Self::count_row(&mut inner, initiator.unwrap_or(""), failure, now);
-                (in_a_row.map_or(self.delay.max, |n| self.delay.after(n)), in_a_row)
-            }
-            _ => (Duration::ZERO, None),
+        let (delay, in_a_row) = if failure.reason == FailureReason::Authentication {
+            let pair = RowKey::Pair(name_key(failure.initiator.unwrap_or("")), failure.source);
+            let by_pair = Self::count_row(&mut inner.rows, pair, now);
+            let by_source = Self::count_row(&mut inner.rows, RowKey::Source(failure.source), now);
+            let in_a_row = by_pair.zip(by_source).map(|(p, s)| p.max(s));
+            (in_a_row.map_or(self.delay.max, |n| self.delay.after(n)), in_a_row)
+        } else {
+            (Duration::ZERO, None)
         };
         if let Some(suppressed) = Self::take_log_slot(&mut inner.log, now) {
             drop(inner);
@@ -187,22 +203,16 @@ impl LoginFailures {
         delay
     }
 
-    /// Adds one failure to the row of (initiator, source): the failures in a row, or None when
-    /// the table is full and the pair is new.
-    fn count_row(
-        inner: &mut Inner,
-        initiator: &str,
-        failure: &Failure<'_>,
-        now: Instant,
-    ) -> Option<u32> {
-        let key = (name_key(initiator), failure.source);
-        if !inner.rows.contains_key(&key) && inner.rows.len() >= MAX_ROWS {
-            inner.rows.retain(|_, r| now.duration_since(r.last) < ROW_FORGOTTEN_AFTER);
-            if inner.rows.len() >= MAX_ROWS {
+    /// Adds one failure to the row `key`: the failures in a row, or None when the table is
+    /// full and `key` has no row.
+    fn count_row(rows: &mut HashMap<RowKey, Row>, key: RowKey, now: Instant) -> Option<u32> {
+        if !rows.contains_key(&key) && rows.len() >= MAX_ROWS {
+            rows.retain(|_, r| now.duration_since(r.last) < ROW_FORGOTTEN_AFTER);
+            if rows.len() >= MAX_ROWS {
                 return None;
             }
         }
-        let row = inner.rows.entry(key).or_insert(Row { failures: 0, last: now });
+        let row = rows.entry(key).or_insert(Row { failures: 0, last: now });
         if now.duration_since(row.last) >= ROW_FORGOTTEN_AFTER {
             row.failures = 0;
         }
@@ -223,14 +233,6 @@ impl LoginFailures {
         }
         log.lines += 1;
         Some(std::mem::take(&mut log.suppressed))
-    }
-
-    /// A login of `initiator` from `source` succeeded: its row of failures starts again.
-    pub fn succeeded(&self, initiator: &str, source: IpAddr) {
-        let mut inner = self.inner();
-        if !inner.rows.is_empty() {
-            inner.rows.remove(&(name_key(initiator), source));
-        }
     }
 
     /// Failures since start per (target, reason), sorted.
@@ -306,39 +308,46 @@ mod tests {
         assert_eq!(fail(&f, &a_elsewhere, auth_failure, now), 100, "another source");
         // Other reasons are counted but answered at once.
         assert_eq!(fail(&f, &a, FailureReason::Authorization, now), 0);
-        // A success starts the row again; so do ten quiet minutes.
-        f.succeeded("iqn.a", a.1);
-        assert_eq!(fail(&f, &a, auth_failure, now), 100);
+        // Ten quiet minutes start the row again.
         assert_eq!(fail(&f, &a_elsewhere, auth_failure, now + ROW_FORGOTTEN_AFTER), 100);
         let counts = f.counts();
         assert_eq!(
             counts,
             vec![
-                ("iqn.t".to_string(), FailureReason::Authentication, 6),
+                ("iqn.t".to_string(), FailureReason::Authentication, 5),
                 ("iqn.t".to_string(), FailureReason::Authorization, 1),
             ]
         );
     }
 
     #[test]
-    fn a_full_table_gives_new_pairs_the_largest_delay() {
+    fn a_new_initiator_name_does_not_start_the_row_again() {
         let f = LoginFailures::new(DELAY);
         let now = Instant::now();
-        let source: IpAddr = "10.0.0.1".parse().expect("address");
-        for i in 0..MAX_ROWS {
-            let failure = Failure {
-                target: "",
-                initiator: Some(&format!("iqn.{i}")),
-                source,
-                reason: FailureReason::Authentication,
-            };
-            f.record(&failure, now);
+        let auth_failure = FailureReason::Authentication;
+        let got: Vec<u128> = (0..5)
+            .map(|i| fail(&f, &auth(&format!("iqn.name{i}"), "10.0.0.1"), auth_failure, now))
+            .collect();
+        assert_eq!(got, [100, 200, 400, 800, 1000]);
+    }
+
+    #[test]
+    fn a_full_table_gives_the_largest_delay() {
+        let f = LoginFailures::new(DELAY);
+        let now = Instant::now();
+        let auth_failure = FailureReason::Authentication;
+        // Each failure from a new address takes two rows (pair and source).
+        for i in 0..MAX_ROWS / 2 {
+            let source = IpAddr::from(u32::try_from(i).expect("small").to_be_bytes());
+            let failure =
+                Failure { target: "", initiator: Some("iqn.x"), source, reason: auth_failure };
+            assert_eq!(f.record(&failure, now), DELAY.initial);
         }
-        let newcomer = auth("iqn.new", "10.0.0.1");
-        assert_eq!(fail(&f, &newcomer, FailureReason::Authentication, now), 1000);
+        let newcomer = auth("iqn.new", "10.200.0.1");
+        assert_eq!(fail(&f, &newcomer, auth_failure, now), 1000);
         // Once the old rows are forgotten, there is room again.
         let later = now + ROW_FORGOTTEN_AFTER;
-        assert_eq!(fail(&f, &newcomer, FailureReason::Authentication, later), 100);
+        assert_eq!(fail(&f, &newcomer, auth_failure, later), 100);
     }
 
     #[test]

@@ -46,7 +46,6 @@ pub async fn serve_connection(
         LoginEnd::Established(established) => {
             // A logged-in session no longer counts toward the pending-login caps.
             drop(pending);
-            server.login_failures.succeeded(&established.nexus.initiator_name, source);
             let tsih = established.tsih;
             let end = connection::full_feature_phase(
                 raw,
