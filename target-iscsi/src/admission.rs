@@ -35,15 +35,16 @@ pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 impl AdmissionLimits {
     /// Caps sized from the process's open-file limit: a quarter of the descriptors for
     /// connections that have not logged in, shared by the portals (16 to 4096 per portal), and
-    /// a sixteenth of a portal's share per source address (4 to 64).
+    /// an eighth of a portal's share per source address (8 to 128: a host logging in to many
+    /// targets at once must fit).
     #[must_use]
     pub fn for_open_files(open_files: u64, portals: usize) -> AdmissionLimits {
         let portals = u64::try_from(portals.max(1)).unwrap_or(u64::MAX);
         let per_portal = (open_files / 4 / portals).clamp(16, 4096);
-        let per_source = (per_portal / 16).clamp(4, 64);
+        let per_source = (per_portal / 8).clamp(8, 128);
         AdmissionLimits {
             max_pending_per_portal: usize::try_from(per_portal).unwrap_or(4096),
-            max_pending_per_source: usize::try_from(per_source).unwrap_or(64),
+            max_pending_per_source: usize::try_from(per_source).unwrap_or(128),
             first_pdu_timeout: FIRST_PDU_TIMEOUT,
             login_timeout: LOGIN_TIMEOUT,
         }
@@ -255,12 +256,12 @@ mod tests {
     #[test]
     fn defaults_follow_the_open_file_limit() {
         let small = AdmissionLimits::for_open_files(1024, 1);
-        assert_eq!((small.max_pending_per_portal, small.max_pending_per_source), (256, 16));
+        assert_eq!((small.max_pending_per_portal, small.max_pending_per_source), (256, 32));
         let two_portals = AdmissionLimits::for_open_files(1024, 2);
         assert_eq!(two_portals.max_pending_per_portal, 128);
         let large = AdmissionLimits::for_open_files(1 << 20, 1);
-        assert_eq!((large.max_pending_per_portal, large.max_pending_per_source), (4096, 64));
+        assert_eq!((large.max_pending_per_portal, large.max_pending_per_source), (4096, 128));
         let tiny = AdmissionLimits::for_open_files(32, 1);
-        assert_eq!((tiny.max_pending_per_portal, tiny.max_pending_per_source), (16, 4));
+        assert_eq!((tiny.max_pending_per_portal, tiny.max_pending_per_source), (16, 8));
     }
 }

@@ -2,6 +2,7 @@
 //! on connections that have not logged in, the login timeouts and the delay before a failed
 //! authentication is answered.
 
+use std::io::Write;
 use std::time::Duration;
 
 use target_iscsi::admission::AdmissionLimits;
@@ -59,22 +60,17 @@ pub fn raise_open_files() -> Result<OpenFiles, String> {
     Ok(OpenFiles { was, now: lim.rlim_cur })
 }
 
-/// Raises the open-file limit and logs the figure; returns the limit in force.
-pub fn raise_open_files_and_log() -> u64 {
-    match raise_open_files() {
+/// Raises the open-file limit and logs the figure (write errors ignored: a closed stderr
+/// never stops the start). The caps are then sized from [`open_files`].
+pub fn raise_open_files_and_log() {
+    let line = match raise_open_files() {
         Ok(OpenFiles { was, now }) if was < now => {
-            eprintln!("ferrited: open-file limit {now} (raised from {was})");
-            now
+            format!("open-file limit {now} (raised from {was})")
         }
-        Ok(OpenFiles { now, .. }) => {
-            eprintln!("ferrited: open-file limit {now}");
-            now
-        }
-        Err(e) => {
-            eprintln!("ferrited: {e}; connection caps are sized for 1024");
-            1024
-        }
-    }
+        Ok(OpenFiles { now, .. }) => format!("open-file limit {now}"),
+        Err(e) => e,
+    };
+    let _ = writeln!(std::io::stderr(), "ferrited: {line}");
 }
 
 /// The caps and timeouts for connections that have not logged in (defaults sized from
