@@ -1,12 +1,14 @@
 //! ferrite iSCSI target: PDU codec, login and negotiation, sessions, and the SCSI block
 //! command layer shared with the iSER transport.
 
+pub mod admission;
 pub mod chap;
 pub mod connection;
 pub mod digest;
 pub mod fuzz;
 pub mod initiator;
 pub mod login;
+pub mod login_failures;
 pub mod login_phase;
 pub mod negotiation;
 pub mod pdu;

@@ -153,11 +153,47 @@ enum State {
     Finished,
 }
 
+/// What a login asks for, by its first complete request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimedSession {
+    /// SessionType=Discovery.
+    Discovery,
+    /// A configured target, by index into [`LoginConfig::targets`].
+    Target(usize),
+    /// A target that is not configured, or none named.
+    Unknown,
+}
+
+/// Who a login says it is and what it asks for, from its first complete request: known even
+/// when the login then fails (for the failure's log line and metric).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// InitiatorName, when given.
+    pub initiator_name: Option<String>,
+    /// The session asked for.
+    pub session: ClaimedSession,
+}
+
+impl Claim {
+    fn of(config: &LoginConfig, pairs: &[KeyValue<'_>]) -> Claim {
+        let get = |k: &str| pairs.iter().find(|kv| kv.key == k).map(|kv| kv.value);
+        let session = if get("SessionType") == Some("Discovery") {
+            ClaimedSession::Discovery
+        } else {
+            get("TargetName")
+                .and_then(|name| config.find_target(name))
+                .map_or(ClaimedSession::Unknown, ClaimedSession::Target)
+        };
+        Claim { initiator_name: get("InitiatorName").map(str::to_owned), session }
+    }
+}
+
 /// Login state machine of one connection.
 #[derive(Debug, Clone)]
 pub struct Login {
     state: State,
     assembler: TextAssembler,
+    claim: Option<Claim>,
 }
 
 impl Default for Login {
@@ -185,7 +221,13 @@ impl Login {
     /// A new connection's login.
     #[must_use]
     pub fn new() -> Self {
-        Self { state: State::Initial, assembler: TextAssembler::default() }
+        Self { state: State::Initial, assembler: TextAssembler::default(), claim: None }
+    }
+
+    /// Who the login claims to be, once its first complete request arrived.
+    #[must_use]
+    pub fn claim(&self) -> Option<&Claim> {
+        self.claim.as_ref()
     }
 
     /// Processes one Login Request (`data` is its data segment, without padding).
@@ -261,6 +303,7 @@ impl Login {
         let pairs = parse_pairs(&text).map_err(|_| Failure(LoginStatus::InitiatorError))?;
         let mut out = TextBuilder::new();
         if matches!(self.state, State::Initial) {
+            self.claim = Some(Claim::of(config, &pairs));
             let est = Self::establish(config, req, &pairs, &mut out)?;
             self.state = State::Negotiating(Box::new(est));
         }
@@ -754,13 +797,15 @@ mod tests {
 
     #[test]
     fn acl_refusal_is_authorization_failure() {
+        let mut l = Login::new();
         let r = step(
-            &mut Login::new(),
+            &mut l,
             &config(),
             req(Stage::SecurityNegotiation, None),
             &format!("InitiatorName={INITIATOR};TargetName=iqn.2024-01.org.ferrite:private"),
         );
         assert_eq!(r.outcome, LoginOutcome::Fail(LoginStatus::AuthorizationFailure));
+        assert_eq!(l.claim().map(|c| c.session), Some(ClaimedSession::Target(2)));
     }
 
     #[test]
@@ -865,6 +910,10 @@ mod tests {
         );
         assert_eq!(r.outcome, LoginOutcome::Fail(LoginStatus::AuthenticationFailure));
         assert_eq!(r.response.encode().bytes[36..38], [2, 1]);
+        // The failure is reported with who asked for what.
+        let claim = l.claim().expect("claim");
+        assert_eq!(claim.initiator_name.as_deref(), Some(INITIATOR));
+        assert_eq!(claim.session, ClaimedSession::Target(1));
     }
 
     #[test]

@@ -5,14 +5,16 @@ use std::cell::Cell;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use drivers::buffer::IoBuf;
 use drivers::executor;
 
+use crate::admission::PendingLogin;
 use crate::connection::{self, ConnEnd, Established, FfpParams, QUEUE_DEPTH};
 use crate::digest::DigestKind;
-use crate::login::{Login, LoginOutcome, LoginResult, SessionKind};
+use crate::login::{ClaimedSession, Login, LoginOutcome, LoginResult, SessionKind};
+use crate::login_failures::{Failure, FailureReason};
 use crate::negotiation::LOGIN_MAX_RECV_DATA_SEGMENT_LENGTH;
 use crate::pdu::{LoginRequest, LoginStatus, Opcode, StatusSns};
 use crate::scsi::nexus::ItNexus;
@@ -20,19 +22,30 @@ use crate::server::{Portal, Server};
 use crate::session::SessionKey;
 use crate::writer::{self, Digests, OutData, OutItem, Sender};
 
-/// Time a login may take before the connection is dropped.
-const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Serves one accepted connection until it ends.
-pub async fn serve_connection(server: Arc<Server>, fd: OwnedFd, portal: Portal, shard: usize) {
+/// Serves one accepted connection until it ends. `pending` is the connection's place among
+/// those that have not logged in (`admission.rs`); it is given back once the login completes.
+pub async fn serve_connection(
+    server: Arc<Server>,
+    fd: OwnedFd,
+    portal: Portal,
+    shard: usize,
+    pending: PendingLogin,
+) {
     let raw = fd.as_raw_fd();
+    let source = pending.source();
     let digests = Rc::new(Cell::new(Digests::default()));
     let (sender, writer_fut) = writer::writer(raw);
     let writer_task = executor::spawn(writer_fut);
-    let login =
-        executor::timeout_after(LOGIN_TIMEOUT, login_phase(&server, raw, &sender, portal)).await;
-    let registered = match login {
-        Ok(Some(established)) => {
+    let limits = *server.admission.limits();
+    let mut login = Login::new();
+    let exchange = login_phase(&server, raw, &sender, portal, &mut login, limits.first_pdu_timeout);
+    let ended = executor::timeout_after(limits.login_timeout, exchange)
+        .await
+        .unwrap_or(LoginEnd::Failed { reason: FailureReason::Timeout, answer: None });
+    let registered = match ended {
+        LoginEnd::Established(established) => {
+            // A logged-in session no longer counts toward the pending-login caps.
+            drop(pending);
             let tsih = established.tsih;
             let end = connection::full_feature_phase(
                 raw,
@@ -48,7 +61,25 @@ pub async fn serve_connection(server: Arc<Server>, fd: OwnedFd, portal: Portal, 
             }
             Some(tsih)
         }
-        Ok(None) | Err(_) => None,
+        LoginEnd::Failed { reason, answer } => {
+            let failure = Failure {
+                target: claimed_target(&server, &login),
+                initiator: login.claim().and_then(|c| c.initiator_name.as_deref()),
+                source,
+                reason,
+            };
+            // A failed authentication is answered late, on this shard's timer: other
+            // connections go on meanwhile.
+            let delay = server.login_failures.record(&failure, Instant::now());
+            if !delay.is_zero() {
+                executor::sleep(delay).await;
+            }
+            if let Some(item) = answer {
+                sender.push(item);
+            }
+            None
+        }
+        LoginEnd::Closed => None,
     };
     // Let queued responses (logout, reject, login failure) reach the initiator.
     sender.close();
@@ -61,35 +92,90 @@ pub async fn serve_connection(server: Arc<Server>, fd: OwnedFd, portal: Portal, 
     let _ = drivers::ops::close(fd).await;
 }
 
+/// The target label of a failed login: a configured target's name, `discovery`, or empty.
+fn claimed_target<'a>(server: &'a Server, login: &Login) -> &'a str {
+    match login.claim().map(|c| c.session) {
+        Some(ClaimedSession::Discovery) => "discovery",
+        Some(ClaimedSession::Target(i)) => server.login.targets.get(i).map_or("", |t| &t.name),
+        Some(ClaimedSession::Unknown) | None => "",
+    }
+}
+
+/// How the login phase ended.
+enum LoginEnd {
+    /// Full feature phase reached.
+    Established(Established),
+    /// The login failed; `answer` (the failure response, if any) is still to be sent.
+    Failed { reason: FailureReason, answer: Option<OutItem> },
+    /// The peer closed the connection or the socket failed: nothing to answer.
+    Closed,
+}
+
+impl LoginEnd {
+    fn protocol(answer: Option<OutItem>) -> LoginEnd {
+        LoginEnd::Failed { reason: FailureReason::Protocol, answer }
+    }
+}
+
 fn to_digests(header: DigestKind, data: DigestKind) -> Digests {
     Digests { header: header == DigestKind::Crc32c, data: data == DigestKind::Crc32c }
 }
 
-/// Runs the login exchange. Returns the established session, or None when the login failed
-/// (the failure response has been queued).
+/// Receives one Login Request and its data segment.
+async fn recv_login_request(
+    fd: RawFd,
+    hdr: IoBuf,
+    stat_sn: u32,
+) -> (Result<(LoginRequest, Vec<u8>), LoginEnd>, IoBuf) {
+    let (res, hdr) = connection::recv_header(fd, hdr, false).await;
+    let bhs = match res {
+        Ok((bhs, _)) => bhs,
+        Err(ConnEnd::Protocol(_)) => return (Err(LoginEnd::protocol(None)), hdr),
+        Err(_) => return (Err(LoginEnd::Closed), hdr),
+    };
+    if bhs.opcode() != Some(Opcode::LoginRequest) {
+        // Anything but a Login Request before full feature phase: protocol error.
+        return (Err(LoginEnd::protocol(None)), hdr);
+    }
+    let Ok(req) = LoginRequest::parse(&bhs, LOGIN_MAX_RECV_DATA_SEGMENT_LENGTH) else {
+        let answer = fail_item(&bhs, LoginStatus::InitiatorError, stat_sn);
+        return (Err(LoginEnd::protocol(Some(answer))), hdr);
+    };
+    match connection::recv_small(fd, bhs.data_segment_length() as usize, false).await {
+        Ok(Some(data)) => (Ok((req, data)), hdr),
+        _ => (Err(LoginEnd::Closed), hdr),
+    }
+}
+
+/// Runs the login exchange: the first PDU must arrive within `first_pdu_timeout`. Ends with
+/// the established session, or with the failure and its response still to be sent.
 async fn login_phase(
     server: &Arc<Server>,
     fd: RawFd,
     sender: &Sender,
     portal: Portal,
-) -> Option<Established> {
-    let mut login = Login::new();
+    login: &mut Login,
+    first_pdu_timeout: Duration,
+) -> LoginEnd {
     let mut hdr = IoBuf::zeroed(4096);
     let mut stat_sn: u32 = 1;
+    let mut first = true;
     loop {
-        let (res, back) = connection::recv_header(fd, hdr, false).await;
-        hdr = back;
-        let (bhs, _) = res.ok()?;
-        if bhs.opcode() != Some(Opcode::LoginRequest) {
-            // Anything but a Login Request before full feature phase: protocol error.
-            return None;
-        }
-        let Ok(req) = LoginRequest::parse(&bhs, LOGIN_MAX_RECV_DATA_SEGMENT_LENGTH) else {
-            fail(sender, &bhs, LoginStatus::InitiatorError, stat_sn);
-            return None;
+        let next = recv_login_request(fd, hdr, stat_sn);
+        let (res, back) = if first {
+            first = false;
+            match executor::timeout_after(first_pdu_timeout, next).await {
+                Ok(received) => received,
+                Err(_) => return LoginEnd::Failed { reason: FailureReason::Timeout, answer: None },
+            }
+        } else {
+            next.await
         };
-        let data =
-            connection::recv_small(fd, bhs.data_segment_length() as usize, false).await.ok()??;
+        hdr = back;
+        let (req, data) = match res {
+            Ok(received) => received,
+            Err(end) => return end,
+        };
         let mut reply = login.step(&server.login, &req, &data);
         let sns = StatusSns {
             stat_sn,
@@ -101,11 +187,11 @@ async fn login_phase(
         let outcome = std::mem::replace(&mut reply.outcome, LoginOutcome::Continue);
         match outcome {
             LoginOutcome::Continue => {
-                send_reply(sender, reply.response, reply.text);
+                sender.push(reply_item(reply.response, reply.text));
             }
-            LoginOutcome::Fail(_) => {
-                send_reply(sender, reply.response, reply.text);
-                return None;
+            LoginOutcome::Fail(status) => {
+                let answer = Some(reply_item(reply.response, reply.text));
+                return LoginEnd::Failed { reason: FailureReason::of(status), answer };
             }
             LoginOutcome::FullFeature(result) => {
                 let result: LoginResult = *result;
@@ -121,14 +207,18 @@ async fn login_phase(
                     response.status = status;
                     response.transit = false;
                     response.nsg = None;
-                    send_reply(sender, response, Vec::new());
-                    return None;
+                    return LoginEnd::protocol(Some(reply_item(response, Vec::new())));
                 }
                 let (target, target_name) = match result.kind {
                     SessionKind::Discovery => (None, String::new()),
                     SessionKind::Normal { target_index } => {
-                        let name = server.login.targets.get(target_index)?.name.clone();
-                        (Some(Arc::clone(server.target(&name)?)), name)
+                        let node = server
+                            .login
+                            .targets
+                            .get(target_index)
+                            .and_then(|t| server.target(&t.name));
+                        let Some(node) = node else { return LoginEnd::protocol(None) };
+                        (Some(Arc::clone(node)), node.name.clone())
                     }
                 };
                 let key = SessionKey {
@@ -140,7 +230,7 @@ async fn login_phase(
                 let (tsih, _reinstated) = server.sessions.register(key, fd, shard);
                 let mut response = reply.response;
                 response.tsih = tsih;
-                send_reply(sender, response, reply.text);
+                sender.push(reply_item(response, reply.text));
                 let nexus = ItNexus::new(
                     server.next_nexus_id(),
                     &result.initiator_name,
@@ -164,7 +254,7 @@ async fn login_phase(
                         result.connection.data_digest,
                     ),
                 };
-                return Some(Established {
+                return LoginEnd::Established(Established {
                     params,
                     target,
                     nexus,
@@ -178,13 +268,13 @@ async fn login_phase(
     }
 }
 
-fn send_reply(sender: &Sender, mut response: crate::pdu::LoginResponse, text: Vec<u8>) {
+fn reply_item(mut response: crate::pdu::LoginResponse, text: Vec<u8>) -> OutItem {
     response.data_segment_length = u32::try_from(text.len()).unwrap_or(0);
     let data = if text.is_empty() { OutData::None } else { OutData::Bytes(text) };
-    sender.push(OutItem::Pdu(response.encode(), data));
+    OutItem::Pdu(response.encode(), data)
 }
 
-fn fail(sender: &Sender, bhs: &crate::pdu::Bhs, status: LoginStatus, stat_sn: u32) {
+fn fail_item(bhs: &crate::pdu::Bhs, status: LoginStatus, stat_sn: u32) -> OutItem {
     let mut out = crate::pdu::Bhs::default();
     out.bytes[0] = Opcode::LoginResponse as u8;
     out.bytes[1] = 0;
@@ -196,5 +286,5 @@ fn fail(sender: &Sender, bhs: &crate::pdu::Bhs, status: LoginStatus, stat_sn: u3
     let code = status as u16;
     out.bytes[36] = (code >> 8) as u8;
     out.bytes[37] = (code & 0xff) as u8;
-    sender.push(OutItem::Pdu(out, OutData::None));
+    OutItem::Pdu(out, OutData::None)
 }

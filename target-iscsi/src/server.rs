@@ -7,8 +7,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::admission::{Admission, AdmissionLimits};
 use crate::connection::Keepalive;
 use crate::login::{send_targets, LoginConfig, Portal as LoginPortal, SendTargetsScope};
+use crate::login_failures::{AuthDelay, LoginFailures};
 use crate::scsi::target::ScsiTarget;
 use crate::session::SessionTable;
 use crate::stats::Stats;
@@ -49,6 +51,10 @@ pub struct Server {
     pub connections_per_shard: Vec<AtomicUsize>,
     /// I/O statistics per LUN, shard and connection.
     pub stats: Arc<Stats>,
+    /// Connections that have not logged in yet: caps and timeouts.
+    pub admission: Arc<Admission>,
+    /// Failed logins: delays, counts, log.
+    pub login_failures: LoginFailures,
 }
 
 impl Server {
@@ -74,7 +80,18 @@ impl Server {
             keepalive,
             next_nexus: AtomicU64::new(1),
             connections_per_shard: (0..shards.max(1)).map(|_| AtomicUsize::new(0)).collect(),
+            admission: Admission::new(AdmissionLimits::default()),
+            login_failures: LoginFailures::new(AuthDelay::default()),
         }
+    }
+
+    /// The server with these limits on connections that have not logged in and this delay
+    /// for failed authentications, instead of the defaults.
+    #[must_use]
+    pub fn with_login_limits(mut self, admission: AdmissionLimits, delay: AuthDelay) -> Server {
+        self.admission = Admission::new(admission);
+        self.login_failures = LoginFailures::new(delay);
+        self
     }
 
     /// Default keepalive: a NOP-In after 30 s idle, dropped after 30 s more.

@@ -81,6 +81,21 @@ pub struct DaemonSection {
     pub write_handoff: Option<bool>,
     /// Group whose members may use the control socket besides root and the daemon's user.
     pub rpc_group: Option<String>,
+    /// Connections that have not logged in yet, per portal (default sized from the open-file
+    /// limit); more are closed at once.
+    pub max_pending_logins_per_portal: Option<usize>,
+    /// Connections that have not logged in yet, per source address (default sized from the
+    /// open-file limit); more are closed at once.
+    pub max_pending_logins_per_source: Option<usize>,
+    /// Time a new connection has to send its first PDU (default 5000).
+    pub first_pdu_timeout_ms: Option<u64>,
+    /// Time a new connection has to finish its login (default 30000).
+    pub login_timeout_ms: Option<u64>,
+    /// Delay before the first failed authentication of an (initiator, source) is answered;
+    /// it doubles with each failure in a row (default 1000).
+    pub auth_failure_delay_ms: Option<u64>,
+    /// Largest delay before a failed authentication is answered (default 8000).
+    pub auth_failure_delay_max_ms: Option<u64>,
 }
 
 /// `[[portal]]`.
@@ -99,7 +114,7 @@ pub struct PortalSection {
 pub struct ChapSection {
     /// Initiator's user name.
     pub user: String,
-    /// Initiator's secret (12 to 255 bytes recommended; 1..=255 accepted).
+    /// Initiator's secret, 12 to 255 bytes (RFC 7143 §12.1.3: at least 96 bits).
     pub secret: String,
     /// Target's user name for mutual CHAP.
     pub mutual_user: Option<String>,
@@ -234,6 +249,99 @@ fn line_of_str(text: &str, needle: &str) -> Option<usize> {
 
 pub use ferrite_tools::size::parse_size;
 
+/// Shortest CHAP secret accepted: RFC 7143 §12.1.3 asks for at least 96 bits.
+pub const MIN_CHAP_SECRET_BYTES: usize = 12;
+/// Longest CHAP secret (RFC 7143 §12.1.3).
+pub const MAX_CHAP_SECRET_BYTES: usize = 255;
+/// Largest `auth_failure_delay_max_ms`: initiators give up on a login after tens of seconds.
+pub const MAX_AUTH_FAILURE_DELAY_MS: u64 = 60_000;
+
+/// Locates a value in the configuration text and builds the error for it.
+type ErrAt<'a> = dyn Fn(&str, String) -> ConfigError + 'a;
+
+/// Checks one CHAP section; `owner` names where it is (`target IQN`, `discovery`).
+fn check_chap(owner: &str, chap: &ChapSection, err: &ErrAt<'_>) -> Result<(), ConfigError> {
+    let secrets =
+        [("chap.secret", Some(&chap.secret)), ("chap.mutual_secret", chap.mutual_secret.as_ref())];
+    for (key, secret) in secrets {
+        let Some(secret) = secret else { continue };
+        let bytes = secret.len();
+        if !(MIN_CHAP_SECRET_BYTES..=MAX_CHAP_SECRET_BYTES).contains(&bytes) {
+            let rule = if bytes < MIN_CHAP_SECRET_BYTES {
+                format!("CHAP secrets must be at least {MIN_CHAP_SECRET_BYTES} bytes (RFC 7143)")
+            } else {
+                format!("CHAP secrets must be at most {MAX_CHAP_SECRET_BYTES} bytes (RFC 7143)")
+            };
+            return Err(err(
+                &format!("\"{secret}\""),
+                format!("{owner}: {key} is {bytes} bytes; {rule}"),
+            ));
+        }
+    }
+    if chap.mutual_user.is_some() != chap.mutual_secret.is_some() {
+        return Err(err(
+            &chap.user,
+            format!("{owner}: mutual CHAP needs both chap.mutual_user and chap.mutual_secret"),
+        ));
+    }
+    if chap.mutual_secret.as_deref() == Some(chap.secret.as_str()) {
+        return Err(err(
+            &chap.user,
+            format!("{owner}: chap.mutual_secret must differ from chap.secret"),
+        ));
+    }
+    Ok(())
+}
+
+impl DaemonSection {
+    /// Checks the caps, timeouts and delays for connections that have not logged in.
+    fn check_login_limits(&self, err: &ErrAt<'_>) -> Result<(), ConfigError> {
+        let caps = [
+            ("max_pending_logins_per_portal", self.max_pending_logins_per_portal),
+            ("max_pending_logins_per_source", self.max_pending_logins_per_source),
+        ];
+        for (key, value) in caps {
+            if value == Some(0) {
+                return Err(err(key, format!("[daemon] {key} must be at least 1")));
+            }
+        }
+        let default_login_ms =
+            u64::try_from(target_iscsi::admission::LOGIN_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
+        let login_ms = self.login_timeout_ms.unwrap_or(default_login_ms);
+        for (key, value) in [
+            ("first_pdu_timeout_ms", self.first_pdu_timeout_ms),
+            ("login_timeout_ms", self.login_timeout_ms),
+        ] {
+            if let Some(ms) = value {
+                if ms == 0 || ms > login_ms {
+                    return Err(err(
+                        key,
+                        format!("[daemon] {key} {ms} must be 1 to login_timeout_ms ({login_ms})"),
+                    ));
+                }
+            }
+        }
+        let default = target_iscsi::login_failures::AuthDelay::default();
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let initial = self.auth_failure_delay_ms.unwrap_or(ms(default.initial));
+        let max = self.auth_failure_delay_max_ms.unwrap_or(ms(default.max));
+        if initial == 0 || initial > max || max > MAX_AUTH_FAILURE_DELAY_MS {
+            let key = if self.auth_failure_delay_ms.is_some() {
+                "auth_failure_delay_ms"
+            } else {
+                "auth_failure_delay_max_ms"
+            };
+            return Err(err(
+                key,
+                format!(
+                    "[daemon] auth_failure_delay_ms ({initial}) must be at least 1 and at most auth_failure_delay_max_ms ({max}), which is at most {MAX_AUTH_FAILURE_DELAY_MS}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// Reads and validates a configuration file.
     ///
@@ -297,6 +405,10 @@ impl Config {
                 }
             }
         }
+        self.daemon.check_login_limits(&err)?;
+        if let Some(chap) = &self.discovery.chap {
+            check_chap("discovery", chap, &err)?;
+        }
         let mut iqns = std::collections::HashSet::new();
         for target in &self.targets {
             if !(target.iqn.starts_with("iqn.")
@@ -315,22 +427,8 @@ impl Config {
             if !iqns.insert(target.iqn.to_ascii_lowercase()) {
                 return Err(err(&target.iqn, format!("target {:?} is defined twice", target.iqn)));
             }
-            for chap in target.chap.iter().chain(self.discovery.chap.iter()) {
-                if chap.secret.is_empty() || chap.secret.len() > 255 {
-                    return Err(err(&chap.secret, "CHAP secret must be 1 to 255 bytes".into()));
-                }
-                if chap.mutual_user.is_some() != chap.mutual_secret.is_some() {
-                    return Err(err(
-                        &chap.user,
-                        "mutual CHAP needs both mutual_user and mutual_secret".into(),
-                    ));
-                }
-                if chap.mutual_secret.as_deref() == Some(chap.secret.as_str()) {
-                    return Err(err(
-                        &chap.user,
-                        "mutual CHAP secret must differ from the initiator secret".into(),
-                    ));
-                }
+            if let Some(chap) = &target.chap {
+                check_chap(&format!("target {}", target.iqn), chap, &err)?;
             }
             let mut ids = std::collections::HashSet::new();
             for lun in &target.luns {
@@ -511,6 +609,60 @@ mod tests {
         assert_eq!(cfg.pools[0].cache_size.as_deref(), Some("64M"));
         let err = Config::parse(&pool("lots"), "f.toml").expect_err("bad cache size");
         assert!(err.0.contains("f.toml:4:") && err.0.contains("cache_size"), "{}", err.0);
+    }
+
+    fn chap_target(chap: &str) -> String {
+        format!(
+            "[[target]]\niqn = \"iqn.2026-11.io.ferrite:t\"\nchap = {{ {chap} }}\n[[target.lun]]\n\
+             id = 0\nbackend = \"memory\"\nsize = \"64M\"\n"
+        )
+    }
+
+    #[test]
+    fn short_chap_secrets_are_refused_with_the_key_named() {
+        let err = Config::parse(&chap_target("user = \"u\", secret = \"short\""), "f.toml")
+            .expect_err("5-byte secret");
+        assert_eq!(
+            err.0,
+            "f.toml:3: target iqn.2026-11.io.ferrite:t: chap.secret is 5 bytes; \
+             CHAP secrets must be at least 12 bytes (RFC 7143)"
+        );
+        let mutual = "user = \"u\", secret = \"twelve-bytes\", mutual_user = \"t\", \
+                      mutual_secret = \"eleven-byte\"";
+        let err = Config::parse(&chap_target(mutual), "f.toml").expect_err("11-byte secret");
+        assert!(err.0.contains("chap.mutual_secret is 11 bytes"), "{}", err.0);
+        let discovery = "[discovery]\nchap = { user = \"d\", secret = \"x\" }\n";
+        let err = Config::parse(discovery, "f.toml").expect_err("1-byte discovery secret");
+        assert_eq!(
+            err.0,
+            "f.toml:2: discovery: chap.secret is 1 bytes; \
+             CHAP secrets must be at least 12 bytes (RFC 7143)"
+        );
+        let long = format!("user = \"u\", secret = \"{}\"", "s".repeat(256));
+        let err = Config::parse(&chap_target(&long), "f.toml").expect_err("256-byte secret");
+        assert!(err.0.contains("chap.secret is 256 bytes"), "{}", err.0);
+        Config::parse(&chap_target("user = \"u\", secret = \"twelve-bytes\""), "f.toml")
+            .expect("a 12-byte secret is accepted");
+    }
+
+    #[test]
+    fn login_limits_are_checked() {
+        let daemon = |body: &str| Config::parse(&format!("[daemon]\n{body}\n"), "f.toml");
+        let valid = daemon(
+            "max_pending_logins_per_portal = 64\nmax_pending_logins_per_source = 8\n\
+             first_pdu_timeout_ms = 2000\nauth_failure_delay_ms = 10\n\
+             auth_failure_delay_max_ms = 100",
+        )
+        .expect("valid limits");
+        assert_eq!(valid.daemon.max_pending_logins_per_source, Some(8));
+        let err = daemon("max_pending_logins_per_source = 0").expect_err("zero cap");
+        assert!(err.0.contains("f.toml:2: [daemon] max_pending_logins_per_source"), "{}", err.0);
+        let err = daemon("first_pdu_timeout_ms = 40000").expect_err("beyond the login timeout");
+        assert!(err.0.contains("must be 1 to login_timeout_ms (30000)"), "{}", err.0);
+        let err = daemon("auth_failure_delay_ms = 9000").expect_err("above the default cap");
+        assert!(err.0.contains("at most auth_failure_delay_max_ms (8000)"), "{}", err.0);
+        let err = daemon("auth_failure_delay_max_ms = 600000").expect_err("cap too large");
+        assert!(err.0.contains("at most 60000"), "{}", err.0);
     }
 
     #[test]

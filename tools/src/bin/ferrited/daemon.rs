@@ -24,6 +24,7 @@ use engine::block_volume::BlockVolume;
 use engine::device_volume::DeviceVolume;
 use engine::memory_volume::MemoryVolume;
 use engine::{CreateOptions, Pool, PoolError, PoolTunables, VolumeOptions};
+use target_iscsi::admission::PendingLogin;
 use target_iscsi::chap::{ChapCredentials, ChapSecret};
 use target_iscsi::connection::Keepalive;
 use target_iscsi::login::{LoginConfig, TargetConfig};
@@ -55,7 +56,7 @@ pub struct Options {
     pub force_import: bool,
 }
 
-type Accepted = (OwnedFd, Portal);
+type Accepted = (OwnedFd, Portal, PendingLogin);
 
 /// A LUN's volume, kept for the final flush.
 pub struct Lun {
@@ -347,7 +348,12 @@ async fn build_state(
             timeout: Duration::from_secs(opts.keepalive_secs.max(5)),
         }
     };
-    let server = Arc::new(Server::new(login, nodes, portals, keepalive, shard_count));
+    let (admission, auth_delay) =
+        crate::limits::login_limits(&cfg.daemon, crate::limits::open_files(), portals.len());
+    let server = Arc::new(
+        Server::new(login, nodes, portals, keepalive, shard_count)
+            .with_login_limits(admission, auth_delay),
+    );
     Ok(State { server, luns, pools, shard_set: Arc::clone(shard_set) })
 }
 
@@ -383,6 +389,7 @@ pub fn run(cfg: Config, opts: Options) -> Result<(), String> {
     let access = crate::access::ControlAccess::new(cfg.daemon.rpc_group.as_deref())?;
     crate::access::prepare_data_dir(&opts.data_dir, &access, &opts.rpc_socket)?;
 
+    crate::limits::raise_open_files_and_log();
     // Signals are taken by a dedicated thread; block them everywhere else first.
     let mut sigs = nix::sys::signal::SigSet::empty();
     sigs.add(nix::sys::signal::Signal::SIGINT);
@@ -556,7 +563,7 @@ async fn shard_main(shard_id: usize, shared: Arc<Shared>) {
             break;
         }
         match executor::timeout_after(Duration::from_millis(100), rx.recv()).await {
-            Ok(Some((fd, portal))) => {
+            Ok(Some((fd, portal, pending))) => {
                 let raw = fd.as_raw_fd();
                 live.borrow_mut().push(raw);
                 let server = Arc::clone(&state.server);
@@ -567,6 +574,7 @@ async fn shard_main(shard_id: usize, shared: Arc<Shared>) {
                         fd,
                         portal,
                         shard_id,
+                        pending,
                     )
                     .await;
                     live.borrow_mut().retain(|f| *f != raw);
@@ -633,11 +641,16 @@ async fn accept_loop(
 ) {
     loop {
         match ops::accept(listener.as_raw_fd()).await {
-            Ok((fd, _peer)) => {
+            Ok((fd, peer)) => {
+                // Past the pending-login caps: closed at once (counted by the admission).
+                let Ok(pending) = server.admission.admit(portal.address, peer) else {
+                    drop(fd);
+                    continue;
+                };
                 let _ = ops::set_nodelay(fd.as_raw_fd());
                 let shard = server.least_loaded_shard();
                 server.connections_per_shard[shard].fetch_add(1, Ordering::Relaxed);
-                if senders[shard].send((fd, portal)).await.is_err() {
+                if senders[shard].send((fd, portal, pending)).await.is_err() {
                     server.connections_per_shard[shard].fetch_sub(1, Ordering::Relaxed);
                 }
             }

@@ -7,6 +7,7 @@
 mod access;
 mod config;
 mod daemon;
+mod limits;
 mod lun_state;
 mod metrics;
 mod owner;

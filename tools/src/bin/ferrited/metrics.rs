@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferrite_tools::prometheus::{Exposition, Kind, CONTENT_TYPE};
+use target_iscsi::admission::Refusal;
 use target_iscsi::stats::{bucket_upper_ns, DirectionSnapshot, IoSnapshot, LATENCY_BUCKETS};
 
 use crate::daemon::State;
@@ -33,7 +34,7 @@ type Collector = fn(&State, &mut Exposition);
 
 /// Every collector, in exposition order.
 const COLLECTORS: &[Collector] =
-    &[daemon_metrics, io_metrics, shard_metrics, pool_metrics, volume_metrics];
+    &[daemon_metrics, io_metrics, shard_metrics, pool_metrics, volume_metrics, login_metrics];
 
 /// Binds the endpoint (before the shards start, so a bad address fails start-up).
 ///
@@ -401,6 +402,35 @@ fn volume_metrics(state: &State, e: &mut Exposition) {
         for (labels, f, a) in &series {
             e.sample(name, labels, get(f, a) as f64);
         }
+    }
+}
+
+/// Connections that have not logged in (pending, refused at the caps) and failed logins.
+fn login_metrics(state: &State, e: &mut Exposition) {
+    let portals = state.server.admission.snapshot();
+    let name = "ferrite_pending_logins";
+    e.family(name, Kind::Gauge, "Connections accepted and not logged in yet, per portal.");
+    for p in &portals {
+        e.sample(name, &[("portal", p.portal.to_string())], p.pending as f64);
+    }
+    let name = "ferrite_connections_refused_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "Connections closed at accept because a pending-login cap was reached, per portal and cap.",
+    );
+    for p in &portals {
+        for (reason, n) in
+            [(Refusal::PortalCap, p.refused_portal_cap), (Refusal::SourceCap, p.refused_source_cap)]
+        {
+            let labels = [("portal", p.portal.to_string()), ("reason", reason.label().into())];
+            e.sample(name, &labels, n as f64);
+        }
+    }
+    let name = "ferrite_login_failures_total";
+    e.family(name, Kind::Counter, "Failed logins, per target asked for and reason.");
+    for (target, reason, n) in state.server.login_failures.counts() {
+        e.sample(name, &[("target", target), ("reason", reason.label().into())], n as f64);
     }
 }
 
