@@ -65,9 +65,9 @@ fn fate(ini: &mut Initiator) -> Fate {
         Ok((bhs, _)) => Fate::Other(bhs.bytes[0] & 0x3f),
         Err(e) => match e.kind() {
             ErrorKind::WouldBlock | ErrorKind::TimedOut => Fate::TimedOut,
-            ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
-                Fate::Closed
-            }
+            ErrorKind::UnexpectedEof
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted => Fate::Closed,
             other => Fate::Failed(other),
         },
     }
