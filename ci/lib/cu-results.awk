@@ -14,12 +14,24 @@
 # lists for that test ("Suite.Test<TAB>text of the message") marks an optional part the test
 # skipped while it ran the rest of its checks: it does not make the test skipped. Every other
 # [SKIPPED] line does (the test skipped its body).
+#
+# With -v messages=1 it prints, instead of verdicts, "Suite.Test<TAB>message" for each
+# failure message of each failed test: every "[FAILED] ..." line the test logged before its
+# verdict and every assertion CUnit lists after it ("file.c:135  - CU_FAIL(...)"), each once.
+# The conformance stage compares them with ci/expected/iscsi-test-cu-known-failures.txt.
+#
+# A PARTIAL file that cannot be read is an error (exit 2), never an empty list.
 BEGIN {
     if (partial != "") {
-        while ((getline line < partial) > 0) {
+        while ((r = (getline line < partial)) > 0) {
             if (line ~ /^#/ || line !~ /\t/) continue
             split(line, f, "\t")
             part[f[1]] = part[f[1]] SUBSEP f[2]
+        }
+        if (r < 0) {
+            printf "cu-results.awk: cannot read %s\n", partial > "/dev/stderr"
+            unreadable = 1
+            exit 2
         }
         close(partial)
     }
@@ -32,9 +44,19 @@ function skips(text,    n, msgs, i) {
     for (i = 2; i <= n; i++) if (index(text, msgs[i]) > 0) return 0
     return 1
 }
-function flush() {
-    if (name != "") print name, (verdict == "" ? "failed" : verdict)
+function flush(    m) {
+    if (name != "" && !messages) print name, (verdict == "" ? "failed" : verdict)
+    if (name != "" && messages && (verdict == "" || verdict == "failed"))
+        for (m = 1; m <= nmsg; m++) print name "\t" msg[m]
     name = ""
+    nmsg = 0
+}
+# Records a failure message of the current test (once).
+function message(text,    m) {
+    sub(/^[ \t]+/, "", text)
+    sub(/[ \t]+$/, "", text)
+    for (m = 1; m <= nmsg; m++) if (msg[m] == text) return
+    msg[++nmsg] = text
 }
 function judge(text,    p, q, cut, rest) {
     # Position of the verdict in text, if any.
@@ -43,10 +65,13 @@ function judge(text,    p, q, cut, rest) {
     if (text ~ /^FAILED/) q = 1
     if (p == 0 && q == 0) {
         if (skips(text)) skipped = 1
+        if (index(text, "[FAILED]") > 0) message(substr(text, index(text, "[FAILED]")))
         return
     }
     cut = (p > 0 && (q == 0 || p < q)) ? p : q
     if (skips(substr(text, 1, cut - 1))) skipped = 1
+    if (index(substr(text, 1, cut - 1), "[FAILED]") > 0)
+        message(substr(text, index(text, "[FAILED]"), cut - index(text, "[FAILED]")))
     if (cut == q) verdict = "failed"
     else verdict = skipped ? "skipped" : "passed"
     rest = substr(text, cut)
@@ -68,5 +93,9 @@ function note(text) {
 /^Run Summary/ { flush(); next }
 name != "" && verdict == "" { judge($0); next }
 # CUnit's list of a failed test's assertions ("    1. file.c:135  - CU_FAIL(...)") is not a note.
+name != "" && verdict == "failed" && /^ +[0-9]+\. / { t = $0; sub(/^ +[0-9]+\. /, "", t); message(t); next }
 name != "" && /\[FAILED\]/ && !/^ +[0-9]+\. / { note($0) }
-END { flush() }
+END {
+    if (unreadable) exit 2
+    flush()
+}

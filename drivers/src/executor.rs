@@ -192,11 +192,20 @@ pub struct Reactor {
     core: Rc<Core>,
 }
 
+/// True when the environment sets `FERRITE_REQUIRE_URING=1`: [`BackendChoice::Auto`] then
+/// fails instead of falling back to epoll, so a test run (CI) cannot pass on the fallback
+/// without saying so.
+#[must_use]
+pub fn uring_required() -> bool {
+    std::env::var_os("FERRITE_REQUIRE_URING").is_some_and(|v| v == "1")
+}
+
 impl Reactor {
     /// Creates the reactor: ring (or fallback), registered buffer pool, eventfd.
     ///
     /// # Errors
-    /// When io_uring is required but unavailable, or a kernel resource cannot be created.
+    /// When io_uring is required ([`BackendChoice::Uring`], or `Auto` with
+    /// `FERRITE_REQUIRE_URING=1`) but unavailable, or a kernel resource cannot be created.
     pub fn new(config: &ReactorConfig) -> IoResult<Reactor> {
         // SAFETY: eventfd(2) with valid flags; the result is checked before use.
         let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
@@ -222,7 +231,7 @@ impl Reactor {
                     let registered = unsafe { ring.submitter().register_buffers(&iovecs) }.is_ok();
                     (Backend::Uring(ring), BackendKind::Uring, registered.then(|| pool.id()))
                 }
-                Err(err) if choice == BackendChoice::Auto => {
+                Err(err) if choice == BackendChoice::Auto && !uring_required() => {
                     log::warn!(
                         "io_uring unavailable ({err}); using the epoll fallback \
                          (check kernel.io_uring_disabled and seccomp)"

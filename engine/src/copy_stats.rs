@@ -11,9 +11,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 /// A data path whose payload copies are counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CopyPath {
-    /// iSCSI: data segments of SCSI Command and Data-Out PDUs into command buffers.
+    /// iSCSI receive: data segments copied after they arrive (login and text keys, ping
+    /// data, the write half of COMPARE AND WRITE, ORWRITE's merge). SCSI Command and Data-Out
+    /// segments are received straight into the command's buffer and copy nothing.
     IscsiReceive,
-    /// iSCSI: Data-In segments out of volume buffers.
+    /// iSCSI send: data segments copied into the connection's send batch (sense data, text
+    /// and login answers, ping data, a rejected header). Data-In segments are sent from the
+    /// volume's buffers in place and copy nothing.
     IscsiSend,
     /// Volume writes: data into dirty blocks (sub-block merges, unaligned buffers).
     VolumeWrite,

@@ -381,7 +381,8 @@ pub(crate) async fn recv_data_into(
     (Ok(true), buf)
 }
 
-/// Receives a small data segment into a new Vec (text, ping data); Ok(None) on digest error.
+/// Receives a small data segment into a new Vec (login and text keys, ping data), a copy
+/// counted on [`CopyPath::IscsiReceive`]; Ok(None) on digest error.
 pub(crate) async fn recv_small(
     fd: RawFd,
     len: usize,
@@ -392,7 +393,11 @@ pub(crate) async fn recv_small(
     }
     let buf = IoBuf::zeroed(len);
     let (res, buf) = recv_data_into(fd, buf, 0, len, data_digest).await;
-    Ok(res?.then(|| buf.to_vec()))
+    if !res? {
+        return Ok(None);
+    }
+    copy_stats::record(CopyPath::IscsiReceive, len);
+    Ok(Some(buf.to_vec()))
 }
 
 /// Receives the rest of a data segment of `dsl` bytes whose first `kept.len()` bytes were

@@ -583,6 +583,37 @@ impl Initiator {
         }
     }
 
+    /// Sends a NOP-Out carrying `data` as ping data (immediate) and returns the data of the
+    /// NOP-In that answers it.
+    ///
+    /// # Errors
+    /// Socket errors or an unexpected PDU.
+    pub fn ping(&mut self, data: &[u8]) -> Result<Vec<u8>> {
+        let itt = self.alloc_itt();
+        let nop = NopOut {
+            immediate: true,
+            lun: 0,
+            itt,
+            ttt: RESERVED_TAG,
+            cmd_sn: self.cmd_sn,
+            exp_stat_sn: self.exp_stat_sn,
+            data_segment_length: u32::try_from(data.len())
+                .map_err(|_| InitiatorError::Protocol("ping data too long".into()))?,
+        };
+        self.send_pdu(&nop.encode(), data)?;
+        loop {
+            let (bhs, seg) = self.recv_pdu()?;
+            match bhs.opcode() {
+                Some(Opcode::NopIn) if bhs.u32_at(16) == itt => {
+                    self.exp_stat_sn = bhs.u32_at(24).wrapping_add(1);
+                    return Ok(seg);
+                }
+                Some(Opcode::NopIn) => self.answer_nop_in(&bhs)?,
+                other => return Err(InitiatorError::Protocol(format!("unexpected {other:?}"))),
+            }
+        }
+    }
+
     /// Current CmdSN (for tests that forge PDUs).
     #[must_use]
     pub fn cmd_sn(&self) -> u32 {

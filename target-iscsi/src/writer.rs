@@ -3,7 +3,8 @@
 //! Command tasks enqueue complete PDUs; the writer packs every header (and small data such as
 //! sense or text) into one arena buffer and sends the whole batch — headers, arena pieces and
 //! the data segments of Data-In PDUs, referenced in the volume's own buffers without copying —
-//! with one vectored send.
+//! with one vectored send. Every data segment copied into a batch (small data: sense, text,
+//! ping data, a rejected header) is counted on [`CopyPath::IscsiSend`].
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -15,6 +16,7 @@ use std::task::{Poll, Waker};
 use drivers::buffer::{IoBuf, SharedBuf, StableBytes};
 use drivers::error::IoError;
 use drivers::ops::{self, Segment};
+use engine::copy_stats::{self, CopyPath};
 
 use crate::digest;
 use crate::pdu::{padded_len, Bhs, BHS_LEN};
@@ -23,7 +25,8 @@ use crate::pdu::{padded_len, Bhs, BHS_LEN};
 pub enum OutData {
     /// No data segment.
     None,
-    /// Small owned data (sense, text, ping data, rejected header), copied into the arena.
+    /// Small owned data (sense, text, ping data, rejected header), copied into the arena (a
+    /// copy counted on [`CopyPath::IscsiSend`]).
     Bytes(Vec<u8>),
     /// A range of a data buffer, sent in place.
     Buf(IoBuf, Range<usize>),
@@ -278,6 +281,7 @@ async fn run_writer(fd: RawFd, outbox: Rc<RefCell<Outbox>>) -> Result<(), IoErro
                     match data {
                         OutData::None => {}
                         OutData::Bytes(bytes) => {
+                            copy_stats::record(CopyPath::IscsiSend, bytes.len());
                             if bytes.len() + 8 > batch.arena_room() {
                                 // Too large for the arena: send it from its own buffer.
                                 let buf = IoBuf::from_slice(&bytes);
@@ -324,6 +328,7 @@ async fn run_writer(fd: RawFd, outbox: Rc<RefCell<Outbox>>) -> Result<(), IoErro
                         }
                     }
                     if let Some((bhs, data)) = trailer {
+                        copy_stats::record(CopyPath::IscsiSend, data.len());
                         batch.put_header(&bhs, d);
                         batch.put_arena(&data);
                         batch.put_tail(&data, d);

@@ -1,7 +1,9 @@
 //! ferrited killed with SIGKILL during a verified write workload over iSCSI, restarted on the
 //! same data directory: every write acknowledged with FUA, or acknowledged before a
 //! successful SYNCHRONIZE CACHE, reads back exactly; no chunk is torn or holds another LBA's
-//! data; every chunk holds a version that was actually written.
+//! data; every chunk holds a version that was actually written. A writer that cannot log in,
+//! gets a status other than GOOD, loses its connection before the kill or panics fails the
+//! test, and so does a round that acknowledged or checked too little to mean anything.
 
 mod common;
 
@@ -80,18 +82,37 @@ fn opts(isid: u8) -> LoginOptions {
     o
 }
 
+/// Acknowledged writes a writer must have made before the kill in every round: with fewer,
+/// the round checked too little to mean anything.
+const MIN_ACKED_WRITES: u64 = 20;
+/// Chunks per round that must hold a durable write made in that round when they are read back.
+const MIN_DURABLE_CHECKED: usize = 16;
+
+/// Writes and flushes until the daemon dies. Returns the writes acknowledged with GOOD; an
+/// error is a failure unless `killed` was already set when it happened (the daemon is
+/// SIGKILLed only after `killed` is set, so an error seen before is not the kill's).
 fn writer(
     addr: std::net::SocketAddr,
     id: u64,
     seed: u64,
     start_generation: u64,
     log: &Mutex<HashMap<u64, ChunkLog>>,
-    stop: &AtomicBool,
-) {
-    let Ok(mut ini) = Initiator::login(addr, &opts(10 + id as u8)) else { return };
+    killed: &AtomicBool,
+) -> Result<u64, String> {
+    let mut ini = Initiator::login(addr, &opts(10 + id as u8))
+        .map_err(|e| format!("writer {id}: login failed: {e}"))?;
     let mut x = seed | 1;
     let mut generation = start_generation;
-    while !stop.load(Ordering::SeqCst) {
+    let mut acked = 0u64;
+    // Only a transport error can be the kill: a status is an answer from a live daemon.
+    let died = |what: &str, e: &dyn std::fmt::Display, acked: u64| {
+        if killed.load(Ordering::SeqCst) {
+            Ok(acked)
+        } else {
+            Err(format!("writer {id}: {what} failed before the kill: {e}"))
+        }
+    };
+    loop {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
@@ -102,6 +123,7 @@ fn writer(
         log.lock().expect("log").entry(lba).or_default().issued.push(generation);
         match ini.write16(0, lba, BLOCK, &stamp(lba, generation), fua) {
             Ok(r) if r.status == 0 => {
+                acked += 1;
                 let mut l = log.lock().expect("log");
                 let entry = l.entry(lba).or_default();
                 if fua {
@@ -110,7 +132,8 @@ fn writer(
                     entry.acked_unflushed.push(generation);
                 }
             }
-            _ => return, // the daemon died
+            Ok(r) => return Err(format!("writer {id}: write of LBA {lba} answered {r:?}")),
+            Err(e) => return died("write", &e, acked),
         }
         if x.is_multiple_of(17) {
             match ini.synchronize_cache(0) {
@@ -127,7 +150,8 @@ fn writer(
                         entry.acked_unflushed.clear();
                     }
                 }
-                _ => return,
+                Ok(r) => return Err(format!("writer {id}: SYNCHRONIZE CACHE answered {r:?}")),
+                Err(e) => return died("SYNCHRONIZE CACHE", &e, acked),
             }
         }
     }
@@ -142,10 +166,10 @@ fn sigkill_during_verified_writes_loses_no_durable_write() {
     let data_dir = dir.path().join("data");
     for round in 0..3u64 {
         let addr = daemon.portal;
-        let stop = Arc::new(AtomicBool::new(false));
+        let killed = Arc::new(AtomicBool::new(false));
         let writers: Vec<_> = (0..2u64)
             .map(|id| {
-                let (log, stop) = (Arc::clone(&log), Arc::clone(&stop));
+                let (log, killed) = (Arc::clone(&log), Arc::clone(&killed));
                 std::thread::spawn(move || {
                     writer(
                         addr,
@@ -153,16 +177,26 @@ fn sigkill_during_verified_writes_loses_no_durable_write() {
                         0x5eed + round * 7 + id,
                         round * 1_000_000 + id * 100_000,
                         &log,
-                        &stop,
-                    );
+                        &killed,
+                    )
                 })
             })
             .collect();
         std::thread::sleep(Duration::from_millis(700 + round * 300));
+        killed.store(true, Ordering::SeqCst);
         daemon.kill();
-        stop.store(true, Ordering::SeqCst);
-        for w in writers {
-            let _ = w.join();
+        for (id, w) in writers.into_iter().enumerate() {
+            let acked = match w.join() {
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => panic!("round {round}: {e}"),
+                Err(_) => panic!("round {round}: writer {id} panicked"),
+            };
+            println!("round {round}: writer {id}: {acked} writes acknowledged before the kill");
+            assert!(
+                acked >= MIN_ACKED_WRITES,
+                "round {round}: writer {id} had only {acked} writes acknowledged before the kill \
+                 (at least {MIN_ACKED_WRITES} needed for the round to test anything)"
+            );
         }
         daemon = common::Daemon::start_args(
             &[
@@ -179,6 +213,9 @@ fn sigkill_during_verified_writes_loses_no_durable_write() {
         let mut ini = Initiator::login(daemon.portal, &opts(1)).expect("login after restart");
         let snapshot = log.lock().expect("log").clone();
         let mut durable_checked = 0;
+        // Chunks whose durable write was made in this round (earlier rounds' survivors are
+        // checked too, but do not count towards the minimum).
+        let mut durable_this_round = 0;
         for (lba, entry) in &snapshot {
             let r = ini.read16(0, *lba, BLOCK, CHUNK_BLOCKS).expect("read after restart");
             assert_eq!(r.status, 0, "read of LBA {lba} failed after restart: {r:?}");
@@ -188,6 +225,9 @@ fn sigkill_during_verified_writes_loses_no_durable_write() {
                 (Some(g), Some(d)) => {
                     assert!(g >= d, "round {round}: LBA {lba}: generation {g} is older than durable generation {d}");
                     durable_checked += 1;
+                    if d >= round * 1_000_000 {
+                        durable_this_round += 1;
+                    }
                 }
                 _ => {}
             }
@@ -199,19 +239,27 @@ fn sigkill_during_verified_writes_loses_no_durable_write() {
             }
         }
         println!(
-            "round {round}: {} chunks checked, {durable_checked} with a durable write",
+            "round {round}: {} chunks checked, {durable_checked} with a durable write, \
+             {durable_this_round} written durably in this round",
             snapshot.len()
+        );
+        assert!(
+            durable_this_round >= MIN_DURABLE_CHECKED,
+            "round {round}: only {durable_this_round} chunks held a durable write of this round \
+             to check (at least {MIN_DURABLE_CHECKED} needed)"
         );
         // What survived is now the baseline: a chunk's newest surviving generation is durable.
         let mut l = log.lock().expect("log");
         for (lba, entry) in l.iter_mut() {
             let r = ini.read16(0, *lba, BLOCK, CHUNK_BLOCKS).expect("re-read");
-            entry.durable = check(*lba, &r.data).ok().flatten();
+            assert_eq!(r.status, 0, "round {round}: re-read of LBA {lba} failed: {r:?}");
+            entry.durable = check(*lba, &r.data).unwrap_or_else(|e| panic!("round {round}: {e}"));
             entry.acked_unflushed.clear();
         }
         drop(l);
-        let _ = ini.synchronize_cache(0);
-        let _ = ini.logout();
+        let r = ini.synchronize_cache(0).expect("SYNCHRONIZE CACHE after the check");
+        assert_eq!(r.status, 0, "round {round}: SYNCHRONIZE CACHE after the check: {r:?}");
+        ini.logout().expect("logout after the check");
     }
     assert!(daemon.stop(), "ferrited must exit cleanly on SIGTERM");
 }

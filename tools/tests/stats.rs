@@ -108,7 +108,8 @@ fn statistics_and_metrics_follow_the_io() {
         .map(|s| s["io"]["write_ops"].as_u64().expect("n"))
         .sum();
     assert_eq!(shard_writes, 11);
-    assert!(stats["shards"][0]["cpu_seconds"].as_f64().is_some());
+    let cpu_seconds = stats["shards"][0]["cpu_seconds"].as_f64().expect("shard 0 cpu_seconds");
+    let cpu_read_at = Instant::now();
     assert!(stats["copies"]["paths"].as_array().is_some_and(|p| !p.is_empty()));
 
     // The idle client is dropped after its deadline; the next scrape sees the I/O.
@@ -122,7 +123,14 @@ fn statistics_and_metrics_follow_the_io() {
         sample(&after, &format!("ferrite_lun_write_latency_seconds_bucket{{target=\"{IQN}\",lun=\"0\",le=\"+Inf\"}}")),
         10.0
     );
-    assert!(sample(&after, "ferrite_shard_cpu_seconds_total{shard=\"0\"}") >= 0.0);
+    // The metric is the same busy time, in seconds: no less than stats_get showed before the
+    // scrape, and no more than that plus the wall time since (one thread, one 10 ms tick).
+    let cpu_metric = sample(&after, "ferrite_shard_cpu_seconds_total{shard=\"0\"}");
+    let cpu_ceiling = cpu_seconds + cpu_read_at.elapsed().as_secs_f64() + 0.01;
+    assert!(
+        cpu_metric >= cpu_seconds && cpu_metric <= cpu_ceiling,
+        "shard 0 CPU: metric {cpu_metric} s, stats_get {cpu_seconds} s before it (at most {cpu_ceiling})"
+    );
     let mut idle_answer = Vec::new();
     let _ = idle.read_to_end(&mut idle_answer);
 

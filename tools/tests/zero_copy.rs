@@ -2,8 +2,10 @@
 //! iSCSI to a pool volume copy no payload byte with compression off — not on receive, into the
 //! dirty blocks, at the txg sync, from the cache or a device read, nor on send — while a
 //! sub-block write counts exactly its read-modify-write merge, and with compression on the sync
-//! and a device read count exactly their compression work. The counters are ferrited's own,
-//! read through the `stats_copies_get` RPC.
+//! and a device read count exactly their compression work. The report must name every path,
+//! and the iSCSI counters must count the copies those paths do make (ping data in and out,
+//! COMPARE AND WRITE's write half), so their zeros are measured. The counters are ferrited's
+//! own, read through the `stats_copies_get` RPC.
 
 mod common;
 
@@ -29,10 +31,22 @@ size = "64M"
 volblock_size = "64K"
 "#;
 
-/// Bytes copied and I/Os per path, by name.
+/// Every path the counters cover: a report missing one would leave it out of the checks.
+const PATHS: [&str; 8] = [
+    "iscsi_receive",
+    "iscsi_send",
+    "volume_write",
+    "volume_read",
+    "sync_write",
+    "log_write",
+    "compression",
+    "dedup",
+];
+
+/// Bytes copied and I/Os per path, by name; the report must hold exactly [`PATHS`].
 fn copies(socket: &Path) -> HashMap<String, (u64, u64)> {
     let v = common::rpc(socket, "stats_copies_get", &json!({}));
-    v["paths"]
+    let out: HashMap<String, (u64, u64)> = v["paths"]
         .as_array()
         .expect("paths")
         .iter()
@@ -40,7 +54,13 @@ fn copies(socket: &Path) -> HashMap<String, (u64, u64)> {
             let name = p["path"].as_str().expect("name").to_string();
             (name, (p["bytes_copied"].as_u64().expect("bytes"), p["ios"].as_u64().expect("ios")))
         })
-        .collect()
+        .collect();
+    let mut names: Vec<&str> = out.keys().map(String::as_str).collect();
+    let mut want = PATHS.to_vec();
+    names.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(names, want, "stats_copies_get must report every copy path once: {v}");
+    out
 }
 
 fn delta(
@@ -163,6 +183,27 @@ fn four_k_and_128k_reads_and_writes_copy_no_payload_byte_a_merge_and_compression
         }
     }
     println!("compression on: {compressed} bytes compressed at sync, 131072 decompressed on read");
+
+    // The iSCSI counters see the copies those paths do make, so their zeros above mean
+    // something: a NOP-Out's ping data is copied when it arrives and again into the NOP-In
+    // that echoes it; COMPARE AND WRITE copies its write half out of the Data-Out buffer.
+    let before = copies(&socket);
+    let ping = pattern(4096, 5);
+    assert!(ini.ping(&ping).expect("ping") == ping, "the NOP-In echoes the ping data");
+    let pinged = copies(&socket);
+    assert_eq!(delta(&pinged, &before, "iscsi_receive").0, 4096, "ping data received");
+    assert_eq!(delta(&pinged, &before, "iscsi_send").0, 4096, "ping data echoed");
+    let mut caw = [0u8; 16];
+    caw[0] = 0x89; // COMPARE AND WRITE of one block at LBA 2, which holds `sector`
+    caw[2..10].copy_from_slice(&2u64.to_be_bytes());
+    caw[13] = 1;
+    let mut compare_and_write = sector.clone();
+    compare_and_write.extend_from_slice(&pattern(512, 6));
+    let r = ini.command(0, &caw, Some(&compare_and_write), 0).expect("compare and write");
+    assert_eq!(r.status, 0, "compare and write sense {:02x?}", r.sense);
+    let compared = copies(&socket);
+    assert_eq!(delta(&compared, &pinged, "iscsi_receive").0, 512, "the write half is copied");
+    assert_eq!(delta(&compared, &pinged, "iscsi_send").0, 0, "GOOD status carries no data");
 
     ini.logout().expect("logout");
     assert!(daemon.stop());

@@ -1,8 +1,8 @@
 //! Shared helpers: reactors per backend (skipping io_uring with a printed reason when the
-//! kernel refuses it) and seeded data.
+//! kernel refuses it, failing instead under `FERRITE_REQUIRE_URING=1`) and seeded data.
 
 use drivers::blockdev::prng::SplitMix64;
-use drivers::executor::{BackendChoice, Reactor, ReactorConfig};
+use drivers::executor::{self, BackendChoice, Reactor, ReactorConfig};
 
 /// Buffers in each test reactor's pool.
 pub const POOL_BUFFERS: usize = 32;
@@ -21,6 +21,9 @@ pub fn reactor(backend: BackendChoice) -> Option<Reactor> {
     };
     match Reactor::new(&config) {
         Ok(r) => Some(r),
+        Err(err) if backend == BackendChoice::Uring && executor::uring_required() => {
+            panic!("io_uring unavailable ({err}) and FERRITE_REQUIRE_URING=1 requires it")
+        }
         Err(err) if backend == BackendChoice::Uring => {
             eprintln!("skipping the io_uring half of this test: io_uring unavailable ({err})");
             None
