@@ -195,7 +195,7 @@ async fn fill(pool: &Arc<Pool>) {
 /// Values `lba` held at some durable point of [`fill`] (a damaged uberblock makes import fall
 /// back to an older txg, which is allowed; anything else is not).
 fn allowed(lba: usize, id: u64) -> bool {
-    id == 0 || id == 1 + lba as u64 || (lba % 2 == 0 && id == 1000 + lba as u64)
+    id == 0 || id == 1 + lba as u64 || (lba.is_multiple_of(2) && id == 1000 + lba as u64)
 }
 
 /// Imports `devices` and reads every LBA: each read returns a value [`allowed`] or fails. Returns Ok(reads that failed) or Err(what was wrong); `Ok(None)` when import refused.

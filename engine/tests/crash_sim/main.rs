@@ -840,16 +840,17 @@ async fn verify_after_import(s: &Setup, model: &Model) -> Result<(), String> {
         let vol = pool.open_volume(name).map_err(|e| format!("open {name}: {e}"))?;
         let blocks = read_range(&vol, 0..volume_lbas(s, name), s.logical).await?;
         let as_before = check_volume(name, &blocks, 0, vm);
-        if let Some(values) = model.maybe_rollback.get(name) {
+        match (as_before, model.maybe_rollback.get(name)) {
+            (Ok(()), _) => {}
             // A rollback in flight at the cut happened entirely or not at all.
-            if as_before.is_err() && check_exact(name, &blocks, values).is_err() {
-                return Err(format!(
-                    "{name} is neither rolled back entirely nor as before the rollback: {}",
-                    as_before.unwrap_err()
-                ));
+            (Err(e), Some(values)) => {
+                if check_exact(name, &blocks, values).is_err() {
+                    return Err(format!(
+                        "{name} is neither rolled back entirely nor as before the rollback: {e}"
+                    ));
+                }
             }
-        } else {
-            as_before?;
+            (Err(e), None) => return Err(e),
         }
     }
     for (name, values) in &model.maybe_clones {
