@@ -33,7 +33,9 @@
 //!   no two live blocks overlapping.
 //!
 //! `FERRITE_SIM_SEEDS=N` runs seeds 0..N (default 500 in release builds, 50 in debug builds);
-//! `FERRITE_SIM_SEED=N` runs one seed (`FERRITE_SIM_TRACE=1` traces its operations).
+//! `FERRITE_SIM_SEED=N` runs one seed (`FERRITE_SIM_TRACE=1` traces its operations,
+//! `FERRITE_SIM_NO_READ_FAULTS=1` leaves out the read faults after recovery); a run stops after
+//! `FERRITE_SIM_MAX_FAILURES` failing seeds (default 5).
 //! A failure prints `seed N`. Long run: `FERRITE_SIM_SEEDS=20000 cargo test --release -p
 //! ferrite-engine --test crash_sim -- --nocapture`.
 
@@ -833,7 +835,8 @@ async fn verify_after_import(s: &Setup, model: &Model) -> Result<(), String> {
             return Err(format!("{name} exists after import but was never created"));
         }
     }
-    if s.read_faults {
+    // FERRITE_SIM_NO_READ_FAULTS=1 leaves the read faults out (to tell their effect apart).
+    if s.read_faults && std::env::var_os("FERRITE_SIM_NO_READ_FAULTS").is_none() {
         read_with_faults(s, &pool, model).await?;
     }
     for (name, vm) in &model.volumes {
@@ -1062,6 +1065,9 @@ fn crash_simulator() {
             (0..n).collect()
         }
     };
+    // The run stops after this many failing seeds (FERRITE_SIM_MAX_FAILURES, default 5).
+    let max_failures: usize =
+        std::env::var("FERRITE_SIM_MAX_FAILURES").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     let start = std::time::Instant::now();
     let mut failed = Vec::new();
     let mut placement = Placement::default();
@@ -1078,7 +1084,7 @@ fn crash_simulator() {
                 failed.push(*seed);
             }
         }
-        if failed.len() >= 5 {
+        if failed.len() >= max_failures {
             break;
         }
     }
