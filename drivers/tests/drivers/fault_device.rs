@@ -406,7 +406,7 @@ fn durable_writes_survive_a_cut_once_completed_and_in_flight_ones_meet_its_fate(
     run(async {
         let dev = Rc::new(device(FaultConfig {
             seed: 11,
-            latency: Latency::Yields(2),
+            latency: Latency::Yields(20),
             durable_writes: true,
             ..Default::default()
         }));
@@ -424,11 +424,18 @@ fn durable_writes_survive_a_cut_once_completed_and_in_flight_ones_meet_its_fate(
             let c = c.clone();
             executor::spawn(async move { dev.write_durable(IoBuf::from_slice(&c), 16384).await.0 })
         };
-        for _ in 0..3 {
-            executor::yield_now().await;
-        }
-        assert_eq!(dev.unflushed_ops(), 3, "a, b and c sit in the volatile log");
-        dev.power_cut(PowerCutMode::DropAll).await.expect("power cut");
+        // Cut as soon as c is in the volatile log (it then stays in flight for 20 yields). The
+        // cutter is a task, so it interleaves with c step by step.
+        let cutter = {
+            let dev = Rc::clone(&dev);
+            executor::spawn(async move {
+                while dev.unflushed_ops() < 3 {
+                    executor::yield_now().await;
+                }
+                dev.power_cut(PowerCutMode::DropAll).await.expect("power cut");
+            })
+        };
+        cutter.await;
         assert_eq!(in_flight.await, Err(IoError::Injected), "c was not acknowledged");
         dev.restart();
         assert_eq!(read(&dev, 0, 4096).await.expect("read"), a, "a completed: durable");
