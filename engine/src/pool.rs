@@ -222,6 +222,27 @@ pub struct PoolStats {
     pub no_space_errors: AtomicU64,
     /// Parts of txg syncs handed to the shard that owns their partitions.
     pub shard_syncs: AtomicU64,
+    /// Txg syncs running now (0 or 1); read by the crash simulator to place its power cuts.
+    pub txg_syncs_in_progress: AtomicU64,
+    /// Intent-log batches being written now (device writes up to the log flush); read by the
+    /// crash simulator to place its power cuts.
+    pub log_writes_in_progress: AtomicU64,
+}
+
+/// Counts one activity in a [`PoolStats`] gauge while it lives.
+pub(crate) struct InProgress<'a>(&'a AtomicU64);
+
+impl<'a> InProgress<'a> {
+    pub(crate) fn new(gauge: &'a AtomicU64) -> InProgress<'a> {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        InProgress(gauge)
+    }
+}
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The txg coordinator's shared state.
@@ -674,6 +695,12 @@ impl Pool {
 
     pub(crate) fn arc(&self) -> Arc<Pool> {
         self.self_ref.upgrade().expect("a pool is only used through its Arc")
+    }
+
+    /// True once a txg sync failed (or the pool was exported): it accepts no more changes.
+    #[must_use]
+    pub fn is_suspended(&self) -> bool {
+        self.suspended.load(Ordering::SeqCst)
     }
 
     pub(crate) fn check_live(&self) -> PoolResult<()> {

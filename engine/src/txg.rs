@@ -476,6 +476,7 @@ impl Pool {
     }
 
     async fn sync_locked(&self) -> PoolResult<u64> {
+        let _active = crate::pool::InProgress::new(&self.stats.txg_syncs_in_progress);
         match self.sync_once().await {
             Ok(txg) => Ok(txg),
             Err(e) => {

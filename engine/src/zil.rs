@@ -824,6 +824,7 @@ impl Pool {
         // A device that makes single writes durable (RWF_DSYNC, FUA) takes the log blocks that
         // way and needs no flush after them: one trip to the device per commit instead of two.
         let durable_writes = self.devs.durable_writes(chain.phys.device);
+        let _active = crate::pool::InProgress::new(&self.stats.log_writes_in_progress);
         let mut writes = Vec::new();
         let mut record_counts = Vec::with_capacity(images.len());
         for (offset, payload, n) in images {

@@ -9,6 +9,14 @@
 //! survivors to the durable image, and fails every further operation with
 //! [`IoError::Injected`] until [`FaultDevice::restart`].
 //!
+//! Two device semantics are modelled. By default the device has only a volatile cache: a write
+//! is durable once a flush that started after it completes, and [`BlockDevice::write_durable`]
+//! writes and then flushes. With [`FaultConfig::durable_writes`] the device also takes single
+//! writes made durable by themselves (`RWF_DSYNC`, FUA): [`BlockDevice::durable_writes`] is true
+//! and a [`BlockDevice::write_durable`] is durable once it completes, without a flush, while
+//! one still in flight at a power cut meets the cut's fate like any unflushed write (lost,
+//! kept or torn).
+//!
 //! The log is bounded by [`FaultConfig::max_unflushed_ops`]: beyond it the oldest entries are
 //! destaged on their own, as a drive's cache writes back without being asked.
 //!
@@ -153,6 +161,9 @@ pub struct FaultConfig {
     pub tear_unit_bytes: Option<u32>,
     /// Bound on the unflushed log; older entries are destaged beyond it.
     pub max_unflushed_ops: usize,
+    /// The device makes a single [`BlockDevice::write_durable`] durable by itself (as a
+    /// `RWF_DSYNC` or FUA write does) instead of writing and flushing.
+    pub durable_writes: bool,
 }
 
 impl Default for FaultConfig {
@@ -163,6 +174,7 @@ impl Default for FaultConfig {
             latency: Latency::None,
             tear_unit_bytes: None,
             max_unflushed_ops: 4096,
+            durable_writes: false,
         }
     }
 }
@@ -228,7 +240,8 @@ pub struct FaultStats {
     pub refused_after_cut: u64,
     /// Power cuts.
     pub power_cuts: u64,
-    /// Unflushed operations kept / lost / torn by power cuts.
+    /// Unflushed operations kept / lost / torn by power cuts (durable writes that had
+    /// completed are not counted: they are durable).
     pub cut_kept: u64,
     /// See `cut_kept`.
     pub cut_dropped: u64,
@@ -236,6 +249,8 @@ pub struct FaultStats {
     pub cut_torn: u64,
     /// Log entries moved to the durable image by flushes or by the log bound.
     pub destaged: u64,
+    /// Durable writes ([`FaultConfig::durable_writes`]) that completed.
+    pub durable_writes: u64,
 }
 
 impl FaultStats {
@@ -254,6 +269,8 @@ struct LogEntry {
     offset_bytes: u64,
     len_bytes: u64,
     data: Option<Box<[u8]>>,
+    /// A completed durable write: it survives a power cut whatever the mode.
+    durable: bool,
 }
 
 /// A copy of the part of a log entry a read overlaps: position in the read buffer and the
@@ -278,6 +295,8 @@ struct State {
     log: VecDeque<LogEntry>,
     next_seq: u64,
     cut: bool,
+    /// Rules are evaluated only while armed (from creation unless disarmed).
+    disarmed: bool,
     stats: FaultStats,
     /// One destager at a time (flush, log bound, power cut), so entries reach the durable
     /// image in order; the others wait here.
@@ -333,6 +352,7 @@ impl FaultDevice {
             log: VecDeque::new(),
             next_seq: 0,
             cut: false,
+            disarmed: false,
             stats: FaultStats::default(),
             destaging: false,
             destage_waiters: VecDeque::new(),
@@ -364,6 +384,19 @@ impl FaultDevice {
         self.lock().log.len()
     }
 
+    /// Arms or disarms the rules: while disarmed no rule fires (the operations still count
+    /// towards [`Trigger::Nth`]). A device is armed when made.
+    pub fn set_armed(&self, armed: bool) {
+        self.lock().disarmed = !armed;
+    }
+
+    /// Faults injected so far by rules: errors, bit flips and torn writes.
+    #[must_use]
+    pub fn faults_injected(&self) -> u64 {
+        let st = self.lock();
+        st.stats.errors_injected + st.stats.bit_flips + st.stats.torn_writes
+    }
+
     /// True between a power cut and the next [`FaultDevice::restart`].
     #[must_use]
     pub fn is_cut(&self) -> bool {
@@ -384,11 +417,11 @@ impl FaultDevice {
             let mut st = self.lock();
             st.stats.power_cuts += 1;
             let entries: Vec<LogEntry> = st.log.drain(..).collect();
-            let decisions: Vec<Fate> = entries
+            let decisions: Vec<Option<Fate>> = entries
                 .iter()
-                .map(|e| self.decide_fate(&mut st.cut_rng, mode, e.len_bytes))
+                .map(|e| (!e.durable).then(|| self.decide_fate(&mut st.cut_rng, mode, e.len_bytes)))
                 .collect();
-            for fate in &decisions {
+            for fate in decisions.iter().flatten() {
                 match fate {
                     Fate::Kept => st.stats.cut_kept += 1,
                     Fate::Dropped => st.stats.cut_dropped += 1,
@@ -399,6 +432,11 @@ impl FaultDevice {
         };
         let mut report = PowerCutReport::default();
         for (entry, fate) in entries.iter().zip(decisions) {
+            let Some(fate) = fate else {
+                // A completed durable write is already durable.
+                self.apply_to_inner(entry, entry.len_bytes).await?;
+                continue;
+            };
             let kept_bytes = match fate {
                 Fate::Kept => entry.len_bytes,
                 Fate::Dropped => 0,
@@ -482,7 +520,8 @@ impl FaultDevice {
         st.stats.ops[op.index()] += 1;
         let nth = st.stats.ops[op.index()];
         let mut decision = Decision::default();
-        for rule in self.config.rules.iter().filter(|r| r.op == op) {
+        let armed = !st.disarmed;
+        for rule in self.config.rules.iter().filter(|r| armed && r.op == op) {
             let fires = match rule.trigger {
                 Trigger::Always => true,
                 Trigger::Nth(n) => nth == n,
@@ -528,7 +567,7 @@ impl FaultDevice {
     ) -> usize {
         let seq = st.next_seq;
         st.next_seq += 1;
-        st.log.push_back(LogEntry { seq, op, offset_bytes, len_bytes, data });
+        st.log.push_back(LogEntry { seq, op, offset_bytes, len_bytes, data, durable: false });
         st.log.len().saturating_sub(self.config.max_unflushed_ops)
     }
 
@@ -577,6 +616,7 @@ impl FaultDevice {
                     offset_bytes: front.offset_bytes,
                     len_bytes: front.len_bytes,
                     data: front.data.clone(),
+                    durable: front.durable,
                 };
                 (front.seq, copy)
             };
@@ -651,11 +691,50 @@ impl FaultDevice {
             return (Err(e), buf);
         }
         self.delay().await;
-        let (res, excess) = {
+        let (res, _, buf) = self.write_entry(buf, offset_bytes).await;
+        (res, buf)
+    }
+
+    /// A write made durable by itself ([`FaultConfig::durable_writes`]): it enters the
+    /// unflushed log like any write, stays in flight for the device's latency (a power cut then
+    /// decides its fate as for any unflushed write), and on completion is marked durable.
+    async fn durable_write_impl(&self, buf: IoBuf, offset_bytes: u64) -> (IoResult<()>, IoBuf) {
+        let len_bytes = buf.len() as u64;
+        if let Err(e) = check_request(&self.info, offset_bytes, len_bytes) {
+            return (Err(e), buf);
+        }
+        self.delay().await;
+        let (res, seq, buf) = self.write_entry(buf, offset_bytes).await;
+        if res.is_err() {
+            return (res, buf);
+        }
+        // In flight.
+        self.delay().await;
+        let mut st = self.lock();
+        if st.cut {
+            return (Err(IoError::Injected), buf);
+        }
+        st.stats.durable_writes += 1;
+        // Not found: destaged meanwhile (already durable) or torn to nothing by a rule.
+        if let Some(e) = st.log.iter_mut().find(|e| Some(e.seq) == seq) {
+            e.durable = true;
+        }
+        (Ok(()), buf)
+    }
+
+    /// Admits a write and appends what lands of it to the unflushed log; returns the entry's
+    /// sequence number (`None` when nothing landed).
+    async fn write_entry(
+        &self,
+        buf: IoBuf,
+        offset_bytes: u64,
+    ) -> (IoResult<()>, Option<u64>, IoBuf) {
+        let len_bytes = buf.len() as u64;
+        let (res, seq, excess) = {
             let mut st = self.lock();
             let decision = match self.admit(&mut st, OpKind::Write, offset_bytes, len_bytes) {
-                Err(e) => return (Err(e), buf),
-                Ok(d) if d.error => return (Err(IoError::Injected), buf),
+                Err(e) => return (Err(e), None, buf),
+                Ok(d) if d.error => return (Err(IoError::Injected), None, buf),
                 Ok(d) => d,
             };
             let mut data: Box<[u8]> = buf[..].into();
@@ -673,21 +752,25 @@ impl FaultDevice {
                     res = Err(IoError::Injected);
                 }
             }
-            let excess = if kept_bytes == 0 {
-                0
+            let (seq, excess) = if kept_bytes == 0 {
+                (None, 0)
             } else {
                 let kept = kept_bytes as usize;
                 let data = if kept == data.len() { data } else { data[..kept].into() };
-                self.append(&mut st, OpKind::Write, offset_bytes, kept_bytes, Some(data))
+                let seq = st.next_seq;
+                (
+                    Some(seq),
+                    self.append(&mut st, OpKind::Write, offset_bytes, kept_bytes, Some(data)),
+                )
             };
-            (res, excess)
+            (res, seq, excess)
         };
         if excess > 0 {
             if let Err(e) = self.destage(None).await {
-                return (Err(e), buf);
+                return (Err(e), seq, buf);
             }
         }
-        (res, buf)
+        (res, seq, buf)
     }
 
     async fn zero_impl(&self, op: OpKind, offset_bytes: u64, len_bytes: u64) -> IoResult<()> {
@@ -804,6 +887,27 @@ impl BlockDevice for FaultDevice {
 
     fn write(&self, buf: IoBuf, offset_bytes: u64) -> LocalBoxFuture<'_, (IoResult<()>, IoBuf)> {
         Box::pin(self.write_impl(buf, offset_bytes))
+    }
+
+    fn durable_writes(&self) -> bool {
+        self.config.durable_writes
+    }
+
+    fn write_durable(
+        &self,
+        buf: IoBuf,
+        offset_bytes: u64,
+    ) -> LocalBoxFuture<'_, (IoResult<()>, IoBuf)> {
+        if self.config.durable_writes {
+            return Box::pin(self.durable_write_impl(buf, offset_bytes));
+        }
+        Box::pin(async move {
+            let (res, buf) = self.write_impl(buf, offset_bytes).await;
+            match res {
+                Ok(()) => (self.flush_impl().await, buf),
+                Err(e) => (Err(e), buf),
+            }
+        })
     }
 
     fn flush(&self) -> LocalBoxFuture<'_, IoResult<()>> {

@@ -400,3 +400,76 @@ fn latency_lets_other_tasks_run() {
         assert!(start.elapsed() >= Duration::from_millis(10));
     });
 }
+
+#[test]
+fn durable_writes_survive_a_cut_once_completed_and_in_flight_ones_meet_its_fate() {
+    run(async {
+        let dev = Rc::new(device(FaultConfig {
+            seed: 11,
+            latency: Latency::Yields(20),
+            durable_writes: true,
+            ..Default::default()
+        }));
+        assert!(dev.durable_writes());
+        let a = pattern(1, 4096);
+        let b = pattern(2, 4096);
+        let c = pattern(3, 4096);
+        // Completed durable write: durable without a flush.
+        dev.write_durable(IoBuf::from_slice(&a), 0).await.0.expect("durable write a");
+        // Plain write: volatile.
+        write(&dev, 8192, &b).await.expect("write b");
+        // Durable write still in flight at the cut.
+        let in_flight = {
+            let dev = Rc::clone(&dev);
+            let c = c.clone();
+            executor::spawn(async move { dev.write_durable(IoBuf::from_slice(&c), 16384).await.0 })
+        };
+        // Cut as soon as c is in the volatile log (it then stays in flight for 20 yields). The
+        // cutter is a task, so it interleaves with c step by step.
+        let cutter = {
+            let dev = Rc::clone(&dev);
+            executor::spawn(async move {
+                while dev.unflushed_ops() < 3 {
+                    executor::yield_now().await;
+                }
+                dev.power_cut(PowerCutMode::DropAll).await.expect("power cut");
+            })
+        };
+        cutter.await;
+        assert_eq!(in_flight.await, Err(IoError::Injected), "c was not acknowledged");
+        dev.restart();
+        assert_eq!(read(&dev, 0, 4096).await.expect("read"), a, "a completed: durable");
+        assert!(read(&dev, 8192, 4096).await.expect("read").iter().all(|x| *x == 0), "b lost");
+        assert!(read(&dev, 16384, 4096).await.expect("read").iter().all(|x| *x == 0), "c lost");
+        assert_eq!(dev.stats().durable_writes, 1);
+    });
+}
+
+#[test]
+fn without_durable_writes_a_durable_write_writes_and_flushes() {
+    run(async {
+        let dev = device(FaultConfig { seed: 12, ..Default::default() });
+        assert!(!dev.durable_writes());
+        let b = pattern(2, 4096);
+        write(&dev, 8192, &b).await.expect("write b");
+        let a = pattern(1, 4096);
+        dev.write_durable(IoBuf::from_slice(&a), 0).await.0.expect("durable write a");
+        assert_eq!(dev.unflushed_ops(), 0, "the flush destaged every earlier write");
+        dev.power_cut(PowerCutMode::DropAll).await.expect("power cut");
+        dev.restart();
+        assert_eq!(read(&dev, 0, 4096).await.expect("read"), a);
+        assert_eq!(read(&dev, 8192, 4096).await.expect("read"), b);
+    });
+}
+
+#[test]
+fn disarmed_rules_do_not_fire() {
+    run(async {
+        let dev = seeded(13, vec![FaultRule::new(OpKind::Read, Trigger::Always, Fault::Error)]);
+        dev.set_armed(false);
+        read(&dev, 0, 512).await.expect("disarmed: read succeeds");
+        dev.set_armed(true);
+        assert_eq!(read(&dev, 0, 512).await, Err(IoError::Injected));
+        assert_eq!(dev.faults_injected(), 1);
+    });
+}
