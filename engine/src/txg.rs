@@ -475,7 +475,14 @@ impl Pool {
         self.sync_locked().await.map(|_| ())
     }
 
+    /// One txg sync, under the sync lock. Refused once the pool is suspended, also for a caller
+    /// that was already waiting for the lock when the sync before it failed: the failed txg's
+    /// frozen changes were never installed, so a later txg would be built on the last durable
+    /// trees without them (losing writes a flush or the intent log had acknowledged, whose
+    /// log records that txg then trims) and would record the failed txg's blocks allocated
+    /// with nothing pointing at them.
     async fn sync_locked(&self) -> PoolResult<u64> {
+        self.check_live()?;
         let _active = crate::pool::InProgress::new(&self.stats.txg_syncs_in_progress);
         match self.sync_once().await {
             Ok(txg) => Ok(txg),

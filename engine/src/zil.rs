@@ -440,6 +440,10 @@ struct ChainState {
     written_ahead: Vec<u64>,
     /// Newest batch whose block writes failed (0: none).
     failed_batch: u64,
+    /// Every batch whose block writes failed since no other batch was in flight: a batch is
+    /// durable only if none before it failed, and the newest failure alone does not say that
+    /// (batch 1 failing, then batch 5, leaves batch 2 behind a block replay cannot read).
+    failed_batches: Vec<u64>,
     waiters: Vec<Waker>,
     next_offset_bytes: u64,
     next_sequence: u64,
@@ -773,6 +777,10 @@ impl Pool {
             if !room || !chain.fits(&st, lens[0]) || st.broken_until_txg > self.durable_txg() {
                 break 'reserve true;
             }
+            if st.writers_active <= 1 {
+                // No other batch in flight: earlier failures lie behind a durable txg.
+                st.failed_batches.clear();
+            }
             batch_no = st.next_batch.max(1);
             st.next_batch = batch_no + 1;
             failed_before = st.failed_batch;
@@ -851,6 +859,7 @@ impl Pool {
                 // Until a txg covers this batch, new batches go through txg syncs (they would
                 // sit behind a block replay cannot read).
                 st.failed_batch = st.failed_batch.max(batch_no);
+                st.failed_batches.push(batch_no);
                 st.failed = Some(*e);
                 st.broken_until_txg = st.broken_until_txg.max(max_label);
             }
@@ -876,7 +885,9 @@ impl Pool {
         .await;
         let earlier_failed = {
             let st = lock(&chain.state);
-            (st.failed_batch > failed_before && st.failed_batch < batch_no)
+            st.failed_batches
+                .iter()
+                .any(|&b| b > failed_before && b < batch_no)
                 .then(|| st.failed.unwrap_or(IoError::Injected))
         };
         if let Some(e) = earlier_failed {

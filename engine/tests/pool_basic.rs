@@ -488,3 +488,76 @@ fn large_durable_writes_are_logged_by_reference_and_adopted_by_the_sync() {
         assert!(report.is_clean(), "after replay: {report:?}");
     });
 }
+
+/// One run of [`sync_queued_behind_a_failed_sync_is_refused`]: a durable write, then two txg
+/// syncs at once, the log device failing its write number `fail_at` (counted from its
+/// creation). Returns the log device's writes before the syncs, both syncs' results and what
+/// LBA 0 holds after a re-import.
+fn failed_sync_then_queued_sync(
+    fail_at: Option<u64>,
+) -> (u64, Result<u64, PoolError>, Result<u64, PoolError>, Vec<u8>) {
+    use drivers::blockdev::fault::{
+        Fault, FaultConfig, FaultDevice, FaultRule, Latency, OpKind, Trigger,
+    };
+    let r = reactor();
+    // Device writes take a few scheduler turns, so the write below lands while the first
+    // sync is writing its data.
+    let slow = FaultConfig { latency: Latency::Yields(8), ..FaultConfig::default() };
+    let data: Arc<dyn BlockDevice> = Arc::new(FaultDevice::new(device(64), slow.clone()));
+    let rules = fail_at
+        .map(|n| vec![FaultRule::new(OpKind::Write, Trigger::Nth(n), Fault::Error)])
+        .unwrap_or_default();
+    let fault = Arc::new(FaultDevice::new(device(16), FaultConfig { rules, ..slow }));
+    let log: Arc<dyn BlockDevice> = Arc::clone(&fault) as Arc<dyn BlockDevice>;
+    r.block_on(async move {
+        let pool = Pool::create(vec![Arc::clone(&data)], Some(Arc::clone(&log)), options())
+            .await
+            .expect("create");
+        let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
+        let (res, _) = vol.write(0, pattern(1, 4096), false).await;
+        res.expect("write");
+        pool.sync_txg().await.expect("sync");
+        // Acknowledged durable through the intent log; the next txg covers it.
+        let (res, _) = vol.write(0, pattern(2, 4096), true).await;
+        res.expect("FUA write");
+        let writes = fault.stats().ops_of(OpKind::Write);
+        let (a, b) = (Arc::clone(&pool), Arc::clone(&pool));
+        // Started in this order: the first sync freezes the open txg and waits for its device
+        // writes; a write then gives the second sync (waiting for the sync lock) work on the
+        // same partition, whose tree it would build anew.
+        let first = drivers::executor::spawn(async move { a.sync_txg().await });
+        let writer = vol.clone();
+        let write = drivers::executor::spawn(async move {
+            let (res, _) = writer.write(8, pattern(3, 4096), false).await;
+            res
+        });
+        let second = drivers::executor::spawn(async move { b.sync_txg().await });
+        write.await.expect("write while the first sync runs");
+        let (first, second) = (first.await, second.await);
+        drop(vol);
+        drop(pool);
+        let pool = Pool::import(vec![data, log], PoolTunables::default()).await.expect("import");
+        let vol = pool.open_volume("vol").expect("open");
+        (writes, first, second, read_at(&vol, 0, 4096).await)
+    })
+}
+
+/// A txg sync that was waiting for the sync lock while the sync before it failed is refused
+/// (the pool is suspended): committing it would build on the last durable trees without the
+/// failed txg's changes and trim the intent-log records that hold them, losing a write that
+/// was acknowledged durable (LBA 0 read its older value after import).
+#[test]
+fn sync_queued_behind_a_failed_sync_is_refused() {
+    // A run without faults counts the log device's writes up to the syncs; the real run fails
+    // the next one, which the first sync makes (its uberblock write to the log device).
+    let (writes, first, second, _) = failed_sync_then_queued_sync(None);
+    first.expect("first sync without faults");
+    second.expect("second sync without faults");
+    let (_, first, second, lba0) = failed_sync_then_queued_sync(Some(writes + 1));
+    assert!(first.is_err(), "the first sync meets the log device's write error");
+    assert!(
+        matches!(second, Err(PoolError::Suspended)),
+        "the queued sync must be refused, got {second:?}"
+    );
+    assert_eq!(lba0, pattern(2, 4096).to_vec(), "the acknowledged FUA write survives import");
+}
