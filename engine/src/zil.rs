@@ -363,7 +363,9 @@ pub fn log_block_bytes(records: &[LogRecord]) -> u64 {
 
 /// Decodes the records of a verified block payload. `None` when malformed.
 fn decode_records(payload: &[u8], count: u32) -> Option<Vec<LogRecord>> {
-    let mut out = Vec::with_capacity(count as usize);
+    // The count comes from the device: reserve no more records than the payload can hold
+    // (each needs its 48-byte header), so a damaged count cannot ask for gigabytes.
+    let mut out = Vec::with_capacity((count as usize).min(payload.len() / 48));
     let mut at = 0usize;
     for _ in 0..count {
         let end = at.checked_add(48)?;
@@ -1121,6 +1123,13 @@ mod tests {
             assert_eq!(decode_log_block(&block, &EXPECT), Err(LogBlockError::BadLength));
             assert_eq!(check_log_block_header(&block, &EXPECT), Err(LogBlockError::BadLength));
         }
+    }
+
+    #[test]
+    fn a_record_count_past_the_payload_is_refused_without_reserving_it() {
+        let (mut block, _) = sample_block(&EXPECT);
+        reseal(&mut block, |h| h.record_count = u32::MAX);
+        assert_eq!(decode_log_block(&block, &EXPECT), Err(LogBlockError::Records));
     }
 
     #[test]
