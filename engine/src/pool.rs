@@ -891,17 +891,7 @@ impl Pool {
     /// volumes' total size.
     #[must_use]
     pub fn space_summary(&self) -> PoolSpace {
-        let meta = lock(&self.meta);
-        let heads = lock(&self.heads);
-        let reserved_unused_bytes: u64 = meta
-            .datasets
-            .values()
-            .filter(|d| d.kind() == DatasetKind::Volume && d.phys.reservation_bytes > 0)
-            .map(|d| {
-                let used = heads.get(&d.phys.id).map_or(0, |h| h.referenced_bytes());
-                d.phys.reservation_bytes.saturating_sub(used)
-            })
-            .sum();
+        let reserved_unused_bytes = self.unused_reservation_bytes();
         let capacity_bytes = self.alloc.capacity_bytes();
         let free_bytes = self.alloc.free_bytes().saturating_sub(reserved_unused_bytes);
         PoolSpace {
@@ -909,7 +899,7 @@ impl Pool {
             used_bytes: capacity_bytes - free_bytes.min(capacity_bytes),
             free_bytes,
             reserved_unused_bytes,
-            provisioned_bytes: Self::provisioned_bytes(&meta),
+            provisioned_bytes: Self::provisioned_bytes(&lock(&self.meta)),
         }
     }
 

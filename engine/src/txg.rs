@@ -1566,18 +1566,22 @@ impl Pool {
 
     /// Recomputes the unused part of thick volumes' reservations.
     pub(crate) fn refresh_reservations(&self) {
+        let total = self.unused_reservation_bytes();
+        self.reserved_unused_bytes.store(total, Ordering::Relaxed);
+    }
+
+    /// The part of thick volumes' reservations their data does not use yet.
+    pub(crate) fn unused_reservation_bytes(&self) -> u64 {
         let meta = lock(&self.meta);
         let heads = lock(&self.heads);
-        let total: u64 = meta
-            .datasets
+        meta.datasets
             .values()
             .filter(|d| d.kind() == DatasetKind::Volume && d.phys.reservation_bytes > 0)
             .map(|d| {
                 let used = heads.get(&d.phys.id).map_or(0, |h| h.referenced_bytes());
                 d.phys.reservation_bytes.saturating_sub(used)
             })
-            .sum();
-        self.reserved_unused_bytes.store(total, Ordering::Relaxed);
+            .sum()
     }
 
     /// Spawns the background syncer on the current shard (the one that imported the pool):
