@@ -12,7 +12,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 fn can_run() -> bool {
     // SAFETY: geteuid(2) cannot fail and touches no memory.
@@ -75,20 +74,10 @@ fn start(dir: &Path, shared: &Path, daemon_extra: &str, log: &Path) -> common::D
             Ok(())
         });
     }
-    let mut child = cmd.spawn().expect("spawn ferrited");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        assert!(Instant::now() < deadline, "ferrited did not become ready");
-        match lines.next() {
-            Some(Ok(line)) if line.starts_with("ready ") => break,
-            Some(Ok(_)) => {}
-            _ => panic!("ferrited exited before it was ready: {:?}", std::fs::read_to_string(log)),
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    common::Daemon { child, portal }
+    let child = cmd.spawn().expect("spawn ferrited");
+    common::Daemon::when_ready(child, portal, || {
+        format!("ferrited exited before it was ready: {:?}", std::fs::read_to_string(log))
+    })
 }
 
 fn shared_dir(dir: &Path) -> std::path::PathBuf {

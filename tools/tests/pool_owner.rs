@@ -115,7 +115,7 @@ fn start_as_host(
     extra: &[&str],
     portal: std::net::SocketAddr,
 ) -> common::Daemon {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrited"))
+    let child = Command::new(env!("CARGO_BIN_EXE_ferrited"))
         .args(paths.args())
         .args(extra)
         .env("FERRITE_TEST_HOST_ID", host)
@@ -123,19 +123,9 @@ fn start_as_host(
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn ferrited");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        assert!(Instant::now() < deadline, "ferrited did not become ready");
-        match lines.next() {
-            Some(Ok(line)) if line.starts_with("ready ") => break,
-            Some(Ok(_)) => {}
-            _ => panic!("ferrited as host {host} exited before it was ready"),
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    common::Daemon { child, portal }
+    common::Daemon::when_ready(child, portal, || {
+        format!("ferrited as host {host} exited before it was ready")
+    })
 }
 
 fn inspect_clean(pool_file: &Path) {

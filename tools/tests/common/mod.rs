@@ -75,13 +75,19 @@ impl Daemon {
 
     /// Starts ferrited with explicit arguments and waits for a ready line.
     pub fn start_args(args: &[&str], extra: &[&str], portal: SocketAddr) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferrited"))
+        let child = Command::new(env!("CARGO_BIN_EXE_ferrited"))
             .args(args)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn ferrited");
+        Daemon::when_ready(child, portal, || "ferrited exited before it was ready".into())
+    }
+
+    /// Waits up to 30 s for the ready line of a ferrited spawned with stdout piped (then keeps
+    /// draining stdout); panics with `exited()` when it exits first.
+    pub fn when_ready(mut child: Child, portal: SocketAddr, exited: impl Fn() -> String) -> Daemon {
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -90,7 +96,7 @@ impl Daemon {
             match lines.next() {
                 Some(Ok(line)) if line.starts_with("ready ") => break,
                 Some(Ok(_)) => {}
-                _ => panic!("ferrited exited before it was ready"),
+                _ => panic!("{}", exited()),
             }
         }
         std::thread::spawn(move || for _ in lines {});
