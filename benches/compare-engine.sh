@@ -24,6 +24,8 @@
 #   FERRITE_BENCH_SHARDS   ferrite shards and fio jobs (default 1; iodepth is per shard/job)
 #   FERRITE_BENCH_VOLUME_PERCENT  volume size in percent of the pool file (default 50)
 #   CARGO_TARGET_DIR       where the release build goes (default: <repo>/target)
+#   FERRITE_BENCH_BIN      a ferrite-bench binary to measure instead of building one (for an
+#                          old-build-against-new-build sitting: run the script once with each)
 #
 # Cases (fio | ferrite-bench on the volume):
 #   randread_4k_qd32_cold  randread 4k QD32 | the same after a --fill pass, with --cold (the
@@ -57,9 +59,15 @@ FIO=${FIO:-fio}
 command -v "$FIO" >/dev/null || { echo "compare-engine: fio not found" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "compare-engine: python3 not found" >&2; exit 2; }
 
-echo "compare-engine: building ferrite-bench (release, target dir $TARGET_DIR)" >&2
-(cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -q -p ferrite-tools --bin ferrite-bench)
-BENCH=$TARGET_DIR/release/ferrite-bench
+if [[ -n ${FERRITE_BENCH_BIN:-} ]]; then
+    BENCH=$FERRITE_BENCH_BIN
+    [[ -x $BENCH ]] || { echo "compare-engine: FERRITE_BENCH_BIN=$BENCH is not an executable" >&2; exit 2; }
+    echo "compare-engine: measuring $BENCH" >&2
+else
+    echo "compare-engine: building ferrite-bench (release, target dir $TARGET_DIR)" >&2
+    (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -q -p ferrite-tools --bin ferrite-bench)
+    BENCH=$TARGET_DIR/release/ferrite-bench
+fi
 
 for f in "$FILE" "$POOL_FILE" "$POOL_FILE-128k"; do
     if [[ ! -e $f ]]; then
