@@ -19,13 +19,94 @@ pub struct DatasetMeta {
     /// Where the dataset object is.
     pub object: StoredObject,
     /// Blocks killed in this dataset's epoch that an older snapshot (or the origin) holds.
-    pub deadlist: Vec<BlockPointer>,
+    pub deadlist: DeadList,
     /// Where the deadlist object is.
     pub deadlist_object: StoredObject,
     /// The dataset object must be rewritten.
     pub dirty: bool,
     /// The deadlist object must be rewritten.
     pub deadlist_dirty: bool,
+}
+
+/// A dataset's deadlist in memory, and how much of it its stored object already holds, so
+/// that rewriting the object after appends writes only the chunks past that (a head's
+/// deadlist grows by appends every txg that overwrites blocks a snapshot holds). Every change
+/// other than an append forgets what is stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadList {
+    entries: Vec<BlockPointer>,
+    /// (entries at the front equal to the stored object's, that object's pointer).
+    stored: Option<(usize, BlockPointer)>,
+}
+
+impl DeadList {
+    /// A deadlist read from the object `object` points to.
+    #[must_use]
+    pub fn loaded(entries: Vec<BlockPointer>, object: BlockPointer) -> DeadList {
+        let n = entries.len();
+        DeadList { entries, stored: Some((n, object)) }
+    }
+
+    /// Appends one entry (what is stored stays stored).
+    pub fn push(&mut self, bp: BlockPointer) {
+        self.entries.push(bp);
+    }
+
+    /// Takes every entry out, leaving this deadlist empty; the taken one is stored nowhere.
+    pub fn take(&mut self) -> DeadList {
+        self.stored = None;
+        DeadList { entries: std::mem::take(&mut self.entries), stored: None }
+    }
+
+    /// Empties the deadlist.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.stored = None;
+    }
+
+    /// The entries.
+    #[must_use]
+    pub fn entries(&self) -> &[BlockPointer] {
+        &self.entries
+    }
+
+    /// Bytes at the front of the deadlist's encoding that the object `object` points to
+    /// already holds (0 when it is not the object last written or read for this deadlist).
+    #[must_use]
+    pub fn stored_prefix_bytes(&self, object: &BlockPointer) -> usize {
+        match self.stored {
+            Some((n, bp)) if bp == *object && !bp.is_hole() => {
+                n.min(self.entries.len()) * std::mem::size_of::<BlockPointer>()
+            }
+            _ => 0,
+        }
+    }
+
+    /// Records that the object `object` now holds the first `n` entries.
+    pub fn mark_stored(&mut self, n: usize, object: BlockPointer) {
+        self.stored = Some((n, object));
+    }
+}
+
+impl From<Vec<BlockPointer>> for DeadList {
+    fn from(entries: Vec<BlockPointer>) -> DeadList {
+        DeadList { entries, stored: None }
+    }
+}
+
+impl std::ops::Deref for DeadList {
+    type Target = [BlockPointer];
+    fn deref(&self) -> &[BlockPointer] {
+        &self.entries
+    }
+}
+
+impl<'a> IntoIterator for &'a DeadList {
+    type Item = &'a BlockPointer;
+    type IntoIter = std::slice::Iter<'a, BlockPointer>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.iter()
+    }
 }
 
 impl DatasetMeta {
@@ -82,6 +163,12 @@ pub struct Meta {
     pub next_id: u64,
     /// The directory object.
     pub directory: StoredObject,
+    /// The bytes the directory object holds (the next rewrite keeps the chunks that did not
+    /// change).
+    pub directory_bytes: Vec<u8>,
+    /// Each dataset's entry index in `directory_bytes`, while no dataset has come or gone
+    /// since they were laid out (a txg then patches the entries of the objects it moved).
+    pub(crate) directory_slots: Option<HashMap<u64, usize>>,
     /// The space-map table object.
     pub space_map_table: StoredObject,
     /// The pool root object.
@@ -95,12 +182,17 @@ pub struct Meta {
     /// Snapshots by (volume id, creation txg, snapshot id), so a volume's snapshots come in
     /// order without a scan of every dataset (snapshots taken in one txg keep id order).
     pub(crate) snapshots_by_volume: std::collections::BTreeSet<(u64, u64, u64)>,
+    /// Counts changes to the set of datasets and to deadlists other than a head's appends:
+    /// a reader that works in slices compares it to know its view still holds.
+    pub(crate) generation: u64,
 }
 
 impl Meta {
     /// Adds dataset `ds` (every insertion goes through here, so the name and snapshot
     /// indexes stay whole). Names and snapshot creation txgs never change afterwards.
     pub fn insert(&mut self, ds: DatasetMeta) {
+        self.generation += 1;
+        self.directory_slots = None;
         let id = ds.phys.id;
         if let Some(old) = self.datasets.remove(&id) {
             self.unindex(&old);
@@ -114,6 +206,8 @@ impl Meta {
 
     /// Removes dataset `id`.
     pub fn remove(&mut self, id: u64) -> Option<DatasetMeta> {
+        self.generation += 1;
+        self.directory_slots = None;
         let ds = self.datasets.remove(&id)?;
         self.unindex(&ds);
         Some(ds)

@@ -22,6 +22,9 @@ pub struct StoredObject {
     pub bp: BlockPointer,
     /// Extents of the object's blocks.
     pub extents: Vec<Extent>,
+    /// Pointers to the object's chunks, in order, when it has a chunk index (empty for a
+    /// one-block object): what [`ObjectPlan::allocate_reusing`] may keep.
+    pub chunks: Vec<BlockPointer>,
 }
 
 impl StoredObject {
@@ -43,6 +46,8 @@ impl StoredObject {
 pub struct ObjectPlan {
     len_bytes: usize,
     chunks: Vec<Extent>,
+    /// Per chunk: the previous version's chunk kept as it is (not written again).
+    kept: Vec<Option<BlockPointer>>,
     index: Option<Extent>,
 }
 
@@ -59,22 +64,75 @@ impl ObjectPlan {
         hint: &mut crate::allocator::Hint,
         len_bytes: usize,
     ) -> Option<ObjectPlan> {
+        Self::allocate_reusing(alloc, hint, len_bytes, &StoredObject::none(), |_| false)
+    }
+
+    /// Reserves space for a new version of `prev` of `len_bytes`, keeping every chunk of
+    /// `prev` that `unchanged(i)` says holds exactly the new version's bytes of chunk `i`.
+    /// Only whole chunks of an object with a chunk index are kept (both versions' chunk `i`
+    /// full), so a version that grows at its end or changes in a few places writes only the
+    /// chunks that changed and a new index. The caller frees [`ObjectPlan::released`].
+    /// `None` as for [`ObjectPlan::allocate`].
+    #[must_use]
+    pub fn allocate_reusing(
+        alloc: &Allocator,
+        hint: &mut crate::allocator::Hint,
+        len_bytes: usize,
+        prev: &StoredObject,
+        unchanged: impl Fn(usize) -> bool,
+    ) -> Option<ObjectPlan> {
         let chunk = MAX_BLOCK_BYTES as usize;
         let count = len_bytes.div_ceil(chunk).max(1);
         if count > MAX_CHUNKS {
             return None;
         }
         let mut chunks = Vec::with_capacity(count);
+        let mut kept = Vec::with_capacity(count);
         for i in 0..count {
             let this = (len_bytes - i * chunk).min(chunk);
-            chunks.push(alloc.allocate(hint, physical(this))?);
+            let keep = prev
+                .chunks
+                .get(i)
+                .filter(|p| count > 1 && this == chunk && p.logical_bytes as usize == chunk)
+                .filter(|_| unchanged(i))
+                .copied();
+            match keep {
+                Some(p) => chunks.push(p.extent()),
+                None => chunks.push(alloc.allocate(hint, physical(this))?),
+            }
+            kept.push(keep);
         }
         let index = if count > 1 {
             Some(alloc.allocate(hint, physical(count * std::mem::size_of::<BlockPointer>()))?)
         } else {
             None
         };
-        Some(ObjectPlan { len_bytes, chunks, index })
+        Some(ObjectPlan { len_bytes, chunks, kept, index })
+    }
+
+    /// The extents of `prev` this plan does not keep: free them in the txg that writes it.
+    #[must_use]
+    pub fn released(&self, prev: &StoredObject) -> Vec<Extent> {
+        let kept: std::collections::HashSet<(u16, u64)> =
+            self.kept.iter().flatten().map(|p| (p.device, p.offset_bytes)).collect();
+        prev.extents
+            .iter()
+            .filter(|e| !kept.contains(&(e.device, e.offset_bytes)))
+            .copied()
+            .collect()
+    }
+
+    /// Chunks kept from the previous version.
+    #[must_use]
+    pub fn kept_chunks(&self) -> usize {
+        self.kept.iter().flatten().count()
+    }
+
+    /// Bytes at the front of the object that kept chunks cover without a gap: the writer
+    /// needs the object's bytes only from there ([`write_object_from`]).
+    #[must_use]
+    pub fn kept_prefix_bytes(&self) -> usize {
+        self.kept.iter().take_while(|k| k.is_some()).count() * MAX_BLOCK_BYTES as usize
     }
 
     /// Length the plan was made for.
@@ -132,18 +190,50 @@ pub async fn write_object(
     txg: u64,
     data: &[u8],
 ) -> Result<StoredObject, BlockReadError> {
-    assert!(data.len() <= plan.len_bytes, "object longer than its plan");
+    write_object_from(devs, plan, kind, txg, 0, data).await
+}
+
+/// [`write_object`] given only the object's bytes from `from` on (`data`): every chunk before
+/// `from` must be one the plan keeps ([`ObjectPlan::kept_prefix_bytes`]).
+///
+/// # Errors
+/// A device error.
+///
+/// # Panics
+/// When the object is longer than the plan, or a chunk to write starts before `from` (a
+/// programmer error).
+pub async fn write_object_from(
+    devs: &DeviceSet,
+    plan: ObjectPlan,
+    kind: BlockKind,
+    txg: u64,
+    from: usize,
+    data: &[u8],
+) -> Result<StoredObject, BlockReadError> {
+    let len = from + data.len();
+    assert!(len <= plan.len_bytes, "object longer than its plan");
     let chunk = MAX_BLOCK_BYTES as usize;
     let mut extents = plan.chunks.clone();
     if plan.chunks.len() == 1 {
+        assert_eq!(from, 0, "a one-block object is written whole");
         let bp = write_block(devs, plan.chunks[0], kind, 0, txg, data).await?;
-        return Ok(StoredObject { bp, extents });
+        return Ok(StoredObject { bp, extents, chunks: Vec::new() });
     }
     let mut pointers = Vec::with_capacity(plan.chunks.len());
-    for (i, extent) in plan.chunks.iter().enumerate() {
-        let start = (i * chunk).min(data.len());
-        let end = ((i + 1) * chunk).min(data.len());
-        pointers.push(write_block(devs, *extent, kind, 0, txg, &data[start..end]).await?);
+    for (i, (extent, kept)) in plan.chunks.iter().zip(&plan.kept).enumerate() {
+        let start = (i * chunk).min(len);
+        let end = ((i + 1) * chunk).min(len);
+        match kept {
+            Some(p) => {
+                assert_eq!(end - start, chunk, "a kept chunk is a whole chunk of the new version");
+                pointers.push(*p);
+            }
+            None => {
+                assert!(start >= from, "chunk {i} is not kept and its bytes were not given");
+                let bytes = &data[start - from..end - from];
+                pointers.push(write_block(devs, *extent, kind, 0, txg, bytes).await?);
+            }
+        }
     }
     let index = plan.index.expect("multi-chunk plan has an index extent");
     let mut bp =
@@ -153,24 +243,25 @@ pub async fn write_object(
     // The index records which kind its chunks hold in `flags` for inspect.
     bp.flags = u16::from(kind as u8);
     extents.push(index);
-    Ok(StoredObject { bp, extents })
+    Ok(StoredObject { bp, extents, chunks: pointers })
 }
 
-/// Reads an object and verifies every block of it.
+/// Reads an object and verifies every block of it: its bytes, and where it is stored.
 ///
 /// # Errors
 /// [`BlockReadError::Checksum`] for a block that does not verify or a malformed index.
 pub async fn read_object(
     devs: &DeviceSet,
     bp: &BlockPointer,
-) -> Result<(Vec<u8>, Vec<Extent>), BlockReadError> {
+) -> Result<(Vec<u8>, StoredObject), BlockReadError> {
     let buf = devs.read_block(bp).await?;
     let logical = bp.logical_bytes as usize;
     if logical > buf.len() {
         return Err(BlockReadError::Checksum);
     }
     if bp.block_kind() != Some(BlockKind::ChunkIndex) {
-        return Ok((buf[..logical].to_vec(), vec![bp.extent()]));
+        let stored = StoredObject { bp: *bp, extents: vec![bp.extent()], chunks: Vec::new() };
+        return Ok((buf[..logical].to_vec(), stored));
     }
     if !logical.is_multiple_of(std::mem::size_of::<BlockPointer>()) {
         return Err(BlockReadError::Checksum);
@@ -194,5 +285,5 @@ pub async fn read_object(
         extents.push(p.extent());
     }
     extents.push(bp.extent());
-    Ok((out, extents))
+    Ok((out, StoredObject { bp: *bp, extents, chunks: pointers }))
 }

@@ -28,7 +28,7 @@ use crate::ddt::Ddt;
 use crate::error::{PoolError, PoolResult};
 use crate::format::{data_area, label_offset_bytes, LABEL_BYTES, LABEL_COUNT, SECTOR_BYTES};
 use crate::label::{DeviceConfig, DeviceRole, Label, LABEL_HEADER_BYTES, MAX_DEVICES};
-use crate::meta::{DatasetMeta, Meta};
+use crate::meta::{DatasetMeta, DeadList, Meta};
 use crate::object::{read_object, StoredObject};
 use crate::partition::VolumeLayout;
 use crate::pool_root::{LogChainPhys, PoolRootPhys, MAX_LOG_CHAINS};
@@ -216,6 +216,9 @@ pub struct PoolStats {
     pub log_block_refs_written: AtomicU64,
     /// Of those, blocks a txg sync took into their tree where they lay (not written again).
     pub log_block_refs_adopted: AtomicU64,
+    /// Chunks of large directory and deadlist objects a txg sync kept from the object's
+    /// previous version instead of writing them again (only what changed is written).
+    pub metadata_chunks_kept: AtomicU64,
     /// Writers that waited for a txg because dirty data passed its limit.
     pub throttled_writes: AtomicU64,
     /// Writes refused for lack of space.
@@ -555,14 +558,14 @@ impl Pool {
         configs: &[DeviceConfig],
         ub: &Uberblock,
     ) -> PoolResult<Loaded> {
-        let (bytes, root_extents) =
+        let (bytes, root_object) =
             read_object(devs, &ub.root).await.map_err(corrupt("pool root", &ub.root))?;
         let root = PoolRootPhys::decode(&bytes)?;
         let alloc = Allocator::new(ag_layouts(configs));
         if root.ag_count as usize != alloc.group_count() {
             return Err(PoolError::Corrupt("allocation group count".into()));
         }
-        let (table, table_extents) = read_object(devs, &root.space_map_table)
+        let (table, table_object) = read_object(devs, &root.space_map_table)
             .await
             .map_err(corrupt("space map table", &root.space_map_table))?;
         let pointers = crate::dataset::decode_deadlist(&table)?;
@@ -571,34 +574,38 @@ impl Pool {
         }
         for (i, bp) in pointers.iter().enumerate() {
             let units = alloc.layout(i).len_bytes / SECTOR_BYTES;
-            let (image, extents) = read_object(devs, bp)
+            let (image, stored) = read_object(devs, bp)
                 .await
                 .map_err(corrupt(&format!("space map of allocation group {i}"), bp))?;
             let map = SpaceMap::decode(units, &image)
                 .ok_or_else(|| PoolError::Corrupt(format!("space map {i}")))?;
-            alloc.load_group(i, map, *bp, extents);
+            alloc.load_group(i, map, *bp, stored.extents);
         }
-        let (dir_bytes, dir_extents) = read_object(devs, &root.directory)
+        let (dir_bytes, directory) = read_object(devs, &root.directory)
             .await
             .map_err(corrupt("directory", &root.directory))?;
+        let entries = decode_directory(&dir_bytes)?;
         let mut meta = Meta {
             next_id: root.next_dataset_id,
-            directory: StoredObject { bp: root.directory, extents: dir_extents },
-            space_map_table: StoredObject { bp: root.space_map_table, extents: table_extents },
-            root: StoredObject { bp: ub.root, extents: root_extents },
+            directory,
+            directory_bytes: dir_bytes,
+            space_map_table: table_object,
+            root: root_object,
             ..Meta::default()
         };
         // Datasets load LOAD_WINDOW at a time: a pool with tens of thousands of snapshots
         // waits for the device's latency once per window, not once per dataset.
-        for window in decode_directory(&dir_bytes)?.chunks(LOAD_WINDOW) {
+        for window in entries.chunks(LOAD_WINDOW) {
             let loads = window.iter().map(|entry| load_dataset(devs, entry)).collect();
             for loaded in crate::join::join_all(loads).await {
                 meta.insert(loaded?);
             }
         }
+        meta.directory_slots =
+            Some(entries.iter().enumerate().map(|(slot, e)| (e.id, slot)).collect());
         let ddt = Ddt::default();
         if !root.ddt_index.is_hole() {
-            let (bytes, extents) = read_object(devs, &root.ddt_index)
+            let (bytes, index_object) = read_object(devs, &root.ddt_index)
                 .await
                 .map_err(corrupt("dedup index", &root.ddt_index))?;
             let pointers = decode_deadlist(&bytes)?;
@@ -607,16 +614,16 @@ impl Pool {
             }
             let (checkpoints, log) = pointers.split_at(crate::ddt::DDT_PARTITIONS);
             for (i, bp) in checkpoints.iter().enumerate().filter(|(_, bp)| !bp.is_hole()) {
-                let (bytes, extents) =
+                let (bytes, stored) =
                     read_object(devs, bp).await.map_err(corrupt("dedup table", bp))?;
-                ddt.load_part(i, &bytes, StoredObject { bp: *bp, extents })?;
+                ddt.load_part(i, &bytes, stored)?;
             }
             for bp in log {
-                let (bytes, extents) =
+                let (bytes, stored) =
                     read_object(devs, bp).await.map_err(corrupt("dedup log", bp))?;
-                ddt.replay_log(&bytes, StoredObject { bp: *bp, extents })?;
+                ddt.replay_log(&bytes, stored)?;
             }
-            ddt.set_index(StoredObject { bp: root.ddt_index, extents });
+            ddt.set_index(index_object);
         }
         Ok(Loaded { root, alloc, meta, ddt })
     }
@@ -776,7 +783,7 @@ impl Pool {
                 phys,
                 roots: Vec::new(),
                 object: StoredObject::none(),
-                deadlist: Vec::new(),
+                deadlist: DeadList::default(),
                 deadlist_object: StoredObject::none(),
                 dirty: true,
                 deadlist_dirty: false,
@@ -946,21 +953,21 @@ async fn load_dataset(
     entry: &crate::dataset::DirectoryEntry,
 ) -> PoolResult<DatasetMeta> {
     let dataset = format!("dataset {}", crate::format::decode_name(&entry.name));
-    let (bytes, extents) =
+    let (bytes, object) =
         read_object(devs, &entry.object).await.map_err(corrupt(&dataset, &entry.object))?;
     let (phys, roots) = decode_dataset(&bytes)?;
     let (deadlist, deadlist_object) = if phys.deadlist.is_hole() {
-        (Vec::new(), StoredObject::none())
+        (DeadList::default(), StoredObject::none())
     } else {
-        let (bytes, extents) = read_object(devs, &phys.deadlist)
+        let (bytes, stored) = read_object(devs, &phys.deadlist)
             .await
             .map_err(corrupt(&format!("deadlist of {dataset}"), &phys.deadlist))?;
-        (decode_deadlist(&bytes)?, StoredObject { bp: phys.deadlist, extents })
+        (DeadList::loaded(decode_deadlist(&bytes)?, phys.deadlist), stored)
     };
     Ok(DatasetMeta {
         phys,
         roots,
-        object: StoredObject { bp: entry.object, extents },
+        object,
         deadlist,
         deadlist_object,
         dirty: false,

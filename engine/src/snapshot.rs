@@ -15,7 +15,7 @@ use crate::block_pointer::BlockPointer;
 use crate::dataset::{name_field, DatasetKind};
 use crate::ddt::{bp_fingerprint, is_dedup, Fingerprint};
 use crate::error::{PoolError, PoolResult};
-use crate::meta::{DatasetMeta, Meta, MetaOp};
+use crate::meta::{DatasetMeta, DeadList, Meta, MetaOp};
 use crate::object::StoredObject;
 use crate::pool::{lock, Pool};
 use crate::txg::blocks_born_after;
@@ -44,6 +44,13 @@ pub struct SpaceFigures {
     /// Snapshots of the volume.
     pub snapshot_count: u64,
 }
+
+/// Deadlist entries or names one slice of [`Pool::snapshot_space_list_in_slices`] goes through
+/// under the metadata lock (about a millisecond of work).
+pub const LIST_SLICE_UNITS: usize = 8192;
+
+/// Sliced passes a listing makes before it takes the figures in one piece.
+const LIST_ATTEMPTS: usize = 4;
 
 fn volume_id(meta: &Meta, name: &str) -> PoolResult<u64> {
     meta.find(name)
@@ -123,34 +130,69 @@ impl Pool {
     /// [`PoolError::NotFound`].
     pub fn snapshot_space_list(&self, volume: &str) -> PoolResult<Vec<SnapshotSpace>> {
         let meta = lock(&self.meta);
-        let id = volume_id(&meta, volume)?;
-        let snaps = meta.snapshots_of(id);
-        let mut frees = vec![0u64; snaps.len()];
-        let mut dedup: std::collections::HashMap<(usize, Fingerprint), u64> =
-            std::collections::HashMap::new();
-        sole_holder_in_timeline(&meta, id, |holder, bp| {
-            if is_dedup(bp) {
-                *dedup.entry((holder, bp_fingerprint(bp))).or_default() += 1;
-            } else {
-                frees[holder] += u64::from(bp.physical_bytes);
-            }
-        });
-        for ((holder, fp), dropped) in dedup {
-            if let Some(hit) = self.ddt.lookup(&fp) {
-                if dropped >= u64::from(hit.refcount) {
-                    frees[holder] += hit.extent.len_bytes;
-                }
+        let mut pass = SpaceListPass::new(&meta, volume)?;
+        pass.step(&meta, usize::MAX);
+        drop(meta);
+        pass.resolve_dedup(self, usize::MAX);
+        Ok(pass.into_list())
+    }
+
+    /// [`Pool::snapshot_space_list`] computed in bounded slices: the metadata lock is taken
+    /// for at most [`LIST_SLICE_UNITS`] deadlist entries or names at a time, and the task
+    /// yields between slices, so a listing of 65,535 snapshots never holds the shard (or a txg
+    /// sync) for more than about a millisecond. A pass that sees a dataset created, destroyed
+    /// or rolled back between two of its slices starts again; after [`LIST_ATTEMPTS`] such
+    /// passes the listing is taken in one piece.
+    ///
+    /// # Errors
+    /// [`PoolError::NotFound`].
+    pub async fn snapshot_space_list_in_slices(
+        &self,
+        volume: &str,
+    ) -> PoolResult<Vec<SnapshotSpace>> {
+        self.snapshot_space_list_in_slices_of(volume, LIST_SLICE_UNITS).await
+    }
+
+    /// [`Pool::snapshot_space_list_in_slices`] with slices of `units` (tests use small ones to
+    /// make many slices of a small pool).
+    ///
+    /// # Errors
+    /// [`PoolError::NotFound`].
+    #[doc(hidden)]
+    pub async fn snapshot_space_list_in_slices_of(
+        &self,
+        volume: &str,
+        units: usize,
+    ) -> PoolResult<Vec<SnapshotSpace>> {
+        for _ in 0..LIST_ATTEMPTS {
+            if let Some(list) = self.space_list_pass(volume, units.max(1)).await? {
+                return Ok(list);
             }
         }
-        Ok(snaps
-            .iter()
-            .zip(frees)
-            .map(|(d, destroy_frees_bytes)| SnapshotSpace {
-                name: d.name(),
-                creation_txg: d.phys.creation_txg,
-                destroy_frees_bytes,
-            })
-            .collect())
+        self.snapshot_space_list(volume)
+    }
+
+    /// One sliced pass of [`Pool::snapshot_space_list_in_slices`]; `None` when the datasets
+    /// changed under it.
+    async fn space_list_pass(
+        &self,
+        volume: &str,
+        units: usize,
+    ) -> PoolResult<Option<Vec<SnapshotSpace>>> {
+        let mut pass = SpaceListPass::new(&lock(&self.meta), volume)?;
+        loop {
+            drivers::executor::yield_now().await;
+            let meta = lock(&self.meta);
+            match pass.step(&meta, units) {
+                None => return Ok(None),
+                Some(true) => break,
+                Some(false) => {}
+            }
+        }
+        while !pass.resolve_dedup(self, units) {
+            drivers::executor::yield_now().await;
+        }
+        Ok(Some(pass.into_list()))
     }
 
     /// Creates volume `new_volume` from snapshot `snapshot` (`volume@snap`). Instant: the
@@ -188,7 +230,7 @@ impl Pool {
                 phys,
                 roots: Vec::new(),
                 object: StoredObject::none(),
-                deadlist: Vec::new(),
+                deadlist: DeadList::default(),
                 deadlist_object: StoredObject::none(),
                 dirty: true,
                 deadlist_dirty: false,
@@ -379,30 +421,120 @@ impl Pool {
     }
 }
 
-/// Calls `held(k, bp)` for every deadlist entry of `volume`'s timeline that snapshot `k`
-/// (index among the volume's snapshots, oldest first) alone holds, so that destroying it
-/// alone frees the entry: the single-snapshot case of [`freed_in_timeline`], for every
-/// snapshot in one pass.
-fn sole_holder_in_timeline(meta: &Meta, volume: u64, mut held: impl FnMut(usize, &BlockPointer)) {
-    let snaps = meta.snapshots_of(volume);
-    let origin_txg = meta
-        .datasets
-        .get(&volume)
-        .and_then(|v| meta.datasets.get(&v.phys.origin_id))
-        .map_or(0, |o| o.phys.creation_txg);
-    let head = meta.datasets.get(&volume);
-    let timeline = snaps.iter().copied().chain(head);
-    for (k, ds) in timeline.enumerate().skip(1) {
-        for bp in &ds.deadlist {
-            if bp.birth_txg <= origin_txg {
-                continue;
+/// One pass over `volume`'s timeline that finds, for every snapshot, the deadlist entries it
+/// alone holds (destroying it alone frees them): the single-snapshot case of
+/// [`freed_in_timeline`], for every snapshot at once, O(entries × log snapshots). It runs in
+/// steps of bounded work, each under the metadata lock, and notices when the datasets
+/// changed between two steps.
+struct SpaceListPass {
+    generation: u64,
+    head: u64,
+    /// (creation txg, id) of the volume's snapshots, oldest first.
+    snaps: Vec<(u64, u64)>,
+    origin_txg: u64,
+    frees: Vec<u64>,
+    dedup: std::collections::HashMap<(usize, Fingerprint), u64>,
+    out: Vec<SnapshotSpace>,
+    /// Cursor: timeline position (1..=snaps.len(), the last one the head) and the offset in
+    /// its deadlist. Position 0, the oldest snapshot, kills nothing a snapshot holds.
+    k: usize,
+    at: usize,
+}
+
+impl SpaceListPass {
+    fn new(meta: &Meta, volume: &str) -> PoolResult<SpaceListPass> {
+        let head = volume_id(meta, volume)?;
+        let snaps: Vec<(u64, u64)> = meta
+            .snapshots_by_volume
+            .range((head, 0, 0)..=(head, u64::MAX, u64::MAX))
+            .map(|&(_, txg, id)| (txg, id))
+            .collect();
+        let origin_txg = meta
+            .datasets
+            .get(&head)
+            .and_then(|v| meta.datasets.get(&v.phys.origin_id))
+            .map_or(0, |o| o.phys.creation_txg);
+        Ok(SpaceListPass {
+            generation: meta.generation,
+            head,
+            frees: vec![0; snaps.len()],
+            out: Vec::with_capacity(snaps.len()),
+            snaps,
+            origin_txg,
+            dedup: std::collections::HashMap::new(),
+            k: 1,
+            at: 0,
+        })
+    }
+
+    /// Goes through at most `budget` names and deadlist entries. `Some(true)` when the pass
+    /// is complete, `None` when the datasets changed since it began.
+    fn step(&mut self, meta: &Meta, mut budget: usize) -> Option<bool> {
+        if meta.generation != self.generation {
+            return None;
+        }
+        while self.out.len() < self.snaps.len() && budget > 0 {
+            let (txg, id) = self.snaps[self.out.len()];
+            let ds = meta.datasets.get(&id)?;
+            self.out.push(SnapshotSpace {
+                name: ds.name(),
+                creation_txg: txg,
+                destroy_frees_bytes: 0,
+            });
+            budget -= 1;
+        }
+        while self.k <= self.snaps.len() && budget > 0 {
+            let id = self.snaps.get(self.k).map_or(self.head, |s| s.1);
+            let rest = meta.datasets.get(&id)?.deadlist.get(self.at..)?;
+            let take = rest.len().min(budget);
+            for bp in &rest[..take] {
+                if bp.birth_txg <= self.origin_txg {
+                    continue;
+                }
+                // The holders are snaps[first..k]; exactly one when first == k - 1.
+                let first = self.snaps[..self.k].partition_point(|s| s.0 < bp.birth_txg);
+                if first + 1 != self.k {
+                    continue;
+                }
+                if is_dedup(bp) {
+                    *self.dedup.entry((first, bp_fingerprint(bp))).or_default() += 1;
+                } else {
+                    self.frees[first] += u64::from(bp.physical_bytes);
+                }
             }
-            // The holders are snaps[first..k]; exactly one when first == k - 1.
-            let first = snaps[..k].partition_point(|s| s.phys.creation_txg < bp.birth_txg);
-            if first + 1 == k {
-                held(first, bp);
+            budget -= take;
+            if take == rest.len() {
+                (self.k, self.at) = (self.k + 1, 0);
+                budget = budget.saturating_sub(1);
+            } else {
+                self.at += take;
             }
         }
+        Some(self.out.len() == self.snaps.len() && self.k > self.snaps.len())
+    }
+
+    /// Settles at most `budget` of the dedup blocks found by [`SpaceListPass::step`]: a
+    /// holder frees one only when its drops reach the table's reference count. True when
+    /// none is left.
+    fn resolve_dedup(&mut self, pool: &Pool, budget: usize) -> bool {
+        let keys: Vec<(usize, Fingerprint)> = self.dedup.keys().take(budget).copied().collect();
+        for key in keys {
+            let dropped = self.dedup.remove(&key).unwrap_or(0);
+            if let Some(hit) = pool.ddt.lookup(&key.1) {
+                if dropped >= u64::from(hit.refcount) {
+                    self.frees[key.0] += hit.extent.len_bytes;
+                }
+            }
+        }
+        self.dedup.is_empty()
+    }
+
+    /// The listing, once the steps and the dedup blocks are done.
+    fn into_list(mut self) -> Vec<SnapshotSpace> {
+        for (s, destroy_frees_bytes) in self.out.iter_mut().zip(self.frees) {
+            s.destroy_frees_bytes = destroy_frees_bytes;
+        }
+        self.out
     }
 }
 

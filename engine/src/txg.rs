@@ -35,9 +35,9 @@ use crate::ddt::{
     DEDUP_STOPPED_BUDGET, DEDUP_STOPPED_HIT_RATE,
 };
 use crate::error::{PoolError, PoolResult};
-use crate::format::{checksum, SECTOR_BYTES};
-use crate::meta::{DatasetMeta, Meta, MetaOp};
-use crate::object::{write_object, ObjectPlan, StoredObject};
+use crate::format::{checksum, MAX_BLOCK_BYTES, SECTOR_BYTES};
+use crate::meta::{DatasetMeta, DeadList, Meta, MetaOp};
+use crate::object::{write_object, write_object_from, ObjectPlan, StoredObject};
 use crate::partition::{DirtyBlock, DirtySet};
 use crate::pool::{lock, write_uberblocks, Pool};
 use crate::pool_root::{PoolRootPhys, POOL_ROOT_MAGIC};
@@ -347,6 +347,19 @@ impl<'a> FormsAhead<'a> {
         let (forms, bytes) = self.started.pop_front().expect("forms started for this partition");
         self.ahead_bytes -= bytes;
         forms
+    }
+}
+
+/// A dataset's directory entry.
+fn directory_entry(d: &DatasetMeta) -> DirectoryEntry {
+    DirectoryEntry {
+        object: d.object.bp,
+        id: d.phys.id,
+        parent_id: d.phys.parent_id,
+        kind: d.phys.kind,
+        reserved: 0,
+        reserved2: 0,
+        name: d.phys.name,
     }
 }
 
@@ -1237,24 +1250,41 @@ impl Pool {
                 )?;
             }
             for ds in meta.datasets.values_mut().filter(|d| d.deadlist_dirty) {
-                self.free_object(&ds.deadlist_object, txg);
-                ds.deadlist_object = StoredObject::none();
+                let prev = std::mem::take(&mut ds.deadlist_object);
                 ds.deadlist_dirty = false;
                 ds.dirty = true;
-                if !ds.deadlist.is_empty() {
-                    let bytes: Vec<u8> = bytemuck::cast_slice(&ds.deadlist).to_vec();
-                    let mut hint = self.alloc.next_hint();
-                    let plan = ObjectPlan::allocate(&self.alloc, &mut hint, bytes.len())
-                        .ok_or(PoolError::NoSpace)?;
-                    deadlist_jobs.push((ds.phys.id, plan, bytes));
+                if ds.deadlist.is_empty() {
+                    self.free_object(&prev, txg);
+                    continue;
                 }
+                // A deadlist that only grew keeps its stored chunks: only the tail (copied
+                // out from there) and a new chunk index are written.
+                let all: &[u8] = bytemuck::cast_slice(ds.deadlist.entries());
+                let stored = ds.deadlist.stored_prefix_bytes(&prev.bp);
+                let chunk = MAX_BLOCK_BYTES as usize;
+                let mut hint = self.alloc.next_hint();
+                let plan =
+                    ObjectPlan::allocate_reusing(&self.alloc, &mut hint, all.len(), &prev, |i| {
+                        (i + 1) * chunk <= stored
+                    })
+                    .ok_or(PoolError::NoSpace)?;
+                for e in plan.released(&prev) {
+                    self.alloc.free(e, txg);
+                }
+                self.stats
+                    .metadata_chunks_kept
+                    .fetch_add(plan.kept_chunks() as u64, Ordering::Relaxed);
+                let from = plan.kept_prefix_bytes();
+                let tail = all[from..].to_vec();
+                deadlist_jobs.push((ds.phys.id, ds.deadlist.len(), plan, from, tail));
             }
         }
         let mut written = Vec::new();
-        for (id, plan, bytes) in deadlist_jobs {
+        for (id, entries, plan, from, tail) in deadlist_jobs {
             written.push((
                 id,
-                write_object(&self.devs, plan, BlockKind::DeadList, txg, &bytes)
+                entries,
+                write_object_from(&self.devs, plan, BlockKind::DeadList, txg, from, &tail)
                     .await
                     .map_err(read_err)?,
             ));
@@ -1263,8 +1293,9 @@ impl Pool {
         let mut dataset_jobs = Vec::new();
         {
             let mut meta = lock(&self.meta);
-            for (id, obj) in written {
+            for (id, entries, obj) in written {
                 if let Some(ds) = meta.datasets.get_mut(&id) {
+                    ds.deadlist.mark_stored(entries, obj.bp);
                     ds.deadlist_object = obj;
                 }
             }
@@ -1303,48 +1334,94 @@ impl Pool {
         // Round C: the directory.
         let job = {
             let mut meta = lock(&self.meta);
+            let rewritten: Vec<u64> = written.iter().map(|(id, _)| *id).collect();
             for (id, obj) in written {
                 if let Some(ds) = meta.datasets.get_mut(&id) {
                     ds.object = obj;
                 }
             }
-            if meta.dirty {
-                meta.dirty = false;
-                let entries: Vec<DirectoryEntry> = meta
-                    .datasets
-                    .values()
-                    .filter(|d| !d.object.bp.is_hole())
-                    .map(|d| DirectoryEntry {
-                        object: d.object.bp,
-                        id: d.phys.id,
-                        parent_id: d.phys.parent_id,
-                        kind: d.phys.kind,
-                        reserved: 0,
-                        reserved2: 0,
-                        name: d.phys.name,
-                    })
-                    .collect();
-                if entries.len() != meta.datasets.len() {
-                    meta.dirty = true;
-                }
-                let old = std::mem::take(&mut meta.directory);
-                self.free_object(&old, txg);
-                let bytes: Vec<u8> = bytemuck::cast_slice(&entries).to_vec();
-                let mut hint = self.alloc.next_hint();
-                let plan = ObjectPlan::allocate(&self.alloc, &mut hint, bytes.len())
-                    .ok_or(PoolError::NoSpace)?;
-                Some((plan, bytes))
-            } else {
-                None
-            }
+            self.plan_directory(&mut meta, &rewritten, txg)?
         };
         if let Some((plan, bytes)) = job {
             let obj = write_object(&self.devs, plan, BlockKind::Directory, txg, &bytes)
                 .await
                 .map_err(read_err)?;
-            lock(&self.meta).directory = obj;
+            let mut meta = lock(&self.meta);
+            meta.directory = obj;
+            meta.directory_bytes = bytes;
         }
         Ok(())
+    }
+
+    /// The directory's next version when it must be rewritten: the entries of the datasets
+    /// whose objects moved (`rewritten`) are patched in place when no dataset came or went
+    /// since the last version, else every entry is laid out again. Only the chunks whose
+    /// bytes changed are planned for writing; the rest of the previous version is kept.
+    fn plan_directory(
+        &self,
+        meta: &mut Meta,
+        rewritten: &[u64],
+        txg: u64,
+    ) -> PoolResult<Option<(ObjectPlan, Vec<u8>)>> {
+        if !meta.dirty {
+            return Ok(None);
+        }
+        meta.dirty = false;
+        let size = std::mem::size_of::<DirectoryEntry>();
+        let chunk = MAX_BLOCK_BYTES as usize;
+        let old = std::mem::take(&mut meta.directory);
+        let mut bytes = std::mem::take(&mut meta.directory_bytes);
+        let slots: Option<Vec<(usize, DirectoryEntry)>> =
+            meta.directory_slots.as_ref().and_then(|slots| {
+                rewritten
+                    .iter()
+                    .map(|id| Some((*slots.get(id)?, directory_entry(meta.datasets.get(id)?))))
+                    .collect()
+            });
+        let changed: Option<HashSet<usize>> = match slots {
+            Some(slots) if slots.iter().all(|(slot, _)| (slot + 1) * size <= bytes.len()) => {
+                let mut changed = HashSet::new();
+                for (slot, entry) in slots {
+                    let at = slot * size;
+                    bytes[at..at + size].copy_from_slice(bytemuck::bytes_of(&entry));
+                    changed.insert(at / chunk);
+                    changed.insert((at + size - 1) / chunk);
+                }
+                Some(changed)
+            }
+            _ => None,
+        };
+        let plan = if let Some(changed) = changed {
+            let mut hint = self.alloc.next_hint();
+            ObjectPlan::allocate_reusing(&self.alloc, &mut hint, bytes.len(), &old, |i| {
+                !changed.contains(&i)
+            })
+        } else {
+            let entries: Vec<DirectoryEntry> = meta
+                .datasets
+                .values()
+                .filter(|d| !d.object.bp.is_hole())
+                .map(directory_entry)
+                .collect();
+            if entries.len() != meta.datasets.len() {
+                meta.dirty = true;
+            }
+            meta.directory_slots =
+                Some(entries.iter().enumerate().map(|(slot, e)| (e.id, slot)).collect());
+            let old_bytes = std::mem::replace(&mut bytes, bytemuck::cast_slice(&entries).to_vec());
+            let same = |i: usize| {
+                let range = i * chunk..(i + 1) * chunk;
+                old_bytes.get(range.clone()).is_some_and(|o| bytes.get(range) == Some(o))
+            };
+            let mut hint = self.alloc.next_hint();
+            ObjectPlan::allocate_reusing(&self.alloc, &mut hint, bytes.len(), &old, same)
+        }
+        .ok_or(PoolError::NoSpace)?;
+        for e in plan.released(&old) {
+            self.alloc.free(e, txg);
+        }
+        self.stats.metadata_chunks_kept.fetch_add(plan.kept_chunks() as u64, Ordering::Relaxed);
+        Ok(Some((plan, bytes)))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1358,6 +1435,8 @@ impl Pool {
         installs: &mut Vec<(Arc<VolumeShared>, usize, BlockPointer, u8)>,
         destroyed_volumes: &mut Vec<u64>,
     ) -> PoolResult<()> {
+        // Every operation may rewrite deadlists (rollback, destroy): sliced readers start over.
+        meta.generation += 1;
         match op {
             MetaOp::Snapshot { volume_id, snapshot_id, name } => {
                 let Some(roots) = head_roots.get(volume_id).cloned() else { return Ok(()) };
@@ -1372,7 +1451,7 @@ impl Pool {
                 phys.flags = 0;
                 phys.deadlist = BlockPointer::HOLE;
                 phys.name = crate::dataset::name_field(name)?;
-                let deadlist = std::mem::take(&mut head.deadlist);
+                let deadlist = head.deadlist.take();
                 head.deadlist_dirty = true;
                 head.phys.prev_snap_txg = txg;
                 head.dirty = true;
@@ -1436,7 +1515,7 @@ impl Pool {
         let next_id = after.unwrap_or(parent);
         let Some(next) = meta.datasets.get_mut(&next_id) else { return };
         let mut keep = Vec::with_capacity(next.deadlist.len());
-        for bp in std::mem::take(&mut next.deadlist) {
+        for &bp in next.deadlist.take().entries() {
             if bp.birth_txg > prev_txg {
                 self.free_block(&bp, txg);
             } else {
@@ -1444,7 +1523,7 @@ impl Pool {
             }
         }
         keep.extend(snap.deadlist.iter().copied());
-        next.deadlist = keep;
+        next.deadlist = DeadList::from(keep);
         next.deadlist_dirty = true;
         next.dirty = true;
         if next_id == parent && next.phys.prev_snap_txg == snap.phys.creation_txg {
@@ -1574,13 +1653,12 @@ impl Pool {
     pub(crate) fn unused_reservation_bytes(&self) -> u64 {
         let meta = lock(&self.meta);
         let heads = lock(&self.heads);
-        meta.datasets
-            .values()
-            .filter(|d| d.kind() == DatasetKind::Volume && d.phys.reservation_bytes > 0)
-            .map(|d| {
-                let used = heads.get(&d.phys.id).map_or(0, |h| h.referenced_bytes());
-                d.phys.reservation_bytes.saturating_sub(used)
-            })
+        // Only volumes reserve: walk the open heads, not every snapshot.
+        heads
+            .iter()
+            .filter_map(|(id, h)| Some((meta.datasets.get(id)?, h)))
+            .filter(|(d, _)| d.kind() == DatasetKind::Volume && d.phys.reservation_bytes > 0)
+            .map(|(d, h)| d.phys.reservation_bytes.saturating_sub(h.referenced_bytes()))
             .sum()
     }
 

@@ -40,9 +40,12 @@ fn block(value: u64) -> drivers::buffer::IoBuf {
 }
 
 /// Checks that the one-pass listing of `volume` gives, for every snapshot, exactly what the
-/// full computation for that snapshot alone gives. Returns how many snapshots it checked.
-fn check_listing(pool: &Pool, volume: &str) -> usize {
+/// full computation for that snapshot alone gives, and that the listing taken in slices gives
+/// the same. Returns how many snapshots it checked.
+async fn check_listing(pool: &Pool, volume: &str) -> usize {
     let listed = pool.snapshot_space_list(volume).expect("list");
+    let sliced = pool.snapshot_space_list_in_slices(volume).await.expect("sliced list");
+    assert_eq!(sliced, listed, "{volume}: the sliced listing differs from the one-piece one");
     let names = pool.snapshots(volume).expect("snapshots");
     assert_eq!(listed.iter().map(|s| s.name.clone()).collect::<Vec<_>>(), names);
     for s in &listed {
@@ -119,14 +122,14 @@ fn listing_figures_equal_the_full_computation_over_a_random_history() {
                 if step % 20 == 19 {
                     pool.sync_txg().await.expect("sync");
                     for (name, _) in &volumes {
-                        check_listing(&pool, name);
+                        check_listing(&pool, name).await;
                     }
                 }
             }
             pool.sync_txg().await.expect("sync");
             let mut checked = 0;
             for (name, _) in &volumes {
-                checked += check_listing(&pool, name);
+                checked += check_listing(&pool, name).await;
                 nonzero += pool
                     .snapshot_space_list(name)
                     .expect("list")
@@ -180,8 +183,149 @@ fn thousands_of_snapshots_list_in_order_and_destroy_from_the_middle() {
             .map(|(_, s)| s.clone())
             .collect();
         assert_eq!(pool.snapshots("v").expect("snapshots"), kept);
-        assert_eq!(check_listing(&pool, "v"), kept.len());
+        assert_eq!(check_listing(&pool, "v").await, kept.len());
         pool.export().await.expect("export");
+    });
+}
+
+#[test]
+fn a_listing_in_slices_sees_one_state_while_snapshots_change_under_it() {
+    let r = reactor();
+    r.block_on(async {
+        let pool = Pool::create(vec![device(64)], None, options(PoolTunables::default()))
+            .await
+            .expect("create");
+        let vol_options = VolumeOptions {
+            capacity_bytes: 4 << 20,
+            partition_count: 2,
+            ..VolumeOptions::default()
+        };
+        let vol = pool.create_volume("v", &vol_options).await.expect("volume");
+        // Each snapshot holds blocks of its own (overwritten after it), and the head's
+        // deadlist is not empty when the listing starts.
+        for n in 0..40u64 {
+            for lba in 0..6u64 {
+                let (res, _) = vol.write(lba * 8, block(n * 10 + lba), false).await;
+                res.expect("write");
+            }
+            pool.snapshot("v", &format!("s{n}")).await.expect("snapshot");
+        }
+        for lba in 0..6u64 {
+            let (res, _) = vol.write(lba * 8, block(999 + lba), false).await;
+            res.expect("write");
+        }
+        pool.sync_txg().await.expect("sync");
+        let before = pool.snapshot_space_list("v").expect("list");
+        assert!(before.iter().any(|s| s.destroy_frees_bytes > 0));
+        // A sliced listing, one unit per slice, while another task takes and destroys
+        // snapshots: whatever pass completes describes one state, before or after.
+        let changer = {
+            let pool = std::sync::Arc::clone(&pool);
+            drivers::executor::spawn(async move {
+                pool.snapshot("v", "late").await.expect("late snapshot");
+                pool.destroy_snapshot("v@s3").await.expect("destroy");
+            })
+        };
+        let sliced = pool.snapshot_space_list_in_slices_of("v", 1).await.expect("sliced");
+        changer.await;
+        let after = pool.snapshot_space_list("v").expect("list");
+        assert!(
+            sliced == before || sliced == after,
+            "the sliced listing mixes states: {} rows, before {} rows, after {} rows",
+            sliced.len(),
+            before.len(),
+            after.len()
+        );
+        assert_ne!(before, after);
+        pool.export().await.expect("export");
+    });
+}
+
+#[test]
+fn large_deadlists_and_directories_write_only_their_changed_chunks() {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    let r = reactor();
+    r.block_on(async {
+        let dev = device(256);
+        let pool = Pool::create(vec![Arc::clone(&dev)], None, options(PoolTunables::default()))
+            .await
+            .expect("create");
+        let vol_options = VolumeOptions {
+            capacity_bytes: 32 << 20,
+            partition_count: 2,
+            ..VolumeOptions::default()
+        };
+        let vol = pool.create_volume("v", &vol_options).await.expect("volume");
+        let kept = |pool: &Pool| pool.stats.metadata_chunks_kept.load(Ordering::Relaxed);
+        for lba in 0..4000u64 {
+            let (res, _) = vol.write(lba * 8, block(lba), false).await;
+            res.expect("write");
+        }
+        pool.snapshot("v", "base").await.expect("snapshot");
+        // Overwrites over six txgs: the head's deadlist grows past two 128 KiB chunks (1,024
+        // entries each), and each txg keeps the chunks the one before wrote.
+        for round in 0..6u64 {
+            for lba in round * 500..(round + 1) * 500 {
+                let (res, _) = vol.write(lba * 8, block(lba + 10_000), false).await;
+                res.expect("write");
+            }
+            pool.sync_txg().await.expect("sync");
+        }
+        let kept_by_deadlists = kept(&pool);
+        assert!(kept_by_deadlists > 0, "no deadlist chunk was kept over six appending txgs");
+        // 1,500 snapshots in batches: the directory spans three chunks (192-byte entries).
+        for batch in 0..6u64 {
+            let (res, _) = vol.write(batch * 8, block(batch + 20_000), false).await;
+            res.expect("write");
+            let names: Vec<String> = (0..250).map(|i| format!("b{batch}-{i}")).collect();
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            pool.snapshot_many("v", &refs).await.expect("snapshots");
+        }
+        // Txgs that only move the head's object patch its entry in the first chunk and keep
+        // the second (whole, unchanged) one.
+        let kept_by_snapshots = kept(&pool);
+        for round in 0..2u64 {
+            let (res, _) = vol.write(3800 * 8, block(round + 30_000), false).await;
+            res.expect("write");
+            pool.sync_txg().await.expect("sync");
+        }
+        assert!(kept(&pool) > kept_by_snapshots, "no directory chunk was kept");
+        let listed = pool.snapshot_space_list("v").expect("list");
+        let base = pool.destroy_would_free(&["v@base"]).expect("figure");
+        assert!(base > 0);
+        drop(vol);
+        pool.export().await.expect("export");
+
+        let report = engine::inspect::inspect(vec![Arc::clone(&dev)]).await.expect("inspect");
+        assert_eq!(report.leaked_bytes(), 0, "{report}");
+        assert!(report.is_clean(), "{report}");
+        let pool =
+            Pool::import(vec![Arc::clone(&dev)], PoolTunables::default()).await.expect("import");
+        assert_eq!(pool.snapshot_space_list("v").expect("list"), listed);
+        assert_eq!(pool.destroy_would_free(&["v@base"]).expect("figure"), base);
+        let vol = pool.open_volume("v").expect("open");
+        for lba in [0u64, 5, 499, 2999, 3999] {
+            let (res, buf) = vol.read(lba * 8, drivers::buffer::IoBuf::zeroed(4096)).await;
+            res.expect("read");
+            let want = if lba < 6 {
+                lba + 20_000
+            } else if lba < 3000 {
+                lba + 10_000
+            } else {
+                lba
+            };
+            assert_eq!(&buf[..], &block(want)[..], "lba {lba}");
+        }
+        // The first txg after import keeps chunks of the directory it read at import.
+        let (res, _) = vol.write(3500 * 8, block(1), false).await;
+        res.expect("write");
+        pool.snapshot("v", "after-import").await.expect("snapshot");
+        assert!(kept(&pool) > 0, "no chunk read at import was kept");
+        drop(vol);
+        pool.export().await.expect("export");
+        let report = engine::inspect::inspect(vec![dev]).await.expect("inspect");
+        assert!(report.is_clean(), "{report}");
     });
 }
 

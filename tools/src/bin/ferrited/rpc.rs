@@ -95,7 +95,7 @@ async fn client(fd: OwnedFd, state: Arc<State>) -> IoResult<()> {
         while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = pending.drain(..=pos).collect();
             let reply = handle_line(&line[..line.len() - 1], &state).await;
-            let mut out = encode_reply(&reply).await;
+            let mut out = encode_reply(reply).await;
             out.push(b'\n');
             let len = out.len();
             let (res, _) = ops::send_all(raw, vec![(IoBuf::from_slice(&out), 0..len)]).await;
@@ -115,26 +115,33 @@ async fn client(fd: OwnedFd, state: Arc<State>) -> IoResult<()> {
 }
 
 /// Serialises a reply. A long result array (a listing of tens of thousands of snapshots)
-/// is written `LIST_SLICE` entries at a time with a yield between slices, so the shard's I/O
-/// is not held up for the whole reply.
-async fn encode_reply(reply: &Value) -> Vec<u8> {
-    let Some(items) =
-        reply.get("result").and_then(Value::as_array).filter(|a| a.len() > LIST_SLICE)
-    else {
-        return serde_json::to_vec(reply).unwrap_or_default();
+/// is written, and its entries dropped, `LIST_SLICE` entries at a time with a yield between
+/// slices, so the shard's I/O is not held up for the whole reply (nor for freeing it).
+async fn encode_reply(mut reply: Value) -> Vec<u8> {
+    let long = reply.get("result").and_then(Value::as_array).is_some_and(|a| a.len() > LIST_SLICE);
+    let items = match reply.get_mut("result").map(Value::take) {
+        Some(Value::Array(items)) if long => items,
+        result => {
+            if let Some(result) = result {
+                reply["result"] = result;
+            }
+            return serde_json::to_vec(&reply).unwrap_or_default();
+        }
     };
     let id = serde_json::to_vec(&reply["id"]).unwrap_or_else(|_| b"null".to_vec());
-    let mut out = b"{\"jsonrpc\":\"2.0\",\"id\":".to_vec();
+    let mut out = Vec::with_capacity(items.len() * 96);
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
     out.extend_from_slice(&id);
     out.extend_from_slice(b",\"result\":[");
-    for (n, slice) in items.chunks(LIST_SLICE).enumerate() {
-        for (k, item) in slice.iter().enumerate() {
-            if n + k > 0 {
-                out.push(b',');
-            }
-            let _ = serde_json::to_writer(&mut out, item);
+    for (n, item) in items.into_iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
         }
-        executor::yield_now().await;
+        let _ = serde_json::to_writer(&mut out, &item);
+        drop(item);
+        if n % LIST_SLICE == LIST_SLICE - 1 {
+            executor::yield_now().await;
+        }
     }
     out.extend_from_slice(b"]}");
     out
@@ -336,13 +343,14 @@ fn parse_compression(value: &Value) -> Result<Compression, RpcError> {
         .ok_or_else(|| invalid(format!("compression must be \"off\" or \"lz4\", not {value}")))
 }
 
-/// Entries of a snapshot listing built between two yields to the shard's I/O.
-const LIST_SLICE: usize = 2048;
+/// Entries of a snapshot listing made or serialised between two yields to the shard's I/O (about
+/// a millisecond of work: a JSON entry takes a few microseconds).
+const LIST_SLICE: usize = 256;
 
 /// `snapshot_list`: every volume's snapshots (or one volume's, which must exist), each with
-/// what destroying it alone frees. The figures come from one pass per volume
-/// ([`Pool::snapshot_space_list`]); the reply is built in slices so that the shard's I/O
-/// runs between them.
+/// what destroying it alone frees. The figures come from one pass per volume, taken in
+/// slices ([`Pool::snapshot_space_list_in_slices`]), and the reply is built in slices too, so
+/// that the shard's I/O runs between them.
 async fn snapshot_list(state: &State, only: Option<&str>) -> Result<Value, RpcError> {
     let mut volumes = Vec::new();
     for (pool_name, pool) in &state.pools {
@@ -358,18 +366,20 @@ async fn snapshot_list(state: &State, only: Option<&str>) -> Result<Value, RpcEr
     }
     let mut out = Vec::new();
     for (pool, volume, full_volume) in volumes {
-        let snaps = pool.snapshot_space_list(&volume).map_err(|e| engine_err(&e))?;
+        let snaps =
+            pool.snapshot_space_list_in_slices(&volume).await.map_err(|e| engine_err(&e))?;
         executor::yield_now().await;
         let pool_name = pool.name();
-        for slice in snaps.chunks(LIST_SLICE) {
-            out.extend(slice.iter().map(|s| {
-                json!({
-                    "name": format!("{pool_name}/{}", s.name),
-                    "volume": full_volume,
-                    "destroy_frees_bytes": s.destroy_frees_bytes,
-                })
+        // Consumed a slice at a time: each figure is dropped as its entry is made.
+        for (n, s) in snaps.into_iter().enumerate() {
+            out.push(json!({
+                "name": format!("{pool_name}/{}", s.name),
+                "volume": full_volume,
+                "destroy_frees_bytes": s.destroy_frees_bytes,
             }));
-            executor::yield_now().await;
+            if n % LIST_SLICE == LIST_SLICE - 1 {
+                executor::yield_now().await;
+            }
         }
     }
     Ok(Value::Array(out))

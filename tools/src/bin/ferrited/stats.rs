@@ -84,6 +84,7 @@ fn pools_json(state: &State) -> Value {
                 "shard_syncs": p.stats.shard_syncs.load(Ordering::Relaxed),
                 "log_block_refs_written": p.stats.log_block_refs_written.load(Ordering::Relaxed),
                 "log_block_refs_adopted": p.stats.log_block_refs_adopted.load(Ordering::Relaxed),
+                "metadata_chunks_kept": p.stats.metadata_chunks_kept.load(Ordering::Relaxed),
             })
         })
         .collect();
