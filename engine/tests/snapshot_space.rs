@@ -263,17 +263,22 @@ fn large_deadlists_and_directories_write_only_their_changed_chunks() {
             res.expect("write");
         }
         pool.snapshot("v", "base").await.expect("snapshot");
-        // Overwrites over six txgs: the head's deadlist grows past two 128 KiB chunks (1,024
-        // entries each), and each txg keeps the chunks the one before wrote.
-        for round in 0..6u64 {
-            for lba in round * 500..(round + 1) * 500 {
-                let (res, _) = vol.write(lba * 8, block(lba + 10_000), false).await;
+        // Overwrites of 400 volume blocks (8 KiB) in each of five txgs: the head's deadlist
+        // grows past two 128 KiB chunks (1,024 entries each), and each txg keeps the whole
+        // chunks the one before wrote. Then the same again after snapshot "mid": the blocks
+        // written in between go to the deadlist.
+        for (round, value) in (0..10u64).map(|r| (r % 5, if r < 5 { 10_000 } else { 40_000 })) {
+            if round == 0 && value == 40_000 {
+                pool.snapshot("v", "mid").await.expect("snapshot");
+            }
+            for lba in round * 800..(round + 1) * 800 {
+                let (res, _) = vol.write(lba * 8, block(lba + value), false).await;
                 res.expect("write");
             }
             pool.sync_txg().await.expect("sync");
         }
         let kept_by_deadlists = kept(&pool);
-        assert!(kept_by_deadlists > 0, "no deadlist chunk was kept over six appending txgs");
+        assert!(kept_by_deadlists > 0, "no deadlist chunk was kept over appending txgs");
         // 1,500 snapshots in batches: the directory spans three chunks (192-byte entries).
         for batch in 0..6u64 {
             let (res, _) = vol.write(batch * 8, block(batch + 20_000), false).await;
@@ -291,6 +296,10 @@ fn large_deadlists_and_directories_write_only_their_changed_chunks() {
             pool.sync_txg().await.expect("sync");
         }
         assert!(kept(&pool) > kept_by_snapshots, "no directory chunk was kept");
+        // Destroying "mid" frees the blocks only it held from the next snapshot's deadlist
+        // (2,000 entries in two chunks) and moves its own there: no chunk of that deadlist
+        // may be kept as it was.
+        pool.destroy_snapshot("v@mid").await.expect("destroy");
         let listed = pool.snapshot_space_list("v").expect("list");
         let base = pool.destroy_would_free(&["v@base"]).expect("figure");
         assert!(base > 0);
@@ -305,15 +314,13 @@ fn large_deadlists_and_directories_write_only_their_changed_chunks() {
         assert_eq!(pool.snapshot_space_list("v").expect("list"), listed);
         assert_eq!(pool.destroy_would_free(&["v@base"]).expect("figure"), base);
         let vol = pool.open_volume("v").expect("open");
-        for lba in [0u64, 5, 499, 2999, 3999] {
+        for lba in [0u64, 5, 6, 799, 2500, 3799, 3800, 3999] {
             let (res, buf) = vol.read(lba * 8, drivers::buffer::IoBuf::zeroed(4096)).await;
             res.expect("read");
-            let want = if lba < 6 {
-                lba + 20_000
-            } else if lba < 3000 {
-                lba + 10_000
-            } else {
-                lba
+            let want = match lba {
+                0..=5 => lba + 20_000,
+                3800 => 30_001,
+                _ => lba + 40_000,
             };
             assert_eq!(&buf[..], &block(want)[..], "lba {lba}");
         }
