@@ -217,13 +217,13 @@ fn a_listing_in_slices_sees_one_state_while_snapshots_change_under_it() {
         pool.sync_txg().await.expect("sync");
         let before = pool.snapshot_space_list("v").expect("list");
         assert!(before.iter().any(|s| s.destroy_frees_bytes > 0));
-        // A sliced listing, one unit per slice, while another task takes and destroys
-        // snapshots: whatever pass completes describes one state, before or after.
+        // A sliced listing, one unit per slice, while another task takes a snapshot (which
+        // moves the head's deadlist to it): whatever pass completes describes one state,
+        // before or after, never the old snapshots with the new head.
         let changer = {
             let pool = std::sync::Arc::clone(&pool);
             drivers::executor::spawn(async move {
                 pool.snapshot("v", "late").await.expect("late snapshot");
-                pool.destroy_snapshot("v@s3").await.expect("destroy");
             })
         };
         let sliced = pool.snapshot_space_list_in_slices_of("v", 1).await.expect("sliced");
@@ -287,8 +287,12 @@ fn large_deadlists_and_directories_write_only_their_changed_chunks() {
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
             pool.snapshot_many("v", &refs).await.expect("snapshots");
         }
+        // Destroying "mid" frees the blocks only it held from the next snapshot's deadlist
+        // (2,000 entries in two chunks) and moves its own there: no chunk of that deadlist
+        // may be kept as it was.
+        pool.destroy_snapshot("v@mid").await.expect("destroy");
         // Txgs that only move the head's object patch its entry in the first chunk and keep
-        // the second (whole, unchanged) one.
+        // the second (whole, unchanged) one; the last of them is the one import reads.
         let kept_by_snapshots = kept(&pool);
         for round in 0..2u64 {
             let (res, _) = vol.write(3800 * 8, block(round + 30_000), false).await;
@@ -296,10 +300,6 @@ fn large_deadlists_and_directories_write_only_their_changed_chunks() {
             pool.sync_txg().await.expect("sync");
         }
         assert!(kept(&pool) > kept_by_snapshots, "no directory chunk was kept");
-        // Destroying "mid" frees the blocks only it held from the next snapshot's deadlist
-        // (2,000 entries in two chunks) and moves its own there: no chunk of that deadlist
-        // may be kept as it was.
-        pool.destroy_snapshot("v@mid").await.expect("destroy");
         let listed = pool.snapshot_space_list("v").expect("list");
         let base = pool.destroy_would_free(&["v@base"]).expect("figure");
         assert!(base > 0);
