@@ -349,6 +349,22 @@ fn claim_devices(devs: &DeviceSet, claim: &OwnerClaim) -> PoolResult<Locks> {
     Ok(if unavailable { Locks::Unavailable } else { Locks::Held })
 }
 
+/// How long an importer waits for the kernel to drop the device claims of an owner on this
+/// host whose process no longer exists.
+const DEAD_OWNER_RELEASE: Duration = Duration::from_secs(10);
+
+/// True when a process `pid` exists on this host (signal 0 reaches it, or it belongs to
+/// another user).
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: kill(2) with signal 0 sends nothing; it only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// Watches the record of an owner on another host for up to a few of its heartbeat intervals:
 /// true as soon as it changes (the owner is alive).
 async fn heartbeat_advances(
@@ -388,9 +404,27 @@ pub(crate) async fn claim(
         .enumerate()
         .map(|(i, c)| (Arc::clone(devs.device(i)), c.size_bytes))
         .collect();
-    let locks = claim_devices(devs, claim)?;
-    let found = newest_record(&devices, guid).await.filter(OwnerRecord::is_imported);
     let host = claim.host_hash();
+    let mut locks = claim_devices(devs, claim)?;
+    let found = newest_record(&devices, guid).await.filter(OwnerRecord::is_imported);
+    if let (Locks::HeldElsewhere(_), Some(r)) = (&locks, &found) {
+        if r.host_id == host && !process_alive(r.pid) {
+            // The owner on this host is gone (killed), but the kernel has not dropped its
+            // claim yet: io_uring requests in flight when it died keep its open files until
+            // they complete. Give that a few seconds before calling the pool in use.
+            log::info!(
+                "pool {name}: {} no longer runs; waiting up to {} s for the kernel to release \
+                 its devices",
+                r.describe(),
+                DEAD_OWNER_RELEASE.as_secs()
+            );
+            let deadline = std::time::Instant::now() + DEAD_OWNER_RELEASE;
+            while matches!(locks, Locks::HeldElsewhere(_)) && std::time::Instant::now() < deadline {
+                drivers::executor::sleep(Duration::from_millis(50)).await;
+                locks = claim_devices(devs, claim)?;
+            }
+        }
+    }
     match (&locks, found) {
         (Locks::HeldElsewhere(device), None) => {
             return Err(PoolError::InUse(format!(

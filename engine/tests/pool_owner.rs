@@ -66,12 +66,14 @@ fn second_importer_on_this_host_is_refused_by_the_device_lock() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("tank0.img");
     reactor().block_on(async {
-        let first = create(&path, claim("h1", 4242, true)).await;
-        // Same host, a fresh open of the same file: only the lock tells that 4242 is alive.
+        let me = std::process::id();
+        let first = create(&path, claim("h1", me, true)).await;
+        // Same host, a fresh open of the same file: the lock tells that the owner is alive.
         let line = refusal(Pool::import(open(&path), tunables(claim("h1", 4343, true))).await);
         assert!(
-            line.starts_with("pool tank is imported by ferrited pid 4242 on host h1 since ")
-                && line.ends_with(LINE_END),
+            line.starts_with(&format!(
+                "pool tank is imported by ferrited pid {me} on host h1 since "
+            )) && line.ends_with(LINE_END),
             "refusal line: {line}"
         );
         first.export().await.expect("export");
@@ -129,5 +131,54 @@ fn forced_import_takes_over_once_the_heartbeat_has_stopped() {
         let line = refusal(Pool::import(open(&frozen), tunables(claim("h1", 4242, false))).await);
         assert!(line.contains("pid 99 on host h2"), "after the takeover: {line}");
         pool.export().await.expect("export");
+    });
+}
+
+/// A pid that no process has now: a child that has exited and been reaped.
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+    let pid = child.id();
+    child.wait().expect("wait");
+    pid
+}
+
+#[test]
+fn a_dead_owners_lingering_lock_is_waited_for_and_a_live_owners_is_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tank0.img");
+    reactor().block_on(async {
+        let first = create(&path, claim("h1", 4242, true)).await;
+        first.export().await.expect("export");
+        for (owner_pid, live) in [(dead_pid(), false), (std::process::id(), true)] {
+            // A pool left imported by `owner_pid` on this host (a copy taken while imported),
+            // whose device claim another open still holds for a second, as a killed owner's
+            // in-flight requests hold its files for a moment after it is gone.
+            let frozen = dir.path().join(format!("frozen-{owner_pid}.img"));
+            let pool = Pool::import(open(&path), tunables(claim("h1", owner_pid, false)))
+                .await
+                .expect("import without locks");
+            std::fs::copy(&path, &frozen).expect("copy");
+            pool.export().await.expect("export");
+            let holder: Arc<dyn BlockDevice> =
+                Arc::new(UringDevice::open(&frozen).expect("open device"));
+            assert!(holder.claim_exclusive().expect("claim"), "the holder takes the claim");
+            let release = drivers::executor::spawn(async move {
+                drivers::executor::sleep(Duration::from_secs(1)).await;
+                holder.release_exclusive();
+            });
+            let start = std::time::Instant::now();
+            let res = Pool::import(open(&frozen), tunables(claim("h1", 555, true))).await;
+            let waited = start.elapsed();
+            release.await;
+            if live {
+                let line = refusal(res);
+                assert!(line.contains(&format!("pid {owner_pid} on host h1")), "{line}");
+                assert!(waited < Duration::from_secs(1), "a live owner's claim was waited for");
+            } else {
+                let pool = res.expect("the dead owner's claim is released and the pool taken over");
+                assert!(waited >= Duration::from_millis(900), "taken over after {waited:?}");
+                pool.export().await.expect("export");
+            }
+        }
     });
 }
