@@ -46,6 +46,25 @@ pub fn init(program: &'static str) {
     }
 }
 
+/// Sets the least severe level written (`error`, `warn`, `info`, `debug` or `trace`).
+///
+/// # Errors
+/// A line naming the value and the levels when `level` is none of them.
+pub fn set_level(level: &str) -> Result<(), String> {
+    let filter = match level {
+        "error" => LevelFilter::Error,
+        "warn" => LevelFilter::Warn,
+        "info" => LevelFilter::Info,
+        "debug" => LevelFilter::Debug,
+        "trace" => LevelFilter::Trace,
+        other => {
+            return Err(format!("--log-level {other:?}: must be error, warn, info, debug or trace"))
+        }
+    };
+    log::set_max_level(filter);
+    Ok(())
+}
+
 /// Writes `line` and a newline to stdout and flushes; a failed write is dropped.
 pub fn stdout_line(line: &str) {
     let mut out = std::io::stdout().lock();

@@ -201,3 +201,43 @@ fn a_busy_metrics_port_is_named() {
     let err = text(&out.stderr);
     assert!(err.contains(&addr) && err.contains("metrics"), "{err}");
 }
+
+#[test]
+fn the_command_line_overrides_the_config_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let from_file = dir.path().join("from-file");
+    let from_args = dir.path().join("from-args");
+    let config = format!(
+        "[daemon]\nshards = 1\ndata_dir = \"{}\"\n[[portal]]\naddress = \"127.0.0.1:{port}\"\n\
+         [[target]]\niqn = \"iqn.2026-12.io.ferrite:order\"\n[[target.lun]]\nid = 0\n\
+         backend = \"file\"\npath = \"lun0.img\"\nsize = \"16M\"\n",
+        from_file.display()
+    );
+    let path = dir.path().join("ferrited.toml");
+    std::fs::write(&path, config).expect("config");
+    let portal: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let d = Daemon::start_args(
+        &[
+            "--config",
+            path.to_str().expect("utf8"),
+            "--data-dir",
+            from_args.to_str().expect("utf8"),
+            "--log-level",
+            "warn",
+        ],
+        &[],
+        portal,
+    );
+    assert!(d.stop());
+    assert!(from_args.join("lun0.img").exists(), "--data-dir was not used");
+    assert!(!from_file.exists(), "[daemon] data_dir was used over --data-dir");
+    // An unknown level is refused with the levels named.
+    let out = ferrited_must_exit(&["--demo", "--log-level", "loud"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--log-level \"loud\": must be error, warn, info, debug or trace"),
+        "{err}"
+    );
+}

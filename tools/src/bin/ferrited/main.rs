@@ -39,9 +39,10 @@ struct Args {
     /// TOML configuration file.
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
-    /// Directory for backing files and persistent state.
-    #[arg(long, default_value = "./ferrite-data")]
-    data_dir: PathBuf,
+    /// Directory for backing files and persistent state; overrides `[daemon] data_dir`
+    /// (default ./ferrite-data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// Portal to listen on, HOST:PORT (repeatable; default 127.0.0.1:3260).
     #[arg(long = "portal")]
     portals: Vec<String>,
@@ -65,6 +66,9 @@ struct Args {
     /// when that host is down: two importers destroy a pool.
     #[arg(long)]
     force_import: bool,
+    /// Least severe log lines written to stderr: error, warn, info, debug or trace.
+    #[arg(long, default_value = "info")]
+    log_level: String,
 }
 
 fn main() -> ExitCode {
@@ -72,6 +76,10 @@ fn main() -> ExitCode {
     ferrite_tools::logger::init("ferrited");
     access::restrict_umask();
     let args = Args::parse();
+    if let Err(e) = ferrite_tools::logger::set_level(&args.log_level) {
+        log::error!("{e}");
+        return ExitCode::from(2);
+    }
     if let Some(Err(e)) = args.backend.as_deref().map(config::check_backend) {
         log::error!("{e}");
         return ExitCode::from(2);
@@ -99,7 +107,11 @@ fn main() -> ExitCode {
         log::error!("give --demo or --config FILE (see ferrited --help)");
         return ExitCode::from(2);
     };
-    let data_dir = cfg.daemon.data_dir.clone().unwrap_or(args.data_dir);
+    // The command line overrides the file, which overrides the default.
+    let data_dir = args
+        .data_dir
+        .or(cfg.daemon.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("./ferrite-data"));
     let options = daemon::Options {
         rpc_socket: args.rpc_socket.unwrap_or_else(|| data_dir.join("ferrited.sock")),
         data_dir,
