@@ -1,24 +1,43 @@
 //! Sizes on the command line and in configuration files: `512M`, `1G`, `4096`.
 
-/// Parses a size with an optional K/M/G/T suffix (powers of 1024). Zero is refused.
+/// Parses a byte count: a decimal number with an optional binary suffix (k, m, g, t, with or
+/// without "b" or "ib", any case: `4k`, `128KiB`, `512M`, `1G`, `4096`). Zero is allowed.
 ///
 /// # Errors
-/// A message naming the bad value.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let (digits, mult) = match t.chars().last() {
-        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
-        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
-        Some('T' | 't') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
+/// A one-line message naming the bad input.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let lower = trimmed.to_ascii_lowercase();
+    let digits_end = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
+    let (number, suffix) = lower.split_at(digits_end);
+    if number.is_empty() {
+        return Err(format!("invalid size '{trimmed}': expected a number like 4k, 512M, 1G"));
+    }
+    let value: u64 = number.parse().map_err(|_| format!("invalid size '{trimmed}': too large"))?;
+    let shift = match suffix {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        other => {
+            return Err(format!(
+                "invalid size '{trimmed}': unknown suffix '{other}' (use k, m, g or t)"
+            ))
+        }
     };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("invalid size {text:?} (expected e.g. 512M, 1G)"))
+    value.checked_mul(1u64 << shift).ok_or_else(|| format!("invalid size '{trimmed}': too large"))
+}
+
+/// [`parse_bytes`] for the size of something that must hold data: zero is refused.
+///
+/// # Errors
+/// A one-line message naming the bad value.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    match parse_bytes(text)? {
+        0 => Err(format!("invalid size '{}': must be more than zero", text.trim())),
+        n => Ok(n),
+    }
 }
 
 /// A byte count for people: `1.5G`, `512B`.
@@ -41,6 +60,28 @@ pub fn human(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_parse_with_every_suffix_form() {
+        assert_eq!(parse_bytes("4k"), Ok(4096));
+        assert_eq!(parse_bytes("128K"), Ok(128 * 1024));
+        assert_eq!(parse_bytes("4g"), Ok(4 << 30));
+        assert_eq!(parse_bytes("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_bytes("512"), Ok(512));
+        assert_eq!(parse_bytes("2TB"), Ok(2 << 40));
+        assert_eq!(parse_bytes("0"), Ok(0));
+    }
+
+    #[test]
+    fn bad_bytes_are_rejected_with_a_message() {
+        assert!(parse_bytes("").is_err());
+        assert!(parse_bytes("k").is_err());
+        assert!(parse_bytes("4q").expect_err("must fail").contains("unknown suffix"));
+        assert!(parse_bytes("-4k").is_err());
+        assert!(parse_bytes("99999999999999999999").is_err());
+        assert!(parse_bytes("17179869184t").expect_err("must fail").contains("too large"));
+        assert!(parse_size("0").expect_err("must fail").contains("more than zero"));
+    }
 
     #[test]
     fn sizes_parse_with_suffixes() {

@@ -6,7 +6,8 @@ use clap::{Parser, ValueEnum};
 use drivers::executor::BackendChoice;
 
 use super::target::TargetSpec;
-use super::units::{parse_bool, parse_duration, parse_size_bytes};
+use super::units::{parse_bool, parse_duration};
+use ferrite_tools::size::parse_bytes;
 
 /// I/O pattern, as fio's `rw=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -64,11 +65,11 @@ impl From<BackendArg> for BackendChoice {
 }
 
 fn size_arg(text: &str) -> Result<u64, String> {
-    parse_size_bytes(text)
+    parse_bytes(text)
 }
 
 fn block_size_arg(text: &str) -> Result<usize, String> {
-    let bytes = parse_size_bytes(text)?;
+    let bytes = parse_bytes(text)?;
     if bytes == 0 || bytes % 512 != 0 || bytes > 16 << 20 {
         return Err(format!("block size '{text}' must be a multiple of 512 between 512 and 16m"));
     }
@@ -191,7 +192,7 @@ pub struct BenchArgs {
 }
 
 fn volblock_arg(text: &str) -> Result<u32, String> {
-    let bytes = parse_size_bytes(text)?;
+    let bytes = parse_bytes(text)?;
     match u32::try_from(bytes) {
         Ok(b) if b.is_power_of_two() && (4096..=131_072).contains(&b) => Ok(b),
         _ => Err(format!("volblock '{text}' must be a power of two from 4k to 128k")),

@@ -23,7 +23,7 @@ use drivers::buffer::{IoBuf, SharedBuf};
 use drivers::error::{IoError, IoResult};
 use drivers::ops::{self, FileRef};
 
-use super::units::parse_size_bytes;
+use ferrite_tools::size::parse_bytes;
 
 use super::BenchError;
 
@@ -51,13 +51,13 @@ impl FromStr for TargetSpec {
             return Ok(TargetSpec::File(PathBuf::from(path)));
         }
         if let Some(size) = text.strip_prefix("mem:") {
-            return match parse_size_bytes(size) {
+            return match parse_bytes(size) {
                 Ok(0) | Err(_) => Err(format!("target '{text}' needs a size, e.g. mem:1g")),
                 Ok(size_bytes) => Ok(TargetSpec::Memory(size_bytes)),
             };
         }
         if let Some(size) = text.strip_prefix("volume-mem:") {
-            return match parse_size_bytes(size) {
+            return match parse_bytes(size) {
                 Ok(0) | Err(_) => Err(format!("target '{text}' needs a size, e.g. volume-mem:1g")),
                 Ok(size_bytes) => Ok(TargetSpec::VolumeMemory(size_bytes)),
             };
