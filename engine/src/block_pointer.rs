@@ -97,8 +97,9 @@ pub struct BlockPointer {
     pub compression: u8,
     /// Flag bits: for data, `ddt::BP_FLAG_DEDUP`; for a chunk index, the kind of its chunks.
     pub flags: u16,
-    /// Zero, except for checksum type `ddt::CHECKSUM_BLAKE3_192`: the checksum's last 8 bytes.
-    pub reserved: u64,
+    /// The checksum's last 8 bytes for checksum type `ddt::CHECKSUM_BLAKE3_192`; zero for
+    /// xxh3-128, whose 16 bytes fit in `checksum`.
+    pub checksum_tail: u64,
 }
 
 const _: () = assert!(std::mem::size_of::<BlockPointer>() == 64);
@@ -118,7 +119,7 @@ impl BlockPointer {
         checksum_type: 0,
         compression: 0,
         flags: 0,
-        reserved: 0,
+        checksum_tail: 0,
     };
 
     /// True for a hole (no block behind the pointer).

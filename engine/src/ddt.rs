@@ -114,7 +114,7 @@ pub fn bp_fingerprint(bp: &BlockPointer) -> Fingerprint {
     let mut out = [0u8; FINGERPRINT_BYTES];
     out[..8].copy_from_slice(&bp.checksum[0].to_le_bytes());
     out[8..16].copy_from_slice(&bp.checksum[1].to_le_bytes());
-    out[16..].copy_from_slice(&bp.reserved.to_le_bytes());
+    out[16..].copy_from_slice(&bp.checksum_tail.to_le_bytes());
     Fingerprint(out)
 }
 
@@ -126,7 +126,7 @@ pub fn mark_dedup(bp: &mut BlockPointer, fp: &Fingerprint) {
         u64::from_le_bytes(w)
     };
     bp.checksum = [word(0), word(1)];
-    bp.reserved = word(2);
+    bp.checksum_tail = word(2);
     bp.checksum_type = CHECKSUM_BLAKE3_192;
     bp.flags |= BP_FLAG_DEDUP;
 }

@@ -3,6 +3,10 @@
 //! Every on-disk structure is a `#[repr(C)]` little-endian `bytemuck::Pod` type with a
 //! compile-time size assertion; this module holds what they share.
 
+// Every on-disk structure is read and written with bytemuck casts of little-endian fields.
+#[cfg(not(target_endian = "little"))]
+compile_error!("ferrite's on-disk format is little-endian: build it for a little-endian target");
+
 use crate::error::{PoolError, PoolResult};
 
 /// Version of the on-disk format this build reads and writes. Bump it on every incompatible

@@ -59,7 +59,7 @@ pub struct LogBlockHeader {
     pub checksum: Checksum,
 }
 
-const _: () = assert!(std::mem::size_of::<LogBlockHeader>() == 128);
+const _: () = assert!(LOG_BLOCK_HEADER_BYTES == 128);
 
 /// Header of a log record, 48 bytes; inline data follows, padded to 8 bytes.
 #[repr(C)]
@@ -740,13 +740,13 @@ impl Pool {
         let max_label = batch.iter().map(|r| r.label_txg).max().unwrap_or(0);
         // Pack into blocks.
         let mut blocks: Vec<Vec<LogRecord>> = vec![Vec::new()];
-        let mut size = 128usize;
+        let mut size = LOG_BLOCK_HEADER_BYTES;
         for r in batch {
             let n = r.encoded_len();
             if size + n > MAX_LOG_BLOCK_BYTES as usize && !blocks.last().is_some_and(Vec::is_empty)
             {
                 blocks.push(Vec::new());
-                size = 128;
+                size = LOG_BLOCK_HEADER_BYTES;
             }
             size += n;
             blocks.last_mut().expect("one block").push(r);
@@ -757,7 +757,10 @@ impl Pool {
             let mut st = lock(&chain.state);
             let lens: Vec<u64> = blocks
                 .iter()
-                .map(|b| (128 + b.iter().map(LogRecord::encoded_len).sum::<usize>()) as u64)
+                .map(|b| {
+                    (LOG_BLOCK_HEADER_BYTES + b.iter().map(LogRecord::encoded_len).sum::<usize>())
+                        as u64
+                })
                 .map(|n| n.next_multiple_of(SECTOR_BYTES))
                 .collect();
             // Check room for the whole batch before reserving anything.
@@ -1093,12 +1096,13 @@ mod tests {
 
     /// Rewrites the header of `block` with `edit` applied and a checksum that matches again.
     fn reseal(block: &mut [u8], edit: impl FnOnce(&mut LogBlockHeader)) {
-        let mut header: LogBlockHeader = bytemuck::pod_read_unaligned(&block[..128]);
+        let mut header: LogBlockHeader =
+            bytemuck::pod_read_unaligned(&block[..LOG_BLOCK_HEADER_BYTES]);
         edit(&mut header);
         header.checksum = [0, 0];
-        block[..128].copy_from_slice(bytemuck::bytes_of(&header));
+        block[..LOG_BLOCK_HEADER_BYTES].copy_from_slice(bytemuck::bytes_of(&header));
         header.checksum = checksum(block);
-        block[..128].copy_from_slice(bytemuck::bytes_of(&header));
+        block[..LOG_BLOCK_HEADER_BYTES].copy_from_slice(bytemuck::bytes_of(&header));
     }
 
     const EXPECT: LogBlockExpect = LogBlockExpect { pool_guid: 77, chain: 1, sequence: 3 };

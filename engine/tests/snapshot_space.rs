@@ -263,9 +263,9 @@ fn large_deadlists_and_directories_write_only_their_changed_chunks() {
             res.expect("write");
         }
         pool.snapshot("v", "base").await.expect("snapshot");
-        // Overwrites of 400 volume blocks (8 KiB) in each of five txgs: the head's deadlist
-        // grows past two 128 KiB chunks (1,024 entries each), and each txg keeps the whole
-        // chunks the one before wrote. Then the same again after snapshot "mid": the blocks
+        // Overwrites of 800 blocks in each of five txgs: the head's deadlist (64-byte block
+        // pointers) grows past two 128 KiB chunks of 2,048 entries, and each txg keeps the
+        // whole chunks the one before wrote. Then the same again after snapshot "mid": the blocks
         // written in between go to the deadlist.
         for (round, value) in (0..10u64).map(|r| (r % 5, if r < 5 { 10_000 } else { 40_000 })) {
             if round == 0 && value == 40_000 {
@@ -288,7 +288,7 @@ fn large_deadlists_and_directories_write_only_their_changed_chunks() {
             pool.snapshot_many("v", &refs).await.expect("snapshots");
         }
         // Destroying "mid" frees the blocks only it held from the next snapshot's deadlist
-        // (2,000 entries in two chunks) and moves its own there: no chunk of that deadlist
+        // (about 4,000 entries in two chunks) and moves its own there: no chunk of that deadlist
         // may be kept as it was.
         pool.destroy_snapshot("v@mid").await.expect("destroy");
         // Txgs that only move the head's object patch its entry in the first chunk and keep
