@@ -38,9 +38,9 @@ use crate::writer::{Digests, OutData, OutItem, Sender};
 #[derive(Debug, Clone, Copy)]
 pub struct FfpParams {
     /// MaxRecvDataSegmentLength the initiator declared (limits our Data-In and text PDUs).
-    pub initiator_max_recv_dsl: u32,
+    pub initiator_max_recv_segment: u32,
     /// MaxRecvDataSegmentLength we declared (limits what we accept).
-    pub target_max_recv_dsl: u32,
+    pub target_max_recv_segment: u32,
     /// FirstBurstLength.
     pub first_burst_length: u32,
     /// MaxBurstLength.
@@ -107,7 +107,7 @@ const MAX_ACCEPTED_DSL: u32 = 16 << 20;
 struct DataCollect {
     buf: Option<IoBuf>,
     /// Expected Data Transfer Length of the command: no Data-Out may go past it.
-    edtl: u32,
+    expected_transfer: u32,
     /// Bytes the target takes from the initiator.
     wanted: u32,
     /// Bytes received so far (data arrives in order).
@@ -449,7 +449,7 @@ async fn reader_loop(conn: &Rc<Conn>) -> ConnEnd {
         };
         conn.last_rx.set(Instant::now());
         let dsl = bhs.data_segment_length();
-        if dsl > conn.params.target_max_recv_dsl.min(MAX_ACCEPTED_DSL) {
+        if dsl > conn.params.target_max_recv_segment.min(MAX_ACCEPTED_DSL) {
             // Data past the negotiated limit: reject, and drop the connection since the
             // stream cannot be resynchronised safely.
             conn.reject(RejectReason::ProtocolError, &bhs);
@@ -501,7 +501,7 @@ fn pdu_error_reason(err: &PduError) -> RejectReason {
 async fn on_scsi_command(conn: &Rc<Conn>, bhs: &Bhs, ahs: &[u8]) -> Result<Step, IoError> {
     let started = Instant::now();
     let dsl = bhs.data_segment_length();
-    let cmd = match ScsiCommand::parse(bhs, conn.params.target_max_recv_dsl) {
+    let cmd = match ScsiCommand::parse(bhs, conn.params.target_max_recv_segment) {
         Ok(c) => c,
         Err(e) => {
             conn.reject(pdu_error_reason(&e), bhs);
@@ -604,10 +604,10 @@ async fn on_scsi_command(conn: &Rc<Conn>, bhs: &Bhs, ahs: &[u8]) -> Result<Step,
     }
 
     let unsolicited_open = cmd.write && !cmd.final_bit;
-    let edtl = cmd.expected_data_transfer_length;
+    let expected_transfer = cmd.expected_data_transfer_length;
     let collect = (wanted > 0 || unsolicited_open).then(|| DataCollect {
         buf: None,
-        edtl,
+        expected_transfer,
         wanted,
         received,
         next_r2t_offset: if conn.params.initial_r2t {
@@ -650,11 +650,13 @@ async fn on_scsi_command(conn: &Rc<Conn>, bhs: &Bhs, ahs: &[u8]) -> Result<Step,
             (None, Ok(data)) => target.scsi.execute(&task_conn.nexus, lun, &cdb_bytes, data).await,
         };
         let bytes = match kind {
-            IoKind::Read => result.data_in.as_ref().map_or(0, |d| d.len().min(edtl as usize)),
+            IoKind::Read => {
+                result.data_in.as_ref().map_or(0, |d| d.len().min(expected_transfer as usize))
+            }
             _ => needed as usize,
         };
         let good = matches!(result.status, crate::scsi::status::ScsiStatus::Good);
-        respond(&task_conn, itt, cmd.lun, edtl, cmd.read, needed, result);
+        respond(&task_conn, itt, cmd.lun, expected_transfer, cmd.read, needed, result);
         in_flight.complete(kind, bytes as u64, good);
     });
     if let Some(task) = conn.tasks.borrow_mut().get_mut(&itt) {
@@ -762,8 +764,9 @@ fn data_out_fate(c: &DataCollect, d: &ScsiDataOut, first_burst_length: u32) -> D
     };
     // Nothing past the expected transfer; unsolicited data within FirstBurstLength; solicited
     // data within what the R2Ts asked for.
-    let limit = if solicited { c.next_r2t_offset } else { first_burst_length.min(c.edtl) };
-    if end > c.edtl || end > limit {
+    let limit =
+        if solicited { c.next_r2t_offset } else { first_burst_length.min(c.expected_transfer) };
+    if end > c.expected_transfer || end > limit {
         return DataOutFate::Reject;
     }
     if c.failed.is_some() {
@@ -800,7 +803,7 @@ fn fail_collect(conn: &Conn, d: &ScsiDataOut) {
 
 async fn on_data_out(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
     let dsl = bhs.data_segment_length();
-    let d = match ScsiDataOut::parse(bhs, conn.params.target_max_recv_dsl) {
+    let d = match ScsiDataOut::parse(bhs, conn.params.target_max_recv_segment) {
         Ok(d) => d,
         Err(e) => {
             conn.reject(pdu_error_reason(&e), bhs);
@@ -894,13 +897,17 @@ async fn on_data_out(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
     Ok(Step::Continue)
 }
 
-/// Residual of a command (RFC 7143 §11.4.5): the initiator expected `edtl` bytes; the command
+/// Residual of a command (RFC 7143 §11.4.5): the initiator expected `expected_transfer` bytes; the command
 /// consumed `data_out_bytes` (its SCSI transfer length, whether or not all of it was sent) or
 /// produced `data_in_bytes`.
-fn command_residual(edtl: u32, data_out_bytes: u32, data_in_bytes: Option<u32>) -> Residual {
+fn command_residual(
+    expected_transfer: u32,
+    data_out_bytes: u32,
+    data_in_bytes: Option<u32>,
+) -> Residual {
     match data_in_bytes {
-        Some(produced) => Residual::from_lengths(edtl, produced),
-        None => Residual::from_lengths(edtl, data_out_bytes),
+        Some(produced) => Residual::from_lengths(expected_transfer, produced),
+        None => Residual::from_lengths(expected_transfer, data_out_bytes),
     }
 }
 
@@ -911,7 +918,7 @@ fn respond(
     conn: &Rc<Conn>,
     itt: u32,
     raw_lun: u64,
-    edtl: u32,
+    expected_transfer: u32,
     read: bool,
     data_out_bytes: u32,
     result: CommandResult,
@@ -926,20 +933,23 @@ fn respond(
     let status = result.status as u8;
     let mut data = result.data_in.filter(|d| !d.is_empty());
     let produced = data.as_ref().map_or(0, |d| u32::try_from(d.len()).unwrap_or(u32::MAX));
-    let residual =
-        command_residual(edtl, data_out_bytes, (read || data.is_some()).then_some(produced));
+    let residual = command_residual(
+        expected_transfer,
+        data_out_bytes,
+        (read || data.is_some()).then_some(produced),
+    );
     if !read {
         // Data-In for a command without the R bit cannot be sent.
         data = None;
     }
-    let send_len = produced.min(edtl) as usize;
+    let send_len = produced.min(expected_transfer) as usize;
     let collapse = result.sense.is_none();
     conn.tasks.borrow_mut().remove(&itt);
     match data {
         Some(buf) if send_len > 0 => {
             // Data-In segments are sent from the volume's buffer in place (no copy).
             copy_stats::io(CopyPath::IscsiSend);
-            let seg_max = conn.params.initiator_max_recv_dsl.max(512) as usize;
+            let seg_max = conn.params.initiator_max_recv_segment.max(512) as usize;
             let mut pdus = Vec::new();
             let mut offset = 0usize;
             let mut data_sn = 0u32;
@@ -1018,7 +1028,7 @@ fn scsi_response(
 
 async fn on_nop_out(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
     let dsl = bhs.data_segment_length();
-    let nop = match NopOut::parse(bhs, conn.params.target_max_recv_dsl) {
+    let nop = match NopOut::parse(bhs, conn.params.target_max_recv_segment) {
         Ok(n) => n,
         Err(e) => {
             conn.reject(pdu_error_reason(&e), bhs);
@@ -1122,7 +1132,7 @@ fn abort_where(conn: &Conn, pred: impl Fn(&Task) -> bool) {
 
 async fn on_text(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
     let dsl = bhs.data_segment_length();
-    let req = match TextRequest::parse(bhs, conn.params.target_max_recv_dsl) {
+    let req = match TextRequest::parse(bhs, conn.params.target_max_recv_segment) {
         Ok(r) => r,
         Err(e) => {
             conn.reject(pdu_error_reason(&e), bhs);
@@ -1181,10 +1191,10 @@ async fn on_logout(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
 mod tests {
     use super::*;
 
-    fn collect(wanted: u32, edtl: u32) -> DataCollect {
+    fn collect(wanted: u32, expected_transfer: u32) -> DataCollect {
         DataCollect {
             buf: None,
-            edtl,
+            expected_transfer,
             wanted,
             received: 0,
             next_r2t_offset: 0,

@@ -291,8 +291,8 @@ fn run_connection(data: &[u8]) -> Option<(ConnEnd, usize)> {
         let max_dsl = 512u32 << ((sel >> 3) & 3);
         let est = Established {
             params: FfpParams {
-                initiator_max_recv_dsl: max_dsl,
-                target_max_recv_dsl: max_dsl,
+                initiator_max_recv_segment: max_dsl,
+                target_max_recv_segment: max_dsl,
                 first_burst_length: 4 * max_dsl,
                 max_burst_length: 8 * max_dsl,
                 max_outstanding_r2t: 1,
@@ -451,7 +451,7 @@ fn command(
     itt: u32,
     cmd_sn: u32,
     cdb: &[u8],
-    edtl: u32,
+    expected_transfer: u32,
     write: bool,
     final_bit: bool,
     dsl: u32,
@@ -461,12 +461,12 @@ fn command(
     ScsiCommand {
         immediate: false,
         final_bit,
-        read: !write && edtl > 0,
+        read: !write && expected_transfer > 0,
         write,
         attr: TaskAttribute::Simple,
         lun: 0,
         itt,
-        expected_data_transfer_length: edtl,
+        expected_data_transfer_length: expected_transfer,
         cmd_sn,
         exp_stat_sn: 1,
         cdb: c,

@@ -109,7 +109,7 @@ pub struct Initiator {
     exp_stat_sn: u32,
     next_itt: u32,
     /// MaxRecvDataSegmentLength the target declared.
-    target_max_recv_dsl: u32,
+    target_max_recv_segment: u32,
     first_burst_length: u32,
     immediate_data: bool,
     initial_r2t: bool,
@@ -136,7 +136,7 @@ impl Initiator {
             cmd_sn: 1,
             exp_stat_sn: 0,
             next_itt: 1,
-            target_max_recv_dsl: 8192,
+            target_max_recv_segment: 8192,
             first_burst_length: 65536,
             immediate_data: true,
             initial_r2t: true,
@@ -159,7 +159,7 @@ impl Initiator {
             cmd_sn: 1,
             exp_stat_sn: 0,
             next_itt: 1,
-            target_max_recv_dsl: 8192,
+            target_max_recv_segment: 8192,
             first_burst_length: 0,
             immediate_data: false,
             initial_r2t: true,
@@ -269,7 +269,7 @@ impl Initiator {
             for kv in &pairs {
                 match kv.key {
                     "MaxRecvDataSegmentLength" => {
-                        self.target_max_recv_dsl = kv.value.parse().unwrap_or(8192);
+                        self.target_max_recv_segment = kv.value.parse().unwrap_or(8192);
                     }
                     "FirstBurstLength" => {
                         self.first_burst_length = kv.value.parse().unwrap_or(65536);
@@ -390,7 +390,7 @@ impl Initiator {
         let out_len = u32::try_from(out.len())
             .map_err(|_| InitiatorError::Protocol("data too long".into()))?;
         let immediate_len = if self.immediate_data {
-            out_len.min(self.first_burst_length).min(self.target_max_recv_dsl)
+            out_len.min(self.first_burst_length).min(self.target_max_recv_segment)
         } else {
             0
         };
@@ -495,7 +495,7 @@ impl Initiator {
         let mut offset = start;
         let mut data_sn = 0;
         while offset < end {
-            let len = (end - offset).min(self.target_max_recv_dsl);
+            let len = (end - offset).min(self.target_max_recv_segment);
             let d = ScsiDataOut {
                 final_bit: offset + len == end,
                 lun: lun_field(lun),

@@ -242,8 +242,8 @@ async fn login_phase(
                     t.scsi.nexus_established(&nexus);
                 }
                 let params = FfpParams {
-                    initiator_max_recv_dsl: result.connection.max_xmit_data_segment_length,
-                    target_max_recv_dsl: result.connection.max_recv_data_segment_length,
+                    initiator_max_recv_segment: result.connection.max_xmit_data_segment_length,
+                    target_max_recv_segment: result.connection.max_recv_data_segment_length,
                     first_burst_length: result.session.first_burst_length,
                     max_burst_length: result.session.max_burst_length,
                     max_outstanding_r2t: u32::from(result.session.max_outstanding_r2t),

@@ -2736,9 +2736,9 @@ mod tests {
             data_segment_length: 0,
         };
         assert!(ScsiCommand::parse(&cmd.encode(), LIMIT).is_ok());
-        let edtl = ScsiCommand { expected_data_transfer_length: 512, ..cmd };
+        let expected_transfer = ScsiCommand { expected_data_transfer_length: 512, ..cmd };
         assert!(matches!(
-            ScsiCommand::parse(&edtl.encode(), LIMIT),
+            ScsiCommand::parse(&expected_transfer.encode(), LIMIT),
             Err(PduError::InvalidField(_))
         ));
         let immediate = ScsiCommand { data_segment_length: 512, read: true, ..cmd };

@@ -73,11 +73,11 @@ fn fate(ini: &mut Initiator) -> Fate {
     }
 }
 
-fn write_command(ini: &Initiator, cmd_sn: u32, edtl: u32, dsl: u32) -> Bhs {
+fn write_command(ini: &Initiator, cmd_sn: u32, expected_transfer: u32, dsl: u32) -> Bhs {
     let mut cdb = [0u8; 16];
-    cdb[0] = 0x8a; // WRITE(16) of edtl/512 blocks at LBA 100000
+    cdb[0] = 0x8a; // WRITE(16) of expected_transfer/512 blocks at LBA 100000
     cdb[2..10].copy_from_slice(&100_000u64.to_be_bytes());
-    cdb[10..14].copy_from_slice(&(edtl / 512).to_be_bytes());
+    cdb[10..14].copy_from_slice(&(expected_transfer / 512).to_be_bytes());
     ScsiCommand {
         immediate: false,
         final_bit: true,
@@ -86,7 +86,7 @@ fn write_command(ini: &Initiator, cmd_sn: u32, edtl: u32, dsl: u32) -> Bhs {
         attr: TaskAttribute::Simple,
         lun: 0,
         itt: 0x7000,
-        expected_data_transfer_length: edtl,
+        expected_data_transfer_length: expected_transfer,
         cmd_sn,
         exp_stat_sn: ini.exp_stat_sn(),
         cdb,
