@@ -45,6 +45,28 @@ fn ferrited_must_exit(args: &[&str]) -> Output {
     child.wait_with_output().expect("output")
 }
 
+/// Writes `config` to DIR/ferrited.toml and starts ferrited on it with `--data-dir data_dir`
+/// and `extra`; the portal is 127.0.0.1:`port`.
+fn start_with_config(
+    dir: &Path,
+    config: &str,
+    data_dir: &Path,
+    extra: &[&str],
+    port: u16,
+) -> (Daemon, SocketAddr) {
+    let path = dir.join("ferrited.toml");
+    std::fs::write(&path, config).expect("config");
+    let portal: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let mut args = vec![
+        "--config",
+        path.to_str().expect("utf8"),
+        "--data-dir",
+        data_dir.to_str().expect("utf8"),
+    ];
+    args.extend_from_slice(extra);
+    (Daemon::start_args(&args, &[], portal), portal)
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -146,19 +168,7 @@ fn a_portal_may_be_a_host_name() {
         "[daemon]\nshards = 1\n[[portal]]\naddress = \"localhost:{port}\"\n[[target]]\n\
          iqn = \"iqn.2026-12.io.ferrite:host\"\n[[target.lun]]\nid = 0\nbackend = \"memory\"\nsize = \"16M\"\n"
     );
-    let path = dir.path().join("ferrited.toml");
-    std::fs::write(&path, config).expect("config");
-    let portal: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let d = Daemon::start_args(
-        &[
-            "--config",
-            path.to_str().expect("utf8"),
-            "--data-dir",
-            dir.path().join("data").to_str().expect("utf8"),
-        ],
-        &[],
-        portal,
-    );
+    let (d, portal) = start_with_config(dir.path(), &config, &dir.path().join("data"), &[], port);
     TcpStream::connect_timeout(&portal, Duration::from_secs(5))
         .expect("portal listens on localhost");
     assert!(d.stop());
@@ -214,21 +224,7 @@ fn the_command_line_overrides_the_config_file() {
          backend = \"file\"\npath = \"lun0.img\"\nsize = \"16M\"\n",
         from_file.display()
     );
-    let path = dir.path().join("ferrited.toml");
-    std::fs::write(&path, config).expect("config");
-    let portal: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let d = Daemon::start_args(
-        &[
-            "--config",
-            path.to_str().expect("utf8"),
-            "--data-dir",
-            from_args.to_str().expect("utf8"),
-            "--log-level",
-            "warn",
-        ],
-        &[],
-        portal,
-    );
+    let (d, _) = start_with_config(dir.path(), &config, &from_args, &["--log-level", "warn"], port);
     assert!(d.stop());
     assert!(from_args.join("lun0.img").exists(), "--data-dir was not used");
     assert!(!from_file.exists(), "[daemon] data_dir was used over --data-dir");
