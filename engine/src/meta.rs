@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
 use crate::block_pointer::BlockPointer;
-use crate::dataset::{DatasetKind, DatasetPhys, PartitionRoot, NAME_BYTES};
+use crate::dataset::{DatasetKind, DatasetPhys, DirectoryEntry, PartitionRoot, NAME_BYTES};
 use crate::object::StoredObject;
 
 /// One dataset in memory.
@@ -202,6 +202,12 @@ impl Meta {
             self.snapshots_by_volume.insert((ds.phys.parent_id, ds.phys.creation_txg, id));
         }
         self.datasets.insert(id, ds);
+    }
+
+    /// Records that `directory_bytes` holds `entries`, in order (each dataset's slot).
+    pub(crate) fn set_directory_slots(&mut self, entries: &[DirectoryEntry]) {
+        self.directory_slots =
+            Some(entries.iter().enumerate().map(|(slot, e)| (e.id, slot)).collect());
     }
 
     /// Removes dataset `id`.

@@ -601,8 +601,7 @@ impl Pool {
                 meta.insert(loaded?);
             }
         }
-        meta.directory_slots =
-            Some(entries.iter().enumerate().map(|(slot, e)| (e.id, slot)).collect());
+        meta.set_directory_slots(&entries);
         let ddt = Ddt::default();
         if !root.ddt_index.is_hole() {
             let (bytes, index_object) = read_object(devs, &root.ddt_index)

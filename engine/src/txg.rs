@@ -1262,18 +1262,8 @@ impl Pool {
                 let all: &[u8] = bytemuck::cast_slice(ds.deadlist.entries());
                 let stored = ds.deadlist.stored_prefix_bytes(&prev.bp);
                 let chunk = MAX_BLOCK_BYTES as usize;
-                let mut hint = self.alloc.next_hint();
                 let plan =
-                    ObjectPlan::allocate_reusing(&self.alloc, &mut hint, all.len(), &prev, |i| {
-                        (i + 1) * chunk <= stored
-                    })
-                    .ok_or(PoolError::NoSpace)?;
-                for e in plan.released(&prev) {
-                    self.alloc.free(e, txg);
-                }
-                self.stats
-                    .metadata_chunks_kept
-                    .fetch_add(plan.kept_chunks() as u64, Ordering::Relaxed);
+                    self.plan_rewrite(all.len(), &prev, |i| (i + 1) * chunk <= stored, txg)?;
                 let from = plan.kept_prefix_bytes();
                 let tail = all[from..].to_vec();
                 deadlist_jobs.push((ds.phys.id, ds.deadlist.len(), plan, from, tail));
@@ -1392,10 +1382,7 @@ impl Pool {
             _ => None,
         };
         let plan = if let Some(changed) = changed {
-            let mut hint = self.alloc.next_hint();
-            ObjectPlan::allocate_reusing(&self.alloc, &mut hint, bytes.len(), &old, |i| {
-                !changed.contains(&i)
-            })
+            self.plan_rewrite(bytes.len(), &old, |i| !changed.contains(&i), txg)?
         } else {
             let entries: Vec<DirectoryEntry> = meta
                 .datasets
@@ -1406,22 +1393,34 @@ impl Pool {
             if entries.len() != meta.datasets.len() {
                 meta.dirty = true;
             }
-            meta.directory_slots =
-                Some(entries.iter().enumerate().map(|(slot, e)| (e.id, slot)).collect());
+            meta.set_directory_slots(&entries);
             let old_bytes = std::mem::replace(&mut bytes, bytemuck::cast_slice(&entries).to_vec());
             let same = |i: usize| {
                 let range = i * chunk..(i + 1) * chunk;
                 old_bytes.get(range.clone()).is_some_and(|o| bytes.get(range) == Some(o))
             };
-            let mut hint = self.alloc.next_hint();
-            ObjectPlan::allocate_reusing(&self.alloc, &mut hint, bytes.len(), &old, same)
-        }
-        .ok_or(PoolError::NoSpace)?;
-        for e in plan.released(&old) {
+            self.plan_rewrite(bytes.len(), &old, same, txg)?
+        };
+        Ok(Some((plan, bytes)))
+    }
+
+    /// Plans the new version (`len_bytes`) of object `prev`, keeping the chunks `unchanged`
+    /// names; frees in `txg` what it does not keep and counts what it keeps.
+    fn plan_rewrite(
+        &self,
+        len_bytes: usize,
+        prev: &StoredObject,
+        unchanged: impl Fn(usize) -> bool,
+        txg: u64,
+    ) -> PoolResult<ObjectPlan> {
+        let mut hint = self.alloc.next_hint();
+        let plan = ObjectPlan::allocate_reusing(&self.alloc, &mut hint, len_bytes, prev, unchanged)
+            .ok_or(PoolError::NoSpace)?;
+        for e in plan.released(prev) {
             self.alloc.free(e, txg);
         }
         self.stats.metadata_chunks_kept.fetch_add(plan.kept_chunks() as u64, Ordering::Relaxed);
-        Ok(Some((plan, bytes)))
+        Ok(plan)
     }
 
     #[allow(clippy::too_many_arguments)]

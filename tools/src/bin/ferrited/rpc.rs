@@ -118,15 +118,9 @@ async fn client(fd: OwnedFd, state: Arc<State>) -> IoResult<()> {
 /// is written, and its entries dropped, `LIST_SLICE` entries at a time with a yield between
 /// slices, so the shard's I/O is not held up for the whole reply (nor for freeing it).
 async fn encode_reply(mut reply: Value) -> Vec<u8> {
-    let long = reply.get("result").and_then(Value::as_array).is_some_and(|a| a.len() > LIST_SLICE);
-    let items = match reply.get_mut("result").map(Value::take) {
-        Some(Value::Array(items)) if long => items,
-        result => {
-            if let Some(result) = result {
-                reply["result"] = result;
-            }
-            return serde_json::to_vec(&reply).unwrap_or_default();
-        }
+    let items = match reply.get_mut("result") {
+        Some(Value::Array(items)) if items.len() > LIST_SLICE => std::mem::take(items),
+        _ => return serde_json::to_vec(&reply).unwrap_or_default(),
     };
     let id = serde_json::to_vec(&reply["id"]).unwrap_or_else(|_| b"null".to_vec());
     let mut out = Vec::with_capacity(items.len() * 96);
