@@ -12,7 +12,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::block_pointer::{BlockPointer, Extent};
 use crate::format::SECTOR_BYTES;
-use crate::space_map::SpaceMap;
+use crate::space_map::{SpaceMap, SLAB_UNITS};
 
 /// A free waiting for its txg to become durable.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +34,8 @@ pub struct AllocationGroup {
     /// No free run is longer than this (learnt from a failed search; forgotten when space is
     /// released into the group), so a fragmented group is not rescanned for every request.
     longest_run_bound: u64,
+    /// The slab small metadata goes to first while free slabs are short (`u64::MAX`: none).
+    metadata_slab: u64,
     pending: Vec<PendingFree>,
     /// The space map image differs from the one persisted last.
     pub dirty: bool,
@@ -86,6 +88,10 @@ pub struct Allocator {
     free_bytes: AtomicU64,
     capacity_bytes: u64,
     rotor: AtomicU64,
+    /// Whole free slabs over every group (pending frees not counted).
+    free_slabs: AtomicU64,
+    /// Free slabs kept for metadata: once no more are free, data takes none of them.
+    spare_slabs: AtomicU64,
 }
 
 /// Where an allocation stream looks for space: groups owned by `shard` (of `shards`) first,
@@ -156,6 +162,7 @@ impl Allocator {
                     map: SpaceMap::new(l.len_bytes / SECTOR_BYTES),
                     cursor: 0,
                     longest_run_bound: u64::MAX,
+                    metadata_slab: u64::MAX,
                     pending: Vec::new(),
                     dirty: true,
                     space_map: BlockPointer::HOLE,
@@ -165,12 +172,48 @@ impl Allocator {
             .collect();
         let capacity_bytes =
             layouts.iter().map(|l| l.len_bytes / SECTOR_BYTES * SECTOR_BYTES).sum();
+        let free_slabs = layouts.iter().map(|l| l.len_bytes / SECTOR_BYTES / SLAB_UNITS).sum();
         Allocator {
             groups,
             layouts,
             free_bytes: AtomicU64::new(capacity_bytes),
             capacity_bytes,
             rotor: AtomicU64::new(0),
+            free_slabs: AtomicU64::new(free_slabs),
+            spare_slabs: AtomicU64::new(0),
+        }
+    }
+
+    /// Keeps `bytes` of whole free slabs for metadata: once no more than that many slabs are
+    /// free, data goes only where it breaks none, so a txg's metadata chunks find contiguous space however finely data has fragmented the
+    /// rest.
+    pub fn set_metadata_spare_bytes(&self, bytes: u64) {
+        self.spare_slabs.store(bytes / (SLAB_UNITS * SECTOR_BYTES), Ordering::Relaxed);
+    }
+
+    /// Free slabs kept for metadata.
+    #[must_use]
+    pub fn spare_slabs(&self) -> u64 {
+        self.spare_slabs.load(Ordering::Relaxed)
+    }
+
+    /// Whole free slabs now.
+    #[must_use]
+    pub fn free_slabs(&self) -> u64 {
+        self.free_slabs.load(Ordering::Relaxed)
+    }
+
+    /// True when taking `slabs` more free slabs would leave no more than the spare ones.
+    fn sparing(&self, slabs: u64) -> bool {
+        self.free_slabs() <= self.spare_slabs.load(Ordering::Relaxed).saturating_add(slabs)
+    }
+
+    /// Records the change of a group's free slabs from `before` to `after`.
+    fn note_slabs(&self, before: u64, after: u64) {
+        if after >= before {
+            self.free_slabs.fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            self.free_slabs.fetch_sub(before - after, Ordering::Relaxed);
         }
     }
 
@@ -190,12 +233,14 @@ impl Allocator {
         assert_eq!(map.units(), g.map.units());
         let before = g.map.allocated_units();
         let after = map.allocated_units();
+        let slabs = (g.map.free_slabs(), map.free_slabs());
         g.map = map;
         g.longest_run_bound = u64::MAX;
         g.space_map = space_map;
         g.space_map_extents = extents;
         g.dirty = false;
         drop(g);
+        self.note_slabs(slabs.0, slabs.1);
         self.free_bytes.fetch_add(before * SECTOR_BYTES, Ordering::Relaxed);
         self.free_bytes.fetch_sub(after * SECTOR_BYTES, Ordering::Relaxed);
     }
@@ -241,32 +286,96 @@ impl Allocator {
     /// group has a run that long.
     pub fn allocate(&self, hint: &mut Hint, len_bytes: u64) -> Option<Extent> {
         let units = len_bytes.div_ceil(SECTOR_BYTES);
+        if self.sparing(units.div_ceil(SLAB_UNITS) + 1) {
+            // Short of slabs: whole chunks take whole slabs (and give them back whole when
+            // freed); anything smaller goes where it breaks no slab, else into the slab small
+            // metadata uses, else into a new one marked for metadata.
+            let found = if units.is_multiple_of(SLAB_UNITS) {
+                self.take_first(hint, units, |g| {
+                    g.map.find_free_slabs(g.cursor, units / SLAB_UNITS).map(|at| (at, false))
+                })
+            } else {
+                self.take_first(hint, units, |g| {
+                    g.map.find_free_run_sparing_slabs(g.cursor, units).map(|at| (at, false))
+                })
+                .or_else(|| {
+                    self.take_first(hint, units, |g| {
+                        let lo = g.metadata_slab.checked_mul(SLAB_UNITS)?;
+                        g.map
+                            .find_free_run_between(lo, lo + SLAB_UNITS, units)
+                            .map(|at| (at, false))
+                    })
+                })
+                .or_else(|| {
+                    self.take_first(hint, units, |g| {
+                        g.map.find_free_slabs(g.cursor, 1).map(|at| (at, true))
+                    })
+                })
+            };
+            if found.is_some() {
+                return found;
+            }
+        }
         for index in probe_order(*hint, self.groups.len()) {
             let mut g = lock(&self.groups[index]);
             if units > g.longest_run_bound {
                 continue;
             }
-            let cursor = g.cursor;
-            let found = g.map.find_free_run(cursor, units);
+            let found = g.map.find_free_run(g.cursor, units);
             if found.is_none() {
                 g.longest_run_bound = units - 1;
             }
             if let Some(start) = found {
-                g.map.set_range(start, units, true);
-                g.cursor = start + units;
-                g.dirty = true;
-                let extent = Extent::new(
-                    g.device,
-                    g.start_bytes + start * SECTOR_BYTES,
-                    units * SECTOR_BYTES,
-                );
-                drop(g);
-                self.free_bytes.fetch_sub(units * SECTOR_BYTES, Ordering::Relaxed);
-                hint.group = index;
+                return Some(self.take(hint, index, &mut g, start, units));
+            }
+        }
+        None
+    }
+
+    /// Takes `units` at the first place `find(group)` names, trying the groups in `hint`'s
+    /// order; when it also says so, the slab there becomes the group's metadata slab.
+    fn take_first(
+        &self,
+        hint: &mut Hint,
+        units: u64,
+        find: impl Fn(&AllocationGroup) -> Option<(u64, bool)>,
+    ) -> Option<Extent> {
+        for index in probe_order(*hint, self.groups.len()) {
+            let mut g = lock(&self.groups[index]);
+            if let Some((start, for_metadata)) = find(&g) {
+                if for_metadata {
+                    g.map.mark_metadata_slab(start);
+                    g.metadata_slab = start / SLAB_UNITS;
+                }
+                let cursor = g.cursor;
+                let extent = self.take(hint, index, &mut g, start, units);
+                if for_metadata || g.metadata_slab == start / SLAB_UNITS {
+                    // Metadata placed by slab leaves the data cursor where it was.
+                    g.cursor = cursor;
+                }
                 return Some(extent);
             }
         }
         None
+    }
+
+    /// Marks `[start, start + units)` of group `index` allocated and returns it as an extent.
+    fn take(
+        &self,
+        hint: &mut Hint,
+        index: usize,
+        g: &mut AllocationGroup,
+        start: u64,
+        units: u64,
+    ) -> Extent {
+        let slabs_before = g.map.free_slabs();
+        g.map.set_range(start, units, true);
+        self.note_slabs(slabs_before, g.map.free_slabs());
+        g.cursor = start + units;
+        g.dirty = true;
+        self.free_bytes.fetch_sub(units * SECTOR_BYTES, Ordering::Relaxed);
+        hint.group = index;
+        Extent::new(g.device, g.start_bytes + start * SECTOR_BYTES, units * SECTOR_BYTES)
     }
 
     /// Allocates one contiguous run of at least `min_bytes` and at most `want_bytes`, both
@@ -281,6 +390,34 @@ impl Allocator {
         want_bytes: u64,
         step_bytes: u64,
     ) -> Option<Extent> {
+        self.data_passes(want_bytes)
+            .iter()
+            .find_map(|&spare| self.allocate_run_in(hint, min_bytes, want_bytes, step_bytes, spare))
+    }
+
+    /// The passes a data allocation of up to `want_bytes` makes: one sparing the metadata
+    /// slabs (see [`Allocator::set_metadata_spare_bytes`]) while they are short, then one
+    /// that may take them (only when nothing else is free).
+    #[must_use]
+    pub fn data_passes(&self, want_bytes: u64) -> &'static [bool] {
+        let slabs = want_bytes.div_ceil(SLAB_UNITS * SECTOR_BYTES) + 1;
+        if self.sparing(slabs) {
+            &[true, false]
+        } else {
+            &[false]
+        }
+    }
+
+    /// [`Allocator::allocate_run`] in one pass: with `spare`, the run takes no unit of a
+    /// free or metadata slab.
+    pub fn allocate_run_in(
+        &self,
+        hint: &mut Hint,
+        min_bytes: u64,
+        want_bytes: u64,
+        step_bytes: u64,
+        spare: bool,
+    ) -> Option<Extent> {
         let step = step_bytes.div_ceil(SECTOR_BYTES).max(1);
         let want = want_bytes.div_ceil(SECTOR_BYTES).next_multiple_of(step).max(step);
         let min = min_bytes.div_ceil(SECTOR_BYTES).next_multiple_of(step).clamp(step, want);
@@ -290,26 +427,25 @@ impl Allocator {
                 continue;
             }
             let cursor = g.cursor;
-            let Some(start) = g.map.find_free_run(cursor, min) else {
-                g.longest_run_bound = min - 1;
+            let found = if spare {
+                g.map.find_free_run_sparing_slabs(cursor, min)
+            } else {
+                g.map.find_free_run(cursor, min)
+            };
+            let Some(start) = found else {
+                if !spare {
+                    g.longest_run_bound = min - 1;
+                }
                 continue;
             };
             let mut len = min;
             while len + step <= want
                 && start + len + step <= g.map.units()
-                && g.map.range_is_free(start + len, step)
+                && g.map.range_is_free(start + len, step, spare)
             {
                 len += step;
             }
-            g.map.set_range(start, len, true);
-            g.cursor = start + len;
-            g.dirty = true;
-            let extent =
-                Extent::new(g.device, g.start_bytes + start * SECTOR_BYTES, len * SECTOR_BYTES);
-            drop(g);
-            self.free_bytes.fetch_sub(len * SECTOR_BYTES, Ordering::Relaxed);
-            hint.group = index;
-            return Some(extent);
+            return Some(self.take(hint, index, &mut g, start, len));
         }
         None
     }
@@ -350,7 +486,8 @@ impl Allocator {
     /// not reused until [`Allocator::release_after`] names a txg and that txg is durable, or a
     /// sync takes it into a tree ([`Allocator::reclaim`]).
     pub fn allocate_held(&self, hint: &mut Hint, len_bytes: u64) -> Option<Extent> {
-        let extent = self.allocate(hint, len_bytes)?;
+        // Data: placed as a run, so that it spares the metadata slabs.
+        let extent = self.allocate_run(hint, len_bytes, len_bytes, SECTOR_BYTES)?;
         let (index, start_unit, units) = self.locate(&extent)?;
         let mut g = lock(&self.groups[index]);
         g.pending.push(PendingFree { txg: u64::MAX, start_unit, units });
@@ -394,10 +531,12 @@ impl Allocator {
     pub fn claim(&self, extent: Extent) -> bool {
         let Some((index, start_unit, units)) = self.locate(&extent) else { return false };
         let mut g = lock(&self.groups[index]);
+        let slabs_before = g.map.free_slabs();
         let changed = g.map.set_range(start_unit, units, true);
         if changed > 0 {
             g.dirty = true;
         }
+        self.note_slabs(slabs_before, g.map.free_slabs());
         drop(g);
         self.free_bytes.fetch_sub(changed * SECTOR_BYTES, Ordering::Relaxed);
         true
@@ -416,6 +555,7 @@ impl Allocator {
         let mut released = 0;
         for m in &self.groups {
             let mut g = lock(m);
+            let slabs_before = g.map.free_slabs();
             let mut keep = Vec::new();
             for p in std::mem::take(&mut g.pending) {
                 if p.txg <= txg {
@@ -427,6 +567,7 @@ impl Allocator {
                 }
             }
             g.pending = keep;
+            self.note_slabs(slabs_before, g.map.free_slabs());
         }
         self.free_bytes.fetch_add(released * SECTOR_BYTES, Ordering::Relaxed);
     }

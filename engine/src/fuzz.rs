@@ -19,7 +19,7 @@ use crate::ddt::{self, Ddt, DdtEntryPhys};
 use crate::format::{checksum, FORMAT_VERSION, SECTOR_BYTES};
 use crate::label::{DeviceConfig, DeviceRole, Label, LABEL_HEADER_BYTES, LABEL_MAGIC};
 use crate::object::StoredObject;
-use crate::space_map::SpaceMap;
+use crate::space_map::{SpaceMap, SLAB_UNITS};
 use crate::uberblock::{slot_offset_bytes, Uberblock, UBERBLOCK_BYTES, UBERBLOCK_MAGIC};
 use crate::zil::{
     check_log_block_header, decode_log_block, encode_log_block, log_block_bytes, LogBlockExpect,
@@ -165,10 +165,29 @@ pub fn space_map(data: &[u8]) {
     let pick = |i: usize| u64::from(image.get(i).copied().unwrap_or(1));
     let (from, n) = (pick(0) * 3 % (units + 1), pick(1) % 70);
     if let Some(start) = map.find_free_run(from, n) {
-        assert!(start + n <= units && map.range_is_free(start, n));
+        assert!(start + n <= units && map.range_is_free(start, n, false));
         let mut taken = map.clone();
         assert_eq!(taken.set_range(start, n, true), n);
         assert_eq!(taken.allocated_units(), map.allocated_units() + n);
+        assert_eq!(taken.free_slabs(), taken.count_free_slabs());
+    }
+    assert_eq!(map.free_slabs(), map.count_free_slabs());
+    // A run found while sparing the free slabs takes none of them.
+    if let Some(start) = map.find_free_run_sparing_slabs(from, n) {
+        assert!(start + n <= units && map.range_is_free(start, n, true));
+        let mut taken = map.clone();
+        taken.set_range(start, n, true);
+        assert_eq!(taken.free_slabs(), map.free_slabs());
+    }
+    let slabs = n % 4 + 1;
+    if let Some(start) = map.find_free_slabs(from, slabs) {
+        assert!(start.is_multiple_of(SLAB_UNITS) && start + slabs * SLAB_UNITS <= units);
+        assert!(map.range_is_free(start, slabs * SLAB_UNITS, false));
+        let mut taken = map.clone();
+        taken.set_range(start, slabs * SLAB_UNITS, true);
+        assert_eq!(taken.free_slabs() + slabs, map.free_slabs());
+        taken.set_range(start, slabs * SLAB_UNITS, false);
+        assert_eq!(taken.free_slabs(), map.free_slabs());
     }
 }
 

@@ -466,6 +466,12 @@ impl Pool {
         next_record_sequence: u64,
     ) -> Arc<Pool> {
         let cache = BlockCache::new(tunables.cache_bytes, tunables.shards);
+        // A quarter of the writers' reserve (at most 1/32 of the pool) stays in whole slabs
+        // for metadata: admission keeps data within the rest.
+        let capacity = alloc.capacity_bytes();
+        alloc.set_metadata_spare_bytes(
+            (capacity / 100 * u64::from(reserve_percent) / 4).min(capacity / 32),
+        );
         Arc::new_cyclic(|weak| {
             let txg = TxgState::default();
             txg.data_run_bytes.store(1 << 20, Ordering::Relaxed);
@@ -891,6 +897,19 @@ impl Pool {
             )));
         }
         Ok(())
+    }
+
+    /// Whole free 128 KiB slabs of the data devices now (see
+    /// [`Allocator::set_metadata_spare_bytes`]).
+    #[must_use]
+    pub fn free_slabs(&self) -> u64 {
+        self.alloc.free_slabs()
+    }
+
+    /// Free slabs kept for metadata: data takes none of them while others are free.
+    #[must_use]
+    pub fn spare_slabs(&self) -> u64 {
+        self.alloc.spare_slabs()
     }
 
     /// Capacity, used and free space with thick reservations counted as used, and the

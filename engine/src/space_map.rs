@@ -3,12 +3,29 @@
 //! One bit per 4 KiB unit, set when allocated. The on-disk image is the bitmap as
 //! little-endian u64 words, padded with zero bits to whole 4 KiB sectors, written
 //! copy-on-write as a metadata object whenever the group changed in a txg.
+//!
+//! The map also counts its free *slabs*: aligned runs of [`SLAB_UNITS`] units (one largest
+//! metadata chunk) with every unit free. The allocator keeps a reserve of them out of reach
+//! of data, so that however finely data fragments the free space, a txg still finds whole
+//! chunks for its metadata. A slab that small metadata had to break is marked for metadata
+//! (in memory only) and kept from data like a free slab until it is wholly free again, so that
+//! small metadata packs into few slabs and gives them back whole.
+
+use crate::format::{MAX_BLOCK_BYTES, SECTOR_BYTES};
+
+/// Units in a slab: one chunk of a metadata object (128 KiB), half a bitmap word.
+pub const SLAB_UNITS: u64 = MAX_BLOCK_BYTES / SECTOR_BYTES;
+const _: () = assert!(SLAB_UNITS == 32, "a slab is half a bitmap word");
 
 /// An allocation bitmap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpaceMap {
     units: u64,
     words: Vec<u64>,
+    /// Slabs with every unit free.
+    free_slabs: u64,
+    /// One bit per slab: broken by small metadata, kept from data while any of it is in use.
+    metadata_slabs: Vec<u64>,
 }
 
 impl SpaceMap {
@@ -16,7 +33,75 @@ impl SpaceMap {
     #[must_use]
     pub fn new(units: u64) -> SpaceMap {
         let words = usize::try_from(units.div_ceil(64)).expect("space map fits in memory");
-        SpaceMap { units, words: vec![0; words] }
+        let slabs = usize::try_from((units / SLAB_UNITS).div_ceil(64)).unwrap_or(0);
+        SpaceMap {
+            units,
+            words: vec![0; words],
+            free_slabs: units / SLAB_UNITS,
+            metadata_slabs: vec![0; slabs],
+        }
+    }
+
+    /// Marks the slab holding `unit` as metadata's until it is wholly free again.
+    pub fn mark_metadata_slab(&mut self, unit: u64) {
+        let slab = unit / SLAB_UNITS;
+        if let Some(w) = self.metadata_slabs.get_mut((slab / 64) as usize) {
+            *w |= 1 << (slab % 64);
+        }
+    }
+
+    /// True when slab `slab` is marked as metadata's.
+    #[must_use]
+    pub fn is_metadata_slab(&self, slab: u64) -> bool {
+        self.metadata_slabs.get((slab / 64) as usize).is_some_and(|w| w & (1 << (slab % 64)) != 0)
+    }
+
+    /// First run of `n` free units in `[lo, hi)`.
+    #[must_use]
+    pub fn find_free_run_between(&self, lo: u64, hi: u64, n: u64) -> Option<u64> {
+        if n == 0 || hi > self.units || lo >= hi {
+            return None;
+        }
+        self.scan(lo, hi, n, false)
+    }
+
+    /// Slabs with every unit free.
+    #[must_use]
+    pub fn free_slabs(&self) -> u64 {
+        self.free_slabs
+    }
+
+    /// Slabs with every unit free, counted from the bitmap (what [`SpaceMap::free_slabs`]
+    /// keeps up to date).
+    #[must_use]
+    pub fn count_free_slabs(&self) -> u64 {
+        (0..self.units / SLAB_UNITS).filter(|&s| self.slab_is_free(s)).count() as u64
+    }
+
+    /// True when slab `slab` lies wholly in the map and every unit of it is free.
+    fn slab_is_free(&self, slab: u64) -> bool {
+        if (slab + 1) * SLAB_UNITS > self.units {
+            return false;
+        }
+        let word = self.words[(slab / 2) as usize];
+        let half = if slab.is_multiple_of(2) { word & 0xffff_ffff } else { word >> 32 };
+        half == 0
+    }
+
+    /// Free slabs among those `[start, start + n)` touches.
+    fn free_slabs_touched(&self, start: u64, n: u64) -> u64 {
+        if n == 0 {
+            return 0;
+        }
+        let (first, last) = (start / SLAB_UNITS, (start + n - 1) / SLAB_UNITS);
+        (first..=last).filter(|&s| self.slab_is_free(s)).count() as u64
+    }
+
+    /// True when `unit` is allocated, or lies in a free slab or a metadata slab and `spare`
+    /// asks to keep those for metadata.
+    fn is_taken(&self, unit: u64, spare: bool) -> bool {
+        let slab = unit / SLAB_UNITS;
+        self.is_set(unit) || (spare && (self.slab_is_free(slab) || self.is_metadata_slab(slab)))
     }
 
     /// Units covered.
@@ -35,6 +120,7 @@ impl SpaceMap {
     /// Marks `[start, start + n)` allocated (`set`) or free. Returns how many bits changed.
     pub fn set_range(&mut self, start: u64, n: u64, set: bool) -> u64 {
         assert!(start + n <= self.units, "space map range out of bounds");
+        let free_before = self.free_slabs_touched(start, n);
         let mut changed = 0;
         for unit in start..start + n {
             let word = &mut self.words[(unit / 64) as usize];
@@ -44,13 +130,59 @@ impl SpaceMap {
                 changed += 1;
             }
         }
+        let free_after = self.free_slabs_touched(start, n);
+        if !set && free_after > 0 {
+            // A metadata slab wholly free again is an ordinary free slab.
+            for slab in start / SLAB_UNITS..=(start + n - 1) / SLAB_UNITS {
+                if self.slab_is_free(slab) {
+                    if let Some(w) = self.metadata_slabs.get_mut((slab / 64) as usize) {
+                        *w &= !(1 << (slab % 64));
+                    }
+                }
+            }
+        }
+        self.free_slabs = self.free_slabs + free_after - free_before;
         changed
     }
 
-    /// True when every unit of `[start, start + n)` is free.
+    /// True when every unit of `[start, start + n)` is free (and, with `spare`, outside
+    /// free slabs).
     #[must_use]
-    pub fn range_is_free(&self, start: u64, n: u64) -> bool {
-        (start..start + n).all(|u| !self.is_set(u))
+    pub fn range_is_free(&self, start: u64, n: u64, spare: bool) -> bool {
+        (start..start + n).all(|u| !self.is_taken(u, spare))
+    }
+
+    /// First run of `n` free units at or after `from` that takes no unit of a free slab,
+    /// wrapping once to the start: where data may go while the free slabs are reserved.
+    #[must_use]
+    pub fn find_free_run_sparing_slabs(&self, from: u64, n: u64) -> Option<u64> {
+        if n == 0 || n > self.units {
+            return None;
+        }
+        let from = if from >= self.units { 0 } else { from };
+        self.scan(from, self.units, n, true).or_else(|| self.scan(0, from.min(self.units), n, true))
+    }
+
+    /// First run of `slabs` whole free slabs at or after unit `from`, wrapping once: where a
+    /// metadata object's full chunks go, so that freeing them gives whole slabs back.
+    #[must_use]
+    pub fn find_free_slabs(&self, from: u64, slabs: u64) -> Option<u64> {
+        let total = self.units / SLAB_UNITS;
+        if slabs == 0 || slabs > total || self.free_slabs < slabs {
+            return None;
+        }
+        let first = (from / SLAB_UNITS).min(total);
+        let search = |lo: u64, hi: u64| {
+            let mut run = 0;
+            for s in lo..hi {
+                run = if self.slab_is_free(s) { run + 1 } else { 0 };
+                if run == slabs {
+                    return Some((s + 1 - slabs) * SLAB_UNITS);
+                }
+            }
+            None
+        };
+        search(first, total).or_else(|| search(0, (first + slabs).min(total)))
     }
 
     /// First run of `n` free units at or after `from`, wrapping once to the start.
@@ -60,10 +192,11 @@ impl SpaceMap {
             return None;
         }
         let from = if from >= self.units { 0 } else { from };
-        self.scan(from, self.units, n).or_else(|| self.scan(0, from.min(self.units), n))
+        self.scan(from, self.units, n, false)
+            .or_else(|| self.scan(0, from.min(self.units), n, false))
     }
 
-    fn scan(&self, from: u64, to: u64, n: u64) -> Option<u64> {
+    fn scan(&self, from: u64, to: u64, n: u64, spare: bool) -> Option<u64> {
         let mut unit = from;
         let mut run_start = from;
         let mut run = 0;
@@ -72,7 +205,8 @@ impl SpaceMap {
             // extends it by 64.
             if unit.is_multiple_of(64) && unit + 64 <= to {
                 let word = self.words[(unit / 64) as usize];
-                if word == u64::MAX {
+                // With `spare`, an empty word is two free slabs: taken too.
+                if word == u64::MAX || (spare && word == 0) {
                     run = 0;
                     unit += 64;
                     run_start = unit;
@@ -87,7 +221,7 @@ impl SpaceMap {
                     continue;
                 }
             }
-            if self.is_set(unit) {
+            if self.is_taken(unit, spare) {
                 run = 0;
                 run_start = unit + 1;
             } else {
@@ -135,6 +269,7 @@ impl SpaceMap {
                 return None;
             }
         }
+        map.free_slabs = map.count_free_slabs();
         Some(map)
     }
 }
@@ -152,6 +287,37 @@ mod tests {
         m.set_range(130, 70, true);
         assert_eq!(m.find_free_run(0, 1), None);
         assert_eq!(m.allocated_units(), 200);
+    }
+
+    #[test]
+    fn free_slabs_are_counted_and_spared() {
+        let mut m = SpaceMap::new(4 * SLAB_UNITS + 10);
+        assert_eq!(m.free_slabs(), 4);
+        // A hole of 3 units in slab 0; slabs 1 to 3 free.
+        m.set_range(0, SLAB_UNITS, true);
+        m.set_range(5, 3, false);
+        assert_eq!((m.free_slabs(), m.count_free_slabs()), (3, 3));
+        assert_eq!(m.find_free_run(0, 3), Some(5));
+        assert_eq!(m.find_free_run_sparing_slabs(8, 3), Some(4 * SLAB_UNITS));
+        assert_eq!(m.find_free_run_sparing_slabs(0, 3), Some(5));
+        // The only other places are free slabs or the tail past the last whole slab.
+        assert_eq!(m.find_free_run_sparing_slabs(0, 4), Some(4 * SLAB_UNITS));
+        assert_eq!(m.find_free_run_sparing_slabs(0, 11), None);
+        assert_eq!(m.find_free_slabs(0, 2), Some(SLAB_UNITS));
+        assert_eq!(m.find_free_slabs(0, 4), None);
+        // Small metadata breaks slab 2 and marks it: data spares the rest of it.
+        m.mark_metadata_slab(2 * SLAB_UNITS);
+        m.set_range(2 * SLAB_UNITS, 2, true);
+        assert_eq!(m.free_slabs(), 2);
+        assert!(m.is_metadata_slab(2));
+        assert!(!m.range_is_free(2 * SLAB_UNITS + 2, 4, true));
+        assert!(m.range_is_free(2 * SLAB_UNITS + 2, 4, false));
+        // Wholly free again, it is an ordinary free slab.
+        m.set_range(2 * SLAB_UNITS, 2, false);
+        assert_eq!(m.free_slabs(), 3);
+        assert!(!m.is_metadata_slab(2));
+        let decoded = SpaceMap::decode(m.units(), &m.encode()).expect("image");
+        assert_eq!(decoded.free_slabs(), 3);
     }
 
     #[test]

@@ -658,16 +658,23 @@ impl Pool {
         runs: &mut RunSearch,
     ) -> PoolResult<Extent> {
         let want = want_bytes.min(MAX_WRITE_BYTES).max(block_bytes);
-        loop {
-            let min = runs.min_bytes.min(want).max(block_bytes);
-            if let Some(run) = self.alloc.allocate_run(&mut runs.hint, min, want, step_bytes) {
-                return Ok(run);
+        // Every run length is tried sparing the metadata slabs before any may take them.
+        for &spare in self.alloc.data_passes(want) {
+            let mut min_bytes = runs.min_bytes;
+            loop {
+                let min = min_bytes.min(want).max(block_bytes);
+                let hint = &mut runs.hint;
+                if let Some(run) = self.alloc.allocate_run_in(hint, min, want, step_bytes, spare) {
+                    runs.min_bytes = min_bytes;
+                    return Ok(run);
+                }
+                if min <= block_bytes {
+                    break;
+                }
+                min_bytes = (min / 4).max(block_bytes);
             }
-            if min <= block_bytes {
-                return Err(PoolError::NoSpace);
-            }
-            runs.min_bytes = (min / 4).max(block_bytes);
         }
+        Err(PoolError::NoSpace)
     }
 
     /// Runs [`Pool::write_all`] for `writes` as a task of this shard.

@@ -4,22 +4,24 @@
 //! ```text
 //! ferrite-snapshot-bench --file /var/tmp/snap.img --snapshots 65535
 //! ```
-//! It creates a pool on FILE (replacing it) with one 1 GiB volume, writes its first 64 MiB,
-//! then:
-//! 1. 4K random writes for `--seconds` with no snapshot (IOPS, 16 in flight);
-//! 2. takes `--snapshots` snapshots, `--batch` per txg, with one 4K random write before each
+//! It creates a pool on FILE (replacing it) and a baseline pool on FILE.none, each with one
+//! 1 GiB volume, writes the volumes' first 64 MiB and overwrites them at random for
+//! `--seconds` (a warm-up), then:
+//! 1. takes `--snapshots` snapshots, `--batch` per txg, with one 4K random write before each
 //!    batch so that the snapshots differ (create rate), then one more snapshot alone (the cost
 //!    of a single create at that count);
-//! 3. lists them as `snapshot_list` does (figures, JSON built in slices, serialised) while a
+//! 2. lists them as `snapshot_list` does (figures, JSON built in slices, serialised) while a
 //!    reader on the same reactor issues 4K random reads one at a time: the listing's time and
 //!    the worst read latency seen during it;
-//! 4. 4K random writes for `--seconds` with the snapshots (IOPS);
-//! 5. exports and imports the pool (import time);
-//! 6. destroys one snapshot alone, then every other one, `--destroy-batch` per txg.
+//! 3. `--rounds` rounds of 4K random writes (16 in flight) for `--seconds` on each pool,
+//!    alternating, the newest snapshot taken again before each phase with the snapshots: the
+//!    median of the rounds' IOPS ratios (the baseline pool is then exported and removed);
+//! 4. exports and imports the pool (import time);
+//! 5. destroys one snapshot alone, then every other one, `--destroy-batch` per txg.
 //!
-//! With `--keep` the pool is exported again before step 6 and left on FILE, with the
+//! With `--keep` the pool is exported again before step 5 and left on FILE, with the
 //! snapshots (the script then lists them through ferrited, and `--destroy-existing` does
-//! step 6 on it). The last line is
+//! step 5 on it). The last line is
 //! `snapshots n=… list_s=… import_s=… max_io_stall_ms=… write_iops_ratio=…`.
 
 /// The allocator ferrited runs with (see ferrited's main).
@@ -69,6 +71,10 @@ struct Args {
     /// Seconds of each 4K random-write phase.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Rounds of write phases, each one on the pool with the snapshots and one on a baseline
+    /// pool without any.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
     /// Leave the pool, with its snapshots, on FILE (no destroy phase).
     #[arg(long)]
     keep: bool,
@@ -232,11 +238,10 @@ async fn open_pool(file: &PathBuf, create: bool) -> Result<Arc<Pool>, String> {
     }
 }
 
-#[allow(clippy::too_many_lines, clippy::cast_precision_loss)]
-async fn run(args: &Args) -> Result<String, String> {
-    let n = args.snapshots;
-    let pool = open_pool(&args.file, true).await?;
-    let syncer = pool.start_syncer();
+/// Creates a pool on `file` with volume `v`, writes its first `PREFILL_BYTES` and runs one
+/// warm-up write phase, so that every measured phase overwrites blocks written before.
+async fn prepared_pool(file: &PathBuf, seconds: u64) -> Result<(Arc<Pool>, PoolVolume), String> {
+    let pool = open_pool(file, true).await?;
     let vol = pool
         .create_volume(
             "v",
@@ -249,13 +254,78 @@ async fn run(args: &Args) -> Result<String, String> {
         res.map_err(|e| format!("prefill: {e:?}"))?;
     }
     pool.sync_txg().await.map_err(err)?;
+    write_iops(&vol, seconds, 3).await?;
+    pool.sync_txg().await.map_err(err)?;
+    Ok((pool, vol))
+}
 
-    // A first phase warms up: both measured phases then overwrite blocks written before.
-    write_iops(&vol, args.seconds, 3).await?;
-    pool.sync_txg().await.map_err(err)?;
-    let iops_none = write_iops(&vol, args.seconds, 1).await?;
-    pool.sync_txg().await.map_err(err)?;
-    eprintln!("write IOPS with no snapshot: {iops_none:.0}");
+/// The median of `v` (the upper middle one for an even count).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Write IOPS with the snapshots against a baseline pool without any, in alternating rounds
+/// (the order flips each round so that a drift of the machine falls on both). Before each
+/// phase on `many` its newest snapshot is destroyed and taken again, so that every phase
+/// starts with `n` snapshots, the newest just taken, as after a snapshot in production: the
+/// first overwrite of each block then keeps the old one for the snapshots. Returns the median
+/// of the rounds' ratios.
+#[allow(clippy::cast_precision_loss)]
+async fn write_rounds(
+    args: &Args,
+    many: (&Pool, &PoolVolume),
+    none: (&Pool, &PoolVolume),
+) -> Result<f64, String> {
+    let newest = format!("s{}", args.snapshots.saturating_sub(1));
+    let (mut ratios, mut iops_many, mut iops_none) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..args.rounds.max(1) {
+        let (mut m, mut z) = (0.0, 0.0);
+        for many_now in [round % 2 == 1, round % 2 == 0] {
+            let seed = 10 + 2 * round as u64 + u64::from(many_now);
+            if many_now {
+                many.0.destroy_snapshot(&format!("v@{newest}")).await.map_err(err)?;
+                many.0.snapshot("v", &newest).await.map_err(err)?;
+                many.0.sync_txg().await.map_err(err)?;
+                m = write_iops(many.1, args.seconds, seed).await?;
+                many.0.sync_txg().await.map_err(err)?;
+            } else {
+                z = write_iops(none.1, args.seconds, seed).await?;
+                none.0.sync_txg().await.map_err(err)?;
+            }
+        }
+        eprintln!(
+            "round {round}: write IOPS with {} snapshots {m:.0}, with none {z:.0}: {:.3}",
+            args.snapshots,
+            m / z
+        );
+        ratios.push(m / z);
+        iops_many.push(m);
+        iops_none.push(z);
+    }
+    eprintln!(
+        "write IOPS, median of {} rounds: with the snapshots {:.0}, with none {:.0}",
+        ratios.len(),
+        median(iops_many),
+        median(iops_none)
+    );
+    Ok(median(ratios))
+}
+
+#[allow(clippy::too_many_lines, clippy::cast_precision_loss)]
+async fn run(args: &Args) -> Result<String, String> {
+    let n = args.snapshots;
+    if n == 0 {
+        return Err("--snapshots must be at least 1".into());
+    }
+    let baseline_file = args.file.with_file_name(format!(
+        "{}.none",
+        args.file.file_name().map_or("pool".into(), |f| f.to_string_lossy())
+    ));
+    let (pool, vol) = prepared_pool(&args.file, args.seconds).await?;
+    let syncer = pool.start_syncer();
+    let (baseline, baseline_vol) = prepared_pool(&baseline_file, args.seconds).await?;
+    let baseline_syncer = baseline.start_syncer();
 
     let mut rng = Rng(0xc0ffee);
     let start = Instant::now();
@@ -290,8 +360,12 @@ async fn run(args: &Args) -> Result<String, String> {
          {quiet_ms:.2} ms); longest CPU slice of the listing {slice_ms:.2} ms"
     );
 
-    let iops_many = write_iops(&vol, args.seconds, 2).await?;
-    eprintln!("write IOPS with {n} snapshots: {iops_many:.0}");
+    let ratio = write_rounds(args, (&pool, &vol), (&baseline, &baseline_vol)).await?;
+    drop(baseline_vol);
+    baseline.export().await.map_err(err)?;
+    baseline_syncer.await;
+    drop(baseline);
+    let _ = std::fs::remove_file(&baseline_file);
 
     drop(vol);
     pool.export().await.map_err(err)?;
@@ -318,9 +392,8 @@ async fn run(args: &Args) -> Result<String, String> {
     }
     Ok(format!(
         "snapshots n={n} create_per_s={:.0} list_s={list_s:.3} import_s={import_s:.2}{destroy_note} \
-         list_slice_cpu_ms={slice_ms:.2} max_io_stall_ms={stall_ms:.2} write_iops_ratio={:.3}",
+         list_slice_cpu_ms={slice_ms:.2} max_io_stall_ms={stall_ms:.2} write_iops_ratio={ratio:.3}",
         n as f64 / create_s,
-        iops_many / iops_none
     ))
 }
 
@@ -366,6 +439,7 @@ async fn destroy_existing(args: &Args) -> Result<String, String> {
 }
 
 fn main() -> ExitCode {
+    ferrite_tools::logger::init("ferrite-snapshot-bench");
     let args = Args::parse();
     let reactor = match Reactor::new(&ReactorConfig::default()) {
         Ok(r) => r,
