@@ -4,18 +4,20 @@
 //! ```text
 //! ferrite-snapshot-bench --file /var/tmp/snap.img --snapshots 65535
 //! ```
-//! It creates a pool on FILE (replacing it) and a baseline pool on FILE.none, each with one
-//! 1 GiB volume, writes the volumes' first 64 MiB and overwrites them at random for
-//! `--seconds` (a warm-up), then:
-//! 1. takes `--snapshots` snapshots, `--batch` per txg, with one 4K random write before each
-//!    batch so that the snapshots differ (create rate), then one more snapshot alone (the cost
-//!    of a single create at that count);
+//! It creates a pool on FILE (replacing it), and beside it a pool on FILE.none and one on
+//! FILE.two, each with one 1 GiB volume; writes the volumes' first 64 MiB and overwrites them
+//! at random for `--seconds` (a warm-up); takes two snapshots of FILE.two's volume (the
+//! first keeps the warm-up's blocks, as FILE's first 65,534 do); then:
+//! 1. takes `--snapshots` snapshots on FILE, `--batch` per txg, with one 4K random write
+//!    before each batch so that the snapshots differ (create rate), then one more snapshot
+//!    alone (the cost of a single create at that count);
 //! 2. lists them as `snapshot_list` does (figures, JSON built in slices, serialised) while a
 //!    reader on the same reactor issues 4K random reads one at a time: the listing's time and
 //!    the worst read latency seen during it;
-//! 3. `--rounds` rounds of 4K random writes (16 in flight) for `--seconds` on each pool,
-//!    alternating, the newest snapshot taken again before each phase with the snapshots: the
-//!    median of the rounds' IOPS ratios (the baseline pool is then exported and removed);
+//! 3. `--rounds` rounds of 4K random writes (16 in flight), `--seconds` on each of the three
+//!    pools in rotating order, the newest snapshot of a pool taken again before its phase:
+//!    the medians of the rounds' IOPS ratios against the pool without snapshots and the pool
+//!    with two (the other two pools are then exported and removed);
 //! 4. exports and imports the pool (import time);
 //! 5. destroys one snapshot alone, then every other one, `--destroy-batch` per txg.
 //!
@@ -71,8 +73,7 @@ struct Args {
     /// Seconds of each 4K random-write phase.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
-    /// Rounds of write phases, each one on the pool with the snapshots and one on a baseline
-    /// pool without any.
+    /// Rounds of write phases, one on each pool: with the snapshots, without any, with two.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Leave the pool, with its snapshots, on FILE (no destroy phase).
@@ -265,51 +266,75 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// Write IOPS with the snapshots against a baseline pool without any, in alternating rounds
-/// (the order flips each round so that a drift of the machine falls on both). Before each
-/// phase on `many` its newest snapshot is destroyed and taken again, so that every phase
-/// starts with `n` snapshots, the newest just taken, as after a snapshot in production: the
-/// first overwrite of each block then keeps the old one for the snapshots. Returns the median
-/// of the rounds' ratios.
+/// One pool of the write rounds: its volume, and the snapshot taken again before each of its
+/// phases (none for the baseline without snapshots).
+struct Contender<'a> {
+    pool: &'a Pool,
+    vol: &'a PoolVolume,
+    retake: Option<String>,
+}
+
+impl Contender<'_> {
+    /// One write phase: the snapshot taken again first (so that the phase starts right after
+    /// a snapshot, as in production: the first overwrite of each block then keeps the old
+    /// one), then 4K random writes for `seconds`. Returns the IOPS.
+    async fn phase(&self, seconds: u64, seed: u64) -> Result<f64, String> {
+        if let Some(name) = &self.retake {
+            self.pool.destroy_snapshot(&format!("v@{name}")).await.map_err(err)?;
+            self.pool.snapshot("v", name).await.map_err(err)?;
+            self.pool.sync_txg().await.map_err(err)?;
+        }
+        let iops = write_iops(self.vol, seconds, seed).await?;
+        self.pool.sync_txg().await.map_err(err)?;
+        Ok(iops)
+    }
+}
+
+/// Write IOPS of the pool with the snapshots (`many`) against a pool without any (`none`)
+/// and a pool with two (`two`: one keeps the same blocks as `many`'s older snapshots, the
+/// other is taken again before each phase as `many`'s newest), in rounds of one phase each;
+/// the order rotates from round to round, so that a drift of the machine falls on all
+/// three. Returns the medians of the rounds' ratios many/none and many/two.
 #[allow(clippy::cast_precision_loss)]
 async fn write_rounds(
     args: &Args,
-    many: (&Pool, &PoolVolume),
-    none: (&Pool, &PoolVolume),
-) -> Result<f64, String> {
-    let newest = format!("s{}", args.snapshots.saturating_sub(1));
-    let (mut ratios, mut iops_many, mut iops_none) = (Vec::new(), Vec::new(), Vec::new());
+    many: &Contender<'_>,
+    none: &Contender<'_>,
+    two: &Contender<'_>,
+) -> Result<(f64, f64), String> {
+    let (mut vs_none, mut vs_two) = (Vec::new(), Vec::new());
+    let mut iops: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    let contenders = [many, none, two];
     for round in 0..args.rounds.max(1) {
-        let (mut m, mut z) = (0.0, 0.0);
-        for many_now in [round % 2 == 1, round % 2 == 0] {
-            let seed = 10 + 2 * round as u64 + u64::from(many_now);
-            if many_now {
-                many.0.destroy_snapshot(&format!("v@{newest}")).await.map_err(err)?;
-                many.0.snapshot("v", &newest).await.map_err(err)?;
-                many.0.sync_txg().await.map_err(err)?;
-                m = write_iops(many.1, args.seconds, seed).await?;
-                many.0.sync_txg().await.map_err(err)?;
-            } else {
-                z = write_iops(none.1, args.seconds, seed).await?;
-                none.0.sync_txg().await.map_err(err)?;
-            }
+        let mut got = [0.0; 3];
+        for k in 0..3 {
+            let who = (round + k) % 3;
+            let seed = 10 + 3 * round as u64 + who as u64;
+            got[who] = contenders[who].phase(args.seconds, seed).await?;
         }
         eprintln!(
-            "round {round}: write IOPS with {} snapshots {m:.0}, with none {z:.0}: {:.3}",
+            "round {round}: write IOPS with {} snapshots {:.0}, with none {:.0}, with two {:.0}: \
+             {:.3} and {:.3}",
             args.snapshots,
-            m / z
+            got[0],
+            got[1],
+            got[2],
+            got[0] / got[1],
+            got[0] / got[2]
         );
-        ratios.push(m / z);
-        iops_many.push(m);
-        iops_none.push(z);
+        vs_none.push(got[0] / got[1]);
+        vs_two.push(got[0] / got[2]);
+        for (all, this) in iops.iter_mut().zip(got) {
+            all.push(this);
+        }
     }
+    let [m, z, o] = iops.map(median);
     eprintln!(
-        "write IOPS, median of {} rounds: with the snapshots {:.0}, with none {:.0}",
-        ratios.len(),
-        median(iops_many),
-        median(iops_none)
+        "write IOPS, median of {} rounds: with the snapshots {m:.0}, with none {z:.0}, with two \
+         {o:.0}",
+        vs_none.len()
     );
-    Ok(median(ratios))
+    Ok((median(vs_none), median(vs_two)))
 }
 
 #[allow(clippy::too_many_lines, clippy::cast_precision_loss)]
@@ -318,14 +343,21 @@ async fn run(args: &Args) -> Result<String, String> {
     if n == 0 {
         return Err("--snapshots must be at least 1".into());
     }
-    let baseline_file = args.file.with_file_name(format!(
-        "{}.none",
-        args.file.file_name().map_or("pool".into(), |f| f.to_string_lossy())
-    ));
+    let beside = |suffix: &str| {
+        args.file.with_file_name(format!(
+            "{}.{suffix}",
+            args.file.file_name().map_or("pool".into(), |f| f.to_string_lossy())
+        ))
+    };
+    let (none_file, two_file) = (beside("none"), beside("two"));
     let (pool, vol) = prepared_pool(&args.file, args.seconds).await?;
     let syncer = pool.start_syncer();
-    let (baseline, baseline_vol) = prepared_pool(&baseline_file, args.seconds).await?;
-    let baseline_syncer = baseline.start_syncer();
+    let (none_pool, none_vol) = prepared_pool(&none_file, args.seconds).await?;
+    let none_syncer = none_pool.start_syncer();
+    let (two_pool, two_vol) = prepared_pool(&two_file, args.seconds).await?;
+    let two_syncer = two_pool.start_syncer();
+    two_pool.snapshot("v", "old").await.map_err(err)?;
+    two_pool.snapshot("v", "newest").await.map_err(err)?;
 
     let mut rng = Rng(0xc0ffee);
     let start = Instant::now();
@@ -360,12 +392,21 @@ async fn run(args: &Args) -> Result<String, String> {
          {quiet_ms:.2} ms); longest CPU slice of the listing {slice_ms:.2} ms"
     );
 
-    let ratio = write_rounds(args, (&pool, &vol), (&baseline, &baseline_vol)).await?;
-    drop(baseline_vol);
-    baseline.export().await.map_err(err)?;
-    baseline_syncer.await;
-    drop(baseline);
-    let _ = std::fs::remove_file(&baseline_file);
+    let (ratio, ratio_two) = write_rounds(
+        args,
+        &Contender { pool: &pool, vol: &vol, retake: Some(format!("s{}", n - 1)) },
+        &Contender { pool: &none_pool, vol: &none_vol, retake: None },
+        &Contender { pool: &two_pool, vol: &two_vol, retake: Some("newest".into()) },
+    )
+    .await?;
+    drop((none_vol, two_vol));
+    for (p, syncer, file) in [(none_pool, none_syncer, none_file), (two_pool, two_syncer, two_file)]
+    {
+        p.export().await.map_err(err)?;
+        syncer.await;
+        drop(p);
+        let _ = std::fs::remove_file(&file);
+    }
 
     drop(vol);
     pool.export().await.map_err(err)?;
@@ -392,7 +433,8 @@ async fn run(args: &Args) -> Result<String, String> {
     }
     Ok(format!(
         "snapshots n={n} create_per_s={:.0} list_s={list_s:.3} import_s={import_s:.2}{destroy_note} \
-         list_slice_cpu_ms={slice_ms:.2} max_io_stall_ms={stall_ms:.2} write_iops_ratio={ratio:.3}",
+         list_slice_cpu_ms={slice_ms:.2} write_iops_ratio_vs_two={ratio_two:.3} \
+         max_io_stall_ms={stall_ms:.2} write_iops_ratio={ratio:.3}",
         n as f64 / create_s,
     ))
 }
