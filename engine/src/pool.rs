@@ -270,8 +270,10 @@ pub struct TxgState {
     /// Set when an intent-log chain is half full: the background syncer then commits a txg
     /// (which lets the chain be trimmed) before writers find the chain full.
     pub sync_requested: AtomicBool,
-    /// Shortest data run the last sync looked for (see `txg.rs`).
+    /// Shortest data run the last sync looked for (see `txg/mod.rs`).
     pub data_run_bytes: AtomicU64,
+    /// The sync's phase ([`crate::txg::TxgPhase`] as a byte).
+    pub phase: std::sync::atomic::AtomicU8,
 }
 
 /// A ferrite pool.

@@ -11,6 +11,7 @@ use drivers::buffer::IoBuf;
 use engine::block_volume::{BlockVolume, CompareOutcome, VolumeError};
 use engine::inspect::InspectReport;
 use engine::{CreateOptions, Pool, PoolError, PoolTunables, VolumeOptions};
+use engine::txg::TxgPhase;
 
 fn options() -> CreateOptions {
     CreateOptions { guid: Some(7), log_chain_bytes: 1 << 20, ..CreateOptions::default() }
@@ -491,11 +492,11 @@ fn large_durable_writes_are_logged_by_reference_and_adopted_by_the_sync() {
 
 /// One run of [`sync_queued_behind_a_failed_sync_is_refused`]: a durable write, then two txg
 /// syncs at once, the log device failing its write number `fail_at` (counted from its
-/// creation). Returns the log device's writes before the syncs, both syncs' results and what
-/// LBA 0 holds after a re-import.
+/// creation). Returns the log device's writes before the syncs, both syncs' results, the txg
+/// phase after them and what LBA 0 holds after a re-import.
 fn failed_sync_then_queued_sync(
     fail_at: Option<u64>,
-) -> (u64, Result<u64, PoolError>, Result<u64, PoolError>, Vec<u8>) {
+) -> (u64, Result<u64, PoolError>, Result<u64, PoolError>, TxgPhase, Vec<u8>) {
     use drivers::blockdev::fault::{
         Fault, FaultConfig, FaultDevice, FaultRule, Latency, OpKind, Trigger,
     };
@@ -534,11 +535,12 @@ fn failed_sync_then_queued_sync(
         let second = drivers::executor::spawn(async move { b.sync_txg().await });
         write.await.expect("write while the first sync runs");
         let (first, second) = (first.await, second.await);
+        let phase = pool.txg_phase();
         drop(vol);
         drop(pool);
         let pool = Pool::import(vec![data, log], PoolTunables::default()).await.expect("import");
         let vol = pool.open_volume("vol").expect("open");
-        (writes, first, second, read_at(&vol, 0, 4096).await)
+        (writes, first, second, phase, read_at(&vol, 0, 4096).await)
     })
 }
 
@@ -550,11 +552,14 @@ fn failed_sync_then_queued_sync(
 fn sync_queued_behind_a_failed_sync_is_refused() {
     // A run without faults counts the log device's writes up to the syncs; the real run fails
     // the next one, which the first sync makes (its uberblock write to the log device).
-    let (writes, first, second, _) = failed_sync_then_queued_sync(None);
+    let (writes, first, second, phase, _) = failed_sync_then_queued_sync(None);
     first.expect("first sync without faults");
     second.expect("second sync without faults");
-    let (_, first, second, lba0) = failed_sync_then_queued_sync(Some(writes + 1));
+    assert_eq!(phase, TxgPhase::Open, "no sync runs after both succeeded");
+    let (_, first, second, phase, lba0) = failed_sync_then_queued_sync(Some(writes + 1));
     assert!(first.is_err(), "the first sync meets the log device's write error");
+    // The uberblock write failed: the suspended pool keeps the phase it failed in.
+    assert_eq!(phase, TxgPhase::SyncingSpace, "the failed sync's phase");
     assert!(
         matches!(second, Err(PoolError::Suspended)),
         "the queued sync must be refused, got {second:?}"

@@ -1,0 +1,133 @@
+//! The space phase of a txg sync: space maps, the space-map table and the pool root, the
+//! flushes and the uberblock; and the thick reservations the space figures keep.
+
+use super::*;
+
+impl Pool {
+    /// Space maps, space-map table, pool root, flushes and the uberblock.
+    pub(super) async fn commit_space_and_root(&self, txg: u64) -> PoolResult<()> {
+        let (old_table, old_root, directory, next_id) = {
+            let mut meta = lock(&self.meta);
+            (
+                std::mem::take(&mut meta.space_map_table),
+                std::mem::take(&mut meta.root),
+                meta.directory.bp,
+                meta.next_id,
+            )
+        };
+        self.free_object(&old_table, txg);
+        self.free_object(&old_root, txg);
+        let groups = self.alloc.group_count();
+        let table_len = groups * std::mem::size_of::<BlockPointer>();
+        let root_len = std::mem::size_of::<PoolRootPhys>();
+        let mut hint = self.alloc.next_hint();
+        let table_plan =
+            ObjectPlan::allocate(&self.alloc, &mut hint, table_len).ok_or(PoolError::NoSpace)?;
+        let root_plan =
+            ObjectPlan::allocate(&self.alloc, &mut hint, root_len).ok_or(PoolError::NoSpace)?;
+        // Relocate the space map of every group that changed, until no unrelocated group is
+        // dirty (relocating one may dirty another).
+        let mut plans: Vec<(usize, ObjectPlan)> = Vec::new();
+        let mut relocated = HashSet::new();
+        loop {
+            let dirty: Vec<usize> =
+                self.alloc.dirty_groups().into_iter().filter(|g| !relocated.contains(g)).collect();
+            if dirty.is_empty() {
+                break;
+            }
+            for g in dirty {
+                relocated.insert(g);
+                let (old, len) = {
+                    let group = self.alloc.group(g);
+                    (
+                        std::mem::take(&mut group.space_map_extents.clone()),
+                        group.units().div_ceil(8),
+                    )
+                };
+                for e in old {
+                    self.alloc.free(e, txg);
+                }
+                let len = usize::try_from(len).expect("space map fits").next_multiple_of(4096);
+                let plan =
+                    ObjectPlan::allocate(&self.alloc, &mut hint, len).ok_or(PoolError::NoSpace)?;
+                plans.push((g, plan));
+            }
+        }
+        for (g, plan) in plans {
+            let image = self.alloc.group(g).persist_image();
+            let stored = write_object(&self.devs, plan, BlockKind::SpaceMap, txg, &image)
+                .await
+                .map_err(read_err)?;
+            let mut group = self.alloc.group(g);
+            group.space_map = stored.bp;
+            group.space_map_extents = stored.extents;
+            group.dirty = false;
+        }
+        let table: Vec<BlockPointer> = (0..groups).map(|g| self.alloc.group(g).space_map).collect();
+        let table_obj = write_object(
+            &self.devs,
+            table_plan,
+            BlockKind::SpaceMapTable,
+            txg,
+            bytemuck::cast_slice(&table),
+        )
+        .await
+        .map_err(read_err)?;
+        let mut root = PoolRootPhys {
+            magic: POOL_ROOT_MAGIC,
+            txg,
+            next_dataset_id: next_id,
+            next_record_sequence: self.txg.next_record_sequence.load(Ordering::SeqCst),
+            ag_count: u32::try_from(groups).expect("group count fits"),
+            log_chain_count: 0,
+            reserve_percent: self.reserve_percent,
+            reserved0: 0,
+            directory,
+            space_map_table: table_obj.bp,
+            ..bytemuck::Zeroable::zeroed()
+        };
+        let chains = self.zil.heads_for(txg);
+        root.log_chain_count = u32::try_from(chains.len()).expect("chains fit");
+        root.ddt_index = self.ddt.index_bp();
+        root.log_chains[..chains.len()].copy_from_slice(&chains);
+        let root_obj = write_object(
+            &self.devs,
+            root_plan,
+            BlockKind::PoolRoot,
+            txg,
+            bytemuck::bytes_of(&root),
+        )
+        .await
+        .map_err(read_err)?;
+        {
+            let mut meta = lock(&self.meta);
+            meta.space_map_table = table_obj;
+            meta.root = root_obj.clone();
+        }
+        self.devs.flush_all().await?;
+        let device_count = u32::try_from(self.device_configs.len()).expect("devices fit");
+        let ub = Uberblock::new(self.guid, txg, device_count, root_obj.bp);
+        write_uberblocks(&self.devs, &self.device_configs, ub).await?;
+        self.devs.flush_all().await?;
+        Ok(())
+    }
+
+    /// Recomputes the unused part of thick volumes' reservations.
+    pub(crate) fn refresh_reservations(&self) {
+        let total = self.unused_reservation_bytes();
+        self.reserved_unused_bytes.store(total, Ordering::Relaxed);
+    }
+
+    /// The part of thick volumes' reservations their data does not use yet.
+    pub(crate) fn unused_reservation_bytes(&self) -> u64 {
+        let meta = lock(&self.meta);
+        let heads = lock(&self.heads);
+        // Only volumes reserve: walk the open heads, not every snapshot.
+        heads
+            .iter()
+            .filter_map(|(id, h)| Some((meta.datasets.get(id)?, h)))
+            .filter(|(d, _)| d.kind() == DatasetKind::Volume && d.phys.reservation_bytes > 0)
+            .map(|(d, h)| d.phys.reservation_bytes.saturating_sub(h.referenced_bytes()))
+            .sum()
+    }
+}
