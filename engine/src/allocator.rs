@@ -185,8 +185,8 @@ impl Allocator {
     }
 
     /// Keeps `bytes` of whole free slabs for metadata: once no more than that many slabs are
-    /// free, data goes only where it breaks none, so a txg's metadata chunks find contiguous space however finely data has fragmented the
-    /// rest.
+    /// free, data goes only where it breaks none, so a txg's metadata chunks find contiguous
+    /// space however finely data has fragmented the rest.
     pub fn set_metadata_spare_bytes(&self, bytes: u64) {
         self.spare_slabs.store(bytes / (SLAB_UNITS * SECTOR_BYTES), Ordering::Relaxed);
     }

@@ -10,8 +10,8 @@ use drivers::blockdev::BlockDevice;
 use drivers::buffer::IoBuf;
 use engine::block_volume::{BlockVolume, CompareOutcome, VolumeError};
 use engine::inspect::InspectReport;
-use engine::{CreateOptions, Pool, PoolError, PoolTunables, VolumeOptions};
 use engine::txg::TxgPhase;
+use engine::{CreateOptions, Pool, PoolError, PoolTunables, VolumeOptions};
 
 fn options() -> CreateOptions {
     CreateOptions { guid: Some(7), log_chain_bytes: 1 << 20, ..CreateOptions::default() }
