@@ -490,13 +490,22 @@ fn large_durable_writes_are_logged_by_reference_and_adopted_by_the_sync() {
     });
 }
 
+/// What [`failed_sync_then_queued_sync`] saw.
+struct QueuedSyncRun {
+    /// The log device's writes before the syncs.
+    writes: u64,
+    first: Result<u64, PoolError>,
+    second: Result<u64, PoolError>,
+    /// The txg phase after both syncs.
+    phase: TxgPhase,
+    /// What LBA 0 holds after a re-import.
+    lba0: Vec<u8>,
+}
+
 /// One run of [`sync_queued_behind_a_failed_sync_is_refused`]: a durable write, then two txg
 /// syncs at once, the log device failing its write number `fail_at` (counted from its
-/// creation). Returns the log device's writes before the syncs, both syncs' results, the txg
-/// phase after them and what LBA 0 holds after a re-import.
-fn failed_sync_then_queued_sync(
-    fail_at: Option<u64>,
-) -> (u64, Result<u64, PoolError>, Result<u64, PoolError>, TxgPhase, Vec<u8>) {
+/// creation).
+fn failed_sync_then_queued_sync(fail_at: Option<u64>) -> QueuedSyncRun {
     use drivers::blockdev::fault::{
         Fault, FaultConfig, FaultDevice, FaultRule, Latency, OpKind, Trigger,
     };
@@ -540,7 +549,7 @@ fn failed_sync_then_queued_sync(
         drop(pool);
         let pool = Pool::import(vec![data, log], PoolTunables::default()).await.expect("import");
         let vol = pool.open_volume("vol").expect("open");
-        (writes, first, second, phase, read_at(&vol, 0, 4096).await)
+        QueuedSyncRun { writes, first, second, phase, lba0: read_at(&vol, 0, 4096).await }
     })
 }
 
@@ -552,11 +561,12 @@ fn failed_sync_then_queued_sync(
 fn sync_queued_behind_a_failed_sync_is_refused() {
     // A run without faults counts the log device's writes up to the syncs; the real run fails
     // the next one, which the first sync makes (its uberblock write to the log device).
-    let (writes, first, second, phase, _) = failed_sync_then_queued_sync(None);
+    let QueuedSyncRun { writes, first, second, phase, .. } = failed_sync_then_queued_sync(None);
     first.expect("first sync without faults");
     second.expect("second sync without faults");
     assert_eq!(phase, TxgPhase::Open, "no sync runs after both succeeded");
-    let (_, first, second, phase, lba0) = failed_sync_then_queued_sync(Some(writes + 1));
+    let QueuedSyncRun { first, second, phase, lba0, .. } =
+        failed_sync_then_queued_sync(Some(writes + 1));
     assert!(first.is_err(), "the first sync meets the log device's write error");
     // The uberblock write failed: the suspended pool keeps the phase it failed in.
     assert_eq!(phase, TxgPhase::SyncingSpace, "the failed sync's phase");

@@ -4,6 +4,43 @@
 
 use super::*;
 
+/// The pointer to a data block of `v` logical bytes stored as `s` at `extent`.
+fn data_pointer(extent: &Extent, txg: u64, s: &StoredForm, v: u64) -> BlockPointer {
+    BlockPointer {
+        offset_bytes: extent.offset_bytes,
+        birth_txg: txg,
+        checksum: s.checksum,
+        fill_blocks: 1,
+        logical_bytes: u32::try_from(v).expect("volblock fits"),
+        physical_bytes: u32::try_from(extent.len_bytes).expect("block fits"),
+        device: extent.device,
+        kind: BlockKind::Data as u8,
+        level: 0,
+        checksum_type: CHECKSUM_XXH3_128,
+        compression: s.compression,
+        ..BlockPointer::HOLE
+    }
+}
+
+/// What dedup makes of one block.
+enum DedupDecision {
+    /// Written as a plain block.
+    Plain,
+    /// Already stored there: one more reference.
+    Hit(Extent, Fingerprint),
+    /// Written, and entered in the table.
+    New(Fingerprint),
+}
+
+/// Estimate of the in-memory dedup table during a partition's sync (measured at its start,
+/// then grown by a generous per-entry figure for each new entry).
+struct DedupBudget {
+    memory_bytes: u64,
+}
+
+/// Bytes a new entry is assumed to add to the in-memory table (an upper bound).
+const DEDUP_ENTRY_ESTIMATE_BYTES: u64 = 96;
+
 impl Pool {
     /// Builds one partition's new tree; data and indirect writes are appended to `writes`.
     pub(super) async fn sync_partition(
@@ -233,7 +270,7 @@ impl Pool {
 
     /// Looks a block up in the dedup table: a hit (with equal bytes under `verify`) becomes one
     /// more reference; a miss becomes a new entry unless the volume stopped taking them.
-    pub(super) async fn dedup_decide(
+    async fn dedup_decide(
         &self,
         volume: &VolumeShared,
         mode: DedupMode,
@@ -275,7 +312,7 @@ impl Pool {
 
     /// True when `volume` takes no new dedup entries: it stopped before, or stops now because
     /// the table reached its memory budget or the volume's hit rate does not pay for it.
-    pub(super) fn dedup_stopped(&self, volume: &VolumeShared, budget: &DedupBudget) -> bool {
+    fn dedup_stopped(&self, volume: &VolumeShared, budget: &DedupBudget) -> bool {
         let mut stopped = lock(&volume.dedup_state.stopped);
         if stopped.is_some() {
             return true;

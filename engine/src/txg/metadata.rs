@@ -3,6 +3,42 @@
 
 use super::*;
 
+/// A dataset's directory entry.
+fn directory_entry(d: &DatasetMeta) -> DirectoryEntry {
+    DirectoryEntry {
+        object: d.object.bp,
+        id: d.phys.id,
+        parent_id: d.phys.parent_id,
+        kind: d.phys.kind,
+        reserved: 0,
+        reserved2: 0,
+        name: d.phys.name,
+    }
+}
+
+/// Blocks of a tree born after `after_txg` (the tree's own blocks when `after_txg` is the
+/// dataset's previous snapshot txg). Subtrees born at or before it are shared and skipped.
+pub(crate) async fn blocks_born_after(
+    pool: &Pool,
+    root: BlockPointer,
+    after_txg: u64,
+) -> PoolResult<Vec<BlockPointer>> {
+    let mut out = Vec::new();
+    let mut stack = vec![root];
+    while let Some(bp) = stack.pop() {
+        if bp.is_hole() || bp.birth_txg <= after_txg {
+            continue;
+        }
+        if bp.level > 0 {
+            let children =
+                load_indirect(&pool.devs, pool.cache.view(0), &bp).await.map_err(read_err)?;
+            stack.extend(children.iter().filter(|c| !c.is_hole()).copied());
+        }
+        out.push(bp);
+    }
+    Ok(out)
+}
+
 impl Pool {
     pub(super) fn free_object(&self, object: &StoredObject, txg: u64) {
         for e in &object.extents {

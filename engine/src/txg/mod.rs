@@ -56,6 +56,8 @@ mod data;
 mod metadata;
 mod space;
 
+pub(crate) use metadata::blocks_born_after;
+
 /// Where the txg machine is. The open txg takes writes until a coordinator quiesces it; the
 /// sync then runs its phases in this order (data in `data.rs`, metadata in `metadata.rs`,
 /// space maps, root and uberblock in `space.rs`) and the txg is synced once its uberblock is
@@ -204,43 +206,6 @@ struct StoredForm {
     /// Dedup fingerprint of the stored form, when the volume dedups.
     fingerprint: Option<Fingerprint>,
 }
-
-/// The pointer to a data block of `v` logical bytes stored as `s` at `extent`.
-fn data_pointer(extent: &Extent, txg: u64, s: &StoredForm, v: u64) -> BlockPointer {
-    BlockPointer {
-        offset_bytes: extent.offset_bytes,
-        birth_txg: txg,
-        checksum: s.checksum,
-        fill_blocks: 1,
-        logical_bytes: u32::try_from(v).expect("volblock fits"),
-        physical_bytes: u32::try_from(extent.len_bytes).expect("block fits"),
-        device: extent.device,
-        kind: BlockKind::Data as u8,
-        level: 0,
-        checksum_type: CHECKSUM_XXH3_128,
-        compression: s.compression,
-        ..BlockPointer::HOLE
-    }
-}
-
-/// What dedup makes of one block.
-enum DedupDecision {
-    /// Written as a plain block.
-    Plain,
-    /// Already stored there: one more reference.
-    Hit(Extent, Fingerprint),
-    /// Written, and entered in the table.
-    New(Fingerprint),
-}
-
-/// Estimate of the in-memory dedup table during a partition's sync (measured at its start,
-/// then grown by a generous per-entry figure for each new entry).
-struct DedupBudget {
-    memory_bytes: u64,
-}
-
-/// Bytes a new entry is assumed to add to the in-memory table (an upper bound).
-const DEDUP_ENTRY_ESTIMATE_BYTES: u64 = 96;
 
 /// Data bytes of a set below which its stored forms are computed on the syncer's thread
 /// (handing them to the CPU workers costs more than it saves).
@@ -410,42 +375,6 @@ impl<'a> FormsAhead<'a> {
         self.ahead_bytes -= bytes;
         forms
     }
-}
-
-/// A dataset's directory entry.
-fn directory_entry(d: &DatasetMeta) -> DirectoryEntry {
-    DirectoryEntry {
-        object: d.object.bp,
-        id: d.phys.id,
-        parent_id: d.phys.parent_id,
-        kind: d.phys.kind,
-        reserved: 0,
-        reserved2: 0,
-        name: d.phys.name,
-    }
-}
-
-/// Blocks of a tree born after `after_txg` (the tree's own blocks when `after_txg` is the
-/// dataset's previous snapshot txg). Subtrees born at or before it are shared and skipped.
-pub(crate) async fn blocks_born_after(
-    pool: &Pool,
-    root: BlockPointer,
-    after_txg: u64,
-) -> PoolResult<Vec<BlockPointer>> {
-    let mut out = Vec::new();
-    let mut stack = vec![root];
-    while let Some(bp) = stack.pop() {
-        if bp.is_hole() || bp.birth_txg <= after_txg {
-            continue;
-        }
-        if bp.level > 0 {
-            let children =
-                load_indirect(&pool.devs, pool.cache.view(0), &bp).await.map_err(read_err)?;
-            stack.extend(children.iter().filter(|c| !c.is_hole()).copied());
-        }
-        out.push(bp);
-    }
-    Ok(out)
 }
 
 impl Pool {
