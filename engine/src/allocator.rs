@@ -210,11 +210,24 @@ impl Allocator {
 
     /// Records the change of a group's free slabs from `before` to `after`.
     fn note_slabs(&self, before: u64, after: u64) {
-        if after >= before {
-            self.free_slabs.fetch_add(after - before, Ordering::Relaxed);
-        } else {
-            self.free_slabs.fetch_sub(before - after, Ordering::Relaxed);
+        match after.cmp(&before) {
+            std::cmp::Ordering::Greater => {
+                self.free_slabs.fetch_add(after - before, Ordering::Relaxed);
+            }
+            std::cmp::Ordering::Less => {
+                self.free_slabs.fetch_sub(before - after, Ordering::Relaxed);
+            }
+            std::cmp::Ordering::Equal => {}
         }
+    }
+
+    /// Marks `[start, start + units)` of group `g` allocated (`set`) or free, keeping the
+    /// free-slab count; returns how many units changed.
+    fn set_units(&self, g: &mut AllocationGroup, start: u64, units: u64, set: bool) -> u64 {
+        let slabs_before = g.map.free_slabs();
+        let changed = g.map.set_range(start, units, set);
+        self.note_slabs(slabs_before, g.map.free_slabs());
+        changed
     }
 
     /// Installs a group's map as loaded at import.
@@ -349,8 +362,8 @@ impl Allocator {
                 }
                 let cursor = g.cursor;
                 let extent = self.take(hint, index, &mut g, start, units);
-                if for_metadata || g.metadata_slab == start / SLAB_UNITS {
-                    // Metadata placed by slab leaves the data cursor where it was.
+                if g.metadata_slab == start / SLAB_UNITS {
+                    // Metadata placed in its slab leaves the data cursor where it was.
                     g.cursor = cursor;
                 }
                 return Some(extent);
@@ -368,9 +381,7 @@ impl Allocator {
         start: u64,
         units: u64,
     ) -> Extent {
-        let slabs_before = g.map.free_slabs();
-        g.map.set_range(start, units, true);
-        self.note_slabs(slabs_before, g.map.free_slabs());
+        self.set_units(g, start, units, true);
         g.cursor = start + units;
         g.dirty = true;
         self.free_bytes.fetch_sub(units * SECTOR_BYTES, Ordering::Relaxed);
@@ -531,12 +542,10 @@ impl Allocator {
     pub fn claim(&self, extent: Extent) -> bool {
         let Some((index, start_unit, units)) = self.locate(&extent) else { return false };
         let mut g = lock(&self.groups[index]);
-        let slabs_before = g.map.free_slabs();
-        let changed = g.map.set_range(start_unit, units, true);
+        let changed = self.set_units(&mut g, start_unit, units, true);
         if changed > 0 {
             g.dirty = true;
         }
-        self.note_slabs(slabs_before, g.map.free_slabs());
         drop(g);
         self.free_bytes.fetch_sub(changed * SECTOR_BYTES, Ordering::Relaxed);
         true
@@ -555,11 +564,10 @@ impl Allocator {
         let mut released = 0;
         for m in &self.groups {
             let mut g = lock(m);
-            let slabs_before = g.map.free_slabs();
             let mut keep = Vec::new();
             for p in std::mem::take(&mut g.pending) {
                 if p.txg <= txg {
-                    g.map.set_range(p.start_unit, p.units, false);
+                    self.set_units(&mut g, p.start_unit, p.units, false);
                     g.longest_run_bound = u64::MAX;
                     released += p.units;
                 } else {
@@ -567,7 +575,6 @@ impl Allocator {
                 }
             }
             g.pending = keep;
-            self.note_slabs(slabs_before, g.map.free_slabs());
         }
         self.free_bytes.fetch_add(released * SECTOR_BYTES, Ordering::Relaxed);
     }

@@ -44,9 +44,16 @@ impl SpaceMap {
 
     /// Marks the slab holding `unit` as metadata's until it is wholly free again.
     pub fn mark_metadata_slab(&mut self, unit: u64) {
-        let slab = unit / SLAB_UNITS;
+        self.set_metadata_slab(unit / SLAB_UNITS, true);
+    }
+
+    fn set_metadata_slab(&mut self, slab: u64, on: bool) {
         if let Some(w) = self.metadata_slabs.get_mut((slab / 64) as usize) {
-            *w |= 1 << (slab % 64);
+            if on {
+                *w |= 1 << (slab % 64);
+            } else {
+                *w &= !(1 << (slab % 64));
+            }
         }
     }
 
@@ -135,9 +142,7 @@ impl SpaceMap {
             // A metadata slab wholly free again is an ordinary free slab.
             for slab in start / SLAB_UNITS..=(start + n - 1) / SLAB_UNITS {
                 if self.slab_is_free(slab) {
-                    if let Some(w) = self.metadata_slabs.get_mut((slab / 64) as usize) {
-                        *w &= !(1 << (slab % 64));
-                    }
+                    self.set_metadata_slab(slab, false);
                 }
             }
         }
