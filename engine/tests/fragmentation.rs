@@ -3,30 +3,9 @@
 
 mod common;
 
-use common::{device, reactor};
+use common::{block, device, reactor, Rng};
 use engine::block_volume::BlockVolume;
 use engine::{CreateOptions, PoolTunables, VolumeOptions};
-
-/// xorshift64.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
-/// 4 KiB of `value`.
-fn block(value: u64) -> drivers::buffer::IoBuf {
-    let mut data = vec![0u8; 4096];
-    for (i, chunk) in data.chunks_mut(8).enumerate() {
-        chunk.copy_from_slice(&(value.wrapping_mul(0x9e37_79b9) ^ i as u64).to_le_bytes());
-    }
-    drivers::buffer::IoBuf::from_slice(&data)
-}
 
 /// Rounds of 4K random overwrites of a volume, its newest snapshot destroyed and taken again
 /// before each round: every round's first overwrites are kept for the snapshot, the next ones

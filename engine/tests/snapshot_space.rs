@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{device, reactor};
+use common::{block, device, reactor, Rng};
 use engine::block_volume::BlockVolume;
 use engine::compress::Compression;
 use engine::dataset::NAME_RULE;
@@ -12,31 +12,6 @@ use engine::{CreateOptions, Pool, PoolError, PoolTunables, VolumeOptions};
 
 fn options(tunables: PoolTunables) -> CreateOptions {
     CreateOptions { guid: Some(11), log_chain_bytes: 1 << 20, tunables, ..CreateOptions::default() }
-}
-
-/// xorshift64: the random history is the same on every run of a seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// 4 KiB block `value`: a few distinct contents, so the dedup volume shares blocks.
-fn block(value: u64) -> drivers::buffer::IoBuf {
-    let mut data = vec![0u8; 4096];
-    for (i, chunk) in data.chunks_mut(8).enumerate() {
-        chunk.copy_from_slice(&(value.wrapping_mul(0x9e37_79b9) ^ i as u64).to_le_bytes());
-    }
-    drivers::buffer::IoBuf::from_slice(&data)
 }
 
 /// Checks that the one-pass listing of `volume` gives, for every snapshot, exactly what the

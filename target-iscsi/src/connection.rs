@@ -897,9 +897,9 @@ async fn on_data_out(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
     Ok(Step::Continue)
 }
 
-/// Residual of a command (RFC 7143 §11.4.5): the initiator expected `expected_transfer` bytes; the command
-/// consumed `data_out_bytes` (its SCSI transfer length, whether or not all of it was sent) or
-/// produced `data_in_bytes`.
+/// Residual of a command (RFC 7143 §11.4.5): the initiator expected `expected_transfer`
+/// bytes; the command consumed `data_out_bytes` (its SCSI transfer length, whether or not all
+/// of it was sent) or produced `data_in_bytes`.
 fn command_residual(
     expected_transfer: u32,
     data_out_bytes: u32,

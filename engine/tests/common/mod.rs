@@ -33,3 +33,30 @@ pub async fn write_at(vol: &dyn BlockVolume, lba: u64, data: &[u8]) {
     let (res, _) = vol.write(lba, IoBuf::from_slice(data), false).await;
     res.expect("write");
 }
+
+/// xorshift64: the random history is the same on every run of a seed (a nonzero one).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// 4 KiB block `value`: equal values give equal blocks (so a dedup volume shares them),
+/// different values different ones.
+pub fn block(value: u64) -> IoBuf {
+    let mut data = vec![0u8; 4096];
+    for (i, chunk) in data.chunks_mut(8).enumerate() {
+        chunk.copy_from_slice(&(value.wrapping_mul(0x9e37_79b9) ^ i as u64).to_le_bytes());
+    }
+    IoBuf::from_slice(&data)
+}
