@@ -179,6 +179,15 @@ pub fn space_map(data: &[u8]) {
         taken.set_range(start, n, true);
         assert_eq!(taken.free_slabs(), map.free_slabs());
     }
+    // The word-at-a-time search finds exactly what a unit-at-a-time one finds.
+    let to = (pick(2) * 5 % (units + 1)).max(from);
+    for spare in [false, true] {
+        assert_eq!(
+            map.scan_by_word(from, to, n, spare),
+            map.scan_by_unit(from, to, n, spare),
+            "search of {n} units in [{from}, {to}), sparing slabs: {spare}"
+        );
+    }
     let slabs = n % 4 + 1;
     if let Some(start) = map.find_free_slabs(from, slabs) {
         assert!(start.is_multiple_of(SLAB_UNITS) && start + slabs * SLAB_UNITS <= units);

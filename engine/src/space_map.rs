@@ -154,7 +154,24 @@ impl SpaceMap {
     /// free slabs).
     #[must_use]
     pub fn range_is_free(&self, start: u64, n: u64, spare: bool) -> bool {
-        (start..start + n).all(|u| !self.is_taken(u, spare))
+        if n == 0 {
+            return true;
+        }
+        if start + n > self.units {
+            return false;
+        }
+        let end = start + n;
+        (start / 64..end.div_ceil(64)).all(|index| {
+            let base = index * 64;
+            let mut want = u64::MAX;
+            if base < start {
+                want &= u64::MAX << (start - base);
+            }
+            if end - base < 64 {
+                want &= (1u64 << (end - base)) - 1;
+            }
+            self.taken_word(index, spare) & want == 0
+        })
     }
 
     /// First run of `n` free units at or after `from` that takes no unit of a free slab,
@@ -201,31 +218,86 @@ impl SpaceMap {
             .or_else(|| self.scan(0, from.min(self.units), n, false))
     }
 
-    fn scan(&self, from: u64, to: u64, n: u64, spare: bool) -> Option<u64> {
-        let mut unit = from;
-        let mut run_start = from;
-        let mut run = 0;
-        while unit < to {
-            // Whole words at a time where possible: a full word ends any run, an empty one
-            // extends it by 64.
-            if unit.is_multiple_of(64) && unit + 64 <= to {
-                let word = self.words[(unit / 64) as usize];
-                // With `spare`, an empty word is two free slabs: taken too.
-                if word == u64::MAX || (spare && word == 0) {
-                    run = 0;
-                    unit += 64;
-                    run_start = unit;
-                    continue;
-                }
-                if word == 0 {
-                    if run + 64 >= n {
-                        return Some(run_start);
-                    }
-                    run += 64;
-                    unit += 64;
-                    continue;
-                }
+    /// The units of word `index` that a search may not take, as bits: allocated units and,
+    /// with `spare`, every unit of a free or metadata slab.
+    fn taken_word(&self, index: u64, spare: bool) -> u64 {
+        let word = self.words[index as usize];
+        if !spare {
+            return word;
+        }
+        let mut taken = word;
+        for (half, mask) in [(0u64, 0xffff_ffffu64), (1, 0xffff_ffff_0000_0000)] {
+            let slab = index * 2 + half;
+            if (word & mask == 0 && (slab + 1) * SLAB_UNITS <= self.units)
+                || self.is_metadata_slab(slab)
+            {
+                taken |= mask;
             }
+        }
+        taken
+    }
+
+    /// First run of `n` units in `[from, to)` none of which is taken (see
+    /// [`SpaceMap::taken_word`]), a word at a time: free runs and taken runs inside a word
+    /// are skipped by counting trailing bits, so a fragmented map costs a step per run, not
+    /// per unit.
+    fn scan(&self, from: u64, to: u64, n: u64, spare: bool) -> Option<u64> {
+        if n == 0 || from >= to {
+            return None;
+        }
+        let (mut run_start, mut run) = (from, 0u64);
+        for index in from / 64..to.div_ceil(64) {
+            let base = index * 64;
+            // Bit k set: unit base + k may be taken. Units outside [from, to) may not.
+            let mut free = !self.taken_word(index, spare);
+            if base < from {
+                free &= u64::MAX << (from - base);
+            }
+            if to - base < 64 {
+                free &= (1u64 << (to - base)) - 1;
+            }
+            if free == u64::MAX {
+                if run == 0 {
+                    run_start = base;
+                }
+                if run + 64 >= n {
+                    return Some(run_start);
+                }
+                run += 64;
+                continue;
+            }
+            let mut pos = 0u32;
+            while pos < 64 {
+                let rest = free >> pos;
+                if rest == 0 {
+                    run = 0;
+                    break;
+                }
+                if rest & 1 == 0 {
+                    run = 0;
+                    pos += rest.trailing_zeros();
+                    continue;
+                }
+                let len = rest.trailing_ones();
+                if run == 0 {
+                    run_start = base + u64::from(pos);
+                }
+                if run + u64::from(len) >= n {
+                    return Some(run_start);
+                }
+                run += u64::from(len);
+                pos += len;
+            }
+        }
+        None
+    }
+
+    /// First run of `n` units in `[from, to)` none of which is taken, one unit at a time: the
+    /// definition [`SpaceMap::scan`] must agree with (the fuzz target compares them).
+    #[must_use]
+    pub fn scan_by_unit(&self, from: u64, to: u64, n: u64, spare: bool) -> Option<u64> {
+        let (mut run_start, mut run) = (from, 0);
+        for unit in from..to.min(self.units) {
             if self.is_taken(unit, spare) {
                 run = 0;
                 run_start = unit + 1;
@@ -235,9 +307,14 @@ impl SpaceMap {
                     return Some(run_start);
                 }
             }
-            unit += 1;
         }
         None
+    }
+
+    /// [`SpaceMap::scan`] as the fuzz target calls it.
+    #[must_use]
+    pub fn scan_by_word(&self, from: u64, to: u64, n: u64, spare: bool) -> Option<u64> {
+        self.scan(from, to.min(self.units), n, spare)
     }
 
     /// Allocated units.
@@ -323,6 +400,42 @@ mod tests {
         assert!(!m.is_metadata_slab(2));
         let decoded = SpaceMap::decode(m.units(), &m.encode()).expect("image");
         assert_eq!(decoded.free_slabs(), 3);
+    }
+
+    #[test]
+    fn word_search_agrees_with_unit_search_on_fragmented_maps() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for units in [1, 63, 64, 65, 200, 1000, 4 * SLAB_UNITS + 10] {
+            let mut m = SpaceMap::new(units);
+            for _ in 0..units / 3 {
+                let start = next() % units;
+                let len = (next() % 9).min(units - start);
+                m.set_range(start, len, next() % 4 != 0);
+            }
+            m.mark_metadata_slab(next() % units);
+            for _ in 0..300 {
+                let from = next() % (units + 1);
+                let to = from + next() % (units + 1 - from);
+                let n = next() % 80;
+                for spare in [false, true] {
+                    assert_eq!(
+                        m.scan_by_word(from, to, n, spare),
+                        m.scan_by_unit(from, to, n, spare),
+                        "{units} units: {n} in [{from}, {to}), spare {spare}"
+                    );
+                    let n = n.min(units);
+                    let start = from.min(units - n);
+                    let unit_wise = (start..start + n).all(|u| !m.is_taken(u, spare));
+                    assert_eq!(m.range_is_free(start, n, spare), unit_wise);
+                }
+            }
+        }
     }
 
     #[test]
