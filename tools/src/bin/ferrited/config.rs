@@ -242,9 +242,53 @@ fn line_of(text: &str, byte: usize) -> usize {
     text[..byte.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
 }
 
-/// Locates `needle` (a key or value) in the text to report a line for semantic errors.
-fn line_of_str(text: &str, needle: &str) -> Option<usize> {
-    text.find(needle).map(|pos| line_of(text, pos))
+/// One step of the path to a value of the configuration: a key, or an item of an array
+/// (`[[target]]` tables are items of the array `target`).
+#[derive(Debug, Clone, Copy)]
+enum At<'a> {
+    Key(&'a str),
+    Item(usize),
+}
+use At::{Item, Key};
+
+/// The configuration text parsed once more with the TOML parser's spans, so that a semantic
+/// error names the line of the very value it is about (not the first line with the same text).
+struct Located<'i> {
+    text: &'i str,
+    doc: Option<toml::Spanned<toml::de::DeTable<'i>>>,
+}
+
+impl<'i> Located<'i> {
+    fn new(text: &'i str) -> Located<'i> {
+        Located { text, doc: toml::de::DeTable::parse(text).ok() }
+    }
+
+    /// The line of the value at `path`; when the path goes past what the text holds (a default
+    /// or a missing key), the line of the deepest table or value it reached.
+    fn line(&self, path: &[At<'_>]) -> usize {
+        use toml::de::DeValue;
+        let Some(doc) = &self.doc else { return 1 };
+        let mut span = None;
+        let mut table = Some(doc.get_ref());
+        let mut items: Option<&[toml::Spanned<DeValue<'_>>]> = None;
+        for step in path {
+            let next = match (*step, table, items) {
+                (Key(key), Some(t), _) => {
+                    t.iter().find(|(k, _)| k.get_ref().as_ref() == key).map(|(_, v)| v)
+                }
+                (Item(i), _, Some(list)) => list.get(i),
+                _ => None,
+            };
+            let Some(value) = next else { break };
+            span = Some(value.span());
+            (table, items) = match value.get_ref() {
+                DeValue::Table(t) => (Some(t), None),
+                DeValue::Array(a) => (None, Some(&a[..])),
+                _ => (None, None),
+            };
+        }
+        span.map_or(1, |s| line_of(self.text, s.start))
+    }
 }
 
 pub use ferrite_tools::size::parse_size;
@@ -256,14 +300,20 @@ pub const MAX_CHAP_SECRET_BYTES: usize = 255;
 /// Largest `auth_failure_delay_max_ms`: initiators give up on a login after tens of seconds.
 pub const MAX_AUTH_FAILURE_DELAY_MS: u64 = 60_000;
 
-/// Locates a value in the configuration text and builds the error for it.
-type ErrAt<'a> = dyn Fn(&str, String) -> ConfigError + 'a;
+/// Builds the error for the value at a path of the configuration (see [`Located::line`]).
+type ErrAt<'a> = dyn Fn(&[At<'_>], String) -> ConfigError + 'a;
 
-/// Checks one CHAP section; `owner` names where it is (`target IQN`, `discovery`).
-fn check_chap(owner: &str, chap: &ChapSection, err: &ErrAt<'_>) -> Result<(), ConfigError> {
-    let secrets =
-        [("chap.secret", Some(&chap.secret)), ("chap.mutual_secret", chap.mutual_secret.as_ref())];
-    for (key, secret) in secrets {
+/// Checks one CHAP section; `owner` names where it is (`target IQN`, `discovery`) and `at` is
+/// the path of its `chap` table.
+fn check_chap(
+    owner: &str,
+    at: &[At<'_>],
+    chap: &ChapSection,
+    err: &ErrAt<'_>,
+) -> Result<(), ConfigError> {
+    let key = |k: &'static str| [at, &[Key(k)]].concat();
+    let secrets = [("secret", Some(&chap.secret)), ("mutual_secret", chap.mutual_secret.as_ref())];
+    for (name, secret) in secrets {
         let Some(secret) = secret else { continue };
         let bytes = secret.len();
         if !(MIN_CHAP_SECRET_BYTES..=MAX_CHAP_SECRET_BYTES).contains(&bytes) {
@@ -272,21 +322,18 @@ fn check_chap(owner: &str, chap: &ChapSection, err: &ErrAt<'_>) -> Result<(), Co
             } else {
                 format!("CHAP secrets must be at most {MAX_CHAP_SECRET_BYTES} bytes (RFC 7143)")
             };
-            return Err(err(
-                &format!("\"{secret}\""),
-                format!("{owner}: {key} is {bytes} bytes; {rule}"),
-            ));
+            return Err(err(&key(name), format!("{owner}: chap.{name} is {bytes} bytes; {rule}")));
         }
     }
     if chap.mutual_user.is_some() != chap.mutual_secret.is_some() {
         return Err(err(
-            &chap.user,
+            &key("user"),
             format!("{owner}: mutual CHAP needs both chap.mutual_user and chap.mutual_secret"),
         ));
     }
     if chap.mutual_secret.as_deref() == Some(chap.secret.as_str()) {
         return Err(err(
-            &chap.user,
+            &key("mutual_secret"),
             format!("{owner}: chap.mutual_secret must differ from chap.secret"),
         ));
     }
@@ -302,7 +349,10 @@ impl DaemonSection {
         ];
         for (key, value) in caps {
             if value == Some(0) {
-                return Err(err(key, format!("[daemon] {key} must be at least 1")));
+                return Err(err(
+                    &[Key("daemon"), Key(key)],
+                    format!("[daemon] {key} must be at least 1"),
+                ));
             }
         }
         let default_login_ms =
@@ -315,7 +365,7 @@ impl DaemonSection {
             if let Some(ms) = value {
                 if ms == 0 || ms > login_ms {
                     return Err(err(
-                        key,
+                        &[Key("daemon"), Key(key)],
                         format!("[daemon] {key} {ms} must be 1 to login_timeout_ms ({login_ms})"),
                     ));
                 }
@@ -332,7 +382,7 @@ impl DaemonSection {
                 "auth_failure_delay_max_ms"
             };
             return Err(err(
-                key,
+                &[Key("daemon"), Key(key)],
                 format!(
                     "[daemon] auth_failure_delay_ms ({initial}) must be at least 1 and at most auth_failure_delay_max_ms ({max}), which is at most {MAX_AUTH_FAILURE_DELAY_MS}"
                 ),
@@ -367,143 +417,179 @@ impl Config {
     }
 
     fn validate(&self, text: &str, origin: &str) -> Result<(), ConfigError> {
-        let err = |needle: &str, msg: String| {
-            let line = line_of_str(text, needle).unwrap_or(1);
-            ConfigError(format!("{origin}:{line}: {msg}"))
+        let located = Located::new(text);
+        let err = |path: &[At<'_>], msg: String| {
+            ConfigError(format!("{origin}:{}: {msg}", located.line(path)))
         };
-        for portal in &self.portals {
-            resolve_address("portal", &portal.address).map_err(|m| err(&portal.address, m))?;
+        for (i, portal) in self.portals.iter().enumerate() {
+            resolve_address("portal", &portal.address)
+                .map_err(|m| err(&[Key("portal"), Item(i), Key("address")], m))?;
         }
         if let Some(backend) = &self.daemon.backend {
-            check_backend(backend).map_err(|m| err(backend, m))?;
+            check_backend(backend).map_err(|m| err(&[Key("daemon"), Key("backend")], m))?;
         }
-        let mut pool_names = std::collections::HashSet::new();
-        for pool in &self.pools {
-            check_name("pool", &pool.name).map_err(|m| err(&pool.name, m))?;
-            if !pool_names.insert(pool.name.clone()) {
-                return Err(err(&pool.name, format!("pool name {:?} is repeated", pool.name)));
-            }
-            if pool.thin_overcommit_factor == Some(0) {
-                return Err(err(
-                    "thin_overcommit_factor",
-                    format!("pool {}: thin_overcommit_factor must be at least 1", pool.name),
-                ));
-            }
-            if pool.devices.is_empty() {
-                return Err(err(
-                    &pool.name,
-                    format!("pool {:?} needs at least one device", pool.name),
-                ));
-            }
-            if let Some(size) = &pool.cache_size {
-                parse_size(size)
-                    .map_err(|m| err(size, format!("pool {} cache_size: {m}", pool.name)))?;
-            }
-            for dev in pool.devices.iter().chain(pool.log_device.iter()) {
-                if let Some(size) = &dev.size {
-                    parse_size(size).map_err(|m| err(size, format!("pool {}: {m}", pool.name)))?;
-                }
-            }
-        }
+        self.check_pools(&err)?;
         self.daemon.check_login_limits(&err)?;
         if let Some(chap) = &self.discovery.chap {
-            check_chap("discovery", chap, &err)?;
+            check_chap("discovery", &[Key("discovery"), Key("chap")], chap, &err)?;
         }
         let mut iqns = std::collections::HashSet::new();
-        for target in &self.targets {
+        for (t, target) in self.targets.iter().enumerate() {
+            let at = |key: &'static str| [Key("target"), Item(t), Key(key)];
             if !(target.iqn.starts_with("iqn.")
                 || target.iqn.starts_with("eui.")
                 || target.iqn.starts_with("naa."))
                 || target.iqn.len() > 223
             {
                 return Err(err(
-                    &target.iqn,
+                    &at("iqn"),
                     format!("target name {:?} is not an iqn./eui./naa. name", target.iqn),
                 ));
             }
             if let Some(alias) = &target.alias {
-                check_name("target alias", alias).map_err(|m| err(alias, m))?;
+                check_name("target alias", alias).map_err(|m| err(&at("alias"), m))?;
             }
             if !iqns.insert(target.iqn.to_ascii_lowercase()) {
-                return Err(err(&target.iqn, format!("target {:?} is defined twice", target.iqn)));
+                return Err(err(&at("iqn"), format!("target {:?} is defined twice", target.iqn)));
             }
             if let Some(chap) = &target.chap {
-                check_chap(&format!("target {}", target.iqn), chap, &err)?;
+                check_chap(&format!("target {}", target.iqn), &at("chap"), chap, &err)?;
             }
             let mut ids = std::collections::HashSet::new();
-            for lun in &target.luns {
-                let here = format!("id = {}", lun.id);
+            for (l, lun) in target.luns.iter().enumerate() {
+                let path = [Key("target"), Item(t), Key("lun"), Item(l)];
+                let id_at = [&path[..], &[Key("id")]].concat();
                 if lun.id >= 16384 {
-                    return Err(err(&here, format!("LUN {} out of range (0..16383)", lun.id)));
+                    return Err(err(&id_at, format!("LUN {} out of range (0..16383)", lun.id)));
                 }
                 if !ids.insert(lun.id) {
                     return Err(err(
-                        &here,
+                        &id_at,
                         format!("LUN {} defined twice in {}", lun.id, target.iqn),
                     ));
                 }
-                match lun.backend.as_str() {
-                    "volume" => {
-                        let Some(name) = &lun.volume else {
-                            return Err(err(
-                                &here,
-                                format!(
-                                    "LUN {}: backend \"volume\" needs volume = \"POOL/NAME\"",
-                                    lun.id
-                                ),
-                            ));
-                        };
-                        let (pool, volume) = name.split_once('/').unwrap_or(("", ""));
-                        if !self.pools.iter().any(|p| p.name == pool) {
-                            return Err(err(name, format!("LUN {}: volume {name:?} must be POOL/NAME with a configured pool", lun.id)));
-                        }
-                        check_name("volume", volume)
-                            .map_err(|m| err(name, format!("LUN {}: {m}", lun.id)))?;
-                    }
-                    "file" => {
-                        if lun.path.is_none() {
-                            return Err(err(
-                                &here,
-                                format!("LUN {}: backend \"file\" needs path", lun.id),
-                            ));
-                        }
-                    }
-                    "memory" => {
-                        if lun.size.is_none() {
-                            return Err(err(
-                                &here,
-                                format!("LUN {}: backend \"memory\" needs size", lun.id),
-                            ));
-                        }
-                    }
-                    other => {
-                        return Err(err(
-                            other,
-                            format!(
-                                "LUN {}: backend {other:?} must be volume, file or memory",
-                                lun.id
-                            ),
-                        ))
-                    }
-                }
-                if let Some(size) = &lun.size {
-                    parse_size(size).map_err(|m| err(size, format!("LUN {}: {m}", lun.id)))?;
-                }
-                if let Some(v) = &lun.volblock_size {
-                    lun_volblock_bytes(lun).map_err(|m| err(v, m))?;
-                }
-                let bs = lun.block_size.unwrap_or(512);
-                if bs != 512 && bs != 4096 {
-                    return Err(err(
-                        &here,
-                        format!("LUN {}: block_size {bs} must be 512 or 4096", lun.id),
-                    ));
-                }
-                let pbs = lun.physical_block_size.unwrap_or(bs);
-                if pbs < bs || pbs % bs != 0 || !pbs.is_power_of_two() {
-                    return Err(err(&here, format!("LUN {}: physical_block_size {pbs} must be a power-of-two multiple of {bs}", lun.id)));
+                self.check_lun(lun, &path, &err)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the `[[pool]]` sections.
+    fn check_pools(&self, err: &ErrAt<'_>) -> Result<(), ConfigError> {
+        let mut pool_names = std::collections::HashSet::new();
+        for (i, pool) in self.pools.iter().enumerate() {
+            let at = |key: &'static str| [Key("pool"), Item(i), Key(key)];
+            check_name("pool", &pool.name).map_err(|m| err(&at("name"), m))?;
+            if !pool_names.insert(pool.name.clone()) {
+                return Err(err(&at("name"), format!("pool name {:?} is repeated", pool.name)));
+            }
+            if pool.thin_overcommit_factor == Some(0) {
+                return Err(err(
+                    &at("thin_overcommit_factor"),
+                    format!("pool {}: thin_overcommit_factor must be at least 1", pool.name),
+                ));
+            }
+            if pool.devices.is_empty() {
+                return Err(err(
+                    &at("devices"),
+                    format!("pool {:?} needs at least one device", pool.name),
+                ));
+            }
+            if let Some(size) = &pool.cache_size {
+                parse_size(size).map_err(|m| {
+                    err(&at("cache_size"), format!("pool {} cache_size: {m}", pool.name))
+                })?;
+            }
+            let devices = pool.devices.iter().enumerate().map(|(d, dev)| {
+                (vec![Key("pool"), Item(i), Key("devices"), Item(d), Key("size")], dev)
+            });
+            let log = pool
+                .log_device
+                .iter()
+                .map(|dev| (vec![Key("pool"), Item(i), Key("log_device"), Key("size")], dev));
+            for (path, dev) in devices.chain(log) {
+                if let Some(size) = &dev.size {
+                    parse_size(size).map_err(|m| err(&path, format!("pool {}: {m}", pool.name)))?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Checks one `[[target.lun]]` at `path`.
+    fn check_lun(
+        &self,
+        lun: &LunSection,
+        path: &[At<'_>],
+        err: &ErrAt<'_>,
+    ) -> Result<(), ConfigError> {
+        let at = |key: &'static str| [path, &[Key(key)]].concat();
+        match lun.backend.as_str() {
+            "volume" => {
+                let Some(name) = &lun.volume else {
+                    return Err(err(
+                        &at("backend"),
+                        format!("LUN {}: backend \"volume\" needs volume = \"POOL/NAME\"", lun.id),
+                    ));
+                };
+                let (pool, volume) = name.split_once('/').unwrap_or(("", ""));
+                if !self.pools.iter().any(|p| p.name == pool) {
+                    return Err(err(
+                        &at("volume"),
+                        format!(
+                            "LUN {}: volume {name:?} must be POOL/NAME with a configured pool",
+                            lun.id
+                        ),
+                    ));
+                }
+                check_name("volume", volume)
+                    .map_err(|m| err(&at("volume"), format!("LUN {}: {m}", lun.id)))?;
+            }
+            "file" => {
+                if lun.path.is_none() {
+                    return Err(err(
+                        &at("backend"),
+                        format!("LUN {}: backend \"file\" needs path", lun.id),
+                    ));
+                }
+            }
+            "memory" => {
+                if lun.size.is_none() {
+                    return Err(err(
+                        &at("backend"),
+                        format!("LUN {}: backend \"memory\" needs size", lun.id),
+                    ));
+                }
+            }
+            other => {
+                return Err(err(
+                    &at("backend"),
+                    format!("LUN {}: backend {other:?} must be volume, file or memory", lun.id),
+                ))
+            }
+        }
+        if let Some(size) = &lun.size {
+            parse_size(size).map_err(|m| err(&at("size"), format!("LUN {}: {m}", lun.id)))?;
+        }
+        if lun.volblock_size.is_some() {
+            lun_volblock_bytes(lun).map_err(|m| err(&at("volblock_size"), m))?;
+        }
+        let bs = lun.block_size.unwrap_or(512);
+        if bs != 512 && bs != 4096 {
+            return Err(err(
+                &at("block_size"),
+                format!("LUN {}: block_size {bs} must be 512 or 4096", lun.id),
+            ));
+        }
+        let pbs = lun.physical_block_size.unwrap_or(bs);
+        if pbs < bs || !pbs.is_multiple_of(bs) || !pbs.is_power_of_two() {
+            return Err(err(
+                &at("physical_block_size"),
+                format!(
+                    "LUN {}: physical_block_size {pbs} must be a power-of-two multiple of {bs}",
+                    lun.id
+                ),
+            ));
         }
         Ok(())
     }
@@ -575,6 +661,39 @@ mod tests {
         let err = Config::parse(text, "f.toml").expect_err("bad backend");
         assert!(err.0.starts_with("f.toml:5:"), "{}", err.0);
         assert!(err.0.contains("tape"), "{}", err.0);
+    }
+
+    #[test]
+    fn errors_name_the_line_of_the_value_they_are_about() {
+        // Two targets with the same LUN text: the error is on the second one's line, not on
+        // the first line holding the same text.
+        let lun = |block_size: u32| {
+            format!("[[target.lun]]\nid = 0\nbackend = \"memory\"\nsize = \"64M\"\nblock_size = {block_size}\n")
+        };
+        let text = format!(
+            "[[target]]\niqn = \"iqn.2026-11.io.ferrite:a\"\n{}[[target]]\niqn = \"iqn.2026-11.io.ferrite:b\"\n{}",
+            lun(512),
+            lun(1024)
+        );
+        let err = Config::parse(&text, "f.toml").expect_err("block_size 1024");
+        assert_eq!(err.0, "f.toml:14: LUN 0: block_size 1024 must be 512 or 4096");
+        // A value written twice (the same device size in two pools) names the pool at fault.
+        let pool = |name: &str, cache: &str| {
+            format!(
+                "[[pool]]\nname = \"{name}\"\ndevices = [{{ path = \"{name}.img\", size = \"1G\" }}]\ncache_size = \"{cache}\"\n"
+            )
+        };
+        let text = format!("{}{}", pool("a", "lots"), pool("b", "lots"));
+        let err = Config::parse(&text, "f.toml").expect_err("bad cache size");
+        assert!(err.0.starts_with("f.toml:4: pool a cache_size"), "{}", err.0);
+        let text = format!("{}{}", pool("a", "64M"), pool("b", "lots"));
+        let err = Config::parse(&text, "f.toml").expect_err("bad cache size");
+        assert!(err.0.starts_with("f.toml:8: pool b cache_size"), "{}", err.0);
+        // A LUN id repeated in one target: the second LUN's id line.
+        let text =
+            format!("[[target]]\niqn = \"iqn.2026-11.io.ferrite:a\"\n{}{}", lun(512), lun(512));
+        let err = Config::parse(&text, "f.toml").expect_err("LUN 0 twice");
+        assert!(err.0.starts_with("f.toml:9: LUN 0 defined twice"), "{}", err.0);
     }
 
     #[test]
