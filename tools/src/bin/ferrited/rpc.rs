@@ -21,6 +21,8 @@ use engine::ddt::{DdtFigures, DedupMode};
 use engine::reduction::ReductionFigures;
 use engine::rewind::RewindReport;
 use engine::{Pool, PoolError, VolumeOptions};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::daemon::{Lun, State};
@@ -142,6 +144,7 @@ async fn encode_reply(mut reply: Value) -> Vec<u8> {
 }
 
 /// A JSON-RPC error: code and message.
+#[derive(Debug)]
 struct RpcError(i64, String);
 
 fn invalid(msg: impl Into<String>) -> RpcError {
@@ -168,18 +171,83 @@ async fn handle_line(line: &[u8], state: &State) -> Value {
     }
 }
 
-fn param_str<'a>(params: &'a Value, key: &str) -> Result<&'a str, RpcError> {
-    params
-        .get(key)
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid(format!("missing string parameter {key:?}")))
+/// A method's parameters, decoded from the request's `params` object: a missing field, a
+/// field of the wrong type and (where the method says so) an unknown field are "invalid params"
+/// (-32602) errors that name the field.
+fn params<T: DeserializeOwned>(params: &Value) -> Result<T, RpcError> {
+    T::deserialize(params).map_err(|e| invalid(format!("invalid params: {e}")))
 }
 
-fn param_u64(params: &Value, key: &str) -> Result<u64, RpcError> {
-    params
-        .get(key)
-        .and_then(Value::as_u64)
-        .ok_or_else(|| invalid(format!("missing integer parameter {key:?}")))
+/// `{"name": …}`: `pool_clear`, `volume_destroy`, `snapshot_create`, `snapshot_destroy`.
+#[derive(Debug, Deserialize)]
+struct Named {
+    name: String,
+}
+
+/// `{"name": …}` or `{}`: `volume_status`.
+#[derive(Debug, Deserialize)]
+struct MaybeNamed {
+    name: Option<String>,
+}
+
+/// `volume_create`.
+#[derive(Debug, Deserialize)]
+struct VolumeCreate {
+    name: String,
+    size_bytes: u64,
+    block_size: Option<u32>,
+    thick: Option<bool>,
+    volblock_size: Option<u32>,
+    compression: Option<String>,
+    dedup: Option<String>,
+}
+
+/// The properties `volume_set` changes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VolumeProperties {
+    compression: Option<String>,
+    dedup: Option<String>,
+}
+
+/// `volume_set`.
+#[derive(Debug, Deserialize)]
+struct VolumeSet {
+    name: String,
+    properties: VolumeProperties,
+}
+
+/// `volume_grow`.
+#[derive(Debug, Deserialize)]
+struct VolumeGrow {
+    name: String,
+    size_bytes: u64,
+}
+
+/// `snapshot_list`.
+#[derive(Debug, Deserialize)]
+struct SnapshotList {
+    volume: Option<String>,
+}
+
+/// `snapshot_rollback`.
+#[derive(Debug, Deserialize)]
+struct SnapshotRollback {
+    name: String,
+    force: Option<bool>,
+}
+
+/// `snapshot_clone`.
+#[derive(Debug, Deserialize)]
+struct SnapshotClone {
+    snapshot: String,
+    name: String,
+}
+
+/// `snapshot_destroy_estimate`.
+#[derive(Debug, Deserialize)]
+struct DestroyEstimate {
+    names: Vec<String>,
 }
 
 /// Splits `pool/volume[@snapshot]` and finds the pool.
@@ -194,14 +262,10 @@ const ROLLBACK_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 /// `snapshot_rollback`: refused while a LUN exporting the volume has sessions, unless
 /// `force`; then (and with no sessions) every such LU is fenced and drained, the volume rolled
 /// back, and a unit attention raised on every I_T nexus (`LogicalUnit::end_medium_change`).
-async fn snapshot_rollback(params: &Value, state: &State) -> Result<Value, RpcError> {
-    let full = param_str(params, "name")?;
+async fn snapshot_rollback(p: SnapshotRollback, state: &State) -> Result<Value, RpcError> {
+    let full = p.name.as_str();
     let (pool, snap) = pool_of(state, full)?;
-    let force = match params.get("force") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(other) => return Err(invalid(format!("force must be true or false, not {other}"))),
-    };
+    let force = p.force.unwrap_or(false);
     let volume = full.split_once('@').map_or(full, |(v, _)| v);
     let mut units = Vec::new();
     let mut holders = Vec::new();
@@ -323,18 +387,15 @@ fn dedup_table_json(t: &DdtFigures) -> Value {
     })
 }
 
-fn parse_dedup(value: &Value) -> Result<DedupMode, RpcError> {
-    value
-        .as_str()
-        .and_then(DedupMode::parse)
-        .ok_or_else(|| invalid(format!("dedup must be \"off\", \"on\" or \"verify\", not {value}")))
+fn parse_dedup(value: &str) -> Result<DedupMode, RpcError> {
+    DedupMode::parse(value).ok_or_else(|| {
+        invalid(format!("dedup must be \"off\", \"on\" or \"verify\", not {value:?}"))
+    })
 }
 
-fn parse_compression(value: &Value) -> Result<Compression, RpcError> {
-    value
-        .as_str()
-        .and_then(Compression::parse)
-        .ok_or_else(|| invalid(format!("compression must be \"off\" or \"lz4\", not {value}")))
+fn parse_compression(value: &str) -> Result<Compression, RpcError> {
+    Compression::parse(value)
+        .ok_or_else(|| invalid(format!("compression must be \"off\" or \"lz4\", not {value:?}")))
 }
 
 /// Entries of a snapshot listing made or serialised between two yields to the shard's I/O (about
@@ -407,7 +468,8 @@ async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, 
             Ok(Value::Array(pools))
         }
         "pool_clear" => {
-            let name = param_str(params, "name")?;
+            let Named { name } = self::params(params)?;
+            let name = name.as_str();
             let pool = state
                 .pools
                 .get(name)
@@ -416,29 +478,22 @@ async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, 
             Ok(json!({"name": name, "cleared": rewind_json(cleared.as_ref())}))
         }
         "volume_create" => {
-            let (pool, name) = pool_of(state, param_str(params, "name")?)?;
+            let p: VolumeCreate = self::params(params)?;
+            let (pool, name) = pool_of(state, &p.name)?;
+            let defaults = VolumeOptions::default();
             let options = VolumeOptions {
-                capacity_bytes: param_u64(params, "size_bytes")?,
-                logical_block_bytes: params
-                    .get("block_size")
-                    .and_then(Value::as_u64)
-                    .map_or(512, |b| u32::try_from(b).unwrap_or(0)),
-                thick: params.get("thick").and_then(Value::as_bool).unwrap_or(false),
-                volblock_bytes: params
-                    .get("volblock_size")
-                    .and_then(Value::as_u64)
-                    .map_or(VolumeOptions::default().volblock_bytes, |b| {
-                        u32::try_from(b).unwrap_or(0)
-                    }),
-                compression: match params.get("compression") {
-                    Some(v) if !v.is_null() => parse_compression(v)?,
-                    _ => Compression::default(),
-                },
-                dedup: match params.get("dedup") {
-                    Some(v) if !v.is_null() => parse_dedup(v)?,
-                    _ => DedupMode::default(),
-                },
-                ..VolumeOptions::default()
+                capacity_bytes: p.size_bytes,
+                logical_block_bytes: p.block_size.unwrap_or(512),
+                thick: p.thick.unwrap_or(false),
+                volblock_bytes: p.volblock_size.unwrap_or(defaults.volblock_bytes),
+                compression: p
+                    .compression
+                    .as_deref()
+                    .map(parse_compression)
+                    .transpose()?
+                    .unwrap_or_default(),
+                dedup: p.dedup.as_deref().map(parse_dedup).transpose()?.unwrap_or_default(),
+                ..defaults
             };
             pool.create_volume(&name, &options).await.map_err(|e| engine_err(&e))?;
             Ok(volume_json(pool, pool.name(), &name))
@@ -454,7 +509,8 @@ async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, 
             Ok(Value::Array(out))
         }
         "volume_status" => {
-            let only = params.get("name").and_then(Value::as_str);
+            let MaybeNamed { name } = self::params(params)?;
+            let only = name.as_deref();
             let mut out = Vec::new();
             for (pool_name, pool) in &state.pools {
                 for name in pool.list().iter().filter(|n| !n.contains('@')) {
@@ -470,19 +526,11 @@ async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, 
             Ok(Value::Array(out))
         }
         "volume_set" => {
-            let (pool, name) = pool_of(state, param_str(params, "name")?)?;
-            let props = params
-                .get("properties")
-                .and_then(Value::as_object)
-                .ok_or_else(|| invalid("missing object parameter \"properties\""))?;
-            if let Some(unknown) =
-                props.keys().find(|k| !["compression", "dedup"].contains(&k.as_str()))
-            {
-                return Err(invalid(format!("unknown property {unknown:?}")));
-            }
+            let VolumeSet { name, properties: props } = self::params(params)?;
+            let (pool, name) = pool_of(state, &name)?;
             // Both values are checked before either is applied.
-            let compression = props.get("compression").map(parse_compression).transpose()?;
-            let dedup = props.get("dedup").map(parse_dedup).transpose()?;
+            let compression = props.compression.as_deref().map(parse_compression).transpose()?;
+            let dedup = props.dedup.as_deref().map(parse_dedup).transpose()?;
             if let Some(c) = compression {
                 pool.set_compression(&name, c).await.map_err(|e| engine_err(&e))?;
             }
@@ -492,11 +540,10 @@ async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, 
             Ok(volume_json(pool, pool.name(), &name))
         }
         "volume_grow" => {
-            let full = param_str(params, "name")?;
+            let VolumeGrow { name: full, size_bytes } = self::params(params)?;
+            let full = full.as_str();
             let (pool, name) = pool_of(state, full)?;
-            pool.grow_volume(&name, param_u64(params, "size_bytes")?)
-                .await
-                .map_err(|e| engine_err(&e))?;
+            pool.grow_volume(&name, size_bytes).await.map_err(|e| engine_err(&e))?;
             // Every initiator of a LUN exporting the volume learns of the new size with
             // CAPACITY DATA HAS CHANGED on its next command (SPC-4 §5.14).
             for lun in luns_exporting(state, full) {
@@ -508,7 +555,8 @@ async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, 
             Ok(volume_json(pool, pool.name(), &name))
         }
         "volume_destroy" => {
-            let full = param_str(params, "name")?;
+            let Named { name: full } = self::params(params)?;
+            let full = full.as_str();
             let (pool, name) = pool_of(state, full)?;
             if luns_exporting(state, full).next().is_some() {
                 return Err(RpcError(
@@ -520,7 +568,8 @@ async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, 
             Ok(json!({"destroyed": full}))
         }
         "snapshot_create" => {
-            let full = param_str(params, "name")?;
+            let Named { name: full } = self::params(params)?;
+            let full = full.as_str();
             let (pool, rest) = pool_of(state, full)?;
             let (volume, snap) = rest
                 .split_once('@')
@@ -528,13 +577,15 @@ async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, 
             pool.snapshot(volume, snap).await.map_err(|e| engine_err(&e))?;
             Ok(json!({"name": full}))
         }
-        "snapshot_list" => snapshot_list(state, params.get("volume").and_then(Value::as_str)).await,
-        "snapshot_rollback" => snapshot_rollback(params, state).await,
+        "snapshot_list" => {
+            let SnapshotList { volume } = self::params(params)?;
+            snapshot_list(state, volume.as_deref()).await
+        }
+        "snapshot_rollback" => snapshot_rollback(self::params(params)?, state).await,
         "snapshot_clone" => {
-            let full = param_str(params, "snapshot")?;
-            let (pool, snap) = pool_of(state, full)?;
-            let target = param_str(params, "name")?;
-            let (target_pool, new_name) = pool_of(state, target)?;
+            let SnapshotClone { snapshot, name } = self::params(params)?;
+            let (pool, snap) = pool_of(state, &snapshot)?;
+            let (target_pool, new_name) = pool_of(state, &name)?;
             if !Arc::ptr_eq(pool, target_pool) {
                 return Err(invalid("a clone lives in the pool of its snapshot"));
             }
@@ -542,19 +593,14 @@ async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, 
             Ok(volume_json(pool, pool.name(), &new_name))
         }
         "snapshot_destroy" => {
-            let full = param_str(params, "name")?;
+            let Named { name: full } = self::params(params)?;
+            let full = full.as_str();
             let (pool, snap) = pool_of(state, full)?;
             pool.destroy_snapshot(&snap).await.map_err(|e| engine_err(&e))?;
             Ok(json!({"destroyed": full}))
         }
         "snapshot_destroy_estimate" => {
-            let names: Vec<&str> = params
-                .get("names")
-                .and_then(Value::as_array)
-                .ok_or_else(|| invalid("missing array parameter \"names\""))?
-                .iter()
-                .filter_map(Value::as_str)
-                .collect();
+            let DestroyEstimate { names } = self::params(params)?;
             let mut per_pool: std::collections::BTreeMap<String, Vec<String>> =
                 std::collections::BTreeMap::new();
             for n in &names {
@@ -582,5 +628,58 @@ async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, 
         "stats_copies_get" => Ok(stats::copies_json(&engine::copy_stats::snapshot())),
         "stats_get" => Ok(stats::stats_json(state)),
         other => Err(RpcError(-32601, format!("method {other:?} not found"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal<T: DeserializeOwned + std::fmt::Debug>(p: &Value) -> String {
+        match params::<T>(p) {
+            Ok(v) => panic!("{p} accepted as {v:?}"),
+            Err(RpcError(code, message)) => {
+                assert_eq!(code, -32602, "{message}");
+                message
+            }
+        }
+    }
+
+    #[test]
+    fn parameters_are_decoded_and_bad_ones_named() {
+        let p: VolumeCreate = params(&json!({"name": "tank/v", "size_bytes": 1u64 << 30,
+            "thick": true, "block_size": null, "compression": "lz4"}))
+        .expect("valid volume_create");
+        assert_eq!((p.name.as_str(), p.size_bytes, p.thick), ("tank/v", 1 << 30, Some(true)));
+        assert_eq!((p.block_size, p.compression.as_deref(), p.dedup), (None, Some("lz4"), None));
+        let m = refusal::<VolumeCreate>(&json!({"name": "tank/v"}));
+        assert!(m.contains("missing field `size_bytes`"), "{m}");
+        let m = refusal::<VolumeCreate>(&json!({"name": "tank/v", "size_bytes": "1G"}));
+        assert!(m.contains("invalid type: string \"1G\""), "{m}");
+        let m = refusal::<VolumeCreate>(
+            &json!({"name": "v", "size_bytes": 1, "block_size": 1u64 << 40}),
+        );
+        assert!(m.contains("expected u32"), "{m}");
+        let m = refusal::<Named>(&json!({}));
+        assert!(m.contains("missing field `name`"), "{m}");
+        let m = refusal::<SnapshotRollback>(&json!({"name": "t/v@s", "force": "yes"}));
+        assert!(m.contains("expected a boolean"), "{m}");
+        let p: SnapshotRollback = params(&json!({"name": "t/v@s", "force": null})).expect("null");
+        assert_eq!(p.force, None);
+        let m = refusal::<VolumeSet>(&json!({"name": "t/v", "properties": {"recordsize": 4}}));
+        assert!(m.contains("unknown field `recordsize`"), "{m}");
+        let m = refusal::<DestroyEstimate>(&json!({"names": ["t/v@a", 7]}));
+        assert!(m.contains("invalid type: integer `7`"), "{m}");
+        let p: MaybeNamed = params(&json!({})).expect("no name");
+        assert!(p.name.is_none());
+    }
+
+    #[test]
+    fn property_values_are_checked_with_the_rule() {
+        assert!(parse_compression("lz4").is_ok() && parse_dedup("verify").is_ok());
+        let Err(RpcError(_, m)) = parse_compression("gzip") else { panic!("gzip accepted") };
+        assert_eq!(m, "compression must be \"off\" or \"lz4\", not \"gzip\"");
+        let Err(RpcError(_, m)) = parse_dedup("maybe") else { panic!("maybe accepted") };
+        assert_eq!(m, "dedup must be \"off\", \"on\" or \"verify\", not \"maybe\"");
     }
 }
