@@ -203,7 +203,22 @@ fn ratio(v: &Value, key: &str) -> String {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    let (method, params) = match &args.command {
+    if let Command::Stats { interval } = &args.command {
+        return stats_view(args, *interval);
+    }
+    let (method, params) = request(&args.command)?;
+    let result = call(&args.socket, method, &params)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?);
+        return Ok(());
+    }
+    print_result(method, &result);
+    Ok(())
+}
+
+/// The control method and parameters a command sends.
+fn request(command: &Command) -> Result<(&'static str, Value), String> {
+    Ok(match command {
         Command::Pool { action: PoolAction::Status } => ("pool_list", json!({})),
         Command::Pool { action: PoolAction::Clear { name } } => {
             ("pool_clear", json!({"name": name}))
@@ -258,57 +273,20 @@ fn run(args: &Args) -> Result<(), String> {
             }
         },
         Command::Session { action: SessionAction::List } => ("session_list", json!({})),
-        Command::Stats { interval } => return stats_view(args, *interval),
-    };
-    let result = call(&args.socket, method, &params)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?);
-        return Ok(());
-    }
-    let rows = |f: &dyn Fn(&Value) -> Vec<String>| -> Vec<Vec<String>> {
-        result.as_array().map(|a| a.iter().map(f).collect()).unwrap_or_default()
-    };
+        Command::Stats { .. } => return Err("stats is not a single request".into()),
+    })
+}
+
+/// Prints the result of `method` as a table or a line.
+fn print_result(method: &str, result: &Value) {
+    let rows = |f: &dyn Fn(&Value) -> Vec<String>| rows_of(result, f);
     match method {
-        "pool_list" => table(
-            &[
-                "name",
-                "size",
-                "used",
-                "free",
-                "volumes",
-                "txg",
-                "cksum_errors",
-                "compress_ratio",
-                "dedup_ratio",
-                "ddt_entries",
-                "ddt_mem",
-                "ddt_disk",
-                "guid",
-            ],
-            &rows(&|p| {
-                let t = &p["dedup_table"];
-                vec![
-                    s(p, "name"),
-                    bytes(p, "capacity_bytes"),
-                    bytes(p, "used_bytes"),
-                    bytes(p, "free_bytes"),
-                    s(p, "volumes"),
-                    s(p, "durable_txg"),
-                    s(p, "checksum_errors"),
-                    ratio(&p["reduction"], "compression_ratio"),
-                    ratio(t, "dedup_ratio"),
-                    s(t, "entries"),
-                    bytes(t, "memory_bytes"),
-                    bytes(t, "disk_bytes"),
-                    s(p, "guid"),
-                ]
-            }),
-        ),
+        "pool_list" => print_pools(result),
         "pool_clear" => {
             if result["cleared"].is_null() {
-                println!("pool {}: no rewind report to clear", s(&result, "name"));
+                println!("pool {}: no rewind report to clear", s(result, "name"));
             } else {
-                println!("pool {}: rewind report cleared", s(&result, "name"));
+                println!("pool {}: rewind report cleared", s(result, "name"));
             }
         }
         "volume_list" => table(
@@ -366,17 +344,17 @@ fn run(args: &Args) -> Result<(), String> {
             &["tsih", "initiator", "target", "shard"],
             &rows(&|v| vec![s(v, "tsih"), s(v, "initiator"), s(v, "target"), s(v, "shard")]),
         ),
-        "stats_copies_get" => print_copies(&result),
+        "stats_copies_get" => print_copies(result),
         "volume_create" | "volume_grow" | "volume_set" | "snapshot_clone" => {
             println!(
                 "{}  size {}  referenced {}",
-                s(&result, "name"),
-                bytes(&result, "capacity_bytes"),
-                bytes(&result, "referenced_bytes")
+                s(result, "name"),
+                bytes(result, "capacity_bytes"),
+                bytes(result, "referenced_bytes")
             );
         }
         "snapshot_destroy_estimate" => {
-            println!("destroying them would free {}", bytes(&result, "frees_bytes"));
+            println!("destroying them would free {}", bytes(result, "frees_bytes"));
         }
         _ => {
             let text = result
@@ -387,9 +365,52 @@ fn run(args: &Args) -> Result<(), String> {
         }
     }
     if method == "pool_list" {
-        print_rewinds(&result);
+        print_rewinds(result);
     }
-    Ok(())
+}
+
+/// One table row per element of the array `result`.
+fn rows_of(result: &Value, f: &dyn Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
+    result.as_array().map(|a| a.iter().map(f).collect()).unwrap_or_default()
+}
+
+/// The `pool_list` table.
+fn print_pools(result: &Value) {
+    table(
+        &[
+            "name",
+            "size",
+            "used",
+            "free",
+            "volumes",
+            "txg",
+            "cksum_errors",
+            "compress_ratio",
+            "dedup_ratio",
+            "ddt_entries",
+            "ddt_mem",
+            "ddt_disk",
+            "guid",
+        ],
+        &rows_of(result, &|p| {
+            let t = &p["dedup_table"];
+            vec![
+                s(p, "name"),
+                bytes(p, "capacity_bytes"),
+                bytes(p, "used_bytes"),
+                bytes(p, "free_bytes"),
+                s(p, "volumes"),
+                s(p, "durable_txg"),
+                s(p, "checksum_errors"),
+                ratio(&p["reduction"], "compression_ratio"),
+                ratio(t, "dedup_ratio"),
+                s(t, "entries"),
+                bytes(t, "memory_bytes"),
+                bytes(t, "disk_bytes"),
+                s(p, "guid"),
+            ]
+        }),
+    );
 }
 
 /// One line per pool whose import rewound it (passed over newer txgs), until cleared.

@@ -494,57 +494,8 @@ async fn shard_main(shard_id: usize, shared: Arc<Shared>) {
     let server = executor::spawn(Arc::clone(&shared.shard_set).serve(shard_id));
     let mut background = Vec::new();
     if shard_id == 0 {
-        let state = match build_state(&shared.cfg, &shared.opts, &shared.shard_set).await {
-            Ok(s) => Arc::new(s),
-            Err(e) => {
-                shared.failed.store(true, Ordering::SeqCst);
-                report_ready(&shared, Err(e));
-                return;
-            }
-        };
-        let _ = shared.state.set(Arc::clone(&state));
-        let mut listeners = Vec::new();
-        for portal in &state.server.portals {
-            match ops::tcp_listen(portal.address) {
-                Ok(fd) => listeners.push((fd, *portal)),
-                Err(e) => {
-                    shared.failed.store(true, Ordering::SeqCst);
-                    report_ready(
-                        &shared,
-                        Err(format!("portal {}: cannot listen: {e}", portal.address)),
-                    );
-                    shutdown_pools(&state).await;
-                    return;
-                }
-            }
-        }
-        match listen_control(&shared) {
-            Ok(fd) => background.push(executor::spawn(rpc::serve(
-                fd,
-                Arc::clone(&state),
-                shared.access.clone(),
-            ))),
-            Err(e) => {
-                shared.failed.store(true, Ordering::SeqCst);
-                report_ready(&shared, Err(e));
-                shutdown_pools(&state).await;
-                return;
-            }
-        }
-        for portal in &state.server.portals {
-            for lun in &state.luns {
-                let line = format!("ready iscsi://{}/{}/{}", portal.address, lun.target, lun.id);
-                ferrite_tools::logger::stdout_line(&line);
-            }
-        }
-        report_ready(&shared, Ok(()));
-        for (fd, portal) in listeners {
-            let server = Arc::clone(&state.server);
-            let shared = Arc::clone(&shared);
-            background.push(executor::spawn(async move {
-                accept_loop(fd, portal, server, &shared.senders).await;
-            }));
-        }
+        let Some(tasks) = start_shard_zero(&shared).await else { return };
+        background = tasks;
     }
     // Every shard waits for the state shard 0 builds.
     let state = loop {
@@ -557,6 +508,95 @@ async fn shard_main(shard_id: usize, shared: Arc<Shared>) {
         executor::sleep(Duration::from_millis(10)).await;
     };
     state.server.stats.shard(shard_id).register_current_thread();
+    let live = serve_connections(shard_id, &shared, &state, &rx).await;
+    for task in background {
+        task.abort();
+    }
+    drain_connections(&live).await;
+    if shard_id == 0 {
+        // Give the other shards time to drain their connections before the final flush.
+        executor::sleep(Duration::from_millis(200)).await;
+        for lun in &state.luns {
+            if let Err(e) = lun.volume.flush().await {
+                log::error!("flush of {} LUN {} failed: {e}", lun.target, lun.id);
+            }
+        }
+        shutdown_pools(&state).await;
+        let _ = std::fs::remove_file(&shared.opts.rpc_socket);
+        shared.pools_closed.store(true, Ordering::SeqCst);
+    } else {
+        while !shared.pools_closed.load(Ordering::SeqCst) && !shared.failed.load(Ordering::SeqCst) {
+            executor::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    server.abort();
+}
+
+/// Shard 0's start: builds the state (pools, volumes, targets), listens on every portal and on
+/// the control socket, prints the ready lines and starts the accept loops. Returns the
+/// background tasks, or `None` (reported to the main thread) when the daemon cannot start.
+async fn start_shard_zero(shared: &Arc<Shared>) -> Option<Vec<executor::JoinHandle<()>>> {
+    let fail = |e: String| {
+        shared.failed.store(true, Ordering::SeqCst);
+        report_ready(shared, Err(e));
+    };
+    let state = match build_state(&shared.cfg, &shared.opts, &shared.shard_set).await {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            fail(e);
+            return None;
+        }
+    };
+    let _ = shared.state.set(Arc::clone(&state));
+    let mut listeners = Vec::new();
+    for portal in &state.server.portals {
+        match ops::tcp_listen(portal.address) {
+            Ok(fd) => listeners.push((fd, *portal)),
+            Err(e) => {
+                fail(format!("portal {}: cannot listen: {e}", portal.address));
+                shutdown_pools(&state).await;
+                return None;
+            }
+        }
+    }
+    let mut background = Vec::new();
+    match listen_control(shared) {
+        Ok(fd) => background.push(executor::spawn(rpc::serve(
+            fd,
+            Arc::clone(&state),
+            shared.access.clone(),
+        ))),
+        Err(e) => {
+            fail(e);
+            shutdown_pools(&state).await;
+            return None;
+        }
+    }
+    for portal in &state.server.portals {
+        for lun in &state.luns {
+            let line = format!("ready iscsi://{}/{}/{}", portal.address, lun.target, lun.id);
+            ferrite_tools::logger::stdout_line(&line);
+        }
+    }
+    report_ready(shared, Ok(()));
+    for (fd, portal) in listeners {
+        let server = Arc::clone(&state.server);
+        let shared = Arc::clone(shared);
+        background.push(executor::spawn(async move {
+            accept_loop(fd, portal, server, &shared.senders).await;
+        }));
+    }
+    Some(background)
+}
+
+/// Serves the connections handed to this shard until shutdown; returns the sockets of those
+/// still open.
+async fn serve_connections(
+    shard_id: usize,
+    shared: &Shared,
+    state: &State,
+    rx: &MailboxReceiver<Accepted>,
+) -> Rc<RefCell<Vec<RawFd>>> {
     let live: Rc<RefCell<Vec<RawFd>>> = Rc::default();
     loop {
         if shared.shutdown.load(Ordering::SeqCst) {
@@ -585,10 +625,12 @@ async fn shard_main(shard_id: usize, shared: Arc<Shared>) {
             Err(_) => {}
         }
     }
-    for task in background {
-        task.abort();
-    }
-    // Stop reading new commands; commands in flight finish and send their responses.
+    live
+}
+
+/// Stops reading new commands on `live` connections; commands in flight finish and send their
+/// responses (waits up to 10 s for the connections to close).
+async fn drain_connections(live: &RefCell<Vec<RawFd>>) {
     for fd in live.borrow().iter() {
         // SAFETY: shutdown(2) on sockets still owned by live connection tasks of this shard.
         unsafe { libc::shutdown(*fd, libc::SHUT_RD) };
@@ -597,23 +639,6 @@ async fn shard_main(shard_id: usize, shared: Arc<Shared>) {
     while !live.borrow().is_empty() && Instant::now() < deadline {
         executor::sleep(Duration::from_millis(10)).await;
     }
-    if shard_id == 0 {
-        // Give the other shards time to drain their connections before the final flush.
-        executor::sleep(Duration::from_millis(200)).await;
-        for lun in &state.luns {
-            if let Err(e) = lun.volume.flush().await {
-                log::error!("flush of {} LUN {} failed: {e}", lun.target, lun.id);
-            }
-        }
-        shutdown_pools(&state).await;
-        let _ = std::fs::remove_file(&shared.opts.rpc_socket);
-        shared.pools_closed.store(true, Ordering::SeqCst);
-    } else {
-        while !shared.pools_closed.load(Ordering::SeqCst) && !shared.failed.load(Ordering::SeqCst) {
-            executor::sleep(Duration::from_millis(10)).await;
-        }
-    }
-    server.abort();
 }
 
 /// Binds the control socket where no live daemon answers, with its mode and group set.

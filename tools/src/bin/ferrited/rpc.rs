@@ -406,7 +406,7 @@ const LIST_SLICE: usize = 256;
 /// what destroying it alone frees. The figures come from one pass per volume, taken in
 /// slices ([`Pool::snapshot_space_list_in_slices`]), and the reply is built in slices too, so
 /// that the shard's I/O runs between them.
-async fn snapshot_list(state: &State, only: Option<&str>) -> Result<Value, RpcError> {
+async fn list_snapshots(state: &State, only: Option<&str>) -> Result<Value, RpcError> {
     let mut volumes = Vec::new();
     for (pool_name, pool) in &state.pools {
         for volume in pool.list().into_iter().filter(|n| !n.contains('@')) {
@@ -442,193 +442,232 @@ async fn snapshot_list(state: &State, only: Option<&str>) -> Result<Value, RpcEr
 
 async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, RpcError> {
     match method {
-        "pool_list" => {
-            let mut pools: Vec<Value> = state
-                .pools
-                .iter()
-                .map(|(name, p)| {
-                    json!({
-                        "name": name,
-                        "guid": format!("{:016x}", p.guid()),
-                        "capacity_bytes": p.capacity_bytes(),
-                        "free_bytes": p.space_summary().free_bytes,
-                        "used_bytes": p.space_summary().used_bytes,
-                        "reserved_bytes": p.space_summary().reserved_unused_bytes,
-                        "provisioned_bytes": p.space_summary().provisioned_bytes,
-                        "durable_txg": p.durable_txg(),
-                        "checksum_errors": p.checksum_errors(),
-                        "volumes": p.list().len(),
-                        "reduction": figures_json(&p.pool_reduction_figures()),
-                        "dedup_table": dedup_table_json(&p.dedup_table_figures()),
-                        "rewind": rewind_json(p.rewind_report().as_ref()),
-                    })
-                })
-                .collect();
-            pools.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-            Ok(Value::Array(pools))
-        }
-        "pool_clear" => {
-            let Named { name } = self::params(params)?;
-            let name = name.as_str();
-            let pool = state
-                .pools
-                .get(name)
-                .ok_or_else(|| RpcError(-32001, format!("no pool named {name:?}")))?;
-            let cleared = pool.clear_rewind_report();
-            Ok(json!({"name": name, "cleared": rewind_json(cleared.as_ref())}))
-        }
-        "volume_create" => {
-            let p: VolumeCreate = self::params(params)?;
-            let (pool, name) = pool_of(state, &p.name)?;
-            let defaults = VolumeOptions::default();
-            let options = VolumeOptions {
-                capacity_bytes: p.size_bytes,
-                logical_block_bytes: p.block_size.unwrap_or(512),
-                thick: p.thick.unwrap_or(false),
-                volblock_bytes: p.volblock_size.unwrap_or(defaults.volblock_bytes),
-                compression: p
-                    .compression
-                    .as_deref()
-                    .map(parse_compression)
-                    .transpose()?
-                    .unwrap_or_default(),
-                dedup: p.dedup.as_deref().map(parse_dedup).transpose()?.unwrap_or_default(),
-                ..defaults
-            };
-            pool.create_volume(&name, &options).await.map_err(|e| engine_err(&e))?;
-            Ok(volume_json(pool, pool.name(), &name))
-        }
-        "volume_list" => {
-            let mut out = Vec::new();
-            for (pool_name, pool) in &state.pools {
-                for name in pool.list().iter().filter(|n| !n.contains('@')) {
-                    out.push(volume_json(pool, pool_name, name));
-                }
-            }
-            out.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-            Ok(Value::Array(out))
-        }
-        "volume_status" => {
-            let MaybeNamed { name } = self::params(params)?;
-            let only = name.as_deref();
-            let mut out = Vec::new();
-            for (pool_name, pool) in &state.pools {
-                for name in pool.list().iter().filter(|n| !n.contains('@')) {
-                    if only.is_none_or(|o| o == format!("{pool_name}/{name}")) {
-                        out.push(volume_json(pool, pool_name, name));
-                    }
-                }
-            }
-            if let (Some(o), true) = (only, out.is_empty()) {
-                return Err(RpcError(-32000, format!("no volume named {o:?}")));
-            }
-            out.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-            Ok(Value::Array(out))
-        }
-        "volume_set" => {
-            let VolumeSet { name, properties: props } = self::params(params)?;
-            let (pool, name) = pool_of(state, &name)?;
-            // Both values are checked before either is applied.
-            let compression = props.compression.as_deref().map(parse_compression).transpose()?;
-            let dedup = props.dedup.as_deref().map(parse_dedup).transpose()?;
-            if let Some(c) = compression {
-                pool.set_compression(&name, c).await.map_err(|e| engine_err(&e))?;
-            }
-            if let Some(d) = dedup {
-                pool.set_dedup(&name, d).await.map_err(|e| engine_err(&e))?;
-            }
-            Ok(volume_json(pool, pool.name(), &name))
-        }
-        "volume_grow" => {
-            let VolumeGrow { name: full, size_bytes } = self::params(params)?;
-            let full = full.as_str();
-            let (pool, name) = pool_of(state, full)?;
-            pool.grow_volume(&name, size_bytes).await.map_err(|e| engine_err(&e))?;
-            // Every initiator of a LUN exporting the volume learns of the new size with
-            // CAPACITY DATA HAS CHANGED on its next command (SPC-4 §5.14).
-            for lun in luns_exporting(state, full) {
-                if let Some(lu) = state.server.target(&lun.target).and_then(|t| t.scsi.lun(lun.id))
-                {
-                    lu.capacity_changed();
-                }
-            }
-            Ok(volume_json(pool, pool.name(), &name))
-        }
-        "volume_destroy" => {
-            let Named { name: full } = self::params(params)?;
-            let full = full.as_str();
-            let (pool, name) = pool_of(state, full)?;
-            if luns_exporting(state, full).next().is_some() {
-                return Err(RpcError(
-                    -32002,
-                    format!("{full} is exported as a LUN; remove it from the configuration first"),
-                ));
-            }
-            pool.destroy_volume(&name).await.map_err(|e| engine_err(&e))?;
-            Ok(json!({"destroyed": full}))
-        }
-        "snapshot_create" => {
-            let Named { name: full } = self::params(params)?;
-            let full = full.as_str();
-            let (pool, rest) = pool_of(state, full)?;
-            let (volume, snap) = rest
-                .split_once('@')
-                .ok_or_else(|| invalid(format!("{full:?} is not POOL/VOLUME@SNAPSHOT")))?;
-            pool.snapshot(volume, snap).await.map_err(|e| engine_err(&e))?;
-            Ok(json!({"name": full}))
-        }
-        "snapshot_list" => {
-            let SnapshotList { volume } = self::params(params)?;
-            snapshot_list(state, volume.as_deref()).await
-        }
+        "pool_list" => pool_list(state),
+        "pool_clear" => pool_clear(params, state),
+        "volume_create" => volume_create(params, state).await,
+        "volume_list" => volume_list(state),
+        "volume_status" => volume_status(params, state),
+        "volume_set" => volume_set(params, state).await,
+        "volume_grow" => volume_grow(params, state).await,
+        "volume_destroy" => volume_destroy(params, state).await,
+        "snapshot_create" => snapshot_create(params, state).await,
+        "snapshot_list" => snapshot_list(params, state).await,
         "snapshot_rollback" => snapshot_rollback(self::params(params)?, state).await,
-        "snapshot_clone" => {
-            let SnapshotClone { snapshot, name } = self::params(params)?;
-            let (pool, snap) = pool_of(state, &snapshot)?;
-            let (target_pool, new_name) = pool_of(state, &name)?;
-            if !Arc::ptr_eq(pool, target_pool) {
-                return Err(invalid("a clone lives in the pool of its snapshot"));
-            }
-            pool.clone_snapshot(&snap, &new_name).await.map_err(|e| engine_err(&e))?;
-            Ok(volume_json(pool, pool.name(), &new_name))
-        }
-        "snapshot_destroy" => {
-            let Named { name: full } = self::params(params)?;
-            let full = full.as_str();
-            let (pool, snap) = pool_of(state, full)?;
-            pool.destroy_snapshot(&snap).await.map_err(|e| engine_err(&e))?;
-            Ok(json!({"destroyed": full}))
-        }
-        "snapshot_destroy_estimate" => {
-            let DestroyEstimate { names } = self::params(params)?;
-            let mut per_pool: std::collections::BTreeMap<String, Vec<String>> =
-                std::collections::BTreeMap::new();
-            for n in &names {
-                let (pool, snap) = pool_of(state, n)?;
-                per_pool.entry(pool.name().to_string()).or_default().push(snap);
-            }
-            let mut total = 0;
-            for (pool_name, snaps) in &per_pool {
-                let pool = &state.pools[pool_name];
-                let refs: Vec<&str> = snaps.iter().map(String::as_str).collect();
-                total += pool.destroy_would_free(&refs).map_err(|e| engine_err(&e))?;
-            }
-            Ok(json!({"frees_bytes": total}))
-        }
-        "session_list" => {
-            let sessions: Vec<Value> = state
-                .server
-                .sessions
-                .list()
-                .into_iter()
-                .map(|s| json!({"tsih": s.tsih, "initiator": s.initiator_name, "target": s.target_name, "shard": s.shard}))
-                .collect();
-            Ok(Value::Array(sessions))
-        }
+        "snapshot_clone" => snapshot_clone(params, state).await,
+        "snapshot_destroy" => snapshot_destroy(params, state).await,
+        "snapshot_destroy_estimate" => snapshot_destroy_estimate(params, state),
+        "session_list" => session_list(state),
         "stats_copies_get" => Ok(stats::copies_json(&engine::copy_stats::snapshot())),
         "stats_get" => Ok(stats::stats_json(state)),
         other => Err(RpcError(-32601, format!("method {other:?} not found"))),
     }
+}
+
+/// The `pool_list` method.
+fn pool_list(state: &State) -> Result<Value, RpcError> {
+    let mut pools: Vec<Value> = state
+        .pools
+        .iter()
+        .map(|(name, p)| {
+            json!({
+                "name": name,
+                "guid": format!("{:016x}", p.guid()),
+                "capacity_bytes": p.capacity_bytes(),
+                "free_bytes": p.space_summary().free_bytes,
+                "used_bytes": p.space_summary().used_bytes,
+                "reserved_bytes": p.space_summary().reserved_unused_bytes,
+                "provisioned_bytes": p.space_summary().provisioned_bytes,
+                "durable_txg": p.durable_txg(),
+                "checksum_errors": p.checksum_errors(),
+                "volumes": p.list().len(),
+                "reduction": figures_json(&p.pool_reduction_figures()),
+                "dedup_table": dedup_table_json(&p.dedup_table_figures()),
+                "rewind": rewind_json(p.rewind_report().as_ref()),
+            })
+        })
+        .collect();
+    pools.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    Ok(Value::Array(pools))
+}
+
+/// The `pool_clear` method.
+fn pool_clear(params: &Value, state: &State) -> Result<Value, RpcError> {
+    let Named { name } = self::params(params)?;
+    let name = name.as_str();
+    let pool =
+        state.pools.get(name).ok_or_else(|| RpcError(-32001, format!("no pool named {name:?}")))?;
+    let cleared = pool.clear_rewind_report();
+    Ok(json!({"name": name, "cleared": rewind_json(cleared.as_ref())}))
+}
+
+/// The `volume_create` method.
+async fn volume_create(params: &Value, state: &State) -> Result<Value, RpcError> {
+    let p: VolumeCreate = self::params(params)?;
+    let (pool, name) = pool_of(state, &p.name)?;
+    let defaults = VolumeOptions::default();
+    let options = VolumeOptions {
+        capacity_bytes: p.size_bytes,
+        logical_block_bytes: p.block_size.unwrap_or(512),
+        thick: p.thick.unwrap_or(false),
+        volblock_bytes: p.volblock_size.unwrap_or(defaults.volblock_bytes),
+        compression: p
+            .compression
+            .as_deref()
+            .map(parse_compression)
+            .transpose()?
+            .unwrap_or_default(),
+        dedup: p.dedup.as_deref().map(parse_dedup).transpose()?.unwrap_or_default(),
+        ..defaults
+    };
+    pool.create_volume(&name, &options).await.map_err(|e| engine_err(&e))?;
+    Ok(volume_json(pool, pool.name(), &name))
+}
+
+/// The `volume_list` method.
+fn volume_list(state: &State) -> Result<Value, RpcError> {
+    let mut out = Vec::new();
+    for (pool_name, pool) in &state.pools {
+        for name in pool.list().iter().filter(|n| !n.contains('@')) {
+            out.push(volume_json(pool, pool_name, name));
+        }
+    }
+    out.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    Ok(Value::Array(out))
+}
+
+/// The `volume_status` method.
+fn volume_status(params: &Value, state: &State) -> Result<Value, RpcError> {
+    let MaybeNamed { name } = self::params(params)?;
+    let only = name.as_deref();
+    let mut out = Vec::new();
+    for (pool_name, pool) in &state.pools {
+        for name in pool.list().iter().filter(|n| !n.contains('@')) {
+            if only.is_none_or(|o| o == format!("{pool_name}/{name}")) {
+                out.push(volume_json(pool, pool_name, name));
+            }
+        }
+    }
+    if let (Some(o), true) = (only, out.is_empty()) {
+        return Err(RpcError(-32000, format!("no volume named {o:?}")));
+    }
+    out.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    Ok(Value::Array(out))
+}
+
+/// The `volume_set` method.
+async fn volume_set(params: &Value, state: &State) -> Result<Value, RpcError> {
+    let VolumeSet { name, properties: props } = self::params(params)?;
+    let (pool, name) = pool_of(state, &name)?;
+    // Both values are checked before either is applied.
+    let compression = props.compression.as_deref().map(parse_compression).transpose()?;
+    let dedup = props.dedup.as_deref().map(parse_dedup).transpose()?;
+    if let Some(c) = compression {
+        pool.set_compression(&name, c).await.map_err(|e| engine_err(&e))?;
+    }
+    if let Some(d) = dedup {
+        pool.set_dedup(&name, d).await.map_err(|e| engine_err(&e))?;
+    }
+    Ok(volume_json(pool, pool.name(), &name))
+}
+
+/// The `volume_grow` method.
+async fn volume_grow(params: &Value, state: &State) -> Result<Value, RpcError> {
+    let VolumeGrow { name: full, size_bytes } = self::params(params)?;
+    let full = full.as_str();
+    let (pool, name) = pool_of(state, full)?;
+    pool.grow_volume(&name, size_bytes).await.map_err(|e| engine_err(&e))?;
+    // Every initiator of a LUN exporting the volume learns of the new size with
+    // CAPACITY DATA HAS CHANGED on its next command (SPC-4 §5.14).
+    for lun in luns_exporting(state, full) {
+        if let Some(lu) = state.server.target(&lun.target).and_then(|t| t.scsi.lun(lun.id)) {
+            lu.capacity_changed();
+        }
+    }
+    Ok(volume_json(pool, pool.name(), &name))
+}
+
+/// The `volume_destroy` method.
+async fn volume_destroy(params: &Value, state: &State) -> Result<Value, RpcError> {
+    let Named { name: full } = self::params(params)?;
+    let full = full.as_str();
+    let (pool, name) = pool_of(state, full)?;
+    if luns_exporting(state, full).next().is_some() {
+        return Err(RpcError(
+            -32002,
+            format!("{full} is exported as a LUN; remove it from the configuration first"),
+        ));
+    }
+    pool.destroy_volume(&name).await.map_err(|e| engine_err(&e))?;
+    Ok(json!({"destroyed": full}))
+}
+
+/// The `snapshot_create` method.
+async fn snapshot_create(params: &Value, state: &State) -> Result<Value, RpcError> {
+    let Named { name: full } = self::params(params)?;
+    let full = full.as_str();
+    let (pool, rest) = pool_of(state, full)?;
+    let (volume, snap) = rest
+        .split_once('@')
+        .ok_or_else(|| invalid(format!("{full:?} is not POOL/VOLUME@SNAPSHOT")))?;
+    pool.snapshot(volume, snap).await.map_err(|e| engine_err(&e))?;
+    Ok(json!({"name": full}))
+}
+
+/// The `snapshot_list` method.
+async fn snapshot_list(params: &Value, state: &State) -> Result<Value, RpcError> {
+    let SnapshotList { volume } = self::params(params)?;
+    list_snapshots(state, volume.as_deref()).await
+}
+
+/// The `snapshot_clone` method.
+async fn snapshot_clone(params: &Value, state: &State) -> Result<Value, RpcError> {
+    let SnapshotClone { snapshot, name } = self::params(params)?;
+    let (pool, snap) = pool_of(state, &snapshot)?;
+    let (target_pool, new_name) = pool_of(state, &name)?;
+    if !Arc::ptr_eq(pool, target_pool) {
+        return Err(invalid("a clone lives in the pool of its snapshot"));
+    }
+    pool.clone_snapshot(&snap, &new_name).await.map_err(|e| engine_err(&e))?;
+    Ok(volume_json(pool, pool.name(), &new_name))
+}
+
+/// The `snapshot_destroy` method.
+async fn snapshot_destroy(params: &Value, state: &State) -> Result<Value, RpcError> {
+    let Named { name: full } = self::params(params)?;
+    let full = full.as_str();
+    let (pool, snap) = pool_of(state, full)?;
+    pool.destroy_snapshot(&snap).await.map_err(|e| engine_err(&e))?;
+    Ok(json!({"destroyed": full}))
+}
+
+/// The `snapshot_destroy_estimate` method.
+fn snapshot_destroy_estimate(params: &Value, state: &State) -> Result<Value, RpcError> {
+    let DestroyEstimate { names } = self::params(params)?;
+    let mut per_pool: std::collections::BTreeMap<String, Vec<String>> =
+        std::collections::BTreeMap::new();
+    for n in &names {
+        let (pool, snap) = pool_of(state, n)?;
+        per_pool.entry(pool.name().to_string()).or_default().push(snap);
+    }
+    let mut total = 0;
+    for (pool_name, snaps) in &per_pool {
+        let pool = &state.pools[pool_name];
+        let refs: Vec<&str> = snaps.iter().map(String::as_str).collect();
+        total += pool.destroy_would_free(&refs).map_err(|e| engine_err(&e))?;
+    }
+    Ok(json!({"frees_bytes": total}))
+}
+
+/// The `session_list` method.
+fn session_list(state: &State) -> Result<Value, RpcError> {
+    let sessions: Vec<Value> = state
+            .server
+            .sessions
+            .list()
+            .into_iter()
+            .map(|s| json!({"tsih": s.tsih, "initiator": s.initiator_name, "target": s.target_name, "shard": s.shard}))
+            .collect();
+    Ok(Value::Array(sessions))
 }
 
 #[cfg(test)]
