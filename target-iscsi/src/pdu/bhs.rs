@@ -1,0 +1,298 @@
+//! The Basic Header Segment (RFC 7143 §11.2.1), the opcode table, the sequence numbers every
+//! status PDU carries, and the header checks the PDU parsers share.
+
+use std::fmt;
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{PduError, BHS_LEN, MAX_DATA_SEGMENT_LENGTH};
+
+/// The 48-byte Basic Header Segment exactly as it is on the wire.
+#[derive(Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+#[repr(C)]
+pub struct Bhs {
+    /// Raw header bytes, big-endian fields.
+    pub bytes: [u8; BHS_LEN],
+}
+
+const _: () = assert!(core::mem::size_of::<Bhs>() == BHS_LEN);
+const _: () = assert!(core::mem::align_of::<Bhs>() == 1);
+
+impl fmt::Debug for Bhs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Bhs(")?;
+        for b in &self.bytes {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+impl Default for Bhs {
+    fn default() -> Self {
+        Self::zeroed()
+    }
+}
+
+impl Bhs {
+    /// Wraps raw header bytes.
+    #[must_use]
+    pub const fn from_bytes(bytes: [u8; BHS_LEN]) -> Self {
+        Self { bytes }
+    }
+
+    /// Reads a BHS from the front of `buf`; `None` if fewer than 48 bytes are there.
+    #[must_use]
+    pub fn from_slice(buf: &[u8]) -> Option<Self> {
+        let head: &[u8; BHS_LEN] = buf.get(..BHS_LEN)?.try_into().ok()?;
+        Some(Self { bytes: *head })
+    }
+
+    /// Raw opcode bits (byte 0, bits 0..6).
+    #[must_use]
+    pub const fn opcode_raw(&self) -> u8 {
+        self.bytes[0] & 0x3f
+    }
+
+    /// The typed opcode, if it is one RFC 7143 defines.
+    #[must_use]
+    pub fn opcode(&self) -> Option<Opcode> {
+        Opcode::from_u8(self.opcode_raw())
+    }
+
+    /// The I (immediate delivery) bit.
+    #[must_use]
+    pub const fn immediate(&self) -> bool {
+        self.bytes[0] & 0x40 != 0
+    }
+
+    /// The F (final) bit, byte 1 bit 7.
+    #[must_use]
+    pub const fn final_bit(&self) -> bool {
+        self.bytes[1] & 0x80 != 0
+    }
+
+    /// TotalAHSLength in 4-byte words.
+    #[must_use]
+    pub const fn total_ahs_length_words(&self) -> u8 {
+        self.bytes[4]
+    }
+
+    /// TotalAHSLength in bytes.
+    #[must_use]
+    pub const fn total_ahs_length_bytes(&self) -> usize {
+        self.bytes[4] as usize * 4
+    }
+
+    /// DataSegmentLength in bytes (without padding).
+    #[must_use]
+    pub const fn data_segment_length(&self) -> u32 {
+        u32::from_be_bytes([0, self.bytes[5], self.bytes[6], self.bytes[7]])
+    }
+
+    /// Sets TotalAHSLength (in words) and DataSegmentLength; the length is clipped to 24 bits
+    /// by an assertion because a larger value is a programming error.
+    pub fn set_lengths(&mut self, total_ahs_length_words: u8, data_segment_length: u32) {
+        assert!(data_segment_length <= MAX_DATA_SEGMENT_LENGTH, "DataSegmentLength > 2^24-1");
+        self.bytes[4] = total_ahs_length_words;
+        let dsl = data_segment_length.to_be_bytes();
+        self.bytes[5..8].copy_from_slice(&dsl[1..4]);
+    }
+
+    /// The 8-byte LUN field (bytes 8..16), as the raw SAM LUN.
+    #[must_use]
+    pub fn lun(&self) -> u64 {
+        self.u64_at(8)
+    }
+
+    /// Initiator Task Tag.
+    #[must_use]
+    pub fn itt(&self) -> u32 {
+        self.u32_at(16)
+    }
+
+    /// Big-endian u16 at `offset` (a compile-time constant inside the header).
+    #[must_use]
+    pub fn u16_at(&self, offset: usize) -> u16 {
+        u16::from_be_bytes([self.bytes[offset], self.bytes[offset + 1]])
+    }
+
+    /// Big-endian u32 at `offset`.
+    #[must_use]
+    pub fn u32_at(&self, offset: usize) -> u32 {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&self.bytes[offset..offset + 4]);
+        u32::from_be_bytes(b)
+    }
+
+    /// Big-endian u64 at `offset`.
+    #[must_use]
+    pub fn u64_at(&self, offset: usize) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.bytes[offset..offset + 8]);
+        u64::from_be_bytes(b)
+    }
+
+    /// Writes a big-endian u16 at `offset`.
+    pub fn set_u16(&mut self, offset: usize, v: u16) {
+        self.bytes[offset..offset + 2].copy_from_slice(&v.to_be_bytes());
+    }
+
+    /// Writes a big-endian u32 at `offset`.
+    pub fn set_u32(&mut self, offset: usize, v: u32) {
+        self.bytes[offset..offset + 4].copy_from_slice(&v.to_be_bytes());
+    }
+
+    /// Writes a big-endian u64 at `offset`.
+    pub fn set_u64(&mut self, offset: usize, v: u64) {
+        self.bytes[offset..offset + 8].copy_from_slice(&v.to_be_bytes());
+    }
+
+    pub(super) fn with_opcode(opcode: Opcode, immediate: bool) -> Self {
+        let mut bhs = Self::default();
+        bhs.bytes[0] = opcode as u8 | if immediate { 0x40 } else { 0 };
+        bhs
+    }
+}
+
+/// Every opcode of RFC 7143 §11.2.1.2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Opcode {
+    /// NOP-Out (initiator).
+    NopOut = 0x00,
+    /// SCSI Command (initiator).
+    ScsiCommand = 0x01,
+    /// SCSI Task Management Function Request (initiator).
+    TaskMgmtRequest = 0x02,
+    /// Login Request (initiator).
+    LoginRequest = 0x03,
+    /// Text Request (initiator).
+    TextRequest = 0x04,
+    /// SCSI Data-Out (initiator).
+    ScsiDataOut = 0x05,
+    /// Logout Request (initiator).
+    LogoutRequest = 0x06,
+    /// SNACK Request (initiator).
+    SnackRequest = 0x10,
+    /// NOP-In (target).
+    NopIn = 0x20,
+    /// SCSI Response (target).
+    ScsiResponse = 0x21,
+    /// SCSI Task Management Function Response (target).
+    TaskMgmtResponse = 0x22,
+    /// Login Response (target).
+    LoginResponse = 0x23,
+    /// Text Response (target).
+    TextResponse = 0x24,
+    /// SCSI Data-In (target).
+    ScsiDataIn = 0x25,
+    /// Logout Response (target).
+    LogoutResponse = 0x26,
+    /// Ready To Transfer (target).
+    R2t = 0x31,
+    /// Asynchronous Message (target).
+    AsyncMessage = 0x32,
+    /// Reject (target).
+    Reject = 0x3f,
+}
+
+impl Opcode {
+    /// Decodes the 6-bit opcode; vendor-specific and reserved codes give `None`.
+    #[must_use]
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            0x00 => Self::NopOut,
+            0x01 => Self::ScsiCommand,
+            0x02 => Self::TaskMgmtRequest,
+            0x03 => Self::LoginRequest,
+            0x04 => Self::TextRequest,
+            0x05 => Self::ScsiDataOut,
+            0x06 => Self::LogoutRequest,
+            0x10 => Self::SnackRequest,
+            0x20 => Self::NopIn,
+            0x21 => Self::ScsiResponse,
+            0x22 => Self::TaskMgmtResponse,
+            0x23 => Self::LoginResponse,
+            0x24 => Self::TextResponse,
+            0x25 => Self::ScsiDataIn,
+            0x26 => Self::LogoutResponse,
+            0x31 => Self::R2t,
+            0x32 => Self::AsyncMessage,
+            0x3f => Self::Reject,
+            _ => return None,
+        })
+    }
+
+    /// True for opcodes an initiator sends (0x00..0x1f).
+    #[must_use]
+    pub const fn is_initiator(self) -> bool {
+        (self as u8) < 0x20
+    }
+}
+
+/// Sequence numbers every target-to-initiator status PDU carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct StatusSns {
+    /// StatSN.
+    pub stat_sn: u32,
+    /// ExpCmdSN.
+    pub exp_cmd_sn: u32,
+    /// MaxCmdSN.
+    pub max_cmd_sn: u32,
+}
+
+impl StatusSns {
+    pub(super) fn write(&self, b: &mut Bhs) {
+        b.set_u32(24, self.stat_sn);
+        b.set_u32(28, self.exp_cmd_sn);
+        b.set_u32(32, self.max_cmd_sn);
+    }
+
+    pub(super) fn read(b: &Bhs) -> Self {
+        Self { stat_sn: b.u32_at(24), exp_cmd_sn: b.u32_at(28), max_cmd_sn: b.u32_at(32) }
+    }
+}
+
+pub(super) fn expect_opcode(bhs: &Bhs, opcode: Opcode) -> Result<(), PduError> {
+    if bhs.opcode_raw() == opcode as u8 {
+        Ok(())
+    } else {
+        Err(PduError::InvalidField("opcode does not match header type"))
+    }
+}
+
+pub(super) fn no_ahs(bhs: &Bhs) -> Result<(), PduError> {
+    if bhs.total_ahs_length_words() == 0 {
+        Ok(())
+    } else {
+        Err(PduError::UnexpectedSegment("AHS on a PDU that allows none"))
+    }
+}
+
+pub(super) fn no_data(bhs: &Bhs) -> Result<(), PduError> {
+    if bhs.data_segment_length() == 0 {
+        Ok(())
+    } else {
+        Err(PduError::UnexpectedSegment("data segment on a PDU that allows none"))
+    }
+}
+
+pub(super) fn require_final(bhs: &Bhs) -> Result<(), PduError> {
+    if bhs.final_bit() {
+        Ok(())
+    } else {
+        Err(PduError::InvalidField("F bit must be 1"))
+    }
+}
+
+pub(super) fn data_limit(bhs: &Bhs, max_recv_data_segment_length: u32) -> Result<u32, PduError> {
+    let dsl = bhs.data_segment_length();
+    if dsl > max_recv_data_segment_length {
+        return Err(PduError::DataSegmentTooLong {
+            length_bytes: dsl,
+            limit_bytes: max_recv_data_segment_length,
+        });
+    }
+    Ok(dsl)
+}

@@ -1,0 +1,261 @@
+//! SCSI Command (RFC 7143 §11.3) and SCSI Response (§11.4): task attributes, residuals and the
+//! sense data segment.
+
+use super::bhs::{data_limit, expect_opcode, no_ahs, require_final};
+use super::{Bhs, Opcode, PduError, StatusSns};
+
+/// SCSI task attributes (§11.3.1, ATTR field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskAttribute {
+    /// 0: Untagged (treated as Simple).
+    Untagged = 0,
+    /// 1: Simple.
+    Simple = 1,
+    /// 2: Ordered.
+    Ordered = 2,
+    /// 3: Head of queue.
+    HeadOfQueue = 3,
+    /// 4: ACA.
+    Aca = 4,
+}
+
+impl TaskAttribute {
+    const fn from_bits(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::Untagged),
+            1 => Some(Self::Simple),
+            2 => Some(Self::Ordered),
+            3 => Some(Self::HeadOfQueue),
+            4 => Some(Self::Aca),
+            _ => None,
+        }
+    }
+}
+
+/// Residual reported in a SCSI Response or a final Data-In (§11.4.5): the O and U bits plus
+/// the Residual Count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Residual {
+    /// Exactly the expected amount was transferred.
+    #[default]
+    None,
+    /// O bit: the command wanted this many bytes more than Expected Data Transfer Length.
+    Overflow(u32),
+    /// U bit: this many bytes of Expected Data Transfer Length were not transferred.
+    Underflow(u32),
+}
+
+impl Residual {
+    /// Residual from the expected and the actual transfer length in bytes.
+    #[must_use]
+    pub const fn from_lengths(expected_bytes: u32, actual_bytes: u32) -> Self {
+        if actual_bytes > expected_bytes {
+            Self::Overflow(actual_bytes - expected_bytes)
+        } else if actual_bytes < expected_bytes {
+            Self::Underflow(expected_bytes - actual_bytes)
+        } else {
+            Self::None
+        }
+    }
+
+    pub(super) const fn count(self) -> u32 {
+        match self {
+            Self::None => 0,
+            Self::Overflow(n) | Self::Underflow(n) => n,
+        }
+    }
+
+    /// (overflow bit, underflow bit) values to OR into a flags byte.
+    pub(super) const fn bits(self, overflow: u8, underflow: u8) -> u8 {
+        match self {
+            Self::None => 0,
+            Self::Overflow(_) => overflow,
+            Self::Underflow(_) => underflow,
+        }
+    }
+
+    pub(super) fn decode(
+        flags: u8,
+        overflow: u8,
+        underflow: u8,
+        count: u32,
+    ) -> Result<Self, PduError> {
+        match (flags & overflow != 0, flags & underflow != 0) {
+            (false, false) => Ok(Self::None),
+            (true, false) => Ok(Self::Overflow(count)),
+            (false, true) => Ok(Self::Underflow(count)),
+            (true, true) => Err(PduError::InvalidField("both overflow and underflow set")),
+        }
+    }
+}
+
+/// SCSI Command (§11.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ScsiCommand {
+    /// I bit.
+    pub immediate: bool,
+    /// F bit: no unsolicited Data-Out PDUs follow.
+    pub final_bit: bool,
+    /// R bit: data flows to the initiator.
+    pub read: bool,
+    /// W bit: data flows to the target.
+    pub write: bool,
+    /// ATTR.
+    pub attr: TaskAttribute,
+    /// LUN.
+    pub lun: u64,
+    /// Initiator Task Tag.
+    pub itt: u32,
+    /// Expected Data Transfer Length in bytes.
+    pub expected_data_transfer_length: u32,
+    /// CmdSN.
+    pub cmd_sn: u32,
+    /// ExpStatSN.
+    pub exp_stat_sn: u32,
+    /// First 16 bytes of the CDB (the rest is in an extended CDB AHS).
+    pub cdb: [u8; 16],
+    /// TotalAHSLength in 4-byte words.
+    pub total_ahs_length_words: u8,
+    /// Immediate data length in bytes.
+    pub data_segment_length: u32,
+}
+
+impl ScsiCommand {
+    /// Parses and validates a SCSI Command BHS.
+    ///
+    /// # Errors
+    /// [`PduError`] on a malformed header or inconsistent F/R/W bits.
+    pub fn parse(bhs: &Bhs, max_recv_data_segment_length: u32) -> Result<Self, PduError> {
+        expect_opcode(bhs, Opcode::ScsiCommand)?;
+        let data_segment_length = data_limit(bhs, max_recv_data_segment_length)?;
+        let flags = bhs.bytes[1];
+        let final_bit = flags & 0x80 != 0;
+        let read = flags & 0x40 != 0;
+        let write = flags & 0x20 != 0;
+        let attr = TaskAttribute::from_bits(flags & 0x07)
+            .ok_or(PduError::InvalidField("reserved task attribute"))?;
+        let expected_data_transfer_length = bhs.u32_at(20);
+        if !read && !write && expected_data_transfer_length != 0 {
+            return Err(PduError::InvalidField("Expected Data Transfer Length without R or W bit"));
+        }
+        if !write && data_segment_length != 0 {
+            return Err(PduError::Protocol("immediate data on a command without W bit"));
+        }
+        if !write && !final_bit {
+            return Err(PduError::Protocol("F bit clear on a command without W bit"));
+        }
+        let mut cdb = [0u8; 16];
+        cdb.copy_from_slice(&bhs.bytes[32..48]);
+        Ok(Self {
+            immediate: bhs.immediate(),
+            final_bit,
+            read,
+            write,
+            attr,
+            lun: bhs.lun(),
+            itt: bhs.itt(),
+            expected_data_transfer_length,
+            cmd_sn: bhs.u32_at(24),
+            exp_stat_sn: bhs.u32_at(28),
+            cdb,
+            total_ahs_length_words: bhs.total_ahs_length_words(),
+            data_segment_length,
+        })
+    }
+
+    /// Encodes the header.
+    #[must_use]
+    pub fn encode(&self) -> Bhs {
+        let mut b = Bhs::with_opcode(Opcode::ScsiCommand, self.immediate);
+        b.bytes[1] = u8::from(self.final_bit) << 7
+            | u8::from(self.read) << 6
+            | u8::from(self.write) << 5
+            | self.attr as u8;
+        b.set_lengths(self.total_ahs_length_words, self.data_segment_length);
+        b.set_u64(8, self.lun);
+        b.set_u32(16, self.itt);
+        b.set_u32(20, self.expected_data_transfer_length);
+        b.set_u32(24, self.cmd_sn);
+        b.set_u32(28, self.exp_stat_sn);
+        b.bytes[32..48].copy_from_slice(&self.cdb);
+        b
+    }
+}
+
+/// SCSI Response (§11.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ScsiResponse {
+    /// Bidirectional read residual (o/u bits and Bidirectional Read Residual Count).
+    pub bidi_read_residual: Residual,
+    /// Residual (O/U bits and Residual Count).
+    pub residual: Residual,
+    /// iSCSI Response: 0x00 command completed at target, 0x01 target failure.
+    pub response: u8,
+    /// SCSI status (valid when `response` is 0).
+    pub status: u8,
+    /// Initiator Task Tag.
+    pub itt: u32,
+    /// SNACK Tag (0 unless answering an R-Data SNACK).
+    pub snack_tag: u32,
+    /// StatSN / ExpCmdSN / MaxCmdSN.
+    pub sns: StatusSns,
+    /// ExpDataSN: number of Data-In (and R2T) PDUs the target sent for the command.
+    pub exp_data_sn: u32,
+    /// SenseLength + sense data + response data length in bytes.
+    pub data_segment_length: u32,
+}
+
+impl ScsiResponse {
+    /// Encodes the header.
+    #[must_use]
+    pub fn encode(&self) -> Bhs {
+        let mut b = Bhs::with_opcode(Opcode::ScsiResponse, false);
+        b.bytes[1] =
+            0x80 | self.bidi_read_residual.bits(0x10, 0x08) | self.residual.bits(0x04, 0x02);
+        b.bytes[2] = self.response;
+        b.bytes[3] = self.status;
+        b.set_lengths(0, self.data_segment_length);
+        b.set_u32(16, self.itt);
+        b.set_u32(20, self.snack_tag);
+        self.sns.write(&mut b);
+        b.set_u32(36, self.exp_data_sn);
+        b.set_u32(40, self.bidi_read_residual.count());
+        b.set_u32(44, self.residual.count());
+        b
+    }
+
+    /// Parses a SCSI Response.
+    ///
+    /// # Errors
+    /// [`PduError`] on a malformed header.
+    pub fn parse(bhs: &Bhs) -> Result<Self, PduError> {
+        expect_opcode(bhs, Opcode::ScsiResponse)?;
+        require_final(bhs)?;
+        no_ahs(bhs)?;
+        let flags = bhs.bytes[1];
+        Ok(Self {
+            bidi_read_residual: Residual::decode(flags, 0x10, 0x08, bhs.u32_at(40))?,
+            residual: Residual::decode(flags, 0x04, 0x02, bhs.u32_at(44))?,
+            response: bhs.bytes[2],
+            status: bhs.bytes[3],
+            itt: bhs.itt(),
+            snack_tag: bhs.u32_at(20),
+            sns: StatusSns::read(bhs),
+            exp_data_sn: bhs.u32_at(36),
+            data_segment_length: bhs.data_segment_length(),
+        })
+    }
+}
+
+/// SCSI Response data segment: SenseLength (2 bytes) + sense data (§11.4.7), appended to `out`.
+/// Returns the data segment length (without padding).
+///
+/// # Panics
+/// If `sense` is longer than 65535 bytes (a programming error).
+pub fn encode_sense_segment(sense: &[u8], out: &mut Vec<u8>) -> u32 {
+    assert!(sense.len() <= usize::from(u16::MAX), "sense data too long");
+    let len = u16::try_from(sense.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(sense);
+    u32::from(len) + 2
+}

@@ -1,0 +1,221 @@
+//! SCSI Task Management Function Request (RFC 7143 §11.5) and Response (§11.6).
+
+use super::bhs::{expect_opcode, no_ahs, no_data, require_final};
+use super::{Bhs, Opcode, PduError, StatusSns};
+
+/// Task management functions (§11.5.1). Unknown codes are kept so the target can answer
+/// "Task management function not supported".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TmfFunction {
+    /// 1 ABORT TASK.
+    AbortTask,
+    /// 2 ABORT TASK SET.
+    AbortTaskSet,
+    /// 3 CLEAR ACA.
+    ClearAca,
+    /// 4 CLEAR TASK SET.
+    ClearTaskSet,
+    /// 5 LOGICAL UNIT RESET.
+    LogicalUnitReset,
+    /// 6 TARGET WARM RESET.
+    TargetWarmReset,
+    /// 7 TARGET COLD RESET.
+    TargetColdReset,
+    /// 8 TASK REASSIGN.
+    TaskReassign,
+    /// 9 QUERY TASK.
+    QueryTask,
+    /// 10 QUERY TASK SET.
+    QueryTaskSet,
+    /// 11 I_T NEXUS RESET.
+    ItNexusReset,
+    /// 12 QUERY ASYNCHRONOUS EVENT.
+    QueryAsyncEvent,
+    /// Any other (reserved) code.
+    Other(u8),
+}
+
+impl TmfFunction {
+    /// Decodes the 7-bit function code.
+    #[must_use]
+    pub const fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::AbortTask,
+            2 => Self::AbortTaskSet,
+            3 => Self::ClearAca,
+            4 => Self::ClearTaskSet,
+            5 => Self::LogicalUnitReset,
+            6 => Self::TargetWarmReset,
+            7 => Self::TargetColdReset,
+            8 => Self::TaskReassign,
+            9 => Self::QueryTask,
+            10 => Self::QueryTaskSet,
+            11 => Self::ItNexusReset,
+            12 => Self::QueryAsyncEvent,
+            other => Self::Other(other),
+        }
+    }
+
+    /// The 7-bit function code.
+    #[must_use]
+    pub const fn code(self) -> u8 {
+        match self {
+            Self::AbortTask => 1,
+            Self::AbortTaskSet => 2,
+            Self::ClearAca => 3,
+            Self::ClearTaskSet => 4,
+            Self::LogicalUnitReset => 5,
+            Self::TargetWarmReset => 6,
+            Self::TargetColdReset => 7,
+            Self::TaskReassign => 8,
+            Self::QueryTask => 9,
+            Self::QueryTaskSet => 10,
+            Self::ItNexusReset => 11,
+            Self::QueryAsyncEvent => 12,
+            Self::Other(v) => v & 0x7f,
+        }
+    }
+}
+
+/// Task management response codes (§11.6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum TmfResponse {
+    /// 0 Function complete.
+    FunctionComplete = 0,
+    /// 1 Task does not exist.
+    TaskDoesNotExist = 1,
+    /// 2 LUN does not exist.
+    LunDoesNotExist = 2,
+    /// 3 Task still allegiant.
+    TaskStillAllegiant = 3,
+    /// 4 Task allegiance reassignment not supported.
+    TaskReassignNotSupported = 4,
+    /// 5 Task management function not supported.
+    FunctionNotSupported = 5,
+    /// 6 Function authorization failed.
+    FunctionAuthorizationFailed = 6,
+    /// 255 Function rejected.
+    FunctionRejected = 255,
+}
+
+impl TmfResponse {
+    /// Decodes a response byte.
+    #[must_use]
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            0 => Self::FunctionComplete,
+            1 => Self::TaskDoesNotExist,
+            2 => Self::LunDoesNotExist,
+            3 => Self::TaskStillAllegiant,
+            4 => Self::TaskReassignNotSupported,
+            5 => Self::FunctionNotSupported,
+            6 => Self::FunctionAuthorizationFailed,
+            255 => Self::FunctionRejected,
+            _ => return None,
+        })
+    }
+}
+
+/// SCSI Task Management Function Request (§11.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TaskMgmtRequest {
+    /// I bit.
+    pub immediate: bool,
+    /// Function.
+    pub function: TmfFunction,
+    /// LUN.
+    pub lun: u64,
+    /// Initiator Task Tag of this request.
+    pub itt: u32,
+    /// Referenced Task Tag (ABORT TASK, QUERY TASK, TASK REASSIGN).
+    pub referenced_task_tag: u32,
+    /// CmdSN.
+    pub cmd_sn: u32,
+    /// ExpStatSN.
+    pub exp_stat_sn: u32,
+    /// RefCmdSN.
+    pub ref_cmd_sn: u32,
+    /// ExpDataSN (TASK REASSIGN).
+    pub exp_data_sn: u32,
+}
+
+impl TaskMgmtRequest {
+    /// Parses and validates a Task Management Function Request BHS.
+    ///
+    /// # Errors
+    /// [`PduError`] on a malformed header.
+    pub fn parse(bhs: &Bhs) -> Result<Self, PduError> {
+        expect_opcode(bhs, Opcode::TaskMgmtRequest)?;
+        require_final(bhs)?;
+        no_ahs(bhs)?;
+        no_data(bhs)?;
+        Ok(Self {
+            immediate: bhs.immediate(),
+            function: TmfFunction::from_u8(bhs.bytes[1] & 0x7f),
+            lun: bhs.lun(),
+            itt: bhs.itt(),
+            referenced_task_tag: bhs.u32_at(20),
+            cmd_sn: bhs.u32_at(24),
+            exp_stat_sn: bhs.u32_at(28),
+            ref_cmd_sn: bhs.u32_at(32),
+            exp_data_sn: bhs.u32_at(36),
+        })
+    }
+
+    /// Encodes the header.
+    #[must_use]
+    pub fn encode(&self) -> Bhs {
+        let mut b = Bhs::with_opcode(Opcode::TaskMgmtRequest, self.immediate);
+        b.bytes[1] = 0x80 | self.function.code();
+        b.set_u64(8, self.lun);
+        b.set_u32(16, self.itt);
+        b.set_u32(20, self.referenced_task_tag);
+        b.set_u32(24, self.cmd_sn);
+        b.set_u32(28, self.exp_stat_sn);
+        b.set_u32(32, self.ref_cmd_sn);
+        b.set_u32(36, self.exp_data_sn);
+        b
+    }
+}
+
+/// SCSI Task Management Function Response (§11.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TaskMgmtResponse {
+    /// Response code.
+    pub response: TmfResponse,
+    /// Initiator Task Tag of the request.
+    pub itt: u32,
+    /// StatSN / ExpCmdSN / MaxCmdSN.
+    pub sns: StatusSns,
+}
+
+impl TaskMgmtResponse {
+    /// Encodes the header.
+    #[must_use]
+    pub fn encode(&self) -> Bhs {
+        let mut b = Bhs::with_opcode(Opcode::TaskMgmtResponse, false);
+        b.bytes[1] = 0x80;
+        b.bytes[2] = self.response as u8;
+        b.set_u32(16, self.itt);
+        self.sns.write(&mut b);
+        b
+    }
+
+    /// Parses a Task Management Response header.
+    ///
+    /// # Errors
+    /// [`PduError`] on a malformed header or unknown response code.
+    pub fn parse(bhs: &Bhs) -> Result<Self, PduError> {
+        expect_opcode(bhs, Opcode::TaskMgmtResponse)?;
+        require_final(bhs)?;
+        no_ahs(bhs)?;
+        no_data(bhs)?;
+        Ok(Self {
+            response: TmfResponse::from_u8(bhs.bytes[2])
+                .ok_or(PduError::InvalidField("unknown TMF response"))?,
+            itt: bhs.itt(),
+            sns: StatusSns::read(bhs),
+        })
+    }
+}
