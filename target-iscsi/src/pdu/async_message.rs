@@ -1,7 +1,21 @@
 //! Asynchronous Message (RFC 7143 §11.9) and its event codes.
 
-use super::bhs::{expect_opcode, no_ahs, require_final};
+use super::bhs::{expect_opcode, no_ahs, require_final, ITT, LUN};
 use super::{Bhs, Opcode, PduError, StatusSns, RESERVED_TAG};
+
+// BHS byte offsets of the fields that only the Asynchronous Message (§11.9) carries; the fields
+// several PDUs share are in bhs.rs.
+
+/// AsyncEvent (1 byte).
+const ASYNC_EVENT: usize = 36;
+/// AsyncVCode (1 byte).
+const ASYNC_VCODE: usize = 37;
+/// Parameter1 (2 bytes).
+const PARAMETER1: usize = 38;
+/// Parameter2 (2 bytes).
+const PARAMETER2: usize = 40;
+/// Parameter3 (2 bytes).
+const PARAMETER3: usize = 42;
 
 /// AsyncEvent codes (§11.9.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,14 +82,14 @@ impl AsyncMessage {
         let mut b = Bhs::with_opcode(Opcode::AsyncMessage, false);
         b.bytes[1] = 0x80;
         b.set_lengths(0, self.data_segment_length);
-        b.set_u64(8, self.lun);
-        b.set_u32(16, RESERVED_TAG);
+        b.set_u64(LUN, self.lun);
+        b.set_u32(ITT, RESERVED_TAG);
         self.sns.write(&mut b);
-        b.bytes[36] = self.async_event as u8;
-        b.bytes[37] = self.async_vcode;
-        b.set_u16(38, self.parameter1);
-        b.set_u16(40, self.parameter2);
-        b.set_u16(42, self.parameter3);
+        b.bytes[ASYNC_EVENT] = self.async_event as u8;
+        b.bytes[ASYNC_VCODE] = self.async_vcode;
+        b.set_u16(PARAMETER1, self.parameter1);
+        b.set_u16(PARAMETER2, self.parameter2);
+        b.set_u16(PARAMETER3, self.parameter3);
         b
     }
 
@@ -90,12 +104,12 @@ impl AsyncMessage {
         Ok(Self {
             lun: bhs.lun(),
             sns: StatusSns::read(bhs),
-            async_event: AsyncEvent::from_u8(bhs.bytes[36])
+            async_event: AsyncEvent::from_u8(bhs.bytes[ASYNC_EVENT])
                 .ok_or(PduError::InvalidField("unknown AsyncEvent"))?,
-            async_vcode: bhs.bytes[37],
-            parameter1: bhs.u16_at(38),
-            parameter2: bhs.u16_at(40),
-            parameter3: bhs.u16_at(42),
+            async_vcode: bhs.bytes[ASYNC_VCODE],
+            parameter1: bhs.u16_at(PARAMETER1),
+            parameter2: bhs.u16_at(PARAMETER2),
+            parameter3: bhs.u16_at(PARAMETER3),
             data_segment_length: bhs.data_segment_length(),
         })
     }

@@ -18,6 +18,37 @@ pub struct Bhs {
 const _: () = assert!(core::mem::size_of::<Bhs>() == BHS_LEN);
 const _: () = assert!(core::mem::align_of::<Bhs>() == 1);
 
+// Byte offsets of the BHS fields that several PDUs carry at the same place (RFC 7143 §11),
+// each named once so that a parser and its encoder read and write the same bytes. A field only
+// one PDU family carries is named in that family's file.
+
+/// LUN (8 bytes).
+pub(super) const LUN: usize = 8;
+/// Initiator Task Tag (4 bytes).
+pub(super) const ITT: usize = 16;
+/// Target Transfer Tag (4 bytes; the SNACK Tag of an R-Data SNACK).
+pub(super) const TTT: usize = 20;
+/// CID of a Login or Logout Request (2 bytes).
+pub(super) const CID: usize = 20;
+/// CmdSN of an initiator PDU (4 bytes).
+pub(super) const CMD_SN: usize = 24;
+/// ExpStatSN of an initiator PDU (4 bytes).
+pub(super) const EXP_STAT_SN: usize = 28;
+/// StatSN of a target PDU (4 bytes).
+pub(super) const STAT_SN: usize = 24;
+/// ExpCmdSN of a target PDU (4 bytes).
+pub(super) const EXP_CMD_SN: usize = 28;
+/// MaxCmdSN of a target PDU (4 bytes).
+pub(super) const MAX_CMD_SN: usize = 32;
+/// ExpDataSN of a Task Management Request or a SCSI Response (4 bytes).
+pub(super) const EXP_DATA_SN: usize = 36;
+/// Residual Count of a SCSI Response or a final Data-In (4 bytes).
+pub(super) const RESIDUAL_COUNT: usize = 44;
+/// Response of a SCSI, Task Management or Logout Response (1 byte).
+pub(super) const RESPONSE: usize = 2;
+/// SCSI status of a SCSI Response or a final Data-In (1 byte).
+pub(super) const STATUS: usize = 3;
+
 impl fmt::Debug for Bhs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Bhs(")?;
@@ -102,13 +133,13 @@ impl Bhs {
     /// The 8-byte LUN field (bytes 8..16), as the raw SAM LUN.
     #[must_use]
     pub fn lun(&self) -> u64 {
-        self.u64_at(8)
+        self.u64_at(LUN)
     }
 
     /// Initiator Task Tag.
     #[must_use]
     pub fn itt(&self) -> u32 {
-        self.u32_at(16)
+        self.u32_at(ITT)
     }
 
     /// Big-endian u16 at `offset` (a compile-time constant inside the header).
@@ -244,13 +275,17 @@ pub struct StatusSns {
 
 impl StatusSns {
     pub(super) fn write(&self, b: &mut Bhs) {
-        b.set_u32(24, self.stat_sn);
-        b.set_u32(28, self.exp_cmd_sn);
-        b.set_u32(32, self.max_cmd_sn);
+        b.set_u32(STAT_SN, self.stat_sn);
+        b.set_u32(EXP_CMD_SN, self.exp_cmd_sn);
+        b.set_u32(MAX_CMD_SN, self.max_cmd_sn);
     }
 
     pub(super) fn read(b: &Bhs) -> Self {
-        Self { stat_sn: b.u32_at(24), exp_cmd_sn: b.u32_at(28), max_cmd_sn: b.u32_at(32) }
+        Self {
+            stat_sn: b.u32_at(STAT_SN),
+            exp_cmd_sn: b.u32_at(EXP_CMD_SN),
+            max_cmd_sn: b.u32_at(MAX_CMD_SN),
+        }
     }
 }
 

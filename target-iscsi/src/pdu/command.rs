@@ -1,8 +1,25 @@
 //! SCSI Command (RFC 7143 §11.3) and SCSI Response (§11.4): task attributes, residuals and the
 //! sense data segment.
 
-use super::bhs::{data_limit, expect_opcode, no_ahs, require_final};
+use std::ops::Range;
+
+use super::bhs::{
+    data_limit, expect_opcode, no_ahs, require_final, CMD_SN, EXP_DATA_SN, EXP_STAT_SN, ITT, LUN,
+    RESIDUAL_COUNT, RESPONSE, STATUS,
+};
 use super::{Bhs, Opcode, PduError, StatusSns};
+
+// BHS byte offsets of the fields that only the SCSI Command and Response (§11.3, §11.4) carry; the
+// fields several PDUs share are in bhs.rs.
+
+/// Expected Data Transfer Length of a SCSI Command (4 bytes).
+const EXPECTED_DATA_TRANSFER_LENGTH: usize = 20;
+/// The first 16 CDB bytes of a SCSI Command.
+const CDB: Range<usize> = 32..48;
+/// SNACK Tag of a SCSI Response (4 bytes).
+const SNACK_TAG: usize = 20;
+/// Bidirectional Read Residual Count of a SCSI Response (4 bytes).
+const BIDI_READ_RESIDUAL_COUNT: usize = 40;
 
 /// SCSI task attributes (§11.3.1, ATTR field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -134,7 +151,7 @@ impl ScsiCommand {
         let write = flags & 0x20 != 0;
         let attr = TaskAttribute::from_bits(flags & 0x07)
             .ok_or(PduError::InvalidField("reserved task attribute"))?;
-        let expected_data_transfer_length = bhs.u32_at(20);
+        let expected_data_transfer_length = bhs.u32_at(EXPECTED_DATA_TRANSFER_LENGTH);
         if !read && !write && expected_data_transfer_length != 0 {
             return Err(PduError::InvalidField("Expected Data Transfer Length without R or W bit"));
         }
@@ -145,7 +162,7 @@ impl ScsiCommand {
             return Err(PduError::Protocol("F bit clear on a command without W bit"));
         }
         let mut cdb = [0u8; 16];
-        cdb.copy_from_slice(&bhs.bytes[32..48]);
+        cdb.copy_from_slice(&bhs.bytes[CDB]);
         Ok(Self {
             immediate: bhs.immediate(),
             final_bit,
@@ -155,8 +172,8 @@ impl ScsiCommand {
             lun: bhs.lun(),
             itt: bhs.itt(),
             expected_data_transfer_length,
-            cmd_sn: bhs.u32_at(24),
-            exp_stat_sn: bhs.u32_at(28),
+            cmd_sn: bhs.u32_at(CMD_SN),
+            exp_stat_sn: bhs.u32_at(EXP_STAT_SN),
             cdb,
             total_ahs_length_words: bhs.total_ahs_length_words(),
             data_segment_length,
@@ -172,12 +189,12 @@ impl ScsiCommand {
             | u8::from(self.write) << 5
             | self.attr as u8;
         b.set_lengths(self.total_ahs_length_words, self.data_segment_length);
-        b.set_u64(8, self.lun);
-        b.set_u32(16, self.itt);
-        b.set_u32(20, self.expected_data_transfer_length);
-        b.set_u32(24, self.cmd_sn);
-        b.set_u32(28, self.exp_stat_sn);
-        b.bytes[32..48].copy_from_slice(&self.cdb);
+        b.set_u64(LUN, self.lun);
+        b.set_u32(ITT, self.itt);
+        b.set_u32(EXPECTED_DATA_TRANSFER_LENGTH, self.expected_data_transfer_length);
+        b.set_u32(CMD_SN, self.cmd_sn);
+        b.set_u32(EXP_STAT_SN, self.exp_stat_sn);
+        b.bytes[CDB].copy_from_slice(&self.cdb);
         b
     }
 }
@@ -212,15 +229,15 @@ impl ScsiResponse {
         let mut b = Bhs::with_opcode(Opcode::ScsiResponse, false);
         b.bytes[1] =
             0x80 | self.bidi_read_residual.bits(0x10, 0x08) | self.residual.bits(0x04, 0x02);
-        b.bytes[2] = self.response;
-        b.bytes[3] = self.status;
+        b.bytes[RESPONSE] = self.response;
+        b.bytes[STATUS] = self.status;
         b.set_lengths(0, self.data_segment_length);
-        b.set_u32(16, self.itt);
-        b.set_u32(20, self.snack_tag);
+        b.set_u32(ITT, self.itt);
+        b.set_u32(SNACK_TAG, self.snack_tag);
         self.sns.write(&mut b);
-        b.set_u32(36, self.exp_data_sn);
-        b.set_u32(40, self.bidi_read_residual.count());
-        b.set_u32(44, self.residual.count());
+        b.set_u32(EXP_DATA_SN, self.exp_data_sn);
+        b.set_u32(BIDI_READ_RESIDUAL_COUNT, self.bidi_read_residual.count());
+        b.set_u32(RESIDUAL_COUNT, self.residual.count());
         b
     }
 
@@ -234,14 +251,19 @@ impl ScsiResponse {
         no_ahs(bhs)?;
         let flags = bhs.bytes[1];
         Ok(Self {
-            bidi_read_residual: Residual::decode(flags, 0x10, 0x08, bhs.u32_at(40))?,
-            residual: Residual::decode(flags, 0x04, 0x02, bhs.u32_at(44))?,
-            response: bhs.bytes[2],
-            status: bhs.bytes[3],
+            bidi_read_residual: Residual::decode(
+                flags,
+                0x10,
+                0x08,
+                bhs.u32_at(BIDI_READ_RESIDUAL_COUNT),
+            )?,
+            residual: Residual::decode(flags, 0x04, 0x02, bhs.u32_at(RESIDUAL_COUNT))?,
+            response: bhs.bytes[RESPONSE],
+            status: bhs.bytes[STATUS],
             itt: bhs.itt(),
-            snack_tag: bhs.u32_at(20),
+            snack_tag: bhs.u32_at(SNACK_TAG),
             sns: StatusSns::read(bhs),
-            exp_data_sn: bhs.u32_at(36),
+            exp_data_sn: bhs.u32_at(EXP_DATA_SN),
             data_segment_length: bhs.data_segment_length(),
         })
     }

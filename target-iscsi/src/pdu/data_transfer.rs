@@ -1,7 +1,22 @@
 //! Data transfer PDUs: SCSI Data-Out and Data-In (RFC 7143 §11.7) and Ready To Transfer (§11.8).
 
-use super::bhs::{data_limit, expect_opcode, no_ahs, no_data, require_final};
+use super::bhs::{
+    data_limit, expect_opcode, no_ahs, no_data, require_final, EXP_CMD_SN, EXP_STAT_SN, ITT, LUN,
+    MAX_CMD_SN, RESIDUAL_COUNT, STATUS, STAT_SN, TTT,
+};
 use super::{Bhs, Opcode, PduError, Residual, StatusSns};
+
+// BHS byte offsets of the fields that only Data-Out, Data-In and R2T (§11.7, §11.8) carry; the
+// fields several PDUs share are in bhs.rs.
+
+/// DataSN of a Data-Out or Data-In (4 bytes).
+const DATA_SN: usize = 36;
+/// Buffer Offset of a Data-Out, Data-In or R2T (4 bytes).
+const BUFFER_OFFSET: usize = 40;
+/// R2TSN of an R2T (4 bytes).
+const R2T_SN: usize = 36;
+/// Desired Data Transfer Length of an R2T (4 bytes).
+const DESIRED_DATA_TRANSFER_LENGTH: usize = 44;
 
 /// SCSI Data-Out (§11.7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,10 +52,10 @@ impl ScsiDataOut {
             final_bit: bhs.final_bit(),
             lun: bhs.lun(),
             itt: bhs.itt(),
-            ttt: bhs.u32_at(20),
-            exp_stat_sn: bhs.u32_at(28),
-            data_sn: bhs.u32_at(36),
-            buffer_offset: bhs.u32_at(40),
+            ttt: bhs.u32_at(TTT),
+            exp_stat_sn: bhs.u32_at(EXP_STAT_SN),
+            data_sn: bhs.u32_at(DATA_SN),
+            buffer_offset: bhs.u32_at(BUFFER_OFFSET),
             data_segment_length,
         })
     }
@@ -51,12 +66,12 @@ impl ScsiDataOut {
         let mut b = Bhs::with_opcode(Opcode::ScsiDataOut, false);
         b.bytes[1] = u8::from(self.final_bit) << 7;
         b.set_lengths(0, self.data_segment_length);
-        b.set_u64(8, self.lun);
-        b.set_u32(16, self.itt);
-        b.set_u32(20, self.ttt);
-        b.set_u32(28, self.exp_stat_sn);
-        b.set_u32(36, self.data_sn);
-        b.set_u32(40, self.buffer_offset);
+        b.set_u64(LUN, self.lun);
+        b.set_u32(ITT, self.itt);
+        b.set_u32(TTT, self.ttt);
+        b.set_u32(EXP_STAT_SN, self.exp_stat_sn);
+        b.set_u32(DATA_SN, self.data_sn);
+        b.set_u32(BUFFER_OFFSET, self.buffer_offset);
         b
     }
 }
@@ -107,19 +122,19 @@ impl ScsiDataIn {
         let mut flags = u8::from(self.final_bit) << 7 | u8::from(self.acknowledge) << 6;
         if let Some(st) = self.status {
             flags |= 0x80 | 0x01 | st.residual.bits(0x04, 0x02);
-            b.bytes[3] = st.status;
-            b.set_u32(24, st.stat_sn);
-            b.set_u32(44, st.residual.count());
+            b.bytes[STATUS] = st.status;
+            b.set_u32(STAT_SN, st.stat_sn);
+            b.set_u32(RESIDUAL_COUNT, st.residual.count());
         }
         b.bytes[1] = flags;
         b.set_lengths(0, self.data_segment_length);
-        b.set_u64(8, self.lun);
-        b.set_u32(16, self.itt);
-        b.set_u32(20, self.ttt);
-        b.set_u32(28, self.exp_cmd_sn);
-        b.set_u32(32, self.max_cmd_sn);
-        b.set_u32(36, self.data_sn);
-        b.set_u32(40, self.buffer_offset);
+        b.set_u64(LUN, self.lun);
+        b.set_u32(ITT, self.itt);
+        b.set_u32(TTT, self.ttt);
+        b.set_u32(EXP_CMD_SN, self.exp_cmd_sn);
+        b.set_u32(MAX_CMD_SN, self.max_cmd_sn);
+        b.set_u32(DATA_SN, self.data_sn);
+        b.set_u32(BUFFER_OFFSET, self.buffer_offset);
         b
     }
 
@@ -137,9 +152,9 @@ impl ScsiDataIn {
                 return Err(PduError::Protocol("Data-In with S bit but without F bit"));
             }
             Some(DataInStatus {
-                status: bhs.bytes[3],
-                residual: Residual::decode(flags, 0x04, 0x02, bhs.u32_at(44))?,
-                stat_sn: bhs.u32_at(24),
+                status: bhs.bytes[STATUS],
+                residual: Residual::decode(flags, 0x04, 0x02, bhs.u32_at(RESIDUAL_COUNT))?,
+                stat_sn: bhs.u32_at(STAT_SN),
             })
         } else {
             if flags & 0x06 != 0 {
@@ -153,11 +168,11 @@ impl ScsiDataIn {
             status,
             lun: bhs.lun(),
             itt: bhs.itt(),
-            ttt: bhs.u32_at(20),
-            exp_cmd_sn: bhs.u32_at(28),
-            max_cmd_sn: bhs.u32_at(32),
-            data_sn: bhs.u32_at(36),
-            buffer_offset: bhs.u32_at(40),
+            ttt: bhs.u32_at(TTT),
+            exp_cmd_sn: bhs.u32_at(EXP_CMD_SN),
+            max_cmd_sn: bhs.u32_at(MAX_CMD_SN),
+            data_sn: bhs.u32_at(DATA_SN),
+            buffer_offset: bhs.u32_at(BUFFER_OFFSET),
             data_segment_length: bhs.data_segment_length(),
         })
     }
@@ -188,13 +203,13 @@ impl R2t {
     pub fn encode(&self) -> Bhs {
         let mut b = Bhs::with_opcode(Opcode::R2t, false);
         b.bytes[1] = 0x80;
-        b.set_u64(8, self.lun);
-        b.set_u32(16, self.itt);
-        b.set_u32(20, self.ttt);
+        b.set_u64(LUN, self.lun);
+        b.set_u32(ITT, self.itt);
+        b.set_u32(TTT, self.ttt);
         self.sns.write(&mut b);
-        b.set_u32(36, self.r2t_sn);
-        b.set_u32(40, self.buffer_offset);
-        b.set_u32(44, self.desired_data_transfer_length);
+        b.set_u32(R2T_SN, self.r2t_sn);
+        b.set_u32(BUFFER_OFFSET, self.buffer_offset);
+        b.set_u32(DESIRED_DATA_TRANSFER_LENGTH, self.desired_data_transfer_length);
         b
     }
 
@@ -210,11 +225,11 @@ impl R2t {
         Ok(Self {
             lun: bhs.lun(),
             itt: bhs.itt(),
-            ttt: bhs.u32_at(20),
+            ttt: bhs.u32_at(TTT),
             sns: StatusSns::read(bhs),
-            r2t_sn: bhs.u32_at(36),
-            buffer_offset: bhs.u32_at(40),
-            desired_data_transfer_length: bhs.u32_at(44),
+            r2t_sn: bhs.u32_at(R2T_SN),
+            buffer_offset: bhs.u32_at(BUFFER_OFFSET),
+            desired_data_transfer_length: bhs.u32_at(DESIRED_DATA_TRANSFER_LENGTH),
         })
     }
 }

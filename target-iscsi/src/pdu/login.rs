@@ -1,7 +1,27 @@
 //! Login Request (RFC 7143 §11.12) and Login Response (§11.13): stages, ISID and login status.
 
-use super::bhs::{data_limit, expect_opcode, no_ahs};
+use std::ops::Range;
+
+use super::bhs::{data_limit, expect_opcode, no_ahs, CID, CMD_SN, EXP_STAT_SN, ITT};
 use super::{Bhs, Opcode, PduError, StatusSns};
+
+// BHS byte offsets of the fields that only the Login Request and Response (§11.12, §11.13) carry;
+// the fields several PDUs share are in bhs.rs.
+
+/// Version-max (1 byte).
+const VERSION_MAX: usize = 2;
+/// Version-min of a Login Request (1 byte).
+const VERSION_MIN: usize = 3;
+/// Version-active of a Login Response (1 byte).
+const VERSION_ACTIVE: usize = 3;
+/// ISID (6 bytes).
+const ISID: Range<usize> = 8..14;
+/// TSIH (2 bytes).
+const TSIH: usize = 14;
+/// Status-Class of a Login Response (1 byte).
+const STATUS_CLASS: usize = 36;
+/// Status-Detail of a Login Response (1 byte).
+const STATUS_DETAIL: usize = 37;
 
 /// Initiator Session ID (§11.12.5), 6 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -89,20 +109,20 @@ impl LoginRequest {
             None
         };
         let mut isid = [0u8; 6];
-        isid.copy_from_slice(&bhs.bytes[8..14]);
+        isid.copy_from_slice(&bhs.bytes[ISID]);
         Ok(Self {
             transit,
             continue_bit,
             csg,
             nsg,
-            version_max: bhs.bytes[2],
-            version_min: bhs.bytes[3],
+            version_max: bhs.bytes[VERSION_MAX],
+            version_min: bhs.bytes[VERSION_MIN],
             isid: Isid(isid),
-            tsih: bhs.u16_at(14),
+            tsih: bhs.u16_at(TSIH),
             itt: bhs.itt(),
-            cid: bhs.u16_at(20),
-            cmd_sn: bhs.u32_at(24),
-            exp_stat_sn: bhs.u32_at(28),
+            cid: bhs.u16_at(CID),
+            cmd_sn: bhs.u32_at(CMD_SN),
+            exp_stat_sn: bhs.u32_at(EXP_STAT_SN),
             data_segment_length,
         })
     }
@@ -115,15 +135,15 @@ impl LoginRequest {
             | u8::from(self.continue_bit) << 6
             | (self.csg as u8) << 2
             | self.nsg.map_or(0, |s| s as u8);
-        b.bytes[2] = self.version_max;
-        b.bytes[3] = self.version_min;
+        b.bytes[VERSION_MAX] = self.version_max;
+        b.bytes[VERSION_MIN] = self.version_min;
         b.set_lengths(0, self.data_segment_length);
-        b.bytes[8..14].copy_from_slice(&self.isid.0);
-        b.set_u16(14, self.tsih);
-        b.set_u32(16, self.itt);
-        b.set_u16(20, self.cid);
-        b.set_u32(24, self.cmd_sn);
-        b.set_u32(28, self.exp_stat_sn);
+        b.bytes[ISID].copy_from_slice(&self.isid.0);
+        b.set_u16(TSIH, self.tsih);
+        b.set_u32(ITT, self.itt);
+        b.set_u16(CID, self.cid);
+        b.set_u32(CMD_SN, self.cmd_sn);
+        b.set_u32(EXP_STAT_SN, self.exp_stat_sn);
         b
     }
 }
@@ -248,15 +268,15 @@ impl LoginResponse {
             | u8::from(self.continue_bit) << 6
             | (self.csg as u8) << 2
             | if self.transit { self.nsg.map_or(0, |s| s as u8) } else { 0 };
-        b.bytes[2] = self.version_max;
-        b.bytes[3] = self.version_active;
+        b.bytes[VERSION_MAX] = self.version_max;
+        b.bytes[VERSION_ACTIVE] = self.version_active;
         b.set_lengths(0, self.data_segment_length);
-        b.bytes[8..14].copy_from_slice(&self.isid.0);
-        b.set_u16(14, self.tsih);
-        b.set_u32(16, self.itt);
+        b.bytes[ISID].copy_from_slice(&self.isid.0);
+        b.set_u16(TSIH, self.tsih);
+        b.set_u32(ITT, self.itt);
         self.sns.write(&mut b);
-        b.bytes[36] = self.status.class();
-        b.bytes[37] = self.status.detail();
+        b.bytes[STATUS_CLASS] = self.status.class();
+        b.bytes[STATUS_DETAIL] = self.status.detail();
         b
     }
 
@@ -280,19 +300,19 @@ impl LoginResponse {
             None
         };
         let mut isid = [0u8; 6];
-        isid.copy_from_slice(&bhs.bytes[8..14]);
+        isid.copy_from_slice(&bhs.bytes[ISID]);
         Ok(Self {
             transit,
             continue_bit,
             csg,
             nsg,
-            version_max: bhs.bytes[2],
-            version_active: bhs.bytes[3],
+            version_max: bhs.bytes[VERSION_MAX],
+            version_active: bhs.bytes[VERSION_ACTIVE],
             isid: Isid(isid),
-            tsih: bhs.u16_at(14),
+            tsih: bhs.u16_at(TSIH),
             itt: bhs.itt(),
             sns: StatusSns::read(bhs),
-            status: LoginStatus::from_parts(bhs.bytes[36], bhs.bytes[37])
+            status: LoginStatus::from_parts(bhs.bytes[STATUS_CLASS], bhs.bytes[STATUS_DETAIL])
                 .ok_or(PduError::InvalidField("unknown login status"))?,
             data_segment_length: bhs.data_segment_length(),
         })

@@ -1,7 +1,17 @@
 //! Logout Request (RFC 7143 §11.14) and Logout Response (§11.15).
 
-use super::bhs::{expect_opcode, no_ahs, no_data, require_final};
+use super::bhs::{
+    expect_opcode, no_ahs, no_data, require_final, CID, CMD_SN, EXP_STAT_SN, ITT, RESPONSE,
+};
 use super::{Bhs, Opcode, PduError, StatusSns};
+
+// BHS byte offsets of the fields that only the Logout Response (§11.15) carries; the fields several
+// PDUs share are in bhs.rs.
+
+/// Time2Wait (2 bytes).
+const TIME2WAIT: usize = 40;
+/// Time2Retain (2 bytes).
+const TIME2RETAIN: usize = 42;
 
 /// Logout reason codes (§11.14.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,9 +89,9 @@ impl LogoutRequest {
             immediate: bhs.immediate(),
             reason,
             itt: bhs.itt(),
-            cid: bhs.u16_at(20),
-            cmd_sn: bhs.u32_at(24),
-            exp_stat_sn: bhs.u32_at(28),
+            cid: bhs.u16_at(CID),
+            cmd_sn: bhs.u32_at(CMD_SN),
+            exp_stat_sn: bhs.u32_at(EXP_STAT_SN),
         })
     }
 
@@ -90,10 +100,10 @@ impl LogoutRequest {
     pub fn encode(&self) -> Bhs {
         let mut b = Bhs::with_opcode(Opcode::LogoutRequest, self.immediate);
         b.bytes[1] = 0x80 | self.reason as u8;
-        b.set_u32(16, self.itt);
-        b.set_u16(20, self.cid);
-        b.set_u32(24, self.cmd_sn);
-        b.set_u32(28, self.exp_stat_sn);
+        b.set_u32(ITT, self.itt);
+        b.set_u16(CID, self.cid);
+        b.set_u32(CMD_SN, self.cmd_sn);
+        b.set_u32(EXP_STAT_SN, self.exp_stat_sn);
         b
     }
 }
@@ -119,11 +129,11 @@ impl LogoutResponse {
     pub fn encode(&self) -> Bhs {
         let mut b = Bhs::with_opcode(Opcode::LogoutResponse, false);
         b.bytes[1] = 0x80;
-        b.bytes[2] = self.response as u8;
-        b.set_u32(16, self.itt);
+        b.bytes[RESPONSE] = self.response as u8;
+        b.set_u32(ITT, self.itt);
         self.sns.write(&mut b);
-        b.set_u16(40, self.time2wait_s);
-        b.set_u16(42, self.time2retain_s);
+        b.set_u16(TIME2WAIT, self.time2wait_s);
+        b.set_u16(TIME2RETAIN, self.time2retain_s);
         b
     }
 
@@ -137,12 +147,12 @@ impl LogoutResponse {
         no_ahs(bhs)?;
         no_data(bhs)?;
         Ok(Self {
-            response: LogoutResponseCode::from_u8(bhs.bytes[2])
+            response: LogoutResponseCode::from_u8(bhs.bytes[RESPONSE])
                 .ok_or(PduError::InvalidField("unknown logout response"))?,
             itt: bhs.itt(),
             sns: StatusSns::read(bhs),
-            time2wait_s: bhs.u16_at(40),
-            time2retain_s: bhs.u16_at(42),
+            time2wait_s: bhs.u16_at(TIME2WAIT),
+            time2retain_s: bhs.u16_at(TIME2RETAIN),
         })
     }
 }

@@ -1,6 +1,8 @@
 //! NOP-Out (RFC 7143 §11.18) and NOP-In (§11.19).
 
-use super::bhs::{data_limit, expect_opcode, no_ahs, require_final};
+use super::bhs::{
+    data_limit, expect_opcode, no_ahs, require_final, CMD_SN, EXP_STAT_SN, ITT, LUN, TTT,
+};
 use super::{Bhs, Opcode, PduError, StatusSns, RESERVED_TAG};
 
 /// NOP-Out (§11.18).
@@ -40,9 +42,9 @@ impl NopOut {
             immediate: bhs.immediate(),
             lun: bhs.lun(),
             itt,
-            ttt: bhs.u32_at(20),
-            cmd_sn: bhs.u32_at(24),
-            exp_stat_sn: bhs.u32_at(28),
+            ttt: bhs.u32_at(TTT),
+            cmd_sn: bhs.u32_at(CMD_SN),
+            exp_stat_sn: bhs.u32_at(EXP_STAT_SN),
             data_segment_length,
         })
     }
@@ -53,11 +55,11 @@ impl NopOut {
         let mut b = Bhs::with_opcode(Opcode::NopOut, self.immediate);
         b.bytes[1] = 0x80;
         b.set_lengths(0, self.data_segment_length);
-        b.set_u64(8, self.lun);
-        b.set_u32(16, self.itt);
-        b.set_u32(20, self.ttt);
-        b.set_u32(24, self.cmd_sn);
-        b.set_u32(28, self.exp_stat_sn);
+        b.set_u64(LUN, self.lun);
+        b.set_u32(ITT, self.itt);
+        b.set_u32(TTT, self.ttt);
+        b.set_u32(CMD_SN, self.cmd_sn);
+        b.set_u32(EXP_STAT_SN, self.exp_stat_sn);
         b
     }
 }
@@ -84,9 +86,9 @@ impl NopIn {
         let mut b = Bhs::with_opcode(Opcode::NopIn, false);
         b.bytes[1] = 0x80;
         b.set_lengths(0, self.data_segment_length);
-        b.set_u64(8, self.lun);
-        b.set_u32(16, self.itt);
-        b.set_u32(20, self.ttt);
+        b.set_u64(LUN, self.lun);
+        b.set_u32(ITT, self.itt);
+        b.set_u32(TTT, self.ttt);
         self.sns.write(&mut b);
         b
     }
@@ -102,7 +104,7 @@ impl NopIn {
         Ok(Self {
             lun: bhs.lun(),
             itt: bhs.itt(),
-            ttt: bhs.u32_at(20),
+            ttt: bhs.u32_at(TTT),
             sns: StatusSns::read(bhs),
             data_segment_length: bhs.data_segment_length(),
         })

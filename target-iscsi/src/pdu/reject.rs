@@ -1,7 +1,15 @@
 //! Reject (RFC 7143 §11.17) and its reason codes.
 
-use super::bhs::{expect_opcode, no_ahs, require_final};
+use super::bhs::{expect_opcode, no_ahs, require_final, ITT};
 use super::{Bhs, Opcode, PduError, StatusSns, BHS_LEN, RESERVED_TAG};
+
+// BHS byte offsets of the fields that only the Reject (§11.17) carries; the fields several PDUs
+// share are in bhs.rs.
+
+/// Reason (1 byte).
+const REASON: usize = 2;
+/// DataSN/R2TSN (4 bytes).
+const DATA_SN_OR_R2T_SN: usize = 36;
 
 /// Reject reason codes (RFC 7143 §11.17.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,11 +78,11 @@ impl Reject {
     pub fn encode(&self) -> Bhs {
         let mut b = Bhs::with_opcode(Opcode::Reject, false);
         b.bytes[1] = 0x80;
-        b.bytes[2] = self.reason as u8;
+        b.bytes[REASON] = self.reason as u8;
         b.set_lengths(0, Self::DATA_SEGMENT_LENGTH);
-        b.set_u32(16, RESERVED_TAG);
+        b.set_u32(ITT, RESERVED_TAG);
         self.sns.write(&mut b);
-        b.set_u32(36, self.data_sn_or_r2t_sn);
+        b.set_u32(DATA_SN_OR_R2T_SN, self.data_sn_or_r2t_sn);
         b
     }
 
@@ -96,10 +104,10 @@ impl Reject {
         require_final(bhs)?;
         no_ahs(bhs)?;
         Ok(Self {
-            reason: RejectReason::from_u8(bhs.bytes[2])
+            reason: RejectReason::from_u8(bhs.bytes[REASON])
                 .ok_or(PduError::InvalidField("unknown reject reason"))?,
             sns: StatusSns::read(bhs),
-            data_sn_or_r2t_sn: bhs.u32_at(36),
+            data_sn_or_r2t_sn: bhs.u32_at(DATA_SN_OR_R2T_SN),
         })
     }
 }

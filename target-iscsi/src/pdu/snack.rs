@@ -1,7 +1,15 @@
 //! SNACK Request (RFC 7143 §11.16).
 
-use super::bhs::{expect_opcode, no_ahs, no_data, require_final};
+use super::bhs::{expect_opcode, no_ahs, no_data, require_final, EXP_STAT_SN, ITT, LUN, TTT};
 use super::{Bhs, Opcode, PduError};
+
+// BHS byte offsets of the fields that only the SNACK Request (§11.16) carries; the fields several
+// PDUs share are in bhs.rs.
+
+/// BegRun (4 bytes).
+const BEG_RUN: usize = 40;
+/// RunLength (4 bytes).
+const RUN_LENGTH: usize = 44;
 
 /// SNACK types (§11.16.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,10 +64,10 @@ impl SnackRequest {
             snack_type,
             lun: bhs.lun(),
             itt: bhs.itt(),
-            ttt_or_snack_tag: bhs.u32_at(20),
-            exp_stat_sn: bhs.u32_at(28),
-            beg_run: bhs.u32_at(40),
-            run_length: bhs.u32_at(44),
+            ttt_or_snack_tag: bhs.u32_at(TTT),
+            exp_stat_sn: bhs.u32_at(EXP_STAT_SN),
+            beg_run: bhs.u32_at(BEG_RUN),
+            run_length: bhs.u32_at(RUN_LENGTH),
         })
     }
 
@@ -68,12 +76,12 @@ impl SnackRequest {
     pub fn encode(&self) -> Bhs {
         let mut b = Bhs::with_opcode(Opcode::SnackRequest, false);
         b.bytes[1] = 0x80 | self.snack_type as u8;
-        b.set_u64(8, self.lun);
-        b.set_u32(16, self.itt);
-        b.set_u32(20, self.ttt_or_snack_tag);
-        b.set_u32(28, self.exp_stat_sn);
-        b.set_u32(40, self.beg_run);
-        b.set_u32(44, self.run_length);
+        b.set_u64(LUN, self.lun);
+        b.set_u32(ITT, self.itt);
+        b.set_u32(TTT, self.ttt_or_snack_tag);
+        b.set_u32(EXP_STAT_SN, self.exp_stat_sn);
+        b.set_u32(BEG_RUN, self.beg_run);
+        b.set_u32(RUN_LENGTH, self.run_length);
         b
     }
 }

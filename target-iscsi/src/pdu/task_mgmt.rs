@@ -1,7 +1,18 @@
 //! SCSI Task Management Function Request (RFC 7143 §11.5) and Response (§11.6).
 
-use super::bhs::{expect_opcode, no_ahs, no_data, require_final};
+use super::bhs::{
+    expect_opcode, no_ahs, no_data, require_final, CMD_SN, EXP_DATA_SN, EXP_STAT_SN, ITT, LUN,
+    RESPONSE,
+};
 use super::{Bhs, Opcode, PduError, StatusSns};
+
+// BHS byte offsets of the fields that only the Task Management Function Request (§11.5) carries;
+// the fields several PDUs share are in bhs.rs.
+
+/// Referenced Task Tag (4 bytes).
+const REFERENCED_TASK_TAG: usize = 20;
+/// RefCmdSN (4 bytes).
+const REF_CMD_SN: usize = 32;
 
 /// Task management functions (§11.5.1). Unknown codes are kept so the target can answer
 /// "Task management function not supported".
@@ -155,11 +166,11 @@ impl TaskMgmtRequest {
             function: TmfFunction::from_u8(bhs.bytes[1] & 0x7f),
             lun: bhs.lun(),
             itt: bhs.itt(),
-            referenced_task_tag: bhs.u32_at(20),
-            cmd_sn: bhs.u32_at(24),
-            exp_stat_sn: bhs.u32_at(28),
-            ref_cmd_sn: bhs.u32_at(32),
-            exp_data_sn: bhs.u32_at(36),
+            referenced_task_tag: bhs.u32_at(REFERENCED_TASK_TAG),
+            cmd_sn: bhs.u32_at(CMD_SN),
+            exp_stat_sn: bhs.u32_at(EXP_STAT_SN),
+            ref_cmd_sn: bhs.u32_at(REF_CMD_SN),
+            exp_data_sn: bhs.u32_at(EXP_DATA_SN),
         })
     }
 
@@ -168,13 +179,13 @@ impl TaskMgmtRequest {
     pub fn encode(&self) -> Bhs {
         let mut b = Bhs::with_opcode(Opcode::TaskMgmtRequest, self.immediate);
         b.bytes[1] = 0x80 | self.function.code();
-        b.set_u64(8, self.lun);
-        b.set_u32(16, self.itt);
-        b.set_u32(20, self.referenced_task_tag);
-        b.set_u32(24, self.cmd_sn);
-        b.set_u32(28, self.exp_stat_sn);
-        b.set_u32(32, self.ref_cmd_sn);
-        b.set_u32(36, self.exp_data_sn);
+        b.set_u64(LUN, self.lun);
+        b.set_u32(ITT, self.itt);
+        b.set_u32(REFERENCED_TASK_TAG, self.referenced_task_tag);
+        b.set_u32(CMD_SN, self.cmd_sn);
+        b.set_u32(EXP_STAT_SN, self.exp_stat_sn);
+        b.set_u32(REF_CMD_SN, self.ref_cmd_sn);
+        b.set_u32(EXP_DATA_SN, self.exp_data_sn);
         b
     }
 }
@@ -196,8 +207,8 @@ impl TaskMgmtResponse {
     pub fn encode(&self) -> Bhs {
         let mut b = Bhs::with_opcode(Opcode::TaskMgmtResponse, false);
         b.bytes[1] = 0x80;
-        b.bytes[2] = self.response as u8;
-        b.set_u32(16, self.itt);
+        b.bytes[RESPONSE] = self.response as u8;
+        b.set_u32(ITT, self.itt);
         self.sns.write(&mut b);
         b
     }
@@ -212,7 +223,7 @@ impl TaskMgmtResponse {
         no_ahs(bhs)?;
         no_data(bhs)?;
         Ok(Self {
-            response: TmfResponse::from_u8(bhs.bytes[2])
+            response: TmfResponse::from_u8(bhs.bytes[RESPONSE])
                 .ok_or(PduError::InvalidField("unknown TMF response"))?,
             itt: bhs.itt(),
             sns: StatusSns::read(bhs),

@@ -1,6 +1,6 @@
 //! Text Request (RFC 7143 §11.10) and Text Response (§11.11).
 
-use super::bhs::{data_limit, expect_opcode, no_ahs};
+use super::bhs::{data_limit, expect_opcode, no_ahs, CMD_SN, EXP_STAT_SN, ITT, LUN, TTT};
 use super::{Bhs, Opcode, PduError, StatusSns, RESERVED_TAG};
 
 /// Text Request (§11.10).
@@ -49,9 +49,9 @@ impl TextRequest {
             continue_bit,
             lun: bhs.lun(),
             itt: bhs.itt(),
-            ttt: bhs.u32_at(20),
-            cmd_sn: bhs.u32_at(24),
-            exp_stat_sn: bhs.u32_at(28),
+            ttt: bhs.u32_at(TTT),
+            cmd_sn: bhs.u32_at(CMD_SN),
+            exp_stat_sn: bhs.u32_at(EXP_STAT_SN),
             data_segment_length,
         })
     }
@@ -62,11 +62,11 @@ impl TextRequest {
         let mut b = Bhs::with_opcode(Opcode::TextRequest, self.immediate);
         b.bytes[1] = u8::from(self.final_bit) << 7 | u8::from(self.continue_bit) << 6;
         b.set_lengths(0, self.data_segment_length);
-        b.set_u64(8, self.lun);
-        b.set_u32(16, self.itt);
-        b.set_u32(20, self.ttt);
-        b.set_u32(24, self.cmd_sn);
-        b.set_u32(28, self.exp_stat_sn);
+        b.set_u64(LUN, self.lun);
+        b.set_u32(ITT, self.itt);
+        b.set_u32(TTT, self.ttt);
+        b.set_u32(CMD_SN, self.cmd_sn);
+        b.set_u32(EXP_STAT_SN, self.exp_stat_sn);
         b
     }
 }
@@ -97,9 +97,9 @@ impl TextResponse {
         let mut b = Bhs::with_opcode(Opcode::TextResponse, false);
         b.bytes[1] = u8::from(self.final_bit) << 7 | u8::from(self.continue_bit) << 6;
         b.set_lengths(0, self.data_segment_length);
-        b.set_u64(8, self.lun);
-        b.set_u32(16, self.itt);
-        b.set_u32(20, self.ttt);
+        b.set_u64(LUN, self.lun);
+        b.set_u32(ITT, self.itt);
+        b.set_u32(TTT, self.ttt);
         self.sns.write(&mut b);
         b
     }
@@ -121,7 +121,7 @@ impl TextResponse {
             continue_bit,
             lun: bhs.lun(),
             itt: bhs.itt(),
-            ttt: bhs.u32_at(20),
+            ttt: bhs.u32_at(TTT),
             sns: StatusSns::read(bhs),
             data_segment_length: bhs.data_segment_length(),
         })
