@@ -4,6 +4,7 @@
 //! contends with another.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use drivers::buffer::{IoBuf, SharedBuf};
@@ -314,6 +315,39 @@ impl PartitionState {
     pub fn dirty(&self, index: u64) -> Option<DirtyBlock> {
         self.open.get(index).or_else(|| self.syncing.as_ref().and_then(|s| s.get(index)))
     }
+
+    /// Makes `change` to the open set as one change of the partition: bumps the version and
+    /// takes the change's record sequence number from `sequences` (the pool's), under the
+    /// partition's lock that the caller holds, so sequence numbers order the partition's
+    /// changes. The caller adds the returned `delta_bytes` to the pool's dirty bytes.
+    pub fn change_open(
+        &mut self,
+        sequences: &AtomicU64,
+        change: impl FnOnce(&mut DirtySet) -> i64,
+    ) -> OpenChange {
+        let delta_bytes = change(&mut self.open);
+        self.version += 1;
+        let sequence = sequences.fetch_add(1, Ordering::SeqCst);
+        OpenChange { delta_bytes, sequence, label_txg: self.open_txg }
+    }
+
+    /// Puts `block` at `index` in the open set, as one change (see
+    /// [`PartitionState::change_open`]).
+    pub fn put_open(&mut self, index: u64, block: DirtyBlock, sequences: &AtomicU64) -> OpenChange {
+        self.change_open(sequences, |open| open.put(index, block))
+    }
+}
+
+/// One change to a partition's open set, made by [`PartitionState::change_open`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct OpenChange {
+    /// Change in the data bytes the open set holds.
+    pub delta_bytes: i64,
+    /// The change's intent-log record sequence number.
+    pub sequence: u64,
+    /// Txg the change belongs to (its records' label).
+    pub label_txg: u64,
 }
 
 #[cfg(test)]
@@ -363,6 +397,19 @@ mod tests {
         set.put(200, DirtyBlock::Data(Arc::new(BlockData::copied(&[1u8; 512]))));
         assert_eq!(set.range_change(200, 201), RangeChange::AllData);
         assert_eq!(set.range_change(200, 202), RangeChange::Mixed);
+    }
+
+    #[test]
+    fn open_changes_bump_the_version_and_take_sequences_in_order() {
+        let mut p = PartitionState::new(BlockPointer::default(), 1, 7);
+        let sequences = AtomicU64::new(40);
+        let block = DirtyBlock::Data(Arc::new(BlockData::copied(&[1u8; 4096])));
+        let first = p.put_open(3, block, &sequences);
+        assert_eq!(first, OpenChange { delta_bytes: 4096, sequence: 40, label_txg: 7 });
+        let second = p.change_open(&sequences, |open| open.punch(0, 10));
+        assert_eq!(second, OpenChange { delta_bytes: -4096, sequence: 41, label_txg: 7 });
+        assert_eq!((p.version, sequences.load(Ordering::SeqCst)), (2, 42));
+        assert!(matches!(p.dirty(3), Some(DirtyBlock::Zero)));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! every block they read.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use drivers::buffer::{IoBuf, SharedBuf};
 use drivers::error::IoError;
@@ -441,14 +441,21 @@ impl PoolVolume {
 
     /// Puts `block` at `addr` in the open set; returns (sequence, txg label).
     fn put(&self, addr: BlockAddress, block: DirtyBlock) -> (u64, u64) {
-        let mut p = lock(&self.shared.partitions[addr.partition]);
-        let delta = p.open.put(addr.index, block);
-        p.version += 1;
-        let seq = self.pool.txg.next_record_sequence.fetch_add(1, Ordering::SeqCst);
-        let label = p.open_txg;
+        self.put_locked(lock(&self.shared.partitions[addr.partition]), addr.index, block)
+    }
+
+    /// Puts `block` at `index` in the open set of the partition `p` holds locked, releases the
+    /// lock and counts the change in the pool's dirty bytes; returns (sequence, txg label).
+    fn put_locked(
+        &self,
+        mut p: MutexGuard<'_, PartitionState>,
+        index: u64,
+        block: DirtyBlock,
+    ) -> (u64, u64) {
+        let change = p.put_open(index, block, &self.pool.txg.next_record_sequence);
         drop(p);
-        self.pool.account_dirty(delta);
-        (seq, label)
+        self.pool.account_dirty(change.delta_bytes);
+        (change.sequence, change.label_txg)
     }
 
     /// Applies one piece of a write (`data` is exactly the piece); returns (sequence, txg
@@ -461,36 +468,24 @@ impl PoolVolume {
         let part = &self.shared.partitions[piece.addr.partition];
         loop {
             {
-                let mut p = lock(part);
+                let p = lock(part);
                 if let Some(existing) = p.dirty(piece.addr.index) {
                     let base = match &existing {
                         DirtyBlock::Data(d) => Some(&d.bytes[..]),
                         DirtyBlock::Zero => None,
                     };
                     let block = merge(base, v, piece.block_offset, data);
-                    let delta = p.open.put(piece.addr.index, block);
-                    p.version += 1;
-                    let seq = self.pool.txg.next_record_sequence.fetch_add(1, Ordering::SeqCst);
-                    let label = p.open_txg;
-                    drop(p);
-                    self.pool.account_dirty(delta);
-                    return Ok((seq, label));
+                    return Ok(self.put_locked(p, piece.addr.index, block));
                 }
             }
             let (content, source) = self.block_content(piece.addr, piece.lba).await?;
             let Source::Root(read_root) = source else { continue };
-            let mut p = lock(part);
+            let p = lock(part);
             if p.dirty(piece.addr.index).is_some() || !p.root.same_block(&read_root) {
                 continue;
             }
             let block = merge(content.bytes(), v, piece.block_offset, data);
-            let delta = p.open.put(piece.addr.index, block);
-            p.version += 1;
-            let seq = self.pool.txg.next_record_sequence.fetch_add(1, Ordering::SeqCst);
-            let label = p.open_txg;
-            drop(p);
-            self.pool.account_dirty(delta);
-            return Ok((seq, label));
+            return Ok(self.put_locked(p, piece.addr.index, block));
         }
     }
 
@@ -712,17 +707,16 @@ impl PoolVolume {
             let count = last_block - block;
             let (seq, label) = {
                 let mut p = lock(&self.shared.partitions[addr.partition]);
-                let delta = if pattern.is_none() && count > 4 {
-                    p.open.punch(addr.index, addr.index + count)
-                } else {
-                    (0..count).map(|i| p.open.put(addr.index + i, whole.clone())).sum()
-                };
-                p.version += 1;
-                let seq = self.pool.txg.next_record_sequence.fetch_add(1, Ordering::SeqCst);
-                let label = p.open_txg;
+                let change = p.change_open(&self.pool.txg.next_record_sequence, |open| {
+                    if pattern.is_none() && count > 4 {
+                        open.punch(addr.index, addr.index + count)
+                    } else {
+                        (0..count).map(|i| open.put(addr.index + i, whole.clone())).sum()
+                    }
+                });
                 drop(p);
-                self.pool.account_dirty(delta);
-                (seq, label)
+                self.pool.account_dirty(change.delta_bytes);
+                (change.sequence, change.label_txg)
             };
             max_label = max_label.max(label);
             records.push(LogRecord {
@@ -796,15 +790,16 @@ impl PoolVolume {
                     DirtyBlock::Zero => SharedBuf::zeros(piece.len),
                 };
                 let gi = parts.binary_search(&piece.addr.partition).expect("partition listed");
-                let g = &mut guards[gi];
-                let delta = g.open.put(piece.addr.index, block);
-                g.version += 1;
-                let seq = self.pool.txg.next_record_sequence.fetch_add(1, Ordering::SeqCst);
-                max_label = max_label.max(g.open_txg);
-                self.pool.account_dirty(delta);
+                let change = guards[gi].put_open(
+                    piece.addr.index,
+                    block,
+                    &self.pool.txg.next_record_sequence,
+                );
+                max_label = max_label.max(change.label_txg);
+                self.pool.account_dirty(change.delta_bytes);
                 records.push(LogRecord {
-                    sequence: seq,
-                    label_txg: g.open_txg,
+                    sequence: change.sequence,
+                    label_txg: change.label_txg,
                     dataset_id: self.shared.id,
                     op: LogOp::Write { offset_bytes: piece.lba * l, data },
                 });
