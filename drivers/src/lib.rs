@@ -11,6 +11,7 @@ mod epoll;
 pub mod error;
 pub mod executor;
 pub mod heap;
+pub mod histogram;
 pub mod mailbox;
 pub mod ops;
 pub mod remote;

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use drivers::histogram::{bucket_of, bucket_range, quantile_bucket};
+
 use crate::scsi::cdb::opcode;
 
 /// Latency buckets: bucket `i` holds latencies below `2^i` ns (bucket 0: 0 ns); the last one
@@ -42,17 +44,18 @@ impl Counter {
     }
 }
 
-/// The log2 bucket of a latency.
+/// The log2 bucket of a latency: the shared log-linear bucketing
+/// ([`drivers::histogram::bucket_of`]) at one bit of precision, the longest ones in the last.
 #[must_use]
 pub fn latency_bucket(latency: Duration) -> usize {
     let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
-    (64 - ns.leading_zeros() as usize).min(LATENCY_BUCKETS - 1)
+    bucket_of::<1>(ns).min(LATENCY_BUCKETS - 1)
 }
 
 /// Upper bound of bucket `i` in nanoseconds (`2^i`).
 #[must_use]
 pub fn bucket_upper_ns(i: usize) -> u64 {
-    1u64 << i.min(63)
+    bucket_range::<1>(i.min(63)).1.saturating_add(1)
 }
 
 /// Kind of a SCSI command for the statistics.
@@ -205,22 +208,7 @@ impl DirectionSnapshot {
     /// The upper bound (ns) of the bucket holding quantile `q` (0..=1); None without samples.
     #[must_use]
     pub fn latency_quantile_ns(&self, q: f64) -> Option<u64> {
-        let total: u64 = self.latency.iter().sum();
-        if total == 0 {
-            return None;
-        }
-        // The rank of the quantile, rounded up, at least 1.
-        #[allow(clippy::cast_precision_loss, clippy::cast_sign_loss)]
-        #[allow(clippy::cast_possible_truncation)]
-        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
-        let mut seen = 0;
-        for (i, n) in self.latency.iter().enumerate() {
-            seen += n;
-            if seen >= rank {
-                return Some(bucket_upper_ns(i));
-            }
-        }
-        Some(bucket_upper_ns(LATENCY_BUCKETS - 1))
+        quantile_bucket(&self.latency, q).map(bucket_upper_ns)
     }
 }
 

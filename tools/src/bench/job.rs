@@ -13,11 +13,11 @@ use drivers::error::IoResult;
 use drivers::executor;
 
 use super::args::RwMode;
-use super::histogram::Histogram;
 use super::prng::{splitmix64, Xorshift64};
 use super::stamp::{check_buffer, stamp_buffer};
 use super::target::{ShardIo, Target};
 use super::BenchError;
+use drivers::histogram::Histogram;
 
 /// When a shard stops issuing I/O.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,6 @@
 
 pub mod args;
 pub mod cpu;
-pub mod histogram;
 pub mod job;
 pub mod prng;
 pub mod report;
@@ -27,7 +26,7 @@ use drivers::shard;
 
 use args::BenchArgs;
 use cpu::CpuTimes;
-use histogram::Histogram;
+use drivers::histogram::Histogram;
 use job::{JobConfig, ShardProgress, ShardResult, StopCondition};
 use report::{LatencySummary, Report};
 use target::{FileTarget, OpenOptionsBench, Target, TargetInfo, TargetSpec};

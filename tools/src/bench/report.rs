@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-use super::histogram::Histogram;
 use super::job::ErrorSample;
+use drivers::histogram::Histogram;
 
 /// Latency summary of one direction (nanoseconds).
 #[derive(Debug, Clone, Serialize)]

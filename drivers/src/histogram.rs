@@ -1,13 +1,70 @@
-//! A log-linear latency histogram in the spirit of HdrHistogram: values below 2^SUB_BITS are
-//! counted exactly, above that every power of two is cut into 2^(SUB_BITS-1) equal buckets, so
-//! the relative error is at most 2^-(SUB_BITS-1) (under 1 %). The bucket array is fixed-size and
-//! allocated once; recording is a few integer operations and never allocates.
+//! Log-linear histograms in the spirit of HdrHistogram, the one bucketing that ferrite's
+//! latency figures share: the benchmark's exact-to-1 % histogram ([`Histogram`], 8 bits of
+//! precision) and the per-LUN statistics' log2 buckets (1 bit of precision, see
+//! `target_iscsi::stats`).
+//!
+//! With `P` bits of precision, values below `2^P` are counted exactly; above that every power
+//! of two is cut into `2^(P-1)` equal buckets, so the relative error is at most `2^-(P-1)`.
+//! With `P = 1` bucket `i > 0` holds `[2^(i-1), 2^i)`: plain log2 buckets.
 
-/// Exact linear range is `0..2^SUB_BITS`; each later power of two has `2^(SUB_BITS-1)` buckets.
+/// Buckets that cover every `u64` at `P` bits of precision.
+#[must_use]
+pub const fn bucket_count(precision: u32) -> usize {
+    (64 - precision as usize + 2) * (1 << (precision - 1))
+}
+
+/// The bucket of `value` at `P` bits of precision.
+#[must_use]
+#[inline]
+pub fn bucket_of<const P: u32>(value: u64) -> usize {
+    let half = 1usize << (P - 1);
+    if value < (1 << P) {
+        return value as usize;
+    }
+    let msb = 63 - value.leading_zeros();
+    let shift = msb - (P - 1);
+    let mantissa = (value >> shift) as usize; // in half..2*half
+    shift as usize * half + mantissa
+}
+
+/// Lowest and highest value that land in `bucket` at `P` bits of precision.
+#[must_use]
+pub fn bucket_range<const P: u32>(bucket: usize) -> (u64, u64) {
+    let half = 1usize << (P - 1);
+    if bucket < (1 << P) {
+        return (bucket as u64, bucket as u64);
+    }
+    let shift = (bucket / half - 1) as u32;
+    let mantissa = (bucket % half + half) as u64;
+    let low = mantissa << shift;
+    (low, low + ((1u64 << shift) - 1))
+}
+
+/// The bucket holding the sample of rank `ceil(fraction * total)` (at least 1) in `counts`;
+/// `None` when there is no sample. When the counts end before that rank, the last bucket.
+#[must_use]
+pub fn quantile_bucket(counts: &[u64], fraction: f64) -> Option<usize> {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    #[allow(clippy::cast_precision_loss, clippy::cast_sign_loss)]
+    #[allow(clippy::cast_possible_truncation)]
+    let rank = ((fraction.clamp(0.0, 1.0) * total as f64).ceil() as u64).clamp(1, total);
+    let mut seen = 0u64;
+    for (bucket, count) in counts.iter().enumerate() {
+        seen += count;
+        if seen >= rank {
+            return Some(bucket);
+        }
+    }
+    Some(counts.len() - 1)
+}
+
+/// Precision of [`Histogram`].
 const SUB_BITS: u32 = 8;
-const HALF: usize = 1 << (SUB_BITS - 1);
-/// Buckets needed to cover the whole `u64` range.
-const BUCKETS: usize = (64 - SUB_BITS as usize + 2) * HALF;
+/// Buckets of [`Histogram`].
+const BUCKETS: usize = bucket_count(SUB_BITS);
 
 /// Latency histogram over nanoseconds (any `u64` values really).
 #[derive(Clone)]
@@ -35,27 +92,6 @@ impl std::fmt::Debug for Histogram {
     }
 }
 
-fn bucket_of(value: u64) -> usize {
-    if value < (1 << SUB_BITS) {
-        return value as usize;
-    }
-    let msb = 63 - value.leading_zeros();
-    let shift = msb - (SUB_BITS - 1);
-    let mantissa = (value >> shift) as usize; // in HALF..2*HALF
-    shift as usize * HALF + mantissa
-}
-
-/// Lowest and highest value that land in `bucket`.
-fn bucket_range(bucket: usize) -> (u64, u64) {
-    if bucket < (1 << SUB_BITS) {
-        return (bucket as u64, bucket as u64);
-    }
-    let shift = (bucket / HALF - 1) as u32;
-    let mantissa = (bucket % HALF + HALF) as u64;
-    let low = mantissa << shift;
-    (low, low + ((1u64 << shift) - 1))
-}
-
 impl Histogram {
     /// An empty histogram (one allocation of the fixed bucket array).
     #[must_use]
@@ -72,7 +108,7 @@ impl Histogram {
     /// Counts one value.
     #[inline]
     pub fn record(&mut self, value: u64) {
-        self.counts[bucket_of(value)] += 1;
+        self.counts[bucket_of::<SUB_BITS>(value)] += 1;
         self.total_count += 1;
         self.min_value = self.min_value.min(value);
         self.max_value = self.max_value.max(value);
@@ -129,18 +165,12 @@ impl Histogram {
         if self.total_count == 0 {
             return 0;
         }
-        let fraction = (percentile / 100.0).clamp(0.0, 1.0);
-        let rank = ((fraction * self.total_count as f64).ceil() as u64).clamp(1, self.total_count);
-        let mut seen = 0u64;
-        for (bucket, count) in self.counts.iter().enumerate() {
-            seen += count;
-            if seen >= rank {
-                let (low, high) = bucket_range(bucket);
-                let mid = low + (high - low) / 2;
-                return mid.clamp(self.min_value, self.max_value);
-            }
-        }
-        self.max_value
+        let Some(bucket) = quantile_bucket(&self.counts[..], percentile / 100.0) else {
+            return 0;
+        };
+        let (low, high) = bucket_range::<SUB_BITS>(bucket);
+        let mid = low + (high - low) / 2;
+        mid.clamp(self.min_value, self.max_value)
     }
 }
 
@@ -152,10 +182,10 @@ mod tests {
     fn buckets_are_contiguous_and_cover_u64() {
         let mut expected_low = 0u64;
         for bucket in 0..BUCKETS {
-            let (low, high) = bucket_range(bucket);
+            let (low, high) = bucket_range::<SUB_BITS>(bucket);
             assert_eq!(low, expected_low, "gap before bucket {bucket}");
-            assert_eq!(bucket_of(low), bucket);
-            assert_eq!(bucket_of(high), bucket);
+            assert_eq!(bucket_of::<SUB_BITS>(low), bucket);
+            assert_eq!(bucket_of::<SUB_BITS>(high), bucket);
             if high == u64::MAX {
                 assert_eq!(bucket, BUCKETS - 1);
                 return;
@@ -205,6 +235,18 @@ mod tests {
         assert_eq!(a.min(), 5);
         assert_eq!(a.max(), 1_000_000);
         assert_eq!(a.percentile(50.0), 10);
+    }
+
+    #[test]
+    fn one_bit_of_precision_is_log2() {
+        assert_eq!(bucket_count(1), 65);
+        for v in [0u64, 1, 2, 3, 4, 1000, 1 << 39, u64::MAX] {
+            assert_eq!(bucket_of::<1>(v), 64 - v.leading_zeros() as usize, "{v}");
+        }
+        assert_eq!(bucket_range::<1>(11), (1024, 2047));
+        assert_eq!(quantile_bucket(&[0, 2, 0, 1], 0.5), Some(1));
+        assert_eq!(quantile_bucket(&[0, 2, 0, 1], 0.99), Some(3));
+        assert_eq!(quantile_bucket(&[0, 0], 0.5), None);
     }
 
     #[test]
