@@ -7,6 +7,7 @@
 pub mod atomic_waker;
 pub mod blockdev;
 pub mod buffer;
+pub mod copy_stats;
 mod epoll;
 pub mod error;
 pub mod executor;

@@ -12,7 +12,8 @@ pub mod block_tree;
 pub mod block_volume;
 pub mod cache;
 pub mod compress;
-pub mod copy_stats;
+/// Payload copy counters; they live beside the buffers they count, in `drivers`.
+pub use drivers::copy_stats;
 pub mod dataset;
 pub mod ddt;
 pub mod device_volume;
