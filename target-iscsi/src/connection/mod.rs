@@ -1,0 +1,312 @@
+//! One iSCSI connection in the full-feature phase (RFC 7143 §4, §11).
+//!
+//! The connection's reader task receives PDUs (header first, then the data segment straight
+//! into the buffer the command will hand to the volume), keeps the CmdSN window, and starts one
+//! task per SCSI command. Command tasks collect their Data-Out (immediate, unsolicited, then
+//! solicited by R2T), execute through the SCSI layer and queue their response on the writer.
+//! Everything here runs on one shard; shared state is `Rc`/`Cell`.
+//!
+//! A PDU's way through, file by file:
+//! - `receive.rs`: a PDU header, then its data segment (into the command's buffer, a small
+//!   copy, or dropped);
+//! - `dispatch.rs`: the reader loop, which routes each PDU to its handler by opcode;
+//! - `command.rs`: a SCSI Command admitted, prepared, its immediate data received, and its
+//!   task started;
+//! - `data_out.rs`: the task's Data-Out collected (unsolicited, then solicited by R2T);
+//! - `respond.rs`: the task's Data-In and SCSI Response;
+//! - `control.rs`: NOP-Out, task management, text and logout.
+//!
+//! This file holds the connection's state ([`Conn`]), the full-feature phase's entry point
+//! and the keepalive.
+
+mod command;
+mod control;
+mod data_out;
+mod dispatch;
+mod receive;
+mod respond;
+#[cfg(test)]
+mod tests;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use drivers::error::IoError;
+use drivers::executor::{self, JoinHandle};
+
+use crate::pdu::{Bhs, NopIn, Reject, RejectReason, StatusSns, RESERVED_TAG};
+use crate::scsi::nexus::ItNexus;
+use crate::server::{Server, TargetNode};
+use crate::stats::{ConnRecorder, IoKind};
+use crate::writer::{Digests, OutData, OutItem, Sender};
+
+use data_out::DataCollect;
+use dispatch::reader_loop;
+pub(crate) use receive::{recv_header, recv_small};
+
+/// Parameters of the full-feature phase, from login negotiation.
+#[derive(Debug, Clone, Copy)]
+pub struct FfpParams {
+    /// MaxRecvDataSegmentLength the initiator declared (limits our Data-In and text PDUs).
+    pub initiator_max_recv_segment: u32,
+    /// MaxRecvDataSegmentLength we declared (limits what we accept).
+    pub target_max_recv_segment: u32,
+    /// FirstBurstLength.
+    pub first_burst_length: u32,
+    /// MaxBurstLength.
+    pub max_burst_length: u32,
+    /// MaxOutstandingR2T.
+    pub max_outstanding_r2t: u32,
+    /// ImmediateData.
+    pub immediate_data: bool,
+    /// InitialR2T.
+    pub initial_r2t: bool,
+    /// Digests.
+    pub digests: Digests,
+}
+
+/// Keepalive timing: a NOP-In after `interval` without traffic; the connection is dropped when
+/// its answer has not come within `timeout`.
+#[derive(Debug, Clone, Copy)]
+pub struct Keepalive {
+    /// Idle time before a NOP-In ping.
+    pub interval: Duration,
+    /// Time allowed for the NOP-Out answer.
+    pub timeout: Duration,
+}
+
+/// What the login phase established.
+pub struct Established {
+    /// Negotiated parameters.
+    pub params: FfpParams,
+    /// The target (None for a discovery session).
+    pub target: Option<Arc<TargetNode>>,
+    /// I_T nexus of the session.
+    pub nexus: ItNexus,
+    /// TSIH given to the session.
+    pub tsih: u16,
+    /// StatSN to use for the next status PDU.
+    pub stat_sn: u32,
+    /// ExpCmdSN after login.
+    pub exp_cmd_sn: u32,
+    /// Portal group tag of the portal the connection came in on.
+    pub tpgt: u16,
+}
+
+/// Why the connection ended.
+#[derive(Debug)]
+pub enum ConnEnd {
+    /// Logout completed.
+    Logout,
+    /// The peer closed or the socket failed.
+    Io(IoError),
+    /// A PDU could not be parsed or broke the protocol; the connection was dropped.
+    Protocol(String),
+    /// A keepalive went unanswered.
+    KeepaliveTimeout,
+    /// The initiator asked for a TARGET COLD RESET, which ends the session.
+    ColdReset,
+}
+
+/// Commands the target accepts at once beyond ExpCmdSN (advertised through MaxCmdSN).
+pub const QUEUE_DEPTH: u32 = 128;
+
+/// Largest data segment we ever accept, whatever was negotiated.
+const MAX_ACCEPTED_DSL: u32 = 16 << 20;
+
+struct Task {
+    lun: u64,
+    handle: Option<JoinHandle<()>>,
+    collect: Option<DataCollect>,
+    /// Set once the response is queued; aborting then does nothing.
+    done: bool,
+}
+
+/// Per-connection state shared by the reader and the command tasks.
+pub struct Conn {
+    fd: RawFd,
+    server: Arc<Server>,
+    sender: Sender,
+    digests: Rc<Cell<Digests>>,
+    params: FfpParams,
+    target: Option<Arc<TargetNode>>,
+    nexus: ItNexus,
+    stat_sn: Cell<u32>,
+    exp_cmd_sn: Cell<u32>,
+    tasks: RefCell<HashMap<u32, Task>>,
+    next_ttt: Cell<u32>,
+    last_rx: Cell<Instant>,
+    ping: Cell<Option<(u32, Instant)>>,
+    stats: ConnRecorder,
+}
+
+/// A SCSI command between its PDU and its response, for the statistics: it leaves the queue
+/// depth when completed, or when dropped (the task was aborted).
+struct InFlight {
+    conn: Rc<Conn>,
+    lun: u64,
+    started: Instant,
+    done: bool,
+}
+
+impl InFlight {
+    fn new(conn: &Rc<Conn>, lun: u64, started: Instant) -> InFlight {
+        conn.stats.begin(lun);
+        InFlight { conn: Rc::clone(conn), lun, started, done: false }
+    }
+
+    fn complete(mut self, kind: IoKind, bytes: u64, good: bool) {
+        self.done = true;
+        self.conn.stats.end(self.lun, self.started, Some((kind, bytes, good)));
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if !self.done {
+            self.conn.stats.end(self.lun, self.started, None);
+        }
+    }
+}
+
+impl Conn {
+    fn sns(&self, advance_stat_sn: bool) -> StatusSns {
+        let outstanding = self.tasks.borrow().len();
+        self.sns_with(outstanding, advance_stat_sn)
+    }
+
+    /// Sequence numbers for an outgoing PDU with `outstanding` tasks in the window.
+    fn sns_with(&self, outstanding: usize, advance_stat_sn: bool) -> StatusSns {
+        let stat_sn = self.stat_sn.get();
+        if advance_stat_sn {
+            self.stat_sn.set(stat_sn.wrapping_add(1));
+        }
+        let outstanding = u32::try_from(outstanding).unwrap_or(u32::MAX);
+        let window = QUEUE_DEPTH.saturating_sub(outstanding).max(1);
+        let exp = self.exp_cmd_sn.get();
+        StatusSns { stat_sn, exp_cmd_sn: exp, max_cmd_sn: exp.wrapping_add(window - 1) }
+    }
+
+    /// A non-immediate PDU that is not a SCSI command (NOP-Out, task management, text,
+    /// logout) takes its CmdSN when it is the next one expected.
+    fn consume_cmd_sn(&self, immediate: bool, cmd_sn: u32) {
+        let exp = self.exp_cmd_sn.get();
+        if !immediate && cmd_sn == exp {
+            self.exp_cmd_sn.set(exp.wrapping_add(1));
+        }
+    }
+
+    fn alloc_ttt(&self) -> u32 {
+        let mut t = self.next_ttt.get().wrapping_add(1);
+        if t == RESERVED_TAG {
+            t = 1;
+        }
+        self.next_ttt.set(t);
+        t
+    }
+
+    fn reject(&self, reason: RejectReason, header: &Bhs) {
+        let sns = self.sns(true);
+        let reject = Reject { reason, sns, data_sn_or_r2t_sn: 0 };
+        self.sender.push(OutItem::Pdu(reject.encode(), OutData::Bytes(header.bytes.to_vec())));
+    }
+}
+
+/// Runs the full-feature phase until logout, error or keepalive timeout.
+pub async fn full_feature_phase(
+    fd: RawFd,
+    server: Arc<Server>,
+    sender: Sender,
+    digests: Rc<Cell<Digests>>,
+    est: Established,
+    keepalive: Keepalive,
+) -> ConnEnd {
+    // Digests start with the first PDU after the final Login Response (RFC 7143 §13.1):
+    // the writer switches in queue order, the reader from its next header on.
+    digests.set(est.params.digests);
+    sender.push(OutItem::SetDigests(est.params.digests));
+    let target_name = est.target.as_ref().map_or(String::new(), |t| t.name.clone());
+    let registered = server.stats.connection_started(
+        est.tsih,
+        &est.nexus.initiator_name,
+        &target_name,
+        executor::current_shard(),
+    );
+    let stats = ConnRecorder::new(Arc::clone(&server.stats), registered);
+    let conn = Rc::new(Conn {
+        fd,
+        server,
+        sender,
+        digests,
+        params: est.params,
+        target: est.target,
+        nexus: est.nexus,
+        stat_sn: Cell::new(est.stat_sn),
+        exp_cmd_sn: Cell::new(est.exp_cmd_sn),
+        tasks: RefCell::new(HashMap::new()),
+        next_ttt: Cell::new(0),
+        last_rx: Cell::new(Instant::now()),
+        ping: Cell::new(None),
+        stats,
+    });
+    let pinger = executor::spawn(keepalive_loop(Rc::clone(&conn), keepalive));
+    let end = reader_loop(&conn).await;
+    pinger.abort();
+    // Abort every task still running; their buffers return when the kernel is done.
+    let tasks: Vec<Task> = conn.tasks.borrow_mut().drain().map(|(_, t)| t).collect();
+    for task in tasks {
+        if let Some(h) = task.handle {
+            h.abort();
+        }
+    }
+    if let Some(target) = &conn.target {
+        target.scsi.nexus_lost(conn.nexus.nexus_id);
+    }
+    end
+}
+
+async fn keepalive_loop(conn: Rc<Conn>, keepalive: Keepalive) {
+    loop {
+        executor::sleep(keepalive.interval.min(Duration::from_secs(1))).await;
+        let now = Instant::now();
+        if let Some((_, sent)) = conn.ping.get() {
+            if now.duration_since(sent) > keepalive.timeout {
+                // No answer: drop the connection; the reader sees the shutdown.
+                // SAFETY: shutdown(2) on our own open socket.
+                unsafe { libc::shutdown(conn.fd, libc::SHUT_RDWR) };
+                return;
+            }
+            continue;
+        }
+        if now.duration_since(conn.last_rx.get()) >= keepalive.interval {
+            let ttt = conn.alloc_ttt();
+            conn.ping.set(Some((ttt, now)));
+            let sns = conn.sns(false);
+            let nop = NopIn { lun: 0, itt: RESERVED_TAG, ttt, sns, data_segment_length: 0 };
+            conn.sender.push(OutItem::Pdu(nop.encode(), OutData::None));
+        }
+    }
+}
+
+/// The 8-byte LUN field to a flat LUN number (SAM-5 peripheral / flat addressing).
+fn decode_lun(raw: u64) -> u64 {
+    let top = (raw >> 48) as u16;
+    match top >> 14 {
+        0 => u64::from(top & 0x00ff),
+        1 => u64::from(top & 0x3fff),
+        _ => u64::from(top),
+    }
+}
+
+/// Flat-space LUN encoding for responses.
+fn encode_lun(lun: u64) -> u64 {
+    if lun < 256 {
+        lun << 48
+    } else {
+        ((0x4000 | (lun & 0x3fff)) << 48) & 0xffff_0000_0000_0000
+    }
+}

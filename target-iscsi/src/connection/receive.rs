@@ -1,0 +1,138 @@
+//! Receiving PDUs from the socket: the header (BHS, AHS, header digest), then the data
+//! segment straight into the buffer it is meant for, or into a small owned copy, or dropped.
+
+use std::os::fd::RawFd;
+
+use drivers::buffer::IoBuf;
+use drivers::error::IoError;
+use drivers::ops;
+use engine::copy_stats::{self, CopyPath};
+
+use super::ConnEnd;
+use crate::digest;
+use crate::pdu::{padded_len, Bhs, BHS_LEN};
+
+/// Receives one PDU header (BHS, AHS, header digest) into `hdr`.
+pub(crate) async fn recv_header(
+    fd: RawFd,
+    mut hdr: IoBuf,
+    header_digest: bool,
+) -> (Result<(Bhs, usize), ConnEnd>, IoBuf) {
+    let (res, back) = ops::recv_exact(fd, hdr, 0..BHS_LEN).await;
+    hdr = back;
+    if let Err(e) = res {
+        return (Err(ConnEnd::Io(e)), hdr);
+    }
+    let Some(bhs) = Bhs::from_slice(&hdr[..BHS_LEN]) else {
+        return (Err(ConnEnd::Protocol("short header".into())), hdr);
+    };
+    let ahs_bytes = usize::from(bhs.total_ahs_length_words()) * 4;
+    let digest_bytes = if header_digest { 4 } else { 0 };
+    let total = BHS_LEN + ahs_bytes + digest_bytes;
+    if total > hdr.len() {
+        return (Err(ConnEnd::Protocol("AHS too long".into())), hdr);
+    }
+    if total > BHS_LEN {
+        let (res, back) = ops::recv_exact(fd, hdr, BHS_LEN..total).await;
+        hdr = back;
+        if let Err(e) = res {
+            return (Err(ConnEnd::Io(e)), hdr);
+        }
+    }
+    if header_digest {
+        let wire = [hdr[total - 4], hdr[total - 3], hdr[total - 2], hdr[total - 1]];
+        if digest::verify_header_digest(&hdr[..BHS_LEN + ahs_bytes], wire).is_err() {
+            // The lengths in a header that failed its digest cannot be trusted: drop the
+            // connection (RFC 7143 §7.8).
+            return (Err(ConnEnd::Protocol("header digest error".into())), hdr);
+        }
+    }
+    (Ok((bhs, ahs_bytes)), hdr)
+}
+
+/// Receives a data segment of `len` bytes (plus padding and digest) into `buf[offset..]`.
+/// Returns Ok(false) on a data digest mismatch.
+pub(crate) async fn recv_data_into(
+    fd: RawFd,
+    buf: IoBuf,
+    offset: usize,
+    len: usize,
+    data_digest: bool,
+) -> (Result<bool, IoError>, IoBuf) {
+    let (res, buf) = ops::recv_exact(fd, buf, offset..offset + len).await;
+    if let Err(e) = res {
+        return (Err(e), buf);
+    }
+    let tail_len = padded_len(len) - len + if data_digest { 4 } else { 0 };
+    if tail_len == 0 {
+        return (Ok(true), buf);
+    }
+    let tail = IoBuf::zeroed(8);
+    let (res, tail) = ops::recv_exact(fd, tail, 0..tail_len).await;
+    if let Err(e) = res {
+        return (Err(e), buf);
+    }
+    if data_digest {
+        let d = tail_len - 4;
+        let wire = [tail[d], tail[d + 1], tail[d + 2], tail[d + 3]];
+        let ok = digest::verify_data_digest(&buf[offset..offset + len], wire).is_ok();
+        return (Ok(ok), buf);
+    }
+    (Ok(true), buf)
+}
+
+/// Receives a small data segment into a new Vec (login and text keys, ping data), a copy
+/// counted on [`CopyPath::IscsiReceive`]; Ok(None) on digest error.
+pub(crate) async fn recv_small(
+    fd: RawFd,
+    len: usize,
+    data_digest: bool,
+) -> Result<Option<Vec<u8>>, IoError> {
+    if len == 0 {
+        return Ok(Some(Vec::new()));
+    }
+    let buf = IoBuf::zeroed(len);
+    let (res, buf) = recv_data_into(fd, buf, 0, len, data_digest).await;
+    if !res? {
+        return Ok(None);
+    }
+    copy_stats::record(CopyPath::IscsiReceive, len);
+    Ok(Some(buf.to_vec()))
+}
+
+/// Receives the rest of a data segment of `dsl` bytes whose first `kept.len()` bytes were
+/// received into `kept`: the remaining data (dropped), the padding and the digest. Returns
+/// Ok(false) on a data digest mismatch (the digest covers the whole segment).
+pub(super) async fn recv_segment_tail(
+    fd: RawFd,
+    kept: &[u8],
+    dsl: usize,
+    data_digest: bool,
+) -> Result<bool, IoError> {
+    let tail_len = padded_len(dsl) - kept.len() + if data_digest { 4 } else { 0 };
+    if tail_len == 0 {
+        return Ok(true);
+    }
+    let tail = IoBuf::zeroed(tail_len);
+    let (res, tail) = ops::recv_exact(fd, tail, 0..tail_len).await;
+    res?;
+    if !data_digest {
+        return Ok(true);
+    }
+    let rest = &tail[..dsl - kept.len()];
+    let computed = digest::data_digest_parts(&[kept, rest]);
+    Ok(tail[tail_len - 4..] == computed)
+}
+
+pub(super) async fn discard_data(fd: RawFd, len: usize, data_digest: bool) -> Result<(), IoError> {
+    let mut remaining = padded_len(len) + if data_digest { 4 } else { 0 };
+    let mut scratch = IoBuf::zeroed(64 * 1024);
+    while remaining > 0 {
+        let n = remaining.min(scratch.len());
+        let (res, back) = ops::recv_exact(fd, scratch, 0..n).await;
+        scratch = back;
+        res?;
+        remaining -= n;
+    }
+    Ok(())
+}
