@@ -16,9 +16,8 @@
 //!   in any order. The login phase is not run (the session is established directly), so digests
 //!   are off and the negotiated parameters come from byte 0 of the input.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +39,7 @@ use crate::scsi::nexus::ItNexus;
 use crate::scsi::{LogicalUnit, LunConfig, ScsiTarget};
 use crate::server::{Server, TargetNode};
 use crate::text::{parse_binary, parse_number, parse_pairs};
+use crate::transport::tcp::TcpTransport;
 use crate::writer::{self, Digests};
 
 /// The target's name without CHAP.
@@ -319,13 +319,13 @@ fn run_connection(data: &[u8]) -> Option<(ConnEnd, usize)> {
         let server = Arc::clone(&h.server);
         let fd = ours.as_raw_fd();
         let end = h.reactor.block_on(async move {
-            let (sender, writer_fut) = writer::writer(fd);
+            let transport = TcpTransport::new(fd);
+            let (sender, writer_fut) = writer::writer(&transport);
             let writer_task = executor::spawn(writer_fut);
-            let digests = Rc::new(Cell::new(Digests::default()));
             let keepalive =
                 Keepalive { interval: Duration::from_secs(60), timeout: Duration::from_secs(60) };
             let end =
-                connection::full_feature_phase(fd, server, sender.clone(), digests, est, keepalive)
+                connection::full_feature_phase(transport, server, sender.clone(), est, keepalive)
                     .await;
             sender.close();
             let _ = executor::timeout_after(Duration::from_secs(5), writer_task).await;

@@ -17,4 +17,5 @@ pub mod server;
 pub mod session;
 pub mod stats;
 pub mod text;
+pub mod transport;
 pub mod writer;

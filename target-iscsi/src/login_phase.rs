@@ -1,9 +1,7 @@
-//! A connection from accept to close: the login phase over the socket, session registration,
-//! then the full-feature phase.
+//! A connection from accept to close: the login phase over its transport, session
+//! registration, then the full-feature phase.
 
-use std::cell::Cell;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::rc::Rc;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,10 +18,13 @@ use crate::pdu::{LoginRequest, LoginStatus, Opcode, StatusSns};
 use crate::scsi::nexus::ItNexus;
 use crate::server::{Portal, Server};
 use crate::session::SessionKey;
+use crate::transport::tcp::{self, TcpTransport};
+use crate::transport::Transport;
 use crate::writer::{self, Digests, OutData, OutItem, Sender};
 
-/// Serves one accepted connection until it ends. `pending` is the connection's place among
-/// those that have not logged in (`admission.rs`); it is given back once the login completes.
+/// Serves one accepted TCP connection until it ends, then closes its socket. `pending` is the
+/// connection's place among those that have not logged in (`admission.rs`); it is given back
+/// once the login completes.
 pub async fn serve_connection(
     server: Arc<Server>,
     fd: OwnedFd,
@@ -31,14 +32,26 @@ pub async fn serve_connection(
     shard: usize,
     pending: PendingLogin,
 ) {
-    let raw = fd.as_raw_fd();
+    let transport = TcpTransport::new(fd.as_raw_fd());
+    serve(server, transport, portal, shard, pending).await;
+    tcp::close(fd).await;
+}
+
+/// Serves one connection over `transport` until it ends: login, then the full-feature phase.
+async fn serve<T: Transport>(
+    server: Arc<Server>,
+    transport: T,
+    portal: Portal,
+    shard: usize,
+    pending: PendingLogin,
+) {
     let source = pending.source();
-    let digests = Rc::new(Cell::new(Digests::default()));
-    let (sender, writer_fut) = writer::writer(raw);
+    let (sender, writer_fut) = writer::writer(&transport);
     let writer_task = executor::spawn(writer_fut);
     let limits = *server.admission.limits();
     let mut login = Login::new();
-    let exchange = login_phase(&server, raw, &sender, portal, &mut login, limits.first_pdu_timeout);
+    let exchange =
+        login_phase(&server, &transport, &sender, portal, &mut login, limits.first_pdu_timeout);
     let ended = executor::timeout_after(limits.login_timeout, exchange)
         .await
         .unwrap_or(LoginEnd::Failed { reason: FailureReason::Timeout, answer: None });
@@ -48,10 +61,9 @@ pub async fn serve_connection(
             drop(pending);
             let tsih = established.tsih;
             let end = connection::full_feature_phase(
-                raw,
+                transport.clone(),
                 Arc::clone(&server),
                 sender.clone(),
-                Rc::clone(&digests),
                 established,
                 server.keepalive,
             )
@@ -85,11 +97,9 @@ pub async fn serve_connection(
     sender.close();
     let _ = executor::timeout_after(Duration::from_secs(2), writer_task).await;
     if let Some(tsih) = registered {
-        server.sessions.remove(tsih, raw);
+        server.sessions.remove(tsih, transport.registry_handle());
     }
-    // SAFETY: shutdown(2) on our own socket before it is closed.
-    unsafe { libc::shutdown(raw, libc::SHUT_RDWR) };
-    let _ = drivers::ops::close(fd).await;
+    transport.shutdown();
 }
 
 /// The target label of a failed login: a configured target's name, `discovery`, or empty.
@@ -122,12 +132,12 @@ fn to_digests(header: DigestKind, data: DigestKind) -> Digests {
 }
 
 /// Receives one Login Request and its data segment.
-async fn recv_login_request(
-    fd: RawFd,
+async fn recv_login_request<T: Transport>(
+    transport: &T,
     hdr: IoBuf,
     stat_sn: u32,
 ) -> (Result<(LoginRequest, Vec<u8>), LoginEnd>, IoBuf) {
-    let (res, hdr) = connection::recv_header(fd, hdr, false).await;
+    let (res, hdr) = transport.recv_header(hdr).await;
     let bhs = match res {
         Ok((bhs, _)) => bhs,
         Err(ConnEnd::Protocol(_)) => return (Err(LoginEnd::protocol(None)), hdr),
@@ -141,7 +151,7 @@ async fn recv_login_request(
         let answer = fail_item(&bhs, LoginStatus::InitiatorError, stat_sn);
         return (Err(LoginEnd::protocol(Some(answer))), hdr);
     };
-    match connection::recv_small(fd, bhs.data_segment_length() as usize, false).await {
+    match transport.recv_small(bhs.data_segment_length() as usize).await {
         Ok(Some(data)) => (Ok((req, data)), hdr),
         _ => (Err(LoginEnd::Closed), hdr),
     }
@@ -149,9 +159,9 @@ async fn recv_login_request(
 
 /// Runs the login exchange: the first PDU must arrive within `first_pdu_timeout`. Ends with
 /// the established session, or with the failure and its response still to be sent.
-async fn login_phase(
+async fn login_phase<T: Transport>(
     server: &Arc<Server>,
-    fd: RawFd,
+    transport: &T,
     sender: &Sender,
     portal: Portal,
     login: &mut Login,
@@ -161,7 +171,7 @@ async fn login_phase(
     let mut stat_sn: u32 = 1;
     let mut first = true;
     loop {
-        let next = recv_login_request(fd, hdr, stat_sn);
+        let next = recv_login_request(transport, hdr, stat_sn);
         let (res, back) = if first {
             first = false;
             match executor::timeout_after(first_pdu_timeout, next).await {
@@ -227,7 +237,8 @@ async fn login_phase(
                     target_name: target_name.to_ascii_lowercase(),
                 };
                 let shard = executor::current_shard();
-                let (tsih, _reinstated) = server.sessions.register(key, fd, shard);
+                let (tsih, _reinstated) =
+                    server.sessions.register(key, transport.registry_handle(), shard);
                 let mut response = reply.response;
                 response.tsih = tsih;
                 sender.push(reply_item(response, reply.text));

@@ -13,13 +13,13 @@ use engine::copy_stats::{self, CopyPath};
 
 use super::data_out::{collect_data, Collected, DataCollect};
 use super::dispatch::{pdu_error_reason, skip, Step};
-use super::receive::{recv_data_into, recv_segment_tail};
 use super::respond::respond;
 use super::{decode_lun, Conn, InFlight, Task};
 use crate::pdu::{Ahs, Bhs, Cdb, RejectReason, ScsiCommand, RESERVED_TAG};
 use crate::scsi::status::{CommandResult, DataDirection};
 use crate::server::TargetNode;
 use crate::stats::IoKind;
+use crate::transport::Transport;
 
 /// A command the connection accepted: in the CmdSN window, for a target, with a new task tag
 /// and a well-formed CDB.
@@ -39,8 +39,8 @@ struct Transfer {
     early: Option<CommandResult>,
 }
 
-pub(super) async fn on_scsi_command(
-    conn: &Rc<Conn>,
+pub(super) async fn on_scsi_command<T: Transport>(
+    conn: &Rc<Conn<T>>,
     bhs: &Bhs,
     ahs: &[u8],
 ) -> Result<Step, IoError> {
@@ -68,7 +68,7 @@ pub(super) async fn on_scsi_command(
 
 /// Checks a command PDU in the order RFC 7143 asks for; the CmdSN is taken once it is the
 /// next one expected, even when a later check rejects the command.
-fn admit(conn: &Conn, bhs: &Bhs, ahs: &[u8]) -> Result<Admitted, RejectReason> {
+fn admit<T: Transport>(conn: &Conn<T>, bhs: &Bhs, ahs: &[u8]) -> Result<Admitted, RejectReason> {
     let dsl = bhs.data_segment_length();
     let cmd = ScsiCommand::parse(bhs, conn.params.target_max_recv_segment)
         .map_err(|e| pdu_error_reason(&e))?;
@@ -101,7 +101,7 @@ fn admit(conn: &Conn, bhs: &Bhs, ahs: &[u8]) -> Result<Admitted, RejectReason> {
 }
 
 /// Decides how much data the command takes before soliciting any.
-fn plan_transfer(conn: &Conn, admitted: &Admitted, lun: u64) -> Transfer {
+fn plan_transfer<T: Transport>(conn: &Conn<T>, admitted: &Admitted, lun: u64) -> Transfer {
     let cmd = &admitted.cmd;
     let prepared = admitted.target.scsi.prepare(
         &conn.nexus,
@@ -142,30 +142,25 @@ fn data_buffer(wanted: u32) -> Option<IoBuf> {
 
 /// Receives the command's `dsl` bytes of immediate data: what the command takes lands straight
 /// in its buffer, the excess is dropped. Ok(false) on a data digest error.
-async fn recv_immediate(
-    conn: &Conn,
+async fn recv_immediate<T: Transport>(
+    conn: &Conn<T>,
     buf: &mut Option<IoBuf>,
     dsl: u32,
     wanted: u32,
 ) -> Result<bool, IoError> {
     let take = dsl.min(wanted);
-    if let Some(b) = buf.take() {
-        if take > 0 {
-            let (res, b) = recv_data_into(conn.fd, b, 0, take as usize, false).await;
-            *buf = Some(b);
-            res?;
-        } else {
-            *buf = Some(b);
-        }
-    }
-    // Excess immediate data (beyond what the command takes), pad and digest.
-    let digest_on = conn.digests.get().data;
-    let kept = buf.as_ref().map_or(&[][..], |b| &b[..take as usize]);
-    recv_segment_tail(conn.fd, kept, dsl as usize, digest_on).await
+    let (res, back) = conn.transport.recv_immediate(buf.take(), take as usize, dsl as usize).await;
+    *buf = back;
+    res
 }
 
 /// The collection state of a command that takes Data-Out (or has unsolicited data coming).
-fn new_collect(conn: &Conn, cmd: &ScsiCommand, wanted: u32, received: u32) -> Option<DataCollect> {
+fn new_collect<T: Transport>(
+    conn: &Conn<T>,
+    cmd: &ScsiCommand,
+    wanted: u32,
+    received: u32,
+) -> Option<DataCollect> {
     let unsolicited_open = cmd.write && !cmd.final_bit;
     (wanted > 0 || unsolicited_open).then(|| DataCollect {
         buf: None,
@@ -188,8 +183,8 @@ fn new_collect(conn: &Conn, cmd: &ScsiCommand, wanted: u32, received: u32) -> Op
 }
 
 /// Registers the task and spawns it: collect the Data-Out, execute, respond.
-fn start_task(
-    conn: &Rc<Conn>,
+fn start_task<T: Transport>(
+    conn: &Rc<Conn<T>>,
     admitted: Admitted,
     lun: u64,
     transfer: Transfer,

@@ -8,16 +8,19 @@ use drivers::error::IoError;
 use drivers::executor;
 
 use super::dispatch::{pdu_error_reason, skip, Step};
-use super::receive::recv_small;
 use super::{decode_lun, Conn, ConnEnd, Task};
 use crate::pdu::{
     Bhs, LogoutRequest, LogoutResponse, LogoutResponseCode, NopIn, NopOut, RejectReason,
     TaskMgmtRequest, TaskMgmtResponse, TextRequest, TextResponse, TmfFunction, TmfResponse,
     RESERVED_TAG,
 };
+use crate::transport::Transport;
 use crate::writer::{OutData, OutItem};
 
-pub(super) async fn on_nop_out(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
+pub(super) async fn on_nop_out<T: Transport>(
+    conn: &Rc<Conn<T>>,
+    bhs: &Bhs,
+) -> Result<Step, IoError> {
     let dsl = bhs.data_segment_length();
     let nop = match NopOut::parse(bhs, conn.params.target_max_recv_segment) {
         Ok(n) => n,
@@ -27,7 +30,7 @@ pub(super) async fn on_nop_out(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoErr
         }
     };
     conn.consume_cmd_sn(nop.immediate, nop.cmd_sn);
-    let Some(data) = recv_small(conn.fd, dsl as usize, conn.digests.get().data).await? else {
+    let Some(data) = conn.transport.recv_small(dsl as usize).await? else {
         conn.reject(RejectReason::DataDigestError, bhs);
         return Ok(Step::Continue);
     };
@@ -48,7 +51,10 @@ pub(super) async fn on_nop_out(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoErr
     Ok(Step::Continue)
 }
 
-pub(super) async fn on_task_mgmt(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
+pub(super) async fn on_task_mgmt<T: Transport>(
+    conn: &Rc<Conn<T>>,
+    bhs: &Bhs,
+) -> Result<Step, IoError> {
     let req = match TaskMgmtRequest::parse(bhs) {
         Ok(r) => r,
         Err(e) => {
@@ -103,14 +109,14 @@ pub(super) async fn on_task_mgmt(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoE
     if let (TmfFunction::TargetColdReset, Some(target)) = (req.function, &conn.target) {
         // A cold reset ends every session of the target once the response is sent
         // (RFC 7143 §11.5.1): the others now, this one after the writer has flushed.
-        conn.server.sessions.close_target(&target.name, conn.fd);
+        conn.server.sessions.close_target(&target.name, conn.transport.registry_handle());
         conn.sender.close();
         return Ok(Step::Stop(ConnEnd::ColdReset));
     }
     Ok(Step::Continue)
 }
 
-fn abort_where(conn: &Conn, pred: impl Fn(&Task) -> bool) {
+fn abort_where<T: Transport>(conn: &Conn<T>, pred: impl Fn(&Task) -> bool) {
     let victims: Vec<u32> =
         conn.tasks.borrow().iter().filter(|(_, t)| pred(t)).map(|(itt, _)| *itt).collect();
     for itt in victims {
@@ -121,7 +127,7 @@ fn abort_where(conn: &Conn, pred: impl Fn(&Task) -> bool) {
     }
 }
 
-pub(super) async fn on_text(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
+pub(super) async fn on_text<T: Transport>(conn: &Rc<Conn<T>>, bhs: &Bhs) -> Result<Step, IoError> {
     let dsl = bhs.data_segment_length();
     let req = match TextRequest::parse(bhs, conn.params.target_max_recv_segment) {
         Ok(r) => r,
@@ -131,7 +137,7 @@ pub(super) async fn on_text(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError>
         }
     };
     conn.consume_cmd_sn(req.immediate, req.cmd_sn);
-    let Some(data) = recv_small(conn.fd, dsl as usize, conn.digests.get().data).await? else {
+    let Some(data) = conn.transport.recv_small(dsl as usize).await? else {
         conn.reject(RejectReason::DataDigestError, bhs);
         return Ok(Step::Continue);
     };
@@ -151,7 +157,10 @@ pub(super) async fn on_text(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError>
     Ok(Step::Continue)
 }
 
-pub(super) async fn on_logout(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
+pub(super) async fn on_logout<T: Transport>(
+    conn: &Rc<Conn<T>>,
+    bhs: &Bhs,
+) -> Result<Step, IoError> {
     let req = match LogoutRequest::parse(bhs) {
         Ok(r) => r,
         Err(e) => {

@@ -1,20 +1,19 @@
-//! Collecting a command's Data-Out: unsolicited data after the command, then the R2Ts that
-//! solicit the rest (MaxOutstandingR2T, MaxBurstLength), and each Data-Out PDU checked against
-//! the open sequences and received into the command's buffer.
+//! Collecting a command's Data-Out: unsolicited data after the command, then requests for
+//! the rest ([`Transport::solicit_data_out`]: R2Ts over TCP) within MaxOutstandingR2T and
+//! MaxBurstLength, and each Data-Out PDU checked against the open sequences and received into
+//! the command's buffer.
 
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
 use drivers::buffer::IoBuf;
 use drivers::error::IoError;
-use drivers::ops;
 
 use super::dispatch::{pdu_error_reason, skip, Step};
-use super::receive::{discard_data, recv_data_into, recv_segment_tail};
 use super::{encode_lun, Conn};
-use crate::pdu::{Bhs, R2t, RejectReason, ScsiDataOut, StatusSns, RESERVED_TAG};
+use crate::pdu::{Bhs, RejectReason, ScsiDataOut, RESERVED_TAG};
 use crate::scsi::sense::Sense;
-use crate::writer::{OutData, OutItem};
+use crate::transport::{Solicitation, Transport};
 
 pub(super) struct DataCollect {
     pub(super) buf: Option<IoBuf>,
@@ -50,8 +49,12 @@ pub(super) enum Collected {
     Gone,
 }
 
-/// Waits until all data of the task arrived, sending R2Ts as needed.
-pub(super) async fn collect_data(conn: &Rc<Conn>, itt: u32, lun: u64) -> Collected {
+/// Waits until all data of the task arrived, soliciting it as needed.
+pub(super) async fn collect_data<T: Transport>(
+    conn: &Rc<Conn<T>>,
+    itt: u32,
+    lun: u64,
+) -> Collected {
     std::future::poll_fn(|cx| {
         let mut tasks = conn.tasks.borrow_mut();
         let outstanding = tasks.len();
@@ -78,20 +81,19 @@ pub(super) async fn collect_data(conn: &Rc<Conn>, itt: u32, lun: u64) -> Collect
                     c.ttt = conn.alloc_ttt();
                 }
                 let len = (c.wanted - c.next_r2t_offset).min(conn.params.max_burst_length);
-                let r2t = R2t {
+                let solicitation = Solicitation {
                     lun: encode_lun(lun),
                     itt,
                     ttt: c.ttt,
-                    sns: StatusSns::default(),
                     r2t_sn: c.r2t_sn,
                     buffer_offset: c.next_r2t_offset,
                     desired_data_transfer_length: len,
+                    sns: conn.sns_with(outstanding, false),
                 };
                 c.r2t_sn = c.r2t_sn.wrapping_add(1);
                 c.next_r2t_offset += len;
                 c.outstanding_r2t += 1;
-                let r2t = R2t { sns: conn.sns_with(outstanding, false), ..r2t };
-                conn.sender.push(OutItem::Pdu(r2t.encode(), OutData::None));
+                conn.transport.solicit_data_out(&conn.sender, solicitation);
             }
         }
         c.waker = Some(cx.waker().clone());
@@ -155,7 +157,7 @@ pub(super) fn data_out_fate(
 /// A Data-Out was rejected: its command fails. The initiator drops the command on the
 /// Reject; a final PDU still closes the sequence it belongs to, so the task does not wait for
 /// it.
-fn fail_collect(conn: &Conn, d: &ScsiDataOut) {
+fn fail_collect<T: Transport>(conn: &Conn<T>, d: &ScsiDataOut) {
     let mut tasks = conn.tasks.borrow_mut();
     let Some(c) = tasks.get_mut(&d.itt).and_then(|t| t.collect.as_mut()) else { return };
     c.failed.get_or_insert(Sense::data_phase_error());
@@ -169,7 +171,10 @@ fn fail_collect(conn: &Conn, d: &ScsiDataOut) {
     }
 }
 
-pub(super) async fn on_data_out(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoError> {
+pub(super) async fn on_data_out<T: Transport>(
+    conn: &Rc<Conn<T>>,
+    bhs: &Bhs,
+) -> Result<Step, IoError> {
     let dsl = bhs.data_segment_length();
     let d = match ScsiDataOut::parse(bhs, conn.params.target_max_recv_segment) {
         Ok(d) => d,
@@ -193,7 +198,6 @@ pub(super) async fn on_data_out(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoEr
             None => (DataOutFate::Reject, None),
         }
     };
-    let digest_on = conn.digests.get().data;
     let offset = d.buffer_offset;
     let mut digest_ok = true;
     let (keep, buf) = match (fate, buf) {
@@ -202,23 +206,15 @@ pub(super) async fn on_data_out(conn: &Rc<Conn>, bhs: &Bhs) -> Result<Step, IoEr
             fail_collect(conn, &d);
             return skip(conn, dsl).await;
         }
-        (DataOutFate::Keep { keep }, Some(b)) if keep == dsl => {
-            let (res, b) =
-                recv_data_into(conn.fd, b, offset as usize, keep as usize, digest_on).await;
+        (DataOutFate::Keep { keep }, Some(b)) => {
+            // What the command takes lands in its buffer; the rest of the PDU is dropped.
+            let kept = offset as usize..(offset + keep) as usize;
+            let (res, b) = conn.transport.recv_data(b, kept, dsl as usize).await;
             digest_ok = res?;
             (keep, Some(b))
         }
-        (DataOutFate::Keep { keep }, Some(b)) => {
-            // Part of this PDU is past what the command takes: keep the front, drop the rest.
-            // The digest covers the whole segment; it is checked over both parts.
-            let kept = offset as usize..(offset + keep) as usize;
-            let (res, b) = ops::recv_exact(conn.fd, b, kept.clone()).await;
-            res?;
-            digest_ok = recv_segment_tail(conn.fd, &b[kept], dsl as usize, digest_on).await?;
-            (keep, Some(b))
-        }
         (fate, _) => {
-            discard_data(conn.fd, dsl as usize, digest_on).await?;
+            conn.transport.discard(dsl as usize).await?;
             let failure = match fate {
                 DataOutFate::Discard(f) => f,
                 _ => None,

@@ -10,15 +10,14 @@ use drivers::error::IoError;
 use super::command::on_scsi_command;
 use super::control::{on_logout, on_nop_out, on_task_mgmt, on_text};
 use super::data_out::on_data_out;
-use super::receive::{discard_data, recv_header};
 use super::{Conn, ConnEnd, MAX_ACCEPTED_DSL};
 use crate::pdu::{Opcode, PduError, RejectReason, BHS_LEN};
+use crate::transport::Transport;
 
-pub(super) async fn reader_loop(conn: &Rc<Conn>) -> ConnEnd {
+pub(super) async fn reader_loop<T: Transport>(conn: &Rc<Conn<T>>) -> ConnEnd {
     let mut hdr = IoBuf::zeroed(4096);
     loop {
-        let digests = conn.digests.get();
-        let (res, back) = recv_header(conn.fd, hdr, digests.header).await;
+        let (res, back) = conn.transport.recv_header(hdr).await;
         hdr = back;
         let (bhs, ahs_bytes) = match res {
             Ok(v) => v,
@@ -64,8 +63,8 @@ pub(super) enum Step {
     Stop(ConnEnd),
 }
 
-pub(super) async fn skip(conn: &Rc<Conn>, dsl: u32) -> Result<Step, IoError> {
-    discard_data(conn.fd, dsl as usize, conn.digests.get().data).await?;
+pub(super) async fn skip<T: Transport>(conn: &Rc<Conn<T>>, dsl: u32) -> Result<Step, IoError> {
+    conn.transport.discard(dsl as usize).await?;
     Ok(Step::Continue)
 }
 

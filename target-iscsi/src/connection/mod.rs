@@ -3,16 +3,17 @@
 //! The connection's reader task receives PDUs (header first, then the data segment straight
 //! into the buffer the command will hand to the volume), keeps the CmdSN window, and starts one
 //! task per SCSI command. Command tasks collect their Data-Out (immediate, unsolicited, then
-//! solicited by R2T), execute through the SCSI layer and queue their response on the writer.
+//! solicited), execute through the SCSI layer and queue their response on the writer.
 //! Everything here runs on one shard; shared state is `Rc`/`Cell`.
 //!
-//! A PDU's way through, file by file:
-//! - `receive.rs`: a PDU header, then its data segment (into the command's buffer, a small
-//!   copy, or dropped);
-//! - `dispatch.rs`: the reader loop, which routes each PDU to its handler by opcode;
+//! The connection is generic over its [`Transport`], which moves the PDUs and their payloads
+//! (see [`crate::transport`]): nothing here touches a socket. A PDU's way through, file by
+//! file:
+//! - `dispatch.rs`: the reader loop, which receives each PDU header and routes the PDU to its
+//!   handler by opcode;
 //! - `command.rs`: a SCSI Command admitted, prepared, its immediate data received, and its
 //!   task started;
-//! - `data_out.rs`: the task's Data-Out collected (unsolicited, then solicited by R2T);
+//! - `data_out.rs`: the task's Data-Out collected (unsolicited, then solicited);
 //! - `respond.rs`: the task's Data-In and SCSI Response;
 //! - `control.rs`: NOP-Out, task management, text and logout.
 //!
@@ -23,14 +24,12 @@ mod command;
 mod control;
 mod data_out;
 mod dispatch;
-mod receive;
 mod respond;
 #[cfg(test)]
 mod tests;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,11 +41,12 @@ use crate::pdu::{Bhs, NopIn, Reject, RejectReason, StatusSns, RESERVED_TAG};
 use crate::scsi::nexus::ItNexus;
 use crate::server::{Server, TargetNode};
 use crate::stats::{ConnRecorder, IoKind};
+use crate::transport::Transport;
 use crate::writer::{Digests, OutData, OutItem, Sender};
 
 use data_out::DataCollect;
 use dispatch::reader_loop;
-pub(crate) use receive::{recv_header, recv_small};
+pub(crate) use respond::scsi_response_pdu;
 
 /// Parameters of the full-feature phase, from login negotiation.
 #[derive(Debug, Clone, Copy)]
@@ -127,11 +127,10 @@ struct Task {
 }
 
 /// Per-connection state shared by the reader and the command tasks.
-pub struct Conn {
-    fd: RawFd,
+pub struct Conn<T: Transport> {
+    transport: T,
     server: Arc<Server>,
     sender: Sender,
-    digests: Rc<Cell<Digests>>,
     params: FfpParams,
     target: Option<Arc<TargetNode>>,
     nexus: ItNexus,
@@ -146,15 +145,15 @@ pub struct Conn {
 
 /// A SCSI command between its PDU and its response, for the statistics: it leaves the queue
 /// depth when completed, or when dropped (the task was aborted).
-struct InFlight {
-    conn: Rc<Conn>,
+struct InFlight<T: Transport> {
+    conn: Rc<Conn<T>>,
     lun: u64,
     started: Instant,
     done: bool,
 }
 
-impl InFlight {
-    fn new(conn: &Rc<Conn>, lun: u64, started: Instant) -> InFlight {
+impl<T: Transport> InFlight<T> {
+    fn new(conn: &Rc<Conn<T>>, lun: u64, started: Instant) -> InFlight<T> {
         conn.stats.begin(lun);
         InFlight { conn: Rc::clone(conn), lun, started, done: false }
     }
@@ -165,7 +164,7 @@ impl InFlight {
     }
 }
 
-impl Drop for InFlight {
+impl<T: Transport> Drop for InFlight<T> {
     fn drop(&mut self) {
         if !self.done {
             self.conn.stats.end(self.lun, self.started, None);
@@ -173,7 +172,7 @@ impl Drop for InFlight {
     }
 }
 
-impl Conn {
+impl<T: Transport> Conn<T> {
     fn sns(&self, advance_stat_sn: bool) -> StatusSns {
         let outstanding = self.tasks.borrow().len();
         self.sns_with(outstanding, advance_stat_sn)
@@ -217,18 +216,15 @@ impl Conn {
 }
 
 /// Runs the full-feature phase until logout, error or keepalive timeout.
-pub async fn full_feature_phase(
-    fd: RawFd,
+pub async fn full_feature_phase<T: Transport>(
+    transport: T,
     server: Arc<Server>,
     sender: Sender,
-    digests: Rc<Cell<Digests>>,
     est: Established,
     keepalive: Keepalive,
 ) -> ConnEnd {
-    // Digests start with the first PDU after the final Login Response (RFC 7143 §13.1):
-    // the writer switches in queue order, the reader from its next header on.
-    digests.set(est.params.digests);
-    sender.push(OutItem::SetDigests(est.params.digests));
+    // Digests start with the first PDU after the final Login Response (RFC 7143 §13.1).
+    transport.enable_digests(&sender, est.params.digests);
     let target_name = est.target.as_ref().map_or(String::new(), |t| t.name.clone());
     let registered = server.stats.connection_started(
         est.tsih,
@@ -238,10 +234,9 @@ pub async fn full_feature_phase(
     );
     let stats = ConnRecorder::new(Arc::clone(&server.stats), registered);
     let conn = Rc::new(Conn {
-        fd,
+        transport,
         server,
         sender,
-        digests,
         params: est.params,
         target: est.target,
         nexus: est.nexus,
@@ -269,15 +264,14 @@ pub async fn full_feature_phase(
     end
 }
 
-async fn keepalive_loop(conn: Rc<Conn>, keepalive: Keepalive) {
+async fn keepalive_loop<T: Transport>(conn: Rc<Conn<T>>, keepalive: Keepalive) {
     loop {
         executor::sleep(keepalive.interval.min(Duration::from_secs(1))).await;
         let now = Instant::now();
         if let Some((_, sent)) = conn.ping.get() {
             if now.duration_since(sent) > keepalive.timeout {
                 // No answer: drop the connection; the reader sees the shutdown.
-                // SAFETY: shutdown(2) on our own open socket.
-                unsafe { libc::shutdown(conn.fd, libc::SHUT_RDWR) };
+                conn.transport.shutdown();
                 return;
             }
             continue;

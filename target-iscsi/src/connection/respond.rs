@@ -1,13 +1,14 @@
-//! A finished command's response: Data-In sent from the volume's buffers in place (status
-//! collapsed into the last PDU when there is no sense data) and/or a SCSI Response.
+//! A finished command's response: its Data-In, delivered by the transport from the volume's
+//! buffers in place ([`Transport::send_data_in`]), and/or a SCSI Response.
 
 use std::rc::Rc;
 
 use engine::copy_stats::{self, CopyPath};
 
 use super::Conn;
-use crate::pdu::{Bhs, DataInStatus, Residual, ScsiDataIn, ScsiResponse, RESERVED_TAG};
+use crate::pdu::{Bhs, Residual, ScsiResponse, StatusSns};
 use crate::scsi::status::CommandResult;
+use crate::transport::{DataInReply, Transport};
 use crate::writer::{OutData, OutItem};
 
 /// Residual of a command (RFC 7143 §11.4.5): the initiator expected `expected_transfer`
@@ -27,8 +28,8 @@ pub(super) fn command_residual(
 /// Queues the response of a finished command: Data-In (with status collapsed into the last
 /// PDU when there is no sense data) and/or a SCSI Response. `data_out_bytes` is the Data-Out
 /// the CDB asks for.
-pub(super) fn respond(
-    conn: &Rc<Conn>,
+pub(super) fn respond<T: Transport>(
+    conn: &Rc<Conn<T>>,
     itt: u32,
     raw_lun: u64,
     expected_transfer: u32,
@@ -56,62 +57,40 @@ pub(super) fn respond(
         data = None;
     }
     let send_len = produced.min(expected_transfer) as usize;
-    let collapse = result.sense.is_none();
     conn.tasks.borrow_mut().remove(&itt);
     match data {
         Some(buf) if send_len > 0 => {
             // Data-In segments are sent from the volume's buffer in place (no copy).
             copy_stats::io(CopyPath::IscsiSend);
-            let seg_max = conn.params.initiator_max_recv_segment.max(512) as usize;
-            let mut pdus = Vec::new();
-            let mut offset = 0usize;
-            let mut data_sn = 0u32;
-            while offset < send_len {
-                let len = (send_len - offset).min(seg_max);
-                let last = offset + len == send_len;
-                let st =
-                    (last && collapse).then_some(DataInStatus { status, residual, stat_sn: 0 });
-                let sns = conn.sns(st.is_some());
-                let mut din = ScsiDataIn {
-                    final_bit: last,
-                    acknowledge: false,
-                    status: st,
-                    lun: raw_lun,
-                    itt,
-                    ttt: RESERVED_TAG,
-                    exp_cmd_sn: sns.exp_cmd_sn,
-                    max_cmd_sn: sns.max_cmd_sn,
-                    data_sn,
-                    buffer_offset: u32::try_from(offset).unwrap_or(u32::MAX),
-                    data_segment_length: u32::try_from(len).unwrap_or(u32::MAX),
-                };
-                if let Some(s) = din.status.as_mut() {
-                    s.stat_sn = sns.stat_sn;
-                }
-                pdus.push((din.encode(), offset..offset + len));
-                offset += len;
-                data_sn += 1;
-            }
-            let trailer = (!collapse).then(|| {
-                scsi_response(conn, itt, status, residual, result.sense.as_deref(), data_sn)
-            });
-            conn.sender.push(OutItem::DataIn { segments: buf.segments, pdus, trailer });
+            let reply = DataInReply {
+                lun: raw_lun,
+                itt,
+                segments: buf.segments,
+                len_bytes: send_len,
+                status,
+                residual,
+                sense: result.sense,
+                sns: conn.sns(true),
+                max_segment_bytes: conn.params.initiator_max_recv_segment.max(512) as usize,
+            };
+            conn.transport.send_data_in(&conn.sender, reply);
         }
         _ => {
-            let (bhs, data) =
-                scsi_response(conn, itt, status, residual, result.sense.as_deref(), 0);
+            let sense = result.sense.as_deref();
+            let (bhs, data) = scsi_response_pdu(itt, status, residual, sense, 0, conn.sns(true));
             conn.sender.push(OutItem::Pdu(bhs, OutData::Bytes(data)));
         }
     }
 }
 
-fn scsi_response(
-    conn: &Conn,
+/// A SCSI Response PDU and its data segment (the sense data, with its length).
+pub(crate) fn scsi_response_pdu(
     itt: u32,
     status: u8,
     residual: Residual,
     sense: Option<&[u8]>,
     exp_data_sn: u32,
+    sns: StatusSns,
 ) -> (Bhs, Vec<u8>) {
     let data = match sense {
         Some(s) => {
@@ -122,7 +101,6 @@ fn scsi_response(
         }
         None => Vec::new(),
     };
-    let sns = conn.sns(true);
     let rsp = ScsiResponse {
         bidi_read_residual: Residual::None,
         residual,

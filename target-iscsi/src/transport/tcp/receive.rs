@@ -1,6 +1,8 @@
 //! Receiving PDUs from the socket: the header (BHS, AHS, header digest), then the data
 //! segment straight into the buffer it is meant for, or into a small owned copy, or dropped.
+//! Padding and digests are checked here; the iSCSI logic above sees whole segments.
 
+use std::ops::Range;
 use std::os::fd::RawFd;
 
 use drivers::buffer::IoBuf;
@@ -8,12 +10,12 @@ use drivers::error::IoError;
 use drivers::ops;
 use engine::copy_stats::{self, CopyPath};
 
-use super::ConnEnd;
+use crate::connection::ConnEnd;
 use crate::digest;
 use crate::pdu::{padded_len, Bhs, BHS_LEN};
 
 /// Receives one PDU header (BHS, AHS, header digest) into `hdr`.
-pub(crate) async fn recv_header(
+pub(super) async fn recv_header(
     fd: RawFd,
     mut hdr: IoBuf,
     header_digest: bool,
@@ -52,7 +54,7 @@ pub(crate) async fn recv_header(
 
 /// Receives a data segment of `len` bytes (plus padding and digest) into `buf[offset..]`.
 /// Returns Ok(false) on a data digest mismatch.
-pub(crate) async fn recv_data_into(
+pub(super) async fn recv_data_into(
     fd: RawFd,
     buf: IoBuf,
     offset: usize,
@@ -83,7 +85,7 @@ pub(crate) async fn recv_data_into(
 
 /// Receives a small data segment into a new Vec (login and text keys, ping data), a copy
 /// counted on [`CopyPath::IscsiReceive`]; Ok(None) on digest error.
-pub(crate) async fn recv_small(
+pub(super) async fn recv_small(
     fd: RawFd,
     len: usize,
     data_digest: bool,
@@ -135,4 +137,54 @@ pub(super) async fn discard_data(fd: RawFd, len: usize, data_digest: bool) -> Re
         remaining -= n;
     }
     Ok(())
+}
+
+/// Receives a Data-Out segment of `dsl` bytes: the first `keep.len()` bytes (at least one)
+/// into `buf[keep]`, the rest dropped; the digest covers the whole segment. Ok(false) on a
+/// data digest mismatch.
+pub(super) async fn recv_data(
+    fd: RawFd,
+    buf: IoBuf,
+    keep: Range<usize>,
+    dsl: usize,
+    data_digest: bool,
+) -> (Result<bool, IoError>, IoBuf) {
+    if keep.len() == dsl {
+        return recv_data_into(fd, buf, keep.start, keep.len(), data_digest).await;
+    }
+    // Part of this PDU is past what the command takes: keep the front, drop the rest.
+    // The digest covers the whole segment; it is checked over both parts.
+    let (res, buf) = ops::recv_exact(fd, buf, keep.clone()).await;
+    if let Err(e) = res {
+        return (Err(e), buf);
+    }
+    let res = recv_segment_tail(fd, &buf[keep], dsl, data_digest).await;
+    (res, buf)
+}
+
+/// Receives a command's immediate data, a segment of `dsl` bytes whose first `take` land in
+/// `buf` (when the command takes data), the rest, padding and digest after it. Ok(false) on
+/// a data digest mismatch.
+pub(super) async fn recv_immediate(
+    fd: RawFd,
+    mut buf: Option<IoBuf>,
+    take: usize,
+    dsl: usize,
+    data_digest: bool,
+) -> (Result<bool, IoError>, Option<IoBuf>) {
+    if let Some(b) = buf.take() {
+        if take > 0 {
+            let (res, b) = recv_data_into(fd, b, 0, take, false).await;
+            buf = Some(b);
+            if let Err(e) = res {
+                return (Err(e), buf);
+            }
+        } else {
+            buf = Some(b);
+        }
+    }
+    // Excess immediate data (beyond what the command takes), pad and digest.
+    let kept = buf.as_ref().map_or(&[][..], |b| &b[..take]);
+    let res = recv_segment_tail(fd, kept, dsl, data_digest).await;
+    (res, buf)
 }
