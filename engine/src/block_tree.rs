@@ -15,7 +15,7 @@ use crate::allocator::Allocator;
 use crate::block_pointer::{BlockKind, BlockPointer, Extent, CHECKSUM_XXH3_128};
 use crate::cache::{BlockKey, CacheView, CachedBlock};
 use crate::format::checksum;
-use crate::vdev::{BlockReadError, DeviceSet};
+use crate::vdev::{BlockReadError, Stripe};
 
 /// Bytes of an indirect block.
 pub const INDIRECT_BYTES: usize = 8192;
@@ -88,7 +88,7 @@ pub fn walk_cached(cache: CacheView<'_>, root: &BlockPointer, height: u8, index:
 /// # Errors
 /// The read or verification failure.
 pub async fn load_indirect(
-    devs: &DeviceSet,
+    devs: &Stripe,
     cache: CacheView<'_>,
     bp: &BlockPointer,
 ) -> Result<Arc<[BlockPointer]>, BlockReadError> {
@@ -110,7 +110,7 @@ pub async fn load_indirect(
 /// # Errors
 /// A read or verification failure of an indirect block.
 pub async fn lookup(
-    devs: &DeviceSet,
+    devs: &Stripe,
     cache: CacheView<'_>,
     root: &BlockPointer,
     height: u8,
@@ -136,7 +136,7 @@ pub async fn lookup(
 /// # Errors
 /// The first indirect block that cannot be read or fails its checksum.
 pub async fn filled_in_range(
-    devs: &DeviceSet,
+    devs: &Stripe,
     cache: CacheView<'_>,
     root: &BlockPointer,
     height: u8,
@@ -175,7 +175,7 @@ const PREFETCH_DEPTH: usize = 64;
 /// reads in flight, so that a txg sync does not read them one at a time. Failures are left
 /// for the caller, which reads the same blocks again and reports them.
 pub async fn prefetch_paths(
-    devs: &DeviceSet,
+    devs: &Stripe,
     cache: CacheView<'_>,
     root: BlockPointer,
     height: u8,
@@ -229,7 +229,7 @@ pub struct PendingWrite {
 
 /// Changes to one tree during a txg sync.
 pub struct TreeUpdate<'a> {
-    devs: &'a DeviceSet,
+    devs: &'a Stripe,
     cache: CacheView<'a>,
     height: u8,
     root: BlockPointer,
@@ -241,7 +241,7 @@ pub struct TreeUpdate<'a> {
 impl<'a> TreeUpdate<'a> {
     /// Starts an update of the tree at `root` with `height` levels.
     #[must_use]
-    pub fn new(devs: &'a DeviceSet, cache: CacheView<'a>, root: BlockPointer, height: u8) -> Self {
+    pub fn new(devs: &'a Stripe, cache: CacheView<'a>, root: BlockPointer, height: u8) -> Self {
         TreeUpdate { devs, cache, height, root, blocks: BTreeMap::new(), killed: Vec::new() }
     }
 

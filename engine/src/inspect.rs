@@ -23,7 +23,7 @@ use crate::join::for_each_bounded;
 use crate::label::DeviceRole;
 use crate::pool::{open_devices, Loaded};
 use crate::rewind::{load_newest, RejectedTxg};
-use crate::vdev::{verifies, BlockReadError, DeviceSet};
+use crate::vdev::{verifies, BlockReadError, Stripe};
 
 /// Figures of one dataset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -294,7 +294,7 @@ fn check_block(bp: &BlockPointer, bytes: &[u8]) -> Check {
 /// Reads one run into `buf` and checks its blocks on a CPU worker; the buffer comes back,
 /// with one [`Check`] per member when the read succeeded.
 async fn read_run(
-    devs: &DeviceSet,
+    devs: &Stripe,
     run: &Run,
     mut buf: IoBuf,
     blocks: Vec<(usize, BlockPointer)>,
@@ -367,7 +367,7 @@ fn plan_runs(nodes: &[Node], order: &[usize]) -> Vec<Run> {
 
 /// State of one inspect walk.
 struct Walker<'a> {
-    devs: &'a DeviceSet,
+    devs: &'a Stripe,
     loaded: &'a Loaded,
     progress: &'a InspectProgress,
     report: InspectReport,
@@ -480,7 +480,7 @@ impl Walker<'_> {
     async fn verify_nodes(&mut self, name: &str, nodes: &[Node], children: &mut Vec<Node>) {
         let mut order = Vec::with_capacity(nodes.len());
         for (i, n) in nodes.iter().enumerate() {
-            // What `DeviceSet::read_block` refuses without reading.
+            // What `Stripe::read_block` refuses without reading.
             if n.bp.physical_bytes.is_multiple_of(4096) && n.bp.offset_bytes.is_multiple_of(4096) {
                 order.push(i);
             } else {

@@ -9,7 +9,7 @@ use drivers::buffer::IoBuf;
 use crate::allocator::Allocator;
 use crate::block_pointer::{BlockKind, BlockPointer, Extent, CHECKSUM_XXH3_128};
 use crate::format::{checksum, MAX_BLOCK_BYTES, SECTOR_BYTES};
-use crate::vdev::{BlockReadError, DeviceSet};
+use crate::vdev::{BlockReadError, Stripe};
 
 /// Largest number of chunks of one object (the chunk index is one block).
 pub const MAX_CHUNKS: usize = (MAX_BLOCK_BYTES as usize) / std::mem::size_of::<BlockPointer>();
@@ -143,7 +143,7 @@ impl ObjectPlan {
 }
 
 async fn write_block(
-    devs: &DeviceSet,
+    devs: &Stripe,
     extent: Extent,
     kind: BlockKind,
     level: u8,
@@ -184,7 +184,7 @@ async fn write_block(
 /// # Panics
 /// When `data` is longer than the plan (a programmer error).
 pub async fn write_object(
-    devs: &DeviceSet,
+    devs: &Stripe,
     plan: ObjectPlan,
     kind: BlockKind,
     txg: u64,
@@ -203,7 +203,7 @@ pub async fn write_object(
 /// When the object is longer than the plan, or a chunk to write starts before `from` (a
 /// programmer error).
 pub async fn write_object_from(
-    devs: &DeviceSet,
+    devs: &Stripe,
     plan: ObjectPlan,
     kind: BlockKind,
     txg: u64,
@@ -251,7 +251,7 @@ pub async fn write_object_from(
 /// # Errors
 /// [`BlockReadError::Checksum`] for a block that does not verify or a malformed index.
 pub async fn read_object(
-    devs: &DeviceSet,
+    devs: &Stripe,
     bp: &BlockPointer,
 ) -> Result<(Vec<u8>, StoredObject), BlockReadError> {
     let buf = devs.read_block(bp).await?;

@@ -31,7 +31,7 @@ use crate::format::{checksum, label_offset_bytes, Checksum, LABEL_BYTES, LABEL_C
 use crate::label::{DeviceConfig, LABEL_HEADER_BYTES};
 use crate::pool::Pool;
 use crate::uberblock::{UBERBLOCK_RING_SLOTS, UBERBLOCK_SLOT_BYTES};
-use crate::vdev::DeviceSet;
+use crate::vdev::Stripe;
 
 /// "FERROWNR".
 pub const OWNER_MAGIC: u64 = u64::from_le_bytes(*b"FERROWNR");
@@ -325,13 +325,13 @@ enum Locks {
     Unavailable,
 }
 
-fn claim_devices(devs: &DeviceSet, claim: &OwnerClaim) -> PoolResult<Locks> {
+fn claim_devices(devs: &Stripe, claim: &OwnerClaim) -> PoolResult<Locks> {
     if !claim.lock_devices {
         return Ok(Locks::Unavailable);
     }
     let mut unavailable = false;
-    for i in 0..devs.len() {
-        let dev = devs.device(i);
+    for leaf in devs.leaves() {
+        let dev = leaf.device();
         match dev.claim_exclusive() {
             Ok(true) => {}
             Ok(false) => return Ok(Locks::HeldElsewhere(dev.info().name.clone())),
@@ -393,7 +393,7 @@ async fn heartbeat_advances(
 /// [`PoolError::InUse`] with one line naming the owner when another process or host holds the
 /// pool; a device error.
 pub(crate) async fn claim(
-    devs: &DeviceSet,
+    devs: &Stripe,
     configs: &[DeviceConfig],
     guid: u64,
     name: &str,
@@ -401,8 +401,8 @@ pub(crate) async fn claim(
 ) -> PoolResult<ClaimGuard> {
     let devices: Vec<(Arc<dyn BlockDevice>, u64)> = configs
         .iter()
-        .enumerate()
-        .map(|(i, c)| (Arc::clone(devs.device(i)), c.size_bytes))
+        .zip(devs.leaves())
+        .map(|(c, leaf)| (Arc::clone(leaf.device()), c.size_bytes))
         .collect();
     let host = claim.host_hash();
     let mut locks = claim_devices(devs, claim)?;
@@ -503,7 +503,7 @@ pub(crate) async fn claim(
 /// # Errors
 /// As for [`claim`].
 pub(crate) async fn claim_if_asked(
-    devs: &DeviceSet,
+    devs: &Stripe,
     configs: &[DeviceConfig],
     guid: u64,
     name: &str,
@@ -610,8 +610,8 @@ pub async fn owner_note(devices: &[Arc<dyn BlockDevice>]) -> Option<String> {
     let (guid, name, configs, devs) = crate::pool::open_devices(devices.to_vec()).await.ok()?;
     let list: Vec<(Arc<dyn BlockDevice>, u64)> = configs
         .iter()
-        .enumerate()
-        .map(|(i, c)| (Arc::clone(devs.device(i)), c.size_bytes))
+        .zip(devs.leaves())
+        .map(|(c, leaf)| (Arc::clone(leaf.device()), c.size_bytes))
         .collect();
     let record = newest_record(&list, guid).await.filter(OwnerRecord::is_imported);
     match (locked, record) {

@@ -12,7 +12,7 @@ use crate::error::{PoolError, PoolResult};
 use crate::label::DeviceConfig;
 use crate::pool::{read_uberblocks, Loaded, Pool};
 use crate::uberblock::Uberblock;
-use crate::vdev::DeviceSet;
+use crate::vdev::Stripe;
 
 /// A txg whose uberblock verified but whose metadata did not load.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +78,7 @@ impl Chosen {
 /// [`PoolError::IncompatibleVersion`] at once; when no uberblock loads, the error of the
 /// newest one (with the count of the others that failed).
 pub(crate) async fn load_newest(
-    devs: &DeviceSet,
+    devs: &Stripe,
     configs: &[DeviceConfig],
     guid: u64,
 ) -> PoolResult<Chosen> {

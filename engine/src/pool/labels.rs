@@ -1,5 +1,7 @@
 //! Device labels and uberblock rings: writing a new pool's labels, reading them back to find
-//! a pool's devices in order, and reading and writing the uberblocks of every label.
+//! a pool's devices in order, and reading and writing the uberblocks of every label. Labels
+//! belong to devices, so their I/O goes to the vdev tree's leaves ([`Stripe::leaf`]), not
+//! through a top-level vdev's address space.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,12 +13,12 @@ use crate::error::{PoolError, PoolResult};
 use crate::format::{label_offset_bytes, LABEL_BYTES, LABEL_COUNT};
 use crate::label::{DeviceConfig, Label, LABEL_HEADER_BYTES};
 use crate::uberblock::{slot_offset_bytes, Uberblock, UBERBLOCK_RING_SLOTS, UBERBLOCK_SLOT_BYTES};
-use crate::vdev::DeviceSet;
+use crate::vdev::Stripe;
 
 /// Reads the labels of `devices`, checks they form one pool and orders them by index.
 pub(crate) async fn open_devices(
     devices: Vec<Arc<dyn BlockDevice>>,
-) -> PoolResult<(u64, String, Vec<DeviceConfig>, DeviceSet)> {
+) -> PoolResult<(u64, String, Vec<DeviceConfig>, Stripe)> {
     let mut labels = Vec::new();
     for dev in &devices {
         labels.push(read_label(dev.as_ref()).await?);
@@ -47,13 +49,12 @@ pub(crate) async fn open_devices(
         ordered[index] = Some(dev);
     }
     let name = crate::format::decode_name(&first.pool_name);
-    let devs =
-        DeviceSet::new(ordered.into_iter().map(|d| d.expect("every index filled")).collect());
+    let devs = Stripe::new(ordered.into_iter().map(|d| d.expect("every index filled")).collect());
     Ok((guid, name, configs, devs))
 }
 
 pub(super) async fn write_labels(
-    devs: &DeviceSet,
+    devs: &Stripe,
     configs: &[DeviceConfig],
     guid: u64,
     name: &str,
@@ -80,8 +81,7 @@ pub(super) async fn write_labels(
             let mut image = IoBuf::zeroed(usize::try_from(ring_end).expect("label fits"));
             image[..LABEL_HEADER_BYTES].copy_from_slice(&label.encode());
             let offset = label_offset_bytes(l, config.size_bytes);
-            let dev = u16::try_from(index).expect("32 devices");
-            let (res, _) = devs.write(dev, offset, image).await;
+            let (res, _) = devs.leaf(index)?.write(offset, image, false).await;
             res?;
         }
     }
@@ -112,19 +112,19 @@ async fn read_label(dev: &dyn BlockDevice) -> PoolResult<Label> {
 
 /// Every valid uberblock of the pool, newest first (duplicates across labels removed).
 pub(crate) async fn read_uberblocks(
-    devs: &DeviceSet,
+    devs: &Stripe,
     configs: &[DeviceConfig],
     guid: u64,
 ) -> PoolResult<Vec<Uberblock>> {
     let mut found: BTreeMap<u64, Uberblock> = BTreeMap::new();
     let mut version_err = None;
     for (index, config) in configs.iter().enumerate() {
-        let dev = u16::try_from(index).expect("32 devices");
+        let Ok(leaf) = devs.leaf(index) else { continue };
         for l in 0..LABEL_COUNT {
             let base = label_offset_bytes(l, config.size_bytes);
             let ring_len =
                 usize::try_from(UBERBLOCK_RING_SLOTS * UBERBLOCK_SLOT_BYTES).expect("fits");
-            let Ok(ring) = devs.read(dev, base + slot_offset_bytes(0), ring_len).await else {
+            let Ok(ring) = leaf.read(base + slot_offset_bytes(0), ring_len).await else {
                 continue;
             };
             for slot in ring.chunks_exact(UBERBLOCK_SLOT_BYTES as usize) {
@@ -146,17 +146,17 @@ pub(crate) async fn read_uberblocks(
 
 /// Writes the uberblock of `ub.txg` into its ring slot of every label of every device.
 pub(crate) async fn write_uberblocks(
-    devs: &DeviceSet,
+    devs: &Stripe,
     configs: &[DeviceConfig],
     ub: Uberblock,
 ) -> PoolResult<()> {
     let slot = ub.encode_slot();
     let mut writes = Vec::new();
     for (index, config) in configs.iter().enumerate() {
-        let dev = u16::try_from(index).expect("32 devices");
+        let leaf = devs.leaf(index)?;
         for l in 0..LABEL_COUNT {
             let offset = label_offset_bytes(l, config.size_bytes) + slot_offset_bytes(ub.txg);
-            writes.push(devs.write(dev, offset, IoBuf::from_slice(&slot)));
+            writes.push(leaf.write(offset, IoBuf::from_slice(&slot), false));
         }
     }
     for (res, _) in crate::join::join_all(writes).await {

@@ -19,7 +19,7 @@ use crate::label::{DeviceConfig, DeviceRole, MAX_DEVICES};
 use crate::meta::Meta;
 use crate::pool_root::{LogChainPhys, MAX_LOG_CHAINS};
 use crate::rewind::RewindReport;
-use crate::vdev::DeviceSet;
+use crate::vdev::Stripe;
 use crate::volume::VolumeShared;
 use crate::zil::Zil;
 
@@ -141,7 +141,7 @@ impl Pool {
                 });
             }
         }
-        let devs = DeviceSet::new(devices);
+        let devs = Stripe::new(devices);
         let owner = options.tunables.owner.as_ref();
         let claim =
             crate::owner::claim_if_asked(&devs, &configs, guid, &options.name, owner).await?;
@@ -174,7 +174,7 @@ impl Pool {
         name: String,
         tunables: PoolTunables,
         reserve_percent: u32,
-        devs: DeviceSet,
+        devs: Stripe,
         device_configs: Vec<DeviceConfig>,
         alloc: Allocator,
         meta: Meta,

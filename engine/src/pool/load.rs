@@ -15,7 +15,7 @@ use crate::object::{read_object, StoredObject};
 use crate::pool_root::PoolRootPhys;
 use crate::space_map::SpaceMap;
 use crate::uberblock::Uberblock;
-use crate::vdev::{BlockReadError, DeviceSet};
+use crate::vdev::{BlockReadError, Stripe};
 
 /// Dataset objects read at once during import.
 const LOAD_WINDOW: usize = 64;
@@ -30,7 +30,7 @@ pub(crate) struct Loaded {
 
 impl Pool {
     pub(crate) async fn load(
-        devs: &DeviceSet,
+        devs: &Stripe,
         configs: &[DeviceConfig],
         ub: &Uberblock,
     ) -> PoolResult<Loaded> {
@@ -119,7 +119,7 @@ fn corrupt(what: &str, bp: &BlockPointer) -> impl FnOnce(BlockReadError) -> Pool
 
 /// Reads one dataset object of the directory, and its deadlist.
 async fn load_dataset(
-    devs: &DeviceSet,
+    devs: &Stripe,
     entry: &crate::dataset::DirectoryEntry,
 ) -> PoolResult<DatasetMeta> {
     let dataset = format!("dataset {}", crate::format::decode_name(&entry.name));

@@ -25,7 +25,7 @@ use crate::error::{PoolError, PoolResult};
 use crate::label::DeviceConfig;
 use crate::meta::Meta;
 use crate::rewind::RewindReport;
-use crate::vdev::DeviceSet;
+use crate::vdev::Stripe;
 use crate::volume::VolumeShared;
 use crate::zil::Zil;
 
@@ -281,7 +281,8 @@ pub struct Pool {
     pub(crate) name: String,
     pub(crate) tunables: PoolTunables,
     pub(crate) reserve_percent: u32,
-    pub(crate) devs: DeviceSet,
+    /// The vdev tree: every device I/O goes through it (`vdev/`).
+    pub(crate) devs: Stripe,
     pub(crate) device_configs: Vec<DeviceConfig>,
     pub(crate) alloc: Allocator,
     pub(crate) cache: BlockCache,

@@ -6,6 +6,7 @@ use drivers::buffer::{IoBuf, SharedBuf};
 
 use super::{io_to_volume, PoolVolume};
 use crate::block_volume::{VolResult, VolumeError};
+use crate::vdev::Reconstruction;
 use crate::zil::LogOp;
 
 impl PoolVolume {
@@ -23,15 +24,18 @@ impl PoolVolume {
                 let len = usize::try_from(extent.len_bytes).map_err(|_| VolumeError::BadLength)?;
                 self.check(offset_bytes / l, len)?;
                 let lba = offset_bytes / l;
-                let buf = self
-                    .pool
-                    .devs
+                let devs = &self.pool.devs;
+                let mut buf = devs
                     .read(extent.device, extent.offset_bytes, len)
                     .await
                     .map_err(|e| io_to_volume(e, lba))?;
-                if crate::format::checksum(&buf) != *checksum {
-                    self.pool.devs.stats.checksum_errors.fetch_add(1, Ordering::Relaxed);
-                    return Err(VolumeError::Medium { lba });
+                let verify = |b: &[u8]| crate::format::checksum(b) == *checksum;
+                if !verify(&buf) {
+                    devs.stats.checksum_errors.fetch_add(1, Ordering::Relaxed);
+                    match devs.reconstruct(extent.device, extent.offset_bytes, len, &verify).await {
+                        Reconstruction::Healed(good) => buf = good,
+                        Reconstruction::NoOtherCopy => return Err(VolumeError::Medium { lba }),
+                    }
                 }
                 self.replay_write(lba, &SharedBuf::new(buf)).await
             }

@@ -1,0 +1,145 @@
+//! A leaf vdev: one device. The only node of the tree that issues device I/O.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use drivers::blockdev::BlockDevice;
+use drivers::buffer::{IoBuf, SharedBuf};
+use drivers::error::IoResult;
+
+use super::{DeviceStats, Reconstruction};
+use crate::copy_stats::{self, CopyPath};
+
+/// One device of the pool. Offsets are the device's own byte offsets.
+pub struct Leaf {
+    device: Arc<dyn BlockDevice>,
+    stats: Arc<DeviceStats>,
+}
+
+impl Leaf {
+    /// A leaf over `device`, counting its requests in `stats`.
+    #[must_use]
+    pub fn new(device: Arc<dyn BlockDevice>, stats: Arc<DeviceStats>) -> Leaf {
+        Leaf { device, stats }
+    }
+
+    /// The device.
+    #[must_use]
+    pub fn device(&self) -> &Arc<dyn BlockDevice> {
+        &self.device
+    }
+
+    /// This leaf, as the list of leaves under a node.
+    #[must_use]
+    pub fn leaves(&self) -> &[Leaf] {
+        std::slice::from_ref(self)
+    }
+
+    /// Reads `len_bytes` at `offset_bytes` into a new buffer.
+    ///
+    /// # Errors
+    /// The device's error.
+    pub async fn read(&self, offset_bytes: u64, len_bytes: usize) -> IoResult<IoBuf> {
+        let (res, buf) = self.device.read(IoBuf::zeroed(len_bytes), offset_bytes).await;
+        self.stats.read_bytes.fetch_add(len_bytes as u64, Ordering::Relaxed);
+        if res.is_err() {
+            self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        res.map(|()| buf)
+    }
+
+    /// Reads `buf.len()` bytes at `offset_bytes` into `buf`, which comes back either way.
+    ///
+    /// # Errors
+    /// The device's error.
+    pub async fn read_into(&self, offset_bytes: u64, buf: IoBuf) -> (IoResult<()>, IoBuf) {
+        self.stats.read_bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        let (res, buf) = self.device.read(buf, offset_bytes).await;
+        if res.is_err() {
+            self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        (res, buf)
+    }
+
+    /// Writes `buf` at `offset_bytes`, durable when it completes if `durable` is set (see
+    /// [`BlockDevice::write_durable`]); returns the buffer.
+    ///
+    /// # Errors
+    /// The device's error.
+    pub async fn write(
+        &self,
+        offset_bytes: u64,
+        buf: IoBuf,
+        durable: bool,
+    ) -> (IoResult<()>, IoBuf) {
+        self.stats.writes.fetch_add(1, Ordering::Relaxed);
+        self.stats.write_bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        if durable {
+            self.device.write_durable(buf, offset_bytes).await
+        } else {
+            self.device.write(buf, offset_bytes).await
+        }
+    }
+
+    /// True when the device makes each durable [`Leaf::write`] durable by itself.
+    #[must_use]
+    pub fn durable_writes(&self) -> bool {
+        self.device.durable_writes()
+    }
+
+    /// Writes `bufs` back to back at `offset_bytes` straight from their memory (one vectored
+    /// write). A device without vectored writes, or a buffer not aligned for direct I/O
+    /// (memory on 4 KiB, length on the device block), gets one assembled buffer instead: that
+    /// copy is counted as [`CopyPath::SyncWrite`].
+    ///
+    /// # Errors
+    /// The device's error.
+    pub async fn write_vectored(&self, offset_bytes: u64, bufs: Vec<SharedBuf>) -> IoResult<()> {
+        let dev = &self.device;
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        self.stats.writes.fetch_add(1, Ordering::Relaxed);
+        self.stats.write_bytes.fetch_add(total as u64, Ordering::Relaxed);
+        // Direct I/O wants every piece aligned in memory and a whole number of device blocks.
+        let unit = dev.info().logical_block_bytes as usize;
+        let in_place =
+            bufs.iter().all(|b| b.is_aligned() && unit > 0 && b.len().is_multiple_of(unit));
+        if dev.writes_vectored() && in_place {
+            return dev.write_vectored(bufs, offset_bytes).await;
+        }
+        let mut one = IoBuf::zeroed(total);
+        let mut at = 0;
+        for b in &bufs {
+            one[at..at + b.len()].copy_from_slice(b);
+            at += b.len();
+        }
+        copy_stats::record(CopyPath::SyncWrite, total);
+        dev.write(one, offset_bytes).await.0
+    }
+
+    /// Makes every write completed before this call durable.
+    ///
+    /// # Errors
+    /// The device's error.
+    pub async fn flush(&self) -> IoResult<()> {
+        self.device.flush().await
+    }
+
+    /// Deallocates `len_bytes` at `offset_bytes`; the range reads back as zeros.
+    ///
+    /// # Errors
+    /// The device's error.
+    pub async fn trim(&self, offset_bytes: u64, len_bytes: u64) -> IoResult<()> {
+        self.device.discard(offset_bytes, len_bytes).await
+    }
+
+    /// A leaf holds one copy: there is no other to read or rebuild.
+    #[allow(clippy::unused_async)] // the signature every node kind shares
+    pub async fn reconstruct(
+        &self,
+        _offset_bytes: u64,
+        _len_bytes: usize,
+        _verify: &impl Fn(&[u8]) -> bool,
+    ) -> Reconstruction {
+        Reconstruction::NoOtherCopy
+    }
+}

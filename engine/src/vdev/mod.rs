@@ -1,0 +1,101 @@
+//! The vdev layer: the tree of virtual devices every pool I/O goes through.
+//!
+//! ```text
+//! Stripe (the pool's top level)        addressed by a DVA: (device index, offset)
+//!  ├─ Vdev::Leaf  device 0 (data)       one device; offsets are the device's own
+//!  ├─ Vdev::Leaf  device 1 (data)
+//!  └─ Vdev::Leaf  device 2 (log)
+//! ```
+//!
+//! - [`Stripe`] is the root. Its children are the pool's top-level vdevs, in pool-configuration
+//!   order; a block pointer's `device` field selects one, and the child maps the pointer's
+//!   offset onto its devices. The stripe holds no data itself: the allocator spreads blocks
+//!   across the data children, and the log device (when there is one) is a child too, which
+//!   the allocator never gives out.
+//! - [`Vdev`] is a node below the root, an enum of the node kinds. Today there is one,
+//!   [`Vdev::Leaf`] ([`Leaf`]: one device). Mirror and RAID-Z are to be new variants whose
+//!   children are leaves, each implementing the same methods (read, write, vectored write,
+//!   flush, trim, [`Vdev::reconstruct`], leaves).
+//! - [`Leaf`] is the only node that talks to a device, and counts every device request in the
+//!   pool's [`DeviceStats`].
+//!
+//! The levels are typed (root → top-level node → leaf) rather than one recursive node type,
+//! so a block I/O is a chain of ordinary `async fn`s: no boxed future, no allocation and no
+//! dynamic dispatch is added on the way down to the device's own [`BlockDevice`] call.
+//!
+//! Labels and uberblock rings are per device and are read and written on the leaves
+//! ([`Stripe::leaf`]); everything addressed by a DVA goes through [`Stripe`].
+//!
+//! Every metadata and data read goes through [`Stripe::read_block`], which checks the block's
+//! checksum against its pointer before anyone sees the bytes, counts failures, and asks the
+//! node that holds the block for another copy ([`Stripe::reconstruct`]): the place where a
+//! mirror or RAID-Z node reads another child or rebuilds from parity and rewrites the bad copy.
+//! Leaves and the stripe have no other copy and say so.
+//!
+//! [`BlockDevice`]: drivers::blockdev::BlockDevice
+
+mod leaf;
+mod node;
+mod stripe;
+
+use std::sync::atomic::AtomicU64;
+
+use drivers::buffer::IoBuf;
+use drivers::error::IoError;
+
+use crate::block_pointer::BlockPointer;
+use crate::format::checksum;
+
+pub use leaf::Leaf;
+pub use node::Vdev;
+pub use stripe::Stripe;
+
+/// True when `stored` matches the checksum `bp` carries (xxh3-128, or the BLAKE3 fingerprint
+/// of a deduplicated block).
+#[must_use]
+pub fn verifies(bp: &BlockPointer, stored: &[u8]) -> bool {
+    if bp.checksum_type == crate::ddt::CHECKSUM_BLAKE3_192 {
+        crate::ddt::fingerprint(bp.compression, bp.logical_bytes, stored)
+            == crate::ddt::bp_fingerprint(bp)
+    } else {
+        checksum(stored) == bp.checksum
+    }
+}
+
+/// Why a verified read failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockReadError {
+    /// The device failed.
+    Io(IoError),
+    /// The bytes did not match the pointer's checksum (or the pointer is malformed).
+    Checksum,
+}
+
+/// What a node answers when asked for another copy of a range whose read failed its check
+/// ([`Vdev::reconstruct`]).
+#[derive(Debug)]
+pub enum Reconstruction {
+    /// A copy that passes the check, read from another child or rebuilt from parity; the node
+    /// has rewritten the copies that failed (healed them). No node kind returns this yet.
+    Healed(IoBuf),
+    /// The node holds no other copy (a leaf, or a stripe over leaves).
+    NoOtherCopy,
+}
+
+/// Counters of the device layer, shared by the tree's nodes (each leaf counts its device
+/// requests here).
+#[derive(Debug, Default)]
+pub struct DeviceStats {
+    /// Blocks whose checksum did not verify on read.
+    pub checksum_errors: AtomicU64,
+    /// Device reads that failed.
+    pub read_errors: AtomicU64,
+    /// Bytes written.
+    pub write_bytes: AtomicU64,
+    /// Device write requests.
+    pub writes: AtomicU64,
+    /// Bytes read.
+    pub read_bytes: AtomicU64,
+    /// Device flushes.
+    pub flushes: AtomicU64,
+}

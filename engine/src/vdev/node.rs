@@ -1,0 +1,116 @@
+//! The kinds of node below the pool's stripe.
+
+use drivers::buffer::{IoBuf, SharedBuf};
+use drivers::error::IoResult;
+
+use super::{Leaf, Reconstruction};
+
+/// A top-level vdev: one child of the pool's [`super::Stripe`], addressed by a block
+/// pointer's device index. Offsets are the node's own address space.
+///
+/// Each kind implements the same set of methods and this enum forwards to them with a
+/// `match`, so a new kind is a new variant and one arm per method. Mirror (every child holds
+/// the whole address space) and RAID-Z (columns and parity across its children) are to
+/// come here; neither exists yet.
+pub enum Vdev {
+    /// One device.
+    Leaf(Leaf),
+}
+
+impl Vdev {
+    /// The devices under this node, in configuration order.
+    #[must_use]
+    pub fn leaves(&self) -> &[Leaf] {
+        match self {
+            Vdev::Leaf(leaf) => leaf.leaves(),
+        }
+    }
+
+    /// Reads `len_bytes` at `offset_bytes` into a new buffer.
+    ///
+    /// # Errors
+    /// The device's error.
+    pub async fn read(&self, offset_bytes: u64, len_bytes: usize) -> IoResult<IoBuf> {
+        match self {
+            Vdev::Leaf(leaf) => leaf.read(offset_bytes, len_bytes).await,
+        }
+    }
+
+    /// Reads `buf.len()` bytes at `offset_bytes` into `buf`, which comes back either way.
+    ///
+    /// # Errors
+    /// The device's error.
+    pub async fn read_into(&self, offset_bytes: u64, buf: IoBuf) -> (IoResult<()>, IoBuf) {
+        match self {
+            Vdev::Leaf(leaf) => leaf.read_into(offset_bytes, buf).await,
+        }
+    }
+
+    /// Writes `buf` at `offset_bytes`, durable when it completes if `durable` is set.
+    ///
+    /// # Errors
+    /// The device's error.
+    pub async fn write(
+        &self,
+        offset_bytes: u64,
+        buf: IoBuf,
+        durable: bool,
+    ) -> (IoResult<()>, IoBuf) {
+        match self {
+            Vdev::Leaf(leaf) => leaf.write(offset_bytes, buf, durable).await,
+        }
+    }
+
+    /// True when a durable [`Vdev::write`] needs no flush after it.
+    #[must_use]
+    pub fn durable_writes(&self) -> bool {
+        match self {
+            Vdev::Leaf(leaf) => leaf.durable_writes(),
+        }
+    }
+
+    /// Writes `bufs` back to back at `offset_bytes` (a run the txg coalesced).
+    ///
+    /// # Errors
+    /// The device's error.
+    pub async fn write_vectored(&self, offset_bytes: u64, bufs: Vec<SharedBuf>) -> IoResult<()> {
+        match self {
+            Vdev::Leaf(leaf) => leaf.write_vectored(offset_bytes, bufs).await,
+        }
+    }
+
+    /// Makes every write completed before this call durable.
+    ///
+    /// # Errors
+    /// The device's error.
+    pub async fn flush(&self) -> IoResult<()> {
+        match self {
+            Vdev::Leaf(leaf) => leaf.flush().await,
+        }
+    }
+
+    /// Deallocates `len_bytes` at `offset_bytes`.
+    ///
+    /// # Errors
+    /// The device's error.
+    pub async fn trim(&self, offset_bytes: u64, len_bytes: u64) -> IoResult<()> {
+        match self {
+            Vdev::Leaf(leaf) => leaf.trim(offset_bytes, len_bytes).await,
+        }
+    }
+
+    /// Reconstruct and heal: called after a read of `len_bytes` at `offset_bytes` returned
+    /// bytes that fail `verify`. A node with redundancy reads its other copies (a mirror's
+    /// other children) or rebuilds the range (RAID-Z parity) until one passes `verify`,
+    /// rewrites the copies that failed, and returns the good one. A leaf has no other copy.
+    pub async fn reconstruct(
+        &self,
+        offset_bytes: u64,
+        len_bytes: usize,
+        verify: &impl Fn(&[u8]) -> bool,
+    ) -> Reconstruction {
+        match self {
+            Vdev::Leaf(leaf) => leaf.reconstruct(offset_bytes, len_bytes, verify).await,
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The root of the vdev tree: the pool's top-level vdevs, addressed by a block pointer's
+//! device index.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use drivers::blockdev::BlockDevice;
+use drivers::buffer::{IoBuf, SharedBuf};
+use drivers::error::{IoError, IoResult};
+
+use super::{verifies, BlockReadError, DeviceStats, Leaf, Reconstruction, Vdev};
+use crate::block_pointer::BlockPointer;
+use crate::join::join_all;
+
+/// The pool's top level: a stripe over its top-level vdevs, in pool-configuration order.
+/// Every method that takes a `device` index addresses top-level child `device` (a block
+/// pointer's or extent's `device` field) at that child's `offset_bytes`; an index with no
+/// child is `InvalidInput(ENXIO)`.
+pub struct Stripe {
+    children: Vec<Vdev>,
+    /// Counters of every node of the tree.
+    pub stats: Arc<DeviceStats>,
+}
+
+/// A block pointer past the end of a device is a metadata error, not a device one.
+fn block_read_error(e: IoError) -> BlockReadError {
+    match e {
+        IoError::InvalidInput(_) => BlockReadError::Checksum,
+        other => BlockReadError::Io(other),
+    }
+}
+
+impl Stripe {
+    /// The stripe over `devices`, one leaf each, in pool order.
+    #[must_use]
+    pub fn new(devices: Vec<Arc<dyn BlockDevice>>) -> Stripe {
+        let stats = Arc::new(DeviceStats::default());
+        let children =
+            devices.into_iter().map(|d| Vdev::Leaf(Leaf::new(d, Arc::clone(&stats)))).collect();
+        Stripe { children, stats }
+    }
+
+    /// Number of top-level vdevs.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.children.len()
+    }
+
+    /// True when there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.children.is_empty()
+    }
+
+    /// Top-level vdev `device`.
+    ///
+    /// # Errors
+    /// `InvalidInput(ENXIO)` when there is none.
+    pub fn child(&self, device: u16) -> IoResult<&Vdev> {
+        self.children.get(usize::from(device)).ok_or(IoError::InvalidInput(libc::ENXIO))
+    }
+
+    /// Every leaf (device) of the tree, in pool-configuration order: the order of the
+    /// labels' `device_index`.
+    pub fn leaves(&self) -> impl Iterator<Item = &Leaf> {
+        self.children.iter().flat_map(Vdev::leaves)
+    }
+
+    /// Leaf `index` in [`Stripe::leaves`] order, for the per-device structures (labels,
+    /// uberblock rings, owner records).
+    ///
+    /// # Errors
+    /// `InvalidInput(ENXIO)` when there is none.
+    pub fn leaf(&self, index: usize) -> IoResult<&Leaf> {
+        self.leaves().nth(index).ok_or(IoError::InvalidInput(libc::ENXIO))
+    }
+
+    /// Reads `len_bytes` at `offset_bytes` of top-level vdev `device`.
+    ///
+    /// # Errors
+    /// The device's error, or `InvalidInput` for an unknown device index.
+    pub async fn read(&self, device: u16, offset_bytes: u64, len_bytes: usize) -> IoResult<IoBuf> {
+        self.child(device)?.read(offset_bytes, len_bytes).await
+    }
+
+    /// Reads `buf.len()` bytes at `offset_bytes` of top-level vdev `device` into `buf`, which
+    /// comes back either way (for a caller that reuses its buffers).
+    ///
+    /// # Errors
+    /// The device's error, or `InvalidInput` for an unknown device index.
+    pub async fn read_into(
+        &self,
+        device: u16,
+        offset_bytes: u64,
+        buf: IoBuf,
+    ) -> (IoResult<()>, IoBuf) {
+        match self.child(device) {
+            Ok(child) => child.read_into(offset_bytes, buf).await,
+            Err(e) => (Err(e), buf),
+        }
+    }
+
+    /// Writes `buf` at `offset_bytes` of top-level vdev `device`; returns the buffer.
+    ///
+    /// # Errors
+    /// The device's error.
+    pub async fn write(&self, device: u16, offset_bytes: u64, buf: IoBuf) -> (IoResult<()>, IoBuf) {
+        self.write_with(device, offset_bytes, buf, false).await
+    }
+
+    /// [`Stripe::write`], durable when it completes if `durable` is set (see
+    /// [`BlockDevice::write_durable`]).
+    ///
+    /// # Errors
+    /// The device's error.
+    pub async fn write_with(
+        &self,
+        device: u16,
+        offset_bytes: u64,
+        buf: IoBuf,
+        durable: bool,
+    ) -> (IoResult<()>, IoBuf) {
+        match self.child(device) {
+            Ok(child) => child.write(offset_bytes, buf, durable).await,
+            Err(e) => (Err(e), buf),
+        }
+    }
+
+    /// True when top-level vdev `device` makes each durable [`Stripe::write_with`] durable by
+    /// itself, so no flush is needed after those writes.
+    #[must_use]
+    pub fn durable_writes(&self, device: u16) -> bool {
+        self.child(device).is_ok_and(Vdev::durable_writes)
+    }
+
+    /// Writes `bufs` back to back at `offset_bytes` of top-level vdev `device` straight from
+    /// their memory (one vectored write; see [`Leaf::write_vectored`]).
+    ///
+    /// # Errors
+    /// The device's error.
+    pub async fn write_vectored(
+        &self,
+        device: u16,
+        offset_bytes: u64,
+        bufs: Vec<SharedBuf>,
+    ) -> IoResult<()> {
+        self.child(device)?.write_vectored(offset_bytes, bufs).await
+    }
+
+    /// Reads the block behind `bp` and verifies it. The buffer holds `physical_bytes`. When
+    /// the bytes do not verify, the top-level vdev that holds the block is asked for another
+    /// copy ([`Stripe::reconstruct`]).
+    ///
+    /// # Errors
+    /// [`BlockReadError::Checksum`] when the content does not verify and no other copy does
+    /// (counted once), [`BlockReadError::Io`] when the device fails.
+    pub async fn read_block(&self, bp: &BlockPointer) -> Result<IoBuf, BlockReadError> {
+        if bp.is_hole()
+            || !bp.physical_bytes.is_multiple_of(4096)
+            || !bp.offset_bytes.is_multiple_of(4096)
+        {
+            self.stats.checksum_errors.fetch_add(1, Ordering::Relaxed);
+            return Err(BlockReadError::Checksum);
+        }
+        let len = bp.physical_bytes as usize;
+        let buf = self.read(bp.device, bp.offset_bytes, len).await.map_err(block_read_error)?;
+        if verifies(bp, &buf) {
+            return Ok(buf);
+        }
+        self.stats.checksum_errors.fetch_add(1, Ordering::Relaxed);
+        match self.reconstruct(bp.device, bp.offset_bytes, len, &|b| verifies(bp, b)).await {
+            Reconstruction::Healed(good) => Ok(good),
+            Reconstruction::NoOtherCopy => Err(BlockReadError::Checksum),
+        }
+    }
+
+    /// Reconstruct and heal (see [`Vdev::reconstruct`]): asks top-level vdev `device` for a
+    /// copy of `len_bytes` at `offset_bytes` that passes `verify`, after a read of that range
+    /// failed it. The stripe keeps no copy of its own.
+    pub async fn reconstruct(
+        &self,
+        device: u16,
+        offset_bytes: u64,
+        len_bytes: usize,
+        verify: &impl Fn(&[u8]) -> bool,
+    ) -> Reconstruction {
+        match self.child(device) {
+            Ok(child) => child.reconstruct(offset_bytes, len_bytes, verify).await,
+            Err(_) => Reconstruction::NoOtherCopy,
+        }
+    }
+
+    /// Deallocates `len_bytes` at `offset_bytes` of top-level vdev `device`.
+    ///
+    /// # Errors
+    /// The device's error, or `InvalidInput` for an unknown device index.
+    pub async fn trim(&self, device: u16, offset_bytes: u64, len_bytes: u64) -> IoResult<()> {
+        self.child(device)?.trim(offset_bytes, len_bytes).await
+    }
+
+    /// Flushes every top-level vdev, concurrently.
+    ///
+    /// # Errors
+    /// The first device error.
+    pub async fn flush_all(&self) -> IoResult<()> {
+        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        let results = join_all(self.children.iter().map(Vdev::flush).collect()).await;
+        results.into_iter().collect()
+    }
+
+    /// Flushes top-level vdev `device`.
+    ///
+    /// # Errors
+    /// The device's error.
+    pub async fn flush(&self, device: u16) -> IoResult<()> {
+        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        self.child(device)?.flush().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    use drivers::blockdev::memory::MemoryDevice;
+    use drivers::blockdev::BlockDevice;
+    use drivers::buffer::IoBuf;
+    use drivers::error::IoError;
+    use drivers::executor::{Reactor, ReactorConfig};
+
+    use super::Stripe;
+    use crate::block_pointer::{BlockPointer, CHECKSUM_XXH3_128};
+    use crate::format::checksum;
+    use crate::vdev::{BlockReadError, Reconstruction};
+
+    #[test]
+    fn routes_by_device_index_and_has_no_other_copy() {
+        let reactor = Reactor::new(&ReactorConfig {
+            buffer_count: 8,
+            buffer_bytes: 4096,
+            ..Default::default()
+        })
+        .expect("reactor");
+        let devices: Vec<Arc<dyn BlockDevice>> = (0..2)
+            .map(|_| Arc::new(MemoryDevice::new(1 << 20, 512)) as Arc<dyn BlockDevice>)
+            .collect();
+        let stripe = Stripe::new(devices.clone());
+        assert_eq!(stripe.leaves().count(), 2);
+        assert!(Arc::ptr_eq(stripe.leaf(1).expect("leaf 1").device(), &devices[1]));
+        reactor.block_on(async {
+            let block = [5u8; 4096];
+            let (res, _) = stripe.write(1, 8192, IoBuf::from_slice(&block)).await;
+            res.expect("write");
+            let bp = BlockPointer {
+                offset_bytes: 8192,
+                checksum: checksum(&block),
+                logical_bytes: 4096,
+                physical_bytes: 4096,
+                device: 1,
+                checksum_type: CHECKSUM_XXH3_128,
+                ..BlockPointer::default()
+            };
+            assert_eq!(&stripe.read_block(&bp).await.expect("verified")[..], &block[..]);
+            // The same offset of the other device holds zeros: a checksum error, counted
+            // once, and the leaf has no other copy to offer.
+            let elsewhere = BlockPointer { device: 0, ..bp };
+            assert_eq!(stripe.read_block(&elsewhere).await.err(), Some(BlockReadError::Checksum));
+            assert_eq!(stripe.stats.checksum_errors.load(Ordering::Relaxed), 1);
+            let other = stripe.reconstruct(0, 8192, 4096, &|_| true).await;
+            assert!(matches!(other, Reconstruction::NoOtherCopy));
+            assert_eq!(
+                stripe.read(2, 0, 4096).await.err(),
+                Some(IoError::InvalidInput(libc::ENXIO))
+            );
+            assert_eq!(stripe.stats.writes.load(Ordering::Relaxed), 1);
+        });
+    }
+}
