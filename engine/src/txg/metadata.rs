@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// A deadlist to rewrite: dataset id, entries, the plan, the bytes kept from the stored
+/// version, and the tail to write after them.
+type DeadlistJob = (u64, usize, ObjectPlan, usize, Vec<u8>);
+
 /// A dataset's directory entry.
 fn directory_entry(d: &DatasetMeta) -> DirectoryEntry {
     DirectoryEntry {
@@ -48,7 +52,6 @@ impl Pool {
 
     /// Applies kills and metadata operations, then rewrites deadlists, dataset objects and the
     /// directory. The metadata lock is held only between the (async) object writes.
-    #[allow(clippy::too_many_lines)]
     pub(super) async fn apply_metadata(
         &self,
         txg: u64,
@@ -60,41 +63,11 @@ impl Pool {
     ) -> PoolResult<()> {
         let mut head_roots = self.head_roots(results);
         let heads: Vec<Arc<VolumeShared>> = lock(&self.heads).values().cloned().collect();
-        // Blocks that rollbacks and volume destroys free (walks need device reads, so they run
-        // before the metadata lock is taken).
-        let mut op_frees: Vec<BlockPointer> = Vec::new();
-        for op in ops {
-            if let MetaOp::Rollback { volume_id, .. } | MetaOp::DestroyVolume { volume_id } = op {
-                let prev =
-                    lock(&self.meta).datasets.get(volume_id).map_or(0, |d| d.phys.prev_snap_txg);
-                for root in head_roots.get(volume_id).cloned().unwrap_or_default() {
-                    op_frees.extend(blocks_born_after(self, root.root, prev).await?);
-                }
-            }
-        }
+        let op_frees = self.op_frees(ops, &head_roots).await?;
         // Round A: kills and operations; deadlists to write.
-        let mut deadlist_jobs = Vec::new();
-        {
+        let deadlist_jobs = {
             let mut meta = lock(&self.meta);
-            for r in results {
-                if let Some(ds) = meta.datasets.get_mut(&r.volume.id) {
-                    ds.phys.logical_bytes += r.added.logical_bytes;
-                    ds.phys.physical_bytes += r.added.physical_bytes;
-                }
-            }
-            for (id, killed) in kills {
-                let Some(ds) = meta.datasets.get_mut(&id) else { continue };
-                ds.dirty = true;
-                for bp in killed {
-                    if bp.block_kind() == Some(BlockKind::Data) {
-                        ds.phys.logical_bytes =
-                            ds.phys.logical_bytes.saturating_sub(u64::from(bp.logical_bytes));
-                        ds.phys.physical_bytes =
-                            ds.phys.physical_bytes.saturating_sub(u64::from(bp.physical_bytes));
-                    }
-                    self.kill(ds, bp, txg);
-                }
-            }
+            self.apply_kills(&mut meta, results, kills, txg);
             for bp in op_frees {
                 self.free_block(&bp, txg);
             }
@@ -109,26 +82,105 @@ impl Pool {
                     destroyed_volumes,
                 )?;
             }
-            for ds in meta.datasets.values_mut().filter(|d| d.deadlist_dirty) {
-                let prev = std::mem::take(&mut ds.deadlist_object);
-                ds.deadlist_dirty = false;
-                ds.dirty = true;
-                if ds.deadlist.is_empty() {
-                    self.free_object(&prev, txg);
-                    continue;
+            self.plan_deadlists(&mut meta, txg)?
+        };
+        let written = self.write_deadlists(deadlist_jobs, txg).await?;
+        // Round B: dataset objects to write.
+        let dataset_jobs = {
+            let mut meta = lock(&self.meta);
+            for (id, entries, obj) in written {
+                if let Some(ds) = meta.datasets.get_mut(&id) {
+                    ds.deadlist.mark_stored(entries, obj.bp);
+                    ds.deadlist_object = obj;
                 }
-                // A deadlist that only grew keeps its stored chunks: only the tail (copied
-                // out from there) and a new chunk index are written.
-                let all: &[u8] = bytemuck::cast_slice(ds.deadlist.entries());
-                let stored = ds.deadlist.stored_prefix_bytes(&prev.bp);
-                let chunk = MAX_BLOCK_BYTES as usize;
-                let plan =
-                    self.plan_rewrite(all.len(), &prev, |i| (i + 1) * chunk <= stored, txg)?;
-                let from = plan.kept_prefix_bytes();
-                let tail = all[from..].to_vec();
-                deadlist_jobs.push((ds.phys.id, ds.deadlist.len(), plan, from, tail));
+            }
+            self.plan_dataset_objects(&mut meta, &head_roots, txg)?
+        };
+        let written = self.write_dataset_objects(dataset_jobs, txg).await?;
+        // Round C: the directory.
+        self.write_directory(written, txg).await
+    }
+
+    /// Blocks that rollbacks and volume destroys free. The walks need device reads, so they
+    /// run before the metadata lock is taken.
+    async fn op_frees(
+        &self,
+        ops: &[MetaOp],
+        head_roots: &HashMap<u64, Vec<PartitionRoot>>,
+    ) -> PoolResult<Vec<BlockPointer>> {
+        let mut op_frees: Vec<BlockPointer> = Vec::new();
+        for op in ops {
+            if let MetaOp::Rollback { volume_id, .. } | MetaOp::DestroyVolume { volume_id } = op {
+                let prev =
+                    lock(&self.meta).datasets.get(volume_id).map_or(0, |d| d.phys.prev_snap_txg);
+                for root in head_roots.get(volume_id).cloned().unwrap_or_default() {
+                    op_frees.extend(blocks_born_after(self, root.root, prev).await?);
+                }
             }
         }
+        Ok(op_frees)
+    }
+
+    /// Adds the txg's written bytes to each volume's figures, then kills the blocks it
+    /// replaced (freed, or put on the deadlist when a snapshot still holds them).
+    fn apply_kills(
+        &self,
+        meta: &mut Meta,
+        results: &[PartResult],
+        kills: Vec<(u64, Vec<BlockPointer>)>,
+        txg: u64,
+    ) {
+        for r in results {
+            if let Some(ds) = meta.datasets.get_mut(&r.volume.id) {
+                ds.phys.logical_bytes += r.added.logical_bytes;
+                ds.phys.physical_bytes += r.added.physical_bytes;
+            }
+        }
+        for (id, killed) in kills {
+            let Some(ds) = meta.datasets.get_mut(&id) else { continue };
+            ds.dirty = true;
+            for bp in killed {
+                if bp.block_kind() == Some(BlockKind::Data) {
+                    ds.phys.logical_bytes =
+                        ds.phys.logical_bytes.saturating_sub(u64::from(bp.logical_bytes));
+                    ds.phys.physical_bytes =
+                        ds.phys.physical_bytes.saturating_sub(u64::from(bp.physical_bytes));
+                }
+                self.kill(ds, bp, txg);
+            }
+        }
+    }
+
+    /// Plans the rewrite of every changed deadlist (an emptied one is freed).
+    fn plan_deadlists(&self, meta: &mut Meta, txg: u64) -> PoolResult<Vec<DeadlistJob>> {
+        let mut deadlist_jobs = Vec::new();
+        for ds in meta.datasets.values_mut().filter(|d| d.deadlist_dirty) {
+            let prev = std::mem::take(&mut ds.deadlist_object);
+            ds.deadlist_dirty = false;
+            ds.dirty = true;
+            if ds.deadlist.is_empty() {
+                self.free_object(&prev, txg);
+                continue;
+            }
+            // A deadlist that only grew keeps its stored chunks: only the tail (copied
+            // out from there) and a new chunk index are written.
+            let all: &[u8] = bytemuck::cast_slice(ds.deadlist.entries());
+            let stored = ds.deadlist.stored_prefix_bytes(&prev.bp);
+            let chunk = MAX_BLOCK_BYTES as usize;
+            let plan = self.plan_rewrite(all.len(), &prev, |i| (i + 1) * chunk <= stored, txg)?;
+            let from = plan.kept_prefix_bytes();
+            let tail = all[from..].to_vec();
+            deadlist_jobs.push((ds.phys.id, ds.deadlist.len(), plan, from, tail));
+        }
+        Ok(deadlist_jobs)
+    }
+
+    /// Writes the planned deadlists: (dataset id, entries stored, object) for each.
+    async fn write_deadlists(
+        &self,
+        deadlist_jobs: Vec<DeadlistJob>,
+        txg: u64,
+    ) -> PoolResult<Vec<(u64, usize, StoredObject)>> {
         let mut written = Vec::new();
         for (id, entries, plan, from, tail) in deadlist_jobs {
             written.push((
@@ -139,39 +191,48 @@ impl Pool {
                     .map_err(read_err)?,
             ));
         }
-        // Round B: dataset objects to write.
+        Ok(written)
+    }
+
+    /// Frees the object of every dirty dataset and plans its new one: (id, plan, bytes).
+    fn plan_dataset_objects(
+        &self,
+        meta: &mut Meta,
+        head_roots: &HashMap<u64, Vec<PartitionRoot>>,
+        txg: u64,
+    ) -> PoolResult<Vec<(u64, ObjectPlan, Vec<u8>)>> {
         let mut dataset_jobs = Vec::new();
-        {
-            let mut meta = lock(&self.meta);
-            for (id, entries, obj) in written {
-                if let Some(ds) = meta.datasets.get_mut(&id) {
-                    ds.deadlist.mark_stored(entries, obj.bp);
-                    ds.deadlist_object = obj;
-                }
-            }
-            for ds in meta.datasets.values_mut().filter(|d| d.dirty) {
-                ds.phys.deadlist = ds.deadlist_object.bp;
-                let roots = match ds.kind() {
-                    DatasetKind::Volume => match head_roots.get(&ds.phys.id) {
-                        Some(r) => r.clone(),
-                        // Created after this sync started: the next txg writes it.
-                        None => continue,
-                    },
-                    DatasetKind::Snapshot => ds.roots.clone(),
-                };
-                let bytes = encode_dataset(&ds.phys, &roots);
-                self.free_object(&ds.object, txg);
-                ds.object = StoredObject::none();
-                ds.dirty = false;
-                let mut hint = self.alloc.next_hint();
-                let plan = ObjectPlan::allocate(&self.alloc, &mut hint, bytes.len())
-                    .ok_or(PoolError::NoSpace)?;
-                dataset_jobs.push((ds.phys.id, plan, bytes));
-            }
-            if !dataset_jobs.is_empty() {
-                meta.dirty = true;
-            }
+        for ds in meta.datasets.values_mut().filter(|d| d.dirty) {
+            ds.phys.deadlist = ds.deadlist_object.bp;
+            let roots = match ds.kind() {
+                DatasetKind::Volume => match head_roots.get(&ds.phys.id) {
+                    Some(r) => r.clone(),
+                    // Created after this sync started: the next txg writes it.
+                    None => continue,
+                },
+                DatasetKind::Snapshot => ds.roots.clone(),
+            };
+            let bytes = encode_dataset(&ds.phys, &roots);
+            self.free_object(&ds.object, txg);
+            ds.object = StoredObject::none();
+            ds.dirty = false;
+            let mut hint = self.alloc.next_hint();
+            let plan = ObjectPlan::allocate(&self.alloc, &mut hint, bytes.len())
+                .ok_or(PoolError::NoSpace)?;
+            dataset_jobs.push((ds.phys.id, plan, bytes));
         }
+        if !dataset_jobs.is_empty() {
+            meta.dirty = true;
+        }
+        Ok(dataset_jobs)
+    }
+
+    /// Writes the planned dataset objects: (dataset id, object) for each.
+    async fn write_dataset_objects(
+        &self,
+        dataset_jobs: Vec<(u64, ObjectPlan, Vec<u8>)>,
+        txg: u64,
+    ) -> PoolResult<Vec<(u64, StoredObject)>> {
         let mut written = Vec::new();
         for (id, plan, bytes) in dataset_jobs {
             written.push((
@@ -181,7 +242,11 @@ impl Pool {
                     .map_err(read_err)?,
             ));
         }
-        // Round C: the directory.
+        Ok(written)
+    }
+
+    /// Installs the rewritten dataset objects, then writes the directory when it changed.
+    async fn write_directory(&self, written: Vec<(u64, StoredObject)>, txg: u64) -> PoolResult<()> {
         let job = {
             let mut meta = lock(&self.meta);
             let rewritten: Vec<u64> = written.iter().map(|(id, _)| *id).collect();
