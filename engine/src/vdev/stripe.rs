@@ -66,8 +66,8 @@ impl Stripe {
         self.children.iter().flat_map(Vdev::leaves)
     }
 
-    /// Leaf `index` in [`Stripe::leaves`] order, for the per-device structures (labels,
-    /// uberblock rings, owner records).
+    /// Leaf `index` in [`Stripe::leaves`] order, for the per-device structures (labels and
+    /// uberblock rings).
     ///
     /// # Errors
     /// `InvalidInput(ENXIO)` when there is none.
