@@ -174,7 +174,9 @@ pub(super) async fn recv_immediate(
 ) -> (Result<bool, IoError>, Option<IoBuf>) {
     if let Some(b) = buf.take() {
         if take > 0 {
-            let (res, b) = recv_data_into(fd, b, 0, take, false).await;
+            // Exactly the bytes kept: the padding follows the whole segment (RFC 7143 §11.2.3),
+            // not the part kept, and is read with the rest below.
+            let (res, b) = ops::recv_exact(fd, b, 0..take).await;
             buf = Some(b);
             if let Err(e) = res {
                 return (Err(e), buf);
@@ -187,4 +189,60 @@ pub(super) async fn recv_immediate(
     let kept = buf.as_ref().map_or(&[][..], |b| &b[..take]);
     let res = recv_segment_tail(fd, kept, dsl, data_digest).await;
     (res, buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    use drivers::executor::{BackendChoice, Reactor, ReactorConfig};
+
+    use super::*;
+
+    /// Sends `segment` (padded, with a data digest when asked) and then a marker on one end of
+    /// a socket pair, receives the segment's first `take` bytes as immediate data on the
+    /// other, and returns (what recv_immediate said, the bytes kept, the 4 bytes read next).
+    fn immediate(segment: &[u8], take: usize, digest_on: bool) -> (bool, Vec<u8>, [u8; 4]) {
+        let (ours, theirs) = UnixStream::pair().expect("socket pair");
+        let mut wire = segment.to_vec();
+        wire.resize(padded_len(segment.len()), 0);
+        if digest_on {
+            wire.extend_from_slice(&digest::data_digest(segment));
+        }
+        wire.extend_from_slice(b"NEXT");
+        std::io::Write::write_all(&mut &theirs, &wire).expect("send");
+        let reactor = Reactor::new(&ReactorConfig {
+            backend: BackendChoice::Epoll,
+            buffer_count: 4,
+            buffer_bytes: 4096,
+            blocking_threads: 1,
+            ..ReactorConfig::default()
+        })
+        .expect("reactor");
+        let fd = ours.as_raw_fd();
+        reactor.block_on(async move {
+            let (res, buf) =
+                recv_immediate(fd, Some(IoBuf::zeroed(64)), take, segment.len(), digest_on).await;
+            let ok = res.expect("received");
+            let kept = buf.expect("buffer")[..take].to_vec();
+            let (res, next) = ops::recv_exact(fd, IoBuf::zeroed(4), 0..4).await;
+            res.expect("marker");
+            (ok, kept, [next[0], next[1], next[2], next[3]])
+        })
+    }
+
+    #[test]
+    fn immediate_data_of_any_length_leaves_the_stream_at_the_next_pdu() {
+        let segment: Vec<u8> = (1..=13).collect();
+        for digest_on in [false, true] {
+            // All of it kept, part of it kept (odd and aligned), none kept.
+            for take in [13, 5, 8, 0] {
+                let (ok, kept, next) = immediate(&segment, take, digest_on);
+                assert!(ok, "digest of a 13-byte segment, {take} kept");
+                assert_eq!(kept, segment[..take], "{take} kept, digest {digest_on}");
+                assert_eq!(&next, b"NEXT", "{take} kept, digest {digest_on}");
+            }
+        }
+    }
 }
