@@ -212,6 +212,8 @@ mod tests {
         }
         wire.extend_from_slice(b"NEXT");
         std::io::Write::write_all(&mut &theirs, &wire).expect("send");
+        // Closed: a receive that reads past the marker ends instead of waiting.
+        drop(theirs);
         let reactor = Reactor::new(&ReactorConfig {
             backend: BackendChoice::Epoll,
             buffer_count: 4,
