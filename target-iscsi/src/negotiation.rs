@@ -445,8 +445,11 @@ impl Negotiator {
         Ok(())
     }
 
-    #[allow(clippy::too_many_lines)]
+    /// The answer to one key the initiator offered, recorded in the negotiated parameters.
     fn answer(&mut self, key: &str, value: &str, out: &mut TextBuilder) -> Answer {
+        if let Some(answer) = self.answer_session_key(key, value) {
+            return answer;
+        }
         let l = self.limits;
         let s = &mut self.session;
         match key {
@@ -464,79 +467,6 @@ impl Negotiator {
                 }
                 None => reject(),
             },
-            "MaxConnections" => {
-                min_u64(value, 1, 65535, u64::from(l.max_connections)).map_or_else(reject, |v| {
-                    s.max_connections = to_u16(v);
-                    Answer::Value(v.to_string())
-                })
-            }
-            "InitialR2T" => parse_bool(value).map_or_else(reject, |v| {
-                s.initial_r2t = v || l.initial_r2t;
-                Answer::Value(bool_str(s.initial_r2t).into())
-            }),
-            "ImmediateData" => parse_bool(value).map_or_else(reject, |v| {
-                s.immediate_data = v && l.immediate_data;
-                Answer::Value(bool_str(s.immediate_data).into())
-            }),
-            "DataPDUInOrder" => parse_bool(value).map_or_else(reject, |v| {
-                s.data_pdu_in_order = v || l.data_pdu_in_order;
-                Answer::Value(bool_str(s.data_pdu_in_order).into())
-            }),
-            "DataSequenceInOrder" => parse_bool(value).map_or_else(reject, |v| {
-                s.data_sequence_in_order = v || l.data_sequence_in_order;
-                Answer::Value(bool_str(s.data_sequence_in_order).into())
-            }),
-            "RDMAExtensions" => parse_bool(value).map_or_else(reject, |v| {
-                s.rdma_extensions = v && l.rdma_extensions;
-                Answer::Value(bool_str(s.rdma_extensions).into())
-            }),
-            "MaxBurstLength" => {
-                min_u64(value, MIN_SEGMENT, MAX_SEGMENT, u64::from(l.max_burst_length)).map_or_else(
-                    reject,
-                    |v| {
-                        s.max_burst_length = to_u32(v);
-                        Answer::Value(v.to_string())
-                    },
-                )
-            }
-            "FirstBurstLength" => {
-                if s.initial_r2t && !s.immediate_data {
-                    // No unsolicited data at all: RFC 7143 §13.14.
-                    return irrelevant();
-                }
-                // FirstBurstLength MUST NOT exceed MaxBurstLength.
-                let ours = l.first_burst_length.min(s.max_burst_length);
-                min_u64(value, MIN_SEGMENT, MAX_SEGMENT, u64::from(ours)).map_or_else(reject, |v| {
-                    s.first_burst_length = to_u32(v);
-                    Answer::Value(v.to_string())
-                })
-            }
-            "DefaultTime2Wait" => number_in(value, 0, 3600).map_or_else(reject, |v| {
-                let r = v.max(u64::from(l.default_time2wait_s));
-                s.default_time2wait_s = to_u16(r);
-                Answer::Value(r.to_string())
-            }),
-            "DefaultTime2Retain" => min_u64(value, 0, 3600, u64::from(l.default_time2retain_s))
-                .map_or_else(reject, |v| {
-                    s.default_time2retain_s = to_u16(v);
-                    Answer::Value(v.to_string())
-                }),
-            "MaxOutstandingR2T" => min_u64(value, 1, 65535, u64::from(l.max_outstanding_r2t))
-                .map_or_else(reject, |v| {
-                    s.max_outstanding_r2t = to_u16(v);
-                    Answer::Value(v.to_string())
-                }),
-            "ErrorRecoveryLevel" => min_u64(value, 0, 2, u64::from(l.error_recovery_level))
-                .map_or_else(reject, |v| {
-                    s.error_recovery_level = u8::try_from(v).unwrap_or(0);
-                    Answer::Value(v.to_string())
-                }),
-            "iSCSIProtocolLevel" => {
-                min_u64(value, 0, 31, ISCSI_PROTOCOL_LEVEL).map_or_else(reject, |v| {
-                    s.iscsi_protocol_level = u8::try_from(v).unwrap_or(0);
-                    Answer::Value(v.to_string())
-                })
-            }
             "TaskReporting" => {
                 if value.split(',').any(|v| v == "RFC3720") {
                     Answer::Value("RFC3720".into())
@@ -586,6 +516,89 @@ impl Negotiator {
             // Unknown standard keys, X- and X# extension keys (RFC 7143 §6.2, §13.5.2).
             _ => Answer::Value("NotUnderstood".into()),
         }
+    }
+
+    /// The answer to a session-wide numeric or boolean key (RFC 7143 §13: MaxConnections to
+    /// iSCSIProtocolLevel), recorded in the session's parameters; `None` for any other key.
+    fn answer_session_key(&mut self, key: &str, value: &str) -> Option<Answer> {
+        let l = self.limits;
+        let s = &mut self.session;
+        Some(match key {
+            "MaxConnections" => {
+                min_u64(value, 1, 65535, u64::from(l.max_connections)).map_or_else(reject, |v| {
+                    s.max_connections = to_u16(v);
+                    Answer::Value(v.to_string())
+                })
+            }
+            "InitialR2T" => parse_bool(value).map_or_else(reject, |v| {
+                s.initial_r2t = v || l.initial_r2t;
+                Answer::Value(bool_str(s.initial_r2t).into())
+            }),
+            "ImmediateData" => parse_bool(value).map_or_else(reject, |v| {
+                s.immediate_data = v && l.immediate_data;
+                Answer::Value(bool_str(s.immediate_data).into())
+            }),
+            "DataPDUInOrder" => parse_bool(value).map_or_else(reject, |v| {
+                s.data_pdu_in_order = v || l.data_pdu_in_order;
+                Answer::Value(bool_str(s.data_pdu_in_order).into())
+            }),
+            "DataSequenceInOrder" => parse_bool(value).map_or_else(reject, |v| {
+                s.data_sequence_in_order = v || l.data_sequence_in_order;
+                Answer::Value(bool_str(s.data_sequence_in_order).into())
+            }),
+            "RDMAExtensions" => parse_bool(value).map_or_else(reject, |v| {
+                s.rdma_extensions = v && l.rdma_extensions;
+                Answer::Value(bool_str(s.rdma_extensions).into())
+            }),
+            "MaxBurstLength" => {
+                min_u64(value, MIN_SEGMENT, MAX_SEGMENT, u64::from(l.max_burst_length)).map_or_else(
+                    reject,
+                    |v| {
+                        s.max_burst_length = to_u32(v);
+                        Answer::Value(v.to_string())
+                    },
+                )
+            }
+            "FirstBurstLength" => {
+                if s.initial_r2t && !s.immediate_data {
+                    // No unsolicited data at all: RFC 7143 §13.14.
+                    return Some(irrelevant());
+                }
+                // FirstBurstLength MUST NOT exceed MaxBurstLength.
+                let ours = l.first_burst_length.min(s.max_burst_length);
+                min_u64(value, MIN_SEGMENT, MAX_SEGMENT, u64::from(ours)).map_or_else(reject, |v| {
+                    s.first_burst_length = to_u32(v);
+                    Answer::Value(v.to_string())
+                })
+            }
+            "DefaultTime2Wait" => number_in(value, 0, 3600).map_or_else(reject, |v| {
+                let r = v.max(u64::from(l.default_time2wait_s));
+                s.default_time2wait_s = to_u16(r);
+                Answer::Value(r.to_string())
+            }),
+            "DefaultTime2Retain" => min_u64(value, 0, 3600, u64::from(l.default_time2retain_s))
+                .map_or_else(reject, |v| {
+                    s.default_time2retain_s = to_u16(v);
+                    Answer::Value(v.to_string())
+                }),
+            "MaxOutstandingR2T" => min_u64(value, 1, 65535, u64::from(l.max_outstanding_r2t))
+                .map_or_else(reject, |v| {
+                    s.max_outstanding_r2t = to_u16(v);
+                    Answer::Value(v.to_string())
+                }),
+            "ErrorRecoveryLevel" => min_u64(value, 0, 2, u64::from(l.error_recovery_level))
+                .map_or_else(reject, |v| {
+                    s.error_recovery_level = u8::try_from(v).unwrap_or(0);
+                    Answer::Value(v.to_string())
+                }),
+            "iSCSIProtocolLevel" => {
+                min_u64(value, 0, 31, ISCSI_PROTOCOL_LEVEL).map_or_else(reject, |v| {
+                    s.iscsi_protocol_level = u8::try_from(v).unwrap_or(0);
+                    Answer::Value(v.to_string())
+                })
+            }
+            _ => return None,
+        })
     }
 
     /// Appends the target's MaxRecvDataSegmentLength declaration once per login.

@@ -379,11 +379,90 @@ fn sanitize(b: &Bytes) -> Result<SanitizeCdb, Sense> {
 /// Decodes `cdb`. Unknown opcodes and service actions give INVALID COMMAND OPERATION CODE
 /// (or INVALID FIELD IN CDB pointing at the service action).
 pub fn parse(cdb: &[u8]) -> Result<Command, Sense> {
-    use opcode as op;
     if cdb.is_empty() {
         return Err(Sense::invalid_opcode());
     }
     let b = Bytes::new(cdb);
+    match parse_block_command(&b)? {
+        Some(cmd) => Ok(cmd),
+        None => parse_other_command(&b),
+    }
+}
+
+/// The commands that read, write, verify, synchronise or deallocate blocks; `None` for any
+/// other operation code.
+fn parse_block_command(b: &Bytes) -> Result<Option<Command>, Sense> {
+    use opcode as op;
+    let cmd = match b.u8(0) {
+        op::READ_6 => Command::Read(block_io(b, 6)?),
+        op::READ_10 => Command::Read(block_io(b, 10)?),
+        op::READ_12 => Command::Read(block_io(b, 12)?),
+        op::READ_16 => Command::Read(block_io(b, 16)?),
+        op::WRITE_6 => Command::Write(block_io(b, 6)?),
+        op::WRITE_10 => Command::Write(block_io(b, 10)?),
+        op::WRITE_12 => Command::Write(block_io(b, 12)?),
+        op::WRITE_16 => Command::Write(block_io(b, 16)?),
+        op::WRITE_AND_VERIFY_10 | op::WRITE_AND_VERIFY_12 | op::WRITE_AND_VERIFY_16 => {
+            let len = match b.u8(0) {
+                op::WRITE_AND_VERIFY_10 => 10,
+                op::WRITE_AND_VERIFY_12 => 12,
+                _ => 16,
+            };
+            let io = block_io(b, len)?;
+            let check = match byte_check(b)? {
+                ByteCheck::CompareOneBlock => return Err(Sense::invalid_field_in_cdb(1, Some(2))),
+                other => other,
+            };
+            Command::WriteAndVerify(BlockIo { fua: false, ..io }, check)
+        }
+        op::VERIFY_10 | op::VERIFY_12 | op::VERIFY_16 => {
+            let len = match b.u8(0) {
+                op::VERIFY_10 => 10,
+                op::VERIFY_12 => 12,
+                _ => 16,
+            };
+            let io = block_io(b, len)?;
+            Command::Verify(BlockIo { fua: false, ..io }, byte_check(b)?)
+        }
+        op::ORWRITE_16 => Command::OrWrite(block_io(b, 16)?),
+        op::COMPARE_AND_WRITE => {
+            b.no_protection()?;
+            Command::CompareAndWrite(BlockIo {
+                lba: b.be64(2),
+                blocks: u32::from(b.u8(13)),
+                dpo: b.bit(1, 0x10),
+                fua: b.bit(1, 0x08),
+                cdb_bytes: 16,
+            })
+        }
+        op::PRE_FETCH_10 => Command::PreFetch(range(b, false)),
+        op::PRE_FETCH_16 => Command::PreFetch(range(b, true)),
+        op::SYNCHRONIZE_CACHE_10 => Command::SynchronizeCache(range(b, false)),
+        op::SYNCHRONIZE_CACHE_16 => Command::SynchronizeCache(range(b, true)),
+        op::WRITE_SAME_10 | op::WRITE_SAME_16 => {
+            b.no_protection()?;
+            let sixteen = b.u8(0) == op::WRITE_SAME_16;
+            let r = range(b, sixteen);
+            Command::WriteSame(WriteSameCdb {
+                lba: r.lba,
+                blocks: r.blocks,
+                unmap: b.bit(1, 0x08),
+                anchor: b.bit(1, 0x10),
+                ndob: sixteen && b.bit(1, 0x01),
+                cdb_bytes: if sixteen { 16 } else { 10 },
+            })
+        }
+        op::UNMAP => Command::Unmap { anchor: b.bit(1, 0x01), parameter_list_length: b.be16(7) },
+        op::SANITIZE => Command::Sanitize(sanitize(b)?),
+        _ => return Ok(None),
+    };
+    Ok(Some(cmd))
+}
+
+/// Every command other than [`parse_block_command`]'s: status, inquiry, mode pages,
+/// capacity, reservations, LUN and opcode reports.
+fn parse_other_command(b: &Bytes) -> Result<Command, Sense> {
+    use opcode as op;
     let cmd = match b.u8(0) {
         op::TEST_UNIT_READY => Command::TestUnitReady,
         op::REQUEST_SENSE => {
@@ -466,66 +545,6 @@ pub fn parse(cdb: &[u8]) -> Result<Command, Sense> {
                 allocation_length: if twelve { b.be32(6) } else { b.be16(7) },
             }
         }
-        op::READ_6 => Command::Read(block_io(&b, 6)?),
-        op::READ_10 => Command::Read(block_io(&b, 10)?),
-        op::READ_12 => Command::Read(block_io(&b, 12)?),
-        op::READ_16 => Command::Read(block_io(&b, 16)?),
-        op::WRITE_6 => Command::Write(block_io(&b, 6)?),
-        op::WRITE_10 => Command::Write(block_io(&b, 10)?),
-        op::WRITE_12 => Command::Write(block_io(&b, 12)?),
-        op::WRITE_16 => Command::Write(block_io(&b, 16)?),
-        op::WRITE_AND_VERIFY_10 | op::WRITE_AND_VERIFY_12 | op::WRITE_AND_VERIFY_16 => {
-            let len = match b.u8(0) {
-                op::WRITE_AND_VERIFY_10 => 10,
-                op::WRITE_AND_VERIFY_12 => 12,
-                _ => 16,
-            };
-            let io = block_io(&b, len)?;
-            let check = match byte_check(&b)? {
-                ByteCheck::CompareOneBlock => return Err(Sense::invalid_field_in_cdb(1, Some(2))),
-                other => other,
-            };
-            Command::WriteAndVerify(BlockIo { fua: false, ..io }, check)
-        }
-        op::VERIFY_10 | op::VERIFY_12 | op::VERIFY_16 => {
-            let len = match b.u8(0) {
-                op::VERIFY_10 => 10,
-                op::VERIFY_12 => 12,
-                _ => 16,
-            };
-            let io = block_io(&b, len)?;
-            Command::Verify(BlockIo { fua: false, ..io }, byte_check(&b)?)
-        }
-        op::ORWRITE_16 => Command::OrWrite(block_io(&b, 16)?),
-        op::COMPARE_AND_WRITE => {
-            b.no_protection()?;
-            Command::CompareAndWrite(BlockIo {
-                lba: b.be64(2),
-                blocks: u32::from(b.u8(13)),
-                dpo: b.bit(1, 0x10),
-                fua: b.bit(1, 0x08),
-                cdb_bytes: 16,
-            })
-        }
-        op::PRE_FETCH_10 => Command::PreFetch(range(&b, false)),
-        op::PRE_FETCH_16 => Command::PreFetch(range(&b, true)),
-        op::SYNCHRONIZE_CACHE_10 => Command::SynchronizeCache(range(&b, false)),
-        op::SYNCHRONIZE_CACHE_16 => Command::SynchronizeCache(range(&b, true)),
-        op::WRITE_SAME_10 | op::WRITE_SAME_16 => {
-            b.no_protection()?;
-            let sixteen = b.u8(0) == op::WRITE_SAME_16;
-            let r = range(&b, sixteen);
-            Command::WriteSame(WriteSameCdb {
-                lba: r.lba,
-                blocks: r.blocks,
-                unmap: b.bit(1, 0x08),
-                anchor: b.bit(1, 0x10),
-                ndob: sixteen && b.bit(1, 0x01),
-                cdb_bytes: if sixteen { 16 } else { 10 },
-            })
-        }
-        op::UNMAP => Command::Unmap { anchor: b.bit(1, 0x01), parameter_list_length: b.be16(7) },
-        op::SANITIZE => Command::Sanitize(sanitize(&b)?),
         op::PERSISTENT_RESERVE_IN => Command::PersistentReserveIn {
             service_action: b.u8(1) & 0x1F,
             allocation_length: b.be16(7),
