@@ -161,17 +161,8 @@ impl SpaceMap {
             return false;
         }
         let end = start + n;
-        (start / 64..end.div_ceil(64)).all(|index| {
-            let base = index * 64;
-            let mut want = u64::MAX;
-            if base < start {
-                want &= u64::MAX << (start - base);
-            }
-            if end - base < 64 {
-                want &= (1u64 << (end - base)) - 1;
-            }
-            self.taken_word(index, spare) & want == 0
-        })
+        (start / 64..end.div_ceil(64))
+            .all(|index| self.taken_word(index, spare) & range_mask(index * 64, start, end) == 0)
     }
 
     /// First run of `n` free units at or after `from` that takes no unit of a free slab,
@@ -249,13 +240,7 @@ impl SpaceMap {
         for index in from / 64..to.div_ceil(64) {
             let base = index * 64;
             // Bit k set: unit base + k may be taken. Units outside [from, to) may not.
-            let mut free = !self.taken_word(index, spare);
-            if base < from {
-                free &= u64::MAX << (from - base);
-            }
-            if to - base < 64 {
-                free &= (1u64 << (to - base)) - 1;
-            }
+            let free = !self.taken_word(index, spare) & range_mask(base, from, to);
             if free == u64::MAX {
                 if run == 0 {
                     run_start = base;
@@ -354,6 +339,18 @@ impl SpaceMap {
         map.free_slabs = map.count_free_slabs();
         Some(map)
     }
+}
+
+/// The bits of the word starting at unit `base` that lie in `[lo, hi)` (which overlaps it).
+fn range_mask(base: u64, lo: u64, hi: u64) -> u64 {
+    let mut mask = u64::MAX;
+    if base < lo {
+        mask &= u64::MAX << (lo - base);
+    }
+    if hi - base < 64 {
+        mask &= (1u64 << (hi - base)) - 1;
+    }
+    mask
 }
 
 #[cfg(test)]
