@@ -191,4 +191,46 @@ mod tests {
             other => panic!("expected a version error, got {other:?}"),
         }
     }
+
+    /// The header image, byte for byte: the fields at their documented offsets
+    /// (docs/format.md §Labels), zeros elsewhere, the checksum over the first 4080.
+    #[test]
+    fn header_bytes_are_pinned() {
+        let mut label = Label::new();
+        label.label_index = 2;
+        label.pool_guid = 0xfeed;
+        label.device_guid = 0xd1;
+        label.device_count = 1;
+        label.device_role = DeviceRole::Log as u32;
+        label.device_bytes = 64 << 20;
+        label.create_txg = 4;
+        label.pool_name[..4].copy_from_slice(b"tank");
+        label.devices[0] =
+            DeviceConfig { guid: 0xd1, size_bytes: 64 << 20, role: 1, ..DeviceConfig::default() };
+        let image = label.encode();
+        let mut want = vec![0u8; LABEL_HEADER_BYTES];
+        let fields: [(usize, &[u8]); 13] = [
+            (0, b"FERRLABL"),
+            (8, &FORMAT_VERSION.to_le_bytes()),
+            (12, &2u32.to_le_bytes()),
+            (16, &0xfeedu64.to_le_bytes()),
+            (24, &0xd1u64.to_le_bytes()),
+            (36, &1u32.to_le_bytes()),
+            (40, &1u32.to_le_bytes()),
+            (48, &(64u64 << 20).to_le_bytes()),
+            (64, &4u64.to_le_bytes()),
+            (128, b"tank"),
+            (256, &0xd1u64.to_le_bytes()),
+            (264, &(64u64 << 20).to_le_bytes()),
+            (280, &1u32.to_le_bytes()),
+        ];
+        for (at, bytes) in fields {
+            want[at..at + bytes.len()].copy_from_slice(bytes);
+        }
+        let sum = checksum(&want[..4080]);
+        want[4080..4088].copy_from_slice(&sum[0].to_le_bytes());
+        want[4088..].copy_from_slice(&sum[1].to_le_bytes());
+        assert_eq!(image, want);
+        assert_eq!(sum, [0x9c23_bc32_98c0_b937, 0xa151_8e4d_91e9_b8db], "the image's checksum");
+    }
 }

@@ -662,4 +662,52 @@ mod tests {
         assert_eq!(utc_minutes(1_796_612_400), "2026-12-07 03:00");
         assert_eq!(utc_minutes(951_782_400), "2000-02-29 00:00");
     }
+
+    /// The slot image, byte for byte: the fields at their documented offsets
+    /// (docs/format.md §Owner record), zeros elsewhere, the checksum over the first 496.
+    #[test]
+    fn slot_bytes_are_pinned() {
+        let mut record = OwnerRecord {
+            magic: OWNER_MAGIC,
+            record_version: OWNER_RECORD_VERSION,
+            state: OWNER_STATE_IMPORTED,
+            pool_guid: 0xfeed,
+            host_id: [0x11, 0x22],
+            pid: 4242,
+            heartbeat_interval_ms: 1000,
+            import_time_secs: 1_796_612_400,
+            claim: 3,
+            heartbeat_seq: 9,
+            heartbeat_time_ms: 77,
+            ..Zeroable::zeroed()
+        };
+        record.host_name[..2].copy_from_slice(b"h1");
+        record.program[..8].copy_from_slice(b"ferrited");
+        let slot = record.encode_slot();
+        let mut want = vec![0u8; 4096];
+        let fields: [(usize, &[u8]); 14] = [
+            (0, b"FERROWNR"),
+            (8, &1u32.to_le_bytes()),
+            (12, &1u32.to_le_bytes()),
+            (16, &0xfeedu64.to_le_bytes()),
+            (24, &0x11u64.to_le_bytes()),
+            (32, &0x22u64.to_le_bytes()),
+            (40, &4242u32.to_le_bytes()),
+            (44, &1000u32.to_le_bytes()),
+            (48, &1_796_612_400u64.to_le_bytes()),
+            (56, &3u64.to_le_bytes()),
+            (64, &9u64.to_le_bytes()),
+            (72, &77u64.to_le_bytes()),
+            (80, b"h1"),
+            (144, b"ferrited"),
+        ];
+        for (at, bytes) in fields {
+            want[at..at + bytes.len()].copy_from_slice(bytes);
+        }
+        let sum = checksum(&want[..496]);
+        want[496..504].copy_from_slice(&sum[0].to_le_bytes());
+        want[504..512].copy_from_slice(&sum[1].to_le_bytes());
+        assert_eq!(slot, want);
+        assert_eq!(sum, [0x8f41_5cef_952c_4e29, 0xd505_3a91_8fbd_579a], "the image's checksum");
+    }
 }

@@ -125,4 +125,49 @@ mod tests {
         assert_ne!(slot_offset_bytes(1), slot_offset_bytes(2));
         assert_eq!(slot_offset_bytes(1), slot_offset_bytes(1 + UBERBLOCK_RING_SLOTS));
     }
+
+    /// The slot image, byte for byte: the fields at their documented offsets
+    /// (docs/format.md §Uberblock ring), zeros elsewhere, the checksum over the first 496.
+    #[test]
+    fn slot_bytes_are_pinned() {
+        let root = BlockPointer {
+            offset_bytes: 0x8000,
+            birth_txg: 5,
+            checksum: [0x1111, 0x2222],
+            fill_blocks: 3,
+            logical_bytes: 4096,
+            physical_bytes: 4096,
+            device: 1,
+            kind: crate::block_pointer::BlockKind::PoolRoot as u8,
+            checksum_type: crate::block_pointer::CHECKSUM_XXH3_128,
+            ..BlockPointer::HOLE
+        };
+        let slot = Uberblock::new(0xfeed, 5, 2, root).encode_slot();
+        let mut want = vec![0u8; 4096];
+        let fields: [(usize, &[u8]); 15] = [
+            (0, b"FERRUBER"),
+            (8, &FORMAT_VERSION.to_le_bytes()),
+            (12, &2u32.to_le_bytes()),
+            (16, &5u64.to_le_bytes()),
+            (24, &0xfeedu64.to_le_bytes()),
+            (32, &5u64.to_le_bytes()),
+            (40, &0x8000u64.to_le_bytes()),
+            (48, &5u64.to_le_bytes()),
+            (56, &0x1111u64.to_le_bytes()),
+            (64, &0x2222u64.to_le_bytes()),
+            (72, &3u64.to_le_bytes()),
+            (80, &4096u32.to_le_bytes()),
+            (84, &4096u32.to_le_bytes()),
+            (88, &1u16.to_le_bytes()),
+            (90, &[3, 0, 1, 0]),
+        ];
+        for (at, bytes) in fields {
+            want[at..at + bytes.len()].copy_from_slice(bytes);
+        }
+        let sum = checksum(&want[..496]);
+        want[496..504].copy_from_slice(&sum[0].to_le_bytes());
+        want[504..512].copy_from_slice(&sum[1].to_le_bytes());
+        assert_eq!(slot, want);
+        assert_eq!(sum, [0x69e3_0a58_304c_e2b8, 0x23d7_d1a0_3580_0176], "the image's checksum");
+    }
 }
