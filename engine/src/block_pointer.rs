@@ -7,62 +7,39 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::format::Checksum;
+use crate::record::stored_enum;
 
-/// What a block holds. Stored in [`BlockPointer::kind`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum BlockKind {
-    /// Nothing (a hole).
-    None = 0,
-    /// Volume data (level 0 of a partition tree).
-    Data = 1,
-    /// An indirect block of a partition tree: an array of block pointers.
-    Indirect = 2,
-    /// The pool root object.
-    PoolRoot = 3,
-    /// The dataset directory.
-    Directory = 4,
-    /// One dataset (volume, snapshot): header and partition roots.
-    Dataset = 5,
-    /// The table of space-map pointers, one per allocation group.
-    SpaceMapTable = 6,
-    /// One allocation group's allocation bitmap.
-    SpaceMap = 7,
-    /// A list of extents freed in the txg (applied once it is durable).
-    FreeList = 8,
-    /// A deadlist: block pointers killed in a dataset but still held by a snapshot.
-    DeadList = 9,
-    /// An index of a metadata object cut into chunks (array of chunk pointers).
-    ChunkIndex = 10,
-    /// One partition of the dedup table (array of `DdtEntryPhys`).
-    DedupTable = 11,
-    /// The dedup table's index (one pointer per partition, then the table log's objects).
-    DedupIndex = 12,
-    /// One txg's dedup-table changes (array of `DdtEntryPhys`, refcount 0 for a removal).
-    DedupLog = 13,
-}
-
-impl BlockKind {
-    /// Decodes a stored kind.
-    #[must_use]
-    pub fn from_u8(v: u8) -> Option<BlockKind> {
-        Some(match v {
-            0 => BlockKind::None,
-            1 => BlockKind::Data,
-            2 => BlockKind::Indirect,
-            3 => BlockKind::PoolRoot,
-            4 => BlockKind::Directory,
-            5 => BlockKind::Dataset,
-            6 => BlockKind::SpaceMapTable,
-            7 => BlockKind::SpaceMap,
-            8 => BlockKind::FreeList,
-            9 => BlockKind::DeadList,
-            10 => BlockKind::ChunkIndex,
-            11 => BlockKind::DedupTable,
-            12 => BlockKind::DedupIndex,
-            13 => BlockKind::DedupLog,
-            _ => return None,
-        })
+stored_enum! {
+    /// What a block holds. Stored in [`BlockPointer::kind`].
+    pub enum BlockKind: u8, from_u8 {
+        /// Nothing (a hole).
+        None = 0,
+        /// Volume data (level 0 of a partition tree).
+        Data = 1,
+        /// An indirect block of a partition tree: an array of block pointers.
+        Indirect = 2,
+        /// The pool root object.
+        PoolRoot = 3,
+        /// The dataset directory.
+        Directory = 4,
+        /// One dataset (volume, snapshot): header and partition roots.
+        Dataset = 5,
+        /// The table of space-map pointers, one per allocation group.
+        SpaceMapTable = 6,
+        /// One allocation group's allocation bitmap.
+        SpaceMap = 7,
+        /// A list of extents freed in the txg (applied once it is durable).
+        FreeList = 8,
+        /// A deadlist: block pointers killed in a dataset but still held by a snapshot.
+        DeadList = 9,
+        /// An index of a metadata object cut into chunks (array of chunk pointers).
+        ChunkIndex = 10,
+        /// One partition of the dedup table (array of `DdtEntryPhys`).
+        DedupTable = 11,
+        /// The dedup table's index (one pointer per partition, then the table log's objects).
+        DedupIndex = 12,
+        /// One txg's dedup-table changes (array of `DdtEntryPhys`, refcount 0 for a removal).
+        DedupLog = 13,
     }
 }
 

@@ -14,6 +14,7 @@
 use drivers::buffer::IoBuf;
 
 use crate::format::SECTOR_BYTES;
+use crate::record::stored_enum;
 
 /// [`crate::block_pointer::BlockPointer::compression`] of a raw block.
 pub const COMPRESSION_OFF: u8 = 0;
@@ -26,28 +27,19 @@ pub const CHUNK_BYTES: usize = 16 * 1024;
 /// Bytes of one chunk's length in the header.
 const LENGTH_BYTES: usize = 4;
 
-/// A volume's `compression` property.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[repr(u8)]
-pub enum Compression {
-    /// Blocks are stored as written.
-    Off = 0,
-    /// Blocks are LZ4-compressed when that saves an eighth of their size.
-    #[default]
-    Lz4 = 1,
+stored_enum! {
+    /// A volume's `compression` property.
+    #[derive(Default)]
+    pub enum Compression: u8, from_u8 {
+        /// Blocks are stored as written.
+        Off = 0,
+        /// Blocks are LZ4-compressed when that saves an eighth of their size.
+        #[default]
+        Lz4 = 1,
+    }
 }
 
 impl Compression {
-    /// Decodes a stored value.
-    #[must_use]
-    pub fn from_u8(v: u8) -> Option<Compression> {
-        match v {
-            0 => Some(Compression::Off),
-            1 => Some(Compression::Lz4),
-            _ => None,
-        }
-    }
-
     /// Parses `off` or `lz4`.
     #[must_use]
     pub fn parse(s: &str) -> Option<Compression> {

@@ -12,6 +12,7 @@ use crate::block_pointer::BlockPointer;
 use crate::error::{PoolError, PoolResult};
 use crate::format::{decode_name, encode_name};
 use crate::partition::VolumeLayout;
+use crate::record::{read_array, read_front, stored_enum};
 
 /// "FERRDSET".
 pub const DATASET_MAGIC: u64 = u64::from_le_bytes(*b"FERRDSET");
@@ -19,25 +20,13 @@ pub const DATASET_MAGIC: u64 = u64::from_le_bytes(*b"FERRDSET");
 /// Longest dataset name (`volume` or `volume@snapshot`).
 pub const NAME_BYTES: usize = 96;
 
-/// Kind of a dataset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
-pub enum DatasetKind {
-    /// A writable volume (possibly a clone).
-    Volume = 1,
-    /// A read-only snapshot of a volume.
-    Snapshot = 2,
-}
-
-impl DatasetKind {
-    /// Decodes a stored kind.
-    #[must_use]
-    pub fn from_u32(v: u32) -> Option<DatasetKind> {
-        match v {
-            1 => Some(DatasetKind::Volume),
-            2 => Some(DatasetKind::Snapshot),
-            _ => None,
-        }
+stored_enum! {
+    /// Kind of a dataset.
+    pub enum DatasetKind: u32, from_u32 {
+        /// A writable volume (possibly a clone).
+        Volume = 1,
+        /// A read-only snapshot of a volume.
+        Snapshot = 2,
     }
 }
 
@@ -149,10 +138,7 @@ pub fn encode_dataset(header: &DatasetPhys, roots: &[PartitionRoot]) -> Vec<u8> 
 /// [`PoolError::Corrupt`] when the header or the roots do not make sense.
 pub fn decode_dataset(bytes: &[u8]) -> PoolResult<(DatasetPhys, Vec<PartitionRoot>)> {
     let bad = |why: &str| PoolError::Corrupt(format!("dataset object: {why}"));
-    if bytes.len() < 512 {
-        return Err(bad("too short"));
-    }
-    let header: DatasetPhys = bytemuck::pod_read_unaligned(&bytes[..512]);
+    let header: DatasetPhys = read_front(bytes).ok_or_else(|| bad("too short"))?;
     if header.magic != DATASET_MAGIC || DatasetKind::from_u32(header.kind).is_none() {
         return Err(bad("bad magic or kind"));
     }
@@ -164,15 +150,10 @@ pub fn decode_dataset(bytes: &[u8]) -> PoolResult<(DatasetPhys, Vec<PartitionRoo
     if !header.layout().is_valid() {
         return Err(bad("invalid layout"));
     }
-    let n = header.partition_count as usize;
-    let need = 512 + n * std::mem::size_of::<PartitionRoot>();
-    if bytes.len() < need {
-        return Err(bad("roots missing"));
-    }
-    let roots = bytes[512..need]
-        .chunks_exact(std::mem::size_of::<PartitionRoot>())
-        .map(bytemuck::pod_read_unaligned)
-        .collect::<Vec<PartitionRoot>>();
+    let start = std::mem::size_of::<DatasetPhys>();
+    let end = start + header.partition_count as usize * std::mem::size_of::<PartitionRoot>();
+    let roots: Vec<PartitionRoot> =
+        bytes.get(start..end).and_then(read_array).ok_or_else(|| bad("roots missing"))?;
     if roots.iter().any(|r| r.height == 0 || r.height > 8) {
         return Err(bad("tree height out of range"));
     }
@@ -206,11 +187,7 @@ const _: () = assert!(std::mem::size_of::<DirectoryEntry>() == 192);
 /// # Errors
 /// [`PoolError::Corrupt`] when the length is not a whole number of entries.
 pub fn decode_directory(bytes: &[u8]) -> PoolResult<Vec<DirectoryEntry>> {
-    let size = std::mem::size_of::<DirectoryEntry>();
-    if !bytes.len().is_multiple_of(size) {
-        return Err(PoolError::Corrupt("directory length".into()));
-    }
-    Ok(bytes.chunks_exact(size).map(bytemuck::pod_read_unaligned).collect())
+    read_array(bytes).ok_or_else(|| PoolError::Corrupt("directory length".into()))
 }
 
 /// The rule every name follows (pools, volumes, snapshots, target aliases), as stated in
@@ -263,11 +240,7 @@ pub fn name_field(name: &str) -> PoolResult<[u8; NAME_BYTES]> {
 /// # Errors
 /// [`PoolError::Corrupt`] when the length is not a whole number of pointers.
 pub fn decode_deadlist(bytes: &[u8]) -> PoolResult<Vec<BlockPointer>> {
-    let size = std::mem::size_of::<BlockPointer>();
-    if !bytes.len().is_multiple_of(size) {
-        return Err(PoolError::Corrupt("deadlist length".into()));
-    }
-    Ok(bytes.chunks_exact(size).map(bytemuck::pod_read_unaligned).collect())
+    read_array(bytes).ok_or_else(|| PoolError::Corrupt("deadlist length".into()))
 }
 
 #[cfg(test)]

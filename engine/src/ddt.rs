@@ -29,6 +29,7 @@ use crate::block_pointer::{BlockPointer, Extent};
 use crate::error::{PoolError, PoolResult};
 use crate::format::SECTOR_BYTES;
 use crate::object::StoredObject;
+use crate::record::{read_array, stored_enum};
 
 /// Bytes of a fingerprint.
 pub const FINGERPRINT_BYTES: usize = 24;
@@ -48,7 +49,7 @@ pub const DDT_MIN_CHECKPOINT_LOG_BYTES: u64 = 256 * 1024;
 pub const BP_FLAG_DEDUP: u16 = 1;
 
 /// [`BlockPointer::checksum_type`] of a deduplicated block: BLAKE3-192 of (compression,
-/// logical size, stored bytes) in `checksum` (first 16 bytes) and `reserved` (last 8).
+/// logical size, stored bytes) in `checksum` (first 16 bytes) and `checksum_tail` (last 8).
 pub const CHECKSUM_BLAKE3_192: u8 = 2;
 
 /// A block's dedup fingerprint.
@@ -137,31 +138,21 @@ pub fn is_dedup(bp: &BlockPointer) -> bool {
     bp.flags & BP_FLAG_DEDUP != 0
 }
 
-/// A volume's `dedup` property.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[repr(u8)]
-pub enum DedupMode {
-    /// No dedup.
-    #[default]
-    Off = 0,
-    /// Dedup on fingerprint match.
-    On = 1,
-    /// Dedup on fingerprint match and equal bytes.
-    Verify = 2,
+stored_enum! {
+    /// A volume's `dedup` property.
+    #[derive(Default)]
+    pub enum DedupMode: u8, from_u8 {
+        /// No dedup.
+        #[default]
+        Off = 0,
+        /// Dedup on fingerprint match.
+        On = 1,
+        /// Dedup on fingerprint match and equal bytes.
+        Verify = 2,
+    }
 }
 
 impl DedupMode {
-    /// Decodes a stored value.
-    #[must_use]
-    pub fn from_u8(v: u8) -> Option<DedupMode> {
-        match v {
-            0 => Some(DedupMode::Off),
-            1 => Some(DedupMode::On),
-            2 => Some(DedupMode::Verify),
-            _ => None,
-        }
-    }
-
     /// Parses `off`, `on` or `verify`.
     #[must_use]
     pub fn parse(s: &str) -> Option<DedupMode> {
@@ -231,14 +222,13 @@ pub fn encode_entries(entries: &[DdtEntryPhys]) -> Vec<u8> {
 /// # Errors
 /// [`PoolError::Corrupt`] naming `what` when the length is not a whole number of entries.
 pub fn decode_entries(bytes: &[u8], what: &str) -> PoolResult<Vec<DdtEntryPhys>> {
-    let size = std::mem::size_of::<DdtEntryPhys>();
-    if !bytes.len().is_multiple_of(size) {
-        return Err(PoolError::Corrupt(format!(
-            "{what} length {} is not a whole number of {size}-byte entries",
-            bytes.len()
-        )));
-    }
-    Ok(bytes.chunks_exact(size).map(bytemuck::pod_read_unaligned::<DdtEntryPhys>).collect())
+    read_array(bytes).ok_or_else(|| {
+        PoolError::Corrupt(format!(
+            "{what} length {} is not a whole number of {}-byte entries",
+            bytes.len(),
+            std::mem::size_of::<DdtEntryPhys>()
+        ))
+    })
 }
 
 /// An entry's value in memory (the key is the fingerprint).
@@ -324,13 +314,8 @@ pub struct DdtFigures {
 impl DdtFigures {
     /// `referenced / stored` (1.0 for an empty table).
     #[must_use]
-    #[allow(clippy::cast_precision_loss)]
     pub fn dedup_ratio(&self) -> f64 {
-        if self.stored_bytes == 0 {
-            1.0
-        } else {
-            self.referenced_bytes as f64 / self.stored_bytes as f64
-        }
+        crate::reduction::ratio(self.referenced_bytes, self.stored_bytes)
     }
 
     /// In-memory bytes per entry (0 for an empty table).
@@ -728,13 +713,19 @@ mod tests {
         assert_eq!(ddt.figures().stored_bytes, 0);
     }
 
-    #[test]
-    fn stored_partitions_load_back() {
+    /// A table of `count` entries, one per 4 KiB block from offset 0 of device 0.
+    fn table_of(count: u32) -> Ddt {
         let ddt = Ddt::default();
-        for i in 0..200u32 {
+        for i in 0..count {
             let fp = fingerprint(0, 4096, &i.to_le_bytes());
             ddt.insert(fp, &Extent::new(0, u64::from(i) * 4096, 4096));
         }
+        ddt
+    }
+
+    #[test]
+    fn stored_partitions_load_back() {
+        let ddt = table_of(200);
         let loaded = Ddt::default();
         for (i, bytes, _) in ddt.take_dirty() {
             loaded.load_part(i, &bytes, StoredObject::none()).expect("load");
@@ -768,12 +759,7 @@ mod tests {
 
     #[test]
     fn memory_per_entry_is_compact() {
-        let ddt = Ddt::default();
-        for i in 0..100_000u32 {
-            let fp = fingerprint(0, 4096, &i.to_le_bytes());
-            ddt.insert(fp, &Extent::new(0, u64::from(i) * 4096, 4096));
-        }
-        let per_entry = ddt.figures().memory_bytes_per_entry();
+        let per_entry = table_of(100_000).figures().memory_bytes_per_entry();
         assert!(per_entry <= 96, "{per_entry} bytes per entry");
     }
 }

@@ -6,7 +6,8 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{PoolError, PoolResult};
-use crate::format::{check_version, checksum, Checksum, FORMAT_VERSION};
+use crate::format::{check_version, Checksum, FORMAT_VERSION};
+use crate::record::{sealed_image, sealed_record, stored_enum, unseal, Unsealed};
 
 /// "FERRLABL".
 pub const LABEL_MAGIC: u64 = u64::from_le_bytes(*b"FERRLABL");
@@ -17,25 +18,13 @@ pub const MAX_DEVICES: usize = 32;
 /// Size of the label header.
 pub const LABEL_HEADER_BYTES: usize = 4096;
 
-/// Role of a device in the pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
-pub enum DeviceRole {
-    /// Holds data and metadata (striped).
-    Data = 0,
-    /// Holds only intent-log chains (a separate log device).
-    Log = 1,
-}
-
-impl DeviceRole {
-    /// Decodes a stored role.
-    #[must_use]
-    pub fn from_u32(v: u32) -> Option<DeviceRole> {
-        match v {
-            0 => Some(DeviceRole::Data),
-            1 => Some(DeviceRole::Log),
-            _ => None,
-        }
+stored_enum! {
+    /// Role of a device in the pool.
+    pub enum DeviceRole: u32, from_u32 {
+        /// Holds data and metadata (striped).
+        Data = 0,
+        /// Holds only intent-log chains (a separate log device).
+        Log = 1,
     }
 }
 
@@ -94,20 +83,12 @@ pub struct Label {
     /// The pool's devices.
     pub devices: [DeviceConfig; MAX_DEVICES],
     /// Reserved, zero.
-    pub reserved3: [u8; 2048],
-    /// Reserved, zero.
-    pub reserved4: [u8; 512],
-    /// Reserved, zero.
-    pub reserved5: [u8; 128],
-    /// Reserved, zero.
-    pub reserved6: [u8; 96],
-    /// Reserved, zero.
-    pub reserved7: [u64; 2],
+    pub reserved3: [u64; 350],
     /// xxh3-128 of every byte before this field.
     pub checksum: Checksum,
 }
 
-const _: () = assert!(std::mem::size_of::<Label>() == LABEL_HEADER_BYTES);
+sealed_record!(Label, LABEL_MAGIC, LABEL_HEADER_BYTES);
 
 impl Label {
     /// A zeroed label with magic and version set.
@@ -116,34 +97,28 @@ impl Label {
         Label { magic: LABEL_MAGIC, format_version: FORMAT_VERSION, ..Zeroable::zeroed() }
     }
 
-    fn body_checksum(&self) -> Checksum {
-        let bytes = bytemuck::bytes_of(self);
-        checksum(&bytes[..LABEL_HEADER_BYTES - 16])
-    }
-
     /// Sets `checksum` and returns the 4 KiB on-disk image.
     #[must_use]
-    pub fn encode(mut self) -> Vec<u8> {
-        self.checksum = self.body_checksum();
-        bytemuck::bytes_of(&self).to_vec()
+    pub fn encode(self) -> Vec<u8> {
+        sealed_image(self, LABEL_HEADER_BYTES)
     }
 
-    /// Decodes and verifies a label image: magic, checksum, then version.
+    /// Decodes and verifies a label image: length, magic, checksum, then version.
     ///
     /// # Errors
-    /// [`PoolError::NotAPool`] for a wrong magic or checksum (not a label or a damaged copy),
-    /// [`PoolError::IncompatibleVersion`] for a label of another format version.
+    /// [`PoolError::NotAPool`] for a short image or a wrong magic or checksum (not a label or a
+    /// damaged copy), [`PoolError::IncompatibleVersion`] for a label of another format version.
     pub fn decode(bytes: &[u8]) -> PoolResult<Label> {
-        if bytes.len() < LABEL_HEADER_BYTES {
-            return Err(PoolError::NotAPool("label too short".into()));
-        }
-        let label: Label = bytemuck::pod_read_unaligned(&bytes[..LABEL_HEADER_BYTES]);
-        if label.magic != LABEL_MAGIC {
-            return Err(PoolError::NotAPool("no label magic".into()));
-        }
-        if label.checksum != label.body_checksum() {
-            return Err(PoolError::NotAPool("label checksum mismatch".into()));
-        }
+        let label: Label = unseal(bytes).map_err(|e| {
+            PoolError::NotAPool(
+                match e {
+                    Unsealed::TooShort => "label too short",
+                    Unsealed::Magic => "no label magic",
+                    Unsealed::Checksum => "label checksum mismatch",
+                }
+                .into(),
+            )
+        })?;
         check_version(label.format_version)?;
         Ok(label)
     }
@@ -165,6 +140,7 @@ impl Default for Label {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::DocumentedImage;
 
     #[test]
     fn label_round_trips_and_detects_corruption() {
@@ -208,28 +184,15 @@ mod tests {
         label.devices[0] =
             DeviceConfig { guid: 0xd1, size_bytes: 64 << 20, role: 1, ..DeviceConfig::default() };
         let image = label.encode();
-        let mut want = vec![0u8; LABEL_HEADER_BYTES];
-        let fields: [(usize, &[u8]); 13] = [
-            (0, b"FERRLABL"),
-            (8, &FORMAT_VERSION.to_le_bytes()),
-            (12, &2u32.to_le_bytes()),
-            (16, &0xfeedu64.to_le_bytes()),
-            (24, &0xd1u64.to_le_bytes()),
-            (36, &1u32.to_le_bytes()),
-            (40, &1u32.to_le_bytes()),
-            (48, &(64u64 << 20).to_le_bytes()),
-            (64, &4u64.to_le_bytes()),
-            (128, b"tank"),
-            (256, &0xd1u64.to_le_bytes()),
-            (264, &(64u64 << 20).to_le_bytes()),
-            (280, &1u32.to_le_bytes()),
-        ];
-        for (at, bytes) in fields {
-            want[at..at + bytes.len()].copy_from_slice(bytes);
-        }
-        let sum = checksum(&want[..4080]);
-        want[4080..4088].copy_from_slice(&sum[0].to_le_bytes());
-        want[4088..].copy_from_slice(&sum[1].to_le_bytes());
+        let mut fields = DocumentedImage::default();
+        fields.bytes(b"FERRLABL").u32(FORMAT_VERSION).u32(2).u64(0xfeed).u64(0xd1);
+        // device_index 0, device_count 1, device_role 1 (log), reserved0.
+        fields.u32(0).u32(1).u32(1).zeros(4);
+        // device_bytes, ag_bytes 0, create_txg, reserved1, then pool_name.
+        fields.u64(64 << 20).u64(0).u64(4).zeros(56).bytes(b"tank").zeros(60 + 64);
+        // devices[0]: guid, size_bytes, ag_bytes 0, role 1 (log).
+        fields.u64(0xd1).u64(64 << 20).u64(0).u32(1);
+        let (want, sum) = fields.sealed(4080, LABEL_HEADER_BYTES);
         assert_eq!(image, want);
         assert_eq!(sum, [0x9c23_bc32_98c0_b937, 0xa151_8e4d_91e9_b8db], "the image's checksum");
     }

@@ -32,6 +32,7 @@ pub mod partition;
 pub mod pool;
 pub mod pool_root;
 pub mod range_lock;
+pub mod record;
 pub mod reduction;
 pub mod rewind;
 pub mod route;

@@ -30,6 +30,7 @@ use crate::error::{PoolError, PoolResult};
 use crate::format::{checksum, label_offset_bytes, Checksum, LABEL_BYTES, LABEL_COUNT};
 use crate::label::{DeviceConfig, LABEL_HEADER_BYTES};
 use crate::pool::Pool;
+use crate::record::{sealed_image, sealed_record, unseal};
 use crate::uberblock::{UBERBLOCK_RING_SLOTS, UBERBLOCK_SLOT_BYTES};
 use crate::vdev::Stripe;
 
@@ -89,43 +90,25 @@ pub struct OwnerRecord {
     /// Owner's program name, zero padded.
     pub program: [u8; 16],
     /// Reserved, zero.
-    pub reserved: [u64; 32],
-    /// Reserved, zero.
-    pub reserved2: [u64; 8],
-    /// Reserved, zero.
-    pub reserved3: [u64; 2],
+    pub reserved: [u64; 42],
     /// xxh3-128 of every byte before this field.
     pub checksum: Checksum,
 }
 
-const _: () = assert!(std::mem::size_of::<OwnerRecord>() == OWNER_RECORD_BYTES);
+sealed_record!(OwnerRecord, OWNER_MAGIC, OWNER_RECORD_BYTES);
 
 impl OwnerRecord {
-    fn body_checksum(&self) -> Checksum {
-        checksum(&bytemuck::bytes_of(self)[..OWNER_RECORD_BYTES - 16])
-    }
-
     /// The 4 KiB slot image with the checksum set.
     #[must_use]
-    pub fn encode_slot(mut self) -> Vec<u8> {
-        self.checksum = self.body_checksum();
-        let mut slot = vec![0u8; OWNER_SLOT_BYTES as usize];
-        slot[..OWNER_RECORD_BYTES].copy_from_slice(bytemuck::bytes_of(&self));
-        slot
+    pub fn encode_slot(self) -> Vec<u8> {
+        sealed_image(self, OWNER_SLOT_BYTES as usize)
     }
 
-    /// Decodes a slot: `None` for an empty, damaged or unknown-version slot (a slot never
-    /// written holds zeros, or whatever the device held before).
+    /// Decodes a slot: `None` for a short, empty, damaged or unknown-version slot (a slot
+    /// never written holds zeros, or whatever the device held before).
     #[must_use]
     pub fn decode_slot(slot: &[u8]) -> Option<OwnerRecord> {
-        if slot.len() < OWNER_RECORD_BYTES {
-            return None;
-        }
-        let record: OwnerRecord = bytemuck::pod_read_unaligned(&slot[..OWNER_RECORD_BYTES]);
-        (record.magic == OWNER_MAGIC
-            && record.record_version == OWNER_RECORD_VERSION
-            && record.checksum == record.body_checksum())
-        .then_some(record)
+        unseal::<OwnerRecord>(slot).ok().filter(|r| r.record_version == OWNER_RECORD_VERSION)
     }
 
     /// True while the record says the pool is imported.
@@ -635,6 +618,7 @@ pub async fn owner_note(devices: &[Arc<dyn BlockDevice>]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::DocumentedImage;
 
     #[test]
     fn record_round_trips_and_damage_is_ignored() {
@@ -684,29 +668,12 @@ mod tests {
         record.host_name[..2].copy_from_slice(b"h1");
         record.program[..8].copy_from_slice(b"ferrited");
         let slot = record.encode_slot();
-        let mut want = vec![0u8; 4096];
-        let fields: [(usize, &[u8]); 14] = [
-            (0, b"FERROWNR"),
-            (8, &1u32.to_le_bytes()),
-            (12, &1u32.to_le_bytes()),
-            (16, &0xfeedu64.to_le_bytes()),
-            (24, &0x11u64.to_le_bytes()),
-            (32, &0x22u64.to_le_bytes()),
-            (40, &4242u32.to_le_bytes()),
-            (44, &1000u32.to_le_bytes()),
-            (48, &1_796_612_400u64.to_le_bytes()),
-            (56, &3u64.to_le_bytes()),
-            (64, &9u64.to_le_bytes()),
-            (72, &77u64.to_le_bytes()),
-            (80, b"h1"),
-            (144, b"ferrited"),
-        ];
-        for (at, bytes) in fields {
-            want[at..at + bytes.len()].copy_from_slice(bytes);
-        }
-        let sum = checksum(&want[..496]);
-        want[496..504].copy_from_slice(&sum[0].to_le_bytes());
-        want[504..512].copy_from_slice(&sum[1].to_le_bytes());
+        let mut fields = DocumentedImage::default();
+        fields.bytes(b"FERROWNR").u32(1).u32(1).u64(0xfeed).u64(0x11).u64(0x22);
+        // pid, heartbeat_interval_ms, import_time_secs, claim, heartbeat_seq, heartbeat_time_ms.
+        fields.u32(4242).u32(1000).u64(1_796_612_400).u64(3).u64(9).u64(77);
+        fields.bytes(b"h1").zeros(62).bytes(b"ferrited");
+        let (want, sum) = fields.sealed(496, 4096);
         assert_eq!(slot, want);
         assert_eq!(sum, [0x8f41_5cef_952c_4e29, 0xd505_3a91_8fbd_579a], "the image's checksum");
     }

@@ -4,6 +4,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::block_pointer::BlockPointer;
 use crate::error::{PoolError, PoolResult};
+use crate::record::read_front;
 
 /// "FERRROOT".
 pub const POOL_ROOT_MAGIC: u64 = u64::from_le_bytes(*b"FERRROOT");
@@ -34,7 +35,7 @@ pub struct LogChainPhys {
 
 const _: () = assert!(std::mem::size_of::<LogChainPhys>() == 64);
 
-/// The pool root, 2048 bytes.
+/// The pool root, 1536 bytes.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq)]
 pub struct PoolRootPhys {
@@ -63,11 +64,7 @@ pub struct PoolRootPhys {
     /// The dedup table's index object (hole while the table has never held an entry).
     pub ddt_index: BlockPointer,
     /// Reserved, zero.
-    pub reserved: [u64; 24],
-    /// Reserved, zero.
-    pub reserved2: [u64; 8],
-    /// Reserved, zero.
-    pub reserved3: [u64; 2],
+    pub reserved: [u64; 34],
 }
 
 const _: () = assert!(std::mem::size_of::<PoolRootPhys>() == 1536);
@@ -78,11 +75,8 @@ impl PoolRootPhys {
     /// # Errors
     /// [`PoolError::Corrupt`] when it is too short or has a wrong magic or counts.
     pub fn decode(bytes: &[u8]) -> PoolResult<PoolRootPhys> {
-        let size = std::mem::size_of::<PoolRootPhys>();
-        if bytes.len() < size {
-            return Err(PoolError::Corrupt("pool root too short".into()));
-        }
-        let root: PoolRootPhys = bytemuck::pod_read_unaligned(&bytes[..size]);
+        let root: PoolRootPhys =
+            read_front(bytes).ok_or_else(|| PoolError::Corrupt("pool root too short".into()))?;
         if root.magic != POOL_ROOT_MAGIC || root.log_chain_count as usize > MAX_LOG_CHAINS {
             return Err(PoolError::Corrupt("pool root magic or log chain count".into()));
         }

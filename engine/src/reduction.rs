@@ -31,8 +31,9 @@ impl ReductionFigures {
     }
 }
 
+/// `num / den`, 1.0 when `den` is 0.
 #[allow(clippy::cast_precision_loss)]
-fn ratio(num: u64, den: u64) -> f64 {
+pub(crate) fn ratio(num: u64, den: u64) -> f64 {
     if den == 0 {
         1.0
     } else {

@@ -6,8 +6,9 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::block_pointer::BlockPointer;
 use crate::error::{PoolError, PoolResult};
-use crate::format::{check_version, checksum, Checksum, FORMAT_VERSION, LABEL_BYTES};
+use crate::format::{check_version, Checksum, FORMAT_VERSION, LABEL_BYTES};
 use crate::label::LABEL_HEADER_BYTES;
+use crate::record::{sealed_image, sealed_record, unseal, Unsealed};
 
 /// "FERRUBER".
 pub const UBERBLOCK_MAGIC: u64 = u64::from_le_bytes(*b"FERRUBER");
@@ -43,16 +44,12 @@ pub struct Uberblock {
     /// Pointer to the pool root object of this txg.
     pub root: BlockPointer,
     /// Reserved, zero.
-    pub reserved: [u64; 32],
-    /// Reserved, zero.
-    pub reserved2: [u64; 16],
-    /// Reserved, zero.
-    pub reserved3: u64,
+    pub reserved: [u64; 49],
     /// xxh3-128 of every byte before this field.
     pub checksum: Checksum,
 }
 
-const _: () = assert!(std::mem::size_of::<Uberblock>() == UBERBLOCK_BYTES);
+sealed_record!(Uberblock, UBERBLOCK_MAGIC, UBERBLOCK_BYTES);
 
 /// Byte offset of the ring slot for `txg`, relative to the start of a label.
 #[must_use]
@@ -76,31 +73,25 @@ impl Uberblock {
         }
     }
 
-    fn body_checksum(&self) -> Checksum {
-        checksum(&bytemuck::bytes_of(self)[..UBERBLOCK_BYTES - 16])
-    }
-
     /// The 4 KiB slot image with the checksum set.
     #[must_use]
-    pub fn encode_slot(mut self) -> Vec<u8> {
-        self.checksum = self.body_checksum();
-        let mut slot = vec![0u8; UBERBLOCK_SLOT_BYTES as usize];
-        slot[..UBERBLOCK_BYTES].copy_from_slice(bytemuck::bytes_of(&self));
-        slot
+    pub fn encode_slot(self) -> Vec<u8> {
+        sealed_image(self, UBERBLOCK_SLOT_BYTES as usize)
     }
 
     /// Decodes a slot. `Ok(None)` for an empty, foreign or damaged slot (which import skips).
     ///
     /// # Errors
+    /// [`PoolError::NotAPool`] for a slot shorter than the structure,
     /// [`PoolError::IncompatibleVersion`] for a valid uberblock of another format version.
     pub fn decode_slot(slot: &[u8]) -> PoolResult<Option<Uberblock>> {
-        if slot.len() < UBERBLOCK_BYTES {
-            return Err(PoolError::NotAPool("uberblock slot too short".into()));
-        }
-        let ub: Uberblock = bytemuck::pod_read_unaligned(&slot[..UBERBLOCK_BYTES]);
-        if ub.magic != UBERBLOCK_MAGIC || ub.checksum != ub.body_checksum() {
-            return Ok(None);
-        }
+        let ub: Uberblock = match unseal(slot) {
+            Ok(ub) => ub,
+            Err(Unsealed::TooShort) => {
+                return Err(PoolError::NotAPool("uberblock slot too short".into()))
+            }
+            Err(Unsealed::Magic | Unsealed::Checksum) => return Ok(None),
+        };
         check_version(ub.format_version)?;
         Ok(Some(ub))
     }
@@ -109,6 +100,7 @@ impl Uberblock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::DocumentedImage;
 
     #[test]
     fn slot_round_trips_and_torn_slot_is_skipped() {
@@ -130,44 +122,15 @@ mod tests {
     /// (docs/format.md §Uberblock ring), zeros elsewhere, the checksum over the first 496.
     #[test]
     fn slot_bytes_are_pinned() {
-        let root = BlockPointer {
-            offset_bytes: 0x8000,
-            birth_txg: 5,
-            checksum: [0x1111, 0x2222],
-            fill_blocks: 3,
-            logical_bytes: 4096,
-            physical_bytes: 4096,
-            device: 1,
-            kind: crate::block_pointer::BlockKind::PoolRoot as u8,
-            checksum_type: crate::block_pointer::CHECKSUM_XXH3_128,
-            ..BlockPointer::HOLE
-        };
+        let root =
+            BlockPointer { offset_bytes: 0x8000, birth_txg: 5, device: 1, ..BlockPointer::HOLE };
         let slot = Uberblock::new(0xfeed, 5, 2, root).encode_slot();
-        let mut want = vec![0u8; 4096];
-        let fields: [(usize, &[u8]); 15] = [
-            (0, b"FERRUBER"),
-            (8, &FORMAT_VERSION.to_le_bytes()),
-            (12, &2u32.to_le_bytes()),
-            (16, &5u64.to_le_bytes()),
-            (24, &0xfeedu64.to_le_bytes()),
-            (32, &5u64.to_le_bytes()),
-            (40, &0x8000u64.to_le_bytes()),
-            (48, &5u64.to_le_bytes()),
-            (56, &0x1111u64.to_le_bytes()),
-            (64, &0x2222u64.to_le_bytes()),
-            (72, &3u64.to_le_bytes()),
-            (80, &4096u32.to_le_bytes()),
-            (84, &4096u32.to_le_bytes()),
-            (88, &1u16.to_le_bytes()),
-            (90, &[3, 0, 1, 0]),
-        ];
-        for (at, bytes) in fields {
-            want[at..at + bytes.len()].copy_from_slice(bytes);
-        }
-        let sum = checksum(&want[..496]);
-        want[496..504].copy_from_slice(&sum[0].to_le_bytes());
-        want[504..512].copy_from_slice(&sum[1].to_le_bytes());
+        let mut fields = DocumentedImage::default();
+        fields.bytes(b"FERRUBER").u32(FORMAT_VERSION).u32(2).u64(5).u64(0xfeed).u64(5);
+        // The root pointer: offset_bytes, birth_txg, then device after 32 bytes of zeros.
+        fields.u64(0x8000).u64(5).zeros(32).u16(1);
+        let (want, sum) = fields.sealed(496, 4096);
         assert_eq!(slot, want);
-        assert_eq!(sum, [0x69e3_0a58_304c_e2b8, 0x23d7_d1a0_3580_0176], "the image's checksum");
+        assert_eq!(sum, [0xf116_011e_0937_1e44, 0x8d33_b11f_6451_c262], "the image's checksum");
     }
 }

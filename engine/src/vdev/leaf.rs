@@ -7,7 +7,7 @@ use drivers::blockdev::BlockDevice;
 use drivers::buffer::{IoBuf, SharedBuf};
 use drivers::error::IoResult;
 
-use super::{DeviceStats, Reconstruction};
+use super::{BufResult, DeviceStats, Reconstruction};
 use crate::copy_stats::{self, CopyPath};
 
 /// One device of the pool. Offsets are the device's own byte offsets.
@@ -52,7 +52,7 @@ impl Leaf {
     ///
     /// # Errors
     /// The device's error.
-    pub async fn read_into(&self, offset_bytes: u64, buf: IoBuf) -> (IoResult<()>, IoBuf) {
+    pub async fn read_into(&self, offset_bytes: u64, buf: IoBuf) -> BufResult {
         self.stats.read_bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
         let (res, buf) = self.device.read(buf, offset_bytes).await;
         if res.is_err() {
@@ -66,12 +66,7 @@ impl Leaf {
     ///
     /// # Errors
     /// The device's error.
-    pub async fn write(
-        &self,
-        offset_bytes: u64,
-        buf: IoBuf,
-        durable: bool,
-    ) -> (IoResult<()>, IoBuf) {
+    pub async fn write(&self, offset_bytes: u64, buf: IoBuf, durable: bool) -> BufResult {
         self.stats.writes.fetch_add(1, Ordering::Relaxed);
         self.stats.write_bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
         if durable {

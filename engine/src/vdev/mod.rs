@@ -15,7 +15,8 @@
 //! - [`Vdev`] is a node below the root, an enum of the node kinds. Today there is one,
 //!   [`Vdev::Leaf`] ([`Leaf`]: one device). Mirror and RAID-Z are to be new variants whose
 //!   children are leaves, each implementing the same methods (read, write, vectored write,
-//!   flush, trim, [`Vdev::reconstruct`], leaves).
+//!   flush, trim, [`Vdev::reconstruct`], leaves). No pool path trims yet: [`Stripe::trim`] is
+//!   where freeing an extent will deallocate it on its devices once its txg is durable.
 //! - [`Leaf`] is the only node that talks to a device, and counts every device request in the
 //!   pool's [`DeviceStats`].
 //!
@@ -41,7 +42,7 @@ mod stripe;
 use std::sync::atomic::AtomicU64;
 
 use drivers::buffer::IoBuf;
-use drivers::error::IoError;
+use drivers::error::{IoError, IoResult};
 
 use crate::block_pointer::BlockPointer;
 use crate::format::checksum;
@@ -49,6 +50,9 @@ use crate::format::checksum;
 pub use leaf::Leaf;
 pub use node::Vdev;
 pub use stripe::Stripe;
+
+/// What an I/O that hands its buffer back returns: its result, and the buffer either way.
+pub type BufResult = (IoResult<()>, IoBuf);
 
 /// True when `stored` matches the checksum `bp` carries (xxh3-128, or the BLAKE3 fingerprint
 /// of a deduplicated block).

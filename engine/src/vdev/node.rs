@@ -3,7 +3,7 @@
 use drivers::buffer::{IoBuf, SharedBuf};
 use drivers::error::IoResult;
 
-use super::{Leaf, Reconstruction};
+use super::{BufResult, Leaf, Reconstruction};
 
 /// A top-level vdev: one child of the pool's [`super::Stripe`], addressed by a block
 /// pointer's device index. Offsets are the node's own address space.
@@ -40,7 +40,7 @@ impl Vdev {
     ///
     /// # Errors
     /// The device's error.
-    pub async fn read_into(&self, offset_bytes: u64, buf: IoBuf) -> (IoResult<()>, IoBuf) {
+    pub async fn read_into(&self, offset_bytes: u64, buf: IoBuf) -> BufResult {
         match self {
             Vdev::Leaf(leaf) => leaf.read_into(offset_bytes, buf).await,
         }
@@ -50,12 +50,7 @@ impl Vdev {
     ///
     /// # Errors
     /// The device's error.
-    pub async fn write(
-        &self,
-        offset_bytes: u64,
-        buf: IoBuf,
-        durable: bool,
-    ) -> (IoResult<()>, IoBuf) {
+    pub async fn write(&self, offset_bytes: u64, buf: IoBuf, durable: bool) -> BufResult {
         match self {
             Vdev::Leaf(leaf) => leaf.write(offset_bytes, buf, durable).await,
         }

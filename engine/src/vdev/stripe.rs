@@ -8,7 +8,7 @@ use drivers::blockdev::BlockDevice;
 use drivers::buffer::{IoBuf, SharedBuf};
 use drivers::error::{IoError, IoResult};
 
-use super::{verifies, BlockReadError, DeviceStats, Leaf, Reconstruction, Vdev};
+use super::{verifies, BlockReadError, BufResult, DeviceStats, Leaf, Reconstruction, Vdev};
 use crate::block_pointer::BlockPointer;
 use crate::join::join_all;
 
@@ -88,12 +88,7 @@ impl Stripe {
     ///
     /// # Errors
     /// The device's error, or `InvalidInput` for an unknown device index.
-    pub async fn read_into(
-        &self,
-        device: u16,
-        offset_bytes: u64,
-        buf: IoBuf,
-    ) -> (IoResult<()>, IoBuf) {
+    pub async fn read_into(&self, device: u16, offset_bytes: u64, buf: IoBuf) -> BufResult {
         match self.child(device) {
             Ok(child) => child.read_into(offset_bytes, buf).await,
             Err(e) => (Err(e), buf),
@@ -104,7 +99,7 @@ impl Stripe {
     ///
     /// # Errors
     /// The device's error.
-    pub async fn write(&self, device: u16, offset_bytes: u64, buf: IoBuf) -> (IoResult<()>, IoBuf) {
+    pub async fn write(&self, device: u16, offset_bytes: u64, buf: IoBuf) -> BufResult {
         self.write_with(device, offset_bytes, buf, false).await
     }
 
@@ -119,7 +114,7 @@ impl Stripe {
         offset_bytes: u64,
         buf: IoBuf,
         durable: bool,
-    ) -> (IoResult<()>, IoBuf) {
+    ) -> BufResult {
         match self.child(device) {
             Ok(child) => child.write(offset_bytes, buf, durable).await,
             Err(e) => (Err(e), buf),
@@ -234,17 +229,20 @@ mod tests {
     use crate::format::checksum;
     use crate::vdev::{BlockReadError, Reconstruction};
 
+    fn reactor() -> Reactor {
+        Reactor::new(&ReactorConfig { buffer_count: 8, buffer_bytes: 4096, ..Default::default() })
+            .expect("reactor")
+    }
+
+    /// Two memory devices of 1 MiB.
+    fn two_devices() -> Vec<Arc<dyn BlockDevice>> {
+        (0..2).map(|_| Arc::new(MemoryDevice::new(1 << 20, 512)) as Arc<dyn BlockDevice>).collect()
+    }
+
     #[test]
     fn routes_by_device_index_and_has_no_other_copy() {
-        let reactor = Reactor::new(&ReactorConfig {
-            buffer_count: 8,
-            buffer_bytes: 4096,
-            ..Default::default()
-        })
-        .expect("reactor");
-        let devices: Vec<Arc<dyn BlockDevice>> = (0..2)
-            .map(|_| Arc::new(MemoryDevice::new(1 << 20, 512)) as Arc<dyn BlockDevice>)
-            .collect();
+        let reactor = reactor();
+        let devices = two_devices();
         let stripe = Stripe::new(devices.clone());
         assert_eq!(stripe.leaves().count(), 2);
         assert!(Arc::ptr_eq(stripe.leaf(1).expect("leaf 1").device(), &devices[1]));
@@ -274,6 +272,30 @@ mod tests {
                 Some(IoError::InvalidInput(libc::ENXIO))
             );
             assert_eq!(stripe.stats.writes.load(Ordering::Relaxed), 1);
+        });
+    }
+
+    /// No pool path trims today; the free path is to call [`Stripe::trim`] once a freed
+    /// extent's txg is durable. The trim reaches the device of the child it names (through
+    /// its node and leaf) and that range alone, which then reads back as zeros.
+    #[test]
+    fn trim_deallocates_the_range_on_the_named_device_only() {
+        let reactor = reactor();
+        let devices = two_devices();
+        let stripe = Stripe::new(devices.clone());
+        reactor.block_on(async {
+            for device in 0..2 {
+                let (res, _) = stripe.write(device, 0, IoBuf::from_slice(&[7u8; 16384])).await;
+                res.expect("write");
+            }
+            stripe.trim(1, 4096, 8192).await.expect("trim");
+            let trimmed = stripe.read(1, 0, 16384).await.expect("read");
+            assert!(trimmed[..4096].iter().all(|b| *b == 7), "before the range");
+            assert!(trimmed[4096..12288].iter().all(|b| *b == 0), "the range reads zeros");
+            assert!(trimmed[12288..].iter().all(|b| *b == 7), "after the range");
+            let other = stripe.read(0, 0, 16384).await.expect("read");
+            assert!(other.iter().all(|b| *b == 7), "the other device is untouched");
+            assert_eq!(stripe.trim(2, 0, 4096).await, Err(IoError::InvalidInput(libc::ENXIO)));
         });
     }
 }
