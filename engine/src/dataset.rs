@@ -90,20 +90,6 @@ pub struct DatasetPhys {
 
 const _: () = assert!(std::mem::size_of::<DatasetPhys>() == 512);
 
-/// One partition's tree root, 128 bytes.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq)]
-pub struct PartitionRoot {
-    /// Root of the tree.
-    pub root: BlockPointer,
-    /// Levels of indirect blocks.
-    pub height: u64,
-    /// Reserved, zero.
-    pub reserved: [u64; 7],
-}
-
-const _: () = assert!(std::mem::size_of::<PartitionRoot>() == 128);
-
 impl DatasetPhys {
     /// The volume layout recorded in the header.
     #[must_use]
@@ -123,6 +109,20 @@ impl DatasetPhys {
         decode_name(&self.name)
     }
 }
+
+/// One partition's tree root, 128 bytes.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq)]
+pub struct PartitionRoot {
+    /// Root of the tree.
+    pub root: BlockPointer,
+    /// Levels of indirect blocks.
+    pub height: u64,
+    /// Reserved, zero.
+    pub reserved: [u64; 7],
+}
+
+const _: () = assert!(std::mem::size_of::<PartitionRoot>() == 128);
 
 /// Encodes a dataset object.
 #[must_use]

@@ -67,13 +67,23 @@ impl fmt::Display for PoolError {
     }
 }
 
-impl std::error::Error for PoolError {}
+impl std::error::Error for PoolError {
+    /// The device error behind a [`PoolError::Io`].
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PoolError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<IoError> for PoolError {
+    /// A device out of space is the pool out of space; anything else is a device error.
     fn from(err: IoError) -> PoolError {
-        match err {
-            IoError::NoSpace => PoolError::NoSpace,
-            other => PoolError::Io(other),
+        if err == IoError::NoSpace {
+            PoolError::NoSpace
+        } else {
+            PoolError::Io(err)
         }
     }
 }
@@ -91,3 +101,20 @@ impl From<PoolError> for VolumeError {
 
 /// Result alias for pool operations.
 pub type PoolResult<T> = Result<T, PoolError>;
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    #[test]
+    fn device_errors_keep_their_source_and_no_space_stays_no_space() {
+        let eio = PoolError::from(IoError::Os(libc::EIO));
+        assert_eq!(eio, PoolError::Io(IoError::Os(libc::EIO)));
+        let source = eio.source().expect("a device error has a source");
+        assert_eq!(source.to_string(), IoError::Os(libc::EIO).to_string());
+        assert_eq!(PoolError::from(IoError::NoSpace), PoolError::NoSpace);
+        assert!(PoolError::NoSpace.source().is_none());
+    }
+}

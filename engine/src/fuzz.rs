@@ -17,10 +17,11 @@ use crate::block_tree::{decode_indirect, FANOUT, INDIRECT_BYTES};
 use crate::dataset::decode_deadlist;
 use crate::ddt::{self, Ddt, DdtEntryPhys};
 use crate::format::{checksum, FORMAT_VERSION, SECTOR_BYTES};
-use crate::label::{DeviceConfig, DeviceRole, Label, LABEL_HEADER_BYTES, LABEL_MAGIC};
+use crate::label::{DeviceConfig, DeviceRole, Label, LABEL_HEADER_BYTES};
 use crate::object::StoredObject;
+use crate::record::Sealed;
 use crate::space_map::{SpaceMap, SLAB_UNITS};
-use crate::uberblock::{slot_offset_bytes, Uberblock, UBERBLOCK_BYTES, UBERBLOCK_MAGIC};
+use crate::uberblock::{slot_offset_bytes, Uberblock, UBERBLOCK_BYTES};
 use crate::zil::{
     check_log_block_header, decode_log_block, encode_log_block, log_block_bytes, LogBlockExpect,
     LogBlockHeader, LogOp, LogRecord, LOG_BLOCK_HEADER_BYTES, LOG_BLOCK_MAGIC, MAX_LOG_BLOCK_BYTES,
@@ -46,11 +47,7 @@ pub fn label(data: &[u8]) {
         assert!(label.device_list().len() <= crate::label::MAX_DEVICES);
         assert_eq!(Label::decode(&label.encode()), Ok(label));
     }
-    let mut image = [0u8; LABEL_HEADER_BYTES];
-    let n = data.len().min(LABEL_HEADER_BYTES);
-    image[..n].copy_from_slice(&data[..n]);
-    let mut sealed: Label = bytemuck::pod_read_unaligned(&image);
-    sealed.magic = LABEL_MAGIC;
+    let mut sealed: Label = with_magic(data);
     sealed.format_version = FORMAT_VERSION;
     let encoded = sealed.encode();
     let back = Label::decode(&encoded).expect("a sealed label decodes");
@@ -64,15 +61,20 @@ pub fn uberblock(data: &[u8]) {
         let _ = ub.root.block_kind();
         assert_eq!(Uberblock::decode_slot(&ub.encode_slot()), Ok(Some(ub)));
     }
-    let mut image = [0u8; UBERBLOCK_BYTES];
-    let n = data.len().min(UBERBLOCK_BYTES);
-    image[..n].copy_from_slice(&data[..n]);
-    let mut sealed: Uberblock = bytemuck::pod_read_unaligned(&image);
-    sealed.magic = UBERBLOCK_MAGIC;
+    let mut sealed: Uberblock = with_magic(data);
     sealed.format_version = FORMAT_VERSION;
     let slot = sealed.encode_slot();
     let back = Uberblock::decode_slot(&slot).expect("version").expect("a sealed slot decodes");
     assert_eq!(back.encode_slot(), slot);
+}
+
+/// `data` cut or zero-padded to a `T`, with `T`'s magic: any content of a sealed record.
+fn with_magic<T: Sealed>(data: &[u8]) -> T {
+    let mut image = vec![0u8; std::mem::size_of::<T>()];
+    let n = data.len().min(image.len());
+    image[..n].copy_from_slice(&data[..n]);
+    image[..8].copy_from_slice(&T::MAGIC.to_le_bytes());
+    bytemuck::pod_read_unaligned(&image)
 }
 
 /// Block pointers as they come from disk: an indirect block, a pointer array (deadlist, space
@@ -431,8 +433,29 @@ mod tests {
 
     use super::*;
 
-    fn fuzz_dir() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
+    /// `engine/fuzz/DIR/TARGET`: where the inputs of one target are committed.
+    fn committed_dir(dir: &str, target: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz").join(dir).join(target)
+    }
+
+    /// What the generator makes, at the path it is committed at: seeds under `corpus`,
+    /// regression inputs under `regressions`.
+    fn generated() -> Vec<(PathBuf, Vec<u8>)> {
+        let sets = [("corpus", seeds()), ("regressions", regressions())];
+        sets.into_iter()
+            .flat_map(|(dir, set)| {
+                set.into_iter().map(move |s| (committed_dir(dir, s.target).join(s.name), s.bytes))
+            })
+            .collect()
+    }
+
+    /// The files committed for `target`, seeds and regression inputs.
+    fn committed_files(target: &str) -> Vec<PathBuf> {
+        ["corpus", "regressions"]
+            .into_iter()
+            .filter_map(|dir| std::fs::read_dir(committed_dir(dir, target)).ok())
+            .flat_map(|entries| entries.map(|entry| entry.expect("entry").path()))
+            .collect()
     }
 
     fn run(target: &str, bytes: &[u8]) {
@@ -445,16 +468,13 @@ mod tests {
     #[test]
     fn committed_inputs_are_the_generators() {
         let write = std::env::var_os("FERRITE_WRITE_FUZZ_INPUTS").is_some();
-        for (dir, set) in [("corpus", seeds()), ("regressions", regressions())] {
-            for s in set {
-                let path = fuzz_dir().join(dir).join(s.target).join(s.name);
-                if write {
-                    std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
-                    std::fs::write(&path, &s.bytes).expect("write input");
-                }
-                let committed = std::fs::read(&path).unwrap_or_default();
-                assert!(committed == s.bytes, "{} differs from the generator", path.display());
+        for (path, bytes) in generated() {
+            if write {
+                std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+                std::fs::write(&path, &bytes).expect("write input");
             }
+            let committed = std::fs::read(&path).unwrap_or_default();
+            assert!(committed == bytes, "{} differs from the generator", path.display());
         }
     }
 
@@ -464,18 +484,12 @@ mod tests {
     fn committed_inputs_replay() {
         let mut ran = 0;
         for (target, f) in TARGETS {
-            for dir in ["corpus", "regressions"] {
-                let Ok(entries) = std::fs::read_dir(fuzz_dir().join(dir).join(target)) else {
-                    continue;
-                };
-                for entry in entries {
-                    let bytes = std::fs::read(entry.expect("entry").path()).expect("input");
-                    f(&bytes);
-                    ran += 1;
-                }
+            for path in committed_files(target) {
+                f(&std::fs::read(path).expect("input"));
+                ran += 1;
             }
         }
-        assert!(ran >= seeds().len() + regressions().len(), "only {ran} inputs found");
+        assert!(ran >= generated().len(), "only {ran} inputs found");
     }
 
     #[test]

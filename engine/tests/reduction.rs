@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{device, reactor, read_at, write_at};
+use common::{device, reactor, read_at, write_at, Rng};
 use drivers::buffer::IoBuf;
 use engine::block_volume::BlockVolume;
 use engine::compress::Compression;
@@ -30,15 +30,8 @@ fn volume(compression: Compression) -> VolumeOptions {
 
 /// Bytes no compressor shrinks (xorshift).
 fn random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
+    let mut rng = Rng(seed.wrapping_mul(2).wrapping_add(1));
+    (0..len).map(|_| (rng.next() >> 24) as u8).collect()
 }
 
 /// About 2:1: every 64 random bytes are followed by a copy of themselves.
