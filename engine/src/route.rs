@@ -99,6 +99,174 @@ mod tests {
         }
     }
 
+    /// Waits, after this shard's step, until `phase` counts `n` steps (both shards').
+    async fn step(phase: &AtomicUsize, n: usize) {
+        phase.fetch_add(1, Ordering::SeqCst);
+        wait_for(phase, n).await;
+    }
+
+    /// Shard 0's pool: one 16 MiB volume of 8 partitions, writes handed to their owners.
+    async fn create_volume() -> PoolVolume {
+        let dev: Arc<dyn BlockDevice> = Arc::new(MemoryDevice::new(512 << 20, 512));
+        let options = CreateOptions {
+            guid: Some(11),
+            log_chain_bytes: 1 << 20,
+            tunables: crate::pool::PoolTunables {
+                write_handoff: true,
+                shards: 2,
+                ..Default::default()
+            },
+            ..CreateOptions::default()
+        };
+        let pool = Pool::create(vec![dev], None, options).await.expect("create");
+        let volume = VolumeOptions {
+            capacity_bytes: 16 << 20,
+            partition_count: 8,
+            ..VolumeOptions::default()
+        };
+        pool.create_volume("vol", &volume).await.expect("volume")
+    }
+
+    /// Phase 1: shard `shard` writes its half of the blocks (some FUA); shard 0 also writes
+    /// two blocks either side of a 1 MiB stripe boundary: two partitions with different
+    /// owners, one request.
+    async fn write_half(vol: &PoolVolume, shard: usize) {
+        let lbas = (BLOCK / 512) as u64;
+        for block in (0..BLOCKS).filter(|b| b % 2 == shard as u64) {
+            let fua = block % 7 == 0;
+            let (res, _) = vol.write(block * lbas, block_bytes(block, 1), fua).await;
+            res.expect("write");
+        }
+        if shard == 0 {
+            let start = 256 - 1;
+            let mut both = block_bytes(start, 1).to_vec();
+            both.extend_from_slice(&block_bytes(start + 1, 1));
+            let (res, _) = vol.write(start * lbas, IoBuf::from_slice(&both), true).await;
+            res.expect("spanning write");
+        }
+    }
+
+    /// Phase 2: shard `shard` reads the other's blocks, one request per block (counted in
+    /// `checked`).
+    async fn read_other_half(vol: &PoolVolume, shard: usize, checked: &AtomicU64) {
+        let lbas = (BLOCK / 512) as u64;
+        for block in (0..BLOCKS).filter(|b| b % 2 != shard as u64) {
+            let (res, buf) = vol.read(block * lbas, IoBuf::zeroed(BLOCK)).await;
+            res.expect("read");
+            assert_eq!(&buf[..], &block_bytes(block, 1)[..], "block {block}");
+            checked.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Every block, read in one request for the whole range.
+    async fn read_whole(vol: &PoolVolume) {
+        let segments = vol.read_segments(0, BLOCKS as usize * BLOCK).await.expect("read");
+        let whole: Vec<u8> = segments.iter().flat_map(|s| s.iter().copied()).collect();
+        for block in 0..BLOCKS {
+            let at = block as usize * BLOCK;
+            assert_eq!(&whole[at..at + BLOCK], &block_bytes(block, 1)[..], "block {block}");
+        }
+    }
+
+    /// Shard 0, phase 3: a txg sync, synced by both shards; every data block of a partition
+    /// lies in an allocation group its owner owns.
+    async fn sync_and_check_placement(vol: &PoolVolume) {
+        let pool = Arc::clone(vol.pool());
+        pool.sync_txg().await.expect("sync");
+        assert!(pool.stats.shard_syncs.load(Ordering::Relaxed) > 0);
+        let layout = vol.layout();
+        let groups = pool.alloc.group_count();
+        assert!(groups >= 4, "{groups} allocation groups");
+        for block in 0..BLOCKS {
+            let addr = layout.address(block);
+            let (root, height) = {
+                let p = crate::pool::lock(&vol.shared().partitions[addr.partition]);
+                (p.root, p.height)
+            };
+            let cache = pool.cache.for_partition(vol.id(), addr.partition);
+            let bp = crate::block_tree::lookup(&pool.devs, cache, &root, height, addr.index)
+                .await
+                .expect("lookup");
+            assert!(!bp.is_hole(), "block {block}");
+            let extent = bp.extent();
+            let group = (0..groups)
+                .find(|&g| {
+                    let l = pool.alloc.layout(g);
+                    l.device == extent.device
+                        && extent.offset_bytes >= l.start_bytes
+                        && extent.offset_bytes < l.start_bytes + l.len_bytes
+                })
+                .expect("extent in a group");
+            assert_eq!(
+                group_owner(group, 2),
+                partition_owner(vol.id(), addr.partition, 2),
+                "block {block} (partition {}) lies in group {group}",
+                addr.partition
+            );
+        }
+    }
+
+    /// Shard 0, phase 5: each data block is cached once, in the part of its partition's
+    /// owner, though both shards read it; then the pool is exported.
+    async fn check_cache_parts(vol: &PoolVolume) {
+        let pool = Arc::clone(vol.pool());
+        let parts = pool.cache().part_stats();
+        assert_eq!(parts.len(), 2, "{parts:?}");
+        let layout = vol.layout();
+        for (shard, part) in parts.iter().enumerate() {
+            let owned = (0..BLOCKS)
+                .filter(|&b| {
+                    let p = layout.address(b).partition;
+                    partition_owner(vol.id(), p, 2) == shard
+                })
+                .count() as u64;
+            assert!(owned > 0);
+            let data = owned * BLOCK as u64;
+            assert!(part.used_bytes >= data, "{parts:?}");
+            assert!(part.used_bytes < data + (BLOCKS / 4) * BLOCK as u64);
+        }
+        pool.export().await.expect("export");
+    }
+
+    /// What shard `shard` does in the test below, phase by phase in step with the other.
+    async fn run_shard(
+        shard: usize,
+        set: Arc<ShardSet>,
+        volume: Arc<OnceLock<PoolVolume>>,
+        phase: Arc<AtomicUsize>,
+        checked: Arc<AtomicU64>,
+    ) {
+        let server = executor::spawn(Arc::clone(&set).serve(shard));
+        while !(set.is_serving(0) && set.is_serving(1)) {
+            executor::sleep(Duration::from_millis(1)).await;
+        }
+        if shard == 0 {
+            let _ = volume.set(create_volume().await);
+        }
+        while volume.get().is_none() {
+            executor::sleep(Duration::from_millis(1)).await;
+        }
+        let vol = volume.get().expect("volume").clone();
+        write_half(&vol, shard).await;
+        step(&phase, 2).await;
+        read_other_half(&vol, shard, &checked).await;
+        read_whole(&vol).await;
+        step(&phase, 4).await;
+        if shard == 0 {
+            sync_and_check_placement(&vol).await;
+        }
+        step(&phase, 6).await;
+        // After the sync, reads come back right from the new trees on both shards, each
+        // through its own part of the read cache.
+        read_whole(&vol).await;
+        step(&phase, 8).await;
+        if shard == 0 {
+            check_cache_parts(&vol).await;
+        }
+        step(&phase, 10).await;
+        server.abort();
+    }
+
     /// Every shard writes half the blocks (some FUA, one write spanning two partitions owned
     /// by different shards) and reads back the other half; then a txg sync. Requests went to
     /// the owning shards, each shard synced its own partitions, and every data block of a
@@ -120,159 +288,7 @@ mod tests {
                     Arc::clone(&phase),
                     Arc::clone(&checked),
                 );
-                async move {
-                    let server = executor::spawn(Arc::clone(&set).serve(shard));
-                    while !(set.is_serving(0) && set.is_serving(1)) {
-                        executor::sleep(Duration::from_millis(1)).await;
-                    }
-                    if shard == 0 {
-                        let dev: Arc<dyn BlockDevice> = Arc::new(MemoryDevice::new(512 << 20, 512));
-                        let options = CreateOptions {
-                            guid: Some(11),
-                            log_chain_bytes: 1 << 20,
-                            tunables: crate::pool::PoolTunables {
-                                write_handoff: true,
-                                shards: 2,
-                                ..Default::default()
-                            },
-                            ..CreateOptions::default()
-                        };
-                        let pool = Pool::create(vec![dev], None, options).await.expect("create");
-                        let vol = pool
-                            .create_volume(
-                                "vol",
-                                &VolumeOptions {
-                                    capacity_bytes: 16 << 20,
-                                    partition_count: 8,
-                                    ..VolumeOptions::default()
-                                },
-                            )
-                            .await
-                            .expect("volume");
-                        let _ = volume.set(vol);
-                    }
-                    while volume.get().is_none() {
-                        executor::sleep(Duration::from_millis(1)).await;
-                    }
-                    let vol = volume.get().expect("volume").clone();
-                    let lbas = (BLOCK / 512) as u64;
-                    // Phase 1: each shard writes its half of the blocks.
-                    for block in (0..BLOCKS).filter(|b| b % 2 == shard as u64) {
-                        let fua = block % 7 == 0;
-                        let (res, _) = vol.write(block * lbas, block_bytes(block, 1), fua).await;
-                        res.expect("write");
-                    }
-                    if shard == 0 {
-                        // Two blocks either side of a 1 MiB stripe boundary: two partitions
-                        // with different owners, one request.
-                        let start = 256 - 1;
-                        let mut both = block_bytes(start, 1).to_vec();
-                        both.extend_from_slice(&block_bytes(start + 1, 1));
-                        let (res, _) =
-                            vol.write(start * lbas, IoBuf::from_slice(&both), true).await;
-                        res.expect("spanning write");
-                    }
-                    phase.fetch_add(1, Ordering::SeqCst);
-                    wait_for(&phase, 2).await;
-                    // Phase 2: each shard reads the other's blocks, one request per block and
-                    // one request for the whole range.
-                    for block in (0..BLOCKS).filter(|b| b % 2 != shard as u64) {
-                        let (res, buf) = vol.read(block * lbas, IoBuf::zeroed(BLOCK)).await;
-                        res.expect("read");
-                        assert_eq!(&buf[..], &block_bytes(block, 1)[..], "block {block}");
-                        checked.fetch_add(1, Ordering::SeqCst);
-                    }
-                    let segments =
-                        vol.read_segments(0, BLOCKS as usize * BLOCK).await.expect("read");
-                    let whole: Vec<u8> = segments.iter().flat_map(|s| s.iter().copied()).collect();
-                    for block in 0..BLOCKS {
-                        let at = block as usize * BLOCK;
-                        assert_eq!(
-                            &whole[at..at + BLOCK],
-                            &block_bytes(block, 1)[..],
-                            "block {block}"
-                        );
-                    }
-                    phase.fetch_add(1, Ordering::SeqCst);
-                    wait_for(&phase, 4).await;
-                    if shard == 0 {
-                        let pool = Arc::clone(vol.pool());
-                        pool.sync_txg().await.expect("sync");
-                        assert!(pool.stats.shard_syncs.load(Ordering::Relaxed) > 0);
-                        let layout = vol.layout();
-                        let groups = pool.alloc.group_count();
-                        assert!(groups >= 4, "{groups} allocation groups");
-                        for block in 0..BLOCKS {
-                            let addr = layout.address(block);
-                            let (root, height) = {
-                                let p = crate::pool::lock(&vol.shared().partitions[addr.partition]);
-                                (p.root, p.height)
-                            };
-                            let bp = crate::block_tree::lookup(
-                                &pool.devs,
-                                pool.cache.for_partition(vol.id(), addr.partition),
-                                &root,
-                                height,
-                                addr.index,
-                            )
-                            .await
-                            .expect("lookup");
-                            assert!(!bp.is_hole(), "block {block}");
-                            let extent = bp.extent();
-                            let group = (0..groups)
-                                .find(|&g| {
-                                    let l = pool.alloc.layout(g);
-                                    l.device == extent.device
-                                        && extent.offset_bytes >= l.start_bytes
-                                        && extent.offset_bytes < l.start_bytes + l.len_bytes
-                                })
-                                .expect("extent in a group");
-                            assert_eq!(
-                                group_owner(group, 2),
-                                partition_owner(vol.id(), addr.partition, 2),
-                                "block {block} (partition {}) lies in group {group}",
-                                addr.partition
-                            );
-                        }
-                    }
-                    phase.fetch_add(1, Ordering::SeqCst);
-                    wait_for(&phase, 6).await;
-                    // After the sync, reads come back right from the new trees on both shards,
-                    // each through its own part of the read cache.
-                    let segments =
-                        vol.read_segments(0, BLOCKS as usize * BLOCK).await.expect("read");
-                    let whole: Vec<u8> = segments.iter().flat_map(|s| s.iter().copied()).collect();
-                    for block in 0..BLOCKS {
-                        let at = block as usize * BLOCK;
-                        assert_eq!(&whole[at..at + BLOCK], &block_bytes(block, 1)[..]);
-                    }
-                    phase.fetch_add(1, Ordering::SeqCst);
-                    wait_for(&phase, 8).await;
-                    if shard == 0 {
-                        let pool = Arc::clone(vol.pool());
-                        let parts = pool.cache().part_stats();
-                        assert_eq!(parts.len(), 2, "{parts:?}");
-                        // Each data block is cached once, in the part of its partition's
-                        // owner, though both shards read it.
-                        let layout = vol.layout();
-                        for (shard, part) in parts.iter().enumerate() {
-                            let owned = (0..BLOCKS)
-                                .filter(|&b| {
-                                    let p = layout.address(b).partition;
-                                    partition_owner(vol.id(), p, 2) == shard
-                                })
-                                .count() as u64;
-                            assert!(owned > 0);
-                            let data = owned * BLOCK as u64;
-                            assert!(part.used_bytes >= data, "{parts:?}");
-                            assert!(part.used_bytes < data + (BLOCKS / 4) * BLOCK as u64);
-                        }
-                        pool.export().await.expect("export");
-                    }
-                    phase.fetch_add(1, Ordering::SeqCst);
-                    wait_for(&phase, 10).await;
-                    server.abort();
-                }
+                run_shard(shard, set, volume, phase, checked)
             })
             .expect("shards")
         };
