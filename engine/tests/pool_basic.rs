@@ -4,8 +4,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{device, reactor, read_at};
-use drivers::blockdev::memory::MemoryDevice;
+use common::{crash_copy, device, memory_device, reactor, read_at};
 use drivers::blockdev::BlockDevice;
 use drivers::buffer::IoBuf;
 use engine::block_volume::{BlockVolume, CompareOutcome, VolumeError};
@@ -22,20 +21,7 @@ fn small_volume() -> VolumeOptions {
 }
 
 fn pattern(seed: u8, len: usize) -> IoBuf {
-    let data: Vec<u8> = (0..len).map(|i| seed.wrapping_add((i % 251) as u8)).collect();
-    IoBuf::from_slice(&data)
-}
-
-/// A copy of `mem` as it is now: what a power cut leaves (memory devices have no cache).
-fn crash_copy(mem: &MemoryDevice) -> Arc<dyn BlockDevice> {
-    let size = mem.info().size_bytes;
-    let copy = MemoryDevice::new(size, 512);
-    let mut buf = vec![0u8; 1 << 20];
-    for off in (0..size).step_by(buf.len()) {
-        mem.read_into(&mut buf, off).expect("read");
-        copy.write_from(&buf, off).expect("write");
-    }
-    Arc::new(copy)
+    IoBuf::from_slice(&common::pattern(seed, len))
 }
 
 /// Commits what is pending, then checks the space exactly: inspect finds the pool clean with
@@ -58,13 +44,11 @@ fn write_read_sync_export_import() {
     let r = reactor();
     let dev = device(64);
     r.block_on(async {
-        let pool = Pool::create(vec![Arc::clone(&dev)], None, options()).await.expect("create");
+        let pool = common::create(&dev, options()).await;
         let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
-        let (res, _) = vol.write(8, pattern(1, 8192), false).await;
-        res.expect("write");
+        common::write_buf(&vol, 8, pattern(1, 8192), false).await;
         // Sub-block write inside the same 4 KiB block.
-        let (res, _) = vol.write(9, pattern(9, 512), false).await;
-        res.expect("write");
+        common::write_buf(&vol, 9, pattern(9, 512), false).await;
         let mut want = pattern(1, 8192).to_vec();
         want[512..1024].copy_from_slice(&pattern(9, 512));
         assert_eq!(read_at(&vol, 8, 8192).await, want);
@@ -76,8 +60,7 @@ fn write_read_sync_export_import() {
         pool.export().await.expect("export");
         drop(vol);
         drop(pool);
-        let pool =
-            Pool::import(vec![Arc::clone(&dev)], PoolTunables::default()).await.expect("import");
+        let pool = common::import(&dev).await;
         let vol = pool.open_volume("vol").expect("open");
         assert_eq!(read_at(&vol, 8, 8192).await, want);
         let status = vol.lba_status(0).await.expect("status");
@@ -91,15 +74,13 @@ fn lba_status_reports_whole_runs_from_dirty_sets_and_trees() {
     let r = reactor();
     let dev = device(64);
     r.block_on(async {
-        let pool = Pool::create(vec![Arc::clone(&dev)], None, options()).await.expect("create");
+        let pool = common::create(&dev, options()).await;
         // 16 MiB of 512-byte LBAs: 32768 LBAs, 1 MiB (2048-LBA) stripes over 4 partitions.
         let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
         let stripe = 2048u64;
-        let (res, _) = vol.write(3 * stripe, pattern(5, 1 << 20), false).await;
-        res.expect("write");
+        common::write_buf(&vol, 3 * stripe, pattern(5, 1 << 20), false).await;
         // One 4 KiB block inside stripe 5, at its third block.
-        let (res, _) = vol.write(5 * stripe + 16, pattern(6, 4096), false).await;
-        res.expect("write");
+        common::write_buf(&vol, 5 * stripe + 16, pattern(6, 4096), false).await;
         for synced in [false, true] {
             let at = |lba| vol.lba_status(lba);
             let s = at(0).await.expect("status");
@@ -130,10 +111,9 @@ fn unmap_and_compare_and_write() {
     let r = reactor();
     let dev = device(64);
     r.block_on(async {
-        let pool = Pool::create(vec![Arc::clone(&dev)], None, options()).await.expect("create");
+        let pool = common::create(&dev, options()).await;
         let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
-        let (res, _) = vol.write(0, pattern(3, 1 << 20), false).await;
-        res.expect("write");
+        common::write_buf(&vol, 0, pattern(3, 1 << 20), false).await;
         pool.sync_txg().await.expect("sync");
         vol.unmap(1, 2046).await.expect("unmap");
         let got = read_at(&vol, 0, 1 << 20).await;
@@ -157,21 +137,15 @@ fn unmap_and_compare_and_write() {
 #[test]
 fn flipped_byte_in_a_data_block_is_a_medium_error() {
     let r = reactor();
-    let mem = Arc::new(MemoryDevice::new(64 << 20, 512));
-    let dev: Arc<dyn BlockDevice> = Arc::clone(&mem) as Arc<dyn BlockDevice>;
+    let (mem, dev) = memory_device(64);
     r.block_on(async {
         let tunables = PoolTunables { cache_bytes: 0, ..PoolTunables::default() };
-        let pool =
-            Pool::create(vec![Arc::clone(&dev)], None, CreateOptions { tunables, ..options() })
-                .await
-                .expect("create");
+        let pool = common::create(&dev, CreateOptions { tunables, ..options() }).await;
         let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
         // Neighbours on both sides, written in the same txg.
-        let (res, _) = vol.write(0, pattern(4, 64 << 10), false).await;
-        res.expect("write");
+        common::write_buf(&vol, 0, pattern(4, 64 << 10), false).await;
         let data = pattern(5, 4096);
-        let (res, _) = vol.write(16, IoBuf::from_slice(&data), false).await;
-        res.expect("write");
+        common::write_buf(&vol, 16, IoBuf::from_slice(&data), false).await;
         pool.sync_txg().await.expect("sync");
         // Find the block on the device by its content and flip one byte.
         let size = 64u64 << 20;
@@ -204,10 +178,9 @@ fn flipped_byte_in_a_data_block_is_a_medium_error() {
 #[test]
 fn other_format_version_is_refused_naming_both() {
     let r = reactor();
-    let mem = Arc::new(MemoryDevice::new(64 << 20, 512));
-    let dev: Arc<dyn BlockDevice> = Arc::clone(&mem) as Arc<dyn BlockDevice>;
+    let (mem, dev) = memory_device(64);
     r.block_on(async {
-        let pool = Pool::create(vec![Arc::clone(&dev)], None, options()).await.expect("create");
+        let pool = common::create(&dev, options()).await;
         pool.export().await.expect("export");
     });
     // Rewrite every label with another version (and a valid checksum).
@@ -234,13 +207,11 @@ fn snapshots_clones_rollback_and_space() {
     let r = reactor();
     let dev = device(64);
     r.block_on(async {
-        let pool = Pool::create(vec![Arc::clone(&dev)], None, options()).await.expect("create");
+        let pool = common::create(&dev, options()).await;
         let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
-        let (res, _) = vol.write(0, pattern(1, 64 << 10), false).await;
-        res.expect("write");
+        common::write_buf(&vol, 0, pattern(1, 64 << 10), false).await;
         pool.snapshot("vol", "a").await.expect("snapshot");
-        let (res, _) = vol.write(0, pattern(2, 32 << 10), false).await;
-        res.expect("write");
+        common::write_buf(&vol, 0, pattern(2, 32 << 10), false).await;
         pool.sync_txg().await.expect("sync");
         assert_eq!(pool.written_since("vol@a").await.expect("written"), 32 << 10);
         let freed = pool.destroy_would_free(&["vol@a"]).expect("figure");
@@ -249,8 +220,7 @@ fn snapshots_clones_rollback_and_space() {
         assert_eq!(freed, (32 << 10) + 2 * 8192);
         let clone = pool.clone_snapshot("vol@a", "c").await.expect("clone");
         assert_eq!(read_at(&clone, 0, 64 << 10).await, pattern(1, 64 << 10).to_vec());
-        let (res, _) = clone.write(0, pattern(3, 4096), true).await;
-        res.expect("clone write");
+        common::write_buf(&clone, 0, pattern(3, 4096), true).await;
         assert!(matches!(pool.destroy_snapshot("vol@a").await, Err(PoolError::Busy(_))));
         pool.rollback("vol@a").await.expect("rollback");
         assert_eq!(read_at(&vol, 0, 64 << 10).await, pattern(1, 64 << 10).to_vec());
@@ -292,8 +262,7 @@ fn writers_past_the_dirty_limit_complete_with_and_without_a_syncer() {
         // No syncer: a throttled writer commits the open txg itself.
         let before = txgs(&pool);
         for i in 0..32u64 {
-            let (res, _) = vol.write(i * 128, pattern(i as u8, 64 << 10), false).await;
-            res.expect("write");
+            common::write_buf(&vol, i * 128, pattern(i as u8, 64 << 10), false).await;
         }
         assert!(pool.stats.throttled_writes.load(std::sync::atomic::Ordering::Relaxed) > 0);
         assert!(txgs(&pool) > before, "throttled writers synced");
@@ -305,9 +274,7 @@ fn writers_past_the_dirty_limit_complete_with_and_without_a_syncer() {
                 drivers::executor::spawn(async move {
                     for i in 0..16u64 {
                         let lba = (w * 16 + i) * 128 + 4096;
-                        let (res, _) =
-                            vol.write(lba, pattern((w + i) as u8, 64 << 10), false).await;
-                        res.expect("write");
+                        common::write_buf(&vol, lba, pattern((w + i) as u8, 64 << 10), false).await;
                     }
                 })
             })
@@ -338,11 +305,10 @@ fn writers_past_the_dirty_limit_complete_with_and_without_a_syncer() {
 #[test]
 fn one_shard_fills_both_log_chains_before_a_txg_and_replay_keeps_the_order() {
     let r = reactor();
-    let mem = Arc::new(MemoryDevice::new(64 << 20, 512));
-    let dev: Arc<dyn BlockDevice> = Arc::clone(&mem) as Arc<dyn BlockDevice>;
+    let (mem, dev) = memory_device(64);
     r.block_on(async {
         let opts = CreateOptions { log_chains: 2, log_chain_bytes: 1 << 20, ..options() };
-        let pool = Pool::create(vec![Arc::clone(&dev)], None, opts).await.expect("create");
+        let pool = common::create(&dev, opts).await;
         let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
         pool.sync_txg().await.expect("sync");
         let txgs = |p: &Pool| p.stats.txgs.load(std::sync::atomic::Ordering::Relaxed);
@@ -354,8 +320,7 @@ fn one_shard_fills_both_log_chains_before_a_txg_and_replay_keeps_the_order() {
         let mut want = [None; 40];
         for i in 0..96u64 {
             let slot = (i % 40) as usize;
-            let (res, _) = vol.write(slot as u64 * 8, pattern(i as u8, 4096), true).await;
-            res.expect("fua write");
+            common::write_buf(&vol, slot as u64 * 8, pattern(i as u8, 4096), true).await;
             want[slot] = Some(i as u8);
         }
         // Give a requested sync time to run.
@@ -364,7 +329,7 @@ fn one_shard_fills_both_log_chains_before_a_txg_and_replay_keeps_the_order() {
         assert!(blocks >= 96, "one log block per write ({blocks})");
         assert_eq!(txgs(&pool), before, "no txg while the second chain has room");
         // Crash now: import a copy of the device as it is.
-        let copy = crash_copy(&mem);
+        let copy: Arc<dyn BlockDevice> = crash_copy(&mem);
         pool.export().await.expect("export");
         syncer.await;
         drop(vol);
@@ -382,10 +347,9 @@ fn one_shard_fills_both_log_chains_before_a_txg_and_replay_keeps_the_order() {
 #[test]
 fn write_same_logs_the_pattern_once_per_stripe_run_and_is_replayed() {
     let r = reactor();
-    let mem = Arc::new(MemoryDevice::new(64 << 20, 512));
-    let dev: Arc<dyn BlockDevice> = Arc::clone(&mem) as Arc<dyn BlockDevice>;
+    let (mem, dev) = memory_device(64);
     r.block_on(async {
-        let pool = Pool::create(vec![Arc::clone(&dev)], None, options()).await.expect("create");
+        let pool = common::create(&dev, options()).await;
         let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
         pool.sync_txg().await.expect("sync");
         vol.set_write_cache(false);
@@ -399,7 +363,9 @@ fn write_same_logs_the_pattern_once_per_stripe_run_and_is_replayed() {
         assert!((3..=6).contains(&records), "{records} log records for one WRITE SAME");
         // Crash: import a copy of the device as it is.
         let pool =
-            Pool::import(vec![crash_copy(&mem)], PoolTunables::default()).await.expect("import");
+            Pool::import(vec![crash_copy(&mem) as Arc<dyn BlockDevice>], PoolTunables::default())
+                .await
+                .expect("import");
         assert_eq!(pool.stats.log_records_replayed.load(relaxed), records);
         let vol = pool.open_volume("vol").expect("open");
         let got = read_at(&vol, 0, 5008 * 512).await;
@@ -419,10 +385,9 @@ fn write_same_logs_the_pattern_once_per_stripe_run_and_is_replayed() {
 fn large_durable_writes_are_logged_by_reference_and_adopted_by_the_sync() {
     use std::sync::atomic::Ordering::Relaxed;
     let r = reactor();
-    let mem = Arc::new(MemoryDevice::new(128 << 20, 512));
-    let dev: Arc<dyn BlockDevice> = Arc::clone(&mem) as Arc<dyn BlockDevice>;
+    let (mem, dev) = memory_device(128);
     r.block_on(async {
-        let pool = Pool::create(vec![Arc::clone(&dev)], None, options()).await.expect("create");
+        let pool = common::create(&dev, options()).await;
         let opts = VolumeOptions {
             volblock_bytes: 64 << 10,
             compression: engine::compress::Compression::Off,
@@ -436,14 +401,12 @@ fn large_durable_writes_are_logged_by_reference_and_adopted_by_the_sync() {
         for b in 0..8u8 {
             all.extend_from_slice(&pattern(b + 1, 64 << 10));
         }
-        let (res, _) = vol.write(0, IoBuf::from_slice(&all), true).await;
-        res.expect("fua write");
+        common::write_buf(&vol, 0, IoBuf::from_slice(&all), true).await;
         assert_eq!(pool.stats.log_block_refs_written.load(Relaxed), 8);
         let log_copies = pool.stats.log_records_written.load(Relaxed);
         assert_eq!(log_copies, 8, "eight records of 32 bytes each");
         for b in [2u64, 5] {
-            let (res, _) = vol.write(b * lbas, pattern(b as u8 + 100, 64 << 10), false).await;
-            res.expect("write");
+            common::write_buf(&vol, b * lbas, pattern(b as u8 + 100, 64 << 10), false).await;
         }
         // The two blocks written in place and overwritten before the sync are free again.
         assert_space_exact(&pool, &dev).await;
@@ -464,16 +427,14 @@ fn large_durable_writes_are_logged_by_reference_and_adopted_by_the_sync() {
         }
         // Eight more in place, then a crash before any txg.
         for b in 8..16u64 {
-            let (res, _) = vol.write(b * lbas, pattern(b as u8 + 1, 64 << 10), true).await;
-            res.expect("fua write");
+            common::write_buf(&vol, b * lbas, pattern(b as u8 + 1, 64 << 10), true).await;
         }
-        let copy = crash_copy(&mem);
+        let copy: Arc<dyn BlockDevice> = crash_copy(&mem);
         pool.export().await.expect("export");
         drop(vol);
         let report = engine::inspect::inspect(vec![Arc::clone(&dev)]).await.expect("inspect");
         assert!(report.is_clean(), "after export: {report:?}");
-        let pool =
-            Pool::import(vec![Arc::clone(&copy)], PoolTunables::default()).await.expect("import");
+        let pool = common::import(&copy).await;
         assert_eq!(pool.stats.log_block_refs_replayed.load(Relaxed), 8);
         let vol = pool.open_volume("vol").expect("open");
         for b in 0..16u64 {
@@ -524,12 +485,10 @@ fn failed_sync_then_queued_sync(fail_at: Option<u64>) -> QueuedSyncRun {
             .await
             .expect("create");
         let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
-        let (res, _) = vol.write(0, pattern(1, 4096), false).await;
-        res.expect("write");
+        common::write_buf(&vol, 0, pattern(1, 4096), false).await;
         pool.sync_txg().await.expect("sync");
         // Acknowledged durable through the intent log; the next txg covers it.
-        let (res, _) = vol.write(0, pattern(2, 4096), true).await;
-        res.expect("FUA write");
+        common::write_buf(&vol, 0, pattern(2, 4096), true).await;
         let writes = fault.stats().ops_of(OpKind::Write);
         let (a, b) = (Arc::clone(&pool), Arc::clone(&pool));
         // Started in this order: the first sync freezes the open txg and waits for its device

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::{device, reactor, read_at, write_at, Rng};
 use drivers::buffer::IoBuf;
 use engine::block_volume::BlockVolume;
@@ -54,7 +52,7 @@ fn compressible_incompressible_and_zero_blocks_round_trip() {
     let r = reactor();
     let dev = device(64);
     r.block_on(async {
-        let pool = Pool::create(vec![Arc::clone(&dev)], None, options()).await.expect("create");
+        let pool = common::create(&dev, options()).await;
         let vol = pool.create_volume("vol", &volume(Compression::Lz4)).await.expect("volume");
         let compressible = half_compressible(BLOCK, 1);
         let incompressible = random(BLOCK, 2);
@@ -72,8 +70,7 @@ fn compressible_incompressible_and_zero_blocks_round_trip() {
         pool.export().await.expect("export");
         drop(vol);
         drop(pool);
-        let pool =
-            Pool::import(vec![Arc::clone(&dev)], PoolTunables::default()).await.expect("import");
+        let pool = common::import(&dev).await;
         let vol = pool.open_volume("vol").expect("open");
         assert_eq!(read(&vol, 0).await, compressible);
         assert_eq!(read(&vol, 1).await, incompressible);
@@ -152,7 +149,7 @@ fn dedup_across_volumes_and_snapshots_accounts_space_exactly() {
     let r = reactor();
     let dev = device(64);
     r.block_on(async {
-        let pool = Pool::create(vec![Arc::clone(&dev)], None, options()).await.expect("create");
+        let pool = common::create(&dev, options()).await;
         let a = pool.create_volume("a", &dedup_volume(DedupMode::On)).await.expect("a");
         let b = pool.create_volume("b", &dedup_volume(DedupMode::Verify)).await.expect("b");
         pool.sync_txg().await.expect("sync");
@@ -209,8 +206,7 @@ fn dedup_across_volumes_and_snapshots_accounts_space_exactly() {
         let leftover = baseline.abs_diff(pool.free_bytes());
         assert!(leftover < block, "space not returned: {leftover} bytes");
         pool.export().await.expect("export");
-        let report = engine::inspect::inspect(vec![dev]).await.expect("inspect");
-        assert!(report.is_clean(), "{report}");
+        let report = common::inspect_clean(&dev).await;
         assert_eq!(report.dedup_entries, 0);
     });
 }
@@ -220,7 +216,7 @@ fn dedup_counts_survive_export_and_inspect_matches_them() {
     let r = reactor();
     let dev = device(64);
     r.block_on(async {
-        let pool = Pool::create(vec![Arc::clone(&dev)], None, options()).await.expect("create");
+        let pool = common::create(&dev, options()).await;
         let vol = pool.create_volume("v", &dedup_volume(DedupMode::On)).await.expect("v");
         let data = half_compressible(BLOCK, 9);
         pool.set_compression("v", Compression::Lz4).await.expect("compression");
@@ -237,11 +233,9 @@ fn dedup_counts_survive_export_and_inspect_matches_them() {
         assert!(before.stored_bytes < BLOCK as u64, "the deduplicated block is compressed");
         pool.export().await.expect("export");
         drop((vol, clone, pool));
-        let report = engine::inspect::inspect(vec![Arc::clone(&dev)]).await.expect("inspect");
-        assert!(report.is_clean(), "{report}");
+        let report = common::inspect_clean(&dev).await;
         assert_eq!((report.dedup_entries, report.dedup_references), (1, 7));
-        let pool =
-            Pool::import(vec![Arc::clone(&dev)], PoolTunables::default()).await.expect("import");
+        let pool = common::import(&dev).await;
         let after = pool.dedup_table_figures();
         assert_eq!(
             (after.entries, after.stored_bytes, after.referenced_bytes),
@@ -261,10 +255,7 @@ fn table_budget_stops_new_entries_with_the_reason_and_old_entries_keep_working()
     r.block_on(async {
         let tunables = PoolTunables { dedup_table_bytes: 64 << 10, ..PoolTunables::default() };
         let dev = device(256);
-        let pool =
-            Pool::create(vec![Arc::clone(&dev)], None, CreateOptions { tunables, ..options() })
-                .await
-                .expect("create");
+        let pool = common::create(&dev, CreateOptions { tunables, ..options() }).await;
         let opts = VolumeOptions {
             volblock_bytes: 4096,
             capacity_bytes: 64 << 20,
@@ -272,13 +263,11 @@ fn table_budget_stops_new_entries_with_the_reason_and_old_entries_keep_working()
         };
         let vol = pool.create_volume("v", &opts).await.expect("v");
         let first = random(4096, 1);
-        let (res, _) = vol.write(0, IoBuf::from_slice(&first), false).await;
-        res.expect("write");
+        common::write_buf(&vol, 0, IoBuf::from_slice(&first), false).await;
         pool.sync_txg().await.expect("sync");
         // Unique blocks until the table is past its budget.
         let unique: Vec<u8> = random(4096 * 2048, 2);
-        let (res, _) = vol.write(8, IoBuf::from_slice(&unique), false).await;
-        res.expect("write");
+        common::write_buf(&vol, 8, IoBuf::from_slice(&unique), false).await;
         pool.sync_txg().await.expect("sync");
         let activity = pool.dedup_activity("v").expect("activity");
         let reason = activity.stopped.expect("dedup stopped");
@@ -287,16 +276,14 @@ fn table_budget_stops_new_entries_with_the_reason_and_old_entries_keep_working()
         assert!(entries > 1 && entries < 2049, "{entries} entries");
         // The first block's entry still serves hits.
         let hits = activity.hits;
-        let (res, _) = vol.write(20_000, IoBuf::from_slice(&first), false).await;
-        res.expect("write");
+        common::write_buf(&vol, 20_000, IoBuf::from_slice(&first), false).await;
         pool.sync_txg().await.expect("sync");
         assert_eq!(pool.dedup_activity("v").expect("activity").hits, hits + 1);
         assert_eq!(pool.dedup_table_figures().entries, entries, "no new entries");
         // The stop is part of the volume: it outlives an export.
         pool.export().await.expect("export");
         drop((vol, pool));
-        let pool =
-            Pool::import(vec![Arc::clone(&dev)], PoolTunables::default()).await.expect("import");
+        let pool = common::import(&dev).await;
         let reason = pool.dedup_activity("v").expect("activity").stopped.expect("still stopped");
         assert!(reason.contains("memory budget") && reason.contains("import"), "{reason}");
         // Setting the property again lets the volume take entries again, also after import.
@@ -304,8 +291,7 @@ fn table_budget_stops_new_entries_with_the_reason_and_old_entries_keep_working()
         assert!(pool.dedup_activity("v").expect("activity").stopped.is_none());
         pool.export().await.expect("export");
         drop(pool);
-        let pool =
-            Pool::import(vec![Arc::clone(&dev)], PoolTunables::default()).await.expect("import");
+        let pool = common::import(&dev).await;
         assert!(pool.dedup_activity("v").expect("activity").stopped.is_none());
     });
 }
@@ -320,10 +306,7 @@ fn low_hit_rate_stops_new_entries_with_the_reason() {
             ..PoolTunables::default()
         };
         let dev = device(64);
-        let pool =
-            Pool::create(vec![Arc::clone(&dev)], None, CreateOptions { tunables, ..options() })
-                .await
-                .expect("create");
+        let pool = common::create(&dev, CreateOptions { tunables, ..options() }).await;
         let vol = pool.create_volume("v", &dedup_volume(DedupMode::On)).await.expect("v");
         for i in 0..100u64 {
             write(&vol, i, &random(BLOCK, 1000 + i)).await;
@@ -355,7 +338,7 @@ fn dedup_table_changes_are_logged_per_txg_and_checkpointed() {
     let r = reactor();
     let dev = device(256);
     r.block_on(async {
-        let pool = Pool::create(vec![Arc::clone(&dev)], None, options()).await.expect("create");
+        let pool = common::create(&dev, options()).await;
         let opts = VolumeOptions {
             volblock_bytes: 4096,
             capacity_bytes: 64 << 20,
@@ -383,13 +366,11 @@ fn dedup_table_changes_are_logged_per_txg_and_checkpointed() {
         let before = pool.dedup_table_figures();
         pool.export().await.expect("export");
         drop((vol, pool));
-        let report = engine::inspect::inspect(vec![Arc::clone(&dev)]).await.expect("inspect");
-        assert!(report.is_clean(), "{report}");
+        let report = common::inspect_clean(&dev).await;
         assert_eq!((report.dedup_entries, report.dedup_references), (8192, 8192));
 
         // Import replays the log over the checkpoints.
-        let pool =
-            Pool::import(vec![Arc::clone(&dev)], PoolTunables::default()).await.expect("import");
+        let pool = common::import(&dev).await;
         let after = pool.dedup_table_figures();
         assert_eq!(
             (after.entries, after.stored_bytes, after.referenced_bytes, after.log_objects),
@@ -409,8 +390,7 @@ fn dedup_table_changes_are_logged_per_txg_and_checkpointed() {
         assert_eq!((t.entries, t.log_objects, t.log_bytes), (8192, 0, 0));
         pool.export().await.expect("export");
         drop((vol, pool));
-        let report = engine::inspect::inspect(vec![Arc::clone(&dev)]).await.expect("inspect");
-        assert!(report.is_clean(), "{report}");
+        let report = common::inspect_clean(&dev).await;
         assert_eq!((report.dedup_entries, report.dedup_references), (8192, 8192));
         let pool = Pool::import(vec![dev], PoolTunables::default()).await.expect("import");
         let vol = pool.open_volume("v").expect("v");
@@ -428,7 +408,7 @@ fn a_large_partition_set_is_compressed_and_fingerprinted_on_every_core_exactly_a
     let r = reactor();
     let dev = device(64);
     r.block_on(async {
-        let pool = Pool::create(vec![Arc::clone(&dev)], None, options()).await.expect("create");
+        let pool = common::create(&dev, options()).await;
         let opts = VolumeOptions { dedup: DedupMode::On, ..volume(Compression::Lz4) };
         let vol = pool.create_volume("v", &opts).await.expect("v");
         // 16 blocks of 64 KiB in the first 1 MiB stripe: one partition's set of 1 MiB, past
@@ -455,10 +435,8 @@ fn a_large_partition_set_is_compressed_and_fingerprinted_on_every_core_exactly_a
         assert_eq!(pool.dedup_activity("v").expect("activity").hits, 8);
         drop(vol);
         pool.export().await.expect("export");
-        let report = engine::inspect::inspect(vec![Arc::clone(&dev)]).await.expect("inspect");
-        assert!(report.is_clean(), "{report}");
-        let pool =
-            Pool::import(vec![Arc::clone(&dev)], PoolTunables::default()).await.expect("import");
+        common::inspect_clean(&dev).await;
+        let pool = common::import(&dev).await;
         let vol = pool.open_volume("v").expect("open");
         for i in 0..16u64 {
             assert!(read(&vol, i).await == unique[(i % 8) as usize], "block {i}");

@@ -7,12 +7,11 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{reactor, read_at};
+use common::{crash_copy, memory_device, pattern, reactor, read_at};
 use drivers::blockdev::memory::MemoryDevice;
 use drivers::blockdev::BlockDevice;
 use drivers::buffer::IoBuf;
 use engine::block_pointer::BlockPointer;
-use engine::block_volume::BlockVolume;
 use engine::dataset::{decode_deadlist, decode_directory};
 use engine::format::{decode_name, label_offset_bytes, LABEL_COUNT};
 use engine::pool_root::PoolRootPhys;
@@ -20,21 +19,6 @@ use engine::uberblock::{slot_offset_bytes, Uberblock, UBERBLOCK_RING_SLOTS, UBER
 use engine::{CreateOptions, Pool, PoolTunables, VolumeOptions};
 
 const DEVICE_BYTES: u64 = 64 << 20;
-
-fn pattern(seed: u8, len: usize) -> Vec<u8> {
-    (0..len).map(|i| seed.wrapping_add((i % 251) as u8)).collect()
-}
-
-/// A copy of `mem` as it is now: what a power cut leaves (memory devices have no cache).
-fn crash_copy(mem: &MemoryDevice) -> Arc<MemoryDevice> {
-    let copy = MemoryDevice::new(DEVICE_BYTES, 512);
-    let mut buf = vec![0u8; 1 << 20];
-    for off in (0..DEVICE_BYTES).step_by(buf.len()) {
-        mem.read_into(&mut buf, off).expect("read");
-        copy.write_from(&buf, off).expect("write");
-    }
-    Arc::new(copy)
-}
 
 fn read_block(mem: &MemoryDevice, bp: &BlockPointer) -> Vec<u8> {
     assert_ne!(bp.kind, engine::block_pointer::BlockKind::ChunkIndex as u8, "one-block objects");
@@ -115,27 +99,23 @@ fn damage(mem: &MemoryDevice, bp: &BlockPointer) {
 
 fn rewind_is_reported(target: Target, reason_names: &str) {
     let r = reactor();
-    let mem = Arc::new(MemoryDevice::new(DEVICE_BYTES, 512));
-    let dev: Arc<dyn BlockDevice> = Arc::clone(&mem) as Arc<dyn BlockDevice>;
+    let (mem, dev) = memory_device(DEVICE_BYTES >> 20);
     let lbas = 8u64; // one 4 KiB block of 512-byte LBAs
     let (crashed, newest) = r.block_on(async {
         let options =
             CreateOptions { guid: Some(11), log_chain_bytes: 1 << 20, ..CreateOptions::default() };
-        let pool = Pool::create(vec![Arc::clone(&dev)], None, options).await.expect("create");
+        let pool = common::create(&dev, options).await;
         let vol_options =
             VolumeOptions { capacity_bytes: 16 << 20, partition_count: 4, ..Default::default() };
         let vol = pool.create_volume("vol", &vol_options).await.expect("volume");
-        let (res, _) = vol.write(0, IoBuf::from_slice(&pattern(1, 4096)), false).await;
-        res.expect("write");
+        common::write_buf(&vol, 0, IoBuf::from_slice(&pattern(1, 4096)), false).await;
         pool.snapshot("vol", "s").await.expect("snapshot");
         // The newest txg: a write-back write and the snapshot's destroy.
-        let (res, _) = vol.write(0, IoBuf::from_slice(&pattern(2, 4096)), false).await;
-        res.expect("write");
+        common::write_buf(&vol, 0, IoBuf::from_slice(&pattern(2, 4096)), false).await;
         pool.destroy_snapshot("vol@s").await.expect("destroy snapshot");
         let newest = pool.durable_txg();
         // A durable write after it: in the intent log only.
-        let (res, _) = vol.write(lbas, IoBuf::from_slice(&pattern(3, 4096)), true).await;
-        res.expect("fua write");
+        common::write_buf(&vol, lbas, IoBuf::from_slice(&pattern(3, 4096)), true).await;
         (crash_copy(&mem), newest)
     });
     let (txg, bp) = find(&crashed, target);
@@ -153,9 +133,7 @@ fn rewind_is_reported(target: Target, reason_names: &str) {
         assert!(report.rejected_txgs[0].reason.contains(reason_names), "{report}");
         assert!(report.is_clean(), "the txg before is clean: {report}");
 
-        let pool = Pool::import(vec![Arc::clone(&crashed_dev)], PoolTunables::default())
-            .await
-            .expect("import");
+        let pool = common::import(&crashed_dev).await;
         let rewind = pool.rewind_report().expect("the import reports its rewind");
         assert_eq!(rewind.imported_txg, newest - 1);
         assert_eq!(rewind.newest_txg(), newest);
@@ -215,7 +193,7 @@ fn undamaged_pool_imports_without_a_rewind_report() {
     r.block_on(async {
         let options =
             CreateOptions { guid: Some(12), log_chain_bytes: 1 << 20, ..CreateOptions::default() };
-        let pool = Pool::create(vec![Arc::clone(&dev)], None, options).await.expect("create");
+        let pool = common::create(&dev, options).await;
         pool.create_volume(
             "vol",
             &VolumeOptions { capacity_bytes: 16 << 20, ..Default::default() },

@@ -64,8 +64,7 @@ fn listing_figures_equal_the_full_computation_over_a_random_history() {
                     0..=5 => {
                         for _ in 0..1 + rng.below(6) {
                             let lba = rng.below(256) * 8;
-                            let (res, _) = vol.write(lba, block(rng.below(12)), false).await;
-                            res.expect("write");
+                            common::write_buf(&vol, lba, block(rng.below(12)), false).await;
                         }
                         if rng.below(3) == 0 {
                             pool.sync_txg().await.expect("sync");
@@ -134,8 +133,7 @@ fn thousands_of_snapshots_list_in_order_and_destroy_from_the_middle() {
         let vol = pool.create_volume("v", &vol_options).await.expect("volume");
         let mut expected = Vec::new();
         for batch in 0..20u64 {
-            let (res, _) = vol.write(batch * 8, block(batch + 100), false).await;
-            res.expect("write");
+            common::write_buf(&vol, batch * 8, block(batch + 100), false).await;
             let names: Vec<String> = (0..100).map(|i| format!("b{batch}-{i}")).collect();
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
             pool.snapshot_many("v", &refs).await.expect("snapshots");
@@ -180,14 +178,12 @@ fn a_listing_in_slices_sees_one_state_while_snapshots_change_under_it() {
         // deadlist is not empty when the listing starts.
         for n in 0..40u64 {
             for lba in 0..6u64 {
-                let (res, _) = vol.write(lba * 8, block(n * 10 + lba), false).await;
-                res.expect("write");
+                common::write_buf(&vol, lba * 8, block(n * 10 + lba), false).await;
             }
             pool.snapshot("v", &format!("s{n}")).await.expect("snapshot");
         }
         for lba in 0..6u64 {
-            let (res, _) = vol.write(lba * 8, block(999 + lba), false).await;
-            res.expect("write");
+            common::write_buf(&vol, lba * 8, block(999 + lba), false).await;
         }
         pool.sync_txg().await.expect("sync");
         let before = pool.snapshot_space_list("v").expect("list");
@@ -223,9 +219,7 @@ fn large_deadlists_and_directories_write_only_their_changed_chunks() {
     let r = reactor();
     r.block_on(async {
         let dev = device(256);
-        let pool = Pool::create(vec![Arc::clone(&dev)], None, options(PoolTunables::default()))
-            .await
-            .expect("create");
+        let pool = common::create(&dev, options(PoolTunables::default())).await;
         let vol_options = VolumeOptions {
             capacity_bytes: 32 << 20,
             partition_count: 2,
@@ -234,8 +228,7 @@ fn large_deadlists_and_directories_write_only_their_changed_chunks() {
         let vol = pool.create_volume("v", &vol_options).await.expect("volume");
         let kept = |pool: &Pool| pool.stats.metadata_chunks_kept.load(Ordering::Relaxed);
         for lba in 0..4000u64 {
-            let (res, _) = vol.write(lba * 8, block(lba), false).await;
-            res.expect("write");
+            common::write_buf(&vol, lba * 8, block(lba), false).await;
         }
         pool.snapshot("v", "base").await.expect("snapshot");
         // Overwrites of 800 blocks in each of five txgs: the head's deadlist (64-byte block
@@ -247,8 +240,7 @@ fn large_deadlists_and_directories_write_only_their_changed_chunks() {
                 pool.snapshot("v", "mid").await.expect("snapshot");
             }
             for lba in round * 800..(round + 1) * 800 {
-                let (res, _) = vol.write(lba * 8, block(lba + value), false).await;
-                res.expect("write");
+                common::write_buf(&vol, lba * 8, block(lba + value), false).await;
             }
             pool.sync_txg().await.expect("sync");
         }
@@ -256,8 +248,7 @@ fn large_deadlists_and_directories_write_only_their_changed_chunks() {
         assert!(kept_by_deadlists > 0, "no deadlist chunk was kept over appending txgs");
         // 1,500 snapshots in batches: the directory spans three chunks (192-byte entries).
         for batch in 0..6u64 {
-            let (res, _) = vol.write(batch * 8, block(batch + 20_000), false).await;
-            res.expect("write");
+            common::write_buf(&vol, batch * 8, block(batch + 20_000), false).await;
             let names: Vec<String> = (0..250).map(|i| format!("b{batch}-{i}")).collect();
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
             pool.snapshot_many("v", &refs).await.expect("snapshots");
@@ -270,8 +261,7 @@ fn large_deadlists_and_directories_write_only_their_changed_chunks() {
         // the second (whole, unchanged) one; the last of them is the one import reads.
         let kept_by_snapshots = kept(&pool);
         for round in 0..2u64 {
-            let (res, _) = vol.write(3800 * 8, block(round + 30_000), false).await;
-            res.expect("write");
+            common::write_buf(&vol, 3800 * 8, block(round + 30_000), false).await;
             pool.sync_txg().await.expect("sync");
         }
         assert!(kept(&pool) > kept_by_snapshots, "no directory chunk was kept");
@@ -284,8 +274,7 @@ fn large_deadlists_and_directories_write_only_their_changed_chunks() {
         let report = engine::inspect::inspect(vec![Arc::clone(&dev)]).await.expect("inspect");
         assert_eq!(report.leaked_bytes(), 0, "{report}");
         assert!(report.is_clean(), "{report}");
-        let pool =
-            Pool::import(vec![Arc::clone(&dev)], PoolTunables::default()).await.expect("import");
+        let pool = common::import(&dev).await;
         assert_eq!(pool.snapshot_space_list("v").expect("list"), listed);
         assert_eq!(pool.destroy_would_free(&["v@base"]).expect("figure"), base);
         let vol = pool.open_volume("v").expect("open");
@@ -300,14 +289,12 @@ fn large_deadlists_and_directories_write_only_their_changed_chunks() {
             assert_eq!(&buf[..], &block(want)[..], "lba {lba}");
         }
         // The first txg after import keeps chunks of the directory it read at import.
-        let (res, _) = vol.write(3500 * 8, block(1), false).await;
-        res.expect("write");
+        common::write_buf(&vol, 3500 * 8, block(1), false).await;
         pool.snapshot("v", "after-import").await.expect("snapshot");
         assert!(kept(&pool) > 0, "no chunk read at import was kept");
         drop(vol);
         pool.export().await.expect("export");
-        let report = engine::inspect::inspect(vec![dev]).await.expect("inspect");
-        assert!(report.is_clean(), "{report}");
+        common::inspect_clean(&dev).await;
     });
 }
 
@@ -409,8 +396,7 @@ fn thick_reservations_count_as_used_and_not_free() {
         assert_eq!(after.reserved_unused_bytes, 32 << 20);
         assert!(after.free_bytes + (32 << 20) <= before.free_bytes, "{before:?} {after:?}");
         assert!(after.used_bytes >= before.used_bytes + (32 << 20), "{before:?} {after:?}");
-        let (res, _) = vol.write(0, block(1), false).await;
-        res.expect("write");
+        common::write_buf(&vol, 0, block(1), false).await;
         pool.sync_txg().await.expect("sync");
         let written = pool.space_summary();
         assert_eq!(written.reserved_unused_bytes, (32 << 20) - 4096);

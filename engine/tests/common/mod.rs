@@ -9,6 +9,8 @@ use drivers::blockdev::BlockDevice;
 use drivers::buffer::IoBuf;
 use drivers::executor::{Reactor, ReactorConfig};
 use engine::block_volume::BlockVolume;
+use engine::inspect::InspectReport;
+use engine::{CreateOptions, Pool, PoolTunables};
 
 /// A small reactor for a test thread.
 pub fn reactor() -> Reactor {
@@ -59,4 +61,52 @@ pub fn block(value: u64) -> IoBuf {
         chunk.copy_from_slice(&(value.wrapping_mul(0x9e37_79b9) ^ i as u64).to_le_bytes());
     }
     IoBuf::from_slice(&data)
+}
+
+/// Writes `buf` at `lba`, FUA when `fua` is set; the write must succeed.
+pub async fn write_buf(vol: &dyn BlockVolume, lba: u64, buf: IoBuf, fua: bool) {
+    let (res, _) = vol.write(lba, buf, fua).await;
+    res.expect("write");
+}
+
+/// Bytes `seed`, `seed + 1`, ... (mod 251 steps): a pattern that tells blocks and offsets apart.
+pub fn pattern(seed: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| seed.wrapping_add((i % 251) as u8)).collect()
+}
+
+/// A memory device of `mib` MiB with 512-byte sectors, as itself (to read or damage its
+/// bytes) and as the pool's device.
+pub fn memory_device(mib: u64) -> (Arc<MemoryDevice>, Arc<dyn BlockDevice>) {
+    let mem = Arc::new(MemoryDevice::new(mib << 20, 512));
+    let dev: Arc<dyn BlockDevice> = Arc::clone(&mem) as Arc<dyn BlockDevice>;
+    (mem, dev)
+}
+
+/// A copy of `mem` as it is now: what a power cut leaves (memory devices have no cache).
+pub fn crash_copy(mem: &MemoryDevice) -> Arc<MemoryDevice> {
+    let size = mem.info().size_bytes;
+    let copy = MemoryDevice::new(size, 512);
+    let mut buf = vec![0u8; 1 << 20];
+    for off in (0..size).step_by(buf.len()) {
+        mem.read_into(&mut buf, off).expect("read");
+        copy.write_from(&buf, off).expect("write");
+    }
+    Arc::new(copy)
+}
+
+/// Creates a pool on `dev` alone.
+pub async fn create(dev: &Arc<dyn BlockDevice>, options: CreateOptions) -> Arc<Pool> {
+    Pool::create(vec![Arc::clone(dev)], None, options).await.expect("create")
+}
+
+/// Imports the pool on `dev` with the default tunables.
+pub async fn import(dev: &Arc<dyn BlockDevice>) -> Arc<Pool> {
+    Pool::import(vec![Arc::clone(dev)], PoolTunables::default()).await.expect("import")
+}
+
+/// Inspects the pool on `dev` offline; it must be clean.
+pub async fn inspect_clean(dev: &Arc<dyn BlockDevice>) -> InspectReport {
+    let report = engine::inspect::inspect(vec![Arc::clone(dev)]).await.expect("inspect");
+    assert!(report.is_clean(), "{report}");
+    report
 }
