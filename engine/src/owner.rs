@@ -30,7 +30,7 @@ use crate::error::{PoolError, PoolResult};
 use crate::format::{checksum, label_offset_bytes, Checksum, LABEL_BYTES, LABEL_COUNT};
 use crate::label::{DeviceConfig, LABEL_HEADER_BYTES};
 use crate::pool::Pool;
-use crate::record::{sealed_image, sealed_record, unseal};
+use crate::record::{sealed_image, sealed_record, stored_enum, unseal};
 use crate::uberblock::{UBERBLOCK_RING_SLOTS, UBERBLOCK_SLOT_BYTES};
 use crate::vdev::Stripe;
 
@@ -53,10 +53,15 @@ pub const OWNER_SLOT_OFFSET_BYTES: u64 =
 
 const _: () = assert!(OWNER_SLOT_OFFSET_BYTES + OWNER_SLOT_BYTES <= LABEL_BYTES);
 
-/// [`OwnerRecord::state`] of a pool that was exported: nobody owns it.
-pub const OWNER_STATE_EXPORTED: u32 = 0;
-/// [`OwnerRecord::state`] of a pool that is (or was, until a crash) imported.
-pub const OWNER_STATE_IMPORTED: u32 = 1;
+stored_enum! {
+    /// [`OwnerRecord::state`]: whether the pool has an owner.
+    pub enum OwnerState: u32, from_u32 {
+        /// The pool was exported: nobody owns it.
+        Exported = 0,
+        /// The pool is (or was, until a crash) imported.
+        Imported = 1,
+    }
+}
 
 /// Who imported the pool, and its heartbeat.
 #[repr(C)]
@@ -66,7 +71,7 @@ pub struct OwnerRecord {
     pub magic: u64,
     /// [`OWNER_RECORD_VERSION`].
     pub record_version: u32,
-    /// [`OWNER_STATE_IMPORTED`] or [`OWNER_STATE_EXPORTED`].
+    /// [`OwnerState`] as u32.
     pub state: u32,
     /// The pool the record belongs to (a record of another pool is ignored).
     pub pool_guid: u64,
@@ -114,7 +119,7 @@ impl OwnerRecord {
     /// True while the record says the pool is imported.
     #[must_use]
     pub fn is_imported(&self) -> bool {
-        self.state == OWNER_STATE_IMPORTED
+        OwnerState::from_u32(self.state) == Some(OwnerState::Imported)
     }
 
     /// Orders records: the newest import first, then its newest rewrite.
@@ -449,7 +454,7 @@ pub(crate) async fn claim(
     let mut record = OwnerRecord {
         magic: OWNER_MAGIC,
         record_version: OWNER_RECORD_VERSION,
-        state: OWNER_STATE_IMPORTED,
+        state: OwnerState::Imported as u32,
         pool_guid: guid,
         host_id: host,
         pid: claim.pid,
@@ -560,7 +565,7 @@ async fn heartbeat(own: Arc<Ownership>) {
 impl Ownership {
     async fn write_exported(&self) -> PoolResult<()> {
         let mut record = *crate::pool::lock(&self.record);
-        record.state = OWNER_STATE_EXPORTED;
+        record.state = OwnerState::Exported as u32;
         record.heartbeat_seq += 1;
         record.heartbeat_time_ms = now_ms();
         *crate::pool::lock(&self.record) = record;
@@ -625,7 +630,7 @@ mod tests {
         let record = OwnerRecord {
             magic: OWNER_MAGIC,
             record_version: OWNER_RECORD_VERSION,
-            state: OWNER_STATE_IMPORTED,
+            state: OwnerState::Imported as u32,
             pool_guid: 7,
             pid: 4242,
             import_time_secs: 1_796_612_400,
@@ -654,7 +659,7 @@ mod tests {
         let mut record = OwnerRecord {
             magic: OWNER_MAGIC,
             record_version: OWNER_RECORD_VERSION,
-            state: OWNER_STATE_IMPORTED,
+            state: OwnerState::Imported as u32,
             pool_guid: 0xfeed,
             host_id: [0x11, 0x22],
             pid: 4242,

@@ -53,6 +53,16 @@ async fn create(path: &Path, owner: OwnerClaim) -> Arc<Pool> {
     Pool::create(vec![dev], None, options).await.expect("create pool")
 }
 
+/// Imports the pool at `path` as `owner`.
+async fn import_as(path: &Path, owner: OwnerClaim) -> Result<Arc<Pool>, PoolError> {
+    Pool::import(open(path), tunables(owner)).await
+}
+
+/// Imports the pool at `path` as `owner`, which must succeed (`why`), and exports it.
+async fn import_then_export(path: &Path, owner: OwnerClaim, why: &str) {
+    import_as(path, owner).await.expect(why).export().await.expect("export");
+}
+
 fn refusal(res: Result<Arc<Pool>, PoolError>) -> String {
     match res {
         Err(PoolError::InUse(line)) => line,
@@ -69,7 +79,7 @@ fn second_importer_on_this_host_is_refused_by_the_device_lock() {
         let me = std::process::id();
         let first = create(&path, claim("h1", me, true)).await;
         // Same host, a fresh open of the same file: the lock tells that the owner is alive.
-        let line = refusal(Pool::import(open(&path), tunables(claim("h1", 4343, true))).await);
+        let line = refusal(import_as(&path, claim("h1", 4343, true)).await);
         assert!(
             line.starts_with(&format!(
                 "pool tank is imported by ferrited pid {me} on host h1 since "
@@ -78,10 +88,7 @@ fn second_importer_on_this_host_is_refused_by_the_device_lock() {
         );
         first.export().await.expect("export");
         // Exported: the record says so and the lock is gone.
-        let second = Pool::import(open(&path), tunables(claim("h1", 4343, true)))
-            .await
-            .expect("import after a clean export");
-        second.export().await.expect("export");
+        import_then_export(&path, claim("h1", 4343, true), "import after a clean export").await;
     });
 }
 
@@ -91,21 +98,22 @@ fn importer_on_another_host_is_refused_while_the_heartbeat_lives() {
     let path = dir.path().join("tank0.img");
     reactor().block_on(async {
         let first = create(&path, claim("h1", 4242, true)).await;
-        let line = refusal(Pool::import(open(&path), tunables(claim("h2", 99, false))).await);
+        let line = refusal(import_as(&path, claim("h2", 99, false)).await);
         assert!(
             line.starts_with("pool tank is imported by ferrited pid 4242 on host h1 since ")
                 && line.ends_with(LINE_END),
             "refusal line: {line}"
         );
-        let mut forced = claim("h2", 99, false);
-        forced.force = true;
-        let line = refusal(Pool::import(open(&path), tunables(forced)).await);
+        let forced = OwnerClaim { force: true, ..claim("h2", 99, false) };
+        let line = refusal(import_as(&path, forced).await);
         assert!(line.contains("heartbeat is advancing"), "forced import of a live pool: {line}");
         first.export().await.expect("export");
-        let second = Pool::import(open(&path), tunables(claim("h2", 99, false)))
-            .await
-            .expect("another host imports an exported pool without force");
-        second.export().await.expect("export");
+        import_then_export(
+            &path,
+            claim("h2", 99, false),
+            "another host imports an exported pool without force",
+        )
+        .await;
     });
 }
 
@@ -120,15 +128,13 @@ fn forced_import_takes_over_once_the_heartbeat_has_stopped() {
         // its heartbeat never moves again, as when h1 loses power.
         std::fs::copy(&path, &frozen).expect("copy");
         first.export().await.expect("export");
-        let line = refusal(Pool::import(open(&frozen), tunables(claim("h2", 99, false))).await);
+        let line = refusal(import_as(&frozen, claim("h2", 99, false)).await);
         assert!(line.ends_with(LINE_END), "stale owner without --force-import: {line}");
-        let mut forced = claim("h2", 99, false);
-        forced.force = true;
-        let pool = Pool::import(open(&frozen), tunables(forced))
-            .await
-            .expect("forced import once the heartbeat stopped");
+        let forced = OwnerClaim { force: true, ..claim("h2", 99, false) };
+        let pool =
+            import_as(&frozen, forced).await.expect("forced import once the heartbeat stopped");
         // The new owner's record is now the newest: h1 coming back is refused.
-        let line = refusal(Pool::import(open(&frozen), tunables(claim("h1", 4242, false))).await);
+        let line = refusal(import_as(&frozen, claim("h1", 4242, false)).await);
         assert!(line.contains("pid 99 on host h2"), "after the takeover: {line}");
         pool.export().await.expect("export");
     });
@@ -154,7 +160,7 @@ fn a_dead_owners_lingering_lock_is_waited_for_and_a_live_owners_is_not() {
             // whose device claim another open still holds for a second, as a killed owner's
             // in-flight requests hold its files for a moment after it is gone.
             let frozen = dir.path().join(format!("frozen-{owner_pid}.img"));
-            let pool = Pool::import(open(&path), tunables(claim("h1", owner_pid, false)))
+            let pool = import_as(&path, claim("h1", owner_pid, false))
                 .await
                 .expect("import without locks");
             std::fs::copy(&path, &frozen).expect("copy");
@@ -167,7 +173,7 @@ fn a_dead_owners_lingering_lock_is_waited_for_and_a_live_owners_is_not() {
                 holder.release_exclusive();
             });
             let start = std::time::Instant::now();
-            let res = Pool::import(open(&frozen), tunables(claim("h1", 555, true))).await;
+            let res = import_as(&frozen, claim("h1", 555, true)).await;
             let waited = start.elapsed();
             release.await;
             if live {

@@ -6,9 +6,7 @@
 
 use std::sync::Arc;
 
-use drivers::blockdev::fault::{
-    Fault, FaultConfig, FaultDevice, FaultRule, Latency, OpKind, PowerCutMode, Trigger,
-};
+use drivers::blockdev::fault::{Fault, FaultDevice, FaultRule, OpKind, PowerCutMode, Trigger};
 use drivers::blockdev::memory::MemoryDevice;
 use drivers::blockdev::BlockDevice;
 use drivers::buffer::IoBuf;
@@ -32,19 +30,7 @@ fn memory() -> Arc<dyn BlockDevice> {
 }
 
 fn wrap(inner: &Arc<dyn BlockDevice>, durable: bool, rules: Vec<FaultRule>) -> Arc<FaultDevice> {
-    let dev = Arc::new(FaultDevice::new(
-        Arc::clone(inner),
-        FaultConfig {
-            seed: 5,
-            rules,
-            latency: Latency::Yields(1),
-            max_unflushed_ops: 1 << 20,
-            durable_writes: durable,
-            ..FaultConfig::default()
-        },
-    ));
-    dev.set_armed(false);
-    dev
+    crate::wrap_device(Arc::clone(inner), 5, durable, rules)
 }
 
 fn as_devices(devs: &[&Arc<FaultDevice>]) -> Vec<Arc<dyn BlockDevice>> {
@@ -82,6 +68,22 @@ async fn read_id(vol: &PoolVolume, lba: usize) -> Result<u64, String> {
     decode_block(lba as u64, &buf).map_err(|e| format!("WRONG DATA: {e}"))
 }
 
+/// Cuts the power of `data` and `log` (dropping every unflushed write), restarts them and
+/// imports the pool: its devices, the pool and volume "v".
+async fn cut_and_import(
+    data: &Arc<FaultDevice>,
+    log: &Arc<FaultDevice>,
+) -> (Vec<Arc<dyn BlockDevice>>, Arc<Pool>, PoolVolume) {
+    for d in [data, log] {
+        d.power_cut(PowerCutMode::DropAll).await.expect("cut");
+        d.restart();
+    }
+    let devices = as_devices(&[data, log]);
+    let pool = Pool::import(devices.clone(), PoolTunables::default()).await.expect("import");
+    let vol = pool.open_volume("v").expect("open");
+    (devices, pool, vol)
+}
+
 async fn inspect_clean(devices: Vec<Arc<dyn BlockDevice>>) {
     let report = engine::inspect::inspect(devices).await.expect("inspect");
     assert!(
@@ -116,14 +118,7 @@ fn a_failed_log_batch_fails_its_write_and_later_acknowledged_writes_survive_a_cu
             write(&vol, 2, 3, true).await.expect("FUA write after the failed batch");
             write(&vol, 3, 4, true).await.expect("second FUA write after the failed batch");
             assert!(!pool.is_suspended(), "a log write error does not suspend the pool");
-            for d in [&data, &log] {
-                d.power_cut(PowerCutMode::DropAll).await.expect("cut");
-                d.restart();
-            }
-            let devices = as_devices(&[&data, &log]);
-            let pool =
-                Pool::import(devices.clone(), PoolTunables::default()).await.expect("import");
-            let vol = pool.open_volume("v").expect("open");
+            let (devices, pool, vol) = cut_and_import(&data, &log).await;
             assert_eq!(read_id(&vol, 0).await, Ok(1), "durable={durable}");
             let lba1 = read_id(&vol, 1).await;
             assert!(matches!(lba1, Ok(0 | 2)), "failed write: old or new, got {lba1:?}");
@@ -158,14 +153,7 @@ fn a_log_block_failing_its_checksum_ends_replay_there_and_is_never_applied() {
             log.set_armed(false);
             assert_eq!(log.stats().bit_flips, 1);
             write(&vol, 2, 3, true).await.expect("FUA write C");
-            for d in [&data, &log] {
-                d.power_cut(PowerCutMode::DropAll).await.expect("cut");
-                d.restart();
-            }
-            let devices = as_devices(&[&data, &log]);
-            let pool =
-                Pool::import(devices.clone(), PoolTunables::default()).await.expect("import");
-            let vol = pool.open_volume("v").expect("open");
+            let (devices, pool, vol) = cut_and_import(&data, &log).await;
             assert_eq!(read_id(&vol, 0).await, Ok(1), "A, before the damaged block, is replayed");
             assert_eq!(read_id(&vol, 1).await, Ok(0), "B's damaged record is not applied");
             assert_eq!(read_id(&vol, 2).await, Ok(0), "replay stops at the damaged block");

@@ -160,9 +160,19 @@ fn fault_device(
     durable: bool,
     rules: Vec<FaultRule>,
 ) -> Arc<FaultDevice> {
-    let mem: Arc<dyn BlockDevice> = Arc::new(MemoryDevice::new(size, logical));
+    wrap_device(Arc::new(MemoryDevice::new(size, logical)), seed, durable, rules)
+}
+
+/// `inner` under a disarmed fault device with `rules`: one scheduler turn per request, up to
+/// a million unflushed writes kept, single writes durable when `durable`.
+fn wrap_device(
+    inner: Arc<dyn BlockDevice>,
+    seed: u64,
+    durable: bool,
+    rules: Vec<FaultRule>,
+) -> Arc<FaultDevice> {
     let dev = Arc::new(FaultDevice::new(
-        mem,
+        inner,
         FaultConfig {
             seed,
             rules,
