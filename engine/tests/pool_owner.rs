@@ -2,7 +2,7 @@
 //! devices' exclusive locks, one on another host by the owner record and its heartbeat, and a
 //! forced import takes over only once the heartbeat has stopped.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +34,13 @@ fn claim(host: &str, pid: u32, lock: bool) -> OwnerClaim {
 
 fn tunables(owner: OwnerClaim) -> PoolTunables {
     PoolTunables { owner: Some(owner), ..PoolTunables::default() }
+}
+
+/// A temporary directory and the path of the pool file in it (`tank0.img`, not created).
+fn pool_file() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tank0.img");
+    (dir, path)
 }
 
 fn open(path: &Path) -> Vec<Arc<dyn BlockDevice>> {
@@ -73,8 +80,7 @@ fn refusal(res: Result<Arc<Pool>, PoolError>) -> String {
 
 #[test]
 fn second_importer_on_this_host_is_refused_by_the_device_lock() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("tank0.img");
+    let (_dir, path) = pool_file();
     reactor().block_on(async {
         let me = std::process::id();
         let first = create(&path, claim("h1", me, true)).await;
@@ -94,8 +100,7 @@ fn second_importer_on_this_host_is_refused_by_the_device_lock() {
 
 #[test]
 fn importer_on_another_host_is_refused_while_the_heartbeat_lives() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("tank0.img");
+    let (_dir, path) = pool_file();
     reactor().block_on(async {
         let first = create(&path, claim("h1", 4242, true)).await;
         let line = refusal(import_as(&path, claim("h2", 99, false)).await);
@@ -119,8 +124,7 @@ fn importer_on_another_host_is_refused_while_the_heartbeat_lives() {
 
 #[test]
 fn forced_import_takes_over_once_the_heartbeat_has_stopped() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("tank0.img");
+    let (dir, path) = pool_file();
     let frozen = dir.path().join("frozen.img");
     reactor().block_on(async {
         let first = create(&path, claim("h1", 4242, true)).await;
@@ -150,11 +154,9 @@ fn dead_pid() -> u32 {
 
 #[test]
 fn a_dead_owners_lingering_lock_is_waited_for_and_a_live_owners_is_not() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("tank0.img");
+    let (dir, path) = pool_file();
     reactor().block_on(async {
-        let first = create(&path, claim("h1", 4242, true)).await;
-        first.export().await.expect("export");
+        create(&path, claim("h1", 4242, true)).await.export().await.expect("export");
         for (owner_pid, live) in [(dead_pid(), false), (std::process::id(), true)] {
             // A pool left imported by `owner_pid` on this host (a copy taken while imported),
             // whose device claim another open still holds for a second, as a killed owner's

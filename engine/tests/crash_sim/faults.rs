@@ -56,6 +56,19 @@ async fn create(data: &Arc<FaultDevice>, log: Option<&Arc<FaultDevice>>) -> Arc<
     pool
 }
 
+/// A pool on a data device and a log device with `log_rules` (both disarmed), and its
+/// volume "v".
+async fn pool_with_log(
+    durable: bool,
+    log_rules: Vec<FaultRule>,
+) -> (Arc<FaultDevice>, Arc<FaultDevice>, Arc<Pool>, PoolVolume) {
+    let data = wrap(&memory(), durable, Vec::new());
+    let log = wrap(&memory(), durable, log_rules);
+    let pool = create(&data, Some(&log)).await;
+    let vol = pool.open_volume("v").expect("open");
+    (data, log, pool, vol)
+}
+
 async fn write(vol: &PoolVolume, lba: usize, id: u64, fua: bool) -> Result<(), String> {
     let data = block_bytes(lba as u64, id, LOGICAL);
     vol.write(lba as u64, IoBuf::from_slice(&data), fua).await.0.map_err(|e| e.to_string())
@@ -100,14 +113,8 @@ async fn inspect_clean(devices: Vec<Arc<dyn BlockDevice>>) {
 fn a_failed_log_batch_fails_its_write_and_later_acknowledged_writes_survive_a_cut() {
     for durable in [false, true] {
         run(async {
-            let data = wrap(&memory(), durable, Vec::new());
-            let log = wrap(
-                &memory(),
-                durable,
-                vec![FaultRule::new(OpKind::Write, Trigger::Always, Fault::Error)],
-            );
-            let pool = create(&data, Some(&log)).await;
-            let vol = pool.open_volume("v").expect("open");
+            let log_fails = vec![FaultRule::new(OpKind::Write, Trigger::Always, Fault::Error)];
+            let (data, log, pool, vol) = pool_with_log(durable, log_fails).await;
             write(&vol, 0, 1, true).await.expect("FUA write before the fault");
             log.set_armed(true);
             let failed = write(&vol, 1, 2, true).await;
@@ -134,19 +141,10 @@ fn a_failed_log_batch_fails_its_write_and_later_acknowledged_writes_survive_a_cu
 fn a_log_block_failing_its_checksum_ends_replay_there_and_is_never_applied() {
     for durable in [false, true] {
         run(async {
-            let data = wrap(&memory(), durable, Vec::new());
             // Flips one bit of what the log device stores while armed (the write succeeds).
-            let log = wrap(
-                &memory(),
-                durable,
-                vec![FaultRule::new(
-                    OpKind::Write,
-                    Trigger::Always,
-                    Fault::FlipBit { offset_bytes: None, bit: None },
-                )],
-            );
-            let pool = create(&data, Some(&log)).await;
-            let vol = pool.open_volume("v").expect("open");
+            let flip = Fault::FlipBit { offset_bytes: None, bit: None };
+            let log_flips = vec![FaultRule::new(OpKind::Write, Trigger::Always, flip)];
+            let (data, log, _pool, vol) = pool_with_log(durable, log_flips).await;
             write(&vol, 0, 1, true).await.expect("FUA write A");
             log.set_armed(true);
             write(&vol, 1, 2, true).await.expect("FUA write B (its log block is damaged)");
