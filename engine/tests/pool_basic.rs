@@ -41,10 +41,7 @@ async fn assert_space_exact(pool: &Pool, dev: &Arc<dyn BlockDevice>) -> InspectR
 
 #[test]
 fn write_read_sync_export_import() {
-    let r = reactor();
-    let dev = device(64);
-    r.block_on(async {
-        let pool = common::create(&dev, options()).await;
+    common::with_new_pool(64, options(), |pool, dev| async move {
         let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
         common::write_buf(&vol, 8, pattern(1, 8192), false).await;
         // Sub-block write inside the same 4 KiB block.
@@ -71,10 +68,7 @@ fn write_read_sync_export_import() {
 
 #[test]
 fn lba_status_reports_whole_runs_from_dirty_sets_and_trees() {
-    let r = reactor();
-    let dev = device(64);
-    r.block_on(async {
-        let pool = common::create(&dev, options()).await;
+    common::with_new_pool(64, options(), |pool, dev| async move {
         // 16 MiB of 512-byte LBAs: 32768 LBAs, 1 MiB (2048-LBA) stripes over 4 partitions.
         let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
         let stripe = 2048u64;
@@ -108,10 +102,7 @@ fn lba_status_reports_whole_runs_from_dirty_sets_and_trees() {
 
 #[test]
 fn unmap_and_compare_and_write() {
-    let r = reactor();
-    let dev = device(64);
-    r.block_on(async {
-        let pool = common::create(&dev, options()).await;
+    common::with_new_pool(64, options(), |pool, dev| async move {
         let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
         common::write_buf(&vol, 0, pattern(3, 1 << 20), false).await;
         pool.sync_txg().await.expect("sync");
@@ -204,10 +195,7 @@ fn other_format_version_is_refused_naming_both() {
 
 #[test]
 fn snapshots_clones_rollback_and_space() {
-    let r = reactor();
-    let dev = device(64);
-    r.block_on(async {
-        let pool = common::create(&dev, options()).await;
+    common::with_new_pool(64, options(), |pool, dev| async move {
         let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
         common::write_buf(&vol, 0, pattern(1, 64 << 10), false).await;
         pool.snapshot("vol", "a").await.expect("snapshot");

@@ -49,10 +49,7 @@ async fn read(vol: &dyn BlockVolume, block: u64) -> Vec<u8> {
 
 #[test]
 fn compressible_incompressible_and_zero_blocks_round_trip() {
-    let r = reactor();
-    let dev = device(64);
-    r.block_on(async {
-        let pool = common::create(&dev, options()).await;
+    common::with_new_pool(64, options(), |pool, dev| async move {
         let vol = pool.create_volume("vol", &volume(Compression::Lz4)).await.expect("volume");
         let compressible = half_compressible(BLOCK, 1);
         let incompressible = random(BLOCK, 2);
@@ -81,9 +78,7 @@ fn compressible_incompressible_and_zero_blocks_round_trip() {
 
 #[test]
 fn compression_off_stores_raw_and_property_applies_to_new_writes() {
-    let r = reactor();
-    r.block_on(async {
-        let pool = Pool::create(vec![device(64)], None, options()).await.expect("create");
+    common::with_new_pool(64, options(), |pool, _dev| async move {
         let vol = pool.create_volume("vol", &volume(Compression::Off)).await.expect("volume");
         let data = half_compressible(BLOCK, 5);
         write(&vol, 0, &data).await;
@@ -112,9 +107,7 @@ fn compression_off_stores_raw_and_property_applies_to_new_writes() {
 
 #[test]
 fn figures_follow_overwrites_unmaps_and_snapshots() {
-    let r = reactor();
-    r.block_on(async {
-        let pool = Pool::create(vec![device(64)], None, options()).await.expect("create");
+    common::with_new_pool(64, options(), |pool, _dev| async move {
         let vol = pool.create_volume("vol", &volume(Compression::Lz4)).await.expect("volume");
         for b in 0..4 {
             write(&vol, b, &half_compressible(BLOCK, b + 10)).await;
@@ -146,10 +139,7 @@ fn dedup_volume(dedup: DedupMode) -> VolumeOptions {
 
 #[test]
 fn dedup_across_volumes_and_snapshots_accounts_space_exactly() {
-    let r = reactor();
-    let dev = device(64);
-    r.block_on(async {
-        let pool = common::create(&dev, options()).await;
+    common::with_new_pool(64, options(), |pool, dev| async move {
         let a = pool.create_volume("a", &dedup_volume(DedupMode::On)).await.expect("a");
         let b = pool.create_volume("b", &dedup_volume(DedupMode::Verify)).await.expect("b");
         pool.sync_txg().await.expect("sync");
@@ -213,10 +203,7 @@ fn dedup_across_volumes_and_snapshots_accounts_space_exactly() {
 
 #[test]
 fn dedup_counts_survive_export_and_inspect_matches_them() {
-    let r = reactor();
-    let dev = device(64);
-    r.block_on(async {
-        let pool = common::create(&dev, options()).await;
+    common::with_new_pool(64, options(), |pool, dev| async move {
         let vol = pool.create_volume("v", &dedup_volume(DedupMode::On)).await.expect("v");
         let data = half_compressible(BLOCK, 9);
         pool.set_compression("v", Compression::Lz4).await.expect("compression");
@@ -335,10 +322,7 @@ async fn write_unique_4k(vol: &dyn BlockVolume, first: u64, count: usize, seed: 
 
 #[test]
 fn dedup_table_changes_are_logged_per_txg_and_checkpointed() {
-    let r = reactor();
-    let dev = device(256);
-    r.block_on(async {
-        let pool = common::create(&dev, options()).await;
+    common::with_new_pool(256, options(), |pool, dev| async move {
         let opts = VolumeOptions {
             volblock_bytes: 4096,
             capacity_bytes: 64 << 20,
@@ -405,10 +389,7 @@ fn dedup_table_changes_are_logged_per_txg_and_checkpointed() {
 
 #[test]
 fn a_large_partition_set_is_compressed_and_fingerprinted_on_every_core_exactly_as_serially() {
-    let r = reactor();
-    let dev = device(64);
-    r.block_on(async {
-        let pool = common::create(&dev, options()).await;
+    common::with_new_pool(64, options(), |pool, dev| async move {
         let opts = VolumeOptions { dedup: DedupMode::On, ..volume(Compression::Lz4) };
         let vol = pool.create_volume("v", &opts).await.expect("v");
         // 16 blocks of 64 KiB in the first 1 MiB stripe: one partition's set of 1 MiB, past

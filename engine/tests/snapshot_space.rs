@@ -120,11 +120,7 @@ fn listing_figures_equal_the_full_computation_over_a_random_history() {
 
 #[test]
 fn thousands_of_snapshots_list_in_order_and_destroy_from_the_middle() {
-    let r = reactor();
-    r.block_on(async {
-        let pool = Pool::create(vec![device(256)], None, options(PoolTunables::default()))
-            .await
-            .expect("create");
+    common::with_new_pool(256, options(PoolTunables::default()), |pool, _dev| async move {
         let vol_options = VolumeOptions {
             capacity_bytes: 8 << 20,
             partition_count: 2,
@@ -163,11 +159,7 @@ fn thousands_of_snapshots_list_in_order_and_destroy_from_the_middle() {
 
 #[test]
 fn a_listing_in_slices_sees_one_state_while_snapshots_change_under_it() {
-    let r = reactor();
-    r.block_on(async {
-        let pool = Pool::create(vec![device(64)], None, options(PoolTunables::default()))
-            .await
-            .expect("create");
+    common::with_new_pool(64, options(PoolTunables::default()), |pool, _dev| async move {
         let vol_options = VolumeOptions {
             capacity_bytes: 4 << 20,
             partition_count: 2,
@@ -300,11 +292,7 @@ fn large_deadlists_and_directories_write_only_their_changed_chunks() {
 
 #[test]
 fn names_outside_the_rule_are_refused_with_the_rule() {
-    let r = reactor();
-    r.block_on(async {
-        let pool = Pool::create(vec![device(64)], None, options(PoolTunables::default()))
-            .await
-            .expect("create");
+    common::with_new_pool(64, options(PoolTunables::default()), |pool, _dev| async move {
         let small = VolumeOptions {
             capacity_bytes: 1 << 20,
             partition_count: 1,
@@ -377,11 +365,7 @@ fn thin_volumes_overcommit_only_up_to_the_factor() {
 
 #[test]
 fn thick_reservations_count_as_used_and_not_free() {
-    let r = reactor();
-    r.block_on(async {
-        let pool = Pool::create(vec![device(128)], None, options(PoolTunables::default()))
-            .await
-            .expect("create");
+    common::with_new_pool(128, options(PoolTunables::default()), |pool, _dev| async move {
         let before = pool.space_summary();
         assert_eq!(before.used_bytes + before.free_bytes, before.capacity_bytes);
         let thick = VolumeOptions {

@@ -110,3 +110,14 @@ pub async fn inspect_clean(dev: &Arc<dyn BlockDevice>) -> InspectReport {
     assert!(report.is_clean(), "{report}");
     report
 }
+
+/// Runs `test` on a new reactor with a new pool (`options`) on a memory device of `mib` MiB;
+/// `test` gets the pool and the device.
+pub fn with_new_pool<F, Fut>(mib: u64, options: CreateOptions, test: F)
+where
+    F: FnOnce(Arc<Pool>, Arc<dyn BlockDevice>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let dev = device(mib);
+    reactor().block_on(async move { test(create(&dev, options).await, dev).await });
+}
