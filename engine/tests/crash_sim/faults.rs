@@ -33,6 +33,11 @@ fn wrap(inner: &Arc<dyn BlockDevice>, durable: bool, rules: Vec<FaultRule>) -> A
     crate::wrap_device(Arc::clone(inner), 5, durable, rules)
 }
 
+/// `fault` on the `n`-th request of kind `op` (counted from the device's creation).
+fn on_nth(op: OpKind, n: u64, fault: Fault) -> Vec<FaultRule> {
+    vec![FaultRule::new(op, Trigger::Nth(n), fault)]
+}
+
 fn as_devices(devs: &[&Arc<FaultDevice>]) -> Vec<Arc<dyn BlockDevice>> {
     devs.iter().map(|d| Arc::clone(*d) as Arc<dyn BlockDevice>).collect()
 }
@@ -178,6 +183,20 @@ async fn fill(pool: &Arc<Pool>) {
     pool.sync_txg().await.expect("sync");
 }
 
+/// Creates the pool on `dev`, arms `dev`'s faults when `arm` is set, runs [`fill`] and
+/// exports the pool. Returns the device's writes before the fill and during it.
+async fn fill_pool(dev: &Arc<FaultDevice>, arm: bool) -> (u64, u64) {
+    let pool = create(dev, None).await;
+    if arm {
+        dev.set_armed(true);
+    }
+    let before = dev.stats().ops_of(OpKind::Write);
+    fill(&pool).await;
+    let during = dev.stats().ops_of(OpKind::Write) - before;
+    pool.export().await.expect("export");
+    (before, during)
+}
+
 /// Values `lba` held at some durable point of [`fill`] (a damaged uberblock makes import fall
 /// back to an older txg, which is allowed; anything else is not).
 fn allowed(lba: usize, id: u64) -> bool {
@@ -204,10 +223,7 @@ async fn read_back(devices: Vec<Arc<dyn BlockDevice>>) -> Result<Option<usize>, 
 fn a_bit_flipped_on_any_read_is_caught_by_checksums_never_returned() {
     run(async {
         let mem = memory();
-        let plain = wrap(&mem, false, Vec::new());
-        let pool = create(&plain, None).await;
-        fill(&pool).await;
-        pool.export().await.expect("export");
+        fill_pool(&wrap(&mem, false, Vec::new()), false).await;
         // Flip a bit in the n-th read of an import and full read-back: this sweeps labels,
         // uberblocks, the root, dataset and space-map blocks, tree nodes and data blocks.
         let reads = {
@@ -217,15 +233,8 @@ fn a_bit_flipped_on_any_read_is_caught_by_checksums_never_returned() {
         };
         let (mut caught, mut refused) = (0, 0);
         for n in 1..=reads {
-            let dev = wrap(
-                &mem,
-                false,
-                vec![FaultRule::new(
-                    OpKind::Read,
-                    Trigger::Nth(n),
-                    Fault::FlipBit { offset_bytes: None, bit: None },
-                )],
-            );
+            let flip = Fault::FlipBit { offset_bytes: None, bit: None };
+            let dev = wrap(&mem, false, on_nth(OpKind::Read, n, flip));
             dev.set_armed(true);
             match read_back(as_devices(&[&dev])).await {
                 Ok(Some(0)) => {}
@@ -243,32 +252,12 @@ fn a_bit_flipped_on_any_read_is_caught_by_checksums_never_returned() {
 fn a_silently_torn_write_is_caught_by_checksums_never_returned() {
     run(async {
         // Count the writes of a fill.
-        let writes = {
-            let dev = wrap(&memory(), false, Vec::new());
-            let pool = create(&dev, None).await;
-            let before = dev.stats().ops_of(OpKind::Write);
-            fill(&pool).await;
-            let n = dev.stats().ops_of(OpKind::Write) - before;
-            pool.export().await.expect("export");
-            (before, n)
-        };
-        let (first, count) = writes;
+        let (first, count) = fill_pool(&wrap(&memory(), false, Vec::new()), false).await;
         let mut caught = 0;
         for n in first + 1..=first + count {
             let mem = memory();
-            let dev = wrap(
-                &mem,
-                false,
-                vec![FaultRule::new(
-                    OpKind::Write,
-                    Trigger::Nth(n),
-                    Fault::TornWrite { silent: true },
-                )],
-            );
-            let pool = create(&dev, None).await;
-            dev.set_armed(true);
-            fill(&pool).await;
-            pool.export().await.expect("export");
+            let dev = wrap(&mem, false, on_nth(OpKind::Write, n, Fault::TornWrite { silent: true }));
+            fill_pool(&dev, true).await;
             let dev = wrap(&mem, false, Vec::new());
             match read_back(as_devices(&[&dev])).await {
                 Ok(Some(0)) => {}
