@@ -256,7 +256,8 @@ fn a_silently_torn_write_is_caught_by_checksums_never_returned() {
         let mut caught = 0;
         for n in first + 1..=first + count {
             let mem = memory();
-            let dev = wrap(&mem, false, on_nth(OpKind::Write, n, Fault::TornWrite { silent: true }));
+            let dev =
+                wrap(&mem, false, on_nth(OpKind::Write, n, Fault::TornWrite { silent: true }));
             fill_pool(&dev, true).await;
             let dev = wrap(&mem, false, Vec::new());
             match read_back(as_devices(&[&dev])).await {
