@@ -26,8 +26,9 @@ use drivers::executor::{self, BackendChoice, Reactor, ReactorConfig};
 use engine::memory_volume::MemoryVolume;
 
 use crate::chap::{ChapCredentials, ChapSecret};
-use crate::connection::{self, ConnEnd, Established, FfpParams, Keepalive};
+use crate::connection;
 use crate::digest::{verify_data_digest, verify_header_digest};
+use crate::ffp::{ConnEnd, Established, FfpParams, Keepalive};
 use crate::login::{Login, LoginConfig, LoginOutcome, SessionKind, TargetConfig};
 use crate::negotiation::LOGIN_MAX_RECV_DATA_SEGMENT_LENGTH;
 use crate::pdu::{

@@ -1,16 +1,17 @@
-//! A connection from accept to close: the login phase over its transport, session
-//! registration, then the full-feature phase.
+//! The login phase of a connection over its transport (RFC 7143 §6): the exchange of Login
+//! Requests and Responses, session registration, and a failed login's record and late answer.
+//! It ends with the [`Established`] handoff (`ffp.rs`); `serve.rs` hands that to the
+//! full-feature phase. This module does not import `connection`.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use drivers::buffer::IoBuf;
 use drivers::executor;
 
-use crate::admission::PendingLogin;
-use crate::connection::{self, ConnEnd, Established, FfpParams, QUEUE_DEPTH};
 use crate::digest::DigestKind;
+use crate::ffp::{ConnEnd, Established, FfpParams, QUEUE_DEPTH};
 use crate::login::{ClaimedSession, Login, LoginOutcome, LoginResult, SessionKind};
 use crate::login_failures::{Failure, FailureReason};
 use crate::negotiation::LOGIN_MAX_RECV_DATA_SEGMENT_LENGTH;
@@ -18,64 +19,31 @@ use crate::pdu::{LoginRequest, LoginStatus, Opcode, StatusSns};
 use crate::scsi::nexus::ItNexus;
 use crate::server::{Portal, Server};
 use crate::session::SessionKey;
-use crate::transport::tcp::{self, TcpTransport};
 use crate::transport::Transport;
-use crate::writer::{self, Digests, OutData, OutItem, Sender};
+use crate::writer::{Digests, OutData, OutItem, Sender};
 
-/// Serves one accepted TCP connection until it ends, then closes its socket. `pending` is the
-/// connection's place among those that have not logged in (`admission.rs`); it is given back
-/// once the login completes.
-pub async fn serve_connection(
-    server: Arc<Server>,
-    fd: OwnedFd,
+/// Runs the login phase of a connection over `transport`, within the server's login timeout:
+/// the established session, or None once a failed login has been recorded (and, after the
+/// authentication-failure delay, its answer queued on `sender`) or the peer went away.
+pub(crate) async fn login<T: Transport>(
+    server: &Arc<Server>,
+    transport: &T,
+    sender: &Sender,
     portal: Portal,
-    shard: usize,
-    pending: PendingLogin,
-) {
-    let transport = TcpTransport::new(fd.as_raw_fd());
-    serve(server, transport, portal, shard, pending).await;
-    tcp::close(fd).await;
-}
-
-/// Serves one connection over `transport` until it ends: login, then the full-feature phase.
-async fn serve<T: Transport>(
-    server: Arc<Server>,
-    transport: T,
-    portal: Portal,
-    shard: usize,
-    pending: PendingLogin,
-) {
-    let source = pending.source();
-    let (sender, writer_fut) = writer::writer(&transport);
-    let writer_task = executor::spawn(writer_fut);
+    source: IpAddr,
+) -> Option<Established> {
     let limits = *server.admission.limits();
     let mut login = Login::new();
     let exchange =
-        login_phase(&server, &transport, &sender, portal, &mut login, limits.first_pdu_timeout);
+        login_phase(server, transport, sender, portal, &mut login, limits.first_pdu_timeout);
     let ended = executor::timeout_after(limits.login_timeout, exchange)
         .await
         .unwrap_or(LoginEnd::Failed { reason: FailureReason::Timeout, answer: None });
-    let registered = match ended {
-        LoginEnd::Established(established) => {
-            // A logged-in session no longer counts toward the pending-login caps.
-            drop(pending);
-            let tsih = established.tsih;
-            let end = connection::full_feature_phase(
-                transport.clone(),
-                Arc::clone(&server),
-                sender.clone(),
-                established,
-                server.keepalive,
-            )
-            .await;
-            if let ConnEnd::Protocol(why) = &end {
-                log::warn!("shard {shard}: connection dropped: {why}");
-            }
-            Some(tsih)
-        }
+    match ended {
+        LoginEnd::Established(established) => Some(established),
         LoginEnd::Failed { reason, answer } => {
             let failure = Failure {
-                target: claimed_target(&server, &login),
+                target: claimed_target(server, &login),
                 initiator: login.claim().and_then(|c| c.initiator_name.as_deref()),
                 source,
                 reason,
@@ -92,14 +60,7 @@ async fn serve<T: Transport>(
             None
         }
         LoginEnd::Closed => None,
-    };
-    // Let queued responses (logout, reject, login failure) reach the initiator.
-    sender.close();
-    let _ = executor::timeout_after(Duration::from_secs(2), writer_task).await;
-    if let Some(tsih) = registered {
-        server.sessions.remove(tsih, transport.registry_handle());
     }
-    transport.shutdown();
 }
 
 /// The target label of a failed login: a configured target's name, `discovery`, or empty.

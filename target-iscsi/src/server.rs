@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::admission::{Admission, AdmissionLimits};
-use crate::connection::Keepalive;
+use crate::ffp::Keepalive;
 use crate::login::{send_targets, LoginConfig, Portal as LoginPortal, SendTargetsScope};
 use crate::login_failures::{AuthDelay, LoginFailures};
 use crate::scsi::target::ScsiTarget;

@@ -17,6 +17,7 @@ use super::respond::respond;
 use super::{decode_lun, Conn, InFlight, Task};
 use crate::pdu::{Ahs, Bhs, Cdb, RejectReason, ScsiCommand, RESERVED_TAG};
 use crate::scsi::status::{CommandResult, DataDirection};
+use crate::scsi::PreparedCommand;
 use crate::server::TargetNode;
 use crate::stats::IoKind;
 use crate::transport::Transport;
@@ -35,8 +36,9 @@ struct Transfer {
     needed: u32,
     /// Bytes the target takes from the initiator (`needed`, within the expected length).
     wanted: u32,
-    /// The command's result when preparing it already failed (it then takes no data).
-    early: Option<CommandResult>,
+    /// The decoded command, or its result when preparing it already failed (it then takes
+    /// no data).
+    prepared: Result<PreparedCommand, CommandResult>,
 }
 
 pub(super) async fn on_scsi_command<T: Transport>(
@@ -111,14 +113,14 @@ fn plan_transfer<T: Transport>(conn: &Conn<T>, admitted: &Admitted, lun: u64) ->
     );
     match prepared {
         Ok(p) => {
-            let needed = match p.direction {
-                DataDirection::Out => u32::try_from(p.data_out_bytes).unwrap_or(u32::MAX),
+            let needed = match p.transfer.direction {
+                DataDirection::Out => u32::try_from(p.transfer.data_out_bytes).unwrap_or(u32::MAX),
                 _ => 0,
             };
             let wanted = if cmd.write { needed.min(cmd.expected_data_transfer_length) } else { 0 };
-            Transfer { needed, wanted, early: None }
+            Transfer { needed, wanted, prepared: Ok(p) }
         }
-        Err(result) => Transfer { needed: 0, wanted: 0, early: Some(result) },
+        Err(result) => Transfer { needed: 0, wanted: 0, prepared: Err(result) },
     }
 }
 
@@ -193,7 +195,7 @@ fn start_task<T: Transport>(
     started: Instant,
 ) {
     let Admitted { cmd, target, cdb_bytes } = admitted;
-    let Transfer { needed, wanted, early } = transfer;
+    let Transfer { needed, wanted, prepared } = transfer;
     let expected_transfer = cmd.expected_data_transfer_length;
     let mut collect = new_collect(conn, &cmd, wanted, received);
     let collecting = collect.is_some();
@@ -216,10 +218,10 @@ fn start_task<T: Transport>(
         } else {
             Ok(buf)
         };
-        let result = match (early, data) {
-            (Some(r), _) => r,
-            (None, Err(sense)) => CommandResult::check_condition(&sense, false),
-            (None, Ok(data)) => target.scsi.execute(&task_conn.nexus, lun, &cdb_bytes, data).await,
+        let result = match (prepared, data) {
+            (Err(r), _) => r,
+            (Ok(_), Err(sense)) => CommandResult::check_condition(&sense, false),
+            (Ok(p), Ok(data)) => target.scsi.execute_prepared(&task_conn.nexus, lun, p, data).await,
         };
         let bytes = match kind {
             IoKind::Read => {

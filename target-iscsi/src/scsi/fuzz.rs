@@ -55,9 +55,9 @@ pub fn run_one(data: &[u8]) {
         "iqn.2024-01.io.ferrite:fuzz",
         1,
     );
-    if lu.prepare(&nexus, cdb_bytes, data_out.len() as u64).is_ok() {
+    if let Ok((_, parsed)) = lu.prepare_command(&nexus, cdb_bytes, data_out.len() as u64) {
         let buf = (!data_out.is_empty()).then(|| IoBuf::from_slice(data_out));
-        let _ = block_on(lu.execute(&nexus, cdb_bytes, buf));
+        let _ = block_on(lu.execute_prepared(&nexus, parsed, buf));
     }
 }
 

@@ -52,6 +52,15 @@ impl std::fmt::Display for LunError {
 
 impl std::error::Error for LunError {}
 
+/// A command [`LogicalUnit::prepare_command`] decoded and admitted, carried to
+/// [`LogicalUnit::execute_prepared`] so its CDB is parsed once.
+#[derive(Debug, Clone, Copy)]
+pub struct ParsedCommand {
+    /// The CDB's operation code (the unit-attention fast path is decided by it).
+    opcode: u8,
+    command: Command,
+}
+
 /// One logical unit. `Send + Sync`; shared through `Arc` by sessions on every core.
 pub struct LogicalUnit {
     pub(super) config: LunConfig,
@@ -206,11 +215,23 @@ impl LogicalUnit {
         cdb: &[u8],
         expected_bytes: u64,
     ) -> Result<Prepared, CommandResult> {
+        self.prepare_command(nexus, cdb, expected_bytes).map(|(p, _)| p)
+    }
+
+    /// [`prepare`](Self::prepare), also returning the parsed command for
+    /// [`execute_prepared`](Self::execute_prepared), so the CDB is decoded once.
+    pub fn prepare_command(
+        &self,
+        nexus: &ItNexus,
+        cdb: &[u8],
+        expected_bytes: u64,
+    ) -> Result<(Prepared, ParsedCommand), CommandResult> {
         // No Data-Out is solicited for a command the fence would refuse (see `execute`).
         if self.quiesce.is_fenced() {
             return Err(CommandResult::status(ScsiStatus::Busy));
         }
-        let cmd = self.admit(nexus, cdb).map_err(|e| self.fail(e))?;
+        let parsed = self.admit(nexus, cdb).map_err(|e| self.fail(e))?;
+        let cmd = parsed.command;
         // A write to a write-protected medium fails on its CDB alone, before any Data-Out is
         // solicited or its length judged.
         if writes_medium(&cmd) && self.write_protected() {
@@ -233,11 +254,11 @@ impl LogicalUnit {
                 return Err(self.check_condition(&Sense::invalid_field_in_cdb(0, None)));
             }
         }
-        Ok(Prepared { direction: cmd.direction(bs), data_out_bytes: need })
+        Ok((Prepared { direction: cmd.direction(bs), data_out_bytes: need }, parsed))
     }
 
-    /// Executes one command. `data_out` holds at least the bytes `prepare` asked for (extra
-    /// bytes are ignored).
+    /// Executes one command from its CDB (decoding and admitting it here). `data_out` holds at
+    /// least the bytes `prepare` asked for (extra bytes are ignored).
     pub async fn execute(
         &self,
         nexus: &ItNexus,
@@ -248,10 +269,40 @@ impl LogicalUnit {
         let Some(_in_flight) = self.quiesce.enter() else {
             return CommandResult::status(ScsiStatus::Busy);
         };
-        let cmd = match self.admit(nexus, cdb) {
-            Ok(c) => c,
-            Err(e) => return self.fail(e),
+        match self.admit(nexus, cdb) {
+            Ok(parsed) => self.perform(nexus, parsed.command, data_out).await,
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Executes a command [`prepare_command`](Self::prepare_command) decoded. The CDB is not
+    /// parsed again; what may have changed while its Data-Out arrived (unit attentions,
+    /// sanitize, reservations) is checked again.
+    pub async fn execute_prepared(
+        &self,
+        nexus: &ItNexus,
+        parsed: ParsedCommand,
+        data_out: Option<IoBuf>,
+    ) -> CommandResult {
+        let Some(_in_flight) = self.quiesce.enter() else {
+            return CommandResult::status(ScsiStatus::Busy);
         };
+        let admitted = self
+            .check_attention(nexus, parsed.opcode)
+            .and_then(|()| self.check_state(nexus, &parsed.command));
+        match admitted {
+            Ok(()) => self.perform(nexus, parsed.command, data_out).await,
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Runs an admitted command.
+    async fn perform(
+        &self,
+        nexus: &ItNexus,
+        cmd: Command,
+        data_out: Option<IoBuf>,
+    ) -> CommandResult {
         if let Command::Read(io) = cmd {
             // READ sends the volume's own buffers (DESIGN §3): no Data-Out, no protection.
             return match self.read_shared(io).await {
@@ -268,8 +319,16 @@ impl LogicalUnit {
     /// The checks every command passes before it runs: unit attention, CDB decoding,
     /// reservation conflicts. READ and WRITE only look at two atomics unless something is
     /// pending.
-    fn admit(&self, nexus: &ItNexus, cdb_bytes: &[u8]) -> Result<Command, ScsiError> {
-        let op = cdb_bytes.first().copied().unwrap_or(0xFF);
+    fn admit(&self, nexus: &ItNexus, cdb_bytes: &[u8]) -> Result<ParsedCommand, ScsiError> {
+        let opcode = cdb_bytes.first().copied().unwrap_or(0xFF);
+        self.check_attention(nexus, opcode)?;
+        let command = cdb::parse(cdb_bytes)?;
+        self.check_state(nexus, &command)?;
+        Ok(ParsedCommand { opcode, command })
+    }
+
+    /// Reports (and consumes) a unit attention pending for `nexus`, unless `op` is exempt.
+    fn check_attention(&self, nexus: &ItNexus, op: u8) -> Result<(), ScsiError> {
         let fast = matches!(
             op,
             opcode::READ_10
@@ -294,15 +353,20 @@ impl LogicalUnit {
                 }
             }
         }
-        let cmd = cdb::parse(cdb_bytes)?;
-        self.sanitize.admit(&cmd)?;
-        if let Command::Sanitize(s) = &cmd {
+        Ok(())
+    }
+
+    /// The checks of a decoded command against the unit's state: sanitize, the SANITIZE
+    /// CDB's fields against the geometry, reservations.
+    fn check_state(&self, nexus: &ItNexus, cmd: &Command) -> Result<(), ScsiError> {
+        self.sanitize.admit(cmd)?;
+        if let Command::Sanitize(s) = cmd {
             self.check_sanitize_cdb(s)?;
         }
         if self.reserved.load(Ordering::Acquire) {
-            lock(&self.reservations).check_access(nexus, &cmd)?;
+            lock(&self.reservations).check_access(nexus, cmd)?;
         }
-        Ok(cmd)
+        Ok(())
     }
 
     async fn run(&self, nexus: &ItNexus, cmd: &Command, data_out: Option<IoBuf>) -> ScsiResult {

@@ -51,8 +51,8 @@ pub mod yield_now;
 mod tests;
 
 pub use config::LunConfig;
-pub use logical_unit::{LogicalUnit, LunError};
+pub use logical_unit::{LogicalUnit, LunError, ParsedCommand};
 pub use nexus::ItNexus;
 pub use sense::{Sense, SenseKey};
 pub use status::{CommandResult, DataDirection, DataIn, Prepared, ScsiStatus};
-pub use target::ScsiTarget;
+pub use target::{PreparedCommand, ScsiTarget};

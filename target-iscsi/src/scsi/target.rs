@@ -8,11 +8,30 @@ use drivers::buffer::IoBuf;
 
 use super::cdb::{self, opcode, Command};
 use super::inquiry::standard_inquiry;
-use super::logical_unit::LogicalUnit;
+use super::logical_unit::{LogicalUnit, ParsedCommand};
 use super::nexus::ItNexus;
 use super::report_luns::report_luns;
 use super::sense::Sense;
 use super::status::{data_in, CommandResult, DataDirection, Prepared, ScsiError};
+
+/// A command [`ScsiTarget::prepare`] decoded: the data it takes and where it goes.
+#[derive(Debug)]
+pub struct PreparedCommand {
+    /// Direction and Data-Out bytes, decided before any data is solicited.
+    pub transfer: Prepared,
+    route: Route,
+}
+
+/// Where a prepared command runs.
+#[derive(Debug)]
+enum Route {
+    /// REPORT LUNS, answered by the target whatever the LUN.
+    ReportLuns(Command),
+    /// A command to an existing logical unit.
+    Unit(ParsedCommand),
+    /// INQUIRY or REQUEST SENSE to a LUN with no logical unit.
+    NoUnit { opcode: Option<u8>, parsed: Result<Command, Sense> },
+}
 
 /// Peripheral qualifier 3, device type 0x1F: no logical unit at this LUN.
 const NO_LOGICAL_UNIT: u8 = 0x7F;
@@ -51,32 +70,38 @@ impl ScsiTarget {
         self.luns.iter().map(|(n, _)| *n)
     }
 
-    /// Pre-flight of a command to `lun` (see [`LogicalUnit::prepare`]).
+    /// Pre-flight of a command to `lun` (see [`LogicalUnit::prepare`]): how much data it
+    /// takes, and the decoded command [`execute_prepared`](Self::execute_prepared) runs.
     pub fn prepare(
         &self,
         nexus: &ItNexus,
         lun: u64,
         cdb: &[u8],
         expected_bytes: u64,
-    ) -> Result<Prepared, CommandResult> {
-        if cdb.first() == Some(&opcode::REPORT_LUNS) {
+    ) -> Result<PreparedCommand, CommandResult> {
+        let data_in = Prepared { direction: DataDirection::In, data_out_bytes: 0 };
+        let opcode = cdb.first().copied();
+        if opcode == Some(opcode::REPORT_LUNS) {
             return match cdb::parse(cdb) {
-                Ok(_) => Ok(Prepared { direction: DataDirection::In, data_out_bytes: 0 }),
+                Ok(cmd) => Ok(PreparedCommand { transfer: data_in, route: Route::ReportLuns(cmd) }),
                 Err(s) => Err(CommandResult::check_condition(&s, false)),
             };
         }
         match self.lun(lun) {
-            Some(lu) => lu.prepare(nexus, cdb, expected_bytes),
-            None => match cdb.first() {
-                Some(&opcode::INQUIRY | &opcode::REQUEST_SENSE) => {
-                    Ok(Prepared { direction: DataDirection::In, data_out_bytes: 0 })
-                }
+            Some(lu) => lu
+                .prepare_command(nexus, cdb, expected_bytes)
+                .map(|(transfer, parsed)| PreparedCommand { transfer, route: Route::Unit(parsed) }),
+            None => match opcode {
+                Some(opcode::INQUIRY | opcode::REQUEST_SENSE) => Ok(PreparedCommand {
+                    transfer: data_in,
+                    route: Route::NoUnit { opcode, parsed: cdb::parse(cdb) },
+                }),
                 _ => Err(CommandResult::check_condition(&Sense::lun_not_supported(), false)),
             },
         }
     }
 
-    /// Executes a command addressed to `lun`.
+    /// Executes a command addressed to `lun`, decoding its CDB here.
     pub async fn execute(
         &self,
         nexus: &ItNexus,
@@ -85,17 +110,37 @@ impl ScsiTarget {
         data_out: Option<IoBuf>,
     ) -> CommandResult {
         if cdb.first() == Some(&opcode::REPORT_LUNS) {
-            return self.report_luns(cdb);
+            return self.report_luns(cdb::parse(cdb));
         }
         match self.lun(lun) {
             Some(lu) => lu.execute(nexus, cdb, data_out).await,
-            None => Self::no_logical_unit(cdb),
+            None => Self::no_logical_unit(cdb.first().copied(), cdb::parse(cdb)),
         }
     }
 
-    fn report_luns(&self, cdb: &[u8]) -> CommandResult {
+    /// Executes a command [`prepare`](Self::prepare) decoded for `lun`, without parsing its
+    /// CDB again.
+    pub async fn execute_prepared(
+        &self,
+        nexus: &ItNexus,
+        lun: u64,
+        prepared: PreparedCommand,
+        data_out: Option<IoBuf>,
+    ) -> CommandResult {
+        match prepared.route {
+            Route::ReportLuns(cmd) => self.report_luns(Ok(cmd)),
+            Route::Unit(parsed) => match self.lun(lun) {
+                Some(lu) => lu.execute_prepared(nexus, parsed, data_out).await,
+                // The inventory is fixed for the life of the target, so `prepare` found it.
+                None => CommandResult::check_condition(&Sense::lun_not_supported(), false),
+            },
+            Route::NoUnit { opcode, parsed } => Self::no_logical_unit(opcode, parsed),
+        }
+    }
+
+    fn report_luns(&self, parsed: Result<Command, Sense>) -> CommandResult {
         let luns: Vec<u64> = self.lun_numbers().collect();
-        let res = match cdb::parse(cdb) {
+        let res = match parsed {
             Ok(Command::ReportLuns { select, allocation_length }) => {
                 report_luns(&luns, select, allocation_length)
             }
@@ -109,9 +154,9 @@ impl ScsiTarget {
         }
     }
 
-    /// A command to a LUN with no logical unit.
-    fn no_logical_unit(cdb: &[u8]) -> CommandResult {
-        match cdb::parse(cdb) {
+    /// A command to a LUN with no logical unit (`opcode` is the CDB's first byte).
+    fn no_logical_unit(opcode: Option<u8>, parsed: Result<Command, Sense>) -> CommandResult {
+        match parsed {
             Ok(Command::Inquiry { evpd: false, page_code: 0, allocation_length }) => {
                 let d = standard_inquiry(NO_LOGICAL_UNIT, "", "", "");
                 CommandResult::good(data_in(&d, allocation_length as usize))
@@ -120,9 +165,7 @@ impl ScsiTarget {
                 &Sense::lun_not_supported().encode(desc),
                 allocation_length as usize,
             )),
-            Err(s) if cdb.first() == Some(&opcode::INQUIRY) => {
-                CommandResult::check_condition(&s, false)
-            }
+            Err(s) if opcode == Some(opcode::INQUIRY) => CommandResult::check_condition(&s, false),
             _ => CommandResult::check_condition(&Sense::lun_not_supported(), false),
         }
     }

@@ -53,10 +53,10 @@ pub(super) fn nexus(id: u64) -> ItNexus {
 /// Runs prepare + execute like a transport that sends exactly what the CDB needs.
 pub(super) fn run(lu: &LogicalUnit, n: &ItNexus, cdb: &[u8], data: Option<&[u8]>) -> CommandResult {
     let expected = data.map_or(0, |d| d.len() as u64);
-    if let Err(r) = lu.prepare(n, cdb, expected) {
-        return r;
+    match lu.prepare_command(n, cdb, expected) {
+        Ok((_, parsed)) => block_on(lu.execute_prepared(n, parsed, data.map(IoBuf::from_slice))),
+        Err(r) => r,
     }
-    block_on(lu.execute(n, cdb, data.map(IoBuf::from_slice)))
 }
 
 pub(super) fn good(r: &CommandResult) -> Vec<u8> {

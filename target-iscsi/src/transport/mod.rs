@@ -29,7 +29,7 @@ use std::os::fd::RawFd;
 use drivers::buffer::{IoBuf, SharedBuf};
 use drivers::error::IoError;
 
-use crate::connection::ConnEnd;
+use crate::ffp::ConnEnd;
 use crate::pdu::{Bhs, Residual, StatusSns};
 use crate::writer::{Digests, Outbox, Sender};
 

@@ -18,12 +18,13 @@ use drivers::buffer::IoBuf;
 use drivers::error::IoError;
 
 use super::{DataInReply, Solicitation, Transport};
-use crate::connection::{scsi_response_pdu, ConnEnd};
+use crate::connection::scsi_response_pdu;
+use crate::ffp::ConnEnd;
 use crate::pdu::{Bhs, DataInStatus, R2t, ScsiDataIn, RESERVED_TAG};
 use crate::writer::{Digests, OutData, OutItem, Outbox, Sender};
 
 /// A connected TCP socket carrying one iSCSI connection. The socket is owned elsewhere (the
-/// accept loop hands it to `login_phase::serve_connection`, which closes it); this handle is
+/// accept loop hands it to `serve::serve_connection`, which closes it); this handle is
 /// cheap to clone, for the reader, the writer and the command tasks.
 #[derive(Clone)]
 pub struct TcpTransport {

@@ -10,8 +10,8 @@ use drivers::error::IoError;
 use drivers::ops;
 use engine::copy_stats::{self, CopyPath};
 
-use crate::connection::ConnEnd;
 use crate::digest;
+use crate::ffp::ConnEnd;
 use crate::pdu::{padded_len, Bhs, BHS_LEN};
 
 /// Receives one PDU header (BHS, AHS, header digest) into `hdr`.

@@ -26,7 +26,7 @@ use engine::memory_volume::MemoryVolume;
 use engine::{CreateOptions, Pool, PoolError, PoolTunables, VolumeOptions};
 use target_iscsi::admission::PendingLogin;
 use target_iscsi::chap::{ChapCredentials, ChapSecret};
-use target_iscsi::connection::Keepalive;
+use target_iscsi::ffp::Keepalive;
 use target_iscsi::login::{LoginConfig, TargetConfig};
 use target_iscsi::scsi::config::LunConfig;
 use target_iscsi::scsi::logical_unit::LogicalUnit;
@@ -609,7 +609,7 @@ async fn serve_connections(
                 let server = Arc::clone(&state.server);
                 let live = Rc::clone(&live);
                 executor::spawn(async move {
-                    target_iscsi::login_phase::serve_connection(
+                    target_iscsi::serve::serve_connection(
                         Arc::clone(&server),
                         fd,
                         portal,
