@@ -289,13 +289,13 @@ fn run_connection(data: &[u8]) -> Option<(ConnEnd, usize)> {
         });
         let target =
             (sel & 4 == 0).then(|| Arc::clone(h.server.target(OPEN_TARGET).expect("target")));
-        let max_dsl = 512u32 << ((sel >> 3) & 3);
+        let max_recv_data_segment_length = 512u32 << ((sel >> 3) & 3);
         let est = Established {
             params: FfpParams {
-                initiator_max_recv_segment: max_dsl,
-                target_max_recv_segment: max_dsl,
-                first_burst_length: 4 * max_dsl,
-                max_burst_length: 8 * max_dsl,
+                initiator_max_recv_segment: max_recv_data_segment_length,
+                target_max_recv_segment: max_recv_data_segment_length,
+                first_burst_length: 4 * max_recv_data_segment_length,
+                max_burst_length: 8 * max_recv_data_segment_length,
                 max_outstanding_r2t: 1,
                 immediate_data: sel & 1 != 0,
                 initial_r2t: sel & 2 != 0,

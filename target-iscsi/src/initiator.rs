@@ -1,8 +1,10 @@
 //! A small blocking iSCSI initiator over `std::net::TcpStream`.
 //!
-//! Used by ferrite's own tests and tools (robustness tests that need a well-behaved session
-//! next to a hostile one, crash tests, benchmarks of the whole target). One command at a time;
-//! ImmediateData, unsolicited Data-Out and R2T are all handled.
+//! Used by ferrite's own integration tests (robustness tests that need a well-behaved session
+//! next to a hostile one, crash tests, whole-target checks). One command at a time;
+//! ImmediateData, unsolicited Data-Out and R2T are all handled. Built only with the
+//! `test-initiator` feature, which test code enables as a dev-dependency: it is not part of
+//! the crate's API and no binary links it.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -119,7 +121,7 @@ pub struct Initiator {
     want_digests: bool,
 }
 
-const OUR_MAX_RECV_DSL: u32 = 262_144;
+const OUR_MAX_RECV_DATA_SEGMENT_LENGTH: u32 = 262_144;
 
 impl Initiator {
     /// Connects and logs in to a normal session.
@@ -631,7 +633,7 @@ fn push_operational(keys: &mut TextBuilder, discovery: bool, digests: bool) {
     let digest = if digests { "CRC32C" } else { "None" };
     keys.push("HeaderDigest", digest);
     keys.push("DataDigest", digest);
-    keys.push("MaxRecvDataSegmentLength", &OUR_MAX_RECV_DSL.to_string());
+    keys.push("MaxRecvDataSegmentLength", &OUR_MAX_RECV_DATA_SEGMENT_LENGTH.to_string());
     if !discovery {
         keys.push("InitialR2T", "No");
         keys.push("ImmediateData", "Yes");

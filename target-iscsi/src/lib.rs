@@ -7,6 +7,7 @@ pub mod connection;
 pub mod digest;
 pub mod ffp;
 pub mod fuzz;
+#[cfg(feature = "test-initiator")]
 pub mod initiator;
 pub mod login;
 pub mod login_failures;

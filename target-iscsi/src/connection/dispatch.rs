@@ -10,7 +10,7 @@ use drivers::error::IoError;
 use super::command::on_scsi_command;
 use super::control::{on_logout, on_nop_out, on_task_mgmt, on_text};
 use super::data_out::on_data_out;
-use super::{Conn, ConnEnd, MAX_ACCEPTED_DSL};
+use super::{Conn, ConnEnd, MAX_ACCEPTED_DATA_SEGMENT_LENGTH};
 use crate::pdu::{Opcode, PduError, RejectReason, BHS_LEN};
 use crate::transport::Transport;
 
@@ -25,7 +25,7 @@ pub(super) async fn reader_loop<T: Transport>(conn: &Rc<Conn<T>>) -> ConnEnd {
         };
         conn.last_rx.set(Instant::now());
         let dsl = bhs.data_segment_length();
-        if dsl > conn.params.target_max_recv_segment.min(MAX_ACCEPTED_DSL) {
+        if dsl > conn.params.target_max_recv_segment.min(MAX_ACCEPTED_DATA_SEGMENT_LENGTH) {
             // Data past the negotiated limit: reject, and drop the connection since the
             // stream cannot be resynchronised safely.
             conn.reject(RejectReason::ProtocolError, &bhs);

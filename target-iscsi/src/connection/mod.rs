@@ -49,7 +49,7 @@ use dispatch::reader_loop;
 pub(crate) use respond::scsi_response_pdu;
 
 /// Largest data segment we ever accept, whatever was negotiated.
-const MAX_ACCEPTED_DSL: u32 = 16 << 20;
+const MAX_ACCEPTED_DATA_SEGMENT_LENGTH: u32 = 16 << 20;
 
 struct Task {
     lun: u64,

@@ -36,12 +36,12 @@ fn data_out(ttt: u32, data_sn: u32, buffer_offset: u32, len: u32) -> ScsiDataOut
 
 #[test]
 fn write_residuals_compare_the_cdb_length_with_the_expected_length() {
-    // WRITE of one 512-byte block: EDTL 0 and 200 overflow, 10000 underflows.
+    // WRITE of one 512-byte block: expected data transfer length 0 and 200 overflow, 10000 underflows.
     assert_eq!(command_residual(0, 512, None), Residual::Overflow(512));
     assert_eq!(command_residual(200, 512, None), Residual::Overflow(312));
     assert_eq!(command_residual(10000, 512, None), Residual::Underflow(9488));
     assert_eq!(command_residual(512, 512, None), Residual::None);
-    // Reads compare what was produced; commands without data underflow the whole EDTL.
+    // Reads compare what was produced; commands without data underflow the whole expected data transfer length.
     assert_eq!(command_residual(4096, 0, Some(512)), Residual::Underflow(3584));
     assert_eq!(command_residual(0, 0, Some(512)), Residual::Overflow(512));
     assert_eq!(command_residual(0, 0, None), Residual::None);
