@@ -18,6 +18,14 @@ use crate::pdu::{
 };
 use crate::text::{encode_hex, parse_binary, parse_pairs, TextBuilder};
 
+/// A protocol error unless `bhs` is a PDU of opcode `want`.
+fn expect_opcode(bhs: &Bhs, want: Opcode) -> Result<()> {
+    match bhs.opcode() {
+        Some(op) if op == want => Ok(()),
+        other => Err(InitiatorError::Protocol(format!("expected {want:?}, got {other:?}"))),
+    }
+}
+
 /// Why an initiator call failed.
 #[derive(Debug)]
 pub enum InitiatorError {
@@ -184,14 +192,7 @@ impl Initiator {
             exp_stat_sn: ini.exp_stat_sn,
             data_segment_length: u32::try_from(data.len()).unwrap_or(0),
         };
-        ini.send_pdu(&req.encode(), &data)?;
-        let (bhs, data) = ini.recv_pdu()?;
-        if bhs.opcode() != Some(Opcode::TextResponse) {
-            return Err(InitiatorError::Protocol(format!(
-                "expected Text Response, got {:?}",
-                bhs.opcode()
-            )));
-        }
+        let (_, data) = ini.exchange(&req.encode(), &data, Opcode::TextResponse)?;
         let _ = ini.logout();
         Ok(String::from_utf8_lossy(&data).replace('\0', "\n"))
     }
@@ -253,14 +254,7 @@ impl Initiator {
                 exp_stat_sn: self.exp_stat_sn,
                 data_segment_length: u32::try_from(data.len()).unwrap_or(0),
             };
-            self.send_pdu(&req.encode(), &data)?;
-            let (bhs, text) = self.recv_pdu()?;
-            if bhs.opcode() != Some(Opcode::LoginResponse) {
-                return Err(InitiatorError::Protocol(format!(
-                    "expected Login Response, got {:?}",
-                    bhs.opcode()
-                )));
-            }
+            let (bhs, text) = self.exchange(&req.encode(), &data, Opcode::LoginResponse)?;
             let status = u16::from_be_bytes([bhs.bytes[36], bhs.bytes[37]]);
             if status != 0 {
                 return Err(InitiatorError::LoginRefused(status));
@@ -320,6 +314,14 @@ impl Initiator {
                 return Ok(());
             }
         }
+    }
+
+    /// Sends one PDU and receives the answer, which must be of opcode `want`.
+    fn exchange(&mut self, bhs: &Bhs, data: &[u8], want: Opcode) -> Result<(Bhs, Vec<u8>)> {
+        self.send_pdu(bhs, data)?;
+        let (bhs, data) = self.recv_pdu()?;
+        expect_opcode(&bhs, want)?;
+        Ok((bhs, data))
     }
 
     /// Writes a PDU: header, data, padding.

@@ -263,29 +263,46 @@ pub fn is_security_key(key: &str) -> bool {
         || key.starts_with("SPKM_")
 }
 
-/// Keys with "Use: LO" (leading-only) in RFC 7143 §13 and RFC 7144/7145.
-fn is_leading_only(key: &str) -> bool {
-    matches!(
-        key,
-        "MaxConnections"
-            | "InitialR2T"
-            | "ImmediateData"
-            | "MaxBurstLength"
-            | "FirstBurstLength"
-            | "DefaultTime2Wait"
-            | "DefaultTime2Retain"
-            | "MaxOutstandingR2T"
-            | "DataPDUInOrder"
-            | "DataSequenceInOrder"
-            | "ErrorRecoveryLevel"
-            | "SessionType"
-            | "TaskReporting"
-            | "iSCSIProtocolLevel"
-            | "RDMAExtensions"
-    )
+/// How a boolean key's result is computed from the offer and our value (RFC 7143 §6.2.1).
+#[derive(Clone, Copy)]
+enum BoolResult {
+    /// The OR of the two.
+    Or,
+    /// The AND of the two.
+    And,
 }
 
-/// Keys "Irrelevant when: SessionType=Discovery".
+/// The answer to a boolean key offered as `value`: the result (`field`) combined from the
+/// offer and `ours`, or Reject when the offer is not Yes or No.
+fn answer_bool(value: &str, field: &mut bool, ours: bool, result: BoolResult) -> Answer {
+    match parse_bool(value) {
+        Some(v) => {
+            *field = match result {
+                BoolResult::Or => v || ours,
+                BoolResult::And => v && ours,
+            };
+            Answer::Value(bool_str(*field).into())
+        }
+        None => reject(),
+    }
+}
+
+/// Keys with "Use: LO" (leading-only) in RFC 7143 §13 and RFC 7144/7145: those irrelevant
+/// in a discovery session, and six more.
+fn is_leading_only(key: &str) -> bool {
+    irrelevant_in_discovery(key)
+        || matches!(
+            key,
+            "DefaultTime2Wait"
+                | "DefaultTime2Retain"
+                | "ErrorRecoveryLevel"
+                | "SessionType"
+                | "iSCSIProtocolLevel"
+                | "RDMAExtensions"
+        )
+}
+
+/// Keys "Irrelevant when: SessionType=Discovery" (all of them leading-only).
 fn irrelevant_in_discovery(key: &str) -> bool {
     matches!(
         key,
@@ -530,26 +547,22 @@ impl Negotiator {
                     Answer::Value(v.to_string())
                 })
             }
-            "InitialR2T" => parse_bool(value).map_or_else(reject, |v| {
-                s.initial_r2t = v || l.initial_r2t;
-                Answer::Value(bool_str(s.initial_r2t).into())
-            }),
-            "ImmediateData" => parse_bool(value).map_or_else(reject, |v| {
-                s.immediate_data = v && l.immediate_data;
-                Answer::Value(bool_str(s.immediate_data).into())
-            }),
-            "DataPDUInOrder" => parse_bool(value).map_or_else(reject, |v| {
-                s.data_pdu_in_order = v || l.data_pdu_in_order;
-                Answer::Value(bool_str(s.data_pdu_in_order).into())
-            }),
-            "DataSequenceInOrder" => parse_bool(value).map_or_else(reject, |v| {
-                s.data_sequence_in_order = v || l.data_sequence_in_order;
-                Answer::Value(bool_str(s.data_sequence_in_order).into())
-            }),
-            "RDMAExtensions" => parse_bool(value).map_or_else(reject, |v| {
-                s.rdma_extensions = v && l.rdma_extensions;
-                Answer::Value(bool_str(s.rdma_extensions).into())
-            }),
+            "InitialR2T" => answer_bool(value, &mut s.initial_r2t, l.initial_r2t, BoolResult::Or),
+            "ImmediateData" => {
+                answer_bool(value, &mut s.immediate_data, l.immediate_data, BoolResult::And)
+            }
+            "DataPDUInOrder" => {
+                answer_bool(value, &mut s.data_pdu_in_order, l.data_pdu_in_order, BoolResult::Or)
+            }
+            "DataSequenceInOrder" => answer_bool(
+                value,
+                &mut s.data_sequence_in_order,
+                l.data_sequence_in_order,
+                BoolResult::Or,
+            ),
+            "RDMAExtensions" => {
+                answer_bool(value, &mut s.rdma_extensions, l.rdma_extensions, BoolResult::And)
+            }
             "MaxBurstLength" => {
                 min_u64(value, MIN_SEGMENT, MAX_SEGMENT, u64::from(l.max_burst_length)).map_or_else(
                     reject,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use drivers::error::IoError;
 use drivers::executor;
 
-use super::dispatch::{pdu_error_reason, skip, Step};
+use super::dispatch::{parsed_or_rejected, Step};
 use super::{decode_lun, Conn, ConnEnd, Task};
 use crate::pdu::{
     Bhs, LogoutRequest, LogoutResponse, LogoutResponseCode, NopIn, NopOut, RejectReason,
@@ -22,12 +22,11 @@ pub(super) async fn on_nop_out<T: Transport>(
     bhs: &Bhs,
 ) -> Result<Step, IoError> {
     let dsl = bhs.data_segment_length();
-    let nop = match NopOut::parse(bhs, conn.params.target_max_recv_segment) {
-        Ok(n) => n,
-        Err(e) => {
-            conn.reject(pdu_error_reason(&e), bhs);
-            return skip(conn, dsl).await;
-        }
+    let Some(nop) =
+        parsed_or_rejected(conn, bhs, NopOut::parse(bhs, conn.params.target_max_recv_segment))
+            .await?
+    else {
+        return Ok(Step::Continue);
     };
     conn.consume_cmd_sn(nop.immediate, nop.cmd_sn);
     let Some(data) = conn.transport.recv_small(dsl as usize).await? else {
@@ -55,12 +54,8 @@ pub(super) async fn on_task_mgmt<T: Transport>(
     conn: &Rc<Conn<T>>,
     bhs: &Bhs,
 ) -> Result<Step, IoError> {
-    let req = match TaskMgmtRequest::parse(bhs) {
-        Ok(r) => r,
-        Err(e) => {
-            conn.reject(pdu_error_reason(&e), bhs);
-            return skip(conn, bhs.data_segment_length()).await;
-        }
+    let Some(req) = parsed_or_rejected(conn, bhs, TaskMgmtRequest::parse(bhs)).await? else {
+        return Ok(Step::Continue);
     };
     conn.consume_cmd_sn(req.immediate, req.cmd_sn);
     let lun = decode_lun(req.lun);
@@ -129,12 +124,11 @@ fn abort_where<T: Transport>(conn: &Conn<T>, pred: impl Fn(&Task) -> bool) {
 
 pub(super) async fn on_text<T: Transport>(conn: &Rc<Conn<T>>, bhs: &Bhs) -> Result<Step, IoError> {
     let dsl = bhs.data_segment_length();
-    let req = match TextRequest::parse(bhs, conn.params.target_max_recv_segment) {
-        Ok(r) => r,
-        Err(e) => {
-            conn.reject(pdu_error_reason(&e), bhs);
-            return skip(conn, dsl).await;
-        }
+    let Some(req) =
+        parsed_or_rejected(conn, bhs, TextRequest::parse(bhs, conn.params.target_max_recv_segment))
+            .await?
+    else {
+        return Ok(Step::Continue);
     };
     conn.consume_cmd_sn(req.immediate, req.cmd_sn);
     let Some(data) = conn.transport.recv_small(dsl as usize).await? else {
@@ -161,12 +155,8 @@ pub(super) async fn on_logout<T: Transport>(
     conn: &Rc<Conn<T>>,
     bhs: &Bhs,
 ) -> Result<Step, IoError> {
-    let req = match LogoutRequest::parse(bhs) {
-        Ok(r) => r,
-        Err(e) => {
-            conn.reject(pdu_error_reason(&e), bhs);
-            return skip(conn, bhs.data_segment_length()).await;
-        }
+    let Some(req) = parsed_or_rejected(conn, bhs, LogoutRequest::parse(bhs)).await? else {
+        return Ok(Step::Continue);
     };
     conn.consume_cmd_sn(req.immediate, req.cmd_sn);
     // Let running commands finish before answering (RFC 7143 §11.14).

@@ -9,7 +9,7 @@ use std::task::{Poll, Waker};
 use drivers::buffer::IoBuf;
 use drivers::error::IoError;
 
-use super::dispatch::{pdu_error_reason, skip, Step};
+use super::dispatch::{parsed_or_rejected, skip, Step};
 use super::{encode_lun, Conn};
 use crate::pdu::{Bhs, RejectReason, ScsiDataOut, RESERVED_TAG};
 use crate::scsi::sense::Sense;
@@ -176,12 +176,11 @@ pub(super) async fn on_data_out<T: Transport>(
     bhs: &Bhs,
 ) -> Result<Step, IoError> {
     let dsl = bhs.data_segment_length();
-    let d = match ScsiDataOut::parse(bhs, conn.params.target_max_recv_segment) {
-        Ok(d) => d,
-        Err(e) => {
-            conn.reject(pdu_error_reason(&e), bhs);
-            return skip(conn, dsl).await;
-        }
+    let Some(d) =
+        parsed_or_rejected(conn, bhs, ScsiDataOut::parse(bhs, conn.params.target_max_recv_segment))
+            .await?
+    else {
+        return Ok(Step::Continue);
     };
     let first_burst = conn.params.first_burst_length;
     let (fate, buf) = {

@@ -11,7 +11,7 @@ use super::command::on_scsi_command;
 use super::control::{on_logout, on_nop_out, on_task_mgmt, on_text};
 use super::data_out::on_data_out;
 use super::{Conn, ConnEnd, MAX_ACCEPTED_DATA_SEGMENT_LENGTH};
-use crate::pdu::{Opcode, PduError, RejectReason, BHS_LEN};
+use crate::pdu::{Bhs, Opcode, PduError, RejectReason, BHS_LEN};
 use crate::transport::Transport;
 
 pub(super) async fn reader_loop<T: Transport>(conn: &Rc<Conn<T>>) -> ConnEnd {
@@ -66,6 +66,23 @@ pub(super) enum Step {
 pub(super) async fn skip<T: Transport>(conn: &Rc<Conn<T>>, dsl: u32) -> Result<Step, IoError> {
     conn.transport.discard(dsl as usize).await?;
     Ok(Step::Continue)
+}
+
+/// The parsed PDU, or None once a malformed one has been rejected and its data segment
+/// skipped (the connection goes on).
+pub(super) async fn parsed_or_rejected<T: Transport, P>(
+    conn: &Rc<Conn<T>>,
+    bhs: &Bhs,
+    parsed: Result<P, PduError>,
+) -> Result<Option<P>, IoError> {
+    match parsed {
+        Ok(p) => Ok(Some(p)),
+        Err(e) => {
+            conn.reject(pdu_error_reason(&e), bhs);
+            skip(conn, bhs.data_segment_length()).await?;
+            Ok(None)
+        }
+    }
 }
 
 pub(super) fn pdu_error_reason(err: &PduError) -> RejectReason {

@@ -18,6 +18,14 @@ fn answer(resp: &[(String, String)], key: &str) -> Option<String> {
     resp.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
 }
 
+/// Asserts the response answers each key with its value.
+#[track_caller]
+fn assert_answers(resp: &[(String, String)], expected: &[(&str, &str)]) {
+    for (key, value) in expected {
+        assert_eq!(answer(resp, key).as_deref(), Some(*value), "answer to {key}");
+    }
+}
+
 fn normal() -> Negotiator {
     Negotiator::new(TargetLimits::default(), SessionType::Normal, true)
 }
@@ -26,8 +34,7 @@ fn normal() -> Negotiator {
 fn digests_first_acceptable_in_initiator_order() {
     let mut n = normal();
     let r = run(&mut n, "HeaderDigest=CRC32C,None;DataDigest=None,CRC32C").expect("ok");
-    assert_eq!(answer(&r, "HeaderDigest").as_deref(), Some("CRC32C"));
-    assert_eq!(answer(&r, "DataDigest").as_deref(), Some("None"));
+    assert_answers(&r, &[("HeaderDigest", "CRC32C"), ("DataDigest", "None")]);
     assert_eq!(n.connection().header_digest, DigestKind::Crc32c);
     assert_eq!(n.connection().data_digest, DigestKind::None);
 
@@ -37,8 +44,7 @@ fn digests_first_acceptable_in_initiator_order() {
     };
     let mut n = Negotiator::new(limits, SessionType::Normal, true);
     let r = run(&mut n, "HeaderDigest=CRC32C,None;DataDigest=MD5,Foo").expect("ok");
-    assert_eq!(answer(&r, "HeaderDigest").as_deref(), Some("None"));
-    assert_eq!(answer(&r, "DataDigest").as_deref(), Some("Reject"));
+    assert_answers(&r, &[("HeaderDigest", "None"), ("DataDigest", "Reject")]);
 }
 
 #[test]
@@ -60,11 +66,16 @@ fn numeric_minimum_keys() {
          DefaultTime2Retain=0;ErrorRecoveryLevel=2",
     )
     .expect("ok");
-    assert_eq!(answer(&r, "MaxConnections").as_deref(), Some("1"));
-    assert_eq!(answer(&r, "MaxBurstLength").as_deref(), Some("1048576"));
-    assert_eq!(answer(&r, "MaxOutstandingR2T").as_deref(), Some("8"));
-    assert_eq!(answer(&r, "DefaultTime2Retain").as_deref(), Some("0"));
-    assert_eq!(answer(&r, "ErrorRecoveryLevel").as_deref(), Some("0"));
+    assert_answers(
+        &r,
+        &[
+            ("MaxConnections", "1"),
+            ("MaxBurstLength", "1048576"),
+            ("MaxOutstandingR2T", "8"),
+            ("DefaultTime2Retain", "0"),
+            ("ErrorRecoveryLevel", "0"),
+        ],
+    );
     let (s, _) = n.finish().expect("ok");
     assert_eq!(s.max_burst_length, 1_048_576);
     assert_eq!(s.max_outstanding_r2t, 8);
@@ -73,8 +84,7 @@ fn numeric_minimum_keys() {
 
     let mut n = normal();
     let r = run(&mut n, "MaxBurstLength=65536;MaxOutstandingR2T=1").expect("ok");
-    assert_eq!(answer(&r, "MaxBurstLength").as_deref(), Some("65536"));
-    assert_eq!(answer(&r, "MaxOutstandingR2T").as_deref(), Some("1"));
+    assert_answers(&r, &[("MaxBurstLength", "65536"), ("MaxOutstandingR2T", "1")]);
 }
 
 #[test]
@@ -94,15 +104,19 @@ fn boolean_and_or() {
     let mut n = normal();
     let r = run(&mut n, "InitialR2T=No;ImmediateData=No;DataPDUInOrder=No;DataSequenceInOrder=No")
         .expect("ok");
-    assert_eq!(answer(&r, "InitialR2T").as_deref(), Some("No"));
-    assert_eq!(answer(&r, "ImmediateData").as_deref(), Some("No"));
-    assert_eq!(answer(&r, "DataPDUInOrder").as_deref(), Some("Yes"));
-    assert_eq!(answer(&r, "DataSequenceInOrder").as_deref(), Some("Yes"));
+    assert_answers(
+        &r,
+        &[
+            ("InitialR2T", "No"),
+            ("ImmediateData", "No"),
+            ("DataPDUInOrder", "Yes"),
+            ("DataSequenceInOrder", "Yes"),
+        ],
+    );
 
     let mut n = normal();
     let r = run(&mut n, "InitialR2T=Yes;ImmediateData=Yes").expect("ok");
-    assert_eq!(answer(&r, "InitialR2T").as_deref(), Some("Yes"));
-    assert_eq!(answer(&r, "ImmediateData").as_deref(), Some("Yes"));
+    assert_answers(&r, &[("InitialR2T", "Yes"), ("ImmediateData", "Yes")]);
 
     let limits = TargetLimits { immediate_data: false, ..TargetLimits::default() };
     let mut n = Negotiator::new(limits, SessionType::Normal, true);
@@ -187,27 +201,31 @@ fn declaratives_recorded_without_answer() {
 fn unknown_and_extension_keys_not_understood() {
     let mut n = normal();
     let r = run(&mut n, "X-com.example.Foo=1;X#Bar=2;FutureKey=3").expect("ok");
-    assert_eq!(answer(&r, "X-com.example.Foo").as_deref(), Some("NotUnderstood"));
-    assert_eq!(answer(&r, "X#Bar").as_deref(), Some("NotUnderstood"));
-    assert_eq!(answer(&r, "FutureKey").as_deref(), Some("NotUnderstood"));
+    assert_answers(
+        &r,
+        &[
+            ("X-com.example.Foo", "NotUnderstood"),
+            ("X#Bar", "NotUnderstood"),
+            ("FutureKey", "NotUnderstood"),
+        ],
+    );
 }
 
 #[test]
 fn obsolete_marker_keys() {
     let mut n = normal();
     let r = run(&mut n, "IFMarker=No;OFMarker=Yes;IFMarkInt=2048~4096;OFMarkInt=1").expect("ok");
-    assert_eq!(answer(&r, "IFMarker").as_deref(), Some("No"));
-    assert_eq!(answer(&r, "OFMarker").as_deref(), Some("No"));
-    assert_eq!(answer(&r, "IFMarkInt").as_deref(), Some("Reject"));
-    assert_eq!(answer(&r, "OFMarkInt").as_deref(), Some("Reject"));
+    assert_answers(
+        &r,
+        &[("IFMarker", "No"), ("OFMarker", "No"), ("IFMarkInt", "Reject"), ("OFMarkInt", "Reject")],
+    );
 }
 
 #[test]
 fn task_reporting_and_protocol_level() {
     let mut n = normal();
     let r = run(&mut n, "TaskReporting=FastAbort,RFC3720;iSCSIProtocolLevel=2").expect("ok");
-    assert_eq!(answer(&r, "TaskReporting").as_deref(), Some("RFC3720"));
-    assert_eq!(answer(&r, "iSCSIProtocolLevel").as_deref(), Some("1"));
+    assert_answers(&r, &[("TaskReporting", "RFC3720"), ("iSCSIProtocolLevel", "1")]);
     let mut n = normal();
     let r = run(&mut n, "TaskReporting=FastAbort").expect("ok");
     assert_eq!(answer(&r, "TaskReporting").as_deref(), Some("Reject"));
@@ -246,8 +264,7 @@ fn discovery_session_irrelevant_keys() {
     ] {
         assert_eq!(answer(&r, k).as_deref(), Some("Irrelevant"), "{k}");
     }
-    assert_eq!(answer(&r, "HeaderDigest").as_deref(), Some("None"));
-    assert_eq!(answer(&r, "DefaultTime2Wait").as_deref(), Some("2"));
+    assert_answers(&r, &[("HeaderDigest", "None"), ("DefaultTime2Wait", "2")]);
 }
 
 #[test]
