@@ -61,6 +61,21 @@ fn req(csg: Stage, nsg: Option<Stage>) -> LoginRequest {
     }
 }
 
+/// A request to leave operational negotiation for the full-feature phase.
+fn op_to_ffp() -> LoginRequest {
+    req(Stage::LoginOperationalNegotiation, Some(Stage::FullFeaturePhase))
+}
+
+/// A request to leave security negotiation for operational negotiation.
+fn sec_to_op() -> LoginRequest {
+    req(Stage::SecurityNegotiation, Some(Stage::LoginOperationalNegotiation))
+}
+
+/// The first step of a new login with the test configuration.
+fn first_step(r: LoginRequest, t: &str) -> LoginReply {
+    step(&mut Login::new(), &config(), r, t)
+}
+
 fn text(s: &str) -> Vec<u8> {
     let mut v = s.replace(';', "\0").into_bytes();
     v.push(0);
@@ -98,12 +113,7 @@ fn normal_login_without_auth_straight_to_operational() {
     let c = config();
     let mut l = Login::new();
     let t = format!("InitiatorName={INITIATOR};SessionType=Normal;TargetName={TARGET};{OPS}");
-    let r = step(
-        &mut l,
-        &c,
-        req(Stage::LoginOperationalNegotiation, Some(Stage::FullFeaturePhase)),
-        &t,
-    );
+    let r = step(&mut l, &c, op_to_ffp(), &t);
     assert_eq!(r.response.status, LoginStatus::Success);
     assert!(r.response.transit);
     assert_eq!(r.response.nsg, Some(Stage::FullFeaturePhase));
@@ -131,22 +141,12 @@ fn security_stage_none_then_operational() {
     let c = config();
     let mut l = Login::new();
     let t = format!("InitiatorName={INITIATOR};TargetName={TARGET};AuthMethod=CHAP,None");
-    let r = step(
-        &mut l,
-        &c,
-        req(Stage::SecurityNegotiation, Some(Stage::LoginOperationalNegotiation)),
-        &t,
-    );
+    let r = step(&mut l, &c, sec_to_op(), &t);
     assert_eq!(value(&r, "AuthMethod").as_deref(), Some("None"));
     assert!(r.response.transit);
     assert_eq!(r.response.nsg, Some(Stage::LoginOperationalNegotiation));
     assert_eq!(r.outcome, LoginOutcome::Continue);
-    let r = step(
-        &mut l,
-        &c,
-        req(Stage::LoginOperationalNegotiation, Some(Stage::FullFeaturePhase)),
-        OPS,
-    );
+    let r = step(&mut l, &c, op_to_ffp(), OPS);
     expect_full(&r);
     assert!(value(&r, "TargetPortalGroupTag").is_none(), "only on the first response");
 }
@@ -156,12 +156,7 @@ fn discovery_session() {
     let c = config();
     let mut l = Login::new();
     let t = format!("InitiatorName={INITIATOR};SessionType=Discovery;{OPS}");
-    let r = step(
-        &mut l,
-        &c,
-        req(Stage::LoginOperationalNegotiation, Some(Stage::FullFeaturePhase)),
-        &t,
-    );
+    let r = step(&mut l, &c, op_to_ffp(), &t);
     let res = expect_full(&r);
     assert_eq!(res.kind, SessionKind::Discovery);
     assert_eq!(value(&r, "MaxBurstLength").as_deref(), Some("Irrelevant"));
@@ -191,9 +186,7 @@ fn missing_initiator_name_and_target_name() {
 
 #[test]
 fn unknown_target_is_not_found() {
-    let r = step(
-        &mut Login::new(),
-        &config(),
+    let r = first_step(
         req(Stage::LoginOperationalNegotiation, None),
         &format!("InitiatorName={INITIATOR};TargetName=iqn.2024-01.org.ferrite:nope"),
     );
@@ -218,9 +211,7 @@ fn acl_refusal_is_authorization_failure() {
 
 #[test]
 fn bad_session_type_and_version() {
-    let r = step(
-        &mut Login::new(),
-        &config(),
+    let r = first_step(
         req(Stage::SecurityNegotiation, None),
         &format!("InitiatorName={INITIATOR};SessionType=Bogus"),
     );
@@ -234,10 +225,8 @@ fn bad_session_type_and_version() {
 
 #[test]
 fn chap_required_but_security_skipped() {
-    let r = step(
-        &mut Login::new(),
-        &config(),
-        req(Stage::LoginOperationalNegotiation, Some(Stage::FullFeaturePhase)),
+    let r = first_step(
+        op_to_ffp(),
         &format!("InitiatorName={INITIATOR};TargetName=iqn.2024-01.org.ferrite:secure"),
     );
     assert_eq!(r.outcome, LoginOutcome::Fail(LoginStatus::AuthenticationFailure));
@@ -248,7 +237,7 @@ fn chap_required_but_only_none_offered() {
     let r = step(
         &mut Login::new(),
         &config(),
-        req(Stage::SecurityNegotiation, Some(Stage::LoginOperationalNegotiation)),
+        sec_to_op(),
         &format!(
             "InitiatorName={INITIATOR};TargetName=iqn.2024-01.org.ferrite:secure;AuthMethod=None"
         ),
@@ -284,7 +273,7 @@ fn chap_mutual_login_succeeds() {
     let r = step(
         &mut l,
         &c,
-        req(Stage::SecurityNegotiation, Some(Stage::LoginOperationalNegotiation)),
+        sec_to_op(),
         &format!(
             "CHAP_N=user;CHAP_R={};CHAP_I=9;CHAP_C={}",
             encode_hex(&resp),
@@ -296,12 +285,7 @@ fn chap_mutual_login_succeeds() {
     assert_eq!(value(&r, "CHAP_N").as_deref(), Some("tgt"));
     let target_r = parse_binary(&value(&r, "CHAP_R").expect("CHAP_R")).expect("hex");
     assert_eq!(target_r, ChapAlgorithm::Md5.response(9, b"target-pass-1", &my_challenge));
-    let r = step(
-        &mut l,
-        &c,
-        req(Stage::LoginOperationalNegotiation, Some(Stage::FullFeaturePhase)),
-        OPS,
-    );
+    let r = step(&mut l, &c, op_to_ffp(), OPS);
     assert_eq!(expect_full(&r).kind, SessionKind::Normal { target_index: 1 });
 }
 
@@ -310,12 +294,7 @@ fn chap_wrong_password_refused() {
     let c = config();
     let (mut l, id, challenge) = chap_to_challenge(&c, "iqn.2024-01.org.ferrite:secure");
     let resp = ChapAlgorithm::Md5.response(id, b"wrong-pass", &challenge);
-    let r = step(
-        &mut l,
-        &c,
-        req(Stage::SecurityNegotiation, Some(Stage::LoginOperationalNegotiation)),
-        &format!("CHAP_N=user;CHAP_R={}", encode_hex(&resp)),
-    );
+    let r = step(&mut l, &c, sec_to_op(), &format!("CHAP_N=user;CHAP_R={}", encode_hex(&resp)));
     assert_eq!(r.outcome, LoginOutcome::Fail(LoginStatus::AuthenticationFailure));
     assert_eq!(r.response.encode().bytes[36..38], [2, 1]);
     // The failure is reported with who asked for what.
@@ -332,7 +311,7 @@ fn chap_reflected_challenge_refused() {
     let r = step(
         &mut l,
         &c,
-        req(Stage::SecurityNegotiation, Some(Stage::LoginOperationalNegotiation)),
+        sec_to_op(),
         &format!(
             "CHAP_N=user;CHAP_R={};CHAP_I={id};CHAP_C={}",
             encode_hex(&resp),
@@ -349,7 +328,7 @@ fn transit_before_authentication_is_held() {
     let r = step(
         &mut l,
         &c,
-        req(Stage::SecurityNegotiation, Some(Stage::LoginOperationalNegotiation)),
+        sec_to_op(),
         &format!(
             "InitiatorName={INITIATOR};TargetName=iqn.2024-01.org.ferrite:secure;AuthMethod=CHAP"
         ),
@@ -365,7 +344,7 @@ fn discovery_chap_required() {
     let r = step(
         &mut Login::new(),
         &c,
-        req(Stage::LoginOperationalNegotiation, Some(Stage::FullFeaturePhase)),
+        op_to_ffp(),
         &format!("InitiatorName={INITIATOR};SessionType=Discovery"),
     );
     assert_eq!(r.outcome, LoginOutcome::Fail(LoginStatus::AuthenticationFailure));
@@ -383,7 +362,7 @@ fn text_continuation_is_reassembled() {
     let reply = l.step(&c, &r1, a);
     assert_eq!(reply.outcome, LoginOutcome::Continue);
     assert!(reply.text.is_empty());
-    let r2 = req(Stage::LoginOperationalNegotiation, Some(Stage::FullFeaturePhase));
+    let r2 = op_to_ffp();
     let reply = l.step(&c, &r2, b);
     expect_full(&reply);
 }
@@ -420,7 +399,7 @@ fn duplicate_key_across_pdus_fails() {
 #[test]
 fn non_leading_login_reports_tsih() {
     let c = config();
-    let mut r = req(Stage::LoginOperationalNegotiation, Some(Stage::FullFeaturePhase));
+    let mut r = op_to_ffp();
     r.tsih = 7;
     let reply = step(
         &mut Login::new(),

@@ -30,6 +30,11 @@ fn normal() -> Negotiator {
     Negotiator::new(TargetLimits::default(), SessionType::Normal, true)
 }
 
+/// The answer to `key` when a new normal session's negotiator is offered `text`.
+fn normal_answer(text: &str, key: &str) -> Option<String> {
+    answer(&run(&mut normal(), text).expect("ok"), key)
+}
+
 #[test]
 fn digests_first_acceptable_in_initiator_order() {
     let mut n = normal();
@@ -123,9 +128,7 @@ fn boolean_and_or() {
     let r = run(&mut n, "ImmediateData=Yes").expect("ok");
     assert_eq!(answer(&r, "ImmediateData").as_deref(), Some("No"));
 
-    let mut n = normal();
-    let r = run(&mut n, "InitialR2T=Maybe").expect("ok");
-    assert_eq!(answer(&r, "InitialR2T").as_deref(), Some("Reject"));
+    assert_eq!(normal_answer("InitialR2T=Maybe", "InitialR2T").as_deref(), Some("Reject"));
 }
 
 #[test]
@@ -141,9 +144,7 @@ fn first_burst_irrelevant_and_capped() {
     let (s, _) = n.finish().expect("ok");
     assert!(s.first_burst_length <= s.max_burst_length);
 
-    let mut n = normal();
-    let r = run(&mut n, "FirstBurstLength=8192").expect("ok");
-    assert_eq!(answer(&r, "FirstBurstLength").as_deref(), Some("8192"));
+    assert_eq!(normal_answer("FirstBurstLength=8192", "FirstBurstLength").as_deref(), Some("8192"));
 }
 
 #[test]
@@ -169,9 +170,7 @@ fn out_of_range_and_malformed_are_rejected() {
 
 #[test]
 fn hex_numbers_accepted() {
-    let mut n = normal();
-    let r = run(&mut n, "MaxBurstLength=0x10000").expect("ok");
-    assert_eq!(answer(&r, "MaxBurstLength").as_deref(), Some("65536"));
+    assert_eq!(normal_answer("MaxBurstLength=0x10000", "MaxBurstLength").as_deref(), Some("65536"));
 }
 
 #[test]
@@ -226,9 +225,10 @@ fn task_reporting_and_protocol_level() {
     let mut n = normal();
     let r = run(&mut n, "TaskReporting=FastAbort,RFC3720;iSCSIProtocolLevel=2").expect("ok");
     assert_answers(&r, &[("TaskReporting", "RFC3720"), ("iSCSIProtocolLevel", "1")]);
-    let mut n = normal();
-    let r = run(&mut n, "TaskReporting=FastAbort").expect("ok");
-    assert_eq!(answer(&r, "TaskReporting").as_deref(), Some("Reject"));
+    assert_eq!(
+        normal_answer("TaskReporting=FastAbort", "TaskReporting").as_deref(),
+        Some("Reject")
+    );
 }
 
 #[test]

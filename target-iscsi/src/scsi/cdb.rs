@@ -303,6 +303,16 @@ impl Bytes {
     }
 }
 
+/// The CDB length of a 10-, 12- or 16-byte command, from its opcode's group code (SPC-4
+/// 4.2.5.1: group 1 and 2 are 10 bytes, 5 is 12, 4 is 16).
+fn length_of_group(opcode: u8) -> u8 {
+    match opcode >> 5 {
+        1 | 2 => 10,
+        5 => 12,
+        _ => 16,
+    }
+}
+
 fn block_io(b: &Bytes, cdb_bytes: u8) -> Result<BlockIo, Sense> {
     let (lba, blocks) = match cdb_bytes {
         6 => {
@@ -403,12 +413,7 @@ fn parse_block_command(b: &Bytes) -> Result<Option<Command>, Sense> {
         op::WRITE_12 => Command::Write(block_io(b, 12)?),
         op::WRITE_16 => Command::Write(block_io(b, 16)?),
         op::WRITE_AND_VERIFY_10 | op::WRITE_AND_VERIFY_12 | op::WRITE_AND_VERIFY_16 => {
-            let len = match b.u8(0) {
-                op::WRITE_AND_VERIFY_10 => 10,
-                op::WRITE_AND_VERIFY_12 => 12,
-                _ => 16,
-            };
-            let io = block_io(b, len)?;
+            let io = block_io(b, length_of_group(b.u8(0)))?;
             let check = match byte_check(b)? {
                 ByteCheck::CompareOneBlock => return Err(Sense::invalid_field_in_cdb(1, Some(2))),
                 other => other,
@@ -416,12 +421,7 @@ fn parse_block_command(b: &Bytes) -> Result<Option<Command>, Sense> {
             Command::WriteAndVerify(BlockIo { fua: false, ..io }, check)
         }
         op::VERIFY_10 | op::VERIFY_12 | op::VERIFY_16 => {
-            let len = match b.u8(0) {
-                op::VERIFY_10 => 10,
-                op::VERIFY_12 => 12,
-                _ => 16,
-            };
-            let io = block_io(b, len)?;
+            let io = block_io(b, length_of_group(b.u8(0)))?;
             Command::Verify(BlockIo { fua: false, ..io }, byte_check(b)?)
         }
         op::ORWRITE_16 => Command::OrWrite(block_io(b, 16)?),

@@ -103,14 +103,13 @@ mod tests {
 
     use super::super::cdb::opcode as op;
     use super::super::status::ScsiStatus;
-    use super::super::tests::{block_on, cdb10, check, good, lu, nexus, run};
+    use super::super::tests::{block_on, cdb10, check, good, lu, lu_and_two_nexuses, nexus, run};
 
     const TUR: [u8; 6] = [0; 6];
 
     #[test]
     fn medium_change_fences_then_raises_reset_on_every_nexus() {
-        let lu = lu(512, 512);
-        let (a, b) = (nexus(1), nexus(2));
+        let (lu, a, b) = lu_and_two_nexuses();
         good(&run(&lu, &a, &TUR, None));
         good(&run(&lu, &b, &TUR, None));
         good(&run(&lu, &a, &[op::RESERVE_6, 0, 0, 0, 0, 0], None));

@@ -40,6 +40,19 @@ pub(super) fn lu(logical: u32, physical: u32) -> Arc<LogicalUnit> {
     lu_with(logical, physical, LunConfig::new("iqn.2024-01.io.ferrite:t1", 0))
 }
 
+/// TEST UNIT READY.
+pub(super) const TEST_UNIT_READY_6: [u8; 6] = [super::cdb::opcode::TEST_UNIT_READY, 0, 0, 0, 0, 0];
+
+/// A 512-byte LU and the nexus of initiator 1.
+pub(super) fn lu_and_nexus() -> (Arc<LogicalUnit>, ItNexus) {
+    (lu(512, 512), nexus(1))
+}
+
+/// A 512-byte LU and the nexuses of initiators 1 and 2.
+pub(super) fn lu_and_two_nexuses() -> (Arc<LogicalUnit>, ItNexus, ItNexus) {
+    (lu(512, 512), nexus(1), nexus(2))
+}
+
 pub(super) fn nexus(id: u64) -> ItNexus {
     ItNexus::new(
         id,

@@ -25,8 +25,7 @@ fn read6_zero_length_reads_256_blocks() {
 
 #[test]
 fn zero_length_transfers_and_lba_out_of_range() {
-    let lu = lu(512, 512);
-    let n = nexus(1);
+    let (lu, n) = lu_and_nexus();
     assert!(good(&run(&lu, &n, &cdb10(op::READ_10, 0, 0), None)).is_empty());
     good(&run(&lu, &n, &cdb10(op::READ_10, BLOCKS as u32, 0), None));
     check(&run(&lu, &n, &cdb10(op::READ_10, BLOCKS as u32 + 1, 0), None), 5, 0x21, 0);
@@ -64,8 +63,7 @@ fn fua_write_and_dpo_are_accepted() {
 
 #[test]
 fn short_write_data_out_writes_only_the_blocks_sent() {
-    let lu = lu(512, 512);
-    let n = nexus(1);
+    let (lu, n) = lu_and_nexus();
     good(&run(&lu, &n, &cdb10(op::WRITE_10, 0, 2), Some(&[b'a'; 1024])));
     // The initiator's expected length covers one of two blocks: the first block is written,
     // the second keeps its data (the transport reports the overflow residual).
@@ -96,8 +94,7 @@ fn short_write_data_out_writes_only_the_blocks_sent() {
 
 #[test]
 fn verify_bytchk_modes_and_miscompare_information() {
-    let lu = lu(512, 512);
-    let n = nexus(1);
+    let (lu, n) = lu_and_nexus();
     let data: Vec<u8> = (0..1024).map(|i| (i % 251) as u8).collect();
     good(&run(&lu, &n, &cdb10(op::WRITE_10, 10, 2), Some(&data)));
     let mut v = cdb10(op::VERIFY_10, 10, 2);
@@ -124,8 +121,7 @@ fn verify_bytchk_modes_and_miscompare_information() {
 
 #[test]
 fn write_and_verify_writes() {
-    let lu = lu(512, 512);
-    let n = nexus(1);
+    let (lu, n) = lu_and_nexus();
     let mut c = cdb10(op::WRITE_AND_VERIFY_10, 3, 1);
     c[1] = 0x02;
     good(&run(&lu, &n, &c, Some(&[0xA6; 512])));
@@ -145,8 +141,7 @@ fn caw(lba: u64, blocks: u8) -> [u8; 16] {
 
 #[test]
 fn compare_and_write_success_miscompare_and_limits() {
-    let lu = lu(512, 512);
-    let n = nexus(1);
+    let (lu, n) = lu_and_nexus();
     good(&run(&lu, &n, &cdb10(op::WRITE_10, 0, 1), Some(&[b'A'; 512])));
     let mut d = vec![b'A'; 512];
     d.extend_from_slice(&[b'B'; 512]);
@@ -169,8 +164,7 @@ fn compare_and_write_success_miscompare_and_limits() {
 
 #[test]
 fn orwrite_ors_into_existing_data() {
-    let lu = lu(512, 512);
-    let n = nexus(1);
+    let (lu, n) = lu_and_nexus();
     good(&run(&lu, &n, &cdb10(op::WRITE_10, 7, 2), Some(&[0xA5; 1024])));
     good(&run(&lu, &n, &cdb16(op::ORWRITE_16, 7, 2), Some(&[0x5A; 1024])));
     assert_eq!(good(&run(&lu, &n, &cdb10(op::READ_10, 7, 2), None)), vec![0xFF; 1024]);
@@ -186,8 +180,7 @@ fn ws10(lba: u32, blocks: u16, flags: u8) -> [u8; 10] {
 
 #[test]
 fn write_same_repeats_the_block_across_pieces() {
-    let lu = lu(512, 512);
-    let n = nexus(1);
+    let (lu, n) = lu_and_nexus();
     good(&run(&lu, &n, &ws10(1, 3, 0), Some(&[0x42; 512])));
     assert_eq!(
         good(&run(&lu, &n, &cdb10(op::READ_10, 0, 5), None)),
@@ -250,8 +243,7 @@ fn unmap_cdb(len: usize) -> [u8; 10] {
 
 #[test]
 fn unmap_deallocates_and_validates() {
-    let lu = lu(512, 512);
-    let n = nexus(1);
+    let (lu, n) = lu_and_nexus();
     good(&run(&lu, &n, &cdb10(op::WRITE_10, 0, 4), Some(&[b'a'; 2048])));
     let l = unmap_list(&[(1, 2), (BLOCKS, 0)]);
     good(&run(&lu, &n, &unmap_cdb(l.len()), Some(&l)));
@@ -271,8 +263,7 @@ fn unmap_deallocates_and_validates() {
 
 #[test]
 fn get_lba_status_reports_runs() {
-    let lu = lu(512, 512);
-    let n = nexus(1);
+    let (lu, n) = lu_and_nexus();
     let mut c = cdb16(op::SERVICE_ACTION_IN_16, 0, 24);
     c[1] = op::SA_GET_LBA_STATUS;
     let d = good(&run(&lu, &n, &c, None));

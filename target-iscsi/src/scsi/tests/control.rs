@@ -10,8 +10,7 @@ fn inquiry(evpd: bool, page: u8, alloc: u16) -> [u8; 6] {
 
 #[test]
 fn standard_inquiry_and_errors() {
-    let lu = lu(512, 512);
-    let n = nexus(1);
+    let (lu, n) = lu_and_nexus();
     let d = good(&run(&lu, &n, &inquiry(false, 0, 255), None));
     assert_eq!(d.len(), 96);
     assert_eq!((d[0], d[2], d[3], d[4], d[7]), (0, 6, 0x12, 91, 0x02));
@@ -55,9 +54,8 @@ fn vpd_pages() {
 
 #[test]
 fn request_sense_returns_and_clears_unit_attention() {
-    let lu = lu(512, 512);
-    let n = nexus(1);
-    good(&run(&lu, &n, &[op::TEST_UNIT_READY, 0, 0, 0, 0, 0], None));
+    let (lu, n) = lu_and_nexus();
+    good(&run(&lu, &n, &TEST_UNIT_READY_6, None));
     lu.capacity_changed();
     let d = good(&run(&lu, &n, &[op::REQUEST_SENSE, 0, 0, 0, 252, 0], None));
     assert_eq!((d[0], d[2], d[12], d[13]), (0x70, 6, 0x2A, 0x09));
@@ -67,16 +65,15 @@ fn request_sense_returns_and_clears_unit_attention() {
 
 #[test]
 fn unit_attention_reported_once_and_inquiry_exempt() {
-    let lu = lu(512, 512);
-    let (a, b) = (nexus(1), nexus(2));
-    good(&run(&lu, &a, &[op::TEST_UNIT_READY, 0, 0, 0, 0, 0], None));
-    good(&run(&lu, &b, &[op::TEST_UNIT_READY, 0, 0, 0, 0, 0], None));
+    let (lu, a, b) = lu_and_two_nexuses();
+    good(&run(&lu, &a, &TEST_UNIT_READY_6, None));
+    good(&run(&lu, &b, &TEST_UNIT_READY_6, None));
     lu.lun_reset(&a);
     good(&run(&lu, &a, &inquiry(false, 0, 36), None));
     check(&run(&lu, &a, &cdb10(op::READ_10, 0, 1), None), 6, 0x29, 0x03);
     good(&run(&lu, &a, &cdb10(op::READ_10, 0, 1), None));
-    check(&run(&lu, &b, &[op::TEST_UNIT_READY, 0, 0, 0, 0, 0], None), 6, 0x29, 0x03);
-    good(&run(&lu, &b, &[op::TEST_UNIT_READY, 0, 0, 0, 0, 0], None));
+    check(&run(&lu, &b, &TEST_UNIT_READY_6, None), 6, 0x29, 0x03);
+    good(&run(&lu, &b, &TEST_UNIT_READY_6, None));
 }
 
 #[test]
@@ -84,8 +81,8 @@ fn new_nexus_unit_attention_when_configured() {
     let mut cfg = LunConfig::new("iqn.t", 0);
     cfg.unit_attention_on_new_nexus = true;
     let lu = lu_with(512, 512, cfg);
-    check(&run(&lu, &nexus(1), &[op::TEST_UNIT_READY, 0, 0, 0, 0, 0], None), 6, 0x29, 0);
-    good(&run(&lu, &nexus(1), &[op::TEST_UNIT_READY, 0, 0, 0, 0, 0], None));
+    check(&run(&lu, &nexus(1), &TEST_UNIT_READY_6, None), 6, 0x29, 0);
+    good(&run(&lu, &nexus(1), &TEST_UNIT_READY_6, None));
 }
 
 fn mode_sense6(pc: u8, page: u8, dbd: bool) -> [u8; 6] {
@@ -94,9 +91,8 @@ fn mode_sense6(pc: u8, page: u8, dbd: bool) -> [u8; 6] {
 
 #[test]
 fn mode_select_switches_write_cache_dsense_and_raises_ua() {
-    let lu = lu(512, 512);
-    let (a, b) = (nexus(1), nexus(2));
-    good(&run(&lu, &b, &[op::TEST_UNIT_READY, 0, 0, 0, 0, 0], None));
+    let (lu, a, b) = lu_and_two_nexuses();
+    good(&run(&lu, &b, &TEST_UNIT_READY_6, None));
     let d = good(&run(&lu, &a, &mode_sense6(0, mode::PAGE_CACHING, true), None));
     assert_eq!(d[4 + 2] & 0x04, 0x04, "WCE on");
     let mut caching = d[4..].to_vec();
@@ -105,8 +101,8 @@ fn mode_select_switches_write_cache_dsense_and_raises_ua() {
     list.extend_from_slice(&caching);
     good(&run(&lu, &a, &[op::MODE_SELECT_6, 0x10, 0, 0, list.len() as u8, 0], Some(&list)));
     assert!(!lu.volume.write_cache());
-    check(&run(&lu, &b, &[op::TEST_UNIT_READY, 0, 0, 0, 0, 0], None), 6, 0x2A, 0x01);
-    good(&run(&lu, &a, &[op::TEST_UNIT_READY, 0, 0, 0, 0, 0], None));
+    check(&run(&lu, &b, &TEST_UNIT_READY_6, None), 6, 0x2A, 0x01);
+    good(&run(&lu, &a, &TEST_UNIT_READY_6, None));
     // D_SENSE on: errors come back in descriptor format.
     let d = good(&run(&lu, &a, &mode_sense6(0, mode::PAGE_CONTROL, true), None));
     let mut control = d[4..].to_vec();
@@ -123,8 +119,7 @@ fn mode_select_switches_write_cache_dsense_and_raises_ua() {
 
 #[test]
 fn software_write_protect_blocks_writes() {
-    let lu = lu(512, 512);
-    let n = nexus(1);
+    let (lu, n) = lu_and_nexus();
     let d = good(&run(&lu, &n, &mode_sense6(0, mode::PAGE_CONTROL, true), None));
     let mut list = vec![0, 0, 0, 0];
     list.extend_from_slice(&d[4..]);
@@ -174,8 +169,7 @@ fn rsoc(rctd: bool, options: u8, opcode: u8, sa: u16) -> [u8; 12] {
 
 #[test]
 fn report_supported_opcodes_all_one_and_timeouts() {
-    let lu = lu(512, 512);
-    let n = nexus(1);
+    let (lu, n) = lu_and_nexus();
     let d = good(&run(&lu, &n, &rsoc(false, 0, 0, 0), None));
     let len = u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize;
     // Every command of the table except SANITIZE BLOCK ERASE (not enabled by default).
@@ -238,9 +232,9 @@ fn target_routes_reports_luns_and_handles_missing_lun() {
     assert_eq!(d[8 + 8 + 1], 5);
     let r = block_on(t.execute(&n, 3, &inquiry(false, 0, 96), None));
     assert_eq!(good(&r)[0], 0x7F);
-    let r = block_on(t.execute(&n, 3, &[op::TEST_UNIT_READY, 0, 0, 0, 0, 0], None));
+    let r = block_on(t.execute(&n, 3, &TEST_UNIT_READY_6, None));
     check(&r, 5, 0x25, 0);
-    assert!(t.prepare(&n, 3, &[op::TEST_UNIT_READY, 0, 0, 0, 0, 0], 0).is_err());
+    assert!(t.prepare(&n, 3, &TEST_UNIT_READY_6, 0).is_err());
     let r = block_on(t.execute(&n, 5, &cdb10(op::READ_10, 0, 1), None));
     assert_eq!(good(&r).len(), 4096);
     let r = block_on(t.execute(&n, 3, &[op::REQUEST_SENSE, 0, 0, 0, 18, 0], None));

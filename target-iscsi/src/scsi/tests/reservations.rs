@@ -44,8 +44,7 @@ fn write_ok(lu: &LogicalUnit, n: &ItNexus) -> bool {
 
 #[test]
 fn register_unregister_and_generation() {
-    let lu = lu(512, 512);
-    let n = nexus(1);
+    let (lu, n) = lu_and_nexus();
     good(&out(&lu, &n, REGISTER, 0, 0, 0xAB));
     assert_eq!(keys(&lu, &n), (1, vec![0xAB]));
     assert_eq!(out(&lu, &n, REGISTER, 0, 0x99, 0xCD).status, ScsiStatus::ReservationConflict);
@@ -73,8 +72,7 @@ fn access_table_for_all_six_types() {
         (8, true, true, false, false),
     ];
     for (t, rr, rw, ur, uw) in table {
-        let lu = lu(512, 512);
-        let (a, b) = (nexus(1), nexus(2));
+        let (lu, a, b) = lu_and_two_nexuses();
         good(&out(&lu, &a, REGISTER, 0, 0, 0xA));
         good(&out(&lu, &b, REGISTER, 0, 0, 0xB));
         good(&out(&lu, &a, RESERVE, t, 0xA, 0));
@@ -95,8 +93,7 @@ fn access_table_for_all_six_types() {
 
 #[test]
 fn reserve_conflicts_release_type_mismatch_and_ownership() {
-    let lu = lu(512, 512);
-    let (a, b) = (nexus(1), nexus(2));
+    let (lu, a, b) = lu_and_two_nexuses();
     assert_eq!(out(&lu, &a, RESERVE, 1, 0, 0).status, ScsiStatus::ReservationConflict);
     good(&out(&lu, &a, REGISTER, 0, 0, 0xA));
     good(&out(&lu, &b, REGISTER, 0, 0, 0xB));
@@ -119,13 +116,12 @@ fn reserve_conflicts_release_type_mismatch_and_ownership() {
 
 #[test]
 fn preempt_removes_registration_and_raises_ua() {
-    let lu = lu(512, 512);
-    let (a, b) = (nexus(1), nexus(2));
+    let (lu, a, b) = lu_and_two_nexuses();
     good(&out(&lu, &a, REGISTER, 0, 0, 0xA));
     good(&out(&lu, &b, REGISTER, 0, 0, 0xB));
     let (gen, _) = keys(&lu, &a);
     good(&out(&lu, &b, PREEMPT, 3, 0xB, 0xA));
-    check(&run(&lu, &a, &[op::TEST_UNIT_READY, 0, 0, 0, 0, 0], None), 6, 0x2A, 0x05);
+    check(&run(&lu, &a, &TEST_UNIT_READY_6, None), 6, 0x2A, 0x05);
     assert_eq!(keys(&lu, &a), (gen + 1, vec![0xB]));
     assert_eq!(out(&lu, &b, PREEMPT, 3, 0xB, 0x77).status, ScsiStatus::ReservationConflict);
     check(&out(&lu, &b, PREEMPT, 3, 0xB, 0), 5, 0x26, 0);
@@ -139,8 +135,7 @@ fn preempt_removes_registration_and_raises_ua() {
 
 #[test]
 fn clear_and_report_capabilities_and_full_status() {
-    let lu = lu(512, 512);
-    let (a, b) = (nexus(1), nexus(2));
+    let (lu, a, b) = lu_and_two_nexuses();
     good(&out(&lu, &a, REGISTER, 0, 0, 0xA));
     good(&out(&lu, &b, REGISTER, 0, 0, 0xB));
     good(&out(&lu, &a, RESERVE, 1, 0xA, 0));
@@ -152,7 +147,7 @@ fn clear_and_report_capabilities_and_full_status() {
     let caps = prin(&lu, &a, 2);
     assert_eq!(&caps[..6], &[0, 8, 0x04, 0x90, 0xEA, 0x01]);
     good(&out(&lu, &a, CLEAR, 0, 0xA, 0));
-    check(&run(&lu, &b, &[op::TEST_UNIT_READY, 0, 0, 0, 0, 0], None), 6, 0x2A, 0x03);
+    check(&run(&lu, &b, &TEST_UNIT_READY_6, None), 6, 0x2A, 0x03);
     assert_eq!(keys(&lu, &a).1, Vec::<u64>::new());
     check(
         &run(&lu, &a, &[op::PERSISTENT_RESERVE_IN, 4, 0, 0, 0, 0, 0, 0x10, 0, 0], None),
@@ -164,8 +159,7 @@ fn clear_and_report_capabilities_and_full_status() {
 
 #[test]
 fn parameter_list_errors_spec_i_pt_and_aptpl() {
-    let lu = lu(512, 512);
-    let n = nexus(1);
+    let (lu, n) = lu_and_nexus();
     let (c, l) = prout(REGISTER, 0, 0, 0xA, 0x08);
     check(&run(&lu, &n, &c, Some(&l)), 5, 0x26, 0);
     let (c, l) = prout(REGISTER, 0, 0, 0xA, 0x01);
@@ -196,8 +190,7 @@ fn aptpl_state_survives_restart() {
 
 #[test]
 fn register_and_move_transfers_the_reservation() {
-    let lu = lu(512, 512);
-    let (a, b) = (nexus(1), nexus(2));
+    let (lu, a, b) = lu_and_two_nexuses();
     good(&out(&lu, &a, REGISTER, 0, 0, 0xA));
     good(&out(&lu, &a, RESERVE, 3, 0xA, 0));
     let tid = reservation::iscsi_transport_id(&b.initiator_port);
@@ -217,8 +210,7 @@ fn register_and_move_transfers_the_reservation() {
 
 #[test]
 fn spc2_reserve_release_conflicts_and_reset() {
-    let lu = lu(512, 512);
-    let (a, b) = (nexus(1), nexus(2));
+    let (lu, a, b) = lu_and_two_nexuses();
     good(&run(&lu, &a, &[op::RESERVE_6, 0, 0, 0, 0, 0], None));
     good(&run(&lu, &a, &[op::RESERVE_6, 0, 0, 0, 0, 0], None));
     assert_eq!(
@@ -241,7 +233,7 @@ fn spc2_reserve_release_conflicts_and_reset() {
     good(&run(&lu, &b, &[op::RESERVE_6, 0, 0, 0, 0, 0], None));
     // PR registrations make SPC-2 RESERVE conflict.
     good(&run(&lu, &b, &[op::RELEASE_6, 0, 0, 0, 0, 0], None));
-    check(&run(&lu, &a, &[op::TEST_UNIT_READY, 0, 0, 0, 0, 0], None), 6, 0x29, 0x03);
+    check(&run(&lu, &a, &TEST_UNIT_READY_6, None), 6, 0x29, 0x03);
     good(&out(&lu, &a, REGISTER, 0, 0, 0xA));
     assert_eq!(
         run(&lu, &a, &[op::RESERVE_6, 0, 0, 0, 0, 0], None).status,

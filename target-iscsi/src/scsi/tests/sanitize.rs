@@ -153,7 +153,7 @@ fn immediate_sanitize_runs_on_the_reactor_and_blocks_other_commands() {
     let mut c = sanitize(op::SA_SANITIZE_OVERWRITE, list.len());
     c[1] |= 0x80; // IMMED
     good(&exec(&c, Some(&list)));
-    let sense = check(&exec(&[op::TEST_UNIT_READY, 0, 0, 0, 0, 0], None), 2, 0x04, 0x1B);
+    let sense = check(&exec(&TEST_UNIT_READY_6, None), 2, 0x04, 0x1B);
     assert_eq!(sense[15], 0x80, "progress indication");
     check(&exec(&cdb16(op::READ_16, 0, 1), None), 2, 0x04, 0x1B);
     check(&exec(&c, Some(&list)), 2, 0x04, 0x1B);
@@ -163,7 +163,7 @@ fn immediate_sanitize_runs_on_the_reactor_and_blocks_other_commands() {
     let mut ready = false;
     for _ in 0..200 {
         reactor.block_on(drivers::executor::sleep(Duration::from_millis(10)));
-        if exec(&[op::TEST_UNIT_READY, 0, 0, 0, 0, 0], None).status == ScsiStatus::Good {
+        if exec(&TEST_UNIT_READY_6, None).status == ScsiStatus::Good {
             ready = true;
             break;
         }
