@@ -12,7 +12,7 @@ use drivers::executor;
 
 use crate::digest::DigestKind;
 use crate::ffp::{ConnEnd, Established, FfpParams, QUEUE_DEPTH};
-use crate::login::{ClaimedSession, Login, LoginOutcome, LoginResult, SessionKind};
+use crate::login::{ClaimedSession, Login, LoginOutcome, LoginReply, LoginResult, SessionKind};
 use crate::login_failures::{Failure, FailureReason};
 use crate::negotiation::LOGIN_MAX_RECV_DATA_SEGMENT_LENGTH;
 use crate::pdu::{LoginRequest, LoginStatus, Opcode, StatusSns};
@@ -165,78 +165,86 @@ async fn login_phase<T: Transport>(
                 return LoginEnd::Failed { reason: FailureReason::of(status), answer };
             }
             LoginOutcome::FullFeature(result) => {
-                let result: LoginResult = *result;
-                if result.tsih_requested != 0 {
-                    // One connection per session (MaxConnections=1): no connection joins an
-                    // existing session.
-                    let status = if server.sessions.exists(result.tsih_requested) {
-                        LoginStatus::TooManyConnections
-                    } else {
-                        LoginStatus::SessionDoesNotExist
-                    };
-                    let mut response = reply.response;
-                    response.status = status;
-                    response.transit = false;
-                    response.nsg = None;
-                    return LoginEnd::protocol(Some(reply_item(response, Vec::new())));
-                }
-                let (target, target_name) = match result.kind {
-                    SessionKind::Discovery => (None, String::new()),
-                    SessionKind::Normal { target_index } => {
-                        let node = server
-                            .login
-                            .targets
-                            .get(target_index)
-                            .and_then(|t| server.target(&t.name));
-                        let Some(node) = node else { return LoginEnd::protocol(None) };
-                        (Some(Arc::clone(node)), node.name.clone())
-                    }
-                };
-                let key = SessionKey {
-                    initiator_name: result.initiator_name.to_ascii_lowercase(),
-                    isid: result.isid.0,
-                    target_name: target_name.to_ascii_lowercase(),
-                };
-                let shard = executor::current_shard();
-                let (tsih, _reinstated) =
-                    server.sessions.register(key, transport.registry_handle(), shard);
-                let mut response = reply.response;
-                response.tsih = tsih;
-                sender.push(reply_item(response, reply.text));
-                let nexus = ItNexus::new(
-                    server.next_nexus_id(),
-                    &result.initiator_name,
-                    result.isid.0,
-                    if target_name.is_empty() { "discovery" } else { &target_name },
-                    portal.group_tag,
-                );
-                if let Some(t) = &target {
-                    t.scsi.nexus_established(&nexus);
-                }
-                let params = FfpParams {
-                    initiator_max_recv_segment: result.connection.max_xmit_data_segment_length,
-                    target_max_recv_segment: result.connection.max_recv_data_segment_length,
-                    first_burst_length: result.session.first_burst_length,
-                    max_burst_length: result.session.max_burst_length,
-                    max_outstanding_r2t: u32::from(result.session.max_outstanding_r2t),
-                    immediate_data: result.session.immediate_data,
-                    initial_r2t: result.session.initial_r2t,
-                    digests: to_digests(
-                        result.connection.header_digest,
-                        result.connection.data_digest,
-                    ),
-                };
-                return LoginEnd::Established(Established {
-                    params,
-                    target,
-                    nexus,
-                    tsih,
-                    stat_sn,
-                    exp_cmd_sn: req.cmd_sn,
-                    tpgt: portal.group_tag,
-                });
+                return establish(server, transport, sender, portal, &result, reply);
             }
         }
+    }
+}
+
+/// Registers the session a login completed and answers the last Login Request (its StatSN
+/// and ExpCmdSN already set): the handoff to the full-feature phase, or the refusal of a
+/// connection that tries to join an existing session.
+fn establish<T: Transport>(
+    server: &Arc<Server>,
+    transport: &T,
+    sender: &Sender,
+    portal: Portal,
+    result: &LoginResult,
+    reply: LoginReply,
+) -> LoginEnd {
+    let mut response = reply.response;
+    if result.tsih_requested != 0 {
+        // One connection per session (MaxConnections=1): no connection joins an existing
+        // session.
+        response.status = if server.sessions.exists(result.tsih_requested) {
+            LoginStatus::TooManyConnections
+        } else {
+            LoginStatus::SessionDoesNotExist
+        };
+        response.transit = false;
+        response.nsg = None;
+        return LoginEnd::protocol(Some(reply_item(response, Vec::new())));
+    }
+    let (target, target_name) = match result.kind {
+        SessionKind::Discovery => (None, String::new()),
+        SessionKind::Normal { target_index } => {
+            let node = server.login.targets.get(target_index).and_then(|t| server.target(&t.name));
+            let Some(node) = node else { return LoginEnd::protocol(None) };
+            (Some(Arc::clone(node)), node.name.clone())
+        }
+    };
+    let key = SessionKey {
+        initiator_name: result.initiator_name.to_ascii_lowercase(),
+        isid: result.isid.0,
+        target_name: target_name.to_ascii_lowercase(),
+    };
+    let shard = executor::current_shard();
+    let (tsih, _reinstated) = server.sessions.register(key, transport.registry_handle(), shard);
+    let sns = response.sns;
+    response.tsih = tsih;
+    sender.push(reply_item(response, reply.text));
+    let nexus = ItNexus::new(
+        server.next_nexus_id(),
+        &result.initiator_name,
+        result.isid.0,
+        if target_name.is_empty() { "discovery" } else { &target_name },
+        portal.group_tag,
+    );
+    if let Some(t) = &target {
+        t.scsi.nexus_established(&nexus);
+    }
+    LoginEnd::Established(Established {
+        params: ffp_params(result),
+        target,
+        nexus,
+        tsih,
+        stat_sn: sns.stat_sn.wrapping_add(1),
+        exp_cmd_sn: sns.exp_cmd_sn,
+        tpgt: portal.group_tag,
+    })
+}
+
+/// The full-feature phase's parameters from the negotiated keys.
+fn ffp_params(result: &LoginResult) -> FfpParams {
+    FfpParams {
+        initiator_max_recv_segment: result.connection.max_xmit_data_segment_length,
+        target_max_recv_segment: result.connection.max_recv_data_segment_length,
+        first_burst_length: result.session.first_burst_length,
+        max_burst_length: result.session.max_burst_length,
+        max_outstanding_r2t: u32::from(result.session.max_outstanding_r2t),
+        immediate_data: result.session.immediate_data,
+        initial_r2t: result.session.initial_r2t,
+        digests: to_digests(result.connection.header_digest, result.connection.data_digest),
     }
 }
 
