@@ -137,23 +137,31 @@ impl Initiator {
     /// # Errors
     /// Socket errors, or the target's refusal.
     pub fn login(addr: SocketAddr, opts: &LoginOptions) -> Result<Initiator> {
+        Initiator::connect(addr, opts, false)
+    }
+
+    /// Connects and logs in, to a discovery session or a normal one. A discovery session
+    /// sends no unsolicited data and asks for no digests.
+    fn connect(addr: SocketAddr, opts: &LoginOptions, discovery: bool) -> Result<Initiator> {
         let stream = TcpStream::connect_timeout(&addr, opts.timeout)?;
         stream.set_read_timeout(Some(opts.timeout))?;
-        stream.set_write_timeout(Some(opts.timeout))?;
-        stream.set_nodelay(true)?;
+        if !discovery {
+            stream.set_write_timeout(Some(opts.timeout))?;
+            stream.set_nodelay(true)?;
+        }
         let mut ini = Initiator {
             stream,
             cmd_sn: 1,
             exp_stat_sn: 0,
             next_itt: 1,
             target_max_recv_segment: 8192,
-            first_burst_length: 65536,
-            immediate_data: true,
+            first_burst_length: if discovery { 0 } else { 65536 },
+            immediate_data: !discovery,
             initial_r2t: true,
             digests: false,
-            want_digests: opts.digests,
+            want_digests: opts.digests && !discovery,
         };
-        ini.do_login(opts, false)?;
+        ini.do_login(opts, discovery)?;
         Ok(ini)
     }
 
@@ -162,21 +170,7 @@ impl Initiator {
     /// # Errors
     /// Socket errors, or the target's refusal.
     pub fn discover(addr: SocketAddr, opts: &LoginOptions) -> Result<String> {
-        let stream = TcpStream::connect_timeout(&addr, opts.timeout)?;
-        stream.set_read_timeout(Some(opts.timeout))?;
-        let mut ini = Initiator {
-            stream,
-            cmd_sn: 1,
-            exp_stat_sn: 0,
-            next_itt: 1,
-            target_max_recv_segment: 8192,
-            first_burst_length: 0,
-            immediate_data: false,
-            initial_r2t: true,
-            digests: false,
-            want_digests: false,
-        };
-        ini.do_login(opts, true)?;
+        let mut ini = Initiator::connect(addr, opts, true)?;
         let mut text = TextBuilder::new();
         text.push("SendTargets", "All");
         let data = text.into_bytes();

@@ -165,19 +165,12 @@ fn discovery_session() {
 
 #[test]
 fn missing_initiator_name_and_target_name() {
-    let c = config();
-    let r = step(
-        &mut Login::new(),
-        &c,
-        req(Stage::LoginOperationalNegotiation, None),
-        &format!("TargetName={TARGET}"),
-    );
+    let r =
+        first_step(req(Stage::LoginOperationalNegotiation, None), &format!("TargetName={TARGET}"));
     assert_eq!(r.outcome, LoginOutcome::Fail(LoginStatus::MissingParameter));
     assert_eq!(r.response.status.class(), 2);
     assert_eq!(r.response.status.detail(), 7);
-    let r = step(
-        &mut Login::new(),
-        &c,
+    let r = first_step(
         req(Stage::LoginOperationalNegotiation, None),
         &format!("InitiatorName={INITIATOR}"),
     );
@@ -341,12 +334,7 @@ fn transit_before_authentication_is_held() {
 fn discovery_chap_required() {
     let mut c = config();
     c.discovery_chap = Some(chap_creds(false));
-    let r = step(
-        &mut Login::new(),
-        &c,
-        op_to_ffp(),
-        &format!("InitiatorName={INITIATOR};SessionType=Discovery"),
-    );
+    let r = first_step(op_to_ffp(), &format!("InitiatorName={INITIATOR};SessionType=Discovery"));
     assert_eq!(r.outcome, LoginOutcome::Fail(LoginStatus::AuthenticationFailure));
 }
 
@@ -398,12 +386,9 @@ fn duplicate_key_across_pdus_fails() {
 
 #[test]
 fn non_leading_login_reports_tsih() {
-    let c = config();
     let mut r = op_to_ffp();
     r.tsih = 7;
-    let reply = step(
-        &mut Login::new(),
-        &c,
+    let reply = first_step(
         r,
         &format!("InitiatorName={INITIATOR};TargetName={TARGET};MaxRecvDataSegmentLength=8192"),
     );
