@@ -334,7 +334,8 @@ fn transit_before_authentication_is_held() {
 fn discovery_chap_required() {
     let mut c = config();
     c.discovery_chap = Some(chap_creds(false));
-    let r = first_step(op_to_ffp(), &format!("InitiatorName={INITIATOR};SessionType=Discovery"));
+    let t = format!("InitiatorName={INITIATOR};SessionType=Discovery");
+    let r = step(&mut Login::new(), &c, op_to_ffp(), &t);
     assert_eq!(r.outcome, LoginOutcome::Fail(LoginStatus::AuthenticationFailure));
 }
 
