@@ -440,7 +440,8 @@ impl LogicalUnit {
                 opcode,
                 service_action,
                 allocation_length,
-            } => self.report_supported_opcodes(
+            } => super::opcodes::report_supported_opcodes(
+                self.capabilities(),
                 rctd,
                 options,
                 opcode,

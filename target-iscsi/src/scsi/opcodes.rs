@@ -209,21 +209,13 @@ pub fn report_supported_tmfs(repd: bool, allocation_length: u32) -> Option<IoBuf
 }
 
 impl LogicalUnit {
-    /// REPORT SUPPORTED OPERATION CODES for this LU.
-    pub(super) fn report_supported_opcodes(
-        &self,
-        rctd: bool,
-        options: u8,
-        opcode: u8,
-        service_action: u16,
-        allocation_length: u32,
-    ) -> ScsiResult {
+    /// The optional commands this LU supports (what REPORT SUPPORTED OPERATION CODES lists).
+    pub(super) fn capabilities(&self) -> Capabilities {
         let g = self.geometry();
-        let caps = Capabilities {
+        Capabilities {
             thin: g.thin_provisioned,
             block_erase: super::sanitize::block_erase_supported(&g, self.config.block_erase),
-        };
-        report_supported_opcodes(caps, rctd, options, opcode, service_action, allocation_length)
+        }
     }
 }
 
