@@ -453,18 +453,28 @@ mod tests {
         );
     }
 
+    /// An initiator's answer that also challenges the target (mutual CHAP).
+    fn mutual_reply<'a>(
+        name: &'a str,
+        response: &'a str,
+        identifier: &'a str,
+        challenge: &'a str,
+    ) -> ChapReply<'a> {
+        ChapReply {
+            name: Some(name),
+            response: Some(response),
+            identifier: Some(identifier),
+            challenge: Some(challenge),
+        }
+    }
+
     #[test]
     fn mutual_chap_answers_with_target_secret() {
         let c = creds(true);
         let ex = ChapExchange::with_challenge(ChapAlgorithm::Sha256, 3, vec![0x22; 32]);
         let r = encode_hex(&ChapAlgorithm::Sha256.response(3, b"initiator-secret", &[0x22; 32]));
         let ic = encode_hex(&[0x33; 32]);
-        let reply = ChapReply {
-            name: Some("alice"),
-            response: Some(&r),
-            identifier: Some("200"),
-            challenge: Some(&ic),
-        };
+        let reply = mutual_reply("alice", &r, "200", &ic);
         let mut out = TextBuilder::new();
         ex.verify(&c, &reply, &mut out).expect("authenticates");
         let p = pairs(&out);
@@ -478,12 +488,7 @@ mod tests {
         let ex = ChapExchange::with_challenge(ChapAlgorithm::Md5, 3, vec![0x22; 16]);
         let r = encode_hex(&ChapAlgorithm::Md5.response(3, b"initiator-secret", &[0x22; 16]));
         let reflected = encode_hex(&[0x22; 16]);
-        let reply = ChapReply {
-            name: Some("alice"),
-            response: Some(&r),
-            identifier: Some("1"),
-            challenge: Some(&reflected),
-        };
+        let reply = mutual_reply("alice", &r, "1", &reflected);
         assert_eq!(
             ex.verify(&creds(true), &reply, &mut TextBuilder::new()),
             Err(ChapError::ReflectedChallenge)

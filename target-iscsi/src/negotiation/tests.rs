@@ -30,15 +30,21 @@ fn normal() -> Negotiator {
     Negotiator::new(TargetLimits::default(), SessionType::Normal, true)
 }
 
+/// A new normal session's negotiator offered `text`, and its response.
+fn normal_run(text: &str) -> (Negotiator, Vec<(String, String)>) {
+    let mut n = normal();
+    let r = run(&mut n, text).expect("ok");
+    (n, r)
+}
+
 /// The answer to `key` when a new normal session's negotiator is offered `text`.
 fn normal_answer(text: &str, key: &str) -> Option<String> {
-    answer(&run(&mut normal(), text).expect("ok"), key)
+    answer(&normal_run(text).1, key)
 }
 
 #[test]
 fn digests_first_acceptable_in_initiator_order() {
-    let mut n = normal();
-    let r = run(&mut n, "HeaderDigest=CRC32C,None;DataDigest=None,CRC32C").expect("ok");
+    let (n, r) = normal_run("HeaderDigest=CRC32C,None;DataDigest=None,CRC32C");
     assert_answers(&r, &[("HeaderDigest", "CRC32C"), ("DataDigest", "None")]);
     assert_eq!(n.connection().header_digest, DigestKind::Crc32c);
     assert_eq!(n.connection().data_digest, DigestKind::None);
@@ -87,18 +93,15 @@ fn numeric_minimum_keys() {
     assert_eq!(s.default_time2retain_s, 0);
     assert_eq!(s.error_recovery_level, 0);
 
-    let mut n = normal();
-    let r = run(&mut n, "MaxBurstLength=65536;MaxOutstandingR2T=1").expect("ok");
+    let (_, r) = normal_run("MaxBurstLength=65536;MaxOutstandingR2T=1");
     assert_answers(&r, &[("MaxBurstLength", "65536"), ("MaxOutstandingR2T", "1")]);
 }
 
 #[test]
 fn numeric_maximum_time2wait() {
-    let mut n = normal();
-    let r = run(&mut n, "DefaultTime2Wait=0").expect("ok");
+    let (_, r) = normal_run("DefaultTime2Wait=0");
     assert_eq!(answer(&r, "DefaultTime2Wait").as_deref(), Some("2"));
-    let mut n = normal();
-    let r = run(&mut n, "DefaultTime2Wait=10").expect("ok");
+    let (n, r) = normal_run("DefaultTime2Wait=10");
     assert_eq!(answer(&r, "DefaultTime2Wait").as_deref(), Some("10"));
     assert_eq!(n.session().default_time2wait_s, 10);
 }
@@ -119,8 +122,7 @@ fn boolean_and_or() {
         ],
     );
 
-    let mut n = normal();
-    let r = run(&mut n, "InitialR2T=Yes;ImmediateData=Yes").expect("ok");
+    let (_, r) = normal_run("InitialR2T=Yes;ImmediateData=Yes");
     assert_answers(&r, &[("InitialR2T", "Yes"), ("ImmediateData", "Yes")]);
 
     let limits = TargetLimits { immediate_data: false, ..TargetLimits::default() };
@@ -138,8 +140,7 @@ fn first_burst_irrelevant_and_capped() {
     let r = run(&mut n, "FirstBurstLength=65536;InitialR2T=Yes;ImmediateData=No").expect("ok");
     assert_eq!(answer(&r, "FirstBurstLength").as_deref(), Some("Irrelevant"));
 
-    let mut n = normal();
-    let r = run(&mut n, "FirstBurstLength=16776192;MaxBurstLength=131072").expect("ok");
+    let (n, r) = normal_run("FirstBurstLength=16776192;MaxBurstLength=131072");
     assert_eq!(answer(&r, "FirstBurstLength").as_deref(), Some("131072"));
     let (s, _) = n.finish().expect("ok");
     assert!(s.first_burst_length <= s.max_burst_length);
@@ -175,8 +176,7 @@ fn hex_numbers_accepted() {
 
 #[test]
 fn max_recv_data_segment_length_is_declarative() {
-    let mut n = normal();
-    let r = run(&mut n, "MaxRecvDataSegmentLength=65536").expect("ok");
+    let (n, r) = normal_run("MaxRecvDataSegmentLength=65536");
     // The target does not answer the key, it declares its own value.
     assert_eq!(answer(&r, "MaxRecvDataSegmentLength").as_deref(), Some("262144"));
     assert_eq!(r.len(), 1);
@@ -198,8 +198,7 @@ fn declaratives_recorded_without_answer() {
 
 #[test]
 fn unknown_and_extension_keys_not_understood() {
-    let mut n = normal();
-    let r = run(&mut n, "X-com.example.Foo=1;X#Bar=2;FutureKey=3").expect("ok");
+    let (_, r) = normal_run("X-com.example.Foo=1;X#Bar=2;FutureKey=3");
     assert_answers(
         &r,
         &[
@@ -212,8 +211,7 @@ fn unknown_and_extension_keys_not_understood() {
 
 #[test]
 fn obsolete_marker_keys() {
-    let mut n = normal();
-    let r = run(&mut n, "IFMarker=No;OFMarker=Yes;IFMarkInt=2048~4096;OFMarkInt=1").expect("ok");
+    let (_, r) = normal_run("IFMarker=No;OFMarker=Yes;IFMarkInt=2048~4096;OFMarkInt=1");
     assert_answers(
         &r,
         &[("IFMarker", "No"), ("OFMarker", "No"), ("IFMarkInt", "Reject"), ("OFMarkInt", "Reject")],
@@ -222,8 +220,7 @@ fn obsolete_marker_keys() {
 
 #[test]
 fn task_reporting_and_protocol_level() {
-    let mut n = normal();
-    let r = run(&mut n, "TaskReporting=FastAbort,RFC3720;iSCSIProtocolLevel=2").expect("ok");
+    let (_, r) = normal_run("TaskReporting=FastAbort,RFC3720;iSCSIProtocolLevel=2");
     assert_answers(&r, &[("TaskReporting", "RFC3720"), ("iSCSIProtocolLevel", "1")]);
     assert_eq!(
         normal_answer("TaskReporting=FastAbort", "TaskReporting").as_deref(),
@@ -233,8 +230,7 @@ fn task_reporting_and_protocol_level() {
 
 #[test]
 fn rdma_extensions_and() {
-    let mut n = normal();
-    let r = run(&mut n, "RDMAExtensions=Yes").expect("ok");
+    let (_, r) = normal_run("RDMAExtensions=Yes");
     assert_eq!(answer(&r, "RDMAExtensions").as_deref(), Some("No"));
     let limits = TargetLimits { rdma_extensions: true, ..TargetLimits::default() };
     let mut n = Negotiator::new(limits, SessionType::Normal, true);
