@@ -61,6 +61,16 @@ fn req(csg: Stage, nsg: Option<Stage>) -> LoginRequest {
     }
 }
 
+/// A request that stays in operational negotiation.
+fn in_operational() -> LoginRequest {
+    req(Stage::LoginOperationalNegotiation, None)
+}
+
+/// A request that stays in security negotiation.
+fn in_security() -> LoginRequest {
+    req(Stage::SecurityNegotiation, None)
+}
+
 /// A request to leave operational negotiation for the full-feature phase.
 fn op_to_ffp() -> LoginRequest {
     req(Stage::LoginOperationalNegotiation, Some(Stage::FullFeaturePhase))
@@ -132,7 +142,7 @@ fn normal_login_without_auth_straight_to_operational() {
     assert_eq!(bhs.bytes[1], 0x80 | (1 << 2) | 3);
     assert_eq!(r.response.data_segment_length as usize, r.text.len());
     // No further login requests.
-    let again = step(&mut l, &c, req(Stage::LoginOperationalNegotiation, None), "");
+    let again = step(&mut l, &c, in_operational(), "");
     assert!(matches!(again.outcome, LoginOutcome::Fail(_)));
 }
 
@@ -165,22 +175,18 @@ fn discovery_session() {
 
 #[test]
 fn missing_initiator_name_and_target_name() {
-    let r =
-        first_step(req(Stage::LoginOperationalNegotiation, None), &format!("TargetName={TARGET}"));
+    let r = first_step(in_operational(), &format!("TargetName={TARGET}"));
     assert_eq!(r.outcome, LoginOutcome::Fail(LoginStatus::MissingParameter));
     assert_eq!(r.response.status.class(), 2);
     assert_eq!(r.response.status.detail(), 7);
-    let r = first_step(
-        req(Stage::LoginOperationalNegotiation, None),
-        &format!("InitiatorName={INITIATOR}"),
-    );
+    let r = first_step(in_operational(), &format!("InitiatorName={INITIATOR}"));
     assert_eq!(r.outcome, LoginOutcome::Fail(LoginStatus::MissingParameter));
 }
 
 #[test]
 fn unknown_target_is_not_found() {
     let r = first_step(
-        req(Stage::LoginOperationalNegotiation, None),
+        in_operational(),
         &format!("InitiatorName={INITIATOR};TargetName=iqn.2024-01.org.ferrite:nope"),
     );
     assert_eq!(r.outcome, LoginOutcome::Fail(LoginStatus::NotFound));
@@ -195,7 +201,7 @@ fn acl_refusal_is_authorization_failure() {
     let r = step(
         &mut l,
         &config(),
-        req(Stage::SecurityNegotiation, None),
+        in_security(),
         &format!("InitiatorName={INITIATOR};TargetName=iqn.2024-01.org.ferrite:private"),
     );
     assert_eq!(r.outcome, LoginOutcome::Fail(LoginStatus::AuthorizationFailure));
@@ -204,12 +210,9 @@ fn acl_refusal_is_authorization_failure() {
 
 #[test]
 fn bad_session_type_and_version() {
-    let r = first_step(
-        req(Stage::SecurityNegotiation, None),
-        &format!("InitiatorName={INITIATOR};SessionType=Bogus"),
-    );
+    let r = first_step(in_security(), &format!("InitiatorName={INITIATOR};SessionType=Bogus"));
     assert_eq!(r.outcome, LoginOutcome::Fail(LoginStatus::SessionTypeNotSupported));
-    let mut rq = req(Stage::SecurityNegotiation, None);
+    let mut rq = in_security();
     rq.version_min = 1;
     rq.version_max = 2;
     let r = step(&mut Login::new(), &config(), rq, &format!("InitiatorName={INITIATOR}"));
@@ -244,12 +247,12 @@ fn chap_to_challenge(c: &LoginConfig, target: &str) -> (Login, u8, Vec<u8>) {
     let r = step(
         &mut l,
         c,
-        req(Stage::SecurityNegotiation, None),
+        in_security(),
         &format!("InitiatorName={INITIATOR};TargetName={target};AuthMethod=CHAP,None"),
     );
     assert_eq!(value(&r, "AuthMethod").as_deref(), Some("CHAP"));
     assert!(!r.response.transit);
-    let r = step(&mut l, c, req(Stage::SecurityNegotiation, None), "CHAP_A=5");
+    let r = step(&mut l, c, in_security(), "CHAP_A=5");
     assert_eq!(value(&r, "CHAP_A").as_deref(), Some("5"));
     let id = value(&r, "CHAP_I").and_then(|v| v.parse::<u8>().ok()).expect("CHAP_I");
     let challenge = parse_binary(&value(&r, "CHAP_C").expect("CHAP_C")).expect("hex");
@@ -345,7 +348,7 @@ fn text_continuation_is_reassembled() {
     let mut l = Login::new();
     let full = text(&format!("InitiatorName={INITIATOR};TargetName={TARGET};{OPS}"));
     let (a, b) = full.split_at(20);
-    let mut r1 = req(Stage::LoginOperationalNegotiation, None);
+    let mut r1 = in_operational();
     r1.continue_bit = true;
     r1.data_segment_length = 20;
     let reply = l.step(&c, &r1, a);
@@ -361,16 +364,16 @@ fn changed_isid_or_stage_mismatch_fails() {
     let c = config();
     let mut l = Login::new();
     let t = format!("InitiatorName={INITIATOR};TargetName={TARGET};AuthMethod=None");
-    step(&mut l, &c, req(Stage::SecurityNegotiation, None), &t);
-    let mut r = req(Stage::SecurityNegotiation, None);
+    step(&mut l, &c, in_security(), &t);
+    let mut r = in_security();
     r.isid = Isid([1; 6]);
     let reply = step(&mut l, &c, r, "");
     assert_eq!(reply.outcome, LoginOutcome::Fail(LoginStatus::InitiatorError));
 
     let mut l = Login::new();
-    step(&mut l, &c, req(Stage::SecurityNegotiation, None), &t);
+    step(&mut l, &c, in_security(), &t);
     // Jumping to operational without the target agreeing to transit.
-    let reply = step(&mut l, &c, req(Stage::LoginOperationalNegotiation, None), "");
+    let reply = step(&mut l, &c, in_operational(), "");
     assert_eq!(reply.outcome, LoginOutcome::Fail(LoginStatus::InitiatorError));
 }
 
@@ -379,9 +382,9 @@ fn duplicate_key_across_pdus_fails() {
     let c = config();
     let mut l = Login::new();
     let t = format!("InitiatorName={INITIATOR};TargetName={TARGET};MaxBurstLength=65536");
-    let r = step(&mut l, &c, req(Stage::LoginOperationalNegotiation, None), &t);
+    let r = step(&mut l, &c, in_operational(), &t);
     assert_eq!(r.outcome, LoginOutcome::Continue);
-    let r = step(&mut l, &c, req(Stage::LoginOperationalNegotiation, None), "MaxBurstLength=65536");
+    let r = step(&mut l, &c, in_operational(), "MaxBurstLength=65536");
     assert_eq!(r.outcome, LoginOutcome::Fail(LoginStatus::InitiatorError));
 }
 
@@ -406,7 +409,7 @@ fn flood_of_unknown_keys_is_refused() {
         t.push_str(&format!(";X-vendor.key.with.a.long.name.{i:04}=1"));
     }
     let data = text(&t);
-    let mut r = req(Stage::LoginOperationalNegotiation, None);
+    let mut r = in_operational();
     r.data_segment_length = u32::try_from(data.len()).unwrap_or(0);
     assert!(data.len() <= 8192, "request fits one login PDU");
     let reply = Login::new().step(&c, &r, &data);

@@ -2,6 +2,9 @@
 
 use super::*;
 use crate::scsi::cdb::opcode as op;
+use crate::scsi::reservation::service_action::{
+    CLEAR, PREEMPT, REGISTER, REGISTER_AND_IGNORE_EXISTING_KEY as REGISTER_IGNORE, RELEASE, RESERVE,
+};
 
 fn prout(sa: u8, pr_type: u8, key: u64, sa_key: u64, flags: u8) -> ([u8; 10], Vec<u8>) {
     let mut list = vec![0u8; 24];
@@ -26,13 +29,6 @@ fn keys(lu: &LogicalUnit, n: &ItNexus) -> (u32, Vec<u64>) {
     let ks = d[8..].chunks(8).map(|c| u64::from_be_bytes(c.try_into().unwrap_or([0; 8]))).collect();
     (gen, ks)
 }
-
-const REGISTER: u8 = 0;
-const RESERVE: u8 = 1;
-const RELEASE: u8 = 2;
-const CLEAR: u8 = 3;
-const PREEMPT: u8 = 4;
-const REGISTER_IGNORE: u8 = 6;
 
 fn read_ok(lu: &LogicalUnit, n: &ItNexus) -> bool {
     run(lu, n, &cdb10(op::READ_10, 1, 1), None).status == ScsiStatus::Good
