@@ -86,6 +86,14 @@ fn first_step(r: LoginRequest, t: &str) -> LoginReply {
     step(&mut Login::new(), &config(), r, t)
 }
 
+/// The first step of a new login, which must fail with `status`.
+#[track_caller]
+fn refused(r: LoginRequest, t: &str, status: LoginStatus) -> LoginReply {
+    let reply = first_step(r, t);
+    assert_eq!(reply.outcome, LoginOutcome::Fail(status));
+    reply
+}
+
 fn text(s: &str) -> Vec<u8> {
     let mut v = s.replace(';', "\0").into_bytes();
     v.push(0);
@@ -175,21 +183,20 @@ fn discovery_session() {
 
 #[test]
 fn missing_initiator_name_and_target_name() {
-    let r = first_step(in_operational(), &format!("TargetName={TARGET}"));
-    assert_eq!(r.outcome, LoginOutcome::Fail(LoginStatus::MissingParameter));
+    let r =
+        refused(in_operational(), &format!("TargetName={TARGET}"), LoginStatus::MissingParameter);
     assert_eq!(r.response.status.class(), 2);
     assert_eq!(r.response.status.detail(), 7);
-    let r = first_step(in_operational(), &format!("InitiatorName={INITIATOR}"));
-    assert_eq!(r.outcome, LoginOutcome::Fail(LoginStatus::MissingParameter));
+    refused(in_operational(), &format!("InitiatorName={INITIATOR}"), LoginStatus::MissingParameter);
 }
 
 #[test]
 fn unknown_target_is_not_found() {
-    let r = first_step(
+    let r = refused(
         in_operational(),
         &format!("InitiatorName={INITIATOR};TargetName=iqn.2024-01.org.ferrite:nope"),
+        LoginStatus::NotFound,
     );
-    assert_eq!(r.outcome, LoginOutcome::Fail(LoginStatus::NotFound));
     let bhs = r.response.encode();
     assert_eq!((bhs.bytes[36], bhs.bytes[37]), (2, 3));
     assert!(r.text.is_empty());
@@ -210,8 +217,11 @@ fn acl_refusal_is_authorization_failure() {
 
 #[test]
 fn bad_session_type_and_version() {
-    let r = first_step(in_security(), &format!("InitiatorName={INITIATOR};SessionType=Bogus"));
-    assert_eq!(r.outcome, LoginOutcome::Fail(LoginStatus::SessionTypeNotSupported));
+    refused(
+        in_security(),
+        &format!("InitiatorName={INITIATOR};SessionType=Bogus"),
+        LoginStatus::SessionTypeNotSupported,
+    );
     let mut rq = in_security();
     rq.version_min = 1;
     rq.version_max = 2;
@@ -221,11 +231,11 @@ fn bad_session_type_and_version() {
 
 #[test]
 fn chap_required_but_security_skipped() {
-    let r = first_step(
+    refused(
         op_to_ffp(),
         &format!("InitiatorName={INITIATOR};TargetName=iqn.2024-01.org.ferrite:secure"),
+        LoginStatus::AuthenticationFailure,
     );
-    assert_eq!(r.outcome, LoginOutcome::Fail(LoginStatus::AuthenticationFailure));
 }
 
 #[test]
