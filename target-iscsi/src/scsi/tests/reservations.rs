@@ -236,3 +236,19 @@ fn spc2_reserve_release_conflicts_and_reset() {
         ScsiStatus::ReservationConflict
     );
 }
+
+/// A command is judged against the reservations when it runs, not only when its Data-Out is
+/// solicited: a reservation taken meanwhile by another nexus makes it conflict.
+#[test]
+fn reservation_taken_while_data_out_arrives_conflicts() {
+    let (lu, a, b) = lu_and_two_nexuses();
+    good(&run(&lu, &b, &TEST_UNIT_READY_6, None));
+    let write = cdb10(op::WRITE_10, 1, 1);
+    let Ok((_, parsed)) = lu.prepare_command(&b, &write, 512) else {
+        panic!("WRITE prepared before any reservation");
+    };
+    good(&out(&lu, &a, REGISTER, 0, 0, 0xA));
+    good(&out(&lu, &a, RESERVE, 1, 0xA, 0));
+    let r = block_on(lu.execute_prepared(&b, parsed, Some(IoBuf::from_slice(&[0; 512]))));
+    assert_eq!(r.status, ScsiStatus::ReservationConflict);
+}
