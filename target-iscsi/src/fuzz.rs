@@ -9,7 +9,7 @@
 //! - [`login_sequence`]: the login state machine driven by a stream of Login Request PDUs as
 //!   they arrive on the wire (BHS, then the padded data segment), against an open target, a
 //!   CHAP target with an ACL, and discovery.
-//! - [`connection`]: the full-feature phase of one connection ([`connection::full_feature_phase`]
+//! - [`connection()`]: the full-feature phase of one connection ([`connection::full_feature_phase`]
 //!   with its writer) over a socketpair on a local epoll reactor, against a 512-byte-block
 //!   in-memory LUN. The input is the byte stream the initiator sends after login: SCSI
 //!   commands with immediate data, Data-Out, NOP-Out, task management, text and logout PDUs,

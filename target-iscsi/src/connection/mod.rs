@@ -18,7 +18,9 @@
 //! - `control.rs`: NOP-Out, task management, text and logout.
 //!
 //! This file holds the connection's state ([`Conn`]), the full-feature phase's entry point
-//! and the keepalive.
+//! and the keepalive. The phase starts from the login phase's [`Established`] handoff and ends
+//! with a [`ConnEnd`], both defined in `ffp.rs`: this module does not import `login_phase`,
+//! and `serve.rs` runs the one after the other.
 
 mod command;
 mod control;
