@@ -15,7 +15,7 @@ use crate::ffp::{ConnEnd, Established, FfpParams, QUEUE_DEPTH};
 use crate::login::{ClaimedSession, Login, LoginOutcome, LoginReply, LoginResult, SessionKind};
 use crate::login_failures::{Failure, FailureReason};
 use crate::negotiation::LOGIN_MAX_RECV_DATA_SEGMENT_LENGTH;
-use crate::pdu::{LoginRequest, LoginStatus, Opcode, StatusSns};
+use crate::pdu::{LoginRequest, LoginResponse, LoginStatus, Opcode, StatusSns};
 use crate::scsi::nexus::ItNexus;
 use crate::server::{Portal, Server};
 use crate::session::SessionKey;
@@ -255,16 +255,5 @@ fn reply_item(mut response: crate::pdu::LoginResponse, text: Vec<u8>) -> OutItem
 }
 
 fn fail_item(bhs: &crate::pdu::Bhs, status: LoginStatus, stat_sn: u32) -> OutItem {
-    let mut out = crate::pdu::Bhs::default();
-    out.bytes[0] = Opcode::LoginResponse as u8;
-    out.bytes[1] = 0;
-    out.bytes[2] = 0;
-    out.bytes[3] = 0;
-    out.bytes[8..14].copy_from_slice(&bhs.bytes[8..14]);
-    out.set_u32(16, bhs.itt());
-    out.set_u32(24, stat_sn);
-    let code = status as u16;
-    out.bytes[36] = (code >> 8) as u8;
-    out.bytes[37] = (code & 0xff) as u8;
-    OutItem::Pdu(out, OutData::None)
+    OutItem::Pdu(LoginResponse::refusal(bhs, status, stat_sn).encode(), OutData::None)
 }

@@ -5,6 +5,7 @@ use std::fmt;
 
 use bytemuck::{Pod, Zeroable};
 
+use super::layout::wire_enum;
 use super::{PduError, BHS_LEN, MAX_DATA_SEGMENT_LENGTH};
 
 /// The 48-byte Basic Header Segment exactly as it is on the wire.
@@ -186,75 +187,50 @@ impl Bhs {
     }
 }
 
-/// Every opcode of RFC 7143 §11.2.1.2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum Opcode {
-    /// NOP-Out (initiator).
-    NopOut = 0x00,
-    /// SCSI Command (initiator).
-    ScsiCommand = 0x01,
-    /// SCSI Task Management Function Request (initiator).
-    TaskMgmtRequest = 0x02,
-    /// Login Request (initiator).
-    LoginRequest = 0x03,
-    /// Text Request (initiator).
-    TextRequest = 0x04,
-    /// SCSI Data-Out (initiator).
-    ScsiDataOut = 0x05,
-    /// Logout Request (initiator).
-    LogoutRequest = 0x06,
-    /// SNACK Request (initiator).
-    SnackRequest = 0x10,
-    /// NOP-In (target).
-    NopIn = 0x20,
-    /// SCSI Response (target).
-    ScsiResponse = 0x21,
-    /// SCSI Task Management Function Response (target).
-    TaskMgmtResponse = 0x22,
-    /// Login Response (target).
-    LoginResponse = 0x23,
-    /// Text Response (target).
-    TextResponse = 0x24,
-    /// SCSI Data-In (target).
-    ScsiDataIn = 0x25,
-    /// Logout Response (target).
-    LogoutResponse = 0x26,
-    /// Ready To Transfer (target).
-    R2t = 0x31,
-    /// Asynchronous Message (target).
-    AsyncMessage = 0x32,
-    /// Reject (target).
-    Reject = 0x3f,
+wire_enum! {
+    /// Every opcode of RFC 7143 §11.2.1.2; vendor-specific and reserved codes have no variant.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Opcode: u8, from_u8 {
+        /// NOP-Out (initiator).
+        NopOut = 0x00,
+        /// SCSI Command (initiator).
+        ScsiCommand = 0x01,
+        /// SCSI Task Management Function Request (initiator).
+        TaskMgmtRequest = 0x02,
+        /// Login Request (initiator).
+        LoginRequest = 0x03,
+        /// Text Request (initiator).
+        TextRequest = 0x04,
+        /// SCSI Data-Out (initiator).
+        ScsiDataOut = 0x05,
+        /// Logout Request (initiator).
+        LogoutRequest = 0x06,
+        /// SNACK Request (initiator).
+        SnackRequest = 0x10,
+        /// NOP-In (target).
+        NopIn = 0x20,
+        /// SCSI Response (target).
+        ScsiResponse = 0x21,
+        /// SCSI Task Management Function Response (target).
+        TaskMgmtResponse = 0x22,
+        /// Login Response (target).
+        LoginResponse = 0x23,
+        /// Text Response (target).
+        TextResponse = 0x24,
+        /// SCSI Data-In (target).
+        ScsiDataIn = 0x25,
+        /// Logout Response (target).
+        LogoutResponse = 0x26,
+        /// Ready To Transfer (target).
+        R2t = 0x31,
+        /// Asynchronous Message (target).
+        AsyncMessage = 0x32,
+        /// Reject (target).
+        Reject = 0x3f,
+    }
 }
 
 impl Opcode {
-    /// Decodes the 6-bit opcode; vendor-specific and reserved codes give `None`.
-    #[must_use]
-    pub const fn from_u8(v: u8) -> Option<Self> {
-        Some(match v {
-            0x00 => Self::NopOut,
-            0x01 => Self::ScsiCommand,
-            0x02 => Self::TaskMgmtRequest,
-            0x03 => Self::LoginRequest,
-            0x04 => Self::TextRequest,
-            0x05 => Self::ScsiDataOut,
-            0x06 => Self::LogoutRequest,
-            0x10 => Self::SnackRequest,
-            0x20 => Self::NopIn,
-            0x21 => Self::ScsiResponse,
-            0x22 => Self::TaskMgmtResponse,
-            0x23 => Self::LoginResponse,
-            0x24 => Self::TextResponse,
-            0x25 => Self::ScsiDataIn,
-            0x26 => Self::LogoutResponse,
-            0x31 => Self::R2t,
-            0x32 => Self::AsyncMessage,
-            0x3f => Self::Reject,
-            _ => return None,
-        })
-    }
-
     /// True for opcodes an initiator sends (0x00..0x1f).
     #[must_use]
     pub const fn is_initiator(self) -> bool {
@@ -271,22 +247,6 @@ pub struct StatusSns {
     pub exp_cmd_sn: u32,
     /// MaxCmdSN.
     pub max_cmd_sn: u32,
-}
-
-impl StatusSns {
-    pub(super) fn write(&self, b: &mut Bhs) {
-        b.set_u32(STAT_SN, self.stat_sn);
-        b.set_u32(EXP_CMD_SN, self.exp_cmd_sn);
-        b.set_u32(MAX_CMD_SN, self.max_cmd_sn);
-    }
-
-    pub(super) fn read(b: &Bhs) -> Self {
-        Self {
-            stat_sn: b.u32_at(STAT_SN),
-            exp_cmd_sn: b.u32_at(EXP_CMD_SN),
-            max_cmd_sn: b.u32_at(MAX_CMD_SN),
-        }
-    }
 }
 
 pub(super) fn expect_opcode(bhs: &Bhs, opcode: Opcode) -> Result<(), PduError> {

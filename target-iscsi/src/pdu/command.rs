@@ -1,25 +1,27 @@
 //! SCSI Command (RFC 7143 §11.3) and SCSI Response (§11.4): task attributes, residuals and the
 //! sense data segment.
 
-use std::ops::Range;
-
 use super::bhs::{
     data_limit, expect_opcode, no_ahs, require_final, CMD_SN, EXP_DATA_SN, EXP_STAT_SN, ITT, LUN,
-    RESIDUAL_COUNT, RESPONSE, STATUS,
+    RESIDUAL_COUNT, RESPONSE, STATUS, STAT_SN,
 };
+use super::layout::{bhs_layout, BhsField};
 use super::{Bhs, Opcode, PduError, StatusSns};
 
-// BHS byte offsets of the fields that only the SCSI Command and Response (§11.3, §11.4) carry; the
-// fields several PDUs share are in bhs.rs.
+/// Where a residual is kept: its overflow and underflow bits in byte 1, and its count.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ResidualAt {
+    overflow: u8,
+    underflow: u8,
+    count: usize,
+}
 
-/// Expected Data Transfer Length of a SCSI Command (4 bytes).
-const EXPECTED_DATA_TRANSFER_LENGTH: usize = 20;
-/// The first 16 CDB bytes of a SCSI Command.
-const CDB: Range<usize> = 32..48;
-/// SNACK Tag of a SCSI Response (4 bytes).
-const SNACK_TAG: usize = 20;
-/// Bidirectional Read Residual Count of a SCSI Response (4 bytes).
-const BIDI_READ_RESIDUAL_COUNT: usize = 40;
+/// The Residual Count of a SCSI Response or a final Data-In, with its O and U bits.
+pub(super) const RESIDUAL: ResidualAt =
+    ResidualAt { overflow: 0x04, underflow: 0x02, count: RESIDUAL_COUNT };
+
+/// The Bidirectional Read Residual Count of a SCSI Response, with its o and u bits.
+const BIDI_READ_RESIDUAL: ResidualAt = ResidualAt { overflow: 0x10, underflow: 0x08, count: 40 };
 
 /// SCSI task attributes (§11.3.1, ATTR field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -106,35 +108,53 @@ impl Residual {
     }
 }
 
-/// SCSI Command (§11.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ScsiCommand {
-    /// I bit.
-    pub immediate: bool,
-    /// F bit: no unsolicited Data-Out PDUs follow.
-    pub final_bit: bool,
-    /// R bit: data flows to the initiator.
-    pub read: bool,
-    /// W bit: data flows to the target.
-    pub write: bool,
-    /// ATTR.
-    pub attr: TaskAttribute,
-    /// LUN.
-    pub lun: u64,
-    /// Initiator Task Tag.
-    pub itt: u32,
-    /// Expected Data Transfer Length in bytes.
-    pub expected_data_transfer_length: u32,
-    /// CmdSN.
-    pub cmd_sn: u32,
-    /// ExpStatSN.
-    pub exp_stat_sn: u32,
-    /// First 16 bytes of the CDB (the rest is in an extended CDB AHS).
-    pub cdb: [u8; 16],
-    /// TotalAHSLength in 4-byte words.
-    pub total_ahs_length_words: u8,
-    /// Immediate data length in bytes.
-    pub data_segment_length: u32,
+/// The residual's bits are ORed into byte 1, which `encode` has set before.
+impl BhsField for Residual {
+    type At = ResidualAt;
+
+    #[inline]
+    fn read(bhs: &Bhs, at: ResidualAt) -> Result<Self, PduError> {
+        Self::decode(bhs.bytes[1], at.overflow, at.underflow, bhs.u32_at(at.count))
+    }
+
+    #[inline]
+    fn write(self, bhs: &mut Bhs, at: ResidualAt) {
+        bhs.bytes[1] |= self.bits(at.overflow, at.underflow);
+        bhs.set_u32(at.count, self.count());
+    }
+}
+
+bhs_layout! {
+    /// SCSI Command (§11.3).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub struct ScsiCommand {
+        /// I bit.
+        pub immediate: bool,
+        /// F bit: no unsolicited Data-Out PDUs follow.
+        pub final_bit: bool,
+        /// R bit: data flows to the initiator.
+        pub read: bool,
+        /// W bit: data flows to the target.
+        pub write: bool,
+        /// ATTR.
+        pub attr: TaskAttribute,
+        /// LUN.
+        pub lun: u64 [LUN],
+        /// Initiator Task Tag.
+        pub itt: u32 [ITT],
+        /// Expected Data Transfer Length in bytes.
+        pub expected_data_transfer_length: u32 [20],
+        /// CmdSN.
+        pub cmd_sn: u32 [CMD_SN],
+        /// ExpStatSN.
+        pub exp_stat_sn: u32 [EXP_STAT_SN],
+        /// First 16 bytes of the CDB (the rest is in an extended CDB AHS).
+        pub cdb: [u8; 16] [32],
+        /// TotalAHSLength in 4-byte words.
+        pub total_ahs_length_words: u8,
+        /// Immediate data length in bytes.
+        pub data_segment_length: u32,
+    }
 }
 
 impl ScsiCommand {
@@ -151,8 +171,18 @@ impl ScsiCommand {
         let write = flags & 0x20 != 0;
         let attr = TaskAttribute::from_bits(flags & 0x07)
             .ok_or(PduError::InvalidField("reserved task attribute"))?;
-        let expected_data_transfer_length = bhs.u32_at(EXPECTED_DATA_TRANSFER_LENGTH);
-        if !read && !write && expected_data_transfer_length != 0 {
+        let total_ahs_length_words = bhs.total_ahs_length_words();
+        let cmd = Self::from_bhs(
+            bhs,
+            bhs.immediate(),
+            final_bit,
+            read,
+            write,
+            attr,
+            total_ahs_length_words,
+            data_segment_length,
+        )?;
+        if !read && !write && cmd.expected_data_transfer_length != 0 {
             return Err(PduError::InvalidField("Expected Data Transfer Length without R or W bit"));
         }
         if !write && data_segment_length != 0 {
@@ -161,23 +191,7 @@ impl ScsiCommand {
         if !write && !final_bit {
             return Err(PduError::Protocol("F bit clear on a command without W bit"));
         }
-        let mut cdb = [0u8; 16];
-        cdb.copy_from_slice(&bhs.bytes[CDB]);
-        Ok(Self {
-            immediate: bhs.immediate(),
-            final_bit,
-            read,
-            write,
-            attr,
-            lun: bhs.lun(),
-            itt: bhs.itt(),
-            expected_data_transfer_length,
-            cmd_sn: bhs.u32_at(CMD_SN),
-            exp_stat_sn: bhs.u32_at(EXP_STAT_SN),
-            cdb,
-            total_ahs_length_words: bhs.total_ahs_length_words(),
-            data_segment_length,
-        })
+        Ok(cmd)
     }
 
     /// Encodes the header.
@@ -189,37 +203,34 @@ impl ScsiCommand {
             | u8::from(self.write) << 5
             | self.attr as u8;
         b.set_lengths(self.total_ahs_length_words, self.data_segment_length);
-        b.set_u64(LUN, self.lun);
-        b.set_u32(ITT, self.itt);
-        b.set_u32(EXPECTED_DATA_TRANSFER_LENGTH, self.expected_data_transfer_length);
-        b.set_u32(CMD_SN, self.cmd_sn);
-        b.set_u32(EXP_STAT_SN, self.exp_stat_sn);
-        b.bytes[CDB].copy_from_slice(&self.cdb);
+        self.write_fields(&mut b);
         b
     }
 }
 
-/// SCSI Response (§11.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ScsiResponse {
-    /// Bidirectional read residual (o/u bits and Bidirectional Read Residual Count).
-    pub bidi_read_residual: Residual,
-    /// Residual (O/U bits and Residual Count).
-    pub residual: Residual,
-    /// iSCSI Response: 0x00 command completed at target, 0x01 target failure.
-    pub response: u8,
-    /// SCSI status (valid when `response` is 0).
-    pub status: u8,
-    /// Initiator Task Tag.
-    pub itt: u32,
-    /// SNACK Tag (0 unless answering an R-Data SNACK).
-    pub snack_tag: u32,
-    /// StatSN / ExpCmdSN / MaxCmdSN.
-    pub sns: StatusSns,
-    /// ExpDataSN: number of Data-In (and R2T) PDUs the target sent for the command.
-    pub exp_data_sn: u32,
-    /// SenseLength + sense data + response data length in bytes.
-    pub data_segment_length: u32,
+bhs_layout! {
+    /// SCSI Response (§11.4).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub struct ScsiResponse {
+        /// Bidirectional read residual (o/u bits and Bidirectional Read Residual Count).
+        pub bidi_read_residual: Residual [BIDI_READ_RESIDUAL],
+        /// Residual (O/U bits and Residual Count).
+        pub residual: Residual [RESIDUAL],
+        /// iSCSI Response: 0x00 command completed at target, 0x01 target failure.
+        pub response: u8 [RESPONSE],
+        /// SCSI status (valid when `response` is 0).
+        pub status: u8 [STATUS],
+        /// Initiator Task Tag.
+        pub itt: u32 [ITT],
+        /// SNACK Tag (0 unless answering an R-Data SNACK).
+        pub snack_tag: u32 [20],
+        /// StatSN / ExpCmdSN / MaxCmdSN.
+        pub sns: StatusSns [STAT_SN],
+        /// ExpDataSN: number of Data-In (and R2T) PDUs the target sent for the command.
+        pub exp_data_sn: u32 [EXP_DATA_SN],
+        /// SenseLength + sense data + response data length in bytes.
+        pub data_segment_length: u32,
+    }
 }
 
 impl ScsiResponse {
@@ -227,17 +238,9 @@ impl ScsiResponse {
     #[must_use]
     pub fn encode(&self) -> Bhs {
         let mut b = Bhs::with_opcode(Opcode::ScsiResponse, false);
-        b.bytes[1] =
-            0x80 | self.bidi_read_residual.bits(0x10, 0x08) | self.residual.bits(0x04, 0x02);
-        b.bytes[RESPONSE] = self.response;
-        b.bytes[STATUS] = self.status;
+        b.bytes[1] = 0x80;
         b.set_lengths(0, self.data_segment_length);
-        b.set_u32(ITT, self.itt);
-        b.set_u32(SNACK_TAG, self.snack_tag);
-        self.sns.write(&mut b);
-        b.set_u32(EXP_DATA_SN, self.exp_data_sn);
-        b.set_u32(BIDI_READ_RESIDUAL_COUNT, self.bidi_read_residual.count());
-        b.set_u32(RESIDUAL_COUNT, self.residual.count());
+        self.write_fields(&mut b);
         b
     }
 
@@ -249,23 +252,7 @@ impl ScsiResponse {
         expect_opcode(bhs, Opcode::ScsiResponse)?;
         require_final(bhs)?;
         no_ahs(bhs)?;
-        let flags = bhs.bytes[1];
-        Ok(Self {
-            bidi_read_residual: Residual::decode(
-                flags,
-                0x10,
-                0x08,
-                bhs.u32_at(BIDI_READ_RESIDUAL_COUNT),
-            )?,
-            residual: Residual::decode(flags, 0x04, 0x02, bhs.u32_at(RESIDUAL_COUNT))?,
-            response: bhs.bytes[RESPONSE],
-            status: bhs.bytes[STATUS],
-            itt: bhs.itt(),
-            snack_tag: bhs.u32_at(SNACK_TAG),
-            sns: StatusSns::read(bhs),
-            exp_data_sn: bhs.u32_at(EXP_DATA_SN),
-            data_segment_length: bhs.data_segment_length(),
-        })
+        Self::from_bhs(bhs, bhs.data_segment_length())
     }
 }
 

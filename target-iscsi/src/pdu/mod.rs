@@ -27,6 +27,7 @@ mod command;
 mod data_transfer;
 mod dispatch;
 mod error;
+mod layout;
 mod login;
 mod logout;
 mod nop;

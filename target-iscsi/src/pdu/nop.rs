@@ -1,27 +1,30 @@
 //! NOP-Out (RFC 7143 §11.18) and NOP-In (§11.19).
 
 use super::bhs::{
-    data_limit, expect_opcode, no_ahs, require_final, CMD_SN, EXP_STAT_SN, ITT, LUN, TTT,
+    data_limit, expect_opcode, no_ahs, require_final, CMD_SN, EXP_STAT_SN, ITT, LUN, STAT_SN, TTT,
 };
+use super::layout::bhs_layout;
 use super::{Bhs, Opcode, PduError, StatusSns, RESERVED_TAG};
 
-/// NOP-Out (§11.18).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct NopOut {
-    /// I bit.
-    pub immediate: bool,
-    /// LUN (echoed in the NOP-In).
-    pub lun: u64,
-    /// Initiator Task Tag; [`RESERVED_TAG`] means no response is wanted.
-    pub itt: u32,
-    /// Target Transfer Tag; not [`RESERVED_TAG`] when answering a target's NOP-In.
-    pub ttt: u32,
-    /// CmdSN.
-    pub cmd_sn: u32,
-    /// ExpStatSN.
-    pub exp_stat_sn: u32,
-    /// Ping data length in bytes.
-    pub data_segment_length: u32,
+bhs_layout! {
+    /// NOP-Out (§11.18).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub struct NopOut {
+        /// I bit.
+        pub immediate: bool,
+        /// LUN (echoed in the NOP-In).
+        pub lun: u64 [LUN],
+        /// Initiator Task Tag; [`RESERVED_TAG`] means no response is wanted.
+        pub itt: u32 [ITT],
+        /// Target Transfer Tag; not [`RESERVED_TAG`] when answering a target's NOP-In.
+        pub ttt: u32 [TTT],
+        /// CmdSN.
+        pub cmd_sn: u32 [CMD_SN],
+        /// ExpStatSN.
+        pub exp_stat_sn: u32 [EXP_STAT_SN],
+        /// Ping data length in bytes.
+        pub data_segment_length: u32,
+    }
 }
 
 impl NopOut {
@@ -34,19 +37,10 @@ impl NopOut {
         require_final(bhs)?;
         no_ahs(bhs)?;
         let data_segment_length = data_limit(bhs, max_recv_data_segment_length)?;
-        let itt = bhs.itt();
-        if itt == RESERVED_TAG && !bhs.immediate() {
+        if bhs.itt() == RESERVED_TAG && !bhs.immediate() {
             return Err(PduError::Protocol("NOP-Out with ITT 0xffffffff must be immediate"));
         }
-        Ok(Self {
-            immediate: bhs.immediate(),
-            lun: bhs.lun(),
-            itt,
-            ttt: bhs.u32_at(TTT),
-            cmd_sn: bhs.u32_at(CMD_SN),
-            exp_stat_sn: bhs.u32_at(EXP_STAT_SN),
-            data_segment_length,
-        })
+        Self::from_bhs(bhs, bhs.immediate(), data_segment_length)
     }
 
     /// Encodes the header.
@@ -55,28 +49,26 @@ impl NopOut {
         let mut b = Bhs::with_opcode(Opcode::NopOut, self.immediate);
         b.bytes[1] = 0x80;
         b.set_lengths(0, self.data_segment_length);
-        b.set_u64(LUN, self.lun);
-        b.set_u32(ITT, self.itt);
-        b.set_u32(TTT, self.ttt);
-        b.set_u32(CMD_SN, self.cmd_sn);
-        b.set_u32(EXP_STAT_SN, self.exp_stat_sn);
+        self.write_fields(&mut b);
         b
     }
 }
 
-/// NOP-In (§11.19).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct NopIn {
-    /// LUN.
-    pub lun: u64,
-    /// Initiator Task Tag (echo of a NOP-Out) or 0xffffffff (target ping).
-    pub itt: u32,
-    /// Target Transfer Tag: 0xffffffff when no answer is wanted.
-    pub ttt: u32,
-    /// StatSN / ExpCmdSN / MaxCmdSN.
-    pub sns: StatusSns,
-    /// Ping data length in bytes.
-    pub data_segment_length: u32,
+bhs_layout! {
+    /// NOP-In (§11.19).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub struct NopIn {
+        /// LUN.
+        pub lun: u64 [LUN],
+        /// Initiator Task Tag (echo of a NOP-Out) or 0xffffffff (target ping).
+        pub itt: u32 [ITT],
+        /// Target Transfer Tag: 0xffffffff when no answer is wanted.
+        pub ttt: u32 [TTT],
+        /// StatSN / ExpCmdSN / MaxCmdSN.
+        pub sns: StatusSns [STAT_SN],
+        /// Ping data length in bytes.
+        pub data_segment_length: u32,
+    }
 }
 
 impl NopIn {
@@ -86,10 +78,7 @@ impl NopIn {
         let mut b = Bhs::with_opcode(Opcode::NopIn, false);
         b.bytes[1] = 0x80;
         b.set_lengths(0, self.data_segment_length);
-        b.set_u64(LUN, self.lun);
-        b.set_u32(ITT, self.itt);
-        b.set_u32(TTT, self.ttt);
-        self.sns.write(&mut b);
+        self.write_fields(&mut b);
         b
     }
 
@@ -101,12 +90,6 @@ impl NopIn {
         expect_opcode(bhs, Opcode::NopIn)?;
         require_final(bhs)?;
         no_ahs(bhs)?;
-        Ok(Self {
-            lun: bhs.lun(),
-            itt: bhs.itt(),
-            ttt: bhs.u32_at(TTT),
-            sns: StatusSns::read(bhs),
-            data_segment_length: bhs.data_segment_length(),
-        })
+        Self::from_bhs(bhs, bhs.data_segment_length())
     }
 }

@@ -1,15 +1,8 @@
 //! SNACK Request (RFC 7143 §11.16).
 
 use super::bhs::{expect_opcode, no_ahs, no_data, require_final, EXP_STAT_SN, ITT, LUN, TTT};
+use super::layout::bhs_layout;
 use super::{Bhs, Opcode, PduError};
-
-// BHS byte offsets of the fields that only the SNACK Request (§11.16) carries; the fields several
-// PDUs share are in bhs.rs.
-
-/// BegRun (4 bytes).
-const BEG_RUN: usize = 40;
-/// RunLength (4 bytes).
-const RUN_LENGTH: usize = 44;
 
 /// SNACK types (§11.16.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,23 +17,25 @@ pub enum SnackType {
     RData = 3,
 }
 
-/// SNACK Request (§11.16).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SnackRequest {
-    /// SNACK type.
-    pub snack_type: SnackType,
-    /// LUN (DataACK).
-    pub lun: u64,
-    /// Initiator Task Tag (0xffffffff for Status SNACK).
-    pub itt: u32,
-    /// Target Transfer Tag (DataACK) or SNACK Tag (R-Data).
-    pub ttt_or_snack_tag: u32,
-    /// ExpStatSN.
-    pub exp_stat_sn: u32,
-    /// BegRun.
-    pub beg_run: u32,
-    /// RunLength.
-    pub run_length: u32,
+bhs_layout! {
+    /// SNACK Request (§11.16).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub struct SnackRequest {
+        /// SNACK type.
+        pub snack_type: SnackType,
+        /// LUN (DataACK).
+        pub lun: u64 [LUN],
+        /// Initiator Task Tag (0xffffffff for Status SNACK).
+        pub itt: u32 [ITT],
+        /// Target Transfer Tag (DataACK) or SNACK Tag (R-Data).
+        pub ttt_or_snack_tag: u32 [TTT],
+        /// ExpStatSN.
+        pub exp_stat_sn: u32 [EXP_STAT_SN],
+        /// BegRun.
+        pub beg_run: u32 [40],
+        /// RunLength.
+        pub run_length: u32 [44],
+    }
 }
 
 impl SnackRequest {
@@ -60,15 +55,7 @@ impl SnackRequest {
             3 => SnackType::RData,
             _ => return Err(PduError::InvalidField("reserved SNACK type")),
         };
-        Ok(Self {
-            snack_type,
-            lun: bhs.lun(),
-            itt: bhs.itt(),
-            ttt_or_snack_tag: bhs.u32_at(TTT),
-            exp_stat_sn: bhs.u32_at(EXP_STAT_SN),
-            beg_run: bhs.u32_at(BEG_RUN),
-            run_length: bhs.u32_at(RUN_LENGTH),
-        })
+        Self::from_bhs(bhs, snack_type)
     }
 
     /// Encodes the header.
@@ -76,12 +63,7 @@ impl SnackRequest {
     pub fn encode(&self) -> Bhs {
         let mut b = Bhs::with_opcode(Opcode::SnackRequest, false);
         b.bytes[1] = 0x80 | self.snack_type as u8;
-        b.set_u64(LUN, self.lun);
-        b.set_u32(ITT, self.itt);
-        b.set_u32(TTT, self.ttt_or_snack_tag);
-        b.set_u32(EXP_STAT_SN, self.exp_stat_sn);
-        b.set_u32(BEG_RUN, self.beg_run);
-        b.set_u32(RUN_LENGTH, self.run_length);
+        self.write_fields(&mut b);
         b
     }
 }

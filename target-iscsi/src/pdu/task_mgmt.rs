@@ -2,17 +2,10 @@
 
 use super::bhs::{
     expect_opcode, no_ahs, no_data, require_final, CMD_SN, EXP_DATA_SN, EXP_STAT_SN, ITT, LUN,
-    RESPONSE,
+    RESPONSE, STAT_SN,
 };
+use super::layout::{bhs_layout, wire_enum};
 use super::{Bhs, Opcode, PduError, StatusSns};
-
-// BHS byte offsets of the fields that only the Task Management Function Request (§11.5) carries;
-// the fields several PDUs share are in bhs.rs.
-
-/// Referenced Task Tag (4 bytes).
-const REFERENCED_TASK_TAG: usize = 20;
-/// RefCmdSN (4 bytes).
-const REF_CMD_SN: usize = 32;
 
 /// Task management functions (§11.5.1). Unknown codes are kept so the target can answer
 /// "Task management function not supported".
@@ -88,67 +81,52 @@ impl TmfFunction {
     }
 }
 
-/// Task management response codes (§11.6.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum TmfResponse {
-    /// 0 Function complete.
-    FunctionComplete = 0,
-    /// 1 Task does not exist.
-    TaskDoesNotExist = 1,
-    /// 2 LUN does not exist.
-    LunDoesNotExist = 2,
-    /// 3 Task still allegiant.
-    TaskStillAllegiant = 3,
-    /// 4 Task allegiance reassignment not supported.
-    TaskReassignNotSupported = 4,
-    /// 5 Task management function not supported.
-    FunctionNotSupported = 5,
-    /// 6 Function authorization failed.
-    FunctionAuthorizationFailed = 6,
-    /// 255 Function rejected.
-    FunctionRejected = 255,
-}
-
-impl TmfResponse {
-    /// Decodes a response byte.
-    #[must_use]
-    pub const fn from_u8(v: u8) -> Option<Self> {
-        Some(match v {
-            0 => Self::FunctionComplete,
-            1 => Self::TaskDoesNotExist,
-            2 => Self::LunDoesNotExist,
-            3 => Self::TaskStillAllegiant,
-            4 => Self::TaskReassignNotSupported,
-            5 => Self::FunctionNotSupported,
-            6 => Self::FunctionAuthorizationFailed,
-            255 => Self::FunctionRejected,
-            _ => return None,
-        })
+wire_enum! {
+    /// Task management response codes (§11.6.1).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum TmfResponse: u8, from_u8, unknown = "unknown TMF response" {
+        /// 0 Function complete.
+        FunctionComplete = 0,
+        /// 1 Task does not exist.
+        TaskDoesNotExist = 1,
+        /// 2 LUN does not exist.
+        LunDoesNotExist = 2,
+        /// 3 Task still allegiant.
+        TaskStillAllegiant = 3,
+        /// 4 Task allegiance reassignment not supported.
+        TaskReassignNotSupported = 4,
+        /// 5 Task management function not supported.
+        FunctionNotSupported = 5,
+        /// 6 Function authorization failed.
+        FunctionAuthorizationFailed = 6,
+        /// 255 Function rejected.
+        FunctionRejected = 255,
     }
 }
 
-/// SCSI Task Management Function Request (§11.5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TaskMgmtRequest {
-    /// I bit.
-    pub immediate: bool,
-    /// Function.
-    pub function: TmfFunction,
-    /// LUN.
-    pub lun: u64,
-    /// Initiator Task Tag of this request.
-    pub itt: u32,
-    /// Referenced Task Tag (ABORT TASK, QUERY TASK, TASK REASSIGN).
-    pub referenced_task_tag: u32,
-    /// CmdSN.
-    pub cmd_sn: u32,
-    /// ExpStatSN.
-    pub exp_stat_sn: u32,
-    /// RefCmdSN.
-    pub ref_cmd_sn: u32,
-    /// ExpDataSN (TASK REASSIGN).
-    pub exp_data_sn: u32,
+bhs_layout! {
+    /// SCSI Task Management Function Request (§11.5).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub struct TaskMgmtRequest {
+        /// I bit.
+        pub immediate: bool,
+        /// Function.
+        pub function: TmfFunction,
+        /// LUN.
+        pub lun: u64 [LUN],
+        /// Initiator Task Tag of this request.
+        pub itt: u32 [ITT],
+        /// Referenced Task Tag (ABORT TASK, QUERY TASK, TASK REASSIGN).
+        pub referenced_task_tag: u32 [20],
+        /// CmdSN.
+        pub cmd_sn: u32 [CMD_SN],
+        /// ExpStatSN.
+        pub exp_stat_sn: u32 [EXP_STAT_SN],
+        /// RefCmdSN.
+        pub ref_cmd_sn: u32 [32],
+        /// ExpDataSN (TASK REASSIGN).
+        pub exp_data_sn: u32 [EXP_DATA_SN],
+    }
 }
 
 impl TaskMgmtRequest {
@@ -161,17 +139,7 @@ impl TaskMgmtRequest {
         require_final(bhs)?;
         no_ahs(bhs)?;
         no_data(bhs)?;
-        Ok(Self {
-            immediate: bhs.immediate(),
-            function: TmfFunction::from_u8(bhs.bytes[1] & 0x7f),
-            lun: bhs.lun(),
-            itt: bhs.itt(),
-            referenced_task_tag: bhs.u32_at(REFERENCED_TASK_TAG),
-            cmd_sn: bhs.u32_at(CMD_SN),
-            exp_stat_sn: bhs.u32_at(EXP_STAT_SN),
-            ref_cmd_sn: bhs.u32_at(REF_CMD_SN),
-            exp_data_sn: bhs.u32_at(EXP_DATA_SN),
-        })
+        Self::from_bhs(bhs, bhs.immediate(), TmfFunction::from_u8(bhs.bytes[1] & 0x7f))
     }
 
     /// Encodes the header.
@@ -179,26 +147,22 @@ impl TaskMgmtRequest {
     pub fn encode(&self) -> Bhs {
         let mut b = Bhs::with_opcode(Opcode::TaskMgmtRequest, self.immediate);
         b.bytes[1] = 0x80 | self.function.code();
-        b.set_u64(LUN, self.lun);
-        b.set_u32(ITT, self.itt);
-        b.set_u32(REFERENCED_TASK_TAG, self.referenced_task_tag);
-        b.set_u32(CMD_SN, self.cmd_sn);
-        b.set_u32(EXP_STAT_SN, self.exp_stat_sn);
-        b.set_u32(REF_CMD_SN, self.ref_cmd_sn);
-        b.set_u32(EXP_DATA_SN, self.exp_data_sn);
+        self.write_fields(&mut b);
         b
     }
 }
 
-/// SCSI Task Management Function Response (§11.6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TaskMgmtResponse {
-    /// Response code.
-    pub response: TmfResponse,
-    /// Initiator Task Tag of the request.
-    pub itt: u32,
-    /// StatSN / ExpCmdSN / MaxCmdSN.
-    pub sns: StatusSns,
+bhs_layout! {
+    /// SCSI Task Management Function Response (§11.6).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub struct TaskMgmtResponse {
+        /// Response code.
+        pub response: TmfResponse [RESPONSE],
+        /// Initiator Task Tag of the request.
+        pub itt: u32 [ITT],
+        /// StatSN / ExpCmdSN / MaxCmdSN.
+        pub sns: StatusSns [STAT_SN],
+    }
 }
 
 impl TaskMgmtResponse {
@@ -207,9 +171,7 @@ impl TaskMgmtResponse {
     pub fn encode(&self) -> Bhs {
         let mut b = Bhs::with_opcode(Opcode::TaskMgmtResponse, false);
         b.bytes[1] = 0x80;
-        b.bytes[RESPONSE] = self.response as u8;
-        b.set_u32(ITT, self.itt);
-        self.sns.write(&mut b);
+        self.write_fields(&mut b);
         b
     }
 
@@ -222,11 +184,6 @@ impl TaskMgmtResponse {
         require_final(bhs)?;
         no_ahs(bhs)?;
         no_data(bhs)?;
-        Ok(Self {
-            response: TmfResponse::from_u8(bhs.bytes[RESPONSE])
-                .ok_or(PduError::InvalidField("unknown TMF response"))?,
-            itt: bhs.itt(),
-            sns: StatusSns::read(bhs),
-        })
+        Self::from_bhs(bhs)
     }
 }

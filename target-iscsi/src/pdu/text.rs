@@ -1,29 +1,47 @@
 //! Text Request (RFC 7143 §11.10) and Text Response (§11.11).
 
-use super::bhs::{data_limit, expect_opcode, no_ahs, CMD_SN, EXP_STAT_SN, ITT, LUN, TTT};
+use super::bhs::{data_limit, expect_opcode, no_ahs, CMD_SN, EXP_STAT_SN, ITT, LUN, STAT_SN, TTT};
+use super::layout::bhs_layout;
 use super::{Bhs, Opcode, PduError, StatusSns, RESERVED_TAG};
 
-/// Text Request (§11.10).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TextRequest {
-    /// I bit.
-    pub immediate: bool,
-    /// F bit.
-    pub final_bit: bool,
-    /// C bit.
-    pub continue_bit: bool,
-    /// LUN field (reserved unless a key uses it).
-    pub lun: u64,
-    /// Initiator Task Tag.
-    pub itt: u32,
-    /// Target Transfer Tag: 0xffffffff to start, else the tag of the continued response.
-    pub ttt: u32,
-    /// CmdSN.
-    pub cmd_sn: u32,
-    /// ExpStatSN.
-    pub exp_stat_sn: u32,
-    /// Text length in bytes.
-    pub data_segment_length: u32,
+bhs_layout! {
+    /// Text Request (§11.10).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub struct TextRequest {
+        /// I bit.
+        pub immediate: bool,
+        /// F bit.
+        pub final_bit: bool,
+        /// C bit.
+        pub continue_bit: bool,
+        /// LUN field (reserved unless a key uses it).
+        pub lun: u64 [LUN],
+        /// Initiator Task Tag.
+        pub itt: u32 [ITT],
+        /// Target Transfer Tag: 0xffffffff to start, else the tag of the continued response.
+        pub ttt: u32 [TTT],
+        /// CmdSN.
+        pub cmd_sn: u32 [CMD_SN],
+        /// ExpStatSN.
+        pub exp_stat_sn: u32 [EXP_STAT_SN],
+        /// Text length in bytes.
+        pub data_segment_length: u32,
+    }
+}
+
+/// The F and C bits of a Text Request or Response, refused when both are set.
+fn final_and_continue(bhs: &Bhs, both: &'static str) -> Result<(bool, bool), PduError> {
+    let final_bit = bhs.final_bit();
+    let continue_bit = bhs.bytes[1] & 0x40 != 0;
+    if final_bit && continue_bit {
+        return Err(PduError::Protocol(both));
+    }
+    Ok((final_bit, continue_bit))
+}
+
+/// Byte 1 of a Text Request or Response.
+fn flags(final_bit: bool, continue_bit: bool) -> u8 {
+    u8::from(final_bit) << 7 | u8::from(continue_bit) << 6
 }
 
 impl TextRequest {
@@ -35,59 +53,44 @@ impl TextRequest {
         expect_opcode(bhs, Opcode::TextRequest)?;
         no_ahs(bhs)?;
         let data_segment_length = data_limit(bhs, max_recv_data_segment_length)?;
-        let final_bit = bhs.final_bit();
-        let continue_bit = bhs.bytes[1] & 0x40 != 0;
-        if final_bit && continue_bit {
-            return Err(PduError::Protocol("Text Request with both F and C bits"));
-        }
+        let (final_bit, continue_bit) =
+            final_and_continue(bhs, "Text Request with both F and C bits")?;
         if bhs.itt() == RESERVED_TAG {
             return Err(PduError::InvalidField("Text Request with reserved ITT"));
         }
-        Ok(Self {
-            immediate: bhs.immediate(),
-            final_bit,
-            continue_bit,
-            lun: bhs.lun(),
-            itt: bhs.itt(),
-            ttt: bhs.u32_at(TTT),
-            cmd_sn: bhs.u32_at(CMD_SN),
-            exp_stat_sn: bhs.u32_at(EXP_STAT_SN),
-            data_segment_length,
-        })
+        Self::from_bhs(bhs, bhs.immediate(), final_bit, continue_bit, data_segment_length)
     }
 
     /// Encodes the header.
     #[must_use]
     pub fn encode(&self) -> Bhs {
         let mut b = Bhs::with_opcode(Opcode::TextRequest, self.immediate);
-        b.bytes[1] = u8::from(self.final_bit) << 7 | u8::from(self.continue_bit) << 6;
+        b.bytes[1] = flags(self.final_bit, self.continue_bit);
         b.set_lengths(0, self.data_segment_length);
-        b.set_u64(LUN, self.lun);
-        b.set_u32(ITT, self.itt);
-        b.set_u32(TTT, self.ttt);
-        b.set_u32(CMD_SN, self.cmd_sn);
-        b.set_u32(EXP_STAT_SN, self.exp_stat_sn);
+        self.write_fields(&mut b);
         b
     }
 }
 
-/// Text Response (§11.11).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TextResponse {
-    /// F bit.
-    pub final_bit: bool,
-    /// C bit.
-    pub continue_bit: bool,
-    /// LUN echoed from the request.
-    pub lun: u64,
-    /// Initiator Task Tag.
-    pub itt: u32,
-    /// Target Transfer Tag (0xffffffff on the final response).
-    pub ttt: u32,
-    /// StatSN / ExpCmdSN / MaxCmdSN.
-    pub sns: StatusSns,
-    /// Text length in bytes.
-    pub data_segment_length: u32,
+bhs_layout! {
+    /// Text Response (§11.11).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub struct TextResponse {
+        /// F bit.
+        pub final_bit: bool,
+        /// C bit.
+        pub continue_bit: bool,
+        /// LUN echoed from the request.
+        pub lun: u64 [LUN],
+        /// Initiator Task Tag.
+        pub itt: u32 [ITT],
+        /// Target Transfer Tag (0xffffffff on the final response).
+        pub ttt: u32 [TTT],
+        /// StatSN / ExpCmdSN / MaxCmdSN.
+        pub sns: StatusSns [STAT_SN],
+        /// Text length in bytes.
+        pub data_segment_length: u32,
+    }
 }
 
 impl TextResponse {
@@ -95,12 +98,9 @@ impl TextResponse {
     #[must_use]
     pub fn encode(&self) -> Bhs {
         let mut b = Bhs::with_opcode(Opcode::TextResponse, false);
-        b.bytes[1] = u8::from(self.final_bit) << 7 | u8::from(self.continue_bit) << 6;
+        b.bytes[1] = flags(self.final_bit, self.continue_bit);
         b.set_lengths(0, self.data_segment_length);
-        b.set_u64(LUN, self.lun);
-        b.set_u32(ITT, self.itt);
-        b.set_u32(TTT, self.ttt);
-        self.sns.write(&mut b);
+        self.write_fields(&mut b);
         b
     }
 
@@ -111,19 +111,8 @@ impl TextResponse {
     pub fn parse(bhs: &Bhs) -> Result<Self, PduError> {
         expect_opcode(bhs, Opcode::TextResponse)?;
         no_ahs(bhs)?;
-        let final_bit = bhs.final_bit();
-        let continue_bit = bhs.bytes[1] & 0x40 != 0;
-        if final_bit && continue_bit {
-            return Err(PduError::Protocol("Text Response with both F and C bits"));
-        }
-        Ok(Self {
-            final_bit,
-            continue_bit,
-            lun: bhs.lun(),
-            itt: bhs.itt(),
-            ttt: bhs.u32_at(TTT),
-            sns: StatusSns::read(bhs),
-            data_segment_length: bhs.data_segment_length(),
-        })
+        let (final_bit, continue_bit) =
+            final_and_continue(bhs, "Text Response with both F and C bits")?;
+        Self::from_bhs(bhs, final_bit, continue_bit, bhs.data_segment_length())
     }
 }
