@@ -5,8 +5,7 @@ use std::fmt;
 
 use bytemuck::{Pod, Zeroable};
 
-use super::layout::wire_enum;
-use super::{PduError, BHS_LEN, MAX_DATA_SEGMENT_LENGTH};
+use super::{Opcode, PduError, BHS_LEN, MAX_DATA_SEGMENT_LENGTH};
 
 /// The 48-byte Basic Header Segment exactly as it is on the wire.
 #[derive(Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
@@ -187,57 +186,6 @@ impl Bhs {
     }
 }
 
-wire_enum! {
-    /// Every opcode of RFC 7143 §11.2.1.2; vendor-specific and reserved codes have no variant.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    pub enum Opcode: u8, from_u8 {
-        /// NOP-Out (initiator).
-        NopOut = 0x00,
-        /// SCSI Command (initiator).
-        ScsiCommand = 0x01,
-        /// SCSI Task Management Function Request (initiator).
-        TaskMgmtRequest = 0x02,
-        /// Login Request (initiator).
-        LoginRequest = 0x03,
-        /// Text Request (initiator).
-        TextRequest = 0x04,
-        /// SCSI Data-Out (initiator).
-        ScsiDataOut = 0x05,
-        /// Logout Request (initiator).
-        LogoutRequest = 0x06,
-        /// SNACK Request (initiator).
-        SnackRequest = 0x10,
-        /// NOP-In (target).
-        NopIn = 0x20,
-        /// SCSI Response (target).
-        ScsiResponse = 0x21,
-        /// SCSI Task Management Function Response (target).
-        TaskMgmtResponse = 0x22,
-        /// Login Response (target).
-        LoginResponse = 0x23,
-        /// Text Response (target).
-        TextResponse = 0x24,
-        /// SCSI Data-In (target).
-        ScsiDataIn = 0x25,
-        /// Logout Response (target).
-        LogoutResponse = 0x26,
-        /// Ready To Transfer (target).
-        R2t = 0x31,
-        /// Asynchronous Message (target).
-        AsyncMessage = 0x32,
-        /// Reject (target).
-        Reject = 0x3f,
-    }
-}
-
-impl Opcode {
-    /// True for opcodes an initiator sends (0x00..0x1f).
-    #[must_use]
-    pub const fn is_initiator(self) -> bool {
-        (self as u8) < 0x20
-    }
-}
-
 /// Sequence numbers every target-to-initiator status PDU carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct StatusSns {
@@ -249,7 +197,31 @@ pub struct StatusSns {
     pub max_cmd_sn: u32,
 }
 
-pub(super) fn expect_opcode(bhs: &Bhs, opcode: Opcode) -> Result<(), PduError> {
+/// [`expect_header`]: the F bit must be set.
+pub(super) const FINAL: u8 = 1;
+/// [`expect_header`]: TotalAHSLength must be 0.
+pub(super) const NO_AHS: u8 = 2;
+/// [`expect_header`]: DataSegmentLength must be 0.
+pub(super) const NO_DATA: u8 = 4;
+
+/// The checks a parser starts with, in this order: the opcode, then each rule of `rules`
+/// ([`FINAL`], [`NO_AHS`], [`NO_DATA`]) that is set.
+#[inline]
+pub(super) fn expect_header(bhs: &Bhs, opcode: Opcode, rules: u8) -> Result<(), PduError> {
+    expect_opcode(bhs, opcode)?;
+    if rules & FINAL != 0 {
+        require_final(bhs)?;
+    }
+    if rules & NO_AHS != 0 {
+        no_ahs(bhs)?;
+    }
+    if rules & NO_DATA != 0 {
+        no_data(bhs)?;
+    }
+    Ok(())
+}
+
+fn expect_opcode(bhs: &Bhs, opcode: Opcode) -> Result<(), PduError> {
     if bhs.opcode_raw() == opcode as u8 {
         Ok(())
     } else {
@@ -257,7 +229,7 @@ pub(super) fn expect_opcode(bhs: &Bhs, opcode: Opcode) -> Result<(), PduError> {
     }
 }
 
-pub(super) fn no_ahs(bhs: &Bhs) -> Result<(), PduError> {
+fn no_ahs(bhs: &Bhs) -> Result<(), PduError> {
     if bhs.total_ahs_length_words() == 0 {
         Ok(())
     } else {
@@ -265,7 +237,7 @@ pub(super) fn no_ahs(bhs: &Bhs) -> Result<(), PduError> {
     }
 }
 
-pub(super) fn no_data(bhs: &Bhs) -> Result<(), PduError> {
+fn no_data(bhs: &Bhs) -> Result<(), PduError> {
     if bhs.data_segment_length() == 0 {
         Ok(())
     } else {
@@ -273,7 +245,7 @@ pub(super) fn no_data(bhs: &Bhs) -> Result<(), PduError> {
     }
 }
 
-pub(super) fn require_final(bhs: &Bhs) -> Result<(), PduError> {
+fn require_final(bhs: &Bhs) -> Result<(), PduError> {
     if bhs.final_bit() {
         Ok(())
     } else {

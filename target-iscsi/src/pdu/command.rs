@@ -2,11 +2,11 @@
 //! sense data segment.
 
 use super::bhs::{
-    data_limit, expect_opcode, no_ahs, require_final, CMD_SN, EXP_DATA_SN, EXP_STAT_SN, ITT, LUN,
-    RESIDUAL_COUNT, RESPONSE, STATUS, STAT_SN,
+    data_limit, expect_header, CMD_SN, EXP_DATA_SN, EXP_STAT_SN, ITT, LUN, RESIDUAL_COUNT,
+    RESPONSE, STATUS, STAT_SN,
 };
-use super::layout::{bhs_layout, BhsField};
-use super::{Bhs, Opcode, PduError, StatusSns};
+use super::layout::{bhs_layout, simple_codec, BhsField};
+use super::{Bhs, Opcode, PduError, StatusSns, TaskAttribute};
 
 /// Where a residual is kept: its overflow and underflow bits in byte 1, and its count.
 #[derive(Debug, Clone, Copy)]
@@ -22,34 +22,6 @@ pub(super) const RESIDUAL: ResidualAt =
 
 /// The Bidirectional Read Residual Count of a SCSI Response, with its o and u bits.
 const BIDI_READ_RESIDUAL: ResidualAt = ResidualAt { overflow: 0x10, underflow: 0x08, count: 40 };
-
-/// SCSI task attributes (§11.3.1, ATTR field).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TaskAttribute {
-    /// 0: Untagged (treated as Simple).
-    Untagged = 0,
-    /// 1: Simple.
-    Simple = 1,
-    /// 2: Ordered.
-    Ordered = 2,
-    /// 3: Head of queue.
-    HeadOfQueue = 3,
-    /// 4: ACA.
-    Aca = 4,
-}
-
-impl TaskAttribute {
-    const fn from_bits(v: u8) -> Option<Self> {
-        match v {
-            0 => Some(Self::Untagged),
-            1 => Some(Self::Simple),
-            2 => Some(Self::Ordered),
-            3 => Some(Self::HeadOfQueue),
-            4 => Some(Self::Aca),
-            _ => None,
-        }
-    }
-}
 
 /// Residual reported in a SCSI Response or a final Data-In (§11.4.5): the O and U bits plus
 /// the Residual Count.
@@ -124,36 +96,41 @@ impl BhsField for Residual {
     }
 }
 
+/// SCSI Command (§11.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ScsiCommand {
+    /// I bit.
+    pub immediate: bool,
+    /// F bit: no unsolicited Data-Out PDUs follow.
+    pub final_bit: bool,
+    /// R bit: data flows to the initiator.
+    pub read: bool,
+    /// W bit: data flows to the target.
+    pub write: bool,
+    /// ATTR.
+    pub attr: TaskAttribute,
+    /// LUN.
+    pub lun: u64,
+    /// Initiator Task Tag.
+    pub itt: u32,
+    /// Expected Data Transfer Length in bytes.
+    pub expected_data_transfer_length: u32,
+    /// CmdSN.
+    pub cmd_sn: u32,
+    /// ExpStatSN.
+    pub exp_stat_sn: u32,
+    /// First 16 bytes of the CDB (the rest is in an extended CDB AHS).
+    pub cdb: [u8; 16],
+    /// TotalAHSLength in 4-byte words.
+    pub total_ahs_length_words: u8,
+    /// Immediate data length in bytes.
+    pub data_segment_length: u32,
+}
+
 bhs_layout! {
-    /// SCSI Command (§11.3).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    pub struct ScsiCommand {
-        /// I bit.
-        pub immediate: bool,
-        /// F bit: no unsolicited Data-Out PDUs follow.
-        pub final_bit: bool,
-        /// R bit: data flows to the initiator.
-        pub read: bool,
-        /// W bit: data flows to the target.
-        pub write: bool,
-        /// ATTR.
-        pub attr: TaskAttribute,
-        /// LUN.
-        pub lun: u64 [LUN],
-        /// Initiator Task Tag.
-        pub itt: u32 [ITT],
-        /// Expected Data Transfer Length in bytes.
-        pub expected_data_transfer_length: u32 [20],
-        /// CmdSN.
-        pub cmd_sn: u32 [CMD_SN],
-        /// ExpStatSN.
-        pub exp_stat_sn: u32 [EXP_STAT_SN],
-        /// First 16 bytes of the CDB (the rest is in an extended CDB AHS).
-        pub cdb: [u8; 16] [32],
-        /// TotalAHSLength in 4-byte words.
-        pub total_ahs_length_words: u8,
-        /// Immediate data length in bytes.
-        pub data_segment_length: u32,
+    Opcode::ScsiCommand => ScsiCommand(immediate: bool, final_bit: bool, read: bool, write: bool, attr: TaskAttribute, total_ahs_length_words: u8, data_segment_length: u32) {
+        lun @ LUN, itt @ ITT, expected_data_transfer_length @ 20, cmd_sn @ CMD_SN,
+        exp_stat_sn @ EXP_STAT_SN, cdb @ 32
     }
 }
 
@@ -163,13 +140,13 @@ impl ScsiCommand {
     /// # Errors
     /// [`PduError`] on a malformed header or inconsistent F/R/W bits.
     pub fn parse(bhs: &Bhs, max_recv_data_segment_length: u32) -> Result<Self, PduError> {
-        expect_opcode(bhs, Opcode::ScsiCommand)?;
+        expect_header(bhs, Opcode::ScsiCommand, 0)?;
         let data_segment_length = data_limit(bhs, max_recv_data_segment_length)?;
         let flags = bhs.bytes[1];
         let final_bit = flags & 0x80 != 0;
         let read = flags & 0x40 != 0;
         let write = flags & 0x20 != 0;
-        let attr = TaskAttribute::from_bits(flags & 0x07)
+        let attr = TaskAttribute::from_u8(flags & 0x07)
             .ok_or(PduError::InvalidField("reserved task attribute"))?;
         let total_ahs_length_words = bhs.total_ahs_length_words();
         let cmd = Self::from_bhs(
@@ -197,64 +174,49 @@ impl ScsiCommand {
     /// Encodes the header.
     #[must_use]
     pub fn encode(&self) -> Bhs {
-        let mut b = Bhs::with_opcode(Opcode::ScsiCommand, self.immediate);
-        b.bytes[1] = u8::from(self.final_bit) << 7
-            | u8::from(self.read) << 6
-            | u8::from(self.write) << 5
-            | self.attr as u8;
-        b.set_lengths(self.total_ahs_length_words, self.data_segment_length);
-        self.write_fields(&mut b);
-        b
+        self.encode_header(
+            self.immediate,
+            u8::from(self.final_bit) << 7
+                | u8::from(self.read) << 6
+                | u8::from(self.write) << 5
+                | self.attr as u8,
+            self.total_ahs_length_words,
+            self.data_segment_length,
+        )
     }
+}
+
+/// SCSI Response (§11.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ScsiResponse {
+    /// Bidirectional read residual (o/u bits and Bidirectional Read Residual Count).
+    pub bidi_read_residual: Residual,
+    /// Residual (O/U bits and Residual Count).
+    pub residual: Residual,
+    /// iSCSI Response: 0x00 command completed at target, 0x01 target failure.
+    pub response: u8,
+    /// SCSI status (valid when `response` is 0).
+    pub status: u8,
+    /// Initiator Task Tag.
+    pub itt: u32,
+    /// SNACK Tag (0 unless answering an R-Data SNACK).
+    pub snack_tag: u32,
+    /// StatSN / ExpCmdSN / MaxCmdSN.
+    pub sns: StatusSns,
+    /// ExpDataSN: number of Data-In (and R2T) PDUs the target sent for the command.
+    pub exp_data_sn: u32,
+    /// SenseLength + sense data + response data length in bytes.
+    pub data_segment_length: u32,
 }
 
 bhs_layout! {
-    /// SCSI Response (§11.4).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    pub struct ScsiResponse {
-        /// Bidirectional read residual (o/u bits and Bidirectional Read Residual Count).
-        pub bidi_read_residual: Residual [BIDI_READ_RESIDUAL],
-        /// Residual (O/U bits and Residual Count).
-        pub residual: Residual [RESIDUAL],
-        /// iSCSI Response: 0x00 command completed at target, 0x01 target failure.
-        pub response: u8 [RESPONSE],
-        /// SCSI status (valid when `response` is 0).
-        pub status: u8 [STATUS],
-        /// Initiator Task Tag.
-        pub itt: u32 [ITT],
-        /// SNACK Tag (0 unless answering an R-Data SNACK).
-        pub snack_tag: u32 [20],
-        /// StatSN / ExpCmdSN / MaxCmdSN.
-        pub sns: StatusSns [STAT_SN],
-        /// ExpDataSN: number of Data-In (and R2T) PDUs the target sent for the command.
-        pub exp_data_sn: u32 [EXP_DATA_SN],
-        /// SenseLength + sense data + response data length in bytes.
-        pub data_segment_length: u32,
+    Opcode::ScsiResponse => ScsiResponse(data_segment_length: u32) {
+        bidi_read_residual @ BIDI_READ_RESIDUAL, residual @ RESIDUAL, response @ RESPONSE,
+        status @ STATUS, itt @ ITT, snack_tag @ 20, sns @ STAT_SN, exp_data_sn @ EXP_DATA_SN
     }
 }
 
-impl ScsiResponse {
-    /// Encodes the header.
-    #[must_use]
-    pub fn encode(&self) -> Bhs {
-        let mut b = Bhs::with_opcode(Opcode::ScsiResponse, false);
-        b.bytes[1] = 0x80;
-        b.set_lengths(0, self.data_segment_length);
-        self.write_fields(&mut b);
-        b
-    }
-
-    /// Parses a SCSI Response.
-    ///
-    /// # Errors
-    /// [`PduError`] on a malformed header.
-    pub fn parse(bhs: &Bhs) -> Result<Self, PduError> {
-        expect_opcode(bhs, Opcode::ScsiResponse)?;
-        require_final(bhs)?;
-        no_ahs(bhs)?;
-        Self::from_bhs(bhs, bhs.data_segment_length())
-    }
-}
+simple_codec!(ScsiResponse, data_segment_length);
 
 /// SCSI Response data segment: SenseLength (2 bytes) + sense data (§11.4.7), appended to `out`.
 /// Returns the data segment length (without padding).

@@ -20,61 +20,26 @@ pub(super) trait BhsField: Sized {
     fn write(self, bhs: &mut Bhs, at: Self::At);
 }
 
-impl BhsField for u8 {
-    type At = usize;
+/// Big-endian integers, as every numeric BHS field is.
+macro_rules! big_endian_field {
+    ($($int:ty),*) => {$(
+        impl BhsField for $int {
+            type At = usize;
 
-    #[inline]
-    fn read(bhs: &Bhs, at: usize) -> Result<Self, PduError> {
-        Ok(bhs.bytes[at])
-    }
+            #[inline]
+            fn read(bhs: &Bhs, at: usize) -> Result<Self, PduError> {
+                <[u8; core::mem::size_of::<$int>()]>::read(bhs, at).map(<$int>::from_be_bytes)
+            }
 
-    #[inline]
-    fn write(self, bhs: &mut Bhs, at: usize) {
-        bhs.bytes[at] = self;
-    }
+            #[inline]
+            fn write(self, bhs: &mut Bhs, at: usize) {
+                self.to_be_bytes().write(bhs, at);
+            }
+        }
+    )*};
 }
 
-impl BhsField for u16 {
-    type At = usize;
-
-    #[inline]
-    fn read(bhs: &Bhs, at: usize) -> Result<Self, PduError> {
-        Ok(bhs.u16_at(at))
-    }
-
-    #[inline]
-    fn write(self, bhs: &mut Bhs, at: usize) {
-        bhs.set_u16(at, self);
-    }
-}
-
-impl BhsField for u32 {
-    type At = usize;
-
-    #[inline]
-    fn read(bhs: &Bhs, at: usize) -> Result<Self, PduError> {
-        Ok(bhs.u32_at(at))
-    }
-
-    #[inline]
-    fn write(self, bhs: &mut Bhs, at: usize) {
-        bhs.set_u32(at, self);
-    }
-}
-
-impl BhsField for u64 {
-    type At = usize;
-
-    #[inline]
-    fn read(bhs: &Bhs, at: usize) -> Result<Self, PduError> {
-        Ok(bhs.u64_at(at))
-    }
-
-    #[inline]
-    fn write(self, bhs: &mut Bhs, at: usize) {
-        bhs.set_u64(at, self);
-    }
-}
+big_endian_field!(u8, u16, u32, u64);
 
 /// Raw bytes (the ISID, the first 16 CDB bytes).
 impl<const N: usize> BhsField for [u8; N] {
@@ -115,70 +80,104 @@ impl BhsField for StatusSns {
     }
 }
 
-/// Declares a PDU header struct from one list of its fields and generates the two halves of its
-/// codec that follow from the list. A field written `pub name: Type [AT],` is at `AT` in the BHS
-/// ([`BhsField`] says how `Type` is read and written there); a field without `[AT]` (flag bits,
-/// the segment lengths, a value `parse` must check before the rest) is decoded and encoded by
-/// hand. Besides the struct (with the attributes given, derives included) this generates:
+/// The layout of one PDU's header: its opcode, the fields `parse` decodes by hand (flag bits,
+/// the segment lengths, values it must check before the rest), and for every other field of the
+/// struct the place [`BhsField`] reads and writes it at:
 ///
-/// - `fn from_bhs(bhs: &Bhs, <each field without [AT], in order>) -> Result<Self, PduError>`:
-///   the header with every `[AT]` field read from `bhs`, which `parse` returns after its checks
-///   (the only error is an undefined code in an enum field);
-/// - `fn write_fields(&self, b: &mut Bhs)`: every `[AT]` field written into `b`, which `encode`
-///   calls after it has set the opcode, the flags and the lengths.
+/// ```text
+/// bhs_layout! {
+///     Opcode::NopIn => NopIn(data_segment_length: u32) {
+///         lun @ LUN, itt @ ITT, ttt @ TTT, sns @ STAT_SN
+///     }
+/// }
+/// ```
+///
+/// generates, for the struct declared next to it:
+///
+/// - `fn from_bhs(bhs, <the hand-decoded fields, in the order given>) -> Result<Self, PduError>`:
+///   the header with every `@` field read from `bhs`, which `parse` returns after its checks (the
+///   only error is an undefined code in an enum field);
+/// - `fn encode_header(&self, immediate, flags, total_ahs_length_words, data_segment_length)`:
+///   the BHS with the opcode, the I bit, byte 1, the lengths and every `@` field written, which
+///   `encode` returns after any hand-encoded field.
+///
+/// The struct literal in `from_bhs` names every field once, so the compiler refuses a layout
+/// that forgets a field of the struct or names one twice.
 macro_rules! bhs_layout {
     (
-        $(#[$attr:meta])*
-        pub struct $name:ident {
-            $( $(#[$field_attr:meta])* pub $field:ident: $ty:ty $([$at:expr])?, )*
+        $opcode:path => $name:ident($($param:ident: $param_ty:ty),* $(,)?) {
+            $($field:ident @ $at:expr),* $(,)?
         }
     ) => {
-        $(#[$attr])*
-        pub struct $name {
-            $( $(#[$field_attr])* pub $field: $ty, )*
-        }
-
         impl $name {
-            #[inline]
-            fn write_fields(&self, b: &mut $crate::pdu::Bhs) {
-                $($( $crate::pdu::layout::BhsField::write(self.$field, b, $at); )?)*
-            }
-        }
+            /// The opcode of this PDU.
+            const OPCODE: $crate::pdu::Opcode = $opcode;
 
-        $crate::pdu::layout::bhs_layout!(@from_bhs $name [] [] $( $field: $ty $([$at])?, )*);
-    };
-    // A field at an offset is read from the header.
-    (@from_bhs $name:ident [$($param:ident: $param_ty:ty,)*] [$($done:ident $([$done_at:expr])?,)*]
-        $field:ident: $ty:ty [$at:expr], $($rest:tt)*) => {
-        $crate::pdu::layout::bhs_layout!(@from_bhs $name [$($param: $param_ty,)*]
-            [$($done $([$done_at])?,)* $field [$at],] $($rest)*);
-    };
-    // A field without one comes from the caller.
-    (@from_bhs $name:ident [$($param:ident: $param_ty:ty,)*] [$($done:ident $([$done_at:expr])?,)*]
-        $field:ident: $ty:ty, $($rest:tt)*) => {
-        $crate::pdu::layout::bhs_layout!(@from_bhs $name [$($param: $param_ty,)* $field: $ty,]
-            [$($done $([$done_at])?,)* $field,] $($rest)*);
-    };
-    (@from_bhs $name:ident [$($param:ident: $param_ty:ty,)*] [$($done:ident $([$done_at:expr])?,)*]) => {
-        impl $name {
-            // One parameter per hand-decoded field, named after it.
-            #[allow(clippy::too_many_arguments)]
             #[inline]
             fn from_bhs(
                 bhs: &$crate::pdu::Bhs,
                 $($param: $param_ty,)*
             ) -> Result<Self, $crate::pdu::PduError> {
                 Ok(Self {
-                    $( $done: $crate::pdu::layout::bhs_layout!(@value bhs $done $([$done_at])?), )*
+                    $($param,)*
+                    $($field: $crate::pdu::layout::BhsField::read(bhs, $at)?,)*
                 })
+            }
+
+            #[inline]
+            fn encode_header(
+                &self,
+                immediate: bool,
+                flags: u8,
+                total_ahs_length_words: u8,
+                data_segment_length: u32,
+            ) -> $crate::pdu::Bhs {
+                let mut b = $crate::pdu::Bhs::with_opcode(Self::OPCODE, immediate);
+                b.bytes[1] = flags;
+                b.set_lengths(total_ahs_length_words, data_segment_length);
+                $($crate::pdu::layout::BhsField::write(self.$field, &mut b, $at);)*
+                b
             }
         }
     };
-    (@value $bhs:ident $field:ident [$at:expr]) => {
-        $crate::pdu::layout::BhsField::read($bhs, $at)?
+}
+
+/// `parse` and `encode` for a PDU laid out by [`bhs_layout!`] that has nothing to decode by hand:
+/// the F bit set, no AHS, and either no data segment (`simple_codec!(R2t)`) or one whose length
+/// is the only hand-decoded field (`simple_codec!(NopIn, data_segment_length)`).
+macro_rules! simple_codec {
+    ($name:ident) => {
+        impl $name {
+            /// Encodes the header.
+            #[must_use]
+            pub fn encode(&self) -> $crate::pdu::Bhs {
+                self.encode_header(false, 0x80, 0, 0)
+            }
+        }
+        $crate::pdu::layout::simple_codec!(@parse $name, $crate::pdu::bhs::NO_DATA, []);
     };
-    (@value $bhs:ident $field:ident) => {
-        $field
+    ($name:ident, $data_segment_length:ident) => {
+        impl $name {
+            /// Encodes the header.
+            #[must_use]
+            pub fn encode(&self) -> $crate::pdu::Bhs {
+                self.encode_header(false, 0x80, 0, self.$data_segment_length)
+            }
+        }
+        $crate::pdu::layout::simple_codec!(@parse $name, 0, [$data_segment_length]);
+    };
+    (@parse $name:ident, $data_rule:expr, [$($data_segment_length:ident)?]) => {
+        impl $name {
+            /// Parses a header of this PDU.
+            ///
+            /// # Errors
+            /// [`PduError`](crate::pdu::PduError) on a malformed header or an undefined code.
+            pub fn parse(bhs: &$crate::pdu::Bhs) -> Result<Self, $crate::pdu::PduError> {
+                use $crate::pdu::bhs::{expect_header, FINAL, NO_AHS};
+                expect_header(bhs, Self::OPCODE, FINAL | NO_AHS | $data_rule)?;
+                Self::from_bhs(bhs $(, bhs.$data_segment_length())?)
+            }
+        }
     };
 }
 
@@ -229,4 +228,4 @@ macro_rules! wire_enum {
     };
 }
 
-pub(super) use {bhs_layout, wire_enum};
+pub(super) use {bhs_layout, simple_codec, wire_enum};

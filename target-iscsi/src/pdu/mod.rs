@@ -23,6 +23,7 @@
 mod ahs;
 mod async_message;
 mod bhs;
+mod codes;
 mod command;
 mod data_transfer;
 mod dispatch;
@@ -38,19 +39,23 @@ mod task_mgmt;
 mod text;
 
 pub use ahs::{Ahs, Cdb, AHS_TYPE_BIDI_READ_LENGTH, AHS_TYPE_EXTENDED_CDB};
-pub use async_message::{AsyncEvent, AsyncMessage};
-pub use bhs::{Bhs, Opcode, StatusSns};
-pub use command::{encode_sense_segment, Residual, ScsiCommand, ScsiResponse, TaskAttribute};
+pub use async_message::AsyncMessage;
+pub use bhs::{Bhs, StatusSns};
+pub use codes::{
+    AsyncEvent, LoginStatus, LogoutReason, LogoutResponseCode, Opcode, RejectReason, SnackType,
+    Stage, TaskAttribute, TmfResponse,
+};
+pub use command::{encode_sense_segment, Residual, ScsiCommand, ScsiResponse};
 pub use data_transfer::{DataInStatus, R2t, ScsiDataIn, ScsiDataOut};
 pub use dispatch::{InitiatorPdu, TargetPdu};
 pub use error::PduError;
-pub use login::{Isid, LoginRequest, LoginResponse, LoginStatus, Stage};
-pub use logout::{LogoutReason, LogoutRequest, LogoutResponse, LogoutResponseCode};
+pub use login::{Isid, LoginRequest, LoginResponse};
+pub use logout::{LogoutRequest, LogoutResponse};
 pub use nop::{NopIn, NopOut};
-pub use reject::{Reject, RejectReason};
+pub use reject::Reject;
 pub use serial::{sn_ge, sn_gt, sn_in_window, sn_le, sn_lt};
-pub use snack::{SnackRequest, SnackType};
-pub use task_mgmt::{TaskMgmtRequest, TaskMgmtResponse, TmfFunction, TmfResponse};
+pub use snack::SnackRequest;
+pub use task_mgmt::{TaskMgmtRequest, TaskMgmtResponse, TmfFunction};
 pub use text::{TextRequest, TextResponse};
 
 /// Size of the Basic Header Segment in bytes.

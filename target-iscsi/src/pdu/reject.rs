@@ -1,47 +1,24 @@
 //! Reject (RFC 7143 §11.17) and its reason codes.
 
-use super::bhs::{expect_opcode, no_ahs, require_final, ITT, STAT_SN};
-use super::layout::{bhs_layout, wire_enum};
-use super::{Bhs, Opcode, PduError, StatusSns, BHS_LEN, RESERVED_TAG};
+use super::bhs::{expect_header, FINAL, ITT, NO_AHS, STAT_SN};
+use super::layout::bhs_layout;
+use super::{Bhs, Opcode, PduError, RejectReason, StatusSns, BHS_LEN, RESERVED_TAG};
 
-wire_enum! {
-    /// Reject reason codes (RFC 7143 §11.17.1).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    pub enum RejectReason: u8, from_u8, unknown = "unknown reject reason" {
-        /// 0x02 Data (payload) digest error.
-        DataDigestError = 0x02,
-        /// 0x03 SNACK Reject.
-        SnackReject = 0x03,
-        /// 0x04 Protocol Error (e.g., SNACK Request for a status that was already acknowledged).
-        ProtocolError = 0x04,
-        /// 0x05 Command not supported.
-        CommandNotSupported = 0x05,
-        /// 0x06 Immediate command reject - too many immediate commands.
-        ImmediateCommandReject = 0x06,
-        /// 0x07 Task in progress.
-        TaskInProgress = 0x07,
-        /// 0x08 Invalid data ack.
-        InvalidDataAck = 0x08,
-        /// 0x09 Invalid PDU field.
-        InvalidPduField = 0x09,
-        /// 0x0a Long op reject - cannot generate Target Transfer Tag, out of resources.
-        LongOpReject = 0x0a,
-        /// 0x0c Waiting for Logout.
-        WaitingForLogout = 0x0c,
-    }
+/// Reject (§11.17). The data segment is the complete header of the rejected PDU
+/// ([`Reject::DATA_SEGMENT_LENGTH`] bytes: send `rejected.bytes` after this header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Reject {
+    /// Reason code.
+    pub reason: RejectReason,
+    /// StatSN / ExpCmdSN / MaxCmdSN.
+    pub sns: StatusSns,
+    /// DataSN/R2TSN (for a rejected SNACK), else 0.
+    pub data_sn_or_r2t_sn: u32,
 }
 
 bhs_layout! {
-    /// Reject (§11.17). The data segment is the complete header of the rejected PDU
-    /// ([`Reject::DATA_SEGMENT_LENGTH`] bytes: send `rejected.bytes` after this header).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    pub struct Reject {
-        /// Reason code.
-        pub reason: RejectReason [2],
-        /// StatSN / ExpCmdSN / MaxCmdSN.
-        pub sns: StatusSns [STAT_SN],
-        /// DataSN/R2TSN (for a rejected SNACK), else 0.
-        pub data_sn_or_r2t_sn: u32 [36],
+    Opcode::Reject => Reject() {
+        reason @ 2, sns @ STAT_SN, data_sn_or_r2t_sn @ 36
     }
 }
 
@@ -52,11 +29,8 @@ impl Reject {
     /// Encodes the header; the rejected header goes in the data segment.
     #[must_use]
     pub fn encode(&self) -> Bhs {
-        let mut b = Bhs::with_opcode(Opcode::Reject, false);
-        b.bytes[1] = 0x80;
-        b.set_lengths(0, Self::DATA_SEGMENT_LENGTH);
+        let mut b = self.encode_header(false, 0x80, 0, Self::DATA_SEGMENT_LENGTH);
         b.set_u32(ITT, RESERVED_TAG);
-        self.write_fields(&mut b);
         b
     }
 
@@ -74,9 +48,7 @@ impl Reject {
     /// # Errors
     /// [`PduError`] on a malformed header or unknown reason.
     pub fn parse(bhs: &Bhs) -> Result<Self, PduError> {
-        expect_opcode(bhs, Opcode::Reject)?;
-        require_final(bhs)?;
-        no_ahs(bhs)?;
+        expect_header(bhs, Opcode::Reject, FINAL | NO_AHS)?;
         Self::from_bhs(bhs)
     }
 }

@@ -1,11 +1,11 @@
 //! SCSI Task Management Function Request (RFC 7143 §11.5) and Response (§11.6).
 
 use super::bhs::{
-    expect_opcode, no_ahs, no_data, require_final, CMD_SN, EXP_DATA_SN, EXP_STAT_SN, ITT, LUN,
-    RESPONSE, STAT_SN,
+    expect_header, CMD_SN, EXP_DATA_SN, EXP_STAT_SN, FINAL, ITT, LUN, NO_AHS, NO_DATA, RESPONSE,
+    STAT_SN,
 };
-use super::layout::{bhs_layout, wire_enum};
-use super::{Bhs, Opcode, PduError, StatusSns};
+use super::layout::{bhs_layout, simple_codec};
+use super::{Bhs, Opcode, PduError, StatusSns, TmfResponse};
 
 /// Task management functions (§11.5.1). Unknown codes are kept so the target can answer
 /// "Task management function not supported".
@@ -81,51 +81,33 @@ impl TmfFunction {
     }
 }
 
-wire_enum! {
-    /// Task management response codes (§11.6.1).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    pub enum TmfResponse: u8, from_u8, unknown = "unknown TMF response" {
-        /// 0 Function complete.
-        FunctionComplete = 0,
-        /// 1 Task does not exist.
-        TaskDoesNotExist = 1,
-        /// 2 LUN does not exist.
-        LunDoesNotExist = 2,
-        /// 3 Task still allegiant.
-        TaskStillAllegiant = 3,
-        /// 4 Task allegiance reassignment not supported.
-        TaskReassignNotSupported = 4,
-        /// 5 Task management function not supported.
-        FunctionNotSupported = 5,
-        /// 6 Function authorization failed.
-        FunctionAuthorizationFailed = 6,
-        /// 255 Function rejected.
-        FunctionRejected = 255,
-    }
+/// SCSI Task Management Function Request (§11.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TaskMgmtRequest {
+    /// I bit.
+    pub immediate: bool,
+    /// Function.
+    pub function: TmfFunction,
+    /// LUN.
+    pub lun: u64,
+    /// Initiator Task Tag of this request.
+    pub itt: u32,
+    /// Referenced Task Tag (ABORT TASK, QUERY TASK, TASK REASSIGN).
+    pub referenced_task_tag: u32,
+    /// CmdSN.
+    pub cmd_sn: u32,
+    /// ExpStatSN.
+    pub exp_stat_sn: u32,
+    /// RefCmdSN.
+    pub ref_cmd_sn: u32,
+    /// ExpDataSN (TASK REASSIGN).
+    pub exp_data_sn: u32,
 }
 
 bhs_layout! {
-    /// SCSI Task Management Function Request (§11.5).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    pub struct TaskMgmtRequest {
-        /// I bit.
-        pub immediate: bool,
-        /// Function.
-        pub function: TmfFunction,
-        /// LUN.
-        pub lun: u64 [LUN],
-        /// Initiator Task Tag of this request.
-        pub itt: u32 [ITT],
-        /// Referenced Task Tag (ABORT TASK, QUERY TASK, TASK REASSIGN).
-        pub referenced_task_tag: u32 [20],
-        /// CmdSN.
-        pub cmd_sn: u32 [CMD_SN],
-        /// ExpStatSN.
-        pub exp_stat_sn: u32 [EXP_STAT_SN],
-        /// RefCmdSN.
-        pub ref_cmd_sn: u32 [32],
-        /// ExpDataSN (TASK REASSIGN).
-        pub exp_data_sn: u32 [EXP_DATA_SN],
+    Opcode::TaskMgmtRequest => TaskMgmtRequest(immediate: bool, function: TmfFunction) {
+        lun @ LUN, itt @ ITT, referenced_task_tag @ 20, cmd_sn @ CMD_SN, exp_stat_sn @ EXP_STAT_SN,
+        ref_cmd_sn @ 32, exp_data_sn @ EXP_DATA_SN
     }
 }
 
@@ -135,55 +117,32 @@ impl TaskMgmtRequest {
     /// # Errors
     /// [`PduError`] on a malformed header.
     pub fn parse(bhs: &Bhs) -> Result<Self, PduError> {
-        expect_opcode(bhs, Opcode::TaskMgmtRequest)?;
-        require_final(bhs)?;
-        no_ahs(bhs)?;
-        no_data(bhs)?;
+        expect_header(bhs, Opcode::TaskMgmtRequest, FINAL | NO_AHS | NO_DATA)?;
         Self::from_bhs(bhs, bhs.immediate(), TmfFunction::from_u8(bhs.bytes[1] & 0x7f))
     }
 
     /// Encodes the header.
     #[must_use]
     pub fn encode(&self) -> Bhs {
-        let mut b = Bhs::with_opcode(Opcode::TaskMgmtRequest, self.immediate);
-        b.bytes[1] = 0x80 | self.function.code();
-        self.write_fields(&mut b);
-        b
+        self.encode_header(self.immediate, 0x80 | self.function.code(), 0, 0)
     }
+}
+
+/// SCSI Task Management Function Response (§11.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TaskMgmtResponse {
+    /// Response code.
+    pub response: TmfResponse,
+    /// Initiator Task Tag of the request.
+    pub itt: u32,
+    /// StatSN / ExpCmdSN / MaxCmdSN.
+    pub sns: StatusSns,
 }
 
 bhs_layout! {
-    /// SCSI Task Management Function Response (§11.6).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    pub struct TaskMgmtResponse {
-        /// Response code.
-        pub response: TmfResponse [RESPONSE],
-        /// Initiator Task Tag of the request.
-        pub itt: u32 [ITT],
-        /// StatSN / ExpCmdSN / MaxCmdSN.
-        pub sns: StatusSns [STAT_SN],
+    Opcode::TaskMgmtResponse => TaskMgmtResponse() {
+        response @ RESPONSE, itt @ ITT, sns @ STAT_SN
     }
 }
 
-impl TaskMgmtResponse {
-    /// Encodes the header.
-    #[must_use]
-    pub fn encode(&self) -> Bhs {
-        let mut b = Bhs::with_opcode(Opcode::TaskMgmtResponse, false);
-        b.bytes[1] = 0x80;
-        self.write_fields(&mut b);
-        b
-    }
-
-    /// Parses a Task Management Response header.
-    ///
-    /// # Errors
-    /// [`PduError`] on a malformed header or unknown response code.
-    pub fn parse(bhs: &Bhs) -> Result<Self, PduError> {
-        expect_opcode(bhs, Opcode::TaskMgmtResponse)?;
-        require_final(bhs)?;
-        no_ahs(bhs)?;
-        no_data(bhs)?;
-        Self::from_bhs(bhs)
-    }
-}
+simple_codec!(TaskMgmtResponse);

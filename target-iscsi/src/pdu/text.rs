@@ -1,31 +1,35 @@
 //! Text Request (RFC 7143 §11.10) and Text Response (§11.11).
 
-use super::bhs::{data_limit, expect_opcode, no_ahs, CMD_SN, EXP_STAT_SN, ITT, LUN, STAT_SN, TTT};
+use super::bhs::{data_limit, expect_header, CMD_SN, EXP_STAT_SN, ITT, LUN, NO_AHS, STAT_SN, TTT};
 use super::layout::bhs_layout;
 use super::{Bhs, Opcode, PduError, StatusSns, RESERVED_TAG};
 
+/// Text Request (§11.10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TextRequest {
+    /// I bit.
+    pub immediate: bool,
+    /// F bit.
+    pub final_bit: bool,
+    /// C bit.
+    pub continue_bit: bool,
+    /// LUN field (reserved unless a key uses it).
+    pub lun: u64,
+    /// Initiator Task Tag.
+    pub itt: u32,
+    /// Target Transfer Tag: 0xffffffff to start, else the tag of the continued response.
+    pub ttt: u32,
+    /// CmdSN.
+    pub cmd_sn: u32,
+    /// ExpStatSN.
+    pub exp_stat_sn: u32,
+    /// Text length in bytes.
+    pub data_segment_length: u32,
+}
+
 bhs_layout! {
-    /// Text Request (§11.10).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    pub struct TextRequest {
-        /// I bit.
-        pub immediate: bool,
-        /// F bit.
-        pub final_bit: bool,
-        /// C bit.
-        pub continue_bit: bool,
-        /// LUN field (reserved unless a key uses it).
-        pub lun: u64 [LUN],
-        /// Initiator Task Tag.
-        pub itt: u32 [ITT],
-        /// Target Transfer Tag: 0xffffffff to start, else the tag of the continued response.
-        pub ttt: u32 [TTT],
-        /// CmdSN.
-        pub cmd_sn: u32 [CMD_SN],
-        /// ExpStatSN.
-        pub exp_stat_sn: u32 [EXP_STAT_SN],
-        /// Text length in bytes.
-        pub data_segment_length: u32,
+    Opcode::TextRequest => TextRequest(immediate: bool, final_bit: bool, continue_bit: bool, data_segment_length: u32) {
+        lun @ LUN, itt @ ITT, ttt @ TTT, cmd_sn @ CMD_SN, exp_stat_sn @ EXP_STAT_SN
     }
 }
 
@@ -50,8 +54,7 @@ impl TextRequest {
     /// # Errors
     /// [`PduError`] on a malformed header (F and C both set...).
     pub fn parse(bhs: &Bhs, max_recv_data_segment_length: u32) -> Result<Self, PduError> {
-        expect_opcode(bhs, Opcode::TextRequest)?;
-        no_ahs(bhs)?;
+        expect_header(bhs, Opcode::TextRequest, NO_AHS)?;
         let data_segment_length = data_limit(bhs, max_recv_data_segment_length)?;
         let (final_bit, continue_bit) =
             final_and_continue(bhs, "Text Request with both F and C bits")?;
@@ -64,32 +67,37 @@ impl TextRequest {
     /// Encodes the header.
     #[must_use]
     pub fn encode(&self) -> Bhs {
-        let mut b = Bhs::with_opcode(Opcode::TextRequest, self.immediate);
-        b.bytes[1] = flags(self.final_bit, self.continue_bit);
-        b.set_lengths(0, self.data_segment_length);
-        self.write_fields(&mut b);
-        b
+        self.encode_header(
+            self.immediate,
+            flags(self.final_bit, self.continue_bit),
+            0,
+            self.data_segment_length,
+        )
     }
 }
 
+/// Text Response (§11.11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TextResponse {
+    /// F bit.
+    pub final_bit: bool,
+    /// C bit.
+    pub continue_bit: bool,
+    /// LUN echoed from the request.
+    pub lun: u64,
+    /// Initiator Task Tag.
+    pub itt: u32,
+    /// Target Transfer Tag (0xffffffff on the final response).
+    pub ttt: u32,
+    /// StatSN / ExpCmdSN / MaxCmdSN.
+    pub sns: StatusSns,
+    /// Text length in bytes.
+    pub data_segment_length: u32,
+}
+
 bhs_layout! {
-    /// Text Response (§11.11).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    pub struct TextResponse {
-        /// F bit.
-        pub final_bit: bool,
-        /// C bit.
-        pub continue_bit: bool,
-        /// LUN echoed from the request.
-        pub lun: u64 [LUN],
-        /// Initiator Task Tag.
-        pub itt: u32 [ITT],
-        /// Target Transfer Tag (0xffffffff on the final response).
-        pub ttt: u32 [TTT],
-        /// StatSN / ExpCmdSN / MaxCmdSN.
-        pub sns: StatusSns [STAT_SN],
-        /// Text length in bytes.
-        pub data_segment_length: u32,
+    Opcode::TextResponse => TextResponse(final_bit: bool, continue_bit: bool, data_segment_length: u32) {
+        lun @ LUN, itt @ ITT, ttt @ TTT, sns @ STAT_SN
     }
 }
 
@@ -97,11 +105,12 @@ impl TextResponse {
     /// Encodes the header.
     #[must_use]
     pub fn encode(&self) -> Bhs {
-        let mut b = Bhs::with_opcode(Opcode::TextResponse, false);
-        b.bytes[1] = flags(self.final_bit, self.continue_bit);
-        b.set_lengths(0, self.data_segment_length);
-        self.write_fields(&mut b);
-        b
+        self.encode_header(
+            false,
+            flags(self.final_bit, self.continue_bit),
+            0,
+            self.data_segment_length,
+        )
     }
 
     /// Parses a Text Response.
@@ -109,8 +118,7 @@ impl TextResponse {
     /// # Errors
     /// [`PduError`] on a malformed header.
     pub fn parse(bhs: &Bhs) -> Result<Self, PduError> {
-        expect_opcode(bhs, Opcode::TextResponse)?;
-        no_ahs(bhs)?;
+        expect_header(bhs, Opcode::TextResponse, NO_AHS)?;
         let (final_bit, continue_bit) =
             final_and_continue(bhs, "Text Response with both F and C bits")?;
         Self::from_bhs(bhs, final_bit, continue_bit, bhs.data_segment_length())
