@@ -128,7 +128,10 @@ pub struct ScsiCommand {
 }
 
 bhs_layout! {
-    Opcode::ScsiCommand => ScsiCommand(immediate: bool, final_bit: bool, read: bool, write: bool, attr: TaskAttribute, total_ahs_length_words: u8, data_segment_length: u32) {
+    Opcode::ScsiCommand => ScsiCommand(
+        immediate: bool, final_bit: bool, read: bool, write: bool, attr: TaskAttribute,
+        total_ahs_length_words: u8, data_segment_length: u32,
+    ) {
         lun @ LUN, itt @ ITT, expected_data_transfer_length @ 20, cmd_sn @ CMD_SN,
         exp_stat_sn @ EXP_STAT_SN, cdb @ 32
     }

@@ -98,7 +98,9 @@ pub struct ScsiDataIn {
 }
 
 bhs_layout! {
-    Opcode::ScsiDataIn => ScsiDataIn(final_bit: bool, acknowledge: bool, status: Option<DataInStatus>, data_segment_length: u32) {
+    Opcode::ScsiDataIn => ScsiDataIn(
+        final_bit: bool, acknowledge: bool, status: Option<DataInStatus>, data_segment_length: u32,
+    ) {
         lun @ LUN, itt @ ITT, ttt @ TTT, exp_cmd_sn @ EXP_CMD_SN, max_cmd_sn @ MAX_CMD_SN,
         data_sn @ DATA_SN, buffer_offset @ BUFFER_OFFSET
     }

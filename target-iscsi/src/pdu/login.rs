@@ -93,7 +93,9 @@ pub struct LoginRequest {
 }
 
 bhs_layout! {
-    Opcode::LoginRequest => LoginRequest(transit: bool, continue_bit: bool, csg: Stage, nsg: Option<Stage>, data_segment_length: u32) {
+    Opcode::LoginRequest => LoginRequest(
+        transit: bool, continue_bit: bool, csg: Stage, nsg: Option<Stage>, data_segment_length: u32,
+    ) {
         version_max @ 2, version_min @ 3, isid @ ISID, tsih @ 14, itt @ ITT, cid @ CID,
         cmd_sn @ CMD_SN, exp_stat_sn @ EXP_STAT_SN
     }
@@ -154,7 +156,9 @@ pub struct LoginResponse {
 }
 
 bhs_layout! {
-    Opcode::LoginResponse => LoginResponse(transit: bool, continue_bit: bool, csg: Stage, nsg: Option<Stage>, data_segment_length: u32) {
+    Opcode::LoginResponse => LoginResponse(
+        transit: bool, continue_bit: bool, csg: Stage, nsg: Option<Stage>, data_segment_length: u32,
+    ) {
         version_max @ 2, version_active @ 3, isid @ ISID, tsih @ 14, itt @ ITT, sns @ STAT_SN,
         status @ 36
     }

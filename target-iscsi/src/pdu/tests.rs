@@ -339,13 +339,20 @@ fn reject_reasons_match_rfc() {
     assert_eq!(RejectReason::from_u8(0x0b), None, "0x0b is deprecated");
 }
 
+/// `bhs` with byte 1 (the flags) replaced.
+fn with_flags(mut bhs: Bhs, flags: u8) -> Bhs {
+    bhs.bytes[1] = flags;
+    bhs
+}
+
 #[test]
-fn parse_validation() {
-    // Target opcode from an initiator.
+fn initiator_parse_refuses_a_target_opcode() {
     let b = NopIn { lun: 0, itt: 1, ttt: 2, sns: SNS, data_segment_length: 0 }.encode();
     assert_eq!(InitiatorPdu::parse(&b, LIMIT), Err(PduError::UnexpectedOpcode(Opcode::NopIn)));
+}
 
-    // DataSegmentLength above MaxRecvDataSegmentLength.
+#[test]
+fn data_out_over_the_segment_limit_or_with_an_ahs_is_refused() {
     let mut b = ScsiDataOut {
         final_bit: true,
         lun: 0,
@@ -361,11 +368,12 @@ fn parse_validation() {
         InitiatorPdu::parse(&b, 8192),
         Err(PduError::DataSegmentTooLong { length_bytes: 8193, limit_bytes: 8192 })
     );
-    // AHS on a Data-Out.
     b.set_lengths(1, 16);
     assert!(matches!(InitiatorPdu::parse(&b, 8192), Err(PduError::UnexpectedSegment(_))));
+}
 
-    // SCSI Command consistency.
+#[test]
+fn scsi_command_flags_must_be_consistent() {
     let cmd = ScsiCommand {
         immediate: false,
         final_bit: true,
@@ -394,8 +402,10 @@ fn parse_validation() {
     let mut attr = cmd.encode();
     attr.bytes[1] |= 0x07;
     assert!(matches!(ScsiCommand::parse(&attr, LIMIT), Err(PduError::InvalidField(_))));
+}
 
-    // Login: T and C, reserved stages.
+#[test]
+fn login_request_refuses_t_with_c_and_reserved_stages() {
     let login = LoginRequest {
         transit: false,
         continue_bit: true,
@@ -410,34 +420,36 @@ fn parse_validation() {
         cmd_sn: 0,
         exp_stat_sn: 0,
         data_segment_length: 0,
-    };
-    let mut b = login.encode();
-    b.bytes[1] |= 0x80;
-    assert!(matches!(LoginRequest::parse(&b, 8192), Err(PduError::Protocol(_))));
-    let mut b = login.encode();
-    b.bytes[1] = 0x80 | (2 << 2) | 3;
-    assert!(matches!(LoginRequest::parse(&b, 8192), Err(PduError::InvalidField(_))));
-    let mut b = login.encode();
-    b.bytes[1] = 0x80 | 2;
-    assert!(matches!(LoginRequest::parse(&b, 8192), Err(PduError::InvalidField(_))));
+    }
+    .encode();
+    let t_and_c = with_flags(login, login.bytes[1] | 0x80);
+    assert!(matches!(LoginRequest::parse(&t_and_c, 8192), Err(PduError::Protocol(_))));
+    let reserved_csg = with_flags(login, 0x80 | (2 << 2) | 3);
+    assert!(matches!(LoginRequest::parse(&reserved_csg, 8192), Err(PduError::InvalidField(_))));
+    let reserved_nsg = with_flags(login, 0x80 | 2);
+    assert!(matches!(LoginRequest::parse(&reserved_nsg, 8192), Err(PduError::InvalidField(_))));
+}
 
-    // Text: F and C.
-    let mut b = TextRequest {
+#[test]
+fn text_request_refuses_f_with_c() {
+    let b = TextRequest {
+        itt: 1,
+        ttt: RESERVED_TAG,
         immediate: false,
         final_bit: true,
         continue_bit: false,
         lun: 0,
-        itt: 1,
-        ttt: RESERVED_TAG,
         cmd_sn: 0,
         exp_stat_sn: 0,
         data_segment_length: 0,
     }
     .encode();
-    b.bytes[1] |= 0x40;
-    assert!(matches!(TextRequest::parse(&b, LIMIT), Err(PduError::Protocol(_))));
+    let f_and_c = with_flags(b, b.bytes[1] | 0x40);
+    assert!(matches!(TextRequest::parse(&f_and_c, LIMIT), Err(PduError::Protocol(_))));
+}
 
-    // NOP-Out with reserved ITT must be immediate.
+#[test]
+fn nop_out_with_the_reserved_itt_must_be_immediate() {
     let nop = NopOut {
         immediate: false,
         lun: 0,
@@ -448,9 +460,11 @@ fn parse_validation() {
         data_segment_length: 0,
     };
     assert!(matches!(NopOut::parse(&nop.encode(), LIMIT), Err(PduError::Protocol(_))));
+}
 
-    // Logout reason, SNACK type, TMF data segment, missing F bit.
-    let mut b = LogoutRequest {
+#[test]
+fn logout_request_refuses_a_reserved_reason_and_a_clear_f_bit() {
+    let b = LogoutRequest {
         immediate: true,
         reason: LogoutReason::CloseSession,
         itt: 1,
@@ -459,11 +473,15 @@ fn parse_validation() {
         exp_stat_sn: 0,
     }
     .encode();
-    b.bytes[1] = 0x80 | 3;
-    assert!(matches!(LogoutRequest::parse(&b), Err(PduError::InvalidField(_))));
-    b.bytes[1] = 0x00;
-    assert_eq!(LogoutRequest::parse(&b), Err(PduError::InvalidField("F bit must be 1")));
-    let mut b = SnackRequest {
+    let reserved = with_flags(b, 0x80 | 3);
+    assert!(matches!(LogoutRequest::parse(&reserved), Err(PduError::InvalidField(_))));
+    let not_final = with_flags(b, 0x00);
+    assert_eq!(LogoutRequest::parse(&not_final), Err(PduError::InvalidField("F bit must be 1")));
+}
+
+#[test]
+fn snack_request_refuses_a_reserved_type() {
+    let snack = SnackRequest {
         snack_type: SnackType::DataR2t,
         lun: 0,
         itt: 1,
@@ -471,10 +489,13 @@ fn parse_validation() {
         exp_stat_sn: 0,
         beg_run: 0,
         run_length: 0,
-    }
-    .encode();
-    b.bytes[1] = 0x80 | 4;
-    assert!(matches!(SnackRequest::parse(&b), Err(PduError::InvalidField(_))));
+    };
+    let reserved = with_flags(snack.encode(), 0x80 | 4);
+    assert!(matches!(SnackRequest::parse(&reserved), Err(PduError::InvalidField(_))));
+}
+
+#[test]
+fn task_mgmt_request_refuses_data_and_keeps_unknown_functions() {
     let mut b = TaskMgmtRequest {
         immediate: true,
         function: TmfFunction::LogicalUnitReset,
@@ -492,6 +513,22 @@ fn parse_validation() {
     b.set_lengths(0, 0);
     b.bytes[1] = 0x80 | 0x7f;
     assert_eq!(TaskMgmtRequest::parse(&b).map(|t| t.function), Ok(TmfFunction::Other(0x7f)));
+}
+
+#[test]
+fn login_refusal_echoes_isid_and_itt_and_zeroes_the_rest() {
+    // A request that does not parse (reserved CSG), with every other byte set.
+    let mut request = Bhs::from_bytes([0xa5; BHS_LEN]);
+    request.bytes[0] = Opcode::LoginRequest as u8;
+    let b = LoginResponse::refusal(&request, LoginStatus::InitiatorError, 0x0102_0304).encode();
+    let mut expected = [0u8; BHS_LEN];
+    expected[0] = 0x23;
+    expected[8..14].copy_from_slice(&request.bytes[8..14]);
+    expected[16..20].copy_from_slice(&request.bytes[16..20]);
+    expected[24..28].copy_from_slice(&[1, 2, 3, 4]);
+    expected[36] = 0x02;
+    expected[37] = 0x00;
+    assert_eq!(b.bytes, expected);
 }
 
 #[test]

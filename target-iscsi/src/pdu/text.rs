@@ -28,7 +28,9 @@ pub struct TextRequest {
 }
 
 bhs_layout! {
-    Opcode::TextRequest => TextRequest(immediate: bool, final_bit: bool, continue_bit: bool, data_segment_length: u32) {
+    Opcode::TextRequest => TextRequest(
+        immediate: bool, final_bit: bool, continue_bit: bool, data_segment_length: u32,
+    ) {
         lun @ LUN, itt @ ITT, ttt @ TTT, cmd_sn @ CMD_SN, exp_stat_sn @ EXP_STAT_SN
     }
 }
@@ -96,7 +98,9 @@ pub struct TextResponse {
 }
 
 bhs_layout! {
-    Opcode::TextResponse => TextResponse(final_bit: bool, continue_bit: bool, data_segment_length: u32) {
+    Opcode::TextResponse => TextResponse(
+        final_bit: bool, continue_bit: bool, data_segment_length: u32,
+    ) {
         lun @ LUN, itt @ ITT, ttt @ TTT, sns @ STAT_SN
     }
 }
