@@ -113,6 +113,8 @@ macro_rules! bhs_layout {
             /// The opcode of this PDU.
             const OPCODE: $crate::pdu::Opcode = $opcode;
 
+            // One parameter per hand-decoded field, named after it (eight for a SCSI Command).
+            #[allow(clippy::too_many_arguments)]
             #[inline]
             fn from_bhs(
                 bhs: &$crate::pdu::Bhs,
