@@ -7,8 +7,7 @@ use super::layout::wire_enum;
 
 wire_enum! {
     /// Every opcode of RFC 7143 §11.2.1.2; vendor-specific and reserved codes have no variant.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    pub enum Opcode: u8, from_u8 {
+    pub enum Opcode: u8, from_u8, unknown = "unknown opcode" {
         /// NOP-Out (initiator).
         NopOut = 0x00,
         /// SCSI Command (initiator).
@@ -48,18 +47,9 @@ wire_enum! {
     }
 }
 
-impl Opcode {
-    /// True for opcodes an initiator sends (0x00..0x1f).
-    #[must_use]
-    pub const fn is_initiator(self) -> bool {
-        (self as u8) < 0x20
-    }
-}
-
 wire_enum! {
     /// SCSI task attributes (§11.3.1, ATTR field).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    pub enum TaskAttribute: u8, from_u8 {
+    pub enum TaskAttribute: u8, from_u8, unknown = "reserved task attribute" {
         /// 0: Untagged (treated as Simple).
         Untagged = 0,
         /// 1: Simple.
@@ -75,7 +65,6 @@ wire_enum! {
 
 wire_enum! {
     /// Task management response codes (§11.6.1).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
     pub enum TmfResponse: u8, from_u8, unknown = "unknown TMF response" {
         /// 0 Function complete.
         FunctionComplete = 0,
@@ -98,8 +87,7 @@ wire_enum! {
 
 wire_enum! {
     /// Login stages carried in CSG/NSG (§11.12.3).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-    pub enum Stage: u8, from_u8 {
+    pub enum Stage: u8, from_u8, unknown = "reserved stage" {
         /// 0: SecurityNegotiation.
         SecurityNegotiation = 0,
         /// 1: LoginOperationalNegotiation.
@@ -109,17 +97,8 @@ wire_enum! {
     }
 }
 
-impl Stage {
-    /// Decodes a 2-bit stage code (the bits above are ignored); 2 is reserved.
-    #[must_use]
-    pub const fn from_bits(v: u8) -> Option<Self> {
-        Self::from_u8(v & 3)
-    }
-}
-
 wire_enum! {
     /// Login status class and detail (§11.13.5), as one 16-bit code `class << 8 | detail`.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
     pub enum LoginStatus: u16, from_u16, unknown = "unknown login status" {
         /// 0x0000 Success.
         Success = 0x0000,
@@ -160,30 +139,9 @@ wire_enum! {
     }
 }
 
-impl LoginStatus {
-    /// Status-Class byte.
-    #[must_use]
-    pub const fn class(self) -> u8 {
-        (self as u16 >> 8) as u8
-    }
-
-    /// Status-Detail byte.
-    #[must_use]
-    pub const fn detail(self) -> u8 {
-        (self as u16 & 0xff) as u8
-    }
-
-    /// Decodes class and detail.
-    #[must_use]
-    pub const fn from_parts(class: u8, detail: u8) -> Option<Self> {
-        Self::from_u16(u16::from_be_bytes([class, detail]))
-    }
-}
-
 wire_enum! {
     /// Logout reason codes (§11.14.1).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    pub enum LogoutReason: u8, from_u8 {
+    pub enum LogoutReason: u8, from_u8, unknown = "reserved logout reason code" {
         /// 0 close the session.
         CloseSession = 0,
         /// 1 close the connection.
@@ -195,7 +153,6 @@ wire_enum! {
 
 wire_enum! {
     /// Logout response codes (§11.15.1).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
     pub enum LogoutResponseCode: u8, from_u8, unknown = "unknown logout response" {
         /// 0 connection or session closed successfully.
         ClosedSuccessfully = 0,
@@ -210,8 +167,7 @@ wire_enum! {
 
 wire_enum! {
     /// SNACK types (§11.16.1).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    pub enum SnackType: u8, from_u8 {
+    pub enum SnackType: u8, from_u8, unknown = "reserved SNACK type" {
         /// 0 Data/R2T SNACK.
         DataR2t = 0,
         /// 1 Status SNACK.
@@ -225,7 +181,6 @@ wire_enum! {
 
 wire_enum! {
     /// Reject reason codes (RFC 7143 §11.17.1).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
     pub enum RejectReason: u8, from_u8, unknown = "unknown reject reason" {
         /// 0x02 Data (payload) digest error.
         DataDigestError = 0x02,
@@ -252,7 +207,6 @@ wire_enum! {
 
 wire_enum! {
     /// AsyncEvent codes (§11.9.1).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
     pub enum AsyncEvent: u8, from_u8, unknown = "unknown AsyncEvent" {
         /// 0: a SCSI asynchronous event is reported in the sense data.
         ScsiEvent = 0,
@@ -268,5 +222,41 @@ wire_enum! {
         TaskTermination = 5,
         /// 255: vendor-specific event.
         VendorSpecific = 255,
+    }
+}
+
+impl Opcode {
+    /// True for opcodes an initiator sends (0x00..0x1f).
+    #[must_use]
+    pub const fn is_initiator(self) -> bool {
+        (self as u8) < 0x20
+    }
+}
+
+impl Stage {
+    /// Decodes a 2-bit stage code (the bits above are ignored); 2 is reserved.
+    #[must_use]
+    pub const fn from_bits(v: u8) -> Option<Self> {
+        Self::from_u8(v & 3)
+    }
+}
+
+impl LoginStatus {
+    /// Status-Class byte.
+    #[must_use]
+    pub const fn class(self) -> u8 {
+        (self as u16 >> 8) as u8
+    }
+
+    /// Status-Detail byte.
+    #[must_use]
+    pub const fn detail(self) -> u8 {
+        (self as u16 & 0xff) as u8
+    }
+
+    /// Decodes class and detail.
+    #[must_use]
+    pub const fn from_parts(class: u8, detail: u8) -> Option<Self> {
+        Self::from_u16(u16::from_be_bytes([class, detail]))
     }
 }

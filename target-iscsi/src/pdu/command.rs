@@ -149,8 +149,7 @@ impl ScsiCommand {
         let final_bit = flags & 0x80 != 0;
         let read = flags & 0x40 != 0;
         let write = flags & 0x20 != 0;
-        let attr = TaskAttribute::from_u8(flags & 0x07)
-            .ok_or(PduError::InvalidField("reserved task attribute"))?;
+        let attr = TaskAttribute::decode(flags & 0x07)?;
         let total_ahs_length_words = bhs.total_ahs_length_words();
         let cmd = Self::from_bhs(
             bhs,

@@ -183,18 +183,23 @@ macro_rules! simple_codec {
     };
 }
 
-/// Declares an enum of wire codes (`Variant = code`, with the attributes given) and its `const`
-/// decoder named `$decode` (`from_u8`...), which gives `None` for a code the list does not hold.
-/// With `unknown = "..."`, the enum is also a [`BhsField`] whose undefined codes are refused as
-/// [`PduError::InvalidField`] with that text.
+/// Declares an enum of wire codes (`Variant = code`, with the attributes given), always
+/// `#[repr($repr)]` with the same derives, and from the same list:
+///
+/// - `pub const fn $decode(v) -> Option<Self>` (`from_u8`...), `None` for a code the list does
+///   not hold;
+/// - `fn decode(v) -> Result<Self, PduError>`, which refuses such a code as
+///   [`PduError::InvalidField`] with the `unknown` text;
+/// - a [`BhsField`] codec, for a header field that holds the code.
 macro_rules! wire_enum {
     (
         $(#[$attr:meta])*
-        pub enum $name:ident: $repr:ident, $decode:ident $(, unknown = $unknown:literal)? {
+        pub enum $name:ident: $repr:ident, $decode:ident, unknown = $unknown:literal {
             $( $(#[$variant_attr:meta])* $variant:ident = $code:literal, )*
         }
     ) => {
         $(#[$attr])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
         #[repr($repr)]
         pub enum $name {
             $( $(#[$variant_attr])* $variant = $code, )*
@@ -209,24 +214,27 @@ macro_rules! wire_enum {
                     _ => None,
                 }
             }
+
+            /// Decodes a wire code, refusing a reserved or unknown one.
+            #[inline]
+            pub(super) fn decode(v: $repr) -> Result<Self, $crate::pdu::PduError> {
+                Self::$decode(v).ok_or($crate::pdu::PduError::InvalidField($unknown))
+            }
         }
 
-        $(
-            impl $crate::pdu::layout::BhsField for $name {
-                type At = usize;
+        impl $crate::pdu::layout::BhsField for $name {
+            type At = usize;
 
-                #[inline]
-                fn read(bhs: &$crate::pdu::Bhs, at: usize) -> Result<Self, $crate::pdu::PduError> {
-                    let code = <$repr as $crate::pdu::layout::BhsField>::read(bhs, at)?;
-                    Self::$decode(code).ok_or($crate::pdu::PduError::InvalidField($unknown))
-                }
-
-                #[inline]
-                fn write(self, bhs: &mut $crate::pdu::Bhs, at: usize) {
-                    $crate::pdu::layout::BhsField::write(self as $repr, bhs, at);
-                }
+            #[inline]
+            fn read(bhs: &$crate::pdu::Bhs, at: usize) -> Result<Self, $crate::pdu::PduError> {
+                Self::decode(<$repr as $crate::pdu::layout::BhsField>::read(bhs, at)?)
             }
-        )?
+
+            #[inline]
+            fn write(self, bhs: &mut $crate::pdu::Bhs, at: usize) {
+                $crate::pdu::layout::BhsField::write(self as $repr, bhs, at);
+            }
+        }
     };
 }
 

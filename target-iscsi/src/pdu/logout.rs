@@ -36,8 +36,7 @@ impl LogoutRequest {
     /// [`PduError`] on a malformed header or a reserved reason code.
     pub fn parse(bhs: &Bhs) -> Result<Self, PduError> {
         expect_header(bhs, Opcode::LogoutRequest, FINAL | NO_AHS | NO_DATA)?;
-        let reason = LogoutReason::from_u8(bhs.bytes[1] & 0x7f)
-            .ok_or(PduError::InvalidField("reserved logout reason code"))?;
+        let reason = LogoutReason::decode(bhs.bytes[1] & 0x7f)?;
         Self::from_bhs(bhs, bhs.immediate(), reason)
     }
 

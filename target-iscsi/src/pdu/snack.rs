@@ -37,8 +37,7 @@ impl SnackRequest {
     /// [`PduError`] on a malformed header or a reserved type.
     pub fn parse(bhs: &Bhs) -> Result<Self, PduError> {
         expect_header(bhs, Opcode::SnackRequest, FINAL | NO_AHS | NO_DATA)?;
-        let snack_type = SnackType::from_u8(bhs.bytes[1] & 0x0f)
-            .ok_or(PduError::InvalidField("reserved SNACK type"))?;
+        let snack_type = SnackType::decode(bhs.bytes[1] & 0x0f)?;
         Self::from_bhs(bhs, snack_type)
     }
 
