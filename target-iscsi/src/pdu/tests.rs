@@ -255,6 +255,132 @@ fn target_pdus_roundtrip() {
     }));
 }
 
+/// The fields whose offsets only one PDU family uses, each checked at its RFC 7143 offset: a
+/// layout and its parser share one list, so a round trip cannot catch a wrong offset there.
+#[test]
+fn pdu_specific_fields_sit_at_their_rfc_offsets() {
+    let snack = SnackRequest {
+        snack_type: SnackType::RData,
+        lun: 0,
+        itt: 1,
+        ttt_or_snack_tag: 2,
+        exp_stat_sn: 3,
+        beg_run: 0x0bbb,
+        run_length: 0x0ccc,
+    }
+    .encode();
+    assert_eq!((snack.u32_at(40), snack.u32_at(44)), (0x0bbb, 0x0ccc));
+    let logout = LogoutResponse {
+        response: LogoutResponseCode::CidNotFound,
+        itt: 1,
+        sns: SNS,
+        time2wait_s: 0x0a0b,
+        time2retain_s: 0x0c0d,
+    }
+    .encode();
+    assert_eq!((logout.bytes[2], logout.u16_at(40), logout.u16_at(42)), (1, 0x0a0b, 0x0c0d));
+    let tmf = TaskMgmtRequest {
+        immediate: false,
+        function: TmfFunction::AbortTask,
+        lun: 0,
+        itt: 1,
+        referenced_task_tag: 0x0707,
+        cmd_sn: 2,
+        exp_stat_sn: 3,
+        ref_cmd_sn: 0x0808,
+        exp_data_sn: 0x0909,
+    }
+    .encode();
+    assert_eq!((tmf.u32_at(20), tmf.u32_at(32), tmf.u32_at(36)), (0x0707, 0x0808, 0x0909));
+    let r2t = R2t {
+        lun: 0,
+        itt: 1,
+        ttt: 2,
+        sns: SNS,
+        r2t_sn: 0x0404,
+        buffer_offset: 0x0505,
+        desired_data_transfer_length: 0x0606,
+    }
+    .encode();
+    assert_eq!((r2t.u32_at(36), r2t.u32_at(40), r2t.u32_at(44)), (0x0404, 0x0505, 0x0606));
+    let reject =
+        Reject { reason: RejectReason::ProtocolError, sns: SNS, data_sn_or_r2t_sn: 0x0303 };
+    let reject = reject.encode();
+    assert_eq!((reject.bytes[2], reject.u32_at(36)), (0x04, 0x0303));
+}
+
+#[test]
+fn async_message_and_login_fields_sit_at_their_rfc_offsets() {
+    let event = AsyncMessage {
+        lun: 0,
+        sns: SNS,
+        async_event: AsyncEvent::ConnectionDrop,
+        async_vcode: 0x77,
+        parameter1: 0x0101,
+        parameter2: 0x0202,
+        parameter3: 0x0303,
+        data_segment_length: 0,
+    }
+    .encode();
+    assert_eq!(&event.bytes[36..44], &[2, 0x77, 1, 1, 2, 2, 3, 3]);
+    let login = LoginResponse {
+        transit: false,
+        continue_bit: false,
+        csg: Stage::SecurityNegotiation,
+        nsg: None,
+        version_max: 0x11,
+        version_active: 0x12,
+        isid: Isid([1, 2, 3, 4, 5, 6]),
+        tsih: 0x0708,
+        itt: 9,
+        sns: SNS,
+        status: LoginStatus::OutOfResources,
+        data_segment_length: 0,
+    }
+    .encode();
+    assert_eq!(&login.bytes[2..4], &[0x11, 0x12]);
+    assert_eq!(&login.bytes[8..16], &[1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(&login.bytes[36..38], &[3, 2]);
+}
+
+#[test]
+fn scsi_command_and_response_fields_sit_at_their_rfc_offsets() {
+    let cdb: [u8; 16] = core::array::from_fn(|i| u8::try_from(i).unwrap_or(0) + 0x40);
+    let cmd = ScsiCommand {
+        immediate: false,
+        final_bit: true,
+        read: true,
+        write: false,
+        attr: TaskAttribute::Simple,
+        lun: 0,
+        itt: 1,
+        expected_data_transfer_length: 0x0202,
+        cmd_sn: 3,
+        exp_stat_sn: 4,
+        cdb,
+        total_ahs_length_words: 0,
+        data_segment_length: 0,
+    }
+    .encode();
+    assert_eq!(cmd.u32_at(20), 0x0202);
+    assert_eq!(&cmd.bytes[32..48], &cdb);
+    let response = ScsiResponse {
+        bidi_read_residual: Residual::Underflow(0x0909),
+        residual: Residual::None,
+        response: 1,
+        status: 2,
+        itt: 3,
+        snack_tag: 0x0606,
+        sns: SNS,
+        exp_data_sn: 0x0707,
+        data_segment_length: 0,
+    }
+    .encode();
+    assert_eq!((response.bytes[1], response.bytes[2], response.bytes[3]), (0x80 | 0x08, 1, 2));
+    let words = (response.u32_at(20), response.u32_at(36), response.u32_at(40));
+    assert_eq!(words, (0x0606, 0x0707, 0x0909));
+}
+
 #[test]
 fn data_in_status_collapse_sets_f_s_and_residual_bits() {
     let p = ScsiDataIn {
