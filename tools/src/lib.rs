@@ -1,5 +1,6 @@
 //! Shared pieces of ferrite's command-line tools.
 
+pub mod cli;
 pub mod logger;
 pub mod prometheus;
 pub mod size;

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use drivers::blockdev::uring::UringDevice;
 use drivers::blockdev::BlockDevice;
-use drivers::executor::{Reactor, ReactorConfig};
 
 /// What the exit status means (also printed by `--help`, and in docs/operations.md).
 const EXIT_CODES: &str = "Exit status: 0 the pool is clean; 1 it cannot be read (not a pool, \
@@ -76,12 +75,8 @@ fn print_progress(progress: &engine::inspect::InspectProgress, done: &AtomicBool
 fn main() -> ExitCode {
     ferrite_tools::logger::init("ferrite-inspect");
     let args = Args::parse();
-    let reactor = match Reactor::new(&ReactorConfig::default()) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("ferrite-inspect: cannot start the I/O reactor: {e}");
-            return ExitCode::from(1);
-        }
+    let Some(reactor) = ferrite_tools::cli::reactor("ferrite-inspect") else {
+        return ExitCode::from(1);
     };
     let mut devices: Vec<Arc<dyn BlockDevice>> = Vec::new();
     for path in &args.devices {

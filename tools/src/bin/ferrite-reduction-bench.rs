@@ -28,7 +28,7 @@ use clap::Parser;
 use drivers::blockdev::uring::UringDevice;
 use drivers::blockdev::BlockDevice;
 use drivers::buffer::{IoBuf, SharedBuf};
-use drivers::executor::{spawn, Reactor, ReactorConfig};
+use drivers::executor::spawn;
 use engine::block_volume::BlockVolume;
 use engine::compress::Compression;
 use engine::ddt::DedupMode;
@@ -202,21 +202,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let reactor = match Reactor::new(&ReactorConfig::default()) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("ferrite-reduction-bench: reactor: {e}");
-            return ExitCode::from(1);
-        }
+    let Some(reactor) = ferrite_tools::cli::reactor("ferrite-reduction-bench") else {
+        return ExitCode::from(1);
     };
-    match reactor.block_on(run(&args, &c, size_bytes)) {
-        Ok(line) => {
-            println!("{line}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("ferrite-reduction-bench: {e}");
-            ExitCode::from(1)
-        }
-    }
+    ferrite_tools::cli::finish(
+        "ferrite-reduction-bench",
+        reactor.block_on(run(&args, &c, size_bytes)),
+    )
 }

@@ -41,7 +41,7 @@ use clap::Parser;
 use drivers::blockdev::uring::UringDevice;
 use drivers::blockdev::BlockDevice;
 use drivers::buffer::IoBuf;
-use drivers::executor::{spawn, yield_now, Reactor, ReactorConfig};
+use drivers::executor::{spawn, yield_now, JoinHandle};
 use engine::block_volume::BlockVolume;
 use engine::{CreateOptions, Pool, PoolTunables, PoolVolume, VolumeOptions};
 use serde_json::json;
@@ -337,28 +337,35 @@ async fn write_rounds(
     Ok((median(vs_none), median(vs_two)))
 }
 
-#[allow(clippy::too_many_lines, clippy::cast_precision_loss)]
-async fn run(args: &Args) -> Result<String, String> {
-    let n = args.snapshots;
-    if n == 0 {
-        return Err("--snapshots must be at least 1".into());
-    }
-    let beside = |suffix: &str| {
-        args.file.with_file_name(format!(
-            "{}.{suffix}",
-            args.file.file_name().map_or("pool".into(), |f| f.to_string_lossy())
-        ))
-    };
-    let (none_file, two_file) = (beside("none"), beside("two"));
-    let (pool, vol) = prepared_pool(&args.file, args.seconds).await?;
-    let syncer = pool.start_syncer();
-    let (none_pool, none_vol) = prepared_pool(&none_file, args.seconds).await?;
-    let none_syncer = none_pool.start_syncer();
-    let (two_pool, two_vol) = prepared_pool(&two_file, args.seconds).await?;
-    let two_syncer = two_pool.start_syncer();
-    two_pool.snapshot("v", "old").await.map_err(err)?;
-    two_pool.snapshot("v", "newest").await.map_err(err)?;
+/// A pool of the bench with its volume `v` and its syncer.
+struct Bench {
+    pool: Arc<Pool>,
+    vol: PoolVolume,
+    syncer: JoinHandle<()>,
+}
 
+impl Bench {
+    /// [`prepared_pool`] on `file`, its syncer started.
+    async fn prepare(file: &PathBuf, seconds: u64) -> Result<Bench, String> {
+        let (pool, vol) = prepared_pool(file, seconds).await?;
+        let syncer = pool.start_syncer();
+        Ok(Bench { pool, vol, syncer })
+    }
+
+    /// Exports the pool and waits for its syncer.
+    async fn export(self) -> Result<(), String> {
+        drop(self.vol);
+        self.pool.export().await.map_err(err)?;
+        self.syncer.await;
+        Ok(())
+    }
+}
+
+/// Step 1: `n` snapshots of `vol`, `batch` per txg with a 4K random write before each batch,
+/// then one more alone (destroyed again). Returns the seconds the `n` took.
+#[allow(clippy::cast_precision_loss)]
+async fn create_snapshots(many: &Bench, n: usize, batch: usize) -> Result<f64, String> {
+    let (pool, vol) = (&many.pool, &many.vol);
     let mut rng = Rng(0xc0ffee);
     let start = Instant::now();
     let mut taken = 0;
@@ -367,7 +374,7 @@ async fn run(args: &Args) -> Result<String, String> {
             vol.write(rng.below(VOLUME_BYTES / 4096) * 8, block(taken as u64), false).await;
         res.map_err(|e| format!("write: {e:?}"))?;
         let names: Vec<String> =
-            (taken..n.min(taken + args.batch.max(1))).map(|i| format!("s{i}")).collect();
+            (taken..n.min(taken + batch.max(1))).map(|i| format!("s{i}")).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         pool.snapshot_many("v", &refs).await.map_err(err)?;
         taken += names.len();
@@ -381,40 +388,51 @@ async fn run(args: &Args) -> Result<String, String> {
     let create_one_ms = one.elapsed().as_secs_f64() * 1e3;
     pool.destroy_snapshot("v@one-more").await.map_err(err)?;
     eprintln!(
-        "created {n} snapshots in {create_s:.1} s ({:.0}/s, {} per txg); one more alone: {create_one_ms:.1} ms",
+        "created {n} snapshots in {create_s:.1} s ({:.0}/s, {batch} per txg); one more alone: {create_one_ms:.1} ms",
         n as f64 / create_s,
-        args.batch
     );
+    Ok(create_s)
+}
 
-    let (list_s, stall_ms, quiet_ms, slice_ms) = list_with_reader(&pool, &vol).await?;
-    eprintln!(
-        "snapshot list: {list_s:.3} s; worst 4K read during it {stall_ms:.2} ms (before it \
-         {quiet_ms:.2} ms); longest CPU slice of the listing {slice_ms:.2} ms"
-    );
-
-    let (ratio, ratio_two) = write_rounds(
+/// Step 3: the write rounds of `many` against `none` and `two` (see [`write_rounds`]), after
+/// which `none` and `two` are exported.
+async fn compare_writes(
+    args: &Args,
+    many: &Bench,
+    none: Bench,
+    two: Bench,
+) -> Result<(f64, f64), String> {
+    let ratios = write_rounds(
         args,
-        &Contender { pool: &pool, vol: &vol, retake: Some(format!("s{}", n - 1)) },
-        &Contender { pool: &none_pool, vol: &none_vol, retake: None },
-        &Contender { pool: &two_pool, vol: &two_vol, retake: Some("newest".into()) },
+        &Contender {
+            pool: &many.pool,
+            vol: &many.vol,
+            retake: Some(format!("s{}", args.snapshots - 1)),
+        },
+        &Contender { pool: &none.pool, vol: &none.vol, retake: None },
+        &Contender { pool: &two.pool, vol: &two.vol, retake: Some("newest".into()) },
     )
     .await?;
-    drop((none_vol, two_vol));
-    for (p, syncer) in [(none_pool, none_syncer), (two_pool, two_syncer)] {
-        p.export().await.map_err(err)?;
-        syncer.await;
-        drop(p);
-    }
+    none.export().await?;
+    two.export().await?;
+    Ok(ratios)
+}
 
-    drop(vol);
-    pool.export().await.map_err(err)?;
-    syncer.await;
+/// Step 4: exports `many` and imports it again, then removes `others` (see below). Returns
+/// the imported pool and the import's seconds.
+async fn reimport(
+    file: &PathBuf,
+    many: Bench,
+    n: usize,
+    others: [PathBuf; 2],
+) -> Result<(Arc<Pool>, f64), String> {
+    many.export().await?;
     let start = Instant::now();
-    let pool = open_pool(&args.file, false).await?;
+    let pool = open_pool(file, false).await?;
     let import_s = start.elapsed().as_secs_f64();
     // Only now: removing two 6 GiB files makes the file system discard their blocks, and
     // reads of the pool file queued behind that would be counted as import time.
-    for file in [none_file, two_file] {
+    for file in others {
         let _ = std::fs::remove_file(&file);
     }
     let count = pool.snapshots("v").map_err(err)?.len();
@@ -422,6 +440,36 @@ async fn run(args: &Args) -> Result<String, String> {
     if count != n {
         return Err(format!("{count} snapshots after import, {n} taken"));
     }
+    Ok((pool, import_s))
+}
+
+#[allow(clippy::cast_precision_loss)]
+async fn run(args: &Args) -> Result<String, String> {
+    let n = args.snapshots;
+    if n == 0 {
+        return Err("--snapshots must be at least 1".into());
+    }
+    let beside = |suffix: &str| {
+        args.file.with_file_name(format!(
+            "{}.{suffix}",
+            args.file.file_name().map_or("pool".into(), |f| f.to_string_lossy())
+        ))
+    };
+    let (none_file, two_file) = (beside("none"), beside("two"));
+    let many = Bench::prepare(&args.file, args.seconds).await?;
+    let none = Bench::prepare(&none_file, args.seconds).await?;
+    let two = Bench::prepare(&two_file, args.seconds).await?;
+    two.pool.snapshot("v", "old").await.map_err(err)?;
+    two.pool.snapshot("v", "newest").await.map_err(err)?;
+
+    let create_s = create_snapshots(&many, n, args.batch).await?;
+    let (list_s, stall_ms, quiet_ms, slice_ms) = list_with_reader(&many.pool, &many.vol).await?;
+    eprintln!(
+        "snapshot list: {list_s:.3} s; worst 4K read during it {stall_ms:.2} ms (before it \
+         {quiet_ms:.2} ms); longest CPU slice of the listing {slice_ms:.2} ms"
+    );
+    let (ratio, ratio_two) = compare_writes(args, &many, none, two).await?;
+    let (pool, import_s) = reimport(&args.file, many, n, [none_file, two_file]).await?;
     let syncer = pool.start_syncer();
 
     let mut destroy_note = String::new();
@@ -484,28 +532,14 @@ async fn destroy_existing(args: &Args) -> Result<String, String> {
 }
 
 fn main() -> ExitCode {
-    ferrite_tools::logger::init("ferrite-snapshot-bench");
+    const PROGRAM: &str = "ferrite-snapshot-bench";
+    ferrite_tools::logger::init(PROGRAM);
     let args = Args::parse();
-    let reactor = match Reactor::new(&ReactorConfig::default()) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("ferrite-snapshot-bench: reactor: {e}");
-            return ExitCode::from(1);
-        }
-    };
+    let Some(reactor) = ferrite_tools::cli::reactor(PROGRAM) else { return ExitCode::from(1) };
     let result = if args.destroy_existing {
         reactor.block_on(destroy_existing(&args))
     } else {
         reactor.block_on(run(&args))
     };
-    match result {
-        Ok(line) => {
-            println!("{line}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("ferrite-snapshot-bench: {e}");
-            ExitCode::from(1)
-        }
-    }
+    ferrite_tools::cli::finish(PROGRAM, result)
 }

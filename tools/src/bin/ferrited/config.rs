@@ -251,25 +251,21 @@ enum At<'a> {
 }
 use At::{Item, Key};
 
-/// The configuration text parsed once more with the TOML parser's spans, so that a semantic
-/// error names the line of the very value it is about (not the first line with the same text).
-struct Located<'i> {
+/// The configuration text with the document the TOML parser made of it (the one the
+/// configuration is deserialised from), whose spans let a semantic error name the line of the
+/// very value it is about (not the first line with the same text).
+struct Located<'i, 'd> {
     text: &'i str,
-    doc: Option<toml::Spanned<toml::de::DeTable<'i>>>,
+    doc: &'d toml::Spanned<toml::de::DeTable<'i>>,
 }
 
-impl<'i> Located<'i> {
-    fn new(text: &'i str) -> Located<'i> {
-        Located { text, doc: toml::de::DeTable::parse(text).ok() }
-    }
-
+impl Located<'_, '_> {
     /// The line of the value at `path`; when the path goes past what the text holds (a default
     /// or a missing key), the line of the deepest table or value it reached.
     fn line(&self, path: &[At<'_>]) -> usize {
         use toml::de::DeValue;
-        let Some(doc) = &self.doc else { return 1 };
         let mut span = None;
-        let mut table = Some(doc.get_ref());
+        let mut table = Some(self.doc.get_ref());
         let mut items: Option<&[toml::Spanned<DeValue<'_>>]> = None;
         for step in path {
             let next = match (*step, table, items) {
@@ -408,16 +404,20 @@ impl Config {
     /// # Errors
     /// `ORIGIN:LINE: problem`.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| {
+        let toml_error = |e: toml::de::Error| {
             let line = e.span().map_or(1, |s| line_of(text, s.start));
             ConfigError(format!("{origin}:{line}: {}", e.message()))
-        })?;
-        config.validate(text, origin)?;
+        };
+        // Parsed once: the configuration is deserialised from a copy of the document, and the
+        // document's spans locate the semantic errors.
+        let doc = toml::de::DeTable::parse(text).map_err(toml_error)?;
+        let config =
+            Config::deserialize(toml::de::Deserializer::from(doc.clone())).map_err(toml_error)?;
+        config.validate(&Located { text, doc: &doc }, origin)?;
         Ok(config)
     }
 
-    fn validate(&self, text: &str, origin: &str) -> Result<(), ConfigError> {
-        let located = Located::new(text);
+    fn validate(&self, located: &Located<'_, '_>, origin: &str) -> Result<(), ConfigError> {
         let err = |path: &[At<'_>], msg: String| {
             ConfigError(format!("{origin}:{}: {msg}", located.line(path)))
         };
