@@ -41,6 +41,8 @@
 # Ratios are ferrite over fio: IOPS for 4k, MB/s for 128k. The last line is
 #   ratio randread_4k_qd32_cold=R1 randwrite_4k_qd32=R2 fua_write_4k_qd32=R3 write_128k_qd8=R4
 set -euo pipefail
+BENCH=compare-engine
+. "$(dirname "$0")/lib.sh"
 
 if [[ $# -ne 1 ]]; then
     echo "usage: $0 FILE" >&2
@@ -53,27 +55,22 @@ RUNTIME=${FERRITE_BENCH_RUNTIME:-10}
 ROUNDS=${FERRITE_BENCH_ROUNDS:-2}
 SHARDS=${FERRITE_BENCH_SHARDS:-1}
 VOLUME_PERCENT=${FERRITE_BENCH_VOLUME_PERCENT:-50}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 FIO=${FIO:-fio}
-command -v "$FIO" >/dev/null || { echo "compare-engine: fio not found" >&2; exit 2; }
-command -v python3 >/dev/null || { echo "compare-engine: python3 not found" >&2; exit 2; }
+need "$FIO" python3
 
 if [[ -n ${FERRITE_BENCH_BIN:-} ]]; then
-    BENCH=$FERRITE_BENCH_BIN
-    [[ -x $BENCH ]] || { echo "compare-engine: FERRITE_BENCH_BIN=$BENCH is not an executable" >&2; exit 2; }
-    echo "compare-engine: measuring $BENCH" >&2
+    BENCH_BIN=$FERRITE_BENCH_BIN
+    [[ -x $BENCH_BIN ]] || { echo "compare-engine: FERRITE_BENCH_BIN=$BENCH_BIN is not an executable" >&2; exit 2; }
+    echo "compare-engine: measuring $BENCH_BIN" >&2
 else
-    echo "compare-engine: building ferrite-bench (release, target dir $TARGET_DIR)" >&2
-    (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -q -p ferrite-tools --bin ferrite-bench)
-    BENCH=$TARGET_DIR/release/ferrite-bench
+    build_release ferrite-bench
+    BENCH_BIN=$TARGET_DIR/release/ferrite-bench
 fi
 
 for f in "$FILE" "$POOL_FILE" "$POOL_FILE-128k"; do
     if [[ ! -e $f ]]; then
         echo "compare-engine: creating $f ($SIZE, fully written)" >&2
-        "$FIO" --name=prep --filename="$f" --size="$SIZE" --rw=write --bs=1m --iodepth=8 \
-            --ioengine=io_uring --direct=1 --output=/dev/null
+        fio_fill "$f" "$SIZE"
     fi
 done
 for f in "$POOL_FILE" "$POOL_FILE-128k"; do
@@ -85,8 +82,7 @@ done
 
 VOLUME_BYTES=$(($(stat -c %s "$POOL_FILE") * VOLUME_PERCENT / 100 / 1048576 * 1048576))
 
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+work_dir
 
 # run_fio NAME RW BS QD EXTRA... -> prints "iops mb_s p99_us"
 run_fio() {
@@ -99,13 +95,7 @@ run_fio() {
         --size="$VOLUME_BYTES" --norandommap --randrepeat=0 --lat_percentiles=1 "$@" \
         --output-format=json \
         --output="$out"
-    python3 - "$out" "$rw" <<'PY'
-import json, sys
-job = json.load(open(sys.argv[1]))["jobs"][0]
-side = job["write" if "write" in sys.argv[2] else "read"]
-p99 = side["lat_ns"].get("percentile", {}).get("99.000000", 0) / 1000.0
-print(f'{side["iops"]:.0f} {side["bw_bytes"] / 1e6:.1f} {p99:.1f}')
-PY
+    fio_figures "$out" "$rw"
 }
 
 # run_ferrite NAME RW BS QD POOL EXTRA... -> prints "iops mb_s p99_us"
@@ -113,7 +103,7 @@ run_ferrite() {
     local name=$1 rw=$2 bs=$3 qd=$4 pool=$5
     shift 5
     local out=$WORK/ferrite-$name.json
-    if ! "$BENCH" --target "volume:$pool" --rw "$rw" --bs "$bs" --iodepth "$qd" \
+    if ! "$BENCH_BIN" --target "volume:$pool" --rw "$rw" --bs "$bs" --iodepth "$qd" \
         --shards "$SHARDS" --pin 1 --runtime "$RUNTIME" --size "$VOLUME_BYTES" "$@" --json >"$out" \
         2>"$WORK/ferrite-$name.stderr"; then
         echo "compare-engine: ferrite-bench failed ($name):" >&2
@@ -121,19 +111,7 @@ run_ferrite() {
         exit 1
     fi
     grep -E 'filled|exported' "$WORK/ferrite-$name.stderr" | sed "s/^/  [$name] /" >&2 || true
-    python3 - "$out" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-print(f'{r["iops"]:.0f} {r["bandwidth_mb_s"]:.1f} {r["latency"]["latency_ns_p99"] / 1000.0:.1f}')
-PY
-}
-
-mean() {
-    python3 -c '
-import sys
-rows = [list(map(float, r.split())) for r in sys.argv[1:]]
-cols = [sum(c) / len(rows) for c in zip(*rows)]
-print(f"{cols[0]:.0f} {cols[1]:.1f} {cols[2]:.1f}")' "$@"
+    bench_figures "$out"
 }
 
 # name rw bs qd | fio extra args | ferrite extra args
@@ -145,7 +123,7 @@ CASES=("randread_4k_qd32_cold randread 4k 32||--cold"
 # The cases of the ratio line.
 RATIO_CASES=(randread_4k_qd32_cold randwrite_4k_qd32 fua_write_4k_qd32 write_128k_qd8)
 
-echo "compare-engine: fio on $FILE vs a $VOLUME_BYTES-byte volume in a pool on $POOL_FILE ($(stat -c %s "$FILE") bytes each), ${RUNTIME}s per run, $ROUNDS rounds, $SHARDS shard(s), $(nproc) CPUs; load at start:$(uptime | sed 's/.*load average://')"
+echo "compare-engine: fio on $FILE vs a $VOLUME_BYTES-byte volume in a pool on $POOL_FILE ($(stat -c %s "$FILE") bytes each), ${RUNTIME}s per run, $ROUNDS rounds, $SHARDS shard(s), $(nproc) CPUs; load at start:$(load)"
 printf '%-24s | %10s %9s %9s | %10s %9s %9s | %6s\n' workload fio_iops fio_MB/s fio_p99us \
     fer_iops fer_MB/s fer_p99us ratio
 declare -A RATIO
@@ -157,7 +135,7 @@ for spec in "${CASES[@]}"; do
     read -ra fer_args <<<"$fer_extra"
     pool=$POOL_FILE
     [[ " $fer_extra " == *" --volblock 128k "* ]] && pool=$POOL_FILE-128k
-    fio_runs=() fer_runs=()
+    fio_runs="" fer_runs=""
     for ((round = 0; round < ROUNDS; round++)); do
         extra=("${fer_args[@]}")
         if ((filled == 0)); then
@@ -166,25 +144,19 @@ for spec in "${CASES[@]}"; do
             filled=1
         fi
         if ((round % 2 == 0)); then
-            fio_runs+=("$(run_fio "$name-$round" "$rw" "$bs" "$qd" "${fio_args[@]}")")
-            fer_runs+=("$(run_ferrite "$name-$round" "$rw" "$bs" "$qd" "$pool" "${extra[@]}")")
+            fio_runs+=$(run_fio "$name-$round" "$rw" "$bs" "$qd" "${fio_args[@]}")$'\n'
+            fer_runs+=$(run_ferrite "$name-$round" "$rw" "$bs" "$qd" "$pool" "${extra[@]}")$'\n'
         else
-            fer_runs+=("$(run_ferrite "$name-$round" "$rw" "$bs" "$qd" "$pool" "${extra[@]}")")
-            fio_runs+=("$(run_fio "$name-$round" "$rw" "$bs" "$qd" "${fio_args[@]}")")
+            fer_runs+=$(run_ferrite "$name-$round" "$rw" "$bs" "$qd" "$pool" "${extra[@]}")$'\n'
+            fio_runs+=$(run_fio "$name-$round" "$rw" "$bs" "$qd" "${fio_args[@]}")$'\n'
         fi
     done
-    read -r f_iops f_mbs f_p99 <<<"$(mean "${fio_runs[@]}")"
-    read -r b_iops b_mbs b_p99 <<<"$(mean "${fer_runs[@]}")"
-    if [[ $bs == 4k ]]; then
-        ratio=$(python3 -c "print(f'{$b_iops / max($f_iops, 1e-9):.2f}')")
-    else
-        ratio=$(python3 -c "print(f'{$b_mbs / max($f_mbs, 1e-9):.2f}')")
-    fi
-    RATIO[$name]=$ratio
-    printf '%-24s | %10s %9s %9s | %10s %9s %9s | %6s\n' "$name" "$f_iops" "$f_mbs" "$f_p99" \
-        "$b_iops" "$b_mbs" "$b_p99" "$ratio"
+    ferrite_over_fio "$bs" "${fio_runs%$'\n'}" "${fer_runs%$'\n'}"
+    RATIO[$name]=$R
+    printf '%-24s | %10s %9s %9s | %10s %9s %9s | %6s\n' "$name" "$F_IOPS" "$F_MBS" "$F_P99" \
+        "$B_IOPS" "$B_MBS" "$B_P99" "$R"
 done
-echo "compare-engine: load at end:$(uptime | sed 's/.*load average://')"
+echo "compare-engine: load at end:$(load)"
 out=ratio
 for name in "${RATIO_CASES[@]}"; do
     out+=" $name=${RATIO[$name]}"

@@ -14,7 +14,9 @@
 # 200000), DIR (where the backing files go, default a temporary directory under /var/tmp),
 # FERRITED (binary, default target/release/ferrited).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+BENCH=compare-tgt
+. "$(dirname "$0")/lib.sh"
+cd "$ROOT"
 
 RUNTIME=${RUNTIME:-10}
 ROUNDS=${ROUNDS:-3}
@@ -48,24 +50,14 @@ for f in "$DIR/ferrite/lun0.img" "$DIR/tgt-lun.img"; do
     dd if=/dev/urandom of="$f" bs=1M count=1024 oflag=direct status=none
 done
 
-cat >"$DIR/ferrite.toml" <<CONF
-[[portal]]
-address = "127.0.0.1:$FERRITE_PORT"
-[[target]]
-iqn = "$IQN_F"
-[[target.lun]]
-id = 0
-backend = "file"
-path = "lun0.img"
-block_size = 512
-physical_block_size = 4096
-CONF
+ferrited_toml "$FERRITE_PORT" "$IQN_F" \
+    $'backend = "file"\npath = "lun0.img"\nblock_size = 512\nphysical_block_size = 4096' \
+    >"$DIR/ferrite.toml"
 "$FERRITED" --config "$DIR/ferrite.toml" --data-dir "$DIR/ferrite" --keepalive-secs 0 >"$DIR/ferrited.log" 2>&1 &
 FERRITE_PID=$!
 tgtd -f -C "$TGT_CONTROL" --iscsi "portal=127.0.0.1:$TGT_PORT" >"$DIR/tgtd.log" 2>&1 &
 TGT_PID=$!
-for _ in $(seq 1 100); do grep -q '^ready' "$DIR/ferrited.log" && break; sleep 0.1; done
-grep -q '^ready' "$DIR/ferrited.log" || { echo "ferrited did not start"; cat "$DIR/ferrited.log"; exit 1; }
+wait_ready "$DIR/ferrited.log" "$FERRITE_PID" 10 "$DIR/ferrited.log"
 sleep 1
 tgtadm -C "$TGT_CONTROL" --lld iscsi --op new --mode target --tid 1 -T "$IQN_T"
 tgtadm -C "$TGT_CONTROL" --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 \
@@ -135,17 +127,15 @@ row() {
 
 printf '%-16s %4s | %10s %10s %9s | %10s %10s %9s | %6s\n' workload qd "ferrite" "lat_us" "cpu_us/io" "tgtd" "lat_us" "cpu_us/io" ratio
 declare -A R
-for qd in 1 32 128; do
-    measure read "$qd"
-    row randread_4k "$qd"
-    R[read_iops_$qd]=$(echo "$FI $TI" | awk '{printf "%.2f", $1 / $2}')
-    R[read_cpu_$qd]=$(echo "$FC $TC" | awk '{printf "%.2f", ($2 > 0) ? $1 / $2 : 0}')
-done
-for qd in 1 32 128; do
-    measure write "$qd"
-    row write_4k_stride "$qd"
-    R[write_iops_$qd]=$(echo "$FI $TI" | awk '{printf "%.2f", $1 / $2}')
-    R[write_cpu_$qd]=$(echo "$FC $TC" | awk '{printf "%.2f", ($2 > 0) ? $1 / $2 : 0}')
+for kind in read write; do
+    name=randread_4k
+    [ "$kind" = write ] && name=write_4k_stride
+    for qd in 1 32 128; do
+        measure "$kind" "$qd"
+        row "$name" "$qd"
+        R[${kind}_iops_$qd]=$(echo "$FI $TI" | awk '{printf "%.2f", $1 / $2}')
+        R[${kind}_cpu_$qd]=$(echo "$FC $TC" | awk '{printf "%.2f", ($2 > 0) ? $1 / $2 : 0}')
+    done
 done
 echo "(medians of $ROUNDS rounds; lat_us: mean latency by Little's law, QD / IOPS; cpu_us/io: target CPU time per I/O from /proc)"
 echo "ratio iops_randread_qd32=${R[read_iops_32]} iops_randwrite_qd32=${R[write_iops_32]} cpu_per_io_randread=${R[read_cpu_32]} cpu_per_io_randwrite=${R[write_cpu_32]}"

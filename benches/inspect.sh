@@ -21,6 +21,8 @@
 # The last line is
 #   inspect inspect_mb_s=A fio_mb_s=B ratio=A/B
 set -euo pipefail
+BENCH=inspect
+. "$(dirname "$0")/lib.sh"
 
 if [[ $# -ne 1 ]]; then
     echo "usage: $0 FILE" >&2
@@ -29,26 +31,20 @@ fi
 FILE=$1
 SIZE=${FERRITE_BENCH_SIZE:-3g}
 ROUNDS=${FERRITE_BENCH_ROUNDS:-2}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 FIO=${FIO:-fio}
-command -v "$FIO" >/dev/null || { echo "inspect: fio not found" >&2; exit 2; }
-command -v python3 >/dev/null || { echo "inspect: python3 not found" >&2; exit 2; }
+need "$FIO" python3
 
-echo "inspect: building ferrite-bench and ferrite-inspect (release, target dir $TARGET_DIR)" >&2
-(cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -q -p ferrite-tools \
-    --bin ferrite-bench --bin ferrite-inspect)
-BENCH=$TARGET_DIR/release/ferrite-bench
+build_release ferrite-bench ferrite-inspect
+BENCH_BIN=$TARGET_DIR/release/ferrite-bench
 INSPECT=$TARGET_DIR/release/ferrite-inspect
 
 if [[ ! -e $FILE ]]; then
     echo "inspect: creating a pool in $FILE with a $SIZE volume, filled once" >&2
-    "$BENCH" --target "volume:$FILE" --size "$SIZE" --fill --rw read --bs 128k --iodepth 1 \
+    "$BENCH_BIN" --target "volume:$FILE" --size "$SIZE" --fill --rw read --bs 128k --iodepth 1 \
         --io-count 1 >/dev/null
 fi
 
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+work_dir
 
 # run_inspect ROUND -> prints "mb_s"
 run_inspect() {
@@ -82,7 +78,7 @@ print(f'{job["read"]["bw_bytes"] / 1e6:.1f}')
 PY
 }
 
-echo "inspect: $FILE ($(stat -c %s "$FILE") bytes), $ROUNDS rounds, $(nproc) CPUs; load at start:$(uptime | sed 's/.*load average://')"
+echo "inspect: $FILE ($(stat -c %s "$FILE") bytes), $ROUNDS rounds, $(nproc) CPUs; load at start:$(load)"
 printf '%-6s %14s %16s %10s\n' round inspect_MB/s inspect_bytes fio_MB/s
 inspect_sum=0
 fio_sum=0
@@ -98,7 +94,7 @@ for ((round = 0; round < ROUNDS; round++)); do
     inspect_sum=$(python3 -c "print($inspect_sum + $i_mbs)")
     fio_sum=$(python3 -c "print($fio_sum + $f_mbs)")
 done
-echo "inspect: load at end:$(uptime | sed 's/.*load average://')"
+echo "inspect: load at end:$(load)"
 python3 -c "
 i, f = $inspect_sum / $ROUNDS, $fio_sum / $ROUNDS
 print(f'inspect inspect_mb_s={i:.1f} fio_mb_s={f:.1f} ratio={i / max(f, 1e-9):.2f}')"

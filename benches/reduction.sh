@@ -21,21 +21,15 @@
 # figures are averaged over the rounds, each round runs every case once so a load change on a
 # shared machine falls on all cases alike), CARGO_TARGET_DIR (default <repo>/target).
 set -euo pipefail
+BENCH=reduction
+. "$(dirname "$0")/lib.sh"
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 SIZE=${FERRITE_BENCH_SIZE:-2G}
 ROUNDS=${FERRITE_BENCH_ROUNDS:-3}
-DIR=${1:-}
-if [[ -z $DIR ]]; then
-    DIR=$(mktemp -d /var/tmp/ferrite-reduction.XXXXXX)
-    trap 'rm -rf "$DIR"' EXIT
-fi
-mkdir -p "$DIR"
+scratch_dir "${1:-}"
 
-echo "reduction: building ferrite-reduction-bench (release, target dir $TARGET_DIR)" >&2
-(cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -q -p ferrite-tools --bin ferrite-reduction-bench)
-BENCH=$TARGET_DIR/release/ferrite-reduction-bench
+build_release ferrite-reduction-bench
+BENCH_BIN=$TARGET_DIR/release/ferrite-reduction-bench
 
 CASES=(off lz4-incompressible lz4-compressible dedup-duplicate dedup-unique)
 declare -A MBS CPU PHYS LOGICAL PER_ENTRY ENTRIES
@@ -45,15 +39,14 @@ for c in "${CASES[@]}"; do
 done
 for round in $(seq 1 "$ROUNDS"); do
     for c in "${CASES[@]}"; do
-        line=$("$BENCH" --file "$DIR/pool.img" --case "$c" --size "$SIZE")
+        line=$("$BENCH_BIN" --file "$DIR/pool.img" --case "$c" --size "$SIZE")
         echo "round $round: $line"
-        val() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $line"; }
-        MBS[$c]=$(python3 -c "print(${MBS[$c]} + $(val mb_s))")
-        CPU[$c]=$(python3 -c "print(${CPU[$c]} + $(val cpu_ms_per_mb))")
-        PHYS[$c]=$(val physical_bytes)
-        LOGICAL[$c]=$(val logical_bytes)
-        ENTRIES[$c]=$(val ddt_entries)
-        PER_ENTRY[$c]=$(val ddt_bytes_per_entry)
+        MBS[$c]=$(python3 -c "print(${MBS[$c]} + $(val "$line" mb_s))")
+        CPU[$c]=$(python3 -c "print(${CPU[$c]} + $(val "$line" cpu_ms_per_mb))")
+        PHYS[$c]=$(val "$line" physical_bytes)
+        LOGICAL[$c]=$(val "$line" logical_bytes)
+        ENTRIES[$c]=$(val "$line" ddt_entries)
+        PER_ENTRY[$c]=$(val "$line" ddt_bytes_per_entry)
     done
 done
 

@@ -20,25 +20,24 @@
 # something only when the cores are otherwise idle. The last line is
 #   ratio randread_2v1=R1 randwrite_2v1=R2
 set -euo pipefail
+BENCH=scaling
+. "$(dirname "$0")/lib.sh"
 
 SIZE=${FERRITE_BENCH_SIZE:-512m}
 RUNTIME=${FERRITE_BENCH_RUNTIME:-5}
 ROUNDS=${FERRITE_BENCH_ROUNDS:-2}
 IODEPTH=${FERRITE_BENCH_IODEPTH:-32}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
-echo "scaling: building ferrite-bench (release, target dir $TARGET_DIR)" >&2
-(cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -q -p ferrite-tools --bin ferrite-bench)
-BENCH=$TARGET_DIR/release/ferrite-bench
-echo "scaling: load before the runs:$(uptime | sed 's/.*load average: //')"
+build_release ferrite-bench
+BENCH_BIN=$TARGET_DIR/release/ferrite-bench
+echo "scaling: load before the runs:$(load)"
 
 # One run; prints its IOPS.
 run() {
     local rw=$1 shards=$2 extra=()
     [[ $rw == randread ]] && extra=(--fill)
     taskset -c "0-$((shards - 1))" \
-        "$BENCH" --target "volume-mem:$SIZE" --rw "$rw" --bs 4k --iodepth "$IODEPTH" \
+        "$BENCH_BIN" --target "volume-mem:$SIZE" --rw "$rw" --bs 4k --iodepth "$IODEPTH" \
         --shards "$shards" --runtime "$RUNTIME" "${extra[@]}" 2>/dev/null |
         awk '$1 == "all" { sub("iops=", "", $2); print $2 }'
 }
@@ -58,7 +57,7 @@ for rw in randread randwrite; do
         done
     done
 done
-echo "scaling: load after the runs:$(uptime | sed 's/.*load average: //')"
+echo "scaling: load after the runs:$(load)"
 printf '%-10s %12s %12s %8s\n' case iops_1shard iops_2shards ratio
 ratios=()
 for rw in randread randwrite; do

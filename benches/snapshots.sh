@@ -28,56 +28,32 @@
 # FERRITE_BENCH_SECONDS (5, each write phase), FERRITE_SNAPSHOT_PORTS (base port for
 # ferrited's portal, default 3350), CARGO_TARGET_DIR (default <repo>/target).
 set -euo pipefail
+BENCH=snapshots
+. "$(dirname "$0")/lib.sh"
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 N=${FERRITE_SNAPSHOTS:-65535}
 BATCH=${FERRITE_SNAPSHOT_BATCH:-256}
 SECONDS_EACH=${FERRITE_BENCH_SECONDS:-5}
 ROUNDS=${FERRITE_SNAPSHOT_ROUNDS:-5}
 PORT=${FERRITE_SNAPSHOT_PORTS:-3350}
-DIR=${1:-}
-if [[ -z $DIR ]]; then
-    DIR=$(mktemp -d /var/tmp/ferrite-snapshots.XXXXXX)
-    trap 'rm -rf "$DIR"' EXIT
-fi
-mkdir -p "$DIR"
+scratch_dir "${1:-}"
 
-echo "snapshots: building (release, target dir $TARGET_DIR)" >&2
-(cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -q -p ferrite-tools \
-    --bin ferrite-snapshot-bench --bin ferrited --bin ferritectl)
+build_release ferrite-snapshot-bench ferrited ferritectl
 BIN=$TARGET_DIR/release
 
 line=$("$BIN/ferrite-snapshot-bench" --file "$DIR/pool.img" --snapshots "$N" --batch "$BATCH" \
     --seconds "$SECONDS_EACH" --rounds "$ROUNDS" --keep)
 echo "in-process: $line"
-val() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<" $1"; }
 
-cat >"$DIR/ferrited.toml" <<EOF
-[daemon]
-shards = 1
-[[portal]]
-address = "127.0.0.1:$PORT"
-[[pool]]
-name = "bench"
-devices = [{ path = "$DIR/pool.img" }]
-[[target]]
-iqn = "iqn.2026-12.io.ferrite:snapshots"
-[[target.lun]]
-id = 0
-backend = "memory"
-size = "16M"
-EOF
+ferrited_toml "$PORT" iqn.2026-12.io.ferrite:snapshots $'backend = "memory"\nsize = "16M"' \
+    $'[daemon]\nshards = 1\n[[pool]]\nname = "bench"\ndevices = [{ path = "'"$DIR"$'/pool.img" }]\n' \
+    >"$DIR/ferrited.toml"
 start=$(date +%s.%N)
 "$BIN/ferrited" --config "$DIR/ferrited.toml" --data-dir "$DIR/data" --metrics off \
     >"$DIR/ferrited.out" 2>"$DIR/ferrited.err" &
 PID=$!
 stop_daemon() { kill -TERM "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
-for _ in $(seq 1 1200); do
-    grep -q '^ready ' "$DIR/ferrited.out" && break
-    kill -0 "$PID" 2>/dev/null || { cat "$DIR/ferrited.err" >&2; exit 1; }
-    sleep 0.05
-done
+wait_ready "$DIR/ferrited.out" "$PID" 60 "$DIR/ferrited.err"
 ready=$(date +%s.%N)
 t0=$(date +%s.%N)
 rows=$("$BIN/ferritectl" --socket "$DIR/data/ferrited.sock" snapshot list bench/v | tail -n +2 | wc -l)

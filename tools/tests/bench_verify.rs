@@ -23,21 +23,21 @@ fn json_of(output: &std::process::Output) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON ({e}): {text}"))
 }
 
+/// Runs ferrite-bench with `args`, which must succeed (`what` names the run in the failure).
+/// Returns its JSON report.
+fn run_ok(args: &[&str], what: &str) -> serde_json::Value {
+    let out = bench().args(args).arg("--json").output().expect("run ferrite-bench");
+    assert!(out.status.success(), "{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+    json_of(&out)
+}
+
 /// Writes 8 MiB to `target` in 64 KiB writes at depth 4 (plus `extra` arguments); the run
 /// must succeed. Returns its JSON report.
 fn write_8m(target: &str, extra: &[&str]) -> serde_json::Value {
-    let write = bench()
-        .args(["--target", target, "--size", "8m", "--rw", "write", "--bs", "64k"])
-        .args(["--iodepth", "4", "--json"])
-        .args(extra)
-        .output()
-        .expect("run ferrite-bench");
-    assert!(
-        write.status.success(),
-        "write pass failed: {}",
-        String::from_utf8_lossy(&write.stderr)
-    );
-    json_of(&write)
+    let mut args = vec!["--target", target, "--size", "8m", "--rw", "write", "--bs", "64k"];
+    args.extend(["--iodepth", "4"]);
+    args.extend(extra);
+    run_ok(&args, "write pass")
 }
 
 #[test]
@@ -47,17 +47,21 @@ fn corrupted_block_is_caught_with_its_offset() {
     let write = write_8m(&target, &["--verify", "--verify-generation", "7"]);
     assert_eq!(write["ios_write"], 128);
 
-    let clean = bench()
-        .args(["--target", &target, "--rw", "read", "--bs", "64k", "--verify"])
-        .args(["--verify-generation", "7", "--json"])
-        .output()
-        .expect("run ferrite-bench");
-    assert!(
-        clean.status.success(),
-        "clean read failed: {}",
-        String::from_utf8_lossy(&clean.stderr)
+    let clean = run_ok(
+        &[
+            "--target",
+            &target,
+            "--rw",
+            "read",
+            "--bs",
+            "64k",
+            "--verify",
+            "--verify-generation",
+            "7",
+        ],
+        "clean read",
     );
-    assert_eq!(json_of(&clean)["errors"], 0);
+    assert_eq!(clean["errors"], 0);
 
     // Flip one byte in the middle of the 4 KiB block at 3 MiB + 8 KiB.
     let bad_offset: u64 = (3 << 20) + 8192;

@@ -8,13 +8,6 @@ use std::time::Duration;
 use target_iscsi::initiator::{Initiator, LoginOptions};
 
 const IQN: &str = "iqn.2026-11.io.ferrite:rot";
-const LUNS: &str = r#"
-[[target.lun]]
-id = 0
-backend = "volume"
-volume = "tank/rot"
-size = "64M"
-"#;
 
 fn checksum_errors(socket: &std::path::Path) -> u64 {
     let v = common::rpc(socket, "pool_list", &serde_json::json!({}));
@@ -24,8 +17,11 @@ fn checksum_errors(socket: &std::path::Path) -> u64 {
 #[test]
 fn flipped_byte_in_a_data_block_reads_as_medium_error() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let daemon =
-        common::Daemon::start(dir.path(), &common::pool_config("tank0.img", IQN, LUNS), &[]);
+    let daemon = common::Daemon::start(
+        dir.path(),
+        &common::pool_config("tank0.img", IQN, &common::volume_lun(0, "tank/rot", "64M")),
+        &[],
+    );
     let opts = {
         let mut o = LoginOptions::new("iqn.2026-11.io.ferrite:rot-tester", IQN);
         o.timeout = Duration::from_secs(10);

@@ -8,22 +8,13 @@ mod common;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{free_port, pool_config, rpc, rpc_call, Daemon};
+use common::{ferritectl, free_port, pool_config, rpc, rpc_call, text, Daemon};
 use serde_json::json;
 
 /// The rule as ferrited states it (engine::dataset::NAME_RULE).
 const RULE: &str = "names are 1 to 96 bytes of ASCII letters, digits";
-
-fn ferritectl(socket: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferritectl"))
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .expect("ferritectl")
-}
 
 /// Runs ferrited with `args`, which must make it exit on its own within 10 s: its output.
 fn ferrited_must_exit(args: &[&str]) -> Output {
@@ -33,15 +24,9 @@ fn ferrited_must_exit(args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn ferrited");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("ferrited {args:?} did not exit within 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_for_exit(&mut child, Duration::from_secs(10), || {
+        format!("ferrited {args:?} did not exit within 10 s")
+    });
     child.wait_with_output().expect("output")
 }
 
@@ -67,18 +52,13 @@ fn start_with_config(
     (Daemon::start_args(&args, &[], portal), portal)
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 #[test]
 fn the_control_plane_refuses_bad_names_unknown_volumes_and_overcommit() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let luns =
-        "[[target.lun]]\nid = 0\nbackend = \"volume\"\nvolume = \"tank/v\"\nsize = \"64M\"\n";
+    let luns = common::volume_lun(0, "tank/v", "64M");
     let d = Daemon::start(
         dir.path(),
-        &pool_config("tank.img", "iqn.2026-12.io.ferrite:cli", luns),
+        &pool_config("tank.img", "iqn.2026-12.io.ferrite:cli", &luns),
         &[],
     );
     let socket = dir.path().join("data/ferrited.sock");

@@ -15,22 +15,16 @@ use std::time::Duration;
 use target_iscsi::initiator::{Initiator, LoginOptions};
 
 const IQN: &str = "iqn.2026-11.io.ferrite:crash";
-const CONFIG: &str = r#"
-[daemon]
-shards = 2
-[[portal]]
-address = "PORTAL"
-[[pool]]
-name = "tank"
-devices = [{ path = "tank0.img", size = "1G" }]
-[[target]]
-iqn = "iqn.2026-11.io.ferrite:crash"
-[[target.lun]]
-id = 0
-backend = "volume"
-volume = "tank/crash"
-size = "256M"
-"#;
+
+/// Two shards, pool `tank` on a 1 GiB file, LUN 0 the volume `tank/crash`.
+fn config() -> String {
+    common::config(
+        "shards = 2",
+        &common::pool_table("tank", "tank0.img", "1G"),
+        IQN,
+        &common::volume_lun(0, "tank/crash", "256M"),
+    )
+}
 
 const BLOCK: u32 = 512;
 const CHUNK_BLOCKS: u32 = 16; // 8 KiB chunks: larger than a 4 KiB volume block, so tearing shows
@@ -161,7 +155,7 @@ fn writer(
 fn sigkill_during_verified_writes_loses_no_durable_write() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log: Arc<Mutex<HashMap<u64, ChunkLog>>> = Arc::default();
-    let mut daemon = common::Daemon::start(dir.path(), CONFIG, &["--keepalive-secs", "0"]);
+    let mut daemon = common::Daemon::start(dir.path(), &config(), &["--keepalive-secs", "0"]);
     let config_path = dir.path().join("ferrited.toml");
     let data_dir = dir.path().join("data");
     for round in 0..3u64 {

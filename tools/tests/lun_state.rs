@@ -13,7 +13,6 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use target_iscsi::initiator::{Initiator, LoginOptions, Response};
@@ -205,18 +204,10 @@ fn aptpl_reservation_and_saved_wce_stay_with_their_lun_across_a_restart() {
 }
 
 const VOLUME_IQN: &str = "iqn.2026-12.io.ferrite:rollback";
-const VOLUME_LUN: &str = "[[target.lun]]\nid = 0\nbackend = \"volume\"\nvolume = \"tank/vm\"\n\
-                          size = \"64M\"\n";
 
 fn ferritectl(socket: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ferritectl"))
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .expect("run ferritectl");
-    let text =
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = common::ferritectl(socket, args);
+    let text = common::text(&out.stdout) + &common::text(&out.stderr);
     (out.status.success(), text)
 }
 
@@ -227,7 +218,8 @@ fn read_blocks(ini: &mut Initiator) -> Response {
 #[test]
 fn rollback_under_two_sessions_is_refused_and_forced_as_a_logical_unit_reset() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = common::pool_config("tank.img", VOLUME_IQN, VOLUME_LUN);
+    let config =
+        common::pool_config("tank.img", VOLUME_IQN, &common::volume_lun(0, "tank/vm", "64M"));
     let daemon = common::Daemon::start(dir.path(), &config, &[]);
     let socket = dir.path().join("data/ferrited.sock");
     let initiators = ["iqn.2026-12.io.ferrite:host-one", "iqn.2026-12.io.ferrite:host-two"];

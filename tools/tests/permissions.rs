@@ -10,7 +10,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 fn can_run() -> bool {
@@ -49,17 +49,13 @@ fn start(dir: &Path, shared: &Path, daemon_extra: &str, log: &Path) -> common::D
         format!("127.0.0.1:{}", common::free_port()).parse().expect("addr");
     let pool = shared.join("tank0.img");
     let config = dir.join("ferrited.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[daemon]\nshards = 1\n{daemon_extra}[[portal]]\naddress = \"{portal}\"\n[[pool]]\n\
-             name = \"tank\"\ndevices = [{{ path = \"{}\", size = \"256M\" }}]\n[[target]]\n\
-             iqn = \"iqn.2026-12.io.ferrite:perm\"\n[[target.lun]]\nid = 0\nbackend = \"volume\"\n\
-             volume = \"tank/v0\"\nsize = \"16M\"\n",
-            pool.display()
-        ),
-    )
-    .expect("config");
+    let text = common::config(
+        &format!("shards = 1\n{daemon_extra}"),
+        &common::pool_table("tank", &pool.display().to_string(), "256M"),
+        "iqn.2026-12.io.ferrite:perm",
+        &common::volume_lun(0, "tank/v0", "16M"),
+    );
+    std::fs::write(&config, text.replace("PORTAL", &portal.to_string())).expect("config");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrited"));
     cmd.args(["--config", config.to_str().expect("utf8")])
         .args(["--data-dir", dir.join("data").to_str().expect("utf8")])
@@ -88,6 +84,29 @@ fn shared_dir(dir: &Path) -> std::path::PathBuf {
     shared
 }
 
+/// A test's ferrited (see [`start`]) in a temporary directory.
+struct Setup {
+    dir: tempfile::TempDir,
+    shared: PathBuf,
+    log: PathBuf,
+    daemon: common::Daemon,
+}
+
+impl Setup {
+    /// Starts ferrited with `daemon_extra` in `[daemon]`; `None` (with the reason printed) when
+    /// the test cannot run here.
+    fn start(daemon_extra: &str) -> Option<Setup> {
+        if !can_run() {
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shared = shared_dir(dir.path());
+        let log = dir.path().join("ferrited.log");
+        let daemon = start(dir.path(), &shared, daemon_extra, &log);
+        Some(Setup { dir, shared, log, daemon })
+    }
+}
+
 fn ctl(socket: &Path) -> [String; 5] {
     [
         env!("CARGO_BIN_EXE_ferritectl").to_string(),
@@ -100,13 +119,7 @@ fn ctl(socket: &Path) -> [String; 5] {
 
 #[test]
 fn under_umask_000_nobody_can_neither_read_the_pool_nor_use_the_socket() {
-    if !can_run() {
-        return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let shared = shared_dir(dir.path());
-    let log = dir.path().join("ferrited.log");
-    let daemon = start(dir.path(), &shared, "", &log);
+    let Some(Setup { dir, shared, log, daemon }) = Setup::start("") else { return };
     let pool = shared.join("tank0.img");
     let socket = shared.join("ctl.sock");
     assert_eq!(mode(&dir.path().join("data")), 0o700, "data directory mode");
@@ -140,17 +153,11 @@ fn under_umask_000_nobody_can_neither_read_the_pool_nor_use_the_socket() {
 
 #[test]
 fn members_of_rpc_group_may_use_the_socket() {
-    if !can_run() {
-        return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let shared = shared_dir(dir.path());
-    let log = dir.path().join("ferrited.log");
-    let daemon = start(dir.path(), &shared, "rpc_group = \"nogroup\"\n", &log);
-    let args = ctl(&shared.join("ctl.sock"));
+    let Some(setup) = Setup::start("rpc_group = \"nogroup\"\n") else { return };
+    let args = ctl(&setup.shared.join("ctl.sock"));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // nobody's primary group is nogroup here: a member.
     let out = as_nobody(None, &args);
     assert!(out.status.success(), "a member of rpc_group was refused: {out:?}");
-    assert!(daemon.stop(), "ferrited did not stop cleanly");
+    assert!(setup.daemon.stop(), "ferrited did not stop cleanly");
 }

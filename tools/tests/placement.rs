@@ -4,35 +4,24 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use target_iscsi::initiator::{Initiator, LoginOptions};
 
 const IQN: &str = "iqn.2026-11.io.ferrite:placement";
-const CONFIG: &str = r#"
-[daemon]
-shards = 2
-metrics = "METRICS"
-[[portal]]
-address = "PORTAL"
-[[target]]
-iqn = "iqn.2026-11.io.ferrite:placement"
-[[target.lun]]
-id = 0
-backend = "memory"
-size = "64M"
-"#;
+/// Two shards, metrics on `metrics`, one memory LUN.
+fn config(metrics: &str) -> String {
+    common::config(
+        &format!("shards = 2\nmetrics = \"{metrics}\""),
+        "",
+        IQN,
+        &common::memory_lun(0, "64M"),
+    )
+}
 
 fn sessions(socket: &std::path::Path) -> Vec<serde_json::Value> {
-    let mut s = UnixStream::connect(socket).expect("control socket");
-    s.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"session_list\"}\n").expect("send");
-    let mut line = String::new();
-    BufReader::new(&s).read_line(&mut line).expect("reply");
-    let v: serde_json::Value = serde_json::from_str(&line).expect("json");
-    v["result"].as_array().expect("array").clone()
+    let v = common::rpc(socket, "session_list", &serde_json::json!({}));
+    v.as_array().expect("array").clone()
 }
 
 /// Shards of the sessions logged in to the test target, sorted.
@@ -49,11 +38,7 @@ fn session_shards(socket: &std::path::Path) -> Vec<u64> {
 
 /// Connections placed on `shard`, as the Prometheus endpoint at `metrics` reports them.
 fn placed_connections(metrics: &str, shard: u64) -> f64 {
-    let mut s = TcpStream::connect(metrics).expect("metrics endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").expect("send");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("answer");
+    let text = common::http(metrics, "GET /metrics HTTP/1.1\r\n\r\n");
     let prefix = format!("ferrite_shard_connections{{shard=\"{shard}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))
@@ -65,7 +50,7 @@ fn placed_connections(metrics: &str, shard: u64) -> f64 {
 fn sessions_go_to_the_least_loaded_shard() {
     let dir = tempfile::tempdir().expect("tempdir");
     let metrics = format!("127.0.0.1:{}", common::free_port());
-    let daemon = common::Daemon::start(dir.path(), &CONFIG.replace("METRICS", &metrics), &[]);
+    let daemon = common::Daemon::start(dir.path(), &config(&metrics), &[]);
     let socket = dir.path().join("data/ferrited.sock");
     let mut opts = LoginOptions::new("iqn.2026-11.io.ferrite:placer", IQN);
     opts.timeout = Duration::from_secs(10);

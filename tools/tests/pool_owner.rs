@@ -15,8 +15,6 @@ use std::time::{Duration, Instant};
 use target_iscsi::initiator::{Initiator, LoginOptions};
 
 const IQN: &str = "iqn.2026-12.io.ferrite:owner";
-const LUN: &str =
-    "[[target.lun]]\nid = 0\nbackend = \"volume\"\nvolume = \"tank/v0\"\nsize = \"64M\"\n";
 const LINE_END: &str = "(use --force-import only if that host is down)";
 const BLOCK: u32 = 512;
 
@@ -85,17 +83,9 @@ fn run_refused(
     }
     let start = Instant::now();
     let mut child = cmd.spawn().expect("spawn ferrited");
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the second ferrited was still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = common::wait_for_exit(&mut child, limit, || {
+        format!("the second ferrited was still running after {limit:?}")
+    });
     let elapsed = start.elapsed();
     let mut err = String::new();
     child.stderr.take().expect("stderr").read_to_string(&mut err).expect("stderr");
@@ -107,6 +97,13 @@ fn owner_line<'a>(stderr: &'a str, pid: u32, host: &str) -> Option<&'a str> {
     let start =
         format!("ferrited: pool tank is imported by ferrited pid {pid} on host {host} since ");
     stderr.lines().find(|l| l.starts_with(&start))
+}
+
+/// The first daemon: pool `tank` with LUN 0 the volume `tank/v0`, under `dir`.
+fn start_first(dir: &Path) -> (Paths, common::Daemon) {
+    let config = common::pool_config("tank0.img", IQN, &common::volume_lun(0, "tank/v0", "64M"));
+    let first = common::Daemon::start(dir, &config, &["--keepalive-secs", "0"]);
+    (Paths::of(dir), first)
 }
 
 fn start_as_host(
@@ -145,12 +142,7 @@ fn inspect_clean(pool_file: &Path) {
 #[test]
 fn second_daemon_on_the_same_data_dir_is_refused_and_the_first_keeps_serving() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let paths = Paths::of(dir.path());
-    let first = common::Daemon::start(
-        dir.path(),
-        &common::pool_config("tank0.img", IQN, LUN),
-        &["--keepalive-secs", "0"],
-    );
+    let (paths, first) = start_first(dir.path());
     let socket = paths.data.join("ferrited.sock");
     let mut ini = Initiator::login(first.portal, &opts(1)).expect("login");
     let before = pattern(7, 16);
@@ -189,12 +181,7 @@ fn second_daemon_on_the_same_data_dir_is_refused_and_the_first_keeps_serving() {
 #[test]
 fn another_host_is_refused_while_the_heartbeat_lives_and_takes_over_after_sigkill() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let paths = Paths::of(dir.path());
-    let first = common::Daemon::start(
-        dir.path(),
-        &common::pool_config("tank0.img", IQN, LUN),
-        &["--keepalive-secs", "0"],
-    );
+    let (paths, first) = start_first(dir.path());
     let portal = first.portal;
     let pid = first.child.id();
     let mut ini = Initiator::login(portal, &opts(2)).expect("login");

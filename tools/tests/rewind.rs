@@ -4,23 +4,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+
+use common::{ferritectl, text};
+use std::time::Duration;
 
 use engine::format::{label_offset_bytes, LABEL_COUNT};
 use engine::pool_root::PoolRootPhys;
 use engine::uberblock::{slot_offset_bytes, Uberblock, UBERBLOCK_RING_SLOTS, UBERBLOCK_SLOT_BYTES};
 
 const IQN: &str = "iqn.2026-11.io.ferrite:rewind";
-const LUNS: &str = r#"
-[[target.lun]]
-id = 0
-backend = "volume"
-volume = "tank/rw"
-size = "64M"
-"#;
 
 /// The newest uberblock in the pool image.
 fn newest_uberblock(image: &[u8]) -> Uberblock {
@@ -49,19 +43,6 @@ fn inspect(image: &Path, json: bool) -> Output {
     cmd.output().expect("run ferrite-inspect")
 }
 
-fn ferritectl(socket: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferritectl"))
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .expect("run ferritectl")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).to_string()
-}
-
 /// Starts ferrited on the configuration the first start wrote, its stderr into `log`.
 fn restart(dir: &Path, log: &Path) -> std::process::Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferrited"))
@@ -73,44 +54,34 @@ fn restart(dir: &Path, log: &Path) -> std::process::Child {
         .stderr(std::fs::File::create(log).expect("log file"))
         .spawn()
         .expect("spawn ferrited");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        assert!(Instant::now() < deadline, "ferrited did not become ready");
-        match lines.next() {
-            Some(Ok(line)) if line.starts_with("ready ") => break,
-            Some(Ok(_)) => {}
-            _ => panic!(
-                "ferrited exited before it was ready: {}",
-                text(&std::fs::read(log).unwrap_or_default())
-            ),
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
+    common::wait_ready(&mut child, || {
+        format!(
+            "ferrited exited before it was ready: {}",
+            text(&std::fs::read(log).unwrap_or_default())
+        )
+    });
     child
 }
 
 /// SIGTERM, and a clean exit within 20 s.
 fn stop(mut child: std::process::Child) {
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            assert!(status.success(), "ferrited exited with {status}");
-            return;
+    match common::terminate(&mut child, Duration::from_secs(20)) {
+        Some(status) => assert!(status.success(), "ferrited exited with {status}"),
+        None => {
+            let _ = child.kill();
+            panic!("ferrited did not stop within 20 s");
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = child.kill();
-    panic!("ferrited did not stop within 20 s");
 }
 
 #[test]
 fn rewound_import_is_reported_by_inspect_ferrited_and_ferritectl_until_cleared() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let daemon =
-        common::Daemon::start(dir.path(), &common::pool_config("tank0.img", IQN, LUNS), &[]);
+    let daemon = common::Daemon::start(
+        dir.path(),
+        &common::pool_config("tank0.img", IQN, &common::volume_lun(0, "tank/rw", "64M")),
+        &[],
+    );
     let socket = dir.path().join("data/ferrited.sock");
     for (method, name) in [
         ("snapshot_create", "tank/rw@keep"),

@@ -15,18 +15,11 @@ use target_iscsi::initiator::{Initiator, LoginOptions};
 use target_iscsi::pdu::{Bhs, ScsiCommand, TaskAttribute};
 
 const IQN: &str = "iqn.2026-11.io.ferrite:robust";
-const CONFIG: &str = r#"
-[daemon]
-shards = 2
-[[portal]]
-address = "PORTAL"
-[[target]]
-iqn = "iqn.2026-11.io.ferrite:robust"
-[[target.lun]]
-id = 0
-backend = "memory"
-size = "64M"
-"#;
+
+/// Two shards, one memory LUN.
+fn config() -> String {
+    common::config("shards = 2", "", IQN, &common::memory_lun(0, "64M"))
+}
 
 fn opts(isid: u8) -> LoginOptions {
     let mut o = LoginOptions::new("iqn.2026-11.io.ferrite:tester", IQN);
@@ -152,7 +145,7 @@ fn hostile(addr: SocketAddr) -> Vec<(&'static str, Fate, Fate)> {
 #[test]
 fn malformed_pdus_are_rejected_without_disturbing_other_sessions() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = common::Daemon::start(dir.path(), CONFIG, &[]);
+    let daemon = common::Daemon::start(dir.path(), &config(), &[]);
     let addr = daemon.portal;
     let stop = Arc::new(AtomicBool::new(false));
     let stop_good = Arc::clone(&stop);

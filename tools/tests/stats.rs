@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -11,32 +11,10 @@ use std::time::{Duration, Instant};
 use target_iscsi::initiator::{Initiator, LoginOptions};
 
 const IQN: &str = "iqn.2026-11.io.ferrite:stats";
-const CONFIG: &str = r#"
-[daemon]
-shards = 2
-metrics = "METRICS"
-[[portal]]
-address = "PORTAL"
-[[target]]
-iqn = "iqn.2026-11.io.ferrite:stats"
-[[target.lun]]
-id = 0
-backend = "memory"
-size = "64M"
-[[target.lun]]
-id = 1
-backend = "memory"
-size = "64M"
-"#;
-
-/// Sends `request` and returns the whole answer (status line, headers, body).
-fn http(addr: &str, request: &str) -> String {
-    let mut s = TcpStream::connect(addr).expect("metrics endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    s.write_all(request.as_bytes()).expect("send");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("answer");
-    out
+/// Two shards, metrics on `metrics`, two memory LUNs.
+fn config(metrics: &str) -> String {
+    let luns = common::memory_lun(0, "64M") + &common::memory_lun(1, "64M");
+    common::config(&format!("shards = 2\nmetrics = \"{metrics}\""), "", IQN, &luns)
 }
 
 /// The value of the sample line that starts with `prefix` (name and labels).
@@ -62,11 +40,11 @@ fn lun_io(stats: &serde_json::Value, lun: u64) -> serde_json::Value {
 fn statistics_and_metrics_follow_the_io() {
     let dir = tempfile::tempdir().expect("tempdir");
     let metrics = format!("127.0.0.1:{}", common::free_port());
-    let daemon = common::Daemon::start(dir.path(), &CONFIG.replace("METRICS", &metrics), &[]);
+    let daemon = common::Daemon::start(dir.path(), &config(&metrics), &[]);
     let socket = dir.path().join("data/ferrited.sock");
     let get = format!("GET /metrics HTTP/1.1\r\nHost: {metrics}\r\n\r\n");
 
-    let before = http(&metrics, &get);
+    let before = common::http(&*metrics, &get);
     assert!(before.starts_with("HTTP/1.1 200 OK\r\n"), "{before}");
     assert!(before.contains("Content-Type: text/plain; version=0.0.4"), "{before}");
     let lun0 = format!("{{target=\"{IQN}\",lun=\"0\"}}");
@@ -114,7 +92,7 @@ fn statistics_and_metrics_follow_the_io() {
 
     // The idle client is dropped after its deadline; the next scrape sees the I/O.
     let started = Instant::now();
-    let after = http(&metrics, &get);
+    let after = common::http(&*metrics, &get);
     assert!(started.elapsed() < Duration::from_secs(8), "scrape waited {:?}", started.elapsed());
     assert_eq!(sample(&after, &format!("ferrite_lun_write_ops_total{lun0}")), 10.0);
     assert_eq!(sample(&after, &format!("ferrite_lun_read_bytes_total{lun0}")), 16384.0);
@@ -135,10 +113,10 @@ fn statistics_and_metrics_follow_the_io() {
     let _ = idle.read_to_end(&mut idle_answer);
 
     // Only GET /metrics is served.
-    assert!(http(&metrics, "GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
-    assert!(http(&metrics, "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+    assert!(common::http(&*metrics, "GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+    assert!(common::http(&*metrics, "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
     let huge = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000));
-    assert!(http(&metrics, &huge).starts_with("HTTP/1.1 431"));
+    assert!(common::http(&*metrics, &huge).starts_with("HTTP/1.1 431"));
 
     // ferritectl stats prints the LUN with its figures since start.
     let out = Command::new(env!("CARGO_BIN_EXE_ferritectl"))

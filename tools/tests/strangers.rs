@@ -90,27 +90,14 @@ fn start(
             let _ = tx.send(line);
         }
     });
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(line)) if line.starts_with("ready ") => break,
-            Some(Ok(_)) => {}
-            _ => panic!("ferrited exited before it was ready"),
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
+    common::wait_ready(&mut child, || "ferrited exited before it was ready".into());
     let early: Vec<String> = rx.try_iter().collect();
     (Daemon { child, portal }, metrics, early, rx)
 }
 
 /// The value of the sample `series` (name and labels, as exposed) on the metrics endpoint.
 fn metric(metrics: SocketAddr, series: &str) -> Option<f64> {
-    use std::io::Write;
-    let mut s = TcpStream::connect(metrics).expect("metrics endpoint");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
-    let mut body = String::new();
-    s.read_to_string(&mut body).expect("answer");
+    let body = common::http(metrics, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
     body.lines()
         .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
         .and_then(|v| v.trim().parse().ok())

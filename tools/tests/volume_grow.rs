@@ -14,13 +14,6 @@ use target_iscsi::initiator::{Initiator, LoginOptions, Response};
 const IQN: &str = "iqn.2026-11.io.ferrite:grow";
 const OLD_BYTES: u64 = 64 << 20;
 const NEW_BYTES: u64 = 96 << 20;
-const LUNS: &str = r#"
-[[target.lun]]
-id = 0
-backend = "volume"
-volume = "tank/vm"
-size = "64M"
-"#;
 
 /// Additional sense code and qualifier (fixed or descriptor format).
 fn asc_ascq(r: &Response) -> Option<(u8, u8)> {
@@ -73,8 +66,11 @@ fn grow(socket: &Path, bytes: u64) -> Result<serde_json::Value, serde_json::Valu
 #[test]
 fn growing_an_exported_volume_raises_capacity_changed_and_keeps_the_new_size() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let daemon =
-        common::Daemon::start(dir.path(), &common::pool_config("tank.img", IQN, LUNS), &[]);
+    let daemon = common::Daemon::start(
+        dir.path(),
+        &common::pool_config("tank.img", IQN, &common::volume_lun(0, "tank/vm", "64M")),
+        &[],
+    );
     let socket = dir.path().join("data/ferrited.sock");
     let mut ini = login(daemon.portal);
     assert_eq!(read_capacity(&mut ini), (OLD_BYTES / 512 - 1, 512));
@@ -110,8 +106,11 @@ fn growing_an_exported_volume_raises_capacity_changed_and_keeps_the_new_size() {
     assert!(daemon.stop());
 
     // The size and the FUA write are on disk.
-    let daemon =
-        common::Daemon::start(dir.path(), &common::pool_config("tank.img", IQN, LUNS), &[]);
+    let daemon = common::Daemon::start(
+        dir.path(),
+        &common::pool_config("tank.img", IQN, &common::volume_lun(0, "tank/vm", "64M")),
+        &[],
+    );
     let mut ini = login(daemon.portal);
     assert_eq!(read_capacity(&mut ini), (NEW_BYTES / 512 - 1, 512));
     let r = ini.read16(0, new_lba, 512, 8).expect("read");

@@ -17,19 +17,11 @@ use serde_json::json;
 use target_iscsi::initiator::{Initiator, LoginOptions};
 
 const IQN: &str = "iqn.2026-11.io.ferrite:zerocopy";
-const LUNS: &str = r#"
-[[target.lun]]
-id = 0
-backend = "volume"
-volume = "tank/plain"
-size = "64M"
-[[target.lun]]
-id = 1
-backend = "volume"
-volume = "tank/packed"
-size = "64M"
-volblock_size = "64K"
-"#;
+/// LUN 0 a volume of 4 KiB blocks (`tank/plain`), LUN 1 one of 64 KiB blocks (`tank/packed`).
+fn luns() -> String {
+    common::volume_lun(0, "tank/plain", "64M")
+        + &common::lun(1, "volume", "64M", "volume = \"tank/packed\"\nvolblock_size = \"64K\"\n")
+}
 
 /// Every path the counters cover: a report missing one would leave it out of the checks.
 const PATHS: [&str; 8] = [
@@ -98,7 +90,7 @@ fn read_check(ini: &mut Initiator, lun: u64, lba: u64, data: &[u8]) {
 fn four_k_and_128k_reads_and_writes_copy_no_payload_byte_a_merge_and_compression_count_exactly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let daemon =
-        common::Daemon::start(dir.path(), &common::pool_config("tank.img", IQN, LUNS), &[]);
+        common::Daemon::start(dir.path(), &common::pool_config("tank.img", IQN, &luns()), &[]);
     let socket = dir.path().join("data/ferrited.sock");
     common::rpc(
         &socket,

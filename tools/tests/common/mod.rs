@@ -2,11 +2,11 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// A ferrited process, stopped (SIGTERM, then SIGKILL) on drop.
@@ -38,13 +38,117 @@ pub fn rpc(socket: &Path, method: &str, params: &serde_json::Value) -> serde_jso
     rpc_call(socket, method, params).unwrap_or_else(|e| panic!("{method}: {e}"))
 }
 
+/// A configuration: `[daemon]` with the lines in `daemon`, the test portal (`PORTAL`), the
+/// `[[pool]]` tables in `pools`, and target `iqn` with the `[[target.lun]]` tables in `luns`.
+pub fn config(daemon: &str, pools: &str, iqn: &str, luns: &str) -> String {
+    format!(
+        "[daemon]\n{daemon}\n[[portal]]\naddress = \"PORTAL\"\n{pools}[[target]]\n\
+         iqn = \"{iqn}\"\n{luns}"
+    )
+}
+
+/// A `[[pool]]` table: pool `name` on one device file `path` of `size` (under the data
+/// directory).
+pub fn pool_table(name: &str, path: &str, size: &str) -> String {
+    format!("[[pool]]\nname = \"{name}\"\ndevices = [{{ path = \"{path}\", size = \"{size}\" }}]\n")
+}
+
+/// A `[[target.lun]]` table: LUN `id` on `backend` with `size`, and the lines in `extra`.
+pub fn lun(id: u64, backend: &str, size: &str, extra: &str) -> String {
+    format!("[[target.lun]]\nid = {id}\nbackend = \"{backend}\"\nsize = \"{size}\"\n{extra}")
+}
+
+/// A `[[target.lun]]` table of pool volume `volume` (`POOL/NAME`).
+pub fn volume_lun(id: u64, volume: &str, size: &str) -> String {
+    lun(id, "volume", size, &format!("volume = \"{volume}\"\n"))
+}
+
+/// A `[[target.lun]]` table of a memory LUN.
+pub fn memory_lun(id: u64, size: &str) -> String {
+    lun(id, "memory", size, "")
+}
+
 /// A one-shard configuration with pool `tank` on `pool_file` (512 MiB, under the data
 /// directory), target `iqn` on the test portal, and the `[[target.lun]]` tables in `luns`.
 pub fn pool_config(pool_file: &str, iqn: &str, luns: &str) -> String {
-    format!(
-        "[daemon]\nshards = 1\n[[portal]]\naddress = \"PORTAL\"\n[[pool]]\nname = \"tank\"\n\
-         devices = [{{ path = \"{pool_file}\", size = \"512M\" }}]\n[[target]]\niqn = \"{iqn}\"\n{luns}"
-    )
+    config("shards = 1", &pool_table("tank", pool_file, "512M"), iqn, luns)
+}
+
+/// Runs `ferritectl --socket SOCKET ARGS...`: its output.
+pub fn ferritectl(socket: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferritectl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("run ferritectl")
+}
+
+/// Output bytes as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Sends `request` to the HTTP endpoint at `addr` and returns the whole answer (status line,
+/// headers, body).
+pub fn http(addr: impl ToSocketAddrs, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("metrics endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.write_all(request.as_bytes()).expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("answer");
+    out
+}
+
+/// Waits up to 30 s for the ready line of a ferrited spawned with stdout piped (then keeps
+/// draining stdout); panics with `exited()` when it exits first.
+pub fn wait_ready(child: &mut Child, exited: impl Fn() -> String) {
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "ferrited did not become ready");
+        match lines.next() {
+            Some(Ok(line)) if line.starts_with("ready ") => break,
+            Some(Ok(_)) => {}
+            _ => panic!("{}", exited()),
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+}
+
+/// Waits up to `limit` for `child` to exit on its own: its status. Past the limit it is killed
+/// and the test fails with `late()`.
+pub fn wait_for_exit(child: &mut Child, limit: Duration, late: impl Fn() -> String) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{}", late());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends SIGTERM to `child` and waits up to `limit` for it to exit: its status, or `None`
+/// when it is still running.
+pub fn terminate(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A free loopback port.
@@ -88,33 +192,13 @@ impl Daemon {
     /// Waits up to 30 s for the ready line of a ferrited spawned with stdout piped (then keeps
     /// draining stdout); panics with `exited()` when it exits first.
     pub fn when_ready(mut child: Child, portal: SocketAddr, exited: impl Fn() -> String) -> Daemon {
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            assert!(Instant::now() < deadline, "ferrited did not become ready");
-            match lines.next() {
-                Some(Ok(line)) if line.starts_with("ready ") => break,
-                Some(Ok(_)) => {}
-                _ => panic!("{}", exited()),
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
+        wait_ready(&mut child, exited);
         Daemon { child, portal }
     }
 
     /// Sends SIGTERM and waits up to 20 s for a clean exit; returns whether it exited 0.
     pub fn stop(mut self) -> bool {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
+        terminate(&mut self.child, Duration::from_secs(20)).is_some_and(|s| s.success())
     }
 
     /// SIGKILL.
