@@ -419,9 +419,9 @@ pub(crate) async fn read_full(
     offset_bytes: u64,
 ) -> (IoResult<()>, IoBuf) {
     let want = buf.len();
-    let mut done = 0usize;
-    let mut retries = 0;
-    while done < want {
+    let mut progress = Progress::new(want);
+    while progress.done < want {
+        let done = progress.done;
         let res = if done == 0 {
             let (res, back) = ops::read_at(file, buf, offset_bytes).await;
             buf = back;
@@ -434,14 +434,42 @@ pub(crate) async fn read_full(
             }
             res
         };
-        match res {
-            Ok(0) => return (Err(IoError::Short { expected_bytes: want, done_bytes: done }), buf),
-            Ok(n) => done += n,
-            Err(IoError::Retry(_)) if retries < MAX_RETRIES => retries += 1,
-            Err(e) => return (Err(e), buf),
+        if let Err(e) = progress.count(res) {
+            return (Err(e), buf);
         }
     }
     (Ok(()), buf)
+}
+
+/// How far a transfer that must complete got: `done` of `want` bytes, and the EINTR/EAGAIN
+/// retries so far.
+struct Progress {
+    want: usize,
+    done: usize,
+    retries: u32,
+}
+
+impl Progress {
+    fn new(want: usize) -> Progress {
+        Progress { want, done: 0, retries: 0 }
+    }
+
+    /// Counts one read or write: the bytes it moved (0 for a retry), or the error that ends
+    /// the transfer (nothing moved, or a retry past [`MAX_RETRIES`]).
+    fn count(&mut self, res: IoResult<usize>) -> IoResult<usize> {
+        match res {
+            Ok(0) => Err(IoError::Short { expected_bytes: self.want, done_bytes: self.done }),
+            Ok(n) => {
+                self.done += n;
+                Ok(n)
+            }
+            Err(IoError::Retry(_)) if self.retries < MAX_RETRIES => {
+                self.retries += 1;
+                Ok(0)
+            }
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// Writes all of `buf` at `offset_bytes`: retries EINTR/EAGAIN and finishes short writes with
@@ -475,10 +503,9 @@ async fn write_full_flags(
     offset_bytes: u64,
     rw_flags: i32,
 ) -> (IoResult<()>, IoBuf) {
-    let want = buf.len();
-    let mut done = 0usize;
-    let mut retries = 0;
-    while done < want {
+    let mut progress = Progress::new(buf.len());
+    while progress.done < progress.want {
+        let done = progress.done;
         let res = if done == 0 {
             let (res, back) = ops::write_at_flags(file, buf, offset_bytes, rw_flags).await;
             buf = back;
@@ -487,11 +514,8 @@ async fn write_full_flags(
             let tail = IoBuf::from_slice(&buf[done..]);
             ops::write_at_flags(file, tail, offset_bytes + done as u64, rw_flags).await.0
         };
-        match res {
-            Ok(0) => return (Err(IoError::Short { expected_bytes: want, done_bytes: done }), buf),
-            Ok(n) => done += n,
-            Err(IoError::Retry(_)) if retries < MAX_RETRIES => retries += 1,
-            Err(e) => return (Err(e), buf),
+        if let Err(e) = progress.count(res) {
+            return (Err(e), buf);
         }
     }
     (Ok(()), buf)
@@ -504,29 +528,23 @@ pub(crate) async fn writev_full(
     mut bufs: Vec<SharedBuf>,
     offset_bytes: u64,
 ) -> IoResult<()> {
-    let want: usize = bufs.iter().map(|b| b.len()).sum();
-    let mut done = 0usize;
-    let mut retries = 0;
-    while done < want {
-        let (res, back) = ops::writev_shared_at(file, bufs, offset_bytes + done as u64).await;
+    let mut progress = Progress::new(bufs.iter().map(|b| b.len()).sum());
+    while progress.done < progress.want {
+        let at = offset_bytes + progress.done as u64;
+        let (res, back) = ops::writev_shared_at(file, bufs, at).await;
         bufs = back;
-        match res {
-            Ok(0) => return Err(IoError::Short { expected_bytes: want, done_bytes: done }),
-            Ok(n) => {
-                done += n;
-                let mut skip = n;
-                while let Some(first) = bufs.first() {
-                    if skip < first.len() {
-                        let rest = first.slice(skip..first.len());
-                        bufs[0] = rest;
-                        break;
-                    }
-                    skip -= first.len();
-                    bufs.remove(0);
-                }
+        let mut skip = progress.count(res)?;
+        if skip == 0 {
+            continue; // a retry
+        }
+        while let Some(first) = bufs.first() {
+            if skip < first.len() {
+                let rest = first.slice(skip..first.len());
+                bufs[0] = rest;
+                break;
             }
-            Err(IoError::Retry(_)) if retries < MAX_RETRIES => retries += 1,
-            Err(e) => return Err(e),
+            skip -= first.len();
+            bufs.remove(0);
         }
     }
     Ok(())

@@ -1,7 +1,9 @@
 //! File operations: positioned reads and writes (plain, fixed-buffer, vectored), fsync,
 //! fdatasync and fallocate.
 
-use io_uring::{opcode, types};
+use std::os::fd::RawFd;
+
+use io_uring::{opcode, squeue, types};
 
 use super::fallback::blocking;
 use super::uring_op::run;
@@ -12,44 +14,22 @@ use crate::executor::{BackendKind, Core};
 
 /// Reads up to `buf.len()` bytes at `offset`. Uses the fixed-buffer opcode when `buf` comes
 /// from the shard's registered pool.
-pub async fn read_at(file: FileRef, mut buf: IoBuf, offset: u64) -> (IoResult<usize>, IoBuf) {
-    let core = Core::current();
-    let len = match len_u32(buf.len()) {
-        Ok(l) => l,
-        Err(e) => return (Err(e), buf),
+pub async fn read_at(file: FileRef, buf: IoBuf, offset: u64) -> (IoResult<usize>, IoBuf) {
+    let sqe = |buf: &mut IoBuf, len, fixed| {
+        let ptr = buf.as_mut_ptr();
+        match fixed {
+            Some(index) => {
+                with_fd!(file, fd => opcode::ReadFixed::new(fd, ptr, len, index).offset(offset).build())
+            }
+            None => with_fd!(file, fd => opcode::Read::new(fd, ptr, len).offset(offset).build()),
+        }
     };
-    match core.kind() {
-        BackendKind::Uring => {
-            let ptr = buf.as_mut_ptr();
-            let fixed = buf.fixed_index().filter(|_| buf.pool_id() == core.registered_pool());
-            let entry = match fixed {
-                Some(index) => {
-                    with_fd!(file, fd => opcode::ReadFixed::new(fd, ptr, len, index).offset(offset).build())
-                }
-                None => {
-                    with_fd!(file, fd => opcode::Read::new(fd, ptr, len).offset(offset).build())
-                }
-            };
-            // SAFETY: the SQE points into `buf`'s heap memory, which the op owns.
-            let (res, _, buf) = unsafe { run(&core, entry, buf) }.await;
-            (res.map(|n| n as usize), buf)
-        }
-        BackendKind::Epoll => {
-            let fd = match raw_fd(file) {
-                Ok(fd) => fd,
-                Err(e) => return (Err(e), buf),
-            };
-            blocking(move || {
-                let mut buf = buf;
-                // SAFETY: pread into the buffer's own memory, bounded by its length.
-                let n = unsafe {
-                    libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), offset as libc::off_t)
-                };
-                (syscall_result(n), buf)
-            })
-            .await
-        }
-    }
+    let syscall = move |fd, buf: &mut IoBuf| {
+        // SAFETY: pread into the buffer's own memory, bounded by its length.
+        unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), offset as libc::off_t) }
+    };
+    // SAFETY: the SQE points into `buf`, bounded by its length.
+    unsafe { positioned(file, buf, sqe, syscall) }.await
 }
 
 /// Writes `buf` at `offset`; returns the bytes written (may be short).
@@ -65,6 +45,39 @@ pub async fn write_at_flags(
     offset: u64,
     rw_flags: i32,
 ) -> (IoResult<usize>, IoBuf) {
+    let sqe = |buf: &mut IoBuf, len, fixed| {
+        let ptr = buf.as_ptr();
+        match fixed {
+            Some(index) => {
+                with_fd!(file, fd => opcode::WriteFixed::new(fd, ptr, len, index).offset(offset).rw_flags(rw_flags).build())
+            }
+            None => {
+                with_fd!(file, fd => opcode::Write::new(fd, ptr, len).offset(offset).rw_flags(rw_flags).build())
+            }
+        }
+    };
+    let syscall = move |fd, buf: &mut IoBuf| {
+        let iov = libc::iovec { iov_base: buf.as_ptr().cast_mut().cast(), iov_len: buf.len() };
+        // SAFETY: pwritev2 from the buffer's own memory, bounded by its length; the iovec
+        // lives across the call.
+        unsafe { libc::pwritev2(fd, &iov, 1, offset as libc::off_t, rw_flags) }
+    };
+    // SAFETY: the SQE points into `buf`, bounded by its length.
+    unsafe { positioned(file, buf, sqe, syscall) }.await
+}
+
+/// One positioned read or write of `buf`: on io_uring the SQE `sqe` builds from the buffer, its
+/// length and its fixed-buffer index (when it comes from the shard's registered pool); on the
+/// fallback `syscall` (a positioned read or write on the descriptor) on the blocking pool.
+///
+/// # Safety
+/// The SQE `sqe` builds may point only into the buffer it is given, within its length.
+async unsafe fn positioned(
+    file: FileRef,
+    mut buf: IoBuf,
+    sqe: impl FnOnce(&mut IoBuf, u32, Option<u16>) -> squeue::Entry,
+    syscall: impl FnOnce(RawFd, &mut IoBuf) -> isize + Send + 'static,
+) -> (IoResult<usize>, IoBuf) {
     let core = Core::current();
     let len = match len_u32(buf.len()) {
         Ok(l) => l,
@@ -72,17 +85,10 @@ pub async fn write_at_flags(
     };
     match core.kind() {
         BackendKind::Uring => {
-            let ptr = buf.as_ptr();
             let fixed = buf.fixed_index().filter(|_| buf.pool_id() == core.registered_pool());
-            let entry = match fixed {
-                Some(index) => {
-                    with_fd!(file, fd => opcode::WriteFixed::new(fd, ptr, len, index).offset(offset).rw_flags(rw_flags).build())
-                }
-                None => {
-                    with_fd!(file, fd => opcode::Write::new(fd, ptr, len).offset(offset).rw_flags(rw_flags).build())
-                }
-            };
-            // SAFETY: the SQE points into `buf`'s heap memory, which the op owns.
+            let entry = sqe(&mut buf, len, fixed);
+            // SAFETY: the SQE points into `buf`'s heap memory (the caller's promise), which the
+            // op owns.
             let (res, _, buf) = unsafe { run(&core, entry, buf) }.await;
             (res.map(|n| n as usize), buf)
         }
@@ -92,11 +98,8 @@ pub async fn write_at_flags(
                 Err(e) => return (Err(e), buf),
             };
             blocking(move || {
-                let iov =
-                    libc::iovec { iov_base: buf.as_ptr().cast_mut().cast(), iov_len: buf.len() };
-                // SAFETY: pwritev2 from the buffer's own memory, bounded by its length; the
-                // iovec lives across the call.
-                let n = unsafe { libc::pwritev2(fd, &iov, 1, offset as libc::off_t, rw_flags) };
+                let mut buf = buf;
+                let n = syscall(fd, &mut buf);
                 (syscall_result(n), buf)
             })
             .await
@@ -255,30 +258,38 @@ pub async fn fdatasync(file: FileRef) -> IoResult<()> {
 }
 
 async fn sync_file(file: FileRef, data_only: bool) -> IoResult<()> {
+    let flags = if data_only { types::FsyncFlags::DATASYNC } else { types::FsyncFlags::empty() };
+    let sqe = || with_fd!(file, fd => opcode::Fsync::new(fd).flags(flags).build());
+    unbuffered(file, sqe, move |fd| {
+        // SAFETY: plain syscall on a descriptor.
+        unsafe {
+            if data_only {
+                libc::fdatasync(fd)
+            } else {
+                libc::fsync(fd)
+            }
+        }
+    })
+    .await
+}
+
+/// An operation on `file` that carries no buffer: the SQE `sqe` builds on io_uring, `syscall`
+/// on the fallback's blocking pool.
+async fn unbuffered(
+    file: FileRef,
+    sqe: impl FnOnce() -> squeue::Entry,
+    syscall: impl FnOnce(RawFd) -> libc::c_int + Send + 'static,
+) -> IoResult<()> {
     let core = Core::current();
     match core.kind() {
         BackendKind::Uring => {
-            let flags =
-                if data_only { types::FsyncFlags::DATASYNC } else { types::FsyncFlags::empty() };
-            let entry = with_fd!(file, fd => opcode::Fsync::new(fd).flags(flags).build());
-            // SAFETY: Fsync carries no pointers.
-            let (res, _, ()) = unsafe { run(&core, entry, ()) }.await;
+            // SAFETY: the SQE carries no pointers.
+            let (res, _, ()) = unsafe { run(&core, sqe(), ()) }.await;
             res.map(|_| ())
         }
         BackendKind::Epoll => {
             let fd = raw_fd(file)?;
-            blocking(move || {
-                // SAFETY: plain syscall on a descriptor.
-                let rc = unsafe {
-                    if data_only {
-                        libc::fdatasync(fd)
-                    } else {
-                        libc::fsync(fd)
-                    }
-                };
-                syscall_result(rc as isize).map(|_| ())
-            })
-            .await
+            blocking(move || syscall_result(syscall(fd) as isize).map(|_| ())).await
         }
     }
 }
@@ -306,24 +317,10 @@ impl FallocateMode {
 
 /// fallocate(2) on `[offset, offset + len)`.
 pub async fn fallocate(file: FileRef, mode: FallocateMode, offset: u64, len: u64) -> IoResult<()> {
-    let core = Core::current();
-    match core.kind() {
-        BackendKind::Uring => {
-            let entry = with_fd!(file, fd => opcode::Fallocate::new(fd, len).offset(offset).mode(mode.flags()).build());
-            // SAFETY: Fallocate carries no pointers.
-            let (res, _, ()) = unsafe { run(&core, entry, ()) }.await;
-            res.map(|_| ())
-        }
-        BackendKind::Epoll => {
-            let fd = raw_fd(file)?;
-            blocking(move || {
-                // SAFETY: plain syscall on a descriptor.
-                let rc = unsafe {
-                    libc::fallocate(fd, mode.flags(), offset as libc::off_t, len as libc::off_t)
-                };
-                syscall_result(rc as isize).map(|_| ())
-            })
-            .await
-        }
-    }
+    let sqe = || with_fd!(file, fd => opcode::Fallocate::new(fd, len).offset(offset).mode(mode.flags()).build());
+    unbuffered(file, sqe, move |fd| {
+        // SAFETY: plain syscall on a descriptor.
+        unsafe { libc::fallocate(fd, mode.flags(), offset as libc::off_t, len as libc::off_t) }
+    })
+    .await
 }

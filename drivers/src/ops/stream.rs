@@ -172,7 +172,6 @@ pub async fn sendmsg(
             return (Err(IoError::InvalidInput(libc::EINVAL)), parts);
         }
     }
-    let core = Core::current();
     let iovecs: Vec<libc::iovec> = parts
         .iter()
         .map(|(buf, range)| libc::iovec {
@@ -181,6 +180,21 @@ pub async fn sendmsg(
             iov_len: range.end - range.start,
         })
         .collect();
+    // SAFETY: every iovec points into a buffer of `parts`, within its checked range.
+    unsafe { sendmsg_owned(fd, iovecs, parts) }.await
+}
+
+/// One sendmsg of `iovecs`.
+///
+/// # Safety
+/// Every iovec must point into heap memory that `owner` keeps alive and in place until the
+/// operation completes.
+async unsafe fn sendmsg_owned<T: Unpin + 'static>(
+    fd: RawFd,
+    iovecs: Vec<libc::iovec>,
+    owner: T,
+) -> (IoResult<usize>, T) {
+    let core = Core::current();
     // SAFETY: msghdr is plain old data; zero is a valid value.
     let mut msg: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
     msg.msg_iov = iovecs.as_ptr().cast_mut();
@@ -191,9 +205,9 @@ pub async fn sendmsg(
                 .flags(libc::MSG_NOSIGNAL as u32)
                 .build();
             // SAFETY: msghdr, iovecs and buffers are all owned by the op.
-            let (res, _, (parts, _iovecs, _msg)) =
-                unsafe { run(&core, entry, (parts, SendIovecs(iovecs), msg)) }.await;
-            (res.map(|n| n as usize), parts)
+            let (res, _, (owner, _iovecs, _msg)) =
+                unsafe { run(&core, entry, (owner, SendIovecs(iovecs), msg)) }.await;
+            (res.map(|n| n as usize), owner)
         }
         BackendKind::Epoll => {
             let res = readiness(fd, Direction::Write, || {
@@ -202,7 +216,7 @@ pub async fn sendmsg(
             })
             .await;
             drop(iovecs);
-            (res, parts)
+            (res, owner)
         }
     }
 }
@@ -270,31 +284,10 @@ pub async fn send_vectored<B: StableBytes>(
     if iovecs.is_empty() {
         return (Ok(0), bufs);
     }
-    let core = Core::current();
-    // SAFETY: msghdr is plain old data; zero is a valid value.
-    let mut msg: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
-    msg.msg_iov = iovecs.as_ptr().cast_mut();
-    msg.msg_iovlen = iovecs.len().min(1024);
-    match core.kind() {
-        BackendKind::Uring => {
-            let entry = opcode::SendMsg::new(types::Fd(fd), std::ptr::from_ref(&*msg))
-                .flags(libc::MSG_NOSIGNAL as u32)
-                .build();
-            // SAFETY: msghdr, iovecs and buffers are all owned by the op.
-            let (res, _, (bufs, _iovecs, _msg)) =
-                unsafe { run(&core, entry, (bufs, SendIovecs(iovecs), msg)) }.await;
-            (res.map(|n| n as usize), bufs)
-        }
-        BackendKind::Epoll => {
-            let res = readiness(fd, Direction::Write, || {
-                // SAFETY: msghdr points to iovecs into buffers we own for this call.
-                unsafe { libc::sendmsg(fd, std::ptr::from_ref(&*msg), libc::MSG_NOSIGNAL) }
-            })
-            .await;
-            drop(iovecs);
-            (res, bufs)
-        }
-    }
+    // One sendmsg takes at most 1024 (UIO_MAXIOV); the caller sends the rest next.
+    iovecs.truncate(1024);
+    // SAFETY: every iovec points into a buffer of `bufs`, within its checked range.
+    unsafe { sendmsg_owned(fd, iovecs, bufs) }.await
 }
 
 /// Sends every segment completely, retrying partial sends.

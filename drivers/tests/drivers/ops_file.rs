@@ -22,6 +22,16 @@ fn temp_file(dir: &tempfile::TempDir) -> std::fs::File {
     file
 }
 
+/// Runs `test` on each backend's reactor with a new temporary file (its descriptor).
+fn with_each_backend_file<F: std::future::Future<Output = ()>>(test: impl Fn(FileRef) -> F) {
+    for backend in BACKENDS {
+        let Some(r) = reactor(backend) else { continue };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = temp_file(&dir);
+        r.block_on(test(FileRef::Raw(file.as_raw_fd())));
+    }
+}
+
 #[test]
 fn read_write_with_pool_and_heap_buffers() {
     for backend in BACKENDS {
@@ -72,55 +82,42 @@ fn read_write_with_pool_and_heap_buffers() {
 
 #[test]
 fn vectored_read_and_write() {
-    for backend in BACKENDS {
-        let Some(r) = reactor(backend) else { continue };
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = temp_file(&dir);
-        let fd = FileRef::Raw(file.as_raw_fd());
-        r.block_on(async {
-            let parts: Vec<IoBuf> = (0..3)
-                .map(|i| IoBuf::from_slice(&pattern(10 + i, 4096 * (i as usize + 1))))
-                .collect();
-            let expected: Vec<u8> = parts.iter().flat_map(|b| b.iter().copied()).collect();
-            let (res, _parts) = ops::writev_at(fd, parts, 8192).await;
-            assert_eq!(res.expect("writev"), expected.len());
-            let bufs = vec![IoBuf::zeroed(8192), IoBuf::zeroed(16384)];
-            let (res, bufs) = ops::readv_at(fd, bufs, 8192).await;
-            assert_eq!(res.expect("readv"), 24576);
-            let got: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
-            assert_eq!(got, expected);
-        });
-    }
+    with_each_backend_file(|fd| async move {
+        let parts: Vec<IoBuf> =
+            (0..3).map(|i| IoBuf::from_slice(&pattern(10 + i, 4096 * (i as usize + 1)))).collect();
+        let expected: Vec<u8> = parts.iter().flat_map(|b| b.iter().copied()).collect();
+        let (res, _parts) = ops::writev_at(fd, parts, 8192).await;
+        assert_eq!(res.expect("writev"), expected.len());
+        let bufs = vec![IoBuf::zeroed(8192), IoBuf::zeroed(16384)];
+        let (res, bufs) = ops::readv_at(fd, bufs, 8192).await;
+        assert_eq!(res.expect("readv"), 24576);
+        let got: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+        assert_eq!(got, expected);
+    });
 }
 
 #[test]
 fn sync_and_fallocate_punch_hole_and_zero_range() {
-    for backend in BACKENDS {
-        let Some(r) = reactor(backend) else { continue };
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = temp_file(&dir);
-        let fd = FileRef::Raw(file.as_raw_fd());
-        r.block_on(async {
-            let data = pattern(20, 65536);
-            let (res, _) = ops::write_all_at(fd, IoBuf::from_slice(&data), 0).await;
-            res.expect("write");
-            ops::fsync(fd).await.expect("fsync");
-            ops::fdatasync(fd).await.expect("fdatasync");
-            ops::fallocate(fd, FallocateMode::Allocate, 0, FILE_BYTES).await.expect("allocate");
-            ops::fallocate(fd, FallocateMode::PunchHole, 8192, 8192).await.expect("punch hole");
-            ops::fallocate(fd, FallocateMode::ZeroRange, 32768, 4096).await.expect("zero range");
-            let (res, back) = ops::read_exact_at(fd, IoBuf::zeroed(65536), 0).await;
-            res.expect("read back");
-            let mut expected = data.clone();
-            expected[8192..16384].fill(0);
-            expected[32768..36864].fill(0);
-            assert_eq!(
-                &back[..],
-                &expected[..],
-                "punched and zeroed ranges read as zeros, the rest is intact"
-            );
-        });
-    }
+    with_each_backend_file(|fd| async move {
+        let data = pattern(20, 65536);
+        let (res, _) = ops::write_all_at(fd, IoBuf::from_slice(&data), 0).await;
+        res.expect("write");
+        ops::fsync(fd).await.expect("fsync");
+        ops::fdatasync(fd).await.expect("fdatasync");
+        ops::fallocate(fd, FallocateMode::Allocate, 0, FILE_BYTES).await.expect("allocate");
+        ops::fallocate(fd, FallocateMode::PunchHole, 8192, 8192).await.expect("punch hole");
+        ops::fallocate(fd, FallocateMode::ZeroRange, 32768, 4096).await.expect("zero range");
+        let (res, back) = ops::read_exact_at(fd, IoBuf::zeroed(65536), 0).await;
+        res.expect("read back");
+        let mut expected = data.clone();
+        expected[8192..16384].fill(0);
+        expected[32768..36864].fill(0);
+        assert_eq!(
+            &back[..],
+            &expected[..],
+            "punched and zeroed ranges read as zeros, the rest is intact"
+        );
+    });
 }
 
 #[test]

@@ -41,3 +41,11 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
     SplitMix64::new(seed).fill(&mut data);
     data
 }
+
+/// Runs `test` on the reactor of each backend this machine has.
+pub fn on_each_backend<F: std::future::Future<Output = ()>>(test: impl Fn(BackendChoice) -> F) {
+    for backend in BACKENDS {
+        let Some(r) = reactor(backend) else { continue };
+        r.block_on(test(backend));
+    }
+}
