@@ -44,11 +44,7 @@ set -euo pipefail
 BENCH=compare-engine
 . "$(dirname "$0")/lib.sh"
 
-if [[ $# -ne 1 ]]; then
-    echo "usage: $0 FILE" >&2
-    exit 2
-fi
-FILE=$1
+FILE=$(file_argument "$@")
 POOL_FILE=$FILE.pool
 SIZE=${FERRITE_BENCH_SIZE:-4g}
 RUNTIME=${FERRITE_BENCH_RUNTIME:-10}

@@ -23,11 +23,7 @@ set -euo pipefail
 BENCH=compare-fio
 . "$(dirname "$0")/lib.sh"
 
-if [[ $# -ne 1 ]]; then
-    echo "usage: $0 FILE" >&2
-    exit 2
-fi
-FILE=$1
+FILE=$(file_argument "$@")
 SIZE=${FERRITE_BENCH_SIZE:-4g}
 RUNTIME=${FERRITE_BENCH_RUNTIME:-10}
 ROUNDS=${FERRITE_BENCH_ROUNDS:-2}

@@ -24,11 +24,7 @@ set -euo pipefail
 BENCH=inspect
 . "$(dirname "$0")/lib.sh"
 
-if [[ $# -ne 1 ]]; then
-    echo "usage: $0 FILE" >&2
-    exit 2
-fi
-FILE=$1
+FILE=$(file_argument "$@")
 SIZE=${FERRITE_BENCH_SIZE:-3g}
 ROUNDS=${FERRITE_BENCH_ROUNDS:-2}
 FIO=${FIO:-fio}

@@ -9,6 +9,16 @@
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
+# file_argument ARGS...: the one argument FILE the script takes; exits 2 with the usage
+# otherwise.
+file_argument() {
+    if [[ $# -ne 1 ]]; then
+        echo "usage: $0 FILE" >&2
+        exit 2
+    fi
+    echo "$1"
+}
+
 # need CMD...: exits 2 naming the first command that is not installed.
 need() {
     local c

@@ -1,7 +1,8 @@
 //! Taking a buffer from a shard's pool and returning it (lock-free free list, no allocation).
 
+mod common;
+
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use drivers::buffer::{BufferPool, IoBuf};
@@ -29,12 +30,5 @@ fn buffer_pool(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1))
-        .sample_size(20);
-    targets = buffer_pool
-}
+criterion_group! { name = benches; config = common::config(); targets = buffer_pool }
 criterion_main!(benches);

@@ -3,7 +3,9 @@
 //! moves ownership of the buffer without copying and may wake the other reactor through its
 //! eventfd.
 
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use drivers::buffer::IoBuf;
@@ -57,12 +59,5 @@ fn mailbox_round_trip(c: &mut Criterion) {
     echo.join().expect("echo shard");
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1))
-        .sample_size(20);
-    targets = mailbox_round_trip
-}
+criterion_group! { name = benches; config = common::config(); targets = mailbox_round_trip }
 criterion_main!(benches);

@@ -1,7 +1,9 @@
 //! Round trip of one IORING_OP_NOP through a shard's reactor: submit, io_uring_enter, reap,
 //! wake the task. The floor under every ring operation.
 
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use drivers::executor::{spawn, Reactor, ReactorConfig};
@@ -53,12 +55,5 @@ fn ring_nop(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1))
-        .sample_size(20);
-    targets = ring_nop
-}
+criterion_group! { name = benches; config = common::config(); targets = ring_nop }
 criterion_main!(benches);

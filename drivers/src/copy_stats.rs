@@ -120,10 +120,9 @@ impl PathCopies {
     /// Payload bytes copied per I/O (0 without I/O).
     #[must_use]
     pub fn bytes_per_io(&self) -> f64 {
-        if self.ios == 0 {
-            0.0
-        } else {
-            self.bytes_copied as f64 / self.ios as f64
+        match self.ios {
+            0 => 0.0,
+            ios => self.bytes_copied as f64 / ios as f64,
         }
     }
 }

@@ -17,11 +17,7 @@ fn checksum_errors(socket: &std::path::Path) -> u64 {
 #[test]
 fn flipped_byte_in_a_data_block_reads_as_medium_error() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = common::Daemon::start(
-        dir.path(),
-        &common::pool_config("tank0.img", IQN, &common::volume_lun(0, "tank/rot", "64M")),
-        &[],
-    );
+    let daemon = common::start_volume(dir.path(), "tank0.img", IQN, "tank/rot");
     let opts = {
         let mut o = LoginOptions::new("iqn.2026-11.io.ferrite:rot-tester", IQN);
         o.timeout = Duration::from_secs(10);

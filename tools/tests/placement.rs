@@ -9,16 +9,6 @@ use std::time::{Duration, Instant};
 use target_iscsi::initiator::{Initiator, LoginOptions};
 
 const IQN: &str = "iqn.2026-11.io.ferrite:placement";
-/// Two shards, metrics on `metrics`, one memory LUN.
-fn config(metrics: &str) -> String {
-    common::config(
-        &format!("shards = 2\nmetrics = \"{metrics}\""),
-        "",
-        IQN,
-        &common::memory_lun(0, "64M"),
-    )
-}
-
 fn sessions(socket: &std::path::Path) -> Vec<serde_json::Value> {
     let v = common::rpc(socket, "session_list", &serde_json::json!({}));
     v.as_array().expect("array").clone()
@@ -49,8 +39,8 @@ fn placed_connections(metrics: &str, shard: u64) -> f64 {
 #[test]
 fn sessions_go_to_the_least_loaded_shard() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let metrics = format!("127.0.0.1:{}", common::free_port());
-    let daemon = common::Daemon::start(dir.path(), &config(&metrics), &[]);
+    let (daemon, metrics) =
+        common::start_with_metrics(dir.path(), IQN, &common::memory_lun(0, "64M"));
     let socket = dir.path().join("data/ferrited.sock");
     let mut opts = LoginOptions::new("iqn.2026-11.io.ferrite:placer", IQN);
     opts.timeout = Duration::from_secs(10);

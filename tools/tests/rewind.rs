@@ -77,11 +77,7 @@ fn stop(mut child: std::process::Child) {
 #[test]
 fn rewound_import_is_reported_by_inspect_ferrited_and_ferritectl_until_cleared() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = common::Daemon::start(
-        dir.path(),
-        &common::pool_config("tank0.img", IQN, &common::volume_lun(0, "tank/rw", "64M")),
-        &[],
-    );
+    let daemon = common::start_volume(dir.path(), "tank0.img", IQN, "tank/rw");
     let socket = dir.path().join("data/ferrited.sock");
     for (method, name) in [
         ("snapshot_create", "tank/rw@keep"),

@@ -11,12 +11,6 @@ use std::time::{Duration, Instant};
 use target_iscsi::initiator::{Initiator, LoginOptions};
 
 const IQN: &str = "iqn.2026-11.io.ferrite:stats";
-/// Two shards, metrics on `metrics`, two memory LUNs.
-fn config(metrics: &str) -> String {
-    let luns = common::memory_lun(0, "64M") + &common::memory_lun(1, "64M");
-    common::config(&format!("shards = 2\nmetrics = \"{metrics}\""), "", IQN, &luns)
-}
-
 /// The value of the sample line that starts with `prefix` (name and labels).
 fn sample(text: &str, prefix: &str) -> f64 {
     text.lines()
@@ -39,8 +33,11 @@ fn lun_io(stats: &serde_json::Value, lun: u64) -> serde_json::Value {
 #[test]
 fn statistics_and_metrics_follow_the_io() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let metrics = format!("127.0.0.1:{}", common::free_port());
-    let daemon = common::Daemon::start(dir.path(), &config(&metrics), &[]);
+    let (daemon, metrics) = common::start_with_metrics(
+        dir.path(),
+        IQN,
+        &(common::memory_lun(0, "64M") + &common::memory_lun(1, "64M")),
+    );
     let socket = dir.path().join("data/ferrited.sock");
     let get = format!("GET /metrics HTTP/1.1\r\nHost: {metrics}\r\n\r\n");
 

@@ -242,14 +242,11 @@ fn idle_strangers_do_not_keep_a_host_from_logging_in() {
 
 #[test]
 fn wrong_chap_responses_are_answered_late_and_counted() {
+    let (initial_ms, max_ms) = (20u64, 320u64);
+    let delays =
+        format!("auth_failure_delay_ms = {initial_ms}\nauth_failure_delay_max_ms = {max_ms}");
     let dir = tempfile::tempdir().expect("tempdir");
-    let initial_ms = 20u64;
-    let max_ms = 320u64;
-    let (daemon, metrics, _, _rx) = start(
-        dir.path(),
-        &format!("auth_failure_delay_ms = {initial_ms}\nauth_failure_delay_max_ms = {max_ms}"),
-        (1024, 1024),
-    );
+    let (daemon, metrics, _, _rx) = start(dir.path(), &delays, (1024, 1024));
     let portal = daemon.portal;
     // Meanwhile, another host logs in to the open target again and again on the same shard:
     // the delays are timers, so it is not held up.

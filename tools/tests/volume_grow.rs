@@ -66,11 +66,7 @@ fn grow(socket: &Path, bytes: u64) -> Result<serde_json::Value, serde_json::Valu
 #[test]
 fn growing_an_exported_volume_raises_capacity_changed_and_keeps_the_new_size() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = common::Daemon::start(
-        dir.path(),
-        &common::pool_config("tank.img", IQN, &common::volume_lun(0, "tank/vm", "64M")),
-        &[],
-    );
+    let daemon = common::start_volume(dir.path(), "tank.img", IQN, "tank/vm");
     let socket = dir.path().join("data/ferrited.sock");
     let mut ini = login(daemon.portal);
     assert_eq!(read_capacity(&mut ini), (OLD_BYTES / 512 - 1, 512));
@@ -106,11 +102,7 @@ fn growing_an_exported_volume_raises_capacity_changed_and_keeps_the_new_size() {
     assert!(daemon.stop());
 
     // The size and the FUA write are on disk.
-    let daemon = common::Daemon::start(
-        dir.path(),
-        &common::pool_config("tank.img", IQN, &common::volume_lun(0, "tank/vm", "64M")),
-        &[],
-    );
+    let daemon = common::start_volume(dir.path(), "tank.img", IQN, "tank/vm");
     let mut ini = login(daemon.portal);
     assert_eq!(read_capacity(&mut ini), (NEW_BYTES / 512 - 1, 512));
     let r = ini.read16(0, new_lba, 512, 8).expect("read");

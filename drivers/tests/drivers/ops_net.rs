@@ -28,12 +28,23 @@ async fn connected_pair() -> (OwnedFd, OwnedFd) {
     (client, server)
 }
 
+/// Runs `test` on the reactor of each backend this machine has, with a connected pair.
+fn with_a_pair_on_each_backend<F: std::future::Future<Output = ()>>(
+    test: impl Fn(BackendChoice, OwnedFd, OwnedFd) -> F,
+) {
+    on_each_backend(|backend| {
+        let test = &test;
+        async move {
+            let (client, server) = connected_pair().await;
+            test(backend, client, server).await;
+        }
+    });
+}
+
 #[test]
 fn tcp_send_recv_sendmsg_send_zc_and_close() {
-    on_each_backend(|_| async move {
-        let (client, server) = connected_pair().await;
-        let c = client.as_raw_fd();
-        let s = server.as_raw_fd();
+    with_a_pair_on_each_backend(|_, client, server| async move {
+        let (c, s) = (client.as_raw_fd(), server.as_raw_fd());
 
         // send / recv_exact
         let hello = pattern(40, 3000);
@@ -159,10 +170,8 @@ fn descriptor_numbers_reused_after_a_plain_drop_still_work() {
 
 #[test]
 fn queued_messages_arrive_in_order_and_a_long_run_of_them_lets_other_tasks_run() {
-    on_each_backend(|backend| async move {
-        let (client, server) = connected_pair().await;
-        let c = client.as_raw_fd();
-        let s = server.as_raw_fd();
+    with_a_pair_on_each_backend(|backend, client, server| async move {
+        let (c, s) = (client.as_raw_fd(), server.as_raw_fd());
         // 300 headers' worth of 48-byte messages already queued on the socket: taken one
         // after another, in order, whether straight from the socket or through the ring.
         let count = 300;

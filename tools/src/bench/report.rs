@@ -141,23 +141,21 @@ impl Report {
             u8::from(self.direct),
             u8::from(self.verify),
         );
-        if self.ios_read > 0 {
-            out += &direction_line(
-                "read",
-                self.iops_read,
-                self.bandwidth_read_mb_s,
-                &self.latency_read,
-            );
-            out.push('\n');
-        }
-        if self.ios_write > 0 {
-            out += &direction_line(
+        let directions = [
+            ("read", self.ios_read, self.iops_read, self.bandwidth_read_mb_s, &self.latency_read),
+            (
                 "write",
+                self.ios_write,
                 self.iops_write,
                 self.bandwidth_write_mb_s,
                 &self.latency_write,
-            );
-            out.push('\n');
+            ),
+        ];
+        for (name, ios, iops, mb_s, latency) in directions {
+            if ios > 0 {
+                out += &direction_line(name, iops, mb_s, latency);
+                out.push('\n');
+            }
         }
         out += &direction_line("all", self.iops, self.bandwidth_mb_s, &self.latency);
         out.push('\n');

@@ -167,14 +167,7 @@ pub fn open_uring_device(
     options: OpenOptionsBench,
 ) -> Result<DeviceTarget<UringDevice>, BenchError> {
     let open_err = |source: std::io::Error| BenchError::Open { path: path.to_owned(), source };
-    if let (false, Some(size_bytes)) = (path.exists(), options.create_size_bytes) {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(open_err)?;
-        preallocate(&file, size_bytes).map_err(open_err)?;
+    if let Some(size_bytes) = create_missing(path, options).map_err(open_err)? {
         eprintln!("ferrite-bench: created {} ({size_bytes} bytes)", path.display());
     }
     let device = UringDevice::open(path).map_err(|e| open_err(io_error_to_std(e)))?;
@@ -182,6 +175,20 @@ pub fn open_uring_device(
         eprintln!("ferrite-bench: {} opened without O_DIRECT", path.display());
     }
     Ok(DeviceTarget::new(device))
+}
+
+/// Creates `path` with `options.create_size_bytes`, preallocated, when it is missing and a
+/// size is given: the size it was created with, or `None` when nothing was created.
+fn create_missing(
+    path: &std::path::Path,
+    options: OpenOptionsBench,
+) -> std::io::Result<Option<u64>> {
+    let (false, Some(size_bytes)) = (path.exists(), options.create_size_bytes) else {
+        return Ok(None);
+    };
+    let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
+    preallocate(&file, size_bytes)?;
+    Ok(Some(size_bytes))
 }
 
 fn io_error_to_std(err: IoError) -> std::io::Error {
@@ -242,19 +249,7 @@ impl FileTarget {
     ) -> Result<FileTarget, BenchError> {
         let open_err = |source: std::io::Error| BenchError::Open { path: path.to_owned(), source };
         let flags = if options.direct { libc::O_DIRECT } else { 0 };
-        let created = match (path.exists(), options.create_size_bytes) {
-            (false, Some(size_bytes)) => {
-                let file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create_new(true)
-                    .open(path)
-                    .map_err(open_err)?;
-                preallocate(&file, size_bytes).map_err(open_err)?;
-                true
-            }
-            _ => false,
-        };
+        let created = create_missing(path, options).map_err(open_err)?.is_some();
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -336,27 +331,22 @@ mod tests {
 
     #[test]
     fn parses_file_targets_and_rejects_others() {
-        assert_eq!(
-            "file:/work/a.img".parse::<TargetSpec>(),
-            Ok(TargetSpec::File(PathBuf::from("/work/a.img")))
-        );
-        assert!("file:".parse::<TargetSpec>().is_err());
-        assert_eq!("mem:1g".parse::<TargetSpec>(), Ok(TargetSpec::Memory(1 << 30)));
-        assert!("mem:".parse::<TargetSpec>().is_err());
-        assert!("iscsi://host/iqn/0"
-            .parse::<TargetSpec>()
-            .expect_err("must fail")
-            .contains("not available"));
-        assert!("/work/a.img"
-            .parse::<TargetSpec>()
-            .expect_err("must fail")
-            .contains("expected file:PATH"));
-        assert_eq!(
-            "volume:/work/p.img".parse::<TargetSpec>(),
-            Ok(TargetSpec::Volume(PathBuf::from("/work/p.img")))
-        );
-        assert!("volume:".parse::<TargetSpec>().is_err());
-        assert_eq!("volume-mem:1g".parse::<TargetSpec>(), Ok(TargetSpec::VolumeMemory(1 << 30)));
-        assert!("volume-mem:".parse::<TargetSpec>().is_err());
+        let good = [
+            ("file:/work/a.img", TargetSpec::File(PathBuf::from("/work/a.img"))),
+            ("mem:1g", TargetSpec::Memory(1 << 30)),
+            ("volume:/work/p.img", TargetSpec::Volume(PathBuf::from("/work/p.img"))),
+            ("volume-mem:1g", TargetSpec::VolumeMemory(1 << 30)),
+        ];
+        for (text, spec) in good {
+            assert_eq!(text.parse::<TargetSpec>(), Ok(spec), "{text}");
+        }
+        for text in ["file:", "mem:", "volume:", "volume-mem:"] {
+            assert!(text.parse::<TargetSpec>().is_err(), "{text}");
+        }
+        for (text, says) in
+            [("iscsi://host/iqn/0", "not available"), ("/work/a.img", "expected file:PATH")]
+        {
+            assert!(text.parse::<TargetSpec>().expect_err("must fail").contains(says), "{text}");
+        }
     }
 }

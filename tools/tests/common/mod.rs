@@ -74,6 +74,21 @@ pub fn pool_config(pool_file: &str, iqn: &str, luns: &str) -> String {
     config("shards = 1", &pool_table("tank", pool_file, "512M"), iqn, luns)
 }
 
+/// Starts ferrited under `dir` with [`pool_config`] on `pool_file` and LUN 0 the 64 MiB pool
+/// volume `volume` of target `iqn`.
+pub fn start_volume(dir: &Path, pool_file: &str, iqn: &str, volume: &str) -> Daemon {
+    Daemon::start(dir, &pool_config(pool_file, iqn, &volume_lun(0, volume, "64M")), &[])
+}
+
+/// Starts ferrited under `dir` with two shards, the metrics endpoint on a free port, and
+/// target `iqn` with the `[[target.lun]]` tables in `luns`: the daemon and the endpoint's
+/// address.
+pub fn start_with_metrics(dir: &Path, iqn: &str, luns: &str) -> (Daemon, String) {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let config = config(&format!("shards = 2\nmetrics = \"{metrics}\""), "", iqn, luns);
+    (Daemon::start(dir, &config, &[]), metrics)
+}
+
 /// Runs `ferritectl --socket SOCKET ARGS...`: its output.
 pub fn ferritectl(socket: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ferritectl"))
