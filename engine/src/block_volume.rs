@@ -9,6 +9,8 @@ use drivers::buffer::{IoBuf, SharedBuf};
 use drivers::error::IoError;
 use drivers::LocalBoxFuture;
 
+use crate::units::{BlockCount, Lba};
+
 /// Fixed shape of a volume as a SCSI logical unit sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VolumeGeometry {
@@ -38,7 +40,7 @@ pub enum VolumeError {
     /// The LBA range lies (partly) past the end of the volume.
     OutOfRange,
     /// A block failed its checksum or the device reported a medium error at this LBA.
-    Medium { lba: u64 },
+    Medium { lba: Lba },
     /// The pool has no space for the write (space allocation failed).
     NoSpace,
     /// The buffer length is not a whole number of blocks or does not match the request.
@@ -94,20 +96,20 @@ pub struct LbaStatus {
     pub run_blocks: u64,
 }
 
-/// The volume interface. Buffers are whole logical blocks; `lba` counts logical blocks.
+/// The volume interface. Buffers are whole logical blocks; an [`Lba`] counts logical blocks.
 pub trait BlockVolume: Send + Sync {
     /// Shape of the volume.
     fn geometry(&self) -> VolumeGeometry;
 
     /// Reads `buf.len()` bytes starting at `lba` into `buf`.
-    fn read(&self, lba: u64, buf: IoBuf) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)>;
+    fn read(&self, lba: Lba, buf: IoBuf) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)>;
 
     /// Reads `len_bytes` (whole logical blocks) from `lba` as shared segments to be sent in
     /// order: a volume that holds blocks in memory hands out views of them instead of copying
     /// them into one buffer (DESIGN §3). The default reads into one new buffer.
     fn read_segments(
         &self,
-        lba: u64,
+        lba: Lba,
         len_bytes: usize,
     ) -> LocalBoxFuture<'_, VolResult<Vec<SharedBuf>>> {
         Box::pin(async move {
@@ -117,14 +119,14 @@ pub trait BlockVolume: Send + Sync {
     }
 
     /// Writes `buf` at `lba`. With `fua` the data is durable when the future completes.
-    fn write(&self, lba: u64, buf: IoBuf, fua: bool) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)>;
+    fn write(&self, lba: Lba, buf: IoBuf, fua: bool) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)>;
 
     /// Writes `buf` at `lba` and keeps it: a volume that stores blocks in memory references
     /// the buffer instead of copying it (DESIGN §3). The default writes the buffer through
     /// [`BlockVolume::write`], taking it back without a copy when `buf` is its only view.
     fn write_shared(
         &self,
-        lba: u64,
+        lba: Lba,
         buf: SharedBuf,
         fua: bool,
     ) -> LocalBoxFuture<'_, VolResult<()>> {
@@ -133,25 +135,26 @@ pub trait BlockVolume: Send + Sync {
 
     /// Deallocates `blocks` blocks from `lba`; they read as zeros afterwards when
     /// `unmapped_reads_zero`.
-    fn unmap(&self, lba: u64, blocks: u64) -> LocalBoxFuture<'_, VolResult<()>>;
+    fn unmap(&self, lba: Lba, blocks: BlockCount) -> LocalBoxFuture<'_, VolResult<()>>;
 
     /// Makes `blocks` blocks from `lba` read as zeros (may deallocate them).
-    fn write_zeroes(&self, lba: u64, blocks: u64) -> LocalBoxFuture<'_, VolResult<()>>;
+    fn write_zeroes(&self, lba: Lba, blocks: BlockCount) -> LocalBoxFuture<'_, VolResult<()>>;
 
     /// Writes `block` (one logical block) into each of the `blocks` blocks from `lba` (WRITE
     /// SAME). The caller bounds `blocks`; this default writes one buffer of the repeated
     /// block, volumes that can log or store the pattern once override it.
     fn write_same(
         &self,
-        lba: u64,
-        blocks: u64,
+        lba: Lba,
+        blocks: BlockCount,
         block: IoBuf,
     ) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)> {
         Box::pin(async move {
             if block.is_empty() {
                 return (Err(VolumeError::BadLength), block);
             }
-            let Some(len) = usize::try_from(blocks).ok().and_then(|n| n.checked_mul(block.len()))
+            let Some(len) =
+                usize::try_from(blocks.get()).ok().and_then(|n| n.checked_mul(block.len()))
             else {
                 return (Err(VolumeError::OutOfRange), block);
             };
@@ -172,14 +175,14 @@ pub trait BlockVolume: Send + Sync {
     /// there. Atomic against every other write to the same blocks.
     fn compare_and_write(
         &self,
-        lba: u64,
+        lba: Lba,
         compare: IoBuf,
         write: IoBuf,
         fua: bool,
     ) -> LocalBoxFuture<'_, VolResult<CompareOutcome>>;
 
     /// Provisioning state at `lba`.
-    fn lba_status(&self, lba: u64) -> LocalBoxFuture<'_, VolResult<LbaStatus>>;
+    fn lba_status(&self, lba: Lba) -> LocalBoxFuture<'_, VolResult<LbaStatus>>;
 
     /// Switches the volatile write cache (SCSI WCE). With it off every write is durable when
     /// it completes.
@@ -200,9 +203,9 @@ pub fn owned_or_copied(buf: SharedBuf) -> IoBuf {
 }
 
 /// Checks that `[lba, lba + blocks)` lies inside a volume of `capacity_blocks`.
-pub fn check_range(capacity_blocks: u64, lba: u64, blocks: u64) -> VolResult<()> {
+pub fn check_range(capacity_blocks: u64, lba: Lba, blocks: BlockCount) -> VolResult<()> {
     match lba.checked_add(blocks) {
-        Some(end) if end <= capacity_blocks => Ok(()),
+        Some(end) if end.get() <= capacity_blocks => Ok(()),
         _ => Err(VolumeError::OutOfRange),
     }
 }

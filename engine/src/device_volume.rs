@@ -15,6 +15,7 @@ use crate::block_volume::{
     check_range, BlockVolume, CompareOutcome, LbaStatus, VolResult, VolumeError, VolumeGeometry,
 };
 use crate::range_lock::RangeLock;
+use crate::units::{BlockCount, Lba};
 
 /// Largest zeroing or unmap request sent to the device at once.
 const ZERO_CHUNK_BYTES: u64 = 8 << 20;
@@ -66,23 +67,23 @@ impl DeviceVolume {
         u64::from(self.geometry.logical_block_bytes)
     }
 
-    fn blocks_of(&self, len_bytes: usize) -> VolResult<u64> {
+    fn blocks_of(&self, len_bytes: usize) -> VolResult<BlockCount> {
         let len = len_bytes as u64;
         if len == 0 || !len.is_multiple_of(self.block_bytes()) {
             return Err(VolumeError::BadLength);
         }
-        Ok(len / self.block_bytes())
+        Ok(BlockCount::new(len / self.block_bytes()))
     }
 
-    fn map_io(err: IoError, lba: u64) -> VolumeError {
+    fn map_io(err: IoError, lba: Lba) -> VolumeError {
         match err {
             IoError::Medium(_) | IoError::Corrupt => VolumeError::Medium { lba },
             other => VolumeError::from(other),
         }
     }
 
-    async fn write_locked(&self, lba: u64, buf: IoBuf, fua: bool) -> (VolResult<()>, IoBuf) {
-        let (res, buf) = self.device.write(buf, lba * self.block_bytes()).await;
+    async fn write_locked(&self, lba: Lba, buf: IoBuf, fua: bool) -> (VolResult<()>, IoBuf) {
+        let (res, buf) = self.device.write(buf, lba.offset_bytes(self.block_bytes())).await;
         if let Err(e) = res {
             return (Err(Self::map_io(e, lba)), buf);
         }
@@ -94,11 +95,11 @@ impl DeviceVolume {
         (Ok(()), buf)
     }
 
-    async fn zero_range(&self, lba: u64, blocks: u64, deallocate: bool) -> VolResult<()> {
+    async fn zero_range(&self, lba: Lba, blocks: BlockCount, deallocate: bool) -> VolResult<()> {
         check_range(self.geometry.capacity_blocks, lba, blocks)?;
-        let mut offset = lba * self.block_bytes();
-        let end = (lba + blocks) * self.block_bytes();
-        let _guard = self.locks.lock(lba, lba + blocks).await;
+        let mut offset = lba.offset_bytes(self.block_bytes());
+        let end = (lba + blocks).offset_bytes(self.block_bytes());
+        let _guard = self.locks.lock(lba.get(), (lba + blocks).get()).await;
         while offset < end {
             let len = (end - offset).min(ZERO_CHUNK_BYTES);
             let res = if deallocate && self.geometry.thin_provisioned {
@@ -106,7 +107,7 @@ impl DeviceVolume {
             } else {
                 self.device.write_zeroes(offset, len).await
             };
-            res.map_err(|e| Self::map_io(e, offset / self.block_bytes()))?;
+            res.map_err(|e| Self::map_io(e, Lba::new(offset / self.block_bytes())))?;
             offset += len;
             drivers::executor::yield_now().await;
         }
@@ -129,11 +130,11 @@ impl DeviceVolume {
     /// Allocation of the run starting at `lba`, in whole physical blocks: a physical block
     /// counts as deallocated only when all of it is (SBC-4 GET LBA STATUS reports provisioning
     /// per physical block when LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT is non-zero).
-    async fn allocation_status(&self, lba: u64) -> VolResult<LbaStatus> {
+    async fn allocation_status(&self, lba: Lba) -> VolResult<LbaStatus> {
         let block = self.block_bytes();
         let physical = u64::from(self.geometry.physical_block_bytes);
         let end = self.geometry.capacity_blocks * block;
-        let at = lba * block;
+        let at = lba.offset_bytes(block);
         let start = at - at % physical;
         let query = (end - start).min(STATUS_QUERY_BYTES).max(at + block - start);
         let a = self.device.allocation(start, query).await.map_err(|e| Self::map_io(e, lba))?;
@@ -155,7 +156,7 @@ impl BlockVolume for DeviceVolume {
         self.geometry
     }
 
-    fn read(&self, lba: u64, buf: IoBuf) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)> {
+    fn read(&self, lba: Lba, buf: IoBuf) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)> {
         Box::pin(async move {
             let blocks = match self.blocks_of(buf.len()) {
                 Ok(b) => b,
@@ -164,12 +165,12 @@ impl BlockVolume for DeviceVolume {
             if let Err(e) = check_range(self.geometry.capacity_blocks, lba, blocks) {
                 return (Err(e), buf);
             }
-            let (res, buf) = self.device.read(buf, lba * self.block_bytes()).await;
+            let (res, buf) = self.device.read(buf, lba.offset_bytes(self.block_bytes())).await;
             (res.map_err(|e| Self::map_io(e, lba)), buf)
         })
     }
 
-    fn write(&self, lba: u64, buf: IoBuf, fua: bool) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)> {
+    fn write(&self, lba: Lba, buf: IoBuf, fua: bool) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)> {
         Box::pin(async move {
             let blocks = match self.blocks_of(buf.len()) {
                 Ok(b) => b,
@@ -178,16 +179,16 @@ impl BlockVolume for DeviceVolume {
             if let Err(e) = check_range(self.geometry.capacity_blocks, lba, blocks) {
                 return (Err(e), buf);
             }
-            let _guard = self.locks.lock(lba, lba + blocks).await;
+            let _guard = self.locks.lock(lba.get(), (lba + blocks).get()).await;
             self.write_locked(lba, buf, fua).await
         })
     }
 
-    fn unmap(&self, lba: u64, blocks: u64) -> LocalBoxFuture<'_, VolResult<()>> {
+    fn unmap(&self, lba: Lba, blocks: BlockCount) -> LocalBoxFuture<'_, VolResult<()>> {
         Box::pin(self.zero_range(lba, blocks, true))
     }
 
-    fn write_zeroes(&self, lba: u64, blocks: u64) -> LocalBoxFuture<'_, VolResult<()>> {
+    fn write_zeroes(&self, lba: Lba, blocks: BlockCount) -> LocalBoxFuture<'_, VolResult<()>> {
         Box::pin(self.zero_range(lba, blocks, false))
     }
 
@@ -197,7 +198,7 @@ impl BlockVolume for DeviceVolume {
 
     fn compare_and_write(
         &self,
-        lba: u64,
+        lba: Lba,
         compare: IoBuf,
         write: IoBuf,
         fua: bool,
@@ -208,9 +209,10 @@ impl BlockVolume for DeviceVolume {
             }
             let blocks = self.blocks_of(compare.len())?;
             check_range(self.geometry.capacity_blocks, lba, blocks)?;
-            let _guard = self.locks.lock(lba, lba + blocks).await;
+            let _guard = self.locks.lock(lba.get(), (lba + blocks).get()).await;
             let current = IoBuf::zeroed(compare.len());
-            let (res, current) = self.device.read(current, lba * self.block_bytes()).await;
+            let (res, current) =
+                self.device.read(current, lba.offset_bytes(self.block_bytes())).await;
             res.map_err(|e| Self::map_io(e, lba))?;
             if let Some(pos) = current.iter().zip(compare.iter()).position(|(a, b)| a != b) {
                 return Ok(CompareOutcome::Miscompare { offset_bytes: pos as u64 });
@@ -220,9 +222,9 @@ impl BlockVolume for DeviceVolume {
         })
     }
 
-    fn lba_status(&self, lba: u64) -> LocalBoxFuture<'_, VolResult<LbaStatus>> {
+    fn lba_status(&self, lba: Lba) -> LocalBoxFuture<'_, VolResult<LbaStatus>> {
         Box::pin(async move {
-            check_range(self.geometry.capacity_blocks, lba, 1)?;
+            check_range(self.geometry.capacity_blocks, lba, BlockCount::new(1))?;
             self.allocation_status(lba).await
         })
     }
@@ -238,6 +240,7 @@ impl BlockVolume for DeviceVolume {
 
 #[cfg(test)]
 mod tests {
+    use crate::units::{BlockCount, Lba};
     use std::sync::Arc;
 
     use drivers::blockdev::memory::MemoryDevice;
@@ -264,24 +267,24 @@ mod tests {
         assert!(vol.tracks_allocation());
         reactor().block_on(async {
             let all = LbaStatus { mapped: false, run_blocks: 2048 };
-            assert_eq!(vol.lba_status(0).await.expect("status"), all, "fresh volume");
-            let (res, _) = vol.write(16, IoBuf::from_slice(&[7u8; 4096]), false).await;
+            assert_eq!(vol.lba_status(Lba::new(0)).await.expect("status"), all, "fresh volume");
+            let (res, _) = vol.write(Lba::new(16), IoBuf::from_slice(&[7u8; 4096]), false).await;
             res.expect("write");
             assert_eq!(
-                vol.lba_status(0).await.expect("status"),
+                vol.lba_status(Lba::new(0)).await.expect("status"),
                 LbaStatus { mapped: false, run_blocks: 16 }
             );
             assert_eq!(
-                vol.lba_status(18).await.expect("status"),
+                vol.lba_status(Lba::new(18)).await.expect("status"),
                 LbaStatus { mapped: true, run_blocks: 6 }
             );
             assert_eq!(
-                vol.lba_status(24).await.expect("status"),
+                vol.lba_status(Lba::new(24)).await.expect("status"),
                 LbaStatus { mapped: false, run_blocks: 2024 }
             );
-            vol.unmap(16, 8).await.expect("unmap");
-            assert_eq!(vol.lba_status(0).await.expect("status"), all, "unmapped again");
-            assert!(vol.lba_status(2048).await.is_err(), "past the end");
+            vol.unmap(Lba::new(16), BlockCount::new(8)).await.expect("unmap");
+            assert_eq!(vol.lba_status(Lba::new(0)).await.expect("status"), all, "unmapped again");
+            assert!(vol.lba_status(Lba::new(2048)).await.is_err(), "past the end");
         });
     }
 
@@ -291,18 +294,18 @@ mod tests {
         // as a whole, and a hole counts only in whole physical blocks.
         let vol = volume(8192);
         reactor().block_on(async {
-            let (res, _) = vol.write(24, IoBuf::from_slice(&[7u8; 4096]), false).await;
+            let (res, _) = vol.write(Lba::new(24), IoBuf::from_slice(&[7u8; 4096]), false).await;
             res.expect("write");
             assert_eq!(
-                vol.lba_status(0).await.expect("status"),
+                vol.lba_status(Lba::new(0)).await.expect("status"),
                 LbaStatus { mapped: false, run_blocks: 16 }
             );
             assert_eq!(
-                vol.lba_status(17).await.expect("status"),
+                vol.lba_status(Lba::new(17)).await.expect("status"),
                 LbaStatus { mapped: true, run_blocks: 15 }
             );
             assert_eq!(
-                vol.lba_status(32).await.expect("status"),
+                vol.lba_status(Lba::new(32)).await.expect("status"),
                 LbaStatus { mapped: false, run_blocks: 2016 }
             );
         });

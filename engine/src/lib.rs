@@ -40,10 +40,12 @@ pub mod snapshot;
 pub mod space_map;
 pub mod txg;
 pub mod uberblock;
+pub mod units;
 pub mod vdev;
 pub mod volume;
 pub mod zil;
 
 pub use error::{PoolError, PoolResult};
 pub use pool::{CreateOptions, Pool, PoolSpace, PoolTunables, VolumeOptions};
+pub use units::{BlockCount, Lba, PartitionId, ShardId, TxgId, VolumeBlock};
 pub use volume::PoolVolume;

@@ -13,6 +13,7 @@ use crate::block_volume::{
     check_range, BlockVolume, CompareOutcome, LbaStatus, VolResult, VolumeError, VolumeGeometry,
 };
 use crate::copy_stats::{self, CopyPath};
+use crate::units::{BlockCount, Lba};
 
 const CHUNK_BYTES: u64 = 1 << 20;
 
@@ -49,14 +50,14 @@ impl MemoryVolume {
         }
     }
 
-    fn byte_range(&self, lba: u64, len_bytes: usize) -> VolResult<(u64, u64)> {
+    fn byte_range(&self, lba: Lba, len_bytes: usize) -> VolResult<(u64, u64)> {
         let block = u64::from(self.geometry.logical_block_bytes);
         let len = len_bytes as u64;
         if !len.is_multiple_of(block) {
             return Err(VolumeError::BadLength);
         }
-        check_range(self.geometry.capacity_blocks, lba, len / block)?;
-        Ok((lba * block, len))
+        check_range(self.geometry.capacity_blocks, lba, BlockCount::new(len / block))?;
+        Ok((lba.offset_bytes(block), len))
     }
 
     /// Visits every chunk piece of `[start, start + len)` as (chunk index, offset in chunk,
@@ -88,7 +89,7 @@ impl MemoryVolume {
         usize::try_from((total - start).min(CHUNK_BYTES)).expect("chunk fits")
     }
 
-    fn read_sync(&self, lba: u64, buf: &mut [u8]) -> VolResult<()> {
+    fn read_sync(&self, lba: Lba, buf: &mut [u8]) -> VolResult<()> {
         let (start, len) = self.byte_range(lba, buf.len())?;
         for (chunk, off, req_off, n) in Self::pieces(start, len) {
             let guard =
@@ -106,7 +107,7 @@ impl MemoryVolume {
         Ok(())
     }
 
-    fn write_sync(&self, lba: u64, buf: &[u8]) -> VolResult<()> {
+    fn write_sync(&self, lba: Lba, buf: &[u8]) -> VolResult<()> {
         let (start, len) = self.byte_range(lba, buf.len())?;
         for (chunk, off, req_off, n) in Self::pieces(start, len) {
             let mut guard = self.lock_chunk(chunk);
@@ -122,10 +123,10 @@ impl MemoryVolume {
         self.chunks[chunk].write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn zero_sync(&self, lba: u64, blocks: u64) -> VolResult<()> {
+    fn zero_sync(&self, lba: Lba, blocks: BlockCount) -> VolResult<()> {
         check_range(self.geometry.capacity_blocks, lba, blocks)?;
         let block = u64::from(self.geometry.logical_block_bytes);
-        for (chunk, off, _, n) in Self::pieces(lba * block, blocks * block) {
+        for (chunk, off, _, n) in Self::pieces(lba.offset_bytes(block), blocks.get() * block) {
             let mut guard = self.lock_chunk(chunk);
             if off == 0 && n == self.chunk_len(chunk) {
                 *guard = None;
@@ -141,7 +142,7 @@ impl MemoryVolume {
 
     fn compare_and_write_sync(
         &self,
-        lba: u64,
+        lba: Lba,
         compare: &[u8],
         write: &[u8],
     ) -> VolResult<CompareOutcome> {
@@ -173,21 +174,22 @@ impl MemoryVolume {
         Ok(CompareOutcome::Written)
     }
 
-    fn status_sync(&self, lba: u64) -> VolResult<LbaStatus> {
-        check_range(self.geometry.capacity_blocks, lba, 1)?;
+    fn status_sync(&self, lba: Lba) -> VolResult<LbaStatus> {
+        check_range(self.geometry.capacity_blocks, lba, BlockCount::new(1))?;
         let block = u64::from(self.geometry.logical_block_bytes);
         let blocks_per_chunk = CHUNK_BYTES / block;
         let mapped_at = |chunk: usize| {
             self.chunks[chunk].read().unwrap_or_else(std::sync::PoisonError::into_inner).is_some()
         };
-        let first = usize::try_from(lba / blocks_per_chunk).map_err(|_| VolumeError::OutOfRange)?;
+        let first =
+            usize::try_from(lba.get() / blocks_per_chunk).map_err(|_| VolumeError::OutOfRange)?;
         let mapped = mapped_at(first);
         let mut end_chunk = first + 1;
         while end_chunk < self.chunks.len() && mapped_at(end_chunk) == mapped {
             end_chunk += 1;
         }
         let end_lba = (end_chunk as u64 * blocks_per_chunk).min(self.geometry.capacity_blocks);
-        Ok(LbaStatus { mapped, run_blocks: end_lba - lba })
+        Ok(LbaStatus { mapped, run_blocks: end_lba - lba.get() })
     }
 }
 
@@ -196,14 +198,14 @@ impl BlockVolume for MemoryVolume {
         self.geometry
     }
 
-    fn read(&self, lba: u64, mut buf: IoBuf) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)> {
+    fn read(&self, lba: Lba, mut buf: IoBuf) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)> {
         let res = self.read_sync(lba, &mut buf);
         Box::pin(async move { (res, buf) })
     }
 
     fn write(
         &self,
-        lba: u64,
+        lba: Lba,
         buf: IoBuf,
         _fua: bool,
     ) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)> {
@@ -211,12 +213,12 @@ impl BlockVolume for MemoryVolume {
         Box::pin(async move { (res, buf) })
     }
 
-    fn unmap(&self, lba: u64, blocks: u64) -> LocalBoxFuture<'_, VolResult<()>> {
+    fn unmap(&self, lba: Lba, blocks: BlockCount) -> LocalBoxFuture<'_, VolResult<()>> {
         let res = self.zero_sync(lba, blocks);
         Box::pin(async move { res })
     }
 
-    fn write_zeroes(&self, lba: u64, blocks: u64) -> LocalBoxFuture<'_, VolResult<()>> {
+    fn write_zeroes(&self, lba: Lba, blocks: BlockCount) -> LocalBoxFuture<'_, VolResult<()>> {
         let res = self.zero_sync(lba, blocks);
         Box::pin(async move { res })
     }
@@ -227,7 +229,7 @@ impl BlockVolume for MemoryVolume {
 
     fn compare_and_write(
         &self,
-        lba: u64,
+        lba: Lba,
         compare: IoBuf,
         write: IoBuf,
         _fua: bool,
@@ -236,7 +238,7 @@ impl BlockVolume for MemoryVolume {
         Box::pin(async move { res })
     }
 
-    fn lba_status(&self, lba: u64) -> LocalBoxFuture<'_, VolResult<LbaStatus>> {
+    fn lba_status(&self, lba: Lba) -> LocalBoxFuture<'_, VolResult<LbaStatus>> {
         let res = self.status_sync(lba);
         Box::pin(async move { res })
     }

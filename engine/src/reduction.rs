@@ -194,6 +194,7 @@ impl Pool {
 
 #[cfg(test)]
 mod tests {
+    use crate::units::Lba;
     use std::sync::Arc;
 
     use drivers::blockdev::memory::MemoryDevice;
@@ -237,20 +238,20 @@ mod tests {
                 ..VolumeOptions::default()
             };
             let vol = pool.create_volume("v", &vol_options).await.expect("volume");
-            let (res, _) = vol.write(0, IoBuf::from_slice(&first), false).await;
+            let (res, _) = vol.write(Lba::new(0), IoBuf::from_slice(&first), false).await;
             res.expect("write");
             pool.sync_txg().await.expect("sync");
             // Same txg as a fresh entry, then a later txg: both kept apart.
-            let (res, _) = vol.write(8, IoBuf::from_slice(&second), false).await;
+            let (res, _) = vol.write(Lba::new(8), IoBuf::from_slice(&second), false).await;
             res.expect("write");
-            let (res, _) = vol.write(16, IoBuf::from_slice(&first), false).await;
+            let (res, _) = vol.write(Lba::new(16), IoBuf::from_slice(&first), false).await;
             res.expect("write");
             pool.sync_txg().await.expect("sync");
-            let (res, _) = vol.write(24, IoBuf::from_slice(&second), false).await;
+            let (res, _) = vol.write(Lba::new(24), IoBuf::from_slice(&second), false).await;
             res.expect("write");
             pool.sync_txg().await.expect("sync");
             for (lba, want) in [(0, &first), (8, &second), (16, &first), (24, &second)] {
-                let (res, buf) = vol.read(lba, IoBuf::zeroed(4096)).await;
+                let (res, buf) = vol.read(Lba::new(lba), IoBuf::zeroed(4096)).await;
                 res.expect("read");
                 assert_eq!(&buf[..], &want[..], "LBA {lba}");
             }

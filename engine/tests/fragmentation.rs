@@ -5,6 +5,7 @@ mod common;
 
 use common::{block, device, reactor, Rng};
 use engine::block_volume::BlockVolume;
+use engine::units::Lba;
 use engine::{CreateOptions, PoolTunables, VolumeOptions};
 
 /// Rounds of 4K random overwrites of a volume, its newest snapshot destroyed and taken again
@@ -29,7 +30,7 @@ fn txgs_commit_in_a_pool_cut_into_small_free_runs() {
         let opts = VolumeOptions { capacity_bytes: VOLUME_BLOCKS * 4096, ..Default::default() };
         let vol = pool.create_volume("v", &opts).await.expect("volume");
         for i in 0..VOLUME_BLOCKS {
-            let (res, _) = vol.write(i * 8, block(i), false).await;
+            let (res, _) = vol.write(Lba::new(i * 8), block(i), false).await;
             res.expect("prefill");
         }
         pool.sync_txg().await.expect("prefill txg");
@@ -49,7 +50,7 @@ fn txgs_commit_in_a_pool_cut_into_small_free_runs() {
             for n in 0..WRITES_PER_ROUND {
                 let index = rng.below(VOLUME_BLOCKS);
                 let value = (round + 1) << 32 | n;
-                let (res, _) = vol.write(index * 8, block(value), false).await;
+                let (res, _) = vol.write(Lba::new(index * 8), block(value), false).await;
                 res.unwrap_or_else(|e| panic!("round {round} write {n}: {e:?}"));
                 last[index as usize] = value;
                 if n % 4096 == 4095 {
@@ -72,7 +73,8 @@ fn txgs_commit_in_a_pool_cut_into_small_free_runs() {
         );
         assert!(space.free_bytes > space.capacity_bytes / 5, "the pool filled up instead");
         for (i, v) in last.iter().enumerate() {
-            let (res, buf) = vol.read(i as u64 * 8, drivers::buffer::IoBuf::zeroed(4096)).await;
+            let (res, buf) =
+                vol.read(Lba::new(i as u64 * 8), drivers::buffer::IoBuf::zeroed(4096)).await;
             res.expect("read");
             assert_eq!(buf.to_vec(), block(*v).to_vec(), "block {i}");
         }

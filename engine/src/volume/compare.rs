@@ -6,12 +6,13 @@ use super::{merge, PoolVolume};
 use crate::block_volume::{CompareOutcome, VolResult, VolumeError};
 use crate::partition::DirtyBlock;
 use crate::pool::lock;
+use crate::units::Lba;
 use crate::zil::{LogOp, LogRecord};
 
 impl PoolVolume {
     pub(super) async fn compare_and_write_impl(
         &self,
-        lba: u64,
+        lba: Lba,
         compare: &[u8],
         write: &[u8],
         fua: bool,
@@ -77,7 +78,7 @@ impl PoolVolume {
                     sequence: change.sequence,
                     label_txg: change.label_txg,
                     dataset_id: self.shared.id,
-                    op: LogOp::Write { offset_bytes: piece.lba * l, data },
+                    op: LogOp::Write { offset_bytes: piece.lba.offset_bytes(l), data },
                 });
             }
             // Our own writes bumped the versions; refresh them so the loop cannot misread.

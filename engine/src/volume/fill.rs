@@ -8,11 +8,17 @@ use crate::block_volume::{VolResult, VolumeError};
 use crate::copy_stats::{self, CopyPath};
 use crate::partition::DirtyBlock;
 use crate::pool::lock;
+use crate::units::{BlockCount, Lba};
 use crate::zil::{LogOp, LogRecord};
 
 impl PoolVolume {
     /// Makes `[lba, lba + blocks)` holes.
-    pub(super) async fn zero_range(&self, lba: u64, blocks: u64, sync: bool) -> VolResult<()> {
+    pub(super) async fn zero_range(
+        &self,
+        lba: Lba,
+        blocks: BlockCount,
+        sync: bool,
+    ) -> VolResult<()> {
         self.fill_range(lba, blocks, None, sync).await
     }
 
@@ -22,13 +28,13 @@ impl PoolVolume {
     /// or `RECORD_ZERO`); whole pattern blocks share one buffer. Partial blocks are merged.
     pub(super) async fn fill_range(
         &self,
-        lba: u64,
-        blocks: u64,
+        lba: Lba,
+        blocks: BlockCount,
         pattern: Option<&[u8]>,
         sync: bool,
     ) -> VolResult<()> {
         let l = u64::from(self.shared.layout.logical_block_bytes);
-        let len = usize::try_from(blocks * l).map_err(|_| VolumeError::OutOfRange)?;
+        let len = usize::try_from(blocks.get() * l).map_err(|_| VolumeError::OutOfRange)?;
         self.check(lba, len)?;
         if pattern.is_some_and(|p| p.len() as u64 != l) {
             return Err(VolumeError::BadLength);
@@ -61,8 +67,8 @@ impl PoolVolume {
         };
         let mut records = Vec::new();
         let mut max_label = 0;
-        let start = lba * l;
-        let end = start + blocks * l;
+        let start = lba.offset_bytes(l);
+        let end = start + blocks.get() * l;
         let mut pos = start;
         while pos < end {
             let block = pos / v;
@@ -75,7 +81,7 @@ impl PoolVolume {
                     block_offset: in_block as usize,
                     request_offset: 0,
                     len: n as usize,
-                    lba: pos / l,
+                    lba: Lba::new(pos / l),
                 };
                 let (seq, label) = self.write_piece(piece, &repeat(n)).await?;
                 max_label = max_label.max(label);

@@ -29,6 +29,7 @@ use crate::copy_stats::{self, CopyPath};
 use crate::partition::{BlockAddress, BlockData, DirtyBlock, VolumeLayout};
 use crate::pool::Pool;
 use crate::route::Route;
+use crate::units::{BlockCount, Lba};
 
 mod compare;
 mod fill;
@@ -78,7 +79,7 @@ impl std::fmt::Debug for PoolVolume {
     }
 }
 
-fn io_to_volume(err: IoError, lba: u64) -> VolumeError {
+fn io_to_volume(err: IoError, lba: Lba) -> VolumeError {
     match err {
         IoError::Medium(_) | IoError::Corrupt => VolumeError::Medium { lba },
         IoError::NoSpace => VolumeError::NoSpace,
@@ -127,7 +128,7 @@ struct Piece {
     request_offset: usize,
     len: usize,
     /// First LBA of the piece (for error reports).
-    lba: u64,
+    lba: Lba,
 }
 
 /// Pieces of a request by owning shard: (shard, indices of its pieces in request order).
@@ -162,7 +163,7 @@ impl PoolVolume {
         self.shared.current_layout()
     }
 
-    fn check(&self, lba: u64, len_bytes: usize) -> VolResult<()> {
+    fn check(&self, lba: Lba, len_bytes: usize) -> VolResult<()> {
         if self.shared.destroyed.load(Ordering::SeqCst) || self.pool.check_live().is_err() {
             return Err(VolumeError::Io(IoError::NotFound));
         }
@@ -171,14 +172,14 @@ impl PoolVolume {
             return Err(VolumeError::BadLength);
         }
         let capacity_blocks = self.shared.capacity_bytes.load(Ordering::SeqCst) / l as u64;
-        check_range(capacity_blocks, lba, (len_bytes / l) as u64)
+        check_range(capacity_blocks, lba, BlockCount::new((len_bytes / l) as u64))
     }
 
-    fn pieces(&self, lba: u64, len_bytes: usize) -> Vec<Piece> {
+    fn pieces(&self, lba: Lba, len_bytes: usize) -> Vec<Piece> {
         let layout = &self.shared.layout;
         let l = u64::from(layout.logical_block_bytes);
         let v = u64::from(layout.volblock_bytes);
-        let start = lba * l;
+        let start = lba.offset_bytes(l);
         let end = start + len_bytes as u64;
         let mut out = Vec::new();
         let mut pos = start;
@@ -191,7 +192,7 @@ impl PoolVolume {
                 block_offset: in_block as usize,
                 request_offset: (pos - start) as usize,
                 len: n as usize,
-                lba: pos / l,
+                lba: Lba::new(pos / l),
             });
             pos += n;
         }
@@ -234,14 +235,14 @@ impl BlockVolume for PoolVolume {
         }
     }
 
-    fn read(&self, lba: u64, mut buf: IoBuf) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)> {
+    fn read(&self, lba: Lba, mut buf: IoBuf) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)> {
         Box::pin(async move {
             let res = self.read_into(lba, &mut buf).await;
             (res, buf)
         })
     }
 
-    fn write(&self, lba: u64, buf: IoBuf, fua: bool) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)> {
+    fn write(&self, lba: Lba, buf: IoBuf, fua: bool) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)> {
         Box::pin(async move {
             let shared = SharedBuf::new(buf);
             let res = self.write_from(lba, &shared, fua).await;
@@ -253,7 +254,7 @@ impl BlockVolume for PoolVolume {
 
     fn write_shared(
         &self,
-        lba: u64,
+        lba: Lba,
         buf: SharedBuf,
         fua: bool,
     ) -> LocalBoxFuture<'_, VolResult<()>> {
@@ -262,24 +263,24 @@ impl BlockVolume for PoolVolume {
 
     fn read_segments(
         &self,
-        lba: u64,
+        lba: Lba,
         len_bytes: usize,
     ) -> LocalBoxFuture<'_, VolResult<Vec<SharedBuf>>> {
         Box::pin(self.read_shared(lba, len_bytes))
     }
 
-    fn unmap(&self, lba: u64, blocks: u64) -> LocalBoxFuture<'_, VolResult<()>> {
+    fn unmap(&self, lba: Lba, blocks: BlockCount) -> LocalBoxFuture<'_, VolResult<()>> {
         Box::pin(async move { self.zero_range(lba, blocks, self.durable_now(false)).await })
     }
 
-    fn write_zeroes(&self, lba: u64, blocks: u64) -> LocalBoxFuture<'_, VolResult<()>> {
+    fn write_zeroes(&self, lba: Lba, blocks: BlockCount) -> LocalBoxFuture<'_, VolResult<()>> {
         Box::pin(async move { self.zero_range(lba, blocks, self.durable_now(false)).await })
     }
 
     fn write_same(
         &self,
-        lba: u64,
-        blocks: u64,
+        lba: Lba,
+        blocks: BlockCount,
         block: IoBuf,
     ) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)> {
         Box::pin(async move {
@@ -299,7 +300,7 @@ impl BlockVolume for PoolVolume {
 
     fn compare_and_write(
         &self,
-        lba: u64,
+        lba: Lba,
         compare: IoBuf,
         write: IoBuf,
         fua: bool,
@@ -324,7 +325,7 @@ impl BlockVolume for PoolVolume {
         })
     }
 
-    fn lba_status(&self, lba: u64) -> LocalBoxFuture<'_, VolResult<LbaStatus>> {
+    fn lba_status(&self, lba: Lba) -> LocalBoxFuture<'_, VolResult<LbaStatus>> {
         Box::pin(async move { self.status(lba).await })
     }
 

@@ -15,6 +15,7 @@ use crate::copy_stats::{self, CopyPath};
 use crate::join::join_all;
 use crate::partition::{BlockAddress, DirtyBlock};
 use crate::pool::lock;
+use crate::units::Lba;
 use crate::vdev::BlockReadError;
 
 impl PoolVolume {
@@ -24,7 +25,7 @@ impl PoolVolume {
     pub(super) async fn block_content(
         &self,
         addr: BlockAddress,
-        lba: u64,
+        lba: Lba,
     ) -> VolResult<(Content, Source)> {
         let pool = &self.pool;
         let part = &self.shared.partitions[addr.partition];
@@ -95,7 +96,7 @@ impl PoolVolume {
         p.dirty(addr.index).is_none() && p.root.same_block(root) && p.root.level == root.level
     }
 
-    pub(super) async fn read_into(&self, lba: u64, buf: &mut [u8]) -> VolResult<()> {
+    pub(super) async fn read_into(&self, lba: Lba, buf: &mut [u8]) -> VolResult<()> {
         self.check(lba, buf.len())?;
         copy_stats::io(CopyPath::VolumeRead);
         let pieces = self.pieces(lba, buf.len());
@@ -124,7 +125,7 @@ impl PoolVolume {
     /// immutable), so a hand-off would only add a message and two cross-core wake-ups.
     pub(super) async fn read_shared(
         &self,
-        lba: u64,
+        lba: Lba,
         len_bytes: usize,
     ) -> VolResult<Vec<SharedBuf>> {
         self.check(lba, len_bytes)?;

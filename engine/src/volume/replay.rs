@@ -6,6 +6,7 @@ use drivers::buffer::{IoBuf, SharedBuf};
 
 use super::{io_to_volume, PoolVolume};
 use crate::block_volume::{VolResult, VolumeError};
+use crate::units::{BlockCount, Lba};
 use crate::vdev::Reconstruction;
 use crate::zil::LogOp;
 
@@ -15,15 +16,16 @@ impl PoolVolume {
         let l = u64::from(self.shared.layout.logical_block_bytes);
         match op {
             LogOp::Write { offset_bytes, data } => {
-                self.check(offset_bytes / l, data.len())?;
+                let lba = Lba::new(offset_bytes / l);
+                self.check(lba, data.len())?;
                 // Replay runs once at import, off the I/O path: the record's bytes get a buffer.
                 let data = SharedBuf::new(IoBuf::from_slice(data));
-                self.replay_write(offset_bytes / l, &data).await
+                self.replay_write(lba, &data).await
             }
             LogOp::WriteBlock { offset_bytes, extent, checksum } => {
                 let len = usize::try_from(extent.len_bytes).map_err(|_| VolumeError::BadLength)?;
-                self.check(offset_bytes / l, len)?;
-                let lba = offset_bytes / l;
+                let lba = Lba::new(offset_bytes / l);
+                self.check(lba, len)?;
                 let devs = &self.pool.devs;
                 let mut buf = devs
                     .read(extent.device, extent.offset_bytes, len)
@@ -40,16 +42,23 @@ impl PoolVolume {
                 self.replay_write(lba, &SharedBuf::new(buf)).await
             }
             LogOp::Zero { offset_bytes, len_bytes } => {
-                self.fill_range(offset_bytes / l, len_bytes / l, None, false).await
+                self.fill_range(
+                    Lba::new(offset_bytes / l),
+                    BlockCount::new(len_bytes / l),
+                    None,
+                    false,
+                )
+                .await
             }
             LogOp::WriteSame { offset_bytes, len_bytes, pattern } => {
-                self.fill_range(offset_bytes / l, len_bytes / l, Some(pattern), false).await
+                let (lba, blocks) = (Lba::new(offset_bytes / l), BlockCount::new(len_bytes / l));
+                self.fill_range(lba, blocks, Some(pattern), false).await
             }
         }
     }
 
     /// Applies replayed `data` at `lba` into the open dirty sets (no log, no throttle).
-    async fn replay_write(&self, lba: u64, data: &SharedBuf) -> VolResult<()> {
+    async fn replay_write(&self, lba: Lba, data: &SharedBuf) -> VolResult<()> {
         for piece in self.pieces(lba, data.len()) {
             let d = data.slice(piece.request_offset..piece.request_offset + piece.len);
             self.write_piece(piece, &d).await?;

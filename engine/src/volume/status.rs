@@ -5,6 +5,7 @@ use crate::block_tree::filled_in_range;
 use crate::block_volume::{LbaStatus, VolResult, VolumeError};
 use crate::partition::{BlockAddress, RangeChange};
 use crate::pool::lock;
+use crate::units::Lba;
 
 /// Most blocks one GET LBA STATUS answer covers.
 const STATUS_MAX_BLOCKS: u64 = 1 << 22;
@@ -12,7 +13,7 @@ const STATUS_MAX_BLOCKS: u64 = 1 << 22;
 const STATUS_SINGLE_LOOKUPS: u32 = 1024;
 
 impl PoolVolume {
-    pub(super) async fn status(&self, lba: u64) -> VolResult<LbaStatus> {
+    pub(super) async fn status(&self, lba: Lba) -> VolResult<LbaStatus> {
         self.check(lba, self.shared.layout.logical_block_bytes as usize)?;
         let layout = self.shared.current_layout();
         let l = u64::from(layout.logical_block_bytes);
@@ -20,7 +21,7 @@ impl PoolVolume {
         let capacity_lbas = layout.capacity_bytes / l;
         let total_blocks = capacity_lbas.div_ceil(per_block);
         let blocks_per_stripe = layout.blocks_per_stripe();
-        let first_block = lba / per_block;
+        let first_block = lba.get() / per_block;
         let mapped = self.is_mapped(layout.address(first_block), lba).await?;
         let mut block = first_block + 1;
         let mut single_lookups = 0;
@@ -31,7 +32,11 @@ impl PoolVolume {
             let stripe_end =
                 ((block / blocks_per_stripe + 1) * blocks_per_stripe).min(total_blocks);
             match self
-                .range_mapped(layout.address(block), stripe_end - block, block * per_block)
+                .range_mapped(
+                    layout.address(block),
+                    stripe_end - block,
+                    Lba::new(block * per_block),
+                )
                 .await?
             {
                 Some(m) if m == mapped => {
@@ -43,7 +48,8 @@ impl PoolVolume {
             }
             while block < stripe_end {
                 if single_lookups >= STATUS_SINGLE_LOOKUPS
-                    || self.is_mapped(layout.address(block), block * per_block).await? != mapped
+                    || self.is_mapped(layout.address(block), Lba::new(block * per_block)).await?
+                        != mapped
                 {
                     break 'scan;
                 }
@@ -52,12 +58,12 @@ impl PoolVolume {
             }
         }
         let end = (block * per_block).min(capacity_lbas);
-        Ok(LbaStatus { mapped, run_blocks: (end - lba).max(1) })
+        Ok(LbaStatus { mapped, run_blocks: (end - lba.get()).max(1) })
     }
 
     /// Whether the `n` blocks from `addr` (all inside one stripe) are all mapped (`Some(true)`),
     /// all holes (`Some(false)`), or mixed (`None`).
-    async fn range_mapped(&self, addr: BlockAddress, n: u64, lba: u64) -> VolResult<Option<bool>> {
+    async fn range_mapped(&self, addr: BlockAddress, n: u64, lba: Lba) -> VolResult<Option<bool>> {
         let (start, end) = (addr.index, addr.index + n);
         let cache = self.pool.cache.for_partition(self.shared.id, addr.partition);
         let (root, height) = {
@@ -83,7 +89,7 @@ impl PoolVolume {
         })
     }
 
-    async fn is_mapped(&self, addr: BlockAddress, lba: u64) -> VolResult<bool> {
+    async fn is_mapped(&self, addr: BlockAddress, lba: Lba) -> VolResult<bool> {
         // A single block reads as mixed only when a set punched it and then wrote it: data.
         Ok(self.range_mapped(addr, 1, lba).await? != Some(false))
     }

@@ -16,6 +16,7 @@ use crate::ddt::DedupMode;
 use crate::partition::{BlockAddress, BlockData, DirtyBlock, PartitionState};
 use crate::pool::lock;
 use crate::route::Route;
+use crate::units::Lba;
 use crate::zil::{LogOp, LogRecord};
 
 impl PoolVolume {
@@ -114,11 +115,15 @@ impl PoolVolume {
             sequence,
             label_txg: label,
             dataset_id: self.shared.id,
-            op: LogOp::WriteBlock { offset_bytes: piece.lba * l, extent, checksum: sum },
+            op: LogOp::WriteBlock {
+                offset_bytes: piece.lba.offset_bytes(l),
+                extent,
+                checksum: sum,
+            },
         }))
     }
 
-    pub(super) async fn write_from(&self, lba: u64, buf: &SharedBuf, fua: bool) -> VolResult<()> {
+    pub(super) async fn write_from(&self, lba: Lba, buf: &SharedBuf, fua: bool) -> VolResult<()> {
         self.check(lba, buf.len())?;
         self.pool.admit(buf.len() as u64, self.shared.thick)?;
         copy_stats::io(CopyPath::VolumeWrite);
@@ -181,7 +186,7 @@ impl PoolVolume {
                     sequence: seq,
                     label_txg: label,
                     dataset_id: self.shared.id,
-                    op: LogOp::Write { offset_bytes: piece.lba * l, data },
+                    op: LogOp::Write { offset_bytes: piece.lba.offset_bytes(l), data },
                 });
             }
         }

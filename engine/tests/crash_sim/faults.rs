@@ -12,6 +12,7 @@ use drivers::blockdev::BlockDevice;
 use drivers::buffer::IoBuf;
 use drivers::executor::{Reactor, ReactorConfig};
 use engine::block_volume::BlockVolume;
+use engine::units::Lba;
 use engine::{CreateOptions, Pool, PoolTunables, PoolVolume, VolumeOptions};
 
 use crate::model::{block_bytes, decode_block};
@@ -76,12 +77,15 @@ async fn pool_with_log(
 
 async fn write(vol: &PoolVolume, lba: usize, id: u64, fua: bool) -> Result<(), String> {
     let data = block_bytes(lba as u64, id, LOGICAL);
-    vol.write(lba as u64, IoBuf::from_slice(&data), fua).await.0.map_err(|e| e.to_string())
+    vol.write(Lba::new(lba as u64), IoBuf::from_slice(&data), fua)
+        .await
+        .0
+        .map_err(|e| e.to_string())
 }
 
 /// Reads one block: Ok(write id) or the read's error.
 async fn read_id(vol: &PoolVolume, lba: usize) -> Result<u64, String> {
-    let (res, buf) = vol.read(lba as u64, IoBuf::zeroed(LOGICAL)).await;
+    let (res, buf) = vol.read(Lba::new(lba as u64), IoBuf::zeroed(LOGICAL)).await;
     res.map_err(|e| format!("read error: {e}"))?;
     decode_block(lba as u64, &buf).map_err(|e| format!("WRONG DATA: {e}"))
 }
