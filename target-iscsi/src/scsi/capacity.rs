@@ -4,6 +4,7 @@ use super::limits::MAX_LBA_STATUS_DESCRIPTORS;
 use super::logical_unit::{volume_sense, LogicalUnit};
 use super::sense::Sense;
 use super::status::{data_in, ScsiResult};
+use engine::units::Lba;
 
 impl LogicalUnit {
     /// READ CAPACITY (10): last LBA (0xFFFFFFFF when it does not fit) and block length.
@@ -47,7 +48,7 @@ impl LogicalUnit {
         let mut d = vec![0u8; 8];
         let mut cur = lba;
         while cur < capacity && (d.len() - 8) / 16 < max {
-            let status = self.volume.lba_status(cur).await.map_err(volume_sense)?;
+            let status = self.volume.lba_status(Lba::new(cur)).await.map_err(volume_sense)?;
             let run = status.run_blocks.clamp(1, capacity - cur).min(u64::from(u32::MAX));
             d.extend_from_slice(&cur.to_be_bytes());
             d.extend_from_slice(&(run as u32).to_be_bytes());

@@ -7,6 +7,7 @@
 use drivers::buffer::IoBuf;
 use engine::block_volume::CompareOutcome;
 use engine::copy_stats::{self, CopyPath};
+use engine::units::Lba;
 
 use super::cdb::BlockIo;
 use super::limits;
@@ -30,7 +31,7 @@ impl LogicalUnit {
         compare.set_len(half);
         match self
             .volume
-            .compare_and_write(io.lba, compare, write, io.fua)
+            .compare_and_write(Lba::new(io.lba), compare, write, io.fua)
             .await
             .map_err(volume_sense)?
         {
@@ -54,7 +55,7 @@ impl LogicalUnit {
             }
             match self
                 .volume
-                .compare_and_write(io.lba, old, new, io.fua)
+                .compare_and_write(Lba::new(io.lba), old, new, io.fua)
                 .await
                 .map_err(volume_sense)?
             {

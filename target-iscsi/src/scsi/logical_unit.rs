@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use drivers::buffer::IoBuf;
 use engine::block_volume::{BlockVolume, VolumeError, VolumeGeometry};
+use engine::units::{BlockCount, Lba};
 
 use super::cdb::{self, opcode, BlockIo, Command};
 use super::config::{stable_hash, LunConfig};
@@ -114,7 +115,7 @@ pub(super) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> std::io
 pub(super) fn volume_sense(err: VolumeError) -> Sense {
     match err {
         VolumeError::OutOfRange => Sense::lba_out_of_range(),
-        VolumeError::Medium { lba } => Sense::unrecovered_read_error(lba),
+        VolumeError::Medium { lba } => Sense::unrecovered_read_error(lba.get()),
         VolumeError::NoSpace => Sense::space_allocation_failed(),
         VolumeError::ReadOnly => Sense::write_protected(),
         VolumeError::BadLength | VolumeError::Io(_) => Sense::internal_target_failure(),
@@ -554,8 +555,12 @@ impl LogicalUnit {
 
     /// Checks that `[lba, lba + blocks)` lies inside the volume.
     pub(super) fn check_range(&self, lba: u64, blocks: u64) -> Result<(), Sense> {
-        engine::block_volume::check_range(self.geometry().capacity_blocks, lba, blocks)
-            .map_err(|_| Sense::lba_out_of_range())
+        engine::block_volume::check_range(
+            self.geometry().capacity_blocks,
+            Lba::new(lba),
+            BlockCount::new(blocks),
+        )
+        .map_err(|_| Sense::lba_out_of_range())
     }
 
     /// Byte length of `blocks` logical blocks, as a buffer length.

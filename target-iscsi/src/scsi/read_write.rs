@@ -1,6 +1,7 @@
 //! READ and WRITE (6)/(10)/(12)/(16) (SBC-4 5.14-5.17, 5.39-5.42).
 
 use drivers::buffer::{IoBuf, SharedBuf};
+use engine::units::Lba;
 
 use super::cdb::BlockIo;
 use super::limits;
@@ -30,7 +31,7 @@ impl LogicalUnit {
     /// Reads `blocks` blocks from `lba` into a new buffer.
     pub(super) async fn read_blocks(&self, lba: u64, blocks: u64) -> Result<IoBuf, Sense> {
         let buf = IoBuf::zeroed(self.bytes_of(blocks)?);
-        let (res, buf) = self.volume.read(lba, buf).await;
+        let (res, buf) = self.volume.read(Lba::new(lba), buf).await;
         res.map_err(volume_sense)?;
         Ok(buf)
     }
@@ -51,7 +52,8 @@ impl LogicalUnit {
         if len == 0 {
             return Ok(DataIn::default());
         }
-        let segments = self.volume.read_segments(io.lba, len).await.map_err(volume_sense)?;
+        let segments =
+            self.volume.read_segments(Lba::new(io.lba), len).await.map_err(volume_sense)?;
         Ok(DataIn { segments })
     }
 
@@ -61,7 +63,7 @@ impl LogicalUnit {
         self.check_block_io(io)?;
         let Some(buf) = data else { return Ok(None) };
         self.volume
-            .write_shared(io.lba, SharedBuf::new(buf), io.fua)
+            .write_shared(Lba::new(io.lba), SharedBuf::new(buf), io.fua)
             .await
             .map_err(volume_sense)?;
         Ok(None)

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use drivers::buffer::IoBuf;
 use engine::block_volume::{BlockVolume, VolumeGeometry};
+use engine::units::{BlockCount, Lba};
 
 use super::cdb::{opcode as op, Command, SanitizeCdb};
 use super::config::BackgroundWork;
@@ -326,7 +327,7 @@ async fn overwrite(
         while lba < g.capacity_blocks {
             let n = piece.min(g.capacity_blocks - lba);
             buf.set_len(usize::try_from(n).map_err(|_| ())? * bs);
-            let (res, back) = volume.write(lba, buf, false).await;
+            let (res, back) = volume.write(Lba::new(lba), buf, false).await;
             buf = back;
             res.map_err(|_| ())?;
             lba += n;
@@ -344,7 +345,7 @@ async fn block_erase(volume: &dyn BlockVolume, state: &SanitizeState) -> Result<
     let mut lba = 0;
     while lba < g.capacity_blocks {
         let n = piece.min(g.capacity_blocks - lba);
-        volume.unmap(lba, n).await.map_err(|_| ())?;
+        volume.unmap(Lba::new(lba), BlockCount::new(n)).await.map_err(|_| ())?;
         lba += n;
         state.advance(n);
         yield_now().await;

@@ -4,6 +4,7 @@ use super::limits;
 use super::logical_unit::LogicalUnit;
 use super::sense::Sense;
 use super::status::ScsiResult;
+use engine::units::{BlockCount, Lba};
 
 /// One UNMAP block descriptor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +40,12 @@ pub fn parse_unmap_list(list: &[u8], capacity_blocks: u64) -> Result<Vec<UnmapDe
         lba.copy_from_slice(&d[0..8]);
         let lba = u64::from_be_bytes(lba);
         let blocks = u32::from_be_bytes([d[8], d[9], d[10], d[11]]);
-        engine::block_volume::check_range(capacity_blocks, lba, u64::from(blocks))
-            .map_err(|_| Sense::lba_out_of_range())?;
+        engine::block_volume::check_range(
+            capacity_blocks,
+            Lba::new(lba),
+            BlockCount::new(u64::from(blocks)),
+        )
+        .map_err(|_| Sense::lba_out_of_range())?;
         total += u64::from(blocks);
         if total > u64::from(limits::MAX_UNMAP_LBA_COUNT) {
             return Err(Sense::invalid_field_in_parameter_list(

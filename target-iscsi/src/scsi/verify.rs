@@ -1,6 +1,7 @@
 //! VERIFY and WRITE AND VERIFY (10)/(12)/(16) (SBC-4 5.33-5.35, 5.43-5.45).
 
 use drivers::buffer::IoBuf;
+use engine::units::Lba;
 
 use super::cdb::{BlockIo, ByteCheck};
 use super::logical_unit::{volume_sense, LogicalUnit};
@@ -60,7 +61,7 @@ impl LogicalUnit {
     ) -> ScsiResult {
         self.check_block_io(io)?;
         let Some(buf) = data else { return Ok(None) };
-        let (res, buf) = self.volume.write(io.lba, buf, true).await;
+        let (res, buf) = self.volume.write(Lba::new(io.lba), buf, true).await;
         res.map_err(volume_sense)?;
         self.verify_range(io, check, Some(&buf)).await?;
         Ok(None)

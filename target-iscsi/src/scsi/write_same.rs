@@ -2,6 +2,7 @@
 //! them.
 
 use drivers::buffer::IoBuf;
+use engine::units::{BlockCount, Lba};
 
 use super::cdb::WriteSameCdb;
 use super::limits;
@@ -51,9 +52,9 @@ impl LogicalUnit {
         while done < blocks {
             let n = piece.min(blocks - done);
             let res = if deallocate {
-                self.volume.unmap(lba + done, n).await
+                self.volume.unmap(Lba::new(lba + done), BlockCount::new(n)).await
             } else {
-                self.volume.write_zeroes(lba + done, n).await
+                self.volume.write_zeroes(Lba::new(lba + done), BlockCount::new(n)).await
             };
             res.map_err(volume_sense)?;
             done += n;
@@ -72,7 +73,8 @@ impl LogicalUnit {
         let mut done = 0;
         while done < blocks {
             let n = piece.min(blocks - done);
-            let (res, back) = self.volume.write_same(lba + done, n, block).await;
+            let (res, back) =
+                self.volume.write_same(Lba::new(lba + done), BlockCount::new(n), block).await;
             res.map_err(volume_sense)?;
             block = back;
             done += n;

@@ -27,6 +27,7 @@ use drivers::executor::{self, BackendChoice, JoinHandle, ReactorConfig};
 use drivers::remote::ShardSet;
 use drivers::shard;
 use engine::block_volume::{BlockVolume, VolumeError};
+use engine::units::Lba;
 use engine::{CreateOptions, Pool, PoolError, PoolTunables, PoolVolume, VolumeOptions};
 
 use super::prng::splitmix64;
@@ -266,7 +267,7 @@ async fn fill(volume: &PoolVolume, region_bytes: u64) -> Result<(), String> {
                     word.copy_from_slice(&(splitmix64(&mut state) | 1).to_le_bytes());
                 }
                 buf.set_len(usize::try_from(len).unwrap_or(FILL_BLOCK_BYTES));
-                let (res, back) = volume.write(offset / lbs, buf, false).await;
+                let (res, back) = volume.write(Lba::new(offset / lbs), buf, false).await;
                 buf = back;
                 buf.set_len(FILL_BLOCK_BYTES);
                 if let Err(e) = res {
@@ -443,13 +444,14 @@ fn volume_to_io(err: VolumeError) -> IoError {
 
 impl ShardIo for VolumeShard {
     async fn read(&self, buf: IoBuf, offset_bytes: u64) -> (IoResult<()>, IoBuf) {
-        let (res, buf) = self.volume.read(offset_bytes / self.logical_block_bytes, buf).await;
+        let (res, buf) =
+            self.volume.read(Lba::new(offset_bytes / self.logical_block_bytes), buf).await;
         (res.map_err(volume_to_io), buf)
     }
 
     async fn write(&self, buf: IoBuf, offset_bytes: u64) -> (IoResult<()>, IoBuf) {
         let lba = offset_bytes / self.logical_block_bytes;
-        let (res, buf) = self.volume.write(lba, buf, self.fua).await;
+        let (res, buf) = self.volume.write(Lba::new(lba), buf, self.fua).await;
         (res.map_err(volume_to_io), buf)
     }
 
@@ -459,7 +461,7 @@ impl ShardIo for VolumeShard {
 
     async fn write_shared(&self, buf: SharedBuf, offset_bytes: u64) -> IoResult<()> {
         let lba = offset_bytes / self.logical_block_bytes;
-        self.volume.write_shared(lba, buf, self.fua).await.map_err(volume_to_io)
+        self.volume.write_shared(Lba::new(lba), buf, self.fua).await.map_err(volume_to_io)
     }
 
     async fn detach(&self) {

@@ -32,6 +32,7 @@ use drivers::executor::spawn;
 use engine::block_volume::BlockVolume;
 use engine::compress::Compression;
 use engine::ddt::DedupMode;
+use engine::units::Lba;
 use engine::{CreateOptions, Pool, PoolTunables, VolumeOptions};
 use ferrite_tools::size::parse_size;
 
@@ -151,8 +152,9 @@ async fn run(args: &Args, c: &Case, size_bytes: u64) -> Result<String, String> {
         let lba = i as u64 * (WRITE_BYTES as u64 / 512);
         // Handed over, as the iSCSI target hands over the buffer it received into: the volume
         // keeps it until its txg sync and nothing is copied back.
-        in_flight
-            .push_back(spawn(async move { v.write_shared(lba, SharedBuf::new(buf), false).await }));
+        in_flight.push_back(spawn(async move {
+            v.write_shared(Lba::new(lba), SharedBuf::new(buf), false).await
+        }));
         if in_flight.len() >= DEPTH {
             if let Some(h) = in_flight.pop_front() {
                 h.await.map_err(|e| format!("write: {e}"))?;

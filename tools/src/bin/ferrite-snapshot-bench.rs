@@ -43,6 +43,7 @@ use drivers::blockdev::BlockDevice;
 use drivers::buffer::IoBuf;
 use drivers::executor::{spawn, yield_now, JoinHandle};
 use engine::block_volume::BlockVolume;
+use engine::units::Lba;
 use engine::{CreateOptions, Pool, PoolTunables, PoolVolume, VolumeOptions};
 use serde_json::json;
 
@@ -119,7 +120,7 @@ async fn write_iops(vol: &PoolVolume, seconds: u64, seed: u64) -> Result<f64, St
             let mut buf = block(w);
             while Instant::now() < deadline {
                 let lba = rng.below(blocks) * 8;
-                let (res, back) = v.write(lba, buf, false).await;
+                let (res, back) = v.write(Lba::new(lba), buf, false).await;
                 buf = back;
                 res.map_err(|e| format!("write: {e:?}"))?;
                 done.set(done.get() + 1);
@@ -196,7 +197,7 @@ async fn list_with_reader(pool: &Pool, vol: &PoolVolume) -> Result<(f64, f64, f6
             while !stop.get() {
                 let lba = rng.below(PREFILL_BYTES / 4096) * 8;
                 let t = Instant::now();
-                let (res, _) = v.read(lba, IoBuf::zeroed(4096)).await;
+                let (res, _) = v.read(Lba::new(lba), IoBuf::zeroed(4096)).await;
                 res.map_err(|e| format!("read: {e:?}"))?;
                 worst.set(worst.get().max(t.elapsed()));
                 yield_now().await;
@@ -251,7 +252,8 @@ async fn prepared_pool(file: &PathBuf, seconds: u64) -> Result<(Arc<Pool>, PoolV
         .await
         .map_err(err)?;
     for i in 0..PREFILL_BYTES / (1 << 20) {
-        let (res, _) = vol.write(i * 2048, IoBuf::from_slice(&vec![7u8; 1 << 20]), false).await;
+        let (res, _) =
+            vol.write(Lba::new(i * 2048), IoBuf::from_slice(&vec![7u8; 1 << 20]), false).await;
         res.map_err(|e| format!("prefill: {e:?}"))?;
     }
     pool.sync_txg().await.map_err(err)?;
@@ -370,8 +372,9 @@ async fn create_snapshots(many: &Bench, n: usize, batch: usize) -> Result<f64, S
     let start = Instant::now();
     let mut taken = 0;
     while taken < n {
-        let (res, _) =
-            vol.write(rng.below(VOLUME_BYTES / 4096) * 8, block(taken as u64), false).await;
+        let (res, _) = vol
+            .write(Lba::new(rng.below(VOLUME_BYTES / 4096) * 8), block(taken as u64), false)
+            .await;
         res.map_err(|e| format!("write: {e:?}"))?;
         let names: Vec<String> =
             (taken..n.min(taken + batch.max(1))).map(|i| format!("s{i}")).collect();
