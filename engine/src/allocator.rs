@@ -13,11 +13,15 @@ use std::sync::{Mutex, MutexGuard};
 use crate::block_pointer::{BlockPointer, Extent};
 use crate::format::SECTOR_BYTES;
 use crate::space_map::{SpaceMap, SLAB_UNITS};
+use crate::units::TxgId;
+
+/// The txg of a held extent's pending free until [`Allocator::release_after`] names one.
+const HELD: TxgId = TxgId::new(u64::MAX);
 
 /// A free waiting for its txg to become durable.
 #[derive(Debug, Clone, Copy)]
 struct PendingFree {
-    txg: u64,
+    txg: TxgId,
     start_unit: u64,
     units: u64,
 }
@@ -482,7 +486,7 @@ impl Allocator {
     /// # Panics
     /// When the extent lies outside every group (a programmer error: only extents this
     /// allocator handed out or verified metadata are freed).
-    pub fn free(&self, extent: Extent, txg: u64) {
+    pub fn free(&self, extent: Extent, txg: TxgId) {
         let (index, start_unit, units) =
             self.locate(&extent).expect("freed extent lies in an allocation group");
         let mut g = lock(&self.groups[index]);
@@ -501,19 +505,19 @@ impl Allocator {
         let extent = self.allocate_run(hint, len_bytes, len_bytes, SECTOR_BYTES)?;
         let (index, start_unit, units) = self.locate(&extent)?;
         let mut g = lock(&self.groups[index]);
-        g.pending.push(PendingFree { txg: u64::MAX, start_unit, units });
+        g.pending.push(PendingFree { txg: HELD, start_unit, units });
         g.dirty = true;
         Some(extent)
     }
 
     /// A held extent ([`Allocator::allocate_held`]) becomes reusable once `txg` is durable.
-    pub fn release_after(&self, extent: &Extent, txg: u64) {
+    pub fn release_after(&self, extent: &Extent, txg: TxgId) {
         if let Some((index, start_unit, units)) = self.locate(extent) {
             let mut g = lock(&self.groups[index]);
             if let Some(p) = g
                 .pending
                 .iter_mut()
-                .find(|p| p.txg == u64::MAX && p.start_unit == start_unit && p.units == units)
+                .find(|p| p.txg == HELD && p.start_unit == start_unit && p.units == units)
             {
                 p.txg = txg;
             }
@@ -522,7 +526,7 @@ impl Allocator {
 
     /// Takes a held extent released after `txg` back into use (a sync of `txg` references
     /// it). False when no such hold exists; the caller then must not reference it.
-    pub fn reclaim(&self, extent: &Extent, txg: u64) -> bool {
+    pub fn reclaim(&self, extent: &Extent, txg: TxgId) -> bool {
         let Some((index, start_unit, units)) = self.locate(extent) else { return false };
         let mut g = lock(&self.groups[index]);
         let found = g
@@ -560,7 +564,7 @@ impl Allocator {
     }
 
     /// Txg `txg` is durable: its frees (and older ones) become reusable.
-    pub fn txg_durable(&self, txg: u64) {
+    pub fn txg_durable(&self, txg: TxgId) {
         let mut released = 0;
         for m in &self.groups {
             let mut g = lock(m);
@@ -670,11 +674,11 @@ mod tests {
             got.push(e);
         }
         assert_eq!(got.len(), 128);
-        a.free(got[5], 7);
+        a.free(got[5], TxgId::new(7));
         assert!(a.allocate(&mut hint, 4096).is_none(), "pending free must not be reused");
-        a.txg_durable(6);
+        a.txg_durable(TxgId::new(6));
         assert!(a.allocate(&mut hint, 4096).is_none());
-        a.txg_durable(7);
+        a.txg_durable(TxgId::new(7));
         assert_eq!(a.allocate(&mut hint, 4096), Some(got[5]));
     }
 
@@ -683,7 +687,7 @@ mod tests {
         let a = alloc();
         let mut hint = Hint::any(0);
         let e = a.allocate(&mut hint, 4096).expect("space");
-        a.free(e, 3);
+        a.free(e, TxgId::new(3));
         let image = a.group(0).persist_image();
         let map = SpaceMap::decode(64, &image).expect("image");
         assert_eq!(map.allocated_units(), 0);

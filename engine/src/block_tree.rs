@@ -15,6 +15,7 @@ use crate::allocator::Allocator;
 use crate::block_pointer::{BlockKind, BlockPointer, Extent, CHECKSUM_XXH3_128};
 use crate::cache::{BlockKey, CacheView, CachedBlock};
 use crate::format::checksum;
+use crate::units::TxgId;
 use crate::vdev::{BlockReadError, Stripe};
 
 /// Bytes of an indirect block.
@@ -382,7 +383,7 @@ impl<'a> TreeUpdate<'a> {
         mut self,
         alloc: &Allocator,
         hint: &mut crate::allocator::Hint,
-        txg: u64,
+        txg: TxgId,
     ) -> Result<(BlockPointer, Vec<BlockPointer>, Vec<PendingWrite>), crate::error::PoolError> {
         let mut writes = Vec::new();
         let mut new_root = self.root;
@@ -403,7 +404,7 @@ impl<'a> TreeUpdate<'a> {
                     let sum = checksum(&data);
                     let bp = BlockPointer {
                         offset_bytes: extent.offset_bytes,
-                        birth_txg: txg,
+                        birth_txg: txg.get(),
                         checksum: sum,
                         fill_blocks: fill,
                         logical_bytes: INDIRECT_BYTES as u32,

@@ -9,6 +9,7 @@ use drivers::buffer::IoBuf;
 use crate::allocator::Allocator;
 use crate::block_pointer::{BlockKind, BlockPointer, Extent, CHECKSUM_XXH3_128};
 use crate::format::{checksum, MAX_BLOCK_BYTES, SECTOR_BYTES};
+use crate::units::TxgId;
 use crate::vdev::{BlockReadError, Stripe};
 
 /// Largest number of chunks of one object (the chunk index is one block).
@@ -147,7 +148,7 @@ async fn write_block(
     extent: Extent,
     kind: BlockKind,
     level: u8,
-    txg: u64,
+    txg: TxgId,
     data: &[u8],
 ) -> Result<BlockPointer, BlockReadError> {
     let phys = physical(data.len());
@@ -157,7 +158,7 @@ async fn write_block(
     let sum = checksum(&buf);
     let bp = BlockPointer {
         offset_bytes: extent.offset_bytes,
-        birth_txg: txg,
+        birth_txg: txg.get(),
         checksum: sum,
         fill_blocks: 0,
         logical_bytes: u32::try_from(data.len()).expect("chunk fits u32"),
@@ -187,7 +188,7 @@ pub async fn write_object(
     devs: &Stripe,
     plan: ObjectPlan,
     kind: BlockKind,
-    txg: u64,
+    txg: TxgId,
     data: &[u8],
 ) -> Result<StoredObject, BlockReadError> {
     write_object_from(devs, plan, kind, txg, 0, data).await
@@ -206,7 +207,7 @@ pub async fn write_object_from(
     devs: &Stripe,
     plan: ObjectPlan,
     kind: BlockKind,
-    txg: u64,
+    txg: TxgId,
     from: usize,
     data: &[u8],
 ) -> Result<StoredObject, BlockReadError> {

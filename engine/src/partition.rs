@@ -10,6 +10,7 @@ use std::sync::Arc;
 use drivers::buffer::{IoBuf, SharedBuf};
 
 use crate::block_pointer::BlockPointer;
+use crate::units::TxgId;
 
 /// Fixed shape of a volume's block space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,7 +289,7 @@ pub struct PartitionState {
     /// Changes of the open txg.
     pub open: DirtySet,
     /// Txg the open changes belong to.
-    pub open_txg: u64,
+    pub open_txg: TxgId,
     /// Changes being synced (frozen).
     pub syncing: Option<Arc<DirtySet>>,
     /// Bumped by every change, for optimistic compare-and-write.
@@ -298,7 +299,7 @@ pub struct PartitionState {
 impl PartitionState {
     /// A partition with a synced tree at `root`.
     #[must_use]
-    pub fn new(root: BlockPointer, height: u8, open_txg: u64) -> PartitionState {
+    pub fn new(root: BlockPointer, height: u8, open_txg: TxgId) -> PartitionState {
         PartitionState {
             root,
             height,
@@ -347,7 +348,7 @@ pub struct OpenChange {
     /// The change's intent-log record sequence number.
     pub sequence: u64,
     /// Txg the change belongs to (its records' label).
-    pub label_txg: u64,
+    pub label_txg: TxgId,
 }
 
 #[cfg(test)]
@@ -401,13 +402,16 @@ mod tests {
 
     #[test]
     fn open_changes_bump_the_version_and_take_sequences_in_order() {
-        let mut p = PartitionState::new(BlockPointer::default(), 1, 7);
+        let mut p = PartitionState::new(BlockPointer::default(), 1, TxgId::new(7));
         let sequences = AtomicU64::new(40);
         let block = DirtyBlock::Data(Arc::new(BlockData::copied(&[1u8; 4096])));
         let first = p.put_open(3, block, &sequences);
-        assert_eq!(first, OpenChange { delta_bytes: 4096, sequence: 40, label_txg: 7 });
+        assert_eq!(first, OpenChange { delta_bytes: 4096, sequence: 40, label_txg: TxgId::new(7) });
         let second = p.change_open(&sequences, |open| open.punch(0, 10));
-        assert_eq!(second, OpenChange { delta_bytes: -4096, sequence: 41, label_txg: 7 });
+        assert_eq!(
+            second,
+            OpenChange { delta_bytes: -4096, sequence: 41, label_txg: TxgId::new(7) }
+        );
         assert_eq!((p.version, sequences.load(Ordering::SeqCst)), (2, 42));
         assert!(matches!(p.dirty(3), Some(DirtyBlock::Zero)));
     }

@@ -19,6 +19,7 @@ use crate::meta::{DatasetMeta, DeadList, Meta, MetaOp};
 use crate::object::StoredObject;
 use crate::pool::{lock, Pool};
 use crate::txg::blocks_born_after;
+use crate::units::TxgId;
 use crate::volume::{PoolVolume, VolumeShared};
 
 /// One snapshot in a listing, with its space figure.
@@ -225,7 +226,7 @@ impl Pool {
             phys.creation_txg = open_txg;
             phys.deadlist = BlockPointer::HOLE;
             phys.name = field;
-            let shared = Arc::new(VolumeShared::new(&phys, &snap.roots, open_txg));
+            let shared = Arc::new(VolumeShared::new(&phys, &snap.roots, TxgId::new(open_txg)));
             meta.insert(DatasetMeta {
                 phys,
                 roots: Vec::new(),
@@ -407,9 +408,11 @@ impl Pool {
         let roots: Vec<BlockPointer> = head.partitions.iter().map(|p| lock(p).root).collect();
         let mut blocks = 0;
         for root in roots {
-            blocks +=
-                blocks_born_after(self, root, since).await?.iter().filter(|b| b.level == 0).count()
-                    as u64;
+            blocks += blocks_born_after(self, root, TxgId::new(since))
+                .await?
+                .iter()
+                .filter(|b| b.level == 0)
+                .count() as u64;
         }
         Ok(blocks * volblock)
     }

@@ -119,7 +119,7 @@ fn rewind_is_reported(target: Target, reason_names: &str) {
         (crash_copy(&mem), newest)
     });
     let (txg, bp) = find(&crashed, target);
-    assert_eq!(txg, newest);
+    assert_eq!(txg, newest.get());
     damage(&crashed, &bp);
     let crashed_dev: Arc<dyn BlockDevice> = Arc::clone(&crashed) as Arc<dyn BlockDevice>;
     r.block_on(async {
@@ -127,22 +127,22 @@ fn rewind_is_reported(target: Target, reason_names: &str) {
         let report =
             engine::inspect::inspect(vec![Arc::clone(&crashed_dev)]).await.expect("inspect");
         assert!(report.is_rewound(), "{report}");
-        assert_eq!(report.txg, newest - 1, "{report}");
+        assert_eq!(report.txg, newest.get() - 1, "{report}");
         assert_eq!(report.rejected_txgs.len(), 1, "{report}");
-        assert_eq!(report.rejected_txgs[0].txg, newest, "{report}");
+        assert_eq!(report.rejected_txgs[0].txg, newest.get(), "{report}");
         assert!(report.rejected_txgs[0].reason.contains(reason_names), "{report}");
         assert!(report.is_clean(), "the txg before is clean: {report}");
 
         let pool = common::import(&crashed_dev).await;
         let rewind = pool.rewind_report().expect("the import reports its rewind");
-        assert_eq!(rewind.imported_txg, newest - 1);
-        assert_eq!(rewind.newest_txg(), newest);
+        assert_eq!(rewind.imported_txg, newest.get() - 1);
+        assert_eq!(rewind.newest_txg(), newest.get());
         assert_eq!(rewind.rejected.len(), 1);
-        assert_eq!(rewind.rejected[0].txg, newest);
+        assert_eq!(rewind.rejected[0].txg, newest.get());
         assert!(rewind.rejected[0].reason.contains(reason_names), "{rewind}");
         assert!(rewind.rejected[0].reason.contains("failed its checksum"), "{rewind}");
         let line = rewind.to_string();
-        assert!(line.contains(&format!("rewound to txg {}", newest - 1)), "{line}");
+        assert!(line.contains(&format!("rewound to txg {}", newest.get() - 1)), "{line}");
         assert!(line.contains(&format!("txg {newest} rejected")), "{line}");
         // The state opened is the one before: the destroyed snapshot is back, the write-back
         // write of the rejected txg is gone, the logged write is replayed.
@@ -151,7 +151,7 @@ fn rewind_is_reported(target: Target, reason_names: &str) {
         assert_eq!(read_at(&vol, 0, 4096).await, pattern(1, 4096));
         assert_eq!(read_at(&vol, lbas, 4096).await, pattern(3, 4096), "logged write replayed");
         // The import's commit is numbered past the rejected txg, so it supersedes it.
-        assert_eq!(pool.durable_txg(), newest + 1);
+        assert_eq!(pool.durable_txg(), newest.next());
         // The report stays until cleared.
         assert_eq!(pool.rewind_report(), Some(rewind.clone()));
         assert_eq!(pool.clear_rewind_report(), Some(rewind));
@@ -206,6 +206,6 @@ fn undamaged_pool_imports_without_a_rewind_report() {
         let pool = Pool::import(vec![dev], PoolTunables::default()).await.expect("import");
         assert_eq!(pool.rewind_report(), None);
         // Import commits the next txg (the intent log's new epoch), numbered as always.
-        assert_eq!(pool.durable_txg(), txg + 1);
+        assert_eq!(pool.durable_txg(), txg.next());
     });
 }

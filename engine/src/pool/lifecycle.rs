@@ -19,6 +19,7 @@ use crate::label::{DeviceConfig, DeviceRole, MAX_DEVICES};
 use crate::meta::Meta;
 use crate::pool_root::{LogChainPhys, MAX_LOG_CHAINS};
 use crate::rewind::RewindReport;
+use crate::units::TxgId;
 use crate::vdev::Stripe;
 use crate::volume::VolumeShared;
 use crate::zil::Zil;
@@ -157,8 +158,8 @@ impl Pool {
             Meta { next_id: 1, dirty: true, ..Meta::default() },
             Ddt::default(),
             Zil::new(guid, &chain_phys, options.tunables.shards),
-            1,
-            0,
+            TxgId::new(1),
+            TxgId::new(0),
             1,
         );
         if let Some(claim) = &claim {
@@ -180,8 +181,8 @@ impl Pool {
         meta: Meta,
         ddt: Ddt,
         zil: Zil,
-        open_txg: u64,
-        durable_txg: u64,
+        open_txg: TxgId,
+        durable_txg: TxgId,
         next_record_sequence: u64,
     ) -> Arc<Pool> {
         let cache = BlockCache::new(tunables.cache_bytes, tunables.shards);
@@ -194,8 +195,8 @@ impl Pool {
         Arc::new_cyclic(|weak| {
             let txg = TxgState::default();
             txg.data_run_bytes.store(1 << 20, Ordering::Relaxed);
-            txg.open_txg.store(open_txg, Ordering::SeqCst);
-            txg.durable_txg.store(durable_txg, Ordering::SeqCst);
+            txg.open_txg.store(open_txg.get(), Ordering::SeqCst);
+            txg.durable_txg.store(durable_txg.get(), Ordering::SeqCst);
             txg.next_record_sequence.store(next_record_sequence, Ordering::SeqCst);
             Pool {
                 guid,
@@ -253,8 +254,8 @@ impl Pool {
             loaded.meta,
             loaded.ddt,
             Zil::new(guid, loaded.root.chains(), shards),
-            next_txg,
-            ub.txg,
+            TxgId::new(next_txg),
+            TxgId::new(ub.txg),
             loaded.root.next_record_sequence,
         );
         *lock(&pool.rewind) = rewind;
@@ -262,7 +263,7 @@ impl Pool {
             claim.attach(&pool);
         }
         pool.open_heads();
-        pool.replay_log(ub.txg).await?;
+        pool.replay_log(TxgId::new(ub.txg)).await?;
         Ok(pool)
     }
 
@@ -281,7 +282,7 @@ impl Pool {
     /// Builds the in-memory volumes of every head dataset after import.
     fn open_heads(&self) {
         let meta = lock(&self.meta);
-        let open_txg = self.txg.open_txg.load(Ordering::SeqCst);
+        let open_txg = self.open_txg();
         let mut heads = lock(&self.heads);
         for ds in meta.datasets.values().filter(|d| d.kind() == DatasetKind::Volume) {
             heads.insert(ds.phys.id, Arc::new(VolumeShared::new(&ds.phys, &ds.roots, open_txg)));

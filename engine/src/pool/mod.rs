@@ -25,6 +25,7 @@ use crate::error::{PoolError, PoolResult};
 use crate::label::DeviceConfig;
 use crate::meta::Meta;
 use crate::rewind::RewindReport;
+use crate::units::TxgId;
 use crate::vdev::Stripe;
 use crate::volume::VolumeShared;
 use crate::zil::Zil;
@@ -321,8 +322,13 @@ impl Pool {
 
     /// Newest durable txg.
     #[must_use]
-    pub fn durable_txg(&self) -> u64 {
-        self.txg.durable_txg.load(Ordering::SeqCst)
+    pub fn durable_txg(&self) -> TxgId {
+        TxgId::new(self.txg.durable_txg.load(Ordering::SeqCst))
+    }
+
+    /// The txg receiving new changes.
+    pub(crate) fn open_txg(&self) -> TxgId {
+        TxgId::new(self.txg.open_txg.load(Ordering::SeqCst))
     }
 
     /// Read-cache hits, misses and bytes used (each shard's part locked in turn).

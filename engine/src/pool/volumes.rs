@@ -73,11 +73,7 @@ impl Pool {
                 PartitionRoot { height: u64::from(height), ..Zeroable::zeroed() };
                 layout.partition_count as usize
             ];
-            let shared = Arc::new(VolumeShared::new(
-                &phys,
-                &roots,
-                self.txg.open_txg.load(Ordering::SeqCst),
-            ));
+            let shared = Arc::new(VolumeShared::new(&phys, &roots, self.open_txg()));
             meta.insert(DatasetMeta {
                 phys,
                 roots: Vec::new(),

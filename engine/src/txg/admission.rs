@@ -63,8 +63,7 @@ impl Pool {
                     // Taken (and released at once) when the running sync has finished.
                     drop(self.txg.sync_lock.lock().await);
                 } else {
-                    let open = self.txg.open_txg.load(Ordering::SeqCst);
-                    self.ensure_durable(open).await?;
+                    self.ensure_durable(self.open_txg()).await?;
                 }
             }
             self.check_live()?;
@@ -79,6 +78,6 @@ impl Pool {
     pub(crate) async fn flush_async_writes(&self) -> PoolResult<()> {
         self.check_live()?;
         let label = self.txg.async_label.load(Ordering::SeqCst);
-        self.ensure_durable(label).await
+        self.ensure_durable(TxgId::new(label)).await
     }
 }

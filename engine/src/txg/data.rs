@@ -3,12 +3,13 @@
 //! and written in large coalesced writes, with the touched indirect blocks rewritten bottom-up.
 
 use super::*;
+use crate::units::TxgId;
 
 /// The pointer to a data block of `v` logical bytes stored as `s` at `extent`.
-fn data_pointer(extent: &Extent, txg: u64, s: &StoredForm, v: u64) -> BlockPointer {
+fn data_pointer(extent: &Extent, txg: TxgId, s: &StoredForm, v: u64) -> BlockPointer {
     BlockPointer {
         offset_bytes: extent.offset_bytes,
-        birth_txg: txg,
+        birth_txg: txg.get(),
         checksum: s.checksum,
         fill_blocks: 1,
         logical_bytes: u32::try_from(v).expect("volblock fits"),
@@ -47,7 +48,7 @@ impl Pool {
         &self,
         work: &PartWork,
         stored: Vec<StoredForm>,
-        txg: u64,
+        txg: TxgId,
         writes: &mut Vec<PendingWrite>,
         runs: &mut RunSearch,
         figures: &mut DataFigures,
@@ -259,7 +260,7 @@ impl Pool {
 
     /// Routes a pointer the dataset no longer references: freed when the dataset alone held
     /// it, kept on the deadlist when a snapshot (or the clone origin) still does.
-    pub(super) fn kill(&self, ds: &mut DatasetMeta, bp: BlockPointer, txg: u64) {
+    pub(super) fn kill(&self, ds: &mut DatasetMeta, bp: BlockPointer, txg: TxgId) {
         if bp.birth_txg > ds.phys.prev_snap_txg {
             self.free_block(&bp, txg);
         } else {
@@ -362,7 +363,7 @@ impl Pool {
 
     /// Frees a data or metadata block the durable state no longer references; a deduplicated
     /// block loses one reference and is freed with its last.
-    pub(super) fn free_block(&self, bp: &BlockPointer, txg: u64) {
+    pub(super) fn free_block(&self, bp: &BlockPointer, txg: TxgId) {
         if !is_dedup(bp) {
             self.alloc.free(bp.extent(), txg);
             return;
@@ -379,7 +380,7 @@ impl Pool {
     /// Stores this txg's dedup-table changes: a log object of the changed entries, or, when
     /// the log has grown as large as what it saves, a checkpoint (the partitions changed since
     /// the last one, rewritten copy-on-write, and the log dropped); then a new index.
-    pub(super) async fn write_ddt(&self, txg: u64) -> PoolResult<()> {
+    pub(super) async fn write_ddt(&self, txg: TxgId) -> PoolResult<()> {
         self.ddt.clear_fresh();
         let changes = self.ddt.take_changes();
         if changes.is_empty() {
@@ -420,7 +421,7 @@ impl Pool {
     pub(super) async fn write_ddt_object(
         &self,
         kind: BlockKind,
-        txg: u64,
+        txg: TxgId,
         bytes: &[u8],
     ) -> PoolResult<StoredObject> {
         let mut hint = self.alloc.next_hint();

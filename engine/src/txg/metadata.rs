@@ -2,6 +2,7 @@
 //! then deadlists, dataset objects and the directory rewritten (only their changed chunks).
 
 use super::*;
+use crate::units::TxgId;
 
 /// A deadlist to rewrite: dataset id, entries, the plan, the bytes kept from the stored
 /// version, and the tail to write after them.
@@ -25,12 +26,12 @@ fn directory_entry(d: &DatasetMeta) -> DirectoryEntry {
 pub(crate) async fn blocks_born_after(
     pool: &Pool,
     root: BlockPointer,
-    after_txg: u64,
+    after_txg: TxgId,
 ) -> PoolResult<Vec<BlockPointer>> {
     let mut out = Vec::new();
     let mut stack = vec![root];
     while let Some(bp) = stack.pop() {
-        if bp.is_hole() || bp.birth_txg <= after_txg {
+        if bp.is_hole() || bp.birth_txg <= after_txg.get() {
             continue;
         }
         if bp.level > 0 {
@@ -44,7 +45,7 @@ pub(crate) async fn blocks_born_after(
 }
 
 impl Pool {
-    pub(super) fn free_object(&self, object: &StoredObject, txg: u64) {
+    pub(super) fn free_object(&self, object: &StoredObject, txg: TxgId) {
         for e in &object.extents {
             self.alloc.free(*e, txg);
         }
@@ -54,7 +55,7 @@ impl Pool {
     /// directory. The metadata lock is held only between the (async) object writes.
     pub(super) async fn apply_metadata(
         &self,
-        txg: u64,
+        txg: TxgId,
         results: &[PartResult],
         kills: Vec<(u64, Vec<BlockPointer>)>,
         ops: &[MetaOp],
@@ -114,7 +115,7 @@ impl Pool {
                 let prev =
                     lock(&self.meta).datasets.get(volume_id).map_or(0, |d| d.phys.prev_snap_txg);
                 for root in head_roots.get(volume_id).cloned().unwrap_or_default() {
-                    op_frees.extend(blocks_born_after(self, root.root, prev).await?);
+                    op_frees.extend(blocks_born_after(self, root.root, TxgId::new(prev)).await?);
                 }
             }
         }
@@ -128,7 +129,7 @@ impl Pool {
         meta: &mut Meta,
         results: &[PartResult],
         kills: Vec<(u64, Vec<BlockPointer>)>,
-        txg: u64,
+        txg: TxgId,
     ) {
         for r in results {
             if let Some(ds) = meta.datasets.get_mut(&r.volume.id) {
@@ -152,7 +153,7 @@ impl Pool {
     }
 
     /// Plans the rewrite of every changed deadlist (an emptied one is freed).
-    fn plan_deadlists(&self, meta: &mut Meta, txg: u64) -> PoolResult<Vec<DeadlistJob>> {
+    fn plan_deadlists(&self, meta: &mut Meta, txg: TxgId) -> PoolResult<Vec<DeadlistJob>> {
         let mut deadlist_jobs = Vec::new();
         for ds in meta.datasets.values_mut().filter(|d| d.deadlist_dirty) {
             let prev = std::mem::take(&mut ds.deadlist_object);
@@ -179,7 +180,7 @@ impl Pool {
     async fn write_deadlists(
         &self,
         deadlist_jobs: Vec<DeadlistJob>,
-        txg: u64,
+        txg: TxgId,
     ) -> PoolResult<Vec<(u64, usize, StoredObject)>> {
         let mut written = Vec::new();
         for (id, entries, plan, from, tail) in deadlist_jobs {
@@ -199,7 +200,7 @@ impl Pool {
         &self,
         meta: &mut Meta,
         head_roots: &HashMap<u64, Vec<PartitionRoot>>,
-        txg: u64,
+        txg: TxgId,
     ) -> PoolResult<Vec<(u64, ObjectPlan, Vec<u8>)>> {
         let mut dataset_jobs = Vec::new();
         for ds in meta.datasets.values_mut().filter(|d| d.dirty) {
@@ -231,7 +232,7 @@ impl Pool {
     async fn write_dataset_objects(
         &self,
         dataset_jobs: Vec<(u64, ObjectPlan, Vec<u8>)>,
-        txg: u64,
+        txg: TxgId,
     ) -> PoolResult<Vec<(u64, StoredObject)>> {
         let mut written = Vec::new();
         for (id, plan, bytes) in dataset_jobs {
@@ -246,7 +247,11 @@ impl Pool {
     }
 
     /// Installs the rewritten dataset objects, then writes the directory when it changed.
-    async fn write_directory(&self, written: Vec<(u64, StoredObject)>, txg: u64) -> PoolResult<()> {
+    async fn write_directory(
+        &self,
+        written: Vec<(u64, StoredObject)>,
+        txg: TxgId,
+    ) -> PoolResult<()> {
         let job = {
             let mut meta = lock(&self.meta);
             let rewritten: Vec<u64> = written.iter().map(|(id, _)| *id).collect();
@@ -276,7 +281,7 @@ impl Pool {
         &self,
         meta: &mut Meta,
         rewritten: &[u64],
-        txg: u64,
+        txg: TxgId,
     ) -> PoolResult<Option<(ObjectPlan, Vec<u8>)>> {
         if !meta.dirty {
             return Ok(None);
@@ -336,7 +341,7 @@ impl Pool {
         len_bytes: usize,
         prev: &StoredObject,
         unchanged: impl Fn(usize) -> bool,
-        txg: u64,
+        txg: TxgId,
     ) -> PoolResult<ObjectPlan> {
         let mut hint = self.alloc.next_hint();
         let plan = ObjectPlan::allocate_reusing(&self.alloc, &mut hint, len_bytes, prev, unchanged)
@@ -353,7 +358,7 @@ impl Pool {
         &self,
         meta: &mut Meta,
         op: &MetaOp,
-        txg: u64,
+        txg: TxgId,
         head_roots: &mut HashMap<u64, Vec<PartitionRoot>>,
         heads: &[Arc<VolumeShared>],
         installs: &mut Vec<(Arc<VolumeShared>, usize, BlockPointer, u8)>,
@@ -370,14 +375,14 @@ impl Pool {
                 phys.kind = DatasetKind::Snapshot as u32;
                 phys.parent_id = *volume_id;
                 phys.origin_id = 0;
-                phys.creation_txg = txg;
+                phys.creation_txg = txg.get();
                 phys.reservation_bytes = 0;
                 phys.flags = 0;
                 phys.deadlist = BlockPointer::HOLE;
                 phys.name = crate::dataset::name_field(name)?;
                 let deadlist = head.deadlist.take();
                 head.deadlist_dirty = true;
-                head.phys.prev_snap_txg = txg;
+                head.phys.prev_snap_txg = txg.get();
                 head.dirty = true;
                 meta.insert(DatasetMeta {
                     phys,
@@ -424,7 +429,7 @@ impl Pool {
 
     /// Destroys a snapshot: blocks only it held are freed, its deadlist moves to the next
     /// dataset in its volume's timeline.
-    pub(super) fn destroy_snapshot_in_sync(&self, meta: &mut Meta, snapshot_id: u64, txg: u64) {
+    pub(super) fn destroy_snapshot_in_sync(&self, meta: &mut Meta, snapshot_id: u64, txg: TxgId) {
         let Some(snap) = meta.datasets.get(&snapshot_id).cloned() else { return };
         let parent = snap.phys.parent_id;
         let (before, after) = meta.snapshot_neighbours(&snap);

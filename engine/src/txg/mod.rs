@@ -47,6 +47,7 @@ use crate::partition::{DirtyBlock, DirtySet};
 use crate::pool::{lock, write_uberblocks, Pool};
 use crate::pool_root::{PoolRootPhys, POOL_ROOT_MAGIC};
 use crate::uberblock::Uberblock;
+use crate::units::TxgId;
 use crate::vdev::BlockReadError;
 use crate::volume::VolumeShared;
 
@@ -382,14 +383,14 @@ impl Pool {
     ///
     /// # Errors
     /// A device error; the pool is then suspended.
-    pub async fn sync_txg(&self) -> PoolResult<u64> {
+    pub async fn sync_txg(&self) -> PoolResult<TxgId> {
         self.check_live()?;
         let _guard = self.txg.sync_lock.lock().await;
         self.sync_locked().await
     }
 
     /// Returns once txg `txg` is durable, syncing if needed.
-    pub(crate) async fn ensure_durable(&self, txg: u64) -> PoolResult<()> {
+    pub(crate) async fn ensure_durable(&self, txg: TxgId) -> PoolResult<()> {
         if self.durable_txg() >= txg {
             return Ok(());
         }
@@ -407,7 +408,7 @@ impl Pool {
     /// trees without them (losing writes a flush or the intent log had acknowledged, whose
     /// log records that txg then trims) and would record the failed txg's blocks allocated
     /// with nothing pointing at them.
-    async fn sync_locked(&self) -> PoolResult<u64> {
+    async fn sync_locked(&self) -> PoolResult<TxgId> {
         self.check_live()?;
         let _active = crate::pool::InProgress::new(&self.stats.txg_syncs_in_progress);
         match self.sync_once().await {
@@ -448,15 +449,15 @@ impl Pool {
     }
 
     /// Freezes every partition's open set. Returns the work and the metadata operations.
-    fn quiesce(&self, txg: u64) -> (Vec<PartWork>, Vec<MetaOp>) {
+    fn quiesce(&self, txg: TxgId) -> (Vec<PartWork>, Vec<MetaOp>) {
         let ops = std::mem::take(&mut lock(&self.meta).ops);
-        self.txg.open_txg.store(txg + 1, Ordering::SeqCst);
+        self.txg.open_txg.store(txg.next().get(), Ordering::SeqCst);
         let heads: Vec<Arc<VolumeShared>> = lock(&self.heads).values().cloned().collect();
         let mut work = Vec::new();
         for volume in heads {
             for (index, m) in volume.partitions.iter().enumerate() {
                 let mut p = lock(m);
-                p.open_txg = txg + 1;
+                p.open_txg = txg.next();
                 if !p.open.is_empty() || p.target_height > p.height {
                     let set = Arc::new(std::mem::take(&mut p.open));
                     p.syncing = Some(Arc::clone(&set));
@@ -475,8 +476,8 @@ impl Pool {
     }
 
     /// One txg sync.
-    async fn sync_once(&self) -> PoolResult<u64> {
-        let txg = self.txg.open_txg.load(Ordering::SeqCst);
+    async fn sync_once(&self) -> PoolResult<TxgId> {
+        let txg = self.open_txg();
         self.enter_phase(TxgPhase::Quiescing);
         let (mut work, ops) = self.quiesce(txg);
 
@@ -562,7 +563,7 @@ impl Pool {
         for id in destroyed_volumes {
             lock(&self.heads).remove(&id);
         }
-        self.txg.durable_txg.store(txg, Ordering::SeqCst);
+        self.txg.durable_txg.store(txg.get(), Ordering::SeqCst);
         self.alloc.txg_durable(txg);
         self.zil.trim(txg);
         self.refresh_reservations();
@@ -580,7 +581,7 @@ impl Pool {
     async fn sync_on_owners(
         &self,
         work: Vec<PartWork>,
-        txg: u64,
+        txg: TxgId,
         run_min: u64,
     ) -> PoolResult<ShardSync> {
         let Some(route) = crate::route::Route::current() else {
@@ -630,7 +631,7 @@ impl Pool {
     async fn sync_partitions(
         &self,
         work: Vec<PartWork>,
-        txg: u64,
+        txg: TxgId,
         run_min: u64,
         owner: crate::allocator::Hint,
     ) -> PoolResult<ShardSync> {

@@ -2,10 +2,11 @@
 //! flushes and the uberblock; and the thick reservations the space figures keep.
 
 use super::*;
+use crate::units::TxgId;
 
 impl Pool {
     /// Space maps, space-map table, pool root, flushes and the uberblock.
-    pub(super) async fn commit_space_and_root(&self, txg: u64) -> PoolResult<()> {
+    pub(super) async fn commit_space_and_root(&self, txg: TxgId) -> PoolResult<()> {
         let (old_table, old_root, directory, next_id) = {
             let mut meta = lock(&self.meta);
             (
@@ -75,7 +76,7 @@ impl Pool {
         .map_err(read_err)?;
         let mut root = PoolRootPhys {
             magic: POOL_ROOT_MAGIC,
-            txg,
+            txg: txg.get(),
             next_dataset_id: next_id,
             next_record_sequence: self.txg.next_record_sequence.load(Ordering::SeqCst),
             ag_count: u32::try_from(groups).expect("group count fits"),
@@ -106,7 +107,7 @@ impl Pool {
         }
         self.devs.flush_all().await?;
         let device_count = u32::try_from(self.device_configs.len()).expect("devices fit");
-        let ub = Uberblock::new(self.guid, txg, device_count, root_obj.bp);
+        let ub = Uberblock::new(self.guid, txg.get(), device_count, root_obj.bp);
         write_uberblocks(&self.devs, &self.device_configs, ub).await?;
         self.devs.flush_all().await?;
         Ok(())

@@ -6,7 +6,7 @@ use super::{merge, PoolVolume};
 use crate::block_volume::{CompareOutcome, VolResult, VolumeError};
 use crate::partition::DirtyBlock;
 use crate::pool::lock;
-use crate::units::Lba;
+use crate::units::{Lba, TxgId};
 use crate::zil::{LogOp, LogRecord};
 
 impl PoolVolume {
@@ -55,7 +55,7 @@ impl PoolVolume {
             }
             let sync = self.durable_now(fua);
             let mut records = Vec::new();
-            let mut max_label = 0;
+            let mut max_label = TxgId::default();
             let l = u64::from(self.shared.layout.logical_block_bytes);
             for (piece, content) in pieces.iter().zip(&contents) {
                 let data = &write[piece.request_offset..piece.request_offset + piece.len];

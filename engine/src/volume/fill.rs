@@ -8,7 +8,7 @@ use crate::block_volume::{VolResult, VolumeError};
 use crate::copy_stats::{self, CopyPath};
 use crate::partition::DirtyBlock;
 use crate::pool::lock;
-use crate::units::{BlockCount, Lba};
+use crate::units::{BlockCount, Lba, TxgId};
 use crate::zil::{LogOp, LogRecord};
 
 impl PoolVolume {
@@ -66,7 +66,7 @@ impl PoolVolume {
             None => DirtyBlock::Zero,
         };
         let mut records = Vec::new();
-        let mut max_label = 0;
+        let mut max_label = TxgId::default();
         let start = lba.offset_bytes(l);
         let end = start + blocks.get() * l;
         let mut pos = start;

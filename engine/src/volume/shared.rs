@@ -10,6 +10,7 @@ use crate::dataset::{DatasetPhys, PartitionRoot, DATASET_FLAG_THICK};
 use crate::ddt::DedupMode;
 use crate::partition::{PartitionState, VolumeLayout};
 use crate::pool::lock;
+use crate::units::TxgId;
 
 /// In-memory state of a volume (head dataset), shared by every handle.
 #[derive(Debug)]
@@ -51,7 +52,7 @@ pub struct DedupState {
 impl VolumeShared {
     /// State for dataset `phys` with synced `roots`.
     #[must_use]
-    pub fn new(phys: &DatasetPhys, roots: &[PartitionRoot], open_txg: u64) -> VolumeShared {
+    pub fn new(phys: &DatasetPhys, roots: &[PartitionRoot], open_txg: TxgId) -> VolumeShared {
         let layout = phys.layout();
         let target = height_for(layout.blocks_per_partition());
         VolumeShared {

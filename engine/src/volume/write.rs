@@ -16,12 +16,12 @@ use crate::ddt::DedupMode;
 use crate::partition::{BlockAddress, BlockData, DirtyBlock, PartitionState};
 use crate::pool::lock;
 use crate::route::Route;
-use crate::units::Lba;
+use crate::units::{Lba, TxgId};
 use crate::zil::{LogOp, LogRecord};
 
 impl PoolVolume {
     /// Puts `block` at `addr` in the open set; returns (sequence, txg label).
-    fn put(&self, addr: BlockAddress, block: DirtyBlock) -> (u64, u64) {
+    fn put(&self, addr: BlockAddress, block: DirtyBlock) -> (u64, TxgId) {
         self.put_locked(lock(&self.shared.partitions[addr.partition]), addr.index, block)
     }
 
@@ -32,7 +32,7 @@ impl PoolVolume {
         mut p: MutexGuard<'_, PartitionState>,
         index: u64,
         block: DirtyBlock,
-    ) -> (u64, u64) {
+    ) -> (u64, TxgId) {
         let change = p.put_open(index, block, &self.pool.txg.next_record_sequence);
         drop(p);
         self.pool.account_dirty(change.delta_bytes);
@@ -45,7 +45,7 @@ impl PoolVolume {
         &self,
         piece: Piece,
         data: &SharedBuf,
-    ) -> VolResult<(u64, u64)> {
+    ) -> VolResult<(u64, TxgId)> {
         let v = self.shared.layout.volblock_bytes as usize;
         if piece.block_offset == 0 && piece.len == v {
             return Ok(self.put(piece.addr, whole_block(data)));
@@ -101,7 +101,7 @@ impl PoolVolume {
         }
         if let Err(e) = res {
             // Nothing references the block: free once the open txg is durable.
-            pool.alloc.release_after(&extent, pool.txg.open_txg.load(Ordering::SeqCst));
+            pool.alloc.release_after(&extent, pool.open_txg());
             return Err(io_to_volume(e, piece.lba));
         }
         let block = DirtyBlock::Data(Arc::new(BlockData::written(data.clone(), extent)));
@@ -168,7 +168,7 @@ impl PoolVolume {
             && self.shared.compression() == Compression::Off
             && self.shared.dedup() == DedupMode::Off;
         let mut records = Vec::new();
-        let mut max_label = 0;
+        let mut max_label = TxgId::default();
         for piece in pieces {
             let data = buf.slice(piece.request_offset..piece.request_offset + piece.len);
             if by_reference && piece.block_offset == 0 && piece.len == v && data.is_aligned() {
@@ -196,13 +196,13 @@ impl PoolVolume {
     pub(super) async fn finish_change(
         &self,
         records: Vec<LogRecord>,
-        max_label: u64,
+        max_label: TxgId,
         sync: bool,
     ) -> VolResult<()> {
         if sync {
             self.pool.log_commit(records).await.map_err(VolumeError::from)?;
         } else {
-            self.pool.txg.async_label.fetch_max(max_label, Ordering::SeqCst);
+            self.pool.txg.async_label.fetch_max(max_label.get(), Ordering::SeqCst);
         }
         self.pool.throttle().await.map_err(VolumeError::from)
     }

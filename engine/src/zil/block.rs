@@ -7,6 +7,7 @@ use drivers::buffer::{IoBuf, SharedBuf};
 
 use crate::copy_stats::{self, CopyPath};
 use crate::format::{checksum, Checksum, SECTOR_BYTES};
+use crate::units::TxgId;
 
 /// "FERRZLOG".
 pub const LOG_BLOCK_MAGIC: u64 = u64::from_le_bytes(*b"FERRZLOG");
@@ -136,7 +137,7 @@ pub struct LogRecord {
     /// Global order.
     pub sequence: u64,
     /// Txg the change belongs to.
-    pub label_txg: u64,
+    pub label_txg: TxgId,
     /// Volume.
     pub dataset_id: u64,
     /// The change.
@@ -185,7 +186,7 @@ impl LogRecord {
         };
         let header = LogRecordHeader {
             sequence: self.sequence,
-            label_txg: self.label_txg,
+            label_txg: self.label_txg.get(),
             dataset_id: self.dataset_id,
             offset_bytes: offset,
             len_bytes: len,
@@ -392,7 +393,7 @@ pub(super) fn decode_records(payload: &[u8], count: u32) -> Option<Vec<LogRecord
         };
         out.push(LogRecord {
             sequence: h.sequence,
-            label_txg: h.label_txg,
+            label_txg: TxgId::new(h.label_txg),
             dataset_id: h.dataset_id,
             op,
         });

@@ -18,6 +18,7 @@ use crate::copy_stats::{self, CopyPath};
 use crate::error::{PoolError, PoolResult};
 use crate::format::SECTOR_BYTES;
 use crate::pool::{lock, Pool};
+use crate::units::TxgId;
 
 enum Step {
     Done,
@@ -66,7 +67,7 @@ impl Pool {
                 Step::Done => return Ok(()),
                 Step::Write(batch, upto) => (batch, upto),
             };
-            let max_label = batch.iter().map(|r| r.label_txg).max().unwrap_or(0);
+            let max_label = batch.iter().map(|r| r.label_txg).max().unwrap_or_default();
             let broken = lock(&chain.state).broken_until_txg > self.durable_txg();
             let res = if broken {
                 // A failed block may sit in the chain; a txg sync covers these records.
@@ -101,7 +102,7 @@ impl Pool {
         if batch.is_empty() {
             return Ok(());
         }
-        let max_label = batch.iter().map(|r| r.label_txg).max().unwrap_or(0);
+        let max_label = batch.iter().map(|r| r.label_txg).max().unwrap_or_default();
         let blocks = pack_log_blocks(batch);
         let reserved = self.reserve_log_blocks(chain, blocks);
         let full = reserved.is_none();
@@ -184,14 +185,14 @@ impl Pool {
             let offset = st.next_offset_bytes;
             let seq = st.next_sequence;
             let next = chain.next_after(offset, len);
-            let block_max = records.iter().map(|r| r.label_txg).max().unwrap_or(0);
+            let block_max = records.iter().map(|r| r.label_txg).max().unwrap_or_default();
             let mut payload = st.block_buffer(usize::try_from(len).expect("block fits"));
             let header = LogBlockHeader {
                 magic: LOG_BLOCK_MAGIC,
                 pool_guid: self.zil.guid,
                 sequence: seq,
                 next_offset_bytes: next,
-                max_label_txg: block_max,
+                max_label_txg: block_max.get(),
                 chain: chain.index,
                 record_count: 0,
                 block_bytes: u32::try_from(len).expect("block fits"),
@@ -219,7 +220,7 @@ impl Pool {
         chain: &LogChain,
         images: Vec<(u64, IoBuf, usize)>,
         batch_no: u64,
-        max_label: u64,
+        max_label: TxgId,
         durable_writes: bool,
     ) -> PoolResult<Vec<usize>> {
         let mut writes = Vec::new();

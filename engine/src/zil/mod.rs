@@ -23,6 +23,7 @@ use drivers::error::IoError;
 
 use crate::pool::lock;
 use crate::pool_root::LogChainPhys;
+use crate::units::TxgId;
 
 mod block;
 mod commit;
@@ -42,7 +43,7 @@ pub use block::{
 struct LiveBlock {
     offset_bytes: u64,
     sequence: u64,
-    max_label_txg: u64,
+    max_label_txg: TxgId,
 }
 
 #[derive(Default)]
@@ -75,7 +76,7 @@ struct ChainState {
     failed: Option<IoError>,
     /// A failed block may sit in the chain: until this txg is durable (and the head has moved
     /// past it) commits go through a txg sync instead of the chain.
-    broken_until_txg: u64,
+    broken_until_txg: TxgId,
     /// Log block buffers back from their writes, [`MAX_LOG_BLOCK_BYTES`] of capacity each,
     /// for the next blocks (no allocation and no zeroing per commit).
     spare: Vec<IoBuf>,
@@ -203,7 +204,7 @@ impl Zil {
     /// Chain heads to record in the root of `txg`: the oldest block that may hold records
     /// newer than `txg`.
     #[must_use]
-    pub fn heads_for(&self, txg: u64) -> Vec<LogChainPhys> {
+    pub fn heads_for(&self, txg: TxgId) -> Vec<LogChainPhys> {
         self.chains
             .iter()
             .map(|c| {
@@ -221,7 +222,7 @@ impl Zil {
     }
 
     /// `txg` is durable: blocks holding only older records are no longer needed.
-    pub fn trim(&self, txg: u64) {
+    pub fn trim(&self, txg: TxgId) {
         for c in &self.chains {
             let mut st = lock(&c.state);
             while st.live.front().is_some_and(|b| b.max_label_txg <= txg) {
@@ -250,7 +251,7 @@ impl Zil {
     /// Chain `index` is half full: moves its owner to another of its chains that is less than
     /// a quarter full and holds no failed block (`durable_txg` is the newest durable txg).
     /// False when there is none (a txg sync must trim the chains).
-    fn move_owner_from(&self, index: usize, durable_txg: u64) -> bool {
+    fn move_owner_from(&self, index: usize, durable_txg: TxgId) -> bool {
         let k = self.owners();
         let owner = index % k;
         let spare = (owner..self.chains.len()).step_by(k).filter(|&c| c != index).find(|&c| {

@@ -10,11 +10,12 @@ use super::{LiveBlock, LogChain};
 use crate::error::{PoolError, PoolResult};
 use crate::format::SECTOR_BYTES;
 use crate::pool::{lock, Pool};
+use crate::units::TxgId;
 
 impl Pool {
     /// Reads every chain from its head and re-applies the records newer than `durable_txg`,
     /// then commits them in a txg. Called once by import.
-    pub(crate) async fn replay_log(&self, durable_txg: u64) -> PoolResult<()> {
+    pub(crate) async fn replay_log(&self, durable_txg: TxgId) -> PoolResult<()> {
         let mut records = Vec::new();
         for chain in &self.zil.chains {
             let (found, end_offset, end_seq, live) = self.read_chain(chain).await;
@@ -58,7 +59,7 @@ impl Pool {
         self.stats.log_block_refs_replayed.fetch_add(claimed.len() as u64, Ordering::Relaxed);
         // The replayed data is now dirty in memory and is written by the sync below; the
         // blocks it was read from are free once that sync is durable.
-        let txg = self.txg.open_txg.load(Ordering::SeqCst);
+        let txg = self.open_txg();
         for extent in claimed {
             self.alloc.free(extent, txg);
         }
@@ -108,7 +109,7 @@ impl Pool {
             live.push_back(LiveBlock {
                 offset_bytes: offset,
                 sequence: seq,
-                max_label_txg: header.max_label_txg,
+                max_label_txg: TxgId::new(header.max_label_txg),
             });
             offset = header.next_offset_bytes;
             seq += 1;

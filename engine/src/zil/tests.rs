@@ -11,7 +11,7 @@ fn records_round_trip() {
     let records = vec![
         LogRecord {
             sequence: 5,
-            label_txg: 3,
+            label_txg: TxgId::new(3),
             dataset_id: 1,
             op: LogOp::Write {
                 offset_bytes: 4096,
@@ -20,13 +20,13 @@ fn records_round_trip() {
         },
         LogRecord {
             sequence: 6,
-            label_txg: 3,
+            label_txg: TxgId::new(3),
             dataset_id: 1,
             op: LogOp::Zero { offset_bytes: 0, len_bytes: 1 << 20 },
         },
         LogRecord {
             sequence: 7,
-            label_txg: 4,
+            label_txg: TxgId::new(4),
             dataset_id: 1,
             op: LogOp::WriteSame {
                 offset_bytes: 512,
@@ -49,7 +49,7 @@ fn sample_block(expect: &LogBlockExpect) -> (Vec<u8>, Vec<LogRecord>) {
     let records = vec![
         LogRecord {
             sequence: 9,
-            label_txg: 4,
+            label_txg: TxgId::new(4),
             dataset_id: 2,
             op: LogOp::Write {
                 offset_bytes: 8192,
@@ -58,7 +58,7 @@ fn sample_block(expect: &LogBlockExpect) -> (Vec<u8>, Vec<LogRecord>) {
         },
         LogRecord {
             sequence: 10,
-            label_txg: 4,
+            label_txg: TxgId::new(4),
             dataset_id: 2,
             op: LogOp::Zero { offset_bytes: 0, len_bytes: 4096 },
         },
@@ -148,7 +148,7 @@ fn damaged_blocks_are_refused_with_their_reason() {
 fn write_same_record_is_one_pattern_block_and_a_range_that_must_be_whole_patterns() {
     let record = LogRecord {
         sequence: 1,
-        label_txg: 1,
+        label_txg: TxgId::new(1),
         dataset_id: 1,
         op: LogOp::WriteSame { offset_bytes: 0, len_bytes: 1 << 30, pattern: vec![9u8; 4096] },
     };

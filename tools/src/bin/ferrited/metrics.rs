@@ -280,7 +280,7 @@ fn pool_metrics(state: &State, e: &mut Exposition) {
     let figures: [PoolFigure; 15] = [
         ("ferrite_pool_capacity_bytes", Kind::Gauge, "Pool capacity.", |p| p.capacity_bytes()),
         ("ferrite_pool_free_bytes", Kind::Gauge, "Free space.", |p| p.free_bytes()),
-        ("ferrite_pool_durable_txg", Kind::Gauge, "Newest durable txg.", |p| p.durable_txg()),
+        ("ferrite_pool_durable_txg", Kind::Gauge, "Newest durable txg.", |p| p.durable_txg().get()),
         (
             "ferrite_pool_checksum_errors_total",
             Kind::Counter,

@@ -477,7 +477,7 @@ fn pool_list(state: &State) -> Result<Value, RpcError> {
                 "used_bytes": p.space_summary().used_bytes,
                 "reserved_bytes": p.space_summary().reserved_unused_bytes,
                 "provisioned_bytes": p.space_summary().provisioned_bytes,
-                "durable_txg": p.durable_txg(),
+                "durable_txg": p.durable_txg().get(),
                 "checksum_errors": p.checksum_errors(),
                 "volumes": p.list().len(),
                 "reduction": figures_json(&p.pool_reduction_figures()),
