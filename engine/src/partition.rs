@@ -10,7 +10,7 @@ use std::sync::Arc;
 use drivers::buffer::{IoBuf, SharedBuf};
 
 use crate::block_pointer::BlockPointer;
-use crate::units::TxgId;
+use crate::units::{Lba, TxgId, VolumeBlock};
 
 /// Fixed shape of a volume's block space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +58,8 @@ impl VolumeLayout {
 
     /// The partition and tree index of volume block `block`.
     #[must_use]
-    pub fn address(&self, block: u64) -> BlockAddress {
+    pub fn address(&self, block: VolumeBlock) -> BlockAddress {
+        let block = block.get();
         let bps = self.blocks_per_stripe();
         let stripe = block / bps;
         let parts = u64::from(self.partition_count);
@@ -70,11 +71,23 @@ impl VolumeLayout {
 
     /// The volume block at `addr` (inverse of [`VolumeLayout::address`]).
     #[must_use]
-    pub fn volume_block(&self, addr: BlockAddress) -> u64 {
+    pub fn volume_block(&self, addr: BlockAddress) -> VolumeBlock {
         let bps = self.blocks_per_stripe();
         let stripe_in_part = addr.index / bps;
         let stripe = stripe_in_part * u64::from(self.partition_count) + addr.partition as u64;
-        stripe * bps + addr.index % bps
+        VolumeBlock::new(stripe * bps + addr.index % bps)
+    }
+
+    /// The volume block that holds logical block `lba`.
+    #[must_use]
+    pub fn block_of(&self, lba: Lba) -> VolumeBlock {
+        VolumeBlock::new(lba.get() / self.lbas_per_block())
+    }
+
+    /// The first logical block of volume block `block`.
+    #[must_use]
+    pub fn first_lba(&self, block: VolumeBlock) -> Lba {
+        Lba::new(block.get() * self.lbas_per_block())
     }
 
     /// Logical blocks per data block.
@@ -371,14 +384,14 @@ mod tests {
         assert!(l.is_valid());
         let mut seen = std::collections::HashSet::new();
         for block in 0..l.volume_blocks() {
-            let a = l.address(block);
+            let a = l.address(VolumeBlock::new(block));
             assert!(a.partition < 4);
             assert!(a.index < l.blocks_per_partition());
             assert!(seen.insert((a.partition, a.index)));
-            assert_eq!(l.volume_block(a), block);
+            assert_eq!(l.volume_block(a), VolumeBlock::new(block));
         }
         // Consecutive stripes land in consecutive partitions.
-        assert_eq!(l.address(128).partition, 1);
+        assert_eq!(l.address(VolumeBlock::new(128)).partition, 1);
     }
 
     #[test]

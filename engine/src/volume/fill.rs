@@ -8,7 +8,7 @@ use crate::block_volume::{VolResult, VolumeError};
 use crate::copy_stats::{self, CopyPath};
 use crate::partition::DirtyBlock;
 use crate::pool::lock;
-use crate::units::{BlockCount, Lba, TxgId};
+use crate::units::{BlockCount, Lba, TxgId, VolumeBlock};
 use crate::zil::{LogOp, LogRecord};
 
 impl PoolVolume {
@@ -77,7 +77,7 @@ impl PoolVolume {
                 // Partial block: merge.
                 let n = (v - in_block).min(end - pos);
                 let piece = Piece {
-                    addr: layout.address(block),
+                    addr: layout.address(VolumeBlock::new(block)),
                     block_offset: in_block as usize,
                     request_offset: 0,
                     len: n as usize,
@@ -98,7 +98,7 @@ impl PoolVolume {
             let bps = layout.blocks_per_stripe();
             let stripe_end_block = (block / bps + 1) * bps;
             let last_block = stripe_end_block.min(end / v);
-            let addr = layout.address(block);
+            let addr = layout.address(VolumeBlock::new(block));
             let count = last_block - block;
             let (seq, label) = {
                 let mut p = lock(&self.shared.partitions[addr.partition]);

@@ -29,7 +29,7 @@ use crate::copy_stats::{self, CopyPath};
 use crate::partition::{BlockAddress, BlockData, DirtyBlock, VolumeLayout};
 use crate::pool::Pool;
 use crate::route::Route;
-use crate::units::{BlockCount, Lba};
+use crate::units::{BlockCount, Lba, VolumeBlock};
 
 mod compare;
 mod fill;
@@ -184,7 +184,7 @@ impl PoolVolume {
         let mut out = Vec::new();
         let mut pos = start;
         while pos < end {
-            let block = pos / v;
+            let block = VolumeBlock::new(pos / v);
             let in_block = pos % v;
             let n = (v - in_block).min(end - pos);
             out.push(Piece {

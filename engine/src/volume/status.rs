@@ -5,7 +5,7 @@ use crate::block_tree::filled_in_range;
 use crate::block_volume::{LbaStatus, VolResult, VolumeError};
 use crate::partition::{BlockAddress, RangeChange};
 use crate::pool::lock;
-use crate::units::Lba;
+use crate::units::{Lba, VolumeBlock};
 
 /// Most blocks one GET LBA STATUS answer covers.
 const STATUS_MAX_BLOCKS: u64 = 1 << 22;
@@ -21,8 +21,11 @@ impl PoolVolume {
         let capacity_lbas = layout.capacity_bytes / l;
         let total_blocks = capacity_lbas.div_ceil(per_block);
         let blocks_per_stripe = layout.blocks_per_stripe();
-        let first_block = lba.get() / per_block;
-        let mapped = self.is_mapped(layout.address(first_block), lba).await?;
+        let first = layout.block_of(lba);
+        let mapped = self.is_mapped(layout.address(first), lba).await?;
+        // The scan counts volume blocks as integers; `at` makes one a VolumeBlock again.
+        let at = VolumeBlock::new;
+        let first_block = first.get();
         let mut block = first_block + 1;
         let mut single_lookups = 0;
         // Bounded work per call: whole stripe runs are decided from the dirty sets and the
@@ -31,14 +34,8 @@ impl PoolVolume {
         'scan: while block < total_blocks && block - first_block < STATUS_MAX_BLOCKS {
             let stripe_end =
                 ((block / blocks_per_stripe + 1) * blocks_per_stripe).min(total_blocks);
-            match self
-                .range_mapped(
-                    layout.address(block),
-                    stripe_end - block,
-                    Lba::new(block * per_block),
-                )
-                .await?
-            {
+            let (addr, from) = (layout.address(at(block)), layout.first_lba(at(block)));
+            match self.range_mapped(addr, stripe_end - block, from).await? {
                 Some(m) if m == mapped => {
                     block = stripe_end;
                     continue;
@@ -47,9 +44,9 @@ impl PoolVolume {
                 None => {}
             }
             while block < stripe_end {
+                let (addr, from) = (layout.address(at(block)), layout.first_lba(at(block)));
                 if single_lookups >= STATUS_SINGLE_LOOKUPS
-                    || self.is_mapped(layout.address(block), Lba::new(block * per_block)).await?
-                        != mapped
+                    || self.is_mapped(addr, from).await? != mapped
                 {
                     break 'scan;
                 }
