@@ -251,8 +251,9 @@ pub struct LogBlockExpect {
     pub sequence: u64,
 }
 
-/// Checks the header at the start of `first` (at least its first 128 bytes): identity, then
-/// lengths. The checksum is checked by [`decode_log_block`] once the whole block is read.
+/// Checks the header at the start of `first` (at least its first [`LOG_BLOCK_HEADER_BYTES`]):
+/// identity, then lengths. The checksum is checked by [`decode_log_block`] once the whole block
+/// is read.
 ///
 /// # Errors
 /// [`LogBlockError::Short`], [`LogBlockError::NotNext`] or [`LogBlockError::BadLength`].
