@@ -13,7 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 use crate::block_pointer::{BlockPointer, Extent};
 use crate::format::SECTOR_BYTES;
 use crate::space_map::{SpaceMap, SLAB_UNITS};
-use crate::units::TxgId;
+use crate::units::{ShardId, TxgId};
 
 /// The txg of a held extent's pending free until [`Allocator::release_after`] names one.
 const HELD: TxgId = TxgId::new(u64::MAX);
@@ -107,7 +107,7 @@ pub struct Hint {
     /// Group tried first; moves to the group that served the last allocation.
     pub group: usize,
     /// The shard allocating.
-    pub shard: usize,
+    pub shard: ShardId,
     /// Shards that own groups (1: every group is the caller's).
     pub shards: usize,
 }
@@ -116,17 +116,17 @@ impl Hint {
     /// Any group, starting at `group`.
     #[must_use]
     pub fn any(group: usize) -> Hint {
-        Hint { group, shard: 0, shards: 1 }
+        Hint { group, shard: ShardId::new(0), shards: 1 }
     }
 
     /// Groups of `shard` first, starting at `group` (moved to the shard's next group when it
     /// belongs to another shard).
     #[must_use]
-    pub fn owned(group: usize, shard: usize, shards: usize) -> Hint {
+    pub fn owned(group: usize, shard: ShardId, shards: usize) -> Hint {
         let shards = shards.max(1);
-        let shard = shard % shards;
+        let shard = shard.get() % shards;
         let group = group - group % shards + shard;
-        Hint { group, shard, shards }
+        Hint { group, shard: ShardId::new(shard), shards }
     }
 
     /// True when `group` belongs to this hint's shard.
@@ -138,8 +138,8 @@ impl Hint {
 
 /// The shard, of `shards`, that owns allocation group `group`.
 #[must_use]
-pub fn group_owner(group: usize, shards: usize) -> usize {
-    group % shards.max(1)
+pub fn group_owner(group: usize, shards: usize) -> ShardId {
+    ShardId::new(group % shards.max(1))
 }
 
 /// Groups in the order `hint` tries them: its own from `hint.group` on, then the others.
@@ -649,20 +649,20 @@ mod tests {
         let group_of = |e: &Extent| ((e.offset_bytes - (1 << 20)) / (64 * 4096)) as usize;
         // Shard 0 fills its two groups, shard 1 half of its own.
         for (shard, blocks) in [(0, 128), (1, 64)] {
-            let mut hint = Hint::owned(3, shard, 2);
+            let mut hint = Hint::owned(3, ShardId::new(shard), 2);
             for _ in 0..blocks {
                 let e = a.allocate(&mut hint, 4096).expect("space");
-                assert_eq!(group_owner(group_of(&e), 2), shard, "{e:?}");
+                assert_eq!(group_owner(group_of(&e), 2), ShardId::new(shard), "{e:?}");
             }
         }
         // Shard 0's groups are full: it takes space from shard 1's, never fails early.
-        let mut hint = Hint::owned(0, 0, 2);
+        let mut hint = Hint::owned(0, ShardId::new(0), 2);
         let e = a.allocate(&mut hint, 4096).expect("space in shard 1's groups");
-        assert_eq!(group_owner(group_of(&e), 2), 1);
+        assert_eq!(group_owner(group_of(&e), 2), ShardId::new(1));
         // Shard 1 still prefers its own remaining space.
-        let mut hint = Hint::owned(0, 1, 2);
+        let mut hint = Hint::owned(0, ShardId::new(1), 2);
         let e = a.allocate_run(&mut hint, 4096, 4096, 4096).expect("space");
-        assert_eq!(group_owner(group_of(&e), 2), 1);
+        assert_eq!(group_owner(group_of(&e), 2), ShardId::new(1));
     }
 
     #[test]

@@ -21,6 +21,7 @@ use drivers::buffer::SharedBuf;
 use crate::block_pointer::BlockPointer;
 use crate::pool::lock;
 use crate::route::Route;
+use crate::units::PartitionId;
 
 /// Lock slices of the whole cache, divided among the parts (at least one each): many more than
 /// shards, so shards reading at random rarely meet on one lock, and few enough that a slice's
@@ -229,8 +230,8 @@ impl BlockCache {
     /// The part of the shard that owns partition `partition` of volume `volume_id` among the
     /// shards the calling thread serves (part 0 when it serves no set).
     #[must_use]
-    pub fn for_partition(&self, volume_id: u64, partition: usize) -> CacheView<'_> {
-        self.view(Route::current().map_or(0, |r| r.partition_owner(volume_id, partition)))
+    pub fn for_partition(&self, volume_id: u64, partition: PartitionId) -> CacheView<'_> {
+        self.view(Route::current().map_or(0, |r| r.partition_owner(volume_id, partition).get()))
     }
 
     fn get_in(&self, part: usize, key: &BlockKey) -> Option<CachedBlock> {
@@ -369,7 +370,7 @@ mod tests {
         assert!(cache.view(0).get(&key(7)).is_none());
         assert!(cache.view(3).get(&key(7)).is_some(), "shard 3 of a 2-part cache uses part 1");
         // Without a shard set, every partition is cached in part 0.
-        assert_eq!(cache.for_partition(5, 3).part, 0);
+        assert_eq!(cache.for_partition(5, PartitionId::new(3)).part, 0);
         let parts = cache.part_stats();
         assert_eq!(parts[1].hits, 2);
         assert_eq!(parts[0].misses, 1);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use drivers::buffer::{IoBuf, SharedBuf};
 
 use crate::block_pointer::BlockPointer;
-use crate::units::{Lba, TxgId, VolumeBlock};
+use crate::units::{Lba, PartitionId, TxgId, VolumeBlock};
 
 /// Fixed shape of a volume's block space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,8 +30,8 @@ pub struct VolumeLayout {
 /// Where a byte of the volume lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockAddress {
-    /// Partition index.
-    pub partition: usize,
+    /// Partition.
+    pub partition: PartitionId,
     /// Block index inside the partition's tree.
     pub index: u64,
 }
@@ -64,7 +64,9 @@ impl VolumeLayout {
         let stripe = block / bps;
         let parts = u64::from(self.partition_count);
         BlockAddress {
-            partition: usize::try_from(stripe % parts).expect("partition index fits"),
+            partition: PartitionId::new(
+                usize::try_from(stripe % parts).expect("partition index fits"),
+            ),
             index: (stripe / parts) * bps + block % bps,
         }
     }
@@ -74,7 +76,7 @@ impl VolumeLayout {
     pub fn volume_block(&self, addr: BlockAddress) -> VolumeBlock {
         let bps = self.blocks_per_stripe();
         let stripe_in_part = addr.index / bps;
-        let stripe = stripe_in_part * u64::from(self.partition_count) + addr.partition as u64;
+        let stripe = stripe_in_part * u64::from(self.partition_count) + addr.partition.get() as u64;
         VolumeBlock::new(stripe * bps + addr.index % bps)
     }
 
@@ -385,13 +387,13 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for block in 0..l.volume_blocks() {
             let a = l.address(VolumeBlock::new(block));
-            assert!(a.partition < 4);
+            assert!(a.partition.get() < 4);
             assert!(a.index < l.blocks_per_partition());
             assert!(seen.insert((a.partition, a.index)));
             assert_eq!(l.volume_block(a), VolumeBlock::new(block));
         }
         // Consecutive stripes land in consecutive partitions.
-        assert_eq!(l.address(VolumeBlock::new(128)).partition, 1);
+        assert_eq!(l.address(VolumeBlock::new(128)).partition, PartitionId::new(1));
     }
 
     #[test]

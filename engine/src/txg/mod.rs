@@ -47,7 +47,7 @@ use crate::partition::{DirtyBlock, DirtySet};
 use crate::pool::{lock, write_uberblocks, Pool};
 use crate::pool_root::{PoolRootPhys, POOL_ROOT_MAGIC};
 use crate::uberblock::Uberblock;
-use crate::units::TxgId;
+use crate::units::{PartitionId, ShardId, TxgId};
 use crate::vdev::BlockReadError;
 use crate::volume::VolumeShared;
 
@@ -151,7 +151,7 @@ const LONG_RUN_BYTES: u64 = 1 << 20;
 /// One partition frozen for this sync.
 struct PartWork {
     volume: Arc<VolumeShared>,
-    index: usize,
+    index: PartitionId,
     set: Arc<DirtySet>,
     root: BlockPointer,
     height: u8,
@@ -161,7 +161,7 @@ struct PartWork {
 /// A partition's new tree.
 struct PartResult {
     volume: Arc<VolumeShared>,
-    index: usize,
+    index: PartitionId,
     root: BlockPointer,
     height: u8,
     data_bytes: u64,
@@ -463,7 +463,7 @@ impl Pool {
                     p.syncing = Some(Arc::clone(&set));
                     work.push(PartWork {
                         volume: Arc::clone(&volume),
-                        index,
+                        index: PartitionId::new(index),
                         set,
                         root: p.root,
                         height: p.height,
@@ -543,7 +543,7 @@ impl Pool {
 
         // Durable: install the new state in memory.
         for r in &results {
-            let mut p = lock(&r.volume.partitions[r.index]);
+            let mut p = lock(r.volume.partition(r.index));
             p.root = r.root;
             p.height = r.height;
             p.syncing = None;
@@ -551,7 +551,7 @@ impl Pool {
             self.account_dirty(-(r.data_bytes as i64));
         }
         for (volume, index, bytes) in discarded {
-            lock(&volume.partitions[index]).syncing = None;
+            lock(volume.partition(index)).syncing = None;
             self.account_dirty(-(bytes as i64));
         }
         for (volume, index, root, height) in installs {
@@ -590,7 +590,7 @@ impl Pool {
         let shards = route.shards();
         let mut by_owner: Vec<Vec<PartWork>> = (0..shards).map(|_| Vec::new()).collect();
         for w in work {
-            by_owner[route.partition_owner(w.volume.id, w.index)].push(w);
+            by_owner[route.partition_owner(w.volume.id, w.index).get()].push(w);
         }
         let mut remote = Vec::new();
         let mut local = Vec::new();
@@ -598,6 +598,7 @@ impl Pool {
             if part.is_empty() {
                 continue;
             }
+            let shard = ShardId::new(shard);
             if !route.is_remote(shard) {
                 local.extend(part);
                 continue;
@@ -661,7 +662,8 @@ impl Pool {
             let stored = forms.take().get().await;
             let mut added = DataFigures::default();
             // Each partition starts at its own place among the shard's groups.
-            let start = (w.volume.id as usize).wrapping_mul(31).wrapping_add(w.index) % groups;
+            let start =
+                (w.volume.id as usize).wrapping_mul(31).wrapping_add(w.index.get()) % groups;
             runs.hint = crate::allocator::Hint::owned(start, owner.shard, owner.shards);
             match self.sync_partition(w, stored, txg, &mut writes, &mut runs, &mut added).await {
                 Ok((root, height, killed)) => {
@@ -732,7 +734,7 @@ impl Pool {
             .collect();
         for r in results {
             if let Some(v) = roots.get_mut(&r.volume.id) {
-                v[r.index] =
+                v[r.index.get()] =
                     PartitionRoot { root: r.root, height: u64::from(r.height), reserved: [0; 7] };
             }
         }

@@ -6,7 +6,7 @@ use super::{merge, PoolVolume};
 use crate::block_volume::{CompareOutcome, VolResult, VolumeError};
 use crate::partition::DirtyBlock;
 use crate::pool::lock;
-use crate::units::{Lba, TxgId};
+use crate::units::{Lba, PartitionId, TxgId};
 use crate::zil::{LogOp, LogRecord};
 
 impl PoolVolume {
@@ -24,18 +24,18 @@ impl PoolVolume {
         self.pool.admit(write.len() as u64, self.shared.thick)?;
         let v = self.shared.layout.volblock_bytes as usize;
         let pieces = self.pieces(lba, compare.len());
-        let mut parts: Vec<usize> = pieces.iter().map(|p| p.addr.partition).collect();
+        let mut parts: Vec<PartitionId> = pieces.iter().map(|p| p.addr.partition).collect();
         parts.sort_unstable();
         parts.dedup();
         loop {
             let versions: Vec<u64> =
-                parts.iter().map(|&i| lock(&self.shared.partitions[i]).version).collect();
+                parts.iter().map(|&i| lock(self.shared.partition(i)).version).collect();
             let mut contents = Vec::with_capacity(pieces.len());
             for piece in &pieces {
                 contents.push(self.block_content(piece.addr, piece.lba).await?.0);
             }
             let mut guards: Vec<_> =
-                parts.iter().map(|&i| lock(&self.shared.partitions[i])).collect();
+                parts.iter().map(|&i| lock(self.shared.partition(i))).collect();
             if guards.iter().zip(&versions).any(|(g, v)| g.version != *v) {
                 continue;
             }

@@ -101,7 +101,7 @@ impl PoolVolume {
             let addr = layout.address(VolumeBlock::new(block));
             let count = last_block - block;
             let (seq, label) = {
-                let mut p = lock(&self.shared.partitions[addr.partition]);
+                let mut p = lock(self.shared.partition(addr.partition));
                 let change = p.change_open(&self.pool.txg.next_record_sequence, |open| {
                     if pattern.is_none() && count > 4 {
                         open.punch(addr.index, addr.index + count)

@@ -29,7 +29,7 @@ use crate::copy_stats::{self, CopyPath};
 use crate::partition::{BlockAddress, BlockData, DirtyBlock, VolumeLayout};
 use crate::pool::Pool;
 use crate::route::Route;
-use crate::units::{BlockCount, Lba, VolumeBlock};
+use crate::units::{BlockCount, Lba, ShardId, VolumeBlock};
 
 mod compare;
 mod fill;
@@ -132,7 +132,7 @@ struct Piece {
 }
 
 /// Pieces of a request by owning shard: (shard, indices of its pieces in request order).
-type OwnerGroups = Vec<(usize, Vec<usize>)>;
+type OwnerGroups = Vec<(ShardId, Vec<usize>)>;
 
 impl PoolVolume {
     pub(crate) fn new(pool: Arc<Pool>, shared: Arc<VolumeShared>) -> PoolVolume {

@@ -28,7 +28,7 @@ impl PoolVolume {
         lba: Lba,
     ) -> VolResult<(Content, Source)> {
         let pool = &self.pool;
-        let part = &self.shared.partitions[addr.partition];
+        let part = self.shared.partition(addr.partition);
         let cache = pool.cache.for_partition(self.shared.id, addr.partition);
         loop {
             let (root, height) = {
@@ -92,7 +92,7 @@ impl PoolVolume {
 
     /// True when block `addr` has no newer write and its partition still has tree `root`.
     fn root_unchanged(&self, addr: BlockAddress, root: &BlockPointer) -> bool {
-        let p = lock(&self.shared.partitions[addr.partition]);
+        let p = lock(self.shared.partition(addr.partition));
         p.dirty(addr.index).is_none() && p.root.same_block(root) && p.root.level == root.level
     }
 

@@ -10,7 +10,7 @@ use crate::dataset::{DatasetPhys, PartitionRoot, DATASET_FLAG_THICK};
 use crate::ddt::DedupMode;
 use crate::partition::{PartitionState, VolumeLayout};
 use crate::pool::lock;
-use crate::units::TxgId;
+use crate::units::{PartitionId, TxgId};
 
 /// In-memory state of a volume (head dataset), shared by every handle.
 #[derive(Debug)]
@@ -50,6 +50,12 @@ pub struct DedupState {
 }
 
 impl VolumeShared {
+    /// The state of partition `partition`.
+    #[must_use]
+    pub fn partition(&self, partition: PartitionId) -> &Mutex<PartitionState> {
+        &self.partitions[partition.get()]
+    }
+
     /// State for dataset `phys` with synced `roots`.
     #[must_use]
     pub fn new(phys: &DatasetPhys, roots: &[PartitionRoot], open_txg: TxgId) -> VolumeShared {

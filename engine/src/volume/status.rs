@@ -64,7 +64,7 @@ impl PoolVolume {
         let (start, end) = (addr.index, addr.index + n);
         let cache = self.pool.cache.for_partition(self.shared.id, addr.partition);
         let (root, height) = {
-            let p = lock(&self.shared.partitions[addr.partition]);
+            let p = lock(self.shared.partition(addr.partition));
             // The open set is newer than the syncing one, which is newer than the tree.
             for set in std::iter::once(&p.open).chain(p.syncing.as_deref()) {
                 match set.range_change(start, end) {

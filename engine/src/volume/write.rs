@@ -22,7 +22,7 @@ use crate::zil::{LogOp, LogRecord};
 impl PoolVolume {
     /// Puts `block` at `addr` in the open set; returns (sequence, txg label).
     fn put(&self, addr: BlockAddress, block: DirtyBlock) -> (u64, TxgId) {
-        self.put_locked(lock(&self.shared.partitions[addr.partition]), addr.index, block)
+        self.put_locked(lock(self.shared.partition(addr.partition)), addr.index, block)
     }
 
     /// Puts `block` at `index` in the open set of the partition `p` holds locked, releases the
@@ -50,7 +50,7 @@ impl PoolVolume {
         if piece.block_offset == 0 && piece.len == v {
             return Ok(self.put(piece.addr, whole_block(data)));
         }
-        let part = &self.shared.partitions[piece.addr.partition];
+        let part = self.shared.partition(piece.addr.partition);
         loop {
             {
                 let p = lock(part);
