@@ -6,8 +6,8 @@
 //! unnoticed. Arithmetic exists only where it means something (`Lba + BlockCount -> Lba`,
 //! `Lba - Lba -> BlockCount`); the `checked_` forms are for values that come from outside.
 //! On-disk structures keep their plain integers (their layout is the format): code converts
-//! at their boundary. Every method is an `#[inline]` `const fn`, so a newtype compiles to the
-//! same code as its integer.
+//! at their boundary. Every method is `#[inline]` (and `const` where it can be), so a newtype
+//! compiles to the same code as its integer.
 
 use std::fmt;
 use std::ops::{Add, AddAssign, Sub};
@@ -80,21 +80,15 @@ impl Lba {
     /// The address `blocks` past this one, or `None` past `u64::MAX`.
     #[inline]
     #[must_use]
-    pub const fn checked_add(self, blocks: BlockCount) -> Option<Lba> {
-        match self.0.checked_add(blocks.0) {
-            Some(v) => Some(Lba(v)),
-            None => None,
-        }
+    pub fn checked_add(self, blocks: BlockCount) -> Option<Lba> {
+        self.0.checked_add(blocks.0).map(Lba)
     }
 
     /// Blocks from `earlier` up to this address, or `None` when `earlier` is past it.
     #[inline]
     #[must_use]
-    pub const fn checked_blocks_since(self, earlier: Lba) -> Option<BlockCount> {
-        match self.0.checked_sub(earlier.0) {
-            Some(v) => Some(BlockCount(v)),
-            None => None,
-        }
+    pub fn checked_blocks_since(self, earlier: Lba) -> Option<BlockCount> {
+        self.0.checked_sub(earlier.0).map(BlockCount)
     }
 
     /// Byte offset of this address with `block_bytes` per logical block.
@@ -102,29 +96,6 @@ impl Lba {
     #[must_use]
     pub const fn offset_bytes(self, block_bytes: u64) -> u64 {
         self.0 * block_bytes
-    }
-}
-
-impl Add<BlockCount> for Lba {
-    type Output = Lba;
-    #[inline]
-    fn add(self, blocks: BlockCount) -> Lba {
-        Lba(self.0 + blocks.0)
-    }
-}
-
-impl AddAssign<BlockCount> for Lba {
-    #[inline]
-    fn add_assign(&mut self, blocks: BlockCount) {
-        self.0 += blocks.0;
-    }
-}
-
-impl Sub for Lba {
-    type Output = BlockCount;
-    #[inline]
-    fn sub(self, earlier: Lba) -> BlockCount {
-        BlockCount(self.0 - earlier.0)
     }
 }
 
@@ -140,28 +111,35 @@ impl BlockCount {
     }
 }
 
-impl Add for BlockCount {
-    type Output = BlockCount;
-    #[inline]
-    fn add(self, other: BlockCount) -> BlockCount {
-        BlockCount(self.0 + other.0)
-    }
+/// `impl $trait<$rhs> for $lhs` with `Output = $out`, applying `$op` to the raw values; and the
+/// matching assignment operator when the output is the left-hand type.
+macro_rules! arithmetic {
+    ($lhs:ident $op:tt $rhs:ident -> $out:ident, $trait:ident::$method:ident) => {
+        impl $trait<$rhs> for $lhs {
+            type Output = $out;
+            #[inline]
+            fn $method(self, rhs: $rhs) -> $out {
+                $out(self.0 $op rhs.0)
+            }
+        }
+    };
+    ($lhs:ident $op:tt $rhs:ident, $trait:ident::$method:ident) => {
+        impl $trait<$rhs> for $lhs {
+            #[inline]
+            fn $method(&mut self, rhs: $rhs) {
+                self.0 $op rhs.0;
+            }
+        }
+    };
 }
 
-impl AddAssign for BlockCount {
-    #[inline]
-    fn add_assign(&mut self, other: BlockCount) {
-        self.0 += other.0;
-    }
-}
-
-impl Sub for BlockCount {
-    type Output = BlockCount;
-    #[inline]
-    fn sub(self, other: BlockCount) -> BlockCount {
-        BlockCount(self.0 - other.0)
-    }
-}
+// An address plus a count is an address; two addresses differ by a count; counts add up.
+arithmetic!(Lba + BlockCount -> Lba, Add::add);
+arithmetic!(Lba += BlockCount, AddAssign::add_assign);
+arithmetic!(Lba - Lba -> BlockCount, Sub::sub);
+arithmetic!(BlockCount + BlockCount -> BlockCount, Add::add);
+arithmetic!(BlockCount += BlockCount, AddAssign::add_assign);
+arithmetic!(BlockCount - BlockCount -> BlockCount, Sub::sub);
 
 impl TxgId {
     /// The txg after this one.
@@ -174,11 +152,8 @@ impl TxgId {
     /// The txg before this one, or `None` before the first.
     #[inline]
     #[must_use]
-    pub const fn checked_prev(self) -> Option<TxgId> {
-        match self.0.checked_sub(1) {
-            Some(v) => Some(TxgId(v)),
-            None => None,
-        }
+    pub fn checked_prev(self) -> Option<TxgId> {
+        self.0.checked_sub(1).map(TxgId)
     }
 }
 
@@ -198,6 +173,11 @@ mod tests {
         assert_eq!(a.checked_blocks_since(Lba::new(4)), Some(BlockCount::new(6)));
         assert_eq!(a.offset_bytes(512), 5120);
         assert_eq!(BlockCount::new(u64::MAX).checked_bytes(2), None);
+        let (mut at, mut n) = (a, BlockCount::new(2));
+        at += n;
+        n += BlockCount::new(3);
+        assert_eq!((at, n), (Lba::new(12), BlockCount::new(5)));
+        assert_eq!(n - BlockCount::new(1) + BlockCount::new(2), BlockCount::new(6));
     }
 
     #[test]
