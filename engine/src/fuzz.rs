@@ -22,6 +22,7 @@ use crate::object::StoredObject;
 use crate::record::Sealed;
 use crate::space_map::{SpaceMap, SLAB_UNITS};
 use crate::uberblock::{slot_offset_bytes, Uberblock, UBERBLOCK_BYTES};
+use crate::units::TxgId;
 use crate::zil::{
     check_log_block_header, decode_log_block, encode_log_block, log_block_bytes, LogBlockExpect,
     LogBlockHeader, LogOp, LogRecord, LOG_BLOCK_HEADER_BYTES, LOG_BLOCK_MAGIC, MAX_LOG_BLOCK_BYTES,
@@ -266,7 +267,7 @@ fn sample_log_block() -> Vec<u8> {
     let records = vec![
         LogRecord {
             sequence: 1,
-            label_txg: 5,
+            label_txg: TxgId::new(5),
             dataset_id: 1,
             op: LogOp::Write {
                 offset_bytes: 4096,
@@ -275,19 +276,19 @@ fn sample_log_block() -> Vec<u8> {
         },
         LogRecord {
             sequence: 2,
-            label_txg: 5,
+            label_txg: TxgId::new(5),
             dataset_id: 1,
             op: LogOp::Zero { offset_bytes: 0, len_bytes: 8192 },
         },
         LogRecord {
             sequence: 3,
-            label_txg: 5,
+            label_txg: TxgId::new(5),
             dataset_id: 1,
             op: LogOp::WriteSame { offset_bytes: 512, len_bytes: 2048, pattern: vec![7; 512] },
         },
         LogRecord {
             sequence: 4,
-            label_txg: 6,
+            label_txg: TxgId::new(6),
             dataset_id: 2,
             op: LogOp::WriteBlock {
                 offset_bytes: 1 << 20,

@@ -12,6 +12,8 @@
 
 use drivers::remote::{Remote, ShardSet};
 
+use crate::units::{PartitionId, ShardId};
+
 /// Where the current thread stands in the shard set it serves. Cheap: it holds no reference
 /// to the set (looking it up touches no counter another shard writes).
 #[derive(Debug, Clone, Copy)]
@@ -22,9 +24,9 @@ pub(crate) struct Route {
 
 /// The owner of partition `index` of volume `volume_id` among `shards` shards.
 #[must_use]
-pub fn partition_owner(volume_id: u64, index: usize, shards: usize) -> usize {
-    let key = (volume_id as usize).wrapping_mul(31).wrapping_add(index);
-    key % shards.max(1)
+pub fn partition_owner(volume_id: u64, index: PartitionId, shards: usize) -> ShardId {
+    let key = (volume_id as usize).wrapping_mul(31).wrapping_add(index.get());
+    ShardId::new(key % shards.max(1))
 }
 
 impl Route {
@@ -38,33 +40,35 @@ impl Route {
         self.shards
     }
 
-    pub(crate) fn here(self) -> usize {
-        self.here
+    pub(crate) fn here(self) -> ShardId {
+        ShardId::new(self.here)
     }
 
-    pub(crate) fn partition_owner(self, volume_id: u64, index: usize) -> usize {
+    pub(crate) fn partition_owner(self, volume_id: u64, index: PartitionId) -> ShardId {
         partition_owner(volume_id, index, self.shards)
     }
 
     /// True when work for `shard` must be sent there: another shard that serves the set.
-    pub(crate) fn is_remote(self, shard: usize) -> bool {
-        shard != self.here
-            && ShardSet::with_current(|set, _| set.is_serving(shard)).unwrap_or(false)
+    pub(crate) fn is_remote(self, shard: ShardId) -> bool {
+        shard.get() != self.here
+            && ShardSet::with_current(|set, _| set.is_serving(shard.get())).unwrap_or(false)
     }
 
     /// Runs `make()` on shard `shard` of the current set ([`ShardSet::run_on`]).
-    pub(crate) fn run_on<T, F, Fut>(self, shard: usize, make: F) -> Remote<T>
+    pub(crate) fn run_on<T, F, Fut>(self, shard: ShardId, make: F) -> Remote<T>
     where
         T: Send + 'static,
         F: FnOnce() -> Fut + Send + 'static,
         Fut: std::future::Future<Output = T> + 'static,
     {
-        ShardSet::with_current(|set, _| set.run_on(shard, make)).unwrap_or_else(Remote::stopped)
+        ShardSet::with_current(|set, _| set.run_on(shard.get(), make))
+            .unwrap_or_else(Remote::stopped)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::units::{Lba, VolumeBlock};
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     use std::sync::{Arc, OnceLock};
     use std::time::Duration;
@@ -134,14 +138,14 @@ mod tests {
         let lbas = (BLOCK / 512) as u64;
         for block in (0..BLOCKS).filter(|b| b % 2 == shard as u64) {
             let fua = block % 7 == 0;
-            let (res, _) = vol.write(block * lbas, block_bytes(block, 1), fua).await;
+            let (res, _) = vol.write(Lba::new(block * lbas), block_bytes(block, 1), fua).await;
             res.expect("write");
         }
         if shard == 0 {
             let start = 256 - 1;
             let mut both = block_bytes(start, 1).to_vec();
             both.extend_from_slice(&block_bytes(start + 1, 1));
-            let (res, _) = vol.write(start * lbas, IoBuf::from_slice(&both), true).await;
+            let (res, _) = vol.write(Lba::new(start * lbas), IoBuf::from_slice(&both), true).await;
             res.expect("spanning write");
         }
     }
@@ -151,7 +155,7 @@ mod tests {
     async fn read_other_half(vol: &PoolVolume, shard: usize, checked: &AtomicU64) {
         let lbas = (BLOCK / 512) as u64;
         for block in (0..BLOCKS).filter(|b| b % 2 != shard as u64) {
-            let (res, buf) = vol.read(block * lbas, IoBuf::zeroed(BLOCK)).await;
+            let (res, buf) = vol.read(Lba::new(block * lbas), IoBuf::zeroed(BLOCK)).await;
             res.expect("read");
             assert_eq!(&buf[..], &block_bytes(block, 1)[..], "block {block}");
             checked.fetch_add(1, Ordering::SeqCst);
@@ -160,7 +164,7 @@ mod tests {
 
     /// Every block, read in one request for the whole range.
     async fn read_whole(vol: &PoolVolume) {
-        let segments = vol.read_segments(0, BLOCKS as usize * BLOCK).await.expect("read");
+        let segments = vol.read_segments(Lba::new(0), BLOCKS as usize * BLOCK).await.expect("read");
         let whole: Vec<u8> = segments.iter().flat_map(|s| s.iter().copied()).collect();
         for block in 0..BLOCKS {
             let at = block as usize * BLOCK;
@@ -178,9 +182,9 @@ mod tests {
         let groups = pool.alloc.group_count();
         assert!(groups >= 4, "{groups} allocation groups");
         for block in 0..BLOCKS {
-            let addr = layout.address(block);
+            let addr = layout.address(VolumeBlock::new(block));
             let (root, height) = {
-                let p = crate::pool::lock(&vol.shared().partitions[addr.partition]);
+                let p = crate::pool::lock(vol.shared().partition(addr.partition));
                 (p.root, p.height)
             };
             let cache = pool.cache.for_partition(vol.id(), addr.partition);
@@ -216,8 +220,8 @@ mod tests {
         for (shard, part) in parts.iter().enumerate() {
             let owned = (0..BLOCKS)
                 .filter(|&b| {
-                    let p = layout.address(b).partition;
-                    partition_owner(vol.id(), p, 2) == shard
+                    let p = layout.address(VolumeBlock::new(b)).partition;
+                    partition_owner(vol.id(), p, 2) == ShardId::new(shard)
                 })
                 .count() as u64;
             assert!(owned > 0);

@@ -10,6 +10,7 @@ use drivers::buffer::IoBuf;
 use engine::block_volume::{BlockVolume, CompareOutcome, VolumeError};
 use engine::inspect::InspectReport;
 use engine::txg::TxgPhase;
+use engine::units::{BlockCount, Lba, TxgId};
 use engine::{CreateOptions, Pool, PoolError, PoolTunables, VolumeOptions};
 
 fn options() -> CreateOptions {
@@ -60,7 +61,7 @@ fn write_read_sync_export_import() {
         let pool = common::import(&dev).await;
         let vol = pool.open_volume("vol").expect("open");
         assert_eq!(read_at(&vol, 8, 8192).await, want);
-        let status = vol.lba_status(0).await.expect("status");
+        let status = vol.lba_status(Lba::new(0)).await.expect("status");
         assert!(!status.mapped);
         assert_eq!(status.run_blocks, 8);
     });
@@ -77,20 +78,20 @@ fn lba_status_reports_whole_runs_from_dirty_sets_and_trees() {
         common::write_buf(&vol, 5 * stripe + 16, pattern(6, 4096), false).await;
         for synced in [false, true] {
             let at = |lba| vol.lba_status(lba);
-            let s = at(0).await.expect("status");
+            let s = at(Lba::new(0)).await.expect("status");
             assert_eq!((s.mapped, s.run_blocks), (false, 3 * stripe), "synced={synced}");
-            let s = at(3 * stripe).await.expect("status");
+            let s = at(Lba::new(3 * stripe)).await.expect("status");
             assert_eq!((s.mapped, s.run_blocks), (true, stripe), "synced={synced}");
-            let s = at(4 * stripe).await.expect("status");
+            let s = at(Lba::new(4 * stripe)).await.expect("status");
             assert_eq!((s.mapped, s.run_blocks), (false, stripe + 16), "synced={synced}");
-            let s = at(5 * stripe + 24).await.expect("status");
+            let s = at(Lba::new(5 * stripe + 24)).await.expect("status");
             assert_eq!((s.mapped, s.run_blocks), (false, 32768 - 5 * stripe - 24));
             pool.sync_txg().await.expect("sync");
         }
         // A whole-volume unmap is one run, before and after its sync.
-        vol.unmap(0, 32768).await.expect("unmap");
+        vol.unmap(Lba::new(0), BlockCount::new(32768)).await.expect("unmap");
         for _ in 0..2 {
-            let s = vol.lba_status(0).await.expect("status");
+            let s = vol.lba_status(Lba::new(0)).await.expect("status");
             assert_eq!((s.mapped, s.run_blocks), (false, 32768));
             pool.sync_txg().await.expect("sync");
         }
@@ -106,7 +107,7 @@ fn unmap_and_compare_and_write() {
         let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");
         common::write_buf(&vol, 0, pattern(3, 1 << 20), false).await;
         pool.sync_txg().await.expect("sync");
-        vol.unmap(1, 2046).await.expect("unmap");
+        vol.unmap(Lba::new(1), BlockCount::new(2046)).await.expect("unmap");
         let got = read_at(&vol, 0, 1 << 20).await;
         assert_eq!(&got[..512], &pattern(3, 512)[..]);
         assert!(got[512..(1 << 20) - 512].iter().all(|b| *b == 0));
@@ -116,10 +117,13 @@ fn unmap_and_compare_and_write() {
         let got2 = read_at(&vol, 0, 1 << 20).await;
         assert_eq!(got, got2);
         let cmp = IoBuf::from_slice(&got[..512]);
-        let outcome = vol.compare_and_write(0, cmp, pattern(77, 512), true).await.expect("caw");
-        assert_eq!(outcome, CompareOutcome::Written);
         let outcome =
-            vol.compare_and_write(0, pattern(1, 512), pattern(78, 512), false).await.expect("caw");
+            vol.compare_and_write(Lba::new(0), cmp, pattern(77, 512), true).await.expect("caw");
+        assert_eq!(outcome, CompareOutcome::Written);
+        let outcome = vol
+            .compare_and_write(Lba::new(0), pattern(1, 512), pattern(78, 512), false)
+            .await
+            .expect("caw");
         assert!(matches!(outcome, CompareOutcome::Miscompare { .. }));
         assert_eq!(read_at(&vol, 0, 512).await, pattern(77, 512).to_vec());
     });
@@ -155,8 +159,8 @@ fn flipped_byte_in_a_data_block_is_a_medium_error() {
         buf[100] ^= 0x40;
         mem.write_from(&buf, off).expect("corrupt");
         let before = pool.checksum_errors();
-        let (res, _) = vol.read(16, IoBuf::zeroed(4096)).await;
-        assert_eq!(res, Err(VolumeError::Medium { lba: 16 }));
+        let (res, _) = vol.read(Lba::new(16), IoBuf::zeroed(4096)).await;
+        assert_eq!(res, Err(VolumeError::Medium { lba: Lba::new(16) }));
         assert!(pool.checksum_errors() > before);
         // Inspect reads its neighbours in the same request and blames this block alone.
         let report = engine::inspect::inspect(vec![Arc::clone(&dev)]).await.expect("inspect");
@@ -345,7 +349,7 @@ fn write_same_logs_the_pattern_once_per_stripe_run_and_is_replayed() {
         let records_before = pool.stats.log_records_written.load(relaxed);
         // 5000 blocks of 512 bytes from LBA 3: a partial 4 KiB block at each end and whole
         // blocks across three 1 MiB stripes.
-        let (res, _) = vol.write_same(3, 5000, pattern(42, 512)).await;
+        let (res, _) = vol.write_same(Lba::new(3), BlockCount::new(5000), pattern(42, 512)).await;
         res.expect("write same");
         let records = pool.stats.log_records_written.load(relaxed) - records_before;
         assert!((3..=6).contains(&records), "{records} log records for one WRITE SAME");
@@ -443,8 +447,8 @@ fn large_durable_writes_are_logged_by_reference_and_adopted_by_the_sync() {
 struct QueuedSyncRun {
     /// The log device's writes before the syncs.
     writes: u64,
-    first: Result<u64, PoolError>,
-    second: Result<u64, PoolError>,
+    first: Result<TxgId, PoolError>,
+    second: Result<TxgId, PoolError>,
     /// The txg phase after both syncs.
     phase: TxgPhase,
     /// What LBA 0 holds after a re-import.
@@ -485,7 +489,7 @@ fn failed_sync_then_queued_sync(fail_at: Option<u64>) -> QueuedSyncRun {
         let first = drivers::executor::spawn(async move { a.sync_txg().await });
         let writer = vol.clone();
         let write = drivers::executor::spawn(async move {
-            let (res, _) = writer.write(8, pattern(3, 4096), false).await;
+            let (res, _) = writer.write(Lba::new(8), pattern(3, 4096), false).await;
             res
         });
         let second = drivers::executor::spawn(async move { b.sync_txg().await });

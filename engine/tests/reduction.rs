@@ -8,6 +8,7 @@ use drivers::buffer::IoBuf;
 use engine::block_volume::BlockVolume;
 use engine::compress::Compression;
 use engine::ddt::DedupMode;
+use engine::units::{BlockCount, Lba};
 use engine::{CreateOptions, Pool, PoolTunables, VolumeOptions};
 
 const BLOCK: usize = 64 * 1024;
@@ -62,7 +63,7 @@ fn compressible_incompressible_and_zero_blocks_round_trip() {
         // Incompressible: stored raw (64 KiB). Compressible: at most 36 KiB (about half).
         assert!(f.physical_bytes <= (BLOCK + 36 * 1024) as u64, "physical {}", f.physical_bytes);
         assert!(f.physical_bytes >= BLOCK as u64 + 4096, "physical {}", f.physical_bytes);
-        let status = vol.lba_status(2 * (BLOCK as u64 / 512)).await.expect("status");
+        let status = vol.lba_status(Lba::new(2 * (BLOCK as u64 / 512))).await.expect("status");
         assert!(!status.mapped, "all-zero block is unmapped");
         pool.export().await.expect("export");
         drop(vol);
@@ -118,7 +119,9 @@ fn figures_follow_overwrites_unmaps_and_snapshots() {
         pool.snapshot("vol", "s").await.expect("snapshot");
         // Overwrite one block with incompressible data, unmap another.
         write(&vol, 0, &random(BLOCK, 99)).await;
-        vol.unmap(BLOCK as u64 / 512, BLOCK as u64 / 512).await.expect("unmap");
+        vol.unmap(Lba::new(BLOCK as u64 / 512), BlockCount::new(BLOCK as u64 / 512))
+            .await
+            .expect("unmap");
         pool.sync_txg().await.expect("sync");
         let after = pool.reduction_figures("vol").expect("figures");
         assert_eq!(after.logical_bytes, 3 * BLOCK as u64);
@@ -378,10 +381,10 @@ fn dedup_table_changes_are_logged_per_txg_and_checkpointed() {
         assert_eq!((report.dedup_entries, report.dedup_references), (8192, 8192));
         let pool = Pool::import(vec![dev], PoolTunables::default()).await.expect("import");
         let vol = pool.open_volume("v").expect("v");
-        let (res, buf) = vol.read(4000 * 8, IoBuf::zeroed(4096 * 2000)).await;
+        let (res, buf) = vol.read(Lba::new(4000 * 8), IoBuf::zeroed(4096 * 2000)).await;
         res.expect("read");
         assert_eq!(buf.to_vec(), random(4096 * 2000, 21));
-        let (res, buf) = vol.read(8, IoBuf::zeroed(4096)).await;
+        let (res, buf) = vol.read(Lba::new(8), IoBuf::zeroed(4096)).await;
         res.expect("read");
         assert_eq!(buf.to_vec(), random(4096, 11));
     });

@@ -8,6 +8,7 @@ use engine::block_volume::BlockVolume;
 use engine::compress::Compression;
 use engine::dataset::NAME_RULE;
 use engine::ddt::DedupMode;
+use engine::units::Lba;
 use engine::{CreateOptions, Pool, PoolError, PoolTunables, VolumeOptions};
 
 fn options(tunables: PoolTunables) -> CreateOptions {
@@ -271,7 +272,8 @@ fn large_deadlists_and_directories_write_only_their_changed_chunks() {
         assert_eq!(pool.destroy_would_free(&["v@base"]).expect("figure"), base);
         let vol = pool.open_volume("v").expect("open");
         for lba in [0u64, 5, 6, 799, 2500, 3799, 3800, 3999] {
-            let (res, buf) = vol.read(lba * 8, drivers::buffer::IoBuf::zeroed(4096)).await;
+            let (res, buf) =
+                vol.read(Lba::new(lba * 8), drivers::buffer::IoBuf::zeroed(4096)).await;
             res.expect("read");
             let want = match lba {
                 0..=5 => lba + 20_000,

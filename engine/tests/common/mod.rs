@@ -10,6 +10,7 @@ use drivers::buffer::IoBuf;
 use drivers::executor::{Reactor, ReactorConfig};
 use engine::block_volume::BlockVolume;
 use engine::inspect::InspectReport;
+use engine::units::Lba;
 use engine::{CreateOptions, Pool, PoolTunables};
 
 /// A small reactor for a test thread.
@@ -25,14 +26,14 @@ pub fn device(mib: u64) -> Arc<dyn BlockDevice> {
 
 /// Reads `len` bytes at `lba`; the read must succeed.
 pub async fn read_at(vol: &dyn BlockVolume, lba: u64, len: usize) -> Vec<u8> {
-    let (res, buf) = vol.read(lba, IoBuf::zeroed(len)).await;
+    let (res, buf) = vol.read(Lba::new(lba), IoBuf::zeroed(len)).await;
     res.expect("read");
     buf.to_vec()
 }
 
 /// Writes `data` at `lba` (write-back); the write must succeed.
 pub async fn write_at(vol: &dyn BlockVolume, lba: u64, data: &[u8]) {
-    let (res, _) = vol.write(lba, IoBuf::from_slice(data), false).await;
+    let (res, _) = vol.write(Lba::new(lba), IoBuf::from_slice(data), false).await;
     res.expect("write");
 }
 
@@ -65,7 +66,7 @@ pub fn block(value: u64) -> IoBuf {
 
 /// Writes `buf` at `lba`, FUA when `fua` is set; the write must succeed.
 pub async fn write_buf(vol: &dyn BlockVolume, lba: u64, buf: IoBuf, fua: bool) {
-    let (res, _) = vol.write(lba, buf, fua).await;
+    let (res, _) = vol.write(Lba::new(lba), buf, fua).await;
     res.expect("write");
 }
 

@@ -60,6 +60,7 @@ use drivers::executor::{spawn, yield_now, Reactor, ReactorConfig};
 use engine::block_volume::BlockVolume;
 use engine::compress::Compression;
 use engine::ddt::DedupMode;
+use engine::units::{BlockCount, Lba};
 use engine::{CreateOptions, Pool, PoolTunables, PoolVolume, VolumeOptions};
 
 use model::{block_bytes, decode_block, Model, Rng, SnapModel, VolModel, SAME_LBA, SHARED_ID};
@@ -374,7 +375,8 @@ impl Ctx {
     async fn live_check(&self, name: &str, vol: &PoolVolume, lbas: std::ops::Range<usize>) -> Flow {
         let before = self.injected();
         let logical = self.logical;
-        let (res, buf) = vol.read(lbas.start as u64, IoBuf::zeroed(lbas.len() * logical)).await;
+        let (res, buf) =
+            vol.read(Lba::new(lbas.start as u64), IoBuf::zeroed(lbas.len() * logical)).await;
         if let Err(e) = res {
             return self.on_error(&format!("live read of {name}"), before, &e);
         }
@@ -456,7 +458,7 @@ async fn write_op(
     let gens = model_write(ctx, name, lba, ids);
     let wce = vol.write_cache();
     let before = ctx.injected();
-    let (res, _) = vol.write(lba as u64, IoBuf::from_slice(&data), fua).await;
+    let (res, _) = vol.write(Lba::new(lba as u64), IoBuf::from_slice(&data), fua).await;
     model_complete(ctx, name, lba, &gens, res.is_ok(), fua || !wce);
     match res {
         Ok(()) => Flow::Go,
@@ -564,7 +566,8 @@ async fn write_same_op(on: &Target<'_>, rng: &mut Rng, lba: usize, lbas: usize) 
     let gens = model_write(ctx, name, lba, &vec![id; count]);
     let wce = vol.write_cache();
     let pattern = IoBuf::from_slice(&block_bytes(SAME_LBA, id, ctx.logical));
-    let (res, _) = vol.write_same(lba as u64, count as u64, pattern).await;
+    let (res, _) =
+        vol.write_same(Lba::new(lba as u64), BlockCount::new(count as u64), pattern).await;
     model_complete(ctx, name, lba, &gens, res.is_ok(), !wce);
     match res {
         Ok(()) => Flow::Go,
@@ -618,9 +621,9 @@ async fn unmap_op(on: &Target<'_>, lba: usize, count: usize, unmap: bool) -> Flo
     let gens = model_write(ctx, name, lba, &vec![0; count]);
     let wce = vol.write_cache();
     let res = if unmap {
-        vol.unmap(lba as u64, count as u64).await
+        vol.unmap(Lba::new(lba as u64), BlockCount::new(count as u64)).await
     } else {
-        vol.write_zeroes(lba as u64, count as u64).await
+        vol.write_zeroes(Lba::new(lba as u64), BlockCount::new(count as u64)).await
     };
     model_complete(ctx, name, lba, &gens, res.is_ok(), !wce);
     match res {
@@ -815,7 +818,8 @@ async fn read_range(
     lbas: std::ops::Range<usize>,
     logical: usize,
 ) -> Result<Vec<Vec<u8>>, String> {
-    let (res, buf) = vol.read(lbas.start as u64, IoBuf::zeroed(lbas.len() * logical)).await;
+    let (res, buf) =
+        vol.read(Lba::new(lbas.start as u64), IoBuf::zeroed(lbas.len() * logical)).await;
     res.map_err(|e| format!("read failed: {e}"))?;
     Ok(buf.chunks(logical).map(<[u8]>::to_vec).collect())
 }
@@ -901,7 +905,7 @@ async fn verify_after_import(s: &Setup, model: &Model) -> Result<(), String> {
     // A write and a sync after recovery work.
     let vol = pool.open_volume("v").map_err(|e| format!("open v: {e}"))?;
     let (res, _) =
-        vol.write(0, IoBuf::from_slice(&block_bytes(0, u64::MAX, s.logical)), true).await;
+        vol.write(Lba::new(0), IoBuf::from_slice(&block_bytes(0, u64::MAX, s.logical)), true).await;
     res.map_err(|e| format!("write after import: {e}"))?;
     pool.export().await.map_err(|e| format!("export: {e}"))?;
     inspect_exactly_clean(s).await
