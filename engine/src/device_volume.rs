@@ -75,6 +75,14 @@ impl DeviceVolume {
         Ok(BlockCount::new(len / self.block_bytes()))
     }
 
+    /// The blocks an I/O of `len_bytes` from `lba` covers, when it is whole blocks inside
+    /// the volume.
+    fn blocks_in_range(&self, lba: Lba, len_bytes: usize) -> VolResult<BlockCount> {
+        let blocks = self.blocks_of(len_bytes)?;
+        check_range(self.geometry.capacity_blocks, lba, blocks)?;
+        Ok(blocks)
+    }
+
     fn map_io(err: IoError, lba: Lba) -> VolumeError {
         match err {
             IoError::Medium(_) | IoError::Corrupt => VolumeError::Medium { lba },
@@ -158,11 +166,7 @@ impl BlockVolume for DeviceVolume {
 
     fn read(&self, lba: Lba, buf: IoBuf) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)> {
         Box::pin(async move {
-            let blocks = match self.blocks_of(buf.len()) {
-                Ok(b) => b,
-                Err(e) => return (Err(e), buf),
-            };
-            if let Err(e) = check_range(self.geometry.capacity_blocks, lba, blocks) {
+            if let Err(e) = self.blocks_in_range(lba, buf.len()) {
                 return (Err(e), buf);
             }
             let (res, buf) = self.device.read(buf, lba.offset_bytes(self.block_bytes())).await;
@@ -172,13 +176,10 @@ impl BlockVolume for DeviceVolume {
 
     fn write(&self, lba: Lba, buf: IoBuf, fua: bool) -> LocalBoxFuture<'_, (VolResult<()>, IoBuf)> {
         Box::pin(async move {
-            let blocks = match self.blocks_of(buf.len()) {
+            let blocks = match self.blocks_in_range(lba, buf.len()) {
                 Ok(b) => b,
                 Err(e) => return (Err(e), buf),
             };
-            if let Err(e) = check_range(self.geometry.capacity_blocks, lba, blocks) {
-                return (Err(e), buf);
-            }
             let _guard = self.locks.lock(lba.get(), (lba + blocks).get()).await;
             self.write_locked(lba, buf, fua).await
         })
@@ -207,8 +208,7 @@ impl BlockVolume for DeviceVolume {
             if compare.len() != write.len() {
                 return Err(VolumeError::BadLength);
             }
-            let blocks = self.blocks_of(compare.len())?;
-            check_range(self.geometry.capacity_blocks, lba, blocks)?;
+            let blocks = self.blocks_in_range(lba, compare.len())?;
             let _guard = self.locks.lock(lba.get(), (lba + blocks).get()).await;
             let current = IoBuf::zeroed(compare.len());
             let (res, current) =
@@ -261,29 +261,35 @@ mod tests {
         DeviceVolume::new(Arc::new(device), 512, physical_block_bytes).expect("volume")
     }
 
+    /// The provisioning state at `lba`.
+    async fn status_at(vol: &DeviceVolume, lba: u64) -> LbaStatus {
+        vol.lba_status(Lba::new(lba)).await.expect("status")
+    }
+
+    /// Writes one 4 KiB chunk of 7s at `lba`.
+    async fn write_chunk(vol: &DeviceVolume, lba: u64) {
+        let (res, _) = vol.write(Lba::new(lba), IoBuf::from_slice(&[7u8; 4096]), false).await;
+        res.expect("write");
+    }
+
+    /// A run of `run_blocks` blocks, mapped or not.
+    const fn run(mapped: bool, run_blocks: u64) -> LbaStatus {
+        LbaStatus { mapped, run_blocks }
+    }
+
     #[test]
     fn lba_status_reports_holes_and_written_runs() {
         let vol = volume(512);
         assert!(vol.tracks_allocation());
         reactor().block_on(async {
             let all = LbaStatus { mapped: false, run_blocks: 2048 };
-            assert_eq!(vol.lba_status(Lba::new(0)).await.expect("status"), all, "fresh volume");
-            let (res, _) = vol.write(Lba::new(16), IoBuf::from_slice(&[7u8; 4096]), false).await;
-            res.expect("write");
-            assert_eq!(
-                vol.lba_status(Lba::new(0)).await.expect("status"),
-                LbaStatus { mapped: false, run_blocks: 16 }
-            );
-            assert_eq!(
-                vol.lba_status(Lba::new(18)).await.expect("status"),
-                LbaStatus { mapped: true, run_blocks: 6 }
-            );
-            assert_eq!(
-                vol.lba_status(Lba::new(24)).await.expect("status"),
-                LbaStatus { mapped: false, run_blocks: 2024 }
-            );
+            assert_eq!(status_at(&vol, 0).await, all, "fresh volume");
+            write_chunk(&vol, 16).await;
+            assert_eq!(status_at(&vol, 0).await, run(false, 16));
+            assert_eq!(status_at(&vol, 18).await, run(true, 6));
+            assert_eq!(status_at(&vol, 24).await, run(false, 2024));
             vol.unmap(Lba::new(16), BlockCount::new(8)).await.expect("unmap");
-            assert_eq!(vol.lba_status(Lba::new(0)).await.expect("status"), all, "unmapped again");
+            assert_eq!(status_at(&vol, 0).await, all, "unmapped again");
             assert!(vol.lba_status(Lba::new(2048)).await.is_err(), "past the end");
         });
     }
@@ -294,20 +300,10 @@ mod tests {
         // as a whole, and a hole counts only in whole physical blocks.
         let vol = volume(8192);
         reactor().block_on(async {
-            let (res, _) = vol.write(Lba::new(24), IoBuf::from_slice(&[7u8; 4096]), false).await;
-            res.expect("write");
-            assert_eq!(
-                vol.lba_status(Lba::new(0)).await.expect("status"),
-                LbaStatus { mapped: false, run_blocks: 16 }
-            );
-            assert_eq!(
-                vol.lba_status(Lba::new(17)).await.expect("status"),
-                LbaStatus { mapped: true, run_blocks: 15 }
-            );
-            assert_eq!(
-                vol.lba_status(Lba::new(32)).await.expect("status"),
-                LbaStatus { mapped: false, run_blocks: 2016 }
-            );
+            write_chunk(&vol, 24).await;
+            assert_eq!(status_at(&vol, 0).await, run(false, 16));
+            assert_eq!(status_at(&vol, 17).await, run(true, 15));
+            assert_eq!(status_at(&vol, 32).await, run(false, 2016));
         });
     }
 }

@@ -233,10 +233,11 @@ pub fn ddt_log(data: &[u8]) {
     assert_eq!(figures.referenced_bytes, referenced);
 }
 
-/// One input for a target: a valid structure (a seed) or a malformed one (a regression).
+/// One input for a fuzz target: a valid structure (a seed) or a malformed one (a
+/// regression). The engine's and the iSCSI target's corpora are lists of these.
 #[derive(Debug, Clone)]
 pub struct Specimen {
-    /// Target name (a key of [`TARGETS`]).
+    /// Target name (a key of the crate's `TARGETS`).
     pub target: &'static str,
     /// File name.
     pub name: &'static str,
@@ -244,7 +245,9 @@ pub struct Specimen {
     pub bytes: Vec<u8>,
 }
 
-fn specimen(target: &'static str, name: &'static str, bytes: Vec<u8>) -> Specimen {
+/// The specimen `name` of `target`.
+#[must_use]
+pub fn specimen(target: &'static str, name: &'static str, bytes: Vec<u8>) -> Specimen {
     Specimen { target, name, bytes }
 }
 

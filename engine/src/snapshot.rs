@@ -9,18 +9,16 @@
 //! born after the previous snapshot (only the destroyed one held them).
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use crate::block_pointer::BlockPointer;
 use crate::dataset::{name_field, DatasetKind};
 use crate::ddt::{bp_fingerprint, is_dedup, Fingerprint};
 use crate::error::{PoolError, PoolResult};
-use crate::meta::{DatasetMeta, DeadList, Meta, MetaOp};
-use crate::object::StoredObject;
-use crate::pool::{lock, Pool};
+use crate::meta::{DatasetMeta, Meta, MetaOp};
+use crate::pool::{lock, volume_name_field, Pool};
 use crate::txg::blocks_born_after;
 use crate::units::TxgId;
-use crate::volume::{PoolVolume, VolumeShared};
+use crate::volume::PoolVolume;
 
 /// One snapshot in a listing, with its space figure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,10 +201,7 @@ impl Pool {
     /// [`PoolError::NotFound`], [`PoolError::AlreadyExists`], a txg sync error.
     pub async fn clone_snapshot(&self, snapshot: &str, new_volume: &str) -> PoolResult<PoolVolume> {
         self.check_live()?;
-        let field = name_field(new_volume)?;
-        if new_volume.contains('@') {
-            return Err(PoolError::InvalidConfig("volume names cannot contain '@'".into()));
-        }
+        let field = volume_name_field(new_volume)?;
         let shared = {
             let mut meta = lock(&self.meta);
             if meta.find(new_volume).is_some() {
@@ -226,19 +221,7 @@ impl Pool {
             phys.creation_txg = open_txg;
             phys.deadlist = BlockPointer::HOLE;
             phys.name = field;
-            let shared = Arc::new(VolumeShared::new(&phys, &snap.roots, TxgId::new(open_txg)));
-            meta.insert(DatasetMeta {
-                phys,
-                roots: Vec::new(),
-                object: StoredObject::none(),
-                deadlist: DeadList::default(),
-                deadlist_object: StoredObject::none(),
-                dirty: true,
-                deadlist_dirty: false,
-            });
-            meta.dirty = true;
-            lock(&self.heads).insert(id, Arc::clone(&shared));
-            shared
+            self.add_head(&mut meta, phys, &snap.roots, TxgId::new(open_txg))
         };
         self.sync_txg().await?;
         Ok(PoolVolume::new(self.arc(), shared))

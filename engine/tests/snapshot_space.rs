@@ -9,7 +9,7 @@ use engine::compress::Compression;
 use engine::dataset::NAME_RULE;
 use engine::ddt::DedupMode;
 use engine::units::Lba;
-use engine::{CreateOptions, Pool, PoolError, PoolTunables, VolumeOptions};
+use engine::{CreateOptions, Pool, PoolError, PoolTunables, PoolVolume, VolumeOptions};
 
 fn options(tunables: PoolTunables) -> CreateOptions {
     CreateOptions { guid: Some(11), log_chain_bytes: 1 << 20, tunables, ..CreateOptions::default() }
@@ -29,6 +29,12 @@ async fn check_listing(pool: &Pool, volume: &str) -> usize {
         assert_eq!(s.destroy_frees_bytes, full, "{}", s.name);
     }
     listed.len()
+}
+
+/// Volume "v" of `capacity_bytes`, in two partitions.
+async fn volume_v(pool: &Pool, capacity_bytes: u64) -> PoolVolume {
+    let options = VolumeOptions { capacity_bytes, partition_count: 2, ..VolumeOptions::default() };
+    pool.create_volume("v", &options).await.expect("volume")
 }
 
 #[test]
@@ -122,12 +128,7 @@ fn listing_figures_equal_the_full_computation_over_a_random_history() {
 #[test]
 fn thousands_of_snapshots_list_in_order_and_destroy_from_the_middle() {
     common::with_new_pool(256, options(PoolTunables::default()), |pool, _dev| async move {
-        let vol_options = VolumeOptions {
-            capacity_bytes: 8 << 20,
-            partition_count: 2,
-            ..VolumeOptions::default()
-        };
-        let vol = pool.create_volume("v", &vol_options).await.expect("volume");
+        let vol = volume_v(&pool, 8 << 20).await;
         let mut expected = Vec::new();
         for batch in 0..20u64 {
             common::write_buf(&vol, batch * 8, block(batch + 100), false).await;
@@ -161,12 +162,7 @@ fn thousands_of_snapshots_list_in_order_and_destroy_from_the_middle() {
 #[test]
 fn a_listing_in_slices_sees_one_state_while_snapshots_change_under_it() {
     common::with_new_pool(64, options(PoolTunables::default()), |pool, _dev| async move {
-        let vol_options = VolumeOptions {
-            capacity_bytes: 4 << 20,
-            partition_count: 2,
-            ..VolumeOptions::default()
-        };
-        let vol = pool.create_volume("v", &vol_options).await.expect("volume");
+        let vol = volume_v(&pool, 4 << 20).await;
         // Each snapshot holds blocks of its own (overwritten after it), and the head's
         // deadlist is not empty when the listing starts.
         for n in 0..40u64 {
@@ -213,12 +209,7 @@ fn large_deadlists_and_directories_write_only_their_changed_chunks() {
     r.block_on(async {
         let dev = device(256);
         let pool = common::create(&dev, options(PoolTunables::default())).await;
-        let vol_options = VolumeOptions {
-            capacity_bytes: 32 << 20,
-            partition_count: 2,
-            ..VolumeOptions::default()
-        };
-        let vol = pool.create_volume("v", &vol_options).await.expect("volume");
+        let vol = volume_v(&pool, 32 << 20).await;
         let kept = |pool: &Pool| pool.stats.metadata_chunks_kept.load(Ordering::Relaxed);
         for lba in 0..4000u64 {
             common::write_buf(&vol, lba * 8, block(lba), false).await;

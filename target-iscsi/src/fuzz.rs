@@ -23,6 +23,8 @@ use std::time::Duration;
 
 use drivers::error::IoError;
 use drivers::executor::{self, BackendChoice, Reactor, ReactorConfig};
+use engine::fuzz::specimen;
+pub use engine::fuzz::Specimen;
 use engine::memory_volume::MemoryVolume;
 
 use crate::chap::{ChapCredentials, ChapSecret};
@@ -53,17 +55,8 @@ pub const INITIATOR: &str = "iqn.2024-01.org.example:host";
 fn login_config() -> LoginConfig {
     LoginConfig {
         targets: vec![
+            TargetConfig::open(OPEN_TARGET, Some("open"), 1),
             TargetConfig {
-                name: OPEN_TARGET.into(),
-                alias: Some("open".into()),
-                portal_group_tag: 1,
-                acl: None,
-                chap: None,
-            },
-            TargetConfig {
-                name: SECURE_TARGET.into(),
-                alias: None,
-                portal_group_tag: 1,
                 acl: Some(vec![INITIATOR.into()]),
                 chap: Some(ChapCredentials {
                     initiator: ChapSecret {
@@ -75,6 +68,7 @@ fn login_config() -> LoginConfig {
                         secret: b"secret-two-12".to_vec(),
                     }),
                 }),
+                ..TargetConfig::open(SECURE_TARGET, None, 1)
             },
         ],
         ..LoginConfig::default()
@@ -338,21 +332,6 @@ fn run_connection(data: &[u8]) -> Option<(ConnEnd, usize)> {
         let answered = initiator.join().unwrap_or(0);
         Some((end, answered))
     })
-}
-
-/// One seed or regression input.
-#[derive(Debug, Clone)]
-pub struct Specimen {
-    /// Target name.
-    pub target: &'static str,
-    /// File name.
-    pub name: &'static str,
-    /// The input.
-    pub bytes: Vec<u8>,
-}
-
-fn specimen(target: &'static str, name: &'static str, bytes: Vec<u8>) -> Specimen {
-    Specimen { target, name, bytes }
 }
 
 /// Appends `bhs` and its data segment, padded to 4 bytes.

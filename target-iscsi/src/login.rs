@@ -35,6 +35,18 @@ pub struct TargetConfig {
 }
 
 impl TargetConfig {
+    /// A target every initiator may log in to without authentication (no ACL, no CHAP).
+    #[must_use]
+    pub fn open(name: &str, alias: Option<&str>, portal_group_tag: u16) -> Self {
+        Self {
+            name: name.into(),
+            alias: alias.map(Into::into),
+            portal_group_tag,
+            acl: None,
+            chap: None,
+        }
+    }
+
     /// True when `initiator_name` may see and log in to this target.
     #[must_use]
     pub fn allows(&self, initiator_name: &str) -> bool {

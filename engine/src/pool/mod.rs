@@ -38,6 +38,7 @@ mod volumes;
 
 pub(crate) use labels::{open_devices, read_uberblocks, write_uberblocks};
 pub(crate) use load::Loaded;
+pub(crate) use volumes::volume_name_field;
 
 /// Default [`PoolTunables::thin_overcommit_factor`].
 pub const DEFAULT_THIN_OVERCOMMIT_FACTOR: u64 = 20;

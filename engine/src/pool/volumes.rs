@@ -9,12 +9,23 @@ use super::{lock, Pool, VolumeOptions};
 use crate::block_tree::height_for;
 use crate::dataset::{
     name_field, DatasetKind, DatasetPhys, PartitionRoot, DATASET_FLAG_THICK, DATASET_MAGIC,
+    NAME_BYTES,
 };
 use crate::error::{PoolError, PoolResult};
-use crate::meta::{DatasetMeta, DeadList};
+use crate::meta::{DatasetMeta, DeadList, Meta};
 use crate::object::StoredObject;
 use crate::partition::VolumeLayout;
+use crate::units::TxgId;
 use crate::volume::{PoolVolume, VolumeShared};
+
+/// The stored name of a new volume: a valid dataset name without a snapshot part.
+pub(crate) fn volume_name_field(name: &str) -> PoolResult<[u8; NAME_BYTES]> {
+    let field = name_field(name)?;
+    if name.contains('@') {
+        return Err(PoolError::InvalidConfig("volume names cannot contain '@'".into()));
+    }
+    Ok(field)
+}
 
 impl Pool {
     /// Creates a volume and commits it.
@@ -36,10 +47,7 @@ impl Pool {
             capacity_bytes: options.capacity_bytes,
         };
         layout.check().map_err(PoolError::InvalidConfig)?;
-        let field = name_field(name)?;
-        if name.contains('@') {
-            return Err(PoolError::InvalidConfig("volume names cannot contain '@'".into()));
-        }
+        let field = volume_name_field(name)?;
         let shared = {
             let mut meta = lock(&self.meta);
             if meta.find(name).is_some() {
@@ -73,22 +81,36 @@ impl Pool {
                 PartitionRoot { height: u64::from(height), ..Zeroable::zeroed() };
                 layout.partition_count as usize
             ];
-            let shared = Arc::new(VolumeShared::new(&phys, &roots, self.open_txg()));
-            meta.insert(DatasetMeta {
-                phys,
-                roots: Vec::new(),
-                object: StoredObject::none(),
-                deadlist: DeadList::default(),
-                deadlist_object: StoredObject::none(),
-                dirty: true,
-                deadlist_dirty: false,
-            });
-            meta.dirty = true;
-            lock(&self.heads).insert(id, Arc::clone(&shared));
-            shared
+            self.add_head(&mut meta, phys, &roots, self.open_txg())
         };
         self.sync_txg().await?;
         Ok(PoolVolume::new(self.arc(), shared))
+    }
+
+    /// Enters a new volume (a created volume or a clone) into `meta` and the pool's open
+    /// heads: its dataset, to be written by the next sync, and its in-memory state over
+    /// `roots`, taking writes from `open_txg` on.
+    pub(crate) fn add_head(
+        &self,
+        meta: &mut Meta,
+        phys: DatasetPhys,
+        roots: &[PartitionRoot],
+        open_txg: TxgId,
+    ) -> Arc<VolumeShared> {
+        let id = phys.id;
+        let shared = Arc::new(VolumeShared::new(&phys, roots, open_txg));
+        meta.insert(DatasetMeta {
+            phys,
+            roots: Vec::new(),
+            object: StoredObject::none(),
+            deadlist: DeadList::default(),
+            deadlist_object: StoredObject::none(),
+            dirty: true,
+            deadlist_dirty: false,
+        });
+        meta.dirty = true;
+        lock(&self.heads).insert(id, Arc::clone(&shared));
+        shared
     }
 
     /// Opens volume `name`.

@@ -45,6 +45,31 @@ pub struct LogBlockHeader {
 
 const _: () = assert!(LOG_BLOCK_HEADER_BYTES == 128);
 
+impl LogBlockHeader {
+    /// The header of block `sequence` of chain `chain`, `block_bytes` long, before
+    /// [`encode_log_block`] fills in its record count, payload length and checksum.
+    #[must_use]
+    pub fn unsealed(
+        pool_guid: u64,
+        chain: u32,
+        sequence: u64,
+        next_offset_bytes: u64,
+        max_label_txg: TxgId,
+        block_bytes: u32,
+    ) -> Self {
+        Self {
+            magic: LOG_BLOCK_MAGIC,
+            pool_guid,
+            sequence,
+            next_offset_bytes,
+            max_label_txg: max_label_txg.get(),
+            chain,
+            block_bytes,
+            ..Self::zeroed()
+        }
+    }
+}
+
 /// Header of a log record, 48 bytes; inline data follows, padded to 8 bytes.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq)]

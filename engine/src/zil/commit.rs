@@ -10,8 +10,7 @@ use drivers::buffer::IoBuf;
 use drivers::error::IoError;
 
 use super::block::{
-    encode_log_block, LogBlockHeader, LogRecord, LOG_BLOCK_HEADER_BYTES, LOG_BLOCK_MAGIC,
-    MAX_LOG_BLOCK_BYTES,
+    encode_log_block, LogBlockHeader, LogRecord, LOG_BLOCK_HEADER_BYTES, MAX_LOG_BLOCK_BYTES,
 };
 use super::{LiveBlock, LogChain, MAX_COMMITS_IN_FLIGHT};
 use crate::copy_stats::{self, CopyPath};
@@ -187,19 +186,14 @@ impl Pool {
             let next = chain.next_after(offset, len);
             let block_max = records.iter().map(|r| r.label_txg).max().unwrap_or_default();
             let mut payload = st.block_buffer(usize::try_from(len).expect("block fits"));
-            let header = LogBlockHeader {
-                magic: LOG_BLOCK_MAGIC,
-                pool_guid: self.zil.guid,
-                sequence: seq,
-                next_offset_bytes: next,
-                max_label_txg: block_max.get(),
-                chain: chain.index,
-                record_count: 0,
-                block_bytes: u32::try_from(len).expect("block fits"),
-                payload_bytes: 0,
-                reserved: [0; 7],
-                checksum: [0, 0],
-            };
+            let header = LogBlockHeader::unsealed(
+                self.zil.guid,
+                chain.index,
+                seq,
+                next,
+                block_max,
+                u32::try_from(len).expect("block fits"),
+            );
             encode_log_block(&mut payload, header, &records);
             st.live.push_back(LiveBlock {
                 offset_bytes: offset,

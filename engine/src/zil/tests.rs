@@ -64,19 +64,14 @@ fn sample_block(expect: &LogBlockExpect) -> (Vec<u8>, Vec<LogRecord>) {
         },
     ];
     let len = log_block_bytes(&records);
-    let header = LogBlockHeader {
-        magic: LOG_BLOCK_MAGIC,
-        pool_guid: expect.pool_guid,
-        sequence: expect.sequence,
-        next_offset_bytes: len,
-        max_label_txg: 4,
-        chain: expect.chain,
-        record_count: 0,
-        block_bytes: u32::try_from(len).expect("small"),
-        payload_bytes: 0,
-        reserved: [0; 7],
-        checksum: [0, 0],
-    };
+    let header = LogBlockHeader::unsealed(
+        expect.pool_guid,
+        expect.chain,
+        expect.sequence,
+        len,
+        TxgId::new(4),
+        u32::try_from(len).expect("small"),
+    );
     let mut block = vec![0u8; len as usize];
     encode_log_block(&mut block, header, &records);
     (block, records)

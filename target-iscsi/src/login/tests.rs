@@ -16,26 +16,15 @@ fn chap_creds(mutual: bool) -> ChapCredentials {
 fn config() -> LoginConfig {
     LoginConfig {
         targets: vec![
+            TargetConfig::open(TARGET, Some("disk zero"), 1),
             TargetConfig {
-                name: TARGET.into(),
-                alias: Some("disk zero".into()),
-                portal_group_tag: 1,
-                acl: None,
-                chap: None,
-            },
-            TargetConfig {
-                name: "iqn.2024-01.org.ferrite:secure".into(),
-                alias: None,
-                portal_group_tag: 2,
                 acl: Some(vec![INITIATOR.into()]),
                 chap: Some(chap_creds(true)),
+                ..TargetConfig::open("iqn.2024-01.org.ferrite:secure", None, 2)
             },
             TargetConfig {
-                name: "iqn.2024-01.org.ferrite:private".into(),
-                alias: None,
-                portal_group_tag: 1,
                 acl: Some(vec!["iqn.2024-01.org.example:other".into()]),
-                chap: None,
+                ..TargetConfig::open("iqn.2024-01.org.ferrite:private", None, 1)
             },
         ],
         discovery_chap: None,
