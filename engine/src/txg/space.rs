@@ -5,6 +5,18 @@ use super::*;
 use crate::units::TxgId;
 
 impl Pool {
+    /// Writes one object of the space phase (a space map, the space-map table or the pool
+    /// root) by `plan` in `txg`.
+    async fn write_space_object(
+        &self,
+        plan: ObjectPlan,
+        kind: BlockKind,
+        txg: TxgId,
+        data: &[u8],
+    ) -> PoolResult<StoredObject> {
+        write_object(&self.devs, plan, kind, txg, data).await.map_err(read_err)
+    }
+
     /// Space maps, space-map table, pool root, flushes and the uberblock.
     pub(super) async fn commit_space_and_root(&self, txg: TxgId) -> PoolResult<()> {
         let (old_table, old_root, directory, next_id) = {
@@ -56,24 +68,21 @@ impl Pool {
         }
         for (g, plan) in plans {
             let image = self.alloc.group(g).persist_image();
-            let stored = write_object(&self.devs, plan, BlockKind::SpaceMap, txg, &image)
-                .await
-                .map_err(read_err)?;
+            let stored = self.write_space_object(plan, BlockKind::SpaceMap, txg, &image).await?;
             let mut group = self.alloc.group(g);
             group.space_map = stored.bp;
             group.space_map_extents = stored.extents;
             group.dirty = false;
         }
         let table: Vec<BlockPointer> = (0..groups).map(|g| self.alloc.group(g).space_map).collect();
-        let table_obj = write_object(
-            &self.devs,
-            table_plan,
-            BlockKind::SpaceMapTable,
-            txg,
-            bytemuck::cast_slice(&table),
-        )
-        .await
-        .map_err(read_err)?;
+        let table_obj = self
+            .write_space_object(
+                table_plan,
+                BlockKind::SpaceMapTable,
+                txg,
+                bytemuck::cast_slice(&table),
+            )
+            .await?;
         let mut root = PoolRootPhys {
             magic: POOL_ROOT_MAGIC,
             txg: txg.get(),
@@ -91,15 +100,9 @@ impl Pool {
         root.log_chain_count = u32::try_from(chains.len()).expect("chains fit");
         root.ddt_index = self.ddt.index_bp();
         root.log_chains[..chains.len()].copy_from_slice(&chains);
-        let root_obj = write_object(
-            &self.devs,
-            root_plan,
-            BlockKind::PoolRoot,
-            txg,
-            bytemuck::bytes_of(&root),
-        )
-        .await
-        .map_err(read_err)?;
+        let root_obj = self
+            .write_space_object(root_plan, BlockKind::PoolRoot, txg, bytemuck::bytes_of(&root))
+            .await?;
         {
             let mut meta = lock(&self.meta);
             meta.space_map_table = table_obj;

@@ -62,20 +62,21 @@ fn verify_bytchk_2_is_invalid() {
     assert_eq!(parse(&cdb), Err(Sense::invalid_field_in_cdb(1, Some(2))));
 }
 
+/// A 16-byte CDB of `op` with byte `at` set to `value`, all else zero.
+fn cdb16(op: u8, at: usize, value: u8) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = op;
+    c[at] = value;
+    c
+}
+
 #[test]
 fn data_out_lengths() {
-    let caw = {
-        let mut c = [0u8; 16];
-        c[0] = opcode::COMPARE_AND_WRITE;
-        c[13] = 3;
-        c
-    };
+    let caw = cdb16(opcode::COMPARE_AND_WRITE, 13, 3);
     assert_eq!(parse(&caw).map(|c| c.data_out_bytes(512)), Ok(3072));
     let ws = [opcode::WRITE_SAME_10, 0, 0, 0, 0, 0, 0, 0, 9, 0];
     assert_eq!(parse(&ws).map(|c| c.data_out_bytes(4096)), Ok(4096));
-    let mut ws16 = [0u8; 16];
-    ws16[0] = opcode::WRITE_SAME_16;
-    ws16[1] = 0x09;
+    let ws16 = cdb16(opcode::WRITE_SAME_16, 1, 0x09);
     assert_eq!(parse(&ws16).map(|c| c.data_out_bytes(4096)), Ok(0));
     let v3 = [opcode::VERIFY_10, 0x06, 0, 0, 0, 0, 0, 0, 4, 0];
     assert_eq!(parse(&v3).map(|c| c.data_out_bytes(512)), Ok(512));
