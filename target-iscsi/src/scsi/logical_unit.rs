@@ -209,7 +209,9 @@ impl LogicalUnit {
     /// reservation conflict, or a Data-Out the initiator announced too short).
     ///
     /// The transport solicits `min(expected_bytes, data_out_bytes)` and reports the rest as
-    /// a residual. A unit attention returned here is consumed.
+    /// a residual. A unit attention returned here is consumed. (The tests' entry; the
+    /// connection uses [`prepare_command`](Self::prepare_command).)
+    #[cfg(test)]
     pub fn prepare(
         &self,
         nexus: &ItNexus,
@@ -259,7 +261,9 @@ impl LogicalUnit {
     }
 
     /// Executes one command from its CDB (decoding and admitting it here). `data_out` holds at
-    /// least the bytes `prepare` asked for (extra bytes are ignored).
+    /// least the bytes `prepare` asked for (extra bytes are ignored). The tests' entry; the
+    /// connection runs [`execute_prepared`](Self::execute_prepared).
+    #[cfg(test)]
     pub async fn execute(
         &self,
         nexus: &ItNexus,

@@ -101,7 +101,9 @@ impl ScsiTarget {
         }
     }
 
-    /// Executes a command addressed to `lun`, decoding its CDB here.
+    /// Executes a command addressed to `lun`, decoding its CDB here. The tests' entry; the
+    /// connection runs [`execute_prepared`](Self::execute_prepared).
+    #[cfg(test)]
     pub async fn execute(
         &self,
         nexus: &ItNexus,
