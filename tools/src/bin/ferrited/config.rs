@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use engine::dataset::check_name;
 use serde::Deserialize;
+use target_iscsi::scsi::config::DEFAULT_SANITIZE_BYTES_PER_S;
 
 /// Default iSCSI portal.
 pub const DEFAULT_PORTAL: &str = "127.0.0.1:3260";
@@ -175,6 +176,10 @@ pub struct LunSection {
     /// Write-protected LU: every command that would change the medium ends in DATA PROTECT,
     /// WRITE PROTECTED, and MODE SENSE reports WP (default false).
     pub read_only: Option<bool>,
+    /// Bandwidth a SANITIZE operation may take from the LU's disks, bytes per second with a
+    /// size suffix (default `128M`), so that the other LUs on the same disks keep their
+    /// latency while one is sanitized.
+    pub sanitize_rate: Option<String>,
 }
 
 /// Checks a kernel-interface name (`--backend`, `[daemon] backend`).
@@ -226,6 +231,16 @@ pub fn lun_volblock_bytes(lun: &LunSection) -> Result<u32, String> {
             lun.id
         )),
     }
+}
+
+/// The bandwidth a SANITIZE operation on `lun` may take, bytes per second (`sanitize_rate`,
+/// default [`DEFAULT_SANITIZE_BYTES_PER_S`]).
+///
+/// # Errors
+/// A one-line message when the rate is not a size above zero.
+pub fn lun_sanitize_bytes_per_s(lun: &LunSection) -> Result<u64, String> {
+    let Some(text) = &lun.sanitize_rate else { return Ok(DEFAULT_SANITIZE_BYTES_PER_S) };
+    parse_size(text).map_err(|m| format!("LUN {}: sanitize_rate: {m}", lun.id))
 }
 
 /// A configuration error with its location.
@@ -574,6 +589,7 @@ impl Config {
         if lun.volblock_size.is_some() {
             lun_volblock_bytes(lun).map_err(|m| err(&at("volblock_size"), m))?;
         }
+        lun_sanitize_bytes_per_s(lun).map_err(|m| err(&at("sanitize_rate"), m))?;
         let bs = lun.block_size.unwrap_or(512);
         if bs != 512 && bs != 4096 {
             return Err(err(
@@ -638,6 +654,7 @@ impl Config {
                     physical_block_size: Some(4096),
                     serial: None,
                     read_only: None,
+                    sanitize_rate: None,
                 }],
             }],
         }

@@ -34,7 +34,8 @@ use target_iscsi::scsi::target::ScsiTarget;
 use target_iscsi::server::{Portal, Server, TargetNode};
 
 use crate::config::{
-    lun_volblock_bytes, parse_size, ChapSection, Config, DeviceSection, LunSection, PoolSection,
+    lun_sanitize_bytes_per_s, lun_volblock_bytes, parse_size, ChapSection, Config, DeviceSection,
+    LunSection, PoolSection,
 };
 use crate::{lun_state, metrics, rpc};
 
@@ -299,6 +300,9 @@ async fn build_state(
             let mut lun_cfg = LunConfig::new(&target.iqn, lun.id);
             lun_cfg.serial.clone_from(&lun.serial);
             lun_cfg.read_only = lun.read_only.unwrap_or(false);
+            lun_cfg.sanitize_bytes_per_s = Some(
+                lun_sanitize_bytes_per_s(lun).map_err(|e| format!("target {}: {e}", target.iqn))?,
+            );
             // Offered where the volume can also deallocate and read zeros (checked again by
             // `sanitize::block_erase_supported` against the geometry).
             lun_cfg.block_erase = tracks_allocation;

@@ -192,3 +192,23 @@ fn backends_and_addresses_are_checked() {
         assert!(err.contains("portal address"), "{err}");
     }
 }
+
+#[test]
+fn sanitize_rate_is_a_size_above_zero_and_defaults_to_the_target_default() {
+    let lun = |extra: &str| {
+        format!(
+            "[[target]]\niqn = \"iqn.2026-11.io.ferrite:t\"\n[[target.lun]]\nid = 0\n\
+             backend = \"memory\"\nsize = \"64M\"\n{extra}\n"
+        )
+    };
+    let rate = |extra: &str| {
+        let config = Config::parse(&lun(extra), "f.toml").expect("valid");
+        lun_sanitize_bytes_per_s(&config.targets[0].luns[0])
+    };
+    assert_eq!(rate(""), Ok(DEFAULT_SANITIZE_BYTES_PER_S));
+    assert_eq!(rate("sanitize_rate = \"32M\""), Ok(32 << 20));
+    let err = Config::parse(&lun("sanitize_rate = \"0\""), "f.toml").expect_err("zero");
+    assert!(err.0.starts_with("f.toml:7: LUN 0: sanitize_rate: "), "{}", err.0);
+    let err = Config::parse(&lun("sanitize_rate = \"fast\""), "f.toml").expect_err("not a size");
+    assert!(err.0.starts_with("f.toml:7: LUN 0: sanitize_rate: "), "{}", err.0);
+}
