@@ -1,26 +1,55 @@
 //! A leaf vdev: one device. The only node of the tree that issues device I/O.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use drivers::blockdev::BlockDevice;
 use drivers::buffer::{IoBuf, SharedBuf};
 use drivers::error::IoResult;
 
-use super::{BufResult, DeviceStats, Reconstruction};
+use super::{BufResult, DeviceStats, Reconstruction, ScrubOutcome};
 use crate::copy_stats::{self, CopyPath};
 
 /// One device of the pool. Offsets are the device's own byte offsets.
 pub struct Leaf {
     device: Arc<dyn BlockDevice>,
     stats: Arc<DeviceStats>,
+    errors: LeafErrors,
+}
+
+/// This device's own error counters (the READ, WRITE and CKSUM columns of `pool status`) and
+/// the bytes rewritten on it from redundancy.
+#[derive(Debug, Default)]
+pub struct LeafErrors {
+    /// Reads that failed.
+    pub read: AtomicU64,
+    /// Writes (and vectored writes) that failed.
+    pub write: AtomicU64,
+    /// Copies read from this device that did not verify; counted by the node that verified
+    /// them ([`Leaf::count_checksum_error`]).
+    pub checksum: AtomicU64,
+    /// Bytes rewritten on this device with a verified copy (self-heal, scrub repair).
+    pub repaired_bytes: AtomicU64,
 }
 
 impl Leaf {
     /// A leaf over `device`, counting its requests in `stats`.
     #[must_use]
     pub fn new(device: Arc<dyn BlockDevice>, stats: Arc<DeviceStats>) -> Leaf {
-        Leaf { device, stats }
+        Leaf { device, stats, errors: LeafErrors::default() }
+    }
+
+    /// This device's own error counters.
+    #[must_use]
+    pub fn errors(&self) -> &LeafErrors {
+        &self.errors
+    }
+
+    /// Counts a copy read from this device that failed its check, here and in the pool's
+    /// counters.
+    pub fn count_checksum_error(&self) {
+        self.errors.checksum.fetch_add(1, Ordering::Relaxed);
+        self.stats.checksum_errors.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The device.
@@ -40,11 +69,7 @@ impl Leaf {
     /// # Errors
     /// The device's error.
     pub async fn read(&self, offset_bytes: u64, len_bytes: usize) -> IoResult<IoBuf> {
-        let (res, buf) = self.device.read(IoBuf::zeroed(len_bytes), offset_bytes).await;
-        self.stats.read_bytes.fetch_add(len_bytes as u64, Ordering::Relaxed);
-        if res.is_err() {
-            self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
-        }
+        let (res, buf) = self.read_into(offset_bytes, IoBuf::zeroed(len_bytes)).await;
         res.map(|()| buf)
     }
 
@@ -57,6 +82,7 @@ impl Leaf {
         let (res, buf) = self.device.read(buf, offset_bytes).await;
         if res.is_err() {
             self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
+            self.errors.read.fetch_add(1, Ordering::Relaxed);
         }
         (res, buf)
     }
@@ -69,11 +95,15 @@ impl Leaf {
     pub async fn write(&self, offset_bytes: u64, buf: IoBuf, durable: bool) -> BufResult {
         self.stats.writes.fetch_add(1, Ordering::Relaxed);
         self.stats.write_bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
-        if durable {
+        let (res, buf) = if durable {
             self.device.write_durable(buf, offset_bytes).await
         } else {
             self.device.write(buf, offset_bytes).await
+        };
+        if res.is_err() {
+            self.errors.write.fetch_add(1, Ordering::Relaxed);
         }
+        (res, buf)
     }
 
     /// True when the device makes each durable [`Leaf::write`] durable by itself.
@@ -99,7 +129,11 @@ impl Leaf {
         let in_place =
             bufs.iter().all(|b| b.is_aligned() && unit > 0 && b.len().is_multiple_of(unit));
         if dev.writes_vectored() && in_place {
-            return dev.write_vectored(bufs, offset_bytes).await;
+            let res = dev.write_vectored(bufs, offset_bytes).await;
+            if res.is_err() {
+                self.errors.write.fetch_add(1, Ordering::Relaxed);
+            }
+            return res;
         }
         let mut one = IoBuf::zeroed(total);
         let mut at = 0;
@@ -108,7 +142,11 @@ impl Leaf {
             at += b.len();
         }
         copy_stats::record(CopyPath::SyncWrite, total);
-        dev.write(one, offset_bytes).await.0
+        let res = dev.write(one, offset_bytes).await.0;
+        if res.is_err() {
+            self.errors.write.fetch_add(1, Ordering::Relaxed);
+        }
+        res
     }
 
     /// Makes every write completed before this call durable.
@@ -127,7 +165,8 @@ impl Leaf {
         self.device.discard(offset_bytes, len_bytes).await
     }
 
-    /// A leaf holds one copy: there is no other to read or rebuild.
+    /// A leaf holds one copy: there is no other to read or rebuild. The copy that failed its
+    /// check is counted against this device.
     #[allow(clippy::unused_async)] // the signature every node kind shares
     pub async fn reconstruct(
         &self,
@@ -135,6 +174,25 @@ impl Leaf {
         _len_bytes: usize,
         _verify: &impl Fn(&[u8]) -> bool,
     ) -> Reconstruction {
+        self.count_checksum_error();
         Reconstruction::NoOtherCopy
+    }
+
+    /// Scrubs one block: reads its only copy and checks it. Nothing can be repaired.
+    ///
+    /// # Errors
+    /// The device's error.
+    pub async fn scrub(
+        &self,
+        offset_bytes: u64,
+        len_bytes: usize,
+        verify: &impl Fn(&[u8]) -> bool,
+    ) -> IoResult<ScrubOutcome> {
+        let buf = self.read(offset_bytes, len_bytes).await?;
+        if verify(&buf) {
+            return Ok(ScrubOutcome { copies_checked: 1, ..ScrubOutcome::default() });
+        }
+        self.count_checksum_error();
+        Ok(ScrubOutcome { copies_checked: 1, bad_copies: 1, repaired_bytes: 0, unrepairable: true })
     }
 }

@@ -18,7 +18,11 @@
 //!   flush, trim, [`Vdev::reconstruct`], leaves). No pool path trims yet: [`Stripe::trim`] is
 //!   where freeing an extent will deallocate it on its devices once its txg is durable.
 //! - [`Leaf`] is the only node that talks to a device, and counts every device request in the
-//!   pool's [`DeviceStats`].
+//!   pool's [`DeviceStats`] and its failures in its own [`LeafErrors`] (the READ, WRITE and
+//!   CKSUM columns of `pool status`).
+//! - [`Vdev::scrub`] reads and checks every copy of one block (for RAID-Z every column and
+//!   parity) and rewrites the bad ones from a good one; [`Stripe::scrub_block`] is the pool's
+//!   entry for one block pointer.
 //!
 //! The levels are typed (root → top-level node → leaf) rather than one recursive node type,
 //! so a block I/O is a chain of ordinary `async fn`s: no boxed future, no allocation and no
@@ -47,7 +51,7 @@ use drivers::error::{IoError, IoResult};
 use crate::block_pointer::BlockPointer;
 use crate::format::checksum;
 
-pub use leaf::Leaf;
+pub use leaf::{Leaf, LeafErrors};
 pub use node::Vdev;
 pub use stripe::Stripe;
 
@@ -84,6 +88,21 @@ pub enum Reconstruction {
     Healed(IoBuf),
     /// The node holds no other copy (a leaf, or a stripe over leaves).
     NoOtherCopy,
+}
+
+/// What scrubbing one block found ([`Vdev::scrub`]): every copy (a mirror's children) or every
+/// column and parity (RAID-Z) is read and checked, and the bad ones are rewritten from a good
+/// one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScrubOutcome {
+    /// Copies (or, for RAID-Z, whole stripes checked with their parity) read and checked.
+    pub copies_checked: u32,
+    /// Copies (columns) that did not verify or could not be read.
+    pub bad_copies: u32,
+    /// Bytes rewritten with verified content.
+    pub repaired_bytes: u64,
+    /// No copy verified and no rebuild did: the block is lost on this node.
+    pub unrepairable: bool,
 }
 
 /// Counters of the device layer, shared by the tree's nodes (each leaf counts its device

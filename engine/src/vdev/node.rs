@@ -3,7 +3,7 @@
 use drivers::buffer::{IoBuf, SharedBuf};
 use drivers::error::IoResult;
 
-use super::{BufResult, Leaf, Reconstruction};
+use super::{BufResult, Leaf, Reconstruction, ScrubOutcome};
 
 /// A top-level vdev: one child of the pool's [`super::Stripe`], addressed by a block
 /// pointer's device index. Offsets are the node's own address space.
@@ -97,7 +97,8 @@ impl Vdev {
     /// Reconstruct and heal: called after a read of `len_bytes` at `offset_bytes` returned
     /// bytes that fail `verify`. A node with redundancy reads its other copies (a mirror's
     /// other children) or rebuilds the range (RAID-Z parity) until one passes `verify`,
-    /// rewrites the copies that failed, and returns the good one. A leaf has no other copy.
+    /// rewrites the copies that failed, and returns the good one. Each copy found bad is
+    /// counted on its device ([`Leaf::count_checksum_error`]). A leaf has no other copy.
     pub async fn reconstruct(
         &self,
         offset_bytes: u64,
@@ -106,6 +107,23 @@ impl Vdev {
     ) -> Reconstruction {
         match self {
             Vdev::Leaf(leaf) => leaf.reconstruct(offset_bytes, len_bytes, verify).await,
+        }
+    }
+
+    /// Scrubs one block of `len_bytes` at `offset_bytes`: reads every copy the node holds
+    /// (every child of a mirror; every data and parity column of a RAID-Z stripe), checks
+    /// each with `verify`, and rewrites the ones that fail from a good one.
+    ///
+    /// # Errors
+    /// A device error that left no copy to check.
+    pub async fn scrub(
+        &self,
+        offset_bytes: u64,
+        len_bytes: usize,
+        verify: &impl Fn(&[u8]) -> bool,
+    ) -> IoResult<ScrubOutcome> {
+        match self {
+            Vdev::Leaf(leaf) => leaf.scrub(offset_bytes, len_bytes, verify).await,
         }
     }
 }

@@ -8,7 +8,9 @@ use drivers::blockdev::BlockDevice;
 use drivers::buffer::{IoBuf, SharedBuf};
 use drivers::error::{IoError, IoResult};
 
-use super::{verifies, BlockReadError, BufResult, DeviceStats, Leaf, Reconstruction, Vdev};
+use super::{
+    verifies, BlockReadError, BufResult, DeviceStats, Leaf, Reconstruction, ScrubOutcome, Vdev,
+};
 use crate::block_pointer::BlockPointer;
 use crate::join::join_all;
 
@@ -144,7 +146,7 @@ impl Stripe {
 
     /// Reads the block behind `bp` and verifies it. The buffer holds `physical_bytes`. When
     /// the bytes do not verify, the top-level vdev that holds the block is asked for another
-    /// copy ([`Stripe::reconstruct`]).
+    /// copy ([`Stripe::reconstruct`]), and counts the copies that failed on their devices.
     ///
     /// # Errors
     /// [`BlockReadError::Checksum`] when the content does not verify and no other copy does
@@ -162,7 +164,7 @@ impl Stripe {
         if verifies(bp, &buf) {
             return Ok(buf);
         }
-        self.stats.checksum_errors.fetch_add(1, Ordering::Relaxed);
+        // The node counts the copies that failed, on their devices: a leaf its only copy.
         match self.reconstruct(bp.device, bp.offset_bytes, len, &|b| verifies(bp, b)).await {
             Reconstruction::Healed(good) => Ok(good),
             Reconstruction::NoOtherCopy => Err(BlockReadError::Checksum),
@@ -183,6 +185,23 @@ impl Stripe {
             Ok(child) => child.reconstruct(offset_bytes, len_bytes, verify).await,
             Err(_) => Reconstruction::NoOtherCopy,
         }
+    }
+
+    /// Scrubs the block behind `bp` on the top-level vdev that holds it ([`Vdev::scrub`]).
+    ///
+    /// # Errors
+    /// [`BlockReadError::Checksum`] for a malformed pointer, [`BlockReadError::Io`] when a
+    /// device error left no copy to check.
+    pub async fn scrub_block(&self, bp: &BlockPointer) -> Result<ScrubOutcome, BlockReadError> {
+        if bp.is_hole()
+            || !bp.physical_bytes.is_multiple_of(4096)
+            || !bp.offset_bytes.is_multiple_of(4096)
+        {
+            return Err(BlockReadError::Checksum);
+        }
+        let child = self.child(bp.device).map_err(|_| BlockReadError::Checksum)?;
+        let len = bp.physical_bytes as usize;
+        child.scrub(bp.offset_bytes, len, &|b| verifies(bp, b)).await.map_err(block_read_error)
     }
 
     /// Deallocates `len_bytes` at `offset_bytes` of top-level vdev `device`.
@@ -227,7 +246,7 @@ mod tests {
     use super::Stripe;
     use crate::block_pointer::{BlockPointer, CHECKSUM_XXH3_128};
     use crate::format::checksum;
-    use crate::vdev::{BlockReadError, Reconstruction};
+    use crate::vdev::{BlockReadError, Reconstruction, ScrubOutcome};
 
     fn reactor() -> Reactor {
         Reactor::new(&ReactorConfig { buffer_count: 8, buffer_bytes: 4096, ..Default::default() })
@@ -265,6 +284,15 @@ mod tests {
             let elsewhere = BlockPointer { device: 0, ..bp };
             assert_eq!(stripe.read_block(&elsewhere).await.err(), Some(BlockReadError::Checksum));
             assert_eq!(stripe.stats.checksum_errors.load(Ordering::Relaxed), 1);
+            let leaf_errors =
+                |i: usize| stripe.leaf(i).expect("leaf").errors().checksum.load(Ordering::Relaxed);
+            assert_eq!((leaf_errors(0), leaf_errors(1)), (1, 0), "counted on device 0 only");
+            // A scrub checks the one copy: good on device 1, bad and unrepairable on 0.
+            let good = stripe.scrub_block(&bp).await.expect("scrub");
+            assert_eq!(good, ScrubOutcome { copies_checked: 1, ..ScrubOutcome::default() });
+            let bad = stripe.scrub_block(&elsewhere).await.expect("scrub");
+            assert!(bad.unrepairable && bad.bad_copies == 1 && bad.repaired_bytes == 0);
+            assert_eq!(leaf_errors(0), 2);
             let other = stripe.reconstruct(0, 8192, 4096, &|_| true).await;
             assert!(matches!(other, Reconstruction::NoOtherCopy));
             assert_eq!(
