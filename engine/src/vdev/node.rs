@@ -26,6 +26,16 @@ impl Vdev {
         }
     }
 
+    /// Bytes of this node's address space a block of `physical_bytes` occupies: the same for a
+    /// leaf and a mirror; more for RAID-Z (parity columns and padding). The allocator gives
+    /// out, and frees, this many.
+    #[must_use]
+    pub fn allocated_bytes(&self, physical_bytes: u64) -> u64 {
+        match self {
+            Vdev::Leaf(_) => physical_bytes,
+        }
+    }
+
     /// Reads `len_bytes` at `offset_bytes` into a new buffer.
     ///
     /// # Errors
