@@ -42,6 +42,13 @@ impl Stripe {
         Stripe { children, stats }
     }
 
+    /// The stripe over `children` (top-level vdevs in pool order, built over leaves that count
+    /// in `stats`).
+    #[must_use]
+    pub fn from_children(children: Vec<Vdev>, stats: Arc<DeviceStats>) -> Stripe {
+        Stripe { children, stats }
+    }
+
     /// Number of top-level vdevs.
     #[must_use]
     pub fn len(&self) -> usize {
