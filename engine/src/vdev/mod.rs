@@ -3,8 +3,10 @@
 //! ```text
 //! Stripe (the pool's top level)        addressed by a DVA: (device index, offset)
 //!  ├─ Vdev::Leaf  device 0 (data)       one device; offsets are the device's own
-//!  ├─ Vdev::Leaf  device 1 (data)
-//!  └─ Vdev::Leaf  device 2 (log)
+//!  ├─ Vdev::Mirror (data)               2 to 4 children, each the whole address space
+//!  │   ├─ Leaf  device 1                 at the same offsets as the others
+//!  │   └─ Leaf  device 2
+//!  └─ Vdev::Leaf  device 3 (log)
 //! ```
 //!
 //! - [`Stripe`] is the root. Its children are the pool's top-level vdevs, in pool-configuration
@@ -12,11 +14,15 @@
 //!   offset onto its devices. The stripe holds no data itself: the allocator spreads blocks
 //!   across the data children, and the log device (when there is one) is a child too, which
 //!   the allocator never gives out.
-//! - [`Vdev`] is a node below the root, an enum of the node kinds. Today there is one,
-//!   [`Vdev::Leaf`] ([`Leaf`]: one device). Mirror and RAID-Z are to be new variants whose
-//!   children are leaves, each implementing the same methods (read, write, vectored write,
-//!   flush, trim, [`Vdev::reconstruct`], leaves). No pool path trims yet: [`Stripe::trim`] is
-//!   where freeing an extent will deallocate it on its devices once its txg is durable.
+//! - [`Vdev`] is a node below the root, an enum of the node kinds, each implementing the same
+//!   methods (read, write, vectored write, flush, trim, [`Vdev::reconstruct`], scrub,
+//!   leaves): [`Vdev::Leaf`] ([`Leaf`]: one device) and [`Vdev::Mirror`] ([`Mirror`]: 2 to
+//!   4 leaves; writes go to every ONLINE child, reads to one, round-robin, falling over to
+//!   the next on a device error; a child whose write fails is FAULTED ([`ChildState`]) and
+//!   the mirror serves DEGRADED from the others). RAID-Z is to be another variant whose
+//!   children are leaves. Pools are not yet built with mirrors: that needs the format
+//!   change that records a top-level vdev's kind in the labels.
+//!   No pool path trims yet: [`Stripe::trim`] is where freeing an extent will deallocate it on its devices once its txg is durable.
 //! - [`Leaf`] is the only node that talks to a device, and counts every device request in the
 //!   pool's [`DeviceStats`] and its failures in its own [`LeafErrors`] (the READ, WRITE and
 //!   CKSUM columns of `pool status`).
@@ -26,7 +32,9 @@
 //!
 //! The levels are typed (root → top-level node → leaf) rather than one recursive node type,
 //! so a block I/O is a chain of ordinary `async fn`s: no boxed future, no allocation and no
-//! dynamic dispatch is added on the way down to the device's own [`BlockDevice`] call.
+//! dynamic dispatch is added on the way down to the device's own [`BlockDevice`] call. A
+//! mirror's fan-out is the exception: it joins its children's I/Os (one boxed future each),
+//! and a plain write gives each child after the first its own copy of the buffer.
 //!
 //! Labels and uberblock rings are per device and are read and written on the leaves
 //! ([`Stripe::leaf`]); everything addressed by a DVA goes through [`Stripe`].
@@ -34,12 +42,13 @@
 //! Every metadata and data read goes through [`Stripe::read_block`], which checks the block's
 //! checksum against its pointer before anyone sees the bytes, counts failures, and asks the
 //! node that holds the block for another copy ([`Stripe::reconstruct`]): the place where a
-//! mirror or RAID-Z node reads another child or rebuilds from parity and rewrites the bad copy.
-//! Leaves and the stripe have no other copy and say so.
+//! mirror reads every other child's copy (a RAID-Z node is to rebuild from parity) and rewrites
+//! the bad copies. Leaves and the stripe have no other copy and say so.
 //!
 //! [`BlockDevice`]: drivers::blockdev::BlockDevice
 
 mod leaf;
+mod mirror;
 mod node;
 mod stripe;
 
@@ -52,6 +61,7 @@ use crate::block_pointer::BlockPointer;
 use crate::format::checksum;
 
 pub use leaf::{Leaf, LeafErrors};
+pub use mirror::{ChildState, Mirror, MIRROR_MAX_CHILDREN, MIRROR_MIN_CHILDREN};
 pub use node::Vdev;
 pub use stripe::Stripe;
 
@@ -84,9 +94,10 @@ pub enum BlockReadError {
 #[derive(Debug)]
 pub enum Reconstruction {
     /// A copy that passes the check, read from another child or rebuilt from parity; the node
-    /// has rewritten the copies that failed (healed them). No node kind returns this yet.
+    /// has rewritten the copies that failed (healed them).
     Healed(IoBuf),
-    /// The node holds no other copy (a leaf, or a stripe over leaves).
+    /// The node holds no other copy (a leaf, or a stripe over leaves), or none of its copies
+    /// passes the check (a mirror whose every ONLINE copy is bad): the block is lost.
     NoOtherCopy,
 }
 

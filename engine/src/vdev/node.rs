@@ -1,20 +1,22 @@
-//! The kinds of node below the pool's stripe.
+//! The kinds of node below the pool's stripe: a leaf (one device) and a mirror.
 
 use drivers::buffer::{IoBuf, SharedBuf};
 use drivers::error::IoResult;
 
-use super::{BufResult, Leaf, Reconstruction, ScrubOutcome};
+use super::{BufResult, Leaf, Mirror, Reconstruction, ScrubOutcome};
 
 /// A top-level vdev: one child of the pool's [`super::Stripe`], addressed by a block
 /// pointer's device index. Offsets are the node's own address space.
 ///
 /// Each kind implements the same set of methods and this enum forwards to them with a
-/// `match`, so a new kind is a new variant and one arm per method. Mirror (every child holds
-/// the whole address space) and RAID-Z (columns and parity across its children) are to
-/// come here; neither exists yet.
+/// `match`, so a new kind is a new variant and one arm per method. A mirror's children each
+/// hold the whole address space; RAID-Z (columns and parity across its children) is to come
+/// here too.
 pub enum Vdev {
     /// One device.
     Leaf(Leaf),
+    /// 2 to 4 devices holding the same bytes at the same offsets.
+    Mirror(Mirror),
 }
 
 impl Vdev {
@@ -23,6 +25,7 @@ impl Vdev {
     pub fn leaves(&self) -> &[Leaf] {
         match self {
             Vdev::Leaf(leaf) => leaf.leaves(),
+            Vdev::Mirror(mirror) => mirror.leaves(),
         }
     }
 
@@ -33,6 +36,7 @@ impl Vdev {
     pub fn allocated_bytes(&self, physical_bytes: u64) -> u64 {
         match self {
             Vdev::Leaf(_) => physical_bytes,
+            Vdev::Mirror(_) => physical_bytes,
         }
     }
 
@@ -43,6 +47,7 @@ impl Vdev {
     pub async fn read(&self, offset_bytes: u64, len_bytes: usize) -> IoResult<IoBuf> {
         match self {
             Vdev::Leaf(leaf) => leaf.read(offset_bytes, len_bytes).await,
+            Vdev::Mirror(mirror) => mirror.read(offset_bytes, len_bytes).await,
         }
     }
 
@@ -53,6 +58,7 @@ impl Vdev {
     pub async fn read_into(&self, offset_bytes: u64, buf: IoBuf) -> BufResult {
         match self {
             Vdev::Leaf(leaf) => leaf.read_into(offset_bytes, buf).await,
+            Vdev::Mirror(mirror) => mirror.read_into(offset_bytes, buf).await,
         }
     }
 
@@ -63,6 +69,7 @@ impl Vdev {
     pub async fn write(&self, offset_bytes: u64, buf: IoBuf, durable: bool) -> BufResult {
         match self {
             Vdev::Leaf(leaf) => leaf.write(offset_bytes, buf, durable).await,
+            Vdev::Mirror(mirror) => mirror.write(offset_bytes, buf, durable).await,
         }
     }
 
@@ -71,6 +78,7 @@ impl Vdev {
     pub fn durable_writes(&self) -> bool {
         match self {
             Vdev::Leaf(leaf) => leaf.durable_writes(),
+            Vdev::Mirror(mirror) => mirror.durable_writes(),
         }
     }
 
@@ -81,6 +89,7 @@ impl Vdev {
     pub async fn write_vectored(&self, offset_bytes: u64, bufs: Vec<SharedBuf>) -> IoResult<()> {
         match self {
             Vdev::Leaf(leaf) => leaf.write_vectored(offset_bytes, bufs).await,
+            Vdev::Mirror(mirror) => mirror.write_vectored(offset_bytes, bufs).await,
         }
     }
 
@@ -91,6 +100,7 @@ impl Vdev {
     pub async fn flush(&self) -> IoResult<()> {
         match self {
             Vdev::Leaf(leaf) => leaf.flush().await,
+            Vdev::Mirror(mirror) => mirror.flush().await,
         }
     }
 
@@ -101,6 +111,7 @@ impl Vdev {
     pub async fn trim(&self, offset_bytes: u64, len_bytes: u64) -> IoResult<()> {
         match self {
             Vdev::Leaf(leaf) => leaf.trim(offset_bytes, len_bytes).await,
+            Vdev::Mirror(mirror) => mirror.trim(offset_bytes, len_bytes).await,
         }
     }
 
@@ -117,6 +128,7 @@ impl Vdev {
     ) -> Reconstruction {
         match self {
             Vdev::Leaf(leaf) => leaf.reconstruct(offset_bytes, len_bytes, verify).await,
+            Vdev::Mirror(mirror) => mirror.reconstruct(offset_bytes, len_bytes, verify).await,
         }
     }
 
@@ -134,6 +146,7 @@ impl Vdev {
     ) -> IoResult<ScrubOutcome> {
         match self {
             Vdev::Leaf(leaf) => leaf.scrub(offset_bytes, len_bytes, verify).await,
+            Vdev::Mirror(mirror) => mirror.scrub(offset_bytes, len_bytes, verify).await,
         }
     }
 }

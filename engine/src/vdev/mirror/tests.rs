@@ -1,0 +1,281 @@
+//! The mirror under a stripe, over memory devices (corrupted by writing to them directly) and
+//! fault-injecting devices (failing reads or writes).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use drivers::blockdev::fault::{Fault, FaultConfig, FaultDevice, FaultRule, OpKind, Trigger};
+use drivers::blockdev::memory::MemoryDevice;
+use drivers::blockdev::BlockDevice;
+use drivers::buffer::{IoBuf, SharedBuf};
+use drivers::executor::{Reactor, ReactorConfig};
+
+use super::{ChildState, Mirror};
+use crate::block_pointer::{BlockPointer, CHECKSUM_XXH3_128};
+use crate::format::checksum;
+use crate::vdev::{BlockReadError, DeviceStats, Leaf, ScrubOutcome, Stripe, Vdev};
+
+/// Where the test blocks live in the mirror's address space.
+const OFFSET: u64 = 64 * 1024;
+const BLOCK: usize = 4096;
+
+fn reactor() -> Reactor {
+    Reactor::new(&ReactorConfig { buffer_count: 8, buffer_bytes: 4096, ..Default::default() })
+        .expect("reactor")
+}
+
+fn memory_devices(n: usize) -> Vec<Arc<MemoryDevice>> {
+    (0..n).map(|_| Arc::new(MemoryDevice::new(1 << 20, 512))).collect()
+}
+
+/// A memory device behind a fault device with `rules`.
+fn faulty(rules: Vec<FaultRule>) -> Arc<FaultDevice> {
+    let inner: Arc<dyn BlockDevice> = Arc::new(MemoryDevice::new(1 << 20, 512));
+    Arc::new(FaultDevice::new(inner, FaultConfig { rules, ..FaultConfig::default() }))
+}
+
+fn always(op: OpKind) -> FaultRule {
+    FaultRule::new(op, Trigger::Always, Fault::Error)
+}
+
+/// A stripe whose one top-level vdev is a mirror over `devices`.
+fn mirrored(devices: Vec<Arc<dyn BlockDevice>>) -> Stripe {
+    let stats = Arc::new(DeviceStats::default());
+    let leaves = devices.into_iter().map(|d| Leaf::new(d, Arc::clone(&stats))).collect();
+    let mirror = Mirror::new(leaves).expect("2 to 4 children");
+    Stripe::from_children(vec![Vdev::Mirror(mirror)], stats)
+}
+
+fn dyn_devices<D: BlockDevice + 'static>(devices: &[Arc<D>]) -> Vec<Arc<dyn BlockDevice>> {
+    devices.iter().map(|d| Arc::clone(d) as Arc<dyn BlockDevice>).collect()
+}
+
+fn mirror(stripe: &Stripe) -> &Mirror {
+    match stripe.child(0) {
+        Ok(Vdev::Mirror(mirror)) => mirror,
+        _ => panic!("top-level vdev 0 is a mirror"),
+    }
+}
+
+/// Writes a block of `fill` at [`OFFSET`] through the stripe; its content and pointer.
+async fn write_block(stripe: &Stripe, fill: u8) -> (Vec<u8>, BlockPointer) {
+    let block: Vec<u8> = (0..BLOCK).map(|i| fill ^ (i as u8)).collect();
+    let (res, _) = stripe.write(0, OFFSET, IoBuf::from_slice(&block)).await;
+    res.expect("write");
+    let bp = BlockPointer {
+        offset_bytes: OFFSET,
+        checksum: checksum(&block),
+        logical_bytes: BLOCK as u32,
+        physical_bytes: BLOCK as u32,
+        device: 0,
+        checksum_type: CHECKSUM_XXH3_128,
+        ..BlockPointer::default()
+    };
+    (block, bp)
+}
+
+/// The block's bytes as they are on `device`.
+fn raw(device: &MemoryDevice) -> Vec<u8> {
+    let mut bytes = vec![0u8; BLOCK];
+    device.read_into(&mut bytes, OFFSET).expect("raw read");
+    bytes
+}
+
+/// Overwrites the block's copy on `device` with garbage.
+fn corrupt(device: &MemoryDevice) {
+    device.write_from(&[0xa5; BLOCK], OFFSET).expect("raw write");
+}
+
+fn checksum_errors(stripe: &Stripe, leaf: usize) -> u64 {
+    stripe.leaf(leaf).expect("leaf").errors().checksum.load(Ordering::Relaxed)
+}
+
+fn repaired_bytes(stripe: &Stripe, leaf: usize) -> u64 {
+    stripe.leaf(leaf).expect("leaf").errors().repaired_bytes.load(Ordering::Relaxed)
+}
+
+fn reads(device: &FaultDevice) -> u64 {
+    device.stats().ops[OpKind::Read as usize]
+}
+
+#[test]
+fn construction_refuses_fewer_than_two_or_more_than_four_children() {
+    let leaves = |n: usize| {
+        let stats = Arc::new(DeviceStats::default());
+        dyn_devices(&memory_devices(n))
+            .into_iter()
+            .map(|d| Leaf::new(d, Arc::clone(&stats)))
+            .collect::<Vec<_>>()
+    };
+    for n in [1, 5] {
+        let err = Mirror::new(leaves(n)).err().expect("refused");
+        assert!(err.contains(&format!("has {n} device")) && err.contains("2 to 4"), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+    for n in 2..=4 {
+        let mirror = Mirror::new(leaves(n)).expect("accepted");
+        assert_eq!(Vdev::Mirror(mirror).leaves().len(), n);
+    }
+}
+
+#[test]
+fn a_write_lands_on_every_child() {
+    let reactor = reactor();
+    let devices = memory_devices(3);
+    let stripe = mirrored(dyn_devices(&devices));
+    reactor.block_on(async {
+        let (block, _) = write_block(&stripe, 1).await;
+        for (i, device) in devices.iter().enumerate() {
+            assert_eq!(raw(device), block, "write reached child {i}");
+        }
+        let run = SharedBuf::new(IoBuf::from_slice(&[9u8; 2 * BLOCK]));
+        stripe
+            .write_vectored(0, OFFSET, vec![run.slice(0..BLOCK), run.slice(BLOCK..2 * BLOCK)])
+            .await
+            .expect("vectored write");
+        for (i, device) in devices.iter().enumerate() {
+            assert_eq!(raw(device), vec![9u8; BLOCK], "vectored write reached child {i}");
+        }
+        assert!(mirror(&stripe).child_states().iter().all(|s| *s == ChildState::Online));
+        assert!(!mirror(&stripe).is_degraded());
+    });
+}
+
+#[test]
+fn a_read_heals_a_corrupted_copy_and_counts_it_on_its_device() {
+    let reactor = reactor();
+    let devices = memory_devices(2);
+    let stripe = mirrored(dyn_devices(&devices));
+    reactor.block_on(async {
+        let (block, bp) = write_block(&stripe, 2).await;
+        corrupt(&devices[0]);
+        // One read per child, so whichever child the read policy starts with, one of them
+        // meets the bad copy.
+        for _ in 0..2 {
+            assert_eq!(&stripe.read_block(&bp).await.expect("healed")[..], &block[..]);
+        }
+        assert_eq!(raw(&devices[0]), block, "the bad copy was rewritten");
+        assert_eq!(raw(&devices[1]), block);
+        assert_eq!((checksum_errors(&stripe, 0), checksum_errors(&stripe, 1)), (1, 0));
+        assert_eq!((repaired_bytes(&stripe, 0), repaired_bytes(&stripe, 1)), (BLOCK as u64, 0));
+        assert_eq!(stripe.stats.checksum_errors.load(Ordering::Relaxed), 1);
+        assert!(!mirror(&stripe).is_degraded(), "a bad copy faults nobody");
+    });
+}
+
+#[test]
+fn every_copy_bad_is_a_checksum_error() {
+    let reactor = reactor();
+    let devices = memory_devices(2);
+    let stripe = mirrored(dyn_devices(&devices));
+    reactor.block_on(async {
+        let (_, bp) = write_block(&stripe, 3).await;
+        corrupt(&devices[0]);
+        corrupt(&devices[1]);
+        assert_eq!(stripe.read_block(&bp).await.err(), Some(BlockReadError::Checksum));
+        assert_eq!((checksum_errors(&stripe, 0), checksum_errors(&stripe, 1)), (1, 1));
+        assert_eq!(repaired_bytes(&stripe, 0) + repaired_bytes(&stripe, 1), 0);
+    });
+}
+
+#[test]
+fn a_three_way_mirror_heals_two_bad_copies() {
+    let reactor = reactor();
+    let devices = memory_devices(3);
+    let stripe = mirrored(dyn_devices(&devices));
+    reactor.block_on(async {
+        let (block, bp) = write_block(&stripe, 4).await;
+        corrupt(&devices[0]);
+        corrupt(&devices[2]);
+        for _ in 0..3 {
+            assert_eq!(&stripe.read_block(&bp).await.expect("healed")[..], &block[..]);
+        }
+        for (i, device) in devices.iter().enumerate() {
+            assert_eq!(raw(device), block, "child {i} holds the block");
+        }
+        let counted: Vec<u64> = (0..3).map(|i| checksum_errors(&stripe, i)).collect();
+        assert_eq!(counted, vec![1, 0, 1]);
+        let repaired: Vec<u64> = (0..3).map(|i| repaired_bytes(&stripe, i)).collect();
+        assert_eq!(repaired, vec![BLOCK as u64, 0, BLOCK as u64]);
+    });
+}
+
+#[test]
+fn reads_fall_over_from_a_child_that_fails_every_read() {
+    let reactor = reactor();
+    let failing = faulty(vec![always(OpKind::Read)]);
+    let healthy = faulty(Vec::new());
+    let stripe = mirrored(dyn_devices(&[failing.clone(), healthy.clone()]));
+    reactor.block_on(async {
+        let (block, bp) = write_block(&stripe, 5).await;
+        for _ in 0..4 {
+            assert_eq!(&stripe.read_block(&bp).await.expect("read")[..], &block[..]);
+        }
+        let read_errors = stripe.leaf(0).expect("leaf").errors().read.load(Ordering::Relaxed);
+        assert!(read_errors > 0, "the failing child was tried and its errors counted");
+        assert_eq!(read_errors, reads(&failing));
+        assert_eq!(reads(&healthy), 4, "every read was served by the healthy child");
+        assert!(!mirror(&stripe).is_degraded(), "a read error faults nobody");
+    });
+}
+
+#[test]
+fn a_failed_write_faults_the_child_and_reads_never_touch_it() {
+    let reactor = reactor();
+    let healthy = faulty(Vec::new());
+    let failing = faulty(vec![always(OpKind::Write)]);
+    let stripe = mirrored(dyn_devices(&[healthy.clone(), failing.clone()]));
+    reactor.block_on(async {
+        let (block, bp) = write_block(&stripe, 6).await;
+        let m = mirror(&stripe);
+        assert_eq!(m.child_states(), vec![ChildState::Online, ChildState::Faulted]);
+        assert!(m.is_degraded());
+        assert_eq!(stripe.leaf(1).expect("leaf").errors().write.load(Ordering::Relaxed), 1);
+        for _ in 0..4 {
+            assert_eq!(&stripe.read_block(&bp).await.expect("read")[..], &block[..]);
+        }
+        assert_eq!((reads(&healthy), reads(&failing)), (4, 0));
+        // A later write skips the faulted child.
+        write_block(&stripe, 7).await;
+        assert_eq!(failing.stats().ops[OpKind::Write as usize], 1);
+        m.online(1);
+        assert_eq!(m.child_states(), vec![ChildState::Online; 2]);
+    });
+}
+
+#[test]
+fn a_write_failing_on_every_child_is_an_error() {
+    let reactor = reactor();
+    let devices = vec![faulty(vec![always(OpKind::Write)]), faulty(vec![always(OpKind::Write)])];
+    let stripe = mirrored(dyn_devices(&devices));
+    reactor.block_on(async {
+        let (res, _) = stripe.write(0, OFFSET, IoBuf::from_slice(&[1u8; BLOCK])).await;
+        assert!(res.is_err(), "no child took the write");
+        // Faulting every child would leave nothing to serve from; the caller has the error.
+        assert_eq!(mirror(&stripe).child_states(), vec![ChildState::Online; 2]);
+    });
+}
+
+#[test]
+fn scrub_repairs_a_bad_copy_and_a_second_scrub_finds_nothing() {
+    let reactor = reactor();
+    let devices = memory_devices(2);
+    let stripe = mirrored(dyn_devices(&devices));
+    reactor.block_on(async {
+        let (block, bp) = write_block(&stripe, 8).await;
+        corrupt(&devices[1]);
+        let first = stripe.scrub_block(&bp).await.expect("scrub");
+        let repaired = ScrubOutcome {
+            copies_checked: 2,
+            bad_copies: 1,
+            repaired_bytes: BLOCK as u64,
+            unrepairable: false,
+        };
+        assert_eq!(first, repaired);
+        assert_eq!(raw(&devices[1]), block, "the bad copy was rewritten");
+        assert_eq!((checksum_errors(&stripe, 0), checksum_errors(&stripe, 1)), (0, 1));
+        assert_eq!(repaired_bytes(&stripe, 1), BLOCK as u64);
+        let second = stripe.scrub_block(&bp).await.expect("scrub");
+        assert_eq!(second, ScrubOutcome { copies_checked: 2, ..ScrubOutcome::default() });
+    });
+}
