@@ -46,6 +46,20 @@ fn mirrored(devices: Vec<Arc<dyn BlockDevice>>) -> Stripe {
     Stripe::from_children(vec![Vdev::Mirror(mirror)], stats)
 }
 
+/// A reactor, and a stripe over a mirror of `n` memory devices.
+fn memory_mirror(n: usize) -> (Reactor, Vec<Arc<MemoryDevice>>, Stripe) {
+    let devices = memory_devices(n);
+    let stripe = mirrored(dyn_devices(&devices));
+    (reactor(), devices, stripe)
+}
+
+/// Reads the block `times` times through the stripe, checking its bytes each time.
+async fn read_back(stripe: &Stripe, bp: &BlockPointer, block: &[u8], times: usize) {
+    for _ in 0..times {
+        assert_eq!(&stripe.read_block(bp).await.expect("verified read")[..], block);
+    }
+}
+
 fn dyn_devices<D: BlockDevice + 'static>(devices: &[Arc<D>]) -> Vec<Arc<dyn BlockDevice>> {
     devices.iter().map(|d| Arc::clone(d) as Arc<dyn BlockDevice>).collect()
 }
@@ -86,12 +100,29 @@ fn corrupt(device: &MemoryDevice) {
     device.write_from(&[0xa5; BLOCK], OFFSET).expect("raw write");
 }
 
-fn checksum_errors(stripe: &Stripe, leaf: usize) -> u64 {
-    stripe.leaf(leaf).expect("leaf").errors().checksum.load(Ordering::Relaxed)
+/// Writes a block of `fill` through the stripe, then corrupts its copies on the children
+/// `bad`; its content and pointer.
+async fn write_and_corrupt(
+    stripe: &Stripe,
+    devices: &[Arc<MemoryDevice>],
+    fill: u8,
+    bad: &[usize],
+) -> (Vec<u8>, BlockPointer) {
+    let written = write_block(stripe, fill).await;
+    for &child in bad {
+        corrupt(&devices[child]);
+    }
+    written
 }
 
-fn repaired_bytes(stripe: &Stripe, leaf: usize) -> u64 {
-    stripe.leaf(leaf).expect("leaf").errors().repaired_bytes.load(Ordering::Relaxed)
+/// Every leaf's CKSUM count.
+fn checksum_errors(stripe: &Stripe) -> Vec<u64> {
+    stripe.leaves().map(|l| l.errors().checksum.load(Ordering::Relaxed)).collect()
+}
+
+/// Every leaf's repaired bytes.
+fn repaired_bytes(stripe: &Stripe) -> Vec<u64> {
+    stripe.leaves().map(|l| l.errors().repaired_bytes.load(Ordering::Relaxed)).collect()
 }
 
 fn reads(device: &FaultDevice) -> u64 {
@@ -120,9 +151,7 @@ fn construction_refuses_fewer_than_two_or_more_than_four_children() {
 
 #[test]
 fn a_write_lands_on_every_child() {
-    let reactor = reactor();
-    let devices = memory_devices(3);
-    let stripe = mirrored(dyn_devices(&devices));
+    let (reactor, devices, stripe) = memory_mirror(3);
     reactor.block_on(async {
         let (block, _) = write_block(&stripe, 1).await;
         for (i, device) in devices.iter().enumerate() {
@@ -143,21 +172,16 @@ fn a_write_lands_on_every_child() {
 
 #[test]
 fn a_read_heals_a_corrupted_copy_and_counts_it_on_its_device() {
-    let reactor = reactor();
-    let devices = memory_devices(2);
-    let stripe = mirrored(dyn_devices(&devices));
+    let (reactor, devices, stripe) = memory_mirror(2);
     reactor.block_on(async {
-        let (block, bp) = write_block(&stripe, 2).await;
-        corrupt(&devices[0]);
+        let (block, bp) = write_and_corrupt(&stripe, &devices, 2, &[0]).await;
         // One read per child, so whichever child the read policy starts with, one of them
         // meets the bad copy.
-        for _ in 0..2 {
-            assert_eq!(&stripe.read_block(&bp).await.expect("healed")[..], &block[..]);
-        }
+        read_back(&stripe, &bp, &block, 2).await;
         assert_eq!(raw(&devices[0]), block, "the bad copy was rewritten");
         assert_eq!(raw(&devices[1]), block);
-        assert_eq!((checksum_errors(&stripe, 0), checksum_errors(&stripe, 1)), (1, 0));
-        assert_eq!((repaired_bytes(&stripe, 0), repaired_bytes(&stripe, 1)), (BLOCK as u64, 0));
+        assert_eq!(checksum_errors(&stripe), vec![1, 0]);
+        assert_eq!(repaired_bytes(&stripe), vec![BLOCK as u64, 0]);
         assert_eq!(stripe.stats.checksum_errors.load(Ordering::Relaxed), 1);
         assert!(!mirror(&stripe).is_degraded(), "a bad copy faults nobody");
     });
@@ -165,38 +189,26 @@ fn a_read_heals_a_corrupted_copy_and_counts_it_on_its_device() {
 
 #[test]
 fn every_copy_bad_is_a_checksum_error() {
-    let reactor = reactor();
-    let devices = memory_devices(2);
-    let stripe = mirrored(dyn_devices(&devices));
+    let (reactor, devices, stripe) = memory_mirror(2);
     reactor.block_on(async {
-        let (_, bp) = write_block(&stripe, 3).await;
-        corrupt(&devices[0]);
-        corrupt(&devices[1]);
+        let (_, bp) = write_and_corrupt(&stripe, &devices, 3, &[0, 1]).await;
         assert_eq!(stripe.read_block(&bp).await.err(), Some(BlockReadError::Checksum));
-        assert_eq!((checksum_errors(&stripe, 0), checksum_errors(&stripe, 1)), (1, 1));
-        assert_eq!(repaired_bytes(&stripe, 0) + repaired_bytes(&stripe, 1), 0);
+        assert_eq!(checksum_errors(&stripe), vec![1, 1]);
+        assert_eq!(repaired_bytes(&stripe), vec![0, 0]);
     });
 }
 
 #[test]
 fn a_three_way_mirror_heals_two_bad_copies() {
-    let reactor = reactor();
-    let devices = memory_devices(3);
-    let stripe = mirrored(dyn_devices(&devices));
+    let (reactor, devices, stripe) = memory_mirror(3);
     reactor.block_on(async {
-        let (block, bp) = write_block(&stripe, 4).await;
-        corrupt(&devices[0]);
-        corrupt(&devices[2]);
-        for _ in 0..3 {
-            assert_eq!(&stripe.read_block(&bp).await.expect("healed")[..], &block[..]);
-        }
+        let (block, bp) = write_and_corrupt(&stripe, &devices, 4, &[0, 2]).await;
+        read_back(&stripe, &bp, &block, 3).await;
         for (i, device) in devices.iter().enumerate() {
             assert_eq!(raw(device), block, "child {i} holds the block");
         }
-        let counted: Vec<u64> = (0..3).map(|i| checksum_errors(&stripe, i)).collect();
-        assert_eq!(counted, vec![1, 0, 1]);
-        let repaired: Vec<u64> = (0..3).map(|i| repaired_bytes(&stripe, i)).collect();
-        assert_eq!(repaired, vec![BLOCK as u64, 0, BLOCK as u64]);
+        assert_eq!(checksum_errors(&stripe), vec![1, 0, 1]);
+        assert_eq!(repaired_bytes(&stripe), vec![BLOCK as u64, 0, BLOCK as u64]);
     });
 }
 
@@ -208,9 +220,7 @@ fn reads_fall_over_from_a_child_that_fails_every_read() {
     let stripe = mirrored(dyn_devices(&[failing.clone(), healthy.clone()]));
     reactor.block_on(async {
         let (block, bp) = write_block(&stripe, 5).await;
-        for _ in 0..4 {
-            assert_eq!(&stripe.read_block(&bp).await.expect("read")[..], &block[..]);
-        }
+        read_back(&stripe, &bp, &block, 4).await;
         let read_errors = stripe.leaf(0).expect("leaf").errors().read.load(Ordering::Relaxed);
         assert!(read_errors > 0, "the failing child was tried and its errors counted");
         assert_eq!(read_errors, reads(&failing));
@@ -231,9 +241,7 @@ fn a_failed_write_faults_the_child_and_reads_never_touch_it() {
         assert_eq!(m.child_states(), vec![ChildState::Online, ChildState::Faulted]);
         assert!(m.is_degraded());
         assert_eq!(stripe.leaf(1).expect("leaf").errors().write.load(Ordering::Relaxed), 1);
-        for _ in 0..4 {
-            assert_eq!(&stripe.read_block(&bp).await.expect("read")[..], &block[..]);
-        }
+        read_back(&stripe, &bp, &block, 4).await;
         assert_eq!((reads(&healthy), reads(&failing)), (4, 0));
         // A later write skips the faulted child.
         write_block(&stripe, 7).await;
@@ -258,12 +266,9 @@ fn a_write_failing_on_every_child_is_an_error() {
 
 #[test]
 fn scrub_repairs_a_bad_copy_and_a_second_scrub_finds_nothing() {
-    let reactor = reactor();
-    let devices = memory_devices(2);
-    let stripe = mirrored(dyn_devices(&devices));
+    let (reactor, devices, stripe) = memory_mirror(2);
     reactor.block_on(async {
-        let (block, bp) = write_block(&stripe, 8).await;
-        corrupt(&devices[1]);
+        let (block, bp) = write_and_corrupt(&stripe, &devices, 8, &[1]).await;
         let first = stripe.scrub_block(&bp).await.expect("scrub");
         let repaired = ScrubOutcome {
             copies_checked: 2,
@@ -273,8 +278,8 @@ fn scrub_repairs_a_bad_copy_and_a_second_scrub_finds_nothing() {
         };
         assert_eq!(first, repaired);
         assert_eq!(raw(&devices[1]), block, "the bad copy was rewritten");
-        assert_eq!((checksum_errors(&stripe, 0), checksum_errors(&stripe, 1)), (0, 1));
-        assert_eq!(repaired_bytes(&stripe, 1), BLOCK as u64);
+        assert_eq!(checksum_errors(&stripe), vec![0, 1]);
+        assert_eq!(repaired_bytes(&stripe), vec![0, BLOCK as u64]);
         let second = stripe.scrub_block(&bp).await.expect("scrub");
         assert_eq!(second, ScrubOutcome { copies_checked: 2, ..ScrubOutcome::default() });
     });
