@@ -226,6 +226,13 @@ fn reads_fall_over_from_a_child_that_fails_every_read() {
         assert_eq!(read_errors, reads(&failing));
         assert_eq!(reads(&healthy), 4, "every read was served by the healthy child");
         assert!(!mirror(&stripe).is_degraded(), "a read error faults nobody");
+        // A scrub counts the unreadable copy as bad and rewrites it (a drive may remap the
+        // sector on write).
+        let scrubbed = stripe.scrub_block(&bp).await.expect("scrub");
+        assert_eq!((scrubbed.copies_checked, scrubbed.bad_copies), (2, 1));
+        assert_eq!((scrubbed.repaired_bytes, scrubbed.unrepairable), (BLOCK as u64, false));
+        assert_eq!(repaired_bytes(&stripe), vec![BLOCK as u64, 0]);
+        assert_eq!(checksum_errors(&stripe), vec![0, 0], "an unreadable copy is no CKSUM error");
     });
 }
 
@@ -283,4 +290,44 @@ fn scrub_repairs_a_bad_copy_and_a_second_scrub_finds_nothing() {
         let second = stripe.scrub_block(&bp).await.expect("scrub");
         assert_eq!(second, ScrubOutcome { copies_checked: 2, ..ScrubOutcome::default() });
     });
+}
+
+#[test]
+fn a_failed_flush_faults_the_child_and_a_faulted_child_is_not_flushed() {
+    let reactor = reactor();
+    let healthy = faulty(Vec::new());
+    let failing = faulty(vec![always(OpKind::Flush)]);
+    let stripe = mirrored(dyn_devices(&[healthy.clone(), failing.clone()]));
+    reactor.block_on(async {
+        stripe.flush(0).await.expect("one child flushed");
+        assert_eq!(mirror(&stripe).child_states(), vec![ChildState::Online, ChildState::Faulted]);
+        stripe.flush(0).await.expect("flush");
+        let flushes = |d: &FaultDevice| d.stats().ops[OpKind::Flush as usize];
+        assert_eq!((flushes(&healthy), flushes(&failing)), (2, 1));
+    });
+}
+
+#[test]
+fn trim_reaches_every_child() {
+    let (reactor, devices, stripe) = memory_mirror(3);
+    reactor.block_on(async {
+        write_block(&stripe, 9).await;
+        stripe.trim(0, OFFSET, BLOCK as u64).await.expect("trim");
+        for (i, device) in devices.iter().enumerate() {
+            assert_eq!(raw(device), vec![0u8; BLOCK], "child {i} reads zeros");
+        }
+    });
+}
+
+#[test]
+fn durable_writes_only_when_every_child_has_them_and_space_is_the_block_size() {
+    let device = |durable_writes: bool| -> Arc<dyn BlockDevice> {
+        let inner: Arc<dyn BlockDevice> = Arc::new(MemoryDevice::new(1 << 20, 512));
+        Arc::new(FaultDevice::new(inner, FaultConfig { durable_writes, ..FaultConfig::default() }))
+    };
+    let both = mirrored(vec![device(true), device(true)]);
+    assert!(both.durable_writes(0));
+    let one = mirrored(vec![device(true), device(false)]);
+    assert!(!one.durable_writes(0));
+    assert_eq!(one.child(0).expect("mirror").allocated_bytes(8192), 8192);
 }
