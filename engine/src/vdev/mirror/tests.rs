@@ -38,6 +38,15 @@ fn always(op: OpKind) -> FaultRule {
     FaultRule::new(op, Trigger::Always, Fault::Error)
 }
 
+/// A reactor, and a stripe over a mirror of a healthy child (0) and one failing every `op`
+/// (1), both fault devices (which count their operations).
+fn half_failing(op: OpKind) -> (Reactor, Arc<FaultDevice>, Arc<FaultDevice>, Stripe) {
+    let healthy = faulty(Vec::new());
+    let failing = faulty(vec![always(op)]);
+    let stripe = mirrored(dyn_devices(&[healthy.clone(), failing.clone()]));
+    (reactor(), healthy, failing, stripe)
+}
+
 /// A stripe whose one top-level vdev is a mirror over `devices`.
 fn mirrored(devices: Vec<Arc<dyn BlockDevice>>) -> Stripe {
     let stats = Arc::new(DeviceStats::default());
@@ -214,14 +223,11 @@ fn a_three_way_mirror_heals_two_bad_copies() {
 
 #[test]
 fn reads_fall_over_from_a_child_that_fails_every_read() {
-    let reactor = reactor();
-    let failing = faulty(vec![always(OpKind::Read)]);
-    let healthy = faulty(Vec::new());
-    let stripe = mirrored(dyn_devices(&[failing.clone(), healthy.clone()]));
+    let (reactor, healthy, failing, stripe) = half_failing(OpKind::Read);
     reactor.block_on(async {
         let (block, bp) = write_block(&stripe, 5).await;
         read_back(&stripe, &bp, &block, 4).await;
-        let read_errors = stripe.leaf(0).expect("leaf").errors().read.load(Ordering::Relaxed);
+        let read_errors = stripe.leaf(1).expect("leaf").errors().read.load(Ordering::Relaxed);
         assert!(read_errors > 0, "the failing child was tried and its errors counted");
         assert_eq!(read_errors, reads(&failing));
         assert_eq!(reads(&healthy), 4, "every read was served by the healthy child");
@@ -231,17 +237,14 @@ fn reads_fall_over_from_a_child_that_fails_every_read() {
         let scrubbed = stripe.scrub_block(&bp).await.expect("scrub");
         assert_eq!((scrubbed.copies_checked, scrubbed.bad_copies), (2, 1));
         assert_eq!((scrubbed.repaired_bytes, scrubbed.unrepairable), (BLOCK as u64, false));
-        assert_eq!(repaired_bytes(&stripe), vec![BLOCK as u64, 0]);
+        assert_eq!(repaired_bytes(&stripe), vec![0, BLOCK as u64]);
         assert_eq!(checksum_errors(&stripe), vec![0, 0], "an unreadable copy is no CKSUM error");
     });
 }
 
 #[test]
 fn a_failed_write_faults_the_child_and_reads_never_touch_it() {
-    let reactor = reactor();
-    let healthy = faulty(Vec::new());
-    let failing = faulty(vec![always(OpKind::Write)]);
-    let stripe = mirrored(dyn_devices(&[healthy.clone(), failing.clone()]));
+    let (reactor, healthy, failing, stripe) = half_failing(OpKind::Write);
     reactor.block_on(async {
         let (block, bp) = write_block(&stripe, 6).await;
         let m = mirror(&stripe);
@@ -294,10 +297,7 @@ fn scrub_repairs_a_bad_copy_and_a_second_scrub_finds_nothing() {
 
 #[test]
 fn a_failed_flush_faults_the_child_and_a_faulted_child_is_not_flushed() {
-    let reactor = reactor();
-    let healthy = faulty(Vec::new());
-    let failing = faulty(vec![always(OpKind::Flush)]);
-    let stripe = mirrored(dyn_devices(&[healthy.clone(), failing.clone()]));
+    let (reactor, healthy, failing, stripe) = half_failing(OpKind::Flush);
     reactor.block_on(async {
         stripe.flush(0).await.expect("one child flushed");
         assert_eq!(mirror(&stripe).child_states(), vec![ChildState::Online, ChildState::Faulted]);
