@@ -46,6 +46,8 @@ pub mod volume;
 pub mod zil;
 
 pub use error::{PoolError, PoolResult};
-pub use pool::{CreateOptions, Pool, PoolSpace, PoolTunables, VolumeOptions};
+pub use pool::{
+    CreateOptions, DeviceHealth, GroupHealth, Pool, PoolSpace, PoolTunables, VolumeOptions,
+};
 pub use units::{BlockCount, Lba, PartitionId, ShardId, TxgId, VolumeBlock};
 pub use volume::PoolVolume;

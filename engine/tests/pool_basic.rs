@@ -162,6 +162,16 @@ fn flipped_byte_in_a_data_block_is_a_medium_error() {
         let (res, _) = vol.read(Lba::new(16), IoBuf::zeroed(4096)).await;
         assert_eq!(res, Err(VolumeError::Medium { lba: Lba::new(16) }));
         assert!(pool.checksum_errors() > before);
+        // The pool's one device carries the error in its own CKSUM column.
+        let health = pool.device_health();
+        assert_eq!(health.len(), 1);
+        assert_eq!(
+            (health[0].kind.as_str(), health[0].role, health[0].state),
+            ("disk", "data", "ONLINE")
+        );
+        let device = &health[0].devices[0];
+        assert_eq!((device.checksum_errors, device.read_errors, device.write_errors), (1, 0, 0));
+        assert_eq!((device.state, device.repaired_bytes), ("ONLINE", 0));
         // Inspect reads its neighbours in the same request and blames this block alone.
         let report = engine::inspect::inspect(vec![Arc::clone(&dev)]).await.expect("inspect");
         assert_eq!(report.checksum_errors.len(), 1, "{report}");

@@ -95,6 +95,15 @@ fn flipped_byte_in_a_data_block_reads_as_medium_error() {
     assert!(r.data.is_empty(), "no data may be returned from a corrupt block");
     let after = checksum_errors(&socket);
     assert!(after > before, "checksum error counter must rise ({before} -> {after})");
+    // `pool status` puts the error on the device's own row, in its CKSUM column.
+    let status = common::ferritectl(&socket, &["pool", "status"]);
+    let text = String::from_utf8_lossy(&status.stdout).to_string();
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(image.to_str().expect("utf8")))
+        .unwrap_or_else(|| panic!("no row for {}:\n{text}", image.display()));
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(columns[1..5], ["ONLINE", "0", "0", &after.to_string()], "{text}");
     // Other blocks still read.
     let ok = ini.read16(0, 0, 512, 8).expect("read elsewhere");
     assert_eq!(ok.status, 0);

@@ -30,6 +30,9 @@ use crate::vdev::Stripe;
 use crate::volume::VolumeShared;
 use crate::zil::Zil;
 
+pub use health::{DeviceHealth, GroupHealth};
+
+mod health;
 mod labels;
 mod lifecycle;
 mod load;

@@ -157,7 +157,7 @@ impl Stripe {
     ///
     /// # Errors
     /// [`BlockReadError::Checksum`] when the content does not verify and no other copy does
-    /// (counted once), [`BlockReadError::Io`] when the device fails.
+    /// (each bad copy counted on its device), [`BlockReadError::Io`] when the device fails.
     pub async fn read_block(&self, bp: &BlockPointer) -> Result<IoBuf, BlockReadError> {
         if bp.is_hole()
             || !bp.physical_bytes.is_multiple_of(4096)

@@ -70,8 +70,9 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum PoolAction {
-    /// Capacity, free space, txg and checksum errors of every pool, and whether its import
-    /// rewound it (passed over newer txgs that did not load).
+    /// Capacity, free space, txg and checksum errors of every pool, each pool's devices with
+    /// their state and READ, WRITE and CKSUM error counts, and whether its import rewound it
+    /// (passed over newer txgs that did not load).
     Status,
     /// Forget POOL's rewind report (once seen; `pool status` shows it until then).
     Clear { name: String },
@@ -365,6 +366,7 @@ fn print_result(method: &str, result: &Value) {
         }
     }
     if method == "pool_list" {
+        print_vdevs(result);
         print_rewinds(result);
     }
 }
@@ -411,6 +413,39 @@ fn print_pools(result: &Value) {
             ]
         }),
     );
+}
+
+/// Each pool's vdev tree: every group and device with its state and its READ, WRITE and
+/// CKSUM error counts and the bytes repaired on it.
+fn print_vdevs(pools: &Value) {
+    for p in pools.as_array().into_iter().flatten() {
+        let mut rows = Vec::new();
+        for g in p["vdevs"].as_array().into_iter().flatten() {
+            rows.push(vec![
+                format!("  {} ({})", s(g, "kind"), s(g, "role")),
+                s(g, "state"),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
+            for d in g["devices"].as_array().into_iter().flatten() {
+                rows.push(vec![
+                    format!("    {}", s(d, "name")),
+                    s(d, "state"),
+                    s(d, "read_errors"),
+                    s(d, "write_errors"),
+                    s(d, "checksum_errors"),
+                    bytes(d, "repaired_bytes"),
+                ]);
+            }
+        }
+        if !rows.is_empty() {
+            println!();
+            println!("pool {}:", s(p, "name"));
+            table(&["device", "state", "read", "write", "cksum", "repaired"], &rows);
+        }
+    }
 }
 
 /// One line per pool whose import rewound it (passed over newer txgs), until cleared.

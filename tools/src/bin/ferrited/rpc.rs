@@ -483,11 +483,34 @@ fn pool_list(state: &State) -> Result<Value, RpcError> {
                 "reduction": figures_json(&p.pool_reduction_figures()),
                 "dedup_table": dedup_table_json(&p.dedup_table_figures()),
                 "rewind": rewind_json(p.rewind_report().as_ref()),
+                "vdevs": vdevs_json(p),
             })
         })
         .collect();
     pools.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     Ok(Value::Array(pools))
+}
+
+/// The pool's vdev tree with each device's state and READ, WRITE and CKSUM counters.
+fn vdevs_json(pool: &Pool) -> Value {
+    let group = |g: &engine::GroupHealth| {
+        let devices: Vec<Value> = g
+            .devices
+            .iter()
+            .map(|d| {
+                json!({
+                    "name": d.name,
+                    "state": d.state,
+                    "read_errors": d.read_errors,
+                    "write_errors": d.write_errors,
+                    "checksum_errors": d.checksum_errors,
+                    "repaired_bytes": d.repaired_bytes,
+                })
+            })
+            .collect();
+        json!({"kind": g.kind, "role": g.role, "state": g.state, "devices": devices})
+    };
+    Value::Array(pool.device_health().iter().map(group).collect())
 }
 
 /// The `pool_clear` method.
