@@ -6,7 +6,11 @@
 //!  ├─ Vdev::Mirror (data)               2 to 4 children, each the whole address space
 //!  │   ├─ Leaf  device 1                 at the same offsets as the others
 //!  │   └─ Leaf  device 2
-//!  └─ Vdev::Leaf  device 3 (log)
+//!  ├─ Vdev::RaidZ (data)                rows of parity and data sectors across its leaves
+//!  │   ├─ Leaf  device 3
+//!  │   ├─ Leaf  device 4
+//!  │   └─ Leaf  device 5
+//!  └─ Vdev::Leaf  device 6 (log)
 //! ```
 //!
 //! - [`Stripe`] is the root. Its children are the pool's top-level vdevs, in pool-configuration
@@ -16,13 +20,16 @@
 //!   the allocator never gives out.
 //! - [`Vdev`] is a node below the root, an enum of the node kinds, each implementing the same
 //!   methods (read, write, vectored write, flush, trim, [`Vdev::reconstruct`], scrub,
-//!   leaves): [`Vdev::Leaf`] ([`Leaf`]: one device) and [`Vdev::Mirror`] ([`Mirror`]: 2 to
+//!   leaves): [`Vdev::Leaf`] ([`Leaf`]: one device), [`Vdev::Mirror`] ([`Mirror`]: 2 to
 //!   4 leaves; writes go to every ONLINE child, reads to one, round-robin, falling over to
 //!   the next on a device error; a child whose write fails is FAULTED ([`ChildState`]) and
-//!   the mirror serves DEGRADED from the others). RAID-Z is to be another variant whose
-//!   children are leaves. Pools are not yet built with mirrors: that needs the format
-//!   change that records a top-level vdev's kind in the labels.
-//!   No pool path trims yet: [`Stripe::trim`] is where freeing an extent will deallocate it on its devices once its txg is durable.
+//!   the mirror serves DEGRADED from the others) and [`Vdev::RaidZ`] ([`RaidZ`]: RAID-Z1/2/3
+//!   over 3 to 16 leaves, [`raidz`]; its layout is in docs/format.md, "RAID-Z layout"; a
+//!   column whose device fails is rebuilt from parity). Pools are not yet built with
+//!   mirrors or RAID-Z groups: that needs the format change that records a top-level vdev's
+//!   kind in the labels ([`Stripe::from_children`] takes nodes built by the caller).
+//!   No pool path trims yet: [`Stripe::trim`] is where freeing an extent will deallocate it
+//!   on its devices once its txg is durable.
 //! - [`Leaf`] is the only node that talks to a device, and counts every device request in the
 //!   pool's [`DeviceStats`] and its failures in its own [`LeafErrors`] (the READ, WRITE and
 //!   CKSUM columns of `pool status`).
@@ -50,6 +57,7 @@
 mod leaf;
 mod mirror;
 mod node;
+pub mod raidz;
 mod stripe;
 
 use std::sync::atomic::AtomicU64;
@@ -63,6 +71,7 @@ use crate::format::checksum;
 pub use leaf::{Leaf, LeafErrors};
 pub use mirror::{ChildState, Mirror, MIRROR_MAX_CHILDREN, MIRROR_MIN_CHILDREN};
 pub use node::Vdev;
+pub use raidz::{RaidZ, RaidZConfigError};
 pub use stripe::Stripe;
 
 /// What an I/O that hands its buffer back returns: its result, and the buffer either way.
@@ -94,7 +103,7 @@ pub enum BlockReadError {
 #[derive(Debug)]
 pub enum Reconstruction {
     /// A copy that passes the check, read from another child or rebuilt from parity; the node
-    /// has rewritten the copies that failed (healed them).
+    /// has rewritten the copies that failed (healed them). [`RaidZ::reconstruct`] returns it.
     Healed(IoBuf),
     /// The node holds no other copy (a leaf, or a stripe over leaves), or none of its copies
     /// passes the check (a mirror whose every ONLINE copy is bad): the block is lost.

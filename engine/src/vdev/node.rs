@@ -3,20 +3,22 @@
 use drivers::buffer::{IoBuf, SharedBuf};
 use drivers::error::IoResult;
 
-use super::{BufResult, Leaf, Mirror, Reconstruction, ScrubOutcome};
+use super::{BufResult, Leaf, Mirror, RaidZ, Reconstruction, ScrubOutcome};
 
 /// A top-level vdev: one child of the pool's [`super::Stripe`], addressed by a block
 /// pointer's device index. Offsets are the node's own address space.
 ///
 /// Each kind implements the same set of methods and this enum forwards to them with a
 /// `match`, so a new kind is a new variant and one arm per method. A mirror's children each
-/// hold the whole address space; RAID-Z (columns and parity across its children) is to come
-/// here too.
+/// hold the whole address space; a RAID-Z group ([`RaidZ`]) spreads columns and parity across
+/// its children.
 pub enum Vdev {
     /// One device.
     Leaf(Leaf),
     /// 2 to 4 devices holding the same bytes at the same offsets.
     Mirror(Mirror),
+    /// A RAID-Z group: rows of parity and data sectors across its leaves.
+    RaidZ(RaidZ),
 }
 
 impl Vdev {
@@ -26,6 +28,7 @@ impl Vdev {
         match self {
             Vdev::Leaf(leaf) => leaf.leaves(),
             Vdev::Mirror(mirror) => mirror.leaves(),
+            Vdev::RaidZ(raidz) => raidz.leaves(),
         }
     }
 
@@ -37,6 +40,7 @@ impl Vdev {
         match self {
             Vdev::Leaf(_) => physical_bytes,
             Vdev::Mirror(_) => physical_bytes,
+            Vdev::RaidZ(raidz) => raidz.allocated_bytes(physical_bytes),
         }
     }
 
@@ -48,6 +52,7 @@ impl Vdev {
         match self {
             Vdev::Leaf(leaf) => leaf.read(offset_bytes, len_bytes).await,
             Vdev::Mirror(mirror) => mirror.read(offset_bytes, len_bytes).await,
+            Vdev::RaidZ(raidz) => raidz.read(offset_bytes, len_bytes).await,
         }
     }
 
@@ -59,6 +64,7 @@ impl Vdev {
         match self {
             Vdev::Leaf(leaf) => leaf.read_into(offset_bytes, buf).await,
             Vdev::Mirror(mirror) => mirror.read_into(offset_bytes, buf).await,
+            Vdev::RaidZ(raidz) => raidz.read_into(offset_bytes, buf).await,
         }
     }
 
@@ -70,6 +76,7 @@ impl Vdev {
         match self {
             Vdev::Leaf(leaf) => leaf.write(offset_bytes, buf, durable).await,
             Vdev::Mirror(mirror) => mirror.write(offset_bytes, buf, durable).await,
+            Vdev::RaidZ(raidz) => raidz.write(offset_bytes, buf, durable).await,
         }
     }
 
@@ -79,6 +86,7 @@ impl Vdev {
         match self {
             Vdev::Leaf(leaf) => leaf.durable_writes(),
             Vdev::Mirror(mirror) => mirror.durable_writes(),
+            Vdev::RaidZ(raidz) => raidz.durable_writes(),
         }
     }
 
@@ -90,6 +98,7 @@ impl Vdev {
         match self {
             Vdev::Leaf(leaf) => leaf.write_vectored(offset_bytes, bufs).await,
             Vdev::Mirror(mirror) => mirror.write_vectored(offset_bytes, bufs).await,
+            Vdev::RaidZ(raidz) => raidz.write_vectored(offset_bytes, bufs).await,
         }
     }
 
@@ -101,6 +110,7 @@ impl Vdev {
         match self {
             Vdev::Leaf(leaf) => leaf.flush().await,
             Vdev::Mirror(mirror) => mirror.flush().await,
+            Vdev::RaidZ(raidz) => raidz.flush().await,
         }
     }
 
@@ -112,6 +122,7 @@ impl Vdev {
         match self {
             Vdev::Leaf(leaf) => leaf.trim(offset_bytes, len_bytes).await,
             Vdev::Mirror(mirror) => mirror.trim(offset_bytes, len_bytes).await,
+            Vdev::RaidZ(raidz) => raidz.trim(offset_bytes, len_bytes).await,
         }
     }
 
@@ -129,6 +140,7 @@ impl Vdev {
         match self {
             Vdev::Leaf(leaf) => leaf.reconstruct(offset_bytes, len_bytes, verify).await,
             Vdev::Mirror(mirror) => mirror.reconstruct(offset_bytes, len_bytes, verify).await,
+            Vdev::RaidZ(raidz) => raidz.reconstruct(offset_bytes, len_bytes, verify).await,
         }
     }
 
@@ -147,6 +159,7 @@ impl Vdev {
         match self {
             Vdev::Leaf(leaf) => leaf.scrub(offset_bytes, len_bytes, verify).await,
             Vdev::Mirror(mirror) => mirror.scrub(offset_bytes, len_bytes, verify).await,
+            Vdev::RaidZ(raidz) => raidz.scrub(offset_bytes, len_bytes, verify).await,
         }
     }
 }
