@@ -153,11 +153,11 @@ impl RaidZ {
     ///
     /// [`Reconstruction::NoOtherCopy`] when no set verifies (each column read is then
     /// counted, as any may be bad) or too many columns cannot be read.
-    pub async fn reconstruct(
+    pub async fn reconstruct<V: Fn(&[u8]) -> bool>(
         &self,
         offset_bytes: u64,
         len_bytes: usize,
-        verify: &impl Fn(&[u8]) -> bool,
+        verify: &V,
     ) -> Reconstruction {
         match self.heal(offset_bytes, len_bytes, verify).await {
             Ok(Some(healed)) => Reconstruction::Healed(healed.data),
@@ -173,11 +173,11 @@ impl RaidZ {
     /// # Errors
     /// `InvalidInput` for a range not in whole sectors; a device error when more columns
     /// failed to read than there is parity (nothing could be checked).
-    pub async fn scrub(
+    pub async fn scrub<V: Fn(&[u8]) -> bool>(
         &self,
         offset_bytes: u64,
         len_bytes: usize,
-        verify: &impl Fn(&[u8]) -> bool,
+        verify: &V,
     ) -> IoResult<ScrubOutcome> {
         let checked = ScrubOutcome { copies_checked: 1, ..ScrubOutcome::default() };
         match self.heal(offset_bytes, len_bytes, verify).await? {

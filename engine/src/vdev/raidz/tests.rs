@@ -137,21 +137,29 @@ fn bad_sets(layout: &BlockLayout, bad: usize) -> Vec<Vec<usize>> {
     sets
 }
 
+/// Writes a block of each of [`SIZES`] back to back from [`OFFSET`] (each after the
+/// allocation of the one before) and reads each back through the stripe; each block's
+/// (offset, length).
+async fn round_trip_every_size(group: &Group, case: &str) -> Vec<(u64, usize)> {
+    let mut blocks = Vec::new();
+    let mut offset = OFFSET;
+    for (i, len) in SIZES.into_iter().enumerate() {
+        let data = block(len, i);
+        write(group, offset, &data).await;
+        let read = group.stripe.read_block(&pointer(offset, &data)).await;
+        assert_eq!(&read.expect(case)[..], &data[..], "{case}: {len} bytes");
+        blocks.push((offset, len));
+        offset += group.stripe.child(0).expect("child").allocated_bytes(len as u64);
+    }
+    blocks
+}
+
 #[test]
 fn blocks_round_trip_in_every_group_and_size() {
     let reactor = reactor();
     for (width, parity) in GROUPS {
         let group = Group::new(width, parity, &[]);
-        reactor.block_on(async {
-            let mut offset = OFFSET;
-            for (i, len) in SIZES.into_iter().enumerate() {
-                let data = block(len, i);
-                write(&group, offset, &data).await;
-                let read = group.stripe.read_block(&pointer(offset, &data)).await;
-                assert_eq!(&read.expect("verified")[..], &data[..], "raidz{parity} w{width} {len}");
-                offset += group.stripe.child(0).expect("child").allocated_bytes(len as u64);
-            }
-        });
+        reactor.block_on(round_trip_every_size(&group, &format!("raidz{parity} w{width}")));
         assert!(group.counters().iter().all(|c| *c == (0, 0)), "nothing to heal");
     }
 }
@@ -228,23 +236,19 @@ fn degraded_reads_rebuild_a_failed_device() {
     for (width, parity) in GROUPS {
         for failing in 0..width {
             let group = Group::new(width, parity, &[failing]);
-            let mut data_columns_there = 0;
-            reactor.block_on(async {
-                let mut offset = OFFSET;
-                for (i, len) in SIZES.into_iter().enumerate() {
-                    let data = block(len, i);
-                    write(&group, offset, &data).await;
-                    let read = group.stripe.read_block(&pointer(offset, &data)).await;
-                    assert_eq!(&read.expect("degraded read")[..], &data[..], "raidz{parity} {len}");
-                    let layout = group.layout(offset, len);
-                    data_columns_there += (parity..layout.columns.len())
+            let case = format!("raidz{parity} w{width} device {failing} failing");
+            let blocks = reactor.block_on(round_trip_every_size(&group, &case));
+            let data_columns_there: usize = blocks
+                .iter()
+                .map(|(offset, len)| {
+                    let layout = group.layout(*offset, *len);
+                    (parity..layout.columns.len())
                         .filter(|c| layout.columns[*c].child == failing)
-                        .count() as u64;
-                    offset += group.raidz().allocated_bytes(len as u64);
-                }
-            });
+                        .count()
+                })
+                .sum();
             let leaf = group.stripe.leaf(failing).expect("leaf");
-            assert_eq!(leaf.errors().read.load(Ordering::Relaxed), data_columns_there);
+            assert_eq!(leaf.errors().read.load(Ordering::Relaxed), data_columns_there as u64);
             assert!(group.counters().iter().all(|c| *c == (0, 0)), "no checksum error");
         }
     }
