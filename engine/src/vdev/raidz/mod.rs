@@ -58,6 +58,9 @@ pub enum RaidZConfigError {
         /// Children given.
         children: usize,
     },
+    /// The CPU lacks the instructions the parity kernels are built for
+    /// ([`parity::cpu_supported`]).
+    Cpu,
 }
 
 impl fmt::Display for RaidZConfigError {
@@ -76,6 +79,10 @@ impl fmt::Display for RaidZConfigError {
                 "a raidz group takes at most {MAX_CHILDREN} devices, got {children}: \
                  stripe several groups instead"
             ),
+            RaidZConfigError::Cpu => f.write_str(
+                "raidz parity needs an x86-64 CPU with AVX2, BMI2 and FMA (Haswell or later): \
+                 use mirrors on this machine",
+            ),
         }
     }
 }
@@ -89,7 +96,7 @@ fn first_error(results: impl IntoIterator<Item = IoResult<()>>) -> IoResult<()> 
 
 impl RaidZ {
     /// A group of `parity` (1 to 3) over `children` (parity + 2 to [`MAX_CHILDREN`]), in
-    /// column order.
+    /// column order, on a CPU that runs the parity kernels.
     ///
     /// # Errors
     /// [`RaidZConfigError`] naming the rule broken.
@@ -102,6 +109,9 @@ impl RaidZ {
         }
         if children.len() > MAX_CHILDREN {
             return Err(RaidZConfigError::TooManyChildren { children: children.len() });
+        }
+        if !parity::cpu_supported() {
+            return Err(RaidZConfigError::Cpu);
         }
         let geometry = Geometry { width: children.len(), parity };
         Ok(RaidZ { children, geometry, parity: Parity::new(geometry) })

@@ -23,6 +23,26 @@ fn rows_range(rows: std::ops::Range<usize>) -> std::ops::Range<usize> {
     rows.start * s..rows.end * s
 }
 
+/// True when this CPU runs the crate's SIMD kernels: on x86-64 they are compiled for Haswell
+/// (`-march=haswell`: AVX2, BMI1/2, FMA, LZCNT, MOVBE) without a run-time fallback, so an
+/// older CPU would stop on an illegal instruction at the first parity computed.
+#[must_use]
+pub fn cpu_supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("bmi1")
+            && std::arch::is_x86_feature_detected!("bmi2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("lzcnt")
+            && std::arch::is_x86_feature_detected!("movbe")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        true
+    }
+}
+
 impl Parity {
     /// The codes of `geometry`.
     ///

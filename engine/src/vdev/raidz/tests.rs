@@ -37,8 +37,8 @@ struct Group {
 }
 
 impl Group {
-    /// `width` memory devices; the ones in `failing` fail every read.
-    fn new(width: usize, parity: usize, failing: &[usize]) -> Group {
+    /// `width` memory devices; device `i` of each `(i, op)` in `failing` fails every `op`.
+    fn new(width: usize, parity: usize, failing: &[(usize, OpKind)]) -> Group {
         let stats = Arc::new(DeviceStats::default());
         let memory: Vec<Arc<MemoryDevice>> =
             (0..width).map(|_| Arc::new(MemoryDevice::new(DEVICE_BYTES, 512))).collect();
@@ -47,13 +47,14 @@ impl Group {
             .enumerate()
             .map(|(i, m)| {
                 let inner = Arc::clone(m) as Arc<dyn BlockDevice>;
-                let device: Arc<dyn BlockDevice> = if failing.contains(&i) {
-                    let rule = FaultRule::new(OpKind::Read, Trigger::Always, Fault::Error);
-                    let config = FaultConfig { rules: vec![rule], ..FaultConfig::default() };
-                    Arc::new(FaultDevice::new(inner, config))
-                } else {
-                    inner
-                };
+                let device: Arc<dyn BlockDevice> =
+                    if let Some((_, op)) = failing.iter().find(|(child, _)| *child == i) {
+                        let rule = FaultRule::new(*op, Trigger::Always, Fault::Error);
+                        let config = FaultConfig { rules: vec![rule], ..FaultConfig::default() };
+                        Arc::new(FaultDevice::new(inner, config))
+                    } else {
+                        inner
+                    };
                 Leaf::new(device, Arc::clone(&stats))
             })
             .collect();
@@ -235,7 +236,7 @@ fn degraded_reads_rebuild_a_failed_device() {
     let reactor = reactor();
     for (width, parity) in GROUPS {
         for failing in 0..width {
-            let group = Group::new(width, parity, &[failing]);
+            let group = Group::new(width, parity, &[(failing, OpKind::Read)]);
             let case = format!("raidz{parity} w{width} device {failing} failing");
             let blocks = reactor.block_on(round_trip_every_size(&group, &case));
             let data_columns_there: usize = blocks
@@ -260,7 +261,7 @@ fn degraded_reads_rebuild_a_failed_device() {
 fn a_failed_device_and_a_bad_column_heal_in_raidz2() {
     let reactor = reactor();
     let len = 32 * 1024;
-    let group = Group::new(6, 2, &[1]);
+    let group = Group::new(6, 2, &[(1, OpKind::Read)]);
     let layout = group.layout(OFFSET, len);
     let data = block(len, 3);
     let bad = (2..layout.columns.len()).find(|c| layout.columns[*c].child != 1).expect("column");
@@ -310,6 +311,41 @@ fn scrub_repairs_a_bad_parity_column_and_then_finds_nothing() {
         let child = layout.columns[parity_column].child;
         assert_eq!(group.counters()[child], (1, layout.column_bytes(parity_column) as u64));
     }
+}
+
+/// A column write that fails fails the block's write, and counts on that device.
+#[test]
+fn a_failed_column_write_fails_the_write() {
+    let reactor = reactor();
+    let group = Group::new(5, 1, &[(2, OpKind::Write)]);
+    let layout = group.layout(OFFSET, 32 * 1024);
+    assert!(layout.columns.iter().any(|c| c.child == 2), "a column on the failing device");
+    reactor.block_on(async {
+        let (res, _) = group.stripe.write(0, OFFSET, IoBuf::from_slice(&block(32 * 1024, 4))).await;
+        assert!(res.is_err(), "the write fails");
+    });
+    let writes: Vec<u64> =
+        group.stripe.leaves().map(|l| l.errors().write.load(Ordering::Relaxed)).collect();
+    assert_eq!(writes, vec![0, 0, 1, 0, 0]);
+}
+
+/// More bad columns than parity: the scrub says the block is lost and repairs nothing.
+#[test]
+fn scrub_beyond_parity_is_unrepairable() {
+    let reactor = reactor();
+    let len = 32 * 1024;
+    let group = Group::new(6, 2, &[]);
+    let layout = group.layout(OFFSET, len);
+    let data = block(len, 5);
+    reactor.block_on(async {
+        write(&group, OFFSET, &data).await;
+        for c in &bad_sets(&layout, 3)[0] {
+            group.corrupt(&layout, *c);
+        }
+        let outcome = group.stripe.scrub_block(&pointer(OFFSET, &data)).await.expect("scrub");
+        assert!(outcome.unrepairable && outcome.repaired_bytes == 0, "{outcome:?}");
+    });
+    assert!(group.counters().iter().all(|(_, repaired)| *repaired == 0));
 }
 
 /// Block `i` of a vectored write starts after the allocations of the blocks before it.
@@ -370,5 +406,6 @@ fn construction_refuses_bad_parity_and_child_counts() {
     for e in [refused(4, 0), refused(3, 2), refused(17, 3)] {
         assert!(!e.to_string().contains('\n'), "one line: {e}");
     }
+    assert!(!RaidZConfigError::Cpu.to_string().contains('\n'));
     assert!(RaidZ::new(leaves(16), 3).is_ok() && RaidZ::new(leaves(3), 1).is_ok());
 }
