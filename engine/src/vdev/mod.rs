@@ -49,8 +49,9 @@
 //! Every metadata and data read goes through [`Stripe::read_block`], which checks the block's
 //! checksum against its pointer before anyone sees the bytes, counts failures, and asks the
 //! node that holds the block for another copy ([`Stripe::reconstruct`]): the place where a
-//! mirror reads every other child's copy (a RAID-Z node is to rebuild from parity) and rewrites
-//! the bad copies. Leaves and the stripe have no other copy and say so.
+//! mirror reads every other child's copy (a RAID-Z group rebuilds from parity, trying which
+//! columns are bad) and rewrites the bad copies. Leaves and the stripe have no other copy and
+//! say so.
 //!
 //! [`BlockDevice`]: drivers::blockdev::BlockDevice
 

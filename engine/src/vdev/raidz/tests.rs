@@ -65,7 +65,7 @@ impl Group {
     fn raidz(&self) -> &RaidZ {
         match self.stripe.child(0).expect("child 0") {
             Vdev::RaidZ(raidz) => raidz,
-            Vdev::Leaf(_) => unreachable!("the group is a RAID-Z node"),
+            _ => unreachable!("the group is a RAID-Z node"),
         }
     }
 
