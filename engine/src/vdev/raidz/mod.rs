@@ -136,7 +136,7 @@ impl RaidZ {
         self.geometry.allocated_bytes(physical_bytes)
     }
 
-    /// Reads columns `which` of `layout` concurrently: every column's buffer (zeros where not
+    /// Reads columns `which` of `layout` concurrently: every column's buffer (empty where not
     /// read) and the error of each column read that failed.
     async fn read_columns(
         &self,
@@ -145,7 +145,7 @@ impl RaidZ {
     ) -> (Vec<IoBuf>, Vec<Option<IoError>>) {
         let reads = layout.columns.iter().enumerate().map(|(c, col)| {
             let (leaf, wanted) = (&self.children[col.child], which(c));
-            let buf = IoBuf::zeroed(layout.column_bytes(c));
+            let buf = IoBuf::zeroed(if wanted { layout.column_bytes(c) } else { 0 });
             async move {
                 if wanted {
                     leaf.read_into(col.child_offset_bytes, buf).await
