@@ -63,6 +63,12 @@ fn group(vdev: &Vdev) -> (String, &'static str, Vec<DeviceHealth>) {
             let state = if m.is_degraded() { "DEGRADED" } else { "ONLINE" };
             ("mirror".into(), state, devices)
         }
+        // A RAID-Z group has no per-child state yet: a failed column write is an error.
+        Vdev::RaidZ(z) => (
+            format!("raidz{}", z.geometry().parity),
+            "ONLINE",
+            z.leaves().iter().map(|l| device(l, ChildState::Online)).collect(),
+        ),
     }
 }
 
