@@ -7,7 +7,7 @@ use drivers::blockdev::BlockDevice;
 use drivers::buffer::{IoBuf, SharedBuf};
 use drivers::error::IoResult;
 
-use super::{BufResult, DeviceStats, Reconstruction, ScrubOutcome};
+use super::{BlockCheck, BufResult, DeviceStats, Reconstruction, ScrubOutcome};
 use crate::copy_stats::{self, CopyPath};
 
 /// One device of the pool. Offsets are the device's own byte offsets.
@@ -168,12 +168,7 @@ impl Leaf {
     /// A leaf holds one copy: there is no other to read or rebuild. The copy that failed its
     /// check is counted against this device.
     #[allow(clippy::unused_async)] // the signature every node kind shares
-    pub async fn reconstruct(
-        &self,
-        _offset_bytes: u64,
-        _len_bytes: usize,
-        _verify: &impl Fn(&[u8]) -> bool,
-    ) -> Reconstruction {
+    pub async fn reconstruct(&self, _block: BlockCheck<'_>) -> Reconstruction {
         self.count_checksum_error();
         Reconstruction::NoOtherCopy
     }
@@ -182,14 +177,9 @@ impl Leaf {
     ///
     /// # Errors
     /// The device's error.
-    pub async fn scrub(
-        &self,
-        offset_bytes: u64,
-        len_bytes: usize,
-        verify: &impl Fn(&[u8]) -> bool,
-    ) -> IoResult<ScrubOutcome> {
-        let buf = self.read(offset_bytes, len_bytes).await?;
-        if verify(&buf) {
+    pub async fn scrub(&self, block: BlockCheck<'_>) -> IoResult<ScrubOutcome> {
+        let buf = self.read(block.offset_bytes, block.len_bytes).await?;
+        if block.verifies(&buf) {
             return Ok(ScrubOutcome { copies_checked: 1, ..ScrubOutcome::default() });
         }
         self.count_checksum_error();

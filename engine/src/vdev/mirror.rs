@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use drivers::buffer::{IoBuf, SharedBuf};
 use drivers::error::{IoError, IoResult};
 
-use super::{BufResult, Leaf, Reconstruction, ScrubOutcome};
+use super::{BlockCheck, BufResult, Leaf, Reconstruction, ScrubOutcome};
 use crate::join::join_all;
 
 /// Fewest children of a mirror.
@@ -276,21 +276,16 @@ impl Mirror {
 
     /// Reads every ONLINE child's copy of the range concurrently and checks each with
     /// `verify`; a copy that fails it is counted on its device.
-    async fn read_copies(
-        &self,
-        offset_bytes: u64,
-        len_bytes: usize,
-        verify: &impl Fn(&[u8]) -> bool,
-    ) -> PerChild<ChildCopy> {
+    async fn read_copies(&self, block: BlockCheck<'_>) -> PerChild<ChildCopy> {
         let online = self.online_children();
         let reads = online
             .iter()
-            .map(|&child| self.children[child].read(offset_bytes, len_bytes))
+            .map(|&child| self.children[child].read(block.offset_bytes, block.len_bytes))
             .collect();
         let mut copies: PerChild<ChildCopy> = Default::default();
         for (&child, read) in online.iter().zip(join_all(reads).await) {
             copies[child] = Some(match read {
-                Ok(buf) if verify(&buf) => ChildCopy::Good(buf),
+                Ok(buf) if block.verifies(&buf) => ChildCopy::Good(buf),
                 Ok(_) => {
                     self.children[child].count_checksum_error();
                     ChildCopy::Bad
@@ -331,17 +326,12 @@ impl Mirror {
     /// child's copy, counts each that fails `verify` on its device, rewrites every bad (or
     /// unreadable) copy with a good one, and returns the good one.
     /// [`Reconstruction::NoOtherCopy`] when no copy verifies.
-    pub async fn reconstruct(
-        &self,
-        offset_bytes: u64,
-        len_bytes: usize,
-        verify: &impl Fn(&[u8]) -> bool,
-    ) -> Reconstruction {
-        let mut copies = self.read_copies(offset_bytes, len_bytes, verify).await;
+    pub async fn reconstruct(&self, block: BlockCheck<'_>) -> Reconstruction {
+        let mut copies = self.read_copies(block).await;
         let Some(good) = take_good(&mut copies) else {
             return Reconstruction::NoOtherCopy;
         };
-        self.repair(offset_bytes, &good, &copies).await;
+        self.repair(block.offset_bytes, &good, &copies).await;
         Reconstruction::Healed(good)
     }
 
@@ -350,13 +340,8 @@ impl Mirror {
     ///
     /// # Errors
     /// The first device error when no copy could be read.
-    pub async fn scrub(
-        &self,
-        offset_bytes: u64,
-        len_bytes: usize,
-        verify: &impl Fn(&[u8]) -> bool,
-    ) -> IoResult<ScrubOutcome> {
-        let mut copies = self.read_copies(offset_bytes, len_bytes, verify).await;
+    pub async fn scrub(&self, block: BlockCheck<'_>) -> IoResult<ScrubOutcome> {
+        let mut copies = self.read_copies(block).await;
         let unreadable = copies.iter().flatten().find_map(|c| match c {
             ChildCopy::Unreadable(e) => Some(*e),
             _ => None,
@@ -370,7 +355,9 @@ impl Mirror {
             ..ScrubOutcome::default()
         };
         match take_good(&mut copies) {
-            Some(good) => outcome.repaired_bytes = self.repair(offset_bytes, &good, &copies).await,
+            Some(good) => {
+                outcome.repaired_bytes = self.repair(block.offset_bytes, &good, &copies).await;
+            }
             None => outcome.unrepairable = true,
         }
         Ok(outcome)

@@ -111,6 +111,26 @@ pub enum Reconstruction {
     NoOtherCopy,
 }
 
+/// One block of a node's address space and the check its content must pass: what
+/// [`Vdev::reconstruct`] and [`Vdev::scrub`] work on.
+#[derive(Clone, Copy)]
+pub struct BlockCheck<'a> {
+    /// Where the block starts in the node's address space.
+    pub offset_bytes: u64,
+    /// Its physical size.
+    pub len_bytes: usize,
+    /// True for content that matches the block's pointer.
+    pub verify: &'a dyn Fn(&[u8]) -> bool,
+}
+
+impl BlockCheck<'_> {
+    /// True when `bytes` pass the block's check.
+    #[must_use]
+    pub fn verifies(&self, bytes: &[u8]) -> bool {
+        (self.verify)(bytes)
+    }
+}
+
 /// What scrubbing one block found ([`Vdev::scrub`]): every copy (a mirror's children) or every
 /// column and parity (RAID-Z) is read and checked, and the bad ones are rewritten from a good
 /// one.

@@ -3,7 +3,7 @@
 use drivers::buffer::{IoBuf, SharedBuf};
 use drivers::error::IoResult;
 
-use super::{BufResult, Leaf, Mirror, RaidZ, Reconstruction, ScrubOutcome};
+use super::{BlockCheck, BufResult, Leaf, Mirror, RaidZ, Reconstruction, ScrubOutcome};
 
 /// A top-level vdev: one child of the pool's [`super::Stripe`], addressed by a block
 /// pointer's device index. Offsets are the node's own address space.
@@ -131,16 +131,11 @@ impl Vdev {
     /// other children) or rebuilds the range (RAID-Z parity) until one passes `verify`,
     /// rewrites the copies that failed, and returns the good one. Each copy found bad is
     /// counted on its device ([`Leaf::count_checksum_error`]). A leaf has no other copy.
-    pub async fn reconstruct(
-        &self,
-        offset_bytes: u64,
-        len_bytes: usize,
-        verify: &impl Fn(&[u8]) -> bool,
-    ) -> Reconstruction {
+    pub async fn reconstruct(&self, block: BlockCheck<'_>) -> Reconstruction {
         match self {
-            Vdev::Leaf(leaf) => leaf.reconstruct(offset_bytes, len_bytes, verify).await,
-            Vdev::Mirror(mirror) => mirror.reconstruct(offset_bytes, len_bytes, verify).await,
-            Vdev::RaidZ(raidz) => raidz.reconstruct(offset_bytes, len_bytes, verify).await,
+            Vdev::Leaf(leaf) => leaf.reconstruct(block).await,
+            Vdev::Mirror(mirror) => mirror.reconstruct(block).await,
+            Vdev::RaidZ(raidz) => raidz.reconstruct(block).await,
         }
     }
 
@@ -150,16 +145,11 @@ impl Vdev {
     ///
     /// # Errors
     /// A device error that left no copy to check.
-    pub async fn scrub(
-        &self,
-        offset_bytes: u64,
-        len_bytes: usize,
-        verify: &impl Fn(&[u8]) -> bool,
-    ) -> IoResult<ScrubOutcome> {
+    pub async fn scrub(&self, block: BlockCheck<'_>) -> IoResult<ScrubOutcome> {
         match self {
-            Vdev::Leaf(leaf) => leaf.scrub(offset_bytes, len_bytes, verify).await,
-            Vdev::Mirror(mirror) => mirror.scrub(offset_bytes, len_bytes, verify).await,
-            Vdev::RaidZ(raidz) => raidz.scrub(offset_bytes, len_bytes, verify).await,
+            Vdev::Leaf(leaf) => leaf.scrub(block).await,
+            Vdev::Mirror(mirror) => mirror.scrub(block).await,
+            Vdev::RaidZ(raidz) => raidz.scrub(block).await,
         }
     }
 }

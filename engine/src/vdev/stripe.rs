@@ -9,7 +9,8 @@ use drivers::buffer::{IoBuf, SharedBuf};
 use drivers::error::{IoError, IoResult};
 
 use super::{
-    verifies, BlockReadError, BufResult, DeviceStats, Leaf, Reconstruction, ScrubOutcome, Vdev,
+    verifies, BlockCheck, BlockReadError, BufResult, DeviceStats, Leaf, Reconstruction,
+    ScrubOutcome, Vdev,
 };
 use crate::block_pointer::BlockPointer;
 use crate::join::join_all;
@@ -172,7 +173,12 @@ impl Stripe {
             return Ok(buf);
         }
         // The node counts the copies that failed, on their devices: a leaf its only copy.
-        match self.reconstruct(bp.device, bp.offset_bytes, len, &|b| verifies(bp, b)).await {
+        let block = BlockCheck {
+            offset_bytes: bp.offset_bytes,
+            len_bytes: len,
+            verify: &|b| verifies(bp, b),
+        };
+        match self.reconstruct(bp.device, block).await {
             Reconstruction::Healed(good) => Ok(good),
             Reconstruction::NoOtherCopy => Err(BlockReadError::Checksum),
         }
@@ -181,15 +187,9 @@ impl Stripe {
     /// Reconstruct and heal (see [`Vdev::reconstruct`]): asks top-level vdev `device` for a
     /// copy of `len_bytes` at `offset_bytes` that passes `verify`, after a read of that range
     /// failed it. The stripe keeps no copy of its own.
-    pub async fn reconstruct(
-        &self,
-        device: u16,
-        offset_bytes: u64,
-        len_bytes: usize,
-        verify: &impl Fn(&[u8]) -> bool,
-    ) -> Reconstruction {
+    pub async fn reconstruct(&self, device: u16, block: BlockCheck<'_>) -> Reconstruction {
         match self.child(device) {
-            Ok(child) => child.reconstruct(offset_bytes, len_bytes, verify).await,
+            Ok(child) => child.reconstruct(block).await,
             Err(_) => Reconstruction::NoOtherCopy,
         }
     }
@@ -208,7 +208,12 @@ impl Stripe {
         }
         let child = self.child(bp.device).map_err(|_| BlockReadError::Checksum)?;
         let len = bp.physical_bytes as usize;
-        child.scrub(bp.offset_bytes, len, &|b| verifies(bp, b)).await.map_err(block_read_error)
+        let block = BlockCheck {
+            offset_bytes: bp.offset_bytes,
+            len_bytes: len,
+            verify: &|b| verifies(bp, b),
+        };
+        child.scrub(block).await.map_err(block_read_error)
     }
 
     /// Deallocates `len_bytes` at `offset_bytes` of top-level vdev `device`.
@@ -253,7 +258,7 @@ mod tests {
     use super::Stripe;
     use crate::block_pointer::{BlockPointer, CHECKSUM_XXH3_128};
     use crate::format::checksum;
-    use crate::vdev::{BlockReadError, Reconstruction, ScrubOutcome};
+    use crate::vdev::{BlockCheck, BlockReadError, Reconstruction, ScrubOutcome};
 
     fn reactor() -> Reactor {
         Reactor::new(&ReactorConfig { buffer_count: 8, buffer_bytes: 4096, ..Default::default() })
@@ -300,7 +305,8 @@ mod tests {
             let bad = stripe.scrub_block(&elsewhere).await.expect("scrub");
             assert!(bad.unrepairable && bad.bad_copies == 1 && bad.repaired_bytes == 0);
             assert_eq!(leaf_errors(0), 2);
-            let other = stripe.reconstruct(0, 8192, 4096, &|_| true).await;
+            let block = BlockCheck { offset_bytes: 8192, len_bytes: 4096, verify: &|_| true };
+            let other = stripe.reconstruct(0, block).await;
             assert!(matches!(other, Reconstruction::NoOtherCopy));
             assert_eq!(
                 stripe.read(2, 0, 4096).await.err(),

@@ -1,13 +1,11 @@
 //! Replay of intent-log records into the open dirty sets at import.
 
-use std::sync::atomic::Ordering;
-
 use drivers::buffer::{IoBuf, SharedBuf};
 
 use super::{io_to_volume, PoolVolume};
 use crate::block_volume::{VolResult, VolumeError};
 use crate::units::{BlockCount, Lba};
-use crate::vdev::Reconstruction;
+use crate::vdev::{BlockCheck, Reconstruction};
 use crate::zil::LogOp;
 
 impl PoolVolume {
@@ -33,8 +31,13 @@ impl PoolVolume {
                     .map_err(|e| io_to_volume(e, lba))?;
                 let verify = |b: &[u8]| crate::format::checksum(b) == *checksum;
                 if !verify(&buf) {
-                    devs.stats.checksum_errors.fetch_add(1, Ordering::Relaxed);
-                    match devs.reconstruct(extent.device, extent.offset_bytes, len, &verify).await {
+                    // The node counts each copy that fails on its device.
+                    let block = BlockCheck {
+                        offset_bytes: extent.offset_bytes,
+                        len_bytes: len,
+                        verify: &verify,
+                    };
+                    match devs.reconstruct(extent.device, block).await {
                         Reconstruction::Healed(good) => buf = good,
                         Reconstruction::NoOtherCopy => return Err(VolumeError::Medium { lba }),
                     }

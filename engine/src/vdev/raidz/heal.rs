@@ -13,7 +13,7 @@ use drivers::error::IoResult;
 
 use super::layout::{self, BlockLayout};
 use super::RaidZ;
-use crate::vdev::{Reconstruction, ScrubOutcome};
+use crate::vdev::{BlockCheck, Reconstruction, ScrubOutcome};
 
 /// Every `k`-subset of `0..n`, in lexicographic order.
 fn subsets(n: usize, k: usize) -> Vec<Vec<usize>> {
@@ -50,7 +50,7 @@ impl RaidZ {
         layout: &BlockLayout,
         columns: &[IoBuf],
         failed: &[bool],
-        verify: &impl Fn(&[u8]) -> bool,
+        verify: &dyn Fn(&[u8]) -> bool,
     ) -> Option<IoBuf> {
         let p = self.geometry.parity;
         let known = failed.iter().filter(|f| **f).count();
@@ -120,19 +120,14 @@ impl RaidZ {
     /// # Errors
     /// `InvalidInput` for a range not in whole sectors; a device error when more columns
     /// failed to read than there is parity.
-    async fn heal(
-        &self,
-        offset_bytes: u64,
-        len_bytes: usize,
-        verify: &impl Fn(&[u8]) -> bool,
-    ) -> IoResult<Option<Healed>> {
-        let layout = self.geometry.block(offset_bytes, len_bytes)?;
+    async fn heal(&self, block: BlockCheck<'_>) -> IoResult<Option<Healed>> {
+        let layout = self.geometry.block(block.offset_bytes, block.len_bytes)?;
         let (columns, errors) = self.read_columns(&layout, |_| true).await;
         let failed: Vec<bool> = errors.iter().map(Option::is_some).collect();
         if failed.iter().filter(|f| **f).count() > self.geometry.parity {
             return Err(errors.into_iter().flatten().next().expect("a column failed"));
         }
-        let Some(data) = self.search(&layout, &columns, &failed, verify) else {
+        let Some(data) = self.search(&layout, &columns, &failed, block.verify) else {
             for (c, col) in layout.columns.iter().enumerate() {
                 if !failed[c] {
                     self.children[col.child].count_checksum_error();
@@ -153,13 +148,8 @@ impl RaidZ {
     ///
     /// [`Reconstruction::NoOtherCopy`] when no set verifies (each column read is then
     /// counted, as any may be bad) or too many columns cannot be read.
-    pub async fn reconstruct<V: Fn(&[u8]) -> bool>(
-        &self,
-        offset_bytes: u64,
-        len_bytes: usize,
-        verify: &V,
-    ) -> Reconstruction {
-        match self.heal(offset_bytes, len_bytes, verify).await {
+    pub async fn reconstruct(&self, block: BlockCheck<'_>) -> Reconstruction {
+        match self.heal(block).await {
             Ok(Some(healed)) => Reconstruction::Healed(healed.data),
             Ok(None) | Err(_) => Reconstruction::NoOtherCopy,
         }
@@ -173,21 +163,17 @@ impl RaidZ {
     /// # Errors
     /// `InvalidInput` for a range not in whole sectors; a device error when more columns
     /// failed to read than there is parity (nothing could be checked).
-    pub async fn scrub<V: Fn(&[u8]) -> bool>(
-        &self,
-        offset_bytes: u64,
-        len_bytes: usize,
-        verify: &V,
-    ) -> IoResult<ScrubOutcome> {
+    pub async fn scrub(&self, block: BlockCheck<'_>) -> IoResult<ScrubOutcome> {
         let checked = ScrubOutcome { copies_checked: 1, ..ScrubOutcome::default() };
-        match self.heal(offset_bytes, len_bytes, verify).await? {
+        match self.heal(block).await? {
             Some(healed) => Ok(ScrubOutcome {
                 bad_copies: healed.bad_columns,
                 repaired_bytes: healed.repaired_bytes,
                 ..checked
             }),
             None => {
-                let columns = self.geometry.block(offset_bytes, len_bytes)?.columns.len();
+                let columns =
+                    self.geometry.block(block.offset_bytes, block.len_bytes)?.columns.len();
                 Ok(ScrubOutcome { bad_copies: columns as u32, unrepairable: true, ..checked })
             }
         }
