@@ -12,7 +12,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::block_pointer::{BlockPointer, Extent};
 use crate::format::SECTOR_BYTES;
-use crate::space_map::{SpaceMap, SLAB_UNITS};
+use crate::space_map::{SpaceMap, FREE_RUN_CLASSES, SLAB_UNITS};
 use crate::units::{ShardId, TxgId};
 
 /// The txg of a held extent's pending free until [`Allocator::release_after`] names one.
@@ -590,6 +590,19 @@ impl Allocator {
             .iter()
             .map(|m| lock(m).pending.iter().map(|p| p.units * SECTOR_BYTES).sum::<u64>())
             .sum()
+    }
+
+    /// Free units of every group by the length of the free run they lie in (see
+    /// [`SpaceMap::free_run_histogram`]; pending frees count as allocated).
+    #[must_use]
+    pub fn free_run_histogram(&self) -> [u64; FREE_RUN_CLASSES] {
+        let mut sum = [0u64; FREE_RUN_CLASSES];
+        for m in &self.groups {
+            for (total, units) in sum.iter_mut().zip(lock(m).map.free_run_histogram()) {
+                *total += units;
+            }
+        }
+        sum
     }
 
     /// Indices of groups whose space map must be rewritten.

@@ -17,6 +17,10 @@ use crate::format::{MAX_BLOCK_BYTES, SECTOR_BYTES};
 pub const SLAB_UNITS: u64 = MAX_BLOCK_BYTES / SECTOR_BYTES;
 const _: () = assert!(SLAB_UNITS == 32, "a slab is half a bitmap word");
 
+/// Classes of [`SpaceMap::free_run_histogram`]: runs of 1 unit up to 8,192 units (32 MiB) and
+/// longer.
+pub const FREE_RUN_CLASSES: usize = 14;
+
 /// An allocation bitmap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpaceMap {
@@ -302,6 +306,49 @@ impl SpaceMap {
         self.scan(from, to.min(self.units), n, spare)
     }
 
+    /// Free units by the length of the free run they lie in: entry `k` counts the units of
+    /// runs of `2^k` to `2^(k+1) - 1` units (the last entry also every longer run). What a
+    /// sync's data can be placed in, and how long its device writes can be (`FERRITE_TXG_TRACE`
+    /// prints the pool's sum).
+    #[must_use]
+    pub fn free_run_histogram(&self) -> [u64; FREE_RUN_CLASSES] {
+        let mut classes = [0u64; FREE_RUN_CLASSES];
+        let mut close = |run: u64| {
+            if run > 0 {
+                let class = (63 - run.leading_zeros()) as usize;
+                classes[class.min(FREE_RUN_CLASSES - 1)] += run;
+            }
+        };
+        let mut run = 0u64;
+        for index in 0..self.words.len() as u64 {
+            let free = !self.words[index as usize] & range_mask(index * 64, 0, self.units);
+            if free == u64::MAX {
+                run += 64;
+                continue;
+            }
+            let mut pos = 0u32;
+            while pos < 64 {
+                let rest = free >> pos;
+                if rest == 0 {
+                    close(run);
+                    run = 0;
+                    break;
+                }
+                if rest & 1 == 0 {
+                    close(run);
+                    run = 0;
+                    pos += rest.trailing_zeros();
+                    continue;
+                }
+                let len = rest.trailing_ones();
+                run += u64::from(len);
+                pos += len;
+            }
+        }
+        close(run);
+        classes
+    }
+
     /// Allocated units.
     #[must_use]
     pub fn allocated_units(&self) -> u64 {
@@ -433,6 +480,46 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn free_run_histogram_counts_each_free_unit_in_its_run_class() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for units in [1, 63, 64, 65, 130, 1000, 20_000] {
+            let mut m = SpaceMap::new(units);
+            assert_eq!(m.free_run_histogram().iter().sum::<u64>(), units);
+            for _ in 0..units / 4 {
+                let start = next() % units;
+                let len = (next() % 70).min(units - start);
+                m.set_range(start, len, next() % 3 != 0);
+            }
+            // Unit by unit: each free run's length, its units added to its class.
+            let mut expected = [0u64; FREE_RUN_CLASSES];
+            let mut run = 0u64;
+            for unit in 0..=units {
+                if unit < units && !m.is_set(unit) {
+                    run += 1;
+                } else if run > 0 {
+                    let class = (63 - run.leading_zeros()) as usize;
+                    expected[class.min(FREE_RUN_CLASSES - 1)] += run;
+                    run = 0;
+                }
+            }
+            let got = m.free_run_histogram();
+            assert_eq!(got, expected, "{units} units");
+            assert_eq!(got.iter().sum::<u64>(), units - m.allocated_units());
+        }
+        let mut m = SpaceMap::new(20_000);
+        m.set_range(0, 3, true);
+        m.set_range(5, 1, true);
+        assert_eq!(m.free_run_histogram()[1], 2, "the run of 2 free units");
+        assert_eq!(m.free_run_histogram()[FREE_RUN_CLASSES - 1], 20_000 - 6, "the long tail");
     }
 
     #[test]

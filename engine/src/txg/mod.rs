@@ -21,7 +21,8 @@
 //! throttle live in `admission.rs`.
 //!
 //! With `FERRITE_TXG_TRACE` set in the environment every sync prints the time of its phases
-//! (tree updates, data writes, metadata, space maps and root). A failed sync is always logged
+//! (tree updates, data writes, metadata, space maps and root), its device writes and the
+//! shape of the free space its data was placed in. A failed sync is always logged
 //! with its phase, and suspends the pool.
 
 use std::collections::{HashMap, HashSet};
@@ -533,11 +534,12 @@ impl Pool {
             let t4 = std::time::Instant::now();
             log::info!(
                 "txg {txg}: {partitions} partitions, {data_blocks} blocks in {device_writes} device writes; trees {:.1} ms, writes {:.1} ms, \
-                 metadata {:.1} ms, space+root {:.1} ms",
+                 metadata {:.1} ms, space+root {:.1} ms; {}",
                 ms(t0, t1),
                 ms(t1, t2),
                 ms(t2, t3),
-                ms(t3, t4)
+                ms(t3, t4),
+                self.free_space_trace()
             );
         }
 

@@ -116,6 +116,25 @@ impl Pool {
         Ok(())
     }
 
+    /// The free space as `FERRITE_TXG_TRACE` prints it after a sync: free bytes, whole free
+    /// slabs against the ones kept for metadata, the MiB free in runs of 4 KiB, 8 KiB, 16 KiB
+    /// … (each class up to twice its length; the last one longer), and the shortest data run
+    /// the sync still looked for. A pool whose free MiB sit in the first classes writes its
+    /// data in short device writes, whatever the allocator's order.
+    pub(super) fn free_space_trace(&self) -> String {
+        let mib = |units: u64| (units * SECTOR_BYTES) >> 20;
+        let classes: Vec<u64> =
+            self.alloc.free_run_histogram().iter().map(|&units| mib(units)).collect();
+        format!(
+            "free {} MiB, {} free slabs ({} kept for metadata), MiB free in runs from 4K: \
+             {classes:?}, data runs of at least {} bytes",
+            self.alloc.free_bytes() >> 20,
+            self.alloc.free_slabs(),
+            self.alloc.spare_slabs(),
+            self.txg.data_run_bytes.load(Ordering::Relaxed)
+        )
+    }
+
     /// Recomputes the unused part of thick volumes' reservations.
     pub(crate) fn refresh_reservations(&self) {
         let total = self.unused_reservation_bytes();
