@@ -322,27 +322,16 @@ impl SpaceMap {
         let mut run = 0u64;
         for index in 0..self.words.len() as u64 {
             let free = !self.words[index as usize] & range_mask(index * 64, 0, self.units);
-            if free == u64::MAX {
-                run += 64;
-                continue;
-            }
-            let mut pos = 0u32;
-            while pos < 64 {
-                let rest = free >> pos;
-                if rest == 0 {
+            for (pos, len) in set_runs(free) {
+                if pos > 0 {
                     close(run);
                     run = 0;
-                    break;
                 }
-                if rest & 1 == 0 {
-                    close(run);
-                    run = 0;
-                    pos += rest.trailing_zeros();
-                    continue;
-                }
-                let len = rest.trailing_ones();
                 run += u64::from(len);
-                pos += len;
+            }
+            if free >> 63 == 0 {
+                close(run);
+                run = 0;
             }
         }
         close(run);
@@ -386,6 +375,19 @@ impl SpaceMap {
         map.free_slabs = map.count_free_slabs();
         Some(map)
     }
+}
+
+/// The runs of set bits of `bits`, lowest first, as (first bit, length): a word of a map is
+/// walked a run at a time, not a bit at a time.
+fn set_runs(bits: u64) -> impl Iterator<Item = (u32, u32)> {
+    let mut pos = 0u32;
+    std::iter::from_fn(move || {
+        let rest = bits.checked_shr(pos).filter(|&r| r != 0)?;
+        let start = pos + rest.trailing_zeros();
+        let len = (bits >> start).trailing_ones();
+        pos = start + len;
+        Some((start, len))
+    })
 }
 
 /// The bits of the word starting at unit `base` that lie in `[lo, hi)` (which overlaps it).
@@ -446,22 +448,39 @@ mod tests {
         assert_eq!(decoded.free_slabs(), 3);
     }
 
-    #[test]
-    fn word_search_agrees_with_unit_search_on_fragmented_maps() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
+    /// xorshift64 from `seed`.
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
             seed
-        };
+        }
+    }
+
+    /// `m` cut up by `count` random ranges of under `max_len` units, each taken (with odds
+    /// `taken_of - 1` in `taken_of`) or freed.
+    fn scatter(
+        m: &mut SpaceMap,
+        next: &mut impl FnMut() -> u64,
+        count: u64,
+        max_len: u64,
+        taken_of: u64,
+    ) {
+        let units = m.units();
+        for _ in 0..count {
+            let start = next() % units;
+            let len = (next() % max_len).min(units - start);
+            m.set_range(start, len, next() % taken_of != 0);
+        }
+    }
+
+    #[test]
+    fn word_search_agrees_with_unit_search_on_fragmented_maps() {
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         for units in [1, 63, 64, 65, 200, 1000, 4 * SLAB_UNITS + 10] {
             let mut m = SpaceMap::new(units);
-            for _ in 0..units / 3 {
-                let start = next() % units;
-                let len = (next() % 9).min(units - start);
-                m.set_range(start, len, next() % 4 != 0);
-            }
+            scatter(&mut m, &mut next, units / 3, 9, 4);
             m.mark_metadata_slab(next() % units);
             for _ in 0..300 {
                 let from = next() % (units + 1);
@@ -484,21 +503,11 @@ mod tests {
 
     #[test]
     fn free_run_histogram_counts_each_free_unit_in_its_run_class() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         for units in [1, 63, 64, 65, 130, 1000, 20_000] {
             let mut m = SpaceMap::new(units);
             assert_eq!(m.free_run_histogram().iter().sum::<u64>(), units);
-            for _ in 0..units / 4 {
-                let start = next() % units;
-                let len = (next() % 70).min(units - start);
-                m.set_range(start, len, next() % 3 != 0);
-            }
+            scatter(&mut m, &mut next, units / 4, 70, 3);
             // Unit by unit: each free run's length, its units added to its class.
             let mut expected = [0u64; FREE_RUN_CLASSES];
             let mut run = 0u64;
