@@ -471,7 +471,7 @@ mod tests {
         for _ in 0..count {
             let start = next() % units;
             let len = (next() % max_len).min(units - start);
-            m.set_range(start, len, next() % taken_of != 0);
+            m.set_range(start, len, !next().is_multiple_of(taken_of));
         }
     }
 
