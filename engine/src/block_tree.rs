@@ -117,15 +117,32 @@ pub async fn lookup(
     height: u8,
     index: u64,
 ) -> Result<BlockPointer, BlockReadError> {
+    lookup_at(devs, cache, root, height, 0, index).await
+}
+
+/// Walks to the pointer at `level` (0 for a data block) and `index` among that level's
+/// pointers, reading indirect blocks as needed; a hole above it gives a hole.
+///
+/// # Errors
+/// A read or verification failure of an indirect block.
+pub async fn lookup_at(
+    devs: &Stripe,
+    cache: CacheView<'_>,
+    root: &BlockPointer,
+    height: u8,
+    level: u8,
+    index: u64,
+) -> Result<BlockPointer, BlockReadError> {
+    let leaf = index << (FANOUT_SHIFT * u32::from(level));
     let mut bp = *root;
-    let mut level = height;
-    while level >= 1 {
+    let mut at = height;
+    while at > level {
         if bp.is_hole() {
             return Ok(BlockPointer::HOLE);
         }
         let ptrs = load_indirect(devs, cache, &bp).await?;
-        bp = ptrs[slot(index, level)];
-        level -= 1;
+        bp = ptrs[slot(leaf, at)];
+        at -= 1;
     }
     Ok(bp)
 }

@@ -504,16 +504,18 @@ impl Ddt {
     /// Extents of the table's stored objects (partitions and index), with their birth txgs.
     pub(crate) fn object_extents(&self) -> Vec<(Extent, u64)> {
         let mut out = Vec::new();
-        let mut push = |o: &StoredObject| {
+        for o in self.stored_objects() {
             out.extend(o.extents.iter().map(|e| (*e, o.bp.birth_txg)));
-        };
-        for p in &self.parts {
-            push(&lock(p).object);
         }
-        push(&lock(&self.index));
-        for o in lock(&self.log).iter() {
-            push(o);
-        }
+        out
+    }
+
+    /// The table's stored objects: its partitions, its index and its log objects.
+    pub(crate) fn stored_objects(&self) -> Vec<StoredObject> {
+        let mut out: Vec<StoredObject> =
+            self.parts.iter().map(|p| lock(p).object.clone()).collect();
+        out.push(lock(&self.index).clone());
+        out.extend(lock(&self.log).iter().cloned());
         out
     }
 

@@ -36,6 +36,7 @@ pub mod record;
 pub mod reduction;
 pub mod rewind;
 pub mod route;
+pub mod scrub;
 pub mod snapshot;
 pub mod space_map;
 pub mod txg;

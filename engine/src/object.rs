@@ -247,6 +247,25 @@ pub async fn write_object_from(
     Ok(StoredObject { bp, extents, chunks: pointers })
 }
 
+/// The chunk pointers of a chunk index's `logical` bytes.
+///
+/// # Errors
+/// [`BlockReadError::Checksum`] for a malformed index (a partial pointer, or a chunk that is
+/// itself an index).
+pub fn decode_chunk_index(logical: &[u8]) -> Result<Vec<BlockPointer>, BlockReadError> {
+    if !logical.len().is_multiple_of(std::mem::size_of::<BlockPointer>()) {
+        return Err(BlockReadError::Checksum);
+    }
+    let pointers: Vec<BlockPointer> = logical
+        .chunks_exact(std::mem::size_of::<BlockPointer>())
+        .map(bytemuck::pod_read_unaligned)
+        .collect();
+    if pointers.iter().any(|p| p.block_kind() == Some(BlockKind::ChunkIndex)) {
+        return Err(BlockReadError::Checksum);
+    }
+    Ok(pointers)
+}
+
 /// Reads an object and verifies every block of it: its bytes, and where it is stored.
 ///
 /// # Errors
@@ -264,19 +283,10 @@ pub async fn read_object(
         let stored = StoredObject { bp: *bp, extents: vec![bp.extent()], chunks: Vec::new() };
         return Ok((buf[..logical].to_vec(), stored));
     }
-    if !logical.is_multiple_of(std::mem::size_of::<BlockPointer>()) {
-        return Err(BlockReadError::Checksum);
-    }
-    let pointers: Vec<BlockPointer> = buf[..logical]
-        .chunks_exact(std::mem::size_of::<BlockPointer>())
-        .map(bytemuck::pod_read_unaligned)
-        .collect();
+    let pointers = decode_chunk_index(&buf[..logical])?;
     let mut out = Vec::new();
     let mut extents = Vec::with_capacity(pointers.len() + 1);
     for p in &pointers {
-        if p.block_kind() == Some(BlockKind::ChunkIndex) {
-            return Err(BlockReadError::Checksum);
-        }
         let chunk = devs.read_block(p).await?;
         let n = p.logical_bytes as usize;
         if n > chunk.len() {

@@ -218,6 +218,7 @@ impl Pool {
                 self_ref: weak.clone(),
                 rewind: Mutex::new(None),
                 ownership: OnceLock::new(),
+                scrub: Mutex::new(None),
             }
         })
     }

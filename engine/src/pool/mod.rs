@@ -305,6 +305,8 @@ pub struct Pool {
     pub(crate) rewind: Mutex<Option<RewindReport>>,
     /// This importer's claim on the pool, when it took one (see `owner.rs`).
     pub(crate) ownership: OnceLock<Arc<crate::owner::Ownership>>,
+    /// The current or last scrub (see `scrub/`).
+    pub(crate) scrub: Mutex<Option<Arc<crate::scrub::Scrub>>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -177,6 +177,11 @@ pub struct Zil {
 }
 
 impl Zil {
+    /// Each chain's region: (device, bytes).
+    pub(crate) fn regions(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        self.chains.iter().map(|c| (c.phys.device, c.phys.region_bytes))
+    }
+
     /// Chains as recorded in the pool root (heads become the start of replay).
     #[must_use]
     pub fn new(guid: u64, chains: &[LogChainPhys], shards: usize) -> Zil {
