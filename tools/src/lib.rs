@@ -3,4 +3,5 @@
 pub mod cli;
 pub mod logger;
 pub mod prometheus;
+pub mod scan;
 pub mod size;

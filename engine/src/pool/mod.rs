@@ -109,6 +109,8 @@ pub struct PoolTunables {
     /// see `owner.rs`). `None` (the default) claims nothing: tests and tools that open a pool
     /// they made themselves.
     pub owner: Option<crate::owner::OwnerClaim>,
+    /// Bandwidth a scrub may take, bytes per second (0: unlimited).
+    pub scrub_rate_bytes_per_s: u64,
 }
 
 impl Default for PoolTunables {
@@ -129,6 +131,7 @@ impl Default for PoolTunables {
             write_handoff: false,
             thin_overcommit_factor: DEFAULT_THIN_OVERCOMMIT_FACTOR,
             owner: None,
+            scrub_rate_bytes_per_s: crate::scrub::DEFAULT_SCRUB_RATE,
         }
     }
 }

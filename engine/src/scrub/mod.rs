@@ -43,6 +43,9 @@ pub const DEFAULT_SCRUB_RATE: u64 = 256 << 20;
 /// [`ScrubStatus::errors`] counts.
 pub const MAX_REPORTED_BAD_BLOCKS: usize = 64;
 
+/// [`BadBlock::dataset`] of a block of the pool's own metadata.
+pub const POOL_METADATA: &str = "(pool)";
+
 /// Where a scrub is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScrubState {
@@ -81,7 +84,7 @@ impl ScrubState {
 /// One bad block a scrub found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadBlock {
-    /// Dataset that references it (`volume`, `volume@snapshot`), or `pool` for pool metadata.
+    /// Dataset that references it (`volume`, `volume@snapshot`), or [`POOL_METADATA`].
     pub dataset: String,
     /// What and where: partition, level and index in its tree (or the metadata object), and
     /// the device and offset of the block.
@@ -253,13 +256,13 @@ impl Scrub {
 }
 
 impl Pool {
-    /// Starts a scrub of this pool, walking at most `rate_bytes_per_s` (0: unlimited): the
-    /// returned scrub is registered as the pool's; drive it with [`Scrub::run`].
+    /// Starts a scrub of this pool, walking at most its `scrub_rate_bytes_per_s` tunable:
+    /// the returned scrub is registered as the pool's; drive it with [`Scrub::run`].
     ///
     /// # Errors
     /// [`PoolError::Busy`] when a scrub is already running or paused,
     /// [`PoolError::Suspended`] for a suspended or exported pool.
-    pub fn start_scrub(&self, rate_bytes_per_s: u64) -> PoolResult<Arc<Scrub>> {
+    pub fn start_scrub(&self) -> PoolResult<Arc<Scrub>> {
         self.check_live()?;
         let mut slot = lock(&self.scrub);
         if slot.as_ref().is_some_and(|s| s.status().state.is_active()) {
@@ -268,7 +271,10 @@ impl Pool {
                 self.name
             )));
         }
-        let scrub = Arc::new(Scrub::new(rate_bytes_per_s, walk::to_examine_bytes(self)));
+        let scrub = Arc::new(Scrub::new(
+            self.tunables.scrub_rate_bytes_per_s,
+            walk::to_examine_bytes(self),
+        ));
         *slot = Some(Arc::clone(&scrub));
         Ok(scrub)
     }
@@ -281,14 +287,14 @@ impl Pool {
 
     fn active_scrub(&self, what: &str) -> PoolResult<Arc<Scrub>> {
         lock(&self.scrub).as_ref().filter(|s| s.status().state.is_active()).cloned().ok_or_else(
-            || PoolError::InvalidConfig(format!("no scrub of pool {} to {what}", self.name)),
+            || PoolError::Busy(format!("no scrub of pool {} is running to {what}", self.name)),
         )
     }
 
     /// Pauses the running scrub.
     ///
     /// # Errors
-    /// [`PoolError::InvalidConfig`] when no scrub is running or paused.
+    /// [`PoolError::Busy`] when no scrub is running or paused.
     pub fn pause_scrub(&self) -> PoolResult<()> {
         self.active_scrub("pause")?.set_paused(true);
         Ok(())
@@ -297,7 +303,7 @@ impl Pool {
     /// Resumes a paused scrub.
     ///
     /// # Errors
-    /// [`PoolError::InvalidConfig`] when no scrub is running or paused.
+    /// [`PoolError::Busy`] when no scrub is running or paused.
     pub fn resume_scrub(&self) -> PoolResult<()> {
         self.active_scrub("resume")?.set_paused(false);
         Ok(())
@@ -306,7 +312,7 @@ impl Pool {
     /// Stops the scrub: it ends `stopped` at its next block.
     ///
     /// # Errors
-    /// [`PoolError::InvalidConfig`] when no scrub is running or paused.
+    /// [`PoolError::Busy`] when no scrub is running or paused.
     pub fn stop_scrub(&self) -> PoolResult<()> {
         self.active_scrub("stop")?.stop.store(true, Ordering::SeqCst);
         Ok(())

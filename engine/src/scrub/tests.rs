@@ -103,7 +103,7 @@ fn corrupt(mem: &MemoryDevice, bp: &BlockPointer) {
 }
 
 async fn scrub(pool: &Pool) -> ScrubStatus {
-    let job = pool.start_scrub(0).expect("start");
+    let job = pool.start_scrub().expect("start");
     job.run(pool).await;
     job.status()
 }
@@ -147,8 +147,8 @@ fn a_scrub_finds_the_bad_snapshot_only_block_and_the_bad_live_block_with_their_d
         assert!(s.bad_blocks.iter().all(|b| b.reason == "checksum"));
         assert_eq!(s.examined_bytes, s.to_examine_bytes);
         // A second start while none runs is accepted; the pool keeps one scrub at a time.
-        let again = pool.start_scrub(0).expect("restart");
-        assert!(pool.start_scrub(0).is_err(), "a second scrub while one runs");
+        let again = pool.start_scrub().expect("restart");
+        assert!(pool.start_scrub().is_err(), "a second scrub while one runs");
         pool.stop_scrub().expect("stop");
         again.run(&pool).await;
         assert_eq!(pool.scrub_status().expect("status").state, ScrubState::Stopped);

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::{BadBlock, Scrub, ScrubState};
+use super::{BadBlock, Scrub, ScrubState, POOL_METADATA};
 use crate::block_pointer::{BlockKind, BlockPointer};
 use crate::block_tree::{load_indirect, lookup_at, FANOUT};
 use crate::dataset::DatasetKind;
@@ -71,16 +71,16 @@ async fn metadata_pointers(pool: &Pool) -> Vec<(String, String, BlockPointer)> {
     let mut out = Vec::new();
     {
         let meta = lock(&pool.meta);
-        push_object(&mut out, "pool", "pool root", &meta.root);
-        push_object(&mut out, "pool", "space map table", &meta.space_map_table);
-        push_object(&mut out, "pool", "directory", &meta.directory);
+        push_object(&mut out, POOL_METADATA, "pool root", &meta.root);
+        push_object(&mut out, POOL_METADATA, "space map table", &meta.space_map_table);
+        push_object(&mut out, POOL_METADATA, "directory", &meta.directory);
         for ds in meta.datasets.values() {
             push_object(&mut out, &ds.name(), "dataset object", &ds.object);
             push_object(&mut out, &ds.name(), "deadlist object", &ds.deadlist_object);
         }
     }
     for o in pool.ddt.stored_objects() {
-        push_object(&mut out, "pool", "dedup object", &o);
+        push_object(&mut out, POOL_METADATA, "dedup object", &o);
     }
     let maps: Vec<BlockPointer> =
         (0..pool.alloc.group_count()).map(|g| pool.alloc.group(g).space_map).collect();
@@ -89,12 +89,12 @@ async fn metadata_pointers(pool: &Pool) -> Vec<(String, String, BlockPointer)> {
             continue;
         }
         let what = format!("space map {g}");
-        out.push(("pool".into(), what.clone(), bp));
+        out.push((POOL_METADATA.into(), what.clone(), bp));
         if bp.block_kind() == Some(BlockKind::ChunkIndex) {
             let Ok(buf) = pool.devs.read_block(&bp).await else { continue };
             let logical = (bp.logical_bytes as usize).min(buf.len());
             for c in decode_chunk_index(&buf[..logical]).unwrap_or_default() {
-                out.push(("pool".into(), what.clone(), c));
+                out.push((POOL_METADATA.into(), what.clone(), c));
             }
         }
     }

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! ferritectl pool status | clear tank             # clear: forget tank's rewind report
+//! ferritectl pool scrub tank [--pause | --resume | --stop]   # progress in pool status
 //! ferritectl volume create tank/vm1 --size 100G [--thick] [--block-size 4096] [--volblock-size 64K]
 //!                           [--compression lz4] [--dedup on]
 //! ferritectl volume list | grow tank/vm1 --size 200G | destroy tank/vm1
@@ -76,6 +77,20 @@ enum PoolAction {
     Status,
     /// Forget POOL's rewind report (once seen; `pool status` shows it until then).
     Clear { name: String },
+    /// Start a scrub of POOL (check every allocated block; `pool status` shows its
+    /// progress), or pause, resume or stop the running one.
+    Scrub {
+        name: String,
+        /// Pause the running scrub.
+        #[arg(long, conflicts_with_all = ["resume", "stop"])]
+        pause: bool,
+        /// Resume a paused scrub.
+        #[arg(long, conflicts_with = "stop")]
+        resume: bool,
+        /// Stop the running scrub.
+        #[arg(long)]
+        stop: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -224,6 +239,15 @@ fn request(command: &Command) -> Result<(&'static str, Value), String> {
         Command::Pool { action: PoolAction::Clear { name } } => {
             ("pool_clear", json!({"name": name}))
         }
+        Command::Pool { action: PoolAction::Scrub { name, pause, resume, stop } } => {
+            let action = match (pause, resume, stop) {
+                (true, _, _) => "pause",
+                (_, true, _) => "resume",
+                (_, _, true) => "stop",
+                _ => "start",
+            };
+            ("pool_scrub", json!({"name": name, "action": action}))
+        }
         Command::Volume { action } => match action {
             VolumeAction::Create {
                 name,
@@ -283,6 +307,10 @@ fn print_result(method: &str, result: &Value) {
     let rows = |f: &dyn Fn(&Value) -> Vec<String>| rows_of(result, f);
     match method {
         "pool_list" => print_pools(result),
+        "pool_scrub" => {
+            let line = ferrite_tools::scan::scan_line(&result["scan"]).unwrap_or_default();
+            println!("pool {}: {line}", s(result, "name"));
+        }
         "pool_clear" => {
             if result["cleared"].is_null() {
                 println!("pool {}: no rewind report to clear", s(result, "name"));
@@ -368,6 +396,7 @@ fn print_result(method: &str, result: &Value) {
     if method == "pool_list" {
         print_vdevs(result);
         print_rewinds(result);
+        print_scans(result);
     }
 }
 
@@ -444,6 +473,18 @@ fn print_vdevs(pools: &Value) {
             println!();
             println!("pool {}:", s(p, "name"));
             table(&["device", "state", "read", "write", "cksum", "repaired"], &rows);
+        }
+    }
+}
+
+/// Each pool's scan line (its current or last scrub) and the bad blocks it found.
+fn print_scans(pools: &Value) {
+    for p in pools.as_array().into_iter().flatten() {
+        if let Some(line) = ferrite_tools::scan::scan_line(&p["scan"]) {
+            println!("pool {}: scan: {line}", s(p, "name"));
+            for bad in ferrite_tools::scan::bad_block_lines(&p["scan"]) {
+                println!("  {bad}");
+            }
         }
     }
 }

@@ -63,6 +63,8 @@ pub struct PoolSection {
     pub cache_size: Option<String>,
     /// How many times its capacity the pool's volumes may total (default 20).
     pub thin_overcommit_factor: Option<u64>,
+    /// Bandwidth a scrub may take per second, e.g. `256M` (the default).
+    pub scrub_rate: Option<String>,
 }
 
 /// `[daemon]`.
@@ -241,6 +243,20 @@ pub fn lun_volblock_bytes(lun: &LunSection) -> Result<u32, String> {
 pub fn lun_sanitize_bytes_per_s(lun: &LunSection) -> Result<u64, String> {
     let Some(text) = &lun.sanitize_rate else { return Ok(DEFAULT_SANITIZE_BYTES_PER_S) };
     parse_size(text).map_err(|m| format!("LUN {}: sanitize_rate: {m}", lun.id))
+}
+
+/// The bandwidth a scrub of `pool` may take, bytes per second (`scrub_rate`, default
+/// [`engine::scrub::DEFAULT_SCRUB_RATE`]).
+///
+/// # Errors
+/// A one-line message when the rate is not a size above zero.
+pub fn pool_scrub_bytes_per_s(pool: &PoolSection) -> Result<u64, String> {
+    let Some(text) = &pool.scrub_rate else { return Ok(engine::scrub::DEFAULT_SCRUB_RATE) };
+    match parse_size(text) {
+        Ok(0) => Err(format!("pool {}: scrub_rate must be above 0 (e.g. 256M)", pool.name)),
+        Ok(rate) => Ok(rate),
+        Err(m) => Err(format!("pool {}: scrub_rate: {m}", pool.name)),
+    }
 }
 
 /// A configuration error with its location.
@@ -515,6 +531,7 @@ impl Config {
                     err(&at("cache_size"), format!("pool {} cache_size: {m}", pool.name))
                 })?;
             }
+            pool_scrub_bytes_per_s(pool).map_err(|m| err(&at("scrub_rate"), m))?;
             let devices = pool.devices.iter().enumerate().map(|(d, dev)| {
                 (vec![Key("pool"), Item(i), Key("devices"), Item(d), Key("size")], dev)
             });
@@ -636,6 +653,7 @@ impl Config {
                 reserve_percent: None,
                 cache_size: None,
                 thin_overcommit_factor: None,
+                scrub_rate: None,
             }],
             targets: vec![TargetSection {
                 iqn: DEMO_IQN.to_string(),

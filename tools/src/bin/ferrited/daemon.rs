@@ -138,6 +138,7 @@ async fn open_pool(
     if let Some(factor) = section.thin_overcommit_factor {
         tunables.thin_overcommit_factor = factor;
     }
+    tunables.scrub_rate_bytes_per_s = crate::config::pool_scrub_bytes_per_s(section)?;
     let pool = create_or_import_pool(section, data_dir, tunables).await?;
     // The txg coordinator runs on this shard (shard 0): every 5 s, or sooner past the dirty
     // threshold; every shard syncs the partitions it owns.

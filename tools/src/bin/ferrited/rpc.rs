@@ -6,7 +6,8 @@
 //! `snapshot_clone`, `snapshot_destroy`, `snapshot_destroy_estimate`, `session_list`,
 //! `stats_get` (I/O per LUN, shard and connection, shard CPU time, pool and copy counters; see
 //! `stats.rs`), `stats_copies_get`, `pool_clear` (forgets a pool's rewind report, which
-//! `pool_list` shows until then).
+//! `pool_list` shows until then), `pool_scrub` (start, pause, resume or stop a scrub; its
+//! progress is `pool_list`'s `scan`).
 //! Served on shard 0, where the pools' txg coordinators run.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -27,6 +28,8 @@ use serde_json::{json, Value};
 
 use crate::daemon::{Lun, State};
 use crate::stats;
+
+mod scrub;
 
 /// Largest request line accepted.
 const MAX_REQUEST_BYTES: usize = 1 << 20;
@@ -444,6 +447,7 @@ async fn dispatch(method: &str, params: &Value, state: &State) -> Result<Value, 
     match method {
         "pool_list" => pool_list(state),
         "pool_clear" => pool_clear(params, state),
+        "pool_scrub" => scrub::pool_scrub(params, state),
         "volume_create" => volume_create(params, state).await,
         "volume_list" => volume_list(state),
         "volume_status" => volume_status(params, state),
@@ -484,6 +488,7 @@ fn pool_list(state: &State) -> Result<Value, RpcError> {
                 "dedup_table": dedup_table_json(&p.dedup_table_figures()),
                 "rewind": rewind_json(p.rewind_report().as_ref()),
                 "vdevs": vdevs_json(p),
+                "scan": scrub::scan_json(p),
             })
         })
         .collect();

@@ -1,0 +1,130 @@
+//! `ferritectl pool scrub` on a running ferrited: a byte flipped in a data block on disk is
+//! found by the scrub and named with its dataset in `pool status`; pause, resume and stop
+//! answer; a second start, a pause with none running and an unknown pool are refused with one
+//! line.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{ferritectl, text, Daemon};
+use target_iscsi::initiator::{Initiator, LoginOptions};
+
+const IQN: &str = "iqn.2026-12.io.ferrite:scrub";
+
+/// Pool `tank` (512 MiB) scrubbing at 256 KiB/s, so a scrub lasts long enough to pause it,
+/// and LUN 0 the volume `tank/rot`.
+fn config() -> String {
+    let pool = common::pool_table("tank", "tank0.img", "512M") + "scrub_rate = \"256K\"\n";
+    common::config("shards = 1", &pool, IQN, &common::volume_lun(0, "tank/rot", "64M"))
+}
+
+/// Runs `ferritectl ARGS`, which must succeed: its stdout.
+fn ok(socket: &Path, args: &[&str]) -> String {
+    let out = ferritectl(socket, args);
+    assert!(out.status.success(), "ferritectl {args:?}: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// Runs `ferritectl ARGS`, which must fail with one line on stderr containing `want`.
+fn refused(socket: &Path, args: &[&str], want: &str) {
+    let out = ferritectl(socket, args);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "ferritectl {args:?} exited 0");
+    assert!(err.contains(want) && err.trim().lines().count() == 1, "ferritectl {args:?}: {err}");
+}
+
+/// The scrub state in `pool_list`.
+fn scan_state(socket: &Path) -> String {
+    let pools = common::rpc(socket, "pool_list", &serde_json::json!({}));
+    pools[0]["scan"]["state"].as_str().unwrap_or("none").to_string()
+}
+
+/// Polls `pool status` until tank's scan line says the scrub finished: that text.
+fn wait_finished(socket: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let status = ok(socket, &["pool", "status"]);
+        if status.contains("scan: scrub finished") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the scrub did not finish in 120 s:\n{status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_scrub_finds_a_flipped_byte_and_names_its_dataset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(dir.path(), &config(), &[]);
+    let opts = {
+        let mut o = LoginOptions::new("iqn.2026-12.io.ferrite:scrub-tester", IQN);
+        o.timeout = Duration::from_secs(10);
+        o
+    };
+    // A 4 KiB pattern nothing else on disk contains, and some ordinary data around it.
+    let pattern: Vec<u8> =
+        (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8 ^ 0xa5).collect();
+    {
+        let mut ini = Initiator::login(daemon.portal, &opts).expect("login");
+        let fill = vec![0x3cu8; 64 * 1024];
+        assert_eq!(ini.write16(0, 0, 512, &fill, false).expect("write").status, 0);
+        assert_eq!(ini.write16(0, 800, 512, &pattern, true).expect("write").status, 0);
+        assert_eq!(ini.synchronize_cache(0).expect("sync").status, 0);
+        ini.logout().expect("logout");
+    }
+    assert!(daemon.stop(), "clean stop");
+
+    // Flip one byte in every on-disk copy of the block (the block, and any intent-log
+    // record that still holds it: the scrub does not read the log).
+    let image = dir.path().join("data/tank0.img");
+    let mut bytes = std::fs::read(&image).expect("read image");
+    let copies: Vec<usize> = bytes
+        .windows(pattern.len())
+        .enumerate()
+        .filter(|(_, w)| *w == pattern.as_slice())
+        .map(|(at, _)| at)
+        .collect();
+    assert!(!copies.is_empty(), "data block not found on disk");
+    for at in copies {
+        bytes[at + 1000] ^= 0x01;
+    }
+    std::fs::write(&image, &bytes).expect("write image");
+    drop(bytes);
+
+    let daemon = Daemon::start(dir.path(), &config(), &[]);
+    let socket = dir.path().join("data/ferrited.sock");
+    assert_eq!(scan_state(&socket), "none", "no scrub before one is started");
+    let started = ok(&socket, &["pool", "scrub", "tank"]);
+    assert!(started.contains("scrub in progress"), "{started}");
+    refused(&socket, &["pool", "scrub", "tank"], "already running");
+    ok(&socket, &["pool", "scrub", "tank", "--pause"]);
+    assert_eq!(scan_state(&socket), "paused");
+    let status = ok(&socket, &["pool", "status"]);
+    assert!(status.contains("pool tank: scan: scrub paused"), "{status}");
+    ok(&socket, &["pool", "scrub", "tank", "--resume"]);
+    let status = wait_finished(&socket);
+    assert!(status.contains("with 1 errors"), "{status}");
+    assert!(status.contains("error: tank/rot partition"), "the bad block's dataset:\n{status}");
+    let json = ok(&socket, &["--json", "pool", "status"]);
+    let pools: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let scan = &pools[0]["scan"];
+    assert_eq!(scan["errors"], 1, "{scan}");
+    assert_eq!(scan["bad_blocks"][0]["dataset"], "tank/rot", "{scan}");
+    assert_eq!(scan["examined_bytes"], scan["to_examine_bytes"], "{scan}");
+
+    // A second scrub, stopped; then nothing runs to pause.
+    ok(&socket, &["pool", "scrub", "tank"]);
+    ok(&socket, &["pool", "scrub", "tank", "--stop"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while scan_state(&socket) != "stopped" {
+        assert!(Instant::now() < deadline, "the scrub did not stop: {}", scan_state(&socket));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = ok(&socket, &["pool", "status"]);
+    assert!(status.contains("pool tank: scan: scrub stopped"), "{status}");
+    refused(&socket, &["pool", "scrub", "tank", "--pause"], "no scrub of pool tank is running");
+    refused(&socket, &["pool", "scrub", "nope"], "no pool named \"nope\"");
+    assert!(daemon.stop(), "clean stop");
+}
