@@ -13,8 +13,10 @@
 //! before the creation txg of the newest snapshot of the same lineage already walked (for a
 //! clone with none yet: its origin snapshot) is in that snapshot's tree — trees are
 //! copy-on-write — so it and everything under it is skipped. Memory is bounded by the tree
-//! height (one indirect block's children per level), whatever the pool's size. A block
-//! deduplicated across volumes is checked once per volume that references it.
+//! height (one indirect block's children per level), whatever the pool's size. A
+//! deduplicated data block is shared by reference count, not by the birth-txg rule, so it is
+//! never skipped: it is checked once per dataset that references it (and the examined bytes
+//! may then pass the allocated ones).
 //!
 //! **Live pool.** Blocks keep being freed and reallocated while the scrub runs. A block that
 //! fails its check is reported only when it is still referenced where it was found: its
@@ -229,10 +231,11 @@ impl Scrub {
         s.end_unix_s = Some(unix_now());
     }
 
-    /// Waits while paused, then holds the walk to its rate: `examined` bytes are due
-    /// `examined / rate` seconds of scrub time after the start.
-    async fn pace(&self) {
-        while self.paused.load(Ordering::SeqCst) && !self.stopping() {
+    /// Waits while paused (until resumed, stopped, or `pool` is exported), then holds the walk
+    /// to its rate: `examined` bytes are due `examined / rate` seconds of scrub time after the
+    /// start.
+    async fn pace(&self, pool: &Pool) {
+        while self.paused.load(Ordering::SeqCst) && !self.stopping() && !pool.is_suspended() {
             drivers::executor::sleep(Duration::from_millis(50)).await;
         }
         if self.rate_bytes_per_s == 0 {

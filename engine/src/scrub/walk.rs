@@ -6,6 +6,7 @@ use super::{BadBlock, Scrub, ScrubState, POOL_METADATA};
 use crate::block_pointer::{BlockKind, BlockPointer};
 use crate::block_tree::{load_indirect, lookup_at, FANOUT};
 use crate::dataset::DatasetKind;
+use crate::ddt::is_dedup;
 use crate::join::for_each_bounded;
 use crate::label::DeviceRole;
 use crate::object::{decode_chunk_index, StoredObject};
@@ -161,7 +162,7 @@ pub(super) async fn run(pool: &Pool, job: &Scrub) -> ScrubState {
         if let Some(state) = ended(pool, job) {
             return state;
         }
-        job.pace().await;
+        job.pace(pool).await;
         check(pool, job, &bp, &Found::Meta { dataset: &dataset, what: &what }).await;
     }
     // Per lineage: creation txg of the newest snapshot of it walked whole. Blocks born at
@@ -201,7 +202,7 @@ struct Tree<'a> {
 
 impl Tree<'_> {
     fn skip(&self, bp: &BlockPointer) -> bool {
-        bp.is_hole() || bp.birth_txg <= self.floor
+        bp.is_hole() || (bp.birth_txg <= self.floor && !is_dedup(bp))
     }
 
     fn found(&self, level: u8, index: u64) -> Found<'_> {
@@ -220,7 +221,7 @@ impl Tree<'_> {
             if self.skip(&bp) {
                 continue;
             }
-            job.pace().await;
+            job.pace(pool).await;
             if !check(pool, job, &bp, &self.found(level, index)).await || level == 0 {
                 continue;
             }
