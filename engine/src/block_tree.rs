@@ -117,11 +117,11 @@ pub async fn lookup(
     height: u8,
     index: u64,
 ) -> Result<BlockPointer, BlockReadError> {
-    lookup_at(devs, cache, root, height, 0, index).await
+    lookup_at(devs, cache, root, height, (0, index)).await
 }
 
-/// Walks to the pointer at `level` (0 for a data block) and `index` among that level's
-/// pointers, reading indirect blocks as needed; a hole above it gives a hole.
+/// Walks to the pointer at `place` = (level, index among that level's pointers; level 0 for a
+/// data block), reading indirect blocks as needed; a hole above it gives a hole.
 ///
 /// # Errors
 /// A read or verification failure of an indirect block.
@@ -130,8 +130,7 @@ pub async fn lookup_at(
     cache: CacheView<'_>,
     root: &BlockPointer,
     height: u8,
-    level: u8,
-    index: u64,
+    (level, index): (u8, u64),
 ) -> Result<BlockPointer, BlockReadError> {
     let leaf = index << (FANOUT_SHIFT * u32::from(level));
     let mut bp = *root;

@@ -53,22 +53,9 @@ fn flipped_byte_in_a_data_block_reads_as_medium_error() {
     let report = inspect(true);
     assert!(report.contains("rot"), "inspect lists the volume:\n{report}");
 
-    // Find the block on the pool device and flip one byte in the middle of it.
-    let mut bytes = std::fs::read(&image).expect("read image");
-    // Every copy: the block itself, and any intent-log record that still holds it.
-    let copies: Vec<usize> = bytes
-        .windows(pattern.len())
-        .enumerate()
-        .filter(|(_, w)| *w == pattern.as_slice())
-        .map(|(at, _)| at)
-        .collect();
-    assert!(!copies.is_empty(), "data block not found on disk");
-    println!("flipping a byte in {} on-disk copies of the block", copies.len());
-    for at in copies {
-        bytes[at + 1000] ^= 0x01;
-    }
-    std::fs::write(&image, &bytes).expect("write image");
-    drop(bytes);
+    // Find the block on the pool device and flip one byte in the middle of it (every copy).
+    let copies = common::flip_byte_in_copies(&image, &pattern);
+    println!("flipping a byte in {copies} on-disk copies of the block");
     let report = inspect(false);
     assert!(report.contains("NOT CLEAN"), "inspect reports the bad block:\n{report}");
 

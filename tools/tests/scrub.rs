@@ -78,20 +78,7 @@ fn a_scrub_finds_a_flipped_byte_and_names_its_dataset() {
 
     // Flip one byte in every on-disk copy of the block (the block, and any intent-log
     // record that still holds it: the scrub does not read the log).
-    let image = dir.path().join("data/tank0.img");
-    let mut bytes = std::fs::read(&image).expect("read image");
-    let copies: Vec<usize> = bytes
-        .windows(pattern.len())
-        .enumerate()
-        .filter(|(_, w)| *w == pattern.as_slice())
-        .map(|(at, _)| at)
-        .collect();
-    assert!(!copies.is_empty(), "data block not found on disk");
-    for at in copies {
-        bytes[at + 1000] ^= 0x01;
-    }
-    std::fs::write(&image, &bytes).expect("write image");
-    drop(bytes);
+    common::flip_byte_in_copies(&dir.path().join("data/tank0.img"), &pattern);
 
     let daemon = Daemon::start(dir.path(), &config(), &[]);
     let socket = dir.path().join("data/ferrited.sock");

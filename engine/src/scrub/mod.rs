@@ -127,6 +127,22 @@ pub struct ScrubStatus {
     pub eta_s: Option<u64>,
 }
 
+/// The dataset a tree belongs to.
+struct DatasetRef {
+    /// Dataset id.
+    id: u64,
+    /// `volume` or `volume@snapshot`, as bad blocks are reported.
+    name: String,
+    /// A snapshot (immutable trees) rather than a head (trees in its partitions).
+    snapshot: bool,
+    /// Volume whose history it is part of (a snapshot's volume, a volume itself).
+    lineage: u64,
+    /// For a clone: the snapshot it started from (0 otherwise).
+    origin_id: u64,
+    /// A snapshot's point in time: the blocks of its lineage born at or before it are in it.
+    creation_txg: u64,
+}
+
 /// A running (or ended) scrub of one pool: its status and its controls.
 pub struct Scrub {
     status: Mutex<ScrubStatus>,

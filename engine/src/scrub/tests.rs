@@ -8,8 +8,8 @@ use drivers::blockdev::BlockDevice;
 use drivers::buffer::IoBuf;
 use drivers::executor::{Reactor, ReactorConfig};
 
-use super::walk::{check, DatasetRef, Found};
-use super::{Scrub, ScrubState, ScrubStatus};
+use super::walk::{check, Found};
+use super::{DatasetRef, Scrub, ScrubState, ScrubStatus};
 use crate::block_pointer::BlockPointer;
 use crate::block_tree::lookup;
 use crate::block_volume::BlockVolume;
@@ -34,13 +34,9 @@ async fn setup() -> (Arc<MemoryDevice>, Arc<Pool>, PoolVolume) {
     let dev: Arc<dyn BlockDevice> = Arc::clone(&mem) as Arc<dyn BlockDevice>;
     let options = CreateOptions { guid: Some(7), log_chain_bytes: 1 << 20, ..Default::default() };
     let pool = Pool::create(vec![dev], None, options).await.expect("create");
-    let vol_options = VolumeOptions {
-        capacity_bytes: 4 << 20,
-        partition_count: 1,
-        compression: Compression::Off,
-        ..VolumeOptions::default()
-    };
-    let vol = pool.create_volume("v", &vol_options).await.expect("volume");
+    let plain = VolumeOptions { compression: Compression::Off, ..VolumeOptions::default() };
+    let one_partition = VolumeOptions { capacity_bytes: 4 << 20, partition_count: 1, ..plain };
+    let vol = pool.create_volume("v", &one_partition).await.expect("volume");
     for i in 0..BLOCKS {
         write(&vol, i, i + 1).await;
     }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::{BadBlock, Scrub, ScrubState, POOL_METADATA};
+use super::{BadBlock, DatasetRef, Scrub, ScrubState, POOL_METADATA};
 use crate::block_pointer::{BlockKind, BlockPointer};
 use crate::block_tree::{load_indirect, lookup_at, FANOUT};
 use crate::dataset::DatasetKind;
@@ -14,21 +14,6 @@ use crate::pool::{lock, Pool};
 use crate::units::PartitionId;
 use crate::vdev::{BlockReadError, ScrubOutcome};
 
-/// Data blocks of one indirect block checked at once.
-const DATA_DEPTH: usize = 16;
-
-/// The dataset a tree belongs to.
-pub(super) struct DatasetRef {
-    pub(super) id: u64,
-    pub(super) name: String,
-    pub(super) snapshot: bool,
-    /// Volume whose history it is part of (a snapshot's volume, a volume itself).
-    pub(super) lineage: u64,
-    /// For a clone: the snapshot it started from (0 otherwise).
-    pub(super) origin_id: u64,
-    pub(super) creation_txg: u64,
-}
-
 /// Where a block was found, to re-check that it is still referenced there.
 pub(super) enum Found<'a> {
     /// A metadata object's block.
@@ -37,6 +22,9 @@ pub(super) enum Found<'a> {
     /// the tree at `root` the walk started from.
     Tree { ds: &'a DatasetRef, partition: usize, level: u8, index: u64, root: BlockPointer },
 }
+
+/// Data blocks of one indirect block checked at once.
+const DATA_DEPTH: usize = 16;
 
 /// Bytes a scrub examines: allocated space less the intent-log regions on data devices.
 pub(super) fn to_examine_bytes(pool: &Pool) -> u64 {
@@ -312,7 +300,7 @@ async fn still_referenced(pool: &Pool, bp: &BlockPointer, found: &Found<'_>) -> 
         return false;
     }
     let cache = pool.cache.for_partition(ds.id, PartitionId::new(*partition));
-    match lookup_at(&pool.devs, cache, &current, height, *level, *index).await {
+    match lookup_at(&pool.devs, cache, &current, height, (*level, *index)).await {
         Ok(now) => now.same_block(bp),
         // The path to it is unreadable: the damage is real either way.
         Err(_) => true,

@@ -231,3 +231,22 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// Flips one byte (at offset 1000) in every copy of `pattern` in the file `image` — the block
+/// itself, and any intent-log record that still holds it: how many copies there were (at
+/// least one, or it panics).
+pub fn flip_byte_in_copies(image: &Path, pattern: &[u8]) -> usize {
+    let mut bytes = std::fs::read(image).expect("read image");
+    let copies: Vec<usize> = bytes
+        .windows(pattern.len())
+        .enumerate()
+        .filter(|(_, w)| *w == pattern)
+        .map(|(at, _)| at)
+        .collect();
+    assert!(!copies.is_empty(), "data block not found on disk");
+    for &at in &copies {
+        bytes[at + 1000] ^= 0x01;
+    }
+    std::fs::write(image, &bytes).expect("write image");
+    copies.len()
+}
