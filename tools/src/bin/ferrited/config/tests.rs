@@ -212,3 +212,19 @@ fn sanitize_rate_is_a_size_above_zero_and_defaults_to_the_target_default() {
     let err = Config::parse(&lun("sanitize_rate = \"fast\""), "f.toml").expect_err("not a size");
     assert!(err.0.starts_with("f.toml:7: LUN 0: sanitize_rate: "), "{}", err.0);
 }
+
+#[test]
+fn scrub_rate_is_a_size_above_zero_and_defaults_to_256m() {
+    let parse = |extra: &str| {
+        let text =
+            format!("[[pool]]\nname = \"tank\"\ndevices = [{{ path = \"a.img\" }}]\n{extra}\n");
+        Config::parse(&text, "f.toml")
+    };
+    let rate_of = |extra: &str| pool_scrub_bytes_per_s(&parse(extra).expect("valid").pools[0]);
+    assert_eq!(rate_of(""), Ok(256 << 20));
+    assert_eq!(rate_of("scrub_rate = \"64M\""), Ok(64 << 20));
+    for bad in ["0", "quick"] {
+        let err = parse(&format!("scrub_rate = \"{bad}\"")).expect_err("refused");
+        assert!(err.0.starts_with("f.toml:4: pool tank: scrub_rate"), "{bad}: {}", err.0);
+    }
+}
