@@ -137,7 +137,7 @@ struct DatasetRef {
     snapshot: bool,
     /// Volume whose history it is part of (a snapshot's volume, a volume itself).
     lineage: u64,
-    /// For a clone: the snapshot it started from (0 otherwise).
+    /// For a clone or a clone's snapshot: the snapshot the clone started from (0 otherwise).
     origin_id: u64,
     /// A snapshot's point in time: the blocks of its lineage born at or before it are in it.
     creation_txg: u64,

@@ -181,3 +181,31 @@ fn a_bad_block_replaced_during_the_scrub_is_not_reported() {
         assert_eq!(job.status().errors, 0);
     });
 }
+
+#[test]
+fn a_clone_is_walked_past_its_origin_only() {
+    reactor().block_on(async {
+        let (mem, pool, _vol) = setup().await;
+        let clone = pool.clone_snapshot("v@s", "c").await.expect("clone");
+        write(&clone, 7, 3000).await;
+        pool.sync_txg().await.expect("sync");
+        pool.snapshot("c", "t").await.expect("snapshot of the clone");
+        write(&clone, 8, 3001).await;
+        for _ in 0..3 {
+            pool.sync_txg().await.expect("sync");
+        }
+        // Blocks the clone shares with its origin are checked once, with the origin.
+        let clean = scrub(&pool).await;
+        assert_eq!((clean.state, clean.errors), (ScrubState::Finished, 0));
+        assert_eq!(clean.examined_bytes, clean.to_examine_bytes);
+        // Its own blocks are checked, and named with the clone or its snapshot.
+        let in_snapshot = data_block(&pool, "c@t", 7).await;
+        let in_head = data_block(&pool, "c", 8).await;
+        corrupt(&mem, &in_snapshot);
+        corrupt(&mem, &in_head);
+        let s = scrub(&pool).await;
+        let mut found: Vec<String> = s.bad_blocks.iter().map(|b| b.dataset.clone()).collect();
+        found.sort();
+        assert_eq!(found, ["c", "c@t"], "{:?}", s.bad_blocks);
+    });
+}

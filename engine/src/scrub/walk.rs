@@ -98,12 +98,14 @@ fn dataset_plan(pool: &Pool) -> Vec<DatasetRef> {
         .values()
         .map(|ds| {
             let snapshot = ds.kind() == DatasetKind::Snapshot;
+            let lineage = if snapshot { ds.phys.parent_id } else { ds.phys.id };
             DatasetRef {
                 id: ds.phys.id,
                 name: ds.name(),
                 snapshot,
-                lineage: if snapshot { ds.phys.parent_id } else { ds.phys.id },
-                origin_id: if snapshot { 0 } else { ds.phys.origin_id },
+                lineage,
+                // The volume's origin: a clone's snapshots start from it too.
+                origin_id: meta.datasets.get(&lineage).map_or(0, |v| v.phys.origin_id),
                 creation_txg: ds.phys.creation_txg,
             }
         })
