@@ -100,10 +100,15 @@ impl Leaf {
         } else {
             self.device.write(buf, offset_bytes).await
         };
+        (self.count_write(res), buf)
+    }
+
+    /// Counts a failed write on this device; returns its result.
+    fn count_write(&self, res: IoResult<()>) -> IoResult<()> {
         if res.is_err() {
             self.errors.write.fetch_add(1, Ordering::Relaxed);
         }
-        (res, buf)
+        res
     }
 
     /// True when the device makes each durable [`Leaf::write`] durable by itself.
@@ -129,11 +134,7 @@ impl Leaf {
         let in_place =
             bufs.iter().all(|b| b.is_aligned() && unit > 0 && b.len().is_multiple_of(unit));
         if dev.writes_vectored() && in_place {
-            let res = dev.write_vectored(bufs, offset_bytes).await;
-            if res.is_err() {
-                self.errors.write.fetch_add(1, Ordering::Relaxed);
-            }
-            return res;
+            return self.count_write(dev.write_vectored(bufs, offset_bytes).await);
         }
         let mut one = IoBuf::zeroed(total);
         let mut at = 0;
@@ -142,11 +143,7 @@ impl Leaf {
             at += b.len();
         }
         copy_stats::record(CopyPath::SyncWrite, total);
-        let res = dev.write(one, offset_bytes).await.0;
-        if res.is_err() {
-            self.errors.write.fetch_add(1, Ordering::Relaxed);
-        }
-        res
+        self.count_write(dev.write(one, offset_bytes).await.0)
     }
 
     /// Makes every write completed before this call durable.

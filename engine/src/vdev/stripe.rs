@@ -33,6 +33,13 @@ fn block_read_error(e: IoError) -> BlockReadError {
     }
 }
 
+/// The bytes to read for `bp`, or `None` for a pointer that addresses no whole sectors (a
+/// hole, or a size or offset off the 4 KiB grid: a malformed pointer).
+fn addressed_len(bp: &BlockPointer) -> Option<usize> {
+    let whole = bp.physical_bytes.is_multiple_of(4096) && bp.offset_bytes.is_multiple_of(4096);
+    (!bp.is_hole() && whole).then_some(bp.physical_bytes as usize)
+}
+
 impl Stripe {
     /// The stripe over `devices`, one leaf each, in pool order.
     #[must_use]
@@ -40,7 +47,7 @@ impl Stripe {
         let stats = Arc::new(DeviceStats::default());
         let children =
             devices.into_iter().map(|d| Vdev::Leaf(Leaf::new(d, Arc::clone(&stats)))).collect();
-        Stripe { children, stats }
+        Stripe::from_children(children, stats)
     }
 
     /// The stripe over `children` (top-level vdevs in pool order, built over leaves that count
@@ -160,14 +167,10 @@ impl Stripe {
     /// [`BlockReadError::Checksum`] when the content does not verify and no other copy does
     /// (each bad copy counted on its device), [`BlockReadError::Io`] when the device fails.
     pub async fn read_block(&self, bp: &BlockPointer) -> Result<IoBuf, BlockReadError> {
-        if bp.is_hole()
-            || !bp.physical_bytes.is_multiple_of(4096)
-            || !bp.offset_bytes.is_multiple_of(4096)
-        {
+        let Some(len) = addressed_len(bp) else {
             self.stats.checksum_errors.fetch_add(1, Ordering::Relaxed);
             return Err(BlockReadError::Checksum);
-        }
-        let len = bp.physical_bytes as usize;
+        };
         let buf = self.read(bp.device, bp.offset_bytes, len).await.map_err(block_read_error)?;
         if verifies(bp, &buf) {
             return Ok(buf);
@@ -200,14 +203,8 @@ impl Stripe {
     /// [`BlockReadError::Checksum`] for a malformed pointer, [`BlockReadError::Io`] when a
     /// device error left no copy to check.
     pub async fn scrub_block(&self, bp: &BlockPointer) -> Result<ScrubOutcome, BlockReadError> {
-        if bp.is_hole()
-            || !bp.physical_bytes.is_multiple_of(4096)
-            || !bp.offset_bytes.is_multiple_of(4096)
-        {
-            return Err(BlockReadError::Checksum);
-        }
+        let len = addressed_len(bp).ok_or(BlockReadError::Checksum)?;
         let child = self.child(bp.device).map_err(|_| BlockReadError::Checksum)?;
-        let len = bp.physical_bytes as usize;
         let block = BlockCheck {
             offset_bytes: bp.offset_bytes,
             len_bytes: len,
