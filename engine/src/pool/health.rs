@@ -32,8 +32,8 @@ pub struct GroupHealth {
     pub kind: String,
     /// `data` or `log`.
     pub role: &'static str,
-    /// `ONLINE`, `DEGRADED` (a device FAULTED, the group still holds every block) or
-    /// `FAULTED`.
+    /// `ONLINE`, or `DEGRADED` for a mirror with a device FAULTED (the group still holds
+    /// every block: a mirror never faults its last device).
     pub state: &'static str,
     /// Its devices, in configuration order.
     pub devices: Vec<DeviceHealth>,
