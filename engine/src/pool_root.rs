@@ -63,11 +63,59 @@ pub struct PoolRootPhys {
     pub log_chains: [LogChainPhys; MAX_LOG_CHAINS],
     /// The dedup table's index object (hole while the table has never held an entry).
     pub ddt_index: BlockPointer,
+    /// The current or last scrub (all zero: none on record).
+    pub scan: ScanPhys,
     /// Reserved, zero.
-    pub reserved: [u64; 34],
+    pub reserved: [u64; 18],
 }
 
 const _: () = assert!(std::mem::size_of::<PoolRootPhys>() == 1536);
+
+/// [`ScanPhys::function`] of a scrub.
+pub const SCAN_FUNCTION_SCRUB: u32 = 1;
+
+/// The pool's current or last scan (scrub), 128 bytes in the pool root: written by every txg,
+/// so a scan survives export, restart and power loss within one txg of where it was. It took
+/// reserved words that every earlier writer of format 4 left zero, and zero means "none on
+/// record", so it needs no format version (docs/format.md §Pool root).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq, Default)]
+pub struct ScanPhys {
+    /// 0 none, [`SCAN_FUNCTION_SCRUB`]; other values (a later ferrite's) are ignored.
+    pub function: u32,
+    /// 1 running, 2 paused, 3 finished, 4 stopped.
+    pub state: u32,
+    /// Start, Unix seconds.
+    pub start_unix_s: u64,
+    /// End, Unix seconds (0 while running or paused).
+    pub end_unix_s: u64,
+    /// Scan time so far in milliseconds, pauses excluded.
+    pub active_ms: u64,
+    /// Bytes of blocks checked.
+    pub examined_bytes: u64,
+    /// Bytes to examine, taken at the start.
+    pub to_examine_bytes: u64,
+    /// Blocks checked.
+    pub blocks: u64,
+    /// Bad blocks found.
+    pub errors: u64,
+    /// Bytes rewritten with verified content.
+    pub repaired_bytes: u64,
+    /// Cursor: the dataset being walked (0: still in the pool's metadata).
+    pub cursor_dataset: u64,
+    /// Cursor: that dataset's creation txg.
+    pub cursor_creation_txg: u64,
+    /// Cursor: the partition being walked.
+    pub cursor_partition: u32,
+    /// Cursor: bit 0 set when the dataset is a head (a volume or clone), clear for a snapshot.
+    pub cursor_flags: u32,
+    /// Cursor: the partition's data blocks below this index are checked.
+    pub cursor_block: u64,
+    /// Reserved, zero.
+    pub reserved: [u64; 3],
+}
+
+const _: () = assert!(std::mem::size_of::<ScanPhys>() == 128);
 
 impl PoolRootPhys {
     /// Decodes and validates a pool root object.

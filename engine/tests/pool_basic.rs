@@ -208,6 +208,38 @@ fn other_format_version_is_refused_naming_both() {
 }
 
 #[test]
+fn an_import_without_every_device_names_the_missing_one() {
+    let r = reactor();
+    let (a, b, log) = (device(64), device(32), device(16));
+    r.block_on(async {
+        let pool =
+            Pool::create(vec![Arc::clone(&a), Arc::clone(&b)], Some(Arc::clone(&log)), options())
+                .await
+                .expect("create");
+        pool.export().await.expect("export");
+    });
+    let import = |devices: Vec<Arc<dyn BlockDevice>>| {
+        let err = r.block_on(Pool::import(devices, PoolTunables::default())).err();
+        err.expect("must refuse").to_string()
+    };
+    let msg = import(vec![Arc::clone(&a), Arc::clone(&log)]);
+    assert!(msg.contains("missing 1 of its 3 devices: device 1 (data, "), "{msg}");
+    assert!(msg.contains(" MiB, guid 0x"), "{msg}");
+    assert_eq!(msg.lines().count(), 1, "{msg}");
+    let msg = import(vec![Arc::clone(&b)]);
+    assert!(msg.contains("missing 2 of its 3 devices: device 0 (data, "), "{msg}");
+    assert!(msg.contains("device 2 (log, "), "{msg}");
+    // A device given twice is not the missing one.
+    let msg = import(vec![Arc::clone(&a), Arc::clone(&a), Arc::clone(&log)]);
+    assert!(msg.contains("does not belong"), "{msg}");
+    // All three, in any order, import.
+    r.block_on(async {
+        let pool = Pool::import(vec![log, b, a], PoolTunables::default()).await.expect("import");
+        pool.export().await.expect("export");
+    });
+}
+
+#[test]
 fn snapshots_clones_rollback_and_space() {
     common::with_new_pool(64, options(), |pool, dev| async move {
         let vol = pool.create_volume("vol", &small_volume()).await.expect("volume");

@@ -1,7 +1,7 @@
 //! `ferritectl pool scrub` on a running ferrited: a byte flipped in a data block on disk is
-//! found by the scrub and named with its dataset in `pool status`; pause, resume and stop
-//! answer; a second start, a pause with none running and an unknown pool are refused with one
-//! line.
+//! found by the scrub and named with its dataset in `pool status` and the metrics; pause,
+//! resume and stop answer; a second start, a pause with none running and an unknown pool are
+//! refused with one line; a paused scrub is still paused after a restart.
 
 mod common;
 
@@ -14,10 +14,22 @@ use target_iscsi::initiator::{Initiator, LoginOptions};
 const IQN: &str = "iqn.2026-12.io.ferrite:scrub";
 
 /// Pool `tank` (512 MiB) scrubbing at 256 KiB/s, so a scrub lasts long enough to pause it,
-/// and LUN 0 the volume `tank/rot`.
-fn config() -> String {
+/// and LUN 0 the volume `tank/rot`; metrics on `metrics`.
+fn config(metrics: &str) -> String {
     let pool = common::pool_table("tank", "tank0.img", "512M") + "scrub_rate = \"256K\"\n";
-    common::config("shards = 1", &pool, IQN, &common::volume_lun(0, "tank/rot", "64M"))
+    let daemon = format!("shards = 1\nmetrics = \"{metrics}\"");
+    common::config(&daemon, &pool, IQN, &common::volume_lun(0, "tank/rot", "64M"))
+}
+
+/// The value of the first sample line starting with `prefix` and holding `with` in the
+/// metrics at `addr`.
+fn metric(addr: &str, prefix: &str, with: &str) -> f64 {
+    let text = common::http(addr, &format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n"));
+    text.lines()
+        .find(|l| l.starts_with(prefix) && l.contains(with))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {prefix} in:\n{text}"))
 }
 
 /// Runs `ferritectl ARGS`, which must succeed: its stdout.
@@ -57,6 +69,8 @@ fn wait_finished(socket: &Path) -> String {
 #[test]
 fn a_scrub_finds_a_flipped_byte_and_names_its_dataset() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let metrics = format!("127.0.0.1:{}", common::free_port());
+    let config = || config(&metrics);
     let daemon = Daemon::start(dir.path(), &config(), &[]);
     let opts = {
         let mut o = LoginOptions::new("iqn.2026-12.io.ferrite:scrub-tester", IQN);
@@ -94,12 +108,31 @@ fn a_scrub_finds_a_flipped_byte_and_names_its_dataset() {
     let status = wait_finished(&socket);
     assert!(status.contains("with 1 errors"), "{status}");
     assert!(status.contains("error: tank/rot partition"), "the bad block's dataset:\n{status}");
+    // A file has no NVMe health log.
+    let device_row = status.lines().find(|l| l.contains("tank0.img")).unwrap_or_default();
+    assert!(device_row.ends_with("n/a"), "{status}");
     let json = ok(&socket, &["--json", "pool", "status"]);
     let pools: serde_json::Value = serde_json::from_str(&json).expect("json");
     let scan = &pools[0]["scan"];
     assert_eq!(scan["errors"], 1, "{scan}");
     assert_eq!(scan["bad_blocks"][0]["dataset"], "tank/rot", "{scan}");
     assert_eq!(scan["examined_bytes"], scan["to_examine_bytes"], "{scan}");
+    // The same in the metrics, with the device's counters.
+    assert_eq!(metric(&metrics, "ferrite_pool_scan_errors{pool=\"tank\"}", ""), 1.0);
+    let state = "ferrite_pool_scan_state{pool=\"tank\",state=\"finished\"}";
+    assert_eq!(metric(&metrics, state, ""), 1.0);
+    let device = "ferrite_device_state{pool=\"tank\",device=\"";
+    assert_eq!(metric(&metrics, device, "state=\"ONLINE\""), 1.0);
+    let errors = "ferrite_device_errors_total{pool=\"tank\",device=\"";
+    assert_eq!(metric(&metrics, errors, "kind=\"checksum\""), 1.0);
+    assert_eq!(metric(&metrics, errors, "kind=\"read\""), 0.0);
+    // The device's CKSUM count holds the bad copy until `pool clear`.
+    let cksum =
+        |pools: &serde_json::Value| pools[0]["vdevs"][0]["devices"][0]["checksum_errors"].clone();
+    assert_eq!(cksum(&pools), 1, "{pools}");
+    let cleared = ok(&socket, &["pool", "clear", "tank"]);
+    assert!(cleared.contains("1 device errors cleared"), "{cleared}");
+    assert_eq!(cksum(&common::rpc(&socket, "pool_list", &serde_json::json!({}))), 0);
 
     // A second scrub, stopped; then nothing runs to pause.
     ok(&socket, &["pool", "scrub", "tank"]);
@@ -119,4 +152,13 @@ fn a_scrub_finds_a_flipped_byte_and_names_its_dataset() {
     let stopping = Instant::now();
     assert!(daemon.stop(), "clean stop with a paused scrub");
     assert!(stopping.elapsed() < Duration::from_secs(15), "stop took {:?}", stopping.elapsed());
+
+    // The paused scrub is on record in the pool: the next daemon has it, still paused, and
+    // finishes it when resumed.
+    let daemon = Daemon::start(dir.path(), &config(), &[]);
+    assert_eq!(scan_state(&socket), "paused", "the paused scrub after a restart");
+    ok(&socket, &["pool", "scrub", "tank", "--resume"]);
+    let status = wait_finished(&socket);
+    assert!(status.contains("with 1 errors"), "{status}");
+    assert!(daemon.stop(), "clean stop");
 }

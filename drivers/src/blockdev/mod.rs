@@ -23,6 +23,7 @@ use crate::LocalBoxFuture;
 pub mod fault;
 mod file;
 pub mod memory;
+pub mod nvme_health;
 pub mod prng;
 pub mod sync;
 pub mod uring;

@@ -73,6 +73,13 @@ fn group(vdev: &Vdev) -> (String, &'static str, Vec<DeviceHealth>) {
 }
 
 impl Pool {
+    /// Zeroes every device's read, write and checksum error counts (`pool clear`, once the
+    /// cause is dealt with); returns how many errors they held. The pool's own counters
+    /// (metrics) keep counting.
+    pub fn clear_device_errors(&self) -> u64 {
+        self.devs.leaves().map(|leaf| leaf.errors().clear()).sum()
+    }
+
     /// Every top-level vdev of the pool with its devices' states and error counters, in
     /// configuration order.
     #[must_use]

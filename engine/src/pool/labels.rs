@@ -11,7 +11,7 @@ use drivers::buffer::IoBuf;
 
 use crate::error::{PoolError, PoolResult};
 use crate::format::{label_offset_bytes, LABEL_BYTES, LABEL_COUNT};
-use crate::label::{DeviceConfig, Label, LABEL_HEADER_BYTES};
+use crate::label::{DeviceConfig, DeviceRole, Label, LABEL_HEADER_BYTES};
 use crate::uberblock::{slot_offset_bytes, Uberblock, UBERBLOCK_RING_SLOTS, UBERBLOCK_SLOT_BYTES};
 use crate::vdev::Stripe;
 
@@ -26,13 +26,6 @@ pub(crate) async fn open_devices(
     let first = labels.first().ok_or_else(|| PoolError::NotAPool("no devices".into()))?;
     let guid = first.pool_guid;
     let configs = first.device_list().to_vec();
-    if configs.len() != devices.len() {
-        return Err(PoolError::DeviceMismatch(format!(
-            "pool has {} devices, {} given",
-            configs.len(),
-            devices.len()
-        )));
-    }
     let mut ordered: Vec<Option<Arc<dyn BlockDevice>>> = vec![None; configs.len()];
     for (label, dev) in labels.iter().zip(devices) {
         let index = label.device_index as usize;
@@ -48,9 +41,31 @@ pub(crate) async fn open_devices(
         }
         ordered[index] = Some(dev);
     }
+    let missing: Vec<String> = ordered
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.is_none())
+        .map(|(i, _)| describe(i, &configs[i]))
+        .collect();
+    if !missing.is_empty() {
+        return Err(PoolError::DeviceMismatch(format!(
+            "missing {} of its {} devices: {}; every device of a pool of single devices is \
+             needed to import it",
+            missing.len(),
+            configs.len(),
+            missing.join(", ")
+        )));
+    }
     let name = crate::format::decode_name(&first.pool_name);
     let devs = Stripe::new(ordered.into_iter().map(|d| d.expect("every index filled")).collect());
     Ok((guid, name, configs, devs))
+}
+
+/// A device of the configuration as an import error names it: index, role, size and guid
+/// (labels do not hold paths).
+fn describe(index: usize, config: &DeviceConfig) -> String {
+    let role = if config.role == DeviceRole::Log as u32 { "log" } else { "data" };
+    format!("device {index} ({role}, {} MiB, guid {:#018x})", config.size_bytes >> 20, config.guid)
 }
 
 pub(super) async fn write_labels(

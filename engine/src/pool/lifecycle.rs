@@ -241,6 +241,7 @@ impl Pool {
         let chosen = crate::rewind::load_newest(&devs, &configs, guid).await?;
         let rewind = chosen.rewind_report();
         let (ub, loaded) = (chosen.ub, chosen.loaded);
+        let scan = loaded.root.scan;
         // After a rewind the next txg is numbered past every uberblock passed over, so the
         // first commit supersedes them: a later import never goes back to that branch.
         let next_txg = rewind.as_ref().map_or(ub.txg, RewindReport::newest_txg) + 1;
@@ -260,6 +261,7 @@ impl Pool {
             loaded.root.next_record_sequence,
         );
         *lock(&pool.rewind) = rewind;
+        pool.load_scan_record(&scan);
         if let Some(claim) = &claim {
             claim.attach(&pool);
         }

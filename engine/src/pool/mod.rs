@@ -111,6 +111,9 @@ pub struct PoolTunables {
     pub owner: Option<crate::owner::OwnerClaim>,
     /// Bandwidth a scrub may take, bytes per second (0: unlimited).
     pub scrub_rate_bytes_per_s: u64,
+    /// Time from the end of one scrub to the start of the next that
+    /// [`Pool::start_scrub_service`] schedules (`None`: none scheduled).
+    pub scrub_interval: Option<Duration>,
 }
 
 impl Default for PoolTunables {
@@ -132,6 +135,7 @@ impl Default for PoolTunables {
             thin_overcommit_factor: DEFAULT_THIN_OVERCOMMIT_FACTOR,
             owner: None,
             scrub_rate_bytes_per_s: crate::scrub::DEFAULT_SCRUB_RATE,
+            scrub_interval: Some(crate::scrub::DEFAULT_SCRUB_INTERVAL),
         }
     }
 }

@@ -25,11 +25,28 @@
 //! at the same block at that place), or the metadata still points at it. A block replaced or
 //! freed meanwhile is not an error.
 //!
-//! The scrub state lives in memory: an export or a restart ends it (see docs/operations.md).
+//! **Resumable.** Every txg records the scrub in the pool root ([`crate::pool_root::ScanPhys`]):
+//! its counters and a cursor (the dataset and partition being walked, and the data-block index
+//! below which that partition is checked). Import loads it: a scrub that was running or
+//! paused when the pool was exported or the process stopped goes on from its cursor
+//! ([`Pool::interrupted_scrub`]), and a finished one stays in the status. A resumed walk
+//! starts over the pool's metadata, passes the datasets before the cursor, and treats the
+//! blocks of the lineages it passed as not yet covered (checking some twice rather than
+//! trusting a snapshot list that may have changed). Bad blocks found before the restart are
+//! in the count, not in the list.
+//!
+//! **Scheduled.** [`Pool::start_scrub_service`] resumes an interrupted scrub and starts one
+//! every `scrub_interval` after the last one ended (see docs/operations.md).
 
+mod record;
+mod schedule;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_resume;
 mod walk;
+
+pub use schedule::DEFAULT_SCRUB_INTERVAL;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,6 +54,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{PoolError, PoolResult};
 use crate::pool::{lock, Pool};
+use record::Cursor;
 
 /// Default scrub bandwidth: 256 MiB per second.
 pub const DEFAULT_SCRUB_RATE: u64 = 256 << 20;
@@ -152,6 +170,12 @@ pub struct Scrub {
     rate_bytes_per_s: u64,
     /// Scrub time before the current run of it (pauses excluded).
     timing: Mutex<(Duration, Option<Instant>)>,
+    /// Where the walk is (recorded by every txg).
+    cursor: Mutex<Cursor>,
+    /// Where the walk starts: a loaded scrub's cursor, or the beginning.
+    resume_from: Cursor,
+    /// Set once a task drives [`Scrub::run`].
+    driven: AtomicBool,
 }
 
 fn unix_now() -> u64 {
@@ -178,6 +202,10 @@ impl Scrub {
             stop: AtomicBool::new(false),
             rate_bytes_per_s,
             timing: Mutex::new((Duration::ZERO, Some(Instant::now()))),
+            cursor: Mutex::new(Cursor::default()),
+            resume_from: Cursor::default(),
+            // The caller of `Pool::start_scrub` drives it.
+            driven: AtomicBool::new(true),
         }
     }
 
@@ -269,6 +297,7 @@ impl Scrub {
     /// Runs the scrub on `pool` to its end (finished, stopped or canceled); the status says
     /// which. Run it on the reactor the pool's I/O runs on.
     pub async fn run(&self, pool: &Pool) {
+        self.driven.store(true, Ordering::SeqCst);
         let state = walk::run(pool, self).await;
         self.end(state);
     }

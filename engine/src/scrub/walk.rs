@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use super::record::{Cursor, DatasetKey};
 use super::{BadBlock, DatasetRef, Scrub, ScrubState, POOL_METADATA};
 use crate::block_pointer::{BlockKind, BlockPointer};
 use crate::block_tree::{load_indirect, lookup_at, FANOUT};
@@ -56,7 +57,7 @@ fn push_object(
 }
 
 /// Every metadata block of the pool now: (dataset or `pool`, what, pointer).
-async fn metadata_pointers(pool: &Pool) -> Vec<(String, String, BlockPointer)> {
+pub(super) async fn metadata_pointers(pool: &Pool) -> Vec<(String, String, BlockPointer)> {
     let mut out = Vec::new();
     {
         let meta = lock(&pool.meta);
@@ -146,24 +147,49 @@ fn ended(pool: &Pool, job: &Scrub) -> Option<ScrubState> {
     }
 }
 
-/// Walks the pool: metadata, then the datasets. Returns how it ended.
+impl DatasetRef {
+    /// Its place in the walk's order.
+    fn key(&self) -> DatasetKey {
+        DatasetKey { head: !self.snapshot, creation_txg: self.creation_txg, id: self.id }
+    }
+}
+
+/// Walks the pool: metadata, then the datasets, from the scrub's cursor on (see the module
+/// docs). Returns how it ended.
 pub(super) async fn run(pool: &Pool, job: &Scrub) -> ScrubState {
-    for (dataset, what, bp) in metadata_pointers(pool).await {
-        if let Some(state) = ended(pool, job) {
-            return state;
+    let resume = job.resume_from();
+    if resume.dataset.is_none() {
+        for (dataset, what, bp) in metadata_pointers(pool).await {
+            if let Some(state) = ended(pool, job) {
+                return state;
+            }
+            job.pace(pool).await;
+            check(pool, job, &bp, &Found::Meta { dataset: &dataset, what: &what }).await;
         }
-        job.pace(pool).await;
-        check(pool, job, &bp, &Found::Meta { dataset: &dataset, what: &what }).await;
     }
     // Per lineage: creation txg of the newest snapshot of it walked whole. Blocks born at
     // or before it were checked there.
     let mut covered: HashMap<u64, u64> = HashMap::new();
     for ds in dataset_plan(pool) {
+        let key = ds.key();
+        // A resumed walk passes the datasets before its cursor; their lineages count as not
+        // covered (the module docs say why).
+        let (first_partition, first_block) = match resume.dataset {
+            Some(at) if key < at => continue,
+            Some(at) if key == at => (resume.partition as usize, resume.block),
+            _ => (0, 0),
+        };
         let Some(trees) = roots(pool, &ds) else { continue };
         let origin_floor = covered.get(&ds.origin_id).copied();
         let floor = covered.get(&ds.lineage).copied().or(origin_floor).unwrap_or(0);
-        for (partition, (root, height)) in trees.into_iter().enumerate() {
-            let tree = Tree { pool, job, ds: &ds, partition, root, floor };
+        for (partition, (root, height)) in trees.into_iter().enumerate().skip(first_partition) {
+            let start = if partition == first_partition { first_block } else { 0 };
+            job.set_cursor(Cursor {
+                dataset: Some(key),
+                partition: u32::try_from(partition).unwrap_or(u32::MAX),
+                block: start,
+            });
+            let tree = Tree { pool, job, ds: &ds, partition, root, floor, start };
             if let Err(state) = tree.walk(height).await {
                 return state;
             }
@@ -188,11 +214,25 @@ struct Tree<'a> {
     root: BlockPointer,
     /// Blocks born at or before this txg were checked in an older dataset.
     floor: u64,
+    /// Data blocks below this index were checked before the walk was resumed.
+    start: u64,
+}
+
+/// Data-block indices below the block at `index` of `level` end (saturating).
+fn range_end(level: u8, index: u64) -> u64 {
+    let span = (FANOUT as u64).checked_pow(u32::from(level)).unwrap_or(u64::MAX);
+    index.saturating_add(1).saturating_mul(span)
 }
 
 impl Tree<'_> {
     fn skip(&self, bp: &BlockPointer) -> bool {
         bp.is_hole() || (bp.birth_txg <= self.floor && !is_dedup(bp))
+    }
+
+    /// True when every data block under the block at `index` of `level` is below the
+    /// resumed walk's start.
+    fn before_start(&self, level: u8, index: u64) -> bool {
+        range_end(level, index) <= self.start
     }
 
     fn found(&self, level: u8, index: u64) -> Found<'_> {
@@ -208,7 +248,7 @@ impl Tree<'_> {
             if let Some(state) = ended(pool, job) {
                 return Err(state);
             }
-            if self.skip(&bp) {
+            if self.skip(&bp) || self.before_start(level, index) {
                 continue;
             }
             job.pace(pool).await;
@@ -219,6 +259,7 @@ impl Tree<'_> {
             let base = index * FANOUT as u64;
             if level == 1 {
                 self.data_blocks(&children, base).await;
+                job.advance(base + children.len() as u64);
             } else {
                 for (i, c) in children.iter().enumerate().rev() {
                     stack.push((*c, level - 1, base + i as u64));
@@ -230,7 +271,9 @@ impl Tree<'_> {
 
     /// Checks the data blocks of one indirect block, [`DATA_DEPTH`] at a time.
     async fn data_blocks(&self, children: &[BlockPointer], base: u64) {
-        let todo: Vec<usize> = (0..children.len()).filter(|&i| !self.skip(&children[i])).collect();
+        let todo: Vec<usize> = (0..children.len())
+            .filter(|&i| !self.skip(&children[i]) && base + i as u64 >= self.start)
+            .collect();
         let found: Vec<Found<'_>> = todo.iter().map(|&i| self.found(0, base + i as u64)).collect();
         for_each_bounded(
             todo.len(),

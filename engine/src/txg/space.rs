@@ -99,6 +99,7 @@ impl Pool {
         let chains = self.zil.heads_for(txg);
         root.log_chain_count = u32::try_from(chains.len()).expect("chains fit");
         root.ddt_index = self.ddt.index_bp();
+        root.scan = self.scan_record();
         root.log_chains[..chains.len()].copy_from_slice(&chains);
         let root_obj = self
             .write_space_object(root_plan, BlockKind::PoolRoot, txg, bytemuck::bytes_of(&root))

@@ -32,6 +32,14 @@ pub struct LeafErrors {
     pub repaired_bytes: AtomicU64,
 }
 
+impl LeafErrors {
+    /// Zeroes the read, write and checksum counts (`pool clear`); returns their sum before.
+    /// The repaired bytes stay: they are a record of work done, not an error.
+    pub fn clear(&self) -> u64 {
+        [&self.read, &self.write, &self.checksum].iter().map(|c| c.swap(0, Ordering::Relaxed)).sum()
+    }
+}
+
 impl Leaf {
     /// A leaf over `device`, counting its requests in `stats`.
     #[must_use]

@@ -59,6 +59,8 @@ mod leaf;
 mod mirror;
 mod node;
 pub mod raidz;
+#[cfg(test)]
+mod sim;
 mod stripe;
 
 use std::sync::atomic::AtomicU64;

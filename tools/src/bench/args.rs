@@ -93,7 +93,9 @@ fn bool_arg(text: &str) -> Result<bool, String> {
 pub struct BenchArgs {
     /// What to drive: file:PATH (a regular file or block device), mem:SIZE (RAM),
     /// volume:PATH (a pool engine volume on the file PATH, created with --size when missing),
-    /// or volume-mem:SIZE (a new pool engine volume of SIZE bytes on a memory device).
+    /// volume-mem:SIZE (a new pool engine volume of SIZE bytes on a memory device), or
+    /// group:LAYOUT[-missingK]@mem:SIZE | @file:PREFIX:SIZE (a mirror, RAID-Z group or stripe
+    /// of the device layer: single, stripeN, mirrorN, raidzPxW; SIZE per device).
     #[arg(long, value_name = "TARGET")]
     pub target: TargetSpec,
 

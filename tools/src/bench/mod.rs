@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod cpu;
+pub mod group;
 pub mod job;
 pub mod prng;
 pub mod report;
@@ -164,6 +165,7 @@ pub fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         TargetSpec::VolumeMemory(size_bytes) => {
             run_volume(args, &volume::VolumeBacking::Memory(*size_bytes))
         }
+        TargetSpec::Group(spec) => run_on(args, Arc::new(group::GroupTarget::open(spec)?)),
     }
 }
 

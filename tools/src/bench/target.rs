@@ -39,6 +39,8 @@ pub enum TargetSpec {
     /// `volume-mem:SIZE`: a pool engine volume of SIZE bytes on a memory device (no kernel
     /// I/O), to measure the engine's own CPU cost and how it scales with shards.
     VolumeMemory(u64),
+    /// `group:LAYOUT@BACKING`: a redundancy group of the device layer ([`super::group`]).
+    Group(super::group::GroupSpec),
 }
 
 impl FromStr for TargetSpec {
@@ -62,6 +64,9 @@ impl FromStr for TargetSpec {
                 Ok(size_bytes) => Ok(TargetSpec::VolumeMemory(size_bytes)),
             };
         }
+        if let Some(spec) = text.strip_prefix("group:") {
+            return spec.parse().map(TargetSpec::Group);
+        }
         if let Some(path) = text.strip_prefix("volume:") {
             if path.is_empty() {
                 return Err("target 'volume:' needs a path, e.g. volume:/work/pool.img".into());
@@ -71,12 +76,12 @@ impl FromStr for TargetSpec {
         if text.starts_with("iscsi://") {
             return Err(format!(
                 "unsupported target '{text}': iscsi:// targets are not available yet (use \
-                 file:PATH, mem:SIZE, volume:PATH or volume-mem:SIZE)"
+                 file:PATH, mem:SIZE, volume:PATH, volume-mem:SIZE or group:LAYOUT@BACKING)"
             ));
         }
         Err(format!(
-            "unsupported target '{text}': expected file:PATH, mem:SIZE, volume:PATH or \
-             volume-mem:SIZE"
+            "unsupported target '{text}': expected file:PATH, mem:SIZE, volume:PATH, \
+             volume-mem:SIZE or group:LAYOUT@BACKING"
         ))
     }
 }
@@ -88,6 +93,7 @@ impl std::fmt::Display for TargetSpec {
             TargetSpec::Memory(size_bytes) => write!(f, "mem:{size_bytes}"),
             TargetSpec::Volume(path) => write!(f, "volume:{}", path.display()),
             TargetSpec::VolumeMemory(size_bytes) => write!(f, "volume-mem:{size_bytes}"),
+            TargetSpec::Group(spec) => write!(f, "group:{spec}"),
         }
     }
 }
@@ -179,7 +185,7 @@ pub fn open_uring_device(
 
 /// Creates `path` with `options.create_size_bytes`, preallocated, when it is missing and a
 /// size is given: the size it was created with, or `None` when nothing was created.
-fn create_missing(
+pub(super) fn create_missing(
     path: &std::path::Path,
     options: OpenOptionsBench,
 ) -> std::io::Result<Option<u64>> {

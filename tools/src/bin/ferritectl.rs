@@ -1,7 +1,7 @@
 //! ferritectl: drives a running ferrited through its JSON-RPC control socket.
 //!
 //! ```text
-//! ferritectl pool status | clear tank             # clear: forget tank's rewind report
+//! ferritectl pool status | clear tank             # clear: forget tank's rewind report, zero device errors
 //! ferritectl pool scrub tank [--pause | --resume | --stop]   # progress in pool status
 //! ferritectl volume create tank/vm1 --size 100G [--thick] [--block-size 4096] [--volblock-size 64K]
 //!                           [--compression lz4] [--dedup on]
@@ -75,7 +75,8 @@ enum PoolAction {
     /// their state and READ, WRITE and CKSUM error counts, and whether its import rewound it
     /// (passed over newer txgs that did not load).
     Status,
-    /// Forget POOL's rewind report (once seen; `pool status` shows it until then).
+    /// Forget POOL's rewind report (once seen; `pool status` shows it until then) and zero
+    /// its devices' READ, WRITE and CKSUM error counts.
     Clear { name: String },
     /// Start a scrub of POOL (check every allocated block; `pool status` shows its
     /// progress), or pause, resume or stop the running one.
@@ -312,11 +313,13 @@ fn print_result(method: &str, result: &Value) {
             println!("pool {}: {line}", s(result, "name"));
         }
         "pool_clear" => {
-            if result["cleared"].is_null() {
-                println!("pool {}: no rewind report to clear", s(result, "name"));
+            let rewind = if result["cleared"].is_null() {
+                "no rewind report to clear"
             } else {
-                println!("pool {}: rewind report cleared", s(result, "name"));
-            }
+                "rewind report cleared"
+            };
+            let errors = result["device_errors_cleared"].as_u64().unwrap_or(0);
+            println!("pool {}: {rewind}; {errors} device errors cleared", s(result, "name"));
         }
         "volume_list" => table(
             &["name", "size", "used", "referenced", "snapshots", "snap_used"],
@@ -444,35 +447,60 @@ fn print_pools(result: &Value) {
     );
 }
 
-/// Each pool's vdev tree: every group and device with its state and its READ, WRITE and
-/// CKSUM error counts and the bytes repaired on it.
+/// A device's NVMe health columns (temperature, endurance used, media errors), "n/a" for a
+/// device without a health log (a file) and "error" when reading it failed.
+fn health_columns(d: &Value) -> [String; 3] {
+    let h = &d["nvme"];
+    if h.is_null() {
+        return ["n/a".into(), "n/a".into(), "n/a".into()];
+    }
+    if let Some(e) = h["error"].as_str() {
+        return [format!("error: {e}"), String::new(), String::new()];
+    }
+    [
+        format!("{}C", s(h, "temperature_celsius")),
+        format!("{}%", s(h, "percentage_used")),
+        s(h, "media_errors"),
+    ]
+}
+
+/// Each pool's vdev tree: every group and device with its state, its READ, WRITE and CKSUM
+/// error counts, the bytes repaired on it, and its NVMe health.
 fn print_vdevs(pools: &Value) {
     for p in pools.as_array().into_iter().flatten() {
         let mut rows = Vec::new();
         for g in p["vdevs"].as_array().into_iter().flatten() {
-            rows.push(vec![
-                format!("  {} ({})", s(g, "kind"), s(g, "role")),
-                s(g, "state"),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-            ]);
+            let mut row = vec![format!("  {} ({})", s(g, "kind"), s(g, "role")), s(g, "state")];
+            row.resize(9, String::new());
+            rows.push(row);
             for d in g["devices"].as_array().into_iter().flatten() {
-                rows.push(vec![
+                let mut row = vec![
                     format!("    {}", s(d, "name")),
                     s(d, "state"),
                     s(d, "read_errors"),
                     s(d, "write_errors"),
                     s(d, "checksum_errors"),
                     bytes(d, "repaired_bytes"),
-                ]);
+                ];
+                row.extend(health_columns(d));
+                rows.push(row);
             }
         }
         if !rows.is_empty() {
             println!();
             println!("pool {}:", s(p, "name"));
-            table(&["device", "state", "read", "write", "cksum", "repaired"], &rows);
+            let head = [
+                "device",
+                "state",
+                "read",
+                "write",
+                "cksum",
+                "repaired",
+                "temp",
+                "used",
+                "media_err",
+            ];
+            table(&head, &rows);
         }
     }
 }

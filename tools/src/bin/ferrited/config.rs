@@ -4,8 +4,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use engine::dataset::check_name;
+use ferrite_tools::duration::parse_duration;
 use serde::Deserialize;
 use target_iscsi::scsi::config::DEFAULT_SANITIZE_BYTES_PER_S;
 
@@ -65,6 +67,9 @@ pub struct PoolSection {
     pub thin_overcommit_factor: Option<u64>,
     /// Bandwidth a scrub may take per second, e.g. `256M` (the default).
     pub scrub_rate: Option<String>,
+    /// Time from the end of one scrub to the start of the next, e.g. `30d` (the default), or
+    /// `off`.
+    pub scrub_interval: Option<String>,
 }
 
 /// `[daemon]`.
@@ -256,6 +261,24 @@ pub fn pool_scrub_bytes_per_s(pool: &PoolSection) -> Result<u64, String> {
         Ok(0) => Err(format!("pool {}: scrub_rate must be above 0 (e.g. 256M)", pool.name)),
         Ok(rate) => Ok(rate),
         Err(m) => Err(format!("pool {}: scrub_rate: {m}", pool.name)),
+    }
+}
+
+/// Time from the end of one scrub of `pool` to the start of the next (`scrub_interval`,
+/// default [`engine::scrub::DEFAULT_SCRUB_INTERVAL`]); `None` for `off`.
+///
+/// # Errors
+/// A one-line message when it is neither a duration nor `off`.
+pub fn pool_scrub_interval(pool: &PoolSection) -> Result<Option<Duration>, String> {
+    match pool.scrub_interval.as_deref().map(str::trim) {
+        None => Ok(Some(engine::scrub::DEFAULT_SCRUB_INTERVAL)),
+        Some("off") => Ok(None),
+        Some(text) => parse_duration(text).map(Some).map_err(|m| {
+            format!(
+                "pool {}: scrub_interval: {m} (a duration such as 30d or 12h, or off)",
+                pool.name
+            )
+        }),
     }
 }
 
@@ -532,6 +555,7 @@ impl Config {
                 })?;
             }
             pool_scrub_bytes_per_s(pool).map_err(|m| err(&at("scrub_rate"), m))?;
+            pool_scrub_interval(pool).map_err(|m| err(&at("scrub_interval"), m))?;
             let devices = pool.devices.iter().enumerate().map(|(d, dev)| {
                 (vec![Key("pool"), Item(i), Key("devices"), Item(d), Key("size")], dev)
             });
@@ -654,6 +678,7 @@ impl Config {
                 cache_size: None,
                 thin_overcommit_factor: None,
                 scrub_rate: None,
+                scrub_interval: None,
             }],
             targets: vec![TargetSection {
                 iqn: DEMO_IQN.to_string(),

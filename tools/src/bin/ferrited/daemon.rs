@@ -139,10 +139,26 @@ async fn open_pool(
         tunables.thin_overcommit_factor = factor;
     }
     tunables.scrub_rate_bytes_per_s = crate::config::pool_scrub_bytes_per_s(section)?;
+    tunables.scrub_interval = crate::config::pool_scrub_interval(section)?;
     let pool = create_or_import_pool(section, data_dir, tunables).await?;
     // The txg coordinator runs on this shard (shard 0): every 5 s, or sooner past the dirty
     // threshold; every shard syncs the partitions it owns.
     let _syncer = pool.start_syncer();
+    // Also on this shard: a scrub the pool was exported in the middle of goes on, and one
+    // starts every scrub_interval.
+    if let Some(scan) = pool.scrub_status().filter(|s| s.state.is_active()) {
+        let next = if scan.state == engine::scrub::ScrubState::Paused {
+            "stays paused until `ferritectl pool scrub --resume`"
+        } else {
+            "goes on where it was"
+        };
+        log::info!(
+            "pool {}: the scrub started {} {next}",
+            section.name,
+            ferrite_tools::scan::utc(scan.start_unix_s)
+        );
+    }
+    let _scrubs = pool.start_scrub_service();
     Ok(pool)
 }
 

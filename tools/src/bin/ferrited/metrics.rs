@@ -33,8 +33,16 @@ const MAX_LINGER_BYTES: usize = 64 * 1024;
 type Collector = fn(&State, &mut Exposition);
 
 /// Every collector, in exposition order.
-const COLLECTORS: &[Collector] =
-    &[daemon_metrics, io_metrics, shard_metrics, pool_metrics, volume_metrics, login_metrics];
+const COLLECTORS: &[Collector] = &[
+    daemon_metrics,
+    io_metrics,
+    shard_metrics,
+    pool_metrics,
+    device_metrics,
+    scan_metrics,
+    volume_metrics,
+    login_metrics,
+];
 
 /// Binds the endpoint (before the shards start, so a bad address fails start-up).
 ///
@@ -351,6 +359,87 @@ fn pool_metrics(state: &State, e: &mut Exposition) {
         for (shard, part) in pool.cache().part_stats().iter().enumerate() {
             let labels = [("pool", (*pool_name).clone()), ("shard", shard.to_string())];
             e.sample(name, &labels, part.used_bytes as f64);
+        }
+    }
+}
+
+/// Each device of each pool: its state and error counters (the `pool status` tree).
+fn device_metrics(state: &State, e: &mut Exposition) {
+    let mut pools: Vec<_> = state.pools.iter().collect();
+    pools.sort_by_key(|(name, _)| name.as_str());
+    let health: Vec<(String, Vec<engine::GroupHealth>)> =
+        pools.iter().map(|(name, p)| ((*name).clone(), p.device_health())).collect();
+    let devices = || {
+        health.iter().flat_map(|(pool, groups)| {
+            groups.iter().flat_map(move |g| g.devices.iter().map(move |d| (pool.clone(), d)))
+        })
+    };
+    let name = "ferrite_device_state";
+    e.family(name, Kind::Gauge, "1 for the state each pool device is in (ONLINE, FAULTED, ...).");
+    for (pool, d) in devices() {
+        let labels = [("pool", pool), ("device", d.name.clone()), ("state", d.state.into())];
+        e.sample(name, &labels, 1.0);
+    }
+    let name = "ferrite_device_errors_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "Failed reads and writes, and copies that failed their checksum.",
+    );
+    for (pool, d) in devices() {
+        for (kind, n) in
+            [("read", d.read_errors), ("write", d.write_errors), ("checksum", d.checksum_errors)]
+        {
+            let labels =
+                [("pool", pool.clone()), ("device", d.name.clone()), ("kind", kind.into())];
+            e.sample(name, &labels, n as f64);
+        }
+    }
+    let name = "ferrite_device_repaired_bytes_total";
+    e.family(name, Kind::Counter, "Bytes rewritten on the device from redundancy.");
+    for (pool, d) in devices() {
+        e.sample(name, &[("pool", pool), ("device", d.name.clone())], d.repaired_bytes as f64);
+    }
+}
+
+/// Each pool's current or last scrub (pools with none on record have no samples).
+fn scan_metrics(state: &State, e: &mut Exposition) {
+    let mut scans: Vec<(String, engine::scrub::ScrubStatus)> = state
+        .pools
+        .iter()
+        .filter_map(|(name, p)| p.scrub_status().map(|s| (name.clone(), s)))
+        .collect();
+    scans.sort_by(|a, b| a.0.cmp(&b.0));
+    let name = "ferrite_pool_scan_state";
+    e.family(name, Kind::Gauge, "1 for the state of the pool's current or last scrub.");
+    for (pool, s) in &scans {
+        e.sample(name, &[("pool", pool.clone()), ("state", s.state.name().into())], 1.0);
+    }
+    type ScanFigure = (&'static str, &'static str, fn(&engine::scrub::ScrubStatus) -> Option<u64>);
+    let figures: [ScanFigure; 6] = [
+        ("ferrite_pool_scan_examined_bytes", "Bytes the scrub has checked.", |s| {
+            Some(s.examined_bytes)
+        }),
+        ("ferrite_pool_scan_to_examine_bytes", "Bytes the scrub checks in all.", |s| {
+            Some(s.to_examine_bytes)
+        }),
+        ("ferrite_pool_scan_errors", "Bad blocks the scrub found.", |s| Some(s.errors)),
+        ("ferrite_pool_scan_repaired_bytes", "Bytes the scrub rewrote.", |s| {
+            Some(s.repaired_bytes)
+        }),
+        (
+            "ferrite_pool_scan_rate_bytes_per_second",
+            "Bytes checked per second of scrub time.",
+            |s| Some(s.rate_bytes_per_s),
+        ),
+        ("ferrite_pool_scan_eta_seconds", "Seconds left at that rate, while it runs.", |s| s.eta_s),
+    ];
+    for (name, help, get) in figures {
+        e.family(name, Kind::Gauge, help);
+        for (pool, s) in &scans {
+            if let Some(v) = get(s) {
+                e.sample(name, &[("pool", pool.clone())], v as f64);
+            }
         }
     }
 }

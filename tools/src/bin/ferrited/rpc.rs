@@ -6,7 +6,7 @@
 //! `snapshot_clone`, `snapshot_destroy`, `snapshot_destroy_estimate`, `session_list`,
 //! `stats_get` (I/O per LUN, shard and connection, shard CPU time, pool and copy counters; see
 //! `stats.rs`), `stats_copies_get`, `pool_clear` (forgets a pool's rewind report, which
-//! `pool_list` shows until then), `pool_scrub` (start, pause, resume or stop a scrub; its
+//! `pool_list` shows until then, and zeroes its devices' error counts), `pool_scrub` (start, pause, resume or stop a scrub; its
 //! progress is `pool_list`'s `scan`).
 //! Served on shard 0, where the pools' txg coordinators run.
 
@@ -510,12 +510,31 @@ fn vdevs_json(pool: &Pool) -> Value {
                     "write_errors": d.write_errors,
                     "checksum_errors": d.checksum_errors,
                     "repaired_bytes": d.repaired_bytes,
+                    "nvme": nvme_json(&d.name),
                 })
             })
             .collect();
         json!({"kind": g.kind, "role": g.role, "state": g.state, "devices": devices})
     };
     Value::Array(pool.device_health().iter().map(group).collect())
+}
+
+/// The NVMe health log of the device at `path` (temperature, endurance used, media errors…),
+/// `null` for a device without one (a file), or `{"error": …}` when reading it failed.
+fn nvme_json(path: &str) -> Value {
+    match drivers::blockdev::nvme_health::read_health(Path::new(path)) {
+        None => Value::Null,
+        Some(Err(e)) => json!({"error": e.to_string()}),
+        Some(Ok(h)) => json!({
+            "critical_warning": h.critical_warning,
+            "temperature_celsius": h.temperature_celsius,
+            "available_spare_percent": h.available_spare_percent,
+            "percentage_used": h.percentage_used,
+            "media_errors": h.media_errors,
+            "power_on_hours": h.power_on_hours,
+            "unsafe_shutdowns": h.unsafe_shutdowns,
+        }),
+    }
 }
 
 /// The `pool_clear` method.
@@ -525,7 +544,12 @@ fn pool_clear(params: &Value, state: &State) -> Result<Value, RpcError> {
     let pool =
         state.pools.get(name).ok_or_else(|| RpcError(-32001, format!("no pool named {name:?}")))?;
     let cleared = pool.clear_rewind_report();
-    Ok(json!({"name": name, "cleared": rewind_json(cleared.as_ref())}))
+    let device_errors = pool.clear_device_errors();
+    Ok(json!({
+        "name": name,
+        "cleared": rewind_json(cleared.as_ref()),
+        "device_errors_cleared": device_errors,
+    }))
 }
 
 /// The `volume_create` method.

@@ -228,3 +228,23 @@ fn scrub_rate_is_a_size_above_zero_and_defaults_to_256m() {
         assert!(err.0.starts_with("f.toml:4: pool tank: scrub_rate"), "{bad}: {}", err.0);
     }
 }
+
+#[test]
+fn scrub_interval_is_a_duration_or_off_and_defaults_to_30_days() {
+    let parse = |extra: &str| {
+        let text =
+            format!("[[pool]]\nname = \"tank\"\ndevices = [{{ path = \"a.img\" }}]\n{extra}\n");
+        Config::parse(&text, "f.toml")
+    };
+    let interval_of = |extra: &str| pool_scrub_interval(&parse(extra).expect("valid").pools[0]);
+    let day = std::time::Duration::from_secs(86400);
+    assert_eq!(interval_of(""), Ok(Some(30 * day)));
+    assert_eq!(interval_of("scrub_interval = \"7d\""), Ok(Some(7 * day)));
+    assert_eq!(interval_of("scrub_interval = \"12h\""), Ok(Some(day / 2)));
+    assert_eq!(interval_of("scrub_interval = \"off\""), Ok(None));
+    for bad in ["0", "monthly", "-1d"] {
+        let err = parse(&format!("scrub_interval = \"{bad}\"")).expect_err("refused");
+        assert!(err.0.starts_with("f.toml:4: pool tank: scrub_interval"), "{bad}: {}", err.0);
+        assert!(err.0.contains("or off"), "{bad}: {}", err.0);
+    }
+}
