@@ -9,9 +9,13 @@
 //!   `file:PREFIX:SIZE` (files `PREFIX.0`, `PREFIX.1`, … of SIZE, created and preallocated
 //!   when missing, through io_uring with O_DIRECT: the disk).
 //!
-//! Addresses are the group's own (a mirror's are a device's; a RAID-Z group's span its
-//! devices); I/O sizes and offsets are whole 4 KiB sectors. Writes are not durable (no FUA);
-//! nothing is checksummed here, as the pool's stripe checks block pointers above this layer.
+//! The target is cut into slots of the run's block size, each placed as the pool's allocator
+//! would place a block of that size: at `slot × allocated size` of the group's address space
+//! (the block's size for a mirror or a device; more for RAID-Z, whose stripes carry parity and
+//! padding), so that every block is read with the layout it was written with. A run must use
+//! one block size throughout (reads of data written with another block size read other
+//! bytes). Writes are not durable (no FUA); nothing is checksummed here, as the pool's stripe
+//! checks block pointers above this layer.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -184,6 +188,10 @@ pub struct GroupTarget {
     layout: GroupLayout,
     stripe: Arc<Stripe>,
     info: TargetInfo,
+    /// The run's block size: one slot.
+    slot_bytes: u64,
+    /// Bytes of the group's address space a slot takes.
+    allocated_bytes: u64,
 }
 
 /// A device that fails every read and write (a missing member).
@@ -196,12 +204,19 @@ fn missing(inner: Arc<dyn BlockDevice>) -> Arc<dyn BlockDevice> {
 }
 
 impl GroupTarget {
-    /// Opens (and creates, for files) the members and builds the group.
+    /// Opens (and creates, for files) the members and builds the group, cut into slots of
+    /// `block_bytes` (the run's block size).
     ///
     /// # Errors
     /// [`BenchError::Open`] for a file, [`BenchError::Usage`] for a group the device layer
-    /// refuses (its rule).
-    pub fn open(spec: &GroupSpec) -> Result<GroupTarget, BenchError> {
+    /// refuses (its rule) or a block size that is not whole sectors.
+    pub fn open(spec: &GroupSpec, block_bytes: usize) -> Result<GroupTarget, BenchError> {
+        let slot_bytes = block_bytes as u64;
+        if slot_bytes == 0 || !slot_bytes.is_multiple_of(u64::from(SECTOR_BYTES)) {
+            return Err(BenchError::Usage(format!(
+                "--bs {block_bytes}: a group: target takes whole {SECTOR_BYTES}-byte sectors"
+            )));
+        }
         let n = spec.layout.devices();
         let mut devices: Vec<Arc<dyn BlockDevice>> = Vec::with_capacity(n);
         let member_bytes = match &spec.backing {
@@ -250,8 +265,20 @@ impl GroupTarget {
                 (stripe, member_bytes * n as u64)
             }
         };
-        let info = TargetInfo { size_bytes, logical_block_bytes: SECTOR_BYTES };
-        Ok(GroupTarget { layout: spec.layout, stripe: Arc::new(stripe), info })
+        let allocated_bytes = match spec.layout {
+            GroupLayout::Single | GroupLayout::Stripe(_) => slot_bytes,
+            _ => stripe.child(0).map_or(slot_bytes, |group| group.allocated_bytes(slot_bytes)),
+        };
+        let slots = size_bytes / allocated_bytes;
+        let logical_block_bytes = u32::try_from(slot_bytes).unwrap_or(SECTOR_BYTES);
+        let info = TargetInfo { size_bytes: slots * slot_bytes, logical_block_bytes };
+        Ok(GroupTarget {
+            layout: spec.layout,
+            stripe: Arc::new(stripe),
+            info,
+            slot_bytes,
+            allocated_bytes,
+        })
     }
 }
 
@@ -263,7 +290,12 @@ impl Target for GroupTarget {
     }
 
     fn attach(&self) -> Result<GroupShard, BenchError> {
-        Ok(GroupShard { layout: self.layout, stripe: Arc::clone(&self.stripe) })
+        Ok(GroupShard {
+            layout: self.layout,
+            stripe: Arc::clone(&self.stripe),
+            slot_bytes: self.slot_bytes,
+            allocated_bytes: self.allocated_bytes,
+        })
     }
 }
 
@@ -271,11 +303,16 @@ impl Target for GroupTarget {
 pub struct GroupShard {
     layout: GroupLayout,
     stripe: Arc<Stripe>,
+    slot_bytes: u64,
+    allocated_bytes: u64,
 }
 
 impl GroupShard {
-    /// The top-level vdev and its offset for a group offset.
+    /// The top-level vdev and its offset for a target offset: the slot's place in the group's
+    /// address space, and for a stripe the device its chunk is on.
     fn place(&self, offset_bytes: u64) -> (u16, u64) {
+        let slot = offset_bytes / self.slot_bytes;
+        let offset_bytes = slot * self.allocated_bytes + offset_bytes % self.slot_bytes;
         match self.layout {
             GroupLayout::Stripe(n) => {
                 let chunk = offset_bytes / STRIPE_CHUNK_BYTES;

@@ -165,7 +165,9 @@ pub fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         TargetSpec::VolumeMemory(size_bytes) => {
             run_volume(args, &volume::VolumeBacking::Memory(*size_bytes))
         }
-        TargetSpec::Group(spec) => run_on(args, Arc::new(group::GroupTarget::open(spec)?)),
+        TargetSpec::Group(spec) => {
+            run_on(args, Arc::new(group::GroupTarget::open(spec, args.block_size_bytes)?))
+        }
     }
 }
 
