@@ -18,7 +18,7 @@ use crate::pool::lock;
 use crate::units::{Lba, PartitionId};
 use crate::{CreateOptions, Pool, PoolVolume, VolumeOptions};
 
-fn reactor() -> Reactor {
+pub(super) fn reactor() -> Reactor {
     Reactor::new(&ReactorConfig { buffer_count: 8, buffer_bytes: 4096, ..Default::default() })
         .expect("reactor")
 }
@@ -51,7 +51,7 @@ async fn setup() -> (Arc<MemoryDevice>, Arc<Pool>, PoolVolume) {
     (mem, pool, vol)
 }
 
-async fn write(vol: &PoolVolume, block: u64, value: u64) {
+pub(super) async fn write(vol: &PoolVolume, block: u64, value: u64) {
     let mut data = vec![0u8; 4096];
     for (k, chunk) in data.chunks_exact_mut(8).enumerate() {
         chunk.copy_from_slice(&(value * 4096 + k as u64).to_le_bytes());

@@ -6,23 +6,17 @@ use std::time::Duration;
 
 use drivers::blockdev::memory::MemoryDevice;
 use drivers::blockdev::BlockDevice;
-use drivers::buffer::IoBuf;
-use drivers::executor::{self, Reactor, ReactorConfig};
+use drivers::executor;
 
+use super::tests::{reactor, write};
 use super::walk::metadata_pointers;
 use super::{ScrubState, ScrubStatus};
 use crate::block_pointer::BlockPointer;
 use crate::block_tree::{lookup, FANOUT};
-use crate::block_volume::BlockVolume;
 use crate::compress::Compression;
 use crate::pool::lock;
-use crate::units::{Lba, PartitionId};
-use crate::{CreateOptions, Pool, PoolTunables, PoolVolume, VolumeOptions};
-
-fn reactor() -> Reactor {
-    Reactor::new(&ReactorConfig { buffer_count: 8, buffer_bytes: 4096, ..Default::default() })
-        .expect("reactor")
-}
+use crate::units::PartitionId;
+use crate::{CreateOptions, Pool, PoolTunables, VolumeOptions};
 
 /// Blocks of volume `v` written before the snapshot: eight level-1 indirect blocks' worth.
 const BLOCKS: u64 = 1000;
@@ -66,15 +60,6 @@ async fn setup(t: PoolTunables) -> (Arc<MemoryDevice>, Arc<Pool>) {
         pool.sync_txg().await.expect("sync");
     }
     (mem, pool)
-}
-
-async fn write(vol: &PoolVolume, block: u64, value: u64) {
-    let mut data = vec![0u8; 4096];
-    for (k, chunk) in data.chunks_exact_mut(8).enumerate() {
-        chunk.copy_from_slice(&(value * 4096 + k as u64).to_le_bytes());
-    }
-    let (res, _) = vol.write(Lba::new(block * 8), IoBuf::from_slice(&data), false).await;
-    res.expect("write");
 }
 
 async fn reimport(mem: &Arc<MemoryDevice>, t: PoolTunables) -> Arc<Pool> {
