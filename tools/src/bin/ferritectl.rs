@@ -72,8 +72,8 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum PoolAction {
     /// Capacity, free space, txg and checksum errors of every pool, each pool's devices with
-    /// their state and READ, WRITE and CKSUM error counts, and whether its import rewound it
-    /// (passed over newer txgs that did not load).
+    /// their state, READ, WRITE and CKSUM error counts and NVMe health (n/a for files), the
+    /// scan line, and whether its import rewound it (passed over newer txgs that did not load).
     Status,
     /// Forget POOL's rewind report (once seen; `pool status` shows it until then) and zero
     /// its devices' READ, WRITE and CKSUM error counts.

@@ -6,8 +6,8 @@
 //! `snapshot_clone`, `snapshot_destroy`, `snapshot_destroy_estimate`, `session_list`,
 //! `stats_get` (I/O per LUN, shard and connection, shard CPU time, pool and copy counters; see
 //! `stats.rs`), `stats_copies_get`, `pool_clear` (forgets a pool's rewind report, which
-//! `pool_list` shows until then, and zeroes its devices' error counts), `pool_scrub` (start, pause, resume or stop a scrub; its
-//! progress is `pool_list`'s `scan`).
+//! `pool_list` shows until then, and zeroes its devices' error counts), `pool_scrub` (start,
+//! pause, resume or stop a scrub; its progress is `pool_list`'s `scan`).
 //! Served on shard 0, where the pools' txg coordinators run.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
