@@ -84,14 +84,14 @@ fn dataset(pool: &Pool, name: &str) -> (DatasetRef, BlockPointer, u8) {
 }
 
 /// Data block `index` of dataset `name`.
-async fn data_block(pool: &Pool, name: &str, index: u64) -> BlockPointer {
+pub(super) async fn data_block(pool: &Pool, name: &str, index: u64) -> BlockPointer {
     let (ds, root, height) = dataset(pool, name);
     let cache = pool.cache.for_partition(ds.id, PartitionId::new(0));
     lookup(&pool.devs, cache, &root, height, index).await.expect("lookup")
 }
 
 /// Flips one byte of the block behind `bp` on the device.
-fn corrupt(mem: &MemoryDevice, bp: &BlockPointer) {
+pub(super) fn corrupt(mem: &MemoryDevice, bp: &BlockPointer) {
     let mut sector = [0u8; 512];
     mem.read_into(&mut sector, bp.offset_bytes).expect("read");
     sector[100] ^= 0xff;

@@ -8,14 +8,11 @@ use drivers::blockdev::memory::MemoryDevice;
 use drivers::blockdev::BlockDevice;
 use drivers::executor;
 
-use super::tests::{reactor, write};
+use super::tests::{corrupt, data_block, reactor, write};
 use super::walk::metadata_pointers;
 use super::{ScrubState, ScrubStatus};
-use crate::block_pointer::BlockPointer;
-use crate::block_tree::{lookup, FANOUT};
+use crate::block_tree::FANOUT;
 use crate::compress::Compression;
-use crate::pool::lock;
-use crate::units::PartitionId;
 use crate::{CreateOptions, Pool, PoolTunables, VolumeOptions};
 
 /// Blocks of volume `v` written before the snapshot: eight level-1 indirect blocks' worth.
@@ -73,17 +70,6 @@ async fn full_scrub(pool: &Pool) -> ScrubStatus {
     job.status()
 }
 
-/// Data block `index` of snapshot `v@s`.
-async fn snapshot_block(pool: &Pool, index: u64) -> BlockPointer {
-    let (id, root, height) = {
-        let meta = lock(&pool.meta);
-        let ds = meta.datasets.values().find(|d| d.name() == "v@s").expect("snapshot");
-        (ds.phys.id, ds.roots[0].root, u8::try_from(ds.roots[0].height).expect("height"))
-    };
-    let cache = pool.cache.for_partition(id, PartitionId::new(0));
-    lookup(&pool.devs, cache, &root, height, index).await.expect("lookup")
-}
-
 /// Starts a scrub at `pool`'s rate in its own task and returns once it has checked at least
 /// `blocks` blocks; then pauses it when `pause` and lets it settle.
 async fn scrub_part_way(
@@ -108,6 +94,17 @@ async fn scrub_part_way(
     (job, runner)
 }
 
+/// Polls until the pool's scrub has finished (at most 30 s, else fails with `what`): its status.
+async fn wait_finished(pool: &Pool, what: &str) -> ScrubStatus {
+    for _ in 0..3000 {
+        if let Some(s) = pool.scrub_status().filter(|s| s.state == ScrubState::Finished) {
+            return s;
+        }
+        executor::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what} within 30 s");
+}
+
 #[test]
 fn a_paused_scrub_survives_export_and_goes_on_from_its_cursor_after_import() {
     reactor().block_on(async {
@@ -115,11 +112,8 @@ fn a_paused_scrub_survives_export_and_goes_on_from_its_cursor_after_import() {
         let t = || tunables(8 << 20, None);
         let (mem, pool) = setup(t()).await;
         // A bad block the walk finds before the pause: only the snapshot holds it.
-        let bad = snapshot_block(&pool, 5).await;
-        let mut sector = [0u8; 512];
-        mem.read_into(&mut sector, bad.offset_bytes).expect("read");
-        sector[7] ^= 0x10;
-        mem.write_from(&sector, bad.offset_bytes).expect("write");
+        let bad = data_block(&pool, "v@s", 5).await;
+        corrupt(&mem, &bad);
 
         let (job, runner) = scrub_part_way(&pool, 600, true).await;
         let before = job.status();
@@ -216,13 +210,7 @@ fn the_scrub_service_starts_a_due_scrub_and_resumes_an_interrupted_one() {
         // Due one second after the service starts.
         let (_mem, pool) = setup(tunables(0, Some(Duration::from_secs(1)))).await;
         let service = pool.start_scrub_service();
-        let mut waited = 0;
-        while pool.scrub_status().is_none_or(|s| s.state != ScrubState::Finished) {
-            assert!(waited < 3000, "no scheduled scrub finished within 30 s");
-            executor::sleep(Duration::from_millis(10)).await;
-            waited += 1;
-        }
-        let whole = pool.scrub_status().expect("status");
+        let whole = wait_finished(&pool, "no scheduled scrub finished").await;
         assert_eq!(whole.errors, 0);
         pool.export().await.expect("export");
         service.await;
@@ -236,13 +224,7 @@ fn the_scrub_service_starts_a_due_scrub_and_resumes_an_interrupted_one() {
         let pool = reimport(&mem, t()).await;
         assert_eq!(pool.scrub_status().map(|s| s.state), Some(ScrubState::Running));
         let service = pool.start_scrub_service();
-        let mut waited = 0;
-        while pool.scrub_status().is_none_or(|s| s.state != ScrubState::Finished) {
-            assert!(waited < 3000, "the interrupted scrub did not finish within 30 s");
-            executor::sleep(Duration::from_millis(10)).await;
-            waited += 1;
-        }
-        let resumed = pool.scrub_status().expect("status");
+        let resumed = wait_finished(&pool, "the interrupted scrub did not finish").await;
         let meta_blocks = metadata_pointers(&pool).await.len() as u64;
         // The export's own txg may record the counters a batch ahead of the cursor.
         assert!(
