@@ -19,7 +19,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use drivers::blockdev::fault::{Fault, FaultConfig, FaultDevice, FaultRule, OpKind, Trigger};
+use drivers::blockdev::fault::{FaultConfig, FaultDevice};
 use drivers::blockdev::memory::MemoryDevice;
 use drivers::blockdev::prng::SplitMix64;
 use drivers::blockdev::BlockDevice;
@@ -124,13 +124,8 @@ impl Run {
             let group: Vec<Device> = (0..kind.width())
                 .map(|_| {
                     let memory = Arc::new(MemoryDevice::new(DEVICE_BYTES, 512));
-                    let rules = vec![
-                        FaultRule::new(OpKind::Read, Trigger::Always, Fault::Error),
-                        FaultRule::new(OpKind::Write, Trigger::Always, Fault::Error),
-                    ];
-                    let config = FaultConfig { rules, ..FaultConfig::default() };
                     let inner = Arc::clone(&memory) as Arc<dyn BlockDevice>;
-                    let wrapper = Arc::new(FaultDevice::new(inner, config));
+                    let wrapper = Arc::new(FaultDevice::new(inner, FaultConfig::gone()));
                     wrapper.set_armed(false);
                     Device { memory, wrapper, fault: None }
                 })

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use drivers::blockdev::fault::{Fault, FaultConfig, FaultDevice, FaultRule, OpKind, Trigger};
+use drivers::blockdev::fault::{FaultConfig, FaultDevice};
 use drivers::blockdev::memory::MemoryDevice;
 use drivers::blockdev::uring::UringDevice;
 use drivers::blockdev::BlockDevice;
@@ -196,11 +196,7 @@ pub struct GroupTarget {
 
 /// A device that fails every read and write (a missing member).
 fn missing(inner: Arc<dyn BlockDevice>) -> Arc<dyn BlockDevice> {
-    let rules = vec![
-        FaultRule::new(OpKind::Read, Trigger::Always, Fault::Error),
-        FaultRule::new(OpKind::Write, Trigger::Always, Fault::Error),
-    ];
-    Arc::new(FaultDevice::new(inner, FaultConfig { rules, ..FaultConfig::default() }))
+    Arc::new(FaultDevice::new(inner, FaultConfig::gone()))
 }
 
 impl GroupTarget {

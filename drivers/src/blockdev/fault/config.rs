@@ -133,6 +133,18 @@ pub struct FaultConfig {
     pub durable_writes: bool,
 }
 
+impl FaultConfig {
+    /// A device that is gone: every read and write fails (while the rules are armed).
+    #[must_use]
+    pub fn gone() -> FaultConfig {
+        let rules = vec![
+            FaultRule::new(OpKind::Read, Trigger::Always, Fault::Error),
+            FaultRule::new(OpKind::Write, Trigger::Always, Fault::Error),
+        ];
+        FaultConfig { rules, ..FaultConfig::default() }
+    }
+}
+
 impl Default for FaultConfig {
     fn default() -> Self {
         FaultConfig {
